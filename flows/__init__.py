@@ -1,0 +1,1 @@
+"""Prefect flows: thin @flow/@task wrappers around qc_pipeline (no checks or math here)."""

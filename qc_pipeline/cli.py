@@ -1,0 +1,305 @@
+"""The ``qc-pipeline`` command line. A contract other tools rely on: keep it stable.
+
+Exit codes: 0 every study got a verdict (whatever the verdicts); 1 the run could not complete
+(source or database failure: one-line reason on stderr); 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qc_pipeline import __version__
+from qc_pipeline.config import default_lang, resolve_db_url
+
+logger = logging.getLogger(__name__)
+
+VERDICT_LABELS = {
+    "pass": ("pass", "合格"),
+    "review": ("review", "待复核"),
+    "fail": ("fail", "不合格"),
+    "not_applicable": ("n/a", "不适用"),
+}
+VERDICT_STYLES = {"pass": "green", "review": "yellow", "fail": "red", "not_applicable": "dim"}
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect logs every task to the console; an operator wants the table, not the chatter."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
+    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
+    sys.exit(code)
+
+
+def _console(width: int = 160):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else width, soft_wrap=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qc-pipeline")
+def main() -> None:
+    """qc-pipeline — 医学影像检查结果互认质控 / QC that gates the mutual recognition of imaging results."""
+
+
+def _run_flow(source: str, db_url: str | None, thresholds_dir: str | None, *, verbose: bool) -> dict[str, Any]:
+    from qc_pipeline.errors import ConfigError, QCError
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+    from qc_pipeline.sources import open_source
+
+    # Fail fast, before Prefect starts, on what no retry can mend.
+    try:
+        load_pipeline_thresholds(thresholds_dir)
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值文件无效", code=2)
+    try:
+        open_source(source)
+    except QCError as exc:
+        _fail(str(exc), f"无法打开数据源 {source}", code=1)
+
+    _quiet_prefect(verbose)
+    from flows import qc_flow
+
+    progress = None
+    task_id = None
+
+    def listener(event: str, done: int, total: int) -> None:
+        nonlocal task_id
+        if progress is None:
+            return
+        if event == "start":
+            task_id = progress.add_task("qc", total=total)
+        elif task_id is not None:
+            progress.update(task_id, completed=done)
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("质控 / checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        progress.start()
+    qc_flow.add_progress_listener(listener)
+    try:
+        return qc_flow.run(source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir)
+    except qc_flow.RunIncomplete as exc:
+        _fail(str(exc), "部分检查未能完成质控（数据源或数据库故障），下次运行将自动重试")
+    except ConfigError as exc:
+        _fail(str(exc), "质控配置无效", code=2)
+    except QCError as exc:
+        _fail(str(exc).splitlines()[0], "运行未能完成")
+    finally:
+        qc_flow.remove_progress_listener(listener)
+        if progress is not None:
+            progress.stop()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _print_summary(summary: dict[str, Any], seconds: float) -> None:
+    verdicts = summary.get("verdicts", {})
+    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]}/{k} {v}" for k, v in verdicts.items()) or "-"
+    click.echo(
+        f"完成 / done: {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
+        f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed "
+        f"({seconds:.1f} s) — {shown}"
+    )
+
+
+@main.command()
+@click.argument("source")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
+def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool) -> None:
+    """Judge every new or changed study of SOURCE (a folder) and store the verdicts.
+
+    质控数据源 SOURCE（文件夹）中新增或变化的检查，并保存结论。
+    """
+    started = time.monotonic()
+    summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose)
+    _print_summary(summary, time.monotonic() - started)
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-demo"), show_default=True,
+              help="Folder for the sample studies and the demo database.")
+@click.option("--db", "db_url", help="Results database URL (default: OUT/results.sqlite).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons.")
+@click.option("-v", "--verbose", is_flag=True)
+def demo(out_dir: Path, db_url: str | None, lang: str, verbose: bool) -> None:
+    """Write the sample studies, judge them, print the verdicts with their reasons.
+
+    演示：生成样例检查（合成体模与 pydicom 自带真实图像，部分含缺陷），运行质控并打印结论。
+    """
+    from qc_pipeline.samples.demo import write_demo_studies
+
+    started = time.monotonic()
+    out_dir = out_dir.resolve()
+    studies_dir = out_dir / "studies"
+    cases = write_demo_studies(studies_dir)
+    db_url = db_url or f"sqlite:///{out_dir / 'results.sqlite'}"
+    click.echo(f"样例检查 / sample studies: {len(cases)} → {studies_dir}")
+    summary = _run_flow(str(studies_dir), db_url, None, verbose=verbose)
+    rows = _store_results(db_url)
+    names = {c.study_instance_uid: c.name for c in cases if c.study_instance_uid}
+    _print_table(rows, lang=lang, names=names)
+    _print_summary(summary, time.monotonic() - started)
+    click.echo(f"结果库 / results: qc-pipeline results --db {db_url}")
+
+
+def _store_results(db_url: str | None, **filters: Any) -> list[dict[str, Any]]:
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.store import ResultStore
+
+    try:
+        store = ResultStore.open(resolve_db_url(db_url))
+        try:
+            return store.results(**filters)
+        finally:
+            store.close()
+    except StoreError as exc:
+        _fail(str(exc), "无法打开结果数据库")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reasons(row: dict[str, Any], lang: str, limit: int = 3) -> str:
+    weighty = [f for f in row["findings"] if f["severity"] != "info"]
+    shown = weighty or [f for f in row["findings"]]
+    order = {"fail": 0, "review": 1, "info": 2}
+    shown = sorted(shown, key=lambda f: order.get(f["severity"], 3))
+    texts = [(f["message_zh"] if lang == "zh" and f.get("message_zh") else f["message"]) for f in shown[:limit]]
+    if len(shown) > limit:
+        texts.append(f"(+{len(shown) - limit})")
+    return "\n".join(texts) or ("—")
+
+
+def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str] | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(show_lines=True, title="质控结论 / QC verdicts")
+    if names:
+        table.add_column("样例 case", overflow="fold")
+    table.add_column("检查 study", overflow="fold", max_width=28)
+    table.add_column("类型 mod.")
+    table.add_column("日期 date")
+    table.add_column("结论 verdict")
+    table.add_column("互认至 eligible until")
+    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold")
+    for row in rows:
+        verdict = row["verdict"]
+        en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
+        label = f"[{VERDICT_STYLES.get(verdict, '')}]{zh} {en}[/]"
+        cells = [
+            row.get("accession_number") or row["study_instance_uid"],
+            row.get("modality") or "?",
+            row.get("study_date") or "?",
+            label,
+            row.get("eligible_until") or "—",
+            _reasons(row, lang),
+        ]
+        if names:
+            cells.insert(0, names.get(row["study_instance_uid"], "(unreadable file)"))
+        table.add_row(*cells)
+    _console().print(table)
+
+
+@main.command()
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
+@click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table).")
+def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | None, lang: str) -> None:
+    """Print the current verdict of each study. 打印每项检查当前的质控结论。"""
+    rows = _store_results(db_url, study_instance_uid=study_uid, verdict=verdict)
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        click.echo(_to_csv(rows), nl=False)
+    else:
+        _print_table(rows, lang=lang)
+
+
+CSV_COLUMNS = (
+    "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
+    "item_code", "verdict", "eligible", "eligible_until", "finding_codes", "reasons", "metrics",
+    "pipeline_version", "thresholds_version", "decided_at",
+)
+
+
+def _to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                **{k: row.get(k) for k in CSV_COLUMNS if k in row},
+                "item_code": (row.get("item") or {}).get("code"),
+                "finding_codes": ";".join(f["code"] for f in row["findings"]),
+                "reasons": " | ".join(f["message"] for f in row["findings"] if f["severity"] != "info"),
+                "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
+                "pipeline_version": row["provenance"]["pipeline_version"],
+                "thresholds_version": row["provenance"]["thresholds_version"],
+            }
+        )
+    return buffer.getvalue()
+
+
+@main.command()
+@click.argument("source")
+@click.option("--cron", default="*/10 * * * *", show_default=True, help="Schedule (cron, site time zone).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False))
+@click.option("--name", default="qc-ingest", show_default=True)
+def serve(source: str, cron: str, thresholds_dir: str | None, name: str) -> None:
+    """Serve a scheduled deployment that judges SOURCE on a cron schedule (needs a Prefect API).
+
+    按计划定时质控 SOURCE。数据库地址请通过环境变量 QC_DB_URL 提供（不写入部署参数）。
+    """
+    _quiet_prefect(verbose=True)
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import ingest_deployment
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    site = load_pipeline_thresholds(thresholds_dir).site
+    prefect_serve(ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name))
+
+
+@main.command(name="thresholds")
+@click.option("--dir", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder to validate.")
+def thresholds_cmd(thresholds_dir: str | None) -> None:
+    """Validate the thresholds and list every rule with its source. 校验并列出质控规则。"""
+    from qc_pipeline.errors import ConfigError
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    try:
+        thresholds = load_pipeline_thresholds(thresholds_dir)
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值文件无效", code=2)
+    click.echo(f"thresholds {thresholds.version} ({thresholds.directory}) — site time zone {thresholds.site.timezone}")
+    for rule in sorted(thresholds.rules.values(), key=lambda r: r.id):
+        limit = "" if rule.limit is None else f" limit={rule.limit:g} {rule.units}"
+        state = "" if rule.enabled else " [disabled]"
+        click.echo(f"  {rule.id:45} {rule.severity:7}{limit}{state}  — {rule.source}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

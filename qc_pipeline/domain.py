@@ -1,0 +1,201 @@
+"""The domain model: study references, findings, verdicts and decisions.
+
+Plain frozen dataclasses and enums, no I/O. Everything else in the package speaks these types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    """The outcome of quality control for one study."""
+
+    PASS = "pass"
+    REVIEW = "review"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Severity(StrEnum):
+    """How much a finding weighs in the verdict. Ordered: info < review < fail."""
+
+    INFO = "info"
+    REVIEW = "review"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.REVIEW: 1, Severity.FAIL: 2}
+
+
+class Category(StrEnum):
+    """What a finding is about; the data-quality dimensions the QC centre reports on."""
+
+    METADATA = "metadata"
+    TIMELINESS = "timeliness"
+    COMPLETENESS = "completeness"
+    CONTINUITY = "continuity"
+    INTEGRITY = "integrity"
+    IMAGE_QUALITY = "image_quality"
+    AI = "ai"
+    CATALOG = "catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """One stored DICOM object of a study, as the source knows it."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    location: str
+    """Where the source finds it: a file path relative to the folder, or a DICOMweb URL."""
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    series_instance_uid: str
+    modality: str | None
+    instances: tuple[InstanceRef, ...]
+    series_number: int | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRef:
+    study_instance_uid: str
+    series: tuple[SeriesRef, ...]
+
+    @property
+    def instances(self) -> tuple[InstanceRef, ...]:
+        return tuple(i for s in self.series for i in s.instances)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRef:
+    """A recognition item of the catalog (filled in once the catalog lands)."""
+
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One observation about a study, with the rule that produced it.
+
+    ``code`` is the id of the rule in ``thresholds/``; ``message`` is a sentence a radiologist can
+    read (English), ``message_zh`` the same in Chinese; ``value`` is what was found and ``limit``
+    what the rule allows, both as text so that dates, tags and numbers fit alike.
+    """
+
+    code: str
+    category: Category
+    severity: Severity
+    message: str
+    message_zh: str = ""
+    value: str | None = None
+    limit: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "category": str(self.category),
+            "severity": str(self.severity),
+            "message": self.message,
+            "message_zh": self.message_zh,
+            "value": self.value,
+            "limit": self.limit,
+            "series_instance_uid": self.series_instance_uid,
+            "sop_instance_uid": self.sop_instance_uid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What produced a decision, so that it can be reproduced and audited."""
+
+    pipeline_version: str
+    thresholds_version: str
+    models: Mapping[str, str] = field(default_factory=dict)
+    """Model name -> "version@sha256-prefix" for every model that scored the study."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline_version": self.pipeline_version,
+            "thresholds_version": self.thresholds_version,
+            "models": dict(sorted(self.models.items())),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """The study-level header values that results and reports are keyed on."""
+
+    study_instance_uid: str
+    patient_id: str | None = None
+    accession_number: str | None = None
+    institution: str | None = None
+    modalities: tuple[str, ...] = ()
+    study_date: dt.date | None = None
+    study_time: dt.time | None = None
+    study_description: str | None = None
+    n_series: int = 0
+    n_instances: int = 0
+
+    @property
+    def modality(self) -> str | None:
+        """The study's modalities joined by ``,`` (e.g. ``CT`` or ``CT,SR``), or None."""
+        return ",".join(self.modalities) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one study, its reasons and its provenance."""
+
+    study: StudySummary
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+    provenance: Provenance
+    content_fingerprint: str
+    """Hash of the study's content as the source listed it; a change means judge again."""
+    decided_at: dt.datetime
+    eligible: bool = False
+    eligible_until: dt.date | None = None
+    item: ItemRef | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    source_uri: str | None = None
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.study.study_instance_uid
+
+    @property
+    def reasons(self) -> tuple[Finding, ...]:
+        """Findings that weigh in the verdict (review or fail), worst first."""
+        return tuple(
+            sorted(
+                (f for f in self.findings if f.severity is not Severity.INFO),
+                key=lambda f: -f.severity.rank,
+            )
+        )
+
+
+def worst_severity(findings: Iterable[Finding]) -> Severity | None:
+    """The highest severity among ``findings``, or None when there are none."""
+    worst: Severity | None = None
+    for f in findings:
+        if worst is None or f.severity.rank > worst.rank:
+            worst = f.severity
+    return worst

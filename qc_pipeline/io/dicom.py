@@ -1,0 +1,211 @@
+"""Reading DICOM headers safely: never the pixel data, never trusting the header's sizes.
+
+``read_header`` reads a file up to (not including) its Pixel Data element and then checks, from
+the element's own length field and the file size, that the pixel data is all there — without
+decoding or allocating it, so a header that lies about its size costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+import pydicom.config
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+logger = logging.getLogger(__name__)
+
+PIXEL_DATA_TAG = 0x7FE00010
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_SEQUENCE_DELIMITER_LE = bytes.fromhex("feffdde000000000")
+_SEQUENCE_DELIMITER_BE = bytes.fromhex("fffee0dd00000000")
+_EXPLICIT_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR"}
+_NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "RTPLAN", "RTSTRUCT", "RTRECORD", "DOC", "ECG", "REG", "FID"}
+
+# Our checks validate the values that matter and report them as findings; pydicom's own
+# warnings about odd values would only flood the logs of an unattended service.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+@dataclass(frozen=True, slots=True)
+class PixelDataCheck:
+    """What the file holds of its pixel data, against what the header needs."""
+
+    present: bool
+    encapsulated: bool = False
+    declared_bytes: int | None = None
+    expected_bytes: int | None = None
+    available_bytes: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the file ends before the pixel data does, or holds less than the image needs."""
+        if not self.present:
+            return False
+        if self.encapsulated:
+            return self.available_bytes is not None and self.available_bytes < 0
+        declared = self.declared_bytes or 0
+        available = self.available_bytes if self.available_bytes is not None else declared
+        needed = self.expected_bytes if self.expected_bytes is not None else declared
+        return available < declared or declared < needed
+
+    def describe(self) -> str:
+        if self.encapsulated:
+            return "encapsulated pixel data has no sequence delimiter: the file ends inside it"
+        return (
+            f"pixel data needs {self.expected_bytes} bytes (Rows x Columns x Samples x Frames x "
+            f"BitsAllocated/8), the element declares {self.declared_bytes}, the file holds "
+            f"{self.available_bytes}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRead:
+    """The outcome of reading one file: a dataset without pixels, or why there is none."""
+
+    path: Path
+    size_bytes: int
+    dataset: Dataset | None = None
+    error: str | None = None
+    pixel_data: PixelDataCheck | None = None
+
+
+def _bytes_needed(ds: Dataset) -> int | None:
+    try:
+        rows = int(ds.Rows)
+        cols = int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (rows * cols * samples * frames * bits + 7) // 8
+
+
+def _check_pixel_data(fp: BinaryIO, ds: Dataset, file_size: int) -> PixelDataCheck:
+    """Read the Pixel Data element's header at the current position and compare sizes."""
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return PixelDataCheck(present=False)
+    big_endian = not ds.is_little_endian if ds.is_little_endian is not None else False
+    endian = ">" if big_endian else "<"
+    group, element = struct.unpack(endian + "HH", head[:4])
+    if (group << 16 | element) != PIXEL_DATA_TAG:
+        return PixelDataCheck(present=False)
+    implicit = ds.is_implicit_VR if ds.is_implicit_VR is not None else False
+    if implicit:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        value_offset = start + 8
+    elif head[4:6] in _EXPLICIT_LONG_VRS:
+        if len(head) < 12:
+            return PixelDataCheck(present=True, declared_bytes=None, available_bytes=-1)
+        (length,) = struct.unpack(endian + "I", head[8:12])
+        value_offset = start + 12
+    else:
+        (length,) = struct.unpack(endian + "H", head[6:8])
+        value_offset = start + 8
+    if length == UNDEFINED_LENGTH:
+        fp.seek(max(value_offset, file_size - 8))
+        tail = fp.read(8)
+        complete = tail in (_SEQUENCE_DELIMITER_LE, _SEQUENCE_DELIMITER_BE)
+        return PixelDataCheck(
+            present=True,
+            encapsulated=True,
+            available_bytes=file_size - value_offset if complete else -1,
+        )
+    return PixelDataCheck(
+        present=True,
+        declared_bytes=length,
+        expected_bytes=_bytes_needed(ds),
+        available_bytes=file_size - value_offset,
+    )
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    """A forced read of arbitrary bytes yields a dataset too; a real one has its key UIDs."""
+    return any(
+        isinstance(ds.get(keyword), str) and _valid_uid(ds.get(keyword))
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SOPClassUID")
+    )
+
+
+def _valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and UID(value).is_valid
+
+
+def read_header(path: Path) -> HeaderRead:
+    """Read ``path``'s header (everything before Pixel Data) without modifying the file.
+
+    Files without the 128-byte preamble and ``DICM`` prefix are read as raw datasets when they
+    carry DICOM UIDs. Any problem becomes ``error`` (a sentence), never an exception.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return HeaderRead(path=path, size_bytes=0, error=f"cannot stat file: {exc.strerror}")
+    if size == 0:
+        return HeaderRead(path=path, size_bytes=0, error="empty file (0 bytes)")
+    try:
+        with path.open("rb") as fp:
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                # No preamble/DICM prefix: older writers omit it; accept the raw dataset only
+                # when it parses and carries DICOM UIDs.
+                fp.seek(0)
+                try:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                    readable = _looks_like_dicom(ds)
+                except Exception:
+                    readable = False
+                if not readable:
+                    return HeaderRead(
+                        path=path, size_bytes=size, error="not a DICOM file (no DICM prefix and no DICOM UIDs)"
+                    )
+            for _ in ds:  # convert every raw element now, so a bad value surfaces here
+                pass
+            pixel = _check_pixel_data(fp, ds, size)
+    except OSError as exc:
+        return HeaderRead(path=path, size_bytes=size, error=f"cannot read file: {exc.strerror or exc}")
+    except Exception as exc:  # pydicom raises many types on malformed input
+        logger.debug("unreadable DICOM %s", path, exc_info=True)
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return HeaderRead(path=path, size_bytes=size, error=f"DICOM header cannot be parsed: {reason}")
+    return HeaderRead(path=path, size_bytes=size, dataset=ds, pixel_data=pixel)
+
+
+def sop_class_name(sop_class_uid: str | None) -> str:
+    if not sop_class_uid:
+        return "unknown SOP class"
+    name = UID(sop_class_uid).name
+    return name if name != sop_class_uid else f"SOP class {sop_class_uid}"
+
+
+def is_image(ds: Dataset, pixel: PixelDataCheck | None) -> bool:
+    """Whether an object is an image to check (CT, MR, CR/DX, ...) rather than SR/PR/KO/RT...
+
+    Decided by the SOP class name when pydicom knows it ("... Image Storage"), else by the
+    presence of pixel data or of Rows/Columns.
+    """
+    name = sop_class_name(ds.get("SOPClassUID"))
+    if "Image Storage" in name:
+        return True
+    if name.endswith("Storage") or str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES:
+        return False
+    return bool(pixel and pixel.present) or ("Rows" in ds and "Columns" in ds)
+
+
+def text(ds: Dataset, keyword: str) -> str | None:
+    """A header value as stripped text; None when absent or empty."""
+    value = ds.get(keyword)
+    if value is None:
+        return None
+    result = str(value).strip().strip("\x00").strip()
+    return result or None

@@ -1,0 +1,192 @@
+"""Load and validate ``thresholds/``; turn a rule and an observation into a Finding."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from qc_pipeline.domain import Category, Finding
+from qc_pipeline.errors import ConfigError
+from qc_pipeline.rules.schema import Rule, RuleFile, SiteConfig
+
+logger = logging.getLogger(__name__)
+
+SITE_FILE = "site.yaml"
+THRESHOLDS_ENV = "QC_THRESHOLDS_DIR"
+
+
+def default_thresholds_dir() -> Path:
+    """``$QC_THRESHOLDS_DIR``, else the ``thresholds/`` folder shipped beside the package."""
+    env = os.environ.get(THRESHOLDS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "thresholds"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every rule and the site configuration, with a version that changes with any byte."""
+
+    site: SiteConfig
+    rules: dict[str, Rule]
+    version: str
+    directory: Path
+
+    def rule(self, rule_id: str) -> Rule:
+        try:
+            return self.rules[rule_id]
+        except KeyError:
+            raise ConfigError(
+                f"rule {rule_id!r} is not defined in {self.directory}: add it to the YAML file of "
+                f"its category ({rule_id.split('.')[0]}.yaml)"
+            ) from None
+
+    def finding(
+        self,
+        rule_id: str,
+        message: str,
+        message_zh: str,
+        *,
+        value: object = None,
+        limit: object = None,
+        series_instance_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> Finding | None:
+        """The finding of rule ``rule_id``, or None when the QC centre disabled that rule.
+
+        ``limit`` defaults to the rule's own limit with its units.
+        """
+        rule = self.rule(rule_id)
+        if not rule.enabled:
+            return None
+        if limit is None and rule.limit is not None:
+            limit = f"{rule.limit:g} {rule.units}"
+        return Finding(
+            code=rule.id,
+            category=rule_category(rule.id),
+            severity=rule.severity,
+            message=message,
+            message_zh=message_zh,
+            value=None if value is None else str(value),
+            limit=None if limit is None else str(limit),
+            series_instance_uid=series_instance_uid,
+            sop_instance_uid=sop_instance_uid,
+        )
+
+    def limit(self, rule_id: str) -> float:
+        rule = self.rule(rule_id)
+        if rule.limit is None:
+            raise ConfigError(f"rule {rule_id!r} in {self.directory} needs a numeric 'limit'")
+        return rule.limit
+
+
+def rule_category(rule_id: str) -> Category:
+    """A rule's category is the first part of its id (``metadata.patient_id.missing``)."""
+    return Category(rule_id.split(".", 1)[0])
+
+
+def _format_validation_error(path: Path, exc: ValidationError, data: object) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = _loc_to_key(err["loc"], data)
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict | list) else "(a mapping/list)"
+        lines.append(f"{path}: {loc}: {err['msg']} (found {shown})")
+    return "\n".join(lines)
+
+
+def _loc_to_key(loc: tuple[int | str, ...], data: object) -> str:
+    """``('rules', 3, 'severity')`` -> ``rules[3].severity (rule 'metadata.x')``."""
+    key = ""
+    node = data
+    rule_hint = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+            if isinstance(node, list) and part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and "id" in node and not rule_hint:
+                    rule_hint = f" (rule {node['id']!r})"
+        else:
+            key += f".{part}" if key else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return key + rule_hint
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+
+
+def load_thresholds(
+    directory: Path | None = None, *, required_rules: Iterable[str] = ()
+) -> Thresholds:
+    """Load every ``*.yaml`` of ``directory``; raise ConfigError naming file, key and value.
+
+    ``site.yaml`` is the site configuration; every other file holds rules. Rule ids must be
+    unique, start with their category, and include every id in ``required_rules`` (the ids the
+    pipeline's checks use); ids that no check knows are rejected too, so a typo cannot silently
+    disable a rule.
+    """
+    directory = Path(directory) if directory is not None else default_thresholds_dir()
+    if not directory.is_dir():
+        raise ConfigError(
+            f"thresholds folder {directory} does not exist: pass --thresholds DIR or set "
+            f"{THRESHOLDS_ENV}"
+        )
+    files = sorted(directory.glob("*.yaml"))
+    digest = hashlib.sha256()
+    site: SiteConfig | None = None
+    rules: dict[str, Rule] = {}
+    where: dict[str, Path] = {}
+    for path in files:
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+        data = _read_yaml(path)
+        try:
+            if path.name == SITE_FILE:
+                site = SiteConfig.model_validate(data)
+                continue
+            rule_file = RuleFile.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation_error(path, exc, data)) from None
+        for i, rule in enumerate(rule_file.rules):
+            try:
+                rule_category(rule.id)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: rules[{i}].id: {rule.id!r} must start with a category "
+                    f"({', '.join(c.value for c in Category)})"
+                ) from None
+            if rule.id in rules:
+                raise ConfigError(
+                    f"{path}: rules[{i}].id: {rule.id!r} is already defined in {where[rule.id]}"
+                )
+            rules[rule.id] = rule
+            where[rule.id] = path
+    if site is None:
+        raise ConfigError(f"{directory / SITE_FILE} is missing: it holds the site time zone and eligibility window")
+    required = set(required_rules)
+    if required:
+        missing = sorted(required - rules.keys())
+        if missing:
+            raise ConfigError(f"{directory}: rules used by the checks are not defined: {', '.join(missing)}")
+        unknown = sorted(rules.keys() - required)
+        if unknown:
+            raise ConfigError(
+                "; ".join(f"{where[r]}: unknown rule id {r!r} (no check uses it)" for r in unknown)
+            )
+    version = f"{site.version}+{digest.hexdigest()[:12]}"
+    logger.debug("loaded %d rules from %s (version %s)", len(rules), directory, version)
+    return Thresholds(site=site, rules=rules, version=version, directory=directory)

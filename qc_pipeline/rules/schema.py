@@ -1,0 +1,76 @@
+"""Schema of the files in ``thresholds/``: validated on load, unknown keys rejected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qc_pipeline.domain import Severity
+
+RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    """One limit or requirement, with where it comes from.
+
+    ``limit`` is a number (in ``units``) or absent for presence/validity rules. ``source`` names a
+    standard's clause, the seed document, or "site default" with who signed it off.
+    """
+
+    id: Annotated[str, Field(pattern=RULE_ID_PATTERN)]
+    severity: Severity
+    units: str
+    source: str = Field(min_length=3)
+    description: str = Field(min_length=3)
+    limit: float | None = None
+    enabled: bool = True
+
+
+class RuleFile(_Strict):
+    """A ``thresholds/<name>.yaml`` file holding rules."""
+
+    version: str
+    rules: list[Rule]
+
+
+class EligibilityConfig(_Strict):
+    """How long a passed study is offered for recognition (seed 002 §4.1: generally 3 months)."""
+
+    default_months: Annotated[int, Field(ge=1, le=60)] = 3
+    per_modality_months: dict[str, Annotated[int, Field(ge=1, le=60)]] = Field(default_factory=dict)
+    source: str = "seed 002 §4.1 (generally within 3 months); per-modality windows: site default"
+
+
+class SiteConfig(_Strict):
+    """``thresholds/site.yaml``: site-wide settings that are policy, versioned like thresholds."""
+
+    version: str
+    timezone: str = "Asia/Shanghai"
+    """Time zone of DICOM dates/times without TimezoneOffsetFromUTC."""
+    candidate_modalities: list[str] = Field(default_factory=lambda: ["CR", "DX", "CT", "MR"])
+    """Modalities whose studies are recognition candidates (until the item catalog decides)."""
+    eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Asia/Shanghai')") from exc
+        return value
+
+    @field_validator("candidate_modalities")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value]
+
+    def tzinfo(self) -> dt.tzinfo:
+        return zoneinfo.ZoneInfo(self.timezone)

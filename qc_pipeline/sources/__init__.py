@@ -1,0 +1,25 @@
+"""Study sources: the folder (embedded default) and, later, the DICOMweb imaging cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qc_pipeline.errors import SourceError
+from qc_pipeline.sources.base import LoadedStudy, StudyEntry, StudySource
+from qc_pipeline.sources.folder import FolderSource
+
+__all__ = ["FolderSource", "LoadedStudy", "StudyEntry", "StudySource", "open_source"]
+
+
+def open_source(spec: str | Path) -> StudySource:
+    """The source named by ``spec``: a folder path (or ``file://`` URI)."""
+    text = str(spec)
+    if text.startswith(("http://", "https://")):
+        raise SourceError(
+            f"DICOMweb sources are not supported by this release yet: {text!r}; use a folder"
+        )
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        text = unquote(urlparse(text).path)
+    return FolderSource(Path(text))

@@ -1,0 +1,115 @@
+"""Thresholds load strictly: every error names the file, the key and the value found."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qc_pipeline.errors import ConfigError
+from qc_pipeline.pipeline import load_pipeline_thresholds, required_rules
+from qc_pipeline.rules import default_thresholds_dir, load_thresholds
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    for path in default_thresholds_dir().glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"fixture text not found in {path.name}: {old!r}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_shipped_thresholds_define_exactly_the_rules_in_use():
+    thresholds = load_pipeline_thresholds()
+    assert set(thresholds.rules) == required_rules()
+    for rule in thresholds.rules.values():
+        assert rule.source and rule.units
+    assert thresholds.site.timezone == "Asia/Shanghai"
+    assert thresholds.version.startswith("2026.11+")
+
+
+def test_unknown_key_is_rejected_with_file_key_and_value(copy):
+    edit(copy / "metadata.yaml", "    severity: fail\n", "    severity: fail\n    threshold: 3\n")
+    with pytest.raises(ConfigError, match=r"metadata\.yaml: rules\[0\]\.threshold \(rule 'metadata\.patient_name\.missing'\): Extra inputs are not permitted \(found 3\)"):
+        load_pipeline_thresholds(copy)
+
+
+def test_bad_severity_names_file_key_and_value(copy):
+    edit(copy / "integrity.yaml", "severity: fail", "severity: fatal")
+    with pytest.raises(ConfigError, match=r"integrity\.yaml: rules\[0\]\.severity .*'fatal'"):
+        load_pipeline_thresholds(copy)
+
+
+def test_missing_source_is_rejected(copy):
+    edit(copy / "catalog.yaml", '    source: "seed 002 attachment 3: the first list covers DR, CT and MR only"\n', "")
+    with pytest.raises(ConfigError, match=r"catalog\.yaml: rules\[0\]\.source .*Field required"):
+        load_pipeline_thresholds(copy)
+
+
+def test_unknown_rule_id_is_rejected(copy):
+    edit(copy / "catalog.yaml", "id: catalog.no_images", "id: catalog.no_imagez")
+    with pytest.raises(ConfigError, match=r"not defined: catalog\.no_images"):
+        load_pipeline_thresholds(copy)
+    edit(copy / "catalog.yaml", "id: catalog.no_imagez", "id: catalog.no_images")
+    with (copy / "catalog.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("  - id: catalog.extra_rule\n    severity: info\n    units: none\n    source: site default\n    description: nothing uses it\n")
+    with pytest.raises(ConfigError, match=r"catalog\.yaml: unknown rule id 'catalog\.extra_rule'"):
+        load_pipeline_thresholds(copy)
+
+
+def test_rule_id_must_start_with_a_category(copy):
+    edit(copy / "catalog.yaml", "id: catalog.no_images", "id: catalogue.no_images")
+    with pytest.raises(ConfigError, match=r"rules\[1\]\.id: 'catalogue\.no_images' must start with a category"):
+        load_thresholds(copy)
+
+
+def test_duplicate_rule_id_is_rejected(copy):
+    edit(copy / "catalog.yaml", "id: catalog.no_images", "id: catalog.modality.not_candidate")
+    with pytest.raises(ConfigError, match=r"'catalog\.modality\.not_candidate' is already defined"):
+        load_thresholds(copy)
+
+
+def test_unknown_timezone_is_rejected(copy):
+    edit(copy / "site.yaml", "timezone: Asia/Shanghai", "timezone: Asia/Chongqingg")
+    with pytest.raises(ConfigError, match=r"site\.yaml: timezone: .*unknown IANA time zone 'Asia/Chongqingg'"):
+        load_thresholds(copy)
+
+
+def test_missing_site_file(copy):
+    (copy / "site.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"site\.yaml is missing"):
+        load_thresholds(copy)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r"does not exist: pass --thresholds DIR"):
+        load_thresholds(tmp_path / "nope")
+
+
+def test_invalid_yaml(copy):
+    (copy / "metadata.yaml").write_text("rules: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"metadata\.yaml: not valid YAML"):
+        load_thresholds(copy)
+
+
+def test_version_changes_with_any_byte(copy):
+    before = load_thresholds(copy).version
+    edit(copy / "metadata.yaml", "limit: 120", "limit: 110")
+    after = load_thresholds(copy)
+    assert after.version != before
+    assert after.rule("metadata.patient_birth_date.implausible").limit == 110
+    assert load_thresholds(copy).version == after.version  # and is stable otherwise
+
+
+def test_limit_of_a_presence_rule_is_a_config_error():
+    thresholds = load_pipeline_thresholds()
+    with pytest.raises(ConfigError, match=r"'metadata\.patient_id\.missing' .* needs a numeric 'limit'"):
+        thresholds.limit("metadata.patient_id.missing")
+    with pytest.raises(ConfigError, match=r"rule 'metadata\.nope' is not defined"):
+        thresholds.rule("metadata.nope")
