@@ -71,6 +71,7 @@ def _run_flow(source: str, db_url: str | None, thresholds_dir: str | None, *, ve
         open_source(source)
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
+    _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
 
     _quiet_prefect(verbose)
     from flows import qc_flow

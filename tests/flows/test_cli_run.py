@@ -1,0 +1,127 @@
+"""End to end through the real CLI and a real Prefect flow (shared test harness), on SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from qc_pipeline.cli import main
+from qc_pipeline.sources.base import uid_for_unreadable
+
+from .conftest import GOOD_STUDY, SR_STUDY, TRUNCATED_STUDY, write_instance
+
+pytestmark = pytest.mark.prefect
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def results(db_url: str, *extra: str) -> dict[str, dict]:
+    code, out = invoke("results", "--db", db_url, "--format", "json", *extra)
+    assert code == 0, out
+    return {r["study_instance_uid"]: r for r in json.loads(out)}
+
+
+def test_mixed_folder_every_study_gets_a_verdict_and_reruns_add_nothing(prefect_harness, mixed_folder, tmp_path):
+    db = tmp_path / "results.sqlite"
+    url = f"sqlite:///{db}"
+    code, out = invoke("run", str(mixed_folder), "--db", url)
+    assert code == 0, out
+    assert "4 项检查 studies, 4 已质控 judged" in out
+
+    by_uid = results(url)
+    junk_uid = uid_for_unreadable("junk.dat")
+    assert set(by_uid) == {GOOD_STUDY, TRUNCATED_STUDY, SR_STUDY, junk_uid}
+    assert by_uid[GOOD_STUDY]["verdict"] == "pass"
+    assert by_uid[GOOD_STUDY]["eligible"] is True
+    assert by_uid[GOOD_STUDY]["eligible_until"] == "2027-01-12"
+    assert by_uid[GOOD_STUDY]["institution"] == "四川省人民医院"
+    truncated = by_uid[TRUNCATED_STUDY]
+    assert truncated["verdict"] == "fail" and truncated["eligible"] is False
+    (finding,) = [f for f in truncated["findings"] if f["severity"] != "info"]
+    assert finding["code"] == "integrity.pixel_data.truncated"
+    assert finding["category"] == "integrity"
+    assert finding["sop_instance_uid"] == TRUNCATED_STUDY + ".1.2"
+    assert by_uid[SR_STUDY]["verdict"] == "not_applicable"
+    assert {f["code"] for f in by_uid[SR_STUDY]["findings"]} == {"integrity.non_image.skipped", "catalog.no_images"}
+    assert by_uid[junk_uid]["verdict"] == "fail"
+    assert by_uid[junk_uid]["findings"][0]["value"] == "junk.dat"
+    for row in by_uid.values():
+        assert row["provenance"]["pipeline_version"]
+        assert row["provenance"]["thresholds_version"].startswith("2026.11+")
+
+    counts = (rows(db, "decisions"), rows(db, "findings"), rows(db, "studies"))
+    code, out = invoke("run", str(mixed_folder), "--db", url)
+    assert code == 0, out
+    assert "0 已质控 judged, 4 无变化 unchanged" in out
+    assert (rows(db, "decisions"), rows(db, "findings"), rows(db, "studies")) == counts
+
+    # A study that grew is judged again; its earlier decision stays in the history.
+    write_instance(mixed_folder / "good" / "3.dcm", study=GOOD_STUDY, series_no=1, instance_no=3)
+    code, out = invoke("run", str(mixed_folder), "--db", url)
+    assert code == 0, out
+    assert "1 已质控 judged, 3 无变化 unchanged" in out
+    grown = results(url, "--study", GOOD_STUDY)[GOOD_STUDY]
+    assert grown["n_instances"] == 3 and grown["history_count"] == 2
+    assert rows(db, "decisions") == counts[0] + 1
+
+    fails = results(url, "--verdict", "fail")
+    assert set(fails) == {TRUNCATED_STUDY, junk_uid}
+
+    code, out = invoke("results", "--db", url, "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[0].startswith("study_instance_uid,accession_number,patient_id")
+    assert len(out.splitlines()) == 5
+
+
+def test_results_table_shows_reasons_in_both_languages(prefect_harness, mixed_folder, tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    assert invoke("run", str(mixed_folder), "--db", url)[0] == 0
+    code, zh = invoke("results", "--db", url, "--lang", "zh")
+    assert code == 0 and "像素数据不完整" in zh and "不合格" in zh
+    code, en = invoke("results", "--db", url, "--lang", "en")
+    assert code == 0 and "pixel data needs" in en
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qc_pipeline.cli", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_unreachable_database_exits_1_with_one_line(mixed_folder):
+    proc = run_cli("run", str(mixed_folder), "--db", "postgresql+psycopg://qc:s3cret@127.0.0.1:1/qc")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("错误 / error:") and "127.0.0.1:1" in lines[0]
+    assert "s3cret" not in proc.stderr + proc.stdout
+
+
+def test_missing_source_exits_1(tmp_path):
+    proc = run_cli("run", str(tmp_path / "nope"), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
+    assert proc.returncode == 1
+    assert "does not exist or is not a folder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_thresholds_exit_2(tmp_path, mixed_folder):
+    bad = tmp_path / "thresholds"
+    bad.mkdir()
+    (bad / "site.yaml").write_text("version: '1'\ntimezone: Mars/Olympus\n", encoding="utf-8")
+    proc = run_cli("run", str(mixed_folder), "--thresholds", str(bad), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
+    assert proc.returncode == 2
+    assert "unknown IANA time zone 'Mars/Olympus'" in proc.stderr

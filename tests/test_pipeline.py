@@ -1,0 +1,69 @@
+"""judge(): one loaded study to a decision, without Prefect or a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from qc_pipeline.checks import metadata
+from qc_pipeline.domain import Severity, Verdict
+from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+from qc_pipeline.sources import FolderSource
+
+from .flows.conftest import GOOD_STUDY, write_instance
+
+NOW = dt.datetime(2026, 10, 20, 4, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def thresholds():
+    return load_pipeline_thresholds()
+
+
+def load_only(root: Path):
+    source = FolderSource(root)
+    (entry,) = list(source.discover())
+    return source.load(entry)
+
+
+def test_good_study_passes_with_summary(tmp_path, thresholds):
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
+    decision = judge(load_only(tmp_path), thresholds, now=NOW, source_uri="file:///x")
+    assert decision.verdict is Verdict.PASS
+    assert decision.findings == ()
+    assert decision.eligible and decision.eligible_until == dt.date(2027, 1, 12)
+    assert decision.study.study_date == dt.date(2026, 10, 12)
+    assert decision.study.modalities == ("CT",)
+    assert decision.provenance.thresholds_version == thresholds.version
+
+
+def test_ultrasound_is_not_applicable(tmp_path, thresholds):
+    write_instance(tmp_path / "us.dcm", study=GOOD_STUDY, series_no=1, instance_no=1, name="US1_UNCR.dcm")
+    decision = judge(load_only(tmp_path), thresholds, now=NOW)
+    assert decision.verdict is Verdict.NOT_APPLICABLE
+    assert [f.code for f in decision.findings] == ["catalog.modality.not_candidate"]
+    assert decision.findings[0].value == "US"
+    assert not decision.eligible
+
+
+def test_metadata_failure_is_fail(tmp_path, thresholds):
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1, PatientID="")
+    decision = judge(load_only(tmp_path), thresholds, now=NOW)
+    assert decision.verdict is Verdict.FAIL
+    assert [f.code for f in decision.reasons] == ["metadata.patient_id.missing"]
+
+
+def test_unexpected_error_in_a_check_becomes_a_review_finding(tmp_path, thresholds, monkeypatch):
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(metadata, "check_metadata", broken)
+    decision = judge(load_only(tmp_path), thresholds, now=NOW)
+    assert decision.verdict is Verdict.REVIEW
+    (finding,) = decision.findings
+    assert finding.code == "integrity.check.error" and finding.severity is Severity.REVIEW
+    assert "ZeroDivisionError" in finding.message
