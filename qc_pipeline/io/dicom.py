@@ -17,14 +17,12 @@ import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 logger = logging.getLogger(__name__)
 
 PIXEL_DATA_TAG = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
-_SEQUENCE_DELIMITER_LE = bytes.fromhex("feffdde000000000")
-_SEQUENCE_DELIMITER_BE = bytes.fromhex("fffee0dd00000000")
 _EXPLICIT_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR"}
 _NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "RTPLAN", "RTSTRUCT", "RTRECORD", "DOC", "ECG", "REG", "FID"}
 
@@ -57,7 +55,7 @@ class PixelDataCheck:
 
     def describe(self) -> str:
         if self.encapsulated:
-            return "encapsulated pixel data has no sequence delimiter: the file ends inside it"
+            return "encapsulated pixel data is cut: a fragment runs past the end of the file"
         return (
             f"pixel data needs {self.expected_bytes} bytes (Rows x Columns x Samples x Frames x "
             f"BitsAllocated/8), the element declares {self.declared_bytes}, the file holds "
@@ -90,6 +88,11 @@ def _bytes_needed(ds: Dataset) -> int | None:
 
 def _check_pixel_data(fp: BinaryIO, ds: Dataset, file_size: int) -> PixelDataCheck:
     """Read the Pixel Data element's header at the current position and compare sizes."""
+    syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _k: None)("TransferSyntaxUID")
+    if syntax == DeflatedExplicitVRLittleEndian:
+        # The file position is in the compressed stream: sizes cannot be checked without
+        # inflating, which the decoder will do (and report) when pixels are needed.
+        return PixelDataCheck(present=True)
     start = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
@@ -112,9 +115,7 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, file_size: int) -> PixelDataChe
         (length,) = struct.unpack(endian + "H", head[6:8])
         value_offset = start + 8
     if length == UNDEFINED_LENGTH:
-        fp.seek(max(value_offset, file_size - 8))
-        tail = fp.read(8)
-        complete = tail in (_SEQUENCE_DELIMITER_LE, _SEQUENCE_DELIMITER_BE)
+        complete = _encapsulated_items_complete(fp, value_offset, file_size, endian)
         return PixelDataCheck(
             present=True,
             encapsulated=True,
@@ -126,6 +127,28 @@ def _check_pixel_data(fp: BinaryIO, ds: Dataset, file_size: int) -> PixelDataChe
         expected_bytes=_bytes_needed(ds),
         available_bytes=file_size - value_offset,
     )
+
+
+def _encapsulated_items_complete(fp: BinaryIO, offset: int, file_size: int, endian: str) -> bool:
+    """Walk the items of encapsulated pixel data by their length fields (no data is read).
+
+    False when an item claims more bytes than the file holds or an item tag is garbled; True when
+    the sequence delimiter is reached, or the file ends cleanly after a whole item (some writers
+    omit the delimiter; decoders accept that).
+    """
+    position = offset
+    while position + 8 <= file_size:
+        fp.seek(position)
+        head = fp.read(8)
+        group, element, length = struct.unpack(endian + "HHI", head)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return True
+        if (group, element) != (0xFFFE, 0xE000) or length == UNDEFINED_LENGTH:
+            return False
+        position += 8 + length
+        if position > file_size:
+            return False
+    return position == file_size
 
 
 def _looks_like_dicom(ds: Dataset) -> bool:
