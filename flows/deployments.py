@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
 
 from flows.qc_flow import qc_run
 
@@ -22,8 +23,8 @@ def ingest_deployment(
     """A deployment of ``qc-run`` over ``source`` on a cron schedule."""
     return qc_run.to_deployment(
         name=name,
-        cron=cron,
-        timezone=timezone,
+        schedule=Cron(cron, timezone=timezone),
+        concurrency_limit=1,  # a scheduled run never overlaps the previous one
         parameters={"source": source, "db_url": db_url, "thresholds_dir": thresholds_dir},
         description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
         tags=["qc-pipeline", "ingest"],

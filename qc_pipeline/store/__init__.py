@@ -1,0 +1,27 @@
+"""The results database: runs, the current decision per study, and the history of earlier ones.
+
+SQLite by default (``default_db_url()``), PostgreSQL in production; the schema is migrated with
+Alembic whenever a store is opened.
+"""
+
+from __future__ import annotations
+
+from qc_pipeline.store.repository import (
+    ResultStore,
+    SaveOutcome,
+    decision_key,
+    default_data_dir,
+    default_db_url,
+    head_revision,
+    upgrade_to_head,
+)
+
+__all__ = [
+    "ResultStore",
+    "SaveOutcome",
+    "decision_key",
+    "default_data_dir",
+    "default_db_url",
+    "head_revision",
+    "upgrade_to_head",
+]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the results database (run by ``qc_pipeline.store``; no alembic.ini)."""

@@ -1,0 +1,653 @@
+"""The results store: runs, the current decision per study and the history of earlier ones.
+
+SQLite by default (one file, WAL, several threads writing), PostgreSQL in production. The schema
+is migrated to the latest Alembic revision whenever a store is opened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError, StatementError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from qc_pipeline.domain import Decision, Finding, Provenance, Verdict
+from qc_pipeline.errors import StoreError
+from qc_pipeline.store.models import (
+    FINGERPRINT_LENGTH,
+    UID_LENGTH,
+    DecisionRecord,
+    FindingRecord,
+    MetricRecord,
+    RunRecord,
+    StudyRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV: Final = "QC_DATA_DIR"
+DB_FILE_NAME: Final = "results.sqlite"
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+"""How long a SQLite writer waits for another one to commit before giving up."""
+POSTGRES_CONNECT_TIMEOUT_S: Final = 10
+_MIGRATION_LOCK_KEY: Final = 0x71C0_5707E  # pg_advisory_xact_lock key: one migrator at a time
+_BEGIN_OPTION: Final = "qc_sqlite_begin"
+_MAX_REASON_CHARS: Final = 300
+_migration_lock = threading.Lock()
+
+
+class SaveOutcome(StrEnum):
+    """What ``ResultStore.save_decision`` did."""
+
+    INSERTED = "inserted"
+    """The study's first decision."""
+    SUPERSEDED = "superseded"
+    """A new current decision; the previous one is kept as history."""
+    UNCHANGED = "unchanged"
+    """The current decision has the same decision key: nothing was written."""
+
+
+def default_data_dir() -> Path:
+    """``$QC_DATA_DIR``, else ``$XDG_DATA_HOME/qc-pipeline``, else ``~/.local/share/qc-pipeline``."""
+    if explicit := os.environ.get(DATA_DIR_ENV):
+        return Path(explicit).expanduser()
+    if xdg := os.environ.get("XDG_DATA_HOME"):
+        return Path(xdg).expanduser() / "qc-pipeline"
+    return Path.home() / ".local" / "share" / "qc-pipeline"
+
+
+def default_db_url() -> str:
+    """``sqlite:///<data dir>/results.sqlite``; the data directory is created if missing."""
+    directory = default_data_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the data directory {directory} for the results database: {exc.strerror}; "
+            f"set ${DATA_DIR_ENV} to a writable folder"
+        ) from exc
+    return f"sqlite:///{directory.resolve() / DB_FILE_NAME}"
+
+
+def decision_key(content_fingerprint: str, provenance: Provenance) -> str:
+    """SHA-256 (hex) of the content fingerprint, pipeline and thresholds versions and sorted models.
+
+    Two decisions with the same key judged the same content with the same code, rules and models.
+    """
+    payload = json.dumps(
+        [
+            content_fingerprint,
+            provenance.pipeline_version,
+            provenance.thresholds_version,
+            sorted(provenance.models.items()),
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations (no alembic.ini); ``connection`` is used by env.py."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    """The latest migration revision shipped with this version of qc-pipeline."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package ships its migrations
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Migrate the database of ``engine`` to the head revision, in one transaction.
+
+    Idempotent. Concurrent migrators wait for each other: an advisory lock on PostgreSQL, a
+    ``BEGIN IMMEDIATE`` write lock on SQLite (both backends have transactional DDL).
+    """
+    masked = _masked(engine.url)
+    with _migration_lock, _db_errors(f"cannot migrate the results database {masked}", engine.url):
+        with engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            current = MigrationContext.configure(conn).get_current_revision()
+            _check_known_revision(current, masked)
+            if current == head_revision():
+                return
+            logger.info("migrating the results database %s from %s to %s", masked, current, head_revision())
+            command.upgrade(alembic_config(conn), "head")
+
+
+def _check_known_revision(current: str | None, masked: str) -> None:
+    if current is None:
+        return
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except CommandError as exc:
+        raise StoreError(
+            f"the results database {masked} is at schema revision {current!r}, unknown to this qc-pipeline "
+            f"(head {head_revision()!r}): it was written by a newer version; upgrade qc-pipeline"
+        ) from exc
+
+
+def _masked(url: URL | str) -> str:
+    """The URL with its password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _reason(exc: BaseException, url: URL | None = None) -> str:
+    """The driver's message on one line, without the URL's password or the statement's parameters."""
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    if url is not None and url.password:
+        message = message.replace(str(url.password), "***")
+    if len(message) > _MAX_REASON_CHARS:
+        message = message[: _MAX_REASON_CHARS - 1] + "…"
+    return message
+
+
+@contextmanager
+def _db_errors(what: str, url: URL | None = None) -> Iterator[None]:
+    """Turn database errors (other than ``IntegrityError``) into ``StoreError("<what>: <reason>")``."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (SQLAlchemyError, CommandError) as exc:
+        raise StoreError(f"{what}: {_reason(exc, url)}") from exc
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(
+            f"invalid results database URL {_masked(url)!r}: expected e.g. sqlite:////path/results.sqlite "
+            "or postgresql+psycopg://user@host:5432/db"
+        ) from exc
+    if parsed.drivername == "postgresql":  # psycopg 3 is the driver qc-pipeline depends on
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    elif backend == "postgresql":
+        kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(
+            f"cannot open the results database {_masked(parsed)}: {_reason(exc, parsed)} "
+            "(supported: sqlite:///..., postgresql+psycopg://...)"
+        ) from exc
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, busy timeout; transactions begun by SQLAlchemy, not by pysqlite.
+
+    pysqlite's own transaction handling starts transactions late and cannot do ``BEGIN
+    IMMEDIATE``; writers here take the write lock up front so that a read-then-write transaction
+    waits for the lock (up to the busy timeout) instead of failing on a stale snapshot.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _at_head(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head_revision()
+
+
+def _iso(value: dt.date | dt.time | dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ResultStore:
+    """The results database. Thread-safe: share one per database and process.
+
+    Open with ``ResultStore.open(url)``; ``close()`` (or ``with``) releases its connections.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._masked_url = _masked(engine.url)
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}), expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> ResultStore:
+        """Open (and migrate to the latest schema) the database at ``url``.
+
+        ``None`` means the default SQLite file (``default_db_url()``). ``postgresql://`` URLs use
+        psycopg 3. Raises ``StoreError`` when the database cannot be reached, opened or migrated.
+        """
+        engine = _create_engine(url or default_db_url())
+        masked = _masked(engine.url)
+        try:
+            with _db_errors(f"cannot open the results database {masked}", engine.url):
+                if not _at_head(engine):
+                    upgrade_to_head(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        logger.debug("results database %s open", masked)
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._masked_url
+
+    def close(self) -> None:
+        """Close the pooled connections (the store can still be used: it reconnects)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({self._masked_url!r})"
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, *, source_uri: str, pipeline_version: str, thresholds_version: str) -> str:
+        """Record the start of a run; returns its id (a UUID string)."""
+        run_id = str(uuid.uuid4())
+        with self._errors("start a run"), self._write.begin() as session:
+            session.add(
+                RunRecord(
+                    id=run_id,
+                    started_at=_utcnow(),
+                    source_uri=source_uri,
+                    status="running",
+                    pipeline_version=pipeline_version,
+                    thresholds_version=thresholds_version,
+                    n_studies=0,
+                    n_judged=0,
+                    n_unchanged=0,
+                    n_errors=0,
+                )
+            )
+        logger.info("run %s started", run_id)
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        n_studies: int,
+        n_judged: int,
+        n_unchanged: int,
+        n_errors: int,
+        error_message: str | None = None,
+    ) -> None:
+        """Record the end of a run, its status (e.g. ``completed``) and its counts."""
+        if not status:
+            raise ValueError("status must be a non-empty string, e.g. 'completed'")
+        with self._errors(f"finish run {run_id}"), self._write.begin() as session:
+            result = session.execute(
+                update(RunRecord)
+                .where(RunRecord.id == run_id)
+                .values(
+                    finished_at=_utcnow(),
+                    status=status,
+                    n_studies=n_studies,
+                    n_judged=n_judged,
+                    n_unchanged=n_unchanged,
+                    n_errors=n_errors,
+                    error_message=error_message,
+                )
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"cannot finish run {run_id!r}: no such run in {self._masked_url}")
+        logger.info("run %s finished: %s", run_id, status)
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest ``limit`` runs, newest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        with self._errors("read the runs"), self._read.begin() as session:
+            rows = session.scalars(
+                select(RunRecord).order_by(RunRecord.started_at.desc(), RunRecord.id).limit(limit)
+            ).all()
+        return [
+            {
+                "run_id": r.id,
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+                "source_uri": r.source_uri,
+                "status": r.status,
+                "pipeline_version": r.pipeline_version,
+                "thresholds_version": r.thresholds_version,
+                "n_studies": r.n_studies,
+                "n_judged": r.n_judged,
+                "n_unchanged": r.n_unchanged,
+                "n_errors": r.n_errors,
+                "error_message": r.error_message,
+            }
+            for r in rows
+        ]
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def needs_judging(self, study_instance_uid: str, content_fingerprint: str, provenance: Provenance) -> bool:
+        """False iff the study's current decision has the same decision key."""
+        key = decision_key(content_fingerprint, provenance)
+        with self._errors(f"read study {study_instance_uid}"), self._read.begin() as session:
+            current_key = session.scalar(
+                select(DecisionRecord.decision_key)
+                .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+                .where(StudyRecord.study_instance_uid == study_instance_uid, DecisionRecord.is_current.is_(True))
+            )
+        return current_key != key
+
+    def save_decision(self, decision: Decision, *, run_id: str | None) -> SaveOutcome:
+        """Store ``decision`` as the study's current one, in one transaction.
+
+        The previous current decision, if any, is kept with ``is_current`` false. A decision with
+        the current one's decision key writes nothing (``UNCHANGED``). Safe against concurrent
+        writers on the same study: the loser of a race re-reads and tries once more.
+        """
+        _validate(decision)
+        uid = decision.study_instance_uid
+        key = decision_key(decision.content_fingerprint, decision.provenance)
+        for attempt in (1, 2):
+            try:
+                with self._errors(f"save the decision on study {uid}"), self._write.begin() as session:
+                    outcome = self._save(session, decision, key, run_id)
+            except IntegrityError as exc:
+                if attempt == 2:
+                    raise StoreError(
+                        f"cannot save the decision on study {uid} in {self._masked_url}: "
+                        f"it kept changing under concurrent writers ({_reason(exc, self._engine.url)}); try again"
+                    ) from exc
+                logger.info("study %s was written concurrently; reading it again", uid)
+                continue
+            logger.debug("study %s: decision %s (%s)", uid, key[:12], outcome)
+            return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _current(self, session: Session, study_id: int) -> DecisionRecord | None:
+        return session.scalars(
+            select(DecisionRecord).where(DecisionRecord.study_id == study_id, DecisionRecord.is_current.is_(True))
+        ).one_or_none()
+
+    def _save(self, session: Session, decision: Decision, key: str, run_id: str | None) -> SaveOutcome:
+        summary = decision.study
+        now = _utcnow()
+        study = session.scalars(
+            select(StudyRecord).where(StudyRecord.study_instance_uid == summary.study_instance_uid)
+        ).one_or_none()
+        current = None if study is None else self._current(session, study.id)
+        if current is not None and current.decision_key == key:
+            return SaveOutcome.UNCHANGED
+        if run_id is not None and session.get(RunRecord, run_id) is None:
+            raise StoreError(f"cannot save the decision on study {summary.study_instance_uid}: no run {run_id!r}")
+        if study is None:
+            study = StudyRecord(study_instance_uid=summary.study_instance_uid, first_seen_at=now)
+            session.add(study)
+        study.patient_id = summary.patient_id
+        study.accession_number = summary.accession_number
+        study.institution = summary.institution
+        study.modality = summary.modality
+        study.study_date = summary.study_date
+        study.study_time = summary.study_time
+        study.study_description = summary.study_description
+        study.source_uri = decision.source_uri
+        study.last_seen_at = now
+        session.flush()
+
+        outcome = SaveOutcome.INSERTED
+        if current is not None:
+            # If a concurrent writer superseded it first, this updates nothing and the insert
+            # below violates the one-current-decision index: the caller retries.
+            session.execute(
+                update(DecisionRecord)
+                .where(DecisionRecord.id == current.id, DecisionRecord.is_current.is_(True))
+                .values(is_current=False, superseded_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            outcome = SaveOutcome.SUPERSEDED
+
+        item = decision.item
+        session.add(
+            DecisionRecord(
+                study_id=study.id,
+                run_id=run_id,
+                is_current=True,
+                content_fingerprint=decision.content_fingerprint,
+                decision_key=key,
+                verdict=str(decision.verdict),
+                eligible=decision.eligible,
+                eligible_until=decision.eligible_until,
+                item_code=None if item is None else item.code,
+                item_name_zh=None if item is None else item.name_zh,
+                item_name_en=None if item is None else item.name_en,
+                pipeline_version=decision.provenance.pipeline_version,
+                thresholds_version=decision.provenance.thresholds_version,
+                models=dict(sorted(decision.provenance.models.items())),
+                n_series=summary.n_series,
+                n_instances=summary.n_instances,
+                decided_at=decision.decided_at,
+                findings=[_finding_record(i, f) for i, f in enumerate(decision.findings)],
+                metrics=[MetricRecord(name=name, value=float(value)) for name, value in decision.metrics.items()],
+            )
+        )
+        session.flush()
+        return outcome
+
+    # -- reading --------------------------------------------------------------------------
+
+    def results(self, *, study_instance_uid: str | None = None, verdict: str | None = None) -> list[dict[str, Any]]:
+        """The current decision of each study, ordered by study date (unknown last), then UID.
+
+        Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
+        modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
+        metrics, provenance, decided_at, source_uri, content_fingerprint, n_series, n_instances,
+        history_count``; dates and times are ISO strings.
+        """
+        if verdict is not None:
+            try:
+                verdict = str(Verdict(verdict))
+            except ValueError:
+                allowed = ", ".join(v.value for v in Verdict)
+                raise ValueError(f"verdict must be one of {allowed}; got {verdict!r}") from None
+        history = (
+            select(DecisionRecord.study_id, func.count(DecisionRecord.id).label("n"))
+            .group_by(DecisionRecord.study_id)
+            .subquery()
+        )
+        stmt = (
+            select(DecisionRecord, StudyRecord, history.c.n)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .join(history, history.c.study_id == DecisionRecord.study_id)
+            .where(DecisionRecord.is_current.is_(True))
+            .options(selectinload(DecisionRecord.findings), selectinload(DecisionRecord.metrics))
+        )
+        if study_instance_uid is not None:
+            stmt = stmt.where(StudyRecord.study_instance_uid == study_instance_uid)
+        if verdict is not None:
+            stmt = stmt.where(DecisionRecord.verdict == verdict)
+        with self._errors("read the results"), self._read.begin() as session:
+            rows = list(session.execute(stmt).tuples().all())
+        # Sorted here, not in SQL: NULL placement and text collation differ between backends.
+        rows.sort(key=lambda r: (r[1].study_date is None, r[1].study_date or dt.date.min, r[1].study_instance_uid))
+        return [_result_dict(d, s, n) for d, s, n in rows]
+
+    def history(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        """Every decision stored for the study, oldest first (empty if the study is unknown)."""
+        with self._errors(f"read the history of study {study_instance_uid}"), self._read.begin() as session:
+            rows = session.scalars(
+                select(DecisionRecord)
+                .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+                .where(StudyRecord.study_instance_uid == study_instance_uid)
+                .order_by(DecisionRecord.id)
+            ).all()
+        return [
+            {
+                "verdict": d.verdict,
+                "eligible": d.eligible,
+                "decided_at": _iso(d.decided_at),
+                "superseded_at": _iso(d.superseded_at),
+                "is_current": d.is_current,
+                "decision_key": d.decision_key,
+                "content_fingerprint": d.content_fingerprint,
+                "pipeline_version": d.pipeline_version,
+                "thresholds_version": d.thresholds_version,
+                "models": dict(d.models),
+                "run_id": d.run_id,
+            }
+            for d in rows
+        ]
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        return _db_errors(f"cannot {action} in the results database {self._masked_url}", self._engine.url)
+
+
+def _validate(decision: Decision) -> None:
+    """Refuse what the database would refuse, or would store wrongly, before writing anything."""
+    uid = decision.study_instance_uid
+    if not uid or len(uid) > UID_LENGTH:
+        raise ValueError(f"study_instance_uid must have 1 to {UID_LENGTH} characters, got {uid!r}")
+    if not decision.content_fingerprint or len(decision.content_fingerprint) > FINGERPRINT_LENGTH:
+        raise ValueError(
+            f"content_fingerprint of study {uid} must have 1 to {FINGERPRINT_LENGTH} characters, "
+            f"got {len(decision.content_fingerprint)}"
+        )
+    if decision.decided_at.tzinfo is None or decision.decided_at.utcoffset() is None:
+        raise ValueError(
+            f"decided_at of study {uid} is a naive datetime ({decision.decided_at.isoformat()}); "
+            "give it a time zone, e.g. datetime.now(datetime.UTC)"
+        )
+    for name, value in decision.metrics.items():
+        if not math.isfinite(value):
+            raise ValueError(f"metric {name!r} of study {uid} is {value}: only finite values can be stored")
+
+
+def _finding_record(ordinal: int, finding: Finding) -> FindingRecord:
+    return FindingRecord(
+        ordinal=ordinal,
+        code=finding.code,
+        category=str(finding.category),
+        severity=str(finding.severity),
+        message=finding.message,
+        message_zh=finding.message_zh,
+        value=finding.value,
+        limit_=finding.limit,
+        series_instance_uid=finding.series_instance_uid,
+        sop_instance_uid=finding.sop_instance_uid,
+    )
+
+
+def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int) -> dict[str, Any]:
+    models: Mapping[str, str] = d.models or {}
+    return {
+        "study_instance_uid": s.study_instance_uid,
+        "accession_number": s.accession_number,
+        "patient_id": s.patient_id,
+        "institution": s.institution,
+        "modality": s.modality,
+        "study_date": _iso(s.study_date),
+        "study_time": _iso(s.study_time),
+        "item": None
+        if d.item_code is None
+        else {"code": d.item_code, "name_zh": d.item_name_zh, "name_en": d.item_name_en},
+        "verdict": d.verdict,
+        "eligible": d.eligible,
+        "eligible_until": _iso(d.eligible_until),
+        "findings": [
+            {
+                "code": f.code,
+                "category": f.category,
+                "severity": f.severity,
+                "message": f.message,
+                "message_zh": f.message_zh,
+                "value": f.value,
+                "limit": f.limit_,
+                "series_instance_uid": f.series_instance_uid,
+                "sop_instance_uid": f.sop_instance_uid,
+            }
+            for f in d.findings
+        ],
+        "metrics": {m.name: m.value for m in d.metrics},
+        "provenance": {
+            "pipeline_version": d.pipeline_version,
+            "thresholds_version": d.thresholds_version,
+            "models": dict(sorted(models.items())),
+        },
+        "decided_at": _iso(d.decided_at),
+        "source_uri": s.source_uri,
+        "content_fingerprint": d.content_fingerprint,
+        "n_series": d.n_series,
+        "n_instances": d.n_instances,
+        "history_count": int(history_count),
+    }

@@ -1,0 +1,469 @@
+"""The results store on SQLite and PostgreSQL: migrations, save outcomes, results, history, races."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import threading
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, func, select, text
+from sqlalchemy.orm import Session
+
+from qc_pipeline.domain import (
+    Category,
+    Decision,
+    Finding,
+    ItemRef,
+    Provenance,
+    Severity,
+    StudySummary,
+    Verdict,
+)
+from qc_pipeline.errors import StoreError
+from qc_pipeline.store import (
+    ResultStore,
+    SaveOutcome,
+    decision_key,
+    default_db_url,
+    head_revision,
+    upgrade_to_head,
+)
+from qc_pipeline.store.models import Base, DecisionRecord, RunRecord
+
+TABLES = ("runs", "studies", "decisions", "findings", "metrics")
+RESULT_KEYS = {
+    "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
+    "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "provenance",
+    "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
+}
+UID_A = "1.2.826.0.1.3680043.10.9001"
+UID_B = "1.2.826.0.1.3680043.10.9002"
+UID_C = "1.2.826.0.1.3680043.10.9003"
+DECIDED = dt.datetime(2026, 10, 20, 4, 0, tzinfo=dt.UTC)
+PROV = Provenance(pipeline_version="0.1.0", thresholds_version="th-1", models={"lung": "1.0@ab12", "brain": "2.1@cd34"})
+FINDINGS = (  # deliberately not in code, category or severity order: the stored order must be kept
+    Finding("metadata.patient.id.missing", Category.METADATA, Severity.FAIL, "Patient ID is missing",
+            "缺少患者ID", value=None, limit="present", series_instance_uid=UID_A + ".1"),
+    Finding("integrity.file.truncated", Category.INTEGRITY, Severity.REVIEW, "File is truncated", "文件被截断",
+            value="1000 bytes", limit="5000 bytes", series_instance_uid=UID_A + ".1", sop_instance_uid=UID_A + ".1.7"),
+    Finding("ai.score", Category.AI, Severity.INFO, "AI score recorded"),
+)
+
+
+def make_decision(
+    uid: str = UID_A,
+    *,
+    fingerprint: str = "f" * 64,
+    verdict: Verdict = Verdict.FAIL,
+    provenance: Provenance = PROV,
+    study_date: dt.date | None = dt.date(2026, 10, 12),
+    **changes: Any,
+) -> Decision:
+    summary = StudySummary(
+        study_instance_uid=uid,
+        patient_id="P-0001",
+        accession_number="ACC0001",
+        institution="四川省人民医院",
+        modalities=("CT",),
+        study_date=study_date,
+        study_time=dt.time(9, 30),
+        study_description="CT chest",
+        n_series=2,
+        n_instances=120,
+    )
+    fields: dict[str, Any] = {
+        "study": summary,
+        "verdict": verdict,
+        "findings": FINDINGS,
+        "provenance": provenance,
+        "content_fingerprint": fingerprint,
+        "decided_at": DECIDED,
+        "metrics": {"snr": 41.5, "cnr": 3.25},
+        "source_uri": "file:///incoming",
+    }
+    fields.update(changes)
+    return Decision(**fields)
+
+
+def count_rows(store: ResultStore) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in TABLES}
+
+
+def current_rows(store: ResultStore, uid: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT COUNT(*) FROM decisions d JOIN studies s ON s.id = d.study_id "
+                "WHERE s.study_instance_uid = :uid AND d.is_current"
+            ),
+            {"uid": uid},
+        ).scalar_one()
+
+
+# -- opening and migrating ---------------------------------------------------------------
+
+
+def test_migrating_an_empty_database_twice_is_idempotent(db_url: str) -> None:
+    first = ResultStore.open(db_url)
+    try:
+        upgrade_to_head(first.engine)  # at head already: a no-op
+        upgrade_to_head(first.engine)
+        with first.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+            if conn.dialect.name == "postgresql":
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+                assert schema.startswith("qc_test_")
+                found = conn.execute(
+                    text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+                ).scalars().all()
+                assert set(found) == {*TABLES, "alembic_version"}
+    finally:
+        first.close()
+    with ResultStore.open(db_url) as second:
+        assert count_rows(second) == dict.fromkeys(TABLES, 0)
+
+
+def test_models_match_the_migrations(store: ResultStore) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_a_database_from_a_newer_version_is_refused(db_url: str) -> None:
+    with ResultStore.open(db_url) as store, store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(StoreError, match=r"schema revision '9999_future', unknown .* newer version; upgrade qc-pipeline"):
+        ResultStore.open(db_url)
+
+
+def test_unreachable_server_raises_store_error_without_the_password() -> None:
+    url = "postgresql+psycopg://qc:s3cret-pw@127.0.0.1:1/test"
+    expected = r"^cannot open the results database postgresql\+psycopg://qc:\*\*\*@127\.0\.0\.1:1/test: "
+    with pytest.raises(StoreError, match=expected) as info:
+        ResultStore.open(url)
+    assert "s3cret-pw" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_plain_postgresql_url_uses_psycopg() -> None:
+    with pytest.raises(StoreError, match=r"^cannot open the results database postgresql\+psycopg://qc:\*\*\*@127\.0\.0\.1:1/"):
+        ResultStore.open("postgresql://qc:pw@127.0.0.1:1/test")
+
+
+def test_unopenable_sqlite_file_raises_store_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(StoreError, match=r"^cannot open the results database sqlite:///.*/file/r\.sqlite: .*unable to open"):
+        ResultStore.open(f"sqlite:///{not_a_dir / 'r.sqlite'}")
+
+
+def test_invalid_url_raises_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError, match=r"invalid results database URL 'postgresql://u:\*\*\*@host:port/db'") as info:
+        ResultStore.open("postgresql://u:pw-123@host:port/db")
+    assert "pw-123" not in str(info.value)
+    with pytest.raises(StoreError, match=r"invalid results database URL 'not a url'"):
+        ResultStore.open("not a url")
+
+
+def test_unknown_driver_raises_store_error() -> None:
+    with pytest.raises(StoreError, match=r"cannot open the results database nosuchdb://h/d: .*supported: sqlite"):
+        ResultStore.open("nosuchdb://h/d")
+
+
+def test_default_db_url_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QC_DATA_DIR", str(tmp_path / "qc"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_db_url() == f"sqlite:///{tmp_path / 'qc' / 'results.sqlite'}"
+    assert (tmp_path / "qc").is_dir()
+    monkeypatch.delenv("QC_DATA_DIR")
+    assert default_db_url() == f"sqlite:///{tmp_path / 'xdg' / 'qc-pipeline' / 'results.sqlite'}"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_db_url() == f"sqlite:///{tmp_path / 'home' / '.local' / 'share' / 'qc-pipeline' / 'results.sqlite'}"
+
+
+def test_open_without_url_creates_the_default_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QC_DATA_DIR", str(tmp_path / "data"))
+    with ResultStore.open() as store:
+        assert store.results() == []
+    assert (tmp_path / "data" / "results.sqlite").is_file()
+
+
+def test_uncreatable_data_dir_raises_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("QC_DATA_DIR", str(tmp_path / "file" / "data"))
+    with pytest.raises(StoreError, match=r"cannot create the data directory .*; set \$QC_DATA_DIR"):
+        ResultStore.open()
+
+
+# -- decision keys and saving --------------------------------------------------------------
+
+
+def test_decision_key_covers_fingerprint_versions_and_models() -> None:
+    key = decision_key("abc", PROV)
+    assert len(key) == 64 and int(key, 16) >= 0
+    reordered = Provenance("0.1.0", "th-1", dict(reversed(list(PROV.models.items()))))
+    assert decision_key("abc", reordered) == key
+    variants = [
+        decision_key("abd", PROV),
+        decision_key("abc", dataclasses.replace(PROV, pipeline_version="0.1.1")),
+        decision_key("abc", dataclasses.replace(PROV, thresholds_version="th-2")),
+        decision_key("abc", dataclasses.replace(PROV, models={"lung": "1.0@ab12"})),
+        decision_key("abc", dataclasses.replace(PROV, models={**PROV.models, "lung": "1.1@ef56"})),
+    ]
+    assert len({key, *variants}) == 6
+
+
+def test_save_inserted_then_unchanged_writes_nothing(store: ResultStore) -> None:
+    decision = make_decision()
+    assert store.needs_judging(UID_A, decision.content_fingerprint, PROV)
+    assert store.save_decision(decision, run_id=None) is SaveOutcome.INSERTED
+    rows = count_rows(store)
+    assert rows == {"runs": 0, "studies": 1, "decisions": 1, "findings": 3, "metrics": 2}
+    assert not store.needs_judging(UID_A, decision.content_fingerprint, PROV)
+    assert store.needs_judging(UID_A, "e" * 64, PROV)
+    assert store.needs_judging(UID_A, decision.content_fingerprint, dataclasses.replace(PROV, thresholds_version="th-2"))
+    assert store.needs_judging(UID_B, decision.content_fingerprint, PROV)
+
+    later = make_decision(decided_at=DECIDED + dt.timedelta(days=1), verdict=Verdict.PASS)  # same key
+    assert store.save_decision(later, run_id=None) is SaveOutcome.UNCHANGED
+    assert count_rows(store) == rows
+    assert store.results()[0]["verdict"] == "fail"
+
+
+def test_changed_fingerprint_supersedes_and_keeps_history(store: ResultStore) -> None:
+    run_id = store.start_run(source_uri="file:///incoming", pipeline_version="0.1.0", thresholds_version="th-1")
+    first = make_decision()
+    second = make_decision(
+        fingerprint="e" * 64,
+        verdict=Verdict.PASS,
+        findings=(),
+        metrics={},
+        decided_at=DECIDED + dt.timedelta(hours=1),
+        study=dataclasses.replace(first.study, accession_number="ACC0001-R", n_instances=121),
+    )
+    assert store.save_decision(first, run_id=run_id) is SaveOutcome.INSERTED
+    assert store.save_decision(second, run_id=None) is SaveOutcome.SUPERSEDED
+    assert store.save_decision(second, run_id=None) is SaveOutcome.UNCHANGED
+
+    history = store.history(UID_A)
+    assert [h["verdict"] for h in history] == ["fail", "pass"]
+    assert [h["is_current"] for h in history] == [False, True]
+    assert [h["run_id"] for h in history] == [run_id, None]
+    assert [h["decision_key"] for h in history] == [decision_key("f" * 64, PROV), decision_key("e" * 64, PROV)]
+    assert history[0]["superseded_at"] is not None and history[1]["superseded_at"] is None
+    assert current_rows(store, UID_A) == 1
+    assert count_rows(store) == {"runs": 1, "studies": 1, "decisions": 2, "findings": 3, "metrics": 2}
+    assert store.history(UID_B) == []
+
+    (row,) = store.results()
+    assert row["verdict"] == "pass" and row["findings"] == [] and row["metrics"] == {}
+    assert row["accession_number"] == "ACC0001-R" and row["n_instances"] == 121
+    assert row["content_fingerprint"] == "e" * 64
+    assert row["history_count"] == 2
+
+
+def test_save_validates_before_writing(store: ResultStore) -> None:
+    with pytest.raises(ValueError, match=r"study_instance_uid must have 1 to 64 characters"):
+        store.save_decision(make_decision("1." * 40), run_id=None)
+    with pytest.raises(ValueError, match=r"decided_at of study .* is a naive datetime"):
+        store.save_decision(make_decision(decided_at=dt.datetime(2026, 10, 20, 4, 0)), run_id=None)
+    with pytest.raises(ValueError, match=r"metric 'snr' of study .* is nan: only finite values"):
+        store.save_decision(make_decision(metrics={"snr": math.nan}), run_id=None)
+    with pytest.raises(ValueError, match=r"content_fingerprint of study .* must have 1 to 128 characters"):
+        store.save_decision(make_decision(fingerprint=""), run_id=None)
+    with pytest.raises(StoreError, match=r"cannot save the decision on study .*: no run 'no-such-run'"):
+        store.save_decision(make_decision(), run_id="no-such-run")
+    assert count_rows(store) == dict.fromkeys(TABLES, 0)
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+def test_results_shape_and_values(store: ResultStore) -> None:
+    item = ItemRef(code="CT-01", name_zh="胸部CT平扫", name_en="Chest CT, plain")
+    store.save_decision(make_decision(UID_B, item=item, eligible=True, eligible_until=dt.date(2027, 1, 12)), run_id=None)
+    store.save_decision(make_decision(UID_A, verdict=Verdict.REVIEW), run_id=None)
+    store.save_decision(make_decision(UID_C, study_date=None, verdict=Verdict.NOT_APPLICABLE), run_id=None)
+
+    rows = store.results()
+    assert [r["study_instance_uid"] for r in rows] == [UID_A, UID_B, UID_C]  # same date: by UID; no date last
+    assert all(set(r) == RESULT_KEYS for r in rows)
+    a, b, c = rows
+    assert a == {
+        "study_instance_uid": UID_A,
+        "accession_number": "ACC0001",
+        "patient_id": "P-0001",
+        "institution": "四川省人民医院",
+        "modality": "CT",
+        "study_date": "2026-10-12",
+        "study_time": "09:30:00",
+        "item": None,
+        "verdict": "review",
+        "eligible": False,
+        "eligible_until": None,
+        "findings": [f.as_dict() for f in FINDINGS],
+        "metrics": {"snr": 41.5, "cnr": 3.25},
+        "provenance": {"pipeline_version": "0.1.0", "thresholds_version": "th-1",
+                       "models": {"brain": "2.1@cd34", "lung": "1.0@ab12"}},
+        "decided_at": "2026-10-20T04:00:00+00:00",
+        "source_uri": "file:///incoming",
+        "content_fingerprint": "f" * 64,
+        "n_series": 2,
+        "n_instances": 120,
+        "history_count": 1,
+    }
+    assert [f["code"] for f in a["findings"]] == [
+        "metadata.patient.id.missing", "integrity.file.truncated", "ai.score"
+    ]
+    assert b["item"] == {"code": "CT-01", "name_zh": "胸部CT平扫", "name_en": "Chest CT, plain"}
+    assert b["eligible"] is True and b["eligible_until"] == "2027-01-12"
+    assert c["study_date"] is None and c["verdict"] == "not_applicable"
+
+
+def test_results_filters(store: ResultStore) -> None:
+    store.save_decision(make_decision(UID_A, verdict=Verdict.PASS), run_id=None)
+    store.save_decision(make_decision(UID_B, verdict=Verdict.FAIL), run_id=None)
+    store.save_decision(make_decision(UID_C, verdict=Verdict.FAIL), run_id=None)
+    assert [r["study_instance_uid"] for r in store.results(verdict="fail")] == [UID_B, UID_C]
+    assert [r["study_instance_uid"] for r in store.results(verdict=Verdict.PASS)] == [UID_A]
+    assert store.results(verdict="review") == []
+    assert [r["verdict"] for r in store.results(study_instance_uid=UID_B)] == ["fail"]
+    assert store.results(study_instance_uid=UID_B, verdict="pass") == []
+    assert store.results(study_instance_uid="-") == []
+    with pytest.raises(ValueError, match=r"verdict must be one of pass, review, fail, not_applicable; got 'ok'"):
+        store.results(verdict="ok")
+
+
+def test_results_loads_findings_and_metrics_in_bulk(store: ResultStore) -> None:
+    for n in range(6):
+        store.save_decision(make_decision(f"1.2.3.{n}"), run_id=None)
+    selects: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        rows = store.results()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    assert len(rows) == 6 and all(len(r["findings"]) == 3 for r in rows)
+    assert len(selects) == 3  # decisions+studies, then one query each for findings and metrics
+
+
+def test_datetimes_are_timezone_aware_utc(store: ResultStore) -> None:
+    shanghai = dt.datetime(2026, 10, 20, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    store.save_decision(make_decision(decided_at=shanghai), run_id=None)
+    (row,) = store.results()
+    assert row["decided_at"] == "2026-10-20T04:00:00+00:00"
+    assert dt.datetime.fromisoformat(row["decided_at"]) == shanghai
+    run_id = store.start_run(source_uri="s", pipeline_version="0.1.0", thresholds_version="th-1")
+    with Session(store.engine) as session:
+        decided = session.scalars(select(DecisionRecord.decided_at)).one()
+        started = session.scalars(select(RunRecord.started_at).where(RunRecord.id == run_id)).one()
+    for value in (decided, started):
+        assert value.tzinfo is not None and value.utcoffset() == dt.timedelta(0)
+    assert decided == shanghai
+    assert abs(dt.datetime.now(dt.UTC) - started) < dt.timedelta(minutes=5)
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+def test_runs_start_finish_and_list(store: ResultStore) -> None:
+    first = store.start_run(source_uri="file:///a", pipeline_version="0.1.0", thresholds_version="th-1")
+    second = store.start_run(source_uri="file:///b", pipeline_version="0.1.0", thresholds_version="th-1")
+    store.finish_run(first, status="incomplete", n_studies=5, n_judged=3, n_unchanged=1, n_errors=1,
+                     error_message="1 of 4 studies could not be judged")
+    runs = store.runs()
+    assert [r["run_id"] for r in runs] == [second, first]
+    done = runs[1]
+    assert (done["status"], done["n_studies"], done["n_judged"], done["n_unchanged"], done["n_errors"]) == (
+        "incomplete", 5, 3, 1, 1
+    )
+    assert done["error_message"] == "1 of 4 studies could not be judged"
+    assert dt.datetime.fromisoformat(done["finished_at"]) >= dt.datetime.fromisoformat(done["started_at"])
+    assert runs[0]["status"] == "running" and runs[0]["finished_at"] is None
+    assert [r["run_id"] for r in store.runs(limit=1)] == [second]
+    with pytest.raises(StoreError, match=r"cannot finish run 'nope': no such run"):
+        store.finish_run("nope", status="completed", n_studies=0, n_judged=0, n_unchanged=0, n_errors=0)
+    with pytest.raises(ValueError, match=r"limit must be at least 1, got 0"):
+        store.runs(limit=0)
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+def test_lost_race_is_retried_after_rereading(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that read 'no current decision' just before another committed one retries once."""
+    assert store.save_decision(make_decision(), run_id=None) is SaveOutcome.INSERTED
+    real_current = ResultStore._current
+    calls = {"n": 0}
+
+    def stale_once(self: ResultStore, session: Session, study_id: int) -> DecisionRecord | None:
+        calls["n"] += 1
+        return None if calls["n"] == 1 else real_current(self, session, study_id)
+
+    monkeypatch.setattr(ResultStore, "_current", stale_once)
+    assert store.save_decision(make_decision(fingerprint="e" * 64), run_id=None) is SaveOutcome.SUPERSEDED
+    assert calls["n"] == 2
+    assert current_rows(store, UID_A) == 1
+    assert [h["is_current"] for h in store.history(UID_A)] == [False, True]
+
+    monkeypatch.setattr(ResultStore, "_current", lambda self, session, study_id: None)
+    with pytest.raises(StoreError, match=r"cannot save the decision on study .*: it kept changing under concurrent writers"):
+        store.save_decision(make_decision(fingerprint="d" * 64), run_id=None)
+    assert current_rows(store, UID_A) == 1
+    assert count_rows(store)["decisions"] == 2
+
+
+def test_concurrent_writers_never_leave_two_current_decisions(db_url: str) -> None:
+    rounds = 6
+    stores = [ResultStore.open(db_url), ResultStore.open(db_url)]  # two engines, as two processes would have
+    outcomes: list[SaveOutcome] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def writer(index: int) -> None:
+        for r in range(rounds):
+            barrier.wait(timeout=30)
+            try:
+                decision = make_decision(fingerprint=f"{index}-{r}", decided_at=DECIDED + dt.timedelta(minutes=r))
+                outcomes.append(stores[index].save_decision(decision, run_id=None))
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert sorted(outcomes) == sorted([SaveOutcome.INSERTED] + [SaveOutcome.SUPERSEDED] * (2 * rounds - 1))
+        assert current_rows(stores[0], UID_A) == 1
+        history = stores[0].history(UID_A)
+        assert len(history) == 2 * rounds and [h["is_current"] for h in history].count(True) == 1
+        assert history[-1]["is_current"]
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 2 * rounds
+    finally:
+        for s in stores:
+            s.close()
