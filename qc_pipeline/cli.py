@@ -302,5 +302,76 @@ def thresholds_cmd(thresholds_dir: str | None) -> None:
         click.echo(f"  {rule.id:45} {rule.severity:7}{limit}{state}  — {rule.source}")
 
 
+@main.command()
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (items/ inside).")
+@click.option("--modality", type=click.Choice(["DR", "CT", "MR"]), help="Only this modality.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang)
+def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str) -> None:
+    """Print the recognition-item catalog with each item's requirements. 打印互认项目目录及要求。"""
+    from qc_pipeline.errors import ConfigError
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    try:
+        catalog = load_pipeline_thresholds(thresholds_dir).catalog
+    except ConfigError as exc:
+        _fail(str(exc), "互认项目目录无效", code=2)
+    selected = [i for i in catalog.items if modality is None or i.modality == modality]
+    if fmt == "json":
+        click.echo(json.dumps([i.model_dump(mode="json", exclude_none=True) for i in selected], ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    lists = "; ".join(f"{info.name_zh if lang == 'zh' else info.name_en} ({info.id} {info.version})" for info in catalog.lists)
+    table = Table(title=f"互认项目 / recognition items — {lists}", show_lines=False)
+    for title in ("代码 code", "类型 mod.", "名称 name", "侧别 side", "要求 requires"):
+        table.add_column(title, overflow="fold")
+    for item in selected:
+        table.add_row(
+            item.code,
+            item.modality,
+            item.name_zh if lang == "zh" else item.name_en,
+            item.laterality or "",
+            _requirements_text(item, lang),
+        )
+    _console().print(table)
+    click.echo(f"{len(selected)} 项 items")
+
+
+def _requirements_text(item: Any, lang: str) -> str:
+    req = item.requires
+    parts = []
+    if req.views:
+        parts.append(" + ".join("/".join(group) for group in req.views.groups))
+    if req.plain_series:
+        parts.append("平扫" if lang == "zh" else "plain")
+    if req.post_contrast_series:
+        parts.append(f"增强≥{req.post_contrast_series.min}期" if lang == "zh" else f">= {req.post_contrast_series.min} post-contrast")
+    if req.sequences:
+        parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
+    if req.min_planes:
+        parts.append(f"≥{req.min_planes.value:g} planes")
+    if req.post_contrast_t1_planes:
+        parts.append(f"post-contrast T1 ≥{req.post_contrast_t1_planes.value:g} planes")
+    if req.max_slice_thickness_mm:
+        parts.append(f"≤{req.max_slice_thickness_mm.value:g} mm")
+    return "; ".join(parts)
+
+
+@main.command(name="samples")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def samples_cmd(out_dir: Path) -> None:
+    """Write one complete study per recognition item (Chinese, English and vendor spellings) and
+    the defective variants, to OUT_DIR. 为每个互认项目生成一套完整样例检查（含缺陷样例）。"""
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+    from qc_pipeline.samples.catalog_studies import write_catalog_set
+
+    catalog = load_pipeline_thresholds().catalog
+    cases = write_catalog_set(out_dir, catalog.items)
+    defects = [c for c in cases if c.defect]
+    click.echo(f"样例检查 / sample studies: {len(cases) - len(defects)} 项目 items + {len(defects)} 缺陷 defective → {out_dir}")
+    click.echo(f"质控 / judge them: qc-pipeline run {out_dir}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -145,6 +145,8 @@ class StudySummary:
 
     study_instance_uid: str
     patient_id: str | None = None
+    patient_sex: str | None = None
+    patient_birth_date: dt.date | None = None
     accession_number: str | None = None
     institution: str | None = None
     modalities: tuple[str, ...] = ()
@@ -153,11 +155,25 @@ class StudySummary:
     study_description: str | None = None
     n_series: int = 0
     n_instances: int = 0
+    received_at: dt.datetime | None = None
+    """When the source received the study's last object (UTC), where the source knows."""
+    upload_delay_h: float | None = None
+    """received_at minus the acquisition time (StudyDate/StudyTime), in hours."""
 
     @property
     def modality(self) -> str | None:
         """The study's modalities joined by ``,`` (e.g. ``CT`` or ``CT,SR``), or None."""
         return ",".join(self.modalities) or None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorStudy:
+    """Another study of the same patient, as stored: for consistency across studies."""
+
+    study_instance_uid: str
+    study_date: dt.date | None
+    patient_sex: str | None
+    patient_birth_date: dt.date | None
 
 
 @dataclass(frozen=True, slots=True)

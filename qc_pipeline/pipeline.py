@@ -6,51 +6,87 @@ of the source or the store (``SourceError``, ``StoreError``) does, so that it ca
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from qc_pipeline import __version__
+from pydicom.dataset import Dataset
+
 from qc_pipeline.catalog import candidates
-from qc_pipeline.checks import integrity, metadata
-from qc_pipeline.domain import Decision, Finding, Provenance, StudySummary, Verdict
+from qc_pipeline.catalog.classify import Match, classify
+from qc_pipeline.catalog.items import Catalog, load_catalog
+from qc_pipeline.checks import completeness, consistency, continuity, integrity, metadata, timeliness
+from qc_pipeline.domain import Decision, Finding, ItemRef, PriorStudy, Provenance, StudySummary, Verdict
 from qc_pipeline.errors import QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
+from qc_pipeline.rules.loader import ITEMS_DIR
 from qc_pipeline.sources.base import LoadedStudy, StudyEntry, StudySource
 
 logger = logging.getLogger(__name__)
 
 CHECK_ERROR_RULE: Final = "integrity.check.error"
+ITEM_MATCHED: Final = "catalog.item.matched"
+ITEM_UNMATCHED: Final = "catalog.item.unmatched"
+ITEM_AMBIGUOUS: Final = "catalog.item.ambiguous"
+T = TypeVar("T")
 
 
 def required_rules() -> frozenset[str]:
     """Every rule id the checks use; ``thresholds/`` must define exactly these."""
-    return metadata.RULE_IDS | integrity.RULE_IDS | candidates.RULE_IDS | {CHECK_ERROR_RULE}
+    return (
+        metadata.RULE_IDS
+        | integrity.RULE_IDS
+        | candidates.RULE_IDS
+        | completeness.RULE_IDS
+        | continuity.RULE_IDS
+        | timeliness.RULE_IDS
+        | consistency.RULE_IDS
+        | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS}
+    )
 
 
 def load_pipeline_thresholds(directory: Path | str | None = None) -> Thresholds:
-    return load_thresholds(None if directory is None else Path(directory), required_rules=required_rules())
+    """Thresholds with every rule the checks use, and the item catalog they name."""
+    thresholds = load_thresholds(None if directory is None else Path(directory), required_rules=required_rules())
+    catalog = load_catalog(thresholds.directory / ITEMS_DIR, thresholds.site.catalog_lists)
+    return dataclasses.replace(thresholds, catalog=catalog)
 
 
 def provenance(thresholds: Thresholds) -> Provenance:
     return Provenance(pipeline_version=__version__, thresholds_version=thresholds.version, models={})
 
 
+def _parse_or_none(parse: Callable[[str | None], T], value: str | None) -> T | None:
+    try:
+        return parse(value)
+    except ValueError:
+        return None
+
+
 def summarize(study: LoadedStudy, site_tz: dt.tzinfo) -> StudySummary:
     """Study-level header values, from the first image (or the first object if none)."""
     members = study.images or study.instances
     if not members:
-        return StudySummary(study_instance_uid=study.study_instance_uid)
+        return StudySummary(study_instance_uid=study.study_instance_uid, received_at=study.received_at)
     ds = members[0].dataset
     dates = metadata.study_dates(ds, site_tz)
+    acquired = dates.local_datetime()
+    delay = None
+    if acquired is not None and study.received_at is not None and dates.study_time is not None:
+        delay = timeliness.upload_delay_hours(study.received_at, acquired)
     ref = study.ref()
     return StudySummary(
         study_instance_uid=study.study_instance_uid,
         patient_id=text(ds, "PatientID"),
+        patient_sex=(text(ds, "PatientSex") or "").upper() or None,
+        patient_birth_date=_parse_or_none(metadata.parse_da, text(ds, "PatientBirthDate")),
         accession_number=text(ds, "AccessionNumber"),
         institution=text(ds, "InstitutionName"),
         modalities=tuple(sorted({(text(i.dataset, "Modality") or "?").upper() for i in study.instances})),
@@ -59,21 +95,116 @@ def summarize(study: LoadedStudy, site_tz: dt.tzinfo) -> StudySummary:
         study_description=text(ds, "StudyDescription"),
         n_series=len(ref.series),
         n_instances=len(study.instances),
+        received_at=study.received_at,
+        upload_delay_h=delay,
     )
 
 
-def judge(study: LoadedStudy, thresholds: Thresholds, *, now: dt.datetime, source_uri: str | None = None) -> Decision:
-    """The decision on one loaded study. Never raises for bad data."""
+def _item_findings(match: Match, thresholds: Thresholds) -> list[Finding | None]:
+    evidence = "; ".join(match.evidence)
+    if match.item is not None:
+        item = match.item
+        return [
+            thresholds.finding(
+                ITEM_MATCHED,
+                f"recognition item {item.code} {item.name_en} ({evidence})",
+                f"互认项目 {item.code} {item.name_zh}（依据：{evidence}）",
+                value=item.code,
+            )
+        ]
+    if match.ambiguous:
+        names = ", ".join(f"{i.code} {i.name_en}" for i in match.candidates)
+        names_zh = "、".join(f"{i.code} {i.name_zh}" for i in match.candidates)
+        return [
+            thresholds.finding(
+                ITEM_AMBIGUOUS,
+                f"several recognition items fit: {names} ({evidence})",
+                f"可能对应多个互认项目：{names_zh}，请人工确认",
+                value=",".join(i.code for i in match.candidates),
+            )
+        ]
+    return [
+        thresholds.finding(
+            ITEM_UNMATCHED,
+            f"no recognition item fits this study ({evidence or 'no body part named'})",
+            f"未能对应到互认项目（{evidence or '未识别出检查部位'}），不适用互认",
+            value=evidence or None,
+        )
+    ]
+
+
+def _series_datasets(study: LoadedStudy) -> dict[str, list[Dataset]]:
+    groups: dict[str, list[Dataset]] = {}
+    for inst in study.images:
+        groups.setdefault(inst.ref.series_instance_uid, []).append(inst.dataset)
+    return groups
+
+
+def _run_checks(
+    study: LoadedStudy,
+    thresholds: Thresholds,
+    summary: StudySummary,
+    *,
+    now: dt.datetime,
+    others: Sequence[PriorStudy],
+) -> tuple[bool, ItemRef | None, list[Finding], dict[str, float]]:
+    findings: list[Finding | None] = list(integrity.check_integrity(study, thresholds))
+    candidate, catalog_findings = candidates.check_candidate(study, thresholds)
+    findings.extend(catalog_findings)
+    metrics: dict[str, float] = {}
+    item_ref = None
+    if not candidate:
+        return False, None, [f for f in findings if f is not None], metrics
+    catalog: Catalog = thresholds.catalog
+    images = [i.dataset for i in study.images]
+    findings.extend(metadata.check_metadata(images, thresholds, now=now))
+    match = classify(images, catalog)
+    findings.extend(_item_findings(match, thresholds))
+    findings.extend(consistency.check_laterality(match.laterality, match.image_laterality, thresholds))
+    if match.item is not None:
+        item_ref = ItemRef(code=match.item.code, name_zh=match.item.name_zh, name_en=match.item.name_en)
+        findings.extend(completeness.check_completeness(match.item, images, thresholds, catalog))
+    elif not match.ambiguous:
+        candidate = False
+    if match.modality in ("CT", "MR"):
+        for series_uid, members in _series_datasets(study).items():
+            findings.extend(continuity.check_series_continuity(members, thresholds, series_instance_uid=series_uid))
+    if summary.upload_delay_h is not None:
+        metrics[timeliness.UPLOAD_DELAY_METRIC] = summary.upload_delay_h
+        findings.extend(timeliness.check_timeliness(summary.upload_delay_h, thresholds))
+    if others:
+        findings.extend(
+            consistency.check_across_studies(
+                study_date=summary.study_date,
+                sex=summary.patient_sex,
+                birth_date=summary.patient_birth_date,
+                others=others,
+                thresholds=thresholds,
+            )
+        )
+    return candidate, item_ref, [f for f in findings if f is not None], metrics
+
+
+def judge(
+    study: LoadedStudy,
+    thresholds: Thresholds,
+    *,
+    now: dt.datetime,
+    source_uri: str | None = None,
+    others: Sequence[PriorStudy] = (),
+) -> Decision:
+    """The decision on one loaded study. Never raises for bad data.
+
+    ``others`` are the stored studies of the same patient (consistency across studies).
+    """
     summary = StudySummary(study_instance_uid=study.study_instance_uid)
     findings: list[Finding] = []
+    metrics: dict[str, float] = {}
+    item_ref = None
     candidate = False
     try:
         summary = summarize(study, thresholds.site.tzinfo())
-        findings.extend(integrity.check_integrity(study, thresholds))
-        candidate, catalog_findings = candidates.check_candidate(study, thresholds)
-        findings.extend(catalog_findings)
-        if candidate:
-            findings.extend(metadata.check_metadata([i.dataset for i in study.images], thresholds, now=now))
+        candidate, item_ref, findings, metrics = _run_checks(study, thresholds, summary, now=now, others=others)
     except QCError:
         raise
     except Exception as exc:  # a check must not take the run down: the study goes to a person
@@ -84,8 +215,7 @@ def judge(study: LoadedStudy, thresholds: Thresholds, *, now: dt.datetime, sourc
             f"质控检查意外中断（{type(exc).__name__}），请人工复核并报告此问题",
             value=type(exc).__name__,
         )
-        if finding is not None:
-            findings.append(finding)
+        findings = [finding] if finding is not None else []
         candidate = True
     verdict = decide_verdict(findings, candidate=candidate)
     eligible, until = eligibility(
@@ -100,6 +230,8 @@ def judge(study: LoadedStudy, thresholds: Thresholds, *, now: dt.datetime, sourc
         decided_at=now,
         eligible=eligible,
         eligible_until=until,
+        item=item_ref,
+        metrics=metrics,
         source_uri=source_uri,
     )
 
@@ -124,6 +256,7 @@ class ResultStoreLike(Protocol):
 
     def needs_judging(self, study_instance_uid: str, content_fingerprint: str, provenance: Provenance) -> bool: ...
     def save_decision(self, decision: Decision, *, run_id: str | None) -> object: ...
+    def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]: ...
 
 
 def process_entry(
@@ -141,7 +274,11 @@ def process_entry(
     if not store.needs_judging(entry.study_instance_uid, entry.fingerprint, prov):
         return StudyOutcome(entry.study_instance_uid, OutcomeStatus.UNCHANGED)
     study = source.load(entry)
-    decision = judge(study, thresholds, now=now, source_uri=source.uri)
+    patient_ids = {text(i.dataset, "PatientID") for i in study.images} - {None}
+    others: list[PriorStudy] = []
+    if len(patient_ids) == 1:
+        others = store.patient_studies(patient_ids.pop(), exclude_study_uid=entry.study_instance_uid)
+    decision = judge(study, thresholds, now=now, source_uri=source.uri, others=others)
     saved = store.save_decision(decision, run_id=run_id)
     logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
     return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved))

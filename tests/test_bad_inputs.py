@@ -23,17 +23,18 @@ CORPUS = {
     "badVR.dcm": (Verdict.NOT_APPLICABLE, "catalog.no_images"),  # RT Dose: not a recognition image
     "test-SR.dcm": (Verdict.NOT_APPLICABLE, "integrity.non_image.skipped"),
     "rtplan.dcm": (Verdict.NOT_APPLICABLE, "integrity.non_image.skipped"),
-    # Enhanced MR without patient data: metadata fails; the big-endian one is complete.
+    # Enhanced MR of the head without patient data: a brain item that fails on metadata.
     "emri_small_jpeg_2k_lossless_too_short.dcm": (Verdict.FAIL, "metadata.patient_id.missing"),
-    "emri_small_big_endian.dcm": (Verdict.FAIL, "metadata.patient_id.missing"),
+    "emri_small_big_endian.dcm": (Verdict.FAIL, "completeness.mr.sequence_missing"),
     "JPEG2000.dcm": (Verdict.NOT_APPLICABLE, "catalog.modality.not_candidate"),
-    "MR_small_RLE.dcm": (Verdict.FAIL, "metadata.patient_birth_date.missing"),
+    # MR without an order naming a body part: no recognition item (the metadata is still checked)
+    "MR_small_RLE.dcm": (Verdict.NOT_APPLICABLE, "catalog.item.unmatched"),
     "ExplVR_BigEndNoMeta.dcm": (Verdict.NOT_APPLICABLE, "integrity.non_image.skipped"),  # an RT plan
     "UN_sequence.dcm": (Verdict.FAIL, "integrity.header.missing_uid"),
     "rtplan_truncated.dcm": (Verdict.NOT_APPLICABLE, "integrity.non_image.skipped"),
     "waveform_ecg.dcm": (Verdict.NOT_APPLICABLE, "integrity.non_image.skipped"),
     "image_dfl.dcm": (Verdict.NOT_APPLICABLE, "catalog.modality.not_candidate"),  # deflated, OT
-    "MR_small_padded.dcm": (Verdict.FAIL, "metadata.patient_birth_date.missing"),
+    "MR_small_padded.dcm": (Verdict.NOT_APPLICABLE, "metadata.patient_birth_date.missing"),
 }
 
 

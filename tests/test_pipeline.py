@@ -32,7 +32,9 @@ def test_good_study_passes_with_summary(tmp_path, thresholds):
     write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
     decision = judge(load_only(tmp_path), thresholds, now=NOW, source_uri="file:///x")
     assert decision.verdict is Verdict.PASS
-    assert decision.findings == ()
+    assert [f.code for f in decision.findings] == ["catalog.item.matched"]
+    assert decision.item.code == "YB-036"
+    assert decision.metrics == {"upload_delay_h": 2.0}
     assert decision.eligible and decision.eligible_until == dt.date(2027, 1, 12)
     assert decision.study.study_date == dt.date(2026, 10, 12)
     assert decision.study.modalities == ("CT",)
@@ -61,7 +63,7 @@ def test_unexpected_error_in_a_check_becomes_a_review_finding(tmp_path, threshol
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(metadata, "check_metadata", broken)
+    monkeypatch.setattr(metadata, "check_metadata", broken)  # the pipeline calls it via the module
     decision = judge(load_only(tmp_path), thresholds, now=NOW)
     assert decision.verdict is Verdict.REVIEW
     (finding,) = decision.findings

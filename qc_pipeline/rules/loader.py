@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from qc_pipeline.rules.schema import Rule, RuleFile, SiteConfig
 logger = logging.getLogger(__name__)
 
 SITE_FILE = "site.yaml"
+ITEMS_DIR = "items"
 THRESHOLDS_ENV = "QC_THRESHOLDS_DIR"
 
 
@@ -38,6 +40,8 @@ class Thresholds:
     rules: dict[str, Rule]
     version: str
     directory: Path
+    catalog: Any = None
+    """The recognition-item catalog (``qc_pipeline.catalog.items.Catalog``), set by the pipeline."""
 
     def rule(self, rule_id: str) -> Rule:
         try:
@@ -147,6 +151,8 @@ def load_thresholds(
         )
     files = sorted(directory.glob("*.yaml"))
     digest = hashlib.sha256()
+    for path in sorted((directory / ITEMS_DIR).glob("*.yaml")):  # the item catalog counts too
+        digest.update(f"{ITEMS_DIR}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     site: SiteConfig | None = None
     rules: dict[str, Rule] = {}
     where: dict[str, Path] = {}

@@ -57,6 +57,8 @@ class SiteConfig(_Strict):
     candidate_modalities: list[str] = Field(default_factory=lambda: ["CR", "DX", "CT", "MR"])
     """Modalities whose studies are recognition candidates (until the item catalog decides)."""
     eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
+    catalog_lists: list[str] = Field(default_factory=lambda: ["yubei-2023.yaml"], min_length=1)
+    """Item lists in ``thresholds/items/`` whose items studies are mapped to."""
 
     @field_validator("timezone")
     @classmethod

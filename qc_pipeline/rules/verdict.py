@@ -6,7 +6,7 @@ import calendar
 import datetime as dt
 from collections.abc import Iterable
 
-from qc_pipeline.domain import Finding, Severity, Verdict, worst_severity
+from qc_pipeline.domain import Category, Finding, Severity, Verdict, worst_severity
 from qc_pipeline.rules.schema import EligibilityConfig
 
 
@@ -14,15 +14,17 @@ def decide_verdict(findings: Iterable[Finding], *, candidate: bool) -> Verdict:
     """``fail`` if any fail-severity finding, else ``review`` if any review-severity finding,
     else ``pass``; ``not_applicable`` for a study that is not a recognition candidate.
 
-    A study that is not a candidate but has fail-severity findings (a file that could not be
-    read, so its modality is unknown) still fails: an unreadable upload is a defect whatever
-    it was meant to be.
+    A study that is not a candidate but has a fail-severity ``integrity`` finding (a file that
+    could not be read, so what it was meant to be is unknown) still fails: an unreadable upload
+    is a defect whatever it was.
     """
+    findings = list(findings)
+    if not candidate:
+        broken = any(f.severity is Severity.FAIL and f.category is Category.INTEGRITY for f in findings)
+        return Verdict.FAIL if broken else Verdict.NOT_APPLICABLE
     worst = worst_severity(findings)
     if worst is Severity.FAIL:
         return Verdict.FAIL
-    if not candidate:
-        return Verdict.NOT_APPLICABLE
     if worst is Severity.REVIEW:
         return Verdict.REVIEW
     return Verdict.PASS

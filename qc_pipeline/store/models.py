@@ -105,7 +105,10 @@ class StudyRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
-    patient_id: Mapped[str | None] = mapped_column(Text)
+    patient_id: Mapped[str | None] = mapped_column(Text, index=True)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    patient_birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    upload_delay_h: Mapped[float | None] = mapped_column(Float)
     accession_number: Mapped[str | None] = mapped_column(Text)
     institution: Mapped[str | None] = mapped_column(Text)
     modality: Mapped[str | None] = mapped_column(Text)

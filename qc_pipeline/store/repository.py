@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from qc_pipeline.domain import Decision, Finding, Provenance, Verdict
+from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, Verdict
 from qc_pipeline.errors import StoreError
 from qc_pipeline.store.models import (
     FINGERPRINT_LENGTH,
@@ -456,6 +456,9 @@ class ResultStore:
             study = StudyRecord(study_instance_uid=summary.study_instance_uid, first_seen_at=now)
             session.add(study)
         study.patient_id = summary.patient_id
+        study.patient_sex = summary.patient_sex
+        study.patient_birth_date = summary.patient_birth_date
+        study.upload_delay_h = summary.upload_delay_h
         study.accession_number = summary.accession_number
         study.institution = summary.institution
         study.modality = summary.modality
@@ -568,6 +571,23 @@ class ResultStore:
             }
             for d in rows
         ]
+
+    def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]:
+        """The other studies stored for ``patient_id``, with the identity values they recorded."""
+        with self._errors("read a patient's studies"), self._read.begin() as session:
+            query = select(StudyRecord).where(StudyRecord.patient_id == patient_id)
+            if exclude_study_uid is not None:
+                query = query.where(StudyRecord.study_instance_uid != exclude_study_uid)
+            rows = session.scalars(query.order_by(StudyRecord.study_date, StudyRecord.id)).all()
+            return [
+                PriorStudy(
+                    study_instance_uid=r.study_instance_uid,
+                    study_date=r.study_date,
+                    patient_sex=r.patient_sex,
+                    patient_birth_date=r.patient_birth_date,
+                )
+                for r in rows
+            ]
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _db_errors(f"cannot {action} in the results database {self._masked_url}", self._engine.url)

@@ -191,8 +191,8 @@ def test_same_values_in_many_instances_are_consistent(thresholds):
 def test_disabled_rule_is_silent(thresholds, tmp_path):
     import shutil
 
-    for path in thresholds.directory.glob("*.yaml"):
-        shutil.copy(path, tmp_path / path.name)
+    tmp_path = tmp_path / "thresholds"
+    shutil.copytree(thresholds.directory, tmp_path)
     text = (tmp_path / "metadata.yaml").read_text(encoding="utf-8")
     text = text.replace(
         "  - id: metadata.accession_number.missing\n    severity: review\n",

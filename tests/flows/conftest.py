@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 
 import pydicom
@@ -11,6 +13,8 @@ from pydicom.data import get_testdata_file
 GOOD_STUDY = "1.2.826.0.1.3680043.10.1001"
 TRUNCATED_STUDY = "1.2.826.0.1.3680043.10.1002"
 SR_STUDY = "1.2.826.0.1.3680043.10.1003"
+# The exams are on 2026-10-12 at 09:30 in Shanghai; their files arrive at 11:30.
+RECEIVED_AT = dt.datetime(2026, 10, 12, 3, 30, tzinfo=dt.UTC)
 
 
 def write_instance(path: Path, *, study: str, series_no: int, instance_no: int, name: str = "CT_small.dcm", **attrs: str) -> Path:
@@ -30,10 +34,20 @@ def write_instance(path: Path, *, study: str, series_no: int, instance_no: int, 
     ds.StudyTime = "093000"
     ds.AccessionNumber = "ACC" + study[-4:]
     ds.InstitutionName = "四川省人民医院"
+    ds.StudyDescription = "胸部CT平扫"  # recognition item YB-036, CT chest plain
+    ds.InstanceNumber = instance_no
+    ds.ImagePositionPatient = [-100.0, -100.0, 5.0 * instance_no]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.SliceThickness = 5.0
+    if "ContrastBolusAgent" in ds:  # CT_small.dcm records a contrast agent: this is a plain CT
+        del ds.ContrastBolusAgent
+    if "TimezoneOffsetFromUTC" in ds:  # and a US time zone: these exams are in Chongqing
+        del ds.TimezoneOffsetFromUTC
     for key, value in attrs.items():
         setattr(ds, key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path)
+    os.utime(path, (RECEIVED_AT.timestamp(), RECEIVED_AT.timestamp()))  # arrived 2 h after the exam
     return path
 
 
@@ -46,6 +60,7 @@ def mixed_folder(tmp_path: Path) -> Path:
     write_instance(root / "trunc" / "1.dcm", study=TRUNCATED_STUDY, series_no=1, instance_no=1)
     cut = write_instance(root / "trunc" / "2.dcm", study=TRUNCATED_STUDY, series_no=1, instance_no=2)
     cut.write_bytes(cut.read_bytes()[:-5000])
+    os.utime(cut, (RECEIVED_AT.timestamp(), RECEIVED_AT.timestamp()))
     sr = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
     sr.StudyInstanceUID = SR_STUDY
     sr.SeriesInstanceUID = SR_STUDY + ".1"

@@ -11,8 +11,8 @@ from qc_pipeline.rules.schema import EligibilityConfig
 from qc_pipeline.rules.verdict import add_months, decide_verdict, eligibility
 
 
-def finding(severity: Severity) -> Finding:
-    return Finding(code="metadata.x.y", category=Category.METADATA, severity=severity, message="m")
+def finding(severity: Severity, category: Category = Category.METADATA) -> Finding:
+    return Finding(code=f"{category}.x.y", category=category, severity=severity, message="m")
 
 
 @pytest.mark.parametrize(
@@ -24,11 +24,17 @@ def finding(severity: Severity) -> Finding:
         ((Severity.REVIEW, Severity.FAIL, Severity.INFO), True, Verdict.FAIL),
         ((), False, Verdict.NOT_APPLICABLE),
         ((Severity.REVIEW,), False, Verdict.NOT_APPLICABLE),
-        ((Severity.FAIL,), False, Verdict.FAIL),
+        ((Severity.FAIL,), False, Verdict.NOT_APPLICABLE),
     ],
 )
 def test_verdict_rule(severities, candidate, expected):
     assert decide_verdict([finding(s) for s in severities], candidate=candidate) is expected
+
+
+def test_unreadable_upload_fails_even_when_not_a_candidate():
+    unreadable = finding(Severity.FAIL, Category.INTEGRITY)
+    assert decide_verdict([unreadable], candidate=False) is Verdict.FAIL
+    assert decide_verdict([finding(Severity.REVIEW, Category.INTEGRITY)], candidate=False) is Verdict.NOT_APPLICABLE
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,274 @@
+"""The recognition-item catalog: items and their requirements, loaded from data files.
+
+A list is a YAML file in ``thresholds/items/`` (``yubei-2023.yaml`` is the first list of 67
+items); ``lexicon.yaml`` holds the words that name body parts, views, laterality, contrast and DR
+variants. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog_lists``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qc_pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+LEXICON_FILE = "lexicon.yaml"
+
+Modality = Literal["DR", "CT", "MR"]
+Weighting = Literal["T1", "T2", "PD", "T2_FLAIR", "T1_FLAIR", "STIR", "DWI", "ADC", "SWI", "MRA"]
+PlaneName = Literal["AXIAL", "SAGITTAL", "CORONAL"]
+ViewName = Literal["PA", "AP", "LAT", "OBL", "OPEN_MOUTH", "FLEXION", "EXTENSION", "DECUBITUS"]
+Variant = Literal[
+    "PA_ONLY", "FRONTAL", "FRONTAL_LATERAL", "FRONTAL_OBLIQUE", "INFANT", "ERECT", "SUPINE",
+    "BOTH_OBLIQUES", "OPEN_MOUTH", "FLEXION_EXTENSION",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sourced(_Strict):
+    source: str = Field(min_length=3)
+
+
+class ValueReq(Sourced):
+    value: float
+
+
+class CountReq(Sourced):
+    min: Annotated[int, Field(ge=0)]
+
+
+class ViewsReq(Sourced):
+    groups: list[list[ViewName]] = Field(min_length=1)
+    """Each group is one required image; any view in the group satisfies it."""
+
+
+class SequenceReq(_Strict):
+    weighting: list[Weighting] = Field(min_length=1)
+    plane: list[PlaneName] | None = None
+    fat_suppressed: bool | None = None
+    label_en: str
+    label_zh: str
+    source: str = Field(min_length=3)
+
+
+class SequencesReq(Sourced):
+    required: list[SequenceReq] = Field(min_length=1)
+
+
+class Requirements(_Strict):
+    views: ViewsReq | None = None
+    max_age_years: ValueReq | None = None
+    max_slice_thickness_mm: ValueReq | None = None
+    plain_series: CountReq | None = None
+    post_contrast_series: CountReq | None = None
+    sequences: SequencesReq | None = None
+    min_planes: ValueReq | None = None
+    post_contrast_t1_planes: ValueReq | None = None
+
+
+class Item(_Strict):
+    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    number: int
+    modality: Modality
+    region_zh: str
+    name_zh: str
+    name_en: str
+    definition_zh: str = ""
+    body_part: str
+    laterality: Literal["L", "R", "B"] | None = None
+    contrast: Literal["plain", "enhanced"] | None = None
+    variant: Variant | None = None
+    note: str | None = None
+    requires: Requirements
+
+    @model_validator(mode="after")
+    def _requirements_fit_modality(self) -> Item:
+        req = self.requires
+        if self.modality == "DR" and req.views is None:
+            raise ValueError("a DR item needs requires.views")
+        if self.modality == "MR" and req.sequences is None:
+            raise ValueError("an MR item needs requires.sequences")
+        if self.modality == "CT" and req.plain_series is None:
+            raise ValueError("a CT item needs requires.plain_series")
+        return self
+
+
+class ListInfo(_Strict):
+    id: str
+    name_zh: str
+    name_en: str
+    source: str
+    version: str
+
+
+class ItemList(_Strict):
+    list: ListInfo
+    items: list[Item] = Field(min_length=1)
+
+
+class Lexicon(_Strict):
+    version: str
+    source: str
+    body_parts: dict[str, list[str]]
+    body_part_tags: dict[str, list[str]]
+    laterality: dict[Literal["L", "R", "B"], list[str]]
+    contrast: dict[Literal["enhanced", "plain"], list[str]]
+    phases: dict[str, list[str]]
+    views: dict[ViewName, list[str]]
+    view_position_tags: dict[ViewName, list[str]]
+    variants: dict[Variant, list[str]]
+
+
+_SEPARATORS = re.compile(r"[\s_\-\^/\\.,;:()\[\]{}<>|+*&#=\"'`~!?@%]+")
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width to half-width), lower case, separators to single spaces, padded."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    # keep "+c"/"c+" distinguishable before '+' becomes a separator
+    text = text.replace("c+", " cplus ").replace("+c", " pluscontrast ")
+    return f" {_SEPARATORS.sub(' ', text).strip()} "
+
+
+def _is_cjk(term: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" for ch in term)
+
+
+@dataclass(frozen=True)
+class TermSet:
+    """A vocabulary (label -> terms) matched longest term first, without overlaps."""
+
+    entries: tuple[tuple[str, str], ...]  # (normalised term, label), longest first
+
+    @classmethod
+    def build(cls, mapping: dict[str, list[str]]) -> TermSet:
+        pairs = []
+        for label, terms in mapping.items():
+            for term in terms:
+                norm = normalise(term.replace("+c", "pluscontrast").replace("c+", "cplus")).strip()
+                if norm:
+                    pairs.append((norm, str(label)))
+        pairs.sort(key=lambda p: -len(p[0]))
+        return cls(tuple(pairs))
+
+    def find(self, text: str) -> tuple[list[tuple[str, str]], str]:
+        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out."""
+        norm = text if text.startswith(" ") else normalise(text)
+        hits: list[tuple[int, str, str]] = []
+        for term, label in self.entries:
+            if _is_cjk(term):
+                pattern = re.escape(term)
+            else:
+                pattern = r"(?<=[^a-z0-9])" + re.escape(term) + r"(?=[^a-z0-9])"
+            for match in re.finditer(pattern, norm):
+                hits.append((match.start(), label, term))
+                norm = norm[: match.start()] + "\0" * len(term) + norm[match.end() :]
+        hits.sort()
+        return [(label, term) for _, label, term in hits], norm
+
+    def labels(self, text: str) -> list[str]:
+        return [label for label, _ in self.find(text)[0]]
+
+
+class Vocabulary:
+    """The lexicon compiled for matching."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.lexicon = lexicon
+        self.body_parts = TermSet.build(lexicon.body_parts)
+        self.laterality = TermSet.build(lexicon.laterality)  # type: ignore[arg-type]
+        self.contrast = TermSet.build(lexicon.contrast)  # type: ignore[arg-type]
+        self.phases = TermSet.build(lexicon.phases)
+        self.views = TermSet.build(lexicon.views)  # type: ignore[arg-type]
+        self.variants = TermSet.build(lexicon.variants)  # type: ignore[arg-type]
+        self.body_part_tags = {t.upper(): part for part, tags in lexicon.body_part_tags.items() for t in tags}
+        self.view_position_tags = {t.upper(): view for view, tags in lexicon.view_position_tags.items() for t in tags}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every item of the active lists, and the vocabulary to recognise them."""
+
+    lists: tuple[ListInfo, ...]
+    items: tuple[Item, ...]
+    lexicon: Lexicon
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.lexicon)
+
+    def by_code(self, code: str) -> Item:
+        for item in self.items:
+            if item.code == code:
+                return item
+        raise KeyError(f"no item with code {code!r} in the catalog")
+
+    def for_modality(self, modality: str) -> list[Item]:
+        return [i for i in self.items if i.modality == modality]
+
+
+def _load_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
+
+
+def _validation_message(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict | list) else "(a mapping/list)"
+        lines.append(f"{path}: {loc}: {err['msg']} (found {shown})")
+    return "\n".join(lines)
+
+
+def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
+    """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
+    lexicon_path = directory / LEXICON_FILE
+    if not lexicon_path.is_file():
+        raise ConfigError(f"{lexicon_path} is missing: it holds the words that name body parts and views")
+    try:
+        lexicon = Lexicon.model_validate(_load_yaml(lexicon_path))
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(lexicon_path, exc)) from None
+    lists: list[ListInfo] = []
+    items: list[Item] = []
+    seen: dict[str, Path] = {}
+    for name in list_files:
+        path = directory / name
+        if not path.is_file():
+            raise ConfigError(f"item list {path} named in site.yaml (catalog_lists) does not exist")
+        try:
+            item_list = ItemList.model_validate(_load_yaml(path))
+        except ValidationError as exc:
+            raise ConfigError(_validation_message(path, exc)) from None
+        for index, item in enumerate(item_list.items):
+            if item.code in seen:
+                raise ConfigError(f"{path}: items[{index}].code: {item.code!r} is already defined in {seen[item.code]}")
+            if item.body_part not in lexicon.body_parts:
+                raise ConfigError(
+                    f"{path}: items[{index}].body_part: {item.body_part!r} has no words in {lexicon_path}"
+                )
+            seen[item.code] = path
+            items.append(item)
+        lists.append(item_list.list)
+    if not items:
+        raise ConfigError(f"no recognition items loaded from {directory}: name a list in site.yaml (catalog_lists)")
+    logger.debug("catalog: %d items from %d list(s)", len(items), len(lists))
+    return Catalog(lists=tuple(lists), items=tuple(items), lexicon=lexicon)

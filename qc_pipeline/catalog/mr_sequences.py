@@ -1,0 +1,785 @@
+"""Which MR sequence a series is: weighting, fat suppression, plane, contrast — and why.
+
+The acquisition parameters decide; the series name is a hint. Hospitals name the same sequence in
+Chinese, English and each vendor's spelling (``t2_tirm_tra_dark-fluid``, ``Ax T2 FLAIR``,
+``FLAIR_TRA``, ``横断位T2 FLAIR``), and a name can be wrong (a protocol copied and edited), so the
+name is used only where the parameters are missing or inconclusive, to refine what the parameters
+cannot see (an ADC map of a diffusion series, a FLAIR whose inversion time was not exported), and
+to record a conflict when it disagrees.
+
+Weighting ranges (ms) follow the Chinese MRI technique expert consensus, brain (中华放射学杂志
+2016; requirements S5): T2WI TR > 2000, TE 80-130; T1WI TR 300-800, TE < 30; PDWI long TR,
+TE < 30; T2-FLAIR TR 8000-10000, TI 2000-3000; T1-FLAIR TI 600-900. The accepted ranges below are
+wider (site default) so that 3 T, fast spin echo and 3D variants of the same contrasts are
+recognised; where a value lies outside the consensus range the evidence says so.
+
+Classic objects: RepetitionTime (0018,0080), EchoTime (0018,0081), InversionTime (0018,0082),
+ScanningSequence (0018,0020), SequenceVariant (0018,0021), ScanOptions (0018,0022),
+DiffusionBValue (0018,9087) and vendor b-value tags, ImageType (0008,0008). Enhanced MR objects:
+the same from the functional groups (MRTimingAndRelatedParametersSequence, MREchoSequence,
+MRModifierSequence, MRDiffusionSequence, MRImageFrameTypeSequence) and the MR Pulse Sequence
+module (EchoPulseSequence, EchoPlanarPulseSequence, SpectrallySelectedSuppression).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import struct
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from qc_pipeline.io.geometry import (
+    DEFAULT_OBLIQUE_TOLERANCE_DEG,
+    Plane,
+    as_floats,
+    frame_functional_group,
+    frame_geometry,
+    has_functional_groups,
+    plane_from_orientation,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Weighting(StrEnum):
+    """The contrast of an MR series, as the recognition items name it."""
+
+    T1 = "T1"
+    T2 = "T2"
+    PD = "PD"
+    T2_FLAIR = "T2_FLAIR"
+    T1_FLAIR = "T1_FLAIR"
+    STIR = "STIR"
+    DWI = "DWI"
+    ADC = "ADC"
+    SWI = "SWI"
+    MRA = "MRA"
+    LOCALIZER = "LOCALIZER"
+    OTHER = "OTHER"
+    """Identified, but none of the above (T2*-weighted GRE, EPI without diffusion, FA map...)."""
+    UNKNOWN = "UNKNOWN"
+    """Neither the parameters nor the name tell."""
+
+    @property
+    def label(self) -> str:
+        return _LABELS.get(self, self.value)
+
+
+_LABELS: Final = {
+    Weighting.T1: "T1WI",
+    Weighting.T2: "T2WI",
+    Weighting.PD: "PDWI",
+    Weighting.T2_FLAIR: "T2-FLAIR",
+    Weighting.T1_FLAIR: "T1-FLAIR",
+}
+
+# --- Parameter ranges, ms. (low, high) inclusive; "core" = the S5 consensus range. ------------
+T2_MIN_TR: Final = 2000.0  # S5: TR > 2000
+T2_MIN_TE: Final = 70.0  # S5 core 80-130; 70 accepted for short-TE T2 FSE (site default)
+T2_CORE_TE: Final = (80.0, 130.0)
+T1_TR: Final = (300.0, 1000.0)  # S5 core 300-800; up to 1000 accepted for SE T1 (site default)
+T1_CORE_TR: Final = (300.0, 800.0)
+T1_MAX_TE: Final = 30.0  # S5: TE < 30
+PD_MIN_TR: Final = 1500.0  # "long TR" (site default: above the T1 range, allows 1.5 T knee PD)
+PD_MAX_TE: Final = 45.0  # S5 core TE < 30; fast spin echo PD up to ~45 (site default)
+PD_CORE_MAX_TE: Final = 30.0
+T2_FLAIR_TI: Final = (1500.0, 3500.0)  # S5 core 2000-3000 (brief: 1800-3000); 3D FLAIR ~1600-1800
+T2_FLAIR_CORE_TI: Final = (1800.0, 3000.0)
+T2_FLAIR_MIN_TR: Final = 4500.0  # S5 core 8000-10000 (brief: 6000-12000); 3D FLAIR ~4800-6500
+T2_FLAIR_CORE_TR: Final = (6000.0, 12000.0)
+T2_FLAIR_MIN_TE: Final = 50.0  # a long inversion with a short TE is not a T2-FLAIR
+T1_FLAIR_TI: Final = (500.0, 1200.0)  # S5 core 600-900; 3 T T1-FLAIR reaches ~1000 (site default)
+T1_FLAIR_CORE_TI: Final = (600.0, 900.0)
+T1_FLAIR_TR: Final = (1200.0, 3500.0)  # brief: 1500-3000
+T1_FLAIR_MAX_TE: Final = 30.0
+STIR_TI: Final = (80.0, 300.0)  # brief: 100-250 (1.5 T ~150, 3 T ~230); widened at both ends
+STIR_CORE_TI: Final = (100.0, 250.0)
+GRE_IR_T1_TI: Final = (300.0, 1300.0)  # IR-prepared 3D GRE: BRAVO ~450, MPRAGE 900-1100
+GRE_T1_MAX_TE: Final = 10.0  # spoiled GRE with short TE (FLASH, VIBE, FSPGR, TFE)
+GRE_T1_MAX_TR: Final = 1000.0
+GRE_T2STAR_MIN_TE: Final = 15.0  # GRE with long TE: T2*-weighted (hemo, MEDIC, SWI-like)
+GRE_LIKE_MAX_TE: Final = 6.0  # a TE this short is only reached by gradient echoes
+DWI_MIN_B: Final = 500.0  # s/mm²; b >= 500 is diffusion-weighted (site default)
+
+_NO_AGENT: Final = frozenset({"", "NONE", "NO", "N/A", "NA", "0", "-", "无", "否", "NIL"})
+_FAT_SAT_OPTIONS: Final = frozenset(
+    {"FS", "SFS", "FSAT", "FAT-SAT", "FATSAT", "FAT_SAT", "FAT SAT", "SPIR", "SPAIR", "WE", "CHESS"}
+)
+_DIFFUSION_IMAGE_TYPES: Final = frozenset({"DIFFUSION", "TRACEW", "TRACE", "ISODWI", "ISOTROPIC"})
+_DIFFUSION_MAPS: Final = frozenset({"FA", "TENSOR", "EADC", "EXP"})
+
+
+@dataclass(frozen=True, slots=True)
+class MRParameters:
+    """The header values that tell a sequence, read from a classic or enhanced MR object."""
+
+    repetition_time: float | None = None
+    echo_time: float | None = None
+    inversion_time: float | None = None
+    scanning_sequence: frozenset[str] = frozenset()
+    """SE, IR, GR, EP, RM (enhanced objects: derived from EchoPulseSequence etc.)."""
+    sequence_variant: frozenset[str] = frozenset()
+    scan_options: tuple[str, ...] = ()
+    image_type: tuple[str, ...] = ()
+    acquisition_contrast: tuple[str, ...] = ()
+    b_values: tuple[float, ...] = ()
+    b_value_source: str | None = None
+    flip_angle: float | None = None
+    inversion_recovery: bool | None = None
+    """Enhanced MR InversionRecovery (0018,9009); None when not stated."""
+    fat_suppression: str | None = None
+    """Why the tags say fat-suppressed (e.g. "ScanOptions (0018,0022) FS"), or None."""
+    angiography: str | None = None
+    """Why the tags say angiography (TimeOfFlightContrast, PhaseContrast), or None."""
+    contrast_agent: str | None = None
+    orientation: tuple[float, ...] | None = None
+    enhanced: bool = False
+
+    @property
+    def is_inversion_recovery(self) -> bool:
+        return (
+            "IR" in self.scanning_sequence
+            or self.inversion_recovery is True
+            or (self.inversion_time is not None and self.inversion_recovery is not False)
+        )
+
+    @property
+    def max_b_value(self) -> float | None:
+        return max(self.b_values) if self.b_values else None
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceInfo:
+    """What an MR series is, with the reasons, in the order they were weighed."""
+
+    weighting: Weighting
+    fat_suppressed: bool
+    plane: Plane | None
+    post_contrast: bool
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NameHints:
+    """What a series name suggests. ``post_contrast`` is False where it says pre-contrast."""
+
+    weighting: Weighting | None = None
+    weighting_reason: str | None = None
+    fat_suppressed: str | None = None
+    post_contrast: bool | None = None
+    post_reason: str | None = None
+    plane: Plane | None = None
+    plane_reason: str | None = None
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _get(ds: Dataset | None, key: str | int) -> object:
+    if ds is None:
+        return None
+    try:
+        value = ds.get(key)
+    except Exception:  # a garbled value converts lazily and may raise anything
+        logger.debug("unreadable %s", key, exc_info=True)
+        return None
+    if isinstance(value, DataElement):  # private tags are looked up by number
+        try:
+            return value.value
+        except Exception:  # a raw element converts here
+            logger.debug("unreadable %s", key, exc_info=True)
+            return None
+    return value
+
+
+def _number(value: object) -> float | None:
+    """The first number of a header value (multi-value, text, raw little-endian bytes), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        text = value.strip(b"\x00 ")
+        try:
+            value = text.decode("ascii").split("\\")[0]
+        except UnicodeDecodeError:
+            value = None
+        if value is None or not re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value):
+            if len(text) == 4:
+                value = struct.unpack("<f", text)[0]
+            elif len(text) == 8:
+                value = struct.unpack("<d", text)[0]
+            else:
+                return None
+    if isinstance(value, str):
+        value = value.split("\\")[0].strip()
+    elif isinstance(value, Iterable):
+        value = next(iter(value), None)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def cs_values(value: object) -> tuple[str, ...]:
+    """A CS value (multi-value, list or ``a\\b`` text) as upper-case stripped strings; () if absent."""
+    if value is None:
+        return ()
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = value.split("\\")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        items = (value,)
+    return tuple(s for s in (str(v).strip().strip("\x00").strip().upper() for v in items) if s)
+
+
+def _text(ds: Dataset | None, keyword: str) -> str | None:
+    value = _get(ds, keyword)
+    if value is None:
+        return None
+    result = str(value).strip().strip("\x00").strip()
+    return result or None
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
+
+
+# Vendor b-value tags: (tag, private creator word, manufacturer word, description).
+_VENDOR_B_TAGS: Final = (
+    (0x0019100C, "SIEMENS", "SIEMENS", "Siemens B_value (0019,100C)"),
+    (0x00431039, "GEMS", "GE", "GE slop_int_6 (0043,1039) first value"),
+    (0x20011003, "PHILIPS", "PHILIPS", "Philips Diffusion B-Factor (2001,1003)"),
+)
+
+
+def _vendor_b_value(ds: Dataset) -> tuple[float, str] | None:
+    manufacturer = (_text(ds, "Manufacturer") or "").upper()
+    for tag, creator_word, maker_word, name in _VENDOR_B_TAGS:
+        raw = _get(ds, tag)
+        if raw is None:
+            continue
+        creator_tag = Tag(tag).group << 16 | ((Tag(tag).element >> 8) & 0xFF)
+        creator = _get(ds, creator_tag)
+        if creator is not None:
+            if creator_word not in str(creator).upper():
+                continue
+        elif not re.search(rf"\b{maker_word}\b", manufacturer):
+            continue  # without its private creator, trust the tag only on that vendor's data
+        value = _number(raw)
+        if value is None:
+            continue
+        if maker_word == "GE" and value >= 1e9:
+            value -= 1e9 * (value // 1e9)  # some GE versions add 10^9 to the b-value
+        return value, name
+    return None
+
+
+def diffusion_b_value(ds: Dataset) -> float | None:
+    """The b-value (s/mm²) of one classic object: DiffusionBValue (0018,9087), else a vendor tag."""
+    value = _number(_get(ds, "DiffusionBValue"))
+    if value is not None and value >= 0:
+        return value
+    vendor = _vendor_b_value(ds)
+    return vendor[0] if vendor is not None else None
+
+
+def _fat_from_options(options: Iterable[str]) -> str | None:
+    for option in options:
+        if option in _FAT_SAT_OPTIONS or option.startswith("FS_") or "FATSAT" in option.replace("-", "").replace("_", ""):
+            return f"ScanOptions (0018,0022) {option}"
+    return None
+
+
+def _first_frame_item(ds: Dataset, keyword: str) -> Dataset | None:
+    for item in frame_functional_group(ds, keyword):
+        if item is not None:
+            return item
+    return None
+
+
+def read_mr_parameters(ds: Dataset) -> MRParameters:
+    """The sequence parameters of one MR object; absent or garbled values are None/empty."""
+    enhanced = has_functional_groups(ds)
+    tr = _positive(_number(_get(ds, "RepetitionTime")))
+    te = _positive(_number(_get(ds, "EchoTime")))
+    ti = _positive(_number(_get(ds, "InversionTime")))
+    flip = _number(_get(ds, "FlipAngle"))
+    scanning = set(cs_values(_get(ds, "ScanningSequence")))
+    variant = frozenset(cs_values(_get(ds, "SequenceVariant")))
+    options = cs_values(_get(ds, "ScanOptions"))
+    image_type = list(cs_values(_get(ds, "ImageType")))
+    contrast = list(cs_values(_get(ds, "AcquisitionContrast")))
+    inversion: bool | None = None
+    fat = _fat_from_options(options)
+    angio: str | None = None
+    if "IR_GEMS" in options:
+        scanning.add("IR")
+    b_values: list[float] = []
+    b_source: str | None = None
+    top_b = _number(_get(ds, "DiffusionBValue"))
+    if top_b is not None and top_b >= 0:
+        b_values.append(top_b)
+        b_source = "DiffusionBValue (0018,9087)"
+    orientation: tuple[float, ...] | None = None
+
+    if enhanced:
+        timing = _first_frame_item(ds, "MRTimingAndRelatedParametersSequence")
+        tr = _positive(_number(_get(timing, "RepetitionTime"))) or tr
+        timing_flip = _number(_get(timing, "FlipAngle"))
+        flip = timing_flip if timing_flip is not None else flip
+        echo = _first_frame_item(ds, "MREchoSequence")
+        te = _positive(_number(_get(echo, "EffectiveEchoTime"))) or te
+        modifier = _first_frame_item(ds, "MRModifierSequence")
+        ir_flag = _text(modifier, "InversionRecovery")
+        if ir_flag is not None:
+            inversion = ir_flag.upper() == "YES"
+            if inversion:
+                scanning.add("IR")
+        if inversion is not False:
+            ti = _positive(_number(_get(modifier, "InversionTimes"))) or ti
+        else:
+            ti = None
+        excitation = (_text(modifier, "SpectrallySelectedExcitation") or _text(ds, "SpectrallySelectedExcitation") or "").upper()
+        if excitation == "WATER":
+            fat = fat or "SpectrallySelectedExcitation (0018,9026) WATER"
+        for item in frame_functional_group(ds, "MRDiffusionSequence"):
+            value = _number(_get(item, "DiffusionBValue"))
+            if value is not None and value >= 0:
+                b_values.append(value)
+                b_source = "MRDiffusionSequence DiffusionBValue (0018,9087)"
+        frame_type = _first_frame_item(ds, "MRImageFrameTypeSequence")
+        image_type.extend(cs_values(_get(frame_type, "FrameType")))
+        contrast.extend(cs_values(_get(frame_type, "AcquisitionContrast")))
+        echo_pulse = (_text(ds, "EchoPulseSequence") or "").upper()
+        if echo_pulse in ("SPIN", "BOTH"):
+            scanning.add("SE")
+        if echo_pulse in ("GRADIENT", "BOTH"):
+            scanning.add("GR")
+        if (_text(ds, "EchoPlanarPulseSequence") or "").upper() == "YES":
+            scanning.add("EP")
+        frames = frame_geometry(ds)
+        orientation = frames[0].orientation if frames else None
+    else:
+        orientation = as_floats(_get(ds, "ImageOrientationPatient"), count=6)
+
+    suppression = (_text(ds, "SpectrallySelectedSuppression") or "").upper()
+    if suppression in ("FAT", "FAT_AND_WATER"):
+        fat = fat or f"SpectrallySelectedSuppression (0018,9025) {suppression}"
+    if (_text(ds, "TimeOfFlightContrast") or "").upper() == "YES":
+        angio = "TimeOfFlightContrast (0018,9015) YES"
+    elif (_text(ds, "PhaseContrast") or "").upper() == "YES":
+        angio = "PhaseContrast (0018,9014) YES"
+    elif {"TOF", "FLOW_ENCODED"} & set(contrast):
+        angio = f"AcquisitionContrast (0008,9209) {'/'.join(sorted({'TOF', 'FLOW_ENCODED'} & set(contrast)))}"
+
+    vendor = _vendor_b_value(ds)
+    if vendor is not None and not b_values:
+        b_values.append(vendor[0])
+        b_source = vendor[1]
+
+    return MRParameters(
+        repetition_time=tr,
+        echo_time=te,
+        inversion_time=ti,
+        scanning_sequence=frozenset(scanning),
+        sequence_variant=variant,
+        scan_options=options,
+        image_type=tuple(dict.fromkeys(image_type)),
+        acquisition_contrast=tuple(dict.fromkeys(contrast)),
+        b_values=tuple(b_values),
+        b_value_source=b_source,
+        flip_angle=flip,
+        inversion_recovery=inversion,
+        fat_suppression=fat,
+        angiography=angio,
+        contrast_agent=_contrast_agent(ds),
+        orientation=orientation,
+        enhanced=enhanced,
+    )
+
+
+def _contrast_agent(ds: Dataset) -> str | None:
+    agent = _text(ds, "ContrastBolusAgent")
+    if agent is not None and agent.upper() not in _NO_AGENT:
+        return f"ContrastBolusAgent (0018,0010) {agent!r}"
+    sequence = _get(ds, "ContrastBolusAgentSequence")
+    try:
+        if sequence is not None and len(sequence) > 0:  # type: ignore[arg-type]
+            item = sequence[0]  # type: ignore[index]
+            meaning = _text(item, "CodeMeaning") if isinstance(item, Dataset) else None
+            return f"ContrastBolusAgentSequence (0018,0012) {meaning or 'present'}"
+    except TypeError:
+        pass
+    for item in frame_functional_group(ds, "ContrastBolusUsageSequence"):
+        if (_text(item, "ContrastBolusAgentAdministered") or "").upper() == "YES":
+            return "ContrastBolusUsageSequence: ContrastBolusAgentAdministered (0018,9361) YES"
+    return None
+
+
+# --- parameters -> weighting --------------------------------------------------------------------
+
+
+def _g(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def _within(value: float | None, bounds: tuple[float, float]) -> bool:
+    return value is not None and bounds[0] <= value <= bounds[1]
+
+
+def _outside_core(name: str, value: float | None, core: tuple[float, float]) -> str:
+    if value is None or core[0] <= value <= core[1]:
+        return ""
+    return f" ({name} outside the consensus range {core[0]:g}-{core[1]:g}; accepted)"
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterVerdict:
+    """What the parameters alone say. ``weighting`` None: inconclusive (see ``reasons``)."""
+
+    weighting: Weighting | None
+    reasons: tuple[str, ...]
+    inversion_known: bool
+    """False when no inversion information was recorded (no TI, no IR flag)."""
+    fat_suppressed: str | None = None
+    """Why the inversion says fat-suppressed (STIR, spectral inversion on a GRE), or None."""
+
+
+def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
+    """Classify from acquisition parameters only (see the module docstring for the ranges)."""
+    inversion_known = p.inversion_time is not None or "IR" in p.scanning_sequence or p.inversion_recovery is not None
+
+    fat: str | None = None
+
+    def done(weighting: Weighting | None, *reasons: str) -> ParameterVerdict:
+        return ParameterVerdict(weighting, tuple(reasons), inversion_known, fat)
+
+    image_type = set(p.image_type)
+    if {"LOCALIZER", "SCOUT"} & image_type:
+        return done(Weighting.LOCALIZER, f"ImageType (0008,0008) {'/'.join(p.image_type)} → localizer")
+    if "ADC" in image_type or "ADC_MAP" in image_type:
+        return done(Weighting.ADC, f"ImageType (0008,0008) {'/'.join(p.image_type)} → ADC map")
+    if _DIFFUSION_MAPS & image_type and ("DIFFUSION" in image_type or "TENSOR" in image_type):
+        return done(Weighting.OTHER, f"ImageType (0008,0008) {'/'.join(p.image_type)} → diffusion-derived map (not DWI/ADC)")
+    max_b = p.max_b_value
+    if max_b is not None and max_b >= DWI_MIN_B:
+        return done(Weighting.DWI, f"b = {max_b:g} s/mm² ({p.b_value_source}) → DWI")
+    if _DIFFUSION_IMAGE_TYPES & image_type or "DIFFUSION" in p.acquisition_contrast:
+        where = (
+            f"ImageType (0008,0008) {'/'.join(p.image_type)}"
+            if _DIFFUSION_IMAGE_TYPES & image_type
+            else "AcquisitionContrast (0008,9209) DIFFUSION"
+        )
+        return done(Weighting.DWI, f"{where} → DWI")
+    if max_b is not None and "EP" in p.scanning_sequence:
+        return done(Weighting.DWI, f"echo-planar with b = {max_b:g} s/mm² ({p.b_value_source}): image of a diffusion series → DWI")
+    if "SWI" in image_type or "SWAN" in image_type:
+        return done(Weighting.SWI, f"ImageType (0008,0008) {'/'.join(p.image_type)} → SWI")
+    if p.angiography is not None:
+        return done(Weighting.MRA, f"{p.angiography} → MRA")
+
+    tr, te, ti = p.repetition_time, p.echo_time, p.inversion_time
+    seq = p.scanning_sequence
+    gradient = "GR" in seq and "SE" not in seq
+    shown = ", ".join(
+        part for part in (
+            f"TR {tr:g} ms" if tr is not None else "",
+            f"TE {te:g} ms" if te is not None else "",
+            f"TI {ti:g} ms" if ti is not None else "",
+        ) if part
+    ) or "no TR/TE/TI"
+
+    if "EP" in seq:
+        return done(Weighting.OTHER, f"echo-planar without diffusion weighting ({shown}): EPI (BOLD/perfusion), not DWI")
+    if seq == {"RM"}:
+        return done(None, f"ScanningSequence (0018,0020) RM (research mode): parameters not interpreted ({shown})")
+
+    if gradient and ti is not None and ti < GRE_IR_T1_TI[0]:
+        # A short inversion before a gradient echo is a spectral fat inversion (SPAIR-like), not STIR.
+        fat = f"TI {ti:g} ms on a gradient echo (spectral fat inversion)"
+        ti = None
+    if p.is_inversion_recovery and ti is not None:
+        note = "" if "IR" in seq or p.inversion_recovery else " (InversionTime present although ScanningSequence lacks IR)"
+        if _within(ti, STIR_TI):
+            fat = "STIR (short-TI inversion recovery)"
+            return done(Weighting.STIR, f"{shown}, inversion recovery with short TI → STIR (fat suppressed){_outside_core('TI', ti, STIR_CORE_TI)}{note}")
+        if _within(ti, T2_FLAIR_TI):
+            if tr is not None and tr < T2_FLAIR_MIN_TR:
+                return done(None, f"{shown}: TI fits T2-FLAIR but TR < {T2_FLAIR_MIN_TR:g} ms is too short")
+            if te is not None and te < T2_FLAIR_MIN_TE:
+                return done(None, f"{shown}: TI fits T2-FLAIR but TE < {T2_FLAIR_MIN_TE:g} ms is too short")
+            extra = _outside_core("TI", ti, T2_FLAIR_CORE_TI) + _outside_core("TR", tr, T2_FLAIR_CORE_TR)
+            if tr is None:
+                extra += " (TR not recorded)"
+            return done(Weighting.T2_FLAIR, f"{shown} → T2-FLAIR{extra}{note}")
+        if gradient or (te is not None and te <= GRE_LIKE_MAX_TE):
+            if _within(ti, GRE_IR_T1_TI) and (te is None or te < GRE_T1_MAX_TE):
+                kind = "gradient echo" if gradient else f"TE ≤ {GRE_LIKE_MAX_TE:g} ms (gradient-echo-like)"
+                return done(Weighting.T1, f"{shown}, IR-prepared {kind} → T1 (MPRAGE/BRAVO/TFE type){note}")
+            return done(None, f"{shown}: inversion-prepared gradient echo outside the T1 ranges")
+        if _within(ti, T1_FLAIR_TI):
+            if te is not None and te >= T1_FLAIR_MAX_TE:
+                return done(None, f"{shown}: TI fits T1-FLAIR but TE ≥ {T1_FLAIR_MAX_TE:g} ms")
+            if tr is not None and not _within(tr, T1_FLAIR_TR):
+                return done(None, f"{shown}: TI fits T1-FLAIR but TR is outside {T1_FLAIR_TR[0]:g}-{T1_FLAIR_TR[1]:g} ms")
+            return done(Weighting.T1_FLAIR, f"{shown} → T1-FLAIR{_outside_core('TI', ti, T1_FLAIR_CORE_TI)}{note}")
+        return done(None, f"{shown}: inversion time fits no STIR/FLAIR range")
+
+    if tr is None or te is None:
+        return done(None, f"{shown}: TR or TE not recorded")
+    if gradient:
+        if te < GRE_T1_MAX_TE and tr < GRE_T1_MAX_TR:
+            return done(Weighting.T1, f"{shown}, spoiled gradient echo with short TR/TE → T1")
+        if te >= GRE_T2STAR_MIN_TE:
+            return done(Weighting.OTHER, f"{shown}, gradient echo with long TE → T2*-weighted GRE (not T1/T2/PD)")
+        return done(None, f"{shown}: gradient echo with intermediate TR/TE")
+    if not seq and tr < T1_TR[0] and te <= GRE_LIKE_MAX_TE:
+        return done(Weighting.T1, f"{shown}, very short TR/TE (gradient-echo-like; ScanningSequence not recorded) → T1")
+    if tr >= T2_MIN_TR and te >= T2_MIN_TE:
+        return done(Weighting.T2, f"{shown} → T2{_outside_core('TE', te, T2_CORE_TE)}")
+    if tr >= PD_MIN_TR and te <= PD_MAX_TE:
+        extra = "" if te < PD_CORE_MAX_TE else f" (TE ≥ {PD_CORE_MAX_TE:g} ms: fast spin echo PD range)"
+        return done(Weighting.PD, f"{shown}, long TR and short TE → PD{extra}")
+    if _within(tr, T1_TR) and te < T1_MAX_TE:
+        return done(Weighting.T1, f"{shown} → T1{_outside_core('TR', tr, T1_CORE_TR)}")
+    return done(None, f"{shown}: fits no T1/T2/PD range (intermediate or contradictory)")
+
+
+# --- names -> hints -----------------------------------------------------------------------------
+
+_CJK = r"\u3400-\u9fff\uf900-\ufaff"
+_SEPARATORS = re.compile(r"[_\-\s/\\.,:;()\[\]|#^=~'\"]+")
+_SCRIPT_BOUNDARY = re.compile(rf"(?<=[{_CJK}])(?=[^{_CJK}\s])|(?<=[^{_CJK}\s])(?=[{_CJK}])")
+
+
+def normalise_name(name: str) -> str:
+    """NFKC, lower case, separators as single spaces, a space between Chinese and Latin runs."""
+    value = unicodedata.normalize("NFKC", name).lower()
+    value = _SCRIPT_BOUNDARY.sub(" ", value)
+    return " " + _SEPARATORS.sub(" ", value).strip() + " "
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    # Latin words bounded by anything that is not a Latin letter or digit.
+    return re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])")
+
+
+_HINT_RULES: Final[tuple[tuple[Weighting | str, re.Pattern[str]], ...]] = (
+    (Weighting.LOCALIZER, re.compile(r"(?<![a-z0-9])(?:localizer|localiser|loc|scout|survey|tripilot|3 ?plane loc|aahead scout)(?![a-z0-9])|定位")),
+    (Weighting.MRA, re.compile(r"(?<![a-z0-9])(?:\d?d?tof|tof\d?d?|mra|mrv|ce ?mra|angio|angiography|pc ?mra)(?![a-z0-9])|血管")),
+    (Weighting.SWI, re.compile(r"(?<![a-z0-9])(?:swi|swan|swip|swi3d|sway)(?![a-z0-9])|磁敏感")),
+    (Weighting.ADC, re.compile(r"(?<![a-z0-9])(?:adc|apparent diffusion)(?![a-z0-9])|表观扩散系数|表观弥散系数")),
+    (Weighting.DWI, re.compile(r"(?<![a-z0-9])(?:dwi|diff|diffusion|dti|trace ?w?|isodwi|dwibs|ivim|resolve|ep2d diff|b ?\d{2,4}t?)(?![a-z0-9])|弥散|扩散")),
+    ("FLAIR", re.compile(r"(?<![a-z0-9])(?:[a-z]?t[12]w?i?)?flair(?:\d?d?)?(?![a-z0-9])|dark ?fluid|fluid attenuated|水抑制|液体衰减|黑水")),
+    (Weighting.STIR, re.compile(r"(?<![a-z0-9])(?:stir|tirm|t2 ?stir)(?![a-z0-9])|短时反转")),
+    ("T2STAR", re.compile(r"(?<![a-z0-9])(?:t2\*w?i?|t2 ?star|hemo|medic|merge|fl2d hemo)(?![a-z0-9])|t2\*")),
+    (Weighting.PD, re.compile(r"(?<![a-z0-9])(?:s?pd(?:w|wi)?(?:fs)?|proton density)(?![a-z0-9])|质子")),
+    (Weighting.T2, re.compile(r"(?<![a-z0-9])(?:[se]?t2(?:w|wi)?(?:fs|ce)?|haste|ssfse|mrcp|hydro)(?![a-z0-9*])|水成像|胰胆管")),
+    (Weighting.T1, re.compile(r"(?<![a-z0-9])(?:[se]?t1(?:w|wi)?(?:fs|ce|c|\+c)?|mp ?rage|mp2rage|bravo|fspgr|spgr|vibe|star ?vibe|lava|thrive|tfe|flash|fl[23]d|quick3d|mprage)(?![a-z0-9])")),
+)
+_T1_WORD = re.compile(r"(?<![a-z0-9])[se]?t1(?:w|wi)?|t1flair|t1w?flair")
+_GRE_WORDS = re.compile(r"(?<![a-z0-9])(?:fl2d|fl3d|gre|ffe|me2d|medic|merge)(?![a-z0-9])")
+_FAT_WORDS = re.compile(
+    r"(?<![a-z0-9])(?:fs|fat ?sat|fatsat|fat suppressed|spair|spir|fsat|chess|(?:t1|t2|pd)(?:w|wi)?fs|dixon w|w dixon)(?![a-z0-9])"
+    r"|抑脂|压脂|脂肪抑制|脂抑|脂肪饱和|水激发"
+)
+_PRE_WORDS = re.compile(r"(?<![a-z0-9])(?:pre|precontrast|pre contrast|plain|native|non ?contrast|without contrast)(?![a-z0-9])|平扫|增强前|未增强|非增强")
+_POST_WORDS = re.compile(
+    r"(?<![a-z0-9])(?:post(?! ?fossa)|postcontrast|post contrast|gd|gad|gado|ce|contrast|enhanced|t1ce|t1c|t1 ?\+ ?c|t1wi ?\+ ?c)(?![a-z0-9])"
+    r"|\+ ?c(?![a-z])|(?<![a-z])c ?\+|\+ ?gd|gd ?\+|增强|强化"
+)
+_PLANE_WORDS: Final = (
+    (Plane.AXIAL, re.compile(r"(?<![a-z0-9])(?:tra|trans|transverse|ax|axi|axial)(?![a-z0-9])|横断|横轴|轴位|轴状|水平位")),
+    (Plane.SAGITTAL, re.compile(r"(?<![a-z0-9])(?:sag|sagittal)(?![a-z0-9])|矢状")),
+    (Plane.CORONAL, re.compile(r"(?<![a-z0-9])(?:cor|coronal)(?![a-z0-9])|冠状")),
+    (Plane.OBLIQUE, re.compile(r"(?<![a-z0-9])(?:obl|oblique)(?![a-z0-9])|斜位")),
+)
+
+
+def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
+    """The weighting a normalised name suggests, most specific first; None when it says none or two."""
+    found: dict[Weighting | str, str] = {}
+    for key, pattern in _HINT_RULES:
+        match = pattern.search(norm)
+        if match:
+            found[key] = match.group(0).strip()
+    for key in (Weighting.LOCALIZER, Weighting.MRA, Weighting.SWI, Weighting.ADC, Weighting.DWI):
+        if key in found:
+            return key, found[key]
+    if "FLAIR" in found:
+        t1 = _T1_WORD.search(norm)
+        if t1:
+            return Weighting.T1_FLAIR, f"{t1.group(0).strip()} … {found['FLAIR']}"
+        return Weighting.T2_FLAIR, found["FLAIR"]
+    if Weighting.STIR in found:
+        if found[Weighting.STIR] == "tirm" and Weighting.T1 in found:
+            return Weighting.T1_FLAIR, f"{found[Weighting.T1]} … tirm"  # Siemens t1_tirm: T1 inversion recovery
+        return Weighting.STIR, found[Weighting.STIR]
+    if "T2STAR" in found or (Weighting.T2 in found and _GRE_WORDS.search(norm)):
+        return Weighting.OTHER, found.get("T2STAR") or f"{found[Weighting.T2]} gradient echo (T2*)"
+    basic = [w for w in (Weighting.PD, Weighting.T2, Weighting.T1) if w in found]
+    if len(basic) == 1:
+        return basic[0], found[basic[0]]
+    return None, None  # nothing, or "PD T2" dual echo / "T1 T2": the name does not tell
+
+
+def name_hints(*names: str | None) -> NameHints:
+    """What series names suggest, most specific name first (SeriesDescription, ProtocolName, ...).
+
+    The first name that suggests a weighting, fat suppression or a plane gives it. Contrast is
+    read from the first name only: a ProtocolName can be the exam's protocol ("Brain +C") and
+    name the pre-contrast series too.
+    """
+    weighting: Weighting | None = None
+    weighting_reason: str | None = None
+    fat: str | None = None
+    post: bool | None = None
+    post_reason: str | None = None
+    plane: Plane | None = None
+    plane_reason: str | None = None
+    first = True
+    for name in names:
+        if not name:
+            continue
+        norm = normalise_name(name)
+        if weighting is None:
+            w, why = _weighting_hint(norm)
+            if w is not None:
+                weighting, weighting_reason = w, f"name {name!r} ({why})"
+        if fat is None:
+            m = _FAT_WORDS.search(norm)
+            if m:
+                fat = f"name {name!r} ({m.group(0).strip()})"
+        if first:  # "pre" beats "post" within the name ("增强前", "pre contrast")
+            first = False
+            pre = _PRE_WORDS.search(norm)
+            m = _POST_WORDS.search(norm)
+            if pre:
+                post, post_reason = False, f"name {name!r} ({pre.group(0).strip()})"
+            elif m:
+                post, post_reason = True, f"name {name!r} ({m.group(0).strip()})"
+        if plane is None:
+            for candidate, pattern in _PLANE_WORDS:
+                m = pattern.search(norm)
+                if m:
+                    plane, plane_reason = candidate, f"name {name!r} ({m.group(0).strip()})"
+                    break
+    return NameHints(weighting, weighting_reason, fat, post, post_reason, plane, plane_reason)
+
+
+# --- both -> SequenceInfo -----------------------------------------------------------------------
+
+# Refinements a name may make to what the parameters say: the parameters cannot tell an ADC map
+# from its diffusion series when ImageType lacks ADC, a TOF from a T1 spoiled GRE, an SWI from a
+# T2*-weighted GRE, or a localizer from any fast GRE.
+_NAME_REFINES: Final = {
+    Weighting.DWI: {Weighting.ADC},
+    Weighting.T1: {Weighting.MRA},
+    Weighting.OTHER: set(Weighting) - {Weighting.UNKNOWN},
+}
+# ... and, when no inversion was recorded at all (no TI, no IR flag), the inversion-recovery
+# variant of what TR/TE say.
+_NAME_REFINES_WITHOUT_INVERSION: Final = {
+    Weighting.T2: {Weighting.T2_FLAIR, Weighting.STIR},
+    Weighting.PD: {Weighting.STIR},
+}
+
+
+def _series_names(ds: Dataset) -> tuple[str | None, ...]:
+    return (
+        _text(ds, "SeriesDescription"),
+        _text(ds, "ProtocolName"),
+        _text(ds, "SequenceName"),
+        _text(ds, "PulseSequenceName"),
+    )
+
+
+def identify_sequence(
+    ds: Dataset, *, oblique_tolerance_deg: float = DEFAULT_OBLIQUE_TOLERANCE_DEG
+) -> SequenceInfo:
+    """Identify the sequence of the MR series that ``ds`` (one of its objects) belongs to.
+
+    Acquisition parameters decide; the series name (SeriesDescription, ProtocolName,
+    SequenceName, PulseSequenceName) is used where they are missing or inconclusive, refines what
+    they cannot see (ADC vs DWI, FLAIR without a recorded TI, MRA, localizer), and is recorded in
+    ``evidence`` when it disagrees. Never raises on missing or garbled header values.
+    """
+    params = read_mr_parameters(ds)
+    verdict = weighting_from_parameters(params)
+    hints = name_hints(*_series_names(ds))
+    evidence: list[str] = list(verdict.reasons)
+
+    weighting = verdict.weighting
+    hinted = hints.weighting
+    if weighting is None:
+        if hinted is not None:
+            weighting = hinted
+            evidence.append(f"parameters inconclusive; {hints.weighting_reason} → {hinted.label}")
+        else:
+            weighting = Weighting.UNKNOWN
+            evidence.append("no weighting from the parameters or the series name")
+    elif hinted is not None and hinted is not weighting:
+        allowed = set(_NAME_REFINES.get(weighting, set())) | {Weighting.LOCALIZER}
+        if not verdict.inversion_known:
+            allowed |= _NAME_REFINES_WITHOUT_INVERSION.get(weighting, set())
+        if hinted in allowed:
+            evidence.append(f"{hints.weighting_reason} refines {weighting.label} → {hinted.label}")
+            weighting = hinted
+        else:
+            evidence.append(
+                f"conflict: {hints.weighting_reason} suggests {hinted.label}, the parameters say "
+                f"{weighting.label}; parameters win"
+            )
+    elif hinted is not None:
+        evidence.append(f"{hints.weighting_reason} agrees")
+
+    fat_reasons = [r for r in (params.fat_suppression, verdict.fat_suppressed, hints.fat_suppressed) if r]
+    fat = bool(fat_reasons) or weighting is Weighting.STIR
+    if fat_reasons:
+        evidence.append(f"fat suppressed: {fat_reasons[0]}")
+    elif weighting is Weighting.STIR:
+        evidence.append("fat suppressed: STIR")
+
+    post = params.contrast_agent is not None
+    if post and hints.post_contrast is False:
+        post = False
+        evidence.append(f"{params.contrast_agent} is set but {hints.post_reason} says pre-contrast: taken as pre-contrast")
+    elif post:
+        evidence.append(f"post-contrast: {params.contrast_agent}")
+    elif hints.post_contrast:
+        post = True
+        evidence.append(f"post-contrast: {hints.post_reason}")
+
+    plane = plane_from_orientation(params.orientation, oblique_tolerance_deg=oblique_tolerance_deg)
+    if plane is not None:
+        evidence.append(f"plane {plane.value} from ImageOrientationPatient (0020,0037)")
+        if hints.plane is not None and hints.plane is not plane:
+            evidence.append(f"conflict: {hints.plane_reason} suggests {hints.plane.value}; orientation wins")
+    elif hints.plane is not None:
+        plane = hints.plane
+        evidence.append(f"ImageOrientationPatient missing or unreadable; plane {plane.value} from {hints.plane_reason}")
+
+    info = SequenceInfo(
+        weighting=weighting,
+        fat_suppressed=fat,
+        plane=plane,
+        post_contrast=post,
+        evidence=tuple(evidence),
+    )
+    logger.debug(
+        "series %s: %s%s %s", _text(ds, "SeriesInstanceUID"), info.weighting, "-FS" if fat else "", plane
+    )
+    return info
