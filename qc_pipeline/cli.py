@@ -45,7 +45,7 @@ def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _console(width: int = 160):  # type: ignore[no-untyped-def]
+def _console(width: int = 180):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else width, soft_wrap=False)
@@ -180,15 +180,26 @@ def _store_results(db_url: str | None, **filters: Any) -> list[dict[str, Any]]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+ITEM_MATCHED_CODE = "catalog.item.matched"
+
+
 def _reasons(row: dict[str, Any], lang: str, limit: int = 3) -> str:
-    weighty = [f for f in row["findings"] if f["severity"] != "info"]
-    shown = weighty or [f for f in row["findings"]]
+    """The findings that weigh (worst first); for a study with none, its info findings."""
     order = {"fail": 0, "review": 1, "info": 2}
-    shown = sorted(shown, key=lambda f: order.get(f["severity"], 3))
+    findings = [f for f in row["findings"] if f["code"] != ITEM_MATCHED_CODE]
+    weighty = [f for f in findings if f["severity"] != "info"]
+    shown = sorted(weighty or findings, key=lambda f: order.get(f["severity"], 3))
     texts = [(f["message_zh"] if lang == "zh" and f.get("message_zh") else f["message"]) for f in shown[:limit]]
     if len(shown) > limit:
         texts.append(f"(+{len(shown) - limit})")
-    return "\n".join(texts) or ("—")
+    return "\n".join(texts) or "—"
+
+
+def _item_text(row: dict[str, Any], lang: str) -> str:
+    item = row.get("item")
+    if not item:
+        return "—"
+    return f"{item['code']} {item['name_zh'] if lang == 'zh' else item['name_en']}"
 
 
 def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str] | None = None) -> None:
@@ -196,13 +207,14 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
 
     table = Table(show_lines=True, title="质控结论 / QC verdicts")
     if names:
-        table.add_column("样例 case", overflow="fold")
-    table.add_column("检查 study", overflow="fold", max_width=28)
-    table.add_column("类型 mod.")
-    table.add_column("日期 date")
-    table.add_column("结论 verdict")
-    table.add_column("互认至 eligible until")
-    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold")
+        table.add_column("样例 case", overflow="fold", max_width=22)
+    table.add_column("检查 study", overflow="fold", max_width=20)
+    table.add_column("类型 mod.", max_width=6)
+    table.add_column("日期 date", no_wrap=True)
+    table.add_column("项目 item", overflow="fold", max_width=22)
+    table.add_column("结论 verdict", no_wrap=True)
+    table.add_column("互认至 until", no_wrap=True)
+    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=40)
     for row in rows:
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
@@ -211,6 +223,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             row.get("accession_number") or row["study_instance_uid"],
             row.get("modality") or "?",
             row.get("study_date") or "?",
+            _item_text(row, lang),
             label,
             row.get("eligible_until") or "—",
             _reasons(row, lang),

@@ -375,6 +375,8 @@ def read_mr_parameters(ds: Dataset) -> MRParameters:
     else:
         orientation = as_floats(_get(ds, "ImageOrientationPatient"), count=6)
 
+    if "WATER" in image_type:
+        fat = fat or "ImageType (0008,0008) WATER (Dixon water image)"
     suppression = (_text(ds, "SpectrallySelectedSuppression") or "").upper()
     if suppression in ("FAT", "FAT_AND_WATER"):
         fat = fat or f"SpectrallySelectedSuppression (0018,9025) {suppression}"
@@ -585,6 +587,7 @@ _HINT_RULES: Final[tuple[tuple[Weighting | str, re.Pattern[str]], ...]] = (
     (Weighting.DWI, re.compile(r"(?<![a-z0-9])(?:dwi|diff|diffusion|dti|trace ?w?|isodwi|dwibs|ivim|resolve|ep2d diff|b ?\d{2,4}t?)(?![a-z0-9])|弥散|扩散")),
     ("FLAIR", re.compile(r"(?<![a-z0-9])(?:[a-z]?t[12]w?i?)?flair(?:\d?d?)?(?![a-z0-9])|dark ?fluid|fluid attenuated|水抑制|液体衰减|黑水")),
     (Weighting.STIR, re.compile(r"(?<![a-z0-9])(?:stir|tirm|t2 ?stir)(?![a-z0-9])|短时反转")),
+    ("SSFP", re.compile(r"(?<![a-z0-9])(?:trufi|true ?fisp|fiesta|fiesta c|bffe|balanced ffe|b ?tfe|bssfp|ciss|ciss3d)(?![a-z0-9])")),
     ("T2STAR", re.compile(r"(?<![a-z0-9])(?:t2\*w?i?|t2 ?star|hemo|medic|merge|fl2d hemo)(?![a-z0-9])|t2\*")),
     (Weighting.PD, re.compile(r"(?<![a-z0-9])(?:s?pd(?:w|wi)?(?:fs)?|proton density)(?![a-z0-9])|质子")),
     (Weighting.T2, re.compile(r"(?<![a-z0-9])(?:[se]?t2(?:w|wi)?(?:fs|ce)?|haste|ssfse|mrcp|hydro)(?![a-z0-9*])|水成像|胰胆管")),
@@ -628,6 +631,8 @@ def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
         if found[Weighting.STIR] == "tirm" and Weighting.T1 in found:
             return Weighting.T1_FLAIR, f"{found[Weighting.T1]} … tirm"  # Siemens t1_tirm: T1 inversion recovery
         return Weighting.STIR, found[Weighting.STIR]
+    if "SSFP" in found:
+        return Weighting.OTHER, f"{found['SSFP']}: balanced steady-state GRE (mixed T2/T1 contrast)"
     if "T2STAR" in found or (Weighting.T2 in found and _GRE_WORDS.search(norm)):
         return Weighting.OTHER, found.get("T2STAR") or f"{found[Weighting.T2]} gradient echo (T2*)"
     basic = [w for w in (Weighting.PD, Weighting.T2, Weighting.T1) if w in found]
@@ -687,7 +692,7 @@ def name_hints(*names: str | None) -> NameHints:
 # T2*-weighted GRE, or a localizer from any fast GRE.
 _NAME_REFINES: Final = {
     Weighting.DWI: {Weighting.ADC},
-    Weighting.T1: {Weighting.MRA},
+    Weighting.T1: {Weighting.MRA, Weighting.OTHER},  # OTHER: a balanced SSFP looks like a short-TR GRE
     Weighting.OTHER: set(Weighting) - {Weighting.UNKNOWN},
 }
 # ... and, when no inversion was recorded at all (no TI, no IR flag), the inversion-recovery
@@ -735,6 +740,9 @@ def identify_sequence(
         allowed = set(_NAME_REFINES.get(weighting, set())) | {Weighting.LOCALIZER}
         if not verdict.inversion_known:
             allowed |= _NAME_REFINES_WITHOUT_INVERSION.get(weighting, set())
+            tr = params.repetition_time
+            if tr is not None and tr < T2_FLAIR_MIN_TR:
+                allowed.discard(Weighting.T2_FLAIR)  # a FLAIR needs the long TR of its inversion
         if hinted in allowed:
             evidence.append(f"{hints.weighting_reason} refines {weighting.label} → {hinted.label}")
             weighting = hinted

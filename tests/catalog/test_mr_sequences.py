@@ -256,7 +256,13 @@ def test_flair_without_exported_inversion_time_is_flair_by_name(name):
     assert any("refines T2WI → T2-FLAIR" in e for e in info.evidence)
 
 
-def test_name_cannot_make_flair_of_a_stated_non_inversion_series_with_inversion_known():
+def test_flair_name_with_a_short_tr_and_no_inversion_stays_t2():
+    info = identify_sequence(mr("Ax T2 FLAIR", tr=3000, te=100))
+    assert info.weighting is W.T2
+    assert any(e.startswith("conflict") and "T2-FLAIR" in e for e in info.evidence)
+
+
+def test_flair_name_does_not_override_a_recorded_short_inversion():
     """With an inversion recorded (TI 150), a FLAIR name does not override STIR parameters."""
     info = identify_sequence(mr("Ax T2 FLAIR", seq="SE\\IR", tr=4000, te=60, ti=150))
     assert info.weighting is W.STIR
@@ -289,6 +295,19 @@ def test_epi_without_diffusion_is_other():
 def test_t2_star_gre_is_other_not_t2():
     info = identify_sequence(mr("t2_fl2d_tra_hemo", seq="GR", variant="SP", tr=650, te=20))
     assert info.weighting is W.OTHER
+
+
+def test_balanced_ssfp_named_as_such_is_other_not_t1():
+    """TrueFISP/FIESTA/bFFE have the short TR/TE of a spoiled GRE: only the name tells them apart."""
+    for name in ("t2_trufi_cor", "Cor FIESTA", "bFFE_SAG"):
+        info = identify_sequence(mr(name, seq="GR", variant="SK\\SS", tr=4.3, te=2.1, iop=None))
+        assert info.weighting is W.OTHER, (name, info.evidence)
+
+
+def test_dixon_water_image_is_fat_suppressed():
+    ds = mr("t1_vibe_dixon_tra_W", seq="GR", variant="SP", tr=4.0, te=1.3, image_type="DERIVED\\PRIMARY\\DIXON\\WATER")
+    info = identify_sequence(ds)
+    assert (info.weighting, info.fat_suppressed) == (W.T1, True)
 
 
 def test_orientation_wins_over_plane_words():
