@@ -207,7 +207,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
 
     table = Table(show_lines=True, title="质控结论 / QC verdicts")
     if names:
-        table.add_column("样例 case", overflow="fold", max_width=22)
+        table.add_column("样例 case", no_wrap=True)
     table.add_column("检查 study", overflow="fold", max_width=20)
     table.add_column("类型 mod.", max_width=6)
     table.add_column("日期 date", no_wrap=True)
