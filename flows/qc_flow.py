@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
@@ -129,10 +129,20 @@ def qc_run(
         "run %s: %d studies in %s, %d new or changed", run_id, len(entries), src.uri, len(pending)
     )
     _notify("start", 0, len(pending))
-    futures = [
-        judge_study.submit(source, entry, db_url, thresholds_dir, thresholds.version, run_id, now)
-        for entry in pending
-    ]
+    # Studies of one patient are judged oldest first, one after the other, so that the
+    # consistency check across studies sees the earlier ones stored.
+    pending.sort(key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
+    futures = []
+    previous: dict[str, object] = {}
+    for entry in pending:
+        # allow_failure: one study that could not be judged must not hold back the next one
+        wait = [allow_failure(previous[entry.patient_key])] if entry.patient_key in previous else None
+        future = judge_study.submit(
+            source, entry, db_url, thresholds_dir, thresholds.version, run_id, now, wait_for=wait
+        )
+        if entry.patient_key:
+            previous[entry.patient_key] = future
+        futures.append(future)
     verdicts: Counter[str] = Counter()
     saved: Counter[str] = Counter()
     failed: list[str] = []

@@ -31,6 +31,10 @@ class StudyEntry:
     fingerprint: str
     uid_readable: bool = True
     """False for a file whose StudyInstanceUID could not be read: a study of its own."""
+    patient_key: str | None = None
+    """A hash of the PatientID (never the ID itself): studies of one patient are judged in order."""
+    study_date: str | None = None
+    """StudyDate as written (YYYYMMDD), for that order."""
 
 
 class ProblemKind(StrEnum):
@@ -114,6 +118,13 @@ class StudySource(Protocol):
 def uid_for_unreadable(location: str) -> str:
     """A stable, valid UID (2.25 form) standing for the study of a file with no readable UID."""
     return f"2.25.{uuid.uuid5(UNREADABLE_UID_NAMESPACE, location).int}"
+
+
+def patient_key(patient_id: str | None) -> str | None:
+    """A stable, non-reversible key for a PatientID (for ordering work, never for display)."""
+    if not patient_id:
+        return None
+    return hashlib.sha256(b"qc-pipeline patient\0" + patient_id.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def combine_fingerprints(parts: list[str]) -> str:

@@ -24,6 +24,7 @@ from qc_pipeline.sources.base import (
     ReadProblem,
     StudyEntry,
     combine_fingerprints,
+    patient_key,
     uid_for_unreadable,
 )
 
@@ -68,6 +69,7 @@ class FolderSource:
         synthetic UID) so that it gets a verdict instead of vanishing.
         """
         groups: dict[str, list[tuple[str, str]]] = {}
+        identity: dict[str, tuple[str | None, str | None]] = {}
         for path in self._files():
             location = self._relative(path)
             try:
@@ -78,7 +80,7 @@ class FolderSource:
                 logger.warning("cannot read %s: %s", location, exc.strerror)
                 head, size = b"", -1
             file_print = f"{location}|{size}|{hashlib.sha256(head).hexdigest()}"
-            study_uid = _read_study_uid(path) if size > 0 else None
+            study_uid, patient_id, study_date = _read_keys(path) if size > 0 else (None, None, None)
             if study_uid is None:
                 yield StudyEntry(
                     study_instance_uid=uid_for_unreadable(location),
@@ -88,12 +90,17 @@ class FolderSource:
                 )
                 continue
             groups.setdefault(study_uid, []).append((location, file_print))
+            if identity.get(study_uid, (None, None))[0] is None:
+                identity[study_uid] = (patient_key(patient_id), study_date)
         for study_uid in sorted(groups):
             members = groups[study_uid]
+            key, day = identity.get(study_uid, (None, None))
             yield StudyEntry(
                 study_instance_uid=study_uid,
                 locations=tuple(loc for loc, _ in members),
                 fingerprint=combine_fingerprints([fp for _, fp in members]),
+                patient_key=key,
+                study_date=day,
             )
 
     def load(self, entry: StudyEntry) -> LoadedStudy:
@@ -136,13 +143,26 @@ class FolderSource:
         return study
 
 
-def _read_study_uid(path: Path) -> str | None:
+def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:
+    """``(StudyInstanceUID, PatientID, StudyDate)``, each None when it cannot be read."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"], force=True)
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "PatientID", "StudyDate"], force=True
+        )
     except Exception:  # any parse failure means: no readable UID
-        return None
-    uid = ds.get("StudyInstanceUID")
-    if not isinstance(uid, str):
-        return None
-    uid = uid.strip().rstrip("\x00")
-    return uid if 0 < len(uid) <= 64 else None
+        return None, None, None
+
+    def clean(keyword: str) -> str | None:
+        try:
+            value = ds.get(keyword)
+        except Exception:
+            return None
+        if not isinstance(value, str):
+            return None
+        value = value.strip().rstrip("\x00").strip()
+        return value or None
+
+    uid = clean("StudyInstanceUID")
+    if uid is None or len(uid) > 64:
+        return None, None, None
+    return uid, clean("PatientID"), clean("StudyDate")

@@ -125,3 +125,23 @@ def test_invalid_thresholds_exit_2(tmp_path, mixed_folder):
     proc = run_cli("run", str(mixed_folder), "--thresholds", str(bad), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
     assert proc.returncode == 2
     assert "unknown IANA time zone 'Mars/Olympus'" in proc.stderr
+
+
+def test_same_patient_with_another_sex_is_flagged_on_the_later_study(prefect_harness, tmp_path):
+    root = tmp_path / "in"
+    earlier, later = "1.2.826.0.1.3680043.10.2001", "1.2.826.0.1.3680043.10.2002"
+    # Same PatientID, exams a month apart; the later one records another sex and birth date.
+    for study, day, sex in ((earlier, "20260912", "F"), (later, "20261012", "M")):
+        for n in (1, 2):
+            write_instance(root / study[-4:] / f"{n}.dcm", study=study, series_no=1, instance_no=n,
+                           PatientID="P-SAME", StudyDate=day, PatientSex=sex,
+                           PatientBirthDate="19700101" if sex == "F" else "19700102")
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    code, out = invoke("run", str(root), "--db", url)
+    assert code == 0, out
+    by_uid = results(url)
+    flagged = [f for f in by_uid[later]["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]
+    assert {f["value"] for f in flagged} == {"M", "19700102"}
+    assert all(earlier in f["message"] for f in flagged)
+    assert by_uid[later]["verdict"] == "review"
+    assert not [f for f in by_uid[earlier]["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]

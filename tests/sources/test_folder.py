@@ -51,6 +51,11 @@ def test_groups_by_study_uid_at_any_depth(folder):
     junk = entries[uid_for_unreadable("junk.bin")]
     assert junk.locations == ("junk.bin",) and not junk.uid_readable
     assert len(entries) == 3  # the hidden file and the empty folder make no study
+    ct = entries["1.2.826.0.1.1"]
+    patient_id = pydicom.dcmread(folder / "b.dcm").PatientID
+    assert ct.patient_key and len(ct.patient_key) == 16 and patient_id not in repr(ct)
+    assert ct.study_date == pydicom.dcmread(folder / "a" / "1.dcm").StudyDate
+    assert junk.patient_key is None
 
 
 def test_unreadable_study_uid_is_stable_and_valid():
