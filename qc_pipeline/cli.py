@@ -35,8 +35,11 @@ VERDICT_STYLES = {"pass": "green", "review": "yellow", "fail": "red", "not_appli
 def _quiet_prefect(verbose: bool) -> None:
     """Prefect logs every task to the console; an operator wants the table, not the chatter."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry banner on a terminal
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # The temporary (ephemeral) API server can log a cancelled write when it shuts down after
+    # the run; that is Prefect's housekeeping, not the operator's concern, unless --verbose.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
