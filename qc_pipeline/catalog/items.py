@@ -16,10 +16,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qc_pipeline.errors import ConfigError
+from qc_pipeline.rules.loader import format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -221,32 +221,15 @@ class Catalog:
         return [i for i in self.items if i.modality == modality]
 
 
-def _load_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
-
-
-def _validation_message(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        value = err.get("input")
-        shown = repr(value) if not isinstance(value, dict | list) else "(a mapping/list)"
-        lines.append(f"{path}: {loc}: {err['msg']} (found {shown})")
-    return "\n".join(lines)
-
-
 def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
     """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
     lexicon_path = directory / LEXICON_FILE
     if not lexicon_path.is_file():
         raise ConfigError(f"{lexicon_path} is missing: it holds the words that name body parts and views")
     try:
-        lexicon = Lexicon.model_validate(_load_yaml(lexicon_path))
+        lexicon = Lexicon.model_validate(read_yaml(lexicon_path))
     except ValidationError as exc:
-        raise ConfigError(_validation_message(lexicon_path, exc)) from None
+        raise ConfigError(format_validation_error(lexicon_path, exc, None)) from None
     lists: list[ListInfo] = []
     items: list[Item] = []
     seen: dict[str, Path] = {}
@@ -255,9 +238,9 @@ def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
         if not path.is_file():
             raise ConfigError(f"item list {path} named in site.yaml (catalog_lists) does not exist")
         try:
-            item_list = ItemList.model_validate(_load_yaml(path))
+            item_list = ItemList.model_validate(read_yaml(path))
         except ValidationError as exc:
-            raise ConfigError(_validation_message(path, exc)) from None
+            raise ConfigError(format_validation_error(path, exc, None)) from None
         for index, item in enumerate(item_list.items):
             if item.code in seen:
                 raise ConfigError(f"{path}: items[{index}].code: {item.code!r} is already defined in {seen[item.code]}")

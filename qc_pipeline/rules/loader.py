@@ -96,7 +96,8 @@ def rule_category(rule_id: str) -> Category:
     return Category(rule_id.split(".", 1)[0])
 
 
-def _format_validation_error(path: Path, exc: ValidationError, data: object) -> str:
+def format_validation_error(path: Path, exc: ValidationError, data: object) -> str:
+    """One line per error: ``file: key[index].key (rule 'id'): message (found value)``."""
     lines = []
     for err in exc.errors():
         loc = _loc_to_key(err["loc"], data)
@@ -124,7 +125,8 @@ def _loc_to_key(loc: tuple[int | str, ...], data: object) -> str:
     return key + rule_hint
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> object:
+    """A YAML file's content; ConfigError naming the file when it cannot be read or parsed."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -159,14 +161,14 @@ def load_thresholds(
     for path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
-        data = _read_yaml(path)
+        data = read_yaml(path)
         try:
             if path.name == SITE_FILE:
                 site = SiteConfig.model_validate(data)
                 continue
             rule_file = RuleFile.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_format_validation_error(path, exc, data)) from None
+            raise ConfigError(format_validation_error(path, exc, data)) from None
         for i, rule in enumerate(rule_file.rules):
             try:
                 rule_category(rule.id)
