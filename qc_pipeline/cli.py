@@ -36,11 +36,18 @@ def _quiet_prefect(verbose: bool) -> None:
     """Prefect logs every task to the console; an operator wants the table, not the chatter."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry banner on a terminal
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # The run log goes to Prefect's API at INFO either way; the console shows it with --verbose
+    # only, so an operator sees the table or one line saying why the run could not complete.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "0" if verbose else "CRITICAL")
     # The temporary (ephemeral) API server can log a cancelled write when it shuts down after
     # the run; that is Prefect's housekeeping, not the operator's concern, unless --verbose.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "qc_pipeline")  # library logs join the run log
+    level = logging.INFO if verbose else logging.CRITICAL
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # records propagated from Prefect's loggers too
+        handler.setLevel(level)
 
 
 def _fail(message_en: str, message_zh: str, code: int = 1) -> None:

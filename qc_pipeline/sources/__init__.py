@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qc_pipeline.errors import SourceError
 from qc_pipeline.sources.base import LoadedStudy, StudyEntry, StudySource
 from qc_pipeline.sources.folder import FolderSource
 
@@ -12,12 +11,13 @@ __all__ = ["FolderSource", "LoadedStudy", "StudyEntry", "StudySource", "open_sou
 
 
 def open_source(spec: str | Path) -> StudySource:
-    """The source named by ``spec``: a folder path (or ``file://`` URI)."""
+    """The source named by ``spec``: a DICOMweb URL (``http(s)://host/dicom-web``) or a folder
+    path (or ``file://`` URI)."""
     text = str(spec)
     if text.startswith(("http://", "https://")):
-        raise SourceError(
-            f"DICOMweb sources are not supported by this release yet: {text!r}; use a folder"
-        )
+        from qc_pipeline.sources.dicomweb import DicomWebSource
+
+        return DicomWebSource(text)
     if text.startswith("file://"):
         from urllib.parse import unquote, urlparse
 

@@ -125,5 +125,8 @@ def test_missing_folder_is_a_source_error(tmp_path):
 def test_open_source(tmp_path):
     assert isinstance(open_source(tmp_path), FolderSource)
     assert open_source(tmp_path.as_uri()).root == tmp_path.resolve()
-    with pytest.raises(SourceError, match=r"DICOMweb sources are not supported by this release yet"):
-        open_source("http://127.0.0.1:8042/dicom-web")
+    from qc_pipeline.sources.dicomweb import DicomWebSource
+
+    web = open_source("http://qc:secret@127.0.0.1:8042/dicom-web/")
+    assert isinstance(web, DicomWebSource)
+    assert web.uri == "http://127.0.0.1:8042/dicom-web"  # credentials never kept in the URI
