@@ -123,6 +123,24 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Measurement:
+    """The value of one objective image-quality metric on one series (or one radiograph).
+
+    ``metric`` is a stable dotted id (``ct.noise_hu``) that rules in ``thresholds/`` name in their
+    ``metric`` field; ``value`` is None when the metric could not be measured on this image, and
+    ``detail`` then says why (otherwise, optionally, how or where it was measured). Values are
+    never rounded here.
+    """
+
+    metric: str
+    value: float | None
+    unit: str
+    detail: str = ""
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Provenance:
     """What produced a decision, so that it can be reproduced and audited."""
 
@@ -191,6 +209,9 @@ class Decision:
     eligible_until: dt.date | None = None
     item: ItemRef | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    """Study-level numbers (e.g. upload delay in hours), by name."""
+    measurements: tuple[Measurement, ...] = ()
+    """Image-quality metrics per series / image (``qc_pipeline.metrics``)."""
     source_uri: str | None = None
 
     @property

@@ -136,14 +136,18 @@ def read_yaml(path: Path) -> object:
 
 
 def load_thresholds(
-    directory: Path | None = None, *, required_rules: Iterable[str] = ()
+    directory: Path | None = None,
+    *,
+    required_rules: Iterable[str] = (),
+    known_metrics: Iterable[str] | None = None,
 ) -> Thresholds:
     """Load every ``*.yaml`` of ``directory``; raise ConfigError naming file, key and value.
 
     ``site.yaml`` is the site configuration; every other file holds rules. Rule ids must be
     unique, start with their category, and include every id in ``required_rules`` (the ids the
     pipeline's checks use); ids that no check knows are rejected too, so a typo cannot silently
-    disable a rule.
+    disable a rule. Rules on a measured metric (with ``metric:``) are not named by the checks:
+    their ``metric`` must be one of ``known_metrics`` (when given) instead.
     """
     directory = Path(directory) if directory is not None else default_thresholds_dir()
     if not directory.is_dir():
@@ -158,6 +162,7 @@ def load_thresholds(
     site: SiteConfig | None = None
     rules: dict[str, Rule] = {}
     where: dict[str, Path] = {}
+    known = frozenset(known_metrics or ())
     for path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
@@ -177,6 +182,11 @@ def load_thresholds(
                     f"{path}: rules[{i}].id: {rule.id!r} must start with a category "
                     f"({', '.join(c.value for c in Category)})"
                 ) from None
+            if rule.metric is not None and known_metrics is not None and rule.metric not in known:
+                raise ConfigError(
+                    f"{path}: rules[{i}].metric: {rule.metric!r} (rule {rule.id!r}) is not a metric the "
+                    f"pipeline measures; known: {', '.join(sorted(known))}"
+                )
             if rule.id in rules:
                 raise ConfigError(
                     f"{path}: rules[{i}].id: {rule.id!r} is already defined in {where[rule.id]}"
@@ -190,7 +200,7 @@ def load_thresholds(
         missing = sorted(required - rules.keys())
         if missing:
             raise ConfigError(f"{directory}: rules used by the checks are not defined: {', '.join(missing)}")
-        unknown = sorted(rules.keys() - required)
+        unknown = sorted(r for r in rules.keys() - required if rules[r].metric is None)
         if unknown:
             raise ConfigError(
                 "; ".join(f"{where[r]}: unknown rule id {r!r} (no check uses it)" for r in unknown)

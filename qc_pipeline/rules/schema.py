@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qc_pipeline.domain import Severity
 
@@ -31,6 +31,23 @@ class Rule(_Strict):
     description: str = Field(min_length=3)
     limit: float | None = None
     enabled: bool = True
+    metric: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+    """For a limit on a measured metric (``image_quality``): the metric id it applies to."""
+    when: Literal["above", "below"] | None = None
+    """With ``metric``: the rule fires when the value is above (or below) the limit."""
+    modalities: list[str] = Field(default_factory=list)
+    """With ``metric``: DICOM modalities the rule applies to (empty: all that report the metric)."""
+    per_item: dict[str, float] = Field(default_factory=dict)
+    """With ``metric``: a different limit for some recognition items, by item code (``YB-036``)."""
+
+    @model_validator(mode="after")
+    def _metric_rule_complete(self) -> Rule:
+        if self.metric is None:
+            if self.when is not None or self.modalities or self.per_item:
+                raise ValueError("'when', 'modalities' and 'per_item' need 'metric'")
+        elif self.when is None or self.limit is None:
+            raise ValueError(f"a rule on metric {self.metric!r} needs both 'when' (above/below) and 'limit'")
+        return self
 
 
 class RuleFile(_Strict):

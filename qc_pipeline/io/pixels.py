@@ -1,0 +1,426 @@
+"""Decode the pixels of one series (or one radiograph) once, into a float32 array.
+
+``load_series`` reads every file's header first (without pixel data, see
+:func:`qc_pipeline.io.dicom.read_header`), checks from the headers alone that the series is one
+matrix size, one photometric interpretation and fits in a memory budget, then decodes each file
+with pydicom's pixel handlers (pylibjpeg decodes JPEG, JPEG-LS, JPEG 2000 and RLE), applies the
+modality rescale of every frame and stacks the frames along the slice normal.
+
+A header that lies about its size (Rows x Columns x NumberOfFrames) is refused before anything is
+allocated, and a file whose pixel data is shorter than its header needs is refused before it is
+decoded: both raise :class:`~qc_pipeline.errors.DegenerateInputError` naming the file.
+
+Arrays are (slice, row, col). The returned array is read-only: copy it to modify it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pydicom.pixels
+from pydicom.dataset import Dataset
+
+from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.io.dicom import HeaderRead, read_header
+from qc_pipeline.io.geometry import (
+    as_floats,
+    frame_functional_group,
+    frame_geometry,
+    has_functional_groups,
+    slice_normal,
+    slice_position,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES: Final = 2 * 1024**3
+"""Default memory budget of one decoded series: 2 GiB."""
+_OUTPUT_ITEMSIZE: Final = np.dtype(np.float32).itemsize
+_NORMAL_TOLERANCE: Final = 1e-3
+"""Two slice normals whose dot product is below 1 - this (about 2.6 degrees apart) differ."""
+_MAX_NAMED_FILES: Final = 3
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesVolume:
+    """The decoded pixels of one series, with the geometry needed by the metrics."""
+
+    array: Float32Array
+    """(slice, row, col) float32, modality rescale (RescaleSlope/Intercept) applied; read-only."""
+    spacing_mm: tuple[float | None, float | None, float | None]
+    """(slice, row, col) spacing in mm. Slice: median distance between sorted slice positions,
+    else SpacingBetweenSlices (0018,0088); row, col: PixelSpacing (0028,0030) of the first frame.
+    None where the headers do not tell."""
+    positions_mm: tuple[float, ...] | None
+    """Position of each slice along the slice normal (ImagePositionPatient · normal), ascending;
+    None when some frame has no usable position (slices are then in InstanceNumber order)."""
+    photometric: str
+    """PhotometricInterpretation (0028,0004) of the series, e.g. MONOCHROME2."""
+    modality: str | None
+    datasets: tuple[Dataset, ...]
+    """The headers (no pixel data), one per file, in the order of their first slice."""
+    frame_of_reference: str | None
+    """FrameOfReferenceUID shared by all files; None when absent or not the same in all."""
+    slice_sources: tuple[tuple[int, int], ...]
+    """For each slice: (index into ``datasets``, frame index in that file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanarImage:
+    """One decoded radiograph (DR/CR/DX), in the MONOCHROME2 convention (high = bright)."""
+
+    array: Float32Array
+    """(row, col) float32, modality rescale applied, MONOCHROME1 inverted; read-only."""
+    spacing_mm: tuple[float, float] | None
+    """(row, col) spacing in mm: PixelSpacing, else ImagerPixelSpacing (0018,1164); None if neither."""
+    photometric: str
+    """The file's own PhotometricInterpretation (MONOCHROME1 stays MONOCHROME1 here)."""
+    inverted: bool
+    """True when the pixels were inverted from MONOCHROME1 (see :func:`load_image`)."""
+    modality: str | None
+    dataset: Dataset
+    """The header, without pixel data."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    file_index: int
+    frame_index: int
+    position: float | None
+    normal: tuple[float, float, float] | None
+    instance_number: float
+    sop_uid: str
+    slope: float
+    intercept: float
+
+
+def _positive_pair(value: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """Two spacings in mm when both are > 0 (some writers put 0\\0 for "unknown"), else None."""
+    if value is None or len(value) != 2 or not (value[0] > 0.0 and value[1] > 0.0):
+        return None
+    return (value[0], value[1])
+
+
+def _name_files(paths: Sequence[Path]) -> str:
+    names = ", ".join(p.name for p in paths[:_MAX_NAMED_FILES])
+    if len(paths) > _MAX_NAMED_FILES:
+        names += f" and {len(paths) - _MAX_NAMED_FILES} more"
+    return names
+
+
+def _header_int(ds: Dataset, keyword: str, path: Path, *, default: int | None = None) -> int:
+    value = as_floats(ds.get(keyword), count=1)
+    if value is None:
+        if default is not None and keyword not in ds:
+            return default
+        raise DegenerateInputError(f"{path.name}: {keyword} is missing or not a number ({ds.get(keyword)!r})")
+    number = value[0]
+    if number != int(number) or number < 1:
+        raise DegenerateInputError(f"{path.name}: {keyword} must be a positive integer, found {number!r}")
+    return int(number)
+
+
+def _read_headers(paths: Sequence[Path]) -> list[HeaderRead]:
+    results = []
+    for path in paths:
+        result = read_header(path)
+        if result.dataset is None:
+            raise DegenerateInputError(f"{path.name}: {result.error}")
+        if result.pixel_data is None or not result.pixel_data.present:
+            raise DegenerateInputError(f"{path.name}: no Pixel Data element (7FE0,0010)")
+        results.append(result)
+    return results
+
+
+def _check_complete(reads: Sequence[HeaderRead]) -> None:
+    for read in reads:
+        if read.pixel_data is not None and read.pixel_data.truncated:
+            raise DegenerateInputError(f"{read.path.name}: truncated pixel data: {read.pixel_data.describe()}")
+
+
+def _check_budget(
+    paths: Sequence[Path], datasets: Sequence[Dataset], *, max_bytes: int
+) -> list[tuple[int, int, int]]:
+    """Rows, Columns, frames of every file, after checking the decoded size against ``max_bytes``.
+
+    Needed bytes = float32 output (sum of Rows x Columns x frames x 4) + the largest single file
+    decoded at BitsAllocated (it is decoded whole, then converted into the output).
+    """
+    dims = []
+    output_bytes = 0
+    largest_file_bytes = 0
+    for path, ds in zip(paths, datasets, strict=True):
+        rows = _header_int(ds, "Rows", path)
+        cols = _header_int(ds, "Columns", path)
+        frames = _header_int(ds, "NumberOfFrames", path, default=1)
+        samples = _header_int(ds, "SamplesPerPixel", path, default=1)
+        bits = _header_int(ds, "BitsAllocated", path, default=16)
+        voxels = rows * cols * frames * samples
+        output_bytes += voxels * _OUTPUT_ITEMSIZE
+        largest_file_bytes = max(largest_file_bytes, voxels * max(1, math.ceil(bits / 8)))
+        dims.append((rows, cols, frames))
+        if output_bytes + largest_file_bytes > max_bytes:
+            raise DegenerateInputError(
+                f"decoding would need more than max_bytes={max_bytes} bytes: {path.name} declares "
+                f"Rows={rows} x Columns={cols} x NumberOfFrames={frames} x SamplesPerPixel={samples} "
+                f"({output_bytes + largest_file_bytes} bytes so far as float32 plus one decode buffer); "
+                "the header may lie about the image size, or pass a larger max_bytes"
+            )
+        if samples != 1:
+            raise DegenerateInputError(
+                f"{path.name}: SamplesPerPixel is {samples}; only single-sample (grey-scale) images "
+                "can be loaded as a volume"
+            )
+    return dims
+
+
+def _rescale_of(ds: Dataset, item: Dataset | None) -> tuple[float, float]:
+    """(slope, intercept): PixelValueTransformationSequence item, else the top level, else (1, 0)."""
+    for source in (item, ds):
+        if source is None:
+            continue
+        slope = as_floats(source.get("RescaleSlope"), count=1)
+        intercept = as_floats(source.get("RescaleIntercept"), count=1)
+        if slope is not None or intercept is not None:
+            return (slope[0] if slope else 1.0, intercept[0] if intercept else 0.0)
+    return (1.0, 0.0)
+
+
+def _frames_of(file_index: int, ds: Dataset, n_frames: int) -> list[_Frame]:
+    geometry = frame_geometry(ds)
+    # One top-level position for many frames says nothing about where each frame is.
+    positions_known = len(geometry) == n_frames
+    if not positions_known:
+        geometry = [geometry[0]] * n_frames if geometry else []
+    transforms: list[Dataset | None] = (
+        frame_functional_group(ds, "PixelValueTransformationSequence") if has_functional_groups(ds) else []
+    )
+    if len(transforms) != n_frames:
+        transforms = [None] * n_frames
+    instance = as_floats(ds.get("InstanceNumber"), count=1)
+    frames = []
+    for index in range(n_frames):
+        geo = geometry[index] if geometry else None
+        normal = slice_normal(geo.orientation) if geo is not None else None
+        position = (
+            slice_position(geo.position, normal)
+            if positions_known and geo is not None and normal is not None
+            else None
+        )
+        slope, intercept = _rescale_of(ds, transforms[index])
+        frames.append(
+            _Frame(
+                file_index=file_index,
+                frame_index=index,
+                position=position,
+                normal=normal,
+                instance_number=instance[0] if instance is not None else math.inf,
+                sop_uid=str(ds.get("SOPInstanceUID", "")),
+                slope=slope,
+                intercept=intercept,
+            )
+        )
+    return frames
+
+
+def _sort_frames(frames: list[_Frame], paths: Sequence[Path]) -> tuple[list[_Frame], bool]:
+    """Frames along the slice normal (True), or by InstanceNumber when a position is missing (False)."""
+    normals = [f.normal for f in frames if f.normal is not None]
+    if normals:
+        reference = np.asarray(normals[0])
+        for frame in frames:
+            if frame.normal is not None and float(np.dot(reference, frame.normal)) < 1.0 - _NORMAL_TOLERANCE:
+                raise DegenerateInputError(
+                    f"frames of different orientations in one series: {paths[frames[0].file_index].name} "
+                    f"and {paths[frame.file_index].name} (ImageOrientationPatient); split the series by "
+                    "orientation first"
+                )
+    if frames and all(f.position is not None for f in frames):
+        # The positions are along each frame's own normal; they are all (nearly) the same one.
+        return sorted(frames, key=lambda f: (f.position, f.instance_number, f.sop_uid, f.frame_index)), True
+    return sorted(frames, key=lambda f: (f.instance_number, f.sop_uid, f.frame_index)), False
+
+
+def _slice_spacing(positions: Sequence[float] | None, first: Dataset) -> float | None:
+    if positions is not None and len(positions) > 1:
+        steps = np.diff(np.asarray(positions, dtype=np.float64))
+        median = float(np.median(steps))
+        if median > 0.0:
+            return median
+    spacing = as_floats(first.get("SpacingBetweenSlices"), count=1)
+    return abs(spacing[0]) if spacing is not None and spacing[0] != 0.0 else None
+
+
+def _decode(path: Path, ds: Dataset, rows: int, cols: int, frames: int) -> npt.NDArray[np.generic]:
+    try:
+        pixels = pydicom.pixels.pixel_array(str(path))
+    except Exception as exc:  # the decoders raise many types on corrupt or unsupported data
+        logger.debug("cannot decode %s", path, exc_info=True)
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _k: None)("TransferSyntaxUID")
+        raise DegenerateInputError(f"{path.name}: pixel data cannot be decoded ({syntax}): {reason}") from exc
+    pixels = pixels.reshape((frames, rows, cols)) if pixels.size == frames * rows * cols else pixels
+    if pixels.shape != (frames, rows, cols):
+        raise DegenerateInputError(
+            f"{path.name}: decoded pixel data has shape {pixels.shape}, the header says "
+            f"{(frames, rows, cols)} (NumberOfFrames, Rows, Columns)"
+        )
+    return pixels
+
+
+def _modality_lut(ds: Dataset, frame: npt.NDArray[np.generic]) -> Float32Array | None:
+    """The Modality LUT Sequence (0028,3000) applied, when the header has one instead of a rescale."""
+    if "ModalityLUTSequence" not in ds:
+        return None
+    return np.asarray(pydicom.pixels.apply_modality_lut(frame, ds), dtype=np.float32)
+
+
+def load_series(paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) -> SeriesVolume:
+    """Decode the files of one series into a (slice, row, col) float32 volume.
+
+    Frames (of single- or multi-frame objects) are sorted by their position along the slice
+    normal, ImagePositionPatient (0020,0032) · (row x column cosines of ImageOrientationPatient),
+    per frame from the functional groups of enhanced objects; when any frame lacks a position they
+    are sorted by InstanceNumber (0020,0013) then frame number. Ties break on SOPInstanceUID, so the
+    order of ``paths`` never matters. Each frame gets its own rescale: value = slope x stored +
+    intercept (PixelValueTransformationSequence of enhanced objects, else RescaleSlope/Intercept,
+    else 1 and 0; a Modality LUT Sequence is applied through pydicom).
+
+    Raises DegenerateInputError when ``paths`` is empty, a header is unreadable or has no pixel
+    data, the headers declare more than ``max_bytes`` of decoded data (float32 output plus one
+    file's decode buffer), the files differ in Rows/Columns or PhotometricInterpretation, frames
+    differ in orientation, pixel data is truncated or cannot be decoded.
+    """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DegenerateInputError("load_series got no paths: a series needs at least one file")
+    reads = _read_headers(paths)
+    datasets = [read.dataset for read in reads if read.dataset is not None]
+    dims = _check_budget(paths, datasets, max_bytes=max_bytes)
+    _check_complete(reads)
+
+    sizes: dict[tuple[int, int], list[Path]] = {}
+    for path, (rows, cols, _frames) in zip(paths, dims, strict=True):
+        sizes.setdefault((rows, cols), []).append(path)
+    if len(sizes) > 1:
+        detail = "; ".join(f"{r}x{c}: {_name_files(ps)}" for (r, c), ps in sizes.items())
+        raise DegenerateInputError(f"mixed matrix sizes (Rows x Columns) in one series: {detail}")
+    photometrics = {str(ds.get("PhotometricInterpretation", "")).strip() for ds in datasets}
+    if len(photometrics) > 1:
+        raise DegenerateInputError(
+            f"mixed PhotometricInterpretation in one series: {sorted(photometrics)} ({_name_files(paths)})"
+        )
+
+    frames: list[_Frame] = []
+    for index, (ds, (_r, _c, n_frames)) in enumerate(zip(datasets, dims, strict=True)):
+        frames.extend(_frames_of(index, ds, n_frames))
+    ordered, by_position = _sort_frames(frames, paths)
+
+    rows, cols = next(iter(sizes))
+    out = np.empty((len(ordered), rows, cols), dtype=np.float32)
+    slot = {(f.file_index, f.frame_index): k for k, f in enumerate(ordered)}
+    by_file: dict[int, list[_Frame]] = {}
+    for frame in frames:
+        by_file.setdefault(frame.file_index, []).append(frame)
+    for file_index, file_frames in by_file.items():
+        path, ds = paths[file_index], datasets[file_index]
+        pixels = _decode(path, ds, rows, cols, len(file_frames))
+        for frame in file_frames:
+            target = out[slot[(file_index, frame.frame_index)]]
+            raw = pixels[frame.frame_index]
+            looked_up = _modality_lut(ds, raw)
+            if looked_up is not None:
+                target[...] = looked_up
+            else:
+                np.multiply(raw, frame.slope, out=target, casting="unsafe")
+                target += np.float32(frame.intercept)
+        del pixels
+    out.setflags(write=False)
+
+    file_order: list[int] = []
+    for frame in ordered:
+        if frame.file_index not in file_order:
+            file_order.append(frame.file_index)
+    new_index = {old: new for new, old in enumerate(file_order)}
+    positions = tuple(float(f.position) for f in ordered if f.position is not None) if by_position else None
+    first = datasets[file_order[0]]
+    pixel_spacing = next(
+        (_positive_pair(g.pixel_spacing) for g in frame_geometry(first) if _positive_pair(g.pixel_spacing)), None
+    )
+    frames_of_reference = {str(ds.get("FrameOfReferenceUID", "") or "") for ds in datasets}
+    shared_for = frames_of_reference.pop() if len(frames_of_reference) == 1 else ""
+    modality = str(first.get("Modality", "") or "").strip() or None
+    return SeriesVolume(
+        array=out,
+        spacing_mm=(
+            _slice_spacing(positions, first),
+            pixel_spacing[0] if pixel_spacing else None,
+            pixel_spacing[1] if pixel_spacing else None,
+        ),
+        positions_mm=positions,
+        photometric=photometrics.pop(),
+        modality=modality,
+        datasets=tuple(datasets[i] for i in file_order),
+        frame_of_reference=shared_for or None,
+        slice_sources=tuple((new_index[f.file_index], f.frame_index) for f in ordered),
+    )
+
+
+def _stored_range(ds: Dataset, path: Path) -> tuple[int, int]:
+    bits = _header_int(ds, "BitsStored", path, default=_header_int(ds, "BitsAllocated", path, default=16))
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def load_image(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PlanarImage:
+    """Decode one single-frame radiograph (DR/CR/DX/MG...) as a 2-D float32 array.
+
+    value = RescaleSlope x stored + RescaleIntercept (1 and 0 when absent). A MONOCHROME1 image
+    (low values bright) is inverted into the MONOCHROME2 convention over the range its header
+    allows, not over the values it happens to hold: value' = (lo + hi) - value, with lo and hi the
+    rescaled smallest and largest stored values of BitsStored (and PixelRepresentation). The
+    result keeps the original ``photometric`` and says ``inverted``.
+
+    Raises DegenerateInputError as :func:`load_series` does, and for multi-frame objects.
+    """
+    path = Path(path)
+    volume = load_series([path], max_bytes=max_bytes)
+    if volume.array.shape[0] != 1:
+        raise DegenerateInputError(
+            f"{path.name}: {volume.array.shape[0]} frames; load_image reads single-frame images, "
+            "use load_series for multi-frame objects"
+        )
+    ds = volume.datasets[0]
+    array = np.array(volume.array[0], dtype=np.float32)
+    photometric = volume.photometric
+    inverted = photometric == "MONOCHROME1"
+    if inverted:
+        lo, hi = _stored_range(ds, path)
+        slope, intercept = _rescale_of(ds, None)
+        ends = sorted((slope * lo + intercept, slope * hi + intercept))
+        array = np.float32(ends[0] + ends[1]) - array
+    array.setflags(write=False)
+    spacing = _positive_pair(as_floats(ds.get("PixelSpacing"), count=2)) or _positive_pair(
+        as_floats(ds.get("ImagerPixelSpacing"), count=2)
+    )
+    return PlanarImage(
+        array=array,
+        spacing_mm=spacing,
+        photometric=photometric,
+        inverted=inverted,
+        modality=volume.modality,
+        dataset=ds,
+    )
