@@ -1,4 +1,6 @@
-"""The QC run: discover studies in a source, judge each in its own task, summarise the run."""
+"""The QC run: list new or changed studies of a source, judge each in its own task, move the
+source's cursor once all are stored, summarise the run. ``run()`` runs it here, on a thread pool
+or on Dask (``workers``/``dask_address``)."""
 
 from __future__ import annotations
 
@@ -7,19 +9,24 @@ import functools
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner
 
 from qc_pipeline import __version__
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.errors import ConfigError, SourceError, StoreError
 from qc_pipeline.pipeline import OutcomeStatus, StudyOutcome, load_pipeline_thresholds, process_entry, provenance
 from qc_pipeline.rules import Thresholds
-from qc_pipeline.sources import StudyEntry, open_source
+from qc_pipeline.sources import StudyEntry, StudySource, open_source
+from qc_pipeline.sources.incremental import IncrementalSource, Listing
 from qc_pipeline.store import ResultStore
+from qc_pipeline.store.repository import SourceCursor
 
 ProgressListener = Callable[[str, int, int], None]
 """Called as ``listener(event, done, total)`` with event ``start`` or ``study``."""
@@ -105,98 +112,246 @@ class RunIncomplete(RuntimeError):
     """Some studies could not be judged because the source or the store failed."""
 
 
-@flow(name="qc-run", log_prints=False, validate_parameters=False)
-def qc_run(
-    source: str,
-    db_url: str | None = None,
-    thresholds_dir: str | None = None,
-    now: dt.datetime | None = None,
-) -> dict[str, object]:
-    """Judge every new or changed study of ``source`` and store the decisions.
+def dask_task_runner(
+    *, workers: int | None = None, dask_address: str | None = None, threads_per_worker: int = 1,
+    processes: bool = True,
+) -> TaskRunner[Any] | None:
+    """A ``DaskTaskRunner`` on ``workers`` local worker processes, or on the running Dask cluster at
+    ``dask_address`` (``tcp://host:8786``); None for neither (the flow's own thread pool).
 
-    Returns the run summary. Raises ``RunIncomplete`` when some studies could not be judged
-    (source or database failures after retries); the next run picks them up again.
+    The flows take ``workers``/``dask_address`` as parameters and submit their study tasks to
+    this runner themselves, so it applies to served and worker deployments alike (a task runner
+    set with ``with_options`` is lost when a deployment loads the flow from its entrypoint).
+    One task per study, whatever the runner. Workers of a remote cluster need qc-pipeline
+    installed, ``PREFECT_API_URL`` and the same environment (database, DICOMweb credentials).
     """
-    logger = get_run_logger()
-    thresholds = _cached_thresholds(thresholds_dir)
-    prov = provenance(thresholds)
-    store = _store(db_url)
-    src = open_source(source)
-    entries = list(src.discover())
-    run_id = store.start_run(source_uri=src.uri, pipeline_version=__version__, thresholds_version=thresholds.version)
-    pending = [e for e in entries if store.needs_judging(e.study_instance_uid, e.fingerprint, prov)]
-    logger.info(
-        "run %s: %d studies in %s, %d new or changed", run_id, len(entries), src.uri, len(pending)
+    if workers is not None and dask_address:
+        raise ConfigError("give a number of local Dask workers or the address of a Dask cluster, not both")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"the number of Dask workers must be at least 1, got {workers}")
+    if threads_per_worker < 1:
+        raise ConfigError(f"threads per Dask worker must be at least 1, got {threads_per_worker}")
+    if workers is None and not dask_address:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": threads_per_worker,
+            "processes": processes,
+            "dashboard_address": None,
+        }
     )
+
+
+@dataclass
+class JudgedBatch:
+    """What happened to the studies a flow submitted."""
+
+    verdicts: Counter[str] = field(default_factory=Counter)
+    saved: Counter[str] = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def n_judged(self) -> int:
+        return sum(self.verdicts.values())
+
+
+def judge_entries(
+    source: str,
+    pending: list[StudyEntry],
+    *,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    thresholds_version: str,
+    run_id: str,
+    now: dt.datetime | None,
+    workers: int | None = None,
+    dask_address: str | None = None,
+) -> JudgedBatch:
+    """Submit one ``judge_study`` task per study (inside a flow) and collect the outcomes, on the
+    flow's thread pool or on Dask (``workers`` local processes or the cluster at ``dask_address``).
+
+    Studies of one patient are judged oldest first, one after the other, so that the
+    consistency check across studies sees the earlier ones stored.
+    """
+    runner = dask_task_runner(workers=workers, dask_address=dask_address)
+    if runner is None or not pending:
+        return _judge(source, pending, None, db_url, thresholds_dir, thresholds_version, run_id, now)
+    with runner:
+        return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now)
+
+
+def _judge(
+    source: str,
+    pending: list[StudyEntry],
+    runner: TaskRunner[Any] | None,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    thresholds_version: str,
+    run_id: str,
+    now: dt.datetime | None,
+) -> JudgedBatch:
+    logger = get_run_logger()
     _notify("start", 0, len(pending))
-    # Studies of one patient are judged oldest first, one after the other, so that the
-    # consistency check across studies sees the earlier ones stored.
-    pending.sort(key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
+    pending = sorted(pending, key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
     futures = []
     previous: dict[str, object] = {}
     for entry in pending:
         # allow_failure: one study that could not be judged must not hold back the next one
         wait = [allow_failure(previous[entry.patient_key])] if entry.patient_key in previous else None
-        future = judge_study.submit(
-            source, entry, db_url, thresholds_dir, thresholds.version, run_id, now, wait_for=wait
-        )
+        if runner is None:
+            future = judge_study.submit(
+                source, entry, db_url, thresholds_dir, thresholds_version, run_id, now, wait_for=wait
+            )
+        else:
+            parameters = {
+                "source": source, "entry": entry, "db_url": db_url, "thresholds_dir": thresholds_dir,
+                "thresholds_version": thresholds_version, "run_id": run_id, "now": now,
+            }
+            future = runner.submit(judge_study, parameters, wait)
         if entry.patient_key:
             previous[entry.patient_key] = future
         futures.append(future)
-    verdicts: Counter[str] = Counter()
-    saved: Counter[str] = Counter()
-    failed: list[str] = []
+    index = {id(f): i for i, f in enumerate(futures)}
+    batch = JudgedBatch()
     done = 0
     for future in as_completed(futures):
         done += 1
         try:
             outcome: StudyOutcome = future.result()
         except Exception as exc:
-            entry_uid = pending[futures.index(future)].study_instance_uid
-            failed.append(entry_uid)
+            entry_uid = pending[index[id(future)]].study_instance_uid
+            batch.failed.append(entry_uid)
             logger.error("study %s could not be judged: %s", entry_uid, exc)
         else:
             if outcome.status is OutcomeStatus.JUDGED and outcome.verdict is not None:
-                verdicts[str(outcome.verdict)] += 1
-                saved[str(outcome.saved)] += 1
+                batch.verdicts[str(outcome.verdict)] += 1
+                batch.saved[str(outcome.saved)] += 1
         _notify("study", done, len(pending))
-    n_judged = sum(verdicts.values())
-    summary: dict[str, object] = {
-        "run_id": run_id,
-        "source": src.uri,
-        "studies": len(entries),
-        "judged": n_judged,
-        "unchanged": len(entries) - len(pending),
-        "failed": len(failed),
-        "verdicts": dict(sorted(verdicts.items())),
-        "saved": dict(sorted(saved.items())),
-        "thresholds_version": thresholds.version,
-        "pipeline_version": __version__,
-    }
+    return batch
+
+
+def _list_studies(
+    src: StudySource, store: ResultStore, *, full: bool, now: dt.datetime | None
+) -> tuple[Listing | None, list[StudyEntry], SourceCursor | None]:
+    """The studies to look at: what changed since the stored cursor for an incremental source
+    (everything when ``full``), every study otherwise."""
+    if not isinstance(src, IncrementalSource):
+        return None, list(src.discover()), None
+    cursor = store.cursor(src.uri)
+    if full or cursor is None:
+        listing = src.list_changes(None, None, now=now)
+    else:
+        listing = src.list_changes(cursor.kind, cursor.position, now=now)
+    return listing, list(listing.entries), cursor
+
+
+@flow(name="qc-run", log_prints=False, validate_parameters=False)
+def qc_run(
+    source: str,
+    db_url: str | None = None,
+    thresholds_dir: str | None = None,
+    now: dt.datetime | None = None,
+    full: bool = False,
+    workers: int | None = None,
+    dask_address: str | None = None,
+) -> dict[str, object]:
+    """Judge every new or changed study of ``source`` and store the decisions.
+
+    A DICOMweb source lists only what changed since the cursor stored for it (``full``: every
+    study); the cursor moves only once every study listed is stored. The studies are judged on
+    the flow's thread pool, or on Dask with ``workers`` or ``dask_address``. Returns the run summary.
+    Raises ``RunIncomplete`` when some studies could not be judged (source or database failures
+    after retries); the next run picks them up again.
+    """
+    logger = get_run_logger()
+    dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
+    thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed
+    prov = provenance(thresholds)
+    store = _store(db_url)
+    src = open_source(source)
+    listing, entries, cursor = _list_studies(src, store, full=full, now=now)
+    run_id = store.start_run(source_uri=src.uri, pipeline_version=__version__, thresholds_version=thresholds.version)
+    pending = [e for e in entries if store.needs_judging(e.study_instance_uid, e.fingerprint, prov)]
+    mode = str(listing.mode) if listing is not None else "full"
+    logger.info(
+        "run %s: %d studies listed (%s) in %s, %d new or changed", run_id, len(entries), mode, src.uri, len(pending)
+    )
+    batch = judge_entries(
+        source, pending, db_url=db_url, thresholds_dir=thresholds_dir, thresholds_version=thresholds.version,
+        run_id=run_id, now=now, workers=workers, dask_address=dask_address,
+    )
+    failed = batch.failed
     error = None
     if failed:
         error = f"{len(failed)} of {len(pending)} studies could not be judged; the next run retries them"
-    store.finish_run(
-        run_id,
-        status="incomplete" if failed else "completed",
-        n_studies=len(entries),
-        n_judged=n_judged,
-        n_unchanged=len(entries) - len(pending),
-        n_errors=len(failed),
-        error_message=error,
-    )
+    cursor_moved = False
+    try:
+        if listing is not None and not failed:
+            cursor_moved = store.advance_cursor(
+                src.uri, kind=listing.cursor_kind, position=listing.position,
+                expected=None if cursor is None else cursor.position, run_id=run_id,
+            )
+    except StoreError as exc:
+        error = str(exc)
+        raise
+    finally:
+        store.finish_run(
+            run_id,
+            status="incomplete" if error else "completed",
+            n_studies=len(entries),
+            n_judged=batch.n_judged,
+            n_unchanged=len(entries) - len(pending),
+            n_errors=len(failed),
+            error_message=error,
+        )
+    summary: dict[str, object] = {
+        "run_id": run_id,
+        "source": src.uri,
+        "listing": mode,
+        "cursor": None
+        if listing is None
+        else {"kind": listing.cursor_kind, "position": listing.position, "moved": cursor_moved},
+        "studies": len(entries),
+        "judged": batch.n_judged,
+        "unchanged": len(entries) - len(pending),
+        "failed": len(failed),
+        "verdicts": dict(sorted(batch.verdicts.items())),
+        "saved": dict(sorted(batch.saved.items())),
+        "thresholds_version": thresholds.version,
+        "pipeline_version": __version__,
+    }
     logger.info("run %s finished: %s", run_id, summary)
     if error:
         raise RunIncomplete(error)
     return summary
 
 
-def run(source: str | Path, *, db_url: str | None = None, thresholds_dir: str | Path | None = None,
-        now: dt.datetime | None = None) -> dict[str, object]:
-    """Run the QC flow in this process (Prefect ephemeral mode unless PREFECT_API_URL is set)."""
+def run(
+    source: str | Path,
+    *,
+    db_url: str | None = None,
+    thresholds_dir: str | Path | None = None,
+    now: dt.datetime | None = None,
+    full: bool = False,
+    workers: int | None = None,
+    dask_address: str | None = None,
+) -> dict[str, object]:
+    """Run the QC flow in this process (Prefect ephemeral mode unless PREFECT_API_URL is set).
+
+    ``workers``: judge on that many local Dask worker processes; ``dask_address``: on a running
+    Dask cluster; neither: Prefect's thread pool in this process.
+    """
     return qc_run(
         str(source),
         db_url=db_url,
         thresholds_dir=None if thresholds_dir is None else str(thresholds_dir),
         now=now,
+        full=full,
+        workers=workers,
+        dask_address=dask_address,
     )

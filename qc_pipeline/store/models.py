@@ -188,3 +188,21 @@ class MetricRecord(Base):
     name: Mapped[str] = mapped_column(String(128), index=True)
     value: Mapped[float] = mapped_column(Float)
     series_instance_uid: Mapped[str | None] = mapped_column(Text)
+
+
+class SourceCursorRecord(Base):
+    """How far the last complete run over a source got (one row per source URI).
+
+    ``position`` is opaque to the store; its meaning depends on ``kind`` (e.g. the last Orthanc
+    change sequence number seen, or a QIDO-RS StudyDate window). It is moved only after every
+    study up to it has been stored, so a run that dies half-way loses nothing.
+    """
+
+    __tablename__ = "source_cursors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_uri: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    position: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime]
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
