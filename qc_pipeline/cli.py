@@ -212,8 +212,38 @@ def _item_text(row: dict[str, Any], lang: str) -> str:
     return f"{item['code']} {item['name_zh'] if lang == 'zh' else item['name_en']}"
 
 
+def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) -> str:
+    """The judged image-quality metrics of a study: worst value over its series, and the limit.
+
+    A metric with a rule shows the value of the series that comes closest to (or beyond) the
+    review limit, e.g. ``noise 12.3 HU (≤ 30)``; a "!" marks a value beyond a limit.
+    """
+    from qc_pipeline.checks.image_quality import METRIC_UNITS, metric_label, unit_suffix
+
+    modality = (row.get("modality") or "").split(",")
+    values: dict[str, list[float]] = {}
+    for m in row.get("measurements") or []:
+        values.setdefault(m["metric"], []).append(m["value"])
+    parts = []
+    for metric, found in values.items():
+        applicable = [r for r in rules.get(metric, []) if not r.modalities or set(r.modalities) & set(modality)]
+        if not applicable:
+            continue
+        loosest = min(applicable, key=lambda r: r.severity.rank)
+        worst = max(found) if loosest.when == "above" else min(found)
+        limit = loosest.limit
+        beyond = any((worst > r.limit) if r.when == "above" else (worst < r.limit) for r in applicable)
+        label = metric_label(metric)[1 if lang == "zh" else 0]
+        unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
+        sign = "≤" if loosest.when == "above" else "≥"
+        parts.append(f"{'!' if beyond else ''}{label} {worst:.3g}{unit} ({sign} {limit:g})")
+    return "\n".join(parts) or "—"
+
+
 def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str] | None = None) -> None:
     from rich.table import Table
+
+    rules = _metric_rules()
 
     table = Table(show_lines=True, title="质控结论 / QC verdicts")
     if names:
@@ -225,6 +255,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
     table.add_column("结论 verdict", no_wrap=True)
     table.add_column("互认至 until", no_wrap=True)
     table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=40)
+    table.add_column("图像质量 image quality", overflow="fold", max_width=34)
     for row in rows:
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
@@ -237,11 +268,24 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             label,
             row.get("eligible_until") or "—",
             _reasons(row, lang),
+            _metric_cell(row, rules, lang),
         ]
         if names:
             cells.insert(0, names.get(row["study_instance_uid"], "(unreadable file)"))
         table.add_row(*cells)
     _console().print(table)
+
+
+def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
+    """The enabled rules on measured metrics, by metric id (for showing limits beside values)."""
+    from qc_pipeline.checks.image_quality import rules_by_metric
+    from qc_pipeline.errors import ConfigError
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    try:
+        return dict(rules_by_metric(load_pipeline_thresholds(thresholds_dir)))
+    except ConfigError:
+        return {}
 
 
 @main.command()
@@ -264,7 +308,7 @@ def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | 
 CSV_COLUMNS = (
     "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
     "item_code", "verdict", "eligible", "eligible_until", "finding_codes", "reasons", "metrics",
-    "pipeline_version", "thresholds_version", "decided_at",
+    "measurements", "pipeline_version", "thresholds_version", "decided_at",
 )
 
 
@@ -280,6 +324,7 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
                 "finding_codes": ";".join(f["code"] for f in row["findings"]),
                 "reasons": " | ".join(f["message"] for f in row["findings"] if f["severity"] != "info"),
                 "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
+                "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),
                 "pipeline_version": row["provenance"]["pipeline_version"],
                 "thresholds_version": row["provenance"]["thresholds_version"],
             }
@@ -287,24 +332,124 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+DASK_OPTIONS = (
+    click.option("--workers", type=click.IntRange(min=1), help="Judge on N local Dask worker processes (default: threads in this process)."),
+    click.option("--dask-address", help="Judge on the running Dask cluster at this address, e.g. tcp://10.0.0.5:8786."),
+)
+
+
+def _dask_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed(DASK_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _check_dask_options(workers: int | None, dask_address: str | None) -> None:
+    if workers is not None and dask_address:
+        _fail("give --workers or --dask-address, not both", "--workers 与 --dask-address 只能选一个", code=2)
+
+
 @main.command()
 @click.argument("source")
-@click.option("--cron", default="*/10 * * * *", show_default=True, help="Schedule (cron, site time zone).")
+@click.option("--cron", default="*/10 * * * *", show_default=True, help="Ingestion schedule (cron, site time zone).")
+@click.option("--rescore-cron", default="30 2 * * *", show_default=True,
+              help="Nightly re-scoring schedule (cron, site time zone); 'off' to serve ingestion only.")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False))
 @click.option("--name", default="qc-ingest", show_default=True)
-def serve(source: str, cron: str, thresholds_dir: str | None, name: str) -> None:
-    """Serve a scheduled deployment that judges SOURCE on a cron schedule (needs a Prefect API).
+@click.option("--rescore-limit", type=click.IntRange(min=1), help="At most N studies re-scored a night, the most recent first (default: all).")
+@click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK).")
+@_dask_options
+def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, thresholds_dir: str | None, name: str,
+          secret_block: str | None, workers: int | None, dask_address: str | None) -> None:
+    """Serve the scheduled deployments: ingestion of SOURCE and the nightly re-scoring (needs a
+    Prefect API). This process runs the flows: keep it running (systemd).
 
-    按计划定时质控 SOURCE。数据库地址请通过环境变量 QC_DB_URL 提供（不写入部署参数）。
+    按计划定时质控 SOURCE，并每晚重新质控阈值或模型已更新的检查。数据库地址请通过环境变量 QC_DB_URL
+    提供（不写入部署参数）；DICOMweb 凭据来自环境变量或 Prefect Secret 块。
     """
+    from qc_pipeline.errors import ConfigError, QCError
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+    from qc_pipeline.sources import open_source
+    from qc_pipeline.sources.dicomweb import SECRET_BLOCK_ENV
+
+    _check_dask_options(workers, dask_address)
+    try:
+        site = load_pipeline_thresholds(thresholds_dir).site
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值文件无效", code=2)
     _quiet_prefect(verbose=True)
+    if secret_block:
+        # Flow runs (subprocesses) and local Dask workers inherit the block's name, never its value.
+        os.environ[SECRET_BLOCK_ENV] = secret_block
+    try:
+        open_source(source)  # a missing folder or Secret block fails now, not at 3 a.m.
+    except QCError as exc:
+        _fail(str(exc), f"无法打开数据源 {source}", code=1)
     from prefect import serve as prefect_serve
 
-    from flows.deployments import ingest_deployment
+    from flows.deployments import ingest_deployment, rescore_deployment
+
+    dask = {"workers": workers, "dask_address": dask_address}
+    try:
+        deployments = [
+            ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name, **dask)
+        ]
+        if rescore_cron.strip().lower() != "off":
+            deployments.append(
+                rescore_deployment(
+                    thresholds_dir=thresholds_dir, cron=rescore_cron, timezone=site.timezone, limit=rescore_limit, **dask
+                )
+            )
+    except ConfigError as exc:
+        _fail(str(exc), "Dask 选项无效", code=2)
+    except ValueError as exc:  # an invalid cron expression
+        _fail(" ".join(str(exc).split())[:300], "定时计划（cron）无效", code=2)
+    prefect_serve(*deployments)
+
+
+@main.command()
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N studies, the most recently stored first (default: all).")
+@_dask_options
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
+def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, workers: int | None,
+            dask_address: str | None, verbose: bool) -> None:
+    """Judge again every stored study decided with other thresholds or model versions, reading
+    it from its source (what the nightly schedule of `serve` does).
+
+    阈值或模型版本更新后，从数据源重新读取并质控已保存的检查（即 serve 每晚的重新质控）。
+    """
+    from qc_pipeline.errors import ConfigError, QCError
     from qc_pipeline.pipeline import load_pipeline_thresholds
 
-    site = load_pipeline_thresholds(thresholds_dir).site
-    prefect_serve(ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name))
+    _check_dask_options(workers, dask_address)
+    try:
+        load_pipeline_thresholds(thresholds_dir)
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值文件无效", code=2)
+    _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    started = time.monotonic()
+    _quiet_prefect(verbose)
+    from flows import rescore_flow
+    from flows.qc_flow import RunIncomplete
+
+    try:
+        summary = rescore_flow.rescore(
+            db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir, workers=workers, dask_address=dask_address,
+            limit=limit,
+        )
+    except RunIncomplete as exc:
+        _fail(str(exc), "部分检查未能重新质控（数据源或数据库故障），下次运行将自动重试")
+    except ConfigError as exc:
+        _fail(str(exc), "质控配置无效", code=2)
+    except QCError as exc:
+        _fail(str(exc).splitlines()[0], "重新质控未能完成")
+    click.echo(
+        f"完成 / done: {summary['stale']} 项需重新质控 to re-score, {summary['judged']} 已质控 judged, "
+        f"{summary['missing']} 已不在数据源 missing, {summary['failed']} 失败 failed "
+        f"({time.monotonic() - started:.1f} s)"
+    )
 
 
 @main.command(name="thresholds")

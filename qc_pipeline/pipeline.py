@@ -21,8 +21,9 @@ from pydicom.dataset import Dataset
 from qc_pipeline.catalog import candidates
 from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
-from qc_pipeline.checks import completeness, consistency, continuity, integrity, metadata, timeliness
-from qc_pipeline.domain import Decision, Finding, ItemRef, PriorStudy, Provenance, StudySummary, Verdict
+from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
+from qc_pipeline.checks.image_quality import PixelSource
+from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
 from qc_pipeline.errors import QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
@@ -48,13 +49,18 @@ def required_rules() -> frozenset[str]:
         | continuity.RULE_IDS
         | timeliness.RULE_IDS
         | consistency.RULE_IDS
+        | image_quality.RULE_IDS
         | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS}
     )
 
 
 def load_pipeline_thresholds(directory: Path | str | None = None) -> Thresholds:
     """Thresholds with every rule the checks use, and the item catalog they name."""
-    thresholds = load_thresholds(None if directory is None else Path(directory), required_rules=required_rules())
+    thresholds = load_thresholds(
+        None if directory is None else Path(directory),
+        required_rules=required_rules(),
+        known_metrics=image_quality.known_metrics(),
+    )
     catalog = load_catalog(thresholds.directory / ITEMS_DIR, thresholds.site.catalog_lists)
     return dataclasses.replace(thresholds, catalog=catalog)
 
@@ -147,14 +153,16 @@ def _run_checks(
     *,
     now: dt.datetime,
     others: Sequence[PriorStudy],
-) -> tuple[bool, ItemRef | None, list[Finding], dict[str, float]]:
+    pixels: PixelSource | None,
+) -> tuple[bool, ItemRef | None, list[Finding], dict[str, float], tuple[Measurement, ...]]:
     findings: list[Finding | None] = list(integrity.check_integrity(study, thresholds))
     candidate, catalog_findings = candidates.check_candidate(study, thresholds)
     findings.extend(catalog_findings)
     metrics: dict[str, float] = {}
+    measurements: tuple[Measurement, ...] = ()
     item_ref = None
     if not candidate:
-        return False, None, [f for f in findings if f is not None], metrics
+        return False, None, [f for f in findings if f is not None], metrics, measurements
     catalog: Catalog = thresholds.catalog
     images = [i.dataset for i in study.images]
     findings.extend(metadata.check_metadata(images, thresholds, now=now))
@@ -169,6 +177,16 @@ def _run_checks(
     if match.modality in ("CT", "MR"):
         for series_uid, members in _series_datasets(study).items():
             findings.extend(continuity.check_series_continuity(members, thresholds, series_instance_uid=series_uid))
+    if pixels is not None and candidate:
+        quality = image_quality.check_image_quality(
+            study,
+            thresholds,
+            pixels,
+            item_modality=match.item.modality if match.item is not None else None,
+            item_code=match.item.code if match.item is not None else None,
+        )
+        measurements = quality.measurements
+        findings.extend(quality.findings)
     if summary.upload_delay_h is not None:
         metrics[timeliness.UPLOAD_DELAY_METRIC] = summary.upload_delay_h
         findings.extend(timeliness.check_timeliness(summary.upload_delay_h, thresholds))
@@ -182,7 +200,7 @@ def _run_checks(
                 thresholds=thresholds,
             )
         )
-    return candidate, item_ref, [f for f in findings if f is not None], metrics
+    return candidate, item_ref, [f for f in findings if f is not None], metrics, measurements
 
 
 def judge(
@@ -192,19 +210,25 @@ def judge(
     now: dt.datetime,
     source_uri: str | None = None,
     others: Sequence[PriorStudy] = (),
+    pixels: PixelSource | None = None,
 ) -> Decision:
     """The decision on one loaded study. Never raises for bad data.
 
-    ``others`` are the stored studies of the same patient (consistency across studies).
+    ``others`` are the stored studies of the same patient (consistency across studies);
+    ``pixels`` gives the pixel data for the image-quality metrics (usually the study's source;
+    None skips them). Only a failure of the source to deliver pixels raises (SourceError).
     """
     summary = StudySummary(study_instance_uid=study.study_instance_uid)
     findings: list[Finding] = []
     metrics: dict[str, float] = {}
+    measurements: tuple[Measurement, ...] = ()
     item_ref = None
     candidate = False
     try:
         summary = summarize(study, thresholds.site.tzinfo())
-        candidate, item_ref, findings, metrics = _run_checks(study, thresholds, summary, now=now, others=others)
+        candidate, item_ref, findings, metrics, measurements = _run_checks(
+            study, thresholds, summary, now=now, others=others, pixels=pixels
+        )
     except QCError:
         raise
     except Exception as exc:  # a check must not take the run down: the study goes to a person
@@ -232,6 +256,7 @@ def judge(
         eligible_until=until,
         item=item_ref,
         metrics=metrics,
+        measurements=measurements,
         source_uri=source_uri,
     )
 
@@ -278,7 +303,7 @@ def process_entry(
     others: list[PriorStudy] = []
     if len(patient_ids) == 1:
         others = store.patient_studies(patient_ids.pop(), exclude_study_uid=entry.study_instance_uid)
-    decision = judge(study, thresholds, now=now, source_uri=source.uri, others=others)
+    decision = judge(study, thresholds, now=now, source_uri=source.uri, others=others, pixels=source)
     saved = store.save_decision(decision, run_id=run_id)
     logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
     return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved))

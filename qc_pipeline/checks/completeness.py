@@ -55,7 +55,7 @@ class SeriesSummary:
     slice_thickness: float | None
 
 
-def _is_localizer(ds: Dataset) -> bool:
+def is_localizer(ds: Dataset) -> bool:
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     return "LOCALIZER" in image_type or "SCOUT" in image_type
 
@@ -81,7 +81,7 @@ def summarize_series(datasets: Sequence[Dataset], catalog: Catalog) -> list[Seri
                 series_instance_uid=uid,
                 description=desc,
                 datasets=tuple(members),
-                localizer=all(_is_localizer(d) for d in members),
+                localizer=all(is_localizer(d) for d in members),
                 post_contrast=is_post_contrast(head, catalog.vocabulary),
                 slice_thickness=_thickness(head),
             )

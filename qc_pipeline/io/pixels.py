@@ -385,6 +385,21 @@ def _stored_range(ds: Dataset, path: Path) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
+def stored_value_range(image: PlanarImage) -> tuple[float, float]:
+    """The smallest and largest value the image's header allows, rescaled, in its array's convention.
+
+    From BitsStored (else BitsAllocated) and PixelRepresentation: [0, 2^bits - 1] unsigned or
+    [-2^(bits-1), 2^(bits-1) - 1] signed, times RescaleSlope plus RescaleIntercept. Inverting a
+    MONOCHROME1 image maps this range onto itself, so it holds for ``image.array`` either way.
+    A detector that saturates writes one of these two values.
+    """
+    ds = image.dataset
+    lo, hi = _stored_range(ds, Path(str(getattr(ds, "filename", "") or "image")))
+    slope, intercept = _rescale_of(ds, None)
+    ends = sorted((slope * lo + intercept, slope * hi + intercept))
+    return (ends[0], ends[1])
+
+
 def load_image(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PlanarImage:
     """Decode one single-frame radiograph (DR/CR/DX/MG...) as a 2-D float32 array.
 

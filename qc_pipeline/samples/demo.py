@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,9 +180,10 @@ def _ct_chest_series(
     description: str = "胸部平扫 5mm",
     first_file_number: int = 1,
     thickness_mm: float = 5.0,
+    noise_sd_hu: float = 10.0,
 ) -> list[Path]:
     """A plain axial chest CT series of the 16-slice water phantom."""
-    volume = phantoms.ct_water_cylinder(n_slices=16, size=64, noise_sd_hu=10.0, seed=ctx.seed + number)
+    volume = phantoms.ct_water_cylinder(n_slices=16, size=64, noise_sd_hu=noise_sd_hu, seed=ctx.seed + number)
     series = SeriesInfo(
         series_instance_uid=ctx.series_uid(number),
         modality="CT",
@@ -208,8 +210,25 @@ def _ct_chest_series(
     )
 
 
-def _dr_chest_image(ctx: _Context, patient: PatientInfo, study: StudyInfo, *, number: int = 1) -> list[Path]:
-    """One PA chest radiograph (DX, for presentation) of the phantom."""
+DR_TARGET_EXPOSURE_INDEX: Final = 400.0
+"""EI_T of the demo's DR room (IEC 62494-1 target exposure index)."""
+
+
+def _dr_chest_image(
+    ctx: _Context,
+    patient: PatientInfo,
+    study: StudyInfo,
+    *,
+    number: int = 1,
+    exposure_index: float = 420.0,
+    clip_fraction: float | None = None,
+) -> list[Path]:
+    """One PA chest radiograph (DX, for presentation) of the phantom, with IEC 62494-1 exposure tags.
+
+    DeviationIndex = 10 log10(EI / EI_T) with EI_T = 400; ``clip_fraction`` saturates that share of
+    the brightest pixels at the 12-bit maximum.
+    """
+    deviation = 10.0 * math.log10(exposure_index / DR_TARGET_EXPOSURE_INDEX)
     series = SeriesInfo(
         series_instance_uid=ctx.series_uid(number),
         modality="DX",
@@ -219,9 +238,16 @@ def _dr_chest_image(ctx: _Context, patient: PatientInfo, study: StudyInfo, *, nu
         protocol_name="胸部后前位",
         model="Phantom DR",
         station_name="DR02",
-        extra={"ViewPosition": "PA"},
+        extra={
+            "ViewPosition": "PA",
+            "ExposureIndex": round(exposure_index, 1),
+            "TargetExposureIndex": DR_TARGET_EXPOSURE_INDEX,
+            "DeviationIndex": round(deviation, 2),
+        },
     )
     image = phantoms.dr_chest_phantom(rows=256, cols=256, seed=ctx.seed + number)
+    if clip_fraction is not None:
+        image = phantoms.clip(image, fraction=clip_fraction)
     return write_series(image, ctx.out, patient=patient, study=study, series=series, geometry=DR_GEOMETRY)
 
 
@@ -342,6 +368,13 @@ _MR_BRAIN_SERIES: Final = (
 def _phantom_mr_brain(ctx: _Context) -> list[Path]:
     patient = _patient("Wang^Xiuying=王^秀英", "0006602741", "F", dt.date(1968, 4, 27), ctx.date)
     study = _study(ctx, accession="MR202610120019", institution=HOSPITAL_HX, description="头颅MR平扫")
+    return _mr_brain_series(ctx, patient, study)
+
+
+def _mr_brain_series(
+    ctx: _Context, patient: PatientInfo, study: StudyInfo, *, ghost_fraction: float | None = None
+) -> list[Path]:
+    """The five series of a plain brain MR; ``ghost_fraction`` adds an N/2 ghost to the axial T2."""
     written: list[Path] = []
     for number, seq in enumerate(_MR_BRAIN_SERIES, start=1):
         extra: dict[str, object] = {
@@ -355,6 +388,7 @@ def _phantom_mr_brain(ctx: _Context) -> list[Path]:
             "ImagingFrequency": 123.2,
             "MagneticFieldStrength": 3.0,
             "DiffusionBValue": seq.b_value,
+            "InPlanePhaseEncodingDirection": "ROW",
         }
         series = SeriesInfo(
             series_instance_uid=ctx.series_uid(number),
@@ -370,6 +404,8 @@ def _phantom_mr_brain(ctx: _Context) -> list[Path]:
         volume = phantoms.mr_head_phantom(
             n_slices=12, size=64, signal=seq.signal, noise_sigma=10.0, seed=ctx.seed + number
         )
+        if ghost_fraction is not None and number == 1:
+            volume = phantoms.add_ghost(volume, fraction=ghost_fraction, axis=-1)  # phase along the rows
         geometry = Geometry(
             pixel_spacing_mm=MR_PIXEL_SPACING, slice_thickness_mm=5.0, plane=seq.plane, first_slice_offset_mm=-27.5
         )
@@ -391,6 +427,34 @@ def _phantom_dr_chest(ctx: _Context) -> list[Path]:
     patient = _patient("Huang^Li=黄^丽", "0004417720", "F", dt.date(1990, 12, 3), ctx.date)
     study = _study(ctx, accession="DR202610130008", institution=HOSPITAL_HX, description="胸部后前位")
     return _dr_chest_image(ctx, patient, study)
+
+
+def _noisy_ct(ctx: _Context) -> list[Path]:
+    # A low-dose protocol gone wrong: noise SD 80 HU instead of 10.
+    patient = _patient("Lin^Tao=林^涛", "0001730588", "M", dt.date(1958, 11, 2), ctx.date)
+    study = _study(ctx, accession="CT202610250031", institution=HOSPITAL_SC, description="胸部CT平扫")
+    return _ct_chest_series(ctx, patient, study, noise_sd_hu=80.0)
+
+
+def _ghosted_mr(ctx: _Context) -> list[Path]:
+    # Motion during the axial T2: a copy of the head at 15 % displaced by half the field of view.
+    patient = _patient("Cao^Min=曹^敏", "0002846137", "F", dt.date(1975, 5, 21), ctx.date)
+    study = _study(ctx, accession="MR202610260014", institution=HOSPITAL_CQ, description="头颅MR平扫")
+    return _mr_brain_series(ctx, patient, study, ghost_fraction=0.15)
+
+
+def _overexposed_dr(ctx: _Context) -> list[Path]:
+    # EI 1900 against a target of 400: DI = +6.8, about 4.75 times the intended dose.
+    patient = _patient("Yang^Fan=杨^帆", "0003957264", "M", dt.date(1999, 1, 14), ctx.date)
+    study = _study(ctx, accession="DR202610270006", institution=HOSPITAL_HX, description="胸部后前位")
+    return _dr_chest_image(ctx, patient, study, exposure_index=1900.0)
+
+
+def _clipped_dr(ctx: _Context) -> list[Path]:
+    # Saturated detector / bad processing: the brightest 15 % of the image pinned at 4095.
+    patient = _patient("Zhou^Jing=周^静", "0005068391", "F", dt.date(1982, 9, 9), ctx.date)
+    study = _study(ctx, accession="DR202610280027", institution=HOSPITAL_CQ, description="胸部后前位")
+    return _dr_chest_image(ctx, patient, study, clip_fraction=0.15)
 
 
 def _birth_after_study(ctx: _Context) -> list[Path]:
@@ -649,6 +713,42 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         codes=frozenset({"catalog.modality.not_candidate"}),
         date=_d(23),
         build=_ultrasound,
+    ),
+    _Spec(
+        "noisy_ct",
+        "Synthetic plain chest CT with image noise SD 80 HU (a dose or reconstruction error).",
+        "合成胸部CT平扫，图像噪声标准差 80 HU（剂量或重建参数错误）。",
+        verdict=Verdict.FAIL,
+        codes=frozenset({"image_quality.ct.noise.fail"}),
+        date=_d(25),
+        build=_noisy_ct,
+    ),
+    _Spec(
+        "ghosted_mr",
+        "Synthetic brain MR whose axial T2 has an N/2 ghost at 15 % along the phase-encoding direction.",
+        "合成头颅MR，横断位T2沿相位编码方向有 15% 强度的 N/2 伪影（鬼影）。",
+        verdict=Verdict.FAIL,
+        codes=frozenset({"image_quality.mr.ghosting.fail"}),
+        date=_d(26),
+        build=_ghosted_mr,
+    ),
+    _Spec(
+        "overexposed_dr",
+        "Synthetic DX chest PA with ExposureIndex 1900 against a target of 400 (DeviationIndex +6.8).",
+        "合成DX胸部后前位片，曝光指数 1900，目标值 400（偏差指数 +6.8，曝光过度）。",
+        verdict=Verdict.FAIL,
+        codes=frozenset({"image_quality.dr.deviation_index_high.fail"}),
+        date=_d(27),
+        build=_overexposed_dr,
+    ),
+    _Spec(
+        "clipped_dr",
+        "Synthetic DX chest PA whose brightest 15 % of pixels are saturated at the 12-bit maximum.",
+        "合成DX胸部后前位片，最亮的 15% 像素饱和于 12 位最大值（削波）。",
+        verdict=Verdict.FAIL,
+        codes=frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"}),
+        date=_d(28),
+        build=_clipped_dr,
     ),
     _Spec(
         "not_dicom",

@@ -226,3 +226,20 @@ def clip(image: npt.NDArray[np.integer], *, fraction: float, max_value: int = DR
     threshold = np.quantile(values, 1.0 - fraction)
     out = np.where(values >= threshold, max_value, np.minimum(values, max_value))
     return out.astype(np.uint16)
+
+
+def add_ghost(volume: npt.NDArray[np.integer], *, fraction: float, axis: int = -1) -> npt.NDArray[np.uint16]:
+    """An MR series with an N/2 (Nyquist) ghost along the phase-encoding ``axis``.
+
+    ghosted = rint(volume + fraction * roll(volume, N / 2, axis)), clipped to uint16, where N is
+    the size of ``axis``: a copy of the object at ``fraction`` of its intensity, displaced by half
+    the field of view along the phase-encoding direction, as an odd/even echo mismatch of EPI or
+    periodic motion produces. With InPlanePhaseEncodingDirection ROW the phase axis is the row
+    direction of the image, i.e. the column index (``axis=-1``); with COL it is ``axis=-2``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    values = np.asarray(volume, dtype=np.float64)
+    shift = values.shape[axis] // 2
+    ghosted = values + fraction * np.roll(values, shift, axis=axis)
+    return np.clip(np.rint(ghosted), 0, np.iinfo(np.uint16).max).astype(np.uint16)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pydicom.dataset import Dataset
@@ -112,6 +114,11 @@ class StudySource(Protocol):
     def load(self, entry: StudyEntry) -> LoadedStudy:
         """Read the headers of one study. Bad files become ``problems``, not exceptions;
         only a failure of the source itself raises ``SourceError``."""
+        ...
+
+    def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
+        """Local files holding these instances' pixel data (one series), valid inside the context;
+        only a failure of the source raises (``SourceError``)."""
         ...
 
 

@@ -1,17 +1,31 @@
 """The regional imaging cloud as a source: QIDO-RS to list, WADO-RS metadata to read headers.
 
-Credentials come from the environment — ``QC_DICOMWEB_USER`` and ``QC_DICOMWEB_PASSWORD`` (basic)
-or ``QC_DICOMWEB_TOKEN`` (bearer) — never from results or logs; a URL carrying ``user:password@``
-has them taken out before it is stored or shown. Requests have timeouts and are retried with
-backoff on connection errors and 502/503/504. No gzip: ``Accept-Encoding: identity``.
-Pixel data is not fetched here (headers only).
+Credentials come from a Prefect Secret block named by ``QC_DICOMWEB_SECRET_BLOCK`` (or the
+``secret_block`` argument), else from the environment — ``QC_DICOMWEB_USER`` and
+``QC_DICOMWEB_PASSWORD`` (basic) or ``QC_DICOMWEB_TOKEN`` (bearer) — never from results or logs;
+a URL carrying ``user:password@`` has them taken out before it is stored or shown. Requests have
+timeouts and are retried with backoff on connection errors and 502/503/504. No gzip:
+``Accept-Encoding: identity``. Headers come from WADO-RS metadata; pixel data is fetched only by ``pixel_files``, per series.
+
+Incremental runs (``list_changes``): when the server is Orthanc (its REST API answers beside
+``/dicom-web``), its change log gives the studies that became stable since the cursor, and
+``LastUpdate`` the upload time; on other servers a QIDO-RS StudyDate window with an overlap is
+listed, and every study once a day (late uploads of old exams). ``QC_DICOMWEB_ORTHANC``: ``auto``
+(default), ``off``, or the REST root URL when it is not the parent of ``/dicom-web``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,12 +47,28 @@ from qc_pipeline.sources.base import (
     combine_fingerprints,
     patient_key,
 )
+from qc_pipeline.sources.incremental import Listing, ListingMode
+from qc_pipeline.sources.orthanc import OrthancRest, looks_like_orthanc, rest_root
 
 logger = logging.getLogger(__name__)
 
 USER_ENV: Final = "QC_DICOMWEB_USER"
 PASSWORD_ENV: Final = "QC_DICOMWEB_PASSWORD"
 TOKEN_ENV: Final = "QC_DICOMWEB_TOKEN"
+SECRET_BLOCK_ENV: Final = "QC_DICOMWEB_SECRET_BLOCK"
+ORTHANC_ENV: Final = "QC_DICOMWEB_ORTHANC"
+SECRET_TTL_S: Final = 300.0
+"""How long a Secret block's value is reused before it is read again (rotation)."""
+CURSOR_ORTHANC: Final = "orthanc-changes"
+"""Cursor kind: the last Orthanc change sequence number covered."""
+CURSOR_QIDO: Final = "qido-study-date"
+"""Cursor kind: JSON ``{"listed_on": date, "full_listing_at": datetime}`` of the QIDO window."""
+WINDOW_OVERLAP_DAYS: Final = 7
+"""A QIDO window run lists StudyDate >= (last listing date - this many days)."""
+FULL_LISTING_EVERY: Final = dt.timedelta(hours=24)
+"""Without a change feed, every study is listed this often (catches late uploads of old exams)."""
+MAX_CHANGED_STUDIES: Final = 2000
+"""At most this many changed studies per run (the rest in the next run)."""
 PAGE_SIZE: Final = 500
 TIMEOUT_S: Final = (5.0, 60.0)
 """(connect, read) timeouts in seconds."""
@@ -72,7 +102,59 @@ def _strip_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean, (parts.username, parts.password or "")
 
 
-def _session(credentials: tuple[str, str] | None) -> requests.Session:
+_secret_cache: dict[str, tuple[float, object]] = {}
+_secret_lock = threading.Lock()
+_orthanc_roots: dict[str, str | None] = {}
+"""Per DICOMweb URL: Orthanc's REST root, or None when the server is not Orthanc (per process)."""
+
+
+def _secret_value(block: str) -> object:
+    """The value of the Prefect Secret block ``block`` (cached for ``SECRET_TTL_S``)."""
+    with _secret_lock:
+        cached = _secret_cache.get(block)
+        if cached is not None and time.monotonic() - cached[0] < SECRET_TTL_S:
+            return cached[1]
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(block).get()
+    except ValueError as exc:  # no block of that name (the message names the block, not its value)
+        reason = " ".join(str(exc).split())[:200]
+        raise SourceError(
+            f"cannot load the DICOMweb credentials from Prefect Secret block {block!r}: {reason}"
+        ) from None
+    except Exception as exc:  # the Prefect API is unreachable, or the block is not a Secret
+        raise SourceError(
+            f"cannot load the DICOMweb credentials from Prefect Secret block {block!r} ({type(exc).__name__}): "
+            "is the Prefect API reachable and the block a Secret?"
+        ) from None
+    with _secret_lock:
+        _secret_cache[block] = (time.monotonic(), value)
+    return value
+
+
+def _auth_from_secret(block: str) -> tuple[str, str] | str:
+    """``(user, password)`` for basic auth, or a bearer token, from a Secret block holding a token
+    (text), ``{"token": ...}`` or ``{"username": ..., "password": ...}``."""
+    value = _secret_value(block)
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        if value.get("token"):
+            return str(value["token"])
+        user = value.get("username", value.get("user"))
+        if user:
+            return str(user), str(value.get("password") or "")
+        keys = ", ".join(sorted(map(str, value))) or "none"
+    else:
+        keys = type(value).__name__
+    raise SourceError(
+        f"Prefect Secret block {block!r} must hold a token (text), {{\"token\": ...}} or "
+        f"{{\"username\": ..., \"password\": ...}}; found {keys}"
+    )
+
+
+def _session(credentials: tuple[str, str] | None, secret_block: str | None = None) -> requests.Session:
     session = requests.Session()
     retry = Retry(
         total=3,
@@ -89,7 +171,14 @@ def _session(credentials: tuple[str, str] | None) -> requests.Session:
     session.headers["Accept-Encoding"] = "identity"
     token = os.environ.get(TOKEN_ENV)
     user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
-    if token:
+    if secret_block:
+        auth = _auth_from_secret(secret_block)
+        if isinstance(auth, str):
+            session.headers["Authorization"] = f"Bearer {auth}"
+        else:
+            session.auth = auth
+        logger.debug("DICOMweb credentials from Prefect Secret block %r", secret_block)
+    elif token:
         session.headers["Authorization"] = f"Bearer {token}"
     elif user is not None:
         session.auth = (user, password or "")
@@ -98,14 +187,39 @@ def _session(credentials: tuple[str, str] | None) -> requests.Session:
     return session
 
 
+def _parse_window(position: str) -> tuple[dt.date, dt.datetime] | None:
+    """``(listed_on, full_listing_at)`` of a QIDO window cursor; None if it cannot be read."""
+    try:
+        state = json.loads(position)
+        full_at = dt.datetime.fromisoformat(state["full_listing_at"])
+        if full_at.tzinfo is None:
+            return None
+        return dt.date.fromisoformat(state["listed_on"]), full_at
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class DicomWebSource:
     """Studies on a DICOMweb server (the regional imaging cloud; Orthanc in the tests)."""
 
-    def __init__(self, url: str, *, search_filters: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        search_filters: Mapping[str, str] | None = None,
+        secret_block: str | None = None,
+        orthanc: str | None = None,
+    ) -> None:
+        """``secret_block``: a Prefect Secret block with the credentials (default
+        ``$QC_DICOMWEB_SECRET_BLOCK``). ``orthanc``: ``auto`` (default ``$QC_DICOMWEB_ORTHANC``
+        or ``auto``: use Orthanc's REST API when the server is Orthanc), ``off``, or its REST root."""
         self._url, url_credentials = _strip_credentials(url)
         if url_credentials is not None:
             logger.warning("credentials in the DICOMweb URL are used but not stored; prefer %s/%s", USER_ENV, PASSWORD_ENV)
-        self._client = DICOMwebClient(self._url, session=_session(url_credentials), timeout=TIMEOUT_S)
+        self._secret_block = secret_block or os.environ.get(SECRET_BLOCK_ENV) or None
+        self._orthanc_setting = (orthanc or os.environ.get(ORTHANC_ENV) or "auto").strip()
+        self._session = _session(url_credentials, self._secret_block)
+        self._client = DICOMwebClient(self._url, session=self._session, timeout=TIMEOUT_S)
         # One retry policy, in the session (urllib3): dicomweb-client's own would retry every
         # failure, connection refused included, five times with exponential waits (~45 s).
         self._client.set_http_retry_params(retry=False)
@@ -125,9 +239,14 @@ class DicomWebSource:
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (401, 403):
+                where = (
+                    f"Prefect Secret block {self._secret_block!r}"
+                    if self._secret_block
+                    else f"{USER_ENV}/{PASSWORD_ENV} or {TOKEN_ENV}"
+                )
                 raise SourceError(
                     f"DICOMweb server {self._url} refused the credentials (HTTP {status}) while trying to {what}: "
-                    f"check {USER_ENV}/{PASSWORD_ENV} or {TOKEN_ENV}"
+                    f"check {where}"
                 ) from None
             raise SourceError(f"DICOMweb server {self._url} answered HTTP {status} while trying to {what}") from None
         except requests.ConnectionError:
@@ -139,6 +258,9 @@ class DicomWebSource:
 
     def discover(self) -> Iterator[StudyEntry]:
         """QIDO-RS: every study (paged), then its instances for the content fingerprint."""
+        return self._search(self._filters)
+
+    def _search(self, filters: Mapping[str, str]) -> Iterator[StudyEntry]:
         offset = 0
         while True:
             page = self._call(
@@ -147,30 +269,144 @@ class DicomWebSource:
                 offset=offset,
                 limit=PAGE_SIZE,
                 fields=["PatientID", "StudyDate"],
-                search_filters=self._filters or None,
+                search_filters=dict(filters) or None,
             )
             for study in page:
-                uid = _first(study, _TAG_STUDY_UID)
-                if uid is None:
-                    continue
-                instances = self._call(
-                    f"list the instances of study {uid}",
-                    self._client.search_for_instances,
-                    study_instance_uid=uid,
-                    fields=["SeriesInstanceUID", "SOPInstanceUID"],
-                    get_remaining=True,
-                )
-                sops = [s for s in (_first(i, _TAG_SOP_UID) for i in instances) if s]
-                yield StudyEntry(
-                    study_instance_uid=uid,
-                    locations=tuple(sorted(sops)),
-                    fingerprint=combine_fingerprints(sops),
-                    patient_key=patient_key(_first(study, _TAG_PATIENT_ID)),
-                    study_date=_first(study, _TAG_STUDY_DATE),
-                )
+                entry = self._entry(study)
+                if entry is not None:
+                    yield entry
             if len(page) < PAGE_SIZE:
                 return
             offset += len(page)
+
+    def _entry(self, study: Mapping[str, Any]) -> StudyEntry | None:
+        """A study of a QIDO-RS answer, with its instances listed for the content fingerprint."""
+        uid = _first(study, _TAG_STUDY_UID)
+        if uid is None:
+            return None
+        instances = self._call(
+            f"list the instances of study {uid}",
+            self._client.search_for_instances,
+            study_instance_uid=uid,
+            fields=["SeriesInstanceUID", "SOPInstanceUID"],
+            get_remaining=True,
+        )
+        sops = [s for s in (_first(i, _TAG_SOP_UID) for i in instances) if s]
+        return StudyEntry(
+            study_instance_uid=uid,
+            locations=tuple(sorted(sops)),
+            fingerprint=combine_fingerprints(sops),
+            patient_key=patient_key(_first(study, _TAG_PATIENT_ID)),
+            study_date=_first(study, _TAG_STUDY_DATE),
+        )
+
+    def entry_for(self, study_instance_uid: str) -> StudyEntry | None:
+        """The study with this UID as ``discover`` would list it; None if the server no longer has it."""
+        found = self._call(
+            f"search for study {study_instance_uid}",
+            self._client.search_for_studies,
+            fields=["PatientID", "StudyDate"],
+            search_filters={"StudyInstanceUID": study_instance_uid},
+        )
+        for study in found:
+            if _first(study, _TAG_STUDY_UID) == study_instance_uid:
+                entry = self._entry(study)
+                return entry if entry is not None and entry.locations else None
+        return None
+
+    # -- incremental listing ----------------------------------------------------------------
+
+    def _rest(self, what: str, path: str, *, missing_ok: bool = False, post: str | None = None) -> Any:
+        """One request to Orthanc's REST API (same session, credentials, timeouts and errors)."""
+        root = self._orthanc_root()
+        if root is None:  # pragma: no cover - only called through an OrthancRest
+            raise SourceError(f"{self._url} is not an Orthanc server")
+
+        def request() -> Any:
+            url = f"{root}{path}"
+            if post is None:
+                response = self._session.get(url, timeout=TIMEOUT_S)
+            else:
+                response = self._session.post(url, data=post.encode(), timeout=TIMEOUT_S)
+            if missing_ok and response.status_code == 404:
+                return None
+            response.raise_for_status()
+            return response.json()
+
+        return self._call(what, request)
+
+    def _orthanc(self) -> OrthancRest | None:
+        """Orthanc's REST API beside this DICOMweb root, or None (not Orthanc, or turned off)."""
+        root = self._orthanc_root()
+        return None if root is None else OrthancRest(root, self._rest)
+
+    def _orthanc_root(self) -> str | None:
+        setting = self._orthanc_setting
+        if setting.lower() in ("off", "no", "false", "0"):
+            return None
+        if setting.lower() not in ("auto", ""):
+            return setting.rstrip("/")
+        if self._url not in _orthanc_roots:
+            root = rest_root(self._url)
+            found = None
+            if root is not None:
+
+                def probe() -> requests.Response:
+                    return self._session.get(f"{root}/system", timeout=TIMEOUT_S)
+
+                what = "ask whether the server is Orthanc"
+                response = self._call(what, probe)
+                if response.status_code in (401, 403):
+                    return None  # not decided, not cached: QIDO-RS will say whether the credentials are wrong
+                if response.status_code not in (200, 404):
+                    raise SourceError(
+                        f"DICOMweb server {self._url} answered HTTP {response.status_code} while trying to {what}"
+                    )
+                try:
+                    found = root if response.status_code == 200 and looks_like_orthanc(response.json()) else None
+                except ValueError:
+                    found = None
+            _orthanc_roots[self._url] = found
+            logger.info("DICOMweb server %s: %s", self._url, "Orthanc, change log used" if found else "not Orthanc")
+        return _orthanc_roots[self._url]
+
+    def list_changes(
+        self, cursor_kind: str | None, position: str | None, *, now: dt.datetime | None = None
+    ) -> Listing:
+        """The studies new or changed since the cursor ``position`` (see the module docstring)."""
+        rest = self._orthanc()
+        if rest is not None:
+            return self._orthanc_changes(rest, position if cursor_kind == CURSOR_ORTHANC else None)
+        return self._qido_window(position if cursor_kind == CURSOR_QIDO else None, now or dt.datetime.now(dt.UTC))
+
+    def _orthanc_changes(self, rest: OrthancRest, position: str | None) -> Listing:
+        last = rest.last_change()
+        since = int(position) if position is not None and position.isdigit() else None
+        if since is not None and since > last:
+            logger.warning(
+                "Orthanc at %s has fewer changes (%d) than the cursor (%d): a new database? listing every study",
+                self._url, last, since,
+            )
+            since = None
+        if since is None:  # position taken before listing: what arrives meanwhile is listed again next time
+            return Listing(tuple(self.discover()), CURSOR_ORTHANC, str(last), ListingMode.FULL)
+        changes = rest.stable_studies_since(since, max_studies=MAX_CHANGED_STUDIES)
+        entries = [e for e in (self.entry_for(uid) for uid in rest.study_uids(changes.study_ids)) if e is not None]
+        return Listing(tuple(entries), CURSOR_ORTHANC, str(changes.last_seq), ListingMode.CHANGES)
+
+    def _qido_window(self, position: str | None, now: dt.datetime) -> Listing:
+        today = now.astimezone(dt.UTC).date()
+        window = _parse_window(position) if position is not None else None
+        if window is None and position is not None:
+            logger.warning("unreadable QIDO cursor %r for %s: listing every study", position, self._url)
+        if window is None or now - window[1] >= FULL_LISTING_EVERY:
+            new = {"listed_on": today.isoformat(), "full_listing_at": now.astimezone(dt.UTC).isoformat()}
+            return Listing(tuple(self.discover()), CURSOR_QIDO, json.dumps(new), ListingMode.FULL)
+        listed_on, full_at = window
+        since = min(listed_on, today) - dt.timedelta(days=WINDOW_OVERLAP_DAYS)
+        filters = {**self._filters, "StudyDate": f"{since:%Y%m%d}-"}
+        new = {"listed_on": today.isoformat(), "full_listing_at": full_at.isoformat()}
+        return Listing(tuple(self._search(filters)), CURSOR_QIDO, json.dumps(new), ListingMode.WINDOW)
 
     def load(self, entry: StudyEntry) -> LoadedStudy:
         """WADO-RS metadata of the whole study: headers only, no pixel data transferred."""
@@ -207,4 +443,45 @@ class DicomWebSource:
                 location=location,
             )
             study.instances.append(LoadedInstance(ref=ref, dataset=ds, pixel_data=pixel, is_image=is_image(ds, pixel)))
+        rest = self._orthanc()
+        if rest is not None:  # when Orthanc received the study's last instance (upload timeliness)
+            study.received_at = rest.received_at(entry.study_instance_uid)
         return study
+
+    @contextlib.contextmanager
+    def pixel_files(self, instances: Sequence[InstanceRef]) -> Iterator[list[Path]]:
+        """WADO-RS: fetch the instances (of one series) as stored, into a temporary folder.
+
+        The stored transfer syntax is asked for (``transfer-syntax=*``: no transcoding on the
+        server); one instance is fetched alone, more through the series' multipart stream, keeping
+        only the instances asked for. The files are deleted when the context ends.
+        """
+        if not instances:
+            yield []
+            return
+        parts = [inst.location.split("/") for inst in instances]
+        study_uid, series_uid = parts[0][0], parts[0][1]
+        wanted = {inst.sop_instance_uid for inst in instances}
+        media = (("application/dicom", "*"),)
+        with tempfile.TemporaryDirectory(prefix="qc-pixels-") as tmp:
+            found: dict[str, Path] = {}
+
+            def keep(ds: Dataset) -> None:
+                sop = text(ds, "SOPInstanceUID")
+                if sop in wanted and sop not in found:
+                    path = Path(tmp) / f"{len(found):06d}.dcm"
+                    ds.save_as(path, enforce_file_format=True)
+                    found[sop] = path
+
+            what = f"retrieve the pixel data of series {series_uid}"
+            if len(instances) == 1:
+                keep(self._call(what, self._client.retrieve_instance, study_uid, series_uid, instances[0].sop_instance_uid, media_types=media))
+            else:
+                self._call(what, lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)])
+            missing = wanted - found.keys()
+            if missing:
+                raise SourceError(
+                    f"DICOMweb server {self._url} did not return {len(missing)} of {len(wanted)} instances of series "
+                    f"{series_uid} (e.g. {sorted(missing)[0]})"
+                )
+            yield [found[inst.sop_instance_uid] for inst in instances]

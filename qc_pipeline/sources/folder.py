@@ -9,7 +9,8 @@ import datetime as dt
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pydicom
@@ -141,6 +142,11 @@ class FolderSource:
         if latest_mtime is not None:
             study.received_at = dt.datetime.fromtimestamp(latest_mtime, tz=dt.UTC)
         return study
+
+
+    def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
+        """The instances' own files: the folder already holds them (nothing is copied)."""
+        return nullcontext([self.root / inst.location for inst in instances])
 
 
 def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:

@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -502,7 +503,12 @@ class ResultStore:
                 n_instances=summary.n_instances,
                 decided_at=decision.decided_at,
                 findings=[_finding_record(i, f) for i, f in enumerate(decision.findings)],
-                metrics=[MetricRecord(name=name, value=float(value)) for name, value in decision.metrics.items()],
+                metrics=[MetricRecord(name=name, value=float(value)) for name, value in decision.metrics.items()]
+                + [
+                    MetricRecord(name=m.metric, value=float(m.value), series_instance_uid=m.series_instance_uid)
+                    for m in decision.measurements
+                    if m.value is not None and math.isfinite(m.value)
+                ],
             )
         )
         session.flush()
@@ -515,8 +521,10 @@ class ResultStore:
 
         Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
         modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
-        metrics, provenance, decided_at, source_uri, content_fingerprint, n_series, n_instances,
-        history_count``; dates and times are ISO strings.
+        metrics, measurements, provenance, decided_at, source_uri, content_fingerprint, n_series,
+        n_instances, history_count``; dates and times are ISO strings. ``metrics`` are study-level
+        numbers by name; ``measurements`` the image-quality metrics, one dict (metric, value,
+        series_instance_uid) per series or radiograph.
         """
         if verdict is not None:
             try:
@@ -572,6 +580,38 @@ class ResultStore:
             for d in rows
         ]
 
+    def measurements(self, *, metric: str | None = None) -> list[dict[str, Any]]:
+        """Every image-quality measurement of the current decisions, one dict per series and metric.
+
+        Keys: ``metric, value, series_instance_uid, study_instance_uid, modality, institution,
+        study_date, item_code, verdict`` (for calibration: distributions per modality, item and
+        institution). Study-level numbers (``metrics`` of ``results``) are not included.
+        """
+        query = (
+            select(MetricRecord, DecisionRecord, StudyRecord)
+            .join(DecisionRecord, DecisionRecord.id == MetricRecord.decision_id)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .where(DecisionRecord.is_current.is_(True), MetricRecord.series_instance_uid.is_not(None))
+            .order_by(StudyRecord.study_instance_uid, MetricRecord.id)
+        )
+        if metric is not None:
+            query = query.where(MetricRecord.name == metric)
+        with self._errors("read the measurements"), self._read.begin() as session:
+            return [
+                {
+                    "metric": m.name,
+                    "value": m.value,
+                    "series_instance_uid": m.series_instance_uid,
+                    "study_instance_uid": s.study_instance_uid,
+                    "modality": s.modality,
+                    "institution": s.institution,
+                    "study_date": _iso(s.study_date),
+                    "item_code": d.item_code,
+                    "verdict": d.verdict,
+                }
+                for m, d, s in session.execute(query).all()
+            ]
+
     def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]:
         """The other studies stored for ``patient_id``, with the identity values they recorded."""
         with self._errors("read a patient's studies"), self._read.begin() as session:
@@ -591,6 +631,93 @@ class ResultStore:
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _db_errors(f"cannot {action} in the results database {self._masked_url}", self._engine.url)
+
+    # -- source cursors (incremental runs) and re-scoring ------------------------------------
+
+    def cursor(self, source_uri: str) -> SourceCursor | None:
+        """Where the last complete run over ``source_uri`` got; None before the first one."""
+        from qc_pipeline.store.models import SourceCursorRecord
+
+        with self._errors(f"read the cursor of source {source_uri}"), self._read.begin() as session:
+            row = session.scalars(
+                select(SourceCursorRecord).where(SourceCursorRecord.source_uri == source_uri)
+            ).one_or_none()
+        if row is None:
+            return None
+        return SourceCursor(row.source_uri, row.kind, row.position, row.updated_at, row.run_id)
+
+    def advance_cursor(
+        self, source_uri: str, *, kind: str, position: str, expected: str | None, run_id: str | None = None
+    ) -> bool:
+        """Move the cursor of ``source_uri`` to ``position``, if it is still at ``expected``.
+
+        Call it only once every study up to ``position`` is stored: then a run that dies before
+        loses nothing, the next one lists the same studies again and skips those already judged.
+        ``expected`` is the position read when the run started (None: there was no cursor).
+        Returns False and writes nothing when another run moved the cursor meanwhile; its
+        position stands (what this run covered beyond it is stored and will only be re-listed).
+        """
+        from qc_pipeline.store.models import SourceCursorRecord
+
+        if not source_uri:
+            raise ValueError("source_uri must be a non-empty string")
+        if not kind or len(kind) > 32:
+            raise ValueError(f"cursor kind must have 1 to 32 characters, got {kind!r}")
+        if not position:
+            raise ValueError(f"cursor position of {source_uri} must be a non-empty string, got {position!r}")
+        with self._errors(f"move the cursor of source {source_uri}"):
+            try:
+                with self._write.begin() as session:
+                    if run_id is not None and session.get(RunRecord, run_id) is None:
+                        raise StoreError(f"cannot move the cursor of source {source_uri}: no run {run_id!r}")
+                    query = select(SourceCursorRecord).where(SourceCursorRecord.source_uri == source_uri)
+                    if session.get_bind().dialect.name == "postgresql":
+                        query = query.with_for_update()
+                    row = session.scalars(query).one_or_none()
+                    if (None if row is None else row.position) != expected:
+                        logger.info("cursor of %s moved by another run meanwhile; keeping its position", source_uri)
+                        return False
+                    now = _utcnow()
+                    if row is None:
+                        session.add(
+                            SourceCursorRecord(
+                                source_uri=source_uri, kind=kind, position=position, updated_at=now, run_id=run_id
+                            )
+                        )
+                    else:
+                        row.kind, row.position, row.updated_at, row.run_id = kind, position, now, run_id
+            except IntegrityError:  # another run created the first cursor of this source meanwhile
+                logger.info("cursor of %s created by another run meanwhile; keeping its position", source_uri)
+                return False
+        logger.info("cursor of %s moved to %s (%s)", source_uri, position, kind)
+        return True
+
+    def stale_studies(self, provenance: Provenance, *, limit: int | None = None) -> list[StaleStudy]:
+        """Studies whose current decision used other thresholds or other model versions than
+        ``provenance`` (the nightly re-scoring judges them again), the most recently stored
+        first; at most ``limit`` of them.
+
+        The pipeline version is not compared: a new release re-judges studies as they are listed.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        models = dict(provenance.models)
+        query = (
+            select(StudyRecord.study_instance_uid, StudyRecord.source_uri, DecisionRecord.thresholds_version, DecisionRecord.models)
+            .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
+            .where(DecisionRecord.is_current.is_(True))
+            .order_by(StudyRecord.id.desc())
+            .execution_options(yield_per=2000)
+        )
+        stale = []
+        with self._errors("list the studies to re-score"), self._read.begin() as session:
+            for uid, source_uri, thresholds_version, used_models in session.execute(query):
+                used = dict(used_models or {})
+                if thresholds_version != provenance.thresholds_version or used != models:
+                    stale.append(StaleStudy(uid, source_uri, thresholds_version, used))
+                    if limit is not None and len(stale) >= limit:
+                        break
+        return stale
 
 
 def _validate(decision: Decision) -> None:
@@ -658,7 +785,12 @@ def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int) -> dict[
             }
             for f in d.findings
         ],
-        "metrics": {m.name: m.value for m in d.metrics},
+        "metrics": {m.name: m.value for m in d.metrics if m.series_instance_uid is None},
+        "measurements": [
+            {"metric": m.name, "value": m.value, "series_instance_uid": m.series_instance_uid}
+            for m in d.metrics
+            if m.series_instance_uid is not None
+        ],
         "provenance": {
             "pipeline_version": d.pipeline_version,
             "thresholds_version": d.thresholds_version,
@@ -671,3 +803,25 @@ def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int) -> dict[
         "n_instances": d.n_instances,
         "history_count": int(history_count),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCursor:
+    """How far the last complete run over a source got (``ResultStore.cursor``)."""
+
+    source_uri: str
+    kind: str
+    """What ``position`` means, e.g. ``orthanc-changes`` (a change sequence number)."""
+    position: str
+    updated_at: dt.datetime
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleStudy:
+    """A stored study whose current decision used other thresholds or models (``stale_studies``)."""
+
+    study_instance_uid: str
+    source_uri: str | None
+    thresholds_version: str
+    models: dict[str, str]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from qc_pipeline.errors import ConfigError
+from qc_pipeline.checks.image_quality import known_metrics
 from qc_pipeline.pipeline import load_pipeline_thresholds, required_rules
 from qc_pipeline.rules import default_thresholds_dir, load_thresholds
 
@@ -27,7 +28,12 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_shipped_thresholds_define_exactly_the_rules_in_use():
     thresholds = load_pipeline_thresholds()
-    assert set(thresholds.rules) == required_rules()
+    on_metrics = {r.id: r for r in thresholds.rules.values() if r.metric is not None}
+    assert set(thresholds.rules) - set(on_metrics) == required_rules()
+    # Every modality's limits are there, on metrics the pipeline measures, in the image_quality category.
+    assert {r.metric.split(".")[0] for r in on_metrics.values()} == {"dr", "ct", "mr"}
+    assert {r.metric for r in on_metrics.values()} <= known_metrics()
+    assert all(rule_id.startswith("image_quality.") for rule_id in on_metrics)
     for rule in thresholds.rules.values():
         assert rule.source and rule.units
     assert thresholds.site.timezone == "Asia/Shanghai"
@@ -113,3 +119,15 @@ def test_limit_of_a_presence_rule_is_a_config_error():
         thresholds.limit("metadata.patient_id.missing")
     with pytest.raises(ConfigError, match=r"rule 'metadata\.nope' is not defined"):
         thresholds.rule("metadata.nope")
+
+
+def test_rule_on_an_unknown_metric_is_rejected(copy):
+    edit(copy / "image_quality_ct.yaml", "metric: ct.noise_hu", "metric: ct.noise_hu_typo")
+    with pytest.raises(ConfigError, match=r"image_quality_ct\.yaml: rules\[\d+\]\.metric: 'ct\.noise_hu_typo' .* is not a metric the pipeline measures"):
+        load_pipeline_thresholds(copy)
+
+
+def test_rule_on_a_metric_needs_a_direction(copy):
+    edit(copy / "image_quality_ct.yaml", "    when: above\n", "", )
+    with pytest.raises(ConfigError, match=r"image_quality_ct\.yaml: rules\[\d+\].*needs both 'when' \(above/below\) and 'limit'"):
+        load_pipeline_thresholds(copy)

@@ -429,7 +429,7 @@ def test_demo_another_seed_differs_and_rewriting_in_place_changes_nothing(
 def test_demo_cases_have_folders_and_matching_study_uids(demo_dirs: tuple[Path, Path, list[demo.DemoCase]]) -> None:
     root, _, cases = demo_dirs
     assert cases == demo.demo_cases()
-    assert len({c.name for c in cases}) == len(cases) == 17
+    assert len({c.name for c in cases}) == len(cases) == 21
     for case in cases:
         folder = root / case.folder
         files = sorted(folder.iterdir())

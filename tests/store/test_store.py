@@ -21,6 +21,7 @@ from qc_pipeline.domain import (
     Decision,
     Finding,
     ItemRef,
+    Measurement,
     Provenance,
     Severity,
     StudySummary,
@@ -37,10 +38,12 @@ from qc_pipeline.store import (
 )
 from qc_pipeline.store.models import Base, DecisionRecord, RunRecord
 
-TABLES = ("runs", "studies", "decisions", "findings", "metrics")
+DATA_TABLES = ("runs", "studies", "decisions", "findings", "metrics")
+"""Tables a saved decision writes to (row counts)."""
+TABLES = (*DATA_TABLES, "source_cursors")
 RESULT_KEYS = {
     "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
-    "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "provenance",
+    "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "measurements", "provenance",
     "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
 }
 UID_A = "1.2.826.0.1.3680043.10.9001"
@@ -94,7 +97,7 @@ def make_decision(
 
 def count_rows(store: ResultStore) -> dict[str, int]:
     with store.engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in TABLES}
+        return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in DATA_TABLES}
 
 
 def current_rows(store: ResultStore, uid: str) -> int:
@@ -128,7 +131,7 @@ def test_migrating_an_empty_database_twice_is_idempotent(db_url: str) -> None:
     finally:
         first.close()
     with ResultStore.open(db_url) as second:
-        assert count_rows(second) == dict.fromkeys(TABLES, 0)
+        assert count_rows(second) == dict.fromkeys(DATA_TABLES, 0)
 
 
 def test_models_match_the_migrations(store: ResultStore) -> None:
@@ -289,7 +292,7 @@ def test_save_validates_before_writing(store: ResultStore) -> None:
         store.save_decision(make_decision(fingerprint=""), run_id=None)
     with pytest.raises(StoreError, match=r"cannot save the decision on study .*: no run 'no-such-run'"):
         store.save_decision(make_decision(), run_id="no-such-run")
-    assert count_rows(store) == dict.fromkeys(TABLES, 0)
+    assert count_rows(store) == dict.fromkeys(DATA_TABLES, 0)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -319,6 +322,7 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "eligible_until": None,
         "findings": [f.as_dict() for f in FINDINGS],
         "metrics": {"snr": 41.5, "cnr": 3.25},
+        "measurements": [],
         "provenance": {"pipeline_version": "0.1.0", "thresholds_version": "th-1",
                        "models": {"brain": "2.1@cd34", "lung": "1.0@ab12"}},
         "decided_at": "2026-10-20T04:00:00+00:00",
@@ -334,6 +338,33 @@ def test_results_shape_and_values(store: ResultStore) -> None:
     assert b["item"] == {"code": "CT-01", "name_zh": "胸部CT平扫", "name_en": "Chest CT, plain"}
     assert b["eligible"] is True and b["eligible_until"] == "2027-01-12"
     assert c["study_date"] is None and c["verdict"] == "not_applicable"
+
+
+def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) -> None:
+    series_1, series_2 = UID_A + ".1", UID_A + ".2"
+    measured = (
+        Measurement("ct.noise_hu", 12.5, "HU", series_instance_uid=series_1),
+        Measurement("ct.noise_hu", 14.0, "HU", series_instance_uid=series_2),
+        Measurement("ct.air_hu", None, "HU", "no air in the field of view", series_instance_uid=series_2),
+    )
+    item = ItemRef(code="YB-036", name_zh="胸部CT平扫", name_en="Chest CT, plain")
+    store.save_decision(make_decision(UID_A, measurements=measured, item=item), run_id=None)
+    store.save_decision(make_decision(UID_B), run_id=None)
+    (row,) = store.results(study_instance_uid=UID_A)
+    assert row["metrics"] == {"snr": 41.5, "cnr": 3.25}  # study-level numbers stay apart
+    assert row["measurements"] == [  # a metric that could not be measured has no row
+        {"metric": "ct.noise_hu", "value": 12.5, "series_instance_uid": series_1},
+        {"metric": "ct.noise_hu", "value": 14.0, "series_instance_uid": series_2},
+    ]
+    rows = store.measurements(metric="ct.noise_hu")
+    assert [(r["value"], r["item_code"], r["institution"], r["modality"], r["verdict"]) for r in rows] == [
+        (12.5, "YB-036", "四川省人民医院", "CT", "fail"),
+        (14.0, "YB-036", "四川省人民医院", "CT", "fail"),
+    ]
+    assert store.measurements(metric="ct.air_hu") == []
+    # A new decision replaces the current measurements; history keeps the old ones out of view.
+    store.save_decision(make_decision(UID_A, fingerprint="e" * 64, measurements=measured[:1]), run_id=None)
+    assert [r["value"] for r in store.measurements()] == [12.5]
 
 
 def test_results_filters(store: ResultStore) -> None:

@@ -1,0 +1,336 @@
+"""Objective image quality (图像质量): decode each series once, measure, compare with the limits.
+
+Which images are measured: every radiograph of a DR item (CR/DX/DR images, one by one); every CT
+or MR series of the study that is not a localizer (one decode per series). The metrics are the pure
+functions of :mod:`qc_pipeline.metrics`; the limits are the rules of ``thresholds/`` that name a
+``metric`` (``image_quality_*.yaml``). For each measurement the worst rule that fires gives one
+finding (category ``image_quality``) with the value, the limit and the series; a metric that cannot
+be measured on an image gives an ``info`` finding saying why. Pixels come from the source through
+:class:`PixelSource` (a folder's own files, or a DICOMweb series fetched for the time of the
+measurement), so memory holds one series at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+from pydicom.dataset import Dataset
+
+from qc_pipeline.checks.completeness import is_localizer
+from qc_pipeline.domain import Finding, InstanceRef, Measurement
+from qc_pipeline.errors import DegenerateInputError, SourceError
+from qc_pipeline.io.dicom import text
+from qc_pipeline.io.geometry import as_floats
+from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, stored_value_range
+from qc_pipeline.metrics import ct, dr, mr
+from qc_pipeline.rules.loader import Thresholds
+from qc_pipeline.rules.schema import Rule
+from qc_pipeline.sources.base import LoadedInstance, LoadedStudy
+
+logger = logging.getLogger(__name__)
+
+NOT_MEASURED: Final = "image_quality.metric.not_measured"
+NOT_DECODED: Final = "image_quality.pixels.not_decoded"
+METRIC_ERROR: Final = "image_quality.metric.error"
+RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR})
+
+DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
+METRIC_UNITS: Final = {**dr.METRICS, **ct.METRICS, **mr.METRICS}
+"""Every metric the pipeline measures -> its unit; rules may name only these."""
+
+MAX_SERIES_BYTES: Final = DEFAULT_MAX_BYTES
+"""Memory budget of one decoded series (float32); a larger series is not measured, and says so."""
+
+
+class PixelSource(Protocol):
+    """What the image-quality check needs of a study source: local files holding some pixels."""
+
+    def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
+        """Paths of files holding these instances' pixel data, valid inside the context."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuality:
+    measurements: tuple[Measurement, ...]
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One thing decoded once: a series (CT/MR) or one radiograph (DR)."""
+
+    kind: str  # "dr" | "ct" | "mr"
+    series_instance_uid: str
+    instances: tuple[LoadedInstance, ...]
+    label_en: str
+    label_zh: str
+
+
+def _series_label(ds: Dataset) -> tuple[str, str]:
+    number = text(ds, "SeriesNumber")
+    description = text(ds, "SeriesDescription") or text(ds, "ProtocolName")
+    en = " ".join(p for p in (f"series {number}" if number else "series", f"'{description}'" if description else "") if p)
+    zh = " ".join(p for p in (f"序列 {number}" if number else "序列", f"“{description}”" if description else "") if p)
+    return en, zh
+
+
+def _targets(study: LoadedStudy, item_modality: str | None) -> Iterator[_Target]:
+    by_series: dict[str, list[LoadedInstance]] = {}
+    for inst in study.images:
+        if inst.pixel_data is not None and inst.pixel_data.truncated:
+            continue  # integrity has already failed the file; decoding it says nothing more
+        by_series.setdefault(inst.ref.series_instance_uid, []).append(inst)
+    for series_uid, members in by_series.items():
+        first = members[0].dataset
+        modality = (text(first, "Modality") or "").upper()
+        en, zh = _series_label(first)
+        if modality in DR_MODALITIES and item_modality in (None, "DR"):
+            for inst in members:
+                number = text(inst.dataset, "InstanceNumber")
+                suffix_en, suffix_zh = (f", image {number}", f" 第 {number} 幅") if number else ("", "")
+                yield _Target("dr", series_uid, (inst,), en + suffix_en, zh + suffix_zh)
+        elif modality in ("CT", "MR") and item_modality in (None, modality):
+            if any(is_localizer(m.dataset) for m in members):
+                continue
+            yield _Target(modality.lower(), series_uid, tuple(members), en, zh)
+
+
+def _float_tag(ds: Dataset, keyword: str) -> float | None:
+    value = as_floats(ds.get(keyword), count=1)
+    return value[0] if value is not None else None
+
+
+def _measure_target(target: _Target, paths: list[Path]) -> list[Measurement]:
+    if target.kind == "dr":
+        image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
+        ds = image.dataset
+        return dr.measure(
+            image.array,
+            spacing_mm=image.spacing_mm,
+            stored_range=stored_value_range(image),
+            exposure_index=_float_tag(ds, "ExposureIndex"),
+            target_exposure_index=_float_tag(ds, "TargetExposureIndex"),
+            deviation_index=_float_tag(ds, "DeviationIndex"),
+        )
+    volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
+    if target.kind == "ct":
+        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0]))
+    return mr.measure(
+        volume.array,
+        spacing_mm=volume.spacing_mm,
+        phase_encode_direction=text(volume.datasets[0], "InPlanePhaseEncodingDirection"),
+    )
+
+
+def _body_part(ds: Dataset) -> str | None:
+    value = text(ds, "BodyPartExamined")
+    return value.upper() if value else None
+
+
+def rules_by_metric(thresholds: Thresholds) -> dict[str, list[Rule]]:
+    """The enabled rules on measured metrics, by metric id."""
+    rules: dict[str, list[Rule]] = {}
+    for rule in thresholds.rules.values():
+        if rule.metric is not None and rule.enabled:
+            rules.setdefault(rule.metric, []).append(rule)
+    return rules
+
+
+def _fires(rule: Rule, value: float, limit: float) -> bool:
+    return value > limit if rule.when == "above" else value < limit
+
+
+def _show(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def _judge_measurement(
+    m: Measurement,
+    target: _Target,
+    modality: str,
+    item_code: str | None,
+    rules: list[Rule],
+    thresholds: Thresholds,
+) -> Finding | None:
+    worst: tuple[Rule, float] | None = None
+    for rule in rules:
+        if rule.modalities and modality not in rule.modalities:
+            continue
+        limit = rule.per_item.get(item_code, rule.limit) if item_code else rule.limit
+        assert limit is not None  # the schema requires a limit on metric rules
+        if m.value is not None and _fires(rule, m.value, limit):
+            if worst is None or rule.severity.rank > worst[0].severity.rank:
+                worst = (rule, limit)
+    if worst is None or m.value is None:
+        return None
+    rule, limit = worst
+    label_en, label_zh = metric_label(m.metric)
+    unit = unit_suffix(m.unit, label_en)
+    relation_en = "above" if rule.when == "above" else "below"
+    relation_zh = "高于" if rule.when == "above" else "低于"
+    return thresholds.finding(
+        rule.id,
+        f"{target.label_en}: {label_en} {_show(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
+        f"({rule.description.rstrip('.')})",
+        f"{target.label_zh}：{label_zh} {_show(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}",
+        value=f"{_show(m.value)}{unit}",
+        limit=f"{'≤' if rule.when == 'above' else '≥'} {limit:g}{unit}",
+        series_instance_uid=target.series_instance_uid,
+        sop_instance_uid=m.sop_instance_uid,
+    )
+
+
+def check_image_quality(
+    study: LoadedStudy,
+    thresholds: Thresholds,
+    pixels: PixelSource,
+    *,
+    item_modality: str | None,
+    item_code: str | None,
+) -> ImageQuality:
+    """Measure every series (or radiograph) of ``study`` once and judge the values.
+
+    Raises SourceError only when the source fails to deliver pixels (a retryable failure of the
+    source, not of the data).
+    """
+    rules = rules_by_metric(thresholds)
+    measurements: list[Measurement] = []
+    findings: list[Finding | None] = []
+    for target in _targets(study, item_modality):
+        sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
+        try:
+            with pixels.pixel_files([i.ref for i in target.instances]) as paths:
+                raw = _measure_target(target, paths)
+        except SourceError:
+            raise
+        except DegenerateInputError as exc:
+            findings.append(
+                thresholds.finding(
+                    NOT_DECODED,
+                    f"{target.label_en}: pixel data could not be used for the image-quality metrics: {exc}",
+                    f"{target.label_zh}：像素数据无法用于图像质量指标计算（{exc}）",
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
+            continue
+        except Exception as exc:  # a bug in a metric must not cost the study its other checks
+            logger.exception("image-quality metrics failed on series %s", target.series_instance_uid)
+            findings.append(
+                thresholds.finding(
+                    METRIC_ERROR,
+                    f"{target.label_en}: the image-quality metrics stopped with an unexpected error "
+                    f"({type(exc).__name__}: {exc}); please report it",
+                    f"{target.label_zh}：图像质量指标计算意外中断（{type(exc).__name__}），请人工复核并报告此问题",
+                    value=type(exc).__name__,
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
+            continue
+        modality = (text(target.instances[0].dataset, "Modality") or "").upper()
+        for m in raw:
+            m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
+            if m.value is not None and not math.isfinite(m.value):
+                m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)")
+            measurements.append(m)
+            if m.value is None:
+                label_en, label_zh = metric_label(m.metric)
+                findings.append(
+                    thresholds.finding(
+                        NOT_MEASURED,
+                        f"{target.label_en}: {label_en} not measured: {m.detail or 'no reason given'}",
+                        f"{target.label_zh}：未能计算{label_zh}（{m.detail or '原因不明'}）",
+                        value=m.metric,
+                        series_instance_uid=target.series_instance_uid,
+                        sop_instance_uid=sop,
+                    )
+                )
+                continue
+            not_judged = _judged(m.metric, target)
+            if not_judged is not None:
+                measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
+                continue
+            findings.append(_judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
+    return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
+
+
+METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
+    "dr.exposure_index": ("exposure index EI", "曝光指数 EI"),
+    "dr.deviation_index": ("deviation index DI", "偏差指数 DI"),
+    "dr.pixel_exposure_voi_percent": ("pixel exposure estimate", "像素曝光估计"),
+    "dr.clipped_stored_max_percent": ("pixels saturated at the stored maximum", "饱和于最大存储值的像素"),
+    "dr.clipped_stored_min_percent": ("pixels clipped at the stored minimum", "截断于最小存储值的像素"),
+    "dr.pileup_max_percent": ("pixels piled at the image maximum", "堆积于图像最大值的像素"),
+    "dr.pileup_min_percent": ("pixels piled at the image minimum", "堆积于图像最小值的像素"),
+    "dr.dynamic_range_used_percent": ("dynamic range used", "动态范围利用率"),
+    "dr.noise_sd": ("noise SD", "噪声标准差"),
+    "dr.noise_relative_percent": ("relative noise", "相对噪声"),
+    "dr.snr": ("SNR", "信噪比"),
+    "dr.collimated_field_percent": ("collimated field", "照射野面积"),
+    "dr.edge_anatomy_percent": ("anatomy at the image edge", "图像边缘处解剖结构"),
+    "dr.blur_effect": ("blur effect", "模糊度"),
+    "ct.air_hu": ("air CT number", "空气CT值"),
+    "ct.soft_tissue_hu": ("soft-tissue CT number", "软组织CT值"),
+    "ct.noise_hu": ("image noise (global noise level)", "图像噪声（全局噪声水平）"),
+    "ct.truncated_slices_percent": ("slices with the body cut at the field of view", "身体超出扫描野的层面"),
+    "ct.coverage_end_percent": ("anatomy still present at the end of the scan range", "扫描范围末端仍存在的目标解剖"),
+    "ct.streak_index": ("streak artifact index", "条纹伪影指数"),
+    "ct.ring_hu": ("ring artifact amplitude", "环状伪影幅度"),
+    "mr.snr": ("SNR", "信噪比"),
+    "mr.cnr": ("CNR", "对比噪声比"),
+    "mr.ghosting_percent": ("ghosting ratio", "鬼影（伪影）比"),
+    "mr.piu_percent": ("percent integral uniformity", "积分均匀度"),
+    "mr.efc": ("entropy focus criterion", "熵聚焦准则 EFC"),
+    "mr.fber": ("foreground-background energy ratio", "前景背景能量比 FBER"),
+    "mr.fov_coverage_percent": ("field-of-view coverage", "视野覆盖率"),
+    "mr.edge_contact_percent": ("object touching the field-of-view edge", "物体触及视野边缘"),
+    "mr.wrap_percent": ("wrap-around (aliasing)", "卷褶伪影"),
+}
+"""Metric id -> (English, Chinese) name for messages (``test_image_quality`` checks every id has one)."""
+
+
+def unit_suffix(unit: str, label: str = "") -> str:
+    """`` HU`` for a unit; nothing for a dimensionless ratio ("1"), no unit, or a unit the metric's
+    label already ends with ("deviation index DI")."""
+    return f" {unit}" if unit and unit != "1" and not label.endswith(unit) else ""
+
+
+SHARP_KERNEL: Final = re.compile(
+    r"lung|bone|sharp|edge|detail|^hr\d|^b[6-9]\d|^br[6-9]\d|^bl\d|^fc[5-9]\d|^y[c-e]\b|肺|骨",
+    re.IGNORECASE,
+)
+"""ConvolutionKernel (0018,1210) or series-name words of lung/bone (high-resolution) kernels.
+Their soft-tissue noise is high by design: patient noise limits apply to soft-tissue kernels
+(Christianson et al. 2015 measured standard abdominal reconstructions)."""
+
+
+def _judged(metric: str, target: _Target) -> str | None:
+    """None when the metric's rules apply to this target, else why they do not."""
+    if metric == "ct.noise_hu":
+        ds = target.instances[0].dataset
+        raw = ds.get("ConvolutionKernel")
+        kernel = str(raw or "") if isinstance(raw, str) or raw is None else " ".join(str(v) for v in raw)
+        for name in (kernel.strip(), (text(ds, "SeriesDescription") or "").strip()):
+            if name and SHARP_KERNEL.search(name):
+                return f"noise of a sharp (lung/bone) reconstruction '{name}' is not judged against soft-tissue limits"
+    return None
+
+
+def metric_label(metric: str) -> tuple[str, str]:
+    """(English, Chinese) name of a metric for messages; the id itself when it has none."""
+    return METRIC_LABELS.get(metric, (metric, metric))
+
+
+def known_metrics() -> frozenset[str]:
+    return frozenset(METRIC_UNITS)
+

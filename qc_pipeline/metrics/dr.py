@@ -1,0 +1,660 @@
+"""Objective image-quality metrics of one projection radiograph (DR, CR, DX).
+
+Pure functions: numbers and arrays in, floats out; no I/O, no thresholds (they live in
+``thresholds/image_quality_dr.yaml``), no rounding. Images are 2-D (row, col) arrays in the
+MONOCHROME2 convention (high = bright = little signal reached the detector): the loader
+(:func:`qc_pipeline.io.pixels.load_image`) has already inverted MONOCHROME1 images, and the stored
+value range handed to :func:`measure` must be rescaled and oriented the same way.
+
+What is measured, and how:
+
+- exposure from the header: ExposureIndex (0018,1411), TargetExposureIndex (0018,1412) and
+  DeviationIndex (0018,1413); DI = 10 log10(EI / EI_T) (IEC 62494-1:2008);
+- an *uncalibrated* estimate of exposure from pixel values: the value of interest (VOI, the median
+  of the anatomy, as in IEC 62494-1's definition of EI) placed in the stored value range;
+- clipping: the share of the collimated field pinned at the stored extremes, and the share piled
+  up at the field's own brightest / darkest value (clipping by the processing chain);
+- the share of the stored range that the field uses;
+- noise and SNR in homogeneous regions: the mode of the local (8 x 8, plane-detrended) SD over the
+  anatomy, as in the global noise index of Christianson et al., AJR 2015;205:W93;
+- how much of the image's border is anatomy (cut off at the edges) rather than collimator or background;
+- blur: the no-reference blur effect of Crete et al., Proc. SPIE 6492 (2007).
+
+The collimated field is the image minus its electronic shutters: connected regions of pixels
+pinned at the image's maximum that cover (almost) a whole image edge. A collimator shadow that the
+modality did not mask stays in the field, and so does a clipped region that covers a whole edge.
+Heavy parts run on a strided subsample (at most ``GRID_MAX_SIDE`` pixels a side) or on a sample of
+full-resolution blocks, so that :func:`measure` takes a few tens of ms on a 2000 x 2500 image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from qc_pipeline.domain import Measurement
+from qc_pipeline.errors import DegenerateInputError
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.floating]
+BoolArray = npt.NDArray[np.bool_]
+
+METRICS: Final[Mapping[str, str]] = {
+    "dr.exposure_index": "EI",
+    "dr.deviation_index": "DI",
+    "dr.pixel_exposure_voi_percent": "%",
+    "dr.clipped_stored_max_percent": "%",
+    "dr.clipped_stored_min_percent": "%",
+    "dr.pileup_max_percent": "%",
+    "dr.pileup_min_percent": "%",
+    "dr.dynamic_range_used_percent": "%",
+    "dr.noise_sd": "pixel value",
+    "dr.noise_relative_percent": "%",
+    "dr.snr": "1",
+    "dr.collimated_field_percent": "%",
+    "dr.edge_anatomy_percent": "%",
+    "dr.blur_effect": "1",
+}
+"""Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result."""
+
+GRID_MAX_SIDE: Final = 512
+"""Longest side of the strided subsample on which masks, histograms and shares are computed."""
+MIN_SIDE: Final = 32
+"""Smallest image side (pixels) on which the image metrics are computed."""
+PIN_TOLERANCE: Final = 1e-5
+"""A pixel is "pinned" at a level when within this fraction of max(|lo|, |hi|, hi - lo) of it:
+less than one stored step for up to 16 bits, and above float32 rounding of rescaled values."""
+SHUTTER_EDGE_COVER: Final = 0.9
+"""A pinned region is an electronic shutter when it covers at least this share of an image edge."""
+MIN_FIELD_FRACTION: Final = 0.01
+"""Below this share of the image the collimated field is too small to measure."""
+BACKGROUND_LEVEL: Final = 0.2
+"""Raw background (direct exposure) is darker than p1 + this x (p99 - p1) of the field."""
+NOISE_BLOCK: Final = 8
+"""Side (pixels, full resolution) of the blocks whose local SD is taken."""
+NOISE_MAX_BLOCKS: Final = 20_000
+"""At most about this many blocks are sampled (on a regular grid of blocks)."""
+MIN_NOISE_BLOCKS: Final = 50
+HOMOGENEOUS_FACTOR: Final = 1.25
+"""Blocks whose local SD is at most this x the modal SD count as homogeneous (for the SNR)."""
+EDGE_BAND_MM: Final = 5.0
+EDGE_BAND_FRACTION: Final = 0.02
+"""Width of the image's border band: 5 mm, or 2 % of the short side without pixel spacing."""
+BLUR_FILTER: Final = 11
+"""Length of the re-blurring mean filter of the blur effect (Crete et al. 2007; skimage default)."""
+BLUR_CROP: Final = 512
+"""The blur effect is measured on the central (at most) 512 x 512 full-resolution crop of the field."""
+
+
+def _finite(value: object) -> bool:
+    """True for a real number that is not NaN or infinite (False for None, strings, ...)."""
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _band_width_px(spacing_mm: tuple[float, float] | None, shape: tuple[int, ...]) -> tuple[float, str]:
+    """Border band width in pixels: ``EDGE_BAND_MM`` with a usable spacing, else a share of the short side."""
+    if spacing_mm is not None:
+        try:
+            spacings = [float(s) for s in spacing_mm]
+        except (TypeError, ValueError):
+            spacings = []
+        if len(spacings) == 2 and all(math.isfinite(s) and s > 0.0 for s in spacings):
+            return EDGE_BAND_MM / min(spacings), f"{EDGE_BAND_MM:g} mm"
+    how = f"{100 * EDGE_BAND_FRACTION:g} % of the short side (no usable pixel spacing)"
+    return EDGE_BAND_FRACTION * min(shape), how
+
+
+# --- exposure from the header ----------------------------------------------------------------
+
+
+def deviation_index(exposure_index: float, target_exposure_index: float) -> float:
+    """Deviation index from the exposure index and its target.
+
+    DI = 10 * log10(EI / EI_T)   (IEC 62494-1:2008; AAPM TG-116, Shepard et al., Med. Phys. 2009;36:2898)
+
+    DI = 0 is on target; +3 is about twice and -3 about half the intended detector exposure.
+    """
+    for name, value in (("exposure_index", exposure_index), ("target_exposure_index", target_exposure_index)):
+        if not (_finite(value) and float(value) > 0.0):
+            raise DegenerateInputError(f"{name} must be a finite number > 0 to compute DI, found {value!r}")
+    return 10.0 * math.log10(float(exposure_index) / float(target_exposure_index))
+
+
+# --- masks -----------------------------------------------------------------------------------
+
+
+def pin_tolerance(lo: float, hi: float) -> float:
+    """Distance from a level within which a pixel counts as pinned at it.
+
+    tol = PIN_TOLERANCE * max(|lo|, |hi|, hi - lo)
+    """
+    return PIN_TOLERANCE * max(abs(lo), abs(hi), hi - lo)
+
+
+def shutter_mask(image: FloatArray) -> BoolArray:
+    """Electronic collimator shutters of a MONOCHROME2 radiograph.
+
+    A shutter is a 4-connected region of pixels pinned at the image's maximum (within
+    :func:`pin_tolerance`) that holds at least ``SHUTTER_EDGE_COVER`` of the pixels of one image
+    edge (first or last row or column): unexposed, electronically masked areas are painted at the
+    brightest value and run along whole edges, while clipped anatomy rarely covers a whole edge.
+    Site heuristic [D]: a collimator shadow that was not masked is not found (it stays in the field).
+    """
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise DegenerateInputError(f"shutter_mask needs a 2-D image of at least 2 x 2, got shape {image.shape}")
+    top = float(image.max())
+    bottom = float(image.min())
+    if top == bottom:
+        raise DegenerateInputError(f"the image is uniform (every pixel is {top:g}): no field to find")
+    pinned = image >= top - pin_tolerance(bottom, top)
+    labels, count = ndimage.label(pinned)
+    if count == 0:
+        return np.zeros(image.shape, dtype=bool)
+    shutters = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]):
+        cover = np.bincount(edge, minlength=count + 1) / edge.size
+        shutters |= cover >= SHUTTER_EDGE_COVER
+    shutters[0] = False
+    return shutters[labels]
+
+
+def background_threshold(field_values: FloatArray) -> float:
+    """Level below which a field pixel is raw background (direct exposure) rather than anatomy.
+
+    t = p1 + BACKGROUND_LEVEL * (p99 - p1) of the field's values (site default: in MONOCHROME2
+    direct exposure is the darkest part of the field; 20 % of its robust range separates it from
+    soft tissue on the pydicom-data CR chest and extremity images).
+    """
+    if field_values.size == 0:
+        raise DegenerateInputError("background_threshold got no field pixels")
+    p1, p99 = np.percentile(field_values, [1.0, 99.0])
+    if p99 <= p1:
+        raise DegenerateInputError(f"the field has no contrast: p1 = p99 = {p1:g}")
+    return float(p1 + BACKGROUND_LEVEL * (p99 - p1))
+
+
+# --- clipping, range, exposure estimate --------------------------------------------------------
+
+
+def pinned_percent(values: FloatArray, *, level: float, tolerance: float) -> float:
+    """Share of ``values`` pinned at ``level``, in percent.
+
+    P = 100 * #{ |v - level| <= tolerance } / N
+
+    Clipping (detector or ADC saturation, or a processing look-up table that saturates) piles pixels
+    up at exactly one value; AAPM TG-116 (Shepard et al. 2009): "repeat only if relevant anatomy is
+    clipped".
+    """
+    if values.size == 0:
+        raise DegenerateInputError("pinned_percent got no pixels")
+    if not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise DegenerateInputError(f"tolerance must be a finite number >= 0, found {tolerance!r}")
+    return 100.0 * float(np.count_nonzero(np.abs(values - level) <= tolerance)) / values.size
+
+
+def dynamic_range_used_percent(field_values: FloatArray, *, stored_range: tuple[float, float]) -> float:
+    """Share of the stored value range that the field uses, in percent.
+
+    R = 100 * (p99.5 - p0.5 of the field) / (stored_max - stored_min)
+    """
+    lo, hi = stored_range
+    if not (_finite(lo) and _finite(hi) and hi > lo):
+        raise DegenerateInputError(f"stored_range must be two finite numbers with min < max, found {stored_range!r}")
+    if field_values.size == 0:
+        raise DegenerateInputError("dynamic_range_used_percent got no field pixels")
+    p_lo, p_hi = np.percentile(field_values, [0.5, 99.5])
+    return 100.0 * float(p_hi - p_lo) / (hi - lo)
+
+
+def pixel_exposure_voi_percent(anatomy_values: FloatArray, *, value_range: tuple[float, float]) -> float:
+    """Uncalibrated exposure estimate: where the anatomy's median sits in a value range, in percent.
+
+    E = 100 * (hi - VOI) / (hi - lo),  VOI = median of the anatomy pixels
+
+    IEC 62494-1 computes EI from a value of interest (a central value of the relevant image region)
+    through the detector's calibration; without that calibration this keeps only the position of
+    the VOI in the range: 0 % = anatomy at the brightest value (no signal), 100 % = at the darkest
+    (most signal), assuming a MONOCHROME2 "for presentation" image. It is an estimate, not an EI.
+    """
+    lo, hi = value_range
+    if not (_finite(lo) and _finite(hi) and hi > lo):
+        raise DegenerateInputError(f"value_range must be two finite numbers with min < max, found {value_range!r}")
+    if anatomy_values.size == 0:
+        raise DegenerateInputError("pixel_exposure_voi_percent got no anatomy pixels")
+    voi = float(np.median(anatomy_values))
+    return 100.0 * (hi - voi) / (hi - lo)
+
+
+# --- noise ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStats:
+    """Local statistics of full-resolution square blocks sampled on a regular grid."""
+
+    mean: npt.NDArray[np.float64]
+    """Mean of each block."""
+    sd: npt.NDArray[np.float64]
+    """SD of each block after removing its best-fit plane (ddof = 3)."""
+    low: npt.NDArray[np.float64]
+    """Smallest value in each block."""
+    high: npt.NDArray[np.float64]
+    """Largest value in each block."""
+    rows: npt.NDArray[np.intp]
+    """Row of each block's centre pixel in the full image."""
+    cols: npt.NDArray[np.intp]
+
+
+def block_stats(image: FloatArray, *, block: int = NOISE_BLOCK, max_blocks: int = NOISE_MAX_BLOCKS) -> BlockStats:
+    """Mean and plane-detrended SD of ``block`` x ``block`` tiles sampled on a regular grid.
+
+    For a tile x with centred coordinates r', c' (sum r' = sum c' = 0, sum r'c' = 0):
+    SD^2 = [sum (x - m)^2 - (sum (x - m) r')^2 / sum r'^2 - (sum (x - m) c')^2 / sum c'^2] / (n - 3),
+    n = block^2: the residual variance of the least-squares plane, so that smooth anatomical
+    gradients do not count as noise. Every k-th tile in each direction is kept, k the smallest
+    step that leaves at most ``max_blocks`` tiles.
+    """
+    if image.ndim != 2:
+        raise DegenerateInputError(f"block_stats needs a 2-D image, got shape {image.shape}")
+    if block < 3:
+        raise DegenerateInputError(f"block must be >= 3 pixels to fit a plane, found {block}")
+    n_r, n_c = image.shape[0] // block, image.shape[1] // block
+    if n_r == 0 or n_c == 0:
+        raise DegenerateInputError(f"image {image.shape} is smaller than one {block} x {block} block")
+    step = max(1, math.ceil(math.sqrt(n_r * n_c / max_blocks)))
+    tiles = image[: n_r * block, : n_c * block].reshape(n_r, block, n_c, block)[::step, :, ::step, :]
+    tiles = tiles.transpose(0, 2, 1, 3).astype(np.float64)
+    mean = tiles.mean(axis=(2, 3))
+    centred = tiles - mean[:, :, None, None]
+    coord = np.arange(block, dtype=np.float64) - (block - 1) / 2.0
+    norm = block * float(np.sum(coord * coord))
+    slope_r = np.einsum("ijkl,k->ij", centred, coord)
+    slope_c = np.einsum("ijkl,l->ij", centred, coord)
+    total = np.einsum("ijkl,ijkl->ij", centred, centred)
+    residual = np.maximum(total - (slope_r * slope_r + slope_c * slope_c) / norm, 0.0)
+    sd = np.sqrt(residual / (block * block - 3))
+    grid_r = np.arange(0, n_r, step) * block + block // 2
+    grid_c = np.arange(0, n_c, step) * block + block // 2
+    rows, cols = np.meshgrid(grid_r, grid_c, indexing="ij")
+    return BlockStats(
+        mean=mean.ravel(),
+        sd=sd.ravel(),
+        low=tiles.min(axis=(2, 3)).ravel(),
+        high=tiles.max(axis=(2, 3)).ravel(),
+        rows=rows.ravel(),
+        cols=cols.ravel(),
+    )
+
+
+def sd_mode(sds: FloatArray, *, bins_per_decade: int = 100) -> float:
+    """Mode of a distribution of local SDs (the global noise index).
+
+    The SDs are binned on a log scale (``bins_per_decade`` bins per factor 10, i.e. about 2.3 %
+    wide, anchored at the smallest SD so that scaling the image scales the result exactly), the
+    histogram is smoothed with a Gaussian of 2 bins, and the peak is refined by a parabola through
+    the top bin and its neighbours. Christianson et al., AJR 2015;205:W93 (mode of the local-SD
+    histogram); the log bins make the estimate independent of the image's units.
+    """
+    sds = np.asarray(sds, dtype=np.float64)
+    sds = sds[np.isfinite(sds) & (sds > 0.0)]
+    if sds.size < MIN_NOISE_BLOCKS:
+        raise DegenerateInputError(
+            f"need at least {MIN_NOISE_BLOCKS} blocks with a local SD > 0 to find a noise mode, found {sds.size}"
+        )
+    logs = np.log10(sds)
+    start = float(logs.min())
+    width = 1.0 / bins_per_decade
+    n_bins = int((float(logs.max()) - start) / width) + 1
+    counts = np.bincount(np.minimum(((logs - start) / width).astype(np.intp), n_bins - 1), minlength=n_bins)
+    smooth = ndimage.gaussian_filter1d(counts.astype(np.float64), 2.0, mode="constant")
+    peak = int(np.argmax(smooth))
+    offset = 0.0
+    if 0 < peak < n_bins - 1:
+        left, mid, right = smooth[peak - 1], smooth[peak], smooth[peak + 1]
+        curvature = left - 2.0 * mid + right
+        if curvature < 0.0:
+            offset = 0.5 * (left - right) / curvature
+    return float(10.0 ** (start + (peak + 0.5 + offset) * width))
+
+
+# --- image edges and blur -------------------------------------------------------------------------
+
+
+def border_band(shape: tuple[int, int], *, width: int) -> BoolArray:
+    """The outer ring of an image, ``width`` pixels wide: pixels within ``width`` of an image edge."""
+    if width < 1:
+        raise DegenerateInputError(f"band width must be >= 1 pixel, found {width}")
+    if 2 * width >= min(shape):
+        raise DegenerateInputError(f"band width {width} leaves no interior in an image of shape {shape}")
+    band = np.ones(shape, dtype=bool)
+    band[width:-width, width:-width] = False
+    return band
+
+
+def edge_anatomy_percent(band: BoolArray, *, shutters: BoolArray, anatomy: BoolArray) -> float:
+    """Share of the image's border band that is anatomy, in percent.
+
+    A = 100 * #(band AND anatomy AND NOT shutters) / #band
+
+    The rest of the band is collimator (electronic shutters) or raw background (direct exposure).
+    Anatomy reaching the edge of the image may have been cut off (coverage criteria of the
+    European guidelines on quality criteria for diagnostic radiographic images, EUR 16260, 1996).
+    """
+    if not (band.shape == shutters.shape == anatomy.shape):
+        raise DegenerateInputError(
+            f"band, shutters and anatomy must have one shape, found {band.shape}, {shutters.shape}, {anatomy.shape}"
+        )
+    total = int(np.count_nonzero(band))
+    if total == 0:
+        raise DegenerateInputError("the border band is empty")
+    return 100.0 * float(np.count_nonzero(band & anatomy & ~shutters)) / total
+
+
+def blur_effect(image: FloatArray, *, filter_size: int = BLUR_FILTER) -> float:
+    """No-reference blur effect, 0 (sharp) to 1 (blurred).
+
+    For each axis a: S = |sobel_a(I)|, B = |sobel_a(mean_filter_a(I))| (a 1-D mean of
+    ``filter_size`` along a), and b_a = (sum S - sum max(0, S - B)) / sum S over the interior
+    (2 pixels from the start, 1 from the end of each axis); the result is max over the axes.
+    Crete, Dolmiere, Ladret & Nicolas, Proc. SPIE 6492, 64920I (2007); same definition as
+    ``skimage.measure.blur_effect``. Invariant to a gain and an offset of the pixel values.
+    """
+    if image.ndim != 2 or min(image.shape) < 4:
+        raise DegenerateInputError(f"blur_effect needs a 2-D image of at least 4 x 4, got shape {image.shape}")
+    data = np.asarray(image, dtype=np.float64)
+    interior = (slice(2, data.shape[0] - 1), slice(2, data.shape[1] - 1))
+    result = []
+    for axis in range(2):
+        sharp = np.abs(ndimage.sobel(data, axis=axis))
+        blurred = np.abs(ndimage.sobel(ndimage.uniform_filter1d(data, filter_size, axis=axis), axis=axis))
+        total = float(np.sum(sharp[interior]))
+        if total <= 0.0:
+            raise DegenerateInputError("blur_effect: the image has no gradient along an axis (uniform image?)")
+        lost = float(np.sum(np.maximum(0.0, sharp - blurred)[interior]))
+        result.append(abs(total - lost) / total)
+    return max(result)
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+
+def _stored_range_or_reason(stored_range: tuple[float, float] | None) -> tuple[tuple[float, float] | None, str]:
+    if stored_range is None:
+        return None, "stored value range not given"
+    try:
+        lo, hi = float(stored_range[0]), float(stored_range[1])
+    except (TypeError, ValueError, IndexError):
+        return None, f"stored value range {stored_range!r} is not two numbers"
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        return None, f"stored value range {stored_range!r} is not two finite numbers with min < max"
+    return (lo, hi), ""
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, else None."""
+    return float(value) if _finite(value) else None  # type: ignore[arg-type]
+
+
+def _exposure(exposure_index: object, target_exposure_index: object, deviation: object) -> list[Measurement]:
+    """``dr.exposure_index`` and ``dr.deviation_index`` from the header values (None = absent)."""
+    ei_unit, di_unit = METRICS["dr.exposure_index"], METRICS["dr.deviation_index"]
+    ei_value = _number(exposure_index)
+    if exposure_index is None:
+        ei = Measurement("dr.exposure_index", None, ei_unit, "ExposureIndex (0018,1411) absent")
+    elif ei_value is not None and ei_value >= 0.0:
+        ei = Measurement("dr.exposure_index", ei_value, ei_unit, "ExposureIndex (0018,1411)")
+    else:
+        ei = Measurement("dr.exposure_index", None, ei_unit, f"ExposureIndex (0018,1411) invalid: {exposure_index!r}")
+
+    computed: float | None = None
+    given = (("ExposureIndex", exposure_index), ("TargetExposureIndex", target_exposure_index))
+    missing = [name for name, value in given if value is None]
+    if missing:
+        why_not = f"{' and '.join(missing)} absent"
+    else:
+        try:
+            computed = deviation_index(exposure_index, target_exposure_index)  # type: ignore[arg-type]
+            why_not = ""
+        except DegenerateInputError as exc:
+            why_not = str(exc)
+    header_di = _number(deviation)
+    if header_di is not None:
+        detail = "DeviationIndex (0018,1413) from the header"
+        if computed is not None and abs(computed - header_di) > 0.5:
+            detail += f"; it disagrees with 10*log10(EI/EI_T) = {computed:.2f}"
+        return [ei, Measurement("dr.deviation_index", header_di, di_unit, detail)]
+    head = "DeviationIndex (0018,1413) " + ("absent" if deviation is None else f"invalid ({deviation!r})")
+    if computed is not None:
+        detail = f"{head}; computed as 10*log10(ExposureIndex/TargetExposureIndex) (IEC 62494-1)"
+        return [ei, Measurement("dr.deviation_index", computed, di_unit, detail)]
+    return [ei, Measurement("dr.deviation_index", None, di_unit, f"{head}; not computable: {why_not}")]
+
+
+def _image_metrics(
+    image: FloatArray,
+    *,
+    spacing_mm: tuple[float, float] | None,
+    stored_range: tuple[float, float] | None,
+    out: dict[str, tuple[float | None, str]],
+) -> None:
+    """Fill ``out`` with image metric id -> (value, detail).
+
+    Raises DegenerateInputError when the rest cannot be measured; what ``out`` holds by then stays.
+    """
+    if image.ndim != 2:
+        raise DegenerateInputError(f"expected a 2-D (row, col) image, got shape {image.shape}")
+    if min(image.shape) < MIN_SIDE:
+        raise DegenerateInputError(f"image {image.shape} is smaller than {MIN_SIDE} pixels on a side")
+    if not np.isfinite(image).all():
+        raise DegenerateInputError("the image holds NaN or infinite pixel values")
+
+    step = max(1, math.ceil(max(image.shape) / GRID_MAX_SIDE))
+    grid = np.asarray(image[::step, ::step], dtype=np.float64)
+    shutters = shutter_mask(grid)
+    field = ~shutters
+    field_share = float(np.count_nonzero(field)) / field.size
+    out["dr.collimated_field_percent"] = (
+        100.0 * field_share,
+        "image minus electronic shutters (regions pinned at the image maximum covering an edge)",
+    )
+    if field_share < MIN_FIELD_FRACTION:
+        raise DegenerateInputError(
+            f"the collimated field is {100 * field_share:.2f} % of the image: nothing to measure"
+        )
+    values = grid[field]
+    f_lo, f_hi = float(values.min()), float(values.max())
+
+    # Clipping against the stored range and pile-up at the field's own extremes.
+    stored, why = _stored_range_or_reason(stored_range)
+    if stored is None:
+        out["dr.clipped_stored_max_percent"] = (None, why)
+        out["dr.clipped_stored_min_percent"] = (None, why)
+        out["dr.dynamic_range_used_percent"] = (None, why)
+    else:
+        tol = pin_tolerance(*stored)
+        note = ""
+        if f_lo < stored[0] - tol or f_hi > stored[1] + tol:
+            note = f"; field values [{f_lo:g}, {f_hi:g}] exceed the stored range [{stored[0]:g}, {stored[1]:g}]"
+        out["dr.clipped_stored_max_percent"] = (
+            pinned_percent(values, level=stored[1], tolerance=tol),
+            f"share of the collimated field at the stored maximum {stored[1]:g}{note}",
+        )
+        out["dr.clipped_stored_min_percent"] = (
+            pinned_percent(values, level=stored[0], tolerance=tol),
+            f"share of the collimated field at the stored minimum {stored[0]:g}{note}",
+        )
+        out["dr.dynamic_range_used_percent"] = (
+            dynamic_range_used_percent(values, stored_range=stored),
+            "(p99.5 - p0.5 of the field) / stored range",
+        )
+    own_tol = pin_tolerance(f_lo, f_hi)
+    out["dr.pileup_max_percent"] = (
+        pinned_percent(values, level=f_hi, tolerance=own_tol),
+        f"share of the collimated field at its own maximum {f_hi:g}",
+    )
+    out["dr.pileup_min_percent"] = (
+        pinned_percent(values, level=f_lo, tolerance=own_tol),
+        f"share of the collimated field at its own minimum {f_lo:g}",
+    )
+
+    # Anatomy = field pixels brighter than the raw background.
+    try:
+        threshold = background_threshold(values)
+    except DegenerateInputError as exc:
+        for key in ("dr.pixel_exposure_voi_percent", "dr.edge_anatomy_percent", "dr.noise_sd",
+                    "dr.noise_relative_percent", "dr.snr"):
+            out[key] = (None, str(exc))
+        threshold = None
+    if threshold is not None:
+        anatomy_grid = field & (grid > threshold)
+        anatomy_values = grid[anatomy_grid]
+        if anatomy_values.size == 0:
+            reason = "no anatomy brighter than the raw background in the field"
+            for key in ("dr.pixel_exposure_voi_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr"):
+                out[key] = (None, reason)
+        else:
+            value_range = stored if stored is not None else (f_lo, f_hi)
+            which = "stored range" if stored is not None else "the field's own range (stored range not given)"
+            out["dr.pixel_exposure_voi_percent"] = (
+                pixel_exposure_voi_percent(anatomy_values, value_range=value_range),
+                f"ESTIMATE from pixel values, not a calibrated EI: median of the anatomy in {which}; "
+                "100 % = darkest (most detector signal)",
+            )
+            out.update(_noise(image, grid=grid, step=step, anatomy_grid=anatomy_grid, values=values, stored=stored))
+
+        # Anatomy cut off at the edges of the image.
+        width_px, band_how = _band_width_px(spacing_mm, image.shape)
+        try:
+            band = border_band(grid.shape, width=max(1, round(width_px / step)))
+            out["dr.edge_anatomy_percent"] = (
+                edge_anatomy_percent(band, shutters=shutters, anatomy=anatomy_grid),
+                f"share of the image's border band ({band_how}) that is neither shutter nor raw background; "
+                "an unmasked collimator shadow counts as anatomy",
+            )
+        except DegenerateInputError as exc:
+            out["dr.edge_anatomy_percent"] = (None, str(exc))
+
+    # Blur on a full-resolution crop centred on the field, inside the field's bounding box.
+    rows = np.flatnonzero(field.any(axis=1))
+    cols = np.flatnonzero(field.any(axis=0))
+    r0, r1 = _centred_window(rows[0] * step, min((rows[-1] + 1) * step, image.shape[0]), BLUR_CROP)
+    c0, c1 = _centred_window(cols[0] * step, min((cols[-1] + 1) * step, image.shape[1]), BLUR_CROP)
+    crop = image[r0:r1, c0:c1]
+    try:
+        out["dr.blur_effect"] = (
+            blur_effect(crop),
+            f"Crete 2007 blur effect on the {crop.shape[0]}x{crop.shape[1]} crop at row {r0}, col {c0}",
+        )
+    except DegenerateInputError as exc:
+        out["dr.blur_effect"] = (None, str(exc))
+
+
+def _centred_window(start: int, stop: int, size: int) -> tuple[int, int]:
+    """The central ``size`` indices of [start, stop), or all of them when fewer."""
+    if stop - start <= size:
+        return start, stop
+    first = start + (stop - start - size) // 2
+    return first, first + size
+
+
+def _noise(
+    image: FloatArray,
+    *,
+    grid: FloatArray,
+    step: int,
+    anatomy_grid: BoolArray,
+    values: FloatArray,
+    stored: tuple[float, float] | None,
+) -> dict[str, tuple[float | None, str]]:
+    stats = block_stats(image)
+    gr = np.minimum(stats.rows // step, grid.shape[0] - 1)
+    gc = np.minimum(stats.cols // step, grid.shape[1] - 1)
+    f_lo, f_hi = float(values.min()), float(values.max())
+    lo = f_lo if stored is None else min(f_lo, stored[0])
+    hi = f_hi if stored is None else max(f_hi, stored[1])
+    tol = pin_tolerance(lo, hi)
+    unpinned = (stats.low > f_lo + tol) & (stats.high < f_hi - tol)
+    if stored is not None:
+        unpinned &= (stats.low > stored[0] + tol) & (stats.high < stored[1] - tol)
+    usable = anatomy_grid[gr, gc] & unpinned & (stats.sd > tol)  # SD <= tol: a flat block, no noise
+    try:
+        noise = sd_mode(stats.sd[usable])
+    except DegenerateInputError as exc:
+        reason = f"anatomy blocks: {exc}"
+        return {k: (None, reason) for k in ("dr.noise_sd", "dr.noise_relative_percent", "dr.snr")}
+    n_blocks = int(np.count_nonzero(usable))
+    p1, p99 = np.percentile(values, [1.0, 99.0])
+    homogeneous = usable & (stats.sd <= HOMOGENEOUS_FACTOR * noise)
+    n_homogeneous = int(np.count_nonzero(homogeneous))
+    out: dict[str, tuple[float | None, str]] = {
+        "dr.noise_sd": (
+            noise,
+            f"mode of the local SD of {n_blocks} {NOISE_BLOCK}x{NOISE_BLOCK} plane-detrended anatomy blocks",
+        ),
+        "dr.noise_relative_percent": (
+            100.0 * noise / float(p99 - p1),
+            "noise SD / (p99 - p1 of the field)",
+        ),
+    }
+    if n_homogeneous == 0:
+        out["dr.snr"] = (None, f"no anatomy block with SD <= {HOMOGENEOUS_FACTOR:g} x the modal SD")
+    else:
+        out["dr.snr"] = (
+            float(np.median(stats.mean[homogeneous])) / noise,
+            f"median mean of {n_homogeneous} homogeneous blocks (SD <= {HOMOGENEOUS_FACTOR:g} x mode) / "
+            "noise SD; relative to pixel value 0",
+        )
+    return out
+
+
+def measure(
+    image: npt.NDArray[np.floating],
+    *,
+    spacing_mm: tuple[float, float] | None,
+    stored_range: tuple[float, float] | None,
+    exposure_index: float | None,
+    target_exposure_index: float | None,
+    deviation_index: float | None,
+) -> list[Measurement]:
+    """Every DR metric of one radiograph, one Measurement per id of :data:`METRICS`, in that order.
+
+    ``image`` is the decoded (row, col) array, rescaled, in the MONOCHROME2 convention;
+    ``spacing_mm`` the (row, col) pixel spacing; ``stored_range`` the smallest and largest value
+    the stored bits allow, rescaled and oriented like ``image`` (None when unknown);
+    ``exposure_index``, ``target_exposure_index`` and ``deviation_index`` the header values
+    (0018,1411), (0018,1412), (0018,1413), None when absent.
+
+    DI is the header's DeviationIndex when present, else 10 log10(EI / EI_T) when both are > 0.
+    Never raises for bad image content: a metric that cannot be measured has value None and a
+    ``detail`` saying why.
+    """
+    results: dict[str, tuple[float | None, str]] = {}
+    for m in _exposure(exposure_index, target_exposure_index, deviation_index):
+        results[m.metric] = (m.value, m.detail)
+    array = np.asarray(image)
+    try:
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise DegenerateInputError(f"expected a real numeric image, got dtype {array.dtype}")
+        _image_metrics(array, spacing_mm=spacing_mm, stored_range=stored_range, out=results)
+    except DegenerateInputError as exc:
+        logger.debug("DR image metrics not measurable: %s", exc)
+        for key in METRICS:
+            results.setdefault(key, (None, str(exc)))
+    measurements = []
+    for key, unit in METRICS.items():
+        value, detail = results.get(key, (None, "not measured"))
+        measurements.append(Measurement(key, None if value is None else float(value), unit, detail))
+    return measurements

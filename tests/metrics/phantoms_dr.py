@@ -1,0 +1,139 @@
+"""A seeded synthetic radiograph with known truth, for the DR metrics (and for demo files).
+
+:func:`dr_phantom` builds a 12-bit "for presentation" radiograph in the MONOCHROME2 convention
+from a few layers, and returns the image together with the truth the metrics should recover
+(field, anatomy, clipped pixels, noise SD). Numbers in, arrays out, no I/O; the same seed gives
+the same array on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+STORED_MAX: Final = 4095.0
+"""Largest value of a 12-bit radiograph; the smallest is 0."""
+STORED_RANGE: Final = (0.0, STORED_MAX)
+
+
+@dataclass(frozen=True)
+class DRPhantom:
+    """A synthetic radiograph and what is true about it."""
+
+    image: npt.NDArray[np.float64]
+    """(row, col) pixel values in [0, 4095], integers, MONOCHROME2 (high = bright)."""
+    stored_range: tuple[float, float]
+    field: npt.NDArray[np.bool_]
+    """True inside the collimated field (everything but the electronic shutters)."""
+    body: npt.NDArray[np.bool_]
+    """True where the noise-free body is above half its contrast over the background."""
+    clipped: npt.NDArray[np.bool_]
+    """Field pixels set to the stored maximum (the clipping truth)."""
+    noise_sd: float
+    """SD of the additive Gaussian noise (before rounding; rounding adds 1/12 to the variance)."""
+    background: float
+    body_level: float
+
+    @property
+    def clipped_percent(self) -> float:
+        """100 x clipped pixels / field pixels."""
+        return 100.0 * float(np.count_nonzero(self.clipped)) / float(np.count_nonzero(self.field))
+
+    @property
+    def field_percent(self) -> float:
+        return 100.0 * float(np.count_nonzero(self.field)) / self.field.size
+
+
+def dr_phantom(
+    *,
+    shape: tuple[int, int] = (256, 256),
+    seed: int = 0,
+    noise_sd: float = 20.0,
+    clip_fraction: float = 0.0,
+    background: float = 300.0,
+    body_level: float = 2400.0,
+    structure: float = 300.0,
+    collimation: float = 0.1,
+    body_center: tuple[float, float] = (0.55, 0.5),
+    body_semi_axes: tuple[float, float] = (0.38, 0.26),
+    blur_sd_px: float = 0.0,
+) -> DRPhantom:
+    """A seeded 12-bit radiograph (MONOCHROME2) with electronic shutters, a body and noise.
+
+    Layers (r, c in fractions of the rows and columns):
+
+    1. raw background (direct exposure) at ``background``;
+    2. the body: an ellipse centred at ``body_center`` with ``body_semi_axes``, edge 1.5 px wide
+       (logistic), at ``body_level``, plus ``structure`` x a smooth pattern
+       sin(2 pi r / 0.5) sin(2 pi c / 0.4) (anatomy-like gradients, periods of 0.4-0.5 of the image);
+    3. additive Gaussian noise N(0, ``noise_sd``^2), drawn from ``numpy.random.default_rng(seed)``;
+    4. optionally a Gaussian blur of SD ``blur_sd_px`` pixels (of image and noise: defocus/motion);
+    5. clipping: the ``round(clip_fraction x field pixels)`` field pixels nearest to the body centre
+       (a disc inside the anatomy) set to 4095, the stored maximum;
+    6. rounding to integers and clipping to [0, 4095];
+    7. electronic shutters: the first and last ``collimation`` x cols columns set to 4095
+       (unexposed, masked areas are painted white), without noise.
+
+    Every input is checked; the result says exactly which pixels are field, body and clipped.
+    """
+    rows, cols = shape
+    if rows < 32 or cols < 32:
+        raise ValueError(f"shape must be at least (32, 32), got {shape}")
+    if not (math.isfinite(noise_sd) and noise_sd >= 0.0):
+        raise ValueError(f"noise_sd must be a finite number >= 0, got {noise_sd!r}")
+    if not 0.0 <= clip_fraction < 1.0:
+        raise ValueError(f"clip_fraction must be in [0, 1), got {clip_fraction!r}")
+    if not 0.0 <= collimation < 0.45:
+        raise ValueError(
+            f"collimation (share of columns masked on each side) must be in [0, 0.45), got {collimation!r}"
+        )
+    if not (0.0 <= background < body_level <= STORED_MAX):
+        raise ValueError(f"need 0 <= background < body_level <= {STORED_MAX:g}, got {background!r}, {body_level!r}")
+    if not (math.isfinite(blur_sd_px) and blur_sd_px >= 0.0):
+        raise ValueError(f"blur_sd_px must be a finite number >= 0, got {blur_sd_px!r}")
+
+    rng = np.random.default_rng(seed)
+    r = (np.arange(rows, dtype=np.float64) + 0.5)[:, None]
+    c = (np.arange(cols, dtype=np.float64) + 0.5)[None, :]
+    r0, c0 = body_center[0] * rows, body_center[1] * cols
+    a, b = body_semi_axes[0] * rows, body_semi_axes[1] * cols
+    radius = np.sqrt(((r - r0) / a) ** 2 + ((c - c0) / b) ** 2)
+    edge_px = 1.5
+    inside = 1.0 / (1.0 + np.exp((radius - 1.0) * min(a, b) / edge_px))
+    pattern = np.sin(2 * np.pi * r / (0.5 * rows)) * np.sin(2 * np.pi * c / (0.4 * cols))
+    clean = background + (body_level - background + structure * pattern) * inside
+    image = clean + rng.normal(0.0, noise_sd, shape)
+    if blur_sd_px > 0.0:
+        image = ndimage.gaussian_filter(image, blur_sd_px, mode="reflect")
+
+    n_shutter = int(round(collimation * cols))
+    field = np.ones(shape, dtype=bool)
+    if n_shutter:
+        field[:, :n_shutter] = False
+        field[:, cols - n_shutter :] = False
+
+    clipped = np.zeros(shape, dtype=bool)
+    n_clip = int(round(clip_fraction * np.count_nonzero(field)))
+    if n_clip:
+        distance = np.hypot(r - r0, c - c0) + np.zeros(shape)
+        distance[~field] = np.inf
+        order = np.argsort(distance, axis=None, kind="stable")[:n_clip]
+        clipped.flat[order] = True
+        image[clipped] = STORED_MAX
+    image = np.clip(np.rint(image), 0.0, STORED_MAX)
+    image[~field] = STORED_MAX
+    return DRPhantom(
+        image=image,
+        stored_range=STORED_RANGE,
+        field=field,
+        body=field & (inside > 0.5),
+        clipped=clipped,
+        noise_sd=float(noise_sd),
+        background=float(background),
+        body_level=float(body_level),
+    )
