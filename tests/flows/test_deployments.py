@@ -44,7 +44,10 @@ def served(monkeypatch):
 
     calls: list[tuple] = []
     monkeypatch.setattr(prefect, "serve", lambda *deployments, **kw: calls.append(deployments))
-    monkeypatch.delenv("QC_DICOMWEB_SECRET_BLOCK", raising=False)  # restored after the test
+    # `serve --secret-block` sets this variable for the served flows: set-then-delete makes
+    # monkeypatch record its original state, so it is restored after the test.
+    monkeypatch.setenv("QC_DICOMWEB_SECRET_BLOCK", "")
+    monkeypatch.delenv("QC_DICOMWEB_SECRET_BLOCK")
     return calls
 
 
