@@ -191,12 +191,15 @@ def _store_results(db_url: str | None, **filters: Any) -> list[dict[str, Any]]:
 
 
 ITEM_MATCHED_CODE = "catalog.item.matched"
+QUIET_CODES = frozenset({ITEM_MATCHED_CODE, "image_quality.metric.not_measured"})
+"""Info findings not shown as reasons in tables (the item has its own column; a metric that could
+not be measured is in ``results --format json``)."""
 
 
 def _reasons(row: dict[str, Any], lang: str, limit: int = 3) -> str:
     """The findings that weigh (worst first); for a study with none, its info findings."""
     order = {"fail": 0, "review": 1, "info": 2}
-    findings = [f for f in row["findings"] if f["code"] != ITEM_MATCHED_CODE]
+    findings = [f for f in row["findings"] if f["code"] not in QUIET_CODES]
     weighty = [f for f in findings if f["severity"] != "info"]
     shown = sorted(weighty or findings, key=lambda f: order.get(f["severity"], 3))
     texts = [(f["message_zh"] if lang == "zh" and f.get("message_zh") else f["message"]) for f in shown[:limit]]
@@ -213,30 +216,35 @@ def _item_text(row: dict[str, Any], lang: str) -> str:
 
 
 def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) -> str:
-    """The judged image-quality metrics of a study: worst value over its series, and the limit.
+    """The judged image-quality metrics of a study with their review limits.
 
-    A metric with a rule shows the value of the series that comes closest to (or beyond) the
-    review limit, e.g. ``noise 12.3 HU (≤ 30)``; a "!" marks a value beyond a limit.
+    One line per metric that has a rule for the study's modality: the value (the range over the
+    series when there are several), then the limits, e.g. ``noise 12.3 HU (≤ 35)`` or
+    ``air -998 HU (-1060…-940)``; a "!" marks a value beyond a limit.
     """
-    from qc_pipeline.checks.image_quality import METRIC_UNITS, metric_label, unit_suffix
+    from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
 
-    modality = (row.get("modality") or "").split(",")
+    modality = set((row.get("modality") or "").split(","))
     values: dict[str, list[float]] = {}
     for m in row.get("measurements") or []:
         values.setdefault(m["metric"], []).append(m["value"])
     parts = []
     for metric, found in values.items():
-        applicable = [r for r in rules.get(metric, []) if not r.modalities or set(r.modalities) & set(modality)]
+        applicable = [r for r in rules.get(metric, []) if not r.modalities or set(r.modalities) & modality]
         if not applicable:
             continue
-        loosest = min(applicable, key=lambda r: r.severity.rank)
-        worst = max(found) if loosest.when == "above" else min(found)
-        limit = loosest.limit
-        beyond = any((worst > r.limit) if r.when == "above" else (worst < r.limit) for r in applicable)
+        upper = min((r.limit for r in applicable if r.when == "above"), default=None)
+        lower = max((r.limit for r in applicable if r.when == "below"), default=None)
+        lo, hi = min(found), max(found)
+        beyond = (upper is not None and hi > upper) or (lower is not None and lo < lower)
+        shown = format_value(lo) if lo == hi else f"{format_value(lo)}…{format_value(hi)}"
+        if upper is not None and lower is not None:
+            limits = f"{lower:g}…{upper:g}"
+        else:
+            limits = f"≤ {upper:g}" if upper is not None else f"≥ {lower:g}"
         label = metric_label(metric)[1 if lang == "zh" else 0]
         unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
-        sign = "≤" if loosest.when == "above" else "≥"
-        parts.append(f"{'!' if beyond else ''}{label} {worst:.3g}{unit} ({sign} {limit:g})")
+        parts.append(f"{'!' if beyond else ''}{label} {shown}{unit} ({limits})")
     return "\n".join(parts) or "—"
 
 
@@ -254,8 +262,8 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
     table.add_column("项目 item", overflow="fold", max_width=22)
     table.add_column("结论 verdict", no_wrap=True)
     table.add_column("互认至 until", no_wrap=True)
-    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=40)
-    table.add_column("图像质量 image quality", overflow="fold", max_width=34)
+    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=30)
+    table.add_column("图像质量 image quality", overflow="fold", min_width=30, max_width=36)
     for row in rows:
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))

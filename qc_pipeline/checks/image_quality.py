@@ -149,8 +149,9 @@ def _fires(rule: Rule, value: float, limit: float) -> bool:
     return value > limit if rule.when == "above" else value < limit
 
 
-def _show(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+def format_value(value: float) -> str:
+    """3 significant digits, without exponents for the values metrics give (-1000 HU, 2145)."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def _judge_measurement(
@@ -179,10 +180,10 @@ def _judge_measurement(
     relation_zh = "高于" if rule.when == "above" else "低于"
     return thresholds.finding(
         rule.id,
-        f"{target.label_en}: {label_en} {_show(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
+        f"{target.label_en}: {label_en} {format_value(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
         f"({rule.description.rstrip('.')})",
-        f"{target.label_zh}：{label_zh} {_show(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}",
-        value=f"{_show(m.value)}{unit}",
+        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}",
+        value=f"{format_value(m.value)}{unit}",
         limit=f"{'≤' if rule.when == 'above' else '≥'} {limit:g}{unit}",
         series_instance_uid=target.series_instance_uid,
         sop_instance_uid=m.sop_instance_uid,
