@@ -67,7 +67,15 @@ def main() -> None:
     """qc-pipeline — 医学影像检查结果互认质控 / QC that gates the mutual recognition of imaging results."""
 
 
-def _run_flow(source: str, db_url: str | None, thresholds_dir: str | None, *, verbose: bool) -> dict[str, Any]:
+def _run_flow(
+    source: str,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    *,
+    verbose: bool,
+    workers: int | None = None,
+    dask_address: str | None = None,
+) -> dict[str, Any]:
     from qc_pipeline.errors import ConfigError, QCError
     from qc_pipeline.pipeline import load_pipeline_thresholds
     from qc_pipeline.sources import open_source
@@ -109,7 +117,13 @@ def _run_flow(source: str, db_url: str | None, thresholds_dir: str | None, *, ve
         progress.start()
     qc_flow.add_progress_listener(listener)
     try:
-        return qc_flow.run(source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir)
+        return qc_flow.run(
+            source,
+            db_url=resolve_db_url(db_url),
+            thresholds_dir=thresholds_dir,
+            workers=workers,
+            dask_address=dask_address,
+        )
     except qc_flow.RunIncomplete as exc:
         _fail(str(exc), "部分检查未能完成质控（数据源或数据库故障），下次运行将自动重试")
     except ConfigError as exc:
@@ -133,18 +147,38 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
     )
 
 
+DASK_OPTIONS = (
+    click.option("--workers", type=click.IntRange(min=1), help="Judge on N local Dask worker processes (default: threads in this process)."),
+    click.option("--dask-address", help="Judge on the running Dask cluster at this address, e.g. tcp://10.0.0.5:8786."),
+)
+
+
+def _dask_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed(DASK_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _check_dask_options(workers: int | None, dask_address: str | None) -> None:
+    if workers is not None and dask_address:
+        _fail("give --workers or --dask-address, not both", "--workers 与 --dask-address 只能选一个", code=2)
+
+
 @main.command()
 @click.argument("source")
 @click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
-def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool) -> None:
-    """Judge every new or changed study of SOURCE (a folder) and store the verdicts.
+@_dask_options
+def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool,
+        workers: int | None, dask_address: str | None) -> None:
+    """Judge every new or changed study of SOURCE (a folder or a DICOMweb URL) and store the verdicts.
 
-    质控数据源 SOURCE（文件夹）中新增或变化的检查，并保存结论。
+    质控数据源 SOURCE（文件夹或 DICOMweb 地址）中新增或变化的检查，并保存结论。
     """
+    _check_dask_options(workers, dask_address)
     started = time.monotonic()
-    summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose)
+    summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address)
     _print_summary(summary, time.monotonic() - started)
 
 
@@ -338,23 +372,6 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
             }
         )
     return buffer.getvalue()
-
-
-DASK_OPTIONS = (
-    click.option("--workers", type=click.IntRange(min=1), help="Judge on N local Dask worker processes (default: threads in this process)."),
-    click.option("--dask-address", help="Judge on the running Dask cluster at this address, e.g. tcp://10.0.0.5:8786."),
-)
-
-
-def _dask_options(func):  # type: ignore[no-untyped-def]
-    for option in reversed(DASK_OPTIONS):
-        func = option(func)
-    return func
-
-
-def _check_dask_options(workers: int | None, dask_address: str | None) -> None:
-    if workers is not None and dask_address:
-        _fail("give --workers or --dask-address, not both", "--workers 与 --dask-address 只能选一个", code=2)
 
 
 @main.command()

@@ -61,3 +61,21 @@ def test_dask_options_are_checked():
         dask_task_runner(workers=0)
     with pytest.raises(ConfigError, match=r"threads per Dask worker must be at least 1, got 0"):
         dask_task_runner(workers=1, threads_per_worker=0)
+
+
+@pytest.mark.prefect
+def test_run_command_takes_the_dask_options(prefect_harness, mixed_folder, tmp_path):
+    from click.testing import CliRunner
+    from distributed import LocalCluster
+
+    from qc_pipeline.cli import main
+
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", db, "--workers", "2", "--dask-address", "tcp://h:1"])
+    assert result.exit_code == 2 and "give --workers or --dask-address, not both" in result.output
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", db, "--dask-address", cluster.scheduler_address])
+        prefixes = set(cluster.scheduler.task_prefixes)  # kinds of task the cluster's scheduler ran
+    assert result.exit_code == 0, result.output
+    assert "4 已质控 judged" in result.output
+    assert prefixes, "the judging tasks did not run on the Dask cluster"
