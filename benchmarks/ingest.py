@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -44,7 +42,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NOT_UPLOADABLE = {"not_dicom", "truncated_file"}
 """Demo cases STOW-RS cannot carry (not DICOM; cut short)."""
 
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet()
     from prefect.testing.utilities import prefect_test_harness
 
-    from qc_pipeline import __version__
+    from benchmarks._results import write_results
     from qc_pipeline.testing.orthanc import installed
 
     if not installed():
@@ -239,26 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['studies_per_min'] or 0:>12} {r['mb_per_s'] or 0:>8}"
         )
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; Orthanc on loopback; SQLite results database")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"ingest-{platform.node() or 'host'}{'-small' if args.small else ''}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "ingest",
-                "pipeline_version": __version__,
-                "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "cpu_count": os.cpu_count(),
-                "load_average_at_start": [round(x, 2) for x in load],
-                "python": platform.python_version(),
-                "ct_studies": args.ct_studies,
-                "ct_slices": args.ct_slices,
-                "rows": rows,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n",
-        encoding="utf-8",
+    out = write_results(
+        "ingest",
+        rows,
+        small=args.small,
+        load_average_at_start=[round(x, 2) for x in load],
+        ct_studies=args.ct_studies,
+        ct_slices=args.ct_slices,
     )
     print(f"written: {out}")
     return 0

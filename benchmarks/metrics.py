@@ -10,17 +10,14 @@ radiograph, a 20-slice 256x256 MR), then, in one run and for each:
 repeated ``--repeat`` times, medians reported. Target (issue 4): metrics <= 0.5 x decode.
 Prints a table and writes JSON to ``benchmarks/results/metrics-<host>.json``.
 
-    .venv/bin/python benchmarks/metrics.py            # full sizes (about a minute)
-    .venv/bin/python benchmarks/metrics.py --small    # a quick smoke run
+    .venv/bin/python -m benchmarks.metrics            # full sizes (about 4 minutes)
+    .venv/bin/python -m benchmarks.metrics --small    # a quick smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from qc_pipeline import __version__
+from benchmarks._results import write_results
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
 from qc_pipeline.samples import phantoms
 from qc_pipeline.samples.writer import Geometry, PatientInfo, SeriesInfo, StudyInfo, derive_uid, write_series
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.5
 
 
@@ -173,24 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['metrics_s']:>10.3f} {r['ratio_metrics_to_decode']:>6.2f}{'' if r['meets_target'] else '  > target'}"
         )
     print(f"target: metrics <= {TARGET_RATIO} x decode (issue 4); medians of {args.repeat} runs")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"metrics-{platform.node() or 'host'}{'-small' if args.small else ''}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "metrics",
-                "pipeline_version": __version__,
-                "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "cpu_count": os.cpu_count(),
-                "python": platform.python_version(),
-                "repeat": args.repeat,
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    out = write_results("metrics", rows, small=args.small, repeat=args.repeat)
     print(f"written: {out}")
     return 0 if all(r["meets_target"] for r in rows) else 1
 
