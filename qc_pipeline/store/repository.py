@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, Verdict
 from qc_pipeline.errors import StoreError
+from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 from qc_pipeline.store.models import (
     FINGERPRINT_LENGTH,
     UID_LENGTH,
@@ -204,7 +205,8 @@ def _create_engine(url: str) -> Engine:
     if parsed.drivername == "postgresql":  # psycopg 3 is the driver qc-pipeline depends on
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
-    kwargs: dict[str, Any] = {}
+    # Statement parameters hold patient IDs and names: never in logs or errors, even at DEBUG.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     elif backend == "postgresql":
@@ -273,6 +275,7 @@ class ResultStore:
         self._masked_url = _masked(engine.url)
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}), expire_on_commit=False)
+        self._leases: Any = None  # store.leases.StudyLeases, made on first use
 
     @classmethod
     def open(cls, url: str | None = None) -> ResultStore:
@@ -550,12 +553,17 @@ class ResultStore:
             stmt = stmt.where(DecisionRecord.verdict == verdict)
         with self._errors("read the results"), self._read.begin() as session:
             rows = list(session.execute(stmt).tuples().all())
+            overlays = human_overlay(session, (s.id for _d, s, _n in rows))
         # Sorted here, not in SQL: NULL placement and text collation differ between backends.
         rows.sort(key=lambda r: (r[1].study_date is None, r[1].study_date or dt.date.min, r[1].study_instance_uid))
-        return [_result_dict(d, s, n) for d, s, n in rows]
+        return [_result_dict(d, s, n, overlays.get(s.id)) for d, s, n in rows]
 
     def history(self, study_instance_uid: str) -> list[dict[str, Any]]:
-        """Every decision stored for the study, oldest first (empty if the study is unknown)."""
+        """Every decision stored for the study, oldest first (empty if the study is unknown).
+
+        ``human_decisions`` lists the radiologists' decisions on each machine decision (who,
+        when, why; ``stands`` marks the one that counts now).
+        """
         with self._errors(f"read the history of study {study_instance_uid}"), self._read.begin() as session:
             rows = session.scalars(
                 select(DecisionRecord)
@@ -563,6 +571,7 @@ class ResultStore:
                 .where(StudyRecord.study_instance_uid == study_instance_uid)
                 .order_by(DecisionRecord.id)
             ).all()
+            humans = human_history(session, rows[0].study_id) if rows else {}
         return [
             {
                 "verdict": d.verdict,
@@ -576,6 +585,7 @@ class ResultStore:
                 "thresholds_version": d.thresholds_version,
                 "models": dict(d.models),
                 "run_id": d.run_id,
+                "human_decisions": humans.get(d.id, []),
             }
             for d in rows
         ]
@@ -628,6 +638,41 @@ class ResultStore:
                 )
                 for r in rows
             ]
+
+    @contextmanager
+    def reading(self, action: str) -> Iterator[Session]:
+        """A read-only transaction for other parts of the package (review, reports); database
+        errors become ``StoreError("cannot <action> ...")``."""
+        with self._errors(action), self._read.begin() as session:
+            yield session
+
+    @contextmanager
+    def writing(self, action: str) -> Iterator[Session]:
+        """A write transaction (SQLite: the write lock taken up front); committed on success.
+        ``IntegrityError`` passes through (a lost race the caller may handle)."""
+        with self._errors(action), self._write.begin() as session:
+            yield session
+
+    @contextmanager
+    def study_lease(self, study_instance_uid: str, *, run_id: str | None) -> Iterator[bool]:
+        """Hold the study's lease for this process and run inside the context (``store.leases``);
+        yields False, holding nothing, when another live worker holds it."""
+        from qc_pipeline.store.leases import LeaseHolder, StudyLeases
+
+        if self._leases is None:
+            self._leases = StudyLeases(self._engine)
+        leases, holder = self._leases, LeaseHolder.this_process(run_id)
+        with self._errors(f"take the lease of study {study_instance_uid}"):
+            mine = leases.acquire(study_instance_uid, holder)
+        try:
+            yield mine
+        finally:
+            if mine:
+                try:
+                    with self._errors(f"give back the lease of study {study_instance_uid}"):
+                        leases.release(study_instance_uid, holder)
+                except StoreError as exc:
+                    logger.warning("%s; the lease ends when it expires", exc)
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _db_errors(f"cannot {action} in the results database {self._masked_url}", self._engine.url)
@@ -755,8 +800,13 @@ def _finding_record(ordinal: int, finding: Finding) -> FindingRecord:
     )
 
 
-def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int) -> dict[str, Any]:
+def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int, overlay: Overlay | None = None) -> dict[str, Any]:
+    """``verdict`` is the machine's; ``eligible``/``eligible_until`` follow a standing human
+    decision and negative-list flags (``eligibility_basis`` says which), the machine's own are
+    ``machine_eligible``/``machine_eligible_until``."""
     models: Mapping[str, str] = d.models or {}
+    eligible, eligible_until, basis = effective_eligibility(d.eligible, d.eligible_until, overlay)
+    human = None if overlay is None else overlay.human
     return {
         "study_instance_uid": s.study_instance_uid,
         "accession_number": s.accession_number,
@@ -769,8 +819,14 @@ def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int) -> dict[
         if d.item_code is None
         else {"code": d.item_code, "name_zh": d.item_name_zh, "name_en": d.item_name_en},
         "verdict": d.verdict,
-        "eligible": d.eligible,
-        "eligible_until": _iso(d.eligible_until),
+        "human_decision": human,
+        "final_verdict": d.verdict if human is None else human["verdict"],
+        "negative_flags": [] if overlay is None else overlay.flags,
+        "eligible": eligible,
+        "eligible_until": _iso(eligible_until),
+        "eligibility_basis": basis,
+        "machine_eligible": d.eligible,
+        "machine_eligible_until": _iso(d.eligible_until),
         "findings": [
             {
                 "code": f.code,

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from qc_pipeline.domain import Provenance
 from qc_pipeline.errors import StoreError
-from qc_pipeline.store import ResultStore, upgrade_to_head
+from qc_pipeline.store import ResultStore, head_revision, upgrade_to_head
 from tests.store.test_store import UID_A, UID_B, UID_C, make_decision
 
 SOURCE = "http://127.0.0.1:8042/dicom-web"
@@ -83,7 +83,7 @@ def test_migration_0003_adds_the_cursor_table_to_a_0002_database(db_url: str) ->
             command.upgrade(alembic_config(conn), "0002")
         upgrade_to_head(engine)
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
             assert conn.execute(text("SELECT COUNT(*) FROM source_cursors")).scalar_one() == 0
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0002")

@@ -40,11 +40,19 @@ from qc_pipeline.store.models import Base, DecisionRecord, RunRecord
 
 DATA_TABLES = ("runs", "studies", "decisions", "findings", "metrics")
 """Tables a saved decision writes to (row counts)."""
-TABLES = (*DATA_TABLES, "source_cursors")
+TABLES = (
+    *DATA_TABLES, "source_cursors",
+    "review_users", "review_claims", "human_decisions", "negative_flags", "review_events",
+    "study_leases",
+    "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
+    "spot_check_grades", "spot_check_summaries",
+)
 RESULT_KEYS = {
     "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
     "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "measurements", "provenance",
     "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
+    "human_decision", "final_verdict", "negative_flags", "eligibility_basis", "machine_eligible",
+    "machine_eligible_until",
 }
 UID_A = "1.2.826.0.1.3680043.10.9001"
 UID_B = "1.2.826.0.1.3680043.10.9002"
@@ -318,8 +326,14 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "study_time": "09:30:00",
         "item": None,
         "verdict": "review",
+        "human_decision": None,
+        "final_verdict": "review",
+        "negative_flags": [],
         "eligible": False,
         "eligible_until": None,
+        "eligibility_basis": "machine",
+        "machine_eligible": False,
+        "machine_eligible_until": None,
         "findings": [f.as_dict() for f in FINDINGS],
         "metrics": {"snr": 41.5, "cnr": 3.25},
         "measurements": [],
@@ -396,7 +410,8 @@ def test_results_loads_findings_and_metrics_in_bulk(store: ResultStore) -> None:
     finally:
         event.remove(store.engine, "before_cursor_execute", record)
     assert len(rows) == 6 and all(len(r["findings"]) == 3 for r in rows)
-    assert len(selects) == 3  # decisions+studies, then one query each for findings and metrics
+    # decisions+studies, then one query each for findings and metrics, human decisions and flags
+    assert len(selects) == 5
 
 
 def test_datetimes_are_timezone_aware_utc(store: ResultStore) -> None:

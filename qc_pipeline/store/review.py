@@ -1,0 +1,244 @@
+"""Tables of radiologist review (issue 7): accounts, claims, human decisions, negative-list flags, audit.
+
+ORM classes here derive from qc_pipeline.store.models.Base; qc_pipeline.store imports this
+module so that Base.metadata is complete for the migration test. The schema itself is created
+by the hand-written migration ``0004_review.py``; keep the two in step.
+
+A human decision reviews one machine decision (``decision_id``) of a study and records the
+content fingerprint that decision judged. It stands while the study's current machine decision
+has the same fingerprint (a re-scoring of unchanged content keeps it); when the content changed,
+it no longer stands and the study returns to the queue. ``human_overlay`` gives, per study, the
+standing human decision and the active negative-list flags: what ``ResultStore.results`` shows
+beside the machine verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from qc_pipeline.store.models import FINGERPRINT_LENGTH, Base, DecisionRecord
+
+ROLES: Final = ("reviewer", "qc_admin")
+"""``reviewer`` decides on studies; ``qc_admin`` also sets negative-list flags and sees the audit."""
+
+CURRENT_HUMAN_DECISION_INDEX: Final = "uq_human_decisions_current_study"
+ACTIVE_FLAG_INDEX: Final = "uq_negative_flags_active_study_reason"
+
+
+class ReviewUser(Base):
+    """An account of the review app. Passwords are stored as argon2id hashes only."""
+
+    __tablename__ = "review_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime]
+    password_changed_at: Mapped[dt.datetime]
+
+
+class ReviewClaim(Base):
+    """Who is working on a study now: at most one claim per study, until ``expires_at``."""
+
+    __tablename__ = "review_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"), index=True)
+    claimed_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+class HumanDecision(Base):
+    """A radiologist's decision on a study; the latest one per study has ``is_current`` set."""
+
+    __tablename__ = "human_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    """The machine decision that was reviewed."""
+    content_fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT_LENGTH))
+    """The content that machine decision judged: the human decision stands while it is current."""
+    machine_verdict: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(32))
+    """``pass`` or ``fail``."""
+    action: Mapped[str] = mapped_column(String(16))
+    """``confirm`` (agrees with the machine) or ``override``."""
+    reason_code: Mapped[str] = mapped_column(String(64))
+    reason_text: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"), index=True)
+    decided_at: Mapped[dt.datetime]
+    eligible: Mapped[bool] = mapped_column(Boolean)
+    eligible_until: Mapped[dt.date | None] = mapped_column(Date)
+    is_current: Mapped[bool] = mapped_column(Boolean)
+    superseded_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index(
+            CURRENT_HUMAN_DECISION_INDEX,
+            "study_id",
+            unique=True,
+            sqlite_where=text("is_current = 1"),
+            postgresql_where=text("is_current"),
+        ),
+    )
+
+
+class NegativeFlag(Base):
+    """A negative-list flag (emergency, forensic assessment, patient request...) set by a QC
+    administrator: the study stays visible but is not offered for recognition."""
+
+    __tablename__ = "negative_flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    reason_code: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    set_by: Mapped[int] = mapped_column(ForeignKey("review_users.id"))
+    set_at: Mapped[dt.datetime]
+    cleared_by: Mapped[int | None] = mapped_column(ForeignKey("review_users.id"))
+    cleared_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index(
+            ACTIVE_FLAG_INDEX,
+            "study_id",
+            "reason_code",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+    )
+
+
+class ReviewEvent(Base):
+    """Audit trail of the review app: sign-ins (failed ones too), claims, decisions, flags.
+
+    ``detail`` never holds patient names or IDs.
+    """
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("review_users.id"))
+    username: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """What people decided on a study, as it weighs on its current machine decision."""
+
+    human: dict[str, Any] | None
+    """The standing human decision (None when there is none, or it reviewed other content)."""
+    flags: list[dict[str, Any]]
+    """Active negative-list flags."""
+
+
+def human_decision_dict(h: HumanDecision, username: str | None, *, stands: bool) -> dict[str, Any]:
+    return {
+        "verdict": h.verdict,
+        "action": h.action,
+        "reason_code": h.reason_code,
+        "reason_text": h.reason_text,
+        "reviewer": username,
+        "decided_at": h.decided_at.isoformat(),
+        "machine_verdict": h.machine_verdict,
+        "machine_decision_id": h.decision_id,
+        "content_fingerprint": h.content_fingerprint,
+        "eligible": h.eligible,
+        "eligible_until": None if h.eligible_until is None else h.eligible_until.isoformat(),
+        "is_current": h.is_current,
+        "stands": stands,
+    }
+
+
+def flag_dict(f: NegativeFlag, username: str | None) -> dict[str, Any]:
+    return {
+        "reason_code": f.reason_code,
+        "note": f.note,
+        "set_by": username,
+        "set_at": f.set_at.isoformat(),
+    }
+
+
+def human_overlay(session: Session, study_ids: Iterable[int]) -> dict[int, Overlay]:
+    """Standing human decision and active flags of each study (studies with neither are left out)."""
+    ids = sorted(set(study_ids))
+    if not ids:
+        return {}
+    humans: dict[int, dict[str, Any]] = {}
+    flags: dict[int, list[dict[str, Any]]] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        rows = session.execute(
+            select(HumanDecision, ReviewUser.username, DecisionRecord.content_fingerprint)
+            .join(ReviewUser, ReviewUser.id == HumanDecision.user_id)
+            .join(
+                DecisionRecord,
+                (DecisionRecord.study_id == HumanDecision.study_id) & DecisionRecord.is_current.is_(True),
+            )
+            .where(HumanDecision.study_id.in_(chunk), HumanDecision.is_current.is_(True))
+        ).all()
+        for h, username, current_fingerprint in rows:
+            if h.content_fingerprint == current_fingerprint:
+                humans[h.study_id] = human_decision_dict(h, username, stands=True)
+        for f, username in session.execute(
+            select(NegativeFlag, ReviewUser.username)
+            .join(ReviewUser, ReviewUser.id == NegativeFlag.set_by)
+            .where(NegativeFlag.study_id.in_(chunk), NegativeFlag.cleared_at.is_(None))
+            .order_by(NegativeFlag.set_at, NegativeFlag.id)
+        ).all():
+            flags.setdefault(f.study_id, []).append(flag_dict(f, username))
+    return {
+        sid: Overlay(human=humans.get(sid), flags=flags.get(sid, []))
+        for sid in ids
+        if sid in humans or sid in flags
+    }
+
+
+def effective_eligibility(
+    machine_eligible: bool, machine_until: dt.date | None, overlay: Overlay | None
+) -> tuple[bool, dt.date | None, str]:
+    """``(eligible, eligible_until, basis)`` after people have had their say.
+
+    A negative-list flag wins (``negative_list:<reason>``); then a standing human decision
+    (``human``); else the machine verdict (``machine``).
+    """
+    if overlay is not None and overlay.flags:
+        return False, None, "negative_list:" + ",".join(f["reason_code"] for f in overlay.flags)
+    if overlay is not None and overlay.human is not None:
+        until = overlay.human["eligible_until"]
+        return bool(overlay.human["eligible"]), None if until is None else dt.date.fromisoformat(until), "human"
+    return machine_eligible, machine_until, "machine"
+
+
+def human_history(session: Session, study_id: int) -> dict[int, list[dict[str, Any]]]:
+    """Every human decision on a study, by the machine decision it reviewed, oldest first."""
+    current = session.scalar(
+        select(DecisionRecord.content_fingerprint).where(
+            DecisionRecord.study_id == study_id, DecisionRecord.is_current.is_(True)
+        )
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for h, username in session.execute(
+        select(HumanDecision, ReviewUser.username)
+        .join(ReviewUser, ReviewUser.id == HumanDecision.user_id)
+        .where(HumanDecision.study_id == study_id)
+        .order_by(HumanDecision.id)
+    ).all():
+        stands = h.is_current and h.content_fingerprint == current
+        out.setdefault(h.decision_id, []).append(human_decision_dict(h, username, stands=stands))
+    return out
