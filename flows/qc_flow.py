@@ -20,8 +20,15 @@ from prefect.task_runners import TaskRunner
 
 from qc_pipeline import __version__
 from qc_pipeline.config import resolve_db_url
-from qc_pipeline.errors import ConfigError, SourceError, StoreError
-from qc_pipeline.pipeline import OutcomeStatus, StudyOutcome, load_pipeline_thresholds, process_entry, provenance
+from qc_pipeline.errors import ConfigError, ModelError, SourceError, StoreError
+from qc_pipeline.pipeline import (
+    OutcomeStatus,
+    StudyOutcome,
+    ai_scorer,
+    load_pipeline_thresholds,
+    process_entry,
+    provenance,
+)
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.sources import StudyEntry, StudySource, open_source
 from qc_pipeline.sources.incremental import IncrementalSource, Listing
@@ -154,6 +161,8 @@ class JudgedBatch:
     verdicts: Counter[str] = field(default_factory=Counter)
     saved: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
+    leased: list[str] = field(default_factory=list)
+    """Studies another worker was judging at the time (it held their lease)."""
 
     @property
     def n_judged(self) -> int:
@@ -228,6 +237,9 @@ def _judge(
             batch.failed.append(entry_uid)
             logger.error("study %s could not be judged: %s", entry_uid, exc)
         else:
+            if outcome.status is OutcomeStatus.LEASED:
+                batch.leased.append(outcome.study_instance_uid)
+                logger.warning("study %s is being judged by another run; left to it", outcome.study_instance_uid)
             if outcome.status is OutcomeStatus.JUDGED and outcome.verdict is not None:
                 batch.verdicts[str(outcome.verdict)] += 1
                 batch.saved[str(outcome.saved)] += 1
@@ -272,6 +284,9 @@ def qc_run(
     dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
     thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed
     prov = provenance(thresholds)
+    scorer = ai_scorer()
+    if isinstance(scorer, ModelError):
+        logger.error("AI models unavailable, studies are judged without AI scores (each gets ai.model.unavailable): %s", scorer)
     store = _store(db_url)
     src = open_source(source)
     listing, entries, cursor = _list_studies(src, store, full=full, now=now)
@@ -291,7 +306,12 @@ def qc_run(
         error = f"{len(failed)} of {len(pending)} studies could not be judged; the next run retries them"
     cursor_moved = False
     try:
-        if listing is not None and not failed:
+        if batch.leased:
+            logger.warning(
+                "run %s: %d studies were being judged by another run at the same time and were left to it%s",
+                run_id, len(batch.leased), "; the cursor stays" if listing is not None else "",
+            )
+        if listing is not None and not failed and not batch.leased:
             cursor_moved = store.advance_cursor(
                 src.uri, kind=listing.cursor_kind, position=listing.position,
                 expected=None if cursor is None else cursor.position, run_id=run_id,
@@ -320,6 +340,7 @@ def qc_run(
         "judged": batch.n_judged,
         "unchanged": len(entries) - len(pending),
         "failed": len(failed),
+        "leased": len(batch.leased),
         "verdicts": dict(sorted(batch.verdicts.items())),
         "saved": dict(sorted(batch.saved.items())),
         "thresholds_version": thresholds.version,

@@ -29,3 +29,12 @@ class StoreError(QCError, RuntimeError):
 
 class DegenerateInputError(QCError, ValueError):
     """An array or header does not allow a metric to be computed (e.g. zero variance)."""
+
+
+class ModelError(QCError, RuntimeError):
+    """A model in ``models/`` is missing, corrupt (checksum), or does not match its manifest."""
+
+
+class SpotCheckError(QCError, ValueError):
+    """A spot-check request cannot be done as asked: bad period, unknown draw, a graded
+    spreadsheet that does not match its draw, a grade out of the configured scale."""

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,13 +19,14 @@ from typing import Final, Protocol, TypeVar
 from qc_pipeline import __version__
 from pydicom.dataset import Dataset
 
+from qc_pipeline.ai.runtime import Scorer, shared_scorer
 from qc_pipeline.catalog import candidates
 from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
 from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
 from qc_pipeline.checks.image_quality import PixelSource
 from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
-from qc_pipeline.errors import QCError
+from qc_pipeline.errors import ModelError, QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
 from qc_pipeline.rules.loader import ITEMS_DIR
@@ -65,8 +67,24 @@ def load_pipeline_thresholds(directory: Path | str | None = None) -> Thresholds:
     return dataclasses.replace(thresholds, catalog=catalog)
 
 
+def ai_scorer() -> Scorer | ModelError:
+    """This process's AI models (``$QC_MODELS_DIR``, else ``models/``), or why they cannot be used.
+
+    Loaded and checked once per process (sha256, manifest vs the model); a ModelError is returned,
+    not raised: the studies are still judged, each with an ``ai.model.unavailable`` finding.
+    """
+    try:
+        return shared_scorer()
+    except ModelError as exc:
+        return exc
+
+
 def provenance(thresholds: Thresholds) -> Provenance:
-    return Provenance(pipeline_version=__version__, thresholds_version=thresholds.version, models={})
+    """Code, rules and models that judge now; the models part is empty when they cannot be loaded,
+    so the studies judged without them are re-scored once the models are back."""
+    scorer = ai_scorer()
+    models = scorer.provenance if isinstance(scorer, Scorer) else {}
+    return Provenance(pipeline_version=__version__, thresholds_version=thresholds.version, models=models)
 
 
 def _parse_or_none(parse: Callable[[str | None], T], value: str | None) -> T | None:
@@ -184,6 +202,7 @@ def _run_checks(
             pixels,
             item_modality=match.item.modality if match.item is not None else None,
             item_code=match.item.code if match.item is not None else None,
+            scorer=ai_scorer(),
         )
         measurements = quality.measurements
         findings.extend(quality.findings)
@@ -264,6 +283,8 @@ def judge(
 class OutcomeStatus(StrEnum):
     JUDGED = "judged"
     UNCHANGED = "unchanged"
+    LEASED = "leased"
+    """Another worker holds the study's lease (it is judging it now): left to that worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +303,7 @@ class ResultStoreLike(Protocol):
     def needs_judging(self, study_instance_uid: str, content_fingerprint: str, provenance: Provenance) -> bool: ...
     def save_decision(self, decision: Decision, *, run_id: str | None) -> object: ...
     def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]: ...
+    def study_lease(self, study_instance_uid: str, *, run_id: str | None) -> AbstractContextManager[bool]: ...
 
 
 def process_entry(
@@ -293,11 +315,25 @@ def process_entry(
     run_id: str | None,
     now: dt.datetime | None = None,
 ) -> StudyOutcome:
-    """Judge one discovered study unless its current decision already covers this content."""
+    """Judge one discovered study unless its current decision already covers this content, or
+    another worker is judging it now (it holds the study's lease: ``store.leases``)."""
     now = now or dt.datetime.now(dt.UTC)
     prov = provenance(thresholds)
     if not store.needs_judging(entry.study_instance_uid, entry.fingerprint, prov):
         return StudyOutcome(entry.study_instance_uid, OutcomeStatus.UNCHANGED)
+    with store.study_lease(entry.study_instance_uid, run_id=run_id) as mine:
+        if not mine:
+            logger.warning("study %s is being judged by another worker; left to it", entry.study_instance_uid)
+            return StudyOutcome(entry.study_instance_uid, OutcomeStatus.LEASED)
+        if not store.needs_judging(entry.study_instance_uid, entry.fingerprint, prov):  # judged meanwhile
+            return StudyOutcome(entry.study_instance_uid, OutcomeStatus.UNCHANGED)
+        return _judge_and_save(source, entry, store, thresholds, run_id=run_id, now=now)
+
+
+def _judge_and_save(
+    source: StudySource, entry: StudyEntry, store: ResultStoreLike, thresholds: Thresholds, *,
+    run_id: str | None, now: dt.datetime,
+) -> StudyOutcome:
     study = source.load(entry)
     patient_ids = {text(i.dataset, "PatientID") for i in study.images} - {None}
     others: list[PriorStudy] = []

@@ -7,7 +7,9 @@ decoding or allocating it, so a header that lies about its size costs nothing.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,13 +156,44 @@ def _encapsulated_items_complete(fp: BinaryIO, offset: int, file_size: int, endi
 def _looks_like_dicom(ds: Dataset) -> bool:
     """A forced read of arbitrary bytes yields a dataset too; a real one has its key UIDs."""
     return any(
-        isinstance(ds.get(keyword), str) and _valid_uid(ds.get(keyword))
+        isinstance(ds.get(keyword), str) and valid_uid(ds.get(keyword))
         for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SOPClassUID")
     )
 
 
-def _valid_uid(value: str) -> bool:
+def valid_uid(value: str) -> bool:
+    """Whether ``value`` is a valid UID (PS3.5 §9.1: digits and dots, at most 64 characters)."""
     return 0 < len(value) <= 64 and UID(value).is_valid
+
+
+class BoundedReader(io.BufferedReader):
+    """A file reader that never asks for more bytes than the file has left.
+
+    pydicom reads an element's value with ``fp.read(length)`` using the length field of the file;
+    CPython allocates a buffer of the requested size before reading, so a garbage length of
+    3 GB in a 4 KB file allocated 3 GB (found by the bad-input corpus, issue 10).
+    """
+
+    def __init__(self, raw: io.RawIOBase, size: int) -> None:
+        super().__init__(raw)
+        self._size = size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(self._size - self.tell(), 0))
+            if size == 0:
+                return b""
+        return super().read(size)
+
+
+def open_bounded(path: Path) -> BoundedReader:
+    """``path`` opened for reading through a ``BoundedReader``."""
+    raw = io.FileIO(path, "rb")
+    try:
+        return BoundedReader(raw, os.fstat(raw.fileno()).st_size)
+    except BaseException:
+        raw.close()
+        raise
 
 
 def read_header(path: Path) -> HeaderRead:
@@ -176,7 +209,7 @@ def read_header(path: Path) -> HeaderRead:
     if size == 0:
         return HeaderRead(path=path, size_bytes=0, error="empty file (0 bytes)")
     try:
-        with path.open("rb") as fp:
+        with open_bounded(path) as fp:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:

@@ -263,7 +263,10 @@ def _slice_spacing(positions: Sequence[float] | None, first: Dataset) -> float |
 def _decode(path: Path, ds: Dataset, rows: int, cols: int, frames: int) -> npt.NDArray[np.generic]:
     try:
         pixels = pydicom.pixels.pixel_array(str(path))
-    except Exception as exc:  # the decoders raise many types on corrupt or unsupported data
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: B036 - the decoders raise many types on corrupt or unsupported data,
+        # and the Rust ones (pylibjpeg-rle) a pyo3 PanicException, which is no Exception (found by fuzzing)
         logger.debug("cannot decode %s", path, exc_info=True)
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _k: None)("TransferSyntaxUID")

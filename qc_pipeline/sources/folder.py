@@ -17,7 +17,7 @@ import pydicom
 
 from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import SourceError
-from qc_pipeline.io.dicom import is_image, read_header, text
+from qc_pipeline.io.dicom import is_image, open_bounded, read_header, text
 from qc_pipeline.sources.base import (
     LoadedInstance,
     LoadedStudy,
@@ -152,9 +152,10 @@ class FolderSource:
 def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:
     """``(StudyInstanceUID, PatientID, StudyDate)``, each None when it cannot be read."""
     try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "PatientID", "StudyDate"], force=True
-        )
+        with open_bounded(path) as fp:
+            ds = pydicom.dcmread(
+                fp, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "PatientID", "StudyDate"], force=True
+            )
     except Exception:  # any parse failure means: no readable UID
         return None, None, None
 

@@ -1,0 +1,210 @@
+"""Benchmark: a backlog of 10,000 small studies (issue 10) — throughput, and memory that does
+not grow with the backlog.
+
+The backlog is a folder of ``--studies`` (10,000) one-image DX chest studies of 32x32 pixels
+(1,000 patients, ten studies each, so the cross-study checks read earlier studies), a few KB
+each: the checks are the header ones (identity, dates, item matching, completeness, timeliness,
+consistency across studies), the image-quality stage has almost nothing to decode. Steps:
+
+- ``write``: the files (pydicom, for reference);
+- ``discover``: ``FolderSource.discover`` over the whole folder (peak Python memory: tracemalloc);
+- ``judge``: every study through ``pipeline.process_entry`` (needs_judging, lease, load,
+  judge, save) into an empty SQLite database, one after the other in this process, with the
+  process's RSS sampled every ``--sample-every`` studies: the memory column must stay flat;
+- ``rerun``: the same backlog again: every study unchanged, nothing written;
+- ``flow``: the Prefect flow (``flows.qc_flow.run``, thread pool, temporary local API) over the
+  first ``--flow-studies`` (1,000) studies, for the per-task overhead of the orchestration.
+
+Prints a table and writes ``benchmarks/results/load-<host>.json``.
+
+    ./.venv/bin/python -m benchmarks.load              # 10,000 studies: about 10 minutes on 2 cores
+    ./.venv/bin/python -m benchmarks.load --small      # 500 studies, a quick check of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import os
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from benchmarks.ingest import _quiet
+
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def _write_backlog(root: Path, n: int) -> float:
+    """``n`` one-image DX studies; returns megabytes written."""
+    import numpy as np
+
+    from qc_pipeline.samples.writer import PatientInfo, SeriesInfo, StudyInfo, derive_uid, image_dataset
+
+    rng = np.random.default_rng(10)
+    image = rng.integers(200, 3000, size=(32, 32)).astype(np.uint16)
+    total = 0
+    for k in range(n):
+        patient = k % 1000
+        day = dt.date(2026, 1, 1) + dt.timedelta(days=k // 1000 * 7 + patient % 5)
+        study_uid = derive_uid("qc-bench-load", k)
+        ds = image_dataset(
+            image,
+            patient=PatientInfo(name=f"Load^Patient{patient:04d}", id=f"L{patient:06d}", sex="MF"[patient % 2],
+                                birth_date=dt.date(1960 + patient % 40, 1 + patient % 12, 1 + patient % 28)),
+            study=StudyInfo(study_instance_uid=study_uid, date=day, time=dt.time(9, 30),
+                            accession_number=f"LA{k:08d}", institution_name="重庆市负载测试医院",
+                            description="胸部正位 Chest PA"),
+            series=SeriesInfo(series_instance_uid=derive_uid(study_uid, "series"), modality="DX", number=1,
+                              description="胸部 后前位 PA", body_part="CHEST", extra={"ViewPosition": "PA"}),
+            instance_number=1,
+            sop_instance_uid=derive_uid(study_uid, "sop"),
+        )
+        path = root / f"{patient:04d}" / f"{k:05d}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        received = dt.datetime.combine(day, dt.time(3, 0), tzinfo=dt.UTC).timestamp()  # 1.5 h after the exam
+        os.utime(path, (received, received))
+        total += path.stat().st_size
+    return total / 1e6
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
+
+
+def _judge_all(root: Path, db_url: str, sample_every: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from qc_pipeline.pipeline import OutcomeStatus, load_pipeline_thresholds, process_entry
+    from qc_pipeline.sources import FolderSource
+    from qc_pipeline.store import ResultStore
+
+    thresholds = load_pipeline_thresholds()
+    source = FolderSource(root)
+    store = ResultStore.open(db_url)
+    run_id = store.start_run(source_uri=source.uri, pipeline_version="bench", thresholds_version=thresholds.version)
+    samples: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
+    done = 0
+    try:
+        for entry in source.discover():
+            outcome = process_entry(source, entry, store, thresholds, run_id=run_id, now=NOW)
+            key = str(outcome.verdict) if outcome.status is OutcomeStatus.JUDGED else str(outcome.status)
+            counts[key] = counts.get(key, 0) + 1
+            done += 1
+            if done % sample_every == 0:
+                gc.collect()
+                samples.append({"studies": done, "seconds": round(time.perf_counter() - started, 2),
+                                "rss_mb": round(_rss_mb(), 1)})
+                print(f"  {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
+                      flush=True)
+    finally:
+        store.close()
+    return {"seconds": time.perf_counter() - started, "studies": done, "outcomes": counts}, samples
+
+
+def _flow_subset(root: Path, n: int, work: Path) -> dict[str, Any]:
+    import shutil
+
+    from flows.qc_flow import run
+
+    subset = work / "flow-subset"
+    for path in sorted(root.rglob("*.dcm"))[:n]:
+        target = subset / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    db = f"sqlite:///{work / 'flow.sqlite'}"
+    rss_before = _rss_mb()
+    started = time.perf_counter()
+    summary = run(subset, db_url=db, now=NOW)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "studies": int(summary["judged"]), "failed": int(summary["failed"]),
+            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(_rss_mb(), 1)}
+
+
+def _row(step: str, studies: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"step": step, "studies": studies, "seconds": round(seconds, 2),
+            "studies_per_s": round(studies / seconds, 1) if seconds > 0 else None, **extra}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=10_000, help="studies in the backlog (default 10,000)")
+    parser.add_argument("--flow-studies", type=int, default=1_000, help="studies through the Prefect flow (default 1,000; 0: skip)")
+    parser.add_argument("--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)")
+    parser.add_argument("--small", action="store_true", help="a quick check of the script (500 studies, flow 100)")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.studies, args.flow_studies, args.sample_every = 500, 100, 100
+
+    _quiet()
+    from benchmarks._results import write_results
+
+    load = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="qc-bench-load-") as tmp:
+        work = Path(tmp)
+        backlog = work / "backlog"
+        started = time.perf_counter()
+        megabytes = _write_backlog(backlog, args.studies)
+        rows.append(_row("write", args.studies, time.perf_counter() - started, megabytes=round(megabytes, 1)))
+        print(rows[-1], flush=True)
+
+        from qc_pipeline.sources import FolderSource
+
+        tracemalloc.start()
+        started = time.perf_counter()
+        n_listed = sum(1 for _ in FolderSource(backlog).discover())
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append(_row("discover", n_listed, seconds, peak_python_mb=round(peak / 1e6, 1)))
+        print(rows[-1], flush=True)
+
+        db = f"sqlite:///{work / 'results.sqlite'}"
+        result, samples = _judge_all(backlog, db, args.sample_every)
+        first, last = samples[0], samples[-1]
+        growth = (last["rss_mb"] - first["rss_mb"]) / max(last["studies"] - first["studies"], 1) * 1000
+        rows.append(_row("judge", result["studies"], result["seconds"], outcomes=result["outcomes"],
+                         rss_first_sample_mb=first["rss_mb"], rss_last_sample_mb=last["rss_mb"],
+                         rss_growth_mb_per_1000=round(growth, 2), samples=samples))
+        print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
+        result, samples = _judge_all(backlog, db, args.sample_every)
+        rows.append(_row("rerun", result["studies"], result["seconds"], outcomes=result["outcomes"],
+                         rss_last_sample_mb=samples[-1]["rss_mb"]))
+        print(rows[-1], flush=True)
+
+        if args.flow_studies:
+            from prefect.testing.utilities import prefect_test_harness
+
+            with prefect_test_harness(server_startup_timeout=180):
+                result = _flow_subset(backlog, args.flow_studies, work)
+            rows.append(_row("flow (threads)", result["studies"], result["seconds"], failed=result["failed"],
+                             rss_before_mb=result["rss_before_mb"], rss_after_mb=result["rss_after_mb"]))
+            print(rows[-1], flush=True)
+
+    print()
+    print(f"{'step':<16} {'studies':>8} {'seconds':>9} {'studies/s':>10}  memory")
+    for r in rows:
+        memory = ""
+        if "peak_python_mb" in r:
+            memory = f"peak Python {r['peak_python_mb']} MB"
+        elif "rss_growth_mb_per_1000" in r:
+            memory = (f"RSS {r['rss_first_sample_mb']} MB after {args.sample_every}, {r['rss_last_sample_mb']} MB "
+                      f"after {r['studies']} ({r['rss_growth_mb_per_1000']:+} MB per 1000)")
+        elif "rss_after_mb" in r:
+            memory = f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB"
+        print(f"{r['step']:<16} {r['studies']:>8} {r['seconds']:>9.2f} {r['studies_per_s'] or 0:>10}  {memory}")
+    print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; SQLite results database")
+    out = write_results("load", rows, small=args.small, load_average_at_start=[round(x, 2) for x in load])
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
