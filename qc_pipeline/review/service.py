@@ -1,0 +1,579 @@
+"""What the review app does with the results database: the queue, claims, human decisions, flags.
+
+No web code here: the FastAPI app (``qc_pipeline.review.app``) and the CLI call these functions,
+which take a ``ResultStore`` and plain values and raise ``ReviewError`` (bilingual, with the HTTP
+status to answer) when an action cannot be done.
+
+Rules:
+
+- The queue holds the studies whose current machine verdict is ``review`` or ``fail`` and that
+  have no standing human decision, oldest study date first (unknown dates last).
+- A claim marks who is working on a study, for ``CLAIM_MINUTES``; while it runs, nobody else can
+  claim the study or decide on it. Deciding releases it.
+- A human decision (``pass`` or ``fail``) reviews the study's current machine decision (its id and
+  content fingerprint): it ``confirm``s the machine when the machine said ``fail`` (or ``review``)
+  and the human says ``fail``, and ``override``s it otherwise. It stands while the current machine
+  decision has the same content fingerprint. A human ``pass`` makes the study eligible until its
+  study date plus the site's recognition window (``thresholds/site.yaml``).
+- Negative-list flags (QC administrators only) keep a study from recognition whatever the verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, rules_by_metric
+from qc_pipeline.domain import Verdict
+from qc_pipeline.review.accounts import User
+from qc_pipeline.review.errors import ReviewError
+from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
+from qc_pipeline.rules import Thresholds, eligibility
+from qc_pipeline.store import ResultStore
+from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
+from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
+
+logger = logging.getLogger(__name__)
+
+CLAIM_MINUTES: Final = 30
+FLAGGED_VERDICTS: Final = ("review", "fail")
+QUEUE_LIMIT: Final = 200
+MAX_TEXT: Final = 2000
+AI_PREFIX: Final = "ai."
+ITEM_CODES: Final = ("catalog.item.matched", "catalog.item.ambiguous", "catalog.item.none")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilters:
+    """Queue filters; None means any. ``status``: pending, decided or all; ``verdict``: review,
+    fail or None for both."""
+
+    institution: str | None = None
+    modality: str | None = None
+    item: str | None = None
+    category: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    verdict: str | None = None
+    status: str = "pending"
+
+    def __post_init__(self) -> None:
+        if self.status not in ("pending", "decided", "all"):
+            raise ReviewError(f"status must be pending, decided or all; got {self.status!r}", "状态筛选无效")
+        if self.verdict is not None and self.verdict not in FLAGGED_VERDICTS:
+            raise ReviewError(f"verdict must be review or fail; got {self.verdict!r}", "结论筛选无效")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    study_instance_uid: str
+    accession_number: str | None
+    institution: str | None
+    modality: str | None
+    study_date: str | None
+    item_code: str | None
+    item_name_zh: str | None
+    item_name_en: str | None
+    verdict: str
+    decided_at: str
+    reasons: list[dict[str, str]]
+    claimed_by: str | None
+    claim_expires_at: str | None
+    human_verdict: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    rows: list[QueueRow]
+    total: int
+    options: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _claim_live(claim: ReviewClaim | None, now: dt.datetime) -> bool:
+    return claim is not None and claim.expires_at > now
+
+
+def _modality_matches(column: Any, modality: str) -> Any:
+    """``modality`` is one of the study's comma-joined modalities (``DX,SR`` matches ``DX``)."""
+    return or_(
+        column == modality,
+        column.like(f"{modality},%"),
+        column.like(f"%,{modality}"),
+        column.like(f"%,{modality},%"),
+    )
+
+
+def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT) -> Queue:
+    """The studies to review (see the module docstring), at most ``limit``, with the filter options."""
+    now = _now()
+    standing = and_(
+        HumanDecision.study_id == DecisionRecord.study_id,
+        HumanDecision.is_current.is_(True),
+        HumanDecision.content_fingerprint == DecisionRecord.content_fingerprint,
+    )
+    verdicts = FLAGGED_VERDICTS if filters.verdict is None else (filters.verdict,)
+    conditions: list[Any] = [DecisionRecord.is_current.is_(True), DecisionRecord.verdict.in_(verdicts)]
+    if filters.status == "pending":
+        conditions.append(HumanDecision.id.is_(None))
+    elif filters.status == "decided":
+        conditions.append(HumanDecision.id.is_not(None))
+    if filters.institution:
+        conditions.append(StudyRecord.institution == filters.institution)
+    if filters.modality:
+        conditions.append(_modality_matches(StudyRecord.modality, filters.modality))
+    if filters.item:
+        conditions.append(DecisionRecord.item_code == filters.item)
+    if filters.category:
+        conditions.append(
+            select(FindingRecord.id)
+            .where(
+                FindingRecord.decision_id == DecisionRecord.id,
+                FindingRecord.category == filters.category,
+                FindingRecord.severity != "info",
+            )
+            .exists()
+        )
+    if filters.date_from:
+        conditions.append(StudyRecord.study_date >= filters.date_from)
+    if filters.date_to:
+        conditions.append(StudyRecord.study_date <= filters.date_to)
+    base = (
+        select(DecisionRecord, StudyRecord, HumanDecision.verdict)
+        .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+        .outerjoin(HumanDecision, standing)
+        .where(*conditions)
+    )
+    with store.reading("read the review queue") as session:
+        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        rows = session.execute(
+            base.options(selectinload(DecisionRecord.findings))
+            .order_by(
+                StudyRecord.study_date.is_(None),
+                StudyRecord.study_date,
+                DecisionRecord.decided_at,
+                StudyRecord.study_instance_uid,
+            )
+            .limit(limit)
+        ).all()
+        claims = {
+            c.study_id: (c, name)
+            for c, name in session.execute(
+                select(ReviewClaim, ReviewUser.username)
+                .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
+                .where(ReviewClaim.study_id.in_([s.id for _d, s, _h in rows]))
+            ).all()
+        }
+        options = _queue_options(session)
+    out = []
+    for d, s, human_verdict in rows:
+        claim, claimer = claims.get(s.id, (None, None))
+        live = _claim_live(claim, now)
+        out.append(
+            QueueRow(
+                study_instance_uid=s.study_instance_uid,
+                accession_number=s.accession_number,
+                institution=s.institution,
+                modality=s.modality,
+                study_date=None if s.study_date is None else s.study_date.isoformat(),
+                item_code=d.item_code,
+                item_name_zh=d.item_name_zh,
+                item_name_en=d.item_name_en,
+                verdict=d.verdict,
+                decided_at=d.decided_at.isoformat(),
+                reasons=[
+                    {"severity": f.severity, "category": f.category, "message": f.message, "message_zh": f.message_zh}
+                    for f in sorted(
+                        (f for f in d.findings if f.severity != "info"), key=lambda f: (f.severity != "fail", f.ordinal)
+                    )[:3]
+                ],
+                claimed_by=claimer if live else None,
+                claim_expires_at=claim.expires_at.isoformat() if live and claim is not None else None,
+                human_verdict=human_verdict,
+            )
+        )
+    return Queue(rows=out, total=int(total), options=options)
+
+
+def _queue_options(session: Session) -> dict[str, list[str]]:
+    """Values the queue filters offer: those of the flagged studies."""
+    flagged = (
+        select(StudyRecord.institution, StudyRecord.modality, DecisionRecord.item_code)
+        .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
+        .where(DecisionRecord.is_current.is_(True), DecisionRecord.verdict.in_(FLAGGED_VERDICTS))
+        .distinct()
+    )
+    institutions: set[str] = set()
+    modalities: set[str] = set()
+    items: set[str] = set()
+    for institution, modality, item in session.execute(flagged).all():
+        if institution:
+            institutions.add(institution)
+        modalities.update(m for m in (modality or "").split(",") if m)
+        if item:
+            items.add(item)
+    return {"institutions": sorted(institutions), "modalities": sorted(modalities), "items": sorted(items)}
+
+
+# -- one study ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    metric: str
+    label_en: str
+    label_zh: str
+    value: str
+    unit: str
+    series_instance_uid: str | None
+    limits: str
+    """E.g. ``≤ 35 (review), ≤ 55 (fail)``; empty when no rule applies."""
+    beyond: str | None
+    """The worst severity of a limit the value is beyond, else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class StudyView:
+    """Everything the study page shows."""
+
+    result: dict[str, Any]
+    """``ResultStore.results`` row: machine verdict, findings, human decision, flags, eligibility."""
+    study_id: int
+    decision_id: int
+    history: list[dict[str, Any]]
+    metric_rows: list[MetricRow]
+    ai_scores: list[dict[str, Any]]
+    item_findings: list[dict[str, Any]]
+    claimed_by: str | None
+    claim_expires_at: str | None
+    patient: dict[str, str | None]
+
+    @property
+    def decidable(self) -> bool:
+        return self.result["verdict"] in FLAGGED_VERDICTS
+
+
+def _ids(session: Session, uid: str) -> tuple[StudyRecord, DecisionRecord]:
+    row = session.execute(
+        select(StudyRecord, DecisionRecord)
+        .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
+        .where(StudyRecord.study_instance_uid == uid, DecisionRecord.is_current.is_(True))
+    ).one_or_none()
+    if row is None:
+        raise ReviewError(f"no study {uid!r} in the results database", "结果库中没有该检查", status=404)
+    return row[0], row[1]
+
+
+def study_view(store: ResultStore, thresholds: Thresholds, uid: str) -> StudyView:
+    """The study page's content; ReviewError (404) for an unknown study."""
+    with store.reading(f"read study {uid}") as session:
+        study, decision = _ids(session, uid)
+        claim_row = session.execute(
+            select(ReviewClaim, ReviewUser.username)
+            .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
+            .where(ReviewClaim.study_id == study.id)
+        ).one_or_none()
+    (result,) = store.results(study_instance_uid=uid)
+    live = claim_row is not None and _claim_live(claim_row[0], _now())
+    values = [m for m in result["measurements"]] + [
+        {"metric": name, "value": value, "series_instance_uid": None} for name, value in result["metrics"].items()
+    ]
+    ai = [m for m in values if m["metric"].startswith(AI_PREFIX)]
+    return StudyView(
+        result=result,
+        study_id=study.id,
+        decision_id=decision.id,
+        history=store.history(uid),
+        metric_rows=metric_rows(thresholds, result, [m for m in values if not m["metric"].startswith(AI_PREFIX)]),
+        ai_scores=ai,
+        item_findings=[f for f in result["findings"] if f["category"] == "catalog"],
+        claimed_by=claim_row[1] if live and claim_row is not None else None,
+        claim_expires_at=claim_row[0].expires_at.isoformat() if live and claim_row is not None else None,
+        patient={
+            "id": result["patient_id"],
+            "sex": study.patient_sex,
+            "birth_date": None if study.patient_birth_date is None else study.patient_birth_date.isoformat(),
+        },
+    )
+
+
+def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence[dict[str, Any]]) -> list[MetricRow]:
+    """Each measured value beside the limits that apply to the study's modality and item."""
+    rules = rules_by_metric(thresholds)
+    modalities = set((result.get("modality") or "").split(","))
+    item = (result.get("item") or {}).get("code")
+    rows = []
+    for m in values:
+        applicable = [r for r in rules.get(m["metric"], []) if not r.modalities or set(r.modalities) & modalities]
+        parts = []
+        beyond: str | None = None
+        for rule in sorted(applicable, key=lambda r: (r.when or "", r.severity != "review")):
+            limit = rule.per_item.get(item, rule.limit) if item else rule.limit
+            if limit is None:
+                continue
+            parts.append(f"{'≤' if rule.when == 'above' else '≥'} {limit:g} ({rule.severity})")
+            fired = m["value"] > limit if rule.when == "above" else m["value"] < limit
+            if fired and (beyond is None or rule.severity == "fail"):
+                beyond = str(rule.severity)
+        en, zh = metric_label(m["metric"])
+        rows.append(
+            MetricRow(
+                metric=m["metric"],
+                label_en=en,
+                label_zh=zh,
+                value=format_value(m["value"]),
+                unit=METRIC_UNITS.get(m["metric"], ""),
+                series_instance_uid=m["series_instance_uid"],
+                limits=", ".join(parts),
+                beyond=beyond,
+            )
+        )
+    return rows
+
+
+# -- claims ------------------------------------------------------------------------------------
+
+
+def _audit(session: Session, user: User | None, event: str, study_id: int | None, detail: str | None = None) -> None:
+    session.add(
+        ReviewEvent(
+            at=_now(),
+            user_id=None if user is None else user.id,
+            username=None if user is None else user.username,
+            event=event,
+            study_id=study_id,
+            detail=detail,
+        )
+    )
+
+
+def _claimed_by_other(session: Session, study_id: int, user: User, now: dt.datetime) -> str | None:
+    row = session.execute(
+        select(ReviewClaim, ReviewUser.username)
+        .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
+        .where(ReviewClaim.study_id == study_id)
+    ).one_or_none()
+    if row is None or row[0].user_id == user.id or not _claim_live(row[0], now):
+        return None
+    return str(row[1])
+
+
+def _busy(name: str) -> ReviewError:
+    return ReviewError(
+        f"{name} is reviewing this study; wait until they finish or their claim expires",
+        f"{name} 正在复核此检查，请等待其完成或认领过期",
+        status=409,
+    )
+
+
+def claim(store: ResultStore, uid: str, user: User) -> dt.datetime:
+    """Claim a study for ``CLAIM_MINUTES`` (renewing one's own claim); returns when it expires.
+
+    ReviewError 409 when another reviewer holds a live claim (two racing claims: one wins).
+    """
+    now = _now()
+    expires = now + dt.timedelta(minutes=CLAIM_MINUTES)
+    try:
+        with store.writing(f"claim study {uid}") as session:
+            study, _decision = _ids(session, uid)
+            other = _claimed_by_other(session, study.id, user, now)
+            if other is not None:
+                raise _busy(other)
+            existing = session.scalars(select(ReviewClaim).where(ReviewClaim.study_id == study.id)).one_or_none()
+            if existing is None:
+                session.add(ReviewClaim(study_id=study.id, user_id=user.id, claimed_at=now, expires_at=expires))
+            else:
+                existing.user_id, existing.claimed_at, existing.expires_at = user.id, now, expires
+            _audit(session, user, "claim", study.id)
+    except IntegrityError as exc:  # another reviewer inserted the first claim meanwhile
+        raise ReviewError(
+            "another reviewer claimed this study a moment ago", "其他医师刚刚认领了此检查", status=409
+        ) from exc
+    logger.info("study %s claimed by %s", uid, user.username)
+    return expires
+
+
+def release(store: ResultStore, uid: str, user: User) -> None:
+    """Release one's own claim (a QC administrator may release anyone's)."""
+    with store.writing(f"release study {uid}") as session:
+        study, _decision = _ids(session, uid)
+        query = delete(ReviewClaim).where(ReviewClaim.study_id == study.id)
+        if not user.is_admin:
+            query = query.where(ReviewClaim.user_id == user.id)
+        if session.execute(query).rowcount:
+            _audit(session, user, "release", study.id)
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+def action_for(machine_verdict: str, human_verdict: str) -> str:
+    """``confirm`` when the human agrees with the machine (a machine ``review`` is confirmed by a
+    human ``fail``: the flagged problem is real), else ``override``."""
+    agrees = human_verdict == ("fail" if machine_verdict in FLAGGED_VERDICTS else machine_verdict)
+    return "confirm" if agrees else "override"
+
+
+def _clean_text(text: str | None, limit: int = MAX_TEXT) -> str:
+    cleaned = " ".join((text or "").split())
+    if len(cleaned) > limit:
+        raise ReviewError(f"the text has {len(cleaned)} characters; at most {limit}", f"说明最多 {limit} 个字符")
+    return cleaned
+
+
+def decide(
+    store: ResultStore,
+    thresholds: Thresholds,
+    uid: str,
+    user: User,
+    *,
+    verdict: str,
+    reason_code: str,
+    reason_text: str | None,
+    decision_id: int | None = None,
+) -> dict[str, Any]:
+    """Record a human decision on the study's current machine decision; returns it as a dict.
+
+    ``decision_id``, when given, is the machine decision the reviewer saw: if the study was judged
+    again since, ReviewError 409 asks them to look again. An override, and the reason ``other``,
+    need an explanation.
+    """
+    if verdict not in ("pass", "fail"):
+        raise ReviewError(f"the decision must be pass or fail; got {verdict!r}", "复核结论须为合格或不合格")
+    if reason_code not in DECISION_REASONS:
+        raise ReviewError(
+            f"unknown reason code {reason_code!r}; one of {', '.join(DECISION_REASONS)}", "理由代码无效"
+        )
+    text = _clean_text(reason_text)
+    now = _now()
+    with store.writing(f"save the human decision on study {uid}") as session:
+        study, machine = _ids(session, uid)
+        if decision_id is not None and decision_id != machine.id:
+            raise ReviewError(
+                "the study was judged again since you opened it; look at the new verdict and decide again",
+                "打开页面后该检查已被重新质控，请查看新结论后再复核",
+                status=409,
+            )
+        if machine.verdict not in FLAGGED_VERDICTS:
+            raise ReviewError(
+                f"the machine verdict is {machine.verdict}: only review and fail studies are reviewed",
+                "仅待复核和不合格的检查需要人工复核",
+                status=409,
+            )
+        action = action_for(machine.verdict, verdict)
+        if not text and (action == "override" or reason_code == "other"):
+            raise ReviewError(
+                "an override (or the reason 'other') needs an explanation", "改判或选择“其他”理由时须填写说明"
+            )
+        other = _claimed_by_other(session, study.id, user, now)
+        if other is not None:
+            raise _busy(other)
+        modalities = tuple(m for m in (study.modality or "").split(",") if m)
+        eligible, until = (
+            eligibility(Verdict.PASS, study_date=study.study_date, modalities=modalities, config=thresholds.site.eligibility)
+            if verdict == "pass"
+            else (False, None)
+        )
+        session.execute(
+            update(HumanDecision)
+            .where(HumanDecision.study_id == study.id, HumanDecision.is_current.is_(True))
+            .values(is_current=False, superseded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        row = HumanDecision(
+            study_id=study.id,
+            decision_id=machine.id,
+            content_fingerprint=machine.content_fingerprint,
+            machine_verdict=machine.verdict,
+            verdict=verdict,
+            action=action,
+            reason_code=reason_code,
+            reason_text=text,
+            user_id=user.id,
+            decided_at=now,
+            eligible=eligible,
+            eligible_until=until,
+            is_current=True,
+        )
+        session.add(row)
+        session.execute(delete(ReviewClaim).where(ReviewClaim.study_id == study.id))
+        _audit(session, user, "decision", study.id, f"{action} {machine.verdict}->{verdict} ({reason_code})")
+    logger.info("study %s: human decision %s (%s) by %s", uid, verdict, action, user.username)
+    (result,) = store.results(study_instance_uid=uid)
+    return result
+
+
+# -- negative-list flags -------------------------------------------------------------------------
+
+
+def _require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise ReviewError(
+            "only QC administrators set or clear negative-list flags", "仅质控管理员可设置或取消负面清单", status=403
+        )
+
+
+def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note: str | None) -> None:
+    """Put a study on the negative list for ``reason_code`` (QC administrators only)."""
+    _require_admin(user)
+    if reason_code not in NEGATIVE_FLAGS:
+        raise ReviewError(f"unknown flag {reason_code!r}; one of {', '.join(NEGATIVE_FLAGS)}", "负面清单原因无效")
+    text = _clean_text(note, 500)
+    if reason_code == "other" and not text:
+        raise ReviewError("the flag 'other' needs a note", "选择“其他”时须填写备注")
+    try:
+        with store.writing(f"flag study {uid}") as session:
+            study, _decision = _ids(session, uid)
+            session.add(
+                NegativeFlag(study_id=study.id, reason_code=reason_code, note=text or None, set_by=user.id, set_at=_now())
+            )
+            session.flush()
+            _audit(session, user, "flag", study.id, reason_code)
+    except IntegrityError as exc:
+        raise ReviewError(f"the study is already flagged {reason_code}", "该检查已有此负面清单标记", status=409) from exc
+    logger.info("study %s flagged %s by %s", uid, reason_code, user.username)
+
+
+def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) -> None:
+    """Take a study off the negative list for ``reason_code`` (the flag is kept, as cleared)."""
+    _require_admin(user)
+    with store.writing(f"clear a flag of study {uid}") as session:
+        study, _decision = _ids(session, uid)
+        done = session.execute(
+            update(NegativeFlag)
+            .where(
+                NegativeFlag.study_id == study.id,
+                NegativeFlag.reason_code == reason_code,
+                NegativeFlag.cleared_at.is_(None),
+            )
+            .values(cleared_at=_now(), cleared_by=user.id)
+        ).rowcount
+        if not done:
+            raise ReviewError(f"the study has no active flag {reason_code!r}", "该检查没有此负面清单标记", status=404)
+        _audit(session, user, "unflag", study.id, reason_code)
+
+
+def audit_events(store: ResultStore, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest audit events, newest first (sign-ins, claims, decisions, flags)."""
+    with store.reading("read the review audit") as session:
+        rows = session.execute(
+            select(ReviewEvent, StudyRecord.study_instance_uid)
+            .outerjoin(StudyRecord, StudyRecord.id == ReviewEvent.study_id)
+            .order_by(ReviewEvent.at.desc(), ReviewEvent.id.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {"at": e.at.isoformat(timespec="seconds"), "username": e.username, "event": e.event,
+         "study_instance_uid": uid, "detail": e.detail}
+        for e, uid in rows
+    ]

@@ -1,0 +1,105 @@
+"""The review app in a real browser (Debian's headless Chromium through Playwright, no download):
+a reviewer signs in, opens the queue and a study, overrides it and sees its eligibility change.
+
+The last page is saved as a screenshot: ``$QC_REVIEW_SCREENSHOTS`` or ``build/review-screenshots/``
+(git-ignored) at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from qc_pipeline.review.app import create_app
+from qc_pipeline.rules import Thresholds
+from qc_pipeline.store import ResultStore
+from tests.review.conftest import PASSWORDS, SECRET, Judged
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+SCREENSHOT_DIR = Path(os.environ.get("QC_REVIEW_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "review-screenshots"))
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def server(app_store: ResultStore, thresholds: Thresholds) -> Iterator[str]:
+    """The app on a loopback port. The socket is bound before the server thread starts, so the
+    browser's first connection waits in the backlog instead of racing the start-up."""
+    app = create_app(app_store, thresholds, secret_key=SECRET, lang="zh",
+                     viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def test_reviewer_overrides_a_study_in_the_browser(server: str, judged: Judged, app_store: ResultStore) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    study = judged.decisions["age_mismatch"].study_instance_uid
+    accession = judged.decisions["age_mismatch"].study.accession_number
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{server}/queue")
+            expect(page).to_have_url(f"{server}/login?next=/queue")  # anonymous: sent to sign in
+            page.fill("input[name=username]", "dr.wang")
+            page.fill("input[name=password]", PASSWORDS["dr.wang"])
+            page.click("button[type=submit]")
+
+            expect(page.locator("h1")).to_contain_text("复核队列")
+            rows = page.locator("#queue tbody tr")
+            expect(rows).to_have_count(5)  # the flagged demo studies
+            page.click("a#lang-switch")
+            expect(page.locator("h1")).to_contain_text("Review queue")
+
+            page.click(f"text={accession}")
+            expect(page).to_have_url(f"{server}/studies/{study}")
+            image = page.locator("img.key-image").first
+            expect(image).to_be_visible()
+            assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
+            expect(page.locator("#findings")).to_contain_text("PatientAge")
+            expect(page.locator("[data-testid=eligibility]")).to_have_text("not eligible")
+
+            page.click("form[action$='/claim'] button")
+            expect(page.locator("[data-testid=flash]")).to_have_text("You are reviewing this study.")
+            page.check("input[name=verdict][value=pass]")
+            page.select_option("select[name=reason_code]", "metadata_error")
+            page.fill("textarea[name=reason_text]", "PatientAge was typed wrong; the images are fine")
+            page.click("#decision-form button[type=submit]")
+
+            expect(page.locator("[data-testid=flash]")).to_have_text("Decision saved.")
+            expect(page.locator("[data-testid=eligibility]")).to_have_text("eligible")
+            expect(page.locator("[data-testid=eligibility-basis]")).to_have_text("(from the human decision)")
+            expect(page.locator("[data-testid=human-verdict]")).to_have_text("pass")
+            expect(page.locator("#history")).to_contain_text("PatientAge was typed wrong")
+            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_DIR / "study-overridden.png"), full_page=True)
+
+            page.goto(f"{server}/queue")
+            expect(rows).to_have_count(4)  # decided: out of the queue
+        finally:
+            browser.close()
+    (row,) = app_store.results(study_instance_uid=study)
+    assert row["verdict"] == "review" and row["human_decision"]["verdict"] == "pass" and row["eligible"] is True
