@@ -1,0 +1,163 @@
+"""The spot-check mode of the review app: blinded pages where a reviewer grades their cases.
+
+Mounted into the review app (``qc_pipeline.review.app.create_app``) with
+``create_app(store, thresholds, secret_key=..., **app_options(config))``: the router gets the
+app's sign-in and CSRF protection, the templates extend its ``base.html``.
+
+Blinding: every page and image is built from :class:`~qc_pipeline.spotcheck.blinding.BlindCase`
+(case code, patient pseudonym, modality, item, sex, age band, series count) and the key images
+rendered without any finding marks; URLs carry the case code only. No institution, region,
+machine verdict, findings, metrics, AI scores, dates, UIDs, accession numbers or patient IDs.
+A reviewer sees only the cases assigned to their account; another case answers 404 with the
+same message whether it exists or not.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from qc_pipeline.errors import SpotCheckError
+from qc_pipeline.review.accounts import User
+from qc_pipeline.review.app import current_user, render
+from qc_pipeline.review.errors import ReviewError
+from qc_pipeline.review.images import StudyImages, render_study
+from qc_pipeline.spotcheck.config import SpotCheckConfig
+from qc_pipeline.spotcheck.grading import GradeInput, case_for, cases_for, record_grades
+from qc_pipeline.store import ResultStore
+from qc_pipeline.store.models import StudyRecord
+from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, read_session
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES_DIR: Final = Path(__file__).resolve().parent / "templates"
+PREFIX: Final = "/spot-checks"
+NAV: Final = (PREFIX, ("Spot checks", "交叉抽查"))
+IMAGE_CACHE_CASES: Final = 16
+
+
+def app_options(config: SpotCheckConfig) -> dict[str, Any]:
+    """Keyword arguments for ``create_app`` that add the spot-check mode."""
+    return {"extra_routers": [spot_check_router(config)], "extra_templates": [TEMPLATES_DIR], "extra_nav": [NAV]}
+
+
+def _not_assigned(code: str) -> ReviewError:
+    return ReviewError(f"case {code} is not assigned to you", f"该抽查病例 {code} 未分配给您", status=404)
+
+
+def _study_source(store: ResultStore, code: str, reviewer: str) -> tuple[str | None, str]:
+    """Where the images of a case are (internal: never shown)."""
+    with read_session(store) as session:
+        row = session.execute(
+            select(StudyRecord.source_uri, StudyRecord.study_instance_uid)
+            .join(SpotCheckCase, SpotCheckCase.study_id == StudyRecord.id)
+            .join(SpotCheckAssignment, SpotCheckAssignment.case_id == SpotCheckCase.id)
+            .where(SpotCheckCase.case_code == code, SpotCheckAssignment.reviewer == reviewer)
+        ).first()
+    if row is None:
+        raise _not_assigned(code)
+    return row[0], row[1]
+
+
+class _Images:
+    """Blinded key images of the last cases opened: no finding marks, no series names."""
+
+    def __init__(self) -> None:
+        self._items: collections.OrderedDict[str, StudyImages] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: ResultStore, code: str, reviewer: str) -> StudyImages:
+        source_uri, uid = _study_source(store, code, reviewer)  # checks the assignment every time
+        with self._lock:
+            if code in self._items:
+                self._items.move_to_end(code)
+                return self._items[code]
+        images = render_study(source_uri, uid, findings=[])  # no findings: no marks that would tell
+        with self._lock:
+            self._items[code] = images
+            while len(self._items) > IMAGE_CACHE_CASES:
+                self._items.popitem(last=False)
+        return images
+
+
+def spot_check_router(config: SpotCheckConfig) -> APIRouter:
+    router = APIRouter(prefix=PREFIX)
+    images = _Images()
+
+    def reviewer_of(user: User) -> str:
+        if config.reviewer_region(user.username) is None:
+            raise ReviewError(
+                f"{user.username} is not a spot-check reviewer (add the account to the spot-check configuration)",
+                f"{user.username} 不是交叉抽查审核人（请在抽查配置中添加该账户）",
+                status=403,
+            )
+        return user.username
+
+    @router.get("")
+    def my_cases(request: Request, user: User = Depends(current_user)) -> Response:
+        reviewer = reviewer_of(user)
+        cases = cases_for(request.app.state.store, reviewer=reviewer)
+        todo = [c for c in cases if c.grade is None]
+        return render(request, "spot_checks.html", {"user": user, "cases": cases, "todo": len(todo)})
+
+    @router.get("/{code}")
+    def case_page(request: Request, code: str, user: User = Depends(current_user)) -> Response:
+        reviewer = reviewer_of(user)
+        store = request.app.state.store
+        try:
+            status = case_for(store, code, reviewer=reviewer)
+        except SpotCheckError:
+            raise _not_assigned(code) from None
+        shown = images.get(store, code, reviewer)
+        return render(
+            request,
+            "spot_check_case.html",
+            {"user": user, "s": status, "c": status.case, "images": shown, "grades": config.grades,
+             "reasons": config.reasons},
+        )
+
+    @router.get("/{code}/images/{index}.png")
+    def case_image(request: Request, code: str, index: int, user: User = Depends(current_user)) -> Response:
+        reviewer = reviewer_of(user)
+        shown = images.get(request.app.state.store, code, reviewer)
+        if not 0 <= index < len(shown.images) or shown.images[index].png is None:
+            raise ReviewError("no such image", "没有该图像", status=404)
+        return Response(shown.images[index].png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+    @router.post("/{code}")
+    async def grade_case(request: Request, code: str, user: User = Depends(current_user)) -> Response:
+        reviewer = reviewer_of(user)
+        form = await request.form()
+        recognisable = form.get("recognisable")
+        if recognisable not in ("yes", "no"):
+            raise ReviewError("answer 'recognisable' yes or no", "请选择是否可互认")
+        answer = GradeInput(
+            case_code=code,
+            reviewer=reviewer,
+            grade=str(form.get("grade") or ""),
+            recognisable=recognisable == "yes",
+            reasons=tuple(str(r) for r in form.getlist("reasons")),
+            comment=str(form.get("comment") or ""),
+        )
+        try:
+            from starlette.concurrency import run_in_threadpool
+
+            outcome = await run_in_threadpool(
+                record_grades, request.app.state.store, config, [answer], via="app", replace=True
+            )
+        except SpotCheckError as exc:
+            if "is not assigned to" in str(exc):
+                raise _not_assigned(code) from None
+            raise ReviewError(str(exc), "评分无效：请检查等级和原因", status=400) from None
+        logger.info("spot-check case %s graded by %s (%s)", code, reviewer, outcome[(code, reviewer)])
+        request.session["flash"] = {"kind": "ok", "en": f"{code}: grade saved", "zh": f"{code}：评分已保存"}
+        return RedirectResponse(PREFIX, status_code=303)
+
+    return router
