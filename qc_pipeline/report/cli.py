@@ -1,0 +1,95 @@
+"""``qc-pipeline report`` (the biannual evaluation report) and ``qc-pipeline population``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from qc_pipeline.config import default_lang, resolve_db_url
+
+
+def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
+    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
+    sys.exit(code)
+
+
+@click.command(name="population")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+@click.option("--seed", type=int, default=None, help="Seed of the population (default: the fixed population seed).")
+@click.option("--scale", type=click.FloatRange(min=0.01, max=100.0), default=1.0, show_default=True,
+              help="Multiplies every institution's volume (1: about 500 studies over 2026H1 and 2026H2).")
+def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
+    """Store a generated population of judged studies from fictional institutions in Chongqing and
+    Sichuan (2026H1 and 2026H2), for reports, spot checks and calibration. Re-running adds nothing.
+
+    生成模拟人群：川渝多家虚构医疗机构两个半年度的质控结果，写入结果库（重复运行不会重复写入）。
+    """
+    from qc_pipeline.errors import ConfigError, StoreError
+    from qc_pipeline.samples.population import POPULATION_SEED, generate_population
+    from qc_pipeline.store import ResultStore
+
+    try:
+        with ResultStore.open(resolve_db_url(db_url)) as store:
+            summary = generate_population(store, seed=POPULATION_SEED if seed is None else seed, scale=scale)
+            url = store.url
+    except StoreError as exc:
+        _fail(str(exc), "无法写入结果数据库")
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值文件无效", code=2)
+    outcomes = ", ".join(f"{k} {v}" for k, v in summary.outcomes.items())
+    verdicts = ", ".join(f"{k} {v}" for k, v in summary.verdicts.items())
+    click.echo(f"模拟检查 / generated studies: {summary.n_studies} ({outcomes}) — {verdicts}")
+    click.echo(f"结果库 / results: {url}")
+
+
+
+@click.command(name="report")
+@click.option("--period", "period_text", help="Half-year, e.g. 2026H2 (default: the period of the latest study).")
+@click.option("--institution", help="Only this institution (InstitutionName as stored), beside the totals of all.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-report"),
+              show_default=True, help="Folder for the HTML, PDF and XLSX files.")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thresholds folder (limits, qualification rule and fees; default: the shipped one).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the report.")
+@click.option("--no-pdf", is_flag=True, help="Write HTML and XLSX only.")
+def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, db_url: str | None,
+               thresholds_dir: Path | None, lang: str, no_pdf: bool) -> None:
+    """Write the biannual evaluation report (HTML, PDF, XLSX) from the results database.
+
+    半年度质控评估报告：各机构检查量、合格率及趋势、问题原因、指标分布、及时性、完整性、复核与抽查、
+    互认资格评定和费用影响（HTML、PDF、XLSX）。
+    """
+    from qc_pipeline.errors import ConfigError, StoreError
+    from qc_pipeline.report.data import default_period
+    from qc_pipeline.report.evaluation import write_report
+    from qc_pipeline.report.period import Period
+    from qc_pipeline.store import ResultStore
+
+    period = None
+    if period_text is not None:
+        try:
+            period = Period.parse(period_text)
+        except ValueError as exc:
+            _fail(str(exc), f"评估期 {period_text!r} 无效，应为如 2026H1、2026H2", code=2)
+    try:
+        with ResultStore.open(resolve_db_url(db_url)) as store:
+            if period is None:
+                period = default_period(store)
+                if period is None:
+                    _fail("the results database holds no dated study: nothing to report", "结果库中没有带检查日期的检查，无法生成报告")
+            assert period is not None
+            files = write_report(store, period, out_dir, lang=lang, institution=institution,
+                                 thresholds_dir=thresholds_dir, pdf=not no_pdf)
+    except StoreError as exc:
+        _fail(str(exc), "无法读取结果数据库")
+    except ConfigError as exc:
+        _fail(str(exc), "质控阈值或评定规则文件无效", code=2)
+    except ValueError as exc:
+        _fail(str(exc), "参数无效", code=2)
+    click.echo(f"评估报告 / evaluation report {period}:")
+    for path in (files.html, files.pdf, files.xlsx):
+        if path is not None:
+            click.echo(f"  {path}")

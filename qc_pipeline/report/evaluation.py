@@ -1,0 +1,236 @@
+"""The biannual evaluation report per institution (issue 9): assemble and write it.
+
+``write_report(store, period, out_dir)`` reads the results database only (plus the limits of
+``thresholds/`` for the metric plots and ``thresholds/evaluation/qualification.yaml`` for the rule
+and the fees), computes every table (``tables``), writes the sentences from cells of those tables,
+draws the figures (``plots``) and writes HTML, PDF and XLSX (``render``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qc_pipeline.report import plots
+from qc_pipeline.report.config import EvaluationConfig, load_evaluation_config
+from qc_pipeline.report.data import ReportData, load_report_data
+from qc_pipeline.report.labels import pick, word
+from qc_pipeline.report.period import Period
+from qc_pipeline.report.render import Figure, ReportDocument, Section, facts, fmt, render_html, write_pdf, write_xlsx
+from qc_pipeline.report.tables import Scope, Table, build_tables
+from qc_pipeline.rules.schema import Rule
+from qc_pipeline.store import ResultStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFiles:
+    html: Path
+    pdf: Path | None
+    xlsx: Path
+    tables: dict[str, Table]
+
+
+def _ref(key: str, lang: str) -> str:
+    return pick(f"（表 {key}）", f" (table {key})", lang)
+
+
+def _v(table: Table, column: str, kind: str | None = None, **where: Any) -> str:
+    col = table.columns[table.index(column)]
+    return fmt(table.cell(column, **where), kind or col.kind)
+
+
+def _overview_sentence(t: dict[str, Table], g: str, lang: str, period: Period) -> str:
+    t01 = t["T01"]
+    a = {k: _v(t01, k, institution=g) for k in ("studies", "judged", "pass_rate", "prev_pass_rate", "change", "fail", "review")}
+    before = t01.cell("prev_pass_rate", institution=g) is not None
+    if lang == "zh":
+        trend = f"（上期 {a['prev_pass_rate']}%，变化 {a['change']} 个百分点）" if before else "（上期无参评检查）"
+        return (f"{period} 共 {a['studies']} 例检查，参评 {a['judged']} 例，合格率 {a['pass_rate']}%{trend}；"
+                f"不合格 {a['fail']} 例，待复核 {a['review']} 例{_ref('T01', lang)}。")
+    trend = (f" (previous period {a['prev_pass_rate']}%, change {a['change']} points)" if before
+             else " (no judged study in the previous period)")
+    return (f"In {period}: {a['studies']} studies, {a['judged']} judged, pass rate {a['pass_rate']}%{trend}; "
+            f"{a['fail']} failed, {a['review']} awaiting review{_ref('T01', lang)}.")
+
+
+def _fee_sentence(t: dict[str, Table], g: str, config: EvaluationConfig, lang: str) -> str:
+    t14 = t["T14"]
+    parts = []
+    for s in config.fees.schemes:
+        yuan = _v(t14, f"{s.id}_yuan", institution=g)
+        parts.append(f"{pick(s.name_zh, s.name_en, lang)} {yuan} {pick('元', 'yuan', lang)}")
+    n, exams = _v(t14, "noncompliant", institution=g), _v(t14, "exams", institution=g)
+    mods = t14.cell("modalities", institution=g)
+    if lang == "zh":
+        return f"{mods} 检查 {exams} 例中 {n} 例未合规上传（不完整、身份信息错误或超时），对应扣减：{'；'.join(parts)}{_ref('T14', lang)}。"
+    return (f"{n} of {exams} {mods} exams lack a compliant upload (incomplete, wrong identity or late); "
+            f"deductions: {'; '.join(parts)}{_ref('T14', lang)}.")
+
+
+def _timeliness_sentence(t: dict[str, Table], g: str, lang: str) -> str:
+    t08 = t["T08"]
+    median, within = _v(t08, "median_h", institution=g), _v(t08, "within_pct", institution=g)
+    very = _v(t08, "very_late_pct", institution=g)
+    if lang == "zh":
+        return f"上传延迟中位数 {median} 小时，{within}% 在时限内上传，{very}% 严重超时{_ref('T08', lang)}。"
+    return f"Median upload delay {median} h; {within}% uploaded within the limit, {very}% very late{_ref('T08', lang)}."
+
+
+def _top_finding_sentence(t: dict[str, Table], g: str, lang: str) -> str | None:
+    t06 = t["T06"]
+    try:
+        code = t06.cell("code", institution=g, rank=1)
+    except KeyError:
+        return None
+    n, pct = _v(t06, "studies", institution=g, rank=1), _v(t06, "pct", institution=g, rank=1)
+    if lang == "zh":
+        return f"最常见的问题为 {code}（{n} 例，占参评 {pct}%）{_ref('T06', lang)}。"
+    return f"The most common finding is {code} ({n} studies, {pct}% of judged){_ref('T06', lang)}."
+
+
+def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:
+    t13 = t["T13"]
+    outcome = t13.cell("outcome", institution=g)
+    failed = t13.cell("failed_criteria", institution=g)
+    rate = _v(t13, "pass_rate", institution=g)
+    minimum = _v(t13, "min_pass_rate", institution=g)
+    if lang == "zh":
+        tail = f"，未达标项：{failed}" if failed else ""
+        return f"互认资格评定：{outcome}（合格率 {rate}%，下限 {minimum}%{tail}）{_ref('T13', lang)}。"
+    tail = f"; criteria not met: {failed}" if failed else ""
+    return f"Qualification: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
+
+
+def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig, data: ReportData, lang: str) -> list[str]:
+    g = scope.label_all
+    paragraphs = [_overview_sentence(t, g, lang, data.period)]
+    t13 = t["T13"]
+    outcomes = [row[t13.index("outcome")] for row in t13.rows]
+    losing = [row[0] for row in t13.rows if row[t13.index("outcome")] == word("not_qualified", lang)]
+    counts = {k: outcomes.count(word(k, lang)) for k in ("qualified", "not_qualified", "insufficient_data")}
+    if lang == "zh":
+        text = (f"{len(outcomes)} 家机构中，{counts['qualified']} 家保持互认资格，{counts['not_qualified']} 家取消互认资格，"
+                f"{counts['insufficient_data']} 家数据不足未评定")
+        text += f"；取消资格：{'、'.join(losing)}" if losing else ""
+    else:
+        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} keep their recognition eligibility, "
+                f"{counts['not_qualified']} lose it and {counts['insufficient_data']} have too few studies to be evaluated")
+        text += f"; losing eligibility: {', '.join(losing)}" if losing else ""
+    paragraphs.append(text + _ref("T13", lang) + pick("。", ".", lang))
+    paragraphs.append(_fee_sentence(t, g, config, lang))
+    paragraphs.append(_timeliness_sentence(t, g, lang))
+    if (top := _top_finding_sentence(t, g, lang)) is not None:
+        paragraphs.append(top)
+    for key in ("T10", "T12"):
+        if not t[key].rows:
+            empty = t[key].empty(lang)
+            paragraphs.append(empty[:1].upper() + empty[1:] + _ref(key, lang) + pick("。", ".", lang))
+    if data.undated:
+        paragraphs.append(pick(f"另有 {data.undated} 例检查缺少检查日期，未归入任何评估期。",
+                               f"{data.undated} more studies have no study date and belong to no period.", lang))
+    return paragraphs
+
+
+def _figures(scope: Scope, data: ReportData, t: dict[str, Table], rules: dict[str, list[Rule]],
+             config: EvaluationConfig, very_late_h: float, lang: str) -> dict[str, Figure]:
+    figures = {
+        "verdicts": Figure("verdicts", pick("本期质控结论构成", "Verdicts of the period", lang), plots.verdict_bars(scope, lang), "T01"),
+        "trend": Figure("trend", pick("月度合格率（虚线左侧为上期）", "Monthly pass rate (previous period left of the dotted line)", lang),
+                        plots.monthly_lines(t["T04"], scope, data.period.previous.months() + data.period.months(), lang), "T04"),
+    }
+    if (svg := plots.metric_boxes(scope, data, rules, lang)) is not None:
+        figures["metrics"] = Figure("metrics", pick("关键指标按机构的箱线图（虚线：复核黄、不合格红限值）",
+                                                    "Key metrics per institution (dashed: review amber, fail red limits)", lang), svg, "T07")
+    if (svg := plots.delay_boxes(scope, (config.fees.max_upload_delay_h, very_late_h), lang)) is not None:
+        figures["delay"] = Figure("delay", pick("上传延迟分布（虚线：时限与 72 小时）", "Upload delay (dashed: the limit and 72 h)", lang),
+                                  svg, "T08")
+    return figures
+
+
+def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, list[Rule]], *, lang: str,
+                   institution: str | None = None, very_late_h: float = 72.0) -> tuple[ReportDocument, Scope]:
+    scope, t = build_tables(data, config, rules, lang, institution, very_late_h)
+    figs = _figures(scope, data, t, rules, config, very_late_h, lang)
+    sec = [
+        Section("qualification", pick("互认资格评定", "Qualification", lang), (), (t["T13"],)),
+        Section("volumes", pick("检查量与质控结论", "Volumes and verdicts", lang), (),
+                (t["T01"], t["T02"], t["T03"]), (figs["verdicts"],)),
+        Section("trend", pick("趋势", "Trend", lang), (), (t["T04"],), (figs["trend"],)),
+        Section("reasons", pick("问题原因", "Failure reasons", lang), (), (t["T05"], t["T06"])),
+        Section("metrics", pick("图像质量指标与限值", "Image-quality metrics against limits", lang), (), (t["T07"],),
+                tuple(f for k, f in figs.items() if k == "metrics")),
+        Section("timeliness", pick("及时性与完整性", "Timeliness and completeness", lang), (), (t["T08"], t["T09"]),
+                tuple(f for k, f in figs.items() if k == "delay")),
+        Section("review", pick("医师复核、AI 一致性与抽查", "Reviews, AI agreement and spot checks", lang), (),
+                (t["T10"], t["T11"], t["T12"])),
+        Section("fees", pick("费用影响", "Fee exposure", lang), (), (t["T14"],)),
+    ]
+    for g in scope.institutions:
+        paragraphs = [_overview_sentence(t, g, lang, data.period), _qualification_sentence(t, g, lang),
+                      _fee_sentence(t, g, config, lang), _timeliness_sentence(t, g, lang)]
+        if (top := _top_finding_sentence(t, g, lang)) is not None:
+            paragraphs.append(top)
+        sec.append(Section(f"inst-{len(sec)}", f"{pick('机构', 'Institution', lang)}：{g}" if lang == "zh" else f"Institution: {g}",
+                           tuple(paragraphs), (t["T05"], t["T06"]), rows_of=g, page_break=True))
+    doc = ReportDocument(
+        lang=lang,
+        title=pick("医学影像检查结果互认质控评估报告", "Evaluation report: quality control for the mutual recognition of imaging results", lang),
+        subtitle=data.period.label(lang) + (f" · {institution}" if institution else ""),
+        facts=facts(data, config, lang, institution),
+        summary=tuple(_region_summary(t, scope, config, data, lang)),
+        sections=tuple(sec),
+        tables=t,
+    )
+    return doc, scope
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w\-]+", "_", text).strip("_") or "institution"
+
+
+def write_report(
+    store: ResultStore,
+    period: Period,
+    out_dir: Path,
+    *,
+    lang: str = "zh",
+    institution: str | None = None,
+    thresholds_dir: Path | None = None,
+    pdf: bool = True,
+) -> ReportFiles:
+    """Write ``evaluation-<period>[-<institution>]-<lang>.{html,pdf,xlsx}`` to ``out_dir``."""
+    from qc_pipeline.checks.image_quality import rules_by_metric
+    from qc_pipeline.rules import load_thresholds
+
+    if lang not in ("zh", "en"):
+        raise ValueError(f"lang must be 'zh' or 'en', got {lang!r}")
+    config = load_evaluation_config(thresholds_dir)
+    thresholds = load_thresholds(thresholds_dir)  # the limits only: no check wiring needed
+    rules = rules_by_metric(thresholds)
+    very_late = thresholds.limit("timeliness.upload_delay.very_late")
+    data = load_report_data(store, period)
+    if institution is not None and not any(s.institution == institution for s in data.studies):
+        known = sorted({s.institution for s in data.studies if s.institution})
+        raise ValueError(
+            f"no study of institution {institution!r} in {period} or {period.previous}; "
+            f"institutions with studies: {', '.join(known) or 'none'}"
+        )
+    doc, scope = build_document(data, config, rules, lang=lang, institution=institution, very_late_h=very_late)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"evaluation-{period}" + (f"-{_slug(institution)}" if institution else "") + f"-{lang}"
+    html = render_html(doc, scope)
+    html_path = out_dir / f"{stem}.html"
+    html_path.write_text(html, encoding="utf-8")
+    xlsx_path = out_dir / f"{stem}.xlsx"
+    write_xlsx(list(doc.tables.values()), xlsx_path, lang=lang, facts=doc.facts)
+    pdf_path = None
+    if pdf:
+        pdf_path = out_dir / f"{stem}.pdf"
+        write_pdf(html, pdf_path)
+    logger.info("report %s written to %s", stem, out_dir)
+    return ReportFiles(html_path, pdf_path, xlsx_path, doc.tables)

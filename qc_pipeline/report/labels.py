@@ -1,0 +1,49 @@
+"""User-facing words of the report, in Chinese and English."""
+
+from __future__ import annotations
+
+from typing import Final
+
+LANGS: Final = ("zh", "en")
+
+_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "all": ("全部机构", "All institutions"),
+    "unknown_institution": ("（未填写机构）", "(no institution)"),
+    "pass": ("合格", "pass"),
+    "review": ("待复核", "review"),
+    "fail": ("不合格", "fail"),
+    "not_applicable": ("不适用", "n/a"),
+    "metadata": ("元数据", "metadata"),
+    "timeliness": ("及时性", "timeliness"),
+    "completeness": ("完整性", "completeness"),
+    "continuity": ("连续性", "continuity"),
+    "integrity": ("文件完整性", "integrity"),
+    "image_quality": ("图像质量", "image quality"),
+    "ai": ("AI 评分", "AI"),
+    "catalog": ("项目对应", "catalog"),
+    "info": ("提示", "info"),
+    "qualified": ("保持互认资格", "keeps eligibility"),
+    "not_qualified": ("取消互认资格", "loses eligibility"),
+    "insufficient_data": ("数据不足，未评定", "insufficient data, not evaluated"),
+    "pass_rate": ("合格率", "pass rate"),
+    "incomplete": ("不完整", "incomplete"),
+    "identity": ("身份信息错误", "identity error"),
+    "late": ("上传超时", "late upload"),
+    "unknown_delay": ("上传时间未知", "upload time unknown"),
+    "confirm": ("维持", "confirmed"),
+    "override": ("改判", "overturned"),
+    "yes": ("是", "yes"),
+    "no": ("否", "no"),
+}
+
+
+def word(key: str, lang: str) -> str:
+    """The label of ``key`` (a verdict, category, outcome...), or ``key`` itself when unknown."""
+    pair = _WORDS.get(key)
+    if pair is None:
+        return key
+    return pair[0] if lang == "zh" else pair[1]
+
+
+def pick(zh: str, en: str, lang: str) -> str:
+    return zh if lang == "zh" else en

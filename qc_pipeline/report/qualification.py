@@ -1,0 +1,138 @@
+"""The qualification rule and the fee exposure, on the studies of one institution and period.
+
+Pure functions over ``StudyFacts``: no database, no thresholds loading. Rates are compared as
+exact fractions, so that an institution exactly at a limit is treated as the rule says (at the
+limit is within it), whatever the floating-point rounding of the percentages shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from qc_pipeline.report.config import FeeRules, FeeScheme, QualificationRule
+from qc_pipeline.report.data import StudyFacts
+
+PERCENT_PLACES = Decimal("0.1")
+
+
+def percent(numerator: int, denominator: int) -> Decimal | None:
+    """``numerator / denominator`` in percent, one decimal, half up; None when nothing to divide."""
+    if denominator == 0:
+        return None
+    return (Decimal(numerator) * 100 / Decimal(denominator)).quantize(PERCENT_PLACES, rounding=ROUND_HALF_UP)
+
+
+class Outcome(StrEnum):
+    QUALIFIED = "qualified"
+    """Keeps its recognition eligibility."""
+    NOT_QUALIFIED = "not_qualified"
+    """Loses its recognition eligibility."""
+    INSUFFICIENT = "insufficient_data"
+    """Too few judged studies to evaluate: not evaluated this period."""
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryShare:
+    category: str
+    failing: int
+    limit_percent: Decimal
+    within: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Qualification:
+    outcome: Outcome
+    judged: int
+    passed: int
+    min_pass_rate_percent: Decimal
+    pass_rate_ok: bool
+    categories: tuple[CategoryShare, ...]
+
+    @property
+    def pass_rate(self) -> Decimal | None:
+        return percent(self.passed, self.judged)
+
+    def failed_criteria(self) -> list[str]:
+        """``pass_rate`` and/or the categories above their limit (empty when qualified or not evaluated)."""
+        if self.outcome is not Outcome.NOT_QUALIFIED:
+            return []
+        failed = [] if self.pass_rate_ok else ["pass_rate"]
+        return failed + [c.category for c in self.categories if not c.within]
+
+
+def final_verdict(study: StudyFacts, rule: QualificationRule) -> str:
+    """The radiologist's verdict where one exists (and the rule uses them), else the machine's."""
+    if rule.use_radiologist_decisions and study.human_verdict is not None:
+        return study.human_verdict
+    return study.verdict
+
+
+def qualify(studies: Sequence[StudyFacts], rule: QualificationRule) -> Qualification:
+    """Apply ``rule`` to one institution's studies of one period.
+
+    judged = studies whose verdict is not ``not_applicable``; pass rate = passed / judged must be
+    at least ``min_pass_rate_percent``; for each critical category, the studies with a
+    fail-severity finding in it / judged must be at most ``max_fail_percent``. Fewer judged studies
+    than ``min_judged_studies`` (zero included) is ``insufficient_data``.
+    """
+    judged = [s for s in studies if s.judged]
+    passed = sum(1 for s in judged if final_verdict(s, rule) == "pass")
+    n = len(judged)
+    shares = []
+    for critical in rule.critical_categories:
+        failing = sum(1 for s in judged if s.fails_in([str(critical.category)]))
+        within = n == 0 or Fraction(failing * 100, n) <= Fraction(critical.max_fail_percent)
+        shares.append(CategoryShare(str(critical.category), failing, critical.max_fail_percent, within))
+    pass_ok = n > 0 and Fraction(passed * 100, n) >= Fraction(rule.min_pass_rate_percent)
+    if n < rule.min_judged_studies:
+        outcome = Outcome.INSUFFICIENT
+    elif pass_ok and all(c.within for c in shares):
+        outcome = Outcome.QUALIFIED
+    else:
+        outcome = Outcome.NOT_QUALIFIED
+    return Qualification(outcome, n, passed, rule.min_pass_rate_percent, pass_ok, tuple(shares))
+
+
+class Noncompliance(StrEnum):
+    INCOMPLETE = "incomplete"
+    IDENTITY = "identity"
+    LATE = "late"
+    UNKNOWN_DELAY = "unknown_delay"
+
+
+def noncompliance(study: StudyFacts, fees: FeeRules) -> list[Noncompliance]:
+    """Why the study's upload is not compliant (empty: compliant)."""
+    reasons = []
+    if study.fails_in(str(c) for c in fees.incomplete_categories):
+        reasons.append(Noncompliance.INCOMPLETE)
+    if study.fails_in(str(c) for c in fees.identity_categories):
+        reasons.append(Noncompliance.IDENTITY)
+    if study.upload_delay_h is None:
+        if fees.unknown_delay_is_late:
+            reasons.append(Noncompliance.UNKNOWN_DELAY)
+    elif study.upload_delay_h > fees.max_upload_delay_h:
+        reasons.append(Noncompliance.LATE)
+    return reasons
+
+
+@dataclass(frozen=True, slots=True)
+class FeeExposure:
+    scheme: FeeScheme
+    exams: int
+    """Exams of the scheme's modalities (not_applicable studies of those modalities included)."""
+    noncompliant: int
+    yuan: Decimal
+
+
+def fee_exposure(studies: Sequence[StudyFacts], fees: FeeRules) -> list[FeeExposure]:
+    """Per scheme: exams of its modalities, how many lack a compliant upload, and the deduction."""
+    out = []
+    for scheme in fees.schemes:
+        exams = [s for s in studies if s.modality in scheme.modalities]
+        bad = sum(1 for s in exams if noncompliance(s, fees))
+        out.append(FeeExposure(scheme, len(exams), bad, scheme.yuan_per_exam * bad))
+    return out

@@ -1,0 +1,556 @@
+"""The report's tables, computed from ``ReportData``: the single source of every number shown.
+
+Each table becomes one sheet of the workbook and one table of the HTML/PDF; the sentences of the
+report quote cells of these tables (``Table.cell``), so that every number in the text can be
+found in the workbook. Rows start with the whole scope (``全部机构`` / ``All institutions``), then
+one row per institution in code-point order.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Final
+
+from qc_pipeline.report.calibration import distribution
+from qc_pipeline.report.config import EvaluationConfig
+from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
+from qc_pipeline.report.labels import pick, word
+from qc_pipeline.report.period import Period
+from qc_pipeline.report.qualification import fee_exposure, noncompliance, percent, qualify
+from qc_pipeline.rules.schema import Rule
+
+VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
+CATEGORIES: Final = ("metadata", "integrity", "completeness", "continuity", "image_quality", "timeliness", "ai", "catalog")
+TOP_FINDINGS_ALL: Final = 10
+TOP_FINDINGS_EACH: Final = 5
+NUMBER_PLACES: Final = Decimal("0.01")
+AI_OPERATIONAL_CODES: Final = frozenset({"ai.model.unavailable", "ai.score.not_scored", "ai.score.error"})
+"""AI findings about the scoring itself (models missing, scoring failed), not about the images."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    zh: str
+    en: str
+    kind: str = "text"
+    """text, int, pct (percent, one decimal), num (two decimals), yuan."""
+
+    def label(self, lang: str) -> str:
+        return pick(self.zh, self.en, lang)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    key: str
+    """``T01``...: the sheet name and the reference used in the text."""
+    title_zh: str
+    title_en: str
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    note_zh: str = ""
+    note_en: str = ""
+    empty_zh: str = "本期无数据"
+    empty_en: str = "no data in this period"
+
+    def title(self, lang: str) -> str:
+        return pick(self.title_zh, self.title_en, lang)
+
+    def note(self, lang: str) -> str:
+        return pick(self.note_zh, self.note_en, lang)
+
+    def empty(self, lang: str) -> str:
+        return pick(self.empty_zh, self.empty_en, lang)
+
+    def index(self, column: str) -> int:
+        for i, c in enumerate(self.columns):
+            if c.key == column:
+                return i
+        raise KeyError(f"table {self.key} has no column {column!r}")
+
+    def cell(self, column: str, **where: Any) -> Any:
+        """The value of ``column`` in the first row whose columns equal ``where``."""
+        idx = {k: self.index(k) for k in where}
+        for row in self.rows:
+            if all(row[i] == where[k] for k, i in idx.items()):
+                return row[self.index(column)]
+        raise KeyError(f"table {self.key}: no row with {where}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The studies of one period split into the whole scope and each institution."""
+
+    label_all: str
+    institutions: tuple[str, ...]
+    current: dict[str, list[StudyFacts]] = field(default_factory=dict)
+    previous: dict[str, list[StudyFacts]] = field(default_factory=dict)
+
+    def groups(self) -> list[str]:
+        return [self.label_all, *self.institutions]
+
+
+def institution_label(name: str, lang: str) -> str:
+    return name or word("unknown_institution", lang)
+
+
+def make_scope(data: ReportData, lang: str, institution: str | None) -> Scope:
+    label_all = word("all", lang)
+    period, previous = data.period, data.period.previous
+    names = sorted({s.institution for s in data.studies})
+    if institution is not None:
+        names = [n for n in names if n == institution]
+    labels = tuple(institution_label(n, lang) for n in names)
+    scope = Scope(label_all, labels)
+    for which, p in ((scope.current, period), (scope.previous, previous)):
+        which[label_all] = [s for s in data.studies if p.contains(s.study_date)]
+        for name, label in zip(names, labels, strict=True):
+            which[label] = [s for s in which[label_all] if s.institution == name]
+    return scope
+
+
+def _num(value: float | None) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(repr(float(value))).quantize(NUMBER_PLACES, rounding=ROUND_HALF_UP)
+
+
+def _judged(studies: Sequence[StudyFacts]) -> list[StudyFacts]:
+    return [s for s in studies if s.judged]
+
+
+def _count(studies: Sequence[StudyFacts], verdict: str) -> int:
+    return sum(1 for s in studies if s.verdict == verdict)
+
+
+def _pass_rate(studies: Sequence[StudyFacts]) -> Decimal | None:
+    judged = _judged(studies)
+    return percent(_count(judged, "pass"), len(judged))
+
+
+def _change(now: Decimal | None, before: Decimal | None) -> Decimal | None:
+    return None if now is None or before is None else now - before
+
+
+def _c(key: str, zh: str, en: str, kind: str = "text") -> Column:
+    return Column(key, zh, en, kind)
+
+
+INSTITUTION_COLUMN: Final = _c("institution", "机构", "institution")
+
+
+def overview(scope: Scope) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = scope.current[g], scope.previous[g]
+        rate, prev_rate = _pass_rate(cur), _pass_rate(prev)
+        rows.append((g, len(cur), len(_judged(cur)), *(_count(cur, v) for v in VERDICTS), rate, len(prev), prev_rate,
+                     _change(rate, prev_rate)))
+    return Table(
+        "T01", "检查量与质控结论", "Volumes and verdicts",
+        (INSTITUTION_COLUMN, _c("studies", "检查数", "studies", "int"), _c("judged", "参评数", "judged", "int"),
+         _c("pass", "合格", "pass", "int"), _c("review", "待复核", "review", "int"), _c("fail", "不合格", "fail", "int"),
+         _c("not_applicable", "不适用", "n/a", "int"), _c("pass_rate", "合格率 %", "pass rate %", "pct"),
+         _c("prev_studies", "上期检查数", "previous studies", "int"),
+         _c("prev_pass_rate", "上期合格率 %", "previous pass rate %", "pct"),
+         _c("change", "变化（百分点）", "change (points)", "pct")),
+        tuple(rows),
+        "参评数 = 合格 + 待复核 + 不合格（不适用不参评）；合格率 = 合格 / 参评数（机器结论）。",
+        "judged = pass + review + fail (n/a is not judged); pass rate = pass / judged (machine verdicts).",
+    )
+
+
+def by_modality(scope: Scope) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = scope.current[g], scope.previous[g]
+        for m in sorted({s.modality for s in cur} | {s.modality for s in prev}):
+            c = [s for s in cur if s.modality == m]
+            p = [s for s in prev if s.modality == m]
+            j = _judged(c)
+            rows.append((g, m, len(c), len(p), len(j), percent(_count(j, "pass"), len(j)),
+                         percent(_count(j, "review"), len(j)), percent(_count(j, "fail"), len(j)), _pass_rate(p)))
+    return Table(
+        "T02", "按检查类型的检查量与结论", "Volumes and verdict rates by modality",
+        (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("studies", "检查数", "studies", "int"),
+         _c("prev_studies", "上期检查数", "previous studies", "int"), _c("judged", "参评数", "judged", "int"),
+         _c("pass_rate", "合格率 %", "pass %", "pct"), _c("review_rate", "待复核率 %", "review %", "pct"),
+         _c("fail_rate", "不合格率 %", "fail %", "pct"), _c("prev_pass_rate", "上期合格率 %", "previous pass %", "pct")),
+        tuple(rows),
+    )
+
+
+def by_item(scope: Scope, lang: str) -> Table:
+    g = scope.label_all
+    cur, prev = scope.current[g], scope.previous[g]
+    keys = sorted({(s.modality, s.item_code or "") for s in cur + prev})
+    rows = []
+    for modality, code in keys:
+        c = [s for s in cur if s.modality == modality and (s.item_code or "") == code]
+        p = [s for s in prev if s.modality == modality and (s.item_code or "") == code]
+        sample = (c or p)[0]
+        name = (sample.item_name_zh if lang == "zh" else sample.item_name_en) if code else word("not_applicable", lang)
+        rows.append((modality, code or "—", name or "", len(c), len(p), *(_count(c, v) for v in VERDICTS[:3]),
+                     _pass_rate(c)))
+    return Table(
+        "T03", "按互认项目的检查量（全部机构）", "Volumes by recognition item (all institutions)",
+        (_c("modality", "检查类型", "modality"), _c("item", "项目编码", "item"), _c("item_name", "项目名称", "item name"),
+         _c("studies", "检查数", "studies", "int"), _c("prev_studies", "上期检查数", "previous studies", "int"),
+         _c("pass", "合格", "pass", "int"), _c("review", "待复核", "review", "int"), _c("fail", "不合格", "fail", "int"),
+         _c("pass_rate", "合格率 %", "pass %", "pct")),
+        tuple(rows),
+    )
+
+
+def monthly(scope: Scope, period: Period) -> Table:
+    """One row per month of both periods; per group (all, each institution) judged studies and pass rate."""
+    groups = scope.groups()
+    rows = []
+    for month in period.previous.months() + period.months():
+        cells: list[Any] = [month]
+        for g in groups:
+            j = [s for s in _judged(scope.previous[g] + scope.current[g]) if f"{s.study_date:%Y-%m}" == month]
+            cells += [len(j), percent(_count(j, "pass"), len(j))]
+        rows.append(tuple(cells))
+    group_cols = [c for i, g in enumerate(groups) for c in (_c(f"judged_{i}", f"{g} 参评", f"{g}: judged", "int"),
+                                                            _c(f"pass_rate_{i}", f"{g} 合格率 %", f"{g}: pass %", "pct"))]
+    return Table(
+        "T04", "月度参评数与合格率（上期与本期）", "Monthly judged studies and pass rate (previous and current period)",
+        (_c("month", "月份", "month"), *group_cols),
+        tuple(rows),
+    )
+
+
+def _with_severity(studies: Sequence[StudyFacts], category: str, severity: str) -> int:
+    return sum(1 for s in studies if any(f.category == category and f.severity == severity for f in s.findings))
+
+
+def categories(scope: Scope, lang: str) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = _judged(scope.current[g]), _judged(scope.previous[g])
+        for cat in CATEGORIES:
+            fails, reviews = _with_severity(cur, cat, "fail"), _with_severity(cur, cat, "review")
+            prev_fails = _with_severity(prev, cat, "fail")
+            if fails or reviews or prev_fails:
+                rows.append((g, word(cat, lang), fails, percent(fails, len(cur)), reviews, percent(reviews, len(cur)),
+                             percent(prev_fails, len(prev))))
+    return Table(
+        "T05", "问题类别：含不合格/待复核发现的检查", "Failure reasons by category: studies with a fail / review finding",
+        (INSTITUTION_COLUMN, _c("category", "类别", "category"), _c("fail_studies", "不合格发现检查数", "studies with fail finding", "int"),
+         _c("fail_pct", "占参评 %", "% of judged", "pct"), _c("review_studies", "待复核发现检查数", "studies with review finding", "int"),
+         _c("review_pct", "占参评 %", "% of judged", "pct"), _c("prev_fail_pct", "上期不合格发现 %", "previous fail finding %", "pct")),
+        tuple(rows),
+        "一例检查可含多个类别的发现，各类别之和可超过不合格数。",
+        "A study can have findings in several categories: the categories can add up to more than the failed studies.",
+    )
+
+
+def top_findings(scope: Scope, lang: str) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = _judged(scope.current[g]), _judged(scope.previous[g])
+        counts: Counter[str] = Counter()
+        first: dict[str, Any] = {}
+        for s in cur:
+            for f in {f.code: f for f in s.findings if f.severity != "info"}.values():
+                counts[f.code] += 1
+                first.setdefault(f.code, f)
+        prev_counts = Counter(code for s in prev for code in {f.code for f in s.findings if f.severity != "info"})
+        limit = TOP_FINDINGS_ALL if g == scope.label_all else TOP_FINDINGS_EACH
+        for rank, (code, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit], start=1):
+            f = first[code]
+            example = f.message_zh if lang == "zh" and f.message_zh else f.message
+            rows.append((g, rank, code, word(f.severity, lang), n, percent(n, len(cur)), prev_counts.get(code, 0), example))
+    return Table(
+        "T06", "最常见的发现（规则）", "Most common findings (rules)",
+        (INSTITUTION_COLUMN, _c("rank", "排名", "rank", "int"), _c("code", "规则", "rule"),
+         _c("severity", "严重程度", "severity"), _c("studies", "检查数", "studies", "int"), _c("pct", "占参评 %", "% of judged", "pct"),
+         _c("prev_studies", "上期检查数", "previous studies", "int"), _c("example", "示例", "example")),
+        tuple(rows),
+    )
+
+
+def metric_limits(rules: dict[str, list[Rule]], metric: str) -> list[Rule]:
+    return sorted((r for r in rules.get(metric, []) if r.limit is not None), key=lambda r: (r.when or "", r.limit or 0.0))
+
+
+def _limits_text(limits: Sequence[Rule], lang: str) -> str:
+    return "; ".join(f"{'≤' if r.when == 'above' else '≥'} {r.limit:g} ({word(str(r.severity), lang)})" for r in limits)
+
+
+def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: str) -> Table:
+    rows = []
+    by_study: dict[int, list[tuple[str, float]]] = {}
+    for m in data.measurements:
+        by_study.setdefault(m.study_id, []).append((m.metric, m.value))
+    for metric in KEY_METRICS:
+        limits = metric_limits(rules, metric)
+        for g in scope.groups():
+            values = [v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
+            if not values:
+                continue
+            d = distribution(metric, g, values)
+            beyond = sum(1 for v in values if any((v > r.limit if r.when == "above" else v < r.limit) for r in limits))
+            rows.append((metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
+                         _num(d.minimum), _num(d.maximum), _limits_text(limits, lang), beyond, percent(beyond, d.n)))
+    return Table(
+        "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
+        (_c("metric", "指标", "metric"), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
+         _c("mean", "均值", "mean", "num"), _c("sd", "标准差", "SD", "num"), _c("p05", "P5", "P5", "num"),
+         _c("median", "中位数", "median", "num"), _c("p95", "P95", "P95", "num"), _c("min", "最小值", "min", "num"),
+         _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits"), _c("beyond", "超限序列数", "series beyond a limit", "int"),
+         _c("beyond_pct", "超限 %", "beyond %", "pct")),
+        tuple(rows),
+        "每个序列（DR 为每幅图像）一个值；超限按通用限值计（部分项目另有专门限值，见 thresholds/）。",
+        "One value per series (per radiograph for DR); 'beyond' uses the general limits (some items have their own, see thresholds/).",
+    )
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def timeliness(scope: Scope, fees_limit_h: float, very_late_h: float) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = scope.current[g], scope.previous[g]
+        delays = sorted(s.upload_delay_h for s in cur if s.upload_delay_h is not None)
+        prev_delays = sorted(s.upload_delay_h for s in prev if s.upload_delay_h is not None)
+        n = len(delays)
+        within = sum(1 for d in delays if d <= fees_limit_h)
+        very = sum(1 for d in delays if d > very_late_h)
+        rows.append((g, n, _num(statistics.median(delays)) if delays else None, _num(_quantile(delays, 0.9)),
+                     percent(within, n), percent(n - within - very, n), percent(very, n), len(cur) - n,
+                     _num(statistics.median(prev_delays)) if prev_delays else None,
+                     percent(sum(1 for d in prev_delays if d <= fees_limit_h), len(prev_delays))))
+    return Table(
+        "T08", "上传及时性（上传延迟，小时）", "Timeliness (upload delay, hours)",
+        (INSTITUTION_COLUMN, _c("with_delay", "有上传时间的检查", "studies with a delay", "int"),
+         _c("median_h", "中位数 h", "median h", "num"), _c("p90_h", "P90 h", "P90 h", "num"),
+         _c("within_pct", f"≤ {fees_limit_h:g} h %", f"≤ {fees_limit_h:g} h %", "pct"),
+         _c("late_pct", f"{fees_limit_h:g}–{very_late_h:g} h %", f"{fees_limit_h:g}–{very_late_h:g} h %", "pct"),
+         _c("very_late_pct", f"> {very_late_h:g} h %", f"> {very_late_h:g} h %", "pct"),
+         _c("unknown", "上传时间未知", "delay unknown", "int"), _c("prev_median_h", "上期中位数 h", "previous median h", "num"),
+         _c("prev_within_pct", f"上期 ≤ {fees_limit_h:g} h %", f"previous ≤ {fees_limit_h:g} h %", "pct")),
+        tuple(rows),
+    )
+
+
+COMPLETENESS_CATEGORIES: Final = ("completeness", "continuity", "integrity")
+
+
+def completeness(scope: Scope) -> Table:
+    rows = []
+    for g in scope.groups():
+        cur, prev = _judged(scope.current[g]), _judged(scope.previous[g])
+        for m in sorted({s.modality for s in cur}):
+            c = [s for s in cur if s.modality == m]
+            p = [s for s in prev if s.modality == m]
+            complete = sum(1 for s in c if not s.fails_in(COMPLETENESS_CATEGORIES))
+            prev_complete = sum(1 for s in p if not s.fails_in(COMPLETENESS_CATEGORIES))
+            rows.append((g, m, len(c), complete, percent(complete, len(c)), _with_severity(c, "completeness", "fail"),
+                         _with_severity(c, "continuity", "fail"), _with_severity(c, "integrity", "fail"),
+                         percent(prev_complete, len(p))))
+    return Table(
+        "T09", "完整性（视图、序列、层面齐全）", "Completeness (views, series and slices present)",
+        (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
+         _c("complete", "完整", "complete", "int"), _c("complete_pct", "完整率 %", "complete %", "pct"),
+         _c("completeness_fail", "缺视图/序列", "missing views/series", "int"), _c("continuity_fail", "缺层面", "missing slices", "int"),
+         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
+        tuple(rows),
+        "完整 = 无完整性、连续性、文件完整性类别的不合格发现。",
+        "complete = no fail finding in the completeness, continuity or integrity categories.",
+    )
+
+
+def reviews(scope: Scope, data: ReportData) -> Table:
+    humans = {h.study_id: h for h in data.human_decisions}
+    rows = []
+    if humans:
+        for g in scope.groups():
+            reviewed = [humans[s.study_id] for s in scope.current[g] if s.study_id in humans]
+            confirmed = sum(1 for h in reviewed if h.action == "confirm")
+            overturned = len(reviewed) - confirmed
+            rows.append((g, len(reviewed), confirmed, overturned, percent(overturned, len(reviewed)),
+                         sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "pass"),
+                         sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "fail"),
+                         sum(1 for h in reviewed if h.machine_verdict == "fail" and h.verdict == "pass"),
+                         sum(1 for h in reviewed if h.machine_verdict == "pass" and h.verdict == "fail")))
+    return Table(
+        "T10", "放射科医师复核结果与改判率", "Radiologist review outcomes and overturn rates",
+        (INSTITUTION_COLUMN, _c("reviewed", "已复核", "reviewed", "int"), _c("confirmed", "维持", "confirmed", "int"),
+         _c("overturned", "改判", "overturned", "int"), _c("overturn_pct", "改判率 %", "overturn %", "pct"),
+         _c("review_to_pass", "待复核→合格", "review → pass", "int"), _c("review_to_fail", "待复核→不合格", "review → fail", "int"),
+         _c("fail_to_pass", "不合格→合格", "fail → pass", "int"), _c("pass_to_fail", "合格→不合格", "pass → fail", "int")),
+        tuple(rows),
+        "复核结论取每例检查当前有效的医师结论。", "The current radiologist decision of each study.",
+        "本期无放射科医师复核记录", "no radiologist reviews in this period",
+    )
+
+
+def _kappa(a: int, b: int, c: int, d: int) -> Decimal | None:
+    """Cohen's kappa of a 2x2 table [[a, b], [c, d]] (a, d: agreement)."""
+    n = a + b + c + d
+    if n == 0:
+        return None
+    po = (a + d) / n
+    pe = ((a + b) * (a + c) + (c + d) * (b + d)) / (n * n)
+    if pe == 1:
+        return None
+    return _num((po - pe) / (1 - pe))
+
+
+def ai_agreement(scope: Scope, data: ReportData) -> Table:
+    """AI flag (a review/fail finding of category ``ai`` on an AI score) against the radiologist's
+    verdict (fail), on the studies with AI scores (``ai.*`` measurements) and a radiologist decision."""
+    humans = {h.study_id: h for h in data.human_decisions}
+    rows = []
+    scored = {m.study_id for m in data.measurements if m.metric.startswith("ai.")}
+    for g in scope.groups():
+        pairs = []
+        for s in scope.current[g]:
+            if s.study_id in humans and s.study_id in scored:
+                flagged = any(f.category == "ai" and f.severity != "info" and f.code not in AI_OPERATIONAL_CODES
+                              for f in s.findings)
+                pairs.append((flagged, humans[s.study_id].verdict == "fail"))
+        if not pairs:
+            continue
+        a = sum(1 for x, y in pairs if x and y)
+        b = sum(1 for x, y in pairs if x and not y)
+        c = sum(1 for x, y in pairs if not x and y)
+        d = len(pairs) - a - b - c
+        rows.append((g, len(pairs), a, b, c, d, percent(a + d, len(pairs)), _kappa(a, b, c, d)))
+    return Table(
+        "T11", "AI 与放射科医师的一致性", "AI versus radiologist agreement",
+        (INSTITUTION_COLUMN, _c("pairs", "AI 评分且已复核", "AI-scored and reviewed", "int"),
+         _c("both_flag", "均判问题", "both flag", "int"), _c("ai_only", "仅 AI 判问题", "AI only", "int"),
+         _c("radiologist_only", "仅医师判不合格", "radiologist only", "int"), _c("neither", "均无问题", "neither", "int"),
+         _c("agreement_pct", "一致率 %", "agreement %", "pct"), _c("kappa", "Kappa", "kappa", "num")),
+        tuple(rows),
+        "AI 判问题 = 有 AI 类别的待复核/不合格发现；医师判问题 = 医师结论为不合格。",
+        "AI flags = a review/fail finding of category AI; radiologist flags = the radiologist's verdict is fail.",
+        "本期无同时具有 AI 评分和医师复核的检查", "no study in this period has both AI scores and a radiologist review",
+    )
+
+
+def spot_checks(scope: Scope, data: ReportData, lang: str) -> Table:
+    rows = []
+    if data.spot_checks:
+        for g in scope.groups():
+            names = None if g == scope.label_all else {g}
+            facts = [f for f in data.spot_checks if names is None or institution_label(f.institution, lang) in names]
+            if not facts:
+                continue
+            first = [f for f in facts if f.reading == 1]
+            agree = sum(1 for f in first if (f.machine_verdict == "pass") == f.recognisable)
+            by_case: dict[int, dict[int, bool]] = {}
+            for f in facts:
+                by_case.setdefault(f.study_id, {})[f.reading] = f.recognisable
+            pairs = [v for v in by_case.values() if 1 in v and 2 in v]
+            cross = sum(1 for v in pairs if v[1] == v[2])
+            rows.append((g, len(by_case), len(facts), percent(sum(1 for f in first if f.recognisable), len(first)),
+                         percent(agree, len(first)), len(pairs), percent(cross, len(pairs))))
+    return Table(
+        "T12", "抽查结果与跨区域一致性", "Spot checks and cross-region agreement",
+        (INSTITUTION_COLUMN, _c("cases", "抽查检查数", "cases", "int"), _c("readings", "阅片次数", "readings", "int"),
+         _c("recognisable_pct", "可互认 %", "recognisable %", "pct"),
+         _c("machine_agreement_pct", "与机器结论一致 %", "agrees with the machine %", "pct"),
+         _c("double_read", "双读检查数", "read twice", "int"), _c("cross_region_pct", "跨区域一致 %", "cross-region agreement %", "pct")),
+        tuple(rows),
+        "首读由另一地区的医师完成；一致 = 机器结论为合格且医师判可互认，或机器结论非合格且医师判不可互认。",
+        "The first reading is by a reviewer of the other region; agreement = machine pass and recognisable, or machine not pass and not recognisable.",
+        "本期无抽查记录", "no spot checks in this period",
+    )
+
+
+def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
+    rule = config.qualification
+    rows = []
+    for g in scope.groups()[1:]:
+        q = qualify(scope.current[g], rule)
+        shares = [x for c in q.categories for x in (c.failing, percent(c.failing, q.judged))]
+        failed = "、".join(word(k, lang) for k in q.failed_criteria()) if lang == "zh" else ", ".join(
+            word(k, lang) for k in q.failed_criteria())
+        rows.append((g, q.judged, q.passed, q.pass_rate, rule.min_pass_rate_percent, *shares, word(q.outcome, lang), failed))
+    cat_cols = []
+    for c in rule.critical_categories:
+        name_zh, name_en = word(str(c.category), "zh"), word(str(c.category), "en")
+        cat_cols += [_c(f"{c.category}_fail", f"{name_zh}不合格", f"{name_en} fail", "int"),
+                     _c(f"{c.category}_fail_pct", f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
+                        f"{name_en} fail % (≤ {c.max_fail_percent})", "pct")]
+    return Table(
+        "T13", "互认资格评定", "Qualification for mutual recognition",
+        (INSTITUTION_COLUMN, _c("judged", "参评数", "judged", "int"), _c("passed", "合格", "passed", "int"),
+         _c("pass_rate", "合格率 %", "pass rate %", "pct"), _c("min_pass_rate", "合格率下限 %", "minimum pass rate %", "pct"),
+         *cat_cols, _c("outcome", "评定结果", "outcome"), _c("failed_criteria", "未达标项", "criteria not met")),
+        tuple(rows),
+        f"规则（thresholds/evaluation/qualification.yaml，版本 {config.version}）：参评数 ≥ {rule.min_judged_studies}；"
+        f"合格率 ≥ {rule.min_pass_rate_percent}%；各关键类别不合格占比不超过所列上限（恰好等于限值视为达标）。"
+        + ("已有医师复核结论的检查以医师结论计。" if rule.use_radiologist_decisions else ""),
+        f"Rule (thresholds/evaluation/qualification.yaml, version {config.version}): judged ≥ {rule.min_judged_studies}; "
+        f"pass rate ≥ {rule.min_pass_rate_percent}%; each critical category's fail share at most its limit (exactly at a limit passes)."
+        + (" Where a radiologist decided a study, that decision counts." if rule.use_radiologist_decisions else ""),
+    )
+
+
+def fees(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
+    fee_rules = config.fees
+    modalities = sorted({m for s in fee_rules.schemes for m in s.modalities})
+    rows = []
+    for g in scope.groups():
+        cur = [s for s in scope.current[g] if s.modality in modalities]
+        reasons = Counter(r for s in cur for r in noncompliance(s, fee_rules))
+        exposure = fee_exposure(scope.current[g], fee_rules)
+        prev_exposure = fee_exposure(scope.previous[g], fee_rules)
+        rows.append((g, "+".join(modalities), len(cur), sum(1 for s in cur if noncompliance(s, fee_rules)),
+                     reasons.get("incomplete", 0), reasons.get("identity", 0), reasons.get("late", 0),
+                     reasons.get("unknown_delay", 0),
+                     *(x for e in exposure for x in (e.noncompliant, e.yuan)),
+                     *(e.yuan for e in prev_exposure)))
+    scheme_cols = []
+    for s in fee_rules.schemes:
+        m = "+".join(s.modalities)
+        scheme_cols += [_c(f"{s.id}_exams", f"{s.name_zh}：不合规检查（{m}）", f"{s.name_en}: non-compliant exams ({m})", "int"),
+                        _c(f"{s.id}_yuan", f"{s.name_zh}：扣减（元，{s.yuan_per_exam} 元/例）",
+                           f"{s.name_en}: deduction (yuan, {s.yuan_per_exam}/exam)", "yuan")]
+    prev_cols = [_c(f"{s.id}_prev_yuan", f"上期 {s.id} 扣减（元）", f"previous {s.id} deduction (yuan)", "yuan")
+                 for s in fee_rules.schemes]
+    del lang
+    return Table(
+        "T14", "费用影响：未合规上传的检查", "Fee exposure: exams without a compliant upload",
+        (INSTITUTION_COLUMN, _c("modalities", "检查类型", "modalities"), _c("exams", "检查数", "exams", "int"),
+         _c("noncompliant", "不合规", "non-compliant", "int"), _c("incomplete", "不完整", "incomplete", "int"),
+         _c("identity", "身份信息错误", "identity error", "int"), _c("late", f"超过 {fee_rules.max_upload_delay_h:g} h 上传", f"uploaded after {fee_rules.max_upload_delay_h:g} h", "int"),
+         _c("unknown_delay", "上传时间未知", "delay unknown", "int"), *scheme_cols, *prev_cols),
+        tuple(rows),
+        f"合规 = 完整（无文件完整性/完整性/连续性不合格发现）、身份信息正确（无元数据不合格发现）、采集后 {fee_rules.max_upload_delay_h:g} 小时内上传。"
+        "一例检查可有多项原因。从未上传的检查不在结果库中，无法计入。",
+        f"compliant = complete (no integrity/completeness/continuity fail finding), correct identity (no metadata fail finding) "
+        f"and uploaded within {fee_rules.max_upload_delay_h:g} h of acquisition. An exam can have several reasons. "
+        "Exams never uploaded are not in the results database and cannot be counted.",
+    )
+
+
+def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, list[Rule]], lang: str,
+                 institution: str | None = None, very_late_h: float = 72.0) -> tuple[Scope, dict[str, Table]]:
+    scope = make_scope(data, lang, institution)
+    tables = [
+        overview(scope), by_modality(scope), by_item(scope, lang), monthly(scope, data.period),
+        categories(scope, lang), top_findings(scope, lang), metrics(scope, data, rules, lang),
+        timeliness(scope, config.fees.max_upload_delay_h, very_late_h), completeness(scope), reviews(scope, data),
+        ai_agreement(scope, data), spot_checks(scope, data, lang), qualification(scope, config, lang),
+        fees(scope, config, lang),
+    ]
+    return scope, {t.key: t for t in tables}
+
+
+__all__ = ["Column", "Scope", "Table", "build_tables", "institution_label"]
