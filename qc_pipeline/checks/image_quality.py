@@ -8,6 +8,12 @@ finding (category ``image_quality``) with the value, the limit and the series; a
 be measured on an image gives an ``info`` finding saying why. Pixels come from the source through
 :class:`PixelSource` (a folder's own files, or a DICOMweb series fetched for the time of the
 measurement), so memory holds one series at a time.
+
+The same decoded pixels are scored by the ONNX classifiers (:mod:`qc_pipeline.ai`) when a
+:class:`~qc_pipeline.ai.runtime.Scorer` is given: their ``ai.<model>.<label>`` scores are
+measurements like the others, judged by the rules of ``thresholds/ai.yaml`` (category ``ai``).
+When the models could not be loaded, every measured study gets one ``ai.model.unavailable``
+finding that says why, instead of the scores.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from typing import Final, Protocol
 
 from pydicom.dataset import Dataset
 
+from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.ai.specs import score_labels, score_metrics
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement
-from qc_pipeline.errors import DegenerateInputError, SourceError
+from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.geometry import as_floats
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, stored_value_range
@@ -40,11 +48,14 @@ logger = logging.getLogger(__name__)
 NOT_MEASURED: Final = "image_quality.metric.not_measured"
 NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
-RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR})
+AI_UNAVAILABLE: Final = "ai.model.unavailable"
+AI_NOT_SCORED: Final = "ai.score.not_scored"
+AI_ERROR: Final = "ai.score.error"
+RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR})
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
-METRIC_UNITS: Final = {**dr.METRICS, **ct.METRICS, **mr.METRICS}
-"""Every metric the pipeline measures -> its unit; rules may name only these."""
+METRIC_UNITS: Final = {**dr.METRICS, **ct.METRICS, **mr.METRICS, **score_metrics()}
+"""Every metric the pipeline measures (the AI scores included) -> its unit; rules may name only these."""
 
 MAX_SERIES_BYTES: Final = DEFAULT_MAX_BYTES
 """Memory budget of one decoded series (float32); a larger series is not measured, and says so."""
@@ -75,7 +86,7 @@ class _Target:
     label_zh: str
 
 
-def _series_label(ds: Dataset) -> tuple[str, str]:
+def series_label(ds: Dataset) -> tuple[str, str]:
     number = text(ds, "SeriesNumber")
     description = text(ds, "SeriesDescription") or text(ds, "ProtocolName")
     en = " ".join(p for p in (f"series {number}" if number else "series", f"'{description}'" if description else "") if p)
@@ -92,7 +103,7 @@ def _targets(study: LoadedStudy, item_modality: str | None) -> Iterator[_Target]
     for series_uid, members in by_series.items():
         first = members[0].dataset
         modality = (text(first, "Modality") or "").upper()
-        en, zh = _series_label(first)
+        en, zh = series_label(first)
         if modality in DR_MODALITIES and item_modality in (None, "DR"):
             for inst in members:
                 number = text(inst.dataset, "InstanceNumber")
@@ -109,25 +120,75 @@ def _float_tag(ds: Dataset, keyword: str) -> float | None:
     return value[0] if value is not None else None
 
 
-def _measure_target(target: _Target, paths: list[Path]) -> list[Measurement]:
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """The pixels of one target, as the AI scorer reads them."""
+
+    slices: Sequence[object]
+    """One (row, col) array per image or slice."""
+    pixel_mm: float | None
+    stored_range: tuple[float, float] | None
+
+
+def _measure_target(target: _Target, paths: list[Path]) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
         ds = image.dataset
-        return dr.measure(
+        stored = stored_value_range(image)
+        measured = dr.measure(
             image.array,
             spacing_mm=image.spacing_mm,
-            stored_range=stored_value_range(image),
+            stored_range=stored,
             exposure_index=_float_tag(ds, "ExposureIndex"),
             target_exposure_index=_float_tag(ds, "TargetExposureIndex"),
             deviation_index=_float_tag(ds, "DeviationIndex"),
         )
+        return measured, _Decoded([image.array], image.spacing_mm[0] if image.spacing_mm else None, stored)
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
+    decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
-        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0]))
-    return mr.measure(
+        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0])), decoded
+    measured = mr.measure(
         volume.array,
         spacing_mm=volume.spacing_mm,
         phase_encode_direction=text(volume.datasets[0], "InPlanePhaseEncodingDirection"),
+    )
+    return measured, decoded
+
+
+def _score(
+    scorer: Scorer, target: _Target, decoded: _Decoded, thresholds: Thresholds, sop: str | None
+) -> tuple[list[Measurement], Finding | None]:
+    """The AI scores of one target, or a finding saying why there are none."""
+    try:
+        return scorer.score(target.kind, decoded.slices, pixel_mm=decoded.pixel_mm, stored_range=decoded.stored_range), None
+    except DegenerateInputError as exc:
+        return [], thresholds.finding(
+            AI_NOT_SCORED,
+            f"{target.label_en}: not scored by the AI models: {exc}",
+            f"{target.label_zh}：未能进行AI评分（{exc}）",
+            series_instance_uid=target.series_instance_uid,
+            sop_instance_uid=sop,
+        )
+    except Exception as exc:  # a model failing must not cost the study its other checks
+        logger.exception("AI scoring failed on series %s", target.series_instance_uid)
+        return [], thresholds.finding(
+            AI_ERROR,
+            f"{target.label_en}: AI scoring stopped with an unexpected error ({type(exc).__name__}: {exc}); please report it",
+            f"{target.label_zh}：AI评分意外中断（{type(exc).__name__}），请人工复核并报告此问题",
+            value=type(exc).__name__,
+            series_instance_uid=target.series_instance_uid,
+            sop_instance_uid=sop,
+        )
+
+
+def ai_unavailable_finding(error: ModelError, thresholds: Thresholds) -> Finding | None:
+    """The one finding of a study whose pixels could not be scored because the models are unusable."""
+    return thresholds.finding(
+        AI_UNAVAILABLE,
+        f"Not scored by the AI models: {error}",
+        f"AI模型不可用，本检查未进行AI评分：{error}",
+        value="models unavailable",
     )
 
 
@@ -197,20 +258,26 @@ def check_image_quality(
     *,
     item_modality: str | None,
     item_code: str | None,
+    scorer: Scorer | ModelError | None = None,
 ) -> ImageQuality:
     """Measure every series (or radiograph) of ``study`` once and judge the values.
 
+    ``scorer``: the AI models to run on the same pixels; a ModelError (the models could not be
+    loaded) gives one ``ai.model.unavailable`` finding; None runs no models.
     Raises SourceError only when the source fails to deliver pixels (a retryable failure of the
     source, not of the data).
     """
     rules = rules_by_metric(thresholds)
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
-    for target in _targets(study, item_modality):
+    targets = list(_targets(study, item_modality))
+    if targets and isinstance(scorer, ModelError):
+        findings.append(ai_unavailable_finding(scorer, thresholds))
+    for target in targets:
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw = _measure_target(target, paths)
+                raw, decoded = _measure_target(target, paths)
         except SourceError:
             raise
         except DegenerateInputError as exc:
@@ -239,6 +306,10 @@ def check_image_quality(
             )
             continue
         modality = (text(target.instances[0].dataset, "Modality") or "").upper()
+        if isinstance(scorer, Scorer):
+            scores, problem = _score(scorer, target, decoded, thresholds, sop)
+            raw = [*raw, *scores]
+            findings.append(problem)
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
             if m.value is not None and not math.isfinite(m.value):
@@ -298,12 +369,13 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "mr.wrap_percent": ("wrap-around (aliasing)", "卷褶伪影"),
 }
 """Metric id -> (English, Chinese) name for messages (``test_image_quality`` checks every id has one)."""
+_SCORE_LABELS: Final = score_labels()
 
 
 def unit_suffix(unit: str, label: str = "") -> str:
     """`` HU`` for a unit; nothing for a dimensionless ratio ("1"), no unit, or a unit the metric's
     label already ends with ("deviation index DI")."""
-    return f" {unit}" if unit and unit != "1" and not label.endswith(unit) else ""
+    return f" {unit}" if unit and unit not in ("1", "probability") and not label.endswith(unit) else ""
 
 
 SHARP_KERNEL: Final = re.compile(
@@ -329,7 +401,7 @@ def _judged(metric: str, target: _Target) -> str | None:
 
 def metric_label(metric: str) -> tuple[str, str]:
     """(English, Chinese) name of a metric for messages; the id itself when it has none."""
-    return METRIC_LABELS.get(metric, (metric, metric))
+    return METRIC_LABELS.get(metric) or _SCORE_LABELS.get(metric, (metric, metric))
 
 
 def known_metrics() -> frozenset[str]:

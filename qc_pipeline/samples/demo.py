@@ -606,10 +606,13 @@ _SPECS: Final[tuple[_Spec, ...]] = (
     ),
     _Spec(
         "phantom_mr_brain",
-        "Synthetic plain brain MR in GB18030: axial T2, T1, T2-FLAIR, DWI and sagittal T2, 12 slices each.",
-        "合成头颅MR平扫（GB18030 编码）：横断位T2、T1、T2-FLAIR、DWI及矢状位T2，各12层。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
+        "Synthetic plain brain MR in GB18030: axial T2, T1, T2-FLAIR, DWI and sagittal T2, 12 slices each. "
+        "The AI ghosting classifier flags its synthetic b1000 DWI for review: a known false flag on "
+        "low-SNR EPI (models/mr_artifacts.md, known limits).",
+        "合成头颅MR平扫（GB18030 编码）：横断位T2、T1、T2-FLAIR、DWI及矢状位T2，各12层。"
+        "AI鬼影分类器将其合成 b1000 DWI 标记为待复核：这是低信噪比EPI序列上的已知误报（见 models/mr_artifacts.md）。",
+        verdict=Verdict.REVIEW,
+        codes=frozenset({"ai.mr_artifacts.motion_ghosting.review"}),
         date=_d(12),
         build=_phantom_mr_brain,
     ),
@@ -728,7 +731,7 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic brain MR whose axial T2 has an N/2 ghost at 15 % along the phase-encoding direction.",
         "合成头颅MR，横断位T2沿相位编码方向有 15% 强度的 N/2 伪影（鬼影）。",
         verdict=Verdict.FAIL,
-        codes=frozenset({"image_quality.mr.ghosting.fail"}),
+        codes=frozenset({"image_quality.mr.ghosting.fail", "ai.mr_artifacts.motion_ghosting.review"}),
         date=_d(26),
         build=_ghosted_mr,
     ),
@@ -746,7 +749,9 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic DX chest PA whose brightest 15 % of pixels are saturated at the 12-bit maximum.",
         "合成DX胸部后前位片，最亮的 15% 像素饱和于 12 位最大值（削波）。",
         verdict=Verdict.FAIL,
-        codes=frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"}),
+        codes=frozenset(
+            {"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail", "ai.dr_artifacts.saturation.review"}
+        ),
         date=_d(28),
         build=_clipped_dr,
     ),

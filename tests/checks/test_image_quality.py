@@ -45,8 +45,13 @@ def codes(findings) -> set[str]:
 
 
 def test_every_metric_has_a_bilingual_label_and_a_unit():
-    assert set(METRIC_LABELS) == set(METRIC_UNITS)
+    scores = {m for m in METRIC_UNITS if m.startswith("ai.")}
+    assert set(METRIC_LABELS) == set(METRIC_UNITS) - scores
     assert all(en and zh and en != zh for en, zh in METRIC_LABELS.values())
+    for score in scores:  # the AI scores are named from their model's spec
+        en, zh = image_quality.metric_label(score)
+        assert en.startswith("AI score") or en.startswith("metric-based AI score"), en
+        assert "AI评分" in zh
 
 
 def test_noisy_ct_fails_with_metric_value_limit_and_series(demo, thresholds):

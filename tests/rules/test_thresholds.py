@@ -31,9 +31,10 @@ def test_shipped_thresholds_define_exactly_the_rules_in_use():
     on_metrics = {r.id: r for r in thresholds.rules.values() if r.metric is not None}
     assert set(thresholds.rules) - set(on_metrics) == required_rules()
     # Every modality's limits are there, on metrics the pipeline measures, in the image_quality category.
-    assert {r.metric.split(".")[0] for r in on_metrics.values()} == {"dr", "ct", "mr"}
+    assert {r.metric.split(".")[0] for r in on_metrics.values()} == {"dr", "ct", "mr", "ai"}
     assert {r.metric for r in on_metrics.values()} <= known_metrics()
-    assert all(rule_id.startswith("image_quality.") for rule_id in on_metrics)
+    # objective metrics in the image_quality category, AI scores in the ai category
+    assert all(rule_id.startswith("ai." if r.metric.startswith("ai.") else "image_quality.") for rule_id, r in on_metrics.items())
     for rule in thresholds.rules.values():
         assert rule.source and rule.units
     assert thresholds.site.timezone == "Asia/Shanghai"

@@ -1,0 +1,120 @@
+"""``qc-pipeline models``: list, train and evaluate the ONNX classifiers (bilingual messages)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from qc_pipeline.errors import ConfigError, ModelError
+
+logger = logging.getLogger(__name__)
+
+
+def _fail(message_en: str, message_zh: str) -> None:
+    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
+    sys.exit(1)
+
+
+def _models_dir(value: Path | None) -> Path:
+    from qc_pipeline.ai.registry import default_models_dir
+
+    return value or default_models_dir()
+
+
+@click.group("models")
+def models() -> None:
+    """AI models: list, train, evaluate / AI 模型：列出、训练、评估."""
+
+
+@models.command("list")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+def list_cmd(models_dir: Path | None) -> None:
+    """Show the models with their versions and checksums, checked / 列出模型及其版本、校验值."""
+    from qc_pipeline.ai.registry import load_registry
+    from qc_pipeline.ai.runtime import Scorer
+
+    directory = _models_dir(models_dir)
+    try:
+        scorer = Scorer(load_registry(directory))
+    except ModelError as exc:
+        _fail(f"the models cannot be used: {exc}", f"模型不可用：{exc}")
+        return
+    click.echo(f"模型 / models: {directory}")
+    click.echo(f"  {'name 名称':22} {'version 版本':12} {'modality':8} {'kind':8} {'sha256':16}  labels 标签")
+    for name, model in scorer.models.items():
+        m = model.manifest
+        click.echo(f"  {name:22} {m.version:12} {m.modality:8} {m.kind:8} {m.sha256[:16]}  {', '.join(m.labels)}")
+    click.echo("全部模型校验通过并可由 onnxruntime 加载 / all models verified (sha256) and loaded by onnxruntime")
+
+
+@models.command("train")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where to write the models (default: the models folder).")
+@click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default 8).")
+@click.option("--n-train", type=click.IntRange(min=16), help="Training images per CNN (default 2400).")
+@click.option("--version", "version", help="Version written into the manifests (default 2026.11.1).")
+@click.option("--labels", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.")
+def train_cmd(
+    out_dir: Path | None, names: tuple[str, ...], epochs: int | None, n_train: int | None, version: str | None, labels: Path | None
+) -> None:
+    """Train the models from real and phantom images and export ONNX + manifests / 训练并导出模型.
+
+    Needs the training extra: pip install -e '.[models]' (PyTorch CPU, skl2onnx).
+    """
+    import dataclasses
+
+    try:
+        import skl2onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        _fail(
+            f"training needs the 'models' extra ({exc.name} is missing): .venv/bin/pip install -e '.[models]'",
+            f"训练需要安装 models 依赖（缺少 {exc.name}）：.venv/bin/pip install -e '.[models]'",
+        )
+    from qc_pipeline.ai.specs import MODEL_SPECS
+    from qc_pipeline.ai.training import TrainingConfig, train_all
+
+    unknown = [n for n in names if n not in MODEL_SPECS]
+    if unknown:
+        _fail(f"unknown model {', '.join(unknown)} (known: {', '.join(MODEL_SPECS)})", f"未知模型 {', '.join(unknown)}")
+    config = TrainingConfig()
+    overrides = {k: v for k, v in {"epochs": epochs, "n_train": n_train, "version": version, "labels": labels}.items() if v is not None}
+    config = dataclasses.replace(config, **overrides)
+    start = time.monotonic()
+    written = train_all(
+        _models_dir(out_dir), config, names=names or None,
+        progress=lambda message: click.echo(f"[{time.monotonic() - start:6.0f}s] {message}", err=True),
+    )
+    for path in written:
+        click.echo(f"已写入 / written: {path} ({path.with_suffix('.onnx').name})")
+    click.echo("下一步 / next: qc-pipeline models evaluate --write; copy the decision thresholds you accept into thresholds/ai.yaml")
+
+
+@models.command("evaluate")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
+def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:
+    """Held-out evaluation through onnxruntime; prints the model cards' tables / 留出集评估."""
+    from qc_pipeline.ai.evaluation import evaluate, markdown_table, write_results
+    from qc_pipeline.ai.runtime import Scorer
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    directory = _models_dir(models_dir)
+    try:
+        scorer = Scorer.load(directory)
+        thresholds = load_pipeline_thresholds(thresholds_dir)
+    except (ModelError, ConfigError) as exc:
+        _fail(str(exc), f"无法评估：{exc}")
+        return
+    start = time.monotonic()
+    results = evaluate(scorer, thresholds, progress=lambda m: click.echo(f"[{time.monotonic() - start:6.0f}s] {m}", err=True))
+    click.echo(markdown_table(results))
+    if write:
+        for path in write_results(results, directory):
+            click.echo(f"已写入 / written: {path}")

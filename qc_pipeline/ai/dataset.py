@@ -1,0 +1,248 @@
+"""Training and evaluation images: real pixels from pydicom / pydicom-data and seeded phantoms,
+made defective by :mod:`qc_pipeline.ai.degrade`.
+
+Held-out means held out by source and by seed. Each modality's real images are split by patient
+(source file) into ``train`` and ``test``; phantom seeds differ by split (``PHANTOM_SEEDS``);
+the random stream of each set has its own seed (``SET_SEEDS``). The test sources include the real
+images the demo judges as clean (RG1 chest, CT_small, MR2 shoulder), so the demo shows the models
+on images they never saw.
+
+A sample is made in the order production sees it: a random crop and flip of a source image
+(framing varies between hospitals), for CT/MR a random acquisition matrix, zero, one or two
+degradations at that matrix, :func:`preprocess.to_working_grid`, then :func:`preprocess.channels`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.data import get_testdata_file
+from skimage.transform import resize
+
+from qc_pipeline.ai import degrade
+from qc_pipeline.ai.preprocess import WORKING_SIZE, channels, to_working_grid
+from qc_pipeline.ai.specs import MODEL_SPECS
+from qc_pipeline.errors import ConfigError
+from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
+from qc_pipeline.samples import phantoms
+
+logger = logging.getLogger(__name__)
+
+Split = Literal["train", "val", "test"]
+
+REAL_SOURCES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    # pydicom / pydicom-data file names; one patient per file except where noted.
+    "DR": {"train": ("RG3_UNCR.dcm",), "test": ("RG1_UNCR.dcm",)},
+    "CT": {
+        "train": ("693_UNCR.dcm", "explicit_VR-UN.dcm", "eCT_Supplemental.dcm", "bad_sequence.dcm"),
+        "test": ("CT_small.dcm", "J2K_pixelrep_mismatch.dcm"),
+    },
+    "MR": {
+        # MR-SIEMENS-DICOM-WithOverlays and examples_overlay are the same patient: both in train.
+        "train": ("MR-SIEMENS-DICOM-WithOverlays.dcm", "examples_overlay.dcm", "emri_small.dcm"),
+        "test": ("MR2_UNCR.dcm", "MR_small.dcm"),
+    },
+}
+PHANTOM_SEEDS: Final[dict[str, range]] = {"train": range(0, 40), "val": range(500, 520), "test": range(1000, 1040)}
+SET_SEEDS: Final[dict[str, int]] = {"train": 11, "val": 22, "test": 33, "test_clean": 44}
+SOURCE_MAX_SIDE: Final = 512
+"""Source images are area-downsampled once to at most this side; crops are taken from that."""
+P_REAL: Final = 0.6
+P_CLEAN: Final = 0.4
+P_TWO: Final = 0.12
+CROP: Final = (0.75, 1.0)
+P_WORKING_MATRIX: Final = 0.45
+P_SMALL_MATRIX: Final = 0.35
+SMALL_MATRIX: Final = (64, 200)
+LARGE_MATRIX: Final = (300, 513)
+"""CT/MR images are degraded at a random acquisition matrix (longer side: the working size, 64-199
+or 300-512 px), then resampled to the working grid, because that is the order in which artifacts
+and resampling happen: a 64 x 64 MR or a 128 x 128 CT reaches the models upsampled and smooth,
+and a clean one must not read as blurred or moved."""
+DR_SATURATED_FRACTION: Final = 0.01
+"""A DR sample is labelled ``saturation`` too when a degradation put this share of its pixels at the
+stored maximum (beyond those already there: a collimator shadow may sit at the maximum)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceImage:
+    name: str
+    real: bool
+    image: npt.NDArray[np.float32]
+    pixel_mm: float | None
+    stored_range: tuple[float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    x: npt.NDArray[np.float32]
+    """(3, 128, 128) model input."""
+    labels: npt.NDArray[np.uint8]
+    """One 0/1 per label of the modality's artifact model."""
+    grid: npt.NDArray[np.float32]
+    """The working-grid image (for the metric features)."""
+    pixel_mm: float | None
+    stored_range: tuple[float, float] | None
+    source: str
+    real: bool
+
+
+def _shrink(image: npt.NDArray[np.floating], pixel_mm: float | None) -> tuple[npt.NDArray[np.float32], float | None]:
+    scale = SOURCE_MAX_SIDE / max(image.shape)
+    if scale >= 1:
+        return np.asarray(image, dtype=np.float32), pixel_mm
+    shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+    out = resize(np.asarray(image, dtype=np.float32), shape, order=1, anti_aliasing=True, preserve_range=True)
+    return out.astype(np.float32), None if pixel_mm is None else pixel_mm / scale
+
+
+def _real(modality: str, name: str) -> list[SourceImage]:
+    path = get_testdata_file(name)
+    if path is None:
+        raise ConfigError(f"training image {name} not found in pydicom / pydicom-data; install pydicom-data")
+    from pathlib import Path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if modality == "DR":
+            planar = load_image(Path(path))
+            image, mm = _shrink(planar.array, planar.spacing_mm[0] if planar.spacing_mm else None)
+            return [SourceImage(name, True, image, mm, stored_value_range(planar))]
+        volume = load_series([Path(path)])
+    out = []
+    for index, frame in enumerate(volume.array):
+        image, mm = _shrink(frame, volume.spacing_mm[1])
+        out.append(SourceImage(f"{name}#{index}", True, image, mm, None))
+    return out
+
+
+def _phantom(modality: str, seed: int) -> SourceImage:
+    rng = np.random.default_rng(seed)
+    if modality == "DR":
+        rows, cols = int(rng.integers(360, 512)), int(rng.integers(320, 512))
+        image = phantoms.dr_chest_phantom(rows=rows, cols=cols, seed=seed).astype(np.float32)
+        return SourceImage(f"phantom-{seed}", False, image, 0.7, (0.0, float(phantoms.DR_MAX_VALUE)))
+    if modality == "CT":
+        volume = phantoms.ct_water_cylinder(
+            n_slices=1, size=256, radius_fraction=float(rng.uniform(0.5, 0.85)),
+            noise_sd_hu=float(rng.uniform(4, 14)), seed=seed,
+        )
+        return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 1.5, None)
+    volume = phantoms.mr_head_phantom(n_slices=1, size=256, noise_sigma=float(rng.uniform(3, 9)), seed=seed)
+    return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 0.9, None)
+
+
+def load_sources(modality: str, split: Split) -> list[SourceImage]:
+    """The source images of one split ("val" uses the train images with other phantom seeds)."""
+    real_split = "test" if split == "test" else "train"
+    real = [s for name in REAL_SOURCES[modality][real_split] for s in _real(modality, name)]
+    return real + [_phantom(modality, seed) for seed in PHANTOM_SEEDS[split]]
+
+
+def _acquisition_matrix(rng: np.random.Generator) -> int:
+    """The longer side of the simulated acquisition matrix (CT/MR): what the scanner reconstructed."""
+    draw = rng.random()
+    if draw < P_WORKING_MATRIX:
+        return WORKING_SIZE
+    if draw < P_WORKING_MATRIX + P_SMALL_MATRIX:
+        return int(rng.integers(*SMALL_MATRIX))
+    return int(rng.integers(*LARGE_MATRIX))
+
+
+def _augment(
+    src: SourceImage, modality: str, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.float32], float | None, int]:
+    """A random framing of ``src`` at a random acquisition matrix; returns (image, working-grid mm, matrix)."""
+    rows, cols = src.image.shape
+    fr, fc = rng.uniform(*CROP, 2)
+    h, w = max(16, int(rows * fr)), max(16, int(cols * fc))
+    r0, c0 = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+    image = src.image[r0 : r0 + h, c0 : c0 + w]
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    if modality == "MR":
+        image = np.rot90(image, int(rng.integers(0, 4))) * np.float32(rng.uniform(0.5, 2.0))
+    pixel_mm = None if src.pixel_mm is None else src.pixel_mm * max(h, w) / WORKING_SIZE
+    image = np.ascontiguousarray(image)
+    if modality == "DR":
+        return _dr_presentation(to_working_grid(image), rng, src.stored_range), pixel_mm, WORKING_SIZE
+    matrix = _acquisition_matrix(rng)
+    scale = matrix / max(image.shape)
+    shape = (max(8, round(image.shape[0] * scale)), max(8, round(image.shape[1] * scale)))
+    image = resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
+    return image, pixel_mm, matrix
+
+
+def _dr_presentation(
+    grid: npt.NDArray[np.float32], rng: np.random.Generator, stored_range: tuple[float, float] | None
+) -> npt.NDArray[np.float32]:
+    """Acceptable variation between DR systems: the processing's grey-scale curve (a gamma on the
+    image's own range) and narrow shutter borders (1-6 % of a side, bright or black) that do not
+    cut into the anatomy. Without it, one vendor's look would read as a fault."""
+    top = stored_range[1] if stored_range else float(grid.max())
+    out = grid
+    if rng.random() < 0.5:
+        lo, hi = (float(v) for v in np.percentile(out, (0.5, 99.5)))
+        if hi > lo:
+            scaled = np.clip((out - lo) / (hi - lo), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
+            out = (lo + scaled * (hi - lo)).astype(np.float32)
+    if rng.random() < 0.5:
+        out = out.copy()
+        level = top * rng.uniform(0.85, 0.98) if rng.random() < 0.6 else float(np.percentile(out, 0.5))
+        for side in rng.choice(4, size=int(rng.integers(1, 5)), replace=False):
+            width = max(1, int(WORKING_SIZE * rng.uniform(0.01, 0.06)))
+            index = (slice(0, width), slice(-width, None))[int(side) % 2]
+            if side < 2:
+                out[index, :] = level
+            else:
+                out[:, index] = level
+    return out
+
+
+def _degrade(grid: npt.NDArray[np.float32], modality: str, label: str, rng: np.random.Generator,
+             stored_range: tuple[float, float] | None) -> npt.NDArray[np.float32]:
+    if modality == "DR":
+        stored_max = stored_range[1] if stored_range else float(grid.max())
+        return degrade.DR_DEGRADATIONS[label](grid, rng, stored_max=stored_max)
+    return degrade.DEGRADATIONS[modality][label](grid, rng)
+
+
+def _at_max(grid: npt.NDArray[np.float32], stored_range: tuple[float, float] | None) -> float:
+    """Share of pixels at the stored maximum (a clean image's collimator shadow may sit there)."""
+    top = stored_range[1] if stored_range else float(grid.max())
+    return float(np.mean(grid >= top - 0.5))
+
+
+def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Generator, *, clean: bool = False) -> Sample:
+    """One random sample (see the module docstring); ``clean`` forces no degradation."""
+    labels = MODEL_SPECS[f"{modality.lower()}_artifacts"].labels
+    real = [s for s in sources if s.real]
+    pool = real if real and (clean or rng.random() < P_REAL) else [s for s in sources if not s.real] or real
+    if clean and real:
+        pool = real
+    src = pool[int(rng.integers(0, len(pool)))]
+    grid, pixel_mm, _ = _augment(src, modality, rng)  # CT/MR: the image at its acquisition matrix
+    chosen: list[str] = []
+    if not clean and rng.random() >= P_CLEAN:
+        chosen = list(rng.choice(labels, size=2 if rng.random() < P_TWO else 1, replace=False))
+    at_max_before = _at_max(grid, src.stored_range) if modality == "DR" else 0.0
+    for label in chosen:
+        grid = _degrade(grid, modality, label, rng, src.stored_range)
+    y = np.array([label in chosen for label in labels], dtype=np.uint8)
+    if modality == "DR" and _at_max(grid, src.stored_range) - at_max_before >= DR_SATURATED_FRACTION:
+        y[labels.index("saturation")] = 1  # over-exposure that clipped the detector is saturation too
+    grid = to_working_grid(grid)  # degraded at the acquisition matrix, resampled as production does
+    return Sample(channels(grid, modality, stored_range=src.stored_range), y, grid, pixel_mm, src.stored_range, src.name, src.real)
+
+
+def build_set(modality: str, split: Split, n: int, *, clean: bool = False, seed: int | None = None) -> list[Sample]:
+    """``n`` samples of one split, reproducible from ``SET_SEEDS`` (or ``seed``)."""
+    sources = load_sources(modality, split)
+    key = "test_clean" if clean else split
+    rng = np.random.default_rng([seed if seed is not None else SET_SEEDS[key], sum(map(ord, modality))])
+    return [make_sample(sources, modality, rng, clean=clean) for _ in range(n)]

@@ -1,0 +1,249 @@
+"""Physically motivated degradations for training and evaluating the artifact classifiers.
+
+Each function takes a clean working-grid image (``preprocess.WORKING_SIZE`` square, in the
+modality's own units: DR stored values, CT HU, MR magnitude) and a seeded ``numpy`` Generator,
+and returns the degraded image. Parameters are drawn from ranges wide enough to include the
+borderline cases a QC centre sees; the ranges are module constants so the model cards can quote
+them. Nothing here reads files or knows about models.
+
+Models of the physics:
+
+- DR exposure fault: under-exposure is fewer quanta, so more quantum noise (Poisson, approximated
+  by Gaussian noise scaled to the image's range) and a compressed grey scale; over-exposure
+  raises the signal, burns out thin parts and saturates the detector at its largest value.
+- DR saturation: the detector or the processing clips every value above a level to the maximum.
+- DR blur/motion: focal-spot/scatter blur (Gaussian) or patient motion during exposure (a line
+  kernel at a random angle).
+- DR collimation cut-off: the collimator shadow (unexposed, so bright in the MONOCHROME2
+  convention, or blacked out by the system's electronic shutter; a soft penumbra) covers one or
+  two sides of the field deep enough to cut into the anatomy.
+- CT excess noise: dose reduction raises quantum noise, correlated by the reconstruction kernel
+  (white Gaussian noise smoothed by a small Gaussian, rescaled to the target SD in HU).
+- CT streaks: photon starvation / beam hardening next to dense objects: alternating bright and
+  dark lines through a dense point, decaying with distance.
+- CT rings: a miscalibrated detector channel gives a circle about the isocentre (image centre).
+- CT motion: the object moved during the rotation: edges double (the image blended with a
+  shifted copy of itself) with streaks at the edges.
+- MR motion ghosting: rigid translation between phase-encode lines puts a phase error on those
+  k-space lines; replicas of the object appear along the phase-encode direction.
+- MR noise: low SNR as Rician noise (complex Gaussian noise, then the magnitude).
+- MR wrap-around: a field of view smaller than the object along phase encoding folds the parts
+  outside it onto the opposite side (k-space undersampling = circular folding of the image).
+- MR intensity non-uniformity: a smooth multiplicative bias field (coil sensitivity), a
+  low-order polynomial in the image coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from qc_pipeline.ai.preprocess import to_working_grid
+
+FloatArray = npt.NDArray[np.float32]
+Degradation = Callable[[FloatArray, np.random.Generator], FloatArray]
+
+DR_UNDER_NOISE: Final = (0.05, 0.12)
+"""Added noise SD as a fraction of the image's 1-99 % range (under-exposure)."""
+DR_OVER_GAIN: Final = (1.4, 2.2)
+DR_SATURATION_PERCENTILE: Final = (80.0, 96.0)
+DR_BLUR_SIGMA_PX: Final = (2.0, 4.5)
+DR_MOTION_LENGTH_PX: Final = (7, 17)
+DR_CUTOFF_FRACTION: Final = (0.12, 0.30)
+CT_NOISE_SD_HU: Final = (22.0, 60.0)
+CT_STREAK_HU: Final = (120.0, 350.0)
+CT_RING_HU: Final = (25.0, 90.0)
+CT_MOTION_SHIFT_PX: Final = (3.0, 9.0)
+MR_GHOST_SHIFT_PX: Final = (2.0, 8.0)
+MR_GHOST_LINES: Final = (0.15, 0.45)
+MR_NOISE_SNR: Final = (3.0, 8.0)
+MR_WRAP_FOV: Final = (0.62, 0.82)
+MR_BIAS_AMPLITUDE: Final = (0.45, 0.8)
+
+
+def _grid(image: FloatArray) -> tuple[FloatArray, FloatArray]:
+    rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    return rows, cols
+
+
+def _range(image: FloatArray) -> tuple[float, float]:
+    lo, hi = np.percentile(image, (1.0, 99.0))
+    return float(lo), float(hi)
+
+
+def _f32(a: npt.ArrayLike) -> FloatArray:
+    return np.asarray(a, dtype=np.float32)
+
+
+# --- DR ------------------------------------------------------------------------------------------
+
+def dr_exposure_fault(image: FloatArray, rng: np.random.Generator, *, stored_max: float) -> FloatArray:
+    lo, hi = _range(image)
+    mean = float(image.mean())
+    if rng.random() < 0.5:  # under-exposed: compressed scale, more quantum noise
+        squeeze = rng.uniform(0.45, 0.75)
+        out = mean + (image - mean) * squeeze
+        out = out + rng.normal(0.0, rng.uniform(*DR_UNDER_NOISE) * (hi - lo), image.shape)
+        out = out - rng.uniform(0.1, 0.3) * mean
+    else:  # over-exposed: raised and stretched, burnt out towards the top
+        out = lo + (image - lo) * rng.uniform(*DR_OVER_GAIN)
+    return _f32(np.clip(out, 0.0, stored_max))
+
+
+def dr_saturation(image: FloatArray, rng: np.random.Generator, *, stored_max: float) -> FloatArray:
+    level = float(np.percentile(image, rng.uniform(*DR_SATURATION_PERCENTILE)))
+    out = image.copy()
+    out[image >= level] = stored_max
+    return out
+
+
+def dr_blur_motion(image: FloatArray, rng: np.random.Generator, **_: float) -> FloatArray:
+    if rng.random() < 0.5:
+        return _f32(ndimage.gaussian_filter(image, rng.uniform(*DR_BLUR_SIGMA_PX)))
+    length = int(rng.integers(*DR_MOTION_LENGTH_PX))
+    kernel = np.zeros((length, length), dtype=np.float32)
+    kernel[length // 2, :] = 1.0
+    kernel = ndimage.rotate(kernel, rng.uniform(0, 180), reshape=False, order=1)
+    kernel /= kernel.sum()
+    return _f32(ndimage.convolve(image, kernel, mode="nearest"))
+
+
+def dr_collimation_cutoff(image: FloatArray, rng: np.random.Generator, *, stored_max: float) -> FloatArray:
+    rows, cols = _grid(image)
+    rows, cols = rows / max(image.shape[0] - 1, 1), cols / max(image.shape[1] - 1, 1)
+    shadow = np.zeros_like(image)
+    sides = rng.choice(4, size=1 + int(rng.random() < 0.4), replace=False)
+    for side in sides:
+        depth = rng.uniform(*DR_CUTOFF_FRACTION)
+        coord = (rows, 1 - rows, cols, 1 - cols)[int(side)]
+        shadow = np.maximum(shadow, 1.0 / (1.0 + np.exp((coord - depth) / 0.01)))
+    if rng.random() < 0.7:  # unexposed: bright
+        level = stored_max * rng.uniform(0.85, 0.98)
+    else:  # electronic shutter: black
+        level = float(np.percentile(image, 0.5)) * rng.uniform(0.0, 0.5)
+    noise = rng.normal(0.0, 0.005 * stored_max, image.shape)
+    return _f32(np.clip(image * (1 - shadow) + (level + noise) * shadow, 0.0, stored_max))
+
+
+# --- CT ------------------------------------------------------------------------------------------
+
+def ct_excess_noise(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, image.shape), 0.7)
+    noise *= rng.uniform(*CT_NOISE_SD_HU) / noise.std()
+    return _f32(image + noise)
+
+
+def _body_points(image: FloatArray, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
+    body = np.argwhere(image > -300)
+    if len(body) == 0:
+        body = np.argwhere(np.ones_like(image, dtype=bool))
+    return body[rng.integers(0, len(body), n)]
+
+
+def ct_streaks(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    rows, cols = _grid(image)
+    out = image.copy()
+    for r0, c0 in _body_points(image, rng, int(rng.integers(1, 3))):
+        amplitude = rng.uniform(*CT_STREAK_HU)
+        decay = rng.uniform(60.0, 200.0)
+        for k, angle in enumerate(rng.uniform(0, np.pi, int(rng.integers(3, 10)))):
+            dist_perp = np.abs((rows - r0) * np.cos(angle) - (cols - c0) * np.sin(angle))
+            along = np.hypot(rows - r0, cols - c0)
+            sign = 1.0 if k % 2 == 0 else -1.0
+            out += sign * amplitude * np.exp(-((dist_perp / rng.uniform(0.6, 1.4)) ** 2)) * np.exp(-along / decay)
+    return _f32(out)
+
+
+def ct_rings(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    centre = (np.array(image.shape, dtype=np.float32) - 1) / 2 + rng.uniform(-2, 2, 2)
+    rows, cols = _grid(image)
+    radius = np.hypot(rows - centre[0], cols - centre[1])
+    out = image.copy()
+    for _ in range(int(rng.integers(1, 5))):
+        r = rng.uniform(8, 100)
+        width = rng.uniform(0.7, 1.6)
+        out += rng.choice([-1.0, 1.0]) * rng.uniform(*CT_RING_HU) * np.exp(-(((radius - r) / width) ** 2))
+    return _f32(out)
+
+
+def ct_motion(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    angle = rng.uniform(0, 2 * np.pi)
+    shift = rng.uniform(*CT_MOTION_SHIFT_PX)
+    moved = ndimage.shift(image, (shift * np.sin(angle), shift * np.cos(angle)), order=1, mode="nearest")
+    weight = rng.uniform(0.3, 0.5)
+    blended = (1 - weight) * image + weight * moved
+    edges = ndimage.gaussian_gradient_magnitude(image, 1.0)
+    edges = edges / max(float(edges.max()), 1e-6)
+    return _f32(blended + rng.uniform(40, 120) * edges * np.sign(rng.normal(size=image.shape)))
+
+
+# --- MR ------------------------------------------------------------------------------------------
+
+def _signal_level(image: FloatArray) -> float:
+    return float(np.percentile(image, 95.0))
+
+
+def mr_motion_ghosting(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    axis = int(rng.integers(0, 2))  # the phase-encode axis
+    k = np.fft.fftshift(np.fft.fft2(image))
+    n = image.shape[axis]
+    freq = np.fft.fftshift(np.fft.fftfreq(image.shape[1 - axis]))
+    lines = rng.random(n) < rng.uniform(*MR_GHOST_LINES)
+    if rng.random() < 0.5:  # periodic motion (breathing, pulsation): every m-th line
+        lines = (np.arange(n) % int(rng.integers(3, 9))) == 0
+    shifts = np.where(lines, rng.uniform(*MR_GHOST_SHIFT_PX) * rng.choice([-1, 1], n), 0.0)
+    phase = np.exp(-2j * np.pi * np.outer(shifts, freq))
+    k = k * (phase if axis == 0 else phase.T)
+    return _f32(np.abs(np.fft.ifft2(np.fft.ifftshift(k))))
+
+
+def mr_noise(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    sigma = _signal_level(image) / rng.uniform(*MR_NOISE_SNR)
+    real = image + rng.normal(0.0, sigma, image.shape)
+    imag = rng.normal(0.0, sigma, image.shape)
+    return _f32(np.hypot(real, imag))
+
+
+def mr_wrap_around(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    axis = int(rng.integers(0, 2))
+    rows_any = np.any(image > 0.1 * _signal_level(image), axis=1 - axis)
+    extent = np.flatnonzero(rows_any)
+    span = (extent[-1] - extent[0] + 1) if len(extent) else image.shape[axis]
+    fov = max(16, int(round(span * rng.uniform(*MR_WRAP_FOV))))
+    start = (extent[0] + extent[-1]) // 2 - fov // 2 if len(extent) else (image.shape[axis] - fov) // 2
+    moved = np.moveaxis(image, axis, 0)
+    folded = np.zeros((fov, moved.shape[1]), dtype=np.float64)
+    for index in range(moved.shape[0]):  # circular folding = k-space undersampling
+        folded[(index - start) % fov] += moved[index]
+    return to_working_grid(np.moveaxis(folded, 0, axis))
+
+
+def mr_nonuniformity(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    y, x = np.mgrid[-1 : 1 : image.shape[0] * 1j, -1 : 1 : image.shape[1] * 1j]
+    terms = np.stack([x, y, x * y, x**2 - 0.5, y**2 - 0.5])
+    coeffs = rng.normal(0.0, 1.0, 5)
+    field = np.tensordot(coeffs, terms, axes=1)
+    field = field / max(float(np.abs(field).max()), 1e-6)
+    return _f32(image * np.exp(rng.uniform(*MR_BIAS_AMPLITUDE) * field))
+
+
+DEGRADATIONS: Final[dict[str, dict[str, Degradation]]] = {
+    "DR": {},  # DR functions need the stored maximum; see training.dr_degradations
+    "CT": {"excess_noise": ct_excess_noise, "streaks": ct_streaks, "rings": ct_rings, "motion": ct_motion},
+    "MR": {
+        "motion_ghosting": mr_motion_ghosting,
+        "noise": mr_noise,
+        "wrap_around": mr_wrap_around,
+        "nonuniformity": mr_nonuniformity,
+    },
+}
+DR_DEGRADATIONS: Final = {
+    "exposure_fault": dr_exposure_fault,
+    "saturation": dr_saturation,
+    "blur_motion": dr_blur_motion,
+    "collimation_cutoff": dr_collimation_cutoff,
+}

@@ -1,0 +1,187 @@
+"""Held-out evaluation of the shipped models, run through onnxruntime exactly as the flow runs them.
+
+``qc-pipeline models evaluate`` calls :func:`evaluate` and prints :func:`markdown_table`; with
+``--write`` it stores ``models/evaluation.json`` and rewrites the results section of each model
+card (``models/<name>.md``), so the cards show what the command prints. The test images are made
+from the held-out sources and seeds of :mod:`qc_pipeline.ai.dataset` (never seen in training);
+the same code and models give the same numbers.
+
+Per model and label: ROC AUC; sensitivity at 95 % specificity (the threshold set on the test
+negatives); sensitivity and specificity at the limit of ``thresholds/ai.yaml``; Brier score and
+expected calibration error (10 equal-width bins). On clean real images (held-out real sources,
+random framing, no degradation): the share flagged by the model at the ``thresholds/ai.yaml``
+limits, and by all models of the modality together, as the flow would flag them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from qc_pipeline.ai import dataset
+from qc_pipeline.ai.features import encode_missing
+from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
+from qc_pipeline.ai.training import features_of
+from qc_pipeline.rules.loader import Thresholds
+
+logger = logging.getLogger(__name__)
+
+N_TEST: Final = 1200
+N_TEST_METRICS: Final = 450
+N_CLEAN: Final = 300
+SPECIFICITY: Final = 0.95
+CARD_START: Final = "<!-- evaluation:start (written by qc-pipeline models evaluate --write) -->"
+CARD_END: Final = "<!-- evaluation:end -->"
+
+
+def _auc(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _ece(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], bins: int = 10) -> float:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            total += inside.mean() * abs(float(p[inside].mean()) - float(y[inside].mean()))
+    return total
+
+
+def label_metrics(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: float | None) -> dict[str, float]:
+    """AUC, sensitivity at 95 % specificity, sensitivity/specificity at ``limit``, Brier, ECE."""
+    negatives, positives = p[y == 0], p[y == 1]
+    out = {
+        "n_positive": int(len(positives)),
+        "n_negative": int(len(negatives)),
+        "auc": _auc(y, p),
+        "sensitivity_at_95_specificity": float(np.mean(positives > np.quantile(negatives, SPECIFICITY)))
+        if len(positives) and len(negatives) else float("nan"),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": _ece(y, p),
+    }
+    if limit is not None:
+        out["limit"] = limit
+        out["sensitivity_at_limit"] = float(np.mean(positives > limit)) if len(positives) else float("nan")
+        out["specificity_at_limit"] = float(np.mean(negatives <= limit)) if len(negatives) else float("nan")
+    return out
+
+
+def limits_from(thresholds: Thresholds) -> dict[str, float]:
+    """Score id -> the lowest enabled ``above`` limit of ``thresholds/ai.yaml`` on it."""
+    limits: dict[str, float] = {}
+    for rule in thresholds.rules.values():
+        if rule.enabled and rule.metric and rule.metric.startswith("ai.") and rule.when == "above" and rule.limit is not None:
+            limits[rule.metric] = min(rule.limit, limits.get(rule.metric, rule.limit))
+    return limits
+
+
+def evaluate(
+    scorer: Scorer, thresholds: Thresholds, *, progress: Callable[[str], None] = logger.info,
+    n_test: int = N_TEST, n_test_metrics: int = N_TEST_METRICS, n_clean: int = N_CLEAN,
+) -> dict[str, Any]:
+    """Evaluate every model of ``scorer`` on the held-out sets (see the module docstring)."""
+    limits = limits_from(thresholds)
+    results: dict[str, Any] = {"models": {}, "clean_real_flag_rate": {}, "sizes": {
+        "test_images": n_test, "test_images_metrics": n_test_metrics, "clean_real_images": n_clean}}
+    for modality in ("DR", "CT", "MR"):
+        artifacts = MODEL_SPECS[f"{modality.lower()}_artifacts"]
+        acceptability = MODEL_SPECS[f"{modality.lower()}_acceptability"]
+        progress(f"{modality}: {n_test} held-out test images")
+        test = dataset.build_set(modality, "test", n_test)
+        x = np.stack([s.x for s in test])
+        y = np.stack([s.labels for s in test])
+        p = scorer._run(artifacts.name, x)
+        results["models"][artifacts.name] = {
+            "version": scorer.models[artifacts.name].provenance,
+            "labels": {
+                label: label_metrics(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)))
+                for j, label in enumerate(artifacts.labels)
+            },
+            "real_share_of_test": float(np.mean([s.real for s in test])),
+        }
+        progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
+        test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
+        pm = scorer._run(acceptability.name, encode_missing(features_of(test_m, modality)))[:, 0]
+        ym = np.array([int(s.labels.any()) for s in test_m])
+        label = acceptability.labels[0]
+        results["models"][acceptability.name] = {
+            "version": scorer.models[acceptability.name].provenance,
+            "labels": {label: label_metrics(ym, pm, limits.get(score_metric(acceptability.name, label)))},
+        }
+        progress(f"{modality}: {n_clean} clean held-out real images")
+        clean = dataset.build_set(modality, "test", n_clean, clean=True)
+        pc = scorer._run(artifacts.name, np.stack([s.x for s in clean]))
+        pa = scorer._run(acceptability.name, encode_missing(features_of(clean, modality)))[:, 0]
+        art_limits = np.array([limits.get(score_metric(artifacts.name, lb), np.inf) for lb in artifacts.labels])
+        flagged_art = (pc > art_limits).any(axis=1)
+        flagged_acc = pa > limits.get(score_metric(acceptability.name, label), np.inf)
+        results["clean_real_flag_rate"][modality] = {
+            "sources": sorted({s.source.split("#")[0] for s in clean}),
+            artifacts.name: float(flagged_art.mean()),
+            acceptability.name: float(flagged_acc.mean()),
+            "any_model": float((flagged_art | flagged_acc).mean()),
+            "by_label": {lb: float((pc[:, j] > art_limits[j]).mean()) for j, lb in enumerate(artifacts.labels)},
+        }
+    return results
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def model_table(name: str, results: Mapping[str, Any]) -> str:
+    """The held-out table of one model (Markdown)."""
+    model = results["models"][name]
+    lines = [
+        "| label | n pos / neg | AUC | sens. @ 95 % spec. | limit (off: rule disabled) | sens. @ limit | spec. @ limit | Brier | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, m in model["labels"].items():
+        lines.append(
+            f"| {label} | {m['n_positive']} / {m['n_negative']} | {_f(m['auc'])} | {_f(m['sensitivity_at_95_specificity'])} "
+            f"| {_f(m['limit'], 2) if 'limit' in m else 'off'} | {_f(m.get('sensitivity_at_limit', float('nan')))} "
+            f"| {_f(m.get('specificity_at_limit', float('nan')))} | {_f(m['brier'])} | {_f(m['ece'])} |"
+        )
+    modality = MODEL_SPECS[name].modality
+    clean = results["clean_real_flag_rate"][modality]
+    lines += [
+        "",
+        f"False flags on {results['sizes']['clean_real_images']} clean held-out real {modality} images "
+        f"({', '.join(clean['sources'])}; random framing): this model {100 * clean[name]:.1f} %, "
+        f"all {modality} models together {100 * clean['any_model']:.1f} %.",
+    ]
+    return "\n".join(lines)
+
+
+def markdown_table(results: Mapping[str, Any]) -> str:
+    return "\n\n".join(f"### {name} ({results['models'][name]['version']})\n\n{model_table(name, results)}" for name in results["models"])
+
+
+def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
+    """``evaluation.json`` and the results section of every model card that has the markers."""
+    written = [models_dir / "evaluation.json"]
+    written[0].write_text(json.dumps(results, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for name in results["models"]:
+        card = models_dir / f"{name}.md"
+        if not card.is_file():
+            continue
+        text = card.read_text(encoding="utf-8")
+        pattern = re.compile(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), re.DOTALL)
+        if not pattern.search(text):
+            continue
+        block = f"{CARD_START}\n{model_table(name, results)}\n{CARD_END}"
+        card.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+        written.append(card)
+    return written

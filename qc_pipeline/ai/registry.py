@@ -1,0 +1,159 @@
+"""The model registry: manifests in ``models/``, checked before a model is run.
+
+Each model is two files in the models folder: ``<name>.onnx`` and its manifest ``<name>.json``
+(written by ``qc-pipeline models train``): name, version, the ONNX file's sha256, modality,
+kind, input and output, preprocessing, labels, decision thresholds and a training summary. The
+registry reads every manifest, checks it against :data:`specs.MODEL_SPECS` and the file's
+checksum, and refuses — with :class:`ModelError`, naming the file and what is wrong — a model
+that is missing, corrupt or does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qc_pipeline.ai.specs import MODEL_SPECS
+from qc_pipeline.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR_ENV: Final = "QC_MODELS_DIR"
+DEFAULT_MODELS_DIR: Final = Path(__file__).resolve().parents[2] / "models"
+
+
+def default_models_dir() -> Path:
+    """``$QC_MODELS_DIR``, else the repository's ``models/``."""
+    value = os.environ.get(MODELS_DIR_ENV)
+    return Path(value).expanduser() if value else DEFAULT_MODELS_DIR
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int | None]
+    dtype: Literal["float32"] = "float32"
+
+
+class OutputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Literal["sigmoid", "class_probabilities"]
+    column: int | None = None
+
+
+class Manifest(BaseModel):
+    """What ``models/<name>.json`` holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    modality: Literal["DR", "CT", "MR"]
+    kind: Literal["image", "metrics"]
+    labels: list[str]
+    created: str
+    input: TensorSpec
+    output: OutputSpec
+    preprocessing: dict[str, Any]
+    decision_thresholds: dict[str, float]
+    training: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    manifest: Manifest
+    path: Path
+    """The ONNX file (checksum verified when the registry was loaded)."""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def provenance(self) -> str:
+        """``version@sha256-prefix``, as recorded in a decision's provenance."""
+        return f"{self.manifest.version}@{self.manifest.sha256[:12]}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model manifest {path} cannot be read: {exc}") from exc
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelError(f"model manifest {path}: {where}: {first['msg']}") from exc
+    spec = MODEL_SPECS.get(manifest.name)
+    if spec is None:
+        raise ModelError(f"model manifest {path} names model {manifest.name!r}, unknown to this qc-pipeline ({', '.join(MODEL_SPECS)})")
+    if (manifest.modality, manifest.kind, tuple(manifest.labels)) != (spec.modality, spec.kind, spec.labels):
+        raise ModelError(
+            f"model manifest {path} does not match model {spec.name}: expected {spec.modality} {spec.kind} "
+            f"labels {list(spec.labels)}, found {manifest.modality} {manifest.kind} labels {manifest.labels}"
+        )
+    if path.stem != manifest.name:
+        raise ModelError(f"model manifest {path} is named {path.name} but describes model {manifest.name!r}")
+    return manifest
+
+
+def verify(manifest: Manifest, directory: Path) -> RegisteredModel:
+    """The model file of ``manifest`` in ``directory``, after checking that it exists and its sha256."""
+    path = directory / manifest.file
+    if not path.is_file():
+        raise ModelError(f"model {manifest.name}: file {path} is missing (the manifest {manifest.name}.json names it)")
+    found = sha256_of(path)
+    if found != manifest.sha256:
+        raise ModelError(
+            f"model {manifest.name}: {path} is corrupt or was replaced: sha256 {found[:16]}… does not match "
+            f"the manifest's {manifest.sha256[:16]}…; restore the file or retrain (qc-pipeline models train)"
+        )
+    return RegisteredModel(manifest, path)
+
+
+def load_registry(directory: Path | None = None) -> dict[str, RegisteredModel]:
+    """Every model of ``directory`` (default: :func:`default_models_dir`), checked; name -> model.
+
+    Raises ModelError on the first missing, corrupt or mismatched model, and when a model that
+    this version of qc-pipeline expects (``MODEL_SPECS``) has no manifest.
+    """
+    directory = directory or default_models_dir()
+    if not directory.is_dir():
+        raise ModelError(f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)")
+    models: dict[str, RegisteredModel] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.stem not in MODEL_SPECS:
+            continue  # e.g. evaluation.json
+        manifest = read_manifest(path)
+        models[manifest.name] = verify(manifest, directory)
+    missing = [name for name in MODEL_SPECS if name not in models]
+    if missing:
+        raise ModelError(
+            f"models folder {directory} lacks the manifest of {', '.join(missing)} "
+            f"(expected {', '.join(f'{n}.json' for n in missing)}; run qc-pipeline models train)"
+        )
+    return models
+
+
+def provenance_of(models: Mapping[str, RegisteredModel]) -> dict[str, str]:
+    return {name: model.provenance for name, model in sorted(models.items())}

@@ -1,0 +1,161 @@
+"""Run the registered models with onnxruntime: one session per model, created once and reused.
+
+:class:`Scorer` turns decoded pixels into ``ai.<model>.<label>`` measurements (a probability in
+0..1 each), which ``thresholds/ai.yaml`` judges like any other metric. For a CT or MR series the
+artifact model reads up to ``max_slices`` (manifest) evenly sampled slices in one batch and the
+series score is the highest slice score; the acceptability model reads the metric features of the
+same slices. A radiograph is one image.
+
+Sessions are thread-safe (onnxruntime's ``run``); a process keeps one :class:`Scorer` per models
+folder (:func:`shared_scorer`), so a flow's threads share them and each Dask worker process loads
+them once. Thread counts come from ``$QC_AI_THREADS`` (intra-op; default 1, since the flow already
+runs studies in parallel).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from qc_pipeline.ai.features import encode_missing, slice_features
+from qc_pipeline.ai.preprocess import model_input, sample_slices
+from qc_pipeline.ai.registry import RegisteredModel, default_models_dir, load_registry, provenance_of
+from qc_pipeline.ai.specs import SCORE_UNIT, score_metric
+from qc_pipeline.domain import Measurement
+from qc_pipeline.errors import DegenerateInputError, ModelError
+
+logger = logging.getLogger(__name__)
+
+THREADS_ENV: Final = "QC_AI_THREADS"
+
+
+def _threads() -> int:
+    value = os.environ.get(THREADS_ENV, "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ModelError(f"${THREADS_ENV}={value!r} is not a whole number of threads") from None
+    if threads < 1:
+        raise ModelError(f"${THREADS_ENV}={threads} must be at least 1")
+    return threads
+
+
+def _session(model: RegisteredModel, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise ModelError(f"model {model.name}: onnxruntime cannot load {model.path}: {exc}") from exc
+    inputs = session.get_inputs()
+    expected = model.manifest.input
+    if len(inputs) != 1 or inputs[0].name != expected.name:
+        raise ModelError(
+            f"model {model.name}: {model.path} takes inputs {[i.name for i in inputs]}, the manifest says [{expected.name!r}]"
+        )
+    found = [d if isinstance(d, int) else None for d in inputs[0].shape]
+    if found[1:] != expected.shape[1:]:
+        raise ModelError(f"model {model.name}: {model.path} takes shape {found}, the manifest says {expected.shape}")
+    if model.manifest.output.name not in {o.name for o in session.get_outputs()}:
+        raise ModelError(f"model {model.name}: {model.path} has no output {model.manifest.output.name!r}")
+    return session
+
+
+class Scorer:
+    """The registered models, each with its onnxruntime session."""
+
+    def __init__(self, models: Mapping[str, RegisteredModel], *, threads: int = 1) -> None:
+        self._models = dict(models)
+        self._sessions = {name: _session(model, threads) for name, model in self._models.items()}
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Scorer:
+        """Load and check every model of ``directory``; raises ModelError naming what is wrong."""
+        return cls(load_registry(directory), threads=_threads())
+
+    @property
+    def models(self) -> Mapping[str, RegisteredModel]:
+        return self._models
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        return provenance_of(self._models)
+
+    def _run(self, name: str, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        model = self._models[name]
+        (out,) = self._sessions[name].run([model.manifest.output.name], {model.manifest.input.name: x})
+        out = np.asarray(out, dtype=np.float32)
+        if model.manifest.output.column is not None:
+            out = out[:, model.manifest.output.column : model.manifest.output.column + 1]
+        return out
+
+    def score(
+        self,
+        modality: str,
+        slices: Sequence[npt.NDArray[np.floating]],
+        *,
+        pixel_mm: float | None,
+        stored_range: tuple[float, float] | None = None,
+    ) -> list[Measurement]:
+        """The scores of one radiograph (one slice) or one series (its slices, in order).
+
+        ``pixel_mm`` is the native in-plane pixel size (None when unknown); ``stored_range``
+        (DR) the smallest and largest storable value. Raises DegenerateInputError when the pixels
+        cannot be scored (too small, not finite).
+        """
+        modality = modality.upper()
+        if modality not in ("DR", "CT", "MR"):
+            raise DegenerateInputError(f"no models for modality {modality!r}")
+        artifacts = self._models[f"{modality.lower()}_artifacts"]
+        chosen = sample_slices(len(slices), max_slices=int(artifacts.manifest.preprocessing.get("max_slices", 8)))
+        if not chosen:
+            raise DegenerateInputError("no slices to score")
+        picked = [np.asarray(slices[i], dtype=np.float32) for i in chosen]
+        x = np.stack([model_input(s, modality, stored_range=stored_range) for s in picked])
+        scores = self._run(artifacts.name, x).max(axis=0)
+        where = "1 image" if len(chosen) == 1 else f"max over {len(chosen)} sampled slices"
+        out = [
+            Measurement(
+                score_metric(artifacts.name, label), float(value), SCORE_UNIT,
+                detail=f"{where}; model {artifacts.name} {artifacts.provenance}",
+            )
+            for label, value in zip(artifacts.manifest.labels, scores, strict=True)
+        ]
+        acceptability = self._models[f"{modality.lower()}_acceptability"]
+        features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range)
+        (value,) = self._run(acceptability.name, encode_missing(features[None]))[0]
+        label = acceptability.manifest.labels[0]
+        out.append(
+            Measurement(
+                score_metric(acceptability.name, label), float(value), SCORE_UNIT,
+                detail=f"metric features of {where}; model {acceptability.name} {acceptability.provenance}",
+            )
+        )
+        return out
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _shared(directory: Path) -> Scorer:
+    return Scorer.load(directory)
+
+
+def shared_scorer(directory: Path | None = None) -> Scorer:
+    """This process's Scorer for ``directory`` (default models folder), loaded on first use."""
+    with _lock:
+        return _shared((directory or default_models_dir()).resolve())
+
+

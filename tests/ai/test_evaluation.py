@@ -1,0 +1,47 @@
+"""The evaluation command's figures: checked against scikit-learn on known arrays, and end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from qc_pipeline.ai.evaluation import CARD_END, CARD_START, evaluate, label_metrics, markdown_table, write_results
+from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
+from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.pipeline import load_pipeline_thresholds
+
+
+def test_label_metrics_match_scikit_learn_and_hand_counts():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 80 + [1] * 20)
+    p = np.clip(np.concatenate([rng.normal(0.2, 0.1, 80), rng.normal(0.7, 0.15, 20)]), 0, 1)
+    m = label_metrics(y, p, limit=0.5)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p))
+    assert m["sensitivity_at_limit"] == pytest.approx(np.mean(p[y == 1] > 0.5))
+    assert m["specificity_at_limit"] == pytest.approx(np.mean(p[y == 0] <= 0.5))
+    threshold = np.quantile(p[y == 0], 0.95)
+    assert m["sensitivity_at_95_specificity"] == pytest.approx(np.mean(p[y == 1] > threshold))
+    # perfectly calibrated constant prediction: ECE 0
+    assert label_metrics(np.array([0, 1, 0, 1]), np.full(4, 0.5), None)["ece"] == pytest.approx(0.0)
+
+
+def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
+    models = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODELS_DIR, models)
+    results = evaluate(Scorer.load(models), load_pipeline_thresholds(), n_test=24, n_test_metrics=12, n_clean=8)
+    assert set(results["models"]) == {"dr_artifacts", "ct_artifacts", "mr_artifacts", "dr_acceptability", "ct_acceptability", "mr_acceptability"}
+    assert set(results["clean_real_flag_rate"]) == {"DR", "CT", "MR"}
+    table = markdown_table(results)
+    assert "### ct_artifacts" in table and "| streaks |" in table and "False flags on 8 clean held-out real CT images" in table
+    written = write_results(results, models)
+    saved = json.loads((models / "evaluation.json").read_text(encoding="utf-8"))
+    assert saved["sizes"] == {"test_images": 24, "test_images_metrics": 12, "clean_real_images": 8}
+    card = (models / "mr_artifacts.md").read_text(encoding="utf-8")
+    block = card[card.index(CARD_START) : card.index(CARD_END)]
+    assert "| motion_ghosting |" in block and models / "mr_artifacts.md" in written
