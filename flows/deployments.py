@@ -1,7 +1,7 @@
 """Scheduled deployments of the QC flows (``qc-pipeline serve``; Prefect server in production).
 
-Two schedules exist: ingestion every few minutes and the nightly re-scoring. The spot-check draw
-and the biannual report are not scheduled: those features do not exist yet.
+Three schedules exist: ingestion every few minutes, the nightly re-scoring and the monthly
+spot-check draw.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from prefect.schedules import Cron
 
 from flows.qc_flow import dask_task_runner, qc_run
 from flows.rescore_flow import qc_rescore
+from flows.spot_check_flow import qc_spot_check_draw
 
 DEFAULT_INGEST_CRON = "*/10 * * * *"
 """Ingestion every ten minutes, in the site's time zone."""
 DEFAULT_RESCORE_CRON = "30 2 * * *"
 """Re-scoring every night at 02:30, in the site's time zone (after the day's uploads)."""
+DEFAULT_SPOT_CHECK_CRON = "0 4 5 * *"
+"""The spot-check draw of the previous month, on the 5th at 04:00 (late uploads are in by then)."""
 
 
 def ingest_deployment(
@@ -69,4 +72,24 @@ def rescore_deployment(
         },
         description="Re-score studies decided with older thresholds or models (qc-pipeline) · 阈值或模型更新后重新质控",
         tags=["qc-pipeline", "rescore"],
+    )
+
+
+def spot_check_deployment(
+    *,
+    db_url: str | None = None,
+    config_path: str | None = None,
+    thresholds_dir: str | None = None,
+    cron: str = DEFAULT_SPOT_CHECK_CRON,
+    timezone: str = "Asia/Shanghai",
+    name: str = "qc-spot-check-draw",
+) -> RunnerDeployment:
+    """A deployment of ``qc-spot-check-draw``: each month, the previous month's spot-check draw."""
+    return qc_spot_check_draw.to_deployment(
+        name=name,
+        schedule=Cron(cron, timezone=timezone),
+        concurrency_limit=1,
+        parameters={"db_url": db_url, "config_path": config_path, "thresholds_dir": thresholds_dir},
+        description="Monthly cross-region spot-check draw (qc-pipeline) · 每月交叉质控抽样",
+        tags=["qc-pipeline", "spot-check"],
     )

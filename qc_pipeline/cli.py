@@ -90,6 +90,16 @@ def _run_flow(
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
     _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    from qc_pipeline.errors import ModelError
+    from qc_pipeline.pipeline import ai_scorer
+
+    scorer = ai_scorer()
+    if isinstance(scorer, ModelError):  # the run goes on; each study says it was not AI-scored
+        click.echo(
+            f"警告 / warning: AI模型不可用，本次质控不进行AI评分（每项检查将注明） / AI models unavailable, "
+            f"studies are judged without AI scores: {scorer}",
+            err=True,
+        )
 
     _quiet_prefect(verbose)
     from flows import qc_flow
@@ -302,6 +312,11 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
         label = f"[{VERDICT_STYLES.get(verdict, '')}]{zh} {en}[/]"
+        if human := row.get("human_decision"):  # the radiologist's decision, beside the machine's
+            hen, hzh = VERDICT_LABELS.get(human["verdict"], (human["verdict"], human["verdict"]))
+            label += f"\n→ 人工 human: [{VERDICT_STYLES.get(human['verdict'], '')}]{hzh} {hen}[/]"
+        if row.get("negative_flags"):
+            label += "\n负面清单 negative list: " + ", ".join(f["reason_code"] for f in row["negative_flags"])
         cells = [
             row.get("accession_number") or row["study_instance_uid"],
             row.get("modality") or "?",
@@ -349,8 +364,9 @@ def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | 
 
 CSV_COLUMNS = (
     "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
-    "item_code", "verdict", "eligible", "eligible_until", "finding_codes", "reasons", "metrics",
-    "measurements", "pipeline_version", "thresholds_version", "decided_at",
+    "item_code", "verdict", "final_verdict", "human_decision", "eligible", "eligible_until", "eligibility_basis",
+    "negative_flags", "finding_codes", "reasons", "metrics", "measurements", "pipeline_version",
+    "thresholds_version", "models", "decided_at",
 )
 
 
@@ -369,6 +385,10 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
                 "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),
                 "pipeline_version": row["provenance"]["pipeline_version"],
                 "thresholds_version": row["provenance"]["thresholds_version"],
+                "models": json.dumps(row["provenance"].get("models") or {}, sort_keys=True),
+                "human_decision": json.dumps(row["human_decision"], ensure_ascii=False, sort_keys=True)
+                if row.get("human_decision") else "",
+                "negative_flags": json.dumps(row.get("negative_flags") or [], ensure_ascii=False, sort_keys=True),
             }
         )
     return buffer.getvalue()
@@ -383,13 +403,15 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
 @click.option("--name", default="qc-ingest", show_default=True)
 @click.option("--rescore-limit", type=click.IntRange(min=1), help="At most N studies re-scored a night, the most recent first (default: all).")
 @click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK).")
+@click.option("--spot-check-cron", default="0 4 5 * *", show_default=True,
+              help="Monthly cross-region spot-check draw of the previous month (cron, site time zone); 'off' to skip.")
 @_dask_options
 def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, thresholds_dir: str | None, name: str,
-          secret_block: str | None, workers: int | None, dask_address: str | None) -> None:
-    """Serve the scheduled deployments: ingestion of SOURCE and the nightly re-scoring (needs a
-    Prefect API). This process runs the flows: keep it running (systemd).
+          secret_block: str | None, spot_check_cron: str, workers: int | None, dask_address: str | None) -> None:
+    """Serve the scheduled deployments: ingestion of SOURCE, the nightly re-scoring and the monthly
+    spot-check draw (needs a Prefect API). This process runs the flows: keep it running (systemd).
 
-    按计划定时质控 SOURCE，并每晚重新质控阈值或模型已更新的检查。数据库地址请通过环境变量 QC_DB_URL
+    按计划定时质控 SOURCE，每晚重新质控阈值或模型已更新的检查，每月抽取交叉质控样本。数据库地址请通过环境变量 QC_DB_URL
     提供（不写入部署参数）；DICOMweb 凭据来自环境变量或 Prefect Secret 块。
     """
     from qc_pipeline.errors import ConfigError, QCError
@@ -412,7 +434,7 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
     from prefect import serve as prefect_serve
 
-    from flows.deployments import ingest_deployment, rescore_deployment
+    from flows.deployments import ingest_deployment, rescore_deployment, spot_check_deployment
 
     dask = {"workers": workers, "dask_address": dask_address}
     try:
@@ -424,6 +446,10 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
                 rescore_deployment(
                     thresholds_dir=thresholds_dir, cron=rescore_cron, timezone=site.timezone, limit=rescore_limit, **dask
                 )
+            )
+        if spot_check_cron.strip().lower() != "off":
+            deployments.append(
+                spot_check_deployment(thresholds_dir=thresholds_dir, cron=spot_check_cron, timezone=site.timezone)
             )
     except ConfigError as exc:
         _fail(str(exc), "Dask 选项无效", code=2)
@@ -565,6 +591,23 @@ def samples_cmd(out_dir: Path) -> None:
     click.echo(f"样例检查 / sample studies: {len(cases) - len(defects)} 项目 items + {len(defects)} 缺陷 defective → {out_dir}")
     click.echo(f"质控 / judge them: qc-pipeline run {out_dir}")
 
+
+from qc_pipeline.ai.cli import models  # noqa: E402
+
+main.add_command(models)
+
+from qc_pipeline.report.cli import population_cmd, report_cmd  # noqa: E402
+
+main.add_command(population_cmd)
+main.add_command(report_cmd)
+
+from qc_pipeline.spotcheck.cli import spot_check  # noqa: E402
+
+main.add_command(spot_check)
+
+from qc_pipeline.review.cli import review  # noqa: E402
+
+main.add_command(review)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

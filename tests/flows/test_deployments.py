@@ -54,21 +54,22 @@ def served(monkeypatch):
 def test_serve_serves_ingestion_and_rescoring_in_the_site_time_zone(served, tmp_path):
     result = CliRunner().invoke(
         main, ["serve", str(tmp_path), "--cron", "*/5 * * * *", "--rescore-cron", "0 3 * * *", "--workers", "2",
-               "--rescore-limit", "50000"]
+               "--rescore-limit", "50000", "--spot-check-cron", "0 5 3 * *"]
     )
     assert result.exit_code == 0, result.output
     (deployments,) = served
-    ingest, rescore = deployments
+    ingest, rescore, spot_check = deployments
     site_tz = load_pipeline_thresholds().site.timezone
     assert [(d.name, d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone) for d in deployments] == [
         ("qc-ingest", "*/5 * * * *", site_tz), ("qc-rescore", "0 3 * * *", site_tz),
+        ("qc-spot-check-draw", "0 5 3 * *", site_tz),
     ]
     assert ingest.parameters["source"] == str(tmp_path) and ingest.parameters["workers"] == 2
     assert (rescore.parameters["workers"], rescore.parameters["limit"]) == (2, 50000)
 
 
 def test_serve_without_rescoring_and_bad_options(served, tmp_path):
-    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--rescore-cron", "off"])
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--rescore-cron", "off", "--spot-check-cron", "off"])
     assert result.exit_code == 0, result.output
     assert [d.name for d in served[0]] == ["qc-ingest"]
 
