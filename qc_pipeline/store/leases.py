@@ -142,15 +142,17 @@ class StudyLeases:
     def _key(self, study_instance_uid: str, holder: str) -> tuple[str, str, str]:
         return (self._database, study_instance_uid, holder)
 
-    def _holder_gone(self, study_instance_uid: str, holder: str) -> bool:
-        """True when ``holder`` cannot be working on the study any more: a dead process of this
-        machine, or this process when none of its code holds the lease (its release failed)."""
+    def _why_gone(self, study_instance_uid: str, holder: str) -> str | None:
+        """Why ``holder`` cannot be working on the study any more, or None when it may be: a dead
+        process of this machine, or this process when none of its code holds the lease."""
         other = LeaseHolder.parse(holder)
         if other is None:
-            return False
+            return None
         if other.host == socket.gethostname() and other.pid == os.getpid():
-            return self._key(study_instance_uid, holder) not in _HELD_HERE
-        return other.is_dead_here()
+            if self._key(study_instance_uid, holder) in _HELD_HERE:
+                return None
+            return "this process gave it up, but could not tell the database"
+        return "that worker process is no longer running" if other.is_dead_here() else None
 
     def acquire(self, study_instance_uid: str, holder: LeaseHolder, *, now: dt.datetime | None = None) -> bool:
         """Take the lease of the study for ``holder``; False when someone else holds it.
@@ -194,7 +196,8 @@ class StudyLeases:
             ).one_or_none()
             if current is None:  # released meanwhile: try once more
                 return self._insert_or_false(study_instance_uid, values)
-            if not self._holder_gone(study_instance_uid, current):
+            why = self._why_gone(study_instance_uid, current)
+            if why is None:
                 return False
             taken = session.execute(
                 update(StudyLease)
@@ -203,9 +206,10 @@ class StudyLeases:
             ).rowcount
         if taken:
             logger.warning(
-                "study %s: lease of %s taken over (that worker is no longer working on it)",
+                "study %s: lease of %s taken over (%s)",
                 study_instance_uid,
                 current,
+                why,
             )
         return bool(taken)
 

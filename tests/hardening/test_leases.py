@@ -95,7 +95,7 @@ def test_store_lease_context_gives_the_lease_back(db_url):  # noqa: F811
         assert leases.holder_of(UID) is None
 
 
-def test_a_lease_whose_release_failed_is_taken_over_by_the_next_run_of_this_process(db_url):  # noqa: F811
+def test_a_lease_whose_release_failed_is_taken_over_by_the_next_run_of_this_process(db_url, caplog):  # noqa: F811
     """The database went away while the lease was given back: the row stays, but no code of this
     process holds it any more, so the next run here takes it over instead of waiting 15 min."""
     from sqlalchemy import event
@@ -112,8 +112,10 @@ def test_a_lease_whose_release_failed_is_taken_over_by_the_next_run_of_this_proc
         event.remove(store.engine, "before_cursor_execute", database_gone)
         leases = StudyLeases(store.engine)
         assert leases.holder_of(UID) == str(holder("run-a")), "the row stayed behind"
-        with store.study_lease(UID, run_id="run-b") as mine:
-            assert mine, "the orphaned lease of this process is taken over"
+        with caplog.at_level(logging.WARNING, logger="qc_pipeline.store.leases"):
+            with store.study_lease(UID, run_id="run-b") as mine:
+                assert mine, "the orphaned lease of this process is taken over"
+        assert "taken over (this process gave it up, but could not tell the database)" in caplog.text
         assert leases.holder_of(UID) is None
 
 
