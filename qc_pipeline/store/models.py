@@ -96,6 +96,8 @@ class RunRecord(Base):
     n_unchanged: Mapped[int] = mapped_column(Integer, default=0)
     n_errors: Mapped[int] = mapped_column(Integer, default=0)
     error_message: Mapped[str | None] = mapped_column(Text)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    """``host:pid:run id`` of the process running it (migration 0007; None for older runs)."""
 
 
 class StudyRecord(Base):

@@ -323,12 +323,20 @@ class ResultStore:
     # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, *, source_uri: str, pipeline_version: str, thresholds_version: str) -> str:
-        """Record the start of a run; returns its id (a UUID string)."""
+        """Record the start of a run; returns its id (a UUID string).
+
+        Runs left ``running`` by a process of this machine that no longer runs (killed mid-run)
+        are marked ``interrupted`` first, so that the run list tells the truth.
+        """
+        from qc_pipeline.store.leases import LeaseHolder
+
         run_id = str(uuid.uuid4())
         with self._errors("start a run"), self._write.begin() as session:
+            self._close_interrupted_runs(session)
             session.add(
                 RunRecord(
                     id=run_id,
+                    holder=str(LeaseHolder.this_process(run_id)),
                     started_at=_utcnow(),
                     source_uri=source_uri,
                     status="running",
@@ -342,6 +350,25 @@ class ResultStore:
             )
         logger.info("run %s started", run_id)
         return run_id
+
+    @staticmethod
+    def _close_interrupted_runs(session: Session) -> None:
+        from qc_pipeline.store.leases import LeaseHolder
+
+        running = session.scalars(
+            select(RunRecord).where(RunRecord.status == "running", RunRecord.holder.is_not(None))
+        ).all()
+        for run in running:
+            holder = LeaseHolder.parse(run.holder or "")
+            if holder is None or not holder.is_dead_here():
+                continue
+            run.status = "interrupted"
+            run.finished_at = _utcnow()
+            run.error_message = (
+                f"the process running it ({holder.host}, pid {holder.pid}) stopped before the run finished; "
+                "the studies it had not stored are judged by a later run"
+            )
+            logger.warning("run %s was interrupted (process %s no longer runs); marked interrupted", run.id, holder.pid)
 
     def finish_run(
         self,

@@ -255,6 +255,11 @@ def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_ha
     assert rerun.returncode == 0, rerun.stderr
     rows = assert_one_current_decision_each(db, expected)
     assert {r["verdict"] for r in rows} == {"pass"}
+    with ResultStore.open(db) as store:
+        statuses = {r["run_id"]: (r["status"], r["error_message"]) for r in store.runs()}
+    status, why = statuses[interrupted["run_id"]]
+    assert status == "interrupted" and "stopped before the run finished" in why, "the killed run is marked"
+    assert sorted(s for s, _ in statuses.values()) == ["completed", "interrupted"]
     # the killed worker's leases were taken over at once, and the log says so
     assert "taken over (that worker process is no longer running)" in rerun.stderr
     # the rerun gave back every lease it took; what is left are leases of the killed process on
