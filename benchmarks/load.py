@@ -13,11 +13,12 @@ consistency across studies), the image-quality stage has almost nothing to decod
   process's RSS sampled every ``--sample-every`` studies: the memory column must stay flat;
 - ``rerun``: the same backlog again: every study unchanged, nothing written;
 - ``flow``: the Prefect flow (``flows.qc_flow.run``, thread pool, temporary local API) over the
-  first ``--flow-studies`` (1,000) studies, for the per-task overhead of the orchestration.
+  first ``--flow-studies`` studies (default: the whole backlog), with RSS sampled as it goes: the
+  flow submits a window of studies at a time, so its memory must stay flat too.
 
 Prints a table and writes ``benchmarks/results/load-<host>.json``.
 
-    ./.venv/bin/python -m benchmarks.load              # 10,000 studies: about 10 minutes on 2 cores
+    ./.venv/bin/python -m benchmarks.load              # 10,000 studies: about 25 minutes on 2 cores
     ./.venv/bin/python -m benchmarks.load --small      # 500 studies, a quick check of the script
 """
 
@@ -108,23 +109,49 @@ def _judge_all(root: Path, db_url: str, sample_every: int) -> tuple[dict[str, An
     return {"seconds": time.perf_counter() - started, "studies": done, "outcomes": counts}, samples
 
 
-def _flow_subset(root: Path, n: int, work: Path) -> dict[str, Any]:
+def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The Prefect flow over the first ``n`` studies (all of them: the folder itself), with the
+    process's RSS sampled every ``sample_every`` studies through the flow's progress events."""
     import shutil
 
-    from flows.qc_flow import run
+    from flows.qc_flow import add_progress_listener, remove_progress_listener, run
 
-    subset = work / "flow-subset"
-    for path in sorted(root.rglob("*.dcm"))[:n]:
-        target = subset / path.relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+    files = sorted(root.rglob("*.dcm"))
+    source = root
+    if n < len(files):
+        source = work / "flow-subset"
+        for path in files[:n]:
+            target = source / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     db = f"sqlite:///{work / 'flow.sqlite'}"
-    rss_before = _rss_mb()
+    samples: list[dict[str, Any]] = []
     started = time.perf_counter()
-    summary = run(subset, db_url=db, now=NOW)
+
+    def sample(event: str, done: int, total: int) -> None:
+        if event == "study" and done % sample_every == 0:
+            samples.append({"studies": done, "seconds": round(time.perf_counter() - started, 2),
+                            "rss_mb": round(_rss_mb(), 1)})
+            print(f"  flow {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
+                  flush=True)
+
+    rss_before = _rss_mb()
+    add_progress_listener(sample)
+    try:
+        summary = run(source, db_url=db, now=NOW)
+    finally:
+        remove_progress_listener(sample)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "studies": int(summary["judged"]), "failed": int(summary["failed"]),
-            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(_rss_mb(), 1)}
+            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(_rss_mb(), 1)}, samples
+
+
+def _growth_per_1000(samples: list[dict[str, Any]]) -> float | None:
+    """RSS growth per 1,000 studies from the second sample on (the first includes warm-up)."""
+    if len(samples) < 3:
+        return None
+    first, last = samples[1], samples[-1]
+    return round((last["rss_mb"] - first["rss_mb"]) / max(last["studies"] - first["studies"], 1) * 1000, 2)
 
 
 def _row(step: str, studies: int, seconds: float, **extra: Any) -> dict[str, Any]:
@@ -135,12 +162,13 @@ def _row(step: str, studies: int, seconds: float, **extra: Any) -> dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=10_000, help="studies in the backlog (default 10,000)")
-    parser.add_argument("--flow-studies", type=int, default=1_000, help="studies through the Prefect flow (default 1,000; 0: skip)")
+    parser.add_argument("--flow-studies", type=int, default=10_000,
+                        help="studies through the Prefect flow (default 10,000: the whole backlog; 0: skip)")
     parser.add_argument("--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)")
-    parser.add_argument("--small", action="store_true", help="a quick check of the script (500 studies, flow 100)")
+    parser.add_argument("--small", action="store_true", help="a quick check of the script (500 studies, all through the flow)")
     args = parser.parse_args(argv)
     if args.small:
-        args.studies, args.flow_studies, args.sample_every = 500, 100, 100
+        args.studies, args.flow_studies, args.sample_every = 500, 500, 100
 
     _quiet()
     from benchmarks._results import write_results
@@ -183,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             from prefect.testing.utilities import prefect_test_harness
 
             with prefect_test_harness(server_startup_timeout=180):
-                result = _flow_subset(backlog, args.flow_studies, work)
+                result, samples = _flow_subset(backlog, args.flow_studies, work, args.sample_every)
             rows.append(_row("flow (threads)", result["studies"], result["seconds"], failed=result["failed"],
-                             rss_before_mb=result["rss_before_mb"], rss_after_mb=result["rss_after_mb"]))
-            print(rows[-1], flush=True)
+                             rss_before_mb=result["rss_before_mb"], rss_after_mb=result["rss_after_mb"],
+                             rss_growth_mb_per_1000=_growth_per_1000(samples), samples=samples))
+            print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
 
     print()
     print(f"{'step':<16} {'studies':>8} {'seconds':>9} {'studies/s':>10}  memory")
@@ -199,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"after {r['studies']} ({r['rss_growth_mb_per_1000']:+} MB per 1000)")
         elif "rss_after_mb" in r:
             memory = f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB"
+            if r.get("rss_growth_mb_per_1000") is not None:
+                memory += f" ({r['rss_growth_mb_per_1000']:+} MB per 1000 after the first {args.sample_every})"
         print(f"{r['step']:<16} {r['studies']:>8} {r['seconds']:>9.2f} {r['studies_per_s'] or 0:>10}  {memory}")
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; SQLite results database")
     out = write_results("load", rows, small=args.small, load_average_at_start=[round(x, 2) for x in load])

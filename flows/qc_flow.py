@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
 from qc_pipeline import __version__
@@ -194,6 +195,11 @@ def judge_entries(
         return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now)
 
 
+MAX_IN_FLIGHT = 128
+"""Study tasks submitted and not yet collected, at most: enough to keep any pool busy, and the
+flow's memory stays flat however long the backlog (futures are dropped once collected)."""
+
+
 def _judge(
     source: str,
     pending: list[StudyEntry],
@@ -203,15 +209,45 @@ def _judge(
     thresholds_version: str,
     run_id: str,
     now: dt.datetime | None,
+    max_in_flight: int | None = None,
 ) -> JudgedBatch:
     logger = get_run_logger()
-    _notify("start", 0, len(pending))
-    pending = sorted(pending, key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
-    futures = []
-    previous: dict[str, object] = {}
-    for entry in pending:
+    limit = max_in_flight or MAX_IN_FLIGHT
+    total = len(pending)
+    _notify("start", 0, total)
+    ordered = sorted(pending, key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
+    finished: queue.SimpleQueue[PrefectFuture[StudyOutcome]] = queue.SimpleQueue()
+    in_flight: dict[int, tuple[PrefectFuture[StudyOutcome], StudyEntry]] = {}
+    last_of_patient: dict[str, PrefectFuture[StudyOutcome]] = {}
+    batch = JudgedBatch()
+    done = 0
+
+    def collect(future: PrefectFuture[StudyOutcome]) -> None:
+        nonlocal done
+        _, entry = in_flight.pop(id(future))
+        if entry.patient_key and last_of_patient.get(entry.patient_key) is future:
+            del last_of_patient[entry.patient_key]
+        done += 1
+        try:
+            outcome = future.result()
+        except Exception as exc:
+            batch.failed.append(entry.study_instance_uid)
+            logger.error("study %s could not be judged: %s", entry.study_instance_uid, exc)
+        else:
+            if outcome.status is OutcomeStatus.LEASED:
+                batch.leased.append(outcome.study_instance_uid)
+                logger.warning("study %s is being judged by another run; left to it", outcome.study_instance_uid)
+            if outcome.status is OutcomeStatus.JUDGED and outcome.verdict is not None:
+                batch.verdicts[str(outcome.verdict)] += 1
+                batch.saved[str(outcome.saved)] += 1
+        _notify("study", done, total)
+
+    for entry in ordered:
+        while len(in_flight) >= limit:
+            collect(finished.get())
         # allow_failure: one study that could not be judged must not hold back the next one
-        wait = [allow_failure(previous[entry.patient_key])] if entry.patient_key in previous else None
+        previous = last_of_patient.get(entry.patient_key) if entry.patient_key else None
+        wait = [allow_failure(previous)] if previous is not None else None
         if runner is None:
             future = judge_study.submit(
                 source, entry, db_url, thresholds_dir, thresholds_version, run_id, now, wait_for=wait
@@ -222,28 +258,12 @@ def _judge(
                 "thresholds_version": thresholds_version, "run_id": run_id, "now": now,
             }
             future = runner.submit(judge_study, parameters, wait)
+        in_flight[id(future)] = (future, entry)
         if entry.patient_key:
-            previous[entry.patient_key] = future
-        futures.append(future)
-    index = {id(f): i for i, f in enumerate(futures)}
-    batch = JudgedBatch()
-    done = 0
-    for future in as_completed(futures):
-        done += 1
-        try:
-            outcome: StudyOutcome = future.result()
-        except Exception as exc:
-            entry_uid = pending[index[id(future)]].study_instance_uid
-            batch.failed.append(entry_uid)
-            logger.error("study %s could not be judged: %s", entry_uid, exc)
-        else:
-            if outcome.status is OutcomeStatus.LEASED:
-                batch.leased.append(outcome.study_instance_uid)
-                logger.warning("study %s is being judged by another run; left to it", outcome.study_instance_uid)
-            if outcome.status is OutcomeStatus.JUDGED and outcome.verdict is not None:
-                batch.verdicts[str(outcome.verdict)] += 1
-                batch.saved[str(outcome.saved)] += 1
-        _notify("study", done, len(pending))
+            last_of_patient[entry.patient_key] = future
+        future.add_done_callback(finished.put)
+    while in_flight:
+        collect(finished.get())
     return batch
 
 

@@ -145,3 +145,41 @@ def test_same_patient_with_another_sex_is_flagged_on_the_later_study(prefect_har
     assert all(earlier in f["message"] for f in flagged)
     assert by_uid[later]["verdict"] == "review"
     assert not [f for f in by_uid[earlier]["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]
+
+
+def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_path, monkeypatch):
+    """At most ``MAX_IN_FLIGHT`` study tasks are outstanding (the flow's memory must not grow with
+    the backlog), and a patient's studies are still judged oldest first across windows."""
+    from flows import qc_flow
+
+    root = tmp_path / "in"
+    later_uids = []
+    for p in range(3):
+        for k, (day, sex) in enumerate((("20260901", "F"), ("20260915", "F"), ("20261001", "M"))):
+            study = f"1.2.826.0.1.3680043.10.30{p}{k}"
+            write_instance(root / study[-4:] / "1.dcm", study=study, series_no=1, instance_no=1,
+                           PatientID=f"P-WIN-{p}", StudyDate=day, PatientSex=sex)
+            if sex == "M":
+                later_uids.append(study)
+    outstanding, most = [0], [0]
+    real = qc_flow.judge_study
+
+    class Counting:
+        def submit(self, *args, **kwargs):
+            future = real.submit(*args, **kwargs)
+            outstanding[0] += 1
+            most[0] = max(most[0], outstanding[0])
+            future.add_done_callback(lambda _: outstanding.__setitem__(0, outstanding[0] - 1))
+            return future
+
+    monkeypatch.setattr(qc_flow, "judge_study", Counting())
+    monkeypatch.setattr(qc_flow, "MAX_IN_FLIGHT", 2)
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    code, out = invoke("run", str(root), "--db", url)
+    assert code == 0, out
+    assert "9 已质控 judged" in out
+    assert 1 <= most[0] <= 2
+    by_uid = results(url)
+    for uid, row in by_uid.items():
+        conflicts = [f for f in row["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]
+        assert bool(conflicts) == (uid in later_uids), (uid, conflicts)
