@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from qc_pipeline.domain import Finding
 from qc_pipeline.io.dicom import text
@@ -23,6 +25,8 @@ RULE_IDS: Final = frozenset(
     {
         "metadata.patient_name.missing",
         "metadata.patient_name.invalid",
+        "metadata.charset.unknown",
+        "metadata.charset.nonstandard",
         "metadata.patient_id.missing",
         "metadata.patient_sex.missing",
         "metadata.patient_sex.invalid",
@@ -161,6 +165,7 @@ def check_metadata(
         raise ValueError("now must be timezone-aware (e.g. datetime.now(datetime.UTC))")
     out = _Collector(thresholds)
     ds = datasets[0]
+    _check_charset(ds, out)
     _check_patient_name(ds, out)
     if text(ds, "PatientID") is None:
         out.add(
@@ -186,6 +191,40 @@ def check_metadata(
         )
     _check_consistency(datasets, out)
     return out.findings
+
+
+def _charset_key(term: str) -> str:
+    return re.sub(r"[\s_-]+", " ", term.strip().upper())
+
+
+_CHARSETS_BY_KEY: Final = {_charset_key(term): term for term in python_encoding if term}
+
+
+def _check_charset(ds: Dataset, out: _Collector) -> None:
+    """SpecificCharacterSet (0008,0005): every value a DICOM defined term. A misspelt one that
+    still names a set (``ISO-IR 192``) is recorded; one that names none means names and
+    descriptions were decoded with a guessed character set."""
+    raw = ds.get("SpecificCharacterSet")
+    values = [str(v).strip() for v in (raw if isinstance(raw, MultiValue) else [raw])] if raw else []
+    for value in values:
+        if not value or value in python_encoding:
+            continue
+        meant = _CHARSETS_BY_KEY.get(_charset_key(value))
+        if meant is None:
+            out.add(
+                "metadata.charset.unknown",
+                f"SpecificCharacterSet (0008,0005) {value!r} is not a DICOM character set; "
+                "Chinese names and descriptions may be decoded wrongly",
+                f"字符集 (0008,0005) {value!r} 不是 DICOM 定义的字符集，中文姓名和描述可能被错误解码",
+                value=value,
+            )
+        else:
+            out.add(
+                "metadata.charset.nonstandard",
+                f"SpecificCharacterSet (0008,0005) {value!r} is misspelt; read as {meant!r}",
+                f"字符集 (0008,0005) {value!r} 书写不规范，按 {meant!r} 读取",
+                value=value,
+            )
 
 
 def _check_patient_name(ds: Dataset, out: _Collector) -> None:

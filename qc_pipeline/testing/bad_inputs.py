@@ -278,7 +278,7 @@ CASES: Final[tuple[BadCase, ...]] = (
     BadCase("wrong_charset", "GB18030 bytes under a declared UTF-8 character set",
             Verdict.REVIEW, "metadata.patient_name.invalid", _wrong_charset),
     BadCase("unknown_charset", "SpecificCharacterSet ISO_IR 999 (no such set)",
-            Verdict.PASS, "catalog.item.matched", _unknown_charset),
+            Verdict.REVIEW, "metadata.charset.unknown", _unknown_charset),
     BadCase("huge_element_length", "StudyDescription's length field claims 65,520 bytes: it swallows the UIDs after it",
             Verdict.FAIL, "integrity.header.missing_uid", _huge_element_length),
     BadCase("not_dicom", "a PDF in the upload folder", Verdict.FAIL, "integrity.file.unreadable", _not_dicom),

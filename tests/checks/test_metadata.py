@@ -239,3 +239,26 @@ def test_age_in_unit_counts_completed_units():
     assert age_in_unit(birth, dt.date(2001, 3, 1), "Y") == 1
     assert age_in_unit(birth, dt.date(2000, 3, 28), "M") == 0
     assert age_in_unit(birth, dt.date(2000, 3, 14), "W") == 2
+
+
+@pytest.mark.parametrize(
+    ("charset", "code", "severity"),
+    [
+        ("ISO_IR 192", None, None),
+        ("GB18030", None, None),
+        (["", "ISO 2022 IR 58"], None, None),
+        ("ISO-IR 192", "metadata.charset.nonstandard", Severity.INFO),
+        ("iso_ir 100", "metadata.charset.nonstandard", Severity.INFO),
+        ("ISO_IR 999", "metadata.charset.unknown", Severity.REVIEW),
+        (["ISO 2022 IR 6", "CHINESE"], "metadata.charset.unknown", Severity.REVIEW),
+    ],
+)
+def test_specific_character_set_is_a_defined_term(thresholds, charset, code, severity):
+    findings = [f for f in check_metadata([good(SpecificCharacterSet=charset)], thresholds, now=NOW)
+                if f.code.startswith("metadata.charset.")]
+    if code is None:
+        assert findings == []
+        return
+    (finding,) = findings
+    assert (finding.code, finding.severity) == (code, severity)
+    assert "(0008,0005)" in finding.message and "字符集" in finding.message_zh
