@@ -32,6 +32,7 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
+from qc_pipeline.catalog.mr_sequences import Weighting, identify_sequence
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement
 from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
@@ -50,6 +51,9 @@ NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
 AI_UNAVAILABLE: Final = "ai.model.unavailable"
 AI_NOT_SCORED: Final = "ai.score.not_scored"
+AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC})
+"""MR series the artifact models were not trained on: echo-planar diffusion images and their maps
+(low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
 RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR})
 
@@ -160,6 +164,19 @@ def _score(
     scorer: Scorer, target: _Target, decoded: _Decoded, thresholds: Thresholds, sop: str | None
 ) -> tuple[list[Measurement], Finding | None]:
     """The AI scores of one target, or a finding saying why there are none."""
+    if target.kind == "mr":
+        weighting = identify_sequence(target.instances[0].dataset).weighting
+        if weighting in AI_MR_OUT_OF_DOMAIN:
+            return [], thresholds.finding(
+                AI_NOT_SCORED,
+                f"{target.label_en}: not scored by the AI models: {weighting.label} series are outside what "
+                "the MR models were trained on (structural T1/T2/PD/FLAIR images; see models/mr_artifacts.md)",
+                f"{target.label_zh}：未进行AI评分（{weighting.label} 序列不在MR模型的训练范围内，"
+                "模型仅针对T1/T2/PD/FLAIR结构像训练）",
+                value=weighting.value,
+                series_instance_uid=target.series_instance_uid,
+                sop_instance_uid=sop,
+            )
     try:
         return scorer.score(target.kind, decoded.slices, pixel_mm=decoded.pixel_mm, stored_range=decoded.stored_range), None
     except DegenerateInputError as exc:

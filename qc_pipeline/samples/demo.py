@@ -607,12 +607,11 @@ _SPECS: Final[tuple[_Spec, ...]] = (
     _Spec(
         "phantom_mr_brain",
         "Synthetic plain brain MR in GB18030: axial T2, T1, T2-FLAIR, DWI and sagittal T2, 12 slices each. "
-        "The AI ghosting classifier flags its synthetic b1000 DWI for review: a known false flag on "
-        "low-SNR EPI (models/mr_artifacts.md, known limits).",
+        "The DWI is not AI-scored (outside the MR models' training domain; an info finding says so).",
         "合成头颅MR平扫（GB18030 编码）：横断位T2、T1、T2-FLAIR、DWI及矢状位T2，各12层。"
-        "AI鬼影分类器将其合成 b1000 DWI 标记为待复核：这是低信噪比EPI序列上的已知误报（见 models/mr_artifacts.md）。",
-        verdict=Verdict.REVIEW,
-        codes=frozenset({"ai.mr_artifacts.motion_ghosting.review"}),
+        "DWI 序列不在MR模型的训练范围内，不进行AI评分（以提示性结果说明）。",
+        verdict=Verdict.PASS,
+        codes=frozenset(),
         date=_d(12),
         build=_phantom_mr_brain,
     ),

@@ -14,10 +14,9 @@ from qc_pipeline.samples.demo import write_demo_studies
 from qc_pipeline.sources import FolderSource
 
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-CLEAN = {"real_cr_chest": "dr", "real_ct": "ct", "phantom_ct_chest": "ct", "phantom_dr_chest": "dr"}
-"""Clean demo studies that are recognition candidates (real_mr is not_applicable: not measured). The
-clean phantom_mr_brain is left out: its synthetic b1000 DWI is a known false flag of the ghosting
-classifier (models/mr_artifacts.md); the demo expects it."""
+CLEAN = {"real_cr_chest": "dr", "real_ct": "ct", "phantom_ct_chest": "ct", "phantom_dr_chest": "dr",
+         "phantom_mr_brain": "mr"}
+"""Clean demo studies that are recognition candidates (real_mr is not_applicable: not measured)."""
 ARTEFACTED = {"ghosted_mr": "ai.mr_artifacts.motion_ghosting.review", "clipped_dr": "ai.dr_artifacts.saturation.review"}
 """noisy_ct and overexposed_dr are not flagged by the AI (the CT noise rule is disabled in
 thresholds/ai.yaml for its false flags on clean real CT; the overexposed phantom's pixels look
@@ -63,6 +62,18 @@ def test_artefacted_demo_studies_carry_an_ai_finding_for_review(case, demo, thre
     assert ARTEFACTED[case] in {f.code for f in found}, [m for m in decision.measurements if m.metric.startswith("ai.")]
     assert all(f.severity is Severity.REVIEW and f.code.startswith("ai.") for f in found)
     assert all("AI" in f.message and "AI" in f.message_zh and f.limit.startswith("≤") for f in found)
+
+
+def test_diffusion_series_are_not_scored_and_say_why(demo, thresholds):
+    """DWI is outside the MR models' domain (its b1000 EPI images scored 0.95 'ghosting' when it
+    was scored): an info finding on that series, the structural series scored as usual."""
+    decision = decide(demo / "phantom_mr_brain", thresholds)
+    (skipped,) = [f for f in decision.findings if f.code == "ai.score.not_scored"]
+    assert skipped.severity is Severity.INFO and skipped.value == "DWI"
+    assert "outside what the MR models were trained on" in skipped.message and "训练范围" in skipped.message_zh
+    scored = {m.series_instance_uid for m in decision.measurements if m.metric == "ai.mr_artifacts.motion_ghosting"}
+    series = {m.series_instance_uid for m in decision.measurements if m.metric == "mr.snr"}
+    assert scored == series - {skipped.series_instance_uid} and len(scored) == 4
 
 
 def test_provenance_names_every_model_with_version_and_hash(thresholds):
