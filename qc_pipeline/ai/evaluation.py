@@ -102,7 +102,7 @@ def evaluate(
         test = dataset.build_set(modality, "test", n_test)
         x = np.stack([s.x for s in test])
         y = np.stack([s.labels for s in test])
-        p = scorer._run(artifacts.name, x)
+        p = scorer.run(artifacts.name, x)
         results["models"][artifacts.name] = {
             "version": scorer.models[artifacts.name].provenance,
             "labels": {
@@ -113,7 +113,7 @@ def evaluate(
         }
         progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
         test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
-        pm = scorer._run(acceptability.name, encode_missing(features_of(test_m, modality)))[:, 0]
+        pm = scorer.run(acceptability.name, encode_missing(features_of(test_m, modality)))[:, 0]
         ym = np.array([int(s.labels.any()) for s in test_m])
         label = acceptability.labels[0]
         results["models"][acceptability.name] = {
@@ -122,8 +122,8 @@ def evaluate(
         }
         progress(f"{modality}: {n_clean} clean held-out real images")
         clean = dataset.build_set(modality, "test", n_clean, clean=True)
-        pc = scorer._run(artifacts.name, np.stack([s.x for s in clean]))
-        pa = scorer._run(acceptability.name, encode_missing(features_of(clean, modality)))[:, 0]
+        pc = scorer.run(artifacts.name, np.stack([s.x for s in clean]))
+        pa = scorer.run(acceptability.name, encode_missing(features_of(clean, modality)))[:, 0]
         art_limits = np.array([limits.get(score_metric(artifacts.name, lb), np.inf) for lb in artifacts.labels])
         flagged_art = (pc > art_limits).any(axis=1)
         flagged_acc = pa > limits.get(score_metric(acceptability.name, label), np.inf)

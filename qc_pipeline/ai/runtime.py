@@ -92,7 +92,8 @@ class Scorer:
     def provenance(self) -> dict[str, str]:
         return provenance_of(self._models)
 
-    def _run(self, name: str, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, name: str, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The raw outputs of model ``name`` on a prepared batch ``x`` (rows: inputs; columns: labels)."""
         model = self._models[name]
         (out,) = self._sessions[name].run([model.manifest.output.name], {model.manifest.input.name: x})
         out = np.asarray(out, dtype=np.float32)
@@ -123,7 +124,7 @@ class Scorer:
             raise DegenerateInputError("no slices to score")
         picked = [np.asarray(slices[i], dtype=np.float32) for i in chosen]
         x = np.stack([model_input(s, modality, stored_range=stored_range) for s in picked])
-        scores = self._run(artifacts.name, x).max(axis=0)
+        scores = self.run(artifacts.name, x).max(axis=0)
         where = "1 image" if len(chosen) == 1 else f"max over {len(chosen)} sampled slices"
         out = [
             Measurement(
@@ -134,7 +135,7 @@ class Scorer:
         ]
         acceptability = self._models[f"{modality.lower()}_acceptability"]
         features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range)
-        (value,) = self._run(acceptability.name, encode_missing(features[None]))[0]
+        (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
         label = acceptability.manifest.labels[0]
         out.append(
             Measurement(
