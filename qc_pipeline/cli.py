@@ -20,15 +20,10 @@ import click
 
 from qc_pipeline import __version__
 from qc_pipeline.config import default_lang, resolve_db_url
+from qc_pipeline.domain import VERDICT_LABELS
 
 logger = logging.getLogger(__name__)
 
-VERDICT_LABELS = {
-    "pass": ("pass", "合格"),
-    "review": ("review", "待复核"),
-    "fail": ("fail", "不合格"),
-    "not_applicable": ("n/a", "不适用"),
-}
 VERDICT_STYLES = {"pass": "green", "review": "yellow", "fail": "red", "not_applicable": "dim"}
 
 

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 
 class Verdict(StrEnum):
@@ -19,6 +19,15 @@ class Verdict(StrEnum):
     REVIEW = "review"
     FAIL = "fail"
     NOT_APPLICABLE = "not_applicable"
+
+
+VERDICT_LABELS: Final[dict[str, tuple[str, str]]] = {
+    Verdict.PASS.value: ("pass", "合格"),
+    Verdict.REVIEW.value: ("review", "待复核"),
+    Verdict.FAIL.value: ("fail", "不合格"),
+    Verdict.NOT_APPLICABLE.value: ("n/a", "不适用"),
+}
+"""Verdict -> (English, Chinese) words shown to users (CLI, review app, reports)."""
 
 
 class Severity(StrEnum):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from qc_pipeline.domain import VERDICT_LABELS
+
 LANGS: Final = ("zh", "en")
 
 _WORDS: Final[dict[str, tuple[str, str]]] = {
     "all": ("全部机构", "All institutions"),
     "unknown_institution": ("（未填写机构）", "(no institution)"),
-    "pass": ("合格", "pass"),
-    "review": ("待复核", "review"),
-    "fail": ("不合格", "fail"),
-    "not_applicable": ("不适用", "n/a"),
+    **{verdict: (zh, en) for verdict, (en, zh) in VERDICT_LABELS.items()},
     "metadata": ("元数据", "metadata"),
     "timeliness": ("及时性", "timeliness"),
     "completeness": ("完整性", "completeness"),

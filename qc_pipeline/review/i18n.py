@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from qc_pipeline.domain import VERDICT_LABELS
+
 LANGS: Final = ("zh", "en")
 
 DECISION_REASONS: Final[dict[str, tuple[str, str]]] = {
@@ -32,12 +34,7 @@ NEGATIVE_FLAGS: Final[dict[str, tuple[str, str]]] = {
 }
 """Negative-list reasons: the study is not offered for recognition, whatever its verdict."""
 
-VERDICTS: Final[dict[str, tuple[str, str]]] = {
-    "pass": ("pass", "合格"),
-    "review": ("review", "待复核"),
-    "fail": ("fail", "不合格"),
-    "not_applicable": ("n/a", "不适用"),
-}
+VERDICTS: Final = VERDICT_LABELS
 
 CATEGORIES: Final[dict[str, tuple[str, str]]] = {
     "metadata": ("metadata", "元数据"),
