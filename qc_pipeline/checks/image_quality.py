@@ -80,7 +80,7 @@ class ImageQuality:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
     """One thing decoded once: a series (CT/MR) or one radiograph (DR)."""
 
     kind: str  # "dr" | "ct" | "mr"
@@ -98,7 +98,7 @@ def series_label(ds: Dataset) -> tuple[str, str]:
     return en, zh
 
 
-def _targets(study: LoadedStudy, item_modality: str | None) -> Iterator[_Target]:
+def _targets(study: LoadedStudy, item_modality: str | None) -> Iterator[Target]:
     by_series: dict[str, list[LoadedInstance]] = {}
     for inst in study.images:
         if inst.pixel_data is not None and inst.pixel_data.truncated:
@@ -112,11 +112,11 @@ def _targets(study: LoadedStudy, item_modality: str | None) -> Iterator[_Target]
             for inst in members:
                 number = text(inst.dataset, "InstanceNumber")
                 suffix_en, suffix_zh = (f", image {number}", f" 第 {number} 幅") if number else ("", "")
-                yield _Target("dr", series_uid, (inst,), en + suffix_en, zh + suffix_zh)
+                yield Target("dr", series_uid, (inst,), en + suffix_en, zh + suffix_zh)
         elif modality in ("CT", "MR") and item_modality in (None, modality):
             if any(is_localizer(m.dataset) for m in members):
                 continue
-            yield _Target(modality.lower(), series_uid, tuple(members), en, zh)
+            yield Target(modality.lower(), series_uid, tuple(members), en, zh)
 
 
 def _float_tag(ds: Dataset, keyword: str) -> float | None:
@@ -134,7 +134,7 @@ class _Decoded:
     stored_range: tuple[float, float] | None
 
 
-def _measure_target(target: _Target, paths: list[Path]) -> tuple[list[Measurement], _Decoded]:
+def _measure_target(target: Target, paths: list[Path]) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
         ds = image.dataset
@@ -161,7 +161,7 @@ def _measure_target(target: _Target, paths: list[Path]) -> tuple[list[Measuremen
 
 
 def _score(
-    scorer: Scorer, target: _Target, decoded: _Decoded, thresholds: Thresholds, sop: str | None
+    scorer: Scorer, target: Target, decoded: _Decoded, thresholds: Thresholds, sop: str | None
 ) -> tuple[list[Measurement], Finding | None]:
     """The AI scores of one target, or a finding saying why there are none."""
     if target.kind == "mr":
@@ -232,14 +232,16 @@ def format_value(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
-def _judge_measurement(
+def judge_measurement(
     m: Measurement,
-    target: _Target,
+    target: Target,
     modality: str,
     item_code: str | None,
     rules: list[Rule],
     thresholds: Thresholds,
 ) -> Finding | None:
+    """The finding of the worst rule that ``m`` breaks (None when it breaks none): used by the
+    checks and by the population generator, which judges synthetic values the same way."""
     worst: tuple[Rule, float] | None = None
     for rule in rules:
         if rule.modalities and modality not in rule.modalities:
@@ -349,7 +351,7 @@ def check_image_quality(
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
                 continue
-            findings.append(_judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
+            findings.append(judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
     return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
 
 
@@ -404,7 +406,7 @@ Their soft-tissue noise is high by design: patient noise limits apply to soft-ti
 (Christianson et al. 2015 measured standard abdominal reconstructions)."""
 
 
-def _judged(metric: str, target: _Target) -> str | None:
+def _judged(metric: str, target: Target) -> str | None:
     """None when the metric's rules apply to this target, else why they do not."""
     if metric == "ct.noise_hu":
         ds = target.instances[0].dataset

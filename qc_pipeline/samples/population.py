@@ -190,9 +190,9 @@ def _judge(
 ) -> tuple[Measurement, list[Finding]]:
     """The measurement and the finding the pipeline's image-quality rules give it."""
     m = Measurement(metric=metric, value=float(value), unit=unit, series_instance_uid=series.uid)
-    target = image_quality._Target(modality.lower(), series.uid, (), series.label_en, series.label_zh)
+    target = image_quality.Target(modality.lower(), series.uid, (), series.label_en, series.label_zh)
     rules = image_quality.rules_by_metric(thresholds).get(metric, [])
-    found = image_quality._judge_measurement(m, target, "DX" if modality == "DR" else modality, item_code, rules, thresholds)
+    found = image_quality.judge_measurement(m, target, "DX" if modality == "DR" else modality, item_code, rules, thresholds)
     return m, [] if found is None else [found]
 
 
