@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         memory = ""
         if "peak_python_mb" in r:
             memory = f"peak Python {r['peak_python_mb']} MB"
-        elif "rss_growth_mb_per_1000" in r:
+        elif "rss_first_sample_mb" in r:
             memory = (f"RSS {r['rss_first_sample_mb']} MB after {args.sample_every}, {r['rss_last_sample_mb']} MB "
                       f"after {r['studies']} ({r['rss_growth_mb_per_1000']:+} MB per 1000)")
         elif "rss_after_mb" in r:

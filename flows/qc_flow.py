@@ -16,7 +16,9 @@ from typing import Any
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
+from prefect.utilities.collections import visit_collection
 from prefect.task_runners import TaskRunner
 
 from qc_pipeline import __version__
@@ -195,6 +197,20 @@ def judge_entries(
         return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now)
 
 
+def _forget_result(result: object) -> None:
+    """Drop what Prefect keeps of a collected study task in the flow run context.
+
+    Prefect links every task result to a copy of its final state (``FlowRunContext.run_results``,
+    for result lineage when one task's result is passed to another): a few KB per study, kept
+    for the whole run. Study tasks never pass results to each other, so once an outcome is
+    collected its entries go, and the flow's memory stays flat however long the backlog.
+    """
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    visit_collection(result, visit_fn=lambda obj: context.run_results.pop(id(obj), None), return_data=False, max_depth=1)
+
+
 MAX_IN_FLIGHT = 128
 """Study tasks submitted and not yet collected, at most: enough to keep any pool busy, and the
 flow's memory stays flat however long the backlog (futures are dropped once collected)."""
@@ -230,6 +246,7 @@ def _judge(
         done += 1
         try:
             outcome = future.result()
+            _forget_result(outcome)
         except Exception as exc:
             batch.failed.append(entry.study_instance_uid)
             logger.error("study %s could not be judged: %s", entry.study_instance_uid, exc)

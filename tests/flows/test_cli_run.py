@@ -148,8 +148,9 @@ def test_same_patient_with_another_sex_is_flagged_on_the_later_study(prefect_har
 
 
 def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_path, monkeypatch):
-    """At most ``MAX_IN_FLIGHT`` study tasks are outstanding (the flow's memory must not grow with
-    the backlog), and a patient's studies are still judged oldest first across windows."""
+    """At most ``MAX_IN_FLIGHT`` study tasks are outstanding and Prefect's per-task bookkeeping is
+    dropped once collected (the flow's memory must not grow with the backlog), and a patient's
+    studies are still judged oldest first across windows."""
     from flows import qc_flow
 
     root = tmp_path / "in"
@@ -174,11 +175,23 @@ def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_pat
 
     monkeypatch.setattr(qc_flow, "judge_study", Counting())
     monkeypatch.setattr(qc_flow, "MAX_IN_FLIGHT", 2)
+    kept: list[int] = []  # what Prefect keeps per task result in the flow run context, as it runs
+
+    def watch(event, done, total):
+        from prefect.context import FlowRunContext
+
+        kept.append(len(FlowRunContext.get().run_results))
+
+    qc_flow.add_progress_listener(watch)
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    code, out = invoke("run", str(root), "--db", url)
+    try:
+        code, out = invoke("run", str(root), "--db", url)
+    finally:
+        qc_flow.remove_progress_listener(watch)
     assert code == 0, out
     assert "9 已质控 judged" in out
     assert 1 <= most[0] <= 2
+    assert len(kept) == 10 and max(kept) <= 3 * 2, kept  # collected outcomes are forgotten: no growth
     by_uid = results(url)
     for uid, row in by_uid.items():
         conflicts = [f for f in row["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]
