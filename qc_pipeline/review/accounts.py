@@ -17,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.store import ResultStore
@@ -25,6 +26,14 @@ from qc_pipeline.store.review import ROLES, ReviewEvent, ReviewUser
 logger = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH: Final = 10
+MAX_FAILED_SIGN_INS: Final = 5
+LOCKOUT: Final = dt.timedelta(minutes=15)
+"""After ``MAX_FAILED_SIGN_INS`` failed sign-ins within ``LOCKOUT`` (and none accepted since), the
+account refuses sign-in, right password or not, until the oldest of those failures is ``LOCKOUT``
+old (the limit on illegal sign-in attempts of MLPS 2.0 / 等保2.0 "登录失败处理"). The failures are
+read from the audit table, so the limit holds across restarts and worker processes; refused
+attempts are recorded as ``sign_in_locked`` and do not extend it. A password set by a QC
+administrator (``qc-pipeline review users``) ends the lockout."""
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 _hasher = PasswordHasher()
 _DUMMY_HASH: Final = _hasher.hash("qc-pipeline: no such user")
@@ -145,11 +154,56 @@ def list_users(store: ResultStore) -> list[dict[str, object]]:
     ]
 
 
+class SignInLocked(ReviewError):
+    """Too many failed sign-ins for this user name (see ``LOCKOUT``)."""
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(
+            f"too many failed sign-ins for this user: try again in {minutes} min, or ask a QC administrator",
+            f"该账号登录失败次数过多，请 {minutes} 分钟后再试，或联系质控管理员",
+            status=429,
+        )
+        self.minutes = minutes
+
+
+def _locked_until(session: Session, username: str, now: dt.datetime) -> dt.datetime | None:
+    """When the lockout of ``username`` ends, if it is locked now."""
+    events = session.execute(
+        select(ReviewEvent.event, ReviewEvent.at)
+        .where(
+            ReviewEvent.at > now - LOCKOUT,
+            ReviewEvent.username == username,
+            ReviewEvent.event.in_(("sign_in", "password_changed", "sign_in_failed")),
+        )
+        .order_by(ReviewEvent.at.desc(), ReviewEvent.id.desc())
+    ).all()
+    failures: list[dt.datetime] = []
+    for event, at in events:
+        if event != "sign_in_failed":
+            break  # an accepted sign-in, or a new password set by an administrator, clears the failures before it
+        failures.append(at)
+    if len(failures) < MAX_FAILED_SIGN_INS:
+        return None
+    return failures[MAX_FAILED_SIGN_INS - 1] + LOCKOUT
+
+
 def authenticate(store: ResultStore, username: str, password: str) -> User | None:
     """The user, when the name and password are right and the account is active; else None.
 
-    Every attempt is recorded in the audit table (``sign_in`` / ``sign_in_failed``).
+    Every attempt is recorded in the audit table (``sign_in`` / ``sign_in_failed`` /
+    ``sign_in_locked``). Raises :class:`SignInLocked` while the user name is locked out.
     """
+    now = _now()
+    with store.writing("sign in") as session:
+        until = _locked_until(session, username[:64], now)
+        if until is not None:
+            session.add(ReviewEvent(at=now, user_id=None, username=username[:64], event="sign_in_locked"))
+            locked = SignInLocked(max(1, -(-int((until - now).total_seconds()) // 60)))
+        else:
+            locked = None
+    if locked is not None:
+        logger.warning("sign-in refused for %s: locked out after %d failed attempts", username[:64], MAX_FAILED_SIGN_INS)
+        raise locked
     with store.writing("sign in") as session:
         row = session.scalars(select(ReviewUser).where(ReviewUser.username == username)).one_or_none()
         ok = False
@@ -162,7 +216,7 @@ def authenticate(store: ResultStore, username: str, password: str) -> User | Non
             row.password_hash = _hasher.hash(password)
         session.add(
             ReviewEvent(
-                at=_now(),
+                at=now,
                 user_id=row.id if row is not None else None,
                 username=username[:64],
                 event="sign_in" if ok else "sign_in_failed",

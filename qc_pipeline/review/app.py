@@ -47,7 +47,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from qc_pipeline.config import default_lang
 from qc_pipeline.review import service
-from qc_pipeline.review.accounts import User, authenticate, load_user
+from qc_pipeline.review.accounts import SignInLocked, User, authenticate, load_user
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.i18n import CATEGORIES, DECISION_REASONS, LANGS, NEGATIVE_FLAGS, VERDICTS, label, pick, translator
 from qc_pipeline.review.images import StudyImages, render_study
@@ -278,7 +278,10 @@ def _public_router() -> APIRouter:
         next: str = Form("/queue"),
     ) -> Response:
         store: ResultStore = request.app.state.store
-        user = authenticate(store, username.strip(), password) if username.strip() and password else None
+        try:
+            user = authenticate(store, username.strip(), password) if username.strip() and password else None
+        except SignInLocked as exc:
+            return render(request, "login.html", {"next": _safe_next(next), "locked": exc}, status=exc.status)
         if user is None:
             return render(request, "login.html", {"next": _safe_next(next), "failed": True}, status=401)
         lang = request.session.get("lang")

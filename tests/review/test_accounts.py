@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from argon2 import PasswordHasher
 
@@ -59,3 +61,39 @@ def test_bad_accounts_are_refused(sqlite_url: str) -> None:
             accounts.set_password(store, "ghost", "0123456789")
         with pytest.raises(ReviewError, match="no user 'ghost'"):
             accounts.set_active(store, "ghost", False)
+
+
+def test_repeated_failed_sign_ins_lock_the_name_for_a_while(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    accounts.create_user(store, "dr.wang", "0123456789", role="reviewer")
+    accounts.create_user(store, "dr.zhao", "0123456789", role="reviewer")
+    clock = [dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)]
+    monkeypatch.setattr(accounts, "_now", lambda: clock[0])
+
+    def fail(times: int) -> None:
+        for _ in range(times):
+            assert accounts.authenticate(store, "dr.wang", "a-wrong-guess") is None
+            clock[0] += dt.timedelta(minutes=1)
+
+    fail(accounts.MAX_FAILED_SIGN_INS - 1)  # 08:00-08:03
+    assert accounts.authenticate(store, "dr.wang", "0123456789") is not None  # accepted: the count starts again
+    fail(accounts.MAX_FAILED_SIGN_INS)  # 08:04-08:08
+    with pytest.raises(accounts.SignInLocked) as locked:  # 08:09: the right password is refused too
+        accounts.authenticate(store, "dr.wang", "0123456789")
+    assert locked.value.status == 429 and locked.value.minutes == 10  # until 08:19, 15 min after 08:04
+    assert "10 min" in str(locked.value) and "10 分钟后再试" in locked.value.message_zh
+    assert accounts.authenticate(store, "dr.zhao", "0123456789") is not None  # other accounts sign in
+    clock[0] += dt.timedelta(minutes=9)  # 08:18: refused attempts did not extend the lockout
+    with pytest.raises(accounts.SignInLocked) as again:
+        accounts.authenticate(store, "dr.wang", "0123456789")
+    assert again.value.minutes == 1
+    clock[0] += dt.timedelta(minutes=1)  # 08:19
+    assert accounts.authenticate(store, "dr.wang", "0123456789") is not None
+    with store.reading("audit") as session:
+        events = [e.event for e in session.query(ReviewEvent).filter_by(username="dr.wang").order_by(ReviewEvent.id)]
+    assert events.count("sign_in_locked") == 2 and events.count("sign_in_failed") == 2 * accounts.MAX_FAILED_SIGN_INS - 1
+    assert events[-1] == "sign_in"
+    fail(accounts.MAX_FAILED_SIGN_INS)
+    with pytest.raises(accounts.SignInLocked):
+        accounts.authenticate(store, "dr.wang", "0123456789")
+    accounts.set_password(store, "dr.wang", "a-new-password-1")  # the administrator's reset ends the lockout
+    assert accounts.authenticate(store, "dr.wang", "a-new-password-1") is not None

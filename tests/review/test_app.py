@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from qc_pipeline.review.app import CSRF_HEADER, SESSION_COOKIE
-from qc_pipeline.review.accounts import set_active, set_password
+from qc_pipeline.review.accounts import MAX_FAILED_SIGN_INS, set_active, set_password
 from qc_pipeline.store import ResultStore
 from tests.review.conftest import PASSWORDS, Judged, form_token, sign_in
 
@@ -66,6 +66,20 @@ def test_sign_in_is_refused_without_csrf_or_with_a_wrong_password(client: TestCl
     response = client.post("/login", data={"username": "nobody", "password": "whatever-123", "csrf_token": token})
     assert response.status_code == 401
     assert client.get("/api/me").status_code == 401
+
+
+def test_a_locked_out_name_gets_a_clear_message_not_a_session(client: TestClient) -> None:
+    token = form_token(client.get("/login").text)
+    for _ in range(MAX_FAILED_SIGN_INS):
+        response = client.post("/login", data={"username": "dr.zhao", "password": "a-wrong-guess", "csrf_token": token})
+        assert response.status_code == 401
+    response = client.post("/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token})
+    assert response.status_code == 429 and "too many failed sign-ins" in response.text
+    assert "set-cookie" not in response.headers and client.get("/api/me").status_code == 401
+    client.get("/login?lang=zh")
+    response = client.post("/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token})
+    assert response.status_code == 429 and "登录失败次数过多" in response.text
+    sign_in(client)  # another user is not locked out
 
 
 def test_every_form_needs_the_csrf_token(client: TestClient, judged: Judged) -> None:
