@@ -22,6 +22,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 from pydicom.data import get_testdata_file
+from scipy import ndimage
 from skimage.transform import resize
 
 from qc_pipeline.ai import degrade
@@ -64,6 +65,9 @@ LARGE_MATRIX: Final = (300, 513)
 or 300-512 px), then resampled to the working grid, because that is the order in which artifacts
 and resampling happen: a 64 x 64 MR or a 128 x 128 CT reaches the models upsampled and smooth,
 and a clean one must not read as blurred or moved."""
+P_PROCESSING: Final = 0.5
+PROCESSING_SMOOTH_PX: Final = (0.3, 0.8)
+PROCESSING_SHARPEN: Final = (0.2, 0.7)
 DR_SATURATED_FRACTION: Final = 0.01
 """A DR sample is labelled ``saturation`` too when a degradation put this share of its pixels at the
 stored maximum (beyond those already there: a collimator shadow may sit at the maximum)."""
@@ -175,17 +179,32 @@ def _augment(
     scale = matrix / max(image.shape)
     shape = (max(8, round(image.shape[0] * scale)), max(8, round(image.shape[1] * scale)))
     image = resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
-    return image, pixel_mm, matrix
+    return _processing(image, rng), pixel_mm, matrix
+
+
+def _processing(image: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Acceptable variation of the reconstruction kernel or the vendor's processing: a little smoothing
+    (Gaussian σ up to ``PROCESSING_SMOOTH_PX``, well below the weakest blur the models flag) or edge
+    enhancement (unsharp masking). Applied to clean and defective samples alike, so that one vendor's
+    sharpness does not read as a fault: only the few real sources would otherwise teach it."""
+    draw = rng.random()
+    if draw < P_PROCESSING / 2:
+        return ndimage.gaussian_filter(image, rng.uniform(*PROCESSING_SMOOTH_PX)).astype(np.float32)
+    if draw < P_PROCESSING:
+        blurred = ndimage.gaussian_filter(image, 1.0)
+        return (image + rng.uniform(*PROCESSING_SHARPEN) * (image - blurred)).astype(np.float32)
+    return image
 
 
 def _dr_presentation(
     grid: npt.NDArray[np.float32], rng: np.random.Generator, stored_range: tuple[float, float] | None
 ) -> npt.NDArray[np.float32]:
-    """Acceptable variation between DR systems: the processing's grey-scale curve (a gamma on the
-    image's own range) and narrow shutter borders (1-6 % of a side, bright or black) that do not
-    cut into the anatomy. Without it, one vendor's look would read as a fault."""
-    top = stored_range[1] if stored_range else float(grid.max())
-    out = grid
+    """Acceptable variation between DR systems: the processing's sharpness (:func:`_processing`), its
+    grey-scale curve (a gamma on the image's own range) and narrow shutter borders (1-6 % of a side,
+    bright or black) that do not cut into the anatomy. Without it, one vendor's look would read as a
+    fault: there is one real training radiograph."""
+    bottom, top = stored_range if stored_range else (float(grid.min()), float(grid.max()))
+    out = np.clip(_processing(grid, rng), bottom, top)
     if rng.random() < 0.5:
         lo, hi = (float(v) for v in np.percentile(out, (0.5, 99.5)))
         if hi > lo:

@@ -21,7 +21,8 @@ Models of the physics:
   (white Gaussian noise smoothed by a small Gaussian, rescaled to the target SD in HU).
 - CT streaks: photon starvation / beam hardening next to dense objects: alternating bright and
   dark lines through a dense point, decaying with distance.
-- CT rings: a miscalibrated detector channel gives a circle about the isocentre (image centre).
+- CT rings: a miscalibrated detector channel gives a circle about the isocentre (image centre),
+  drawn through the patient's body.
 - CT motion: the object moved during the rotation: edges double (the image blended with a
   shifted copy of itself) with streaks at the edges.
 - MR motion ghosting: rigid translation between phase-encode lines puts a phase error on those
@@ -41,8 +42,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-
-from qc_pipeline.ai.preprocess import to_working_grid
+from skimage.transform import resize
 
 FloatArray = npt.NDArray[np.float32]
 Degradation = Callable[[FloatArray, np.random.Generator], FloatArray]
@@ -57,6 +57,9 @@ DR_CUTOFF_FRACTION: Final = (0.12, 0.30)
 CT_NOISE_SD_HU: Final = (22.0, 60.0)
 CT_STREAK_HU: Final = (120.0, 350.0)
 CT_RING_HU: Final = (25.0, 90.0)
+CT_RING_RADIUS_FRACTION: Final = (0.06, 0.9)
+"""Ring radius: the distance of a random point inside the body from the centre, kept within this
+fraction of half the image's shorter side."""
 CT_MOTION_SHIFT_PX: Final = (3.0, 9.0)
 MR_GHOST_SHIFT_PX: Final = (2.0, 8.0)
 MR_GHOST_LINES: Final = (0.15, 0.45)
@@ -162,9 +165,12 @@ def ct_rings(image: FloatArray, rng: np.random.Generator) -> FloatArray:
     centre = (np.array(image.shape, dtype=np.float32) - 1) / 2 + rng.uniform(-2, 2, 2)
     rows, cols = _grid(image)
     radius = np.hypot(rows - centre[0], cols - centre[1])
+    half = min(image.shape) / 2
+    # Through the patient (where a ring matters and can be seen), inside the reconstructed field.
+    through_body = np.hypot(*(_body_points(image, rng, 4) - centre).T)
     out = image.copy()
-    for _ in range(int(rng.integers(1, 5))):
-        r = rng.uniform(8, 100)
+    for r in through_body[: int(rng.integers(1, 5))]:
+        r = float(np.clip(r, CT_RING_RADIUS_FRACTION[0] * half, CT_RING_RADIUS_FRACTION[1] * half))
         width = rng.uniform(0.7, 1.6)
         out += rng.choice([-1.0, 1.0]) * rng.uniform(*CT_RING_HU) * np.exp(-(((radius - r) / width) ** 2))
     return _f32(out)
@@ -219,7 +225,13 @@ def mr_wrap_around(image: FloatArray, rng: np.random.Generator) -> FloatArray:
     folded = np.zeros((fov, moved.shape[1]), dtype=np.float64)
     for index in range(moved.shape[0]):  # circular folding = k-space undersampling
         folded[(index - start) % fov] += moved[index]
-    return to_working_grid(np.moveaxis(folded, 0, axis))
+    folded = np.moveaxis(folded, 0, axis)
+    # The scanner keeps its matrix over the smaller field of view: the longer side keeps its pixel count.
+    scale = max(image.shape) / max(folded.shape)
+    if scale > 1:
+        shape = (round(folded.shape[0] * scale), round(folded.shape[1] * scale))
+        folded = resize(folded, shape, order=1, preserve_range=True)
+    return _f32(folded)
 
 
 def mr_nonuniformity(image: FloatArray, rng: np.random.Generator) -> FloatArray:

@@ -98,6 +98,17 @@ def test_ct_rings_are_centred_on_the_isocentre():
     assert np.abs(diff).max() > degrade.CT_RING_HU[0] * 0.5 and per_radius_sd < 0.5 * np.abs(diff).max()
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_ct_rings_cross_the_body_at_any_matrix(seed):
+    # a ring that lies wholly in the air outside the patient is invisible in the soft-tissue window
+    # and would teach the model a label it cannot see
+    small = phantoms.ct_water_cylinder(n_slices=1, size=96, radius_fraction=0.5, noise_sd_hu=0.0, seed=seed)[0].astype(np.float32)
+    diff = np.abs(degrade.ct_rings(small, np.random.default_rng(seed)) - small)
+    body = small > -300
+    ring = diff > 0.5 * degrade.CT_RING_HU[0]
+    assert ring.any() and (ring & body).sum() > 0.5 * ring.sum()
+
+
 def test_mr_motion_ghosting_moves_signal_into_the_background_along_one_axis():
     clean = mr_slice()
     background = clean < 0.05 * clean.max()
@@ -108,9 +119,20 @@ def test_mr_motion_ghosting_moves_signal_into_the_background_along_one_axis():
 def test_mr_wrap_folds_the_object_onto_itself():
     clean = mr_slice()
     wrapped = degrade.mr_wrap_around(clean, np.random.default_rng(2))
-    assert wrapped.shape == clean.shape
+    # the smaller field of view along phase encoding keeps the matrix's longer side
+    assert max(wrapped.shape) == WORKING_SIZE and min(wrapped.shape) < WORKING_SIZE
     # folding adds the cut-off parts onto the opposite side: the brightest pixel grows
     assert wrapped.max() > 1.2 * clean.max()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mr_wrap_of_a_small_matrix_stays_scorable(seed):
+    # a 64 x 47 acquisition folded to 62 % of its height used to come out 40 px long: below what
+    # preprocessing accepts, so building a training set stopped with DegenerateInputError
+    small = phantoms.mr_head_phantom(n_slices=1, size=64, noise_sigma=4.0, seed=seed)[0][:, 8:55].astype(np.float32)
+    wrapped = degrade.mr_wrap_around(small, np.random.default_rng(seed))
+    assert max(wrapped.shape) == 64
+    assert model_input(wrapped, "MR").shape == (3, INPUT_SIZE, INPUT_SIZE)
 
 
 def test_mr_noise_is_rician_and_lowers_the_snr():
