@@ -34,11 +34,27 @@ def test_label_metrics_match_scikit_learn_and_hand_counts():
 def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     models = tmp_path / "models"
     shutil.copytree(DEFAULT_MODELS_DIR, models)
-    results = evaluate(Scorer.load(models), load_pipeline_thresholds(), n_test=24, n_test_metrics=12, n_clean=8)
+    thresholds = load_pipeline_thresholds()
+    results = evaluate(Scorer.load(models), thresholds, n_test=24, n_test_metrics=12, n_clean=8)
+    # every label is measured at its rule's limit, enabled or not, and says which
+    rules = {r.metric: r for r in thresholds.rules.values() if r.metric and r.metric.startswith("ai.")}
+    for name, model in results["models"].items():
+        for label, m in model["labels"].items():
+            rule = rules[f"ai.{name}.{label}"]
+            assert (m["limit"], m["enabled"]) == (rule.limit, rule.enabled), (name, label)
+    disabled = [m for model in results["models"].values() for m in model["labels"].values() if not m["enabled"]]
+    assert disabled  # the shipped thresholds keep some labels off (model cards: below the targets)
     assert set(results["models"]) == {"dr_artifacts", "ct_artifacts", "mr_artifacts", "dr_acceptability", "ct_acceptability", "mr_acceptability"}
     assert set(results["clean_real_flag_rate"]) == {"DR", "CT", "MR"}
     table = markdown_table(results)
     assert "### ct_artifacts" in table and "| streaks |" in table and "False flags on 8 clean held-out real CT images" in table
+    assert table.count(" (off) |") == len(disabled)
+    # the flow's clean flag rate counts enabled rules only; each label's own rate is at its limit
+    for modality, clean in results["clean_real_flag_rate"].items():
+        art = f"{modality.lower()}_artifacts"
+        on = [lb for lb, m in results["models"][art]["labels"].items() if m["enabled"]]
+        assert clean[art] >= max([clean["by_label"][lb] for lb in on], default=0.0)
+        assert clean[art] <= sum(clean["by_label"][lb] for lb in on) + 1e-9
     written = write_results(results, models)
     saved = json.loads((models / "evaluation.json").read_text(encoding="utf-8"))
     assert saved["sizes"] == {"test_images": 24, "test_images_metrics": 12, "clean_real_images": 8}
