@@ -18,9 +18,10 @@ CLEAN = {"real_cr_chest": "dr", "real_ct": "ct", "phantom_ct_chest": "ct", "phan
          "phantom_mr_brain": "mr"}
 """Clean demo studies that are recognition candidates (real_mr is not_applicable: not measured)."""
 ARTEFACTED = {"ghosted_mr": "ai.mr_artifacts.motion_ghosting.review", "clipped_dr": "ai.dr_artifacts.saturation.review"}
-"""noisy_ct and overexposed_dr are not flagged by the AI (the CT noise rule is disabled in
-thresholds/ai.yaml for its false flags on clean real CT; the overexposed phantom's pixels look
-normal, only its exposure-index tags tell): the objective rules fail them."""
+"""The artefact each study carries and the rule on its score. noisy_ct and overexposed_dr are not
+here: the CT noise rule is disabled in thresholds/ai.yaml for its false flags on clean real CT, and
+the overexposed phantom's pixels look normal (only its exposure-index tags tell); the objective
+rules fail both."""
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,21 @@ def test_clean_studies_are_scored_and_carry_no_ai_finding(case, demo, thresholds
 
 
 @pytest.mark.parametrize("case", sorted(ARTEFACTED))
-def test_artefacted_demo_studies_carry_an_ai_finding_for_review(case, demo, thresholds):
+def test_artefacted_demo_studies_score_above_the_limit_and_enabled_rules_flag_them(case, demo, thresholds):
     decision = decide(demo / case, thresholds)
+    rule = thresholds.rules[ARTEFACTED[case]]
+    scores = [m.value for m in decision.measurements if m.metric == rule.metric]  # one per scored series
+    assert rule.limit is not None and max(scores) > rule.limit  # the model sees the artefact
     found = ai_findings(decision)
-    assert ARTEFACTED[case] in {f.code for f in found}, [m for m in decision.measurements if m.metric.startswith("ai.")]
+    # an enabled rule turns the score into a review finding; a disabled one (below the issue's
+    # targets on held-out images, see models/<name>.md) leaves the stored score for the reviewer
+    assert (ARTEFACTED[case] in {f.code for f in found}) == rule.enabled, (rule.enabled, [f.code for f in found])
     assert all(f.severity is Severity.REVIEW and f.code.startswith("ai.") for f in found)
     assert all("AI" in f.message and "AI" in f.message_zh and f.limit.startswith("≤") for f in found)
+
+
+def test_some_artefacted_demo_study_is_flagged_through_an_enabled_rule(thresholds):
+    assert any(thresholds.rules[code].enabled for code in ARTEFACTED.values())
 
 
 def test_diffusion_series_are_not_scored_and_say_why(demo, thresholds):
