@@ -730,7 +730,8 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic brain MR whose axial T2 has an N/2 ghost at 15 % along the phase-encoding direction.",
         "合成头颅MR，横断位T2沿相位编码方向有 15% 强度的 N/2 伪影（鬼影）。",
         verdict=Verdict.FAIL,
-        codes=frozenset({"image_quality.mr.ghosting.fail", "ai.mr_artifacts.motion_ghosting.review"}),
+        # the MR model scores the ghost (0.97), but its rule is off in thresholds/ai.yaml (held-out AUC 0.894)
+        codes=frozenset({"image_quality.mr.ghosting.fail"}),
         date=_d(26),
         build=_ghosted_mr,
     ),
