@@ -33,7 +33,7 @@ account refuses sign-in, right password or not, until the oldest of those failur
 old (the limit on illegal sign-in attempts of MLPS 2.0 / 等保2.0 "登录失败处理"). The failures are
 read from the audit table, so the limit holds across restarts and worker processes; refused
 attempts are recorded as ``sign_in_locked`` and do not extend it. A password set by a QC
-administrator (``qc-pipeline review users``) ends the lockout."""
+administrator (``qc-pipeline review set-password``) ends the lockout."""
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 _hasher = PasswordHasher()
 _DUMMY_HASH: Final = _hasher.hash("qc-pipeline: no such user")
