@@ -1,4 +1,5 @@
-"""Training and evaluation images: real pixels from pydicom / pydicom-data and seeded phantoms,
+"""Training and evaluation images: real pixels from pydicom / pydicom-data and seeded phantoms
+(for CT, anatomical slices of :mod:`qc_pipeline.samples.ct_anatomy` beside the water cylinder),
 made defective by :mod:`qc_pipeline.ai.degrade`.
 
 Held-out means held out by source and by seed. Each modality's real images are split by patient
@@ -8,8 +9,11 @@ images the demo judges as clean (RG1 chest, CT_small, MR2 shoulder), so the demo
 on images they never saw.
 
 A sample is made in the order production sees it: a random crop and flip of a source image
-(framing varies between hospitals), for CT/MR a random acquisition matrix, zero, one or two
-degradations at that matrix, :func:`preprocess.to_working_grid`, then :func:`preprocess.channels`.
+(framing varies between hospitals), for CT/MR a random acquisition matrix, for CT acceptable
+variation (a noise level up to ``degrade.CT_CLEAN_NOISE_MAX_HU``, for dose and patient size, and
+faint streaks of ``degrade.CT_CLEAN_STREAK_HU``; not on the clean evaluation images, which stay as
+their source has them), zero, one or two degradations at that matrix,
+:func:`preprocess.to_working_grid`, then :func:`preprocess.channels`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from qc_pipeline.ai.preprocess import WORKING_SIZE, channels, to_working_grid
 from qc_pipeline.ai.specs import MODEL_SPECS
 from qc_pipeline.errors import ConfigError
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
-from qc_pipeline.samples import phantoms
+from qc_pipeline.samples import ct_anatomy, phantoms
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,12 @@ LARGE_MATRIX: Final = (300, 513)
 or 300-512 px), then resampled to the working grid, because that is the order in which artifacts
 and resampling happen: a 64 x 64 MR or a 128 x 128 CT reaches the models upsampled and smooth,
 and a clean one must not read as blurred or moved."""
+P_CT_DOSE: Final = 0.5
+"""Share of CT images given acceptable dose variation (noise up to ``degrade.CT_CLEAN_NOISE_MAX_HU``)."""
+P_CT_FAINT_STREAKS: Final = 0.25
+"""Share of CT images given acceptable faint streaks (``degrade.CT_CLEAN_STREAK_HU``)."""
+P_CT_CYLINDER: Final = 0.2
+"""Share of CT phantom seeds that are the water cylinder; the others are anatomical slices."""
 P_PROCESSING: Final = 0.5
 PROCESSING_SMOOTH_PX: Final = (0.3, 0.8)
 PROCESSING_SHARPEN: Final = (0.2, 0.7)
@@ -132,11 +142,17 @@ def _phantom(modality: str, seed: int) -> SourceImage:
         image = phantoms.dr_chest_phantom(rows=rows, cols=cols, seed=seed).astype(np.float32)
         return SourceImage(f"phantom-{seed}", False, image, 0.7, (0.0, float(phantoms.DR_MAX_VALUE)))
     if modality == "CT":
-        volume = phantoms.ct_water_cylinder(
-            n_slices=1, size=256, radius_fraction=float(rng.uniform(0.5, 0.85)),
-            noise_sd_hu=float(rng.uniform(4, 14)), seed=seed,
+        if rng.random() < P_CT_CYLINDER:
+            volume = phantoms.ct_water_cylinder(
+                n_slices=1, size=256, radius_fraction=float(rng.uniform(0.5, 0.85)),
+                noise_sd_hu=float(rng.uniform(4, 14)), seed=seed,
+            )
+            return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 1.5, None)
+        region = ct_anatomy.REGIONS[int(rng.integers(0, len(ct_anatomy.REGIONS)))]
+        image = ct_anatomy.ct_anatomical_slice(
+            region=region, size=256, noise_sd_hu=float(rng.uniform(3, 15)), kernel_px=float(rng.uniform(0.5, 1.2)), seed=seed
         )
-        return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 1.5, None)
+        return SourceImage(f"phantom-{seed}-{region}", False, image, 0.9 if region in ("head", "skull_base") else 1.5, None)
     volume = phantoms.mr_head_phantom(n_slices=1, size=256, noise_sigma=float(rng.uniform(3, 9)), seed=seed)
     return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 0.9, None)
 
@@ -159,9 +175,10 @@ def _acquisition_matrix(rng: np.random.Generator) -> int:
 
 
 def _augment(
-    src: SourceImage, modality: str, rng: np.random.Generator
+    src: SourceImage, modality: str, rng: np.random.Generator, *, variation: bool = True
 ) -> tuple[npt.NDArray[np.float32], float | None, int]:
-    """A random framing of ``src`` at a random acquisition matrix; returns (image, working-grid mm, matrix)."""
+    """A random framing of ``src`` at a random acquisition matrix, with ``variation`` the acceptable
+    variation of CT noise and streaks (module docstring); returns (image, working-grid mm, matrix)."""
     rows, cols = src.image.shape
     fr, fc = rng.uniform(*CROP, 2)
     h, w = max(16, int(rows * fr)), max(16, int(cols * fc))
@@ -179,7 +196,12 @@ def _augment(
     scale = matrix / max(image.shape)
     shape = (max(8, round(image.shape[0] * scale)), max(8, round(image.shape[1] * scale)))
     image = resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
-    return _processing(image, rng), pixel_mm, matrix
+    image = _processing(image, rng)
+    if variation and modality == "CT" and rng.random() < P_CT_DOSE:
+        image = degrade.add_ct_noise(image, rng, target_hu=float(rng.uniform(0.0, degrade.CT_CLEAN_NOISE_MAX_HU)))
+    if variation and modality == "CT" and rng.random() < P_CT_FAINT_STREAKS:
+        image = degrade.add_ct_streaks(image, rng, hu=degrade.CT_CLEAN_STREAK_HU)
+    return image, pixel_mm, matrix
 
 
 def _processing(image: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
@@ -245,7 +267,7 @@ def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Genera
     if clean and real:
         pool = real
     src = pool[int(rng.integers(0, len(pool)))]
-    grid, pixel_mm, _ = _augment(src, modality, rng)  # CT/MR: the image at its acquisition matrix
+    grid, pixel_mm, _ = _augment(src, modality, rng, variation=not clean)  # CT/MR: the image at its acquisition matrix
     chosen: list[str] = []
     if not clean and rng.random() >= P_CLEAN:
         chosen = list(rng.choice(labels, size=2 if rng.random() < P_TWO else 1, replace=False))

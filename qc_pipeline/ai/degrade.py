@@ -18,9 +18,14 @@ Models of the physics:
   convention, or blacked out by the system's electronic shutter; a soft penumbra) covers one or
   two sides of the field deep enough to cut into the anatomy.
 - CT excess noise: dose reduction raises quantum noise, correlated by the reconstruction kernel
-  (white Gaussian noise smoothed by a small Gaussian, rescaled to the target SD in HU).
+  (white Gaussian noise smoothed by a small Gaussian). The label is the outcome, not the dose: the
+  noise is scaled so that the image's global noise level, measured as the objective metric
+  measures it (:func:`ct_noise_level`), reaches a target above the clean images' range. Clean
+  images vary too (dose, patient size, kernel: :func:`add_ct_noise` up to
+  ``CT_CLEAN_NOISE_MAX_HU``), so that a grainy but acceptable slice is not read as excess noise.
 - CT streaks: photon starvation / beam hardening next to dense objects: alternating bright and
-  dark lines through a dense point, decaying with distance.
+  dark lines through a dense point, decaying with distance. Clean images carry faint ones too
+  (``CT_CLEAN_STREAK_HU``): the label is streaks strong enough to matter.
 - CT rings: a miscalibrated detector channel gives a circle about the isocentre (image centre),
   drawn through the patient's body.
 - CT motion: the object moved during the rotation: edges double (the image blended with a
@@ -36,6 +41,7 @@ Models of the physics:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -43,6 +49,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 from skimage.transform import resize
+
+from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.metrics import ct as ct_metrics
 
 FloatArray = npt.NDArray[np.float32]
 Degradation = Callable[[FloatArray, np.random.Generator], FloatArray]
@@ -54,8 +63,18 @@ DR_SATURATION_PERCENTILE: Final = (80.0, 96.0)
 DR_BLUR_SIGMA_PX: Final = (2.0, 4.5)
 DR_MOTION_LENGTH_PX: Final = (7, 17)
 DR_CUTOFF_FRACTION: Final = (0.12, 0.30)
-CT_NOISE_SD_HU: Final = (22.0, 60.0)
+CT_NOISE_SD_HU: Final = (40.0, 75.0)
+"""Excess noise: the image's global noise level after the degradation, HU (the objective review
+limit is 35 HU, thresholds/image_quality_ct.yaml)."""
+CT_CLEAN_NOISE_MAX_HU: Final = 30.0
+"""Acceptable noise: the highest global noise level that clean training images are given (dose and
+patient-size variation), HU; the noisiest accepted real slice here, CT_small, reads 29.3 HU."""
+CT_NOISE_KERNEL_PX: Final = (0.5, 1.0)
+"""SD (pixels) of the Gaussian that correlates added CT noise (the reconstruction kernel)."""
 CT_STREAK_HU: Final = (120.0, 350.0)
+CT_CLEAN_STREAK_HU: Final = (10.0, 45.0)
+"""Acceptable streaks: the amplitude of the faint streaks that clean training images are given
+(photon starvation at the skull base and the shoulders is normal at a low level)."""
 CT_RING_HU: Final = (25.0, 90.0)
 CT_RING_RADIUS_FRACTION: Final = (0.06, 0.9)
 """Ring radius: the distance of a random point inside the body from the centre, kept within this
@@ -134,10 +153,35 @@ def dr_collimation_cutoff(image: FloatArray, rng: np.random.Generator, *, stored
 
 # --- CT ------------------------------------------------------------------------------------------
 
+def ct_noise_level(image: FloatArray) -> float | None:
+    """Global noise level (HU) of one CT image, as :mod:`qc_pipeline.metrics.ct` measures a series
+    of unknown pixel spacing; None where it holds too little soft tissue to measure."""
+    try:
+        means, sds = ct_metrics.tile_statistics(np.asarray(image)[None], tile_px=ct_metrics.DEFAULT_NOISE_KERNEL_PX)
+        return ct_metrics.global_noise_level(means, sds)
+    except DegenerateInputError:
+        return None
+
+
+def add_ct_noise(image: FloatArray, rng: np.random.Generator, *, target_hu: float) -> FloatArray:
+    """Correlated quantum noise that brings the image's global noise level to ``target_hu``.
+
+    Independent noise adds in variance: the added pattern is scaled to sqrt(target^2 - present^2),
+    with the pattern's own level measured the same way (correlation lowers a tile's SD). An image
+    already at or above the target is returned as it is; one without soft tissue to measure counts
+    as noise-free and gets the whole target.
+    """
+    present = ct_noise_level(image) or 0.0
+    if present >= target_hu:
+        return _f32(image)
+    pattern = ndimage.gaussian_filter(rng.normal(0.0, 1.0, image.shape), rng.uniform(*CT_NOISE_KERNEL_PX))
+    pattern /= max(float(pattern.std()), 1e-9)
+    unit = ct_noise_level(pattern + 40.0) or 1.0  # the level of unit-SD noise of this texture
+    return _f32(image + pattern * (math.sqrt(target_hu**2 - present**2) / unit))
+
+
 def ct_excess_noise(image: FloatArray, rng: np.random.Generator) -> FloatArray:
-    noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, image.shape), 0.7)
-    noise *= rng.uniform(*CT_NOISE_SD_HU) / noise.std()
-    return _f32(image + noise)
+    return add_ct_noise(image, rng, target_hu=float(rng.uniform(*CT_NOISE_SD_HU)))
 
 
 def _body_points(image: FloatArray, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
@@ -147,11 +191,12 @@ def _body_points(image: FloatArray, rng: np.random.Generator, n: int) -> npt.NDA
     return body[rng.integers(0, len(body), n)]
 
 
-def ct_streaks(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+def add_ct_streaks(image: FloatArray, rng: np.random.Generator, *, hu: tuple[float, float]) -> FloatArray:
+    """Streaks of an amplitude drawn from ``hu`` (see the module docstring)."""
     rows, cols = _grid(image)
     out = image.copy()
     for r0, c0 in _body_points(image, rng, int(rng.integers(1, 3))):
-        amplitude = rng.uniform(*CT_STREAK_HU)
+        amplitude = rng.uniform(*hu)
         decay = rng.uniform(60.0, 200.0)
         for k, angle in enumerate(rng.uniform(0, np.pi, int(rng.integers(3, 10)))):
             dist_perp = np.abs((rows - r0) * np.cos(angle) - (cols - c0) * np.sin(angle))
@@ -159,6 +204,10 @@ def ct_streaks(image: FloatArray, rng: np.random.Generator) -> FloatArray:
             sign = 1.0 if k % 2 == 0 else -1.0
             out += sign * amplitude * np.exp(-((dist_perp / rng.uniform(0.6, 1.4)) ** 2)) * np.exp(-along / decay)
     return _f32(out)
+
+
+def ct_streaks(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    return add_ct_streaks(image, rng, hu=CT_STREAK_HU)
 
 
 def ct_rings(image: FloatArray, rng: np.random.Generator) -> FloatArray:
