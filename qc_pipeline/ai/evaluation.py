@@ -171,7 +171,9 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         "| label | n pos / neg | AUC | sens. @ 95 % spec. | limit | sens. @ limit | spec. @ limit | clean real flagged @ limit | Brier | ECE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, m in model["labels"].items():
+    # the model's label order (evaluation.json is written with sorted keys)
+    order = {label: i for i, label in enumerate(MODEL_SPECS[name].labels)}
+    for label, m in sorted(model["labels"].items(), key=lambda item: order.get(item[0], len(order))):
         limit = "none" if "limit" not in m else _f(m["limit"], 2) + ("" if m.get("enabled", True) else " (off)")
         flagged = clean_by_label.get(label) if "limit" in m else None
         lines.append(

@@ -61,3 +61,8 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     card = (models / "mr_artifacts.md").read_text(encoding="utf-8")
     block = card[card.index(CARD_START) : card.index(CARD_END)]
     assert "| motion_ghosting |" in block and models / "mr_artifacts.md" in written
+    # the card rows follow the model's label order, also when written again from the saved JSON
+    # (whose keys are sorted): re-writing a card from evaluation.json changes nothing
+    write_results(saved, models)
+    assert (models / "mr_artifacts.md").read_text(encoding="utf-8") == card
+    assert block.index("| motion_ghosting |") < block.index("| noise |") < block.index("| wrap_around |") < block.index("| nonuniformity |")
