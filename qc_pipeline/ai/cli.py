@@ -56,7 +56,7 @@ def list_cmd(models_dir: Path | None) -> None:
 @click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14).")
 @click.option("--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000).")
-@click.option("--version", "version", help="Version written into the manifests (default 2026.12.1).")
+@click.option("--version", "version", help="Version written into the manifests (default 2026.12.2, qc_pipeline.ai.training.TrainingConfig).")
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.")
 def train_cmd(

@@ -64,7 +64,9 @@ class TrainingConfig:
     learning_rate: float = 3e-3
     seed: int = 7
     threads: int = 2
-    version: str = "2026.12.1"
+    version: str = "2026.12.2"
+    """The recipe version: changed when the training data or recipe changes (2026.12.2: CT anatomical
+    phantoms and acceptable dose noise)."""
     labels: Path | None = None
     """A centre's review labels (``qc-pipeline review export-labels``) added to the acceptability models' training."""
 

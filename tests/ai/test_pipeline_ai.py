@@ -17,11 +17,11 @@ NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 CLEAN = {"real_cr_chest": "dr", "real_ct": "ct", "phantom_ct_chest": "ct", "phantom_dr_chest": "dr",
          "phantom_mr_brain": "mr"}
 """Clean demo studies that are recognition candidates (real_mr is not_applicable: not measured)."""
-ARTEFACTED = {"ghosted_mr": "ai.mr_artifacts.motion_ghosting.review", "clipped_dr": "ai.dr_artifacts.saturation.review"}
-"""The artefact each study carries and the rule on its score. noisy_ct and overexposed_dr are not
-here: the CT noise rule is disabled in thresholds/ai.yaml for its false flags on clean real CT, and
-the overexposed phantom's pixels look normal (only its exposure-index tags tell); the objective
-rules fail both."""
+ARTEFACTED = {"ghosted_mr": "ai.mr_artifacts.motion_ghosting.review", "clipped_dr": "ai.dr_artifacts.saturation.review",
+              "noisy_ct": "ai.ct_artifacts.excess_noise.review"}
+"""The artefact each study carries and the rule on its score. overexposed_dr is not here: the
+overexposed phantom's pixels look normal (only its exposure-index tags tell), and the objective
+rules fail it."""
 
 
 @pytest.fixture(scope="module")
