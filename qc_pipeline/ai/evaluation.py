@@ -6,7 +6,8 @@ card (``models/<name>.md``), so the cards show what the command prints. The test
 from the held-out sources and seeds of :mod:`qc_pipeline.ai.dataset` (never seen in training);
 the same code and models give the same numbers.
 
-Per model and label: ROC AUC; sensitivity at 95 % specificity (the threshold set on the test
+Per model and label: ROC AUC, overall and apart on the images made from real sources and from
+phantoms (a label that separates phantoms but not real images lacks real images); sensitivity at 95 % specificity (the threshold set on the test
 negatives); sensitivity and specificity at the limit of ``thresholds/ai.yaml`` (enabled or not: a
 disabled rule's row shows what enabling it would do); Brier score and expected calibration error
 (10 equal-width bins). On clean real images (held-out real sources, random framing, no
@@ -94,11 +95,17 @@ def limits_from(thresholds: Thresholds) -> dict[str, tuple[float, bool]]:
 
 
 def _at_limit(
-    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: tuple[float, bool] | None
+    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: tuple[float, bool] | None,
+    real: npt.NDArray[np.bool_],
 ) -> dict[str, Any]:
+    """:func:`label_metrics` at the rule's limit, with the AUC on the images made from real sources
+    and on those made from phantoms apart (``real``): where the two differ, real images are what a
+    label lacks, not training."""
     out: dict[str, Any] = label_metrics(y, p, None if limit is None else limit[0])
     if limit is not None:
         out["enabled"] = limit[1]
+    out["auc_real_sources"] = _auc(y[real], p[real])
+    out["auc_phantoms"] = _auc(y[~real], p[~real])
     return out
 
 
@@ -118,13 +125,14 @@ def evaluate(
         x = np.stack([s.x for s in test])
         y = np.stack([s.labels for s in test])
         p = scorer.run(artifacts.name, x)
+        real = np.array([s.real for s in test])
         results["models"][artifacts.name] = {
             "version": scorer.models[artifacts.name].provenance,
             "labels": {
-                label: _at_limit(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)))
+                label: _at_limit(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)), real)
                 for j, label in enumerate(artifacts.labels)
             },
-            "real_share_of_test": float(np.mean([s.real for s in test])),
+            "real_share_of_test": float(np.mean(real)),
         }
         progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
         test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
@@ -133,7 +141,8 @@ def evaluate(
         label = acceptability.labels[0]
         results["models"][acceptability.name] = {
             "version": scorer.models[acceptability.name].provenance,
-            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)))},
+            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)),
+                                        np.array([s.real for s in test_m]))},
         }
         progress(f"{modality}: {n_clean} clean held-out real images")
         clean = dataset.build_set(modality, "test", n_clean, clean=True)
@@ -168,8 +177,9 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
     clean = results["clean_real_flag_rate"][modality]
     clean_by_label = {**clean.get("by_label", {}), **clean.get("by_label_acceptability", {})}
     lines = [
-        "| label | n pos / neg | AUC | sens. @ 95 % spec. | limit | sens. @ limit | spec. @ limit | clean real flagged @ limit | Brier | ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| label | n pos / neg | AUC | AUC real / phantom | sens. @ 95 % spec. | limit | sens. @ limit | spec. @ limit "
+        "| clean real flagged @ limit | Brier | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     # the model's label order (evaluation.json is written with sorted keys)
     order = {label: i for i, label in enumerate(MODEL_SPECS[name].labels)}
@@ -177,7 +187,9 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         limit = "none" if "limit" not in m else _f(m["limit"], 2) + ("" if m.get("enabled", True) else " (off)")
         flagged = clean_by_label.get(label) if "limit" in m else None
         lines.append(
-            f"| {label} | {m['n_positive']} / {m['n_negative']} | {_f(m['auc'])} | {_f(m['sensitivity_at_95_specificity'])} "
+            f"| {label} | {m['n_positive']} / {m['n_negative']} | {_f(m['auc'])} "
+            f"| {_f(m.get('auc_real_sources', float('nan')))} / {_f(m.get('auc_phantoms', float('nan')))} "
+            f"| {_f(m['sensitivity_at_95_specificity'])} "
             f"| {limit} | {_f(m.get('sensitivity_at_limit', float('nan')))} "
             f"| {_f(m.get('specificity_at_limit', float('nan')))} | {'n/a' if flagged is None else f'{100 * flagged:.1f} %'} "
             f"| {_f(m['brier'])} | {_f(m['ece'])} |"
@@ -187,7 +199,8 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         f"False flags on {results['sizes']['clean_real_images']} clean held-out real {modality} images "
         f"({', '.join(clean['sources'])}; random framing), with the enabled rules only, as the flow flags them: "
         f"this model {100 * clean[name]:.1f} %, all {modality} models together {100 * clean['any_model']:.1f} %. "
-        "(off): the rule is disabled in `thresholds/ai.yaml`; its row shows what enabling it would do.",
+        "(off): the rule is disabled in `thresholds/ai.yaml`; its row shows what enabling it would do. "
+        "AUC real / phantom: on the test images made from the held-out real sources and from the held-out phantom seeds.",
     ]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from qc_pipeline.ai.evaluation import CARD_END, CARD_START, evaluate, label_metrics, markdown_table, write_results
+from qc_pipeline.ai.evaluation import CARD_END, CARD_START, _at_limit, evaluate, label_metrics, markdown_table, write_results
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.pipeline import load_pipeline_thresholds
@@ -31,6 +31,19 @@ def test_label_metrics_match_scikit_learn_and_hand_counts():
     assert label_metrics(np.array([0, 1, 0, 1]), np.full(4, 0.5), None)["ece"] == pytest.approx(0.0)
 
 
+def test_the_auc_is_also_given_apart_for_images_from_real_sources_and_from_phantoms():
+    rng = np.random.default_rng(1)
+    y = np.tile([0, 1], 50)
+    real = np.arange(100) < 60
+    p = np.where(real, 0.2 + 0.6 * y, rng.uniform(0, 1, 100))  # real: separated; phantoms: chance
+    m = _at_limit(y, p, (0.5, False), real)
+    assert m["auc_real_sources"] == pytest.approx(1.0)
+    assert m["auc_phantoms"] == pytest.approx(roc_auc_score(y[~real], p[~real]))
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p)) and (m["limit"], m["enabled"]) == (0.5, False)
+    # a subset without positives has no AUC (n/a in the card), not an error
+    assert np.isnan(_at_limit(y, p, None, y == 0)["auc_real_sources"])
+
+
 def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     models = tmp_path / "models"
     shutil.copytree(DEFAULT_MODELS_DIR, models)
@@ -42,6 +55,8 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
         for label, m in model["labels"].items():
             rule = rules[f"ai.{name}.{label}"]
             assert (m["limit"], m["enabled"]) == (rule.limit, rule.enabled), (name, label)
+    # every label also has its AUC apart on the images from real sources and from phantoms
+    assert all({"auc_real_sources", "auc_phantoms"} <= set(m) for model in results["models"].values() for m in model["labels"].values())
     disabled = [m for model in results["models"].values() for m in model["labels"].values() if not m["enabled"]]
     assert disabled  # the shipped thresholds keep some labels off (model cards: below the targets)
     assert set(results["models"]) == {"dr_artifacts", "ct_artifacts", "mr_artifacts", "dr_acceptability", "ct_acceptability", "mr_acceptability"}
