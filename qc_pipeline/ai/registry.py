@@ -134,24 +134,35 @@ def verify(manifest: Manifest, directory: Path) -> RegisteredModel:
 def load_registry(directory: Path | None = None) -> dict[str, RegisteredModel]:
     """Every model of ``directory`` (default: :func:`default_models_dir`), checked; name -> model.
 
-    Raises ModelError on the first missing, corrupt or mismatched model, and when a model that
-    this version of qc-pipeline expects (``MODEL_SPECS``) has no manifest.
+    Raises one ModelError naming every missing, corrupt or mismatched model, and every model that
+    this version of qc-pipeline expects (``MODEL_SPECS``) but has no manifest for: an operator
+    restoring a models folder sees all that is wrong at once, not one problem per attempt.
     """
     directory = directory or default_models_dir()
     if not directory.is_dir():
         raise ModelError(f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)")
     models: dict[str, RegisteredModel] = {}
+    problems: list[str] = []
+    seen: set[str] = set()
     for path in sorted(directory.glob("*.json")):
         if path.stem not in MODEL_SPECS:
             continue  # e.g. evaluation.json
-        manifest = read_manifest(path)
-        models[manifest.name] = verify(manifest, directory)
-    missing = [name for name in MODEL_SPECS if name not in models]
+        seen.add(path.stem)
+        try:
+            manifest = read_manifest(path)
+            models[manifest.name] = verify(manifest, directory)
+        except ModelError as exc:
+            problems.append(str(exc))
+    missing = [name for name in MODEL_SPECS if name not in seen]
     if missing:
-        raise ModelError(
+        problems.append(
             f"models folder {directory} lacks the manifest of {', '.join(missing)} "
             f"(expected {', '.join(f'{n}.json' for n in missing)}; run qc-pipeline models train)"
         )
+    if len(problems) > 1:
+        raise ModelError(f"{len(problems)} problems: " + "; ".join(f"({i}) {text}" for i, text in enumerate(problems, 1)))
+    if problems:
+        raise ModelError(problems[0])
     return models
 
 

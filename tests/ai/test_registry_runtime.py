@@ -64,6 +64,20 @@ def test_a_missing_manifest_is_refused(models_copy: Path):
         load_registry(models_copy)
 
 
+def test_every_problem_of_a_models_folder_is_named_at_once(models_copy: Path):
+    # an operator restoring a folder sees all that is wrong in one message, not one per attempt
+    (models_copy / "ct_artifacts.onnx").write_bytes(b"not a model")
+    (models_copy / "mr_artifacts.onnx").unlink()
+    (models_copy / "dr_acceptability.json").unlink()
+    with pytest.raises(ModelError) as caught:
+        load_registry(models_copy)
+    message = str(caught.value)
+    assert message.startswith("3 problems: (1) model ct_artifacts: ")
+    assert "ct_artifacts.onnx is corrupt or was replaced" in message
+    assert "(2) model mr_artifacts: file " in message and "mr_artifacts.onnx is missing" in message
+    assert "(3) models folder " in message and "lacks the manifest of dr_acceptability (expected dr_acceptability.json" in message
+
+
 def test_a_manifest_with_other_labels_is_refused(models_copy: Path):
     path = models_copy / "dr_artifacts.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
