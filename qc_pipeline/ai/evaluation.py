@@ -206,7 +206,9 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
-    return "\n\n".join(f"### {name} ({results['models'][name]['version']})\n\n{model_table(name, results)}" for name in results["models"])
+    """Every model's table, in ``MODEL_SPECS`` order (also when ``results`` was read back from the sorted JSON)."""
+    names = [name for name in MODEL_SPECS if name in results["models"]]
+    return "\n\n".join(f"### {name} ({results['models'][name]['version']})\n\n{model_table(name, results)}" for name in names)
 
 
 def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:

@@ -80,4 +80,5 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     # (whose keys are sorted): re-writing a card from evaluation.json changes nothing
     write_results(saved, models)
     assert (models / "mr_artifacts.md").read_text(encoding="utf-8") == card
+    assert markdown_table(saved) == table  # the printed tables too, model by model in the same order
     assert block.index("| motion_ghosting |") < block.index("| noise |") < block.index("| wrap_around |") < block.index("| nonuniformity |")
