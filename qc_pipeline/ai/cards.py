@@ -17,7 +17,7 @@ from qc_pipeline.ai.specs import MODEL_SPECS
 DEGRADATION_TEXT: Final[dict[str, dict[str, str]]] = {
     "DR": {
         "exposure_fault": f"under-exposure: grey scale compressed to 45-75 %, quantum noise SD {degrade.DR_UNDER_NOISE[0]:.0%}-{degrade.DR_UNDER_NOISE[1]:.0%} of the 1-99 % range, level lowered; over-exposure: gain {degrade.DR_OVER_GAIN[0]}-{degrade.DR_OVER_GAIN[1]} above the 1st percentile, clipped at the stored maximum",
-        "saturation": f"every value above the {degrade.DR_SATURATION_PERCENTILE[0]:.0f}th-{degrade.DR_SATURATION_PERCENTILE[1]:.0f}th percentile set to the stored maximum (also labelled when an over-exposure clips ≥ 1 % of the pixels)",
+        "saturation": f"every value above the {degrade.DR_SATURATION_PERCENTILE[0]:.0f}th-{degrade.DR_SATURATION_PERCENTILE[1]:.0f}th percentile set to the stored maximum; labelled by the outcome: ≥ 1 % more pixels at the stored maximum (an over-exposure that clips counts, a draw on a crop already at the maximum there does not)",
         "blur_motion": f"Gaussian blur σ {degrade.DR_BLUR_SIGMA_PX[0]}-{degrade.DR_BLUR_SIGMA_PX[1]} px or a motion line kernel of {degrade.DR_MOTION_LENGTH_PX[0]}-{degrade.DR_MOTION_LENGTH_PX[1] - 1} px at a random angle (256-px working grid)",
         "collimation_cutoff": f"collimator shadow over {degrade.DR_CUTOFF_FRACTION[0]:.0%}-{degrade.DR_CUTOFF_FRACTION[1]:.0%} of one or two sides (bright unexposed, or black electronic shutter), soft penumbra",
     },

@@ -79,8 +79,8 @@ P_PROCESSING: Final = 0.5
 PROCESSING_SMOOTH_PX: Final = (0.3, 0.8)
 PROCESSING_SHARPEN: Final = (0.2, 0.7)
 DR_SATURATED_FRACTION: Final = 0.01
-"""A DR sample is labelled ``saturation`` too when a degradation put this share of its pixels at the
-stored maximum (beyond those already there: a collimator shadow may sit at the maximum)."""
+"""A DR sample is labelled ``saturation`` when its degradations put this share of its pixels at the
+stored maximum, beyond those already there (a collimator shadow may sit at the maximum), and only then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +275,12 @@ def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Genera
     for label in chosen:
         grid = _degrade(grid, modality, label, rng, src.stored_range)
     y = np.array([label in chosen for label in labels], dtype=np.uint8)
-    if modality == "DR" and _at_max(grid, src.stored_range) - at_max_before >= DR_SATURATED_FRACTION:
-        y[labels.index("saturation")] = 1  # over-exposure that clipped the detector is saturation too
+    if modality == "DR":
+        # Saturation is the outcome, not the draw: new pixels at the stored maximum. Over-exposure
+        # that clipped the detector is saturation too, and a saturation draw on a crop whose top
+        # percentiles already sit at the maximum (RG3's collimator shadow: 41 % of its pixels)
+        # changes nothing and is no saturation (58 % of the DR training draws did that before 2026.12.2).
+        y[labels.index("saturation")] = int(_at_max(grid, src.stored_range) - at_max_before >= DR_SATURATED_FRACTION)
     grid = to_working_grid(grid)  # degraded at the acquisition matrix, resampled as production does
     return Sample(channels(grid, modality, stored_range=src.stored_range), y, grid, pixel_mm, src.stored_range, src.name, src.real)
 

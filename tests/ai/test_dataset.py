@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qc_pipeline.ai import dataset, degrade
+from qc_pipeline.ai.specs import MODEL_SPECS
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,33 @@ def test_ct_phantoms_are_anatomical_slices_beside_water_cylinders():
     names = [s.name for s in dataset.load_sources("CT", "train") if not s.real]
     regions = {name.split("-", 2)[2] if name.count("-") == 2 else "cylinder" for name in names}
     assert {"cylinder", "head", "skull_base", "chest", "abdomen"} <= regions
+
+
+def test_dr_saturation_is_labelled_by_its_outcome_not_by_the_draw(monkeypatch):
+    # a saturation draw on an image whose top percentiles already sit at the stored maximum changes
+    # nothing (RG3: 41 % of its pixels): such a sample trains as clean, not as saturation
+    calls: list[int] = []
+    saturate = degrade.DR_DEGRADATIONS["saturation"]
+
+    def recording(image, rng, *, stored_max):
+        calls.append(1)
+        return saturate(image, rng, stored_max=stored_max)
+
+    monkeypatch.setitem(degrade.DR_DEGRADATIONS, "saturation", recording)
+    for label in ("exposure_fault", "blur_motion", "collimation_cutoff"):
+        monkeypatch.setitem(degrade.DR_DEGRADATIONS, label, lambda image, rng, **_: image)
+    column = MODEL_SPECS["dr_artifacts"].labels.index("saturation")
+    ramp = np.tile(np.linspace(0.0, 1000.0, 96, dtype=np.float32), (96, 1))
+    plain = dataset.SourceImage("ramp", True, ramp, 0.2, (0.0, 1023.0))
+    burnt = dataset.SourceImage("burnt", True, np.where(ramp > 400, 1023.0, ramp).astype(np.float32), 0.2, (0.0, 1023.0))
+    for src, expected in ((plain, 1), (burnt, 0)):
+        rng = np.random.default_rng(0)
+        drawn = []
+        for _ in range(60):
+            before = len(calls)
+            sample = dataset.make_sample([src], "DR", rng)
+            if len(calls) > before:
+                drawn.append(int(sample.labels[column]))
+            else:
+                assert sample.labels[column] == 0
+        assert len(drawn) >= 5 and set(drawn) == {expected}, (src.name, drawn)
