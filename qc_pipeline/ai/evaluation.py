@@ -7,8 +7,8 @@ from the held-out sources and seeds of :mod:`qc_pipeline.ai.dataset` (never seen
 the same code and models give the same numbers.
 
 Per model and label: ROC AUC, overall and apart on the images made from real sources and from
-phantoms (a label that separates phantoms but not real images lacks real images); sensitivity at 95 % specificity (the threshold set on the test
-negatives); sensitivity and specificity at the limit of ``thresholds/ai.yaml`` (enabled or not: a
+phantoms (a label that separates phantoms but not real images lacks real images); sensitivity at
+95 % specificity (the threshold set on the test negatives); sensitivity and specificity at the limit of ``thresholds/ai.yaml`` (enabled or not: a
 disabled rule's row shows what enabling it would do); Brier score and expected calibration error
 (10 equal-width bins). On clean real images (held-out real sources, random framing, no
 degradation): the share each label flags at its limit, and the share flagged by the model and by
