@@ -6,6 +6,7 @@ Exit codes: 0 every study got a verdict (whatever the verdicts); 1 the run could
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,14 @@ logger = logging.getLogger(__name__)
 VERDICT_STYLES = {"pass": "green", "review": "yellow", "fail": "red", "not_applicable": "dim"}
 
 
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
+"""Default wait for Prefect's temporary API server (``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``)."""
+EPHEMERAL_START_FAILED = "Timed out while attempting to connect to ephemeral Prefect API server"
+"""The start of the RuntimeError Prefect raises when its temporary API server does not come up."""
+NO_API_URL = "No Prefect API URL provided"
+"""The start of the ValueError Prefect raises with no API URL when temporary servers are off."""
+
+
 def _quiet_prefect(verbose: bool) -> None:
     """Prefect logs every task to the console; an operator wants the table, not the chatter."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -39,6 +49,9 @@ def _quiet_prefect(verbose: bool) -> None:
     # the run; that is Prefect's housekeeping, not the operator's concern, unless --verbose.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "qc_pipeline")  # library logs join the run log
+    # Without PREFECT_API_URL Prefect starts a temporary API server and waits 20 s for it; its
+    # first start on a new PREFECT_HOME migrates a database and can take longer on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_TIMEOUT_S))
     level = logging.INFO if verbose else logging.CRITICAL
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # records propagated from Prefect's loggers too
@@ -48,6 +61,31 @@ def _quiet_prefect(verbose: bool) -> None:
 def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
     click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _prefect_api_errors() -> Iterator[None]:
+    """One clear line, not Prefect's traceback, when there is no Prefect API to run the flow on."""
+    try:
+        yield
+    except ValueError as exc:
+        if not str(exc).startswith(NO_API_URL):
+            raise
+        _fail(
+            "no Prefect API: set PREFECT_API_URL to a running Prefect server (this Prefect profile does not "
+            "allow a temporary one)",
+            "没有可用的 Prefect 服务：请将 PREFECT_API_URL 设为已运行的 Prefect 服务（当前 Prefect 配置不允许临时服务）",
+        )
+    except RuntimeError as exc:
+        if not str(exc).startswith(EPHEMERAL_START_FAILED):
+            raise
+        timeout = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+        _fail(
+            f"Prefect's temporary API server did not start within {timeout} s; set PREFECT_API_URL to a running "
+            "Prefect server, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+            f"Prefect 临时服务未能在 {timeout} 秒内启动；请将 PREFECT_API_URL 设为已运行的 Prefect 服务，"
+            "或调大 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        )
 
 
 def _console(width: int = 180):  # type: ignore[no-untyped-def]
@@ -75,13 +113,14 @@ def _run_flow(
     from qc_pipeline.pipeline import load_pipeline_thresholds
     from qc_pipeline.sources import open_source
 
-    # Fail fast, before Prefect starts, on what no retry can mend.
+    _quiet_prefect(verbose)  # first: a Secret block in open_source may start Prefect's temporary API
+    # Fail fast, before the flow starts, on what no retry can mend.
     try:
         load_pipeline_thresholds(thresholds_dir)
     except ConfigError as exc:
         _fail(str(exc), "质控阈值文件无效", code=2)
     try:
-        open_source(source)
+        open_source(source).check()  # unreachable, or credentials refused: no Prefect run for that
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
     _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
@@ -96,7 +135,6 @@ def _run_flow(
             err=True,
         )
 
-    _quiet_prefect(verbose)
     from flows import qc_flow
 
     progress = None
@@ -122,13 +160,14 @@ def _run_flow(
         progress.start()
     qc_flow.add_progress_listener(listener)
     try:
-        return qc_flow.run(
-            source,
-            db_url=resolve_db_url(db_url),
-            thresholds_dir=thresholds_dir,
-            workers=workers,
-            dask_address=dask_address,
-        )
+        with _prefect_api_errors():
+            return qc_flow.run(
+                source,
+                db_url=resolve_db_url(db_url),
+                thresholds_dir=thresholds_dir,
+                workers=workers,
+                dask_address=dask_address,
+            )
     except qc_flow.RunIncomplete as exc:
         _fail(str(exc), "部分检查未能完成质控（数据源或数据库故障），下次运行将自动重试")
     except ConfigError as exc:
@@ -481,10 +520,11 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
     from flows.qc_flow import RunIncomplete
 
     try:
-        summary = rescore_flow.rescore(
-            db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir, workers=workers, dask_address=dask_address,
-            limit=limit,
-        )
+        with _prefect_api_errors():
+            summary = rescore_flow.rescore(
+                db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir, workers=workers,
+                dask_address=dask_address, limit=limit,
+            )
     except RunIncomplete as exc:
         _fail(str(exc), "部分检查未能重新质控（数据源或数据库故障），下次运行将自动重试")
     except ConfigError as exc:

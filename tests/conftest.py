@@ -10,6 +10,9 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="qc-prefect-home-"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+# Subprocesses in ephemeral mode start Prefect's temporary server; its first start on this new
+# PREFECT_HOME migrates a database, which can pass Prefect's 20 s default on a busy CI machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import pytest  # noqa: E402
 

@@ -107,6 +107,12 @@ class StudySource(Protocol):
     @property
     def uri(self) -> str: ...
 
+    def check(self) -> None:
+        """Raise ``SourceError`` when the source cannot be read at all (unreachable, access
+        refused); cheap, reads no study. Run before a flow starts, so that what no retry mends
+        is said at once."""
+        ...
+
     def discover(self) -> Iterator[StudyEntry]:
         """List the studies now in the source, grouped by StudyInstanceUID."""
         ...

@@ -256,6 +256,13 @@ class DicomWebSource:
         except requests.RequestException as exc:
             raise SourceError(f"DICOMweb request to {self._url} failed while trying to {what}: {type(exc).__name__}") from None
 
+    def check(self) -> None:
+        """One QIDO-RS search for a single study: the server answers and accepts the credentials."""
+        self._call(
+            "check the connection", self._client.search_for_studies, limit=1, fields=["StudyInstanceUID"],
+            search_filters=dict(self._filters) or None,
+        )
+
     def discover(self) -> Iterator[StudyEntry]:
         """QIDO-RS: every study (paged), then its instances for the content fingerprint."""
         return self._search(self._filters)

@@ -50,6 +50,13 @@ class FolderSource:
     def __repr__(self) -> str:
         return f"FolderSource({str(self.root)!r})"
 
+    def check(self) -> None:
+        try:
+            with os.scandir(self.root) as entries:
+                next(entries, None)
+        except OSError as exc:  # gone since it was opened, no permission, a dead network mount
+            raise SourceError(f"source folder {self.root} cannot be read: {exc.strerror or type(exc).__name__}") from None
+
     def _files(self) -> Iterator[Path]:
         def on_error(exc: OSError) -> None:
             logger.warning("cannot list %s: %s", exc.filename, exc.strerror)

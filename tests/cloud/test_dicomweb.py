@@ -121,6 +121,8 @@ def test_new_uploads_and_grown_studies_are_picked_up_and_old_ones_are_not_redone
 def test_wrong_credentials_give_one_clear_line(orthanc, tmp_path):
     env = {**os.environ, "QC_DICOMWEB_USER": "qc", "QC_DICOMWEB_PASSWORD": "wrong-password"}
     env.pop("QC_DICOMWEB_SECRET_BLOCK", None)
+    # Refused before any flow starts: a Prefect API that is not there is never reached for.
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
     proc = subprocess.run(
         [sys.executable, "-m", "qc_pipeline.cli", "run", orthanc.dicomweb, "--db", f"sqlite:///{tmp_path / 'r.sqlite'}"],
         capture_output=True, text=True, timeout=180, check=False, env=env,
@@ -128,7 +130,7 @@ def test_wrong_credentials_give_one_clear_line(orthanc, tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert "refused the credentials (HTTP 401)" in lines[0]
+    assert "refused the credentials (HTTP 401) while trying to check the connection" in lines[0]
     assert "wrong-password" not in proc.stderr + proc.stdout
 
 

@@ -234,6 +234,35 @@ def cli_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        # Prefect waits this long for its temporary server: 0 s fails as a slow first start does.
+        ({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}, "did not start within 0 s"),
+        ({"PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}, "does not allow a temporary one"),
+    ],
+    ids=["temporary-server-does-not-start", "temporary-server-not-allowed"],
+)
+def test_no_prefect_api_is_one_clear_line_and_the_next_run_completes(prefect_harness, tmp_path, setting, said):
+    folder = tmp_path / "incoming"
+    expected = write_studies(folder, n=2)
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    env = {k: v for k, v in cli_env().items() if k != "PREFECT_API_URL"} | setting
+    proc = subprocess.run(
+        [sys.executable, "-m", "qc_pipeline.cli", "run", str(folder), "--db", db],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert said in lines[0] and "PREFECT_API_URL" in lines[0] and "Prefect" in lines[0]
+    assert runs(db) == []  # nothing was started, so nothing is half done
+
+    result = invoke("run", str(folder), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert_one_current_decision_each(db, expected)
+
+
 def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_harness, tmp_path):
     folder = tmp_path / "incoming"
     expected = write_studies(folder)

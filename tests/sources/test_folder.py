@@ -122,6 +122,16 @@ def test_missing_folder_is_a_source_error(tmp_path):
         FolderSource(tmp_path / "missing")
 
 
+def test_check_says_when_the_folder_can_no_longer_be_read(tmp_path):
+    root = tmp_path / "incoming"
+    root.mkdir()
+    source = FolderSource(root)
+    source.check()  # readable, even empty
+    root.rmdir()  # gone since it was opened (a network mount that went away)
+    with pytest.raises(SourceError, match=r"source folder .*incoming cannot be read: No such file or directory"):
+        source.check()
+
+
 def test_open_source(tmp_path):
     assert isinstance(open_source(tmp_path), FolderSource)
     assert open_source(tmp_path.as_uri()).root == tmp_path.resolve()
