@@ -114,6 +114,17 @@ def read_manifest(path: Path) -> Manifest:
         )
     if path.stem != manifest.name:
         raise ModelError(f"model manifest {path} is named {path.name} but describes model {manifest.name!r}")
+    if manifest.kind == "image":
+        from qc_pipeline.ai.preprocess import CHANNELS
+
+        expected = list(CHANNELS[manifest.modality])
+        found = manifest.preprocessing.get("channels")
+        if found != expected or manifest.input.shape[1:2] != [len(expected)]:
+            raise ModelError(
+                f"model manifest {path}: model {manifest.name} was trained on the input channels {found} "
+                f"(shape {manifest.input.shape}), this qc-pipeline builds {expected}: retrain it "
+                f"(qc-pipeline models train --model {manifest.name}) or install the models of this version"
+            )
     return manifest
 
 

@@ -87,6 +87,28 @@ def test_a_manifest_with_other_labels_is_refused(models_copy: Path):
         load_registry(models_copy)
 
 
+@pytest.mark.parametrize(
+    ("change", "found"),
+    [
+        (lambda m: m["preprocessing"].update(channels=["global", "detail", "polar"]), r"\['global', 'detail', 'polar'\]"),
+        (lambda m: m["input"].update(shape=[None, 4, 128, 128]), r"shape \[None, 4, 128, 128\]"),
+    ],
+    ids=["other-channels", "other-channel-count"],
+)
+def test_a_model_trained_on_other_input_channels_is_refused(models_copy: Path, change, found):
+    """A models folder of another qc-pipeline version: the preprocessing would feed it the wrong input."""
+    path = models_copy / "ct_artifacts.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(
+        ModelError,
+        match=rf"model ct_artifacts was trained on the input channels .*{found}.*this qc-pipeline builds "
+        r"\['global', 'detail', 'wide'\]: retrain it \(qc-pipeline models train --model ct_artifacts\)",
+    ):
+        load_registry(models_copy)
+
+
 def test_a_model_whose_input_differs_from_its_manifest_is_refused(models_copy: Path):
     # swap two models' files and fix the checksums: the registry passes, the session check refuses
     ct, mr = models_copy / "ct_artifacts.json", models_copy / "ct_acceptability.onnx"
