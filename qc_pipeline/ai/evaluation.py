@@ -8,11 +8,12 @@ the same code and models give the same numbers.
 
 Per model and label: ROC AUC, overall and apart on the images made from real sources and from
 phantoms (a label that separates phantoms but not real images lacks real images); sensitivity at
-95 % specificity (the threshold set on the test negatives); sensitivity and specificity at the limit of ``thresholds/ai.yaml`` (enabled or not: a
-disabled rule's row shows what enabling it would do); Brier score and expected calibration error
-(10 equal-width bins). On clean real images (held-out real sources, random framing, no
-degradation): the share each label flags at its limit, and the share flagged by the model and by
-all models of the modality together through the enabled rules, as the flow would flag them.
+95 % specificity (the threshold set on the test negatives); sensitivity and specificity at the
+limit of ``thresholds/ai.yaml`` (enabled or not: a disabled rule's row shows what enabling it
+would do); Brier score and expected calibration error (10 equal-width bins). On clean real
+images (held-out real sources, random framing, no degradation): the share each label flags at
+its limit, and the share flagged by the model and by all models of the modality together through
+the enabled rules, as the flow would flag them.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class FolderSource:
             with os.scandir(self.root) as entries:
                 next(entries, None)
         except OSError as exc:  # gone since it was opened, no permission, a dead network mount
-            raise SourceError(f"source folder {self.root} cannot be read: {exc.strerror or type(exc).__name__}") from None
+            reason = exc.strerror or type(exc).__name__
+            raise SourceError(f"source folder {self.root} cannot be read: {reason}") from None
 
     def _files(self) -> Iterator[Path]:
         def on_error(exc: OSError) -> None:
