@@ -14,6 +14,13 @@ would do); Brier score and expected calibration error (10 equal-width bins). On 
 images (held-out real sources, random framing, no degradation): the share each label flags at
 its limit, and the share flagged by the model and by all models of the modality together through
 the enabled rules, as the flow would flag them.
+
+Beside the model, the objective metric that judges the same fault (:data:`COUNTERPARTS`), on the
+same held-out images: its AUC next to the model's, overall and on real sources, with the share of
+images it could measure and the state of its rules in ``thresholds/``. The metric is computed on
+the working grid, as the acceptability models read it (:mod:`qc_pipeline.ai.features`); the flow
+computes it on the native series, so the figure compares detectors, not the rule's limit. Where
+the metric separates a fault better than the model, its rule is the one to rely on.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from qc_pipeline.ai import dataset
-from qc_pipeline.ai.features import encode_missing
+from qc_pipeline.ai.features import FEATURES, encode_missing
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
 from qc_pipeline.ai.training import features_of
@@ -43,6 +51,24 @@ N_CLEAN: Final = 300
 SPECIFICITY: Final = 0.95
 CARD_START: Final = "<!-- evaluation:start (written by qc-pipeline models evaluate --write) -->"
 CARD_END: Final = "<!-- evaluation:end -->"
+
+COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType({
+    # DR exposure is judged mainly by the header's deviation index, which the training images
+    # lack; relative noise is the pixel-based check of under-exposure.
+    "ai.dr_artifacts.exposure_fault": ("dr.noise_relative_percent", "above"),
+    "ai.dr_artifacts.saturation": ("dr.clipped_stored_max_percent", "above"),
+    "ai.dr_artifacts.blur_motion": ("dr.blur_effect", "above"),
+    "ai.dr_artifacts.collimation_cutoff": ("dr.edge_anatomy_percent", "above"),
+    "ai.ct_artifacts.excess_noise": ("ct.noise_hu", "above"),
+    "ai.ct_artifacts.streaks": ("ct.streak_index", "above"),
+    "ai.ct_artifacts.rings": ("ct.ring_hu", "above"),
+    "ai.mr_artifacts.motion_ghosting": ("mr.ghosting_percent", "above"),
+    "ai.mr_artifacts.noise": ("mr.snr", "below"),
+    "ai.mr_artifacts.wrap_around": ("mr.wrap_percent", "above"),
+    "ai.mr_artifacts.nonuniformity": ("mr.piu_percent", "below"),
+})
+"""Score id -> (objective metric, the direction in which it signals the fault): the metric of
+:mod:`qc_pipeline.metrics` that judges the same fault as the label. CT motion has none."""
 
 
 def _auc(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating]) -> float:
@@ -110,6 +136,45 @@ def _at_limit(
     return out
 
 
+def fault_score(values: npt.NDArray[np.floating], direction: str) -> npt.NDArray[np.float64]:
+    """An objective metric as a score that rises with the fault (negated where ``direction`` is
+    ``below``). An unmeasured value (NaN) ranks below every measured one: the flow raises no
+    finding on a metric it could not measure."""
+    score = np.asarray(values, dtype=np.float64) * (1.0 if direction == "above" else -1.0)
+    finite = np.isfinite(score)
+    floor = score[finite].min() - 1.0 if finite.any() else 0.0
+    return np.where(finite, score, floor)
+
+
+def objective_comparison(
+    model: str, features: npt.NDArray[np.floating], y: npt.NDArray[np.integer], p: npt.NDArray[np.floating],
+    real: npt.NDArray[np.bool_], thresholds: Thresholds,
+) -> dict[str, Any]:
+    """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
+    on the same images (``features``: :func:`features_of` rows, ``y`` / ``p``: labels and scores
+    in the model's label order), with the share measured and the counterpart's rules (id -> enabled)."""
+    spec = MODEL_SPECS[model]
+    out: dict[str, Any] = {}
+    for j, label in enumerate(spec.labels):
+        counterpart = COUNTERPARTS.get(score_metric(model, label))
+        if counterpart is None:
+            continue
+        metric, direction = counterpart
+        values = features[:, FEATURES[spec.modality].index(metric)]
+        score = fault_score(values, direction)
+        out[label] = {
+            "metric": metric,
+            "direction": direction,
+            "rules": {r.id: r.enabled for r in thresholds.rules.values() if r.metric == metric and r.when == direction},
+            "measured_share": float(np.mean(np.isfinite(values))),
+            "auc": _auc(y[:, j], score),
+            "auc_real_sources": _auc(y[real, j], score[real]),
+            "model_auc": _auc(y[:, j], p[:, j]),
+            "model_auc_real_sources": _auc(y[real, j], p[real, j]),
+        }
+    return out
+
+
 def evaluate(
     scorer: Scorer, thresholds: Thresholds, *, progress: Callable[[str], None] = logger.info,
     n_test: int = N_TEST, n_test_metrics: int = N_TEST_METRICS, n_clean: int = N_CLEAN,
@@ -137,14 +202,19 @@ def evaluate(
         }
         progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
         test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
-        pm = scorer.run(acceptability.name, encode_missing(features_of(test_m, modality)))[:, 0]
-        ym = np.array([int(s.labels.any()) for s in test_m])
+        features = features_of(test_m, modality)
+        pm = scorer.run(acceptability.name, encode_missing(features))[:, 0]
+        labels_m = np.stack([s.labels for s in test_m])
+        ym = labels_m.any(axis=1).astype(int)
+        real_m = np.array([s.real for s in test_m])
         label = acceptability.labels[0]
         results["models"][acceptability.name] = {
             "version": scorer.models[acceptability.name].provenance,
-            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)),
-                                        np.array([s.real for s in test_m]))},
+            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)), real_m)},
         }
+        results["models"][artifacts.name]["objective"] = objective_comparison(
+            artifacts.name, features, labels_m, scorer.run(artifacts.name, np.stack([s.x for s in test_m])), real_m, thresholds
+        )
         progress(f"{modality}: {n_clean} clean held-out real images")
         clean = dataset.build_set(modality, "test", n_clean, clean=True)
         pc = scorer.run(artifacts.name, np.stack([s.x for s in clean]))
@@ -203,6 +273,30 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         "(off): the rule is disabled in `thresholds/ai.yaml`; its row shows what enabling it would do. "
         "AUC real / phantom: on the test images made from the held-out real sources and from the held-out phantom seeds.",
     ]
+    objective = model.get("objective") or {}
+    if objective:
+        lines += [
+            "",
+            "| label | objective metric | its rule | measured on | AUC metric / model | AUC real: metric / model |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for label, o in sorted(objective.items(), key=lambda item: order.get(item[0], len(order))):
+            rules = o["rules"]
+            state = "no rule" if not rules else ("on" if any(rules.values()) else "off")
+            lines.append(
+                f"| {label} | `{o['metric']}` ({o['direction']}) | {state} | {100 * o['measured_share']:.0f} % "
+                f"| {_f(o['auc'])} / {_f(o['model_auc'])} | {_f(o['auc_real_sources'])} / {_f(o['model_auc_real_sources'])} |"
+            )
+        lines += [
+            "",
+            f"Objective metric beside the model, on the same {results['sizes']['test_images_metrics']} held-out images "
+            "(those of the acceptability model): the metric of `qc_pipeline/metrics` that judges the same fault, computed "
+            "on the working grid (the flow computes it on the native series), and whether a rule in `thresholds/` judges "
+            "it in that direction. An image on which the metric could not be measured counts as not flagged"
+            + (" (the noise, ghosting and wrap metrics need air beside the object, which many random crops lack)"
+               if modality == "MR" else "")
+            + ". Where the metric's AUC is the higher, its rule is the better detector of the fault.",
+        ]
     return "\n".join(lines)
 
 

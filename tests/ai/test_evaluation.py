@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from qc_pipeline.ai.evaluation import CARD_END, CARD_START, _at_limit, evaluate, label_metrics, markdown_table, write_results
+from qc_pipeline.ai.evaluation import (
+    CARD_END, CARD_START, COUNTERPARTS, _at_limit, evaluate, fault_score, label_metrics, markdown_table, objective_comparison,
+    write_results,
+)
+from qc_pipeline.ai.features import FEATURES
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
 from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.ai.specs import MODEL_SPECS, score_metrics
 from qc_pipeline.pipeline import load_pipeline_thresholds
 
 
@@ -44,6 +49,44 @@ def test_the_auc_is_also_given_apart_for_images_from_real_sources_and_from_phant
     assert np.isnan(_at_limit(y, p, None, y == 0)["auc_real_sources"])
 
 
+def test_an_objective_metric_becomes_a_fault_score_in_which_unmeasured_images_rank_lowest():
+    values = np.array([3.0, np.nan, 10.0, 1.0])
+    assert list(fault_score(values, "above")) == [3.0, 0.0, 10.0, 1.0]
+    assert list(fault_score(values, "below")) == [-3.0, -11.0, -10.0, -1.0]  # a low SNR is the fault
+    assert list(fault_score(np.full(2, np.nan), "above")) == [0.0, 0.0]
+
+
+def test_every_counterpart_is_a_metric_feature_of_its_model_and_judges_a_known_label():
+    known = score_metrics()
+    for score_id, (metric, direction) in COUNTERPARTS.items():
+        model = MODEL_SPECS[score_id.split(".")[1]]
+        assert score_id in known and model.kind == "image", score_id
+        assert metric in FEATURES[model.modality] and direction in ("above", "below"), score_id
+
+
+def test_the_objective_comparison_scores_the_counterpart_and_the_model_on_the_same_images():
+    rng = np.random.default_rng(2)
+    n = 60
+    y = np.zeros((n, 4), dtype=int)
+    y[::3, 2] = 1  # rings on every third image
+    features = rng.normal(0.0, 1.0, (n, len(FEATURES["CT"])))
+    ring = FEATURES["CT"].index("ct.ring_hu")
+    features[:, ring] = np.where(y[:, 2] == 1, 12.0, 1.0) + rng.uniform(0, 0.5, n)  # separates rings perfectly
+    features[1, ring] = np.nan  # a negative the metric could not measure
+    p = rng.uniform(0, 1, (n, 4))
+    real = np.arange(n) < 40
+    out = objective_comparison("ct_artifacts", features, y, p, real, load_pipeline_thresholds())
+    assert set(out) == {"excess_noise", "streaks", "rings"}  # CT motion has no objective counterpart
+    rings = out["rings"]
+    assert (rings["metric"], rings["direction"]) == ("ct.ring_hu", "above")
+    assert rings["rules"] == {"image_quality.ct.ring.review": True}  # the shipped rule, enabled
+    assert rings["auc"] == pytest.approx(1.0) and rings["auc_real_sources"] == pytest.approx(1.0)
+    assert rings["measured_share"] == pytest.approx((n - 1) / n)
+    assert rings["model_auc"] == pytest.approx(roc_auc_score(y[:, 2], p[:, 2]))
+    assert rings["model_auc_real_sources"] == pytest.approx(roc_auc_score(y[real, 2], p[real, 2]))
+    assert out["streaks"]["rules"] == {}  # recorded, not judged: no rule on ct.streak_index
+
+
 def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     models = tmp_path / "models"
     shutil.copytree(DEFAULT_MODELS_DIR, models)
@@ -61,7 +104,12 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     assert disabled  # the shipped thresholds keep some labels off (model cards: below the targets)
     assert set(results["models"]) == {"dr_artifacts", "ct_artifacts", "mr_artifacts", "dr_acceptability", "ct_acceptability", "mr_acceptability"}
     assert set(results["clean_real_flag_rate"]) == {"DR", "CT", "MR"}
+    # each artifact label with an objective counterpart is compared with it on the same images
+    for name in ("dr_artifacts", "ct_artifacts", "mr_artifacts"):
+        compared = {lb for lb in MODEL_SPECS[name].labels if f"ai.{name}.{lb}" in COUNTERPARTS}
+        assert set(results["models"][name]["objective"]) == compared
     table = markdown_table(results)
+    assert "| rings | `ct.ring_hu` (above) | on |" in table and "| streaks | `ct.streak_index` (above) | no rule |" in table
     assert "### ct_artifacts" in table and "| streaks |" in table and "False flags on 8 clean held-out real CT images" in table
     assert table.count(" (off) |") == len(disabled)
     # the flow's clean flag rate counts enabled rules only; each label's own rate is at its limit
@@ -82,3 +130,18 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     assert (models / "mr_artifacts.md").read_text(encoding="utf-8") == card
     assert markdown_table(saved) == table  # the printed tables too, model by model in the same order
     assert block.index("| motion_ghosting |") < block.index("| noise |") < block.index("| wrap_around |") < block.index("| nonuniformity |")
+
+
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
+def test_each_shipped_card_is_what_the_code_writes_from_its_manifest_around_the_evaluation_tables(name: str):
+    # A card is written by `models train` (cards.card_text) and its results section by `models evaluate
+    # --write`; text edited in cards.py since must reach every shipped card of the modality.
+    from qc_pipeline.ai.cards import card_text
+    from qc_pipeline.ai.registry import read_manifest
+
+    def outside_results(text: str) -> str:
+        return text[: text.index(CARD_START)] + text[text.index(CARD_END) :]
+
+    shipped = (DEFAULT_MODELS_DIR / f"{name}.md").read_text(encoding="utf-8")
+    written = card_text(read_manifest(DEFAULT_MODELS_DIR / f"{name}.json"))
+    assert outside_results(shipped) == outside_results(written)
