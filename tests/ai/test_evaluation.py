@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from qc_pipeline.ai.cards import card_text
 from qc_pipeline.ai.evaluation import (
     CARD_END, CARD_START, COUNTERPARTS, _at_limit, evaluate, fault_score, label_metrics, markdown_table, objective_comparison,
     write_results,
 )
 from qc_pipeline.ai.features import FEATURES
-from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
+from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, read_manifest
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metrics
 from qc_pipeline.pipeline import load_pipeline_thresholds
@@ -136,9 +137,6 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
 def test_each_shipped_card_is_what_the_code_writes_from_its_manifest_around_the_evaluation_tables(name: str):
     # A card is written by `models train` (cards.card_text) and its results section by `models evaluate
     # --write`; text edited in cards.py since must reach every shipped card of the modality.
-    from qc_pipeline.ai.cards import card_text
-    from qc_pipeline.ai.registry import read_manifest
-
     def outside_results(text: str) -> str:
         return text[: text.index(CARD_START)] + text[text.index(CARD_END) :]
 
