@@ -23,7 +23,19 @@ from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OBLIQUE_TOLERANCE_DEG: Final = 20.0
+OBLIQUE_MARGIN_DEG: Final = 5.0
+"""How close to 45° (the bisector between two patient axes) a slice normal must come to be OBLIQUE.
+
+A plane is named by the largest direction cosine of its normal, so slices angled along the anatomy
+stay in their plane: a lumbar axial along the disc (25-30°), a brain axial along the AC-PC line, a
+knee sagittal along the ACL. Only a normal within this margin of 45° is left OBLIQUE: there the two
+largest cosines differ by less than sin(50°) - sin(40°) ≈ 0.12, the slice shows both planes' anatomy
+about equally, and the name consoles give it flips between the two with a few degrees of
+positioning. 5° is a site default; the check that needs a plane sends an OBLIQUE series to review."""
+DEFAULT_OBLIQUE_TOLERANCE_DEG: Final = 45.0 - OBLIQUE_MARGIN_DEG
+"""Largest angle (degrees) between the slice normal and its nearest patient axis that still names
+the plane of that axis; see :data:`OBLIQUE_MARGIN_DEG`. A true double oblique (normal more than 40°
+from every axis, up to 54.7° on the body diagonal) stays OBLIQUE."""
 MAX_FRAMES: Final = 100_000
 """More frames than this in a header without per-frame groups is taken as garbled."""
 _MIN_VECTOR_NORM: Final = 1e-6
@@ -115,9 +127,10 @@ def plane_from_orientation(
     """The plane of a slice from ImageOrientationPatient (0020,0037).
 
     The slice normal is cross(row, column); the plane is the one whose normal is the patient axis
-    closest to it (z -> axial, x -> sagittal, y -> coronal), or OBLIQUE when the angle between
-    the normal and that axis exceeds ``oblique_tolerance_deg``. None when ``iop`` is missing or
-    garbled (see :func:`slice_normal`).
+    closest to it, i.e. the largest direction cosine of the normal (z -> axial, x -> sagittal,
+    y -> coronal), or OBLIQUE when the angle between the normal and that axis exceeds
+    ``oblique_tolerance_deg`` (default 40°: within :data:`OBLIQUE_MARGIN_DEG` of 45°, where two
+    axes are equally close). None when ``iop`` is missing or garbled (see :func:`slice_normal`).
     """
     if not 0.0 <= oblique_tolerance_deg < 90.0:
         raise ValueError(
