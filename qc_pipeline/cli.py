@@ -599,10 +599,17 @@ def _requirements_text(item: Any, lang: str) -> str:
         parts.append(" + ".join("/".join(group) for group in req.views.groups))
     if req.plain_series:
         parts.append("平扫" if lang == "zh" else "plain")
-    if req.post_contrast_series:
-        parts.append(f"增强≥{req.post_contrast_series.min}期" if lang == "zh" else f">= {req.post_contrast_series.min} post-contrast")
+    if req.post_contrast_phases:
+        phases = req.post_contrast_phases
+        named = " + ".join("/".join(group) for group in phases.named)
+        parts.append((f"增强≥{phases.min}期" if lang == "zh" else f">= {phases.min} post-contrast phases")
+                     + (f" ({named})" if named else ""))
     if req.sequences:
-        parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
+        if req.sequences.required:
+            parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
+        if req.sequences.alternatives:
+            parts.append((" 或 " if lang == "zh" else " or ").join(
+                a.label_zh if lang == "zh" else a.label_en for a in req.sequences.alternatives))
     if req.min_planes:
         parts.append(f"≥{req.min_planes.value:g} planes")
     if req.post_contrast_t1_planes:

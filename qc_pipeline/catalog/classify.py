@@ -129,8 +129,10 @@ def _series_heads(datasets: Sequence[Dataset]) -> list[Dataset]:
 
 
 def is_post_contrast(ds: Dataset, vocabulary: Vocabulary) -> bool:
-    """A series after contrast: ContrastBolusAgent (0018,0010) set, or contrast words in its names."""
-    if text(ds, "ContrastBolusAgent"):
+    """A series after contrast: an agent tag set (not a placeholder), or contrast words in its names."""
+    from qc_pipeline.catalog.contrast import contrast_agent
+
+    if contrast_agent(ds, vocabulary) is not None:
         return True
     words = " ".join(_texts([ds], ("SeriesDescription", "ProtocolName")))
     labels = vocabulary.contrast.labels(words) if words else []

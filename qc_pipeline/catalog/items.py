@@ -65,8 +65,46 @@ class SequenceReq(_Strict):
     source: str = Field(min_length=3)
 
 
-class SequencesReq(Sourced):
+class ProtocolAlternative(_Strict):
+    """One accepted protocol: every sequence of ``required``, and at least ``min_planes`` planes."""
+
+    label_en: str
+    label_zh: str
     required: list[SequenceReq] = Field(min_length=1)
+    min_planes: Annotated[int, Field(ge=1, le=3)] | None = None
+    source: str = Field(min_length=3)
+
+
+class SequencesReq(Sourced):
+    """``required`` sequences, all of them; with ``alternatives``, also one alternative in full."""
+
+    required: list[SequenceReq] = Field(default_factory=list)
+    alternatives: list[ProtocolAlternative] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_required(self) -> SequencesReq:
+        if not self.required and not self.alternatives:
+            raise ValueError("sequences needs 'required' or 'alternatives' (or both)")
+        return self
+
+
+PhaseName = Literal["ARTERIAL", "PORTAL", "VENOUS", "DELAYED"]
+
+
+class PhasesReq(Sourced):
+    """Post-contrast phases of an enhanced CT: at least ``min`` distinct acquisitions, and for each
+    group of ``named`` one acquisition of a phase in that group (a group lists equivalent names)."""
+
+    min: Annotated[int, Field(ge=1)]
+    named: list[list[PhaseName]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _named_fit_min(self) -> PhasesReq:
+        if any(not group for group in self.named):
+            raise ValueError("an empty group in 'named'")
+        if len(self.named) > self.min:
+            raise ValueError(f"'named' lists {len(self.named)} phases but 'min' is {self.min}")
+        return self
 
 
 class Requirements(_Strict):
@@ -74,10 +112,49 @@ class Requirements(_Strict):
     max_age_years: ValueReq | None = None
     max_slice_thickness_mm: ValueReq | None = None
     plain_series: CountReq | None = None
-    post_contrast_series: CountReq | None = None
+    post_contrast_phases: PhasesReq | None = None
     sequences: SequencesReq | None = None
     min_planes: ValueReq | None = None
     post_contrast_t1_planes: ValueReq | None = None
+
+
+class PhaseWindows(Sourced):
+    """Seconds after the injection start that name a phase: phase -> [from, to]."""
+
+    seconds: dict[PhaseName, tuple[float, float]]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PhaseWindows:
+        for phase, (start, end) in self.seconds.items():
+            if not 0 <= start < end:
+                raise ValueError(f"phase window {phase}: [{start:g}, {end:g}] must have 0 <= from < to")
+        return self
+
+
+class AgentPlaceholders(Sourced):
+    """ContrastBolusAgent values that are not an agent (anonymiser placeholders, 'none')."""
+
+    values: list[str] = Field(min_length=1)
+    mask_characters: str = ""
+
+
+KernelClassName = Literal["SOFT_TISSUE", "BONE", "LUNG", "BRAIN", "OTHER"]
+
+
+class KernelTable(Sourced):
+    """CT kernel class -> regular expressions matched against the whole kernel name."""
+
+    classes: dict[KernelClassName, list[str]]
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> KernelTable:
+        for name, patterns in self.classes.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"ct_kernels.classes.{name}: {pattern!r} is not a regular expression: {exc}") from None
+        return self
 
 
 class Item(_Strict):
@@ -128,6 +205,9 @@ class Lexicon(_Strict):
     laterality: dict[Literal["L", "R", "B"], list[str]]
     contrast: dict[Literal["enhanced", "plain"], list[str]]
     phases: dict[str, list[str]]
+    phase_windows: PhaseWindows
+    contrast_agent_placeholders: AgentPlaceholders
+    ct_kernels: KernelTable
     views: dict[ViewName, list[str]]
     view_position_tags: dict[ViewName, list[str]]
     variants: dict[Variant, list[str]]
