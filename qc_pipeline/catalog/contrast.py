@@ -13,20 +13,14 @@ import logging
 from pydicom.dataset import Dataset
 
 from qc_pipeline.catalog.items import Vocabulary
-from qc_pipeline.io.geometry import frame_functional_group, first_item
+from qc_pipeline.io.geometry import first_item, frame_functional_group, header_value
 
 logger = logging.getLogger(__name__)
 
 
 def header_text(ds: Dataset | None, keyword: str) -> str | None:
     """A header value as stripped text; None when absent, empty or unreadable (never raises)."""
-    if ds is None:
-        return None
-    try:
-        value = ds.get(keyword)
-    except Exception:  # pydicom raises several types for values it cannot convert
-        logger.debug("unreadable %s", keyword, exc_info=True)
-        return None
+    value = header_value(ds, keyword)
     if value is None:
         return None
     result = str(value).strip().strip("\x00").strip()

@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.catalog.contrast import contrast_agent, header_text, is_placeholder
 from qc_pipeline.catalog.items import Vocabulary
-from qc_pipeline.io.geometry import as_floats, frame_functional_group
+from qc_pipeline.io.geometry import as_floats, frame_functional_group, header_value
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +97,7 @@ class CTSeriesRole:
 
 
 def _image_type(ds: Dataset) -> list[str]:
-    try:
-        value = ds.get("ImageType") or []
-    except Exception:
-        return []
+    value = header_value(ds, "ImageType") or []
     values = [value] if isinstance(value, str) else list(value)
     return [str(v).strip().upper() for v in values]
 
@@ -184,12 +181,12 @@ def kernel_class(kernel: object, vocabulary: Vocabulary) -> tuple[KernelClass, s
 
 
 def _slice_mm(datasets: Sequence[Dataset]) -> float | None:
-    values = [v[0] for v in (as_floats(ds.get("SliceThickness"), count=1) for ds in datasets) if v is not None and v[0] > 0]
+    values = [v[0] for v in (as_floats(header_value(ds, "SliceThickness"), count=1) for ds in datasets) if v is not None and v[0] > 0]
     return Counter(values).most_common(1)[0][0] if values else None
 
 
 def _acquisition_number(datasets: Sequence[Dataset]) -> int | None:
-    numbers = {int(v[0]) for v in (as_floats(ds.get("AcquisitionNumber"), count=1) for ds in datasets) if v is not None}
+    numbers = {int(v[0]) for v in (as_floats(header_value(ds, "AcquisitionNumber"), count=1) for ds in datasets) if v is not None}
     return numbers.pop() if len(numbers) == 1 else None
 
 
@@ -212,7 +209,7 @@ def describe_ct_series(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> C
         raise ValueError("describe_ct_series got no datasets: pass the objects of one series")
     head = datasets[0]
     evidence: list[str] = []
-    kernel_value = head.get("ConvolutionKernel")
+    kernel_value = header_value(head, "ConvolutionKernel")
     kernel_label, kernel_reason = kernel_class(kernel_value, vocabulary)
     evidence.append(kernel_reason)
     slice_mm = _slice_mm(datasets)
@@ -345,6 +342,9 @@ class Acquisitions:
     at_least: int
     undecided: tuple[tuple[SeriesRef, SeriesRef], ...]
     """Pairs in different groups that nothing tells apart or together."""
+    reconstructions: tuple[SeriesRef, ...] = ()
+    """DERIVED series (MPRs) that nothing ties to one acquisition; taken as reconstructions of one of
+    the ``groups`` they are not told apart from, never counted as a phase of their own."""
 
     @property
     def at_most(self) -> int:
@@ -354,9 +354,11 @@ class Acquisitions:
 def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
     """Group ``series`` (of one contrast state) into acquisitions.
 
-    Series are joined when :func:`relation` says SAME (transitively). ``at_least`` is the largest
-    set of groups found pairwise DIFFERENT (a greedy clique: a lower bound that never over-counts),
-    ``at_most`` the number of groups.
+    Series are joined when :func:`relation` says SAME (transitively). A group of DERIVED series
+    only (an MPR nothing ties to a scan) that some group with an original series is not told apart
+    from is set aside as a reconstruction: an MPR is made from a scan, it is not one. ``at_least`` is
+    the largest set of groups found pairwise DIFFERENT (a greedy clique: a lower bound that never
+    over-counts), ``at_most`` the number of groups.
     """
     n = len(series)
     parent = list(range(n))
@@ -382,6 +384,13 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
     def different(x: list[int], y: list[int]) -> bool:
         return any(relations[(min(i, j), max(i, j))] is Relation.DIFFERENT for i in x for j in y)
 
+    scans = [c for c in clusters if any(not series[i].role.derived for i in c)]
+    set_aside = [
+        c for c in clusters
+        if all(series[i].role.derived for i in c) and any(not different(c, scan) for scan in scans)
+    ]
+    clusters = [c for c in clusters if c not in set_aside]
+
     at_least = 0
     for start in range(len(clusters)):
         chosen = [start]
@@ -389,14 +398,20 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
             if other not in chosen and all(different(clusters[other], clusters[c]) for c in chosen):
                 chosen.append(other)
         at_least = max(at_least, len(chosen))
+    aside = {i for c in set_aside for i in c}
     undecided = tuple(
         (series[i], series[j])
         for (i, j), found in relations.items()
-        if found is Relation.UNKNOWN and find(i) != find(j)
+        if found is Relation.UNKNOWN and find(i) != find(j) and i not in aside and j not in aside
     )
     groups = []
     for cluster in clusters:
         refs = tuple(series[i] for i in cluster)
         named = {r.role.phase for r in refs if r.role.phase in NAMED_PHASES}
         groups.append(Acquisition(series=refs, phase=named.pop() if len(named) == 1 else None))
-    return Acquisitions(groups=tuple(groups), at_least=at_least, undecided=undecided)
+    return Acquisitions(
+        groups=tuple(groups),
+        at_least=at_least,
+        undecided=undecided,
+        reconstructions=tuple(series[i] for c in set_aside for i in c),
+    )

@@ -3,6 +3,7 @@ series of a CT, the sequence set of an MR ("检查项目齐全、序列完整", 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,6 +187,7 @@ def _match_named(groups: Sequence[Acquisition], named: Sequence[Sequence[str]]) 
 def _check_phases(item: Item, req: PhasesReq, post: list[SeriesSummary], thresholds: Thresholds) -> list[Finding | None]:
     """Post-contrast phases: distinct acquisitions (not series), and the named phases the item needs."""
     refs = [SeriesRef(s.series_instance_uid, _series_label(s), s.ct) for s in post if s.ct is not None]
+    refs.sort(key=lambda r: (r.role.time_span_s or (math.inf,), r.description, r.series_instance_uid))  # file order must not matter
     found = group_acquisitions(refs)
     unnamed = [g for g in found.groups if g.phase is None]
     missing = _match_named(found.groups, req.named)
@@ -193,6 +195,8 @@ def _check_phases(item: Item, req: PhasesReq, post: list[SeriesSummary], thresho
     missing_en = ", ".join(_phase_group_names(req.named[g])[0] for g in missing)
     missing_zh = "、".join(_phase_group_names(req.named[g])[1] for g in missing)
     shown = "; ".join(f"{g.phase or 'unnamed'}: {g.label}" for g in found.groups) or "none"
+    if found.reconstructions:
+        shown += "; reconstructions: " + " + ".join(repr(r.description) for r in found.reconstructions)
     need_en = " + ".join(_phase_group_names(g)[0] for g in req.named) or f"{req.min} phase(s)"
     need_zh = " + ".join(_phase_group_names(g)[1] for g in req.named) or f"{req.min} 个期相"
     n = found.at_most

@@ -7,9 +7,15 @@ H31s head, B70f very sharp body; GE BONEPLUS; Philips L lung; Canon FC08 abdomen
 
 from __future__ import annotations
 
+import warnings
+
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from qc_pipeline.catalog.classify import is_post_contrast
 from qc_pipeline.catalog.contrast import contrast_agent
@@ -157,3 +163,28 @@ def test_describe_is_frozen_and_reads_no_times_as_unknown(vocabulary):
 def test_describe_refuses_an_empty_series(vocabulary):
     with pytest.raises(ValueError, match="no datasets"):
         describe_ct_series([], vocabulary)
+
+
+def test_golden_pydicom_ct_small(vocabulary):
+    """pydicom's bundled CT_small.dcm (GE): ConvolutionKernel STANDARD, ContrastBolusAgent
+    ISOVUE300/100, AcquisitionTime 112936, SliceThickness 5, no phase word, no bolus start time."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    role = describe_ct_series([ds], vocabulary)
+    assert role.phase is CTPhase.POST_CONTRAST
+    assert role.kernel_class is KernelClass.SOFT_TISSUE and role.kernel == "STANDARD"
+    assert role.slice_mm == 5.0 and role.acquisition_number == 2
+    assert role.acquisition == "AcquisitionTime 11:29:36.0-11:29:36.0"
+    assert "ContrastBolusAgent (0018,0010) 'ISOVUE300/100'" in role.evidence
+
+
+def test_garbled_values_are_read_as_absent(vocabulary):
+    """Unreadable times, numbers and thickness: no crash, nothing invented from them."""
+    ds = ct("C+", ContrastBolusAgent="Iohexol", AcquisitionTime="25:99:00", ContrastBolusStartTime="abc")
+    for tag, vr, value in ((0x00180050, "DS", b"abc"), (0x00200012, "IS", b"x1"), (0x00181210, "SH", b"\xff\xfe")):
+        ds[Tag(tag)] = RawDataElement(Tag(tag), vr, len(value), value, 0, True, True)  # as read from a file
+    with warnings.catch_warnings():  # pydicom may warn about the invalid DS/IS values it keeps as text
+        warnings.simplefilter("ignore")
+        role = describe_ct_series([ds], vocabulary)
+    assert role.phase is CTPhase.POST_CONTRAST
+    assert (role.slice_mm, role.acquisition_number, role.time_span_s, role.delay_s) == (None, None, None, None)
+    assert role.acquisition == "unknown"

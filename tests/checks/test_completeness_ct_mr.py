@@ -9,6 +9,7 @@ from rotations built here, not from the code under test.
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from pydicom.dataset import Dataset
@@ -240,6 +241,28 @@ def test_localizers_are_not_phases(thresholds, catalog):
     )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
+
+
+def test_an_unnamed_mpr_is_a_reconstruction_not_a_phase(thresholds, catalog):
+    """A coronal MPR (DERIVED, no times, no phase word) beside one portal scan: still one phase."""
+    study = plain() + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205") + ct_series(
+        3, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL
+    )
+    findings = judge("YB-048", study, thresholds, catalog)
+    assert codes(findings) == ["completeness.ct.post_contrast_missing"]
+    assert "1 contrast phase found" in findings[0].message
+    assert "reconstructions: '增强 冠状 MPR'" in findings[0].message
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_file_order_does_not_move_the_findings(thresholds, catalog, seed):
+    study = plain() + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205") + ct_series(
+        3, "门脉期 1mm", agent="Iohexol", start="101205", thickness=1.0
+    ) + ct_series(4, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL)
+    expected = [(f.code, f.message, f.message_zh) for f in judge("YB-047", study, thresholds, catalog)]
+    shuffled = list(study)
+    random.Random(seed).shuffle(shuffled)
+    assert [(f.code, f.message, f.message_zh) for f in judge("YB-047", shuffled, thresholds, catalog)] == expected
 
 
 # --- MR planes and protocols --------------------------------------------------------------------
