@@ -340,8 +340,10 @@ class Acquisitions:
 
     groups: tuple[Acquisition, ...]
     at_least: int
-    undecided: tuple[tuple[SeriesRef, SeriesRef], ...]
-    """Pairs in different groups that nothing tells apart or together."""
+    undecided: tuple[tuple[SeriesRef, SeriesRef, str], ...]
+    """Pairs of series in different groups not known to be different phases, and why: nothing tells
+    them apart or together, or separate acquisitions carry the same phase name (a repeat, or a later
+    phase named like the first)."""
     reconstructions: tuple[SeriesRef, ...] = ()
     """DERIVED series (MPRs) that nothing ties to one acquisition; taken as reconstructions of one of
     the ``groups`` they are not told apart from, never counted as a phase of their own."""
@@ -357,8 +359,8 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
     Series are joined when :func:`relation` says SAME (transitively). A group of DERIVED series
     only (an MPR nothing ties to a scan) that some group with an original series is not told apart
     from is set aside as a reconstruction: an MPR is made from a scan, it is not one. ``at_least`` is
-    the largest set of groups found pairwise DIFFERENT (a greedy clique: a lower bound that never
-    over-counts), ``at_most`` the number of groups.
+    the largest set of groups found pairwise DIFFERENT and not named the same phase (a greedy
+    clique: a lower bound that never over-counts), ``at_most`` the number of groups.
     """
     n = len(series)
     parent = list(range(n))
@@ -391,27 +393,37 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
     ]
     clusters = [c for c in clusters if c not in set_aside]
 
+    def phase_of(cluster: list[int]) -> CTPhase | None:
+        named = {series[i].role.phase for i in cluster if series[i].role.phase in NAMED_PHASES}
+        return named.pop() if len(named) == 1 else None
+
+    phases = [phase_of(c) for c in clusters]
+
+    def distinct(x: int, y: int) -> bool:
+        return different(clusters[x], clusters[y]) and (phases[x] is None or phases[x] != phases[y])
+
     at_least = 0
     for start in range(len(clusters)):
         chosen = [start]
         for other in range(len(clusters)):
-            if other not in chosen and all(different(clusters[other], clusters[c]) for c in chosen):
+            if other not in chosen and all(distinct(other, c) for c in chosen):
                 chosen.append(other)
         at_least = max(at_least, len(chosen))
     aside = {i for c in set_aside for i in c}
-    undecided = tuple(
-        (series[i], series[j])
+    undecided = [
+        (series[i], series[j], "no AcquisitionTime, AcquisitionNumber or phase word tells them apart")
         for (i, j), found in relations.items()
         if found is Relation.UNKNOWN and find(i) != find(j) and i not in aside and j not in aside
-    )
-    groups = []
-    for cluster in clusters:
-        refs = tuple(series[i] for i in cluster)
-        named = {r.role.phase for r in refs if r.role.phase in NAMED_PHASES}
-        groups.append(Acquisition(series=refs, phase=named.pop() if len(named) == 1 else None))
+    ]
+    for x in range(len(clusters)):
+        for y in range(x + 1, len(clusters)):
+            if phases[x] is not None and phases[x] == phases[y]:
+                undecided.append((series[clusters[x][0]], series[clusters[y][0]],
+                                  f"separate acquisitions both named {phases[x]}"))
+    groups = tuple(Acquisition(series=tuple(series[i] for i in c), phase=p) for c, p in zip(clusters, phases, strict=True))
     return Acquisitions(
-        groups=tuple(groups),
+        groups=groups,
         at_least=at_least,
-        undecided=undecided,
+        undecided=tuple(undecided),
         reconstructions=tuple(series[i] for c in set_aside for i in c),
     )

@@ -226,12 +226,12 @@ def _check_phases(item: Item, req: PhasesReq, post: list[SeriesSummary], thresho
         ]
     reasons_en, reasons_zh = [], []
     if found.at_least < req.min:
-        pairs = "; ".join(f"{a.description!r} / {b.description!r}" for a, b in found.undecided)
+        pairs = "; ".join(f"{a.description!r} / {b.description!r}: {why}" for a, b, why in found.undecided)
         reasons_en.append(
             f"cannot tell whether the post-contrast series are {req.min} distinct phases: {found.at_least} certain, "
-            f"up to {n}; no AcquisitionTime, AcquisitionNumber or phase word tells apart {pairs}"
+            f"up to {n} ({pairs})"
         )
-        reasons_zh.append(f"无法判断增强序列是否为 {req.min} 个不同期相：确定 {found.at_least} 个，至多 {n} 个（{pairs} 无采集时间、采集号或期相名称可区分）")
+        reasons_zh.append(f"无法判断增强序列是否为 {req.min} 个不同期相：确定 {found.at_least} 个，至多 {n} 个（{pairs}）")
     if missing:
         reasons_en.append(
             f"{item.name_en} needs {need_en}; {len(unnamed)} post-contrast acquisition(s) are not named "

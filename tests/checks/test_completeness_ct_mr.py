@@ -202,6 +202,16 @@ def test_series_that_cannot_be_told_apart_go_to_review(thresholds, catalog):
     assert "cannot tell" in findings[0].message and "Pelvis C+ 1mm" in findings[0].message
 
 
+def test_two_scans_named_the_same_phase_are_not_two_phases_for_sure(thresholds, catalog):
+    """A portal scan repeated two minutes later: a repeat, or a later phase named like the first?"""
+    study = plain() + ct_series(2, "Pelvis portal", agent="Iohexol", start="101205") + ct_series(
+        3, "Pelvis portal", agent="Iohexol", start="101405"
+    )
+    findings = judge("YB-048", study, thresholds, catalog)
+    assert codes(findings) == ["completeness.ct.phase_unconfirmed"]
+    assert "1 certain, up to 2" in findings[0].message and "both named PORTAL" in findings[0].message
+
+
 def test_different_acquisition_numbers_are_different_acquisitions(thresholds, catalog):
     study = plain() + ct_series(2, "Pelvis C+", agent="Iohexol", acquisition_number=2) + ct_series(
         3, "Pelvis C+", agent="Iohexol", acquisition_number=3
