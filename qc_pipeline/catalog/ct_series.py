@@ -180,13 +180,20 @@ def kernel_class(kernel: object, vocabulary: Vocabulary) -> tuple[KernelClass, s
     return KernelClass.UNKNOWN, f"kernel {name!r} is not in the kernel table (lexicon ct_kernels)"
 
 
+def _numbers(datasets: Sequence[Dataset], keyword: str) -> list[float]:
+    read = (as_floats(header_value(ds, keyword), count=1) for ds in datasets)
+    return [v[0] for v in read if v is not None]
+
+
 def _slice_mm(datasets: Sequence[Dataset]) -> float | None:
-    values = [v[0] for v in (as_floats(header_value(ds, "SliceThickness"), count=1) for ds in datasets) if v is not None and v[0] > 0]
+    """The most common SliceThickness (0018,0050) of the series."""
+    values = [v for v in _numbers(datasets, "SliceThickness") if v > 0]
     return Counter(values).most_common(1)[0][0] if values else None
 
 
 def _acquisition_number(datasets: Sequence[Dataset]) -> int | None:
-    numbers = {int(v[0]) for v in (as_floats(header_value(ds, "AcquisitionNumber"), count=1) for ds in datasets) if v is not None}
+    """AcquisitionNumber (0020,0012) when every image that has one agrees."""
+    numbers = {int(v) for v in _numbers(datasets, "AcquisitionNumber")}
     return numbers.pop() if len(numbers) == 1 else None
 
 
