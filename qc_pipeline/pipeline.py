@@ -183,7 +183,8 @@ def _run_checks(
         return False, None, [f for f in findings if f is not None], metrics, measurements
     catalog: Catalog = thresholds.catalog
     images = [i.dataset for i in study.images]
-    findings.extend(metadata.check_metadata(images, thresholds, now=now))
+    non_images = [i.dataset for i in study.instances if not i.is_image]
+    findings.extend(metadata.check_metadata(images, thresholds, now=now, non_images=non_images))
     match = classify(images, catalog)
     findings.extend(_item_findings(match, thresholds))
     findings.extend(consistency.check_laterality(match.laterality, match.image_laterality, thresholds))
