@@ -20,12 +20,22 @@ from qc_pipeline import __version__
 from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer, shared_scorer
-from qc_pipeline.catalog import candidates
+from qc_pipeline.catalog import candidates, series_roles
 from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
 from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
 from qc_pipeline.checks.image_quality import PixelSource
-from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
+from qc_pipeline.domain import (
+    Decision,
+    Finding,
+    ItemRef,
+    Measurement,
+    PriorStudy,
+    Provenance,
+    SeriesSummary,
+    StudySummary,
+    Verdict,
+)
 from qc_pipeline.errors import ModelError, QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
@@ -261,6 +271,8 @@ def judge(
         )
         findings = [finding] if finding is not None else []
         candidate = True
+    series, series_findings = _describe_series(study, thresholds)
+    findings = [*findings, *series_findings]
     verdict = decide_verdict(findings, candidate=candidate)
     eligible, until = eligibility(
         verdict, study_date=summary.study_date, modalities=summary.modalities, config=thresholds.site.eligibility
@@ -278,7 +290,26 @@ def judge(
         metrics=metrics,
         measurements=measurements,
         source_uri=source_uri,
+        series=series,
     )
+
+
+def _describe_series(study: LoadedStudy, thresholds: Thresholds) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
+    """Each series with the role the checks read in it; a failure here sends the study to a
+    person (it never takes the other findings with it)."""
+    try:
+        return series_roles.describe_series(study, thresholds.catalog.vocabulary), []
+    except QCError:
+        raise
+    except Exception as exc:
+        logger.exception("series roles failed on study %s", study.study_instance_uid)
+        finding = thresholds.finding(
+            CHECK_ERROR_RULE,
+            f"The series could not be described ({type(exc).__name__}: {exc}); please report it",
+            f"无法描述本检查的各序列（{type(exc).__name__}），请人工复核并报告此问题",
+            value=type(exc).__name__,
+        )
+        return (), [finding] if finding is not None else []
 
 
 class OutcomeStatus(StrEnum):
