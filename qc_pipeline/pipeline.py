@@ -263,13 +263,9 @@ def judge(
         raise
     except Exception as exc:  # a check must not take the run down: the study goes to a person
         logger.exception("checks failed on study %s", study.study_instance_uid)
-        finding = thresholds.finding(
-            CHECK_ERROR_RULE,
-            f"The checks stopped with an unexpected error ({type(exc).__name__}: {exc}); please report it",
-            f"质控检查意外中断（{type(exc).__name__}），请人工复核并报告此问题",
-            value=type(exc).__name__,
+        findings = _check_error(
+            thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断"
         )
-        findings = [finding] if finding is not None else []
         candidate = True
     series, series_findings = _describe_series(study, thresholds)
     findings = [*findings, *series_findings]
@@ -303,13 +299,18 @@ def _describe_series(study: LoadedStudy, thresholds: Thresholds) -> tuple[tuple[
         raise
     except Exception as exc:
         logger.exception("series roles failed on study %s", study.study_instance_uid)
-        finding = thresholds.finding(
-            CHECK_ERROR_RULE,
-            f"The series could not be described ({type(exc).__name__}: {exc}); please report it",
-            f"无法描述本检查的各序列（{type(exc).__name__}），请人工复核并报告此问题",
-            value=type(exc).__name__,
-        )
-        return (), [finding] if finding is not None else []
+        return (), _check_error(thresholds, exc, "The series could not be described", "无法描述本检查的各序列")
+
+
+def _check_error(thresholds: Thresholds, exc: Exception, what: str, what_zh: str) -> list[Finding]:
+    """The review finding for a check that raised unexpectedly (empty when the rule is disabled)."""
+    finding = thresholds.finding(
+        CHECK_ERROR_RULE,
+        f"{what} ({type(exc).__name__}: {exc}); please report it",
+        f"{what_zh}（{type(exc).__name__}），请人工复核并报告此问题",
+        value=type(exc).__name__,
+    )
+    return [finding] if finding is not None else []
 
 
 class OutcomeStatus(StrEnum):

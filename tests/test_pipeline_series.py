@@ -129,3 +129,19 @@ def test_results_csv_and_table_are_unchanged(judged_samples):
     result = CliRunner().invoke(main, ["results", "--db", judged_samples, "--format", "csv"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == ",".join(CSV_COLUMNS) and "series" not in CSV_COLUMNS
+
+
+def test_a_failure_describing_the_series_goes_to_review_and_keeps_the_other_findings(tmp_path, thresholds, monkeypatch):
+    from qc_pipeline.catalog import series_roles
+
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1, AccessionNumber="")
+
+    def broken(*args, **kwargs):
+        raise KeyError("no such role")
+
+    monkeypatch.setattr(series_roles, "describe_series", broken)
+    decision = judge(load_only(tmp_path), thresholds, now=NOW)
+    assert decision.verdict is Verdict.REVIEW and decision.series == ()
+    codes = [f.code for f in decision.reasons]
+    assert codes == ["metadata.accession_number.missing", "integrity.check.error"]
+    assert decision.reasons[1].message.startswith("The series could not be described (KeyError")
