@@ -25,17 +25,8 @@ from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
 from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
 from qc_pipeline.checks.image_quality import PixelSource
-from qc_pipeline.domain import (
-    Decision,
-    Finding,
-    ItemRef,
-    Measurement,
-    PriorStudy,
-    Provenance,
-    SeriesSummary,
-    StudySummary,
-    Verdict,
-)
+from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
+from qc_pipeline.domain import SeriesSummary
 from qc_pipeline.errors import ModelError, QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
