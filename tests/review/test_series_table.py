@@ -77,3 +77,11 @@ def test_the_study_view_reads_the_series_back_typed(store: ResultStore, threshol
     view = service.study_view(store, thresholds, decision.study_instance_uid)
     assert view.series == decision.series and all(isinstance(s.role, MRRole) for s in view.series)
     assert view.result["series"] == [s.as_dict() for s in decision.series]
+
+
+def test_the_json_api_gives_the_same_series(client: TestClient, judged: Judged) -> None:
+    sign_in(client)
+    decision = judged.decisions["phantom_ct_chest"]
+    detail = client.get(f"/api/studies/{decision.study_instance_uid}").json()
+    assert detail["series"] == [s.as_dict() for s in decision.series]
+    assert detail["series"][0]["role"]["phase"] == "PLAIN"
