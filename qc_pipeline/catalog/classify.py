@@ -184,12 +184,14 @@ def _part_names(part: str, vocabulary: Vocabulary) -> tuple[str, str]:
 
 def _exclusion(
     study_blob: str, modalities: set[str], modality: str, vocabulary: Vocabulary
-) -> tuple[Exclusion | None, str, str]:
-    """The exclusion the order (or a modality in the study) names: ``(exclusion, key, remainder)``."""
+) -> tuple[Exclusion | None, str, str | None]:
+    """The exclusion the order (or a modality in the study) names: ``(exclusion, key, remainder)``;
+    the remainder (the order without the exclusion's words) is None when the study's images
+    (e.g. a PT series) name it."""
     lexicon = vocabulary.lexicon
     for key, exclusion in lexicon.exclusions.items():
         if modality in exclusion.modalities and modalities.intersection(exclusion.study_modalities):
-            return exclusion, key, ""  # the images say what the exam is, whatever the order says
+            return exclusion, key, None  # the images say what the exam is, whatever the order says
     if not study_blob:
         return None, "", ""
     hits, remainder = vocabulary.exclusions_for(modality).find(study_blob)
@@ -243,13 +245,16 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
     series_blob = " | ".join(series_texts)
 
     # Exams that name a body part but are not items (CTA, bedside films, neck, PET/CT...).
-    exclusion, exclusion_key, order_text = _exclusion(study_blob, raw_modalities, modality or "", vocabulary)
-    order_text = order_text if exclusion is not None else study_blob
+    exclusion, exclusion_key, rest = _exclusion(study_blob, raw_modalities, modality or "", vocabulary)
+    order_text = study_blob if exclusion is None else (rest or "")
     also_plain = exclusion is not None and "plain" in vocabulary.contrast.labels(order_text)
     if exclusion is not None:
         names_part = bool(vocabulary.body_parts.find(order_text)[0]) if order_text.strip("\0 ") else False
-        match.evidence.append(f"the order {study_blob!r} names {exclusion.label_en} ({exclusion_key}; {exclusion.source})"
-                              if study_blob else f"the study holds {exclusion.label_en} images ({exclusion_key})")
+        if rest is None:
+            shown = ", ".join(sorted(raw_modalities.intersection(exclusion.study_modalities)))
+            match.evidence.append(f"the study holds {shown} images: {exclusion.label_en} ({exclusion_key}; {exclusion.source})")
+        else:
+            match.evidence.append(f"the order {study_blob!r} names {exclusion.label_en} ({exclusion_key}; {exclusion.source})")
         if not names_part or (exclusion.kind == "exam" and not also_plain):
             match.not_item = _not_item(exclusion)
             return match

@@ -181,3 +181,34 @@ def test_exclusion_words_near_item_words_do_not_exclude(catalog):
     # the order names the cervical spine; BodyPartExamined NECK is how some vendors tag it
     match = classify(_study("CT", "颈椎CT平扫", [{"BodyPartExamined": "NECK"}]), catalog)
     assert match.item.code == "YB-037"
+
+
+# --- the samples set, judged by the whole pipeline -------------------------------------------
+
+def test_real_world_samples_get_their_verdict_finding_and_reason(tmp_path):
+    import datetime as dt
+
+    from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+    from qc_pipeline.samples.real_world import CASES, write_real_world_set
+    from qc_pipeline.sources import FolderSource
+
+    thresholds = load_pipeline_thresholds()
+    written = write_real_world_set(tmp_path, thresholds.catalog.items)
+    assert len(written) == len(CASES) and len({uid for _, uid in written}) == len(CASES)
+    now = dt.datetime(2026, 10, 20, 4, 0, tzinfo=dt.UTC)
+    wrong = {}
+    for case, uid in written:
+        source = FolderSource(tmp_path / case.name)
+        (entry,) = list(source.discover())
+        decision = judge(source.load(entry), thresholds, now=now)
+        assert decision.study.study_instance_uid == uid
+        hits = [f for f in decision.findings if f.code == case.finding]
+        reasons = [(f.message, f.message_zh) for f in hits]
+        ok = (
+            str(decision.verdict) == case.expected_verdict
+            and any(case.reason in en and case.reason_zh in zh for en, zh in reasons)
+        )
+        if not ok:
+            wrong[case.name] = (str(decision.verdict), [(f.code, f.severity, f.message) for f in decision.findings
+                                                        if f.severity != "info" or f.code.startswith("catalog")])
+    assert wrong == {}
