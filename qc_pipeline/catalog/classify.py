@@ -327,7 +327,7 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
             candidates = _narrow_by_variant(match, candidates, order_text, series_blob, datasets, vocabulary)
         candidates = _narrow_by_age(match, candidates, _age_years(first))
 
-    if exclusion is not None:  # e.g. "头颅CT平扫+CTA": an item and an exam that is not one
+    if exclusion is not None and exclusion.kind == "exam":  # "头颅CT平扫+CTA": an item and an exam that is not one
         match.doubt = (
             f"the order also names an exam that is not a recognition item: {exclusion.label_en}",
             f"检查申请同时包含非互认项目：{exclusion.label_zh}",

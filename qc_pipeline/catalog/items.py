@@ -176,6 +176,13 @@ class Lexicon(_Strict):
     postures: dict[Posture, list[str]] = Field(default_factory=dict)
     posture_tags: dict[Posture, list[str]] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _parts_are_known(self) -> Lexicon:
+        unknown = sorted(set(self.body_part_views) - set(self.body_parts))
+        if unknown:
+            raise ValueError(f"body_part_views names body parts with no words in body_parts: {', '.join(unknown)}")
+        return self
+
 
 _SEPARATORS = re.compile(r"[\s_\-\^/\\.,;:()\[\]{}<>|+*&#=\"'`~!?@%]+")
 
@@ -212,8 +219,10 @@ class TermSet:
         return cls(tuple(pairs))
 
     def find(self, text: str) -> tuple[list[tuple[str, str]], str]:
-        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out."""
+        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out of
+        the remainder, except terms labelled "" (look-alikes kept only to shadow shorter terms)."""
         norm = text if text.startswith(" ") else normalise(text)
+        rest = norm
         hits: list[tuple[int, str, str]] = []
         for term, label in self.entries:
             if _is_cjk(term):
@@ -223,8 +232,10 @@ class TermSet:
             for match in re.finditer(pattern, norm):
                 hits.append((match.start(), label, term))
                 norm = norm[: match.start()] + "\0" * len(term) + norm[match.end() :]
+                if label:
+                    rest = rest[: match.start()] + "\0" * len(term) + rest[match.end() :]
         hits.sort()
-        return [(label, term) for _, label, term in hits], norm
+        return [(label, term) for _, label, term in hits], rest
 
     def labels(self, text: str) -> list[str]:
         return [label for label, _ in self.find(text)[0]]

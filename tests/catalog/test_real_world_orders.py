@@ -212,3 +212,37 @@ def test_real_world_samples_get_their_verdict_finding_and_reason(tmp_path):
             wrong[case.name] = (str(decision.verdict), [(f.code, f.severity, f.message) for f in decision.findings
                                                         if f.severity != "info" or f.code.startswith("catalog")])
     assert wrong == {}
+
+
+@pytest.mark.parametrize(
+    ("modality", "order", "expected"),
+    [
+        ("CT", "颈椎CT平扫(颈部)", "YB-037"),  # the neck is no item; the cervical spine is
+        ("CT", "胸部CT增强(肺动脉期)", "YB-049"),  # a phase name, not a pulmonary CTA
+        ("MR", "颅脑MR平扫+DWI", "YB-054"),
+        ("DX", "腹部平片 立位", "YB-024"),
+    ],
+)
+def test_orders_near_exclusion_words_keep_their_item(catalog, modality, order, expected):
+    match = classify(_study(modality, order), catalog)
+    assert match.item is not None and match.item.code == expected, match.evidence
+
+
+def test_abdomen_posture_from_the_images_picks_the_item(catalog):
+    erect = classify(_study("DX", "腹部平片", [{"SeriesDescription": "腹部 立位"}]), catalog)
+    supine = classify(_study("DX", "腹部平片", [{"SeriesDescription": "腹部 仰卧位"}]), catalog)
+    assert (erect.item.code, supine.item.code) == ("YB-024", "YB-025")
+    assert any("images' views" in e for e in erect.evidence)
+
+
+def test_a_view_meaning_for_an_unknown_body_part_is_a_clear_error(tmp_path):
+    import shutil
+
+    from qc_pipeline.errors import ConfigError
+
+    items = default_thresholds_dir() / "items"
+    shutil.copy(items / "yubei-2023.yaml", tmp_path / "yubei-2023.yaml")
+    text = (items / "lexicon.yaml").read_text(encoding="utf-8").replace("body_part_views:\n  CHEST:", "body_part_views:\n  CHESTT:")
+    (tmp_path / "lexicon.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="body_part_views names body parts with no words in body_parts: CHESTT"):
+        load_catalog(tmp_path, ["yubei-2023.yaml"])
