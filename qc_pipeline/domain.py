@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Final
 
@@ -149,6 +149,132 @@ class Measurement:
     sop_instance_uid: str | None = None
 
 
+class SeriesKind(StrEnum):
+    """What a series of a study is, for the role the pipeline gives it."""
+
+    MR = "MR"
+    CT = "CT"
+    DR = "DR"
+    """CR, DX and DR radiographs."""
+    NON_IMAGE = "non_image"
+    """Structured reports (dose reports), key object selections, presentation states: no role."""
+    OTHER = "other"
+    """Images of another modality (OT, PT, US, ...): no role."""
+
+
+@dataclass(frozen=True, slots=True)
+class MRRole:
+    """An MR series as the sequence identification read it.
+
+    ``weighting`` is the value of ``catalog.mr_sequences.Weighting`` (T1, T2, PD, T2_FLAIR, STIR,
+    DWI, ADC, SWI, ..., OTHER, UNKNOWN); ``plane`` the value of its ``Plane``, None when unknown.
+    """
+
+    weighting: str
+    plane: str | None
+    fat_suppressed: bool
+    post_contrast: bool
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CTRole:
+    """A CT series: contrast phase (PLAIN, POST_CONTRAST, LOCALIZER, ...), kernel class, slice."""
+
+    phase: str | None
+    kernel_class: str | None
+    slice_mm: float | None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DRRole:
+    """A radiograph series: its view (PA, LATERAL, ...; ``+``-joined when its images differ) and side."""
+
+    view: str | None
+    laterality: str | None
+    evidence: tuple[str, ...] = ()
+
+
+SeriesRole = MRRole | CTRole | DRRole
+_ROLE_TYPES: Final[dict[SeriesKind, type[MRRole] | type[CTRole] | type[DRRole]]] = {
+    SeriesKind.MR: MRRole,
+    SeriesKind.CT: CTRole,
+    SeriesKind.DR: DRRole,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSummary:
+    """One series of a study, as the pipeline understood it when it judged the study.
+
+    ``role`` is set for MR, CT and DR image series (of the type that ``kind`` names) and None for
+    the others. ``as_dict``/``from_dict`` give and read its JSON form (``results --format json``).
+    """
+
+    series_instance_uid: str
+    series_number: int | None
+    description: str | None
+    modality: str | None
+    n_instances: int
+    kind: SeriesKind
+    role: SeriesRole | None = None
+
+    def __post_init__(self) -> None:
+        expected = _ROLE_TYPES.get(self.kind)
+        if self.role is not None and not isinstance(self.role, expected or ()):
+            wanted = "no role" if expected is None else expected.__name__
+            raise ValueError(
+                f"series {self.series_instance_uid}: kind {self.kind.value} takes {wanted}, "
+                f"got {type(self.role).__name__}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        role = None
+        if self.role is not None:
+            role = {f.name: getattr(self.role, f.name) for f in fields(self.role)}
+            role["evidence"] = list(self.role.evidence)
+        return {
+            "series_instance_uid": self.series_instance_uid,
+            "series_number": self.series_number,
+            "description": self.description,
+            "modality": self.modality,
+            "n_instances": self.n_instances,
+            "kind": self.kind.value,
+            "role": role,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SeriesSummary:
+        """The series from its ``as_dict`` form; ValueError naming the key when it does not fit.
+
+        Role keys this version does not know are left out, so that a newer writer's rows read.
+        """
+        try:
+            kind = SeriesKind(data["kind"])
+            raw_role = data.get("role")
+            role: SeriesRole | None = None
+            if raw_role is not None:
+                role_type = _ROLE_TYPES.get(kind)
+                if role_type is None:
+                    raise ValueError(f"kind {kind.value} takes no role")
+                known = {f.name for f in fields(role_type)}
+                values = {k: v for k, v in raw_role.items() if k in known}
+                values["evidence"] = tuple(str(e) for e in raw_role.get("evidence") or ())
+                role = role_type(**values)
+            return cls(
+                series_instance_uid=str(data["series_instance_uid"]),
+                series_number=data.get("series_number"),
+                description=data.get("description"),
+                modality=data.get("modality"),
+                n_instances=int(data["n_instances"]),
+                kind=kind,
+                role=role,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a stored series (expected the keys of SeriesSummary.as_dict): {exc!r}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """What produced a decision, so that it can be reproduced and audited."""
@@ -222,6 +348,8 @@ class Decision:
     measurements: tuple[Measurement, ...] = ()
     """Image-quality metrics per series / image (``qc_pipeline.metrics``)."""
     source_uri: str | None = None
+    series: tuple[SeriesSummary, ...] = ()
+    """Every series of the study with the role the checks gave it (``catalog.series_roles``)."""
 
     @property
     def study_instance_uid(self) -> str:

@@ -20,12 +20,13 @@ from qc_pipeline import __version__
 from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer, shared_scorer
-from qc_pipeline.catalog import candidates
+from qc_pipeline.catalog import candidates, series_roles
 from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
 from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
 from qc_pipeline.checks.image_quality import PixelSource
 from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
+from qc_pipeline.domain import SeriesSummary
 from qc_pipeline.errors import ModelError, QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds
@@ -38,6 +39,7 @@ CHECK_ERROR_RULE: Final = "integrity.check.error"
 ITEM_MATCHED: Final = "catalog.item.matched"
 ITEM_UNMATCHED: Final = "catalog.item.unmatched"
 ITEM_AMBIGUOUS: Final = "catalog.item.ambiguous"
+ITEM_EXCLUDED: Final = "catalog.item.excluded"
 T = TypeVar("T")
 
 
@@ -52,7 +54,7 @@ def required_rules() -> frozenset[str]:
         | timeliness.RULE_IDS
         | consistency.RULE_IDS
         | image_quality.RULE_IDS
-        | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS}
+        | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS, ITEM_EXCLUDED}
     )
 
 
@@ -136,16 +138,21 @@ def _item_findings(match: Match, thresholds: Thresholds) -> list[Finding | None]
                 value=item.code,
             )
         ]
+    if match.not_item is not None:
+        en, zh = match.not_item
+        return [thresholds.finding(ITEM_EXCLUDED, f"{en} ({evidence})", f"{zh}，不适用互认（依据：{evidence}）", value=en)]
     if match.ambiguous:
         names = ", ".join(f"{i.code} {i.name_en}" for i in match.candidates)
         names_zh = "、".join(f"{i.code} {i.name_zh}" for i in match.candidates)
+        if match.doubt is not None:
+            doubt_en, doubt_zh = match.doubt
+            message = f"{doubt_en}; candidate item(s): {names} ({evidence})"
+            message_zh = f"{doubt_zh}；候选互认项目：{names_zh}，请人工确认"
+        else:
+            message = f"several recognition items fit: {names} ({evidence})"
+            message_zh = f"可能对应多个互认项目：{names_zh}，请人工确认"
         return [
-            thresholds.finding(
-                ITEM_AMBIGUOUS,
-                f"several recognition items fit: {names} ({evidence})",
-                f"可能对应多个互认项目：{names_zh}，请人工确认",
-                value=",".join(i.code for i in match.candidates),
-            )
+            thresholds.finding(ITEM_AMBIGUOUS, message, message_zh, value=",".join(i.code for i in match.candidates))
         ]
     return [
         thresholds.finding(
@@ -183,7 +190,8 @@ def _run_checks(
         return False, None, [f for f in findings if f is not None], metrics, measurements
     catalog: Catalog = thresholds.catalog
     images = [i.dataset for i in study.images]
-    findings.extend(metadata.check_metadata(images, thresholds, now=now))
+    non_images = [i.dataset for i in study.instances if not i.is_image]
+    findings.extend(metadata.check_metadata(images, thresholds, now=now, non_images=non_images))
     match = classify(images, catalog)
     findings.extend(_item_findings(match, thresholds))
     findings.extend(consistency.check_laterality(match.laterality, match.image_laterality, thresholds))
@@ -252,14 +260,12 @@ def judge(
         raise
     except Exception as exc:  # a check must not take the run down: the study goes to a person
         logger.exception("checks failed on study %s", study.study_instance_uid)
-        finding = thresholds.finding(
-            CHECK_ERROR_RULE,
-            f"The checks stopped with an unexpected error ({type(exc).__name__}: {exc}); please report it",
-            f"质控检查意外中断（{type(exc).__name__}），请人工复核并报告此问题",
-            value=type(exc).__name__,
+        findings = _check_error(
+            thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断"
         )
-        findings = [finding] if finding is not None else []
         candidate = True
+    series, series_findings = _describe_series(study, thresholds)
+    findings = [*findings, *series_findings]
     verdict = decide_verdict(findings, candidate=candidate)
     eligible, until = eligibility(
         verdict, study_date=summary.study_date, modalities=summary.modalities, config=thresholds.site.eligibility
@@ -277,7 +283,31 @@ def judge(
         metrics=metrics,
         measurements=measurements,
         source_uri=source_uri,
+        series=series,
     )
+
+
+def _describe_series(study: LoadedStudy, thresholds: Thresholds) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
+    """Each series with the role the checks read in it; a failure here sends the study to a
+    person (it never takes the other findings with it)."""
+    try:
+        return series_roles.describe_series(study, thresholds.catalog.vocabulary), []
+    except QCError:
+        raise
+    except Exception as exc:
+        logger.exception("series roles failed on study %s", study.study_instance_uid)
+        return (), _check_error(thresholds, exc, "The series could not be described", "无法描述本检查的各序列")
+
+
+def _check_error(thresholds: Thresholds, exc: Exception, what: str, what_zh: str) -> list[Finding]:
+    """The review finding for a check that raised unexpectedly (empty when the rule is disabled)."""
+    finding = thresholds.finding(
+        CHECK_ERROR_RULE,
+        f"{what} ({type(exc).__name__}: {exc}); please report it",
+        f"{what_zh}（{type(exc).__name__}），请人工复核并报告此问题",
+        value=type(exc).__name__,
+    )
+    return [finding] if finding is not None else []
 
 
 class OutcomeStatus(StrEnum):

@@ -29,6 +29,8 @@ Modality = Literal["DR", "CT", "MR"]
 Weighting = Literal["T1", "T2", "PD", "T2_FLAIR", "T1_FLAIR", "STIR", "DWI", "ADC", "SWI", "MRA"]
 PlaneName = Literal["AXIAL", "SAGITTAL", "CORONAL"]
 ViewName = Literal["PA", "AP", "LAT", "OBL", "OPEN_MOUTH", "FLEXION", "EXTENSION", "DECUBITUS"]
+Posture = Literal["ERECT", "SUPINE", "PRONE", "DECUBITUS"]
+ObliqueSide = Literal["LAO", "RAO", "LPO", "RPO", "LO", "RO"]
 Variant = Literal[
     "PA_ONLY", "FRONTAL", "FRONTAL_LATERAL", "FRONTAL_OBLIQUE", "INFANT", "ERECT", "SUPINE",
     "BOTH_OBLIQUES", "OPEN_MOUTH", "FLEXION_EXTENSION",
@@ -54,6 +56,14 @@ class CountReq(Sourced):
 class ViewsReq(Sourced):
     groups: list[list[ViewName]] = Field(min_length=1)
     """Each group is one required image; any view in the group satisfies it."""
+    opposite_obliques: bool = False
+    """The oblique images must show opposite sides (left and right), not one side twice."""
+
+
+class PostureReq(Sourced):
+    allowed: list[Posture] = Field(min_length=1)
+    """Postures a radiograph of the item may be taken in; an image in another known posture is a
+    finding, an image whose posture nothing tells is not."""
 
 
 class SequenceReq(_Strict):
@@ -109,6 +119,7 @@ class PhasesReq(Sourced):
 
 class Requirements(_Strict):
     views: ViewsReq | None = None
+    posture: PostureReq | None = None
     max_age_years: ValueReq | None = None
     max_slice_thickness_mm: ValueReq | None = None
     plain_series: CountReq | None = None
@@ -197,6 +208,34 @@ class ItemList(_Strict):
     items: list[Item] = Field(min_length=1)
 
 
+class BodyPartViews(Sourced):
+    """What view words mean on one body part where that differs from ``Lexicon.views``."""
+
+    views: dict[ViewName, list[str]]
+
+
+class Exclusion(Sourced):
+    """An exam that names a body part of an item but is not a recognition item."""
+
+    label_en: str = Field(min_length=2)
+    label_zh: str = Field(min_length=2)
+    kind: Literal["exam", "region"]
+    """exam: a technique that replaces the item (angiography, bedside film); region: a region
+    with no item (neck), the order's other body parts are still mapped."""
+    modalities: list[Modality] = Field(min_length=1)
+    terms: list[str] = Field(default_factory=list)
+    keep: list[str] = Field(default_factory=list)
+    """Look-alike words that are not this exam (齿状突 is a cervical spine view, not dental)."""
+    body_part_tags: list[str] = Field(default_factory=list)
+    study_modalities: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _recognisable(self) -> Exclusion:
+        if not (self.terms or self.body_part_tags or self.study_modalities):
+            raise ValueError("an exclusion needs terms, body_part_tags or study_modalities")
+        return self
+
+
 class Lexicon(_Strict):
     version: str
     source: str
@@ -211,6 +250,18 @@ class Lexicon(_Strict):
     views: dict[ViewName, list[str]]
     view_position_tags: dict[ViewName, list[str]]
     variants: dict[Variant, list[str]]
+    body_part_views: dict[str, BodyPartViews] = Field(default_factory=dict)
+    exclusions: dict[str, Exclusion] = Field(default_factory=dict)
+    oblique_sides: dict[ObliqueSide, list[str]] = Field(default_factory=dict)
+    postures: dict[Posture, list[str]] = Field(default_factory=dict)
+    posture_tags: dict[Posture, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parts_are_known(self) -> Lexicon:
+        unknown = sorted(set(self.body_part_views) - set(self.body_parts))
+        if unknown:
+            raise ValueError(f"body_part_views names body parts with no words in body_parts: {', '.join(unknown)}")
+        return self
 
 
 _SEPARATORS = re.compile(r"[\s_\-\^/\\.,;:()\[\]{}<>|+*&#=\"'`~!?@%]+")
@@ -220,7 +271,9 @@ def normalise(text: str) -> str:
     """NFKC (full-width to half-width), lower case, separators to single spaces, padded."""
     text = unicodedata.normalize("NFKC", text).lower()
     # keep "+c"/"c+" distinguishable before '+' becomes a separator
-    text = text.replace("c+", " cplus ").replace("+c", " pluscontrast ")
+    # ("+c" of "CT平扫+CTA" is not the contrast mark)
+    text = re.sub(r"(?<![a-z])c\+", " cplus ", text)
+    text = re.sub(r"\+c(?![a-z])", " pluscontrast ", text)
     return f" {_SEPARATORS.sub(' ', text).strip()} "
 
 
@@ -246,8 +299,10 @@ class TermSet:
         return cls(tuple(pairs))
 
     def find(self, text: str) -> tuple[list[tuple[str, str]], str]:
-        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out."""
+        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out of
+        the remainder, except terms labelled "" (look-alikes kept only to shadow shorter terms)."""
         norm = text if text.startswith(" ") else normalise(text)
+        rest = norm
         hits: list[tuple[int, str, str]] = []
         for term, label in self.entries:
             if _is_cjk(term):
@@ -257,8 +312,10 @@ class TermSet:
             for match in re.finditer(pattern, norm):
                 hits.append((match.start(), label, term))
                 norm = norm[: match.start()] + "\0" * len(term) + norm[match.end() :]
+                if label:
+                    rest = rest[: match.start()] + "\0" * len(term) + rest[match.end() :]
         hits.sort()
-        return [(label, term) for _, label, term in hits], norm
+        return [(label, term) for _, label, term in hits], rest
 
     def labels(self, text: str) -> list[str]:
         return [label for label, _ in self.find(text)[0]]
@@ -277,6 +334,39 @@ class Vocabulary:
         self.variants = TermSet.build(lexicon.variants)  # type: ignore[arg-type]
         self.body_part_tags = {t.upper(): part for part, tags in lexicon.body_part_tags.items() for t in tags}
         self.view_position_tags = {t.upper(): view for view, tags in lexicon.view_position_tags.items() for t in tags}
+        self.oblique_sides = TermSet.build(lexicon.oblique_sides)  # type: ignore[arg-type]
+        self.postures = TermSet.build(lexicon.postures)  # type: ignore[arg-type]
+        self.posture_tags = {t.upper(): p for p, tags in lexicon.posture_tags.items() for t in tags}
+        self._part_views: dict[str, TermSet] = {}
+        self._exclusions: dict[str, TermSet] = {}
+
+    def views_for(self, body_part: str | None) -> TermSet:
+        """The view words of ``body_part``: its own meanings (``body_part_views``) replace the
+        general ones for the same words."""
+        special = self.lexicon.body_part_views.get(body_part or "")
+        if special is None:
+            return self.views
+        if body_part not in self._part_views:
+            own = {normalise(t) for terms in special.views.values() for t in terms}
+            merged: dict[str, list[str]] = {
+                view: [t for t in terms if normalise(t) not in own] for view, terms in self.lexicon.views.items()
+            }
+            for view, terms in special.views.items():
+                merged.setdefault(view, []).extend(terms)
+            self._part_views[body_part or ""] = TermSet.build(merged)
+        return self._part_views[body_part or ""]
+
+    def exclusions_for(self, modality: str) -> TermSet:
+        """Exclusion words of ``modality``, labelled by exclusion id; ``keep`` words are labelled
+        "" so that a look-alike (齿状突) is consumed before the shorter exclusion word (齿)."""
+        if modality not in self._exclusions:
+            mapping: dict[str, list[str]] = {"": []}
+            for key, exclusion in self.lexicon.exclusions.items():
+                if modality in exclusion.modalities:
+                    mapping[key] = list(exclusion.terms)
+                    mapping[""].extend(exclusion.keep)
+            self._exclusions[modality] = TermSet.build(mapping)
+        return self._exclusions[modality]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Final
 
 from pydicom.dataset import Dataset
 
-from qc_pipeline.catalog.classify import image_view, is_post_contrast
+from qc_pipeline.catalog.classify import image_posture, image_view, is_post_contrast, oblique_side
 from qc_pipeline.catalog.ct_series import (
     NAMED_PHASES,
     PHASE_NAMES,
@@ -33,6 +33,8 @@ from qc_pipeline.rules.loader import Thresholds
 RULE_IDS: Final = frozenset(
     {
         "completeness.dr.view_missing",
+        "completeness.dr.view_unknown",
+        "completeness.dr.posture",
         "completeness.ct.plain_missing",
         "completeness.ct.post_contrast_missing",
         "completeness.ct.phase_missing",
@@ -55,6 +57,12 @@ VIEW_NAMES: Final = {
     "OPEN_MOUTH": ("open-mouth", "张口位"),
     "FLEXION": ("flexion", "过屈位"),
     "EXTENSION": ("extension", "过伸位"),
+    "DECUBITUS": ("decubitus", "侧卧水平位"),
+}
+POSTURE_NAMES: Final = {
+    "ERECT": ("erect", "立位"),
+    "SUPINE": ("supine", "仰卧位"),
+    "PRONE": ("prone", "俯卧位"),
     "DECUBITUS": ("decubitus", "侧卧水平位"),
 }
 PLANE_ZH: Final = {"AXIAL": "横断位", "SAGITTAL": "矢状位", "CORONAL": "冠状位"}
@@ -126,33 +134,106 @@ def _drop_none(findings: list[Finding | None]) -> list[Finding]:
 
 
 def _check_dr(item: Item, datasets: Sequence[Dataset], thresholds: Thresholds, catalog: Catalog) -> list[Finding]:
-    assert item.requires.views is not None
-    views = [image_view(ds, catalog.vocabulary) for ds in datasets]
+    """Each required view has its own image; an image whose view nothing tells fills no view
+    (the study goes to a person when only such images could); obliques of opposite sides where
+    the item says so; the posture where the item names one."""
+    req = item.requires
+    assert req.views is not None
+    vocabulary = catalog.vocabulary
+    views = [image_view(ds, vocabulary, item.body_part) for ds in datasets]
     available = Counter(v for v in views if v)
     unknown = views.count(None)
     shown = ", ".join(sorted(v for v in views if v)) or "none"
-    findings: list[Finding | None] = []
-    for group in item.requires.views.groups:
+    limit = " + ".join("/".join(g) for g in req.views.groups)
+    n = len(datasets)
+    missing: list[list[str]] = []
+    for group in req.views.groups:
         for view in group:
             if available[view] > 0:
                 available[view] -= 1
                 break
         else:
-            if unknown > 0:  # an image whose view no tag or name tells: give it the benefit
-                unknown -= 1
-                continue
-            en = " or ".join(VIEW_NAMES[v][0] for v in group)
-            zh = "或".join(VIEW_NAMES[v][1] for v in group)
-            findings.append(
-                thresholds.finding(
-                    "completeness.dr.view_missing",
-                    f"{en} view missing for {item.name_en} ({len(datasets)} image(s) in the study)",
-                    f"缺少{zh}（{item.name_zh}，本检查共 {len(datasets)} 幅图像）",
-                    value=shown,
-                    limit=" + ".join("/".join(g) for g in item.requires.views.groups),
-                )
+            missing.append(list(group))
+    findings: list[Finding | None] = []
+    if missing and unknown:
+        maybe, missing = missing[:unknown], missing[unknown:]
+        en = " and ".join(" or ".join(VIEW_NAMES[v][0] for v in g) for g in maybe)
+        zh = "及".join("或".join(VIEW_NAMES[v][1] for v in g) for g in maybe)
+        findings.append(
+            thresholds.finding(
+                "completeness.dr.view_unknown",
+                f"{unknown} image(s) have no view information (no ViewPosition, no view word in the names): "
+                f"the {en} view of {item.name_en} cannot be confirmed ({n} image(s) in the study)",
+                f"{unknown} 幅图像无体位信息（ViewPosition 为空，名称中无体位词）：无法确认{zh}（{item.name_zh}，本检查共 {n} 幅图像）",
+                value=f"{shown}; {unknown} unknown",
+                limit=limit,
             )
+        )
+    for group in missing:
+        en = " or ".join(VIEW_NAMES[v][0] for v in group)
+        zh = "或".join(VIEW_NAMES[v][1] for v in group)
+        findings.append(
+            thresholds.finding(
+                "completeness.dr.view_missing",
+                f"{en} view missing for {item.name_en} ({n} image(s) in the study)",
+                f"缺少{zh}（{item.name_zh}，本检查共 {n} 幅图像）",
+                value=shown,
+                limit=limit,
+            )
+        )
+    if req.views.opposite_obliques:
+        sides = [oblique_side(ds, vocabulary) for ds, v in zip(datasets, views, strict=True) if v == "OBL"]
+        findings.append(_same_side_obliques(item, sides, thresholds))
+    if req.posture is not None:
+        findings.append(_posture(item, datasets, thresholds, catalog))
     return _drop_none(findings)
+
+
+def opposite_obliques(a: str, b: str) -> bool:
+    """Whether two obliques (LAO, RAO, LPO, RPO, LO, RO) show opposite sides.
+
+    An anterior oblique shows the side away from the detector, a posterior oblique the side next
+    to it: LAO and RPO both show the right foramina / pars. So when one is anterior and the other
+    posterior, the same letter means opposite sides; otherwise the letters must differ.
+    """
+    if len(a) == 3 and len(b) == 3 and a[1] != b[1]:
+        return a[0] == b[0]
+    return a[0] != b[0]
+
+
+def _same_side_obliques(item: Item, sides: list[str | None], thresholds: Thresholds) -> Finding | None:
+    known = [s for s in sides if s]
+    if len(known) < 2 or len(known) < len(sides):  # an oblique whose side nothing tells may be the other
+        return None
+    if any(opposite_obliques(a, b) for i, a in enumerate(known) for b in known[i + 1 :]):
+        return None
+    shown = ", ".join(known)
+    return thresholds.finding(
+        "completeness.dr.view_missing",
+        f"the obliques of {item.name_en} show the same side ({shown}): the opposite oblique is missing",
+        f"{item.name_zh}的斜位均为同侧（{shown}），缺少对侧斜位",
+        value=shown,
+        limit="left + right oblique",
+    )
+
+
+def _posture(item: Item, datasets: Sequence[Dataset], thresholds: Thresholds, catalog: Catalog) -> Finding | None:
+    assert item.requires.posture is not None
+    allowed = item.requires.posture.allowed
+    postures = [p for p in (image_posture(ds, catalog.vocabulary) for ds in datasets) if p]
+    if not postures or set(postures).intersection(allowed):
+        return None
+    seen = ", ".join(sorted(set(postures)))
+    en = " or ".join(POSTURE_NAMES[p][0] for p in allowed)
+    zh = "或".join(POSTURE_NAMES[p][1] for p in allowed)
+    seen_zh = "、".join(POSTURE_NAMES[p][1] for p in sorted(set(postures)))
+    return thresholds.finding(
+        "completeness.dr.posture",
+        f"{item.name_en} must be taken {en}; the images say {seen.lower()}",
+        f"{item.name_zh}应为{zh}摄影，图像为{seen_zh}",
+        value=seen,
+        limit="/".join(allowed),
+    )
 
 
 def _series_label(s: SeriesSummary) -> str:

@@ -31,6 +31,7 @@ RULE_IDS: Final = frozenset(
         "metadata.patient_sex.missing",
         "metadata.patient_sex.invalid",
         "metadata.patient_birth_date.missing",
+        "metadata.patient_birth_date.missing_age_recorded",
         "metadata.patient_birth_date.invalid",
         "metadata.patient_birth_date.after_study",
         "metadata.patient_birth_date.implausible",
@@ -151,13 +152,20 @@ class _Collector:
 
 
 def check_metadata(
-    datasets: Sequence[Dataset], thresholds: Thresholds, *, now: dt.datetime
+    datasets: Sequence[Dataset],
+    thresholds: Thresholds,
+    *,
+    now: dt.datetime,
+    non_images: Sequence[Dataset] = (),
 ) -> list[Finding]:
     """Check the patient and date attributes of a study's image objects.
 
     ``datasets`` are the headers of the study's images (at least one); the first one stands for
-    the study, and patient attributes are compared across all of them. ``now`` is an aware
-    datetime (the time of the check), so results do not depend on the machine's clock.
+    the study, and patient attributes are compared across all of them. ``non_images`` are the
+    study's other objects (dose reports, SR, KOS, PR): scanners fill few patient attributes in
+    them, so they never stand for the study; they join only the consistency check, where an
+    empty value of theirs is no conflict but a different one is. ``now`` is an aware datetime
+    (the time of the check), so results do not depend on the machine's clock.
     """
     if not datasets:
         return []
@@ -189,7 +197,7 @@ def check_metadata(
             "InstitutionName (0008,0080) is missing or empty",
             "机构名称 (0008,0080) 缺失或为空",
         )
-    _check_consistency(datasets, out)
+    _check_consistency(datasets, non_images, out)
     return out.findings
 
 
@@ -341,8 +349,27 @@ def _check_study_date_time(ds: Dataset, out: _Collector, *, site_tz: dt.tzinfo, 
     return dates
 
 
+def _valid_age(ds: Dataset, out: _Collector) -> str | None:
+    """PatientAge when it is well formed and plausible (the birth-date age limit), else None."""
+    raw = text(ds, "PatientAge")
+    match = _AS.match(raw) if raw is not None else None
+    if match is None:
+        return None
+    years = int(match[1]) / {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[match[2]]
+    return raw if years <= out.thresholds.limit("metadata.patient_birth_date.implausible") else None
+
+
 def _check_birth_date(ds: Dataset, out: _Collector, *, study_date: dt.date | None) -> dt.date | None:
     raw = text(ds, "PatientBirthDate")
+    if raw is None and (age := _valid_age(ds, out)) is not None:
+        out.add(
+            "metadata.patient_birth_date.missing_age_recorded",
+            f"PatientBirthDate (0010,0030) is missing or empty; PatientAge (0010,1010) {age} is valid, "
+            "so the age at the exam is recorded: please confirm the patient's identity",
+            f"出生日期 (0010,0030) 缺失或为空，但年龄 (0010,1010) {age} 有效，已记录检查时年龄，请人工确认患者身份",
+            value=age,
+        )
+        return None
     if raw is None:
         out.add(
             "metadata.patient_birth_date.missing",
@@ -416,12 +443,19 @@ def _check_age(ds: Dataset, out: _Collector, *, birth: dt.date | None, study_dat
         )
 
 
-def _check_consistency(datasets: Sequence[Dataset], out: _Collector) -> None:
-    """Patient attributes must be identical in every object of the study."""
+def _check_consistency(datasets: Sequence[Dataset], non_images: Sequence[Dataset], out: _Collector) -> None:
+    """Patient attributes must be identical in every object of the study.
+
+    An image with an empty value disagrees with one that has it; a non-image object (dose report,
+    SR, KOS) with an empty value does not, since scanners often leave them out there.
+    """
+    objects = [(ds, True) for ds in datasets] + [(ds, False) for ds in non_images]
     for keyword, tag, name_zh, identifying in _PATIENT_ATTRIBUTES:
         seen: dict[str, list[str]] = {}
-        for ds in datasets:
+        for ds, image in objects:
             value = text(ds, keyword) or ""
+            if not value and not image:
+                continue
             series = text(ds, "SeriesInstanceUID") or "?"
             bucket = seen.setdefault(value, [])
             if series not in bucket:

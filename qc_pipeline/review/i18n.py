@@ -138,6 +138,23 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "reviewed_decision": ("reviewed machine decision", "所复核的机器结论"),
     "error": ("Error", "错误"),
     "back_to_queue": ("Back to the queue", "返回队列"),
+    "series_roles": ("Series as the pipeline read them", "各序列的识别结果"),
+    "series_number": ("No.", "序号"),
+    "series_description": ("Series description", "序列描述"),
+    "n_images": ("Images", "图像数"),
+    "series_role": ("Read as", "识别为"),
+    "evidence": ("Why", "依据"),
+    "reasons_count": ("reasons", "条依据"),
+    "fat_suppressed": ("fat-suppressed", "压脂"),
+    "post_contrast": ("post-contrast", "增强"),
+    "plane_unknown": ("plane unknown", "方位未知"),
+    "kernel": ("kernel", "重建核"),
+    "slice": ("slice", "层厚"),
+    "view": ("view", "体位"),
+    "side": ("side", "侧别"),
+    "non_image": ("non-image object (report, key images, presentation state)", "非图像对象（报告、关键图像、显示状态）"),
+    "other_modality": ("no role for this modality", "此类型不识别"),
+    "no_series": ("No series recorded for this decision (judged before series were kept).", "此结论未记录序列（记录序列之前的结论）。"),
 }
 """Key -> (English, Chinese)."""
 

@@ -31,12 +31,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, rules_by_metric
-from qc_pipeline.domain import Verdict
+from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
 from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.store import ResultStore
+from qc_pipeline.store.repository import stored_series
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
 from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
 
@@ -47,7 +48,6 @@ FLAGGED_VERDICTS: Final = ("review", "fail")
 QUEUE_LIMIT: Final = 200
 MAX_TEXT: Final = 2000
 AI_PREFIX: Final = "ai."
-ITEM_CODES: Final = ("catalog.item.matched", "catalog.item.ambiguous", "catalog.item.none")
 
 
 def _now() -> dt.datetime:
@@ -257,6 +257,8 @@ class StudyView:
     claimed_by: str | None
     claim_expires_at: str | None
     patient: dict[str, str | None]
+    series: tuple[SeriesSummary, ...] = ()
+    """Each series with the role the checks read in it (MR sequence, CT phase, DR view)."""
 
     @property
     def decidable(self) -> bool:
@@ -278,6 +280,7 @@ def study_view(store: ResultStore, thresholds: Thresholds, uid: str) -> StudyVie
     """The study page's content; ReviewError (404) for an unknown study."""
     with store.reading(f"read study {uid}") as session:
         study, decision = _ids(session, uid)
+        series = stored_series(decision.series, uid)
         claim_row = session.execute(
             select(ReviewClaim, ReviewUser.username)
             .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
@@ -304,6 +307,7 @@ def study_view(store: ResultStore, thresholds: Thresholds, uid: str) -> StudyVie
             "sex": study.patient_sex,
             "birth_date": None if study.patient_birth_date is None else study.patient_birth_date.isoformat(),
         },
+        series=series,
     )
 
 

@@ -108,6 +108,7 @@ VIEW_ZH: Final = {"PA": "后前位", "AP": "正位", "LAT": "侧位", "OBL": "�
                   "EXTENSION": "过伸位", "DECUBITUS": "侧卧水平位"}
 VIEW_EN: Final = {"PA": "PA", "AP": "AP", "LAT": "Lateral", "OBL": "Oblique", "OPEN_MOUTH": "Open Mouth",
                   "FLEXION": "Flexion", "EXTENSION": "Extension", "DECUBITUS": "Decubitus"}
+OBLIQUE_SIDES: Final = (("LAO", "左前斜位"), ("RAO", "右前斜位"))
 # phase -> (English word, Chinese word, seconds after the injection starts at CT_BOLUS_START)
 CT_PHASES: Final = {
     "ARTERIAL": ("arterial", "动脉期", 30),
@@ -222,13 +223,18 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
         groups = item.requires.views.groups
         if defect == "missing_view":
             groups = groups[:-1]
+        sides = iter(OBLIQUE_SIDES)  # a second oblique is of the other side
         for n, group in enumerate(groups):
             view = group[0]
             words = VIEW_ZH[view] if style in ("zh", "uih") else VIEW_EN[view]
             body = BODY_ZH[item.body_part] if style in ("zh", "uih") else BODY_EN[item.body_part]
             attrs: dict[str, object] = {"BodyPartExamined": BODY_TAG[item.body_part]}
+            tag = VIEW_TAG[view]
+            if view == "OBL" and item.requires.views.opposite_obliques:
+                tag, zh_words = next(sides)
+                words = zh_words if style in ("zh", "uih") else tag
             if style not in ("zh", "uih"):  # Chinese DR systems often leave ViewPosition empty
-                attrs["ViewPosition"] = VIEW_TAG[view]
+                attrs["ViewPosition"] = tag
             if side in ("L", "R"):
                 attrs["ImageLaterality"] = side
             plans.append(SeriesPlan("DX", f"{body} {words}", 1, attrs, views=(view,)))

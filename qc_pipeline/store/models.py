@@ -146,6 +146,8 @@ class DecisionRecord(Base):
     n_instances: Mapped[int] = mapped_column(Integer)
     decided_at: Mapped[dt.datetime]
     superseded_at: Mapped[dt.datetime | None]
+    series: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """Each series with its role, ``SeriesSummary.as_dict()`` (migration 0008; None for older decisions)."""
 
     findings: Mapped[list[FindingRecord]] = relationship(order_by="FindingRecord.ordinal", lazy="raise")
     metrics: Mapped[list[MetricRecord]] = relationship(order_by="MetricRecord.id", lazy="raise")

@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, Verdict
+from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, SeriesSummary, Verdict
 from qc_pipeline.errors import StoreError
 from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 from qc_pipeline.store.models import (
@@ -532,6 +532,7 @@ class ResultStore:
                 n_series=summary.n_series,
                 n_instances=summary.n_instances,
                 decided_at=decision.decided_at,
+                series=[s.as_dict() for s in decision.series],
                 findings=[_finding_record(i, f) for i, f in enumerate(decision.findings)],
                 metrics=[MetricRecord(name=name, value=float(value)) for name, value in decision.metrics.items()]
                 + [
@@ -552,7 +553,8 @@ class ResultStore:
         Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
         modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
         metrics, measurements, provenance, decided_at, source_uri, content_fingerprint, n_series,
-        n_instances, history_count``; dates and times are ISO strings. ``metrics`` are study-level
+        n_instances, history_count, series``; dates and times are ISO strings; ``series`` is one
+        ``SeriesSummary.as_dict()`` per series (empty for decisions stored before roles were kept). ``metrics`` are study-level
         numbers by name; ``measurements`` the image-quality metrics, one dict (metric, value,
         series_instance_uid) per series or radiograph.
         """
@@ -616,6 +618,17 @@ class ResultStore:
             }
             for d in rows
         ]
+
+    def series(self, study_instance_uid: str) -> tuple[SeriesSummary, ...]:
+        """The series of the study's current decision, with their roles (empty for an unknown
+        study or a decision stored before roles were kept)."""
+        with self._errors(f"read the series of study {study_instance_uid}"), self._read.begin() as session:
+            raw = session.scalar(
+                select(DecisionRecord.series)
+                .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+                .where(StudyRecord.study_instance_uid == study_instance_uid, DecisionRecord.is_current.is_(True))
+            )
+        return stored_series(raw, study_instance_uid)
 
     def measurements(self, *, metric: str | None = None) -> list[dict[str, Any]]:
         """Every image-quality measurement of the current decisions, one dict per series and metric.
@@ -812,6 +825,14 @@ def _validate(decision: Decision) -> None:
             raise ValueError(f"metric {name!r} of study {uid} is {value}: only finite values can be stored")
 
 
+def stored_series(raw: list[dict[str, Any]] | None, study_instance_uid: str) -> tuple[SeriesSummary, ...]:
+    """The typed series of a stored decision; StoreError naming the study when a row does not read."""
+    try:
+        return tuple(SeriesSummary.from_dict(item) for item in raw or ())
+    except ValueError as exc:
+        raise StoreError(f"the stored series of study {study_instance_uid} cannot be read: {exc}") from exc
+
+
 def _finding_record(ordinal: int, finding: Finding) -> FindingRecord:
     return FindingRecord(
         ordinal=ordinal,
@@ -885,6 +906,7 @@ def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int, overlay:
         "n_series": d.n_series,
         "n_instances": d.n_instances,
         "history_count": int(history_count),
+        "series": [x.as_dict() for x in stored_series(d.series, s.study_instance_uid)],
     }
 
 

@@ -65,6 +65,8 @@ def test_complete_header_has_no_findings(thresholds):
 @pytest.mark.parametrize("how", ["absent", "empty"])
 def test_missing_attribute(thresholds, keyword, code, severity, how):
     ds = good(**{keyword: None}) if how == "absent" else good(**{keyword: ""})
+    if keyword == "PatientBirthDate":  # with an age recorded it is only a review (below)
+        del ds.PatientAge
     findings = [f for f in check_metadata([ds], thresholds, now=NOW) if f.code == code]
     assert len(findings) == 1
     assert findings[0].severity is severity
@@ -262,3 +264,61 @@ def test_specific_character_set_is_a_defined_term(thresholds, charset, code, sev
     (finding,) = findings
     assert (finding.code, finding.severity) == (code, severity)
     assert "(0008,0005)" in finding.message and "字符集" in finding.message_zh
+
+
+# -- birth date missing but age recorded; non-image objects -----------------------------------
+
+
+@pytest.mark.parametrize("how", ["absent", "empty"])
+def test_missing_birth_date_with_valid_age_is_review_not_fail(thresholds, how):
+    ds = good(PatientBirthDate=None if how == "absent" else "", PatientAge="045Y")
+    (finding,) = check_metadata([ds], thresholds, now=NOW)
+    assert finding.code == "metadata.patient_birth_date.missing_age_recorded"
+    assert finding.severity is Severity.REVIEW
+    assert finding.value == "045Y"
+    assert "PatientAge (0010,1010) 045Y" in finding.message and "age at the exam is recorded" in finding.message
+    assert "年龄" in finding.message_zh
+
+
+@pytest.mark.parametrize("age", [None, "45", "999Y"])
+def test_missing_birth_date_without_a_usable_age_still_fails(thresholds, age):
+    findings = check_metadata([good(PatientBirthDate=None, PatientAge=age)], thresholds, now=NOW)
+    by_code = {f.code: f for f in findings}
+    assert by_code["metadata.patient_birth_date.missing"].severity is Severity.FAIL
+    assert "metadata.patient_birth_date.missing_age_recorded" not in by_code
+
+
+def dose_report(**overrides: object) -> Dataset:
+    """A CT radiation dose SR as scanners write it: few patient attributes, no institution."""
+    sparse: dict[str, object] = {"PatientBirthDate": "", "PatientSex": "", "AccessionNumber": None}
+    return good(
+        SOPClassUID="1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR Storage
+        Modality="SR", SeriesInstanceUID="1.2.3.999", InstitutionName=None, StudyTime=None,
+        **{**sparse, **overrides},
+    )
+
+
+def test_fields_missing_only_on_a_non_image_object_do_not_fail(thresholds):
+    findings = check_metadata([good(), good()], thresholds, now=NOW, non_images=[dose_report()])
+    assert findings == []
+
+
+def test_non_image_objects_do_not_stand_for_the_study(thresholds):
+    # the image misses its birth date: the SR that has one does not make up for it
+    image = good(PatientBirthDate=None, PatientAge=None)
+    findings = check_metadata([image], thresholds, now=NOW, non_images=[dose_report(PatientBirthDate="19810315")])
+    assert "metadata.patient_birth_date.missing" in codes(findings)
+
+
+def test_a_non_image_object_naming_another_patient_is_still_a_conflict(thresholds):
+    findings = check_metadata([good()], thresholds, now=NOW, non_images=[dose_report(PatientID="P0002")])
+    (finding,) = findings
+    assert finding.code == "metadata.patient.inconsistent"
+    assert "PatientID (0010,0020) differs" in finding.message
+    assert finding.value == "P0001 | P0002"
+
+
+def test_an_empty_value_on_an_image_is_still_a_conflict(thresholds):
+    b = good(PatientSex="", SeriesInstanceUID="1.2.3.2")
+    by_code = {f.code: f for f in check_metadata([good(), b], thresholds, now=NOW)}
+    assert "PatientSex" in by_code["metadata.patient.inconsistent"].message

@@ -12,7 +12,7 @@ import pytest
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from qc_pipeline.domain import Provenance, StudySummary, Verdict, Decision
+from qc_pipeline.domain import CTRole, Decision, Provenance, SeriesKind, SeriesSummary, StudySummary, Verdict
 from qc_pipeline.store import ResultStore, SaveOutcome, head_revision
 from tests.data.make_results_rev0001 import FILE, RUN_ID, STUDIES, make_database
 
@@ -59,6 +59,8 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         assert passed["metrics"] == {"upload_delay_h": 2.5}
         assert passed["study_date"] == "2026-05-21" and passed["study_time"] == "09:30:00"
         assert passed["decided_at"] == "2026-06-01T02:01:00+00:00"
+        # decided before series roles were kept: none, not an error
+        assert all(r["series"] == [] for r in rows.values()) and store.series(STUDIES["pass"]) == ()
 
         failed = rows[STUDIES["fail"]]
         (finding,) = failed["findings"]
@@ -78,8 +80,10 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
             study=summary, verdict=Verdict.PASS, findings=(),
             provenance=Provenance(pipeline_version="0.2.0", thresholds_version="2026.11+def", models={}),
             content_fingerprint="e" * 64, decided_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC), eligible=False,
+            series=(SeriesSummary(STUDIES["fail"] + ".1", 1, "胸部平扫", "CT", 2, SeriesKind.CT, CTRole("PLAIN", None, 5.0)),),
         )
         assert store.save_decision(decision, run_id=None) is SaveOutcome.SUPERSEDED
+        assert store.series(STUDIES["fail"]) == decision.series
         assert [h["is_current"] for h in store.history(STUDIES["fail"])] == [False, True]
     # opening again changes nothing
     with ResultStore.open(old_database) as store:

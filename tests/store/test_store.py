@@ -13,16 +13,21 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from qc_pipeline.domain import (
     Category,
+    CTRole,
     Decision,
+    DRRole,
     Finding,
     ItemRef,
     Measurement,
+    MRRole,
     Provenance,
+    SeriesKind,
+    SeriesSummary,
     Severity,
     StudySummary,
     Verdict,
@@ -52,7 +57,7 @@ RESULT_KEYS = {
     "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "measurements", "provenance",
     "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
     "human_decision", "final_verdict", "negative_flags", "eligibility_basis", "machine_eligible",
-    "machine_eligible_until",
+    "machine_eligible_until", "series",
 }
 UID_A = "1.2.826.0.1.3680043.10.9001"
 UID_B = "1.2.826.0.1.3680043.10.9002"
@@ -345,6 +350,7 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "n_series": 2,
         "n_instances": 120,
         "history_count": 1,
+        "series": [],
     }
     assert [f["code"] for f in a["findings"]] == [
         "metadata.patient.id.missing", "integrity.file.truncated", "ai.score"
@@ -513,3 +519,44 @@ def test_concurrent_writers_never_leave_two_current_decisions(db_url: str) -> No
     finally:
         for s in stores:
             s.close()
+
+
+# -- series with their roles --------------------------------------------------------------
+
+
+def described_series() -> tuple[SeriesSummary, ...]:
+    return (
+        SeriesSummary(UID_A + ".1", 1, "t2_tirm_tra_dark-fluid", "MR", 24, SeriesKind.MR,
+                      MRRole("T2_FLAIR", "AXIAL", False, False, ("TR 9000 ms, TE 81 ms, TI 2500 ms → T2-FLAIR",))),
+        SeriesSummary(UID_A + ".2", 2, "胸部 5mm", "CT", 60, SeriesKind.CT,
+                      CTRole("POST_CONTRAST", None, 1.25, ("post-contrast: ContrastBolusAgent (0018,0010) '碘海醇'",))),
+        SeriesSummary(UID_A + ".3", None, None, "DX", 1, SeriesKind.DR, DRRole("PA", "L")),
+        SeriesSummary(UID_A + ".99", 99, "Dose Report", "SR", 1, SeriesKind.NON_IMAGE),
+    )
+
+
+def test_series_roles_are_stored_and_read_back_typed(store: ResultStore) -> None:
+    series = described_series()
+    store.save_decision(make_decision(series=series), run_id=None)
+    (row,) = store.results()
+    assert row["series"] == [s.as_dict() for s in series]
+    assert row["series"][0]["role"] == {
+        "weighting": "T2_FLAIR", "plane": "AXIAL", "fat_suppressed": False, "post_contrast": False,
+        "evidence": ["TR 9000 ms, TE 81 ms, TI 2500 ms → T2-FLAIR"],
+    }
+    assert row["series"][3]["role"] is None and row["series"][3]["kind"] == "non_image"
+    assert store.series(UID_A) == series
+    assert store.series(UID_B) == ()
+
+
+def test_a_decision_without_series_reads_back_empty(store: ResultStore) -> None:
+    store.save_decision(make_decision(), run_id=None)
+    assert store.results()[0]["series"] == [] and store.series(UID_A) == ()
+
+
+def test_an_unreadable_stored_series_is_a_store_error(store: ResultStore) -> None:
+    store.save_decision(make_decision(series=described_series()), run_id=None)
+    with store.writing("spoil the series") as session:
+        session.execute(update(DecisionRecord).values(series=[{"series_instance_uid": "1.2", "n_instances": 1}]))
+    with pytest.raises(StoreError, match=r"stored series of study .*9001 cannot be read: not a stored series"):
+        store.series(UID_A)
