@@ -13,7 +13,6 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.catalog.classify import image_posture, image_view, is_post_contrast, oblique_side
 from qc_pipeline.catalog.ct_series import (
-    NAMED_PHASES,
     PHASE_NAMES,
     Acquisition,
     CTPhase,
