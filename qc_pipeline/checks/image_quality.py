@@ -51,9 +51,9 @@ NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
 AI_UNAVAILABLE: Final = "ai.model.unavailable"
 AI_NOT_SCORED: Final = "ai.score.not_scored"
-AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC})
-"""MR series the artifact models were not trained on: echo-planar diffusion images and their maps
-(low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
+AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION})
+"""MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
+images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
 RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR})
 
