@@ -280,7 +280,13 @@ def build(mirror_root: Path, out: Path) -> list[dict[str, str]]:
         chosen = [order[0]]
         if pick.multi and len(order) > 1:
             first_b = _b(order[0][1])
-            other = max(order[1:], key=lambda c: (_b(c[1]) != first_b, _b(c[1]), int(c[1].get("InstanceNumber", 0) or 0)))
+            first_pos = [round(float(v), 1) for v in order[0][1].get("ImagePositionPatient", [])]
+
+            def same_position(c: tuple[str, Dataset]) -> bool:
+                return bool(first_pos) and [round(float(v), 1) for v in c[1].get("ImagePositionPatient", [])] == first_pos
+
+            # a diffusion-weighted image if there is one, else the same slice in a later volume, else the last
+            other = max(order[1:], key=lambda c: (_b(c[1]) != first_b, _b(c[1]), same_position(c), int(c[1].get("InstanceNumber", 0) or 0)))
             chosen.append(other)
         for k, (path, ds) in enumerate(chosen, start=1):
             name = f"{pick.series}_{k}.dcm"
