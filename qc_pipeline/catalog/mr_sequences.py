@@ -11,7 +11,16 @@ Weighting ranges (ms) follow the Chinese MRI technique expert consensus, brain (
 2016; requirements S5): T2WI TR > 2000, TE 80-130; T1WI TR 300-800, TE < 30; PDWI long TR,
 TE < 30; T2-FLAIR TR 8000-10000, TI 2000-3000; T1-FLAIR TI 600-900. The accepted ranges below are
 wider (site default) so that 3 T, fast spin echo and 3D variants of the same contrasts are
-recognised; where a value lies outside the consensus range the evidence says so.
+recognised; where a value lies outside the consensus range the evidence says so. TE = 30 ms is
+accepted for T1WI at the consensus limit "TE < 30" (spin-echo T1 at TR 500/TE 30 exists); the
+evidence says so. Below 1 T the inversion ranges follow the shorter tissue T1 (see LOW_FIELD_T).
+
+Beyond the weightings the items name, the module tells apart what a study also holds, so that
+none of it is mistaken for one: T2*-weighted GRE (T2STAR), perfusion (ImageType PERFUSION/ASL,
+perfusion names), BOLD fMRI (gradient-echo EPI with a BOLD TE; a GRE time series at series
+level), and field maps and diffusion-derived maps (OTHER, with the reason). A b-value of 0 is no
+evidence of diffusion (GE writes its b-value tag on every EPI); :func:`identify_series` decides a
+series from all its images (a DTI whose first image is its b = 0 volume is DWI).
 
 Classic objects: RepetitionTime (0018,0080), EchoTime (0018,0081), InversionTime (0018,0082),
 ScanningSequence (0018,0020), SequenceVariant (0018,0021), ScanOptions (0018,0022),
@@ -131,6 +140,7 @@ BOLD_TR: Final = (300.0, 5000.0)  # multiband fMRI reaches TR 300-500 ms; sparse
 # accepted down to CSF_NULL_TOLERANCE * TI_null of its own TR. At or above LOW_FIELD_T, or when
 # the field strength is unknown, the 1.5/3 T ranges above apply unchanged.
 LOW_FIELD_T: Final = 1.0
+MAX_PLAUSIBLE_FIELD_T: Final = 20.0  # larger values are not tesla (gauss, millitesla): field unknown
 TISSUE_T1_FIELD_EXPONENT: Final = 0.3
 REFERENCE_FIELD_T: Final = 1.5
 CSF_T1_MS: Final = 4000.0
@@ -431,7 +441,7 @@ def read_mr_parameters(ds: Dataset) -> MRParameters:
     if "PHILIPS" in (_text(ds, "Manufacturer") or "").upper():
         technique = _get(ds, 0x20011020)
         technique_text = str(technique).strip().upper() if technique is not None else ""
-        if "EPI" in technique_text or technique_text.startswith("DWI"):
+        if "EPI" in technique_text or technique_text.startswith("DWI"):  # FEEPI, SEEPI, DwiSE
             epi_source = f"Philips Scanning Technique (2001,1020) {technique_text}"
             scanning.add("EP")
     field, field_source = _field_strength(ds)
@@ -467,10 +477,10 @@ def read_mr_parameters(ds: Dataset) -> MRParameters:
 
 def _field_strength(ds: Dataset) -> tuple[float | None, str | None]:
     field = _positive(_number(_get(ds, "MagneticFieldStrength")))
-    if field is not None:
-        if field > 100:  # some exporters write millitesla or gauss-like values
-            field = field / 1000.0 if field < 20000 else field / 10000.0
+    if field is not None and field <= MAX_PLAUSIBLE_FIELD_T:
         return field, "MagneticFieldStrength (0018,0087)"
+    if field is not None:  # gauss or millitesla from an odd exporter: not guessed, treated as unknown
+        logger.debug("MagneticFieldStrength %s is not in tesla; ignored", field)
     manufacturer = (_text(ds, "Manufacturer") or "").upper()
     for word, tesla in _FIXED_FIELD_SCANNERS.items():
         if word in manufacturer:
@@ -603,19 +613,21 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
     if "EP" in seq:
         epi = f"echo-planar{f' ({p.epi_source})' if p.epi_source else ''}"
         spin = "SE" in seq and "GR" not in seq
-        if max_b is not None and (max_b > 0 or spin):
-            # b = 0 on a gradient-echo EPI is no evidence of diffusion: GE writes its b-value tag
-            # on every EPI, fMRI included; a spin-echo EPI with b = 0 is a diffusion series' b0.
-            kind = "" if max_b > 0 else "spin-echo "
-            return done(Weighting.DWI, f"{kind}{epi} with b = {max_b:g} s/mm² ({p.b_value_source}): image of a diffusion series → DWI")
+        if max_b is not None and max_b > 0:
+            return done(Weighting.DWI, f"{epi} with b = {max_b:g} s/mm² ({p.b_value_source}): image of a diffusion series → DWI")
+        if p.epi_source is not None and "DWI" in p.epi_source:
+            return done(Weighting.DWI, f"{p.epi_source}: diffusion-weighted EPI technique → DWI")
+        # b = 0 is no evidence of diffusion: GE writes its b-value tag on every EPI (fMRI, spin-echo
+        # field maps); a b = 0 image of a diffusion series is told by the series (identify_series).
+        zero_b = f", b = 0 ({p.b_value_source}) is no evidence of diffusion" if max_b is not None else ""
         if not spin and _within(te, BOLD_TE) and (tr is None or _within(tr, BOLD_TR)):
             return done(
                 Weighting.BOLD,
-                f"gradient-echo {epi} without diffusion weighting ({shown}): BOLD echo time → BOLD fMRI"
+                f"gradient-echo {epi} without diffusion weighting ({shown}{zero_b}): BOLD echo time → BOLD fMRI"
                 f"{_outside_core('TE', te, BOLD_CORE_TE)}",
             )
         kind = "spin-echo " if spin else ""
-        return done(Weighting.OTHER, f"{kind}{epi} without diffusion weighting ({shown}): not DWI, TE/TR outside the BOLD range")
+        return done(Weighting.OTHER, f"{kind}{epi} without diffusion weighting ({shown}{zero_b}): not DWI, and not BOLD")
 
     if gradient and ti is not None and ti < GRE_IR_T1_TI[0]:
         # A short inversion before a gradient echo is a spectral fat inversion (SPAIR-like), not STIR.

@@ -47,3 +47,10 @@ def test_multi_volume_series_have_two_images():
     for series in ("ge_fmri_hb8", "ph_dti_bangalore", "ph_d2n_dti", "si_sag_dwi_mosaic", "canon_dti_ax"):
         case = next(c for c in CASES if c.series == series)
         assert len(case.files) == 2, series
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.known and len(c.files) > 1], ids=lambda c: c.series)
+def test_file_order_does_not_change_the_weighting(case, outcomes):
+    """Perturbation: the series read with its images in the other order gives the same weighting."""
+    reordered = identify_series(list(reversed(case.datasets())))
+    assert reordered.weighting is outcomes[case.series].info.weighting, reordered.evidence

@@ -630,9 +630,24 @@ def test_ge_bold_epi_with_zero_b_tag_is_bold_not_dwi():
     assert "BOLD echo time" in info.evidence[0]
 
 
-def test_ge_spin_echo_epi_with_b0_is_dwi_image():
-    ds = ge_b(mr("Ax DWI", vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 0)
-    assert identify_sequence(ds).weighting is W.DWI
+def test_ge_spin_echo_epi_with_b0_needs_the_series_or_the_name():
+    """GE spin-echo EPI field maps (epi_pepolar) carry b = 0 too: one b = 0 image is not DWI."""
+    b0 = ge_b(mr(None, vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 0)
+    alone = identify_sequence(b0)
+    assert alone.weighting is W.OTHER
+    assert "b = 0 (GE slop_int_6 (0043,1039) first value) is no evidence of diffusion" in alone.evidence[0]
+    b1000 = ge_b(mr(None, vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 1000)
+    assert identify_series([b0, b1000]).weighting is W.DWI
+    named = ge_b(mr("Ax DWI", vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 0)
+    assert identify_sequence(named).weighting is W.DWI
+
+
+def test_philips_dwi_technique_is_dwi_on_the_b0_image():
+    ds = philips_b(mr(None, vendor="philips", seq="SE", variant="SK", tr=4900, te=72), 0)
+    ds.add_new(0x20011020, "LO", "DwiSE")
+    info = identify_sequence(ds)
+    assert info.weighting is W.DWI
+    assert "Philips Scanning Technique (2001,1020) DWISE" in info.evidence[0]
 
 
 @pytest.mark.parametrize("image_type", ["DERIVED\\PRIMARY\\DIFFUSION\\FA", "DERIVED\\PRIMARY\\DIFFUSION\\TENSOR_B0"])

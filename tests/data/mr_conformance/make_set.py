@@ -18,6 +18,7 @@ import csv
 import gzip
 import io
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,11 @@ DEFAULT_LICENCE = "BSD-2-Clause (LICENSE of the repository, Chris Rorden et al.)
 MAX_ELEMENT_BYTES = 2048
 """Larger private elements (Siemens CSA, Philips private sequences, GE protocol blocks) are dropped."""
 KEEP_PRIVATE = {0x0019100C, 0x0019100D, 0x0019100E, 0x00431039, 0x20011003, 0x20011004, 0x00431030}
+MR_IMAGE_STORAGE = frozenset({
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
+})
 MAX_FRAMES = 12
 """Enhanced objects keep at most this many frames, spread over the object and always the frame
 with the largest b-value (their per-frame groups are what identification reads)."""
@@ -46,9 +52,12 @@ class Pick:
     vendor: str
     repo: str
     folder: str
-    """A folder (every DICOM file in it is one series) or one file."""
+    """A folder (every MR image in it of the first series found), a file name prefix, or
+    ``archive.zip!prefix`` for members of a zip archive in the repository."""
     multi: bool = False
     """Also keep one image of another volume (largest b-value, else the last instance)."""
+    description: str | None = None
+    """Take the series with this SeriesDescription (folders holding several series)."""
 
 
 SELECTION: tuple[Pick, ...] = (
@@ -69,6 +78,8 @@ SELECTION: tuple[Pick, ...] = (
     Pick("ge_d2n_dti", "GE", "icometrix/dicom2nifti", "tests/data/ge/dti/001", True),
     Pick("ge_d2n_dti2", "GE", "icometrix/dicom2nifti", "tests/data/ge/dti/002", True),
     Pick("ge_d2n_fmri", "GE", "icometrix/dicom2nifti", "tests/data/ge/fmri/001", True),
+    Pick("ge_polar_fmap", "GE", "neurolabusc/dcm_qa_polar", "In/6_FM_cv12_2_3mm", True),
+    Pick("ge_ir_spgr", "GE", "neurolabusc/dcm_qa_deident", "In/"),
     # Philips
     Pick("ph_dti_bangalore", "Philips", "neurolabusc/dcm_qa_philips", "In/Bangalore_2008/dwi_no-phi", True),
     Pick("ph_fmri_magdeburg", "Philips", "neurolabusc/dcm_qa_philips", "In/Magdeburg_2014/fmri", True),
@@ -88,6 +99,9 @@ SELECTION: tuple[Pick, ...] = (
     Pick("ph_d2n_enh_t1", "Philips", "icometrix/dicom2nifti", "tests/data/philips_enhanced/anatomical/001"),
     Pick("ph_d2n_enh_dti", "Philips", "icometrix/dicom2nifti", "tests/data/philips_enhanced/dti/001"),
     Pick("ph_d2n_enh_fmri", "Philips", "icometrix/dicom2nifti", "tests/data/philips_enhanced/fmri/001"),
+    Pick("ph_t1_tse_enh", "Philips", "neurolabusc/dcm_qa_cs_dl", "In/Philips.zip!Philips/201_T1W_TSE_Sno_CSno_CSAIno/"),
+    Pick("ph_t1_ffe_enh", "Philips", "neurolabusc/dcm_qa_cs_dl", "In/Philips.zip!Philips/401_T1W_FFE_Sno_CS2/"),
+    Pick("ph_t1_ffe", "Philips", "neurolabusc/dcm_qa_cs_dl", "In/Philips.zip!Philips/501_T1W_FFE_Sno_CS4/"),
     # Siemens VB/VE (classic)
     Pick("si_vb_ax_epi", "Siemens", "neurolabusc/dcm_qa", "In/Orientation/ax/axasc35", True),
     Pick("si_vb_cor_epi", "Siemens", "neurolabusc/dcm_qa", "In/Orientation/cor/corasc35", True),
@@ -120,6 +134,11 @@ SELECTION: tuple[Pick, ...] = (
     Pick("xa30_classic_epi", "Siemens", "neurolabusc/dcm_qa_sag", "In/XA30/classic/5001_Product_EPI_Sag_Ascending", True),
     Pick("xa30_enh_epi", "Siemens", "neurolabusc/dcm_qa_sag", "In/XA30/enhanced/5_Product_EPI_Sag_Ascending", True),
     Pick("xa10_enh_rest", "Siemens", "neurolabusc/dcm_qa_enh", "In/Siemens/XA10", True),
+    Pick("xa60_bold_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "PRODUCT__ep2d_bold__p3_sms1"),
+    Pick("xa60_cmrr_bold_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "C2P__cmrr_mbep2d_bold__p3_mb2"),
+    Pick("xa60_dwi_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "PRODUCT__ep2d_diff__p3_sms1"),
+    Pick("xa61_tracew", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA61/DICOM/24100310/14440000/", False, "PRODUCT__ep2d_diff__p2_sms1_TRACEW"),
+    Pick("xa61_cmrr_dwi", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA61/DICOM/24100310/14440000/", True, "C2P__cmrr_mbep2d_diff__p2_mb1"),
     # United Imaging
     Pick("uih_dti_pa", "United Imaging", "neurolabusc/dcm_qa_uih", "In/DTI_134434/dti_tra_dir16_PA_SaveBySlc__135612", True),
     Pick("uih_dti_ap", "United Imaging", "neurolabusc/dcm_qa_uih", "In/DTI_134434/dti_tra_dir16_AP_SaveBySlc__140028", True),
@@ -148,9 +167,23 @@ class Mirror:
         return subprocess.run(["git", "-C", str(self.git), *args], capture_output=True, text=True, check=True).stdout
 
     def paths(self, prefix: str) -> list[str]:
+        if "!" in prefix:
+            archive, inner = prefix.split("!", 1)
+            data = self.read(archive)
+            if data is None:
+                return []
+            with zipfile.ZipFile(io.BytesIO(data)) as members:
+                return [f"{archive}!{name}" for name in members.namelist() if name.startswith(inner) and not name.endswith("/")]
         return [path for meta, path in self._tree if meta.split()[1] == "blob" and (path == prefix or path.startswith(prefix))]
 
     def read(self, path: str) -> bytes | None:
+        if "!" in path:
+            archive, member = path.split("!", 1)
+            data = self.read(archive)
+            if data is None:
+                return None
+            with zipfile.ZipFile(io.BytesIO(data)) as members:
+                return members.read(member)
         out = subprocess.run(["git", "-C", str(self.git), "cat-file", "blob", f"HEAD:{path}"], capture_output=True)
         if out.returncode != 0:
             return None  # a large file absent from the snapshot
@@ -163,7 +196,7 @@ def _dataset(data: bytes) -> Dataset | None:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:
         return None
-    return ds if "SOPClassUID" in ds and str(ds.get("Modality", "MR")) == "MR" else None
+    return ds if str(ds.get("SOPClassUID", "")) in MR_IMAGE_STORAGE else None
 
 
 def _b(ds: Dataset) -> float:
@@ -275,6 +308,10 @@ def build(mirror_root: Path, out: Path) -> list[dict[str, str]]:
                 candidates.append((path, ds))
         if not candidates:
             raise SystemExit(f"{pick.series}: no readable MR object under {pick.repo}:{pick.folder}")
+        if pick.description is not None:
+            candidates = [c for c in candidates if str(c[1].get("SeriesDescription", "")) == pick.description]
+            if not candidates:
+                raise SystemExit(f"{pick.series}: no series {pick.description!r} under {pick.repo}:{pick.folder}")
         uid = candidates[0][1].SeriesInstanceUID
         order = sorted((c for c in candidates if c[1].SeriesInstanceUID == uid), key=lambda c: (int(c[1].get("InstanceNumber", 0) or 0), c[0]))
         chosen = [order[0]]
