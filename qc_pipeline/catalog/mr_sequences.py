@@ -607,7 +607,7 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
     shown += research
     field = p.field_strength
     scale = _low_field_scale(field)
-    if scale != 1.0:
+    if scale != 1.0 and p.is_inversion_recovery and ti is not None:
         shown += f"; {field:g} T ({p.field_source}): IR ranges × {scale:.2f} for the shorter tissue T1 at low field"
 
     if "EP" in seq:
@@ -905,6 +905,11 @@ def identify_sequence(
             )
     elif hinted is not None:
         evidence.append(f"{hints.weighting_reason} agrees")
+
+    if weighting is Weighting.BOLD and params.contrast_agent is not None and hints.post_contrast is not False:
+        # a gradient-echo EPI time series during a contrast bolus is DSC perfusion, not fMRI
+        evidence.append(f"{params.contrast_agent} on a gradient-echo EPI → DSC perfusion")
+        weighting = Weighting.PERFUSION
 
     fat_reasons = [r for r in (params.fat_suppression, verdict.fat_suppressed, hints.fat_suppressed) if r]
     fat = bool(fat_reasons) or weighting is Weighting.STIR

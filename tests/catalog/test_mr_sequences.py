@@ -790,3 +790,11 @@ def test_perfusion(name, kwargs):
 def test_anonymised_contrast_agent_is_no_agent(agent):
     info = identify_sequence(mr("t1_se_tra", tr=550, te=10, agent=agent))
     assert info.post_contrast is False
+
+
+def test_gradient_echo_epi_during_a_contrast_bolus_is_dsc_perfusion():
+    info = identify_sequence(mr("ep2d_tra_dyn", seq="EP", variant="SK", tr=1500, te=32, agent="Gadovist"))
+    assert info.weighting is W.PERFUSION
+    assert "→ DSC perfusion" in " ".join(info.evidence)
+    anonymised = identify_sequence(mr("ep2d_tra_dyn", seq="EP", variant="SK", tr=1500, te=32, agent="ANONYMIZED"))
+    assert anonymised.weighting is W.BOLD
