@@ -218,8 +218,6 @@ def _b(ds: Dataset) -> float:
 
 
 def _strip(ds: Dataset) -> Dataset:
-    for elem in list(ds.iterall()):
-        pass
     _strip_level(ds)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -248,7 +246,8 @@ def _strip(ds: Dataset) -> Dataset:
             if key in ds:
                 del ds[key]
         if samples == 1:
-            ds.PhotometricInterpretation = ds.get("PhotometricInterpretation", "MONOCHROME2") if str(ds.get("PhotometricInterpretation", "")).startswith("MONO") else "MONOCHROME2"
+            if not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME"):
+                ds.PhotometricInterpretation = "MONOCHROME2"
         else:
             ds.PhotometricInterpretation = "RGB"
             ds.PlanarConfiguration = 0
