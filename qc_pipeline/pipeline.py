@@ -264,7 +264,7 @@ def judge(
             thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断"
         )
         candidate = True
-    series, series_findings = _describe_series(study, thresholds)
+    series, series_findings = _describe_series(study, thresholds, item_ref)
     findings = [*findings, *series_findings]
     verdict = decide_verdict(findings, candidate=candidate)
     eligible, until = eligibility(
@@ -287,11 +287,15 @@ def judge(
     )
 
 
-def _describe_series(study: LoadedStudy, thresholds: Thresholds) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
-    """Each series with the role the checks read in it; a failure here sends the study to a
-    person (it never takes the other findings with it)."""
+def _describe_series(
+    study: LoadedStudy, thresholds: Thresholds, item_ref: ItemRef | None
+) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
+    """Each series with the role the checks read in it (views read with the matched item's body
+    part); a failure here sends the study to a person (it never takes the other findings with it)."""
     try:
-        return series_roles.describe_series(study, thresholds.catalog.vocabulary), []
+        catalog: Catalog = thresholds.catalog
+        body_part = catalog.by_code(item_ref.code).body_part if item_ref is not None else None
+        return series_roles.describe_series(study, catalog.vocabulary, body_part=body_part), []
     except QCError:
         raise
     except Exception as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from qc_pipeline.catalog.contrast import contrast_agent
 from qc_pipeline.catalog.items import Catalog, Exclusion, Item, TermSet, Vocabulary
 from qc_pipeline.io.dicom import text
 
@@ -165,8 +166,6 @@ def _series_heads(datasets: Sequence[Dataset]) -> list[Dataset]:
 
 def is_post_contrast(ds: Dataset, vocabulary: Vocabulary) -> bool:
     """A series after contrast: an agent tag set (not a placeholder), or contrast words in its names."""
-    from qc_pipeline.catalog.contrast import contrast_agent
-
     if contrast_agent(ds, vocabulary) is not None:
         return True
     words = " ".join(_texts([ds], ("SeriesDescription", "ProtocolName")))

@@ -7,6 +7,7 @@ variants. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -19,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.rules.loader import format_validation_error, read_yaml
+from qc_pipeline.rules.loader import default_thresholds_dir, format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -391,15 +392,29 @@ class Catalog:
         return [i for i in self.items if i.modality == modality]
 
 
-def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
-    """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
+def load_lexicon(directory: Path) -> Lexicon:
+    """The lexicon (``lexicon.yaml``) of an items directory, validated."""
     lexicon_path = directory / LEXICON_FILE
     if not lexicon_path.is_file():
         raise ConfigError(f"{lexicon_path} is missing: it holds the words that name body parts and views")
     try:
-        lexicon = Lexicon.model_validate(read_yaml(lexicon_path))
+        return Lexicon.model_validate(read_yaml(lexicon_path))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(lexicon_path, exc, None)) from None
+
+
+@functools.cache
+def shipped_vocabulary() -> Vocabulary:
+    """The vocabulary of the lexicon that ships with qc-pipeline, for callers that read one
+    object without a site's catalog (a series identified on its own, the conformance benchmark).
+    The checks pass their catalog's vocabulary instead."""
+    return Vocabulary(load_lexicon(default_thresholds_dir() / "items"))
+
+
+def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
+    """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
+    lexicon_path = directory / LEXICON_FILE
+    lexicon = load_lexicon(directory)
     lists: list[ListInfo] = []
     items: list[Item] = []
     seen: dict[str, Path] = {}

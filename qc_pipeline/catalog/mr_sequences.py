@@ -47,6 +47,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from qc_pipeline.catalog.contrast import contrast_agent
+from qc_pipeline.catalog.items import Vocabulary, shipped_vocabulary
 from qc_pipeline.io.geometry import (
     DEFAULT_OBLIQUE_TOLERANCE_DEG,
     Plane,
@@ -148,11 +150,6 @@ CSF_NULL_TOLERANCE: Final = 0.85
 _FIXED_FIELD_SCANNERS: Final = {"HYPERFINE": 0.064}
 """Scanners with one field strength, for headers without MagneticFieldStrength (Hyperfine Swoop: 64 mT)."""
 
-_NO_AGENT: Final = frozenset(
-    {"", "NONE", "NO", "N/A", "NA", "0", "-", "无", "否", "NIL"}
-    # anonymiser placeholders: the value was removed, it does not say an agent was given
-    | {"ANONYMIZED", "ANONYMISED", "REMOVED", "DELETED", "XXX"}
-)
 _FAT_SAT_OPTIONS: Final = frozenset(
     {"FS", "SFS", "FSAT", "FAT-SAT", "FATSAT", "FAT_SAT", "FAT SAT", "SPIR", "SPAIR", "WE", "CHESS"}
 )
@@ -360,8 +357,11 @@ def _first_frame_item(ds: Dataset, keyword: str) -> Dataset | None:
     return None
 
 
-def read_mr_parameters(ds: Dataset) -> MRParameters:
-    """The sequence parameters of one MR object; absent or garbled values are None/empty."""
+def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRParameters:
+    """The sequence parameters of one MR object; absent or garbled values are None/empty.
+
+    ``vocabulary`` gives the contrast-agent placeholders (the catalog's lexicon; the shipped
+    lexicon when None)."""
     enhanced = has_functional_groups(ds)
     tr = _positive(_number(_get(ds, "RepetitionTime")))
     te = _positive(_number(_get(ds, "EchoTime")))
@@ -466,7 +466,7 @@ def read_mr_parameters(ds: Dataset) -> MRParameters:
         inversion_recovery=inversion,
         fat_suppression=fat,
         angiography=angio,
-        contrast_agent=_contrast_agent(ds),
+        contrast_agent=_contrast_agent(ds, vocabulary),
         orientation=orientation,
         enhanced=enhanced,
         field_strength=field,
@@ -488,22 +488,9 @@ def _field_strength(ds: Dataset) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _contrast_agent(ds: Dataset) -> str | None:
-    agent = _text(ds, "ContrastBolusAgent")
-    if agent is not None and agent.upper() not in _NO_AGENT:
-        return f"ContrastBolusAgent (0018,0010) {agent!r}"
-    sequence = _get(ds, "ContrastBolusAgentSequence")
-    try:
-        if sequence is not None and len(sequence) > 0:  # type: ignore[arg-type]
-            item = sequence[0]  # type: ignore[index]
-            meaning = _text(item, "CodeMeaning") if isinstance(item, Dataset) else None
-            return f"ContrastBolusAgentSequence (0018,0012) {meaning or 'present'}"
-    except TypeError:
-        pass
-    for item in frame_functional_group(ds, "ContrastBolusUsageSequence"):
-        if (_text(item, "ContrastBolusAgentAdministered") or "").upper() == "YES":
-            return "ContrastBolusUsageSequence: ContrastBolusAgentAdministered (0018,9361) YES"
-    return None
+def _contrast_agent(ds: Dataset, vocabulary: Vocabulary | None) -> str | None:
+    """What says an agent was given (anonymisers' placeholders are none): one reader for CT and MR."""
+    return contrast_agent(ds, vocabulary or shipped_vocabulary())
 
 
 # --- parameters -> weighting --------------------------------------------------------------------
@@ -865,16 +852,20 @@ def _series_names(ds: Dataset) -> tuple[str | None, ...]:
 
 
 def identify_sequence(
-    ds: Dataset, *, oblique_tolerance_deg: float = DEFAULT_OBLIQUE_TOLERANCE_DEG
+    ds: Dataset,
+    *,
+    vocabulary: Vocabulary | None = None,
+    oblique_tolerance_deg: float = DEFAULT_OBLIQUE_TOLERANCE_DEG,
 ) -> SequenceInfo:
     """Identify the sequence of the MR series that ``ds`` (one of its objects) belongs to.
 
     Acquisition parameters decide; the series name (SeriesDescription, ProtocolName,
     SequenceName, PulseSequenceName) is used where they are missing or inconclusive, refines what
     they cannot see (ADC vs DWI, FLAIR without a recorded TI, MRA, localizer), and is recorded in
-    ``evidence`` when it disagrees. Never raises on missing or garbled header values.
+    ``evidence`` when it disagrees. ``vocabulary``: see :func:`read_mr_parameters`. Never raises
+    on missing or garbled header values.
     """
-    params = read_mr_parameters(ds)
+    params = read_mr_parameters(ds, vocabulary)
     verdict = weighting_from_parameters(params)
     hints = name_hints(*_series_names(ds))
     evidence: list[str] = list(verdict.reasons)
@@ -983,7 +974,10 @@ def _repeated_volumes(datasets: Sequence[Dataset]) -> str | None:
 
 
 def identify_series(
-    datasets: Sequence[Dataset], *, oblique_tolerance_deg: float = DEFAULT_OBLIQUE_TOLERANCE_DEG
+    datasets: Sequence[Dataset],
+    *,
+    vocabulary: Vocabulary | None = None,
+    oblique_tolerance_deg: float = DEFAULT_OBLIQUE_TOLERANCE_DEG,
 ) -> SequenceInfo:
     """Identify an MR series from all of its images (or a sample of them).
 
@@ -996,8 +990,8 @@ def identify_series(
     """
     if not datasets:
         return SequenceInfo(Weighting.UNKNOWN, False, None, False, ("no images in the series",))
-    first = identify_sequence(datasets[0], oblique_tolerance_deg=oblique_tolerance_deg)
-    params = [read_mr_parameters(ds) for ds in datasets]
+    first = identify_sequence(datasets[0], vocabulary=vocabulary, oblique_tolerance_deg=oblique_tolerance_deg)
+    params = [read_mr_parameters(ds, vocabulary) for ds in datasets]
     derived = any(_DIFFUSION_MAPS & set(p.image_type) for p in params)
     if first.weighting not in (Weighting.DWI, Weighting.ADC, Weighting.LOCALIZER) and not derived:
         for index, p in enumerate(params):

@@ -22,8 +22,8 @@ from qc_pipeline.catalog.ct_series import (
     group_acquisitions,
     is_localizer,
 )
-from qc_pipeline.catalog.items import Catalog, Item, PhasesReq, ProtocolAlternative, SequenceReq
-from qc_pipeline.catalog.mr_sequences import identify_sequence
+from qc_pipeline.catalog.items import Catalog, Item, PhasesReq, ProtocolAlternative, SequenceReq, Vocabulary
+from qc_pipeline.catalog.mr_sequences import identify_series
 from qc_pipeline.domain import Finding
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.geometry import DEFAULT_OBLIQUE_TOLERANCE_DEG
@@ -125,7 +125,7 @@ def check_completeness(
         return _check_dr(item, datasets, thresholds, catalog)
     if item.modality == "CT":
         return _check_ct(item, series, thresholds)
-    return _check_mr(item, series, thresholds)
+    return _check_mr(item, series, thresholds, catalog.vocabulary)
 
 
 def _drop_none(findings: list[Finding | None]) -> list[Finding]:
@@ -479,11 +479,13 @@ def _check_alternatives(
     return [finding], closest.used
 
 
-def _check_mr(item: Item, series: list[SeriesSummary], thresholds: Thresholds) -> list[Finding]:
+def _check_mr(
+    item: Item, series: list[SeriesSummary], thresholds: Thresholds, vocabulary: Vocabulary
+) -> list[Finding]:
     req = item.requires
     assert req.sequences is not None
     stacks = [s for s in series if not s.localizer]
-    infos = [(s, identify_sequence(s.datasets[0])) for s in stacks]
+    infos = [(s, identify_series(s.datasets, vocabulary=vocabulary)) for s in stacks]
     plain = [(s, i) for s, i in infos if not (s.post_contrast or getattr(i, "post_contrast", False))]
     post = [(s, i) for s, i in infos if s.post_contrast or getattr(i, "post_contrast", False)]
     findings: list[Finding | None] = []
