@@ -71,6 +71,11 @@ def csv_row(row: Mapping[str, T]) -> dict[str, T | str]:
     return {k: cell_value(v) for k, v in row.items()}
 
 
+def unescape_row(row: Mapping[str, T]) -> dict[str, T | str]:
+    """A ``csv.DictReader`` row of a file written with :func:`csv_row`, as it was before escaping."""
+    return {k: unescape_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
 def append_row(sheet: _Sheet, values: Iterable[Any]) -> None:
     """Append ``values`` to an openpyxl worksheet with every string escaped and its cell typed as a
     string (``data_type`` ``"s"``), so that no text is ever stored as a formula."""

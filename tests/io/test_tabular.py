@@ -53,3 +53,15 @@ def test_append_row_never_writes_a_formula_cell() -> None:
     append_row(ws, ["-2+3"])
     cells = {c.coordinate: (c.value, c.data_type) for row in ws.iter_rows() for c in row if c.value is not None}
     assert cells == {"A1": ("'=1+1", "s"), "B1": ("'@x", "s"), "C1": (-4, "n"), "E1": ("text", "s"), "A3": ("'-2+3", "s")}
+
+
+def test_the_label_file_keeps_its_values_and_runs_nothing(tmp_path) -> None:
+    from qc_pipeline.ai.centre_labels import read_rows
+    from qc_pipeline.review.labels import LABEL_COLUMNS, labels_csv
+
+    row = {c: "" for c in LABEL_COLUMNS} | {
+        "study_instance_uid": "=1+1", "modality": "@x", "source_uri": "-2+3", "human_decision": "pass", "item_code": "'quoted"}
+    text = labels_csv([row])
+    assert [v for r in csv.DictReader(io.StringIO(text)) for v in r.values() if v.startswith(("=", "+", "-", "@"))] == []
+    (tmp_path / "labels.csv").write_text(text, encoding="utf-8")
+    assert read_rows(tmp_path / "labels.csv") == [row]
