@@ -405,11 +405,15 @@ CSV_COLUMNS = (
 
 
 def _to_csv(rows: list[dict[str, Any]]) -> str:
+    """The results as CSV; text from the studies (institution, patient ID, ...) is escaped so that a
+    spreadsheet opening the file shows it as text, never runs it as a formula."""
+    from qc_pipeline.io.tabular import csv_row
+
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
+        writer.writerow(csv_row(
             {
                 **{k: row.get(k) for k in CSV_COLUMNS if k in row},
                 "item_code": (row.get("item") or {}).get("code"),
@@ -424,7 +428,7 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
                 if row.get("human_decision") else "",
                 "negative_flags": json.dumps(row.get("negative_flags") or [], ensure_ascii=False, sort_keys=True),
             }
-        )
+        ))
     return buffer.getvalue()
 
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from qc_pipeline.ai.features import slice_features
 from qc_pipeline.ai.preprocess import sample_slices
 from qc_pipeline.errors import ConfigError, QCError
+from qc_pipeline.io.tabular import unescape_row
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
 from qc_pipeline.sources import open_source
 
@@ -48,7 +49,7 @@ class CentreLabels:
 def read_rows(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = [unescape_row(r) for r in csv.DictReader(f)]  # undo the export's formula escape
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"label file {path} cannot be read: {exc}") from exc
     if rows:

@@ -22,6 +22,7 @@ from typing import Any, Final
 import jinja2
 
 from qc_pipeline import __version__
+from qc_pipeline.io.tabular import append_row
 from qc_pipeline.report.config import EvaluationConfig
 from qc_pipeline.report.data import ReportData
 from qc_pipeline.report.labels import pick, word
@@ -172,7 +173,10 @@ def _sheet_value(value: Any) -> Any:
 
 
 def write_xlsx(tables: Sequence[Table], path: Path, *, lang: str, facts: Sequence[tuple[str, str]]) -> None:
-    """One sheet per table (named by its key) and an index sheet; byte-identical for the same input."""
+    """One sheet per table (named by its key) and an index sheet; byte-identical for the same input.
+
+    Every text cell is written as text (institution names come from the studies' DICOM headers): see
+    :mod:`qc_pipeline.io.tabular`."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
@@ -180,29 +184,29 @@ def write_xlsx(tables: Sequence[Table], path: Path, *, lang: str, facts: Sequenc
     wb = Workbook()
     index = wb.active
     index.title = "index"
-    index.append([pick("表", "table", lang), pick("标题", "title", lang), pick("行数", "rows", lang)])
+    append_row(index, [pick("表", "table", lang), pick("标题", "title", lang), pick("行数", "rows", lang)])
     for t in tables:
-        index.append([t.key, t.title(lang), len(t.rows)])
-    index.append([])
+        append_row(index, [t.key, t.title(lang), len(t.rows)])
+    append_row(index, [])
     for k, v in facts:
-        index.append([k, v])
+        append_row(index, [k, v])
     for t in tables:
         ws = wb.create_sheet(t.key)
-        ws.append([c.label(lang) for c in t.columns])
+        append_row(ws, [c.label(lang) for c in t.columns])
         for cell in ws[1]:
             cell.font = Font(bold=True)
         for row in t.rows:
-            ws.append([_sheet_value(v) for v in row])
+            append_row(ws, [_sheet_value(v) for v in row])
         for i, c in enumerate(t.columns, start=1):
             if c.kind == "pct":
                 for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
                     cell.number_format = "0.0"
             ws.column_dimensions[get_column_letter(i)].width = 14 if c.kind != "text" else 22
         if t.note(lang):
-            ws.append([])
-            ws.append([t.note(lang)])
+            append_row(ws, [])
+            append_row(ws, [t.note(lang)])
         if not t.rows:
-            ws.append([t.empty(lang)])
+            append_row(ws, [t.empty(lang)])
         ws.freeze_panes = "A2"
     wb.properties.creator = "qc-pipeline"
     wb.properties.created = FIXED_TIME

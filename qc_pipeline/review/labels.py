@@ -34,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from qc_pipeline.io.tabular import csv_row
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.models import DecisionRecord, StudyRecord
 from qc_pipeline.store.review import HumanDecision, NegativeFlag
@@ -110,7 +111,7 @@ def labels_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LABEL_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(r) for r in rows)  # UIDs, modality and URI come from outside: never a formula
     return buffer.getvalue()
 
 

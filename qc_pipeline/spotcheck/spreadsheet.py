@@ -7,6 +7,10 @@ region, verdict, findings, dates, UIDs or patient IDs), with drop-down lists for
 is only read back into the database (and with the pseudonym key) it came from. Import is all or
 nothing: every bad row is named (row number and case code) and nothing is stored until the whole
 workbook is valid. Importing the same workbook again changes nothing.
+
+Every text cell is written as text, never as a formula (see :mod:`qc_pipeline.io.tabular`), and
+read back as typed: the escape added on export is removed, and a formula a grader typed is stored
+as its text, not evaluated.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from typing import Any, Final
 from openpyxl import Workbook, load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.formula import ArrayFormula
 
 from qc_pipeline.errors import SpotCheckError
+from qc_pipeline.io.tabular import append_row, unescape_text
 from qc_pipeline.spotcheck.blinding import BLINDED_ATTRIBUTES
 from qc_pipeline.spotcheck.config import SpotCheckConfig
 from qc_pipeline.spotcheck.grading import CaseStatus, GradeInput, GradeOutcome, cases_for, record_grades
@@ -76,9 +82,9 @@ def export_workbook(
     wb.properties.creator = "qc-pipeline"
     ws = wb.active
     ws.title = SHEET
-    ws.append([label for _key, label in COLUMNS])
+    append_row(ws, [label for _key, label in COLUMNS])
     for s in statuses:
-        ws.append(_row(s))
+        append_row(ws, _row(s))
     n = len(statuses)
     col = {k: i + 1 for i, (k, _label) in enumerate(COLUMNS)}
     grades = DataValidation(type="list", formula1='"' + ",".join(config.grade_order) + '"', allow_blank=True)
@@ -92,26 +98,26 @@ def export_workbook(
         ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = max(10, min(36, len(label) + 2))
 
     help_ws = wb.create_sheet(HELP_SHEET)
-    help_ws.append(["抽查期间 Period", period])
-    help_ws.append(["填写 How to fill", "每行填写等级、是否可互认、原因代码（逗号分隔）/ For each row: grade, recognisable 是/否, reason codes"])
-    help_ws.append([])
-    help_ws.append(["等级 Grade", "说明 Meaning", "通常可互认 Usually recognisable"])
+    append_row(help_ws, ["抽查期间 Period", period])
+    append_row(help_ws, ["填写 How to fill", "每行填写等级、是否可互认、原因代码（逗号分隔）/ For each row: grade, recognisable 是/否, reason codes"])
+    append_row(help_ws, [])
+    append_row(help_ws, ["等级 Grade", "说明 Meaning", "通常可互认 Usually recognisable"])
     for g in config.grades:
-        help_ws.append([g.code, g.label_en, "是 yes" if g.recognisable else "否 no"])
-    help_ws.append([])
-    help_ws.append(["原因代码 Reason code", "中文", "English"])
+        append_row(help_ws, [g.code, g.label_en, "是 yes" if g.recognisable else "否 no"])
+    append_row(help_ws, [])
+    append_row(help_ws, ["原因代码 Reason code", "中文", "English"])
     for r in config.reasons:
-        help_ws.append([r.code, r.label_zh, r.label_en])
-    help_ws.append([])
-    help_ws.append(["盲法 Blinding (DICOM PS3.15 basic profile)", "", ""])
+        append_row(help_ws, [r.code, r.label_zh, r.label_en])
+    append_row(help_ws, [])
+    append_row(help_ws, ["盲法 Blinding (DICOM PS3.15 basic profile)", "", ""])
     for attribute, action, what in BLINDED_ATTRIBUTES:
-        help_ws.append([attribute, action, what])
+        append_row(help_ws, [attribute, action, what])
 
     meta = wb.create_sheet(META_SHEET)
     meta.sheet_state = "hidden"
-    meta.append(["format", FORMAT])
-    meta.append(["period", period])
-    meta.append(["token", _token(key, period, [(s.case.case_code, s.case.reviewer) for s in statuses])])
+    append_row(meta, ["format", FORMAT])
+    append_row(meta, ["period", period])
+    append_row(meta, ["token", _token(key, period, [(s.case.case_code, s.case.reviewer) for s in statuses])])
     out.parent.mkdir(parents=True, exist_ok=True)
     wb.save(out)
     logger.info("spot-check workbook of %s written: %d rows", period, n)
@@ -139,11 +145,14 @@ class ImportResult:
 
 
 def _text(value: object) -> str:
+    """A cell as the text typed: a formula as its text (never its result), our escape undone."""
     if value is None:
         return ""
+    if isinstance(value, ArrayFormula):
+        value = value.text
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    return unescape_text(str(value)).strip()
 
 
 def import_workbook(
@@ -153,7 +162,7 @@ def import_workbook(
     """Read a graded workbook back (see the module docstring); SpotCheckError listing every
     problem, with nothing stored, when anything is wrong."""
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
+        wb = load_workbook(path, read_only=True, data_only=False)  # formulas as typed, not evaluated
     except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise SpotCheckError(f"{path}: not a spot-check workbook (.xlsx) that can be read: {exc}") from exc
     try:

@@ -246,3 +246,32 @@ def test_the_monthly_flow_draws_the_previous_month_once(prefect_harness, tmp_pat
     (schedule,) = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == (DEFAULT_SPOT_CHECK_CRON, "Asia/Chongqing")
     assert deployment.flow_name == "qc-spot-check-draw" and DEFAULT_SPOT_CHECK_CRON == "0 4 5 * *"
+
+
+COMMENT_COL = 15
+
+
+def test_comments_that_look_like_formulas_stay_text_out_and_back(drawn, config, tmp_path) -> None:
+    first, second, third, fourth = (s.case for s in cases_for(drawn, period="2026-10")[:4])
+    record_grades(drawn, config, [GradeInput(first.case_code, first.reviewer, "乙", True, (), "=1+1"),
+                                  GradeInput(second.case_code, second.reviewer, "丙", False, (), "@SUM(A1)")],
+                  via="app", replace=False, now=NOW)
+    sheet = tmp_path / "out.xlsx"
+    export_workbook(drawn, config, "2026-10", sheet, key=KEY)
+    wb = load_workbook(sheet)  # not read-only: data_type is the stored cell type
+    assert [c.coordinate for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.data_type == "f"] == []
+    ws = wb[SHEET]
+    assert [(ws.cell(row=r, column=COMMENT_COL).value, ws.cell(row=r, column=COMMENT_COL).data_type) for r in (2, 3)] == [
+        ("'=1+1", "s"), ("'@SUM(A1)", "s")]
+    assert set(import_workbook(drawn, config, sheet, key=KEY).outcomes.values()) == {GradeOutcome.UNCHANGED}
+
+    # a grader types formula-like comments: stored as typed, never evaluated
+    ws.cell(row=4, column=GRADE_COL, value="甲")
+    ws.cell(row=4, column=COMMENT_COL, value="=1+1")  # openpyxl (like Excel) keeps this as a formula
+    ws.cell(row=5, column=GRADE_COL, value="丙")
+    ws.cell(row=5, column=COMMENT_COL, value="@SUM(A1)")
+    wb.save(sheet)
+    result = import_workbook(drawn, config, sheet, key=KEY, now=NOW)
+    assert result.outcomes[(third.case_code, third.reviewer)] is GradeOutcome.INSERTED
+    comments = {(s.case.case_code, s.case.reviewer): s.comment for s in cases_for(drawn, period="2026-10")}
+    assert [comments[c.case_code, c.reviewer] for c in (first, second, third, fourth)] == ["=1+1", "@SUM(A1)", "=1+1", "@SUM(A1)"]
