@@ -363,6 +363,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "dr.clipped_stored_min_percent": ("pixels clipped at the stored minimum", "截断于最小存储值的像素"),
     "dr.pileup_max_percent": ("pixels piled at the image maximum", "堆积于图像最大值的像素"),
     "dr.pileup_min_percent": ("pixels piled at the image minimum", "堆积于图像最小值的像素"),
+    "dr.burnout_anatomy_percent": ("anatomy burned out at the over-exposed end", "解剖区域过曝烧穿（暗端饱和）的像素"),
     "dr.dynamic_range_used_percent": ("dynamic range used", "动态范围利用率"),
     "dr.noise_sd": ("noise SD", "噪声标准差"),
     "dr.noise_relative_percent": ("relative noise", "相对噪声"),

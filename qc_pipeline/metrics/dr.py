@@ -14,6 +14,8 @@ What is measured, and how:
   of the anatomy, as in IEC 62494-1's definition of EI) placed in the stored value range;
 - clipping: the share of the collimated field pinned at the stored extremes, and the share piled
   up at the field's own brightest / darkest value (clipping by the processing chain);
+- burn-out: the share of the anatomy (the field minus the direct-exposure background that reaches
+  the image edge or a shutter) pinned at its darkest value, the over-exposed end;
 - the share of the stored range that the field uses;
 - noise and SNR in homogeneous regions: the mode of the local (8 x 8, plane-detrended) SD over the
   anatomy, as in the global noise index of Christianson et al., AJR 2015;205:W93;
@@ -55,6 +57,7 @@ METRICS: Final[Mapping[str, str]] = {
     "dr.clipped_stored_min_percent": "%",
     "dr.pileup_max_percent": "%",
     "dr.pileup_min_percent": "%",
+    "dr.burnout_anatomy_percent": "%",
     "dr.dynamic_range_used_percent": "%",
     "dr.noise_sd": "pixel value",
     "dr.noise_relative_percent": "%",
@@ -64,6 +67,10 @@ METRICS: Final[Mapping[str, str]] = {
     "dr.blur_effect": "1",
 }
 """Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result."""
+
+NOT_MODEL_FEATURES: Final = frozenset({"dr.exposure_index", "dr.deviation_index", "dr.burnout_anatomy_percent"})
+"""Metrics the metric-based acceptability model does not read: header values (its training images
+have no headers) and metrics added after it was trained (its feature vector must not change)."""
 
 GRID_MAX_SIDE: Final = 512
 """Longest side of the strided subsample on which masks, histograms and shares are computed."""
@@ -184,6 +191,45 @@ def background_threshold(field_values: FloatArray) -> float:
     if p99 <= p1:
         raise DegenerateInputError(f"the field has no contrast: p1 = p99 = {p1:g}")
     return float(p1 + BACKGROUND_LEVEL * (p99 - p1))
+
+
+def open_background_mask(image: FloatArray, *, shutters: BoolArray, threshold: float) -> BoolArray:
+    """Raw background (direct exposure) of the field: dark pixels connected to the image edge or a shutter.
+
+    A field pixel at or below ``threshold`` (:func:`background_threshold`) belongs to the raw
+    background when its 4-connected dark region touches the first or last row or column of the
+    image, or a shutter pixel. Direct exposure surrounds the body and runs out to the edges or
+    the collimation; dark regions enclosed by anatomy (burned-out lungs inside the chest wall and
+    mediastinum) do not, and stay anatomy. Site heuristic [D]: a background pocket fully enclosed
+    by the body (a hand on the hip) counts as anatomy.
+    """
+    if not (image.shape == shutters.shape) or image.ndim != 2:
+        raise DegenerateInputError(
+            f"image and shutters must be 2-D arrays of one shape, found {image.shape} and {shutters.shape}"
+        )
+    dark = (image <= threshold) & ~shutters
+    labels, count = ndimage.label(dark | shutters)
+    if count == 0:
+        return np.zeros(image.shape, dtype=bool)
+    open_labels = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]):
+        open_labels[edge] = True
+    open_labels[0] = False
+    return dark & open_labels[labels]
+
+
+def burnout_percent(anatomy_values: FloatArray, *, tolerance: float) -> tuple[float, float]:
+    """Share of the anatomy pinned at its darkest value, in percent, and that value.
+
+    B = 100 * #{ v <= min(v) + tolerance } / N over the anatomy pixels v (MONOCHROME2: low = much
+    detector signal). Over-exposure and a look-up table that saturates pin the thinnest parts of
+    the anatomy (the lungs of a chest film) at one value at the dark end ("burned out"); AAPM
+    TG-116 (Shepard et al. 2009): "repeat only if relevant anatomy is clipped".
+    """
+    if anatomy_values.size == 0:
+        raise DegenerateInputError("burnout_percent got no anatomy pixels")
+    level = float(anatomy_values.min())
+    return pinned_percent(anatomy_values, level=level, tolerance=tolerance), level
 
 
 # --- clipping, range, exposure estimate --------------------------------------------------------
@@ -518,7 +564,9 @@ def _image_metrics(
                     "dr.noise_relative_percent", "dr.snr"):
             out[key] = (None, str(exc))
         threshold = None
+        out["dr.burnout_anatomy_percent"] = (None, str(exc))
     if threshold is not None:
+        out["dr.burnout_anatomy_percent"] = _burnout(grid, shutters=shutters, threshold=threshold, tolerance=own_tol)
         anatomy_grid = field & (grid > threshold)
         anatomy_values = grid[anatomy_grid]
         if anatomy_values.size == 0:
@@ -560,6 +608,22 @@ def _image_metrics(
         )
     except DegenerateInputError as exc:
         out["dr.blur_effect"] = (None, str(exc))
+
+
+def _burnout(
+    grid: FloatArray, *, shutters: BoolArray, threshold: float, tolerance: float
+) -> tuple[float | None, str]:
+    """``dr.burnout_anatomy_percent`` (value, detail) on the working grid."""
+    anatomy = ~shutters & ~open_background_mask(grid, shutters=shutters, threshold=threshold)
+    values = grid[anatomy]
+    if values.size == 0:
+        return None, "no anatomy: the whole field is direct-exposure background reaching the image edge"
+    share, level = burnout_percent(values, tolerance=tolerance)
+    return share, (
+        f"share of the anatomy ({100 * values.size / grid.size:.1f} % of the image: the field minus the "
+        f"direct-exposure background that reaches the image edge or a shutter) pinned at its darkest value "
+        f"{level:g}, the over-exposed end"
+    )
 
 
 def _centred_window(start: int, stop: int, size: int) -> tuple[int, int]:
