@@ -89,6 +89,10 @@ SHUTTER_EDGE_COVER: Final = 0.9
 """A pinned region is an electronic shutter when it covers at least this share of an image edge."""
 MIN_FIELD_FRACTION: Final = 0.01
 """Below this share of the image the collimated field is too small to measure."""
+COLLIMATOR_LEVEL: Final = 0.9
+"""An unmasked collimator shadow is brighter than p1 + this x (p99.9 - p1) of the field."""
+COLLIMATOR_MAX_DEPTH: Final = 1 / 3
+"""An unmasked collimator band reaches at most this share of the image from its edge."""
 BACKGROUND_LEVEL: Final = 0.2
 """Raw background (direct exposure) is darker than p1 + this x (p99 - p1) of the field."""
 NOISE_BLOCK: Final = 8
@@ -256,6 +260,43 @@ def background_threshold(field_values: FloatArray) -> float:
     if p99 <= p1:
         raise DegenerateInputError(f"the field has no contrast: p1 = p99 = {p1:g}")
     return float(p1 + BACKGROUND_LEVEL * (p99 - p1))
+
+
+def collimator_bands(image: FloatArray, *, field: BoolArray) -> BoolArray:
+    """Unmasked collimator shadows: straight bright bands along the image edges.
+
+    From each image edge inward, whole rows (or columns) are taken while at least
+    ``SHUTTER_EDGE_COVER`` of their field pixels are brighter than p1 + ``COLLIMATOR_LEVEL`` x
+    (p99.9 - p1) of the field, up to ``COLLIMATOR_MAX_DEPTH`` of the image. Outside the collimation
+    the detector gets only scatter, so in MONOCHROME2 the shadow is nearly as bright as anything in
+    the image and runs straight along an edge; anatomy rarely fills a whole line that bright.
+    Site heuristic [D].
+    """
+    if image.ndim != 2 or image.shape != field.shape:
+        raise DegenerateInputError(
+            f"image and field must be 2-D arrays of one shape, found {image.shape} and {field.shape}"
+        )
+    bands = np.zeros(image.shape, dtype=bool)
+    values = image[field]
+    if values.size == 0:
+        return bands
+    p1, p_top = np.percentile(values, [1.0, 99.9])
+    bright = field & (image > p1 + COLLIMATOR_LEVEL * (p_top - p1))
+    for axis in (0, 1):
+        n = image.shape[axis]
+        counts = field.sum(axis=1 - axis)
+        share = np.where(counts > 0, bright.sum(axis=1 - axis) / np.maximum(counts, 1), 1.0)
+        full = share >= SHUTTER_EDGE_COVER
+        depth = int(n * COLLIMATOR_MAX_DEPTH)
+        for order in (range(n), range(n - 1, -1, -1)):
+            for k, line in enumerate(order):
+                if k >= depth or not full[line]:
+                    break
+                if axis == 0:
+                    bands[line, :] = True
+                else:
+                    bands[:, line] = True
+    return bands & field
 
 
 def open_background_mask(image: FloatArray, *, shutters: BoolArray, threshold: float) -> BoolArray:
@@ -725,14 +766,16 @@ def _burnout(
     grid: FloatArray, *, shutters: BoolArray, threshold: float, tolerance: float
 ) -> tuple[float | None, str]:
     """``dr.burnout_anatomy_percent`` (value, detail) on the working grid."""
-    anatomy = ~shutters & ~open_background_mask(grid, shutters=shutters, threshold=threshold)
+    outside = shutters | collimator_bands(grid, field=~shutters)
+    anatomy = ~outside & ~open_background_mask(grid, shutters=outside, threshold=threshold)
     values = grid[anatomy]
     if values.size == 0:
         return None, "no anatomy: the whole field is direct-exposure background reaching the image edge"
     share, level = burnout_percent(values, tolerance=tolerance)
     return share, (
-        f"share of the anatomy ({100 * values.size / grid.size:.1f} % of the image: the field minus the "
-        f"direct-exposure background that reaches the image edge or a shutter) pinned at its darkest value "
+        f"share of the anatomy ({100 * values.size / grid.size:.1f} % of the image: the field minus unmasked "
+        f"collimator bands and the direct-exposure background that reaches the image edge, a shutter or a "
+        f"collimator band) pinned at its darkest value "
         f"{level:g}, the over-exposed end"
     )
 

@@ -120,11 +120,18 @@ def test_burned_out_lungs_outside_a_chest_item_use_the_default_limits(tmp_path, 
     assert found[BURNOUT_REVIEW].limit == "≤ 5 %"
 
 
-@pytest.mark.parametrize("body_semi_axes", [(0.45, 0.36), (0.34, 0.26)])
-def test_normal_chest_with_a_black_direct_exposure_background_passes(tmp_path, thresholds, body_semi_axes) -> None:
-    # The background is pinned at 0 (the over-exposed end) over 49 % and 72 % of the image: it
-    # reaches the image edge, so it is direct exposure, not burned-out anatomy.
-    phantom = chest_phantom(seed=12, body_semi_axes=body_semi_axes)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"body_semi_axes": (0.45, 0.36)},
+        {"body_semi_axes": (0.34, 0.26)},
+        {"body_semi_axes": (0.38, 0.3), "collimator": 0.06},  # inside an unmasked collimator shadow
+    ],
+)
+def test_normal_chest_with_a_black_direct_exposure_background_passes(tmp_path, thresholds, shape) -> None:
+    # The background is pinned at 0 (the over-exposed end) over 49 % to 72 % of the image: it
+    # reaches the image edge (or the collimator shadow), so it is direct exposure, not burned-out anatomy.
+    phantom = chest_phantom(seed=12, **shape)
     assert phantom.background_percent > 45.0
     result = judge_file(write_dx(tmp_path / "normal", phantom.image, photometric="MONOCHROME1"), thresholds)
     assert flagged(result) == {}, [f.message for f in result.findings]

@@ -168,6 +168,7 @@ def chest_phantom(
     body_semi_axes: tuple[float, float] = (0.45, 0.36),
     burnout: float = 0.0,
     background: float = 0.0,
+    collimator: float = 0.0,
 ) -> ChestPhantom:
     """A seeded PA chest (MONOCHROME2, 12 bits, no shutters) with lungs that may be burned out.
 
@@ -182,13 +183,17 @@ def chest_phantom(
     5. Gaussian noise N(0, ``noise_sd``^2) from ``numpy.random.default_rng(seed)``, not in a
        pinned background (``background`` 0 stays exactly 0);
     6. burn-out: the darkest (noise-free) ``burnout`` share of the lung pixels set to 0;
-    7. rounding and clipping to [0, 4095].
+    7. an unmasked collimator shadow: bands ``collimator`` x rows (cols) wide along the four edges
+       at 3900 + N(0, ``noise_sd``^2) (scatter only, nearly white; not an electronic shutter);
+    8. rounding and clipping to [0, 4095].
     """
     rows, cols = shape
     if rows < 64 or cols < 64:
         raise ValueError(f"shape must be at least (64, 64), got {shape}")
     if not 0.0 <= burnout <= 1.0:
         raise ValueError(f"burnout must be in [0, 1], got {burnout!r}")
+    if not 0.0 <= collimator < 0.1:
+        raise ValueError(f"collimator must be in [0, 0.1) (band width per edge), got {collimator!r}")
     if not 0.0 <= background < 1200.0:
         raise ValueError(f"background must be in [0, 1200) (darker than the lungs), got {background!r}")
     rng = np.random.default_rng(seed)
@@ -216,5 +221,11 @@ def chest_phantom(
         order = np.argsort(np.where(lung_mask, clean, np.inf), axis=None, kind="stable")[:n_burn]
         burned.flat[order] = True
         image[burned] = 0.0
+    band_r, band_c = int(round(collimator * rows)), int(round(collimator * cols))
+    if band_r or band_c:
+        band = np.zeros(shape, dtype=bool)
+        band[:band_r, :] = band[rows - band_r :, :] = True
+        band[:, :band_c] = band[:, cols - band_c :] = True
+        image[band] = 3900.0 + rng.normal(0.0, noise_sd, int(np.count_nonzero(band)))
     image = np.clip(np.rint(image), 0.0, STORED_MAX).astype(np.uint16)
     return ChestPhantom(image=image, body=body > 0.5, lungs=lung_mask, burned=burned)

@@ -277,6 +277,22 @@ def test_black_direct_exposure_background_is_not_burn_out() -> None:
         assert fired(got) == {}
 
 
+def test_unmasked_collimation_does_not_enclose_the_background() -> None:
+    # A bright collimator shadow along every edge (not an electronic shutter) encloses the pinned
+    # background inside the collimation; it is found as collimator bands, so the background stays
+    # background and burned-out lungs are still found.
+    normal = chest_phantom(seed=23, body_semi_axes=(0.38, 0.3), collimator=0.06)
+    got = run(normal.image.astype(np.float64))
+    assert got["dr.burnout_anatomy_percent"].value < 0.05
+    assert "collimator band" in got["dr.burnout_anatomy_percent"].detail
+    burned = chest_phantom(seed=23, body_semi_axes=(0.38, 0.3), collimator=0.06, burnout=0.5)
+    assert run(burned.image.astype(np.float64))["dr.burnout_anatomy_percent"].value > 10.0
+    bands = dr.collimator_bands(normal.image.astype(np.float64), field=np.ones(normal.image.shape, dtype=bool))
+    expected = np.zeros(normal.image.shape, dtype=bool)
+    expected[:15, :] = expected[-15:, :] = expected[:, :15] = expected[:, -15:] = True  # round(0.06 x 256)
+    assert np.array_equal(bands, expected)
+
+
 def test_burnout_rules_per_item() -> None:
     by_id = {rule.id: rule for rule in load_rules()}
     for rule_id, default, chest in ((BURNOUT_REVIEW, 5.0, 2.0), (BURNOUT_FAIL, 25.0, 10.0)):
@@ -591,6 +607,8 @@ def test_pure_function_raises() -> None:
         dr.sd_mode(np.ones(10))
     with pytest.raises(DegenerateInputError, match="burnout_percent got no anatomy pixels"):
         dr.burnout_percent(np.array([]), tolerance=0.0)
+    with pytest.raises(DegenerateInputError, match="image and field must be 2-D arrays of one shape"):
+        dr.collimator_bands(np.ones((8, 8)), field=np.ones((9, 8), dtype=bool))
     with pytest.raises(DegenerateInputError, match="image and shutters must be 2-D arrays of one shape"):
         dr.open_background_mask(np.ones((8, 8)), shutters=np.zeros((8, 9), dtype=bool), threshold=0.5)
     with pytest.raises(DegenerateInputError, match="band width must be >= 1"):
@@ -657,7 +675,7 @@ GOLDEN = {
         "dr.clipped_stored_min_percent": 0.0,
         "dr.pileup_max_percent": 0.08171083151753708,
         "dr.pileup_min_percent": 0.0008786110915864202,
-        "dr.burnout_anatomy_percent": 0.0013268582650001327,
+        "dr.burnout_anatomy_percent": 0.001509206157561123,
         "dr.dynamic_range_used_percent": 99.41348973607037,
         "dr.noise_sd": 3.9413074764154126,
         "dr.noise_relative_percent": 0.38945726051535695,
