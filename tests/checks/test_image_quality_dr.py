@@ -4,11 +4,13 @@ deviation index above +3, and the exposure indicators of vendors without the IEC
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.image_quality import check_image_quality
@@ -137,6 +139,16 @@ def test_normal_chest_with_a_black_direct_exposure_background_passes(tmp_path, t
     assert flagged(result) == {}, [f.message for f in result.findings]
     assert measured(result, "dr.burnout_anatomy_percent").value < 0.1
     assert measured(result, "dr.pileup_min_percent").value > 30.0  # the pinned background, not judged
+
+
+def test_real_cr_chest_still_passes_against_the_chest_limits(tmp_path, thresholds) -> None:
+    # pydicom-data RG1_UNCI: a real CR chest PA, MONOCHROME1, no exposure tags.
+    folder = tmp_path / "rg1"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("RG1_UNCI.dcm"), folder / "RG1_UNCI.dcm")
+    result = judge_file(folder, thresholds, item_code=CHEST_PA)
+    assert flagged(result) == {}, [f.message for f in result.findings]
+    assert measured(result, "dr.burnout_anatomy_percent").value < 0.001  # 0.00045 %
 
 
 # --- the deviation index above +3 --------------------------------------------------------------
