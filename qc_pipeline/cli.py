@@ -599,10 +599,17 @@ def _requirements_text(item: Any, lang: str) -> str:
         parts.append(" + ".join("/".join(group) for group in req.views.groups))
     if req.plain_series:
         parts.append("平扫" if lang == "zh" else "plain")
-    if req.post_contrast_series:
-        parts.append(f"增强≥{req.post_contrast_series.min}期" if lang == "zh" else f">= {req.post_contrast_series.min} post-contrast")
+    if req.post_contrast_phases:
+        phases = req.post_contrast_phases
+        named = " + ".join("/".join(group) for group in phases.named)
+        parts.append((f"增强≥{phases.min}期" if lang == "zh" else f">= {phases.min} post-contrast phases")
+                     + (f" ({named})" if named else ""))
     if req.sequences:
-        parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
+        if req.sequences.required:
+            parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
+        if req.sequences.alternatives:
+            parts.append((" 或 " if lang == "zh" else " or ").join(
+                a.label_zh if lang == "zh" else a.label_en for a in req.sequences.alternatives))
     if req.min_planes:
         parts.append(f"≥{req.min_planes.value:g} planes")
     if req.post_contrast_t1_planes:
@@ -616,15 +623,20 @@ def _requirements_text(item: Any, lang: str) -> str:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def samples_cmd(out_dir: Path) -> None:
     """Write one complete study per recognition item (Chinese, English and vendor spellings) and
-    the defective variants, to OUT_DIR. 为每个互认项目生成一套完整样例检查（含缺陷样例）。"""
+    the defective variants, to OUT_DIR, and the real-world naming cases to OUT_DIR/real_world.
+    为每个互认项目生成一套完整样例检查（含缺陷样例），并在 real_world/ 下生成真实命名样例。"""
     from qc_pipeline.pipeline import load_pipeline_thresholds
     from qc_pipeline.samples.catalog_studies import write_catalog_set
+
+    from qc_pipeline.samples.real_world import write_real_world_set
 
     catalog = load_pipeline_thresholds().catalog
     cases = write_catalog_set(out_dir, catalog.items)
     defects = [c for c in cases if c.defect]
+    real_world = write_real_world_set(out_dir / "real_world", catalog.items)
     click.echo(f"样例检查 / sample studies: {len(cases) - len(defects)} 项目 items + {len(defects)} 缺陷 defective → {out_dir}")
-    click.echo(f"质控 / judge them: qc-pipeline run {out_dir}")
+    click.echo(f"真实命名样例 / real-world names (off-list exams, combined orders, DR views): {len(real_world)} → {out_dir / 'real_world'}")
+    click.echo(f"质控 / judge them: qc-pipeline run {out_dir}  (or only the real-world names: qc-pipeline run {out_dir / 'real_world'})")
 
 
 from qc_pipeline.ai.cli import models  # noqa: E402

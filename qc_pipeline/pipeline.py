@@ -39,6 +39,7 @@ CHECK_ERROR_RULE: Final = "integrity.check.error"
 ITEM_MATCHED: Final = "catalog.item.matched"
 ITEM_UNMATCHED: Final = "catalog.item.unmatched"
 ITEM_AMBIGUOUS: Final = "catalog.item.ambiguous"
+ITEM_EXCLUDED: Final = "catalog.item.excluded"
 T = TypeVar("T")
 
 
@@ -53,7 +54,7 @@ def required_rules() -> frozenset[str]:
         | timeliness.RULE_IDS
         | consistency.RULE_IDS
         | image_quality.RULE_IDS
-        | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS}
+        | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS, ITEM_EXCLUDED}
     )
 
 
@@ -137,16 +138,21 @@ def _item_findings(match: Match, thresholds: Thresholds) -> list[Finding | None]
                 value=item.code,
             )
         ]
+    if match.not_item is not None:
+        en, zh = match.not_item
+        return [thresholds.finding(ITEM_EXCLUDED, f"{en} ({evidence})", f"{zh}，不适用互认（依据：{evidence}）", value=en)]
     if match.ambiguous:
         names = ", ".join(f"{i.code} {i.name_en}" for i in match.candidates)
         names_zh = "、".join(f"{i.code} {i.name_zh}" for i in match.candidates)
+        if match.doubt is not None:
+            doubt_en, doubt_zh = match.doubt
+            message = f"{doubt_en}; candidate item(s): {names} ({evidence})"
+            message_zh = f"{doubt_zh}；候选互认项目：{names_zh}，请人工确认"
+        else:
+            message = f"several recognition items fit: {names} ({evidence})"
+            message_zh = f"可能对应多个互认项目：{names_zh}，请人工确认"
         return [
-            thresholds.finding(
-                ITEM_AMBIGUOUS,
-                f"several recognition items fit: {names} ({evidence})",
-                f"可能对应多个互认项目：{names_zh}，请人工确认",
-                value=",".join(i.code for i in match.candidates),
-            )
+            thresholds.finding(ITEM_AMBIGUOUS, message, message_zh, value=",".join(i.code for i in match.candidates))
         ]
     return [
         thresholds.finding(
@@ -258,7 +264,7 @@ def judge(
             thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断"
         )
         candidate = True
-    series, series_findings = _describe_series(study, thresholds)
+    series, series_findings = _describe_series(study, thresholds, item_ref)
     findings = [*findings, *series_findings]
     verdict = decide_verdict(findings, candidate=candidate)
     eligible, until = eligibility(
@@ -281,11 +287,15 @@ def judge(
     )
 
 
-def _describe_series(study: LoadedStudy, thresholds: Thresholds) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
-    """Each series with the role the checks read in it; a failure here sends the study to a
-    person (it never takes the other findings with it)."""
+def _describe_series(
+    study: LoadedStudy, thresholds: Thresholds, item_ref: ItemRef | None
+) -> tuple[tuple[SeriesSummary, ...], list[Finding]]:
+    """Each series with the role the checks read in it (views read with the matched item's body
+    part); a failure here sends the study to a person (it never takes the other findings with it)."""
     try:
-        return series_roles.describe_series(study, thresholds.catalog.vocabulary), []
+        catalog: Catalog = thresholds.catalog
+        body_part = catalog.by_code(item_ref.code).body_part if item_ref is not None else None
+        return series_roles.describe_series(study, catalog.vocabulary, body_part=body_part), []
     except QCError:
         raise
     except Exception as exc:

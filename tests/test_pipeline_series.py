@@ -109,8 +109,9 @@ def test_results_json_lists_the_ct_phase_and_slice(judged_samples):
     (ct,) = cli_series(judged_samples, "phantom_ct_chest")
     assert (ct["modality"], ct["kind"], ct["n_instances"]) == ("CT", "CT", 16)
     assert {k: ct["role"][k] for k in ("phase", "kernel_class", "slice_mm")} == {
-        "phase": "PLAIN", "kernel_class": None, "slice_mm": 5.0
+        "phase": "PLAIN", "kernel_class": "SOFT_TISSUE", "slice_mm": 5.0
     }
+    assert "kernel 'STANDARD' → SOFT_TISSUE" in ct["role"]["evidence"]
     assert "slice 5 mm from SliceThickness (0018,0050)" in ct["role"]["evidence"]
 
 

@@ -7,6 +7,7 @@ variants. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -19,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.rules.loader import format_validation_error, read_yaml
+from qc_pipeline.rules.loader import default_thresholds_dir, format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ Modality = Literal["DR", "CT", "MR"]
 Weighting = Literal["T1", "T2", "PD", "T2_FLAIR", "T1_FLAIR", "STIR", "DWI", "ADC", "SWI", "MRA"]
 PlaneName = Literal["AXIAL", "SAGITTAL", "CORONAL"]
 ViewName = Literal["PA", "AP", "LAT", "OBL", "OPEN_MOUTH", "FLEXION", "EXTENSION", "DECUBITUS"]
+Posture = Literal["ERECT", "SUPINE", "PRONE", "DECUBITUS"]
+ObliqueSide = Literal["LAO", "RAO", "LPO", "RPO", "LO", "RO"]
 Variant = Literal[
     "PA_ONLY", "FRONTAL", "FRONTAL_LATERAL", "FRONTAL_OBLIQUE", "INFANT", "ERECT", "SUPINE",
     "BOTH_OBLIQUES", "OPEN_MOUTH", "FLEXION_EXTENSION",
@@ -54,6 +57,14 @@ class CountReq(Sourced):
 class ViewsReq(Sourced):
     groups: list[list[ViewName]] = Field(min_length=1)
     """Each group is one required image; any view in the group satisfies it."""
+    opposite_obliques: bool = False
+    """The oblique images must show opposite sides (left and right), not one side twice."""
+
+
+class PostureReq(Sourced):
+    allowed: list[Posture] = Field(min_length=1)
+    """Postures a radiograph of the item may be taken in; an image in another known posture is a
+    finding, an image whose posture nothing tells is not."""
 
 
 class SequenceReq(_Strict):
@@ -65,19 +76,97 @@ class SequenceReq(_Strict):
     source: str = Field(min_length=3)
 
 
-class SequencesReq(Sourced):
+class ProtocolAlternative(_Strict):
+    """One accepted protocol: every sequence of ``required``, and at least ``min_planes`` planes."""
+
+    label_en: str
+    label_zh: str
     required: list[SequenceReq] = Field(min_length=1)
+    min_planes: Annotated[int, Field(ge=1, le=3)] | None = None
+    source: str = Field(min_length=3)
+
+
+class SequencesReq(Sourced):
+    """``required`` sequences, all of them; with ``alternatives``, also one alternative in full."""
+
+    required: list[SequenceReq] = Field(default_factory=list)
+    alternatives: list[ProtocolAlternative] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_required(self) -> SequencesReq:
+        if not self.required and not self.alternatives:
+            raise ValueError("sequences needs 'required' or 'alternatives' (or both)")
+        return self
+
+
+PhaseName = Literal["ARTERIAL", "PORTAL", "VENOUS", "DELAYED"]
+
+
+class PhasesReq(Sourced):
+    """Post-contrast phases of an enhanced CT: at least ``min`` distinct acquisitions, and for each
+    group of ``named`` one acquisition of a phase in that group (a group lists equivalent names)."""
+
+    min: Annotated[int, Field(ge=1)]
+    named: list[list[PhaseName]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _named_fit_min(self) -> PhasesReq:
+        if any(not group for group in self.named):
+            raise ValueError("an empty group in 'named'")
+        if len(self.named) > self.min:
+            raise ValueError(f"'named' lists {len(self.named)} phases but 'min' is {self.min}")
+        return self
 
 
 class Requirements(_Strict):
     views: ViewsReq | None = None
+    posture: PostureReq | None = None
     max_age_years: ValueReq | None = None
     max_slice_thickness_mm: ValueReq | None = None
     plain_series: CountReq | None = None
-    post_contrast_series: CountReq | None = None
+    post_contrast_phases: PhasesReq | None = None
     sequences: SequencesReq | None = None
     min_planes: ValueReq | None = None
     post_contrast_t1_planes: ValueReq | None = None
+
+
+class PhaseWindows(Sourced):
+    """Seconds after the injection start that name a phase: phase -> [from, to]."""
+
+    seconds: dict[PhaseName, tuple[float, float]]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PhaseWindows:
+        for phase, (start, end) in self.seconds.items():
+            if not 0 <= start < end:
+                raise ValueError(f"phase window {phase}: [{start:g}, {end:g}] must have 0 <= from < to")
+        return self
+
+
+class AgentPlaceholders(Sourced):
+    """ContrastBolusAgent values that are not an agent (anonymiser placeholders, 'none')."""
+
+    values: list[str] = Field(min_length=1)
+    mask_characters: str = ""
+
+
+KernelClassName = Literal["SOFT_TISSUE", "BONE", "LUNG", "BRAIN", "OTHER"]
+
+
+class KernelTable(Sourced):
+    """CT kernel class -> regular expressions matched against the whole kernel name."""
+
+    classes: dict[KernelClassName, list[str]]
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> KernelTable:
+        for name, patterns in self.classes.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"ct_kernels.classes.{name}: {pattern!r} is not a regular expression: {exc}") from None
+        return self
 
 
 class Item(_Strict):
@@ -120,6 +209,34 @@ class ItemList(_Strict):
     items: list[Item] = Field(min_length=1)
 
 
+class BodyPartViews(Sourced):
+    """What view words mean on one body part where that differs from ``Lexicon.views``."""
+
+    views: dict[ViewName, list[str]]
+
+
+class Exclusion(Sourced):
+    """An exam that names a body part of an item but is not a recognition item."""
+
+    label_en: str = Field(min_length=2)
+    label_zh: str = Field(min_length=2)
+    kind: Literal["exam", "region"]
+    """exam: a technique that replaces the item (angiography, bedside film); region: a region
+    with no item (neck), the order's other body parts are still mapped."""
+    modalities: list[Modality] = Field(min_length=1)
+    terms: list[str] = Field(default_factory=list)
+    keep: list[str] = Field(default_factory=list)
+    """Look-alike words that are not this exam (齿状突 is a cervical spine view, not dental)."""
+    body_part_tags: list[str] = Field(default_factory=list)
+    study_modalities: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _recognisable(self) -> Exclusion:
+        if not (self.terms or self.body_part_tags or self.study_modalities):
+            raise ValueError("an exclusion needs terms, body_part_tags or study_modalities")
+        return self
+
+
 class Lexicon(_Strict):
     version: str
     source: str
@@ -128,9 +245,24 @@ class Lexicon(_Strict):
     laterality: dict[Literal["L", "R", "B"], list[str]]
     contrast: dict[Literal["enhanced", "plain"], list[str]]
     phases: dict[str, list[str]]
+    phase_windows: PhaseWindows
+    contrast_agent_placeholders: AgentPlaceholders
+    ct_kernels: KernelTable
     views: dict[ViewName, list[str]]
     view_position_tags: dict[ViewName, list[str]]
     variants: dict[Variant, list[str]]
+    body_part_views: dict[str, BodyPartViews] = Field(default_factory=dict)
+    exclusions: dict[str, Exclusion] = Field(default_factory=dict)
+    oblique_sides: dict[ObliqueSide, list[str]] = Field(default_factory=dict)
+    postures: dict[Posture, list[str]] = Field(default_factory=dict)
+    posture_tags: dict[Posture, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parts_are_known(self) -> Lexicon:
+        unknown = sorted(set(self.body_part_views) - set(self.body_parts))
+        if unknown:
+            raise ValueError(f"body_part_views names body parts with no words in body_parts: {', '.join(unknown)}")
+        return self
 
 
 _SEPARATORS = re.compile(r"[\s_\-\^/\\.,;:()\[\]{}<>|+*&#=\"'`~!?@%]+")
@@ -140,7 +272,9 @@ def normalise(text: str) -> str:
     """NFKC (full-width to half-width), lower case, separators to single spaces, padded."""
     text = unicodedata.normalize("NFKC", text).lower()
     # keep "+c"/"c+" distinguishable before '+' becomes a separator
-    text = text.replace("c+", " cplus ").replace("+c", " pluscontrast ")
+    # ("+c" of "CT平扫+CTA" is not the contrast mark)
+    text = re.sub(r"(?<![a-z])c\+", " cplus ", text)
+    text = re.sub(r"\+c(?![a-z])", " pluscontrast ", text)
     return f" {_SEPARATORS.sub(' ', text).strip()} "
 
 
@@ -166,8 +300,10 @@ class TermSet:
         return cls(tuple(pairs))
 
     def find(self, text: str) -> tuple[list[tuple[str, str]], str]:
-        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out."""
+        """``([(label, term), ...] in text order, remainder)``: matched terms are blanked out of
+        the remainder, except terms labelled "" (look-alikes kept only to shadow shorter terms)."""
         norm = text if text.startswith(" ") else normalise(text)
+        rest = norm
         hits: list[tuple[int, str, str]] = []
         for term, label in self.entries:
             if _is_cjk(term):
@@ -177,8 +313,10 @@ class TermSet:
             for match in re.finditer(pattern, norm):
                 hits.append((match.start(), label, term))
                 norm = norm[: match.start()] + "\0" * len(term) + norm[match.end() :]
+                if label:
+                    rest = rest[: match.start()] + "\0" * len(term) + rest[match.end() :]
         hits.sort()
-        return [(label, term) for _, label, term in hits], norm
+        return [(label, term) for _, label, term in hits], rest
 
     def labels(self, text: str) -> list[str]:
         return [label for label, _ in self.find(text)[0]]
@@ -197,6 +335,39 @@ class Vocabulary:
         self.variants = TermSet.build(lexicon.variants)  # type: ignore[arg-type]
         self.body_part_tags = {t.upper(): part for part, tags in lexicon.body_part_tags.items() for t in tags}
         self.view_position_tags = {t.upper(): view for view, tags in lexicon.view_position_tags.items() for t in tags}
+        self.oblique_sides = TermSet.build(lexicon.oblique_sides)  # type: ignore[arg-type]
+        self.postures = TermSet.build(lexicon.postures)  # type: ignore[arg-type]
+        self.posture_tags = {t.upper(): p for p, tags in lexicon.posture_tags.items() for t in tags}
+        self._part_views: dict[str, TermSet] = {}
+        self._exclusions: dict[str, TermSet] = {}
+
+    def views_for(self, body_part: str | None) -> TermSet:
+        """The view words of ``body_part``: its own meanings (``body_part_views``) replace the
+        general ones for the same words."""
+        special = self.lexicon.body_part_views.get(body_part or "")
+        if special is None:
+            return self.views
+        if body_part not in self._part_views:
+            own = {normalise(t) for terms in special.views.values() for t in terms}
+            merged: dict[str, list[str]] = {
+                view: [t for t in terms if normalise(t) not in own] for view, terms in self.lexicon.views.items()
+            }
+            for view, terms in special.views.items():
+                merged.setdefault(view, []).extend(terms)
+            self._part_views[body_part or ""] = TermSet.build(merged)
+        return self._part_views[body_part or ""]
+
+    def exclusions_for(self, modality: str) -> TermSet:
+        """Exclusion words of ``modality``, labelled by exclusion id; ``keep`` words are labelled
+        "" so that a look-alike (齿状突) is consumed before the shorter exclusion word (齿)."""
+        if modality not in self._exclusions:
+            mapping: dict[str, list[str]] = {"": []}
+            for key, exclusion in self.lexicon.exclusions.items():
+                if modality in exclusion.modalities:
+                    mapping[key] = list(exclusion.terms)
+                    mapping[""].extend(exclusion.keep)
+            self._exclusions[modality] = TermSet.build(mapping)
+        return self._exclusions[modality]
 
 
 @dataclass(frozen=True)
@@ -221,15 +392,29 @@ class Catalog:
         return [i for i in self.items if i.modality == modality]
 
 
-def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
-    """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
+def load_lexicon(directory: Path) -> Lexicon:
+    """The lexicon (``lexicon.yaml``) of an items directory, validated."""
     lexicon_path = directory / LEXICON_FILE
     if not lexicon_path.is_file():
         raise ConfigError(f"{lexicon_path} is missing: it holds the words that name body parts and views")
     try:
-        lexicon = Lexicon.model_validate(read_yaml(lexicon_path))
+        return Lexicon.model_validate(read_yaml(lexicon_path))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(lexicon_path, exc, None)) from None
+
+
+@functools.cache
+def shipped_vocabulary() -> Vocabulary:
+    """The vocabulary of the lexicon that ships with qc-pipeline, for callers that read one
+    object without a site's catalog (a series identified on its own, the conformance benchmark).
+    The checks pass their catalog's vocabulary instead."""
+    return Vocabulary(load_lexicon(default_thresholds_dir() / "items"))
+
+
+def load_catalog(directory: Path, list_files: Iterable[str]) -> Catalog:
+    """Load the lexicon and the named item lists from ``directory``; codes must be unique."""
+    lexicon_path = directory / LEXICON_FILE
+    lexicon = load_lexicon(directory)
     lists: list[ListInfo] = []
     items: list[Item] = []
     seen: dict[str, Path] = {}

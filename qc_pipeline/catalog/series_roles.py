@@ -11,14 +11,14 @@ that a series-level identification replaces it in one place.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 
-from qc_pipeline.catalog.classify import catalog_modality, image_view, is_post_contrast
+from qc_pipeline.catalog.classify import catalog_modality, image_view
+from qc_pipeline.catalog.ct_series import describe_ct_series
 from qc_pipeline.catalog.items import Vocabulary
-from qc_pipeline.catalog.mr_sequences import cs_values, identify_sequence
+from qc_pipeline.catalog.mr_sequences import identify_series
 from qc_pipeline.domain import CTRole, DRRole, MRRole, SeriesKind, SeriesRole, SeriesSummary
 from qc_pipeline.io.dicom import text
 from qc_pipeline.sources.base import LoadedStudy
@@ -35,9 +35,9 @@ _DR_VIEW_TAGS = (
 )
 
 
-def mr_role(datasets: Sequence[Dataset]) -> MRRole:
-    """The sequence of an MR series (its images' headers, at least one)."""
-    info = identify_sequence(datasets[0])
+def mr_role(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> MRRole:
+    """The sequence of an MR series, decided from all its images (as completeness decides it)."""
+    info = identify_series(datasets, vocabulary=vocabulary)
     return MRRole(
         weighting=info.weighting.value,
         plane=None if info.plane is None else info.plane.value,
@@ -47,59 +47,34 @@ def mr_role(datasets: Sequence[Dataset]) -> MRRole:
     )
 
 
-def slice_thickness_mm(ds: Dataset) -> float | None:
-    """SliceThickness (0018,0050) in mm; None when absent, unreadable or not positive."""
-    try:
-        value = float(ds.get("SliceThickness"))
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
 def ct_role(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> CTRole:
-    """Phase and slice thickness of a CT series (its images' headers, at least one).
-
-    Phase: LOCALIZER for a scout (ImageType), else POST_CONTRAST or PLAIN as the completeness
-    check reads contrast (``classify.is_post_contrast``); no kernel class is worked out here.
-    """
-    ds = datasets[0]
-    evidence: list[str] = []
-    image_type = cs_values(ds.get("ImageType"))
-    localizer = _LOCALIZER_TYPES & set(image_type)
-    if localizer:
-        phase = "LOCALIZER"
-        shown = "\\".join(image_type)
-        evidence.append(f"ImageType (0008,0008) {shown}: localizer")
-    elif is_post_contrast(ds, vocabulary):
-        phase = "POST_CONTRAST"
-        agent = text(ds, "ContrastBolusAgent")
-        evidence.append(
-            f"post-contrast: ContrastBolusAgent (0018,0010) {agent!r}"
-            if agent
-            else f"post-contrast: contrast words in the series name {text(ds, 'SeriesDescription') or text(ds, 'ProtocolName')!r}"
-        )
-    else:
-        phase = "PLAIN"
-        evidence.append("plain: no ContrastBolusAgent (0018,0010) and no contrast words in the series name")
-    slice_mm = slice_thickness_mm(ds)
-    evidence.append(
+    """Phase, kernel class and slice thickness of a CT series, as completeness reads them
+    (``ct_series.describe_ct_series``); the acquisition key joins the evidence."""
+    described = describe_ct_series(datasets, vocabulary)
+    slice_mm = described.slice_mm
+    slice_evidence = (
         f"slice {slice_mm:g} mm from SliceThickness (0018,0050)"
         if slice_mm is not None
         else "SliceThickness (0018,0050) missing or unreadable"
     )
-    kernel = text(ds, "ConvolutionKernel")
-    if kernel:
-        evidence.append(f"ConvolutionKernel (0018,1210) {kernel!r} (not classified)")
-    return CTRole(phase=phase, kernel_class=None, slice_mm=slice_mm, evidence=tuple(evidence))
+    return CTRole(
+        phase=described.phase.value,
+        kernel_class=described.kernel_class.value,
+        slice_mm=slice_mm,
+        evidence=(*described.evidence, slice_evidence, f"acquisition: {described.acquisition}"),
+    )
 
 
-def dr_role(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> DRRole:
-    """View and side of a radiograph series; the views of its images, ``+``-joined, when they differ."""
+def dr_role(datasets: Sequence[Dataset], vocabulary: Vocabulary, body_part: str | None = None) -> DRRole:
+    """View and side of a radiograph series; the views of its images, ``+``-joined, when they differ.
+
+    ``body_part`` (the matched item's) gives view words their meaning there (on a chest, 正位 is
+    the PA), as the completeness check reads them."""
     views: list[str] = []
     sides: list[str] = []
     evidence: list[str] = []
     for ds in datasets:
-        view = image_view(ds, vocabulary)
+        view = image_view(ds, vocabulary, body_part)
         if view is not None and view not in views:
             views.append(view)
         side = (text(ds, "ImageLaterality") or text(ds, "Laterality") or "").upper()
@@ -120,18 +95,25 @@ def dr_role(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> DRRole:
     return DRRole(view="+".join(views) or None, laterality="+".join(sides) or None, evidence=tuple(evidence))
 
 
-def _role(kind: SeriesKind, datasets: Sequence[Dataset], vocabulary: Vocabulary) -> SeriesRole | None:
+def _role(
+    kind: SeriesKind, datasets: Sequence[Dataset], vocabulary: Vocabulary, body_part: str | None
+) -> SeriesRole | None:
     if kind is SeriesKind.MR:
-        return mr_role(datasets)
+        return mr_role(datasets, vocabulary)
     if kind is SeriesKind.CT:
         return ct_role(datasets, vocabulary)
     if kind is SeriesKind.DR:
-        return dr_role(datasets, vocabulary)
+        return dr_role(datasets, vocabulary, body_part)
     return None
 
 
-def describe_series(study: LoadedStudy, vocabulary: Vocabulary) -> tuple[SeriesSummary, ...]:
+def describe_series(
+    study: LoadedStudy, vocabulary: Vocabulary, *, body_part: str | None = None
+) -> tuple[SeriesSummary, ...]:
     """Every series of ``study``, ordered by SeriesNumber (none last), then UID, with its role.
+
+    ``body_part``: the matched item's body part (lexicon label), which gives DR view words their
+    meaning there; None when no item was matched.
 
     A series with no image object is ``NON_IMAGE``; image series of MR, CT or CR/DX/DR get the
     role of their modality, those of other modalities none.
@@ -155,7 +137,7 @@ def describe_series(study: LoadedStudy, vocabulary: Vocabulary) -> tuple[SeriesS
                 modality=ref.modality,
                 n_instances=len(ref.instances),
                 kind=kind,
-                role=_role(kind, members, vocabulary) if members else None,
+                role=_role(kind, members, vocabulary, body_part) if members else None,
             )
         )
     out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))

@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
-from qc_pipeline.catalog.mr_sequences import Weighting, identify_sequence
+from qc_pipeline.catalog.mr_sequences import Weighting, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement
@@ -52,9 +52,9 @@ NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
 AI_UNAVAILABLE: Final = "ai.model.unavailable"
 AI_NOT_SCORED: Final = "ai.score.not_scored"
-AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC})
-"""MR series the artifact models were not trained on: echo-planar diffusion images and their maps
-(low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
+AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION})
+"""MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
+images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
 RULE_IDS: Final = frozenset(
     {NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
@@ -175,7 +175,7 @@ def _score(
 ) -> tuple[list[Measurement], Finding | None]:
     """The AI scores of one target, or a finding saying why there are none."""
     if target.kind == "mr":
-        weighting = identify_sequence(target.instances[0].dataset).weighting
+        weighting = identify_series([instance.dataset for instance in target.instances]).weighting
         if weighting in AI_MR_OUT_OF_DOMAIN:
             return [], thresholds.finding(
                 AI_NOT_SCORED,

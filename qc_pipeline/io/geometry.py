@@ -23,7 +23,19 @@ from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OBLIQUE_TOLERANCE_DEG: Final = 20.0
+OBLIQUE_MARGIN_DEG: Final = 5.0
+"""How close to 45° (the bisector between two patient axes) a slice normal must come to be OBLIQUE.
+
+A plane is named by the largest direction cosine of its normal, so slices angled along the anatomy
+stay in their plane: a lumbar axial along the disc (25-30°), a brain axial along the AC-PC line, a
+knee sagittal along the ACL. Only a normal within this margin of 45° is left OBLIQUE: there the two
+largest cosines differ by less than sin(50°) - sin(40°) ≈ 0.12, the slice shows both planes' anatomy
+about equally, and the name consoles give it flips between the two with a few degrees of
+positioning. 5° is a site default; the check that needs a plane sends an OBLIQUE series to review."""
+DEFAULT_OBLIQUE_TOLERANCE_DEG: Final = 45.0 - OBLIQUE_MARGIN_DEG
+"""Largest angle (degrees) between the slice normal and its nearest patient axis that still names
+the plane of that axis; see :data:`OBLIQUE_MARGIN_DEG`. A true double oblique (normal more than 40°
+from every axis, up to 54.7° on the body diagonal) stays OBLIQUE."""
 MAX_FRAMES: Final = 100_000
 """More frames than this in a header without per-frame groups is taken as garbled."""
 _MIN_VECTOR_NORM: Final = 1e-6
@@ -115,9 +127,10 @@ def plane_from_orientation(
     """The plane of a slice from ImageOrientationPatient (0020,0037).
 
     The slice normal is cross(row, column); the plane is the one whose normal is the patient axis
-    closest to it (z -> axial, x -> sagittal, y -> coronal), or OBLIQUE when the angle between
-    the normal and that axis exceeds ``oblique_tolerance_deg``. None when ``iop`` is missing or
-    garbled (see :func:`slice_normal`).
+    closest to it, i.e. the largest direction cosine of the normal (z -> axial, x -> sagittal,
+    y -> coronal), or OBLIQUE when the angle between the normal and that axis exceeds
+    ``oblique_tolerance_deg`` (default 40°: within :data:`OBLIQUE_MARGIN_DEG` of 45°, where two
+    axes are equally close). None when ``iop`` is missing or garbled (see :func:`slice_normal`).
     """
     if not 0.0 <= oblique_tolerance_deg < 90.0:
         raise ValueError(
@@ -157,8 +170,10 @@ class FrameGeometry:
     slice_thickness: float | None
 
 
-def _get(ds: Dataset | None, keyword: str) -> object:
-    """``ds.keyword`` or None; never raises (a garbled value converts lazily and may fail)."""
+def header_value(ds: Dataset | None, keyword: str) -> object:
+    """``ds.keyword`` or None; never raises (a garbled value converts lazily and may fail).
+
+    The header reader of every module that must not crash on a garbled file."""
     if ds is None:
         return None
     try:
@@ -170,7 +185,7 @@ def _get(ds: Dataset | None, keyword: str) -> object:
 
 def first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
     """The first item of the sequence ``keyword`` of ``ds``, or None."""
-    value = _get(ds, keyword)
+    value = header_value(ds, keyword)
     if value is None:
         return None
     try:
@@ -185,7 +200,7 @@ def is_multiframe(ds: Dataset) -> bool:
 
 
 def _frame_count(ds: Dataset) -> int | None:
-    raw = as_floats(_get(ds, "NumberOfFrames"), count=1)
+    raw = as_floats(header_value(ds, "NumberOfFrames"), count=1)
     if raw is None or raw[0] < 1 or raw[0] != int(raw[0]):
         return None
     return int(raw[0])
@@ -196,7 +211,7 @@ def number_of_frames(ds: Dataset) -> int:
 
     1 for a classic single-frame object; at most :data:`MAX_FRAMES`.
     """
-    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
+    per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence")
     if per_frame is not None:
         try:
             return len(per_frame)  # type: ignore[arg-type]
@@ -212,8 +227,8 @@ def number_of_frames(ds: Dataset) -> int:
 def has_functional_groups(ds: Dataset) -> bool:
     """True for an enhanced object: it has shared or per-frame functional groups."""
     return (
-        _get(ds, "SharedFunctionalGroupsSequence") is not None
-        or _get(ds, "PerFrameFunctionalGroupsSequence") is not None
+        header_value(ds, "SharedFunctionalGroupsSequence") is not None
+        or header_value(ds, "PerFrameFunctionalGroupsSequence") is not None
     )
 
 
@@ -226,7 +241,7 @@ def frame_functional_group(ds: Dataset, keyword: str) -> list[Dataset | None]:
     if not has_functional_groups(ds):
         return []
     shared_groups = first_item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
+    per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence")
     shared = first_item(shared_groups, keyword)
     frames: list[Dataset | None] = []
     if per_frame is not None:
@@ -246,11 +261,11 @@ def _geometry(
     position_src: Dataset | None,
     measures_src: Dataset | None,
 ) -> FrameGeometry:
-    spacing = as_floats(_get(measures_src, "PixelSpacing"), count=2)
-    thickness = as_floats(_get(measures_src, "SliceThickness"), count=1)
-    position = as_floats(_get(position_src, "ImagePositionPatient"), count=3)
+    spacing = as_floats(header_value(measures_src, "PixelSpacing"), count=2)
+    thickness = as_floats(header_value(measures_src, "SliceThickness"), count=1)
+    position = as_floats(header_value(position_src, "ImagePositionPatient"), count=3)
     return FrameGeometry(
-        orientation=as_floats(_get(orientation_src, "ImageOrientationPatient"), count=6),
+        orientation=as_floats(header_value(orientation_src, "ImageOrientationPatient"), count=6),
         position=(position[0], position[1], position[2]) if position is not None else None,
         pixel_spacing=(spacing[0], spacing[1]) if spacing is not None else None,
         slice_thickness=thickness[0] if thickness is not None else None,

@@ -48,7 +48,6 @@ FLAGGED_VERDICTS: Final = ("review", "fail")
 QUEUE_LIMIT: Final = 200
 MAX_TEXT: Final = 2000
 AI_PREFIX: Final = "ai."
-ITEM_CODES: Final = ("catalog.item.matched", "catalog.item.ambiguous", "catalog.item.none")
 
 
 def _now() -> dt.datetime:

@@ -108,7 +108,15 @@ VIEW_ZH: Final = {"PA": "后前位", "AP": "正位", "LAT": "侧位", "OBL": "�
                   "EXTENSION": "过伸位", "DECUBITUS": "侧卧水平位"}
 VIEW_EN: Final = {"PA": "PA", "AP": "AP", "LAT": "Lateral", "OBL": "Oblique", "OPEN_MOUTH": "Open Mouth",
                   "FLEXION": "Flexion", "EXTENSION": "Extension", "DECUBITUS": "Decubitus"}
-CT_PHASES: Final = (("arterial", "动脉期"), ("portal venous", "门脉期"), ("delayed", "延迟期"))
+OBLIQUE_SIDES: Final = (("LAO", "左前斜位"), ("RAO", "右前斜位"))
+# phase -> (English word, Chinese word, seconds after the injection starts at CT_BOLUS_START)
+CT_PHASES: Final = {
+    "ARTERIAL": ("arterial", "动脉期", 30),
+    "PORTAL": ("portal venous", "门脉期", 65),
+    "VENOUS": ("venous", "静脉期", 70),
+    "DELAYED": ("delayed", "延迟期", 300),
+}
+CT_BOLUS_START: Final = 10 * 3600 + 12 * 60  # 10:12:00; the plain scan is at 10:10:00
 STUDY_DATE: Final = dt.date(2026, 10, 14)
 
 
@@ -177,6 +185,26 @@ def _mr_series(req: SequenceReq, style: str, post: bool = False) -> SeriesPlan:
     return SeriesPlan("MR", description, 6, attrs, plane=plane, thickness=3.0 if weighting != "DWI" else 5.0)
 
 
+def _tm(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours:02d}{rest // 60:02d}{rest % 60:02d}"
+
+
+def _ct_phases(item: Item) -> list[str]:
+    """The post-contrast phases of a complete enhanced CT of ``item``: the first name of each named
+    group, then arterial, portal, delayed up to the minimum."""
+    req = item.requires.post_contrast_phases
+    if req is None:
+        return []
+    phases = [group[0] for group in req.named]
+    for phase in ("ARTERIAL", "PORTAL", "DELAYED"):
+        if len(phases) >= req.min:
+            break
+        if phase not in phases:
+            phases.append(phase)
+    return phases
+
+
 def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[str, list[SeriesPlan]]:
     """The series of a complete study for ``item`` (minus what ``defect`` removes)."""
     if style not in STYLES:
@@ -195,13 +223,18 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
         groups = item.requires.views.groups
         if defect == "missing_view":
             groups = groups[:-1]
+        sides = iter(OBLIQUE_SIDES)  # a second oblique is of the other side
         for n, group in enumerate(groups):
             view = group[0]
             words = VIEW_ZH[view] if style in ("zh", "uih") else VIEW_EN[view]
             body = BODY_ZH[item.body_part] if style in ("zh", "uih") else BODY_EN[item.body_part]
             attrs: dict[str, object] = {"BodyPartExamined": BODY_TAG[item.body_part]}
+            tag = VIEW_TAG[view]
+            if view == "OBL" and item.requires.views.opposite_obliques:
+                tag, zh_words = next(sides)
+                words = zh_words if style in ("zh", "uih") else tag
             if style not in ("zh", "uih"):  # Chinese DR systems often leave ViewPosition empty
-                attrs["ViewPosition"] = VIEW_TAG[view]
+                attrs["ViewPosition"] = tag
             if side in ("L", "R"):
                 attrs["ImageLaterality"] = side
             plans.append(SeriesPlan("DX", f"{body} {words}", 1, attrs, views=(view,)))
@@ -212,19 +245,27 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
         if side in ("L", "R"):
             base["Laterality"] = side
         plain_name = f"{body} 平扫 {thickness:g}mm" if style == "zh" else f"{body} {thickness:g}mm Plain"
-        plans.append(SeriesPlan("CT", plain_name, 8, dict(base), plane="AXIAL", thickness=thickness))
-        post_min = item.requires.post_contrast_series.min if item.requires.post_contrast_series else 0
+        plans.append(SeriesPlan("CT", plain_name, 8, {**base, "AcquisitionTime": _tm(CT_BOLUS_START - 120)},
+                                plane="AXIAL", thickness=thickness))
+        phases = _ct_phases(item)
         if defect == "missing_post_contrast":
-            post_min = max(post_min - 1, 0)
-        for en, zh in CT_PHASES[:post_min]:
+            phases = phases[:-1]
+        for phase in phases:
+            en, zh, delay = CT_PHASES[phase]
             name = f"{body} 增强{zh} {thickness:g}mm" if style == "zh" else f"{body} {en} {thickness:g}mm"
-            plans.append(SeriesPlan("CT", name, 8, {**base, "ContrastBolusAgent": "Iohexol 350"}, plane="AXIAL", thickness=thickness))
+            attrs = {**base, "ContrastBolusAgent": "Iohexol 350", "ContrastBolusStartTime": _tm(CT_BOLUS_START),
+                     "AcquisitionTime": _tm(CT_BOLUS_START + delay)}
+            plans.append(SeriesPlan("CT", name, 8, attrs, plane="AXIAL", thickness=thickness))
     else:
         assert item.requires.sequences is not None
         required = list(item.requires.sequences.required)
+        planes_needed = int(item.requires.min_planes.value) if item.requires.min_planes else 0
+        if item.requires.sequences.alternatives:  # the first accepted protocol, in full
+            first = item.requires.sequences.alternatives[0]
+            required += first.required
+            planes_needed = max(planes_needed, first.min_planes or 0)
         if defect == "missing_flair":
             required = [r for r in required if r.weighting != ["T2_FLAIR"]]
-        planes_needed = int(item.requires.min_planes.value) if item.requires.min_planes else 0
         for req in required:
             plans.append(_mr_series(req, style))
         covered = {p.plane for p in plans}

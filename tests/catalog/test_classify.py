@@ -61,7 +61,7 @@ REAL_WORLD = [
     ("CR", "X线 胸部后前位", {}, "YB-001"),
     ("DX", "Chest 2 views PA/LAT", {}, "YB-002"),
     ("DX", "胸部正侧位片", {}, "YB-002"),
-    ("DX", "床旁胸片 婴幼儿", {}, "YB-003"),
+    ("DX", "胸片 婴幼儿", {}, "YB-003"),  # a bedside (床旁) film is not an item: test_real_world_orders
     ("DX", "R SHOULDER AP", {}, "YB-005"),
     ("DX", "左膝关节正侧位", {}, "YB-013"),
     ("DX", "KNEE RT AP+LAT", {}, "YB-014"),

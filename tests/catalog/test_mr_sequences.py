@@ -22,6 +22,7 @@ from qc_pipeline.catalog.mr_sequences import (
     Weighting,
     diffusion_b_value,
     identify_sequence,
+    identify_series,
     name_hints,
     read_mr_parameters,
 )
@@ -287,14 +288,22 @@ def test_nothing_to_go_on_is_unknown():
     assert info.evidence[-1] == "no weighting from the parameters or the series name"
 
 
-def test_epi_without_diffusion_is_other():
+def test_gradient_echo_epi_with_bold_te_is_bold():
     info = identify_sequence(mr("ep2d_bold_moco", seq="EP", variant="SK", tr=2000, te=30))
+    assert info.weighting is W.BOLD
+    assert "BOLD" in info.evidence[0]
+
+
+def test_spin_echo_epi_without_diffusion_is_other():
+    info = identify_sequence(mr("se_epi_ref", seq="EP\\SE", variant="SK", tr=6000, te=80))
     assert info.weighting is W.OTHER
+    assert "spin-echo echo-planar without diffusion weighting" in info.evidence[0]
 
 
-def test_t2_star_gre_is_other_not_t2():
+def test_t2_star_gre_is_t2star_not_t2():
     info = identify_sequence(mr("t2_fl2d_tra_hemo", seq="GR", variant="SP", tr=650, te=20))
-    assert info.weighting is W.OTHER
+    assert info.weighting is W.T2STAR
+    assert "T2*-weighted GRE" in info.evidence[0]
 
 
 def test_balanced_ssfp_named_as_such_is_other_not_t1():
@@ -317,7 +326,7 @@ def test_orientation_wins_over_plane_words():
 
 
 def test_oblique_orientation_is_reported_as_oblique():
-    info = identify_sequence(mr("t2_tse_tra", tr=4000, te=100, iop=tilted_axial(35)))
+    info = identify_sequence(mr("t2_tse_tra", tr=4000, te=100, iop=tilted_axial(44)))  # within 5° of 45°
     assert info.plane is Plane.OBLIQUE
 
 
@@ -342,7 +351,7 @@ def test_post_contrast_words_and_tag():
         ("t1_gre_fs", W.T1), ("dwi_b1000", W.DWI), ("T2WI_FSE", W.T2), ("横断位T2", W.T2),
         ("矢状位T1", W.T1), ("冠状位", None), ("横断位弥散", W.DWI), ("扩散加权成像", W.DWI),
         ("横断位T2 FLAIR", W.T2_FLAIR), ("ADC", W.ADC), ("SWI_Images", W.SWI), ("3D TOF", W.MRA),
-        ("PD T2 dual echo", None), ("t2_fl2d_hemo", W.OTHER), ("T2*W_FFE", W.OTHER),
+        ("PD T2 dual echo", None), ("t2_fl2d_hemo", W.T2STAR), ("T2*W_FFE", W.T2STAR),
     ],
 )
 def test_name_hints(description, weighting):
@@ -540,7 +549,7 @@ def test_sequence_info_is_frozen():
         ([0.0, 1.0, 0.0, 1.0, 0.0, 0.0], Plane.AXIAL),  # feet-first/prone style: normal -z
         (tilted_axial(10), Plane.AXIAL),  # slightly tilted axial (e.g. along the AC-PC line)
         (tilted_axial(-19.9), Plane.AXIAL),
-        (tilted_axial(25), Plane.OBLIQUE),
+        (tilted_axial(25), Plane.AXIAL),  # angled along the disc: the largest cosine names the plane
         (tilted_axial(45), Plane.OBLIQUE),
         (tilted_axial(80), Plane.CORONAL),  # 10° from coronal
         ([0.999848, 0.0174524, 0.0, -0.0174524, 0.999848, 0.0], Plane.AXIAL),  # in-plane rotation only
@@ -608,3 +617,184 @@ def test_frame_geometry_of_garbled_headers():
     ds = Dataset()
     ds.PerFrameFunctionalGroupsSequence = Sequence([])
     assert frame_geometry(ds) == []
+
+
+# --- cases seen on real scanner files (each failed before the fix) ------------------------------
+
+
+def test_ge_bold_epi_with_zero_b_tag_is_bold_not_dwi():
+    """GE writes its b-value tag (0043,1039) on every EPI, fMRI included, with b = 0."""
+    ds = ge_b(mr("Ax fMRI", vendor="ge", seq="EP\\GR", variant="SS", tr=2000, te=30), 0)
+    info = identify_sequence(ds)
+    assert info.weighting is W.BOLD, info.evidence
+    assert "BOLD echo time" in info.evidence[0]
+
+
+def test_ge_spin_echo_epi_with_b0_needs_the_series_or_the_name():
+    """GE spin-echo EPI field maps (epi_pepolar) carry b = 0 too: one b = 0 image is not DWI."""
+    b0 = ge_b(mr(None, vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 0)
+    alone = identify_sequence(b0)
+    assert alone.weighting is W.OTHER
+    assert "b = 0 (GE slop_int_6 (0043,1039) first value) is no evidence of diffusion" in alone.evidence[0]
+    b1000 = ge_b(mr(None, vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 1000)
+    assert identify_series([b0, b1000]).weighting is W.DWI
+    named = ge_b(mr("Ax DWI", vendor="ge", seq="EP\\SE", variant="NONE", tr=8000, te=90), 0)
+    assert identify_sequence(named).weighting is W.DWI
+
+
+def test_philips_dwi_technique_is_dwi_on_the_b0_image():
+    ds = philips_b(mr(None, vendor="philips", seq="SE", variant="SK", tr=4900, te=72), 0)
+    ds.add_new(0x20011020, "LO", "DwiSE")
+    info = identify_sequence(ds)
+    assert info.weighting is W.DWI
+    assert "Philips Scanning Technique (2001,1020) DWISE" in info.evidence[0]
+
+
+@pytest.mark.parametrize("image_type", ["DERIVED\\PRIMARY\\DIFFUSION\\FA", "DERIVED\\PRIMARY\\DIFFUSION\\TENSOR_B0"])
+def test_derived_diffusion_map_named_dwi_stays_other(image_type):
+    ds = mr("DWI_dir80_PA_FA", seq="EP", tr=3500, te=68, image_type=image_type)
+    info = identify_sequence(ds)
+    assert info.weighting is W.OTHER, info.evidence
+    assert "diffusion-derived map" in info.evidence[0]
+    assert any("parameters win" in e for e in info.evidence)
+
+
+def test_name_never_turns_an_epi_into_t2():
+    ds = mr("t2_tse_tra", seq="EP", variant="SK", tr=6000, te=100)
+    info = identify_sequence(ds)
+    assert info.weighting is W.OTHER, info.evidence
+    assert any("conflict" in e for e in info.evidence)
+
+
+def test_philips_dti_series_whose_first_image_is_b0_is_dwi():
+    b0 = philips_b(mr("DT_HIGH_32DIR", vendor="philips", seq="SE", variant="SK", tr=8800, te=58), 0)
+    b1000 = philips_b(mr("DT_HIGH_32DIR", vendor="philips", seq="SE", variant="SK", tr=8800, te=58), 1000)
+    assert identify_sequence(b0).weighting is not W.DWI  # one image alone cannot tell
+    info = identify_series([b0, b1000])
+    assert info.weighting is W.DWI
+    assert any("image 2 of 2 has b = 1000" in e for e in info.evidence), info.evidence
+
+
+def test_identify_series_of_nothing_is_unknown():
+    info = identify_series([])
+    assert info.weighting is W.UNKNOWN
+    assert info.evidence == ("no images in the series",)
+
+
+def test_philips_fe_epi_is_bold_not_t2():
+    ds = mr("EPI_asc", vendor="philips", seq="GR", variant="SK", tr=2000, te=30)
+    ds.add_new(0x20010010, "LO", "Philips Imaging DD 001")
+    ds.add_new(0x20011020, "LO", "FEEPI")
+    info = identify_sequence(ds)
+    assert info.weighting is W.BOLD, info.evidence
+    assert "Philips Scanning Technique (2001,1020) FEEPI" in info.evidence[0]
+
+
+def test_gre_time_series_with_bold_te_is_bold_at_series_level():
+    """A T2*-weighted GRE repeated at the same slice position is an fMRI time series."""
+    volumes = []
+    for n in (1, 2):
+        ds = mr(None, vendor="philips", seq="GR", variant="SK", tr=2000, te=27)
+        ds.ImagePositionPatient = [0.0, 0.0, 10.0]
+        ds.AcquisitionNumber = n
+        volumes.append(ds)
+    assert identify_sequence(volumes[0]).weighting is W.T2STAR
+    info = identify_series(volumes)
+    assert info.weighting is W.BOLD
+    assert any("repeated volumes" in e for e in info.evidence)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("B0 NS", {"seq": "GR", "tr": 3.8, "te": 1.5, "image_type": "ORIGINAL\\PRIMARY\\T1\\MIXED"}),
+        ("gre_field_mapping", {"seq": "GR", "variant": "SP", "tr": 400, "te": 5.19}),
+        ("gre_field_mapping", {"seq": "GR", "variant": "SP", "tr": 600, "te": 10, "image_type": "ORIGINAL\\PRIMARY\\P\\ND"}),
+        ("B0Map (GRE)", {"seq": "RM", "variant": "NONE", "tr": 800, "te": 4.94}),
+    ],
+)
+def test_field_maps_are_other_with_the_reason(name, kwargs):
+    info = identify_sequence(mr(name, **kwargs))
+    assert info.weighting is W.OTHER, info.evidence
+    assert any("field map" in e for e in info.evidence)
+
+
+def test_philips_swip_image_type_is_swi():
+    ds = mr(None, vendor="philips", seq="GR", variant="SP", tr=31, te=None, image_type="ORIGINAL\\PRIMARY\\SW_M_FFE\\SW_M\\FFE")
+    info = identify_sequence(ds)
+    assert info.weighting is W.SWI
+    assert "SW_M_FFE" in info.evidence[0]
+
+
+@pytest.mark.parametrize("name", ["3 Axis locator", "3-Plane Loc", "TriPilot"])
+def test_localizer_names(name):
+    info = identify_sequence(mr(name, seq="GR", variant="SP", tr=7.5, te=1.7))
+    assert info.weighting is W.LOCALIZER, info.evidence
+
+
+@pytest.mark.parametrize("name", ["T1 loc ref", "LOC REF", "t1_loc_ref"])
+def test_loc_ref_is_not_a_localizer(name):
+    info = identify_sequence(mr(name, tr=500, te=12))
+    assert info.weighting is W.T1, info.evidence
+
+
+def test_research_mode_is_interpreted_from_the_rest():
+    info = identify_sequence(mr("3D Ax T1 MP-RAGE", vendor="ge", seq="RM\\IR", variant="NONE", tr=2217, te=3.2, ti=1000))
+    assert info.weighting is W.T1
+    assert "RM (research mode)" in info.evidence[0]
+    only_rm = identify_sequence(mr(None, vendor="ge", seq="RM", variant="NONE", tr=500, te=12))
+    assert only_rm.weighting is W.T1
+    assert "research mode" in only_rm.evidence[0]
+
+
+def test_spin_echo_tr500_te30_is_t1_at_the_consensus_limit():
+    info = identify_sequence(mr(None, tr=500, te=30))
+    assert info.weighting is W.T1, info.evidence
+    assert "at the consensus limit TE < 30" in info.evidence[0]
+    assert identify_sequence(mr(None, tr=500, te=31)).weighting is W.UNKNOWN
+
+
+def test_low_field_ir_spin_echo_is_flair():
+    """Hyperfine 64 mT FLAIR: TR 4000, TI 1400, TE 194 (CSF null at TR 4000 ≈ 1519 ms)."""
+    ds = mr(None, vendor="siemens", seq="SE\\IR", variant="NONE", tr=4000, te=194, ti=1400, MagneticFieldStrength=0.064)
+    info = identify_sequence(ds)
+    assert info.weighting is W.T2_FLAIR, info.evidence
+    assert "0.064 T" in info.evidence[0] and "CSF null" in info.evidence[0]
+    ds.Manufacturer = "Hyperfine Research"
+    del ds.MagneticFieldStrength
+    assert identify_sequence(ds).weighting is W.T2_FLAIR
+
+
+def test_high_field_flair_ranges_unchanged():
+    """The same header at 1.5 T and 3 T is not a FLAIR: TI 1400 and TR 4000 are below the ranges."""
+    for field in (1.5, 3.0):
+        ds = mr(None, seq="SE\\IR", variant="NONE", tr=4000, te=194, ti=1400, MagneticFieldStrength=field)
+        assert identify_sequence(ds).weighting is W.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("Perfusion_Weighted", {"seq": "EP\\GR", "tr": 4800, "te": 11, "image_type": "DERIVED\\PRIMARY\\ASL\\SUBTRACTION"}),
+        ("3DpCASL", {"seq": "GR", "tr": 4250, "te": 9, "image_type": "ORIGINAL\\PRIMARY\\PERFUSION_FFE\\PERFUSION\\FFE"}),
+        ("ep2d_perf", {"seq": "EP", "tr": 1500, "te": 30}),
+        ("头颅灌注", {"seq": "EP", "tr": 1500, "te": 30}),
+    ],
+)
+def test_perfusion(name, kwargs):
+    info = identify_sequence(mr(name, **kwargs))
+    assert info.weighting is W.PERFUSION, info.evidence
+
+
+@pytest.mark.parametrize("agent", ["ANONYMIZED", "anonymised", "REMOVED", "DELETED", "XXX"])
+def test_anonymised_contrast_agent_is_no_agent(agent):
+    info = identify_sequence(mr("t1_se_tra", tr=550, te=10, agent=agent))
+    assert info.post_contrast is False
+
+
+def test_gradient_echo_epi_during_a_contrast_bolus_is_dsc_perfusion():
+    info = identify_sequence(mr("ep2d_tra_dyn", seq="EP", variant="SK", tr=1500, te=32, agent="Gadovist"))
+    assert info.weighting is W.PERFUSION
+    assert "→ DSC perfusion" in " ".join(info.evidence)
+    anonymised = identify_sequence(mr("ep2d_tra_dyn", seq="EP", variant="SK", tr=1500, te=32, agent="ANONYMIZED"))
+    assert anonymised.weighting is W.BOLD

@@ -39,7 +39,7 @@ def test_study_page_shows_each_mr_series_with_its_weighting_plane_and_evidence(c
 def test_ct_and_dr_series_show_phase_slice_view_and_side(client: TestClient, judged: Judged) -> None:
     sign_in(client)
     (ct,) = series_rows(client.get(f"/studies/{judged.decisions['phantom_ct_chest'].study_instance_uid}").text)
-    assert "<strong>PLAIN</strong> · kernel — · slice 5 mm" in ct
+    assert "<strong>PLAIN</strong> · kernel SOFT_TISSUE · slice 5 mm" in ct
     (dr,) = series_rows(client.get(f"/studies/{judged.decisions['clipped_dr'].study_instance_uid}").text)
     assert "view <strong>PA</strong> · side —" in dr
 
