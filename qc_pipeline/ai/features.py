@@ -22,7 +22,7 @@ from qc_pipeline.ai.preprocess import WORKING_SIZE, to_working_grid
 from qc_pipeline.metrics import ct, dr, mr
 
 FEATURES: Final[dict[str, tuple[str, ...]]] = {
-    "DR": tuple(m for m in dr.METRICS if m not in ("dr.exposure_index", "dr.deviation_index")),
+    "DR": tuple(m for m in dr.METRICS if m not in dr.NOT_MODEL_FEATURES),
     "CT": tuple(m for m in ct.METRICS if m != "ct.coverage_end_percent"),
     "MR": tuple(mr.METRICS),
 }

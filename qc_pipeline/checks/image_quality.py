@@ -33,6 +33,7 @@ from pydicom.dataset import Dataset
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
 from qc_pipeline.catalog.mr_sequences import Weighting, identify_series
+from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement
 from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
@@ -55,7 +56,9 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 """MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
-RULE_IDS: Final = frozenset({NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR})
+RULE_IDS: Final = frozenset(
+    {NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
+)
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
 METRIC_UNITS: Final = {**dr.METRICS, **ct.METRICS, **mr.METRICS, **score_metrics()}
@@ -132,13 +135,18 @@ class _Decoded:
     """One (row, col) array per image or slice."""
     pixel_mm: float | None
     stored_range: tuple[float, float] | None
+    vendor_indicator: dr.VendorIndicator | None = None
+    """DR: the vendor exposure indicator read from the header, if any."""
 
 
-def _measure_target(target: Target, paths: list[Path]) -> tuple[list[Measurement], _Decoded]:
+def _measure_target(
+    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None
+) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
         ds = image.dataset
         stored = stored_value_range(image)
+        indicator = dr_exposure.read_indicator(ds, vendors) if vendors is not None else None
         measured = dr.measure(
             image.array,
             spacing_mm=image.spacing_mm,
@@ -146,8 +154,10 @@ def _measure_target(target: Target, paths: list[Path]) -> tuple[list[Measurement
             exposure_index=_float_tag(ds, "ExposureIndex"),
             target_exposure_index=_float_tag(ds, "TargetExposureIndex"),
             deviation_index=_float_tag(ds, "DeviationIndex"),
+            vendor_indicator=indicator,
         )
-        return measured, _Decoded([image.array], image.spacing_mm[0] if image.spacing_mm else None, stored)
+        pixel_mm = image.spacing_mm[0] if image.spacing_mm else None
+        return measured, _Decoded([image.array], pixel_mm, stored, indicator)
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
@@ -290,13 +300,14 @@ def check_image_quality(
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
     targets = list(_targets(study, item_modality))
+    vendors = dr_exposure.vendor_table(thresholds.directory) if any(t.kind == "dr" for t in targets) else None
     if targets and isinstance(scorer, ModelError):
         findings.append(ai_unavailable_finding(scorer, thresholds))
     for target in targets:
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw, decoded = _measure_target(target, paths)
+                raw, decoded = _measure_target(target, paths, vendors)
         except SourceError:
             raise
         except DegenerateInputError as exc:
@@ -347,6 +358,11 @@ def check_image_quality(
                     )
                 )
                 continue
+            if m.metric == "dr.vendor_exposure_indicator":
+                findings.append(dr_exposure.range_finding(
+                    decoded.vendor_indicator, m, thresholds, label_en=target.label_en, label_zh=target.label_zh,
+                    series_instance_uid=target.series_instance_uid, sop_instance_uid=sop,
+                ))
             not_judged = _judged(m.metric, target)
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
@@ -358,11 +374,13 @@ def check_image_quality(
 METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "dr.exposure_index": ("exposure index EI", "曝光指数 EI"),
     "dr.deviation_index": ("deviation index DI", "偏差指数 DI"),
+    "dr.vendor_exposure_indicator": ("vendor exposure indicator", "厂商曝光指示值"),
     "dr.pixel_exposure_voi_percent": ("pixel exposure estimate", "像素曝光估计"),
     "dr.clipped_stored_max_percent": ("pixels saturated at the stored maximum", "饱和于最大存储值的像素"),
     "dr.clipped_stored_min_percent": ("pixels clipped at the stored minimum", "截断于最小存储值的像素"),
     "dr.pileup_max_percent": ("pixels piled at the image maximum", "堆积于图像最大值的像素"),
     "dr.pileup_min_percent": ("pixels piled at the image minimum", "堆积于图像最小值的像素"),
+    "dr.burnout_anatomy_percent": ("anatomy burned out at the over-exposed end", "解剖区域过曝烧穿（暗端饱和）的像素"),
     "dr.dynamic_range_used_percent": ("dynamic range used", "动态范围利用率"),
     "dr.noise_sd": ("noise SD", "噪声标准差"),
     "dr.noise_relative_percent": ("relative noise", "相对噪声"),

@@ -9,11 +9,16 @@ value range handed to :func:`measure` must be rescaled and oriented the same way
 What is measured, and how:
 
 - exposure from the header: ExposureIndex (0018,1411), TargetExposureIndex (0018,1412) and
-  DeviationIndex (0018,1413); DI = 10 log10(EI / EI_T) (IEC 62494-1:2008);
+  DeviationIndex (0018,1413); DI = 10 log10(EI / EI_T) (IEC 62494-1:2008); without them, a
+  vendor's own exposure indicator (Carestream/Kodak EI, Fuji/Konica S, Agfa lgM, Siemens EXI,
+  Philips EI_s...) converted to a DI where the relation to detector exposure is published
+  (:func:`vendor_deviation_index`; which tag and target per vendor is policy, in ``thresholds/``);
 - an *uncalibrated* estimate of exposure from pixel values: the value of interest (VOI, the median
   of the anatomy, as in IEC 62494-1's definition of EI) placed in the stored value range;
 - clipping: the share of the collimated field pinned at the stored extremes, and the share piled
   up at the field's own brightest / darkest value (clipping by the processing chain);
+- burn-out: the share of the anatomy (the field minus the direct-exposure background that reaches
+  the image edge or a shutter) pinned at its darkest value, the over-exposed end;
 - the share of the stored range that the field uses;
 - noise and SNR in homogeneous regions: the mode of the local (8 x 8, plane-detrended) SD over the
   anatomy, as in the global noise index of Christianson et al., AJR 2015;205:W93;
@@ -50,11 +55,13 @@ BoolArray = npt.NDArray[np.bool_]
 METRICS: Final[Mapping[str, str]] = {
     "dr.exposure_index": "EI",
     "dr.deviation_index": "DI",
+    "dr.vendor_exposure_indicator": "vendor units",
     "dr.pixel_exposure_voi_percent": "%",
     "dr.clipped_stored_max_percent": "%",
     "dr.clipped_stored_min_percent": "%",
     "dr.pileup_max_percent": "%",
     "dr.pileup_min_percent": "%",
+    "dr.burnout_anatomy_percent": "%",
     "dr.dynamic_range_used_percent": "%",
     "dr.noise_sd": "pixel value",
     "dr.noise_relative_percent": "%",
@@ -64,6 +71,12 @@ METRICS: Final[Mapping[str, str]] = {
     "dr.blur_effect": "1",
 }
 """Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result."""
+
+NOT_MODEL_FEATURES: Final = frozenset(
+    {"dr.exposure_index", "dr.deviation_index", "dr.vendor_exposure_indicator", "dr.burnout_anatomy_percent"}
+)
+"""Metrics the metric-based acceptability model does not read: header values (its training images
+have no headers) and metrics added after it was trained (its feature vector must not change)."""
 
 GRID_MAX_SIDE: Final = 512
 """Longest side of the strided subsample on which masks, histograms and shares are computed."""
@@ -76,6 +89,10 @@ SHUTTER_EDGE_COVER: Final = 0.9
 """A pinned region is an electronic shutter when it covers at least this share of an image edge."""
 MIN_FIELD_FRACTION: Final = 0.01
 """Below this share of the image the collimated field is too small to measure."""
+COLLIMATOR_LEVEL: Final = 0.9
+"""An unmasked collimator shadow is brighter than p1 + this x (p99.9 - p1) of the field."""
+COLLIMATOR_MAX_DEPTH: Final = 1 / 3
+"""An unmasked collimator band reaches at most this share of the image from its edge."""
 BACKGROUND_LEVEL: Final = 0.2
 """Raw background (direct exposure) is darker than p1 + this x (p99 - p1) of the field."""
 NOISE_BLOCK: Final = 8
@@ -133,6 +150,65 @@ def deviation_index(exposure_index: float, target_exposure_index: float) -> floa
     return 10.0 * math.log10(float(exposure_index) / float(target_exposure_index))
 
 
+CONVERSIONS: Final = ("proportional", "inverse", "log", "none")
+"""How a vendor indicator v relates to the detector exposure X (see :func:`vendor_deviation_index`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorIndicator:
+    """A vendor's exposure indicator found in a header, and how it relates to the detector exposure."""
+
+    name: str
+    """What the value is, e.g. "Carestream/Kodak EI"."""
+    tag: str
+    """Where it was read, e.g. "RelativeXRayExposure (0018,1405)"."""
+    value: float
+    unit: str
+    conversion: str
+    """One of :data:`CONVERSIONS`; "none": no published relation, judged against a vendor range."""
+    target: float | None
+    """The value on target (DI = 0), in the vendor's units (None for "none": no target known)."""
+    source: str
+    per_decade: float | None = None
+    """For "log": vendor units per factor 10 of exposure (Kodak EI 1000, Agfa lgM 1)."""
+    plausible: tuple[float, float] | None = None
+    """Values outside this range are not this indicator (another scale written in the same tag)."""
+    review_outside: tuple[float, float] | None = None
+    """For "none": the vendor range outside which a person looks at the image."""
+
+
+def vendor_deviation_index(
+    value: float, *, conversion: str, target: float | None, per_decade: float | None = None
+) -> float:
+    """Deviation index from a vendor exposure indicator ``value`` and its on-target value.
+
+    - "proportional" (v ∝ X: IEC EI, Siemens EXI): DI = 10 log10(v / target);
+    - "inverse" (v ∝ 1/X: Fuji and Konica S, Philips EI_s): DI = 10 log10(target / v);
+    - "log" (v = k log10(X) + c: Carestream/Kodak EI, k = 1000; Agfa lgM, k = 1):
+      DI = 10 (v - target) / k.
+
+    All follow from DI = 10 log10(X / X_T) (IEC 62494-1:2008; AAPM TG-116, Shepard et al.,
+    Med. Phys. 2009;36:2898), so +3 is about twice the exposure for every vendor: Kodak EI +300,
+    lgM +0.3, S halved.
+    """
+    if not (_finite(value) and _finite(target)):
+        raise DegenerateInputError(f"vendor indicator {value!r} and target {target!r} must be finite numbers")
+    if conversion == "log":
+        if not (_finite(per_decade) and float(per_decade) > 0.0):  # type: ignore[arg-type]
+            raise DegenerateInputError(f"a 'log' indicator needs per_decade > 0, found {per_decade!r}")
+        return 10.0 * (float(value) - float(target)) / float(per_decade)  # type: ignore[arg-type]
+    if conversion in ("proportional", "inverse"):
+        if float(value) <= 0.0 or float(target) <= 0.0:
+            raise DegenerateInputError(
+                f"a '{conversion}' indicator needs value and target > 0, found {value!r} and {target!r}"
+            )
+        ratio = float(value) / float(target)
+        return 10.0 * math.log10(ratio if conversion == "proportional" else 1.0 / ratio)
+    raise DegenerateInputError(
+        f"conversion {conversion!r} has no deviation index; one of {', '.join(c for c in CONVERSIONS if c != 'none')}"
+    )
+
+
 # --- masks -----------------------------------------------------------------------------------
 
 
@@ -184,6 +260,82 @@ def background_threshold(field_values: FloatArray) -> float:
     if p99 <= p1:
         raise DegenerateInputError(f"the field has no contrast: p1 = p99 = {p1:g}")
     return float(p1 + BACKGROUND_LEVEL * (p99 - p1))
+
+
+def collimator_bands(image: FloatArray, *, field: BoolArray) -> BoolArray:
+    """Unmasked collimator shadows: straight bright bands along the image edges.
+
+    From each image edge inward, whole rows (or columns) are taken while at least
+    ``SHUTTER_EDGE_COVER`` of their field pixels are brighter than p1 + ``COLLIMATOR_LEVEL`` x
+    (p99.9 - p1) of the field, up to ``COLLIMATOR_MAX_DEPTH`` of the image. Outside the collimation
+    the detector gets only scatter, so in MONOCHROME2 the shadow is nearly as bright as anything in
+    the image and runs straight along an edge; anatomy rarely fills a whole line that bright.
+    Site heuristic [D].
+    """
+    if image.ndim != 2 or image.shape != field.shape:
+        raise DegenerateInputError(
+            f"image and field must be 2-D arrays of one shape, found {image.shape} and {field.shape}"
+        )
+    bands = np.zeros(image.shape, dtype=bool)
+    values = image[field]
+    if values.size == 0:
+        return bands
+    p1, p_top = np.percentile(values, [1.0, 99.9])
+    bright = field & (image > p1 + COLLIMATOR_LEVEL * (p_top - p1))
+    for axis in (0, 1):
+        n = image.shape[axis]
+        counts = field.sum(axis=1 - axis)
+        share = np.where(counts > 0, bright.sum(axis=1 - axis) / np.maximum(counts, 1), 1.0)
+        full = share >= SHUTTER_EDGE_COVER
+        depth = int(n * COLLIMATOR_MAX_DEPTH)
+        for order in (range(n), range(n - 1, -1, -1)):
+            for k, line in enumerate(order):
+                if k >= depth or not full[line]:
+                    break
+                if axis == 0:
+                    bands[line, :] = True
+                else:
+                    bands[:, line] = True
+    return bands & field
+
+
+def open_background_mask(image: FloatArray, *, shutters: BoolArray, threshold: float) -> BoolArray:
+    """Raw background (direct exposure) of the field: dark pixels connected to the image edge or a shutter.
+
+    A field pixel at or below ``threshold`` (:func:`background_threshold`) belongs to the raw
+    background when its 4-connected dark region touches the first or last row or column of the
+    image, or a shutter pixel. Direct exposure surrounds the body and runs out to the edges or
+    the collimation; dark regions enclosed by anatomy (burned-out lungs inside the chest wall and
+    mediastinum) do not, and stay anatomy. Site heuristic [D]: a background pocket fully enclosed
+    by the body (a hand on the hip) counts as anatomy.
+    """
+    if not (image.shape == shutters.shape) or image.ndim != 2:
+        raise DegenerateInputError(
+            f"image and shutters must be 2-D arrays of one shape, found {image.shape} and {shutters.shape}"
+        )
+    dark = (image <= threshold) & ~shutters
+    labels, count = ndimage.label(dark | shutters)
+    if count == 0:
+        return np.zeros(image.shape, dtype=bool)
+    open_labels = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]):
+        open_labels[edge] = True
+    open_labels[0] = False
+    return dark & open_labels[labels]
+
+
+def burnout_percent(anatomy_values: FloatArray, *, tolerance: float) -> tuple[float, float]:
+    """Share of the anatomy pinned at its darkest value, in percent, and that value.
+
+    B = 100 * #{ v <= min(v) + tolerance } / N over the anatomy pixels v (MONOCHROME2: low = much
+    detector signal). Over-exposure and a look-up table that saturates pin the thinnest parts of
+    the anatomy (the lungs of a chest film) at one value at the dark end ("burned out"); AAPM
+    TG-116 (Shepard et al. 2009): "repeat only if relevant anatomy is clipped".
+    """
+    if anatomy_values.size == 0:
+        raise DegenerateInputError("burnout_percent got no anatomy pixels")
+    level = float(anatomy_values.min())
+    return pinned_percent(anatomy_values, level=level, tolerance=tolerance), level
 
 
 # --- clipping, range, exposure estimate --------------------------------------------------------
@@ -408,8 +560,48 @@ def _number(value: object) -> float | None:
     return float(value) if _finite(value) else None  # type: ignore[arg-type]
 
 
-def _exposure(exposure_index: object, target_exposure_index: object, deviation: object) -> list[Measurement]:
-    """``dr.exposure_index`` and ``dr.deviation_index`` from the header values (None = absent)."""
+def _vendor_relation(ind: VendorIndicator) -> str:
+    if ind.conversion == "log":
+        return f"DI = 10 x ({ind.name} - {ind.target:g}) / {ind.per_decade:g}"
+    if ind.conversion == "proportional":
+        return f"DI = 10 log10({ind.name} / {ind.target:g})"
+    if ind.conversion == "inverse":
+        return f"DI = 10 log10({ind.target:g} / {ind.name})"
+    if ind.review_outside is None:
+        return "no published relation to exposure and no vendor range: recorded, not judged"
+    return (f"no published relation to exposure: judged against the vendor range "
+            f"{ind.review_outside[0]:g}-{ind.review_outside[1]:g}")
+
+
+def _vendor(ind: VendorIndicator | None) -> tuple[Measurement, float | None, str]:
+    """``dr.vendor_exposure_indicator``, the DI it converts to (None when it does not) and why not."""
+    unit = METRICS["dr.vendor_exposure_indicator"]
+    if ind is None:
+        why = "no vendor exposure indicator for this manufacturer in the header"
+        return Measurement("dr.vendor_exposure_indicator", None, unit, why), None, why
+    read = f"{ind.tag} = {ind.value:g} read as {ind.name} ({ind.unit})"
+    if not _finite(ind.value):
+        why = f"{read}: not a finite number"
+        return Measurement("dr.vendor_exposure_indicator", None, unit, why), None, why
+    if ind.plausible is not None and not ind.plausible[0] <= ind.value <= ind.plausible[1]:
+        why = (f"{read}: outside the plausible range {ind.plausible[0]:g}-{ind.plausible[1]:g} of that "
+               "indicator, so it is another scale written in the same tag and is not converted")
+        return Measurement("dr.vendor_exposure_indicator", None, unit, why), None, why
+    detail = f"{read}; {_vendor_relation(ind)}; source: {ind.source}"
+    measurement = Measurement("dr.vendor_exposure_indicator", float(ind.value), unit, detail)
+    if ind.conversion == "none":
+        return measurement, None, f"{read}: no published conversion to DI ({_vendor_relation(ind)})"
+    try:
+        di = vendor_deviation_index(ind.value, conversion=ind.conversion, target=ind.target, per_decade=ind.per_decade)
+    except DegenerateInputError as exc:
+        return measurement, None, f"{read}: {exc}"
+    return measurement, di, detail
+
+
+def _exposure(
+    exposure_index: object, target_exposure_index: object, deviation: object, vendor: VendorIndicator | None = None
+) -> list[Measurement]:
+    """``dr.exposure_index``, ``dr.deviation_index`` and ``dr.vendor_exposure_indicator`` from the header."""
     ei_unit, di_unit = METRICS["dr.exposure_index"], METRICS["dr.deviation_index"]
     ei_value = _number(exposure_index)
     if exposure_index is None:
@@ -418,6 +610,7 @@ def _exposure(exposure_index: object, target_exposure_index: object, deviation: 
         ei = Measurement("dr.exposure_index", ei_value, ei_unit, "ExposureIndex (0018,1411)")
     else:
         ei = Measurement("dr.exposure_index", None, ei_unit, f"ExposureIndex (0018,1411) invalid: {exposure_index!r}")
+    vendor_m, vendor_di, vendor_detail = _vendor(vendor)
 
     computed: float | None = None
     given = (("ExposureIndex", exposure_index), ("TargetExposureIndex", target_exposure_index))
@@ -435,12 +628,17 @@ def _exposure(exposure_index: object, target_exposure_index: object, deviation: 
         detail = "DeviationIndex (0018,1413) from the header"
         if computed is not None and abs(computed - header_di) > 0.5:
             detail += f"; it disagrees with 10*log10(EI/EI_T) = {computed:.2f}"
-        return [ei, Measurement("dr.deviation_index", header_di, di_unit, detail)]
+        return [ei, Measurement("dr.deviation_index", header_di, di_unit, detail), vendor_m]
     head = "DeviationIndex (0018,1413) " + ("absent" if deviation is None else f"invalid ({deviation!r})")
     if computed is not None:
         detail = f"{head}; computed as 10*log10(ExposureIndex/TargetExposureIndex) (IEC 62494-1)"
-        return [ei, Measurement("dr.deviation_index", computed, di_unit, detail)]
-    return [ei, Measurement("dr.deviation_index", None, di_unit, f"{head}; not computable: {why_not}")]
+        return [ei, Measurement("dr.deviation_index", computed, di_unit, detail), vendor_m]
+    if vendor_di is not None:
+        detail = f"{head}, {why_not}; converted from the vendor indicator: {vendor_detail}"
+        return [ei, Measurement("dr.deviation_index", vendor_di, di_unit, detail), vendor_m]
+    detail = (f"{head}; not computable: {why_not}; {vendor_detail}; exposure estimated from pixels only "
+              "(the uncalibrated pixel exposure estimate)")
+    return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m]
 
 
 def _image_metrics(
@@ -518,7 +716,9 @@ def _image_metrics(
                     "dr.noise_relative_percent", "dr.snr"):
             out[key] = (None, str(exc))
         threshold = None
+        out["dr.burnout_anatomy_percent"] = (None, str(exc))
     if threshold is not None:
+        out["dr.burnout_anatomy_percent"] = _burnout(grid, shutters=shutters, threshold=threshold, tolerance=own_tol)
         anatomy_grid = field & (grid > threshold)
         anatomy_values = grid[anatomy_grid]
         if anatomy_values.size == 0:
@@ -560,6 +760,24 @@ def _image_metrics(
         )
     except DegenerateInputError as exc:
         out["dr.blur_effect"] = (None, str(exc))
+
+
+def _burnout(
+    grid: FloatArray, *, shutters: BoolArray, threshold: float, tolerance: float
+) -> tuple[float | None, str]:
+    """``dr.burnout_anatomy_percent`` (value, detail) on the working grid."""
+    outside = shutters | collimator_bands(grid, field=~shutters)
+    anatomy = ~outside & ~open_background_mask(grid, shutters=outside, threshold=threshold)
+    values = grid[anatomy]
+    if values.size == 0:
+        return None, "no anatomy: the whole field is direct-exposure background reaching the image edge"
+    share, level = burnout_percent(values, tolerance=tolerance)
+    return share, (
+        f"share of the anatomy ({100 * values.size / grid.size:.1f} % of the image: the field minus unmasked "
+        f"collimator bands and the direct-exposure background that reaches the image edge, a shutter or a "
+        f"collimator band) pinned at its darkest value "
+        f"{level:g}, the over-exposed end"
+    )
 
 
 def _centred_window(start: int, stop: int, size: int) -> tuple[int, int]:
@@ -628,6 +846,7 @@ def measure(
     exposure_index: float | None,
     target_exposure_index: float | None,
     deviation_index: float | None,
+    vendor_indicator: VendorIndicator | None = None,
 ) -> list[Measurement]:
     """Every DR metric of one radiograph, one Measurement per id of :data:`METRICS`, in that order.
 
@@ -637,12 +856,15 @@ def measure(
     ``exposure_index``, ``target_exposure_index`` and ``deviation_index`` the header values
     (0018,1411), (0018,1412), (0018,1413), None when absent.
 
-    DI is the header's DeviationIndex when present, else 10 log10(EI / EI_T) when both are > 0.
+    DI is the header's DeviationIndex when present, else 10 log10(EI / EI_T) when both are > 0,
+    else the ``vendor_indicator`` converted by :func:`vendor_deviation_index` when its vendor
+    publishes a relation to exposure and its value is plausible; ``dr.vendor_exposure_indicator``
+    records that indicator's value whatever the IEC tags say.
     Never raises for bad image content: a metric that cannot be measured has value None and a
     ``detail`` saying why.
     """
     results: dict[str, tuple[float | None, str]] = {}
-    for m in _exposure(exposure_index, target_exposure_index, deviation_index):
+    for m in _exposure(exposure_index, target_exposure_index, deviation_index, vendor_indicator):
         results[m.metric] = (m.value, m.detail)
     array = np.asarray(image)
     try:

@@ -137,3 +137,95 @@ def dr_phantom(
         background=float(background),
         body_level=float(body_level),
     )
+
+
+@dataclass(frozen=True)
+class ChestPhantom:
+    """A synthetic PA chest radiograph (MONOCHROME2, 12 bits) and what is true about it."""
+
+    image: npt.NDArray[np.uint16]
+    body: npt.NDArray[np.bool_]
+    """True where the noise-free body weight is above one half."""
+    lungs: npt.NDArray[np.bool_]
+    """True inside the two lung ellipses (weight above one half)."""
+    burned: npt.NDArray[np.bool_]
+    """Lung pixels set to 0, the over-exposed end (burned out)."""
+
+    @property
+    def background_percent(self) -> float:
+        return 100.0 * float(np.count_nonzero(~self.body)) / self.body.size
+
+    @property
+    def burned_lung_percent(self) -> float:
+        return 100.0 * float(np.count_nonzero(self.burned)) / float(np.count_nonzero(self.lungs))
+
+
+def chest_phantom(
+    *,
+    shape: tuple[int, int] = (256, 256),
+    seed: int = 0,
+    noise_sd: float = 20.0,
+    body_semi_axes: tuple[float, float] = (0.45, 0.36),
+    burnout: float = 0.0,
+    background: float = 0.0,
+    collimator: float = 0.0,
+) -> ChestPhantom:
+    """A seeded PA chest (MONOCHROME2, 12 bits, no shutters) with lungs that may be burned out.
+
+    Layers (a, b = ``body_semi_axes`` in fractions of rows, cols; soft edges 1.5 px wide):
+
+    1. direct exposure outside the body at ``background`` (0: pinned at the over-exposed end, as an
+       unattenuated beam saturates the detector or the look-up table);
+    2. body: ellipse centred at (0.55, 0.5), level 2600;
+    3. two lungs, darker by 1400: ellipses at (0.55 - 0.2 a, 0.5 -/+ 0.45 b), semi-axes (0.6 a, 0.33 b),
+       so that chest wall and mediastinum enclose them;
+    4. mediastinum and spine, brighter by 500: ellipse at (0.55 - 0.1 a, 0.5), semi-axes (0.8 a, 0.12 b);
+    5. Gaussian noise N(0, ``noise_sd``^2) from ``numpy.random.default_rng(seed)``, not in a
+       pinned background (``background`` 0 stays exactly 0);
+    6. burn-out: the darkest (noise-free) ``burnout`` share of the lung pixels set to 0;
+    7. an unmasked collimator shadow: bands ``collimator`` x rows (cols) wide along the four edges
+       at 3900 + N(0, ``noise_sd``^2) (scatter only, nearly white; not an electronic shutter);
+    8. rounding and clipping to [0, 4095].
+    """
+    rows, cols = shape
+    if rows < 64 or cols < 64:
+        raise ValueError(f"shape must be at least (64, 64), got {shape}")
+    if not 0.0 <= burnout <= 1.0:
+        raise ValueError(f"burnout must be in [0, 1], got {burnout!r}")
+    if not 0.0 <= collimator < 0.1:
+        raise ValueError(f"collimator must be in [0, 0.1) (band width per edge), got {collimator!r}")
+    if not 0.0 <= background < 1200.0:
+        raise ValueError(f"background must be in [0, 1200) (darker than the lungs), got {background!r}")
+    rng = np.random.default_rng(seed)
+    r = (np.arange(rows, dtype=np.float64) + 0.5)[:, None]
+    c = (np.arange(cols, dtype=np.float64) + 0.5)[None, :]
+    a, b = body_semi_axes[0] * rows, body_semi_axes[1] * cols
+    r0, c0 = 0.55 * rows, 0.5 * cols
+
+    def weight(center: tuple[float, float], semi: tuple[float, float]) -> npt.NDArray[np.float64]:
+        radius = np.sqrt(((r - center[0]) / semi[0]) ** 2 + ((c - center[1]) / semi[1]) ** 2)
+        return 1.0 / (1.0 + np.exp((radius - 1.0) * min(semi) / 1.5))
+
+    body = weight((r0, c0), (a, b))
+    lungs = sum(weight((r0 - 0.2 * a, c0 + side * 0.45 * b), (0.6 * a, 0.33 * b)) for side in (-1.0, 1.0))
+    clean = background + (2600.0 - background) * body - 1400.0 * lungs * body
+    clean = clean + 500.0 * weight((r0 - 0.1 * a, c0), (0.8 * a, 0.12 * b)) * body
+    noise = rng.normal(0.0, noise_sd, shape)
+    if background == 0.0:
+        noise = noise * (body > 0.5)
+    image = clean + noise
+    lung_mask = (lungs > 0.5) & (body > 0.5)
+    burned = np.zeros(shape, dtype=bool)
+    n_burn = int(round(burnout * np.count_nonzero(lung_mask)))
+    if n_burn:
+        order = np.argsort(np.where(lung_mask, clean, np.inf), axis=None, kind="stable")[:n_burn]
+        burned.flat[order] = True
+        image[burned] = 0.0
+    band_r, band_c = int(round(collimator * rows)), int(round(collimator * cols))
+    if band_r or band_c:
+        band = np.zeros(shape, dtype=bool)
+        band[:band_r, :] = band[rows - band_r :, :] = True
+        band[:, :band_c] = band[:, cols - band_c :] = True
+        image[band] = 3900.0 + rng.normal(0.0, noise_sd, int(np.count_nonzero(band)))
+    image = np.clip(np.rint(image), 0.0, STORED_MAX).astype(np.uint16)
+    return ChestPhantom(image=image, body=body > 0.5, lungs=lung_mask, burned=burned)

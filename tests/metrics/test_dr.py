@@ -17,7 +17,7 @@ from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.io.pixels import load_image
 from qc_pipeline.metrics import dr
 from qc_pipeline.rules.schema import Rule, RuleFile
-from tests.metrics.phantoms_dr import STORED_MAX, dr_phantom
+from tests.metrics.phantoms_dr import STORED_MAX, chest_phantom, dr_phantom
 
 THRESHOLDS = Path(__file__).resolve().parents[2] / "thresholds" / "image_quality_dr.yaml"
 SCALE_FREE = (
@@ -26,6 +26,7 @@ SCALE_FREE = (
     "dr.clipped_stored_min_percent",
     "dr.pileup_max_percent",
     "dr.pileup_min_percent",
+    "dr.burnout_anatomy_percent",
     "dr.dynamic_range_used_percent",
     "dr.noise_relative_percent",
     "dr.collimated_field_percent",
@@ -33,7 +34,7 @@ SCALE_FREE = (
     "dr.blur_effect",
 )
 """Metrics unchanged by a gain and an offset of the pixel values (stored range transformed alike)."""
-HIGH_FAIL = "image_quality.dr.deviation_index_high.fail"
+HIGH_REVIEW = "image_quality.dr.deviation_index_high.review"
 LOW_REVIEW = "image_quality.dr.deviation_index_low.review"
 LOW_FAIL = "image_quality.dr.deviation_index_low.fail"
 
@@ -70,6 +71,8 @@ def fired(measurements: dict[str, Measurement]) -> dict[str, str]:
     """Rule id -> severity of every rule of image_quality_dr.yaml that fires on these values."""
     out = {}
     for rule in load_rules():
+        if rule.metric is None:
+            continue
         value = measurements[rule.metric].value
         if value is None:
             continue
@@ -98,6 +101,9 @@ def test_thresholds_file_is_valid_and_names_only_known_metrics() -> None:
     assert rules, "no rule in image_quality_dr.yaml"
     for rule in rules:
         assert rule.id.startswith("image_quality.dr.")
+        if rule.metric is None:  # judged by the check (the vendor exposure range), not by a metric limit
+            assert rule.id == "image_quality.dr.vendor_exposure_outside_range.review"
+            continue
         assert rule.metric in dr.METRICS
         assert rule.units == dr.METRICS[rule.metric]
         assert set(rule.modalities) <= {"CR", "DX"}
@@ -177,9 +183,11 @@ def test_exposure_index_reported_as_given_or_none() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        # EI 4x target (DI +6.0) and header DI +4: excessive exposure -> fail.
-        ({"exposure_index": 1600.0, "target_exposure_index": 400.0}, {HIGH_FAIL: "fail"}),
-        ({"deviation_index": 4.0}, {HIGH_FAIL: "fail"}),
+        # EI 4x target (DI +6.0) and header DI +4: excessive exposure -> review, not fail (TG-116:
+        # repeat only if relevant anatomy is clipped; the clipping and burn-out rules judge that).
+        ({"exposure_index": 1600.0, "target_exposure_index": 400.0}, {HIGH_REVIEW: "review"}),
+        ({"deviation_index": 4.0}, {HIGH_REVIEW: "review"}),
+        ({"deviation_index": 3.5}, {HIGH_REVIEW: "review"}),
         # +2: over-exposed but not clipped -> no finding (TG-116: repeat only if clipped).
         ({"deviation_index": 2.0}, {}),
         ({"deviation_index": 0.0}, {}),
@@ -241,6 +249,84 @@ def test_clipping_rules_fire_on_the_intended_phantoms() -> None:
         "image_quality.dr.pileup_max.review": "review",
     }
     assert fired(run(dr_phantom(seed=4).image)) == {}
+
+
+BURNOUT_REVIEW = "image_quality.dr.burnout_anatomy.review"
+BURNOUT_FAIL = "image_quality.dr.burnout_anatomy.fail"
+
+
+@pytest.mark.parametrize("burnout", [0.3, 0.6, 1.0])
+def test_burned_out_lungs_are_measured_inside_the_anatomy(burnout: float) -> None:
+    # 256 px, no subsampling: every burned lung pixel is enclosed by chest wall and mediastinum and
+    # counts; the pinned background outside the body does not. Tolerance: the anatomy found reaches
+    # down the body's soft edge to the background threshold (weight 0.24, about 1.7 px beyond the
+    # truth's weight 0.5 on a 115 x 92 px ellipse: about 3.5 % more pixels), so 5 % relative.
+    phantom = chest_phantom(seed=21, burnout=burnout)
+    got = run(phantom.image.astype(np.float64))["dr.burnout_anatomy_percent"]
+    truth = 100.0 * np.count_nonzero(phantom.burned) / np.count_nonzero(phantom.body)
+    assert got.value == pytest.approx(truth, rel=0.05)
+    assert "pinned at its darkest value 0" in got.detail
+
+
+def test_black_direct_exposure_background_is_not_burn_out() -> None:
+    for axes in ((0.45, 0.36), (0.34, 0.26)):
+        phantom = chest_phantom(seed=22, body_semi_axes=axes)
+        got = run(phantom.image.astype(np.float64))
+        assert got["dr.pileup_min_percent"].value > 30.0  # the background is pinned at 0 ...
+        assert got["dr.burnout_anatomy_percent"].value < 0.05  # ... and left out of the anatomy
+        assert fired(got) == {}
+
+
+def test_unmasked_collimation_does_not_enclose_the_background() -> None:
+    # A bright collimator shadow along every edge (not an electronic shutter) encloses the pinned
+    # background inside the collimation; it is found as collimator bands, so the background stays
+    # background and burned-out lungs are still found.
+    normal = chest_phantom(seed=23, body_semi_axes=(0.38, 0.3), collimator=0.06)
+    got = run(normal.image.astype(np.float64))
+    assert got["dr.burnout_anatomy_percent"].value < 0.05
+    assert "collimator band" in got["dr.burnout_anatomy_percent"].detail
+    burned = chest_phantom(seed=23, body_semi_axes=(0.38, 0.3), collimator=0.06, burnout=0.5)
+    assert run(burned.image.astype(np.float64))["dr.burnout_anatomy_percent"].value > 10.0
+    bands = dr.collimator_bands(normal.image.astype(np.float64), field=np.ones(normal.image.shape, dtype=bool))
+    expected = np.zeros(normal.image.shape, dtype=bool)
+    expected[:15, :] = expected[-15:, :] = expected[:, :15] = expected[:, -15:] = True  # round(0.06 x 256)
+    assert np.array_equal(bands, expected)
+
+
+def test_burnout_rules_per_item() -> None:
+    by_id = {rule.id: rule for rule in load_rules()}
+    for rule_id, default, chest in ((BURNOUT_REVIEW, 5.0, 2.0), (BURNOUT_FAIL, 25.0, 10.0)):
+        rule = by_id[rule_id]
+        assert rule.limit == default and rule.per_item == {"YB-001": chest, "YB-002": chest, "YB-003": chest}
+        assert "site default" in rule.source and "TG-116" in rule.source
+
+
+def test_open_background_reaches_the_edge_or_a_shutter() -> None:
+    image = np.full((40, 40), 100.0)
+    image[:, :4] = 1000.0  # a shutter on the left
+    image[10:20, 4:8] = 0.0  # dark, touching the shutter: background
+    image[25:30, 20:25] = 0.0  # dark, enclosed: anatomy
+    image[0:3, 30:35] = 0.0  # dark, touching the top edge: background
+    shutters = np.zeros(image.shape, dtype=bool)
+    shutters[:, :4] = True
+    mask = dr.open_background_mask(image, shutters=shutters, threshold=50.0)
+    assert mask[10:20, 4:8].all() and mask[0:3, 30:35].all()
+    assert not mask[25:30, 20:25].any() and not mask[shutters].any()
+    assert np.count_nonzero(mask) == 40 + 15
+    share, level = dr.burnout_percent(image[~shutters & ~mask], tolerance=0.0)
+    assert level == 0.0 and share == pytest.approx(100.0 * 25 / (36 * 40 - 55))
+
+
+def test_burned_out_real_chest_is_flagged() -> None:
+    # RG1 (real CR chest) with its darkest 8 % of pixels pinned at their lowest value, as a look-up
+    # table that saturates at the dark end does: the lungs burn out inside the chest (4.5 % of the
+    # anatomy: above the chest items' review limit of 2 %); the darkest pixels that reach the image
+    # edge (beside the shoulders) are direct exposure and do not count, hence less than 8 %.
+    image = np.array(load_image(Path(get_testdata_file("RG1_UNCI.dcm"))).array, dtype=np.float64)
+    cut = np.percentile(image, 8.0)
+    image[image <= cut] = image.min()
+    got = run(image, stored_range=(0.0, 2.0**15 - 1))["dr.burnout_anatomy_percent"]
+    assert 2.0 < got.value < 8.0
 
 
 def test_shutters_are_not_clipping_and_whole_edges_are_needed() -> None:
@@ -464,7 +550,7 @@ def test_measure_never_raises_on_bad_images(image: np.ndarray, reason: str) -> N
     got = run(image, deviation_index=1.5)
     assert got["dr.deviation_index"].value == 1.5  # header metrics survive a bad image
     for key in dr.METRICS:
-        if key not in ("dr.deviation_index", "dr.exposure_index"):
+        if key not in ("dr.deviation_index", "dr.exposure_index", "dr.vendor_exposure_indicator"):
             assert got[key].value is None, key
             assert reason in got[key].detail, (key, got[key].detail)
 
@@ -519,6 +605,12 @@ def test_pure_function_raises() -> None:
         dr.block_stats(np.ones((4, 64)))
     with pytest.raises(DegenerateInputError, match="need at least 50 blocks"):
         dr.sd_mode(np.ones(10))
+    with pytest.raises(DegenerateInputError, match="burnout_percent got no anatomy pixels"):
+        dr.burnout_percent(np.array([]), tolerance=0.0)
+    with pytest.raises(DegenerateInputError, match="image and field must be 2-D arrays of one shape"):
+        dr.collimator_bands(np.ones((8, 8)), field=np.ones((9, 8), dtype=bool))
+    with pytest.raises(DegenerateInputError, match="image and shutters must be 2-D arrays of one shape"):
+        dr.open_background_mask(np.ones((8, 8)), shutters=np.zeros((8, 9), dtype=bool), threshold=0.5)
     with pytest.raises(DegenerateInputError, match="band width must be >= 1"):
         dr.border_band((64, 64), width=0)
     with pytest.raises(DegenerateInputError, match="leaves no interior"):
@@ -568,6 +660,7 @@ GOLDEN = {
         "dr.clipped_stored_min_percent": 0.0,
         "dr.pileup_max_percent": 0.00044359864968571036,
         "dr.pileup_min_percent": 0.00044359864968571036,
+        "dr.burnout_anatomy_percent": 0.00045387701748334273,
         "dr.dynamic_range_used_percent": 66.53340250862148,
         "dr.noise_sd": 160.0086441685298,
         "dr.noise_relative_percent": 0.7741584586202231,
@@ -582,6 +675,7 @@ GOLDEN = {
         "dr.clipped_stored_min_percent": 0.0,
         "dr.pileup_max_percent": 0.08171083151753708,
         "dr.pileup_min_percent": 0.0008786110915864202,
+        "dr.burnout_anatomy_percent": 0.001509206157561123,
         "dr.dynamic_range_used_percent": 99.41348973607037,
         "dr.noise_sd": 3.9413074764154126,
         "dr.noise_relative_percent": 0.38945726051535695,

@@ -73,10 +73,11 @@ def test_findings_use_real_rules_and_the_verdict_rule(thresholds, decisions) -> 
 
 
 def test_verdict_mixes_differ_and_one_institution_is_clearly_worse(decisions) -> None:
+    # Not passed = fail or review: an over-exposure (DI > +3) is a review, not a fail (AAPM TG-116).
     fail_rate = {}
     for inst in INSTITUTIONS:
         mine = [d for d in decisions if d.study.institution == inst.name]
-        fail_rate[inst.code] = sum(str(d.verdict) == "fail" for d in mine) / len(mine)
+        fail_rate[inst.code] = sum(str(d.verdict) != "pass" for d in mine) / len(mine)
     worst = max(fail_rate, key=fail_rate.__getitem__)
     assert worst == "CQC"
     assert fail_rate["CQC"] > 2 * max(v for k, v in fail_rate.items() if k != "CQC")
