@@ -36,7 +36,7 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
-from qc_pipeline.catalog.mr_sequences import Weighting, identify_series
+from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
@@ -350,6 +350,7 @@ def check_image_quality(
                 sop_instance_uid=sop,
             ))
         unmeasured: dict[tuple[str, str], list[Measurement]] = {}
+        by_design = _unmeasured_by_design(target)
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
             if m.value is not None and not math.isfinite(m.value):
@@ -362,6 +363,8 @@ def check_image_quality(
                 )
             if m.value is None:
                 m = dataclasses.replace(m, unmeasured=_unmeasured_kind(m))
+                if by_design is not None and m.unmeasured is Unmeasured.UNMEASURABLE:
+                    m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
                 applies = _judged(m.metric, target) is None and any(
@@ -408,6 +411,28 @@ def _unmeasured_kind(m: Measurement) -> Unmeasured:
     if m.unmeasured is not None:
         return m.unmeasured
     return Unmeasured.NOT_APPLICABLE if m.metric in HEADER_METRICS else Unmeasured.UNMEASURABLE
+
+
+EPI_WEIGHTINGS: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION})
+"""Echo-planar series and their maps, whatever ScanningSequence says: diffusion (and ADC), BOLD
+fMRI, perfusion."""
+
+
+def _unmeasured_by_design(target: Target) -> str | None:
+    """Why a metric that could not be measured on this target is not applicable by design, or None.
+
+    Echo-planar series (ScanningSequence (0018,0020) EP, or :data:`EPI_WEIGHTINGS`) put N/2 ghosts and low-SNR noise in the air by design, and ADC maps
+    hold computed values, not magnitude noise; their air is not expected to be noise-like.
+    """
+    if target.kind != "mr":
+        return None
+    ds = target.instances[0].dataset
+    if "EP" in cs_values(ds.get("ScanningSequence")):
+        return "echo-planar series (ScanningSequence EP): ghosts and low-SNR air are expected by design"
+    weighting = identify_series([instance.dataset for instance in target.instances]).weighting
+    if weighting in EPI_WEIGHTINGS:
+        return f"{weighting.label} series: the air is not magnitude noise by design"
+    return None
 
 
 def _unmeasured_findings(

@@ -3,13 +3,11 @@ may be the defect itself (ghosts in the air, no object) the study goes to a pers
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 
 from qc_pipeline.checks.image_quality import (
     INDICATOR_UNMEASURABLE,
@@ -18,33 +16,12 @@ from qc_pipeline.checks.image_quality import (
     UNMEASURABLE,
     check_image_quality,
 )
-from qc_pipeline.domain import Severity, Unmeasured, Verdict
+from qc_pipeline.domain import Severity, Unmeasured
 from qc_pipeline.metrics import mr
-from qc_pipeline.pipeline import judge, load_pipeline_thresholds
-from qc_pipeline.samples.demo import write_demo_studies
-from qc_pipeline.sources import FolderSource
+from tests.checks.test_image_quality import demo, loaded, thresholds  # noqa: F401 - the same fixtures
 from tests.metrics.phantoms_mr import motion_ghosts, mr_phantom
 
-NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 WG04 = Path(__file__).resolve().parents[1] / "data" / "wg04"
-
-
-@pytest.fixture(scope="module")
-def thresholds():
-    return load_pipeline_thresholds()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("nfo-demo")
-    write_demo_studies(root)
-    return root
-
-
-def loaded(folder: Path):
-    source = FolderSource(folder)
-    (entry,) = list(source.discover())
-    return source, source.load(entry)
 
 
 def replace_series(folder: Path, number: int, change) -> str:
@@ -77,9 +54,8 @@ def test_heavily_ghosted_t2_brain_does_not_pass(demo, thresholds, tmp_path):
     assert finding.severity is Severity.REVIEW
     assert "mr.snr" in finding.value and "mr.wrap_percent" in finding.value
     assert "does not look like magnitude noise" in finding.message and "无法测量" in finding.message_zh
-    decision = judge(study, thresholds, now=NOW, pixels=source)
-    assert decision.verdict is not Verdict.PASS
-    assert UNMEASURABLE in {f.code for f in decision.findings}
+    # before, the image-quality findings of this series were all info: the series passed
+    assert max(f.severity.rank for f in result.findings if f.series_instance_uid == uid) == Severity.REVIEW.rank
 
 
 def test_clean_phantom_brain_has_no_unmeasurable_metric(demo, thresholds):
@@ -157,3 +133,15 @@ def test_lossy_ct_noise_is_not_applicable(thresholds, tmp_path):
     assert noise.value is None and noise.unmeasured is Unmeasured.NOT_APPLICABLE
     assert noise.detail.startswith("lossy compression (") or "soft tissue" in noise.detail
     assert not any(f.code.startswith("image_quality.ct.noise") for f in result.findings)
+
+
+def test_ghosted_air_of_an_echo_planar_diffusion_series_is_not_applicable(demo, thresholds, tmp_path):
+    folder = tmp_path / "dwi"
+    shutil.copytree(demo / "phantom_mr_brain", folder)
+    uid = replace_series(folder, 4, lambda v: motion_ghosts(v, every=4, shift_px=3.0, phase_axis=1))  # ep2d_diff
+    source, study = loaded(folder)
+    result = check_image_quality(study, thresholds, source, item_modality="MR", item_code=None)
+    ours = [f for f in result.findings if f.series_instance_uid == uid]
+    assert not [f for f in ours if f.code == UNMEASURABLE], [f.message for f in ours]
+    (na,) = [f for f in ours if f.code == NOT_APPLICABLE]
+    assert "echo-planar series (ScanningSequence EP)" in na.message and "mr.snr" in na.value
