@@ -32,9 +32,22 @@ FBER, ghosting and wrap when it has an object, the object touches at most
 :data:`MAX_EDGE_CONTACT` of the acquired FOV border, and at least :data:`MIN_BACKGROUND_PIXELS`
 air pixels remain. The SNR air is the air of the usable slices without the whole lines that the
 dilated object spans along the phase-encode direction (its ghosts fall there); it must look like
-magnitude noise: mean/SD within :data:`RAYLEIGH_RATIO_RANGE` (Rayleigh: 1.913). Tight crops
-(pydicom ``MR_small``, pydicom-data ``emri_small``) fail this check: there these metrics are None,
-with the reason.
+magnitude noise: mean/SD within :data:`RAYLEIGH_RATIO_RANGE` (Rayleigh: 1.913). What a metric
+is when the check fails (``Measurement.unmeasured``):
+
+- no usable slice (the object touches the FOV border everywhere: a tight crop such as pydicom
+  ``MR_small``, or anatomy filling the FOV): SNR, CNR, FBER, ghosting and wrap are *not
+  applicable*;
+- air whose mean/SD is above the range (zero-filled or masked air, multi-coil sum-of-squares
+  noise): SNR, CNR and FBER are *not applicable* (background SNR is not defined there); ghosting
+  and wrap are measured;
+- air whose mean/SD is below the range (ghosts or other signal in the air, or tissue such as the
+  gray matter around pydicom-data ``emri_small``): SNR, CNR, FBER and wrap are *unmeasurable*: the
+  reason may be the defect itself. Ghosting is measured all the same: the ACR ratio compares the
+  phase-encode band beside the object with the frequency side, relative to the object, and needs
+  no noise-like air;
+- no object found, a blank or tiny image, ghosting ROIs that cannot be placed on any slice, PIU
+  windows that do not fit: that metric is *unmeasurable*.
 
 Phase-encode direction: DICOM InPlanePhaseEncodingDirection (0018,1312) "ROW" means the phase is
 encoded along a row, i.e. horizontally (along the column index, axis -1): ghosts and wrap repeat
