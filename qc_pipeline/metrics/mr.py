@@ -136,6 +136,12 @@ phantoms 1.90-1.92; the integer-rounded demo head 1.91; the air of pydicom-data 
 Refused: a background that is gray matter and CSF (emri_small: 1.36-1.49), air holding ghosts
 (1.19), tissue (MR_small: 2.3-2.7). Two-coil sum-of-squares noise (chi, 4 dof) would read 2.75:
 the Rayleigh correction does not hold for it (Dietrich 2007) and it is refused too."""
+REFERENCE_SIGNAL_PERCENT: Final = 3.0
+"""When the air is not noise-like and the frequency-side ROIs are brighter than the phase-side ones
+by more than this share (%) of the object signal, the reference of the ghosting ratio holds
+signal (tissue, or ghosts along the other axis), not air: ghosting is unmeasurable there. Clean
+phantoms read |ratio| < 0.1 %; MR2_UNCI reads -5.4 % with noise-like air (kept: its air passed);
+GE EPI fMRI series (dcm_qa_ge) -35 to -67 % with air that is not noise-like."""
 WRAP_BAND_FRACTION: Final = 0.05
 """The wrap bands are this share of the lines at each phase-encode end (at least 1)."""
 PIU_BOX_MM: Final = 10.0
@@ -761,11 +767,19 @@ def measure(
                 None,
             )
         else:
-            results["mr.ghosting_percent"] = (
-                median_h if phase_axis == 1 else -median_h,
-                f"{phase_note}; median of {len(horizontal)} slices{contaminated}",
-                None,
-            )
+            signed = median_h if phase_axis == 1 else -median_h
+            if not passing and signed < -REFERENCE_SIGNAL_PERCENT:
+                results["mr.ghosting_percent"] = (
+                    None,
+                    f"the ghosting reference is not air: the frequency-side ROIs exceed the phase-side ones "
+                    f"by {-signed:.1f}% of the object signal and the air is not noise-like (mean/sd "
+                    f"{ratios[order[0]]:.2f}): tissue beside the object, or ghosts along the other axis",
+                    Unmeasured.UNMEASURABLE,
+                )
+            else:
+                results["mr.ghosting_percent"] = (
+                    signed, f"{phase_note}; median of {len(horizontal)} slices{contaminated}", None
+                )
 
     axes = [phase_axis] if phase_axis is not None else [0, 1]
     wrap_note = phase_note if phase_axis is not None else f"{phase_note}: the larger of both directions"

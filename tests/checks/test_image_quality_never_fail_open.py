@@ -145,3 +145,17 @@ def test_ghosted_air_of_an_echo_planar_diffusion_series_is_not_applicable(demo, 
     assert not [f for f in ours if f.code == UNMEASURABLE], [f.message for f in ours]
     (na,) = [f for f in ours if f.code == NOT_APPLICABLE]
     assert "echo-planar series (ScanningSequence EP)" in na.message and "mr.snr" in na.value
+
+
+def test_a_ghosting_reference_that_is_not_air_is_unmeasurable():
+    # signal across the frequency side (above and below the disc, header says ROW) and some on the
+    # phase side: neither air is noise-like, and the ratio would read strongly negative
+    volume = mr_phantom(shape=(4, 128, 128), phase_axis=0, ghost_smear=0.3, seed=6).astype(np.float64)
+    yy, xx = np.mgrid[0:128, 0:128]
+    disc = (yy - 63.5) ** 2 + (xx - 63.5) ** 2 <= (0.3 * 128) ** 2
+    band = disc.any(axis=1)[:, None] & ~disc
+    volume[:, band] += 15.0
+    result = {m.metric: m for m in mr.measure(volume, spacing_mm=(5.0, 1.0, 1.0), phase_encode_direction="ROW")}
+    ghosting = result["mr.ghosting_percent"]
+    assert ghosting.value is None and ghosting.unmeasured is Unmeasured.UNMEASURABLE
+    assert "the ghosting reference is not air" in ghosting.detail
