@@ -39,7 +39,7 @@ from qc_pipeline.ai.specs import score_labels, score_metrics
 from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
-from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
+from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.geometry import as_floats
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
@@ -309,6 +309,17 @@ def check_image_quality(
                 raw, decoded = _measure_target(target, paths)
         except SourceError:
             raise
+        except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole
+            findings.append(
+                thresholds.finding(
+                    NOT_APPLICABLE,
+                    f"{target.label_en}: the image-quality metrics are not applicable: {exc}",
+                    f"{target.label_zh}：图像质量指标不适用（{exc}）",
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
+            continue
         except DegenerateInputError as exc:
             findings.append(
                 thresholds.finding(

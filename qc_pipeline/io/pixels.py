@@ -41,7 +41,7 @@ import pydicom.pixels
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.errors import DegenerateInputError, NotApplicableError
 from qc_pipeline.io.dicom import HeaderRead, read_header
 from qc_pipeline.io.geometry import (
     as_floats,
@@ -162,12 +162,14 @@ def _check_complete(reads: Sequence[HeaderRead]) -> None:
 
 
 def _check_budget(
-    paths: Sequence[Path], datasets: Sequence[Dataset], *, max_bytes: int
+    paths: Sequence[Path], datasets: Sequence[Dataset], *, max_bytes: int, complete: bool
 ) -> list[tuple[int, int, int]]:
     """Rows, Columns, frames of every file, after checking the decoded size against ``max_bytes``.
 
     Needed bytes = float32 output (sum of Rows x Columns x frames x 4) + the largest single file
-    decoded at BitsAllocated (it is decoded whole, then converted into the output).
+    decoded at BitsAllocated (it is decoded whole, then converted into the output). Over budget
+    with ``complete`` pixel data (each file holds what its header declares): NotApplicableError,
+    a series too large for the metrics by design; else the header may lie: DegenerateInputError.
     """
     dims = []
     output_bytes = 0
@@ -183,7 +185,7 @@ def _check_budget(
         largest_file_bytes = max(largest_file_bytes, voxels * max(1, math.ceil(bits / 8)))
         dims.append((rows, cols, frames))
         if output_bytes + largest_file_bytes > max_bytes:
-            raise DegenerateInputError(
+            raise (NotApplicableError if complete else DegenerateInputError)(
                 f"decoding would need more than max_bytes={max_bytes} bytes: {path.name} declares "
                 f"Rows={rows} x Columns={cols} x NumberOfFrames={frames} x SamplesPerPixel={samples} "
                 f"({output_bytes + largest_file_bytes} bytes so far as float32 plus one decode buffer); "
@@ -488,7 +490,8 @@ def load_series(paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         raise DegenerateInputError("load_series got no paths: a series needs at least one file")
     reads = _read_headers(paths)
     datasets = [read.dataset for read in reads if read.dataset is not None]
-    dims = _check_budget(paths, datasets, max_bytes=max_bytes)
+    complete = not any(read.pixel_data is not None and read.pixel_data.truncated for read in reads)
+    dims = _check_budget(paths, datasets, max_bytes=max_bytes, complete=complete)
     _check_complete(reads)
 
     sizes: dict[tuple[int, int], list[Path]] = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 from qc_pipeline.checks.image_quality import (
     INDICATOR_UNMEASURABLE,
@@ -17,6 +18,8 @@ from qc_pipeline.checks.image_quality import (
     check_image_quality,
 )
 from qc_pipeline.domain import Severity, Unmeasured
+from qc_pipeline.errors import DegenerateInputError, NotApplicableError
+from qc_pipeline.io.pixels import load_series
 from qc_pipeline.metrics import mr
 from tests.checks.test_image_quality import demo, loaded, thresholds  # noqa: F401 - the same fixtures
 from tests.metrics.phantoms_mr import motion_ghosts, mr_phantom
@@ -159,3 +162,25 @@ def test_a_ghosting_reference_that_is_not_air_is_unmeasurable():
     ghosting = result["mr.ghosting_percent"]
     assert ghosting.value is None and ghosting.unmeasured is Unmeasured.UNMEASURABLE
     assert "the ghosting reference is not air" in ghosting.detail
+
+
+def test_a_series_too_large_to_decode_is_not_applicable_but_a_lying_header_is_reviewed(
+    demo, thresholds, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("qc_pipeline.checks.image_quality.MAX_SERIES_BYTES", 1000)
+    source, study = loaded(demo / "phantom_ct_chest")
+    result = check_image_quality(study, thresholds, source, item_modality="CT", item_code=None)
+    (finding,) = result.findings
+    assert finding.code == NOT_APPLICABLE and finding.severity is Severity.INFO
+    assert "more than max_bytes=1000" in finding.message and "不适用" in finding.message_zh
+
+    # in the decoder: too large and whole is not applicable; a header larger than its file is not
+    paths = sorted((demo / "phantom_ct_chest").glob("*.dcm"))
+    with pytest.raises(NotApplicableError, match="more than max_bytes=1000"):
+        load_series(paths, max_bytes=1000)
+    ds = pydicom.dcmread(paths[0])
+    ds.Rows = ds.Columns = 60000  # the header claims far more pixels than the file holds
+    ds.save_as(tmp_path / "liar.dcm")
+    with pytest.raises(DegenerateInputError, match="Rows=60000") as raised:
+        load_series([tmp_path / "liar.dcm"])
+    assert not isinstance(raised.value, NotApplicableError)
