@@ -424,15 +424,16 @@ def _unmeasured_kind(m: Measurement) -> Unmeasured:
     return Unmeasured.NOT_APPLICABLE if m.metric in HEADER_METRICS else Unmeasured.UNMEASURABLE
 
 
-EPI_WEIGHTINGS: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION})
+EPI_WEIGHTINGS: Final = AI_MR_OUT_OF_DOMAIN
 """Echo-planar series and their maps, whatever ScanningSequence says: diffusion (and ADC), BOLD
-fMRI, perfusion."""
+fMRI, perfusion (the series the AI models are kept off, for the same reason)."""
 
 
 def _unmeasured_by_design(target: Target) -> str | None:
     """Why a metric that could not be measured on this target is not applicable by design, or None.
 
-    Echo-planar series (ScanningSequence (0018,0020) EP, or :data:`EPI_WEIGHTINGS`) put N/2 ghosts and low-SNR noise in the air by design, and ADC maps
+    Echo-planar series (ScanningSequence (0018,0020) EP, or :data:`EPI_WEIGHTINGS`) put N/2
+    ghosts and low-SNR noise in the air by design, and ADC maps
     hold computed values, not magnitude noise; their air is not expected to be noise-like.
     """
     if target.kind != "mr":
