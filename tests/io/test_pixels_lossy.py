@@ -52,3 +52,14 @@ def test_lossy_compression_is_read_from_the_header():
     assert lossy_compression(pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)) is None
     ct.LossyImageCompression = "00"  # a reversible JPEG 2000
     assert lossy_compression(ct) is None
+
+
+def test_lossy_history_survives_decompression():
+    # pydicom-data MR2_UNCI: stored uncompressed, but decoded from an 18:1 irreversible JPEG 2000
+    import data_store
+
+    path = Path(data_store.__file__).parent / "data" / "MR2_UNCI.dcm"
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert lossy_compression(ds) == "LossyImageCompression (0028,2110) = 01, method ISO_15444_1, ratio 18"
+    uncompressed = pydicom.dcmread(Path(data_store.__file__).parent / "data" / "MR2_UNCR.dcm", stop_before_pixels=True)
+    assert lossy_compression(uncompressed) is None
