@@ -269,7 +269,7 @@ def _store_results(db_url: str | None, **filters: Any) -> list[dict[str, Any]]:
 
 
 ITEM_MATCHED_CODE = "catalog.item.matched"
-QUIET_CODES = frozenset({ITEM_MATCHED_CODE, "image_quality.metric.not_measured"})
+QUIET_CODES = frozenset({ITEM_MATCHED_CODE, "image_quality.metric.not_applicable", "image_quality.indicator.unmeasurable"})
 """Info findings not shown as reasons in tables (the item has its own column; a metric that could
 not be measured is in ``results --format json``)."""
 

@@ -131,6 +131,17 @@ class Finding:
         }
 
 
+class Unmeasured(StrEnum):
+    """Why a metric has no value: the two answers are judged differently."""
+
+    NOT_APPLICABLE = "not_applicable"
+    """The metric is undefined for this image by design (a tight crop with no air, a series whose
+    coding invalidates it): recorded, not a sign of a defect."""
+    UNMEASURABLE = "unmeasurable"
+    """The image does not look as the metric needs (air that is not noise-like, no object found,
+    ROIs that cannot be placed): the reason may be the defect itself, so a person looks."""
+
+
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """The value of one objective image-quality metric on one series (or one radiograph).
@@ -138,7 +149,8 @@ class Measurement:
     ``metric`` is a stable dotted id (``ct.noise_hu``) that rules in ``thresholds/`` name in their
     ``metric`` field; ``value`` is None when the metric could not be measured on this image, and
     ``detail`` then says why (otherwise, optionally, how or where it was measured). Values are
-    never rounded here.
+    never rounded here. ``unmeasured`` says which kind of reason that is; a metric that gives
+    None without saying is taken as UNMEASURABLE (never fail open).
     """
 
     metric: str
@@ -147,6 +159,7 @@ class Measurement:
     detail: str = ""
     series_instance_uid: str | None = None
     sop_instance_uid: str | None = None
+    unmeasured: Unmeasured | None = None
 
 
 class SeriesKind(StrEnum):

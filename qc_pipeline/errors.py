@@ -31,6 +31,11 @@ class DegenerateInputError(QCError, ValueError):
     """An array or header does not allow a metric to be computed (e.g. zero variance)."""
 
 
+class NotApplicableError(DegenerateInputError):
+    """A metric is undefined for this input by design (no rule for this body part, too few
+    slices for a coverage along z), not because the input looks wrong."""
+
+
 class ModelError(QCError, RuntimeError):
     """A model in ``models/`` is missing, corrupt (checksum), or does not match its manifest."""
 

@@ -5,7 +5,11 @@ or MR series of the study that is not a localizer (one decode per series). The m
 functions of :mod:`qc_pipeline.metrics`; the limits are the rules of ``thresholds/`` that name a
 ``metric`` (``image_quality_*.yaml``). For each measurement the worst rule that fires gives one
 finding (category ``image_quality``) with the value, the limit and the series; a metric that cannot
-be measured on an image gives an ``info`` finding saying why. Pixels come from the source through
+be measured on an image says why, sorted by :class:`~qc_pipeline.domain.Unmeasured`: not
+applicable by design (``info``), or not measurable because the image looks wrong for it
+(``review`` for a metric with a limit, since the reason may be the defect itself; ``info`` for an
+indicator without one). Lossy-compressed pixels give a ``review`` finding, and the metrics that
+lossy coding invalidates (:data:`LOSSY_INVALIDATES`) are not judged on them. Pixels come from the source through
 :class:`PixelSource` (a folder's own files, or a DICOMweb series fetched for the time of the
 measurement), so memory holds one series at a time.
 
@@ -32,14 +36,14 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
-from qc_pipeline.catalog.mr_sequences import Weighting, identify_series
+from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
-from qc_pipeline.domain import Finding, InstanceRef, Measurement
-from qc_pipeline.errors import DegenerateInputError, ModelError, SourceError
+from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
+from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.geometry import as_floats
-from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, stored_value_range
+from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
 from qc_pipeline.rules.loader import Thresholds
 from qc_pipeline.rules.schema import Rule
@@ -47,7 +51,10 @@ from qc_pipeline.sources.base import LoadedInstance, LoadedStudy
 
 logger = logging.getLogger(__name__)
 
-NOT_MEASURED: Final = "image_quality.metric.not_measured"
+NOT_APPLICABLE: Final = "image_quality.metric.not_applicable"
+UNMEASURABLE: Final = "image_quality.metric.unmeasurable"
+INDICATOR_UNMEASURABLE: Final = "image_quality.indicator.unmeasurable"
+LOSSY: Final = "image_quality.pixels.lossy_compression"
 NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
 AI_UNAVAILABLE: Final = "ai.model.unavailable"
@@ -57,7 +64,8 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
 RULE_IDS: Final = frozenset(
-    {NOT_MEASURED, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE, AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
+    {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
+     AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
@@ -310,6 +318,17 @@ def check_image_quality(
                 raw, decoded = _measure_target(target, paths, vendors)
         except SourceError:
             raise
+        except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole
+            findings.append(
+                thresholds.finding(
+                    NOT_APPLICABLE,
+                    f"{target.label_en}: the image-quality metrics are not applicable: {exc}",
+                    f"{target.label_zh}：图像质量指标不适用（{exc}）",
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
+            continue
         except DegenerateInputError as exc:
             findings.append(
                 thresholds.finding(
@@ -340,23 +359,40 @@ def check_image_quality(
             scores, problem = _score(scorer, target, decoded, thresholds, sop)
             raw = [*raw, *scores]
             findings.append(problem)
+        lossy = lossy_compression(target.instances[0].dataset)
+        if lossy is not None:
+            findings.append(thresholds.finding(
+                LOSSY,
+                f"{target.label_en}: lossy-compressed pixel data ({lossy}): noise and saturation metrics are not judged",
+                f"{target.label_zh}：像素数据为有损压缩（{lossy}），噪声与饱和类指标不予判定",
+                value=lossy,
+                series_instance_uid=target.series_instance_uid,
+                sop_instance_uid=sop,
+            ))
+        unmeasured: dict[tuple[str, str], list[Measurement]] = {}
+        by_design = _unmeasured_by_design(target)
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
             if m.value is not None and not math.isfinite(m.value):
-                m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)")
+                m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)",
+                                        unmeasured=Unmeasured.UNMEASURABLE)
+            if m.value is not None and lossy is not None and m.metric in LOSSY_INVALIDATES:
+                m = dataclasses.replace(
+                    m, value=None, unmeasured=Unmeasured.NOT_APPLICABLE,
+                    detail=f"lossy compression ({lossy}) invalidates this metric (it read {format_value(m.value)})",
+                )
+            if m.value is None:
+                m = dataclasses.replace(m, unmeasured=_unmeasured_kind(m))
+                if by_design is not None and m.unmeasured is Unmeasured.UNMEASURABLE:
+                    m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
-                label_en, label_zh = metric_label(m.metric)
-                findings.append(
-                    thresholds.finding(
-                        NOT_MEASURED,
-                        f"{target.label_en}: {label_en} not measured: {m.detail or 'no reason given'}",
-                        f"{target.label_zh}：未能计算{label_zh}（{m.detail or '原因不明'}）",
-                        value=m.metric,
-                        series_instance_uid=target.series_instance_uid,
-                        sop_instance_uid=sop,
-                    )
+                applies = _judged(m.metric, target) is None and any(
+                    not rule.modalities or modality in rule.modalities for rule in rules.get(m.metric, [])
                 )
+                code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
+                        else UNMEASURABLE if applies else INDICATOR_UNMEASURABLE)
+                unmeasured.setdefault((code, m.detail or "no reason given"), []).append(m)
                 continue
             if m.metric == "dr.vendor_exposure_indicator":
                 findings.append(dr_exposure.range_finding(
@@ -368,7 +404,78 @@ def check_image_quality(
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
                 continue
             findings.append(judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
+        findings.extend(_unmeasured_findings(unmeasured, target, sop, thresholds))
     return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
+
+
+LOSSY_INVALIDATES: Final = frozenset({
+    "dr.clipped_stored_max_percent", "dr.clipped_stored_min_percent", "dr.pileup_max_percent",
+    "dr.pileup_min_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr",
+    "ct.noise_hu", "ct.streak_index",
+    "mr.snr", "mr.cnr", "mr.fber", "mr.efc", "mr.piu_percent",
+})
+"""Metrics that lossy coding invalidates: it removes noise (noise SD, SNR, CNR, the air energy of
+FBER, the entropy of EFC, the high-frequency power of the streak index) and spreads values that
+were pinned at one level (clipping and pile-up), and the block artefacts move the 1 cm^2 means of
+PIU. On a lossy image they are not applicable (not judged, not stored)."""
+
+HEADER_METRICS: Final = frozenset({"dr.exposure_index", "dr.deviation_index"})
+"""Metrics read from the header, not measured on the pixels: when absent they are not applicable
+here (the exposure is judged where it is recorded)."""
+
+_UNMEASURED_TEXT: Final = {
+    NOT_APPLICABLE: ("not applicable", "不适用"),
+    UNMEASURABLE: ("could not be measured", "无法测量"),
+    INDICATOR_UNMEASURABLE: ("could not be measured (indicator without a limit)", "无法测量（无限值的参考指标）"),
+}
+
+
+def _unmeasured_kind(m: Measurement) -> Unmeasured:
+    """Why ``m`` has no value: as the metric says; a header value that is absent is not applicable;
+    anything else the metric did not sort is unmeasurable (never fail open)."""
+    if m.unmeasured is not None:
+        return m.unmeasured
+    return Unmeasured.NOT_APPLICABLE if m.metric in HEADER_METRICS else Unmeasured.UNMEASURABLE
+
+
+EPI_WEIGHTINGS: Final = AI_MR_OUT_OF_DOMAIN
+"""Echo-planar series and their maps, whatever ScanningSequence says: diffusion (and ADC), BOLD
+fMRI, perfusion (the series the AI models are kept off, for the same reason)."""
+
+
+def _unmeasured_by_design(target: Target) -> str | None:
+    """Why a metric that could not be measured on this target is not applicable by design, or None.
+
+    Echo-planar series (ScanningSequence (0018,0020) EP, or :data:`EPI_WEIGHTINGS`) put N/2
+    ghosts and low-SNR noise in the air by design, and ADC maps
+    hold computed values, not magnitude noise; their air is not expected to be noise-like.
+    """
+    if target.kind != "mr":
+        return None
+    ds = target.instances[0].dataset
+    if "EP" in cs_values(ds.get("ScanningSequence")):
+        return "echo-planar series (ScanningSequence EP): ghosts and low-SNR air are expected by design"
+    weighting = identify_series([instance.dataset for instance in target.instances]).weighting
+    if weighting in EPI_WEIGHTINGS:
+        return f"{weighting.label} series: the air is not magnitude noise by design"
+    return None
+
+
+def _unmeasured_findings(
+    groups: dict[tuple[str, str], list[Measurement]], target: Target, sop: str | None, thresholds: Thresholds
+) -> Iterator[Finding | None]:
+    """One finding per rule and reason: the metrics that share a reason are named together."""
+    for (code, reason), members in groups.items():
+        names = [metric_label(m.metric) for m in members]
+        en, zh = _UNMEASURED_TEXT[code]
+        yield thresholds.finding(
+            code,
+            f"{target.label_en}: {', '.join(n[0] for n in names)} {en}: {reason}",
+            f"{target.label_zh}：{'、'.join(n[1] for n in names)}{zh}（{reason}）",
+            value=", ".join(m.metric for m in members),
+            series_instance_uid=target.series_instance_uid,
+            sop_instance_uid=sop,
+        )
 
 
 METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {

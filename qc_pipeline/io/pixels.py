@@ -6,6 +6,17 @@ matrix size, one photometric interpretation and fits in a memory budget, then de
 with pydicom's pixel handlers (pylibjpeg decodes JPEG, JPEG-LS, JPEG 2000 and RLE), applies the
 modality rescale of every frame and stacks the frames along the slice normal.
 
+Decoding that the installed decoders refuse but a standard reading allows is done here:
+
+- a file without file meta (no transfer syntax) whose header was read: native pixel data are
+  decoded in the encoding the dataset was read with (implicit/explicit VR, little/big endian);
+- JPEG sequential (lossy 8-bit baseline 1.2.840.10008.1.2.4.50 and 12-bit extended .51) whose scan
+  header says Se = 0: ITU-T T.81 (B.2.3) fixes Ss = 0 and Se = 63 for sequential DCT, and the IJG
+  decoders ignore the fields; libjpeg (pylibjpeg-libjpeg) refuses them, so the scan header is
+  corrected in memory and the frame decoded again (the NEMA WG04 "JPLY" images are written so).
+
+:func:`lossy_compression` says whether a header records lossy coding.
+
 A header that lies about its size (Rows x Columns x NumberOfFrames) is refused before anything is
 allocated, and a file whose pixel data is shorter than its header needs is refused before it is
 decoded: both raise :class:`~qc_pipeline.errors.DegenerateInputError` naming the file.
@@ -24,10 +35,13 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import pydicom
+import pydicom.encaps
 import pydicom.pixels
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.errors import DegenerateInputError, NotApplicableError
 from qc_pipeline.io.dicom import HeaderRead, read_header
 from qc_pipeline.io.geometry import (
     as_floats,
@@ -148,12 +162,14 @@ def _check_complete(reads: Sequence[HeaderRead]) -> None:
 
 
 def _check_budget(
-    paths: Sequence[Path], datasets: Sequence[Dataset], *, max_bytes: int
+    paths: Sequence[Path], datasets: Sequence[Dataset], *, max_bytes: int, complete: bool
 ) -> list[tuple[int, int, int]]:
     """Rows, Columns, frames of every file, after checking the decoded size against ``max_bytes``.
 
     Needed bytes = float32 output (sum of Rows x Columns x frames x 4) + the largest single file
-    decoded at BitsAllocated (it is decoded whole, then converted into the output).
+    decoded at BitsAllocated (it is decoded whole, then converted into the output). Over budget
+    with ``complete`` pixel data (each file holds what its header declares): NotApplicableError,
+    a series too large for the metrics by design; else the header may lie: DegenerateInputError.
     """
     dims = []
     output_bytes = 0
@@ -169,7 +185,7 @@ def _check_budget(
         largest_file_bytes = max(largest_file_bytes, voxels * max(1, math.ceil(bits / 8)))
         dims.append((rows, cols, frames))
         if output_bytes + largest_file_bytes > max_bytes:
-            raise DegenerateInputError(
+            raise (NotApplicableError if complete else DegenerateInputError)(
                 f"decoding would need more than max_bytes={max_bytes} bytes: {path.name} declares "
                 f"Rows={rows} x Columns={cols} x NumberOfFrames={frames} x SamplesPerPixel={samples} "
                 f"({output_bytes + largest_file_bytes} bytes so far as float32 plus one decode buffer); "
@@ -260,17 +276,181 @@ def _slice_spacing(positions: Sequence[float] | None, first: Dataset) -> float |
     return abs(spacing[0]) if spacing is not None and spacing[0] != 0.0 else None
 
 
+LOSSY_TRANSFER_SYNTAXES: Final[dict[str, str]] = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline (process 1)",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (processes 2 and 4)",
+    "1.2.840.10008.1.2.4.52": "JPEG Extended (processes 3 and 5, retired)",
+    "1.2.840.10008.1.2.4.53": "JPEG Spectral Selection (retired)",
+    "1.2.840.10008.1.2.4.54": "JPEG Spectral Selection (retired)",
+    "1.2.840.10008.1.2.4.55": "JPEG Full Progression (retired)",
+    "1.2.840.10008.1.2.4.56": "JPEG Full Progression (retired)",
+    "1.2.840.10008.1.2.4.59": "JPEG Extended Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.60": "JPEG Extended Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.61": "JPEG Spectral Selection Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.62": "JPEG Spectral Selection Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.63": "JPEG Full Progression Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.64": "JPEG Full Progression Hierarchical (retired)",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
+    "1.2.840.10008.1.2.4.100": "MPEG2 Main Profile",
+    "1.2.840.10008.1.2.4.101": "MPEG2 High Profile",
+    "1.2.840.10008.1.2.4.102": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.103": "MPEG-4 AVC/H.264 BD",
+    "1.2.840.10008.1.2.4.104": "MPEG-4 AVC/H.264 2D",
+    "1.2.840.10008.1.2.4.105": "MPEG-4 AVC/H.264 3D",
+    "1.2.840.10008.1.2.4.106": "MPEG-4 AVC/H.264 Stereo",
+    "1.2.840.10008.1.2.4.107": "HEVC/H.265 Main Profile",
+    "1.2.840.10008.1.2.4.108": "HEVC/H.265 Main 10 Profile",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+}
+"""Transfer syntaxes that are lossy whatever the header says (DICOM PS3.5 Table A-1 / PS3.6)."""
+MAYBE_LOSSY_TRANSFER_SYNTAXES: Final[dict[str, str]] = {
+    "1.2.840.10008.1.2.4.91": "JPEG 2000",
+    "1.2.840.10008.1.2.4.93": "JPEG 2000 Part 2 Multi-component",
+    "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+}
+"""Transfer syntaxes that may be reversible or irreversible: lossy when LossyImageCompression
+(0028,2110) says "01"."""
+
+
+def transfer_syntax(ds: Dataset) -> str | None:
+    """TransferSyntaxUID (0002,0010) of the file meta, or None when the file had none."""
+    meta = getattr(ds, "file_meta", None)
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    return str(value).strip() or None if value is not None else None
+
+
+def lossy_compression(ds: Dataset) -> str | None:
+    """How the pixel data were lossy coded, as a short text; None when nothing says they were.
+
+    Lossy when LossyImageCompression (0028,2110) is "01" (the image was lossy coded at some point,
+    even if stored uncompressed now; LossyImageCompressionMethod (0028,2114) and Ratio (0028,2112)
+    are quoted), or when the transfer syntax is always lossy (:data:`LOSSY_TRANSFER_SYNTAXES`).
+    A JPEG 2000 / HTJ2K / JPEG XL syntax, reversible or not, counts only with "01".
+    """
+    flag = str(ds.get("LossyImageCompression", "") or "").strip()
+    syntax = transfer_syntax(ds)
+    parts = []
+    if flag == "01":
+        parts.append("LossyImageCompression (0028,2110) = 01")
+        method = ds.get("LossyImageCompressionMethod")
+        ratio = ds.get("LossyImageCompressionRatio")
+        if method:
+            parts.append(f"method {method if isinstance(method, str) else ' '.join(map(str, method))}")
+        if ratio:
+            parts.append(f"ratio {ratio if isinstance(ratio, (str, int, float)) else ' '.join(map(str, ratio))}")
+    if syntax in LOSSY_TRANSFER_SYNTAXES:
+        parts.append(f"transfer syntax {syntax} {LOSSY_TRANSFER_SYNTAXES[syntax]}")
+    elif syntax in MAYBE_LOSSY_TRANSFER_SYNTAXES and flag == "01":
+        parts.append(f"transfer syntax {syntax} {MAYBE_LOSSY_TRANSFER_SYNTAXES[syntax]}")
+    return ", ".join(parts) if parts else None
+
+
+_JPEG_SEQUENTIAL_SYNTAXES: Final = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+_SOF_SEQUENTIAL: Final = frozenset({0xC0, 0xC1})
+"""SOF0 baseline and SOF1 extended sequential DCT, Huffman coded (ITU-T T.81 Table B.1)."""
+
+
+def sequential_scan_fixed(frame: bytes) -> bytes | None:
+    """``frame`` (one JPEG codestream) with the spectral selection of every scan set to Ss = 0,
+    Se = 63 when the frame is sequential DCT (SOF0/SOF1) and a scan says otherwise; None when
+    there is nothing to fix or the stream is not such a JPEG.
+
+    ITU-T T.81 B.2.3: for sequential DCT, Ss = 0 and Se = 63; some encoders write Se = 0, which
+    IJG-based decoders ignore and libjpeg refuses ("scan stop must be 63").
+    """
+    data = bytearray(frame)
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, sequential, changed = 2, False, False
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None  # entropy-coded data only follows a scan header, which ends the walk
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF_SEQUENTIAL:
+            sequential = True
+        elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return None  # progressive, lossless or hierarchical: Ss/Se mean something else
+        if marker == 0xDA:
+            if not sequential:
+                return None
+            spectral = i + 4 + 1 + 2 * data[i + 4]
+            if spectral + 1 >= len(data):
+                return None
+            if (data[spectral], data[spectral + 1]) != (0, 63):
+                data[spectral], data[spectral + 1] = 0, 63
+                changed = True
+            # later scans of a sequential frame (one per component) follow the entropy-coded data
+            nxt = data.find(b"\xff\xda", i + 2 + length)
+            if nxt < 0:
+                break
+            i = nxt
+            continue
+        i += 2 + length
+    return bytes(data) if changed else None
+
+
+def _native_syntax(ds: Dataset) -> UID:
+    """The transfer syntax of a dataset read without file meta, from the encoding it was read in."""
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        implicit, little = ds.is_implicit_VR, ds.is_little_endian
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _pixel_array(path: Path, ds: Dataset, frames: int) -> npt.NDArray[np.generic]:
+    """Decode ``path`` (see the module docstring for the cases handled beyond pydicom's own)."""
+    syntax = transfer_syntax(ds)
+    if syntax is None:
+        full = pydicom.dcmread(path, force=True)
+        if "PixelData" in full and full["PixelData"].is_undefined_length:
+            raise DegenerateInputError(
+                f"{path.name}: no file meta and encapsulated (compressed) pixel data: the compression "
+                "that would decode it is not recorded"
+            )
+        full.file_meta = FileMetaDataset()
+        full.file_meta.TransferSyntaxUID = _native_syntax(full)
+        return full.pixel_array
+    try:
+        return pydicom.pixels.pixel_array(str(path))
+    except Exception as exc:
+        if syntax not in _JPEG_SEQUENTIAL_SYNTAXES:
+            raise
+        full = pydicom.dcmread(path)
+        fixed = []
+        for frame in pydicom.encaps.generate_frames(full.PixelData, number_of_frames=frames):
+            repaired = sequential_scan_fixed(frame)
+            fixed.append(frame if repaired is None else repaired)
+        if fixed == list(pydicom.encaps.generate_frames(full.PixelData, number_of_frames=frames)):
+            raise exc  # nothing to repair: the first error says why
+        logger.debug("%s: JPEG scan header Se corrected to 63 (T.81 B.2.3) before decoding", path)
+        full.PixelData = pydicom.encaps.encapsulate(fixed)
+        return full.pixel_array
+
+
 def _decode(path: Path, ds: Dataset, rows: int, cols: int, frames: int) -> npt.NDArray[np.generic]:
     try:
-        pixels = pydicom.pixels.pixel_array(str(path))
+        pixels = _pixel_array(path, ds, frames)
+    except DegenerateInputError:
+        raise
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: B036 - the decoders raise many types on corrupt or unsupported data,
         # and the Rust ones (pylibjpeg-rle) a pyo3 PanicException, which is no Exception (found by fuzzing)
         logger.debug("cannot decode %s", path, exc_info=True)
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        syntax = getattr(getattr(ds, "file_meta", None), "get", lambda _k: None)("TransferSyntaxUID")
-        raise DegenerateInputError(f"{path.name}: pixel data cannot be decoded ({syntax}): {reason}") from exc
+        raise DegenerateInputError(
+            f"{path.name}: pixel data cannot be decoded ({transfer_syntax(ds)}): {reason}"
+        ) from exc
     pixels = pixels.reshape((frames, rows, cols)) if pixels.size == frames * rows * cols else pixels
     if pixels.shape != (frames, rows, cols):
         raise DegenerateInputError(
@@ -310,7 +490,8 @@ def load_series(paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         raise DegenerateInputError("load_series got no paths: a series needs at least one file")
     reads = _read_headers(paths)
     datasets = [read.dataset for read in reads if read.dataset is not None]
-    dims = _check_budget(paths, datasets, max_bytes=max_bytes)
+    complete = not any(read.pixel_data is not None and read.pixel_data.truncated for read in reads)
+    dims = _check_budget(paths, datasets, max_bytes=max_bytes, complete=complete)
     _check_complete(reads)
 
     sizes: dict[tuple[int, int], list[Path]] = {}

@@ -43,8 +43,8 @@ import numpy.typing as npt
 from scipy import fft as sfft
 from scipy import ndimage
 
-from qc_pipeline.domain import Measurement
-from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.domain import Measurement, Unmeasured
+from qc_pipeline.errors import DegenerateInputError, NotApplicableError
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def outside_air_hu(slices: FloatArray, segmentation: BodySegmentation) -> float:
         raise DegenerateInputError(f"slices shape {stack.shape} does not match the segmentation's {seg.fov.shape}")
     usable = ~seg.targeted
     if not usable.any():
-        raise DegenerateInputError(
+        raise NotApplicableError(
             "targeted reconstruction: the body covers more than half of the field-of-view edge on "
             "every sampled slice, so there is no outside air to measure"
         )
@@ -277,7 +277,7 @@ def outside_air_hu(slices: FloatArray, segmentation: BodySegmentation) -> float:
         values.append(stack[i][air])
     pooled = np.concatenate(values) if values else np.empty(0)
     if pooled.size < MIN_AIR_PIXELS:
-        raise DegenerateInputError(
+        raise NotApplicableError(
             f"only {pooled.size} air pixels outside the body in the field of view (need {MIN_AIR_PIXELS}): "
             "the body fills the field of view"
         )
@@ -296,7 +296,7 @@ def truncated_slices_percent(segmentation: BodySegmentation) -> float:
     seg = segmentation
     judged = ~seg.targeted
     if not judged.any():
-        raise DegenerateInputError(
+        raise NotApplicableError(
             "targeted reconstruction: the body covers more than half of the field-of-view edge on "
             "every sampled slice, so truncation cannot be judged"
         )
@@ -319,17 +319,17 @@ def coverage_end_percent(slices: FloatArray, segmentation: BodySegmentation, *, 
     """
     part = (body_part or "").strip().upper()
     if part not in COVERAGE_BODY_PARTS:
-        raise DegenerateInputError(f"no coverage rule for body part {body_part!r} (rules exist for CHEST and HEAD)")
+        raise NotApplicableError(f"no coverage rule for body part {body_part!r} (rules exist for CHEST and HEAD)")
     seg = segmentation
     stack = np.asarray(slices)
     if stack.shape[0] < 3:
-        raise DegenerateInputError(f"coverage along z needs at least 3 slices, got {stack.shape[0]}")
+        raise NotApplicableError(f"coverage along z needs at least 3 slices, got {stack.shape[0]}")
     if part == "CHEST":
         lung = np.count_nonzero(seg.filled & (stack < LUNG_BELOW_HU), axis=(1, 2)).astype(np.float64)
         biggest = float(lung.max())
         min_px = 50.0 if seg.pixel_mm is None else MIN_LUNG_CM2 * 100.0 / seg.pixel_mm**2
         if biggest < min_px:
-            raise DegenerateInputError(
+            raise NotApplicableError(
                 f"no lung (air inside the body below {LUNG_BELOW_HU:g} HU) of at least {MIN_LUNG_CM2:g} cm2 "
                 "on any sampled slice"
             )
@@ -633,8 +633,9 @@ def measure(
     ``detail`` saying why.
     """
     results: dict[str, tuple[float | None, str]] = {}
+    not_applicable: set[str] = set()
     try:
-        results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part))
+        results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part, not_applicable=not_applicable))
     except DegenerateInputError as exc:
         logger.debug("CT metrics not measurable: %s", exc)
         for key in METRICS:
@@ -642,7 +643,10 @@ def measure(
     measurements = []
     for key, unit in METRICS.items():
         value, detail = results.get(key, (None, "not measured"))
-        measurements.append(Measurement(key, None if value is None else float(value), unit, detail))
+        kind = None if value is not None else (
+            Unmeasured.NOT_APPLICABLE if key in not_applicable else Unmeasured.UNMEASURABLE
+        )
+        measurements.append(Measurement(key, None if value is None else float(value), unit, detail, unmeasured=kind))
     return measurements
 
 
@@ -651,6 +655,7 @@ def _measure(
     *,
     spacing_mm: tuple[float | None, float | None, float | None],
     body_part: str | None,
+    not_applicable: set[str],
 ) -> dict[str, tuple[float | None, str]]:
     array = np.asarray(volume)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
@@ -675,6 +680,8 @@ def _measure(
             out[key] = (func(), detail)
         except DegenerateInputError as exc:
             out[key] = (None, str(exc))
+            if isinstance(exc, NotApplicableError):
+                not_applicable.add(key)
 
     step = max(1, round(max(h, w) / SEGMENTATION_GRID_PX))
     low = slices[:, ::step, ::step]

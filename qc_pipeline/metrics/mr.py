@@ -32,9 +32,22 @@ FBER, ghosting and wrap when it has an object, the object touches at most
 :data:`MAX_EDGE_CONTACT` of the acquired FOV border, and at least :data:`MIN_BACKGROUND_PIXELS`
 air pixels remain. The SNR air is the air of the usable slices without the whole lines that the
 dilated object spans along the phase-encode direction (its ghosts fall there); it must look like
-magnitude noise: mean/SD within :data:`RAYLEIGH_RATIO_RANGE` (Rayleigh: 1.913). Tight crops
-(pydicom ``MR_small``, pydicom-data ``emri_small``) fail this check: there these metrics are None,
-with the reason.
+magnitude noise: mean/SD within :data:`RAYLEIGH_RATIO_RANGE` (Rayleigh: 1.913). What a metric
+is when the check fails (``Measurement.unmeasured``):
+
+- no usable slice (the object touches the FOV border everywhere: a tight crop such as pydicom
+  ``MR_small``, or anatomy filling the FOV): SNR, CNR, FBER, ghosting and wrap are *not
+  applicable*;
+- air whose mean/SD is above the range (zero-filled or masked air, multi-coil sum-of-squares
+  noise): SNR, CNR and FBER are *not applicable* (background SNR is not defined there); ghosting
+  and wrap are measured;
+- air whose mean/SD is below the range (ghosts or other signal in the air, or tissue such as the
+  gray matter around pydicom-data ``emri_small``): SNR, CNR, FBER and wrap are *unmeasurable*: the
+  reason may be the defect itself. Ghosting is measured all the same: the ACR ratio compares the
+  phase-encode band beside the object with the frequency side, relative to the object, and needs
+  no noise-like air;
+- no object found, a blank or tiny image, ghosting ROIs that cannot be placed on any slice, PIU
+  windows that do not fit: that metric is *unmeasurable*.
 
 Phase-encode direction: DICOM InPlanePhaseEncodingDirection (0018,1312) "ROW" means the phase is
 encoded along a row, i.e. horizontally (along the column index, axis -1): ghosts and wrap repeat
@@ -64,7 +77,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from qc_pipeline.domain import Measurement
+from qc_pipeline.domain import Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError
 
 logger = logging.getLogger(__name__)
@@ -123,6 +136,12 @@ phantoms 1.90-1.92; the integer-rounded demo head 1.91; the air of pydicom-data 
 Refused: a background that is gray matter and CSF (emri_small: 1.36-1.49), air holding ghosts
 (1.19), tissue (MR_small: 2.3-2.7). Two-coil sum-of-squares noise (chi, 4 dof) would read 2.75:
 the Rayleigh correction does not hold for it (Dietrich 2007) and it is refused too."""
+REFERENCE_SIGNAL_PERCENT: Final = 3.0
+"""When the air is not noise-like and the frequency-side ROIs are brighter than the phase-side ones
+by more than this share (%) of the object signal, the reference of the ghosting ratio holds
+signal (tissue, or ghosts along the other axis), not air: ghosting is unmeasurable there. Clean
+phantoms read |ratio| < 0.1 %; MR2_UNCI reads -5.4 % with noise-like air (kept: its air passed);
+GE EPI fMRI series (dcm_qa_ge) -35 to -67 % with air that is not noise-like."""
 WRAP_BAND_FRACTION: Final = 0.05
 """The wrap bands are this share of the lines at each phase-encode end (at least 1)."""
 PIU_BOX_MM: Final = 10.0
@@ -592,6 +611,10 @@ def _rayleigh_ratio(values: FloatArray) -> float:
     return float(np.mean(values)) / sd if sd > 0 else math.inf
 
 
+_Result = tuple[float | None, str, Unmeasured | None]
+"""(value, detail, why there is no value) of one metric inside :func:`measure`."""
+
+
 def measure(
     volume: npt.NDArray[np.floating],
     *,
@@ -602,26 +625,44 @@ def measure(
 
     ``spacing_mm`` is (slice, row, col) in mm (only row and col are used: PIU's 1 cm^2 windows);
     ``phase_encode_direction`` is InPlanePhaseEncodingDirection (0018,1312), "ROW" or "COL", or
-    None when unknown. Never raises for bad image content: unmeasurable metrics are None with
-    the reason in ``detail``.
+    None when unknown. Never raises for bad image content: each metric is computed on its own, and
+    one that cannot be computed is None with the reason in ``detail`` and its kind in
+    ``unmeasured``: NOT_APPLICABLE when the metric is undefined for the image by design (no air
+    around the object: a tight crop or anatomy filling the FOV; air that is zero-filled or
+    multi-coil noise, where background SNR is not defined), UNMEASURABLE when the image does not
+    look as the metric needs, which may be the defect itself (no object found, air that is not
+    noise-like, ghosting ROIs that cannot be placed).
+
+    Ghosting does not need noise-like air: it is the signal in the phase-encode band beside the
+    object minus that on the frequency side, relative to the object, and is reported even when
+    ghosts fill the air and the noise metrics cannot be measured.
 
     Aggregation over slices: SNR, CNR and FBER pool the pixels of the usable slices; ghosting is
     the median of the per-slice ratios; PIU the median of the per-slice PIUs; coverage and wrap
     the mean over slices with an object; edge contact pools the border pixels. All are unchanged
     by the order of the slices.
     """
-    results: dict[str, tuple[float | None, str]] = {}
+    results: dict[str, _Result] = {}
 
     def done() -> list[Measurement]:
         out = []
         for metric, unit in METRICS.items():
-            value, detail = results.get(metric, (None, "not computed"))
-            out.append(Measurement(metric=metric, value=value, unit=unit, detail=detail))
+            value, detail, kind = results.get(metric, (None, "not computed", Unmeasured.UNMEASURABLE))
+            out.append(Measurement(
+                metric=metric, value=value, unit=unit, detail=detail,
+                unmeasured=None if value is not None else (kind or Unmeasured.UNMEASURABLE),
+            ))
         return out
 
-    def set_all(keys: Sequence[str], reason: str) -> None:
+    def set_all(keys: Sequence[str], reason: str, kind: Unmeasured) -> None:
         for key in keys:
-            results.setdefault(key, (None, reason))
+            results.setdefault(key, (None, reason, kind))
+
+    def attempt(key: str, compute: Callable[[], float], detail: str) -> None:
+        try:
+            results[key] = (compute(), detail, None)
+        except DegenerateInputError as exc:
+            results[key] = (None, str(exc), Unmeasured.UNMEASURABLE)
 
     direction = None if phase_encode_direction is None else str(phase_encode_direction).strip().upper()
     phase_axis = _PHASE_AXES.get(direction) if direction else None
@@ -635,50 +676,57 @@ def measure(
     try:
         masks = segment(volume)
     except DegenerateInputError as exc:
-        set_all(list(METRICS), str(exc))
+        set_all(list(METRICS), str(exc), Unmeasured.UNMEASURABLE)
         return done()
 
     full = np.asarray(volume)[:, masks.rows, masks.cols]
-    try:
-        results["mr.efc"] = (efc(full), f"all {full.size} voxels of the acquired region")
-    except DegenerateInputError as exc:
-        results["mr.efc"] = (None, str(exc))
+    attempt("mr.efc", lambda: efc(full), f"all {full.size} voxels of the acquired region")
 
     grid, tissue, background = masks.image, masks.tissue, masks.background
-    objects = np.flatnonzero(masks.has_object)
+    objects = np.flatnonzero(masks.has_object & tissue.any(axis=(1, 2)))
     if objects.size == 0:
-        set_all(list(METRICS), "no slice holds an object (the image is noise or constant)")
+        set_all(list(METRICS), "no object found: no slice holds an object (the image is noise or constant)",
+                Unmeasured.UNMEASURABLE)
         return done()
     grid_note = f"{objects.size}/{grid.shape[0]} slices with an object, grid step {masks.step}"
     t_obj = tissue[objects]
-    results["mr.fov_coverage_percent"] = (fov_coverage_percent(t_obj), f"{grid_note}; padded lines excluded")
-    results["mr.edge_contact_percent"] = (edge_contact_percent(t_obj), grid_note)
-    results["mr.piu_percent"] = _piu(masks, objects, spacing_mm)
+    attempt("mr.fov_coverage_percent", lambda: fov_coverage_percent(t_obj), f"{grid_note}; padded lines excluded")
+    attempt("mr.edge_contact_percent", lambda: edge_contact_percent(t_obj), grid_note)
+    try:
+        piu, piu_note = _piu(masks, objects, spacing_mm)
+        results["mr.piu_percent"] = (piu, piu_note, None if piu is not None else Unmeasured.UNMEASURABLE)
+    except DegenerateInputError as exc:
+        results["mr.piu_percent"] = (None, str(exc), Unmeasured.UNMEASURABLE)
 
-    # --- air check: slices with air around the object, then air that looks like noise
+    # --- air check: slices with air around the object
     air_metrics = ("mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.wrap_percent")
-    edge_share = np.array([edge_contact_percent(tissue[i]) / 100.0 if masks.has_object[i] else 1.0
+    has_object = np.zeros(grid.shape[0], dtype=bool)
+    has_object[objects] = True
+    edge_share = np.array([edge_contact_percent(tissue[i]) / 100.0 if has_object[i] else 1.0
                            for i in range(grid.shape[0])])
     enough_air = background.sum(axis=(1, 2)) >= MIN_BACKGROUND_PIXELS
-    usable = masks.has_object & (edge_share <= MAX_EDGE_CONTACT) & enough_air
+    usable = has_object & (edge_share <= MAX_EDGE_CONTACT) & enough_air
     if not usable.any():
         set_all(air_metrics, (
             f"no air around the object: it touches {100 * float(np.min(edge_share[objects])):.0f}% or more of "
             f"the FOV border in every slice (usable up to {100 * MAX_EDGE_CONTACT:.0f}%, with >= "
             f"{MIN_BACKGROUND_PIXELS} air px): a tight crop, or anatomy filling the FOV"
-        ))
+        ), Unmeasured.NOT_APPLICABLE)
         return done()
     used = np.flatnonzero(usable)
 
     horizontal: list[float] = []  # per-slice signed ghosting if the phase were horizontal (ROW)
     for i in used:
-        rois = ghost_rois(tissue[i], background[i])
-        img = grid[i]
-        sides = {k: img[v] for k, v in rois.items() if int(v.sum()) >= MIN_ROI_PIXELS}
-        h_pair = [sides[k] for k in ("left", "right") if k in sides]
-        v_pair = [sides[k] for k in ("top", "bottom") if k in sides]
-        if h_pair and v_pair:
-            horizontal.append(ghosting_ratio_percent(h_pair, v_pair, img[tissue[i]]))
+        try:
+            rois = ghost_rois(tissue[i], background[i])
+            img = grid[i]
+            sides = {k: img[v] for k, v in rois.items() if int(v.sum()) >= MIN_ROI_PIXELS}
+            h_pair = [sides[k] for k in ("left", "right") if k in sides]
+            v_pair = [sides[k] for k in ("top", "bottom") if k in sides]
+            if h_pair and v_pair:
+                horizontal.append(ghosting_ratio_percent(h_pair, v_pair, img[tissue[i]]))
+        except DegenerateInputError as exc:  # this slice has no ROIs; the others may
+            logger.debug("no ghosting ROIs on slice %d: %s", i, exc)
     median_h = float(np.median(horizontal)) if horizontal else None
 
     if phase_axis is not None:
@@ -693,17 +741,78 @@ def measure(
     lo_ok, hi_ok = RAYLEIGH_RATIO_RANGE
     passing = [ax for ax in order
                if air_by_axis[ax].size >= MIN_BACKGROUND_PIXELS and lo_ok <= ratios[ax] <= hi_ok]
+    mismatch = phase_axis is not None and bool(passing) and passing[0] != phase_axis
+
+    # --- ghosting: measured whether or not the air is noise-like (ghosts make it not so)
+    if median_h is None:
+        results["mr.ghosting_percent"] = (
+            None,
+            "the ghosting ROIs cannot be placed: no slice has air beside the object on both the phase "
+            f"and the frequency side (at least {MIN_ROI_PIXELS} grid px each)",
+            Unmeasured.UNMEASURABLE,
+        )
+    else:
+        contaminated = "" if passing else (
+            f"; the air is not noise-like (mean/sd {ratios[order[0]]:.2f}): measured from the signal in the "
+            "phase-encode band beside the object, relative to the object"
+        )
+        if phase_axis is None or mismatch:
+            why = phase_note if phase_axis is None else (
+                f"{phase_note}, yet the air {_BESIDE[1 - phase_axis]} the object is not noise-like "
+                f"(ghosts {_AXIS_WORD[1 - phase_axis]}?)"
+            )
+            results["mr.ghosting_percent"] = (
+                abs(median_h),
+                f"{why}: the larger of both directions (|ACR ratio|); median of {len(horizontal)} slices{contaminated}",
+                None,
+            )
+        else:
+            signed = median_h if phase_axis == 1 else -median_h
+            if not passing and signed < -REFERENCE_SIGNAL_PERCENT:
+                results["mr.ghosting_percent"] = (
+                    None,
+                    f"the ghosting reference is not air: the frequency-side ROIs exceed the phase-side ones "
+                    f"by {-signed:.1f}% of the object signal and the air is not noise-like (mean/sd "
+                    f"{ratios[order[0]]:.2f}): tissue beside the object, or ghosts along the other axis",
+                    Unmeasured.UNMEASURABLE,
+                )
+            else:
+                results["mr.ghosting_percent"] = (
+                    signed, f"{phase_note}; median of {len(horizontal)} slices{contaminated}", None
+                )
+
+    axes = [phase_axis] if phase_axis is not None else [0, 1]
+    wrap_note = phase_note if phase_axis is not None else f"{phase_note}: the larger of both directions"
+
+    def wrap() -> float:
+        wraps = []
+        for ax in axes:
+            band = max(1, int(round(WRAP_BAND_FRACTION * grid.shape[1 + ax])))
+            wraps.append(float(np.mean([wrap_percent(tissue[i], phase_axis=ax, band_px=band) for i in objects])))
+        return max(wraps)
+
+    # --- the noise metrics need air that is magnitude noise; wrap needs air free of other signal
+    # (in air holding ghosts or tissue, separate pieces at the phase edges are not folds)
     if not passing:
         ax0 = order[0]
-        set_all(air_metrics, (
-            f"air beside the object does not look like magnitude noise: mean/sd = {ratios[ax0]:.2f} "
-            f"over {air_by_axis[ax0].size} px (Rayleigh {RAYLEIGH_MEAN_SD_RATIO:.2f}; accepted "
-            f"{lo_ok}-{hi_ok}): tissue darker than the Otsu threshold, zero-filled air, or "
-            "multi-coil sum-of-squares noise"
-        ))
+        measured = f"mean/sd = {ratios[ax0]:.2f} over {air_by_axis[ax0].size} px"
+        expected = f"Rayleigh {RAYLEIGH_MEAN_SD_RATIO:.2f}; accepted {lo_ok}-{hi_ok}"
+        if air_by_axis[ax0].size >= MIN_BACKGROUND_PIXELS and ratios[ax0] > hi_ok:
+            attempt("mr.wrap_percent", wrap, f"{wrap_note}; mean of {objects.size} slices")
+            set_all(("mr.snr", "mr.cnr", "mr.fber"), (
+                f"air beside the object is not single-channel magnitude noise: {measured} ({expected}); "
+                "above the range: zero-filled or masked air, or multi-coil sum-of-squares noise, where "
+                "the background SNR is not defined (Dietrich 2007)"
+            ), Unmeasured.NOT_APPLICABLE)
+        else:
+            set_all(("mr.snr", "mr.cnr", "mr.fber", "mr.wrap_percent"), (
+                f"air beside the object does not look like magnitude noise: {measured} ({expected}): "
+                "ghosts or other signal in the air, or tissue darker than the Otsu threshold"
+            ), Unmeasured.UNMEASURABLE)
+        logger.debug("mr metrics: %d slices, air not noise-like (%s)", grid.shape[0], measured)
         return done()
+    attempt("mr.wrap_percent", wrap, f"{wrap_note}; mean of {objects.size} slices")
     assumed = passing[0]
-    mismatch = phase_axis is not None and assumed != phase_axis
     air = air_by_axis[assumed]
     signal = grid[used][tissue[used]]
     all_air = grid[used][background[used]]
@@ -713,39 +822,9 @@ def measure(
         + (", taken on the brighter side: phase-encode direction unknown)" if phase_axis is None else ")")
         + (f"; {phase_note} but only the other side's air is noise-like" if mismatch else "")
     )
-
-    for key, fn in (("mr.snr", snr_background), ("mr.cnr", cnr_otsu)):
-        try:
-            results[key] = (fn(signal, air), air_note)
-        except DegenerateInputError as exc:
-            results[key] = (None, str(exc))
-    try:
-        results["mr.fber"] = (fber(signal, all_air), f"{used.size} slices, {all_air.size} air px")
-    except DegenerateInputError as exc:
-        results["mr.fber"] = (None, str(exc))
-
-    if median_h is None:
-        results["mr.ghosting_percent"] = (None, "no slice has air on both the phase and the frequency side")
-    elif phase_axis is None or mismatch:
-        why = phase_note if phase_axis is None else (
-            f"{phase_note}, yet the air {_BESIDE[1 - phase_axis]} the object is not noise-like "
-            f"(ghosts {_AXIS_WORD[1 - phase_axis]}?)"
-        )
-        results["mr.ghosting_percent"] = (
-            abs(median_h), f"{why}: the larger of both directions (|ACR ratio|); median of {len(horizontal)} slices"
-        )
-    else:
-        results["mr.ghosting_percent"] = (
-            median_h if phase_axis == 1 else -median_h, f"{phase_note}; median of {len(horizontal)} slices"
-        )
-
-    axes = [phase_axis] if phase_axis is not None else [0, 1]
-    wraps = []
-    for ax in axes:
-        band = max(1, int(round(WRAP_BAND_FRACTION * grid.shape[1 + ax])))
-        wraps.append(float(np.mean([wrap_percent(tissue[i], phase_axis=ax, band_px=band) for i in objects])))
-    wrap_note = phase_note if phase_axis is not None else f"{phase_note}: the larger of both directions"
-    results["mr.wrap_percent"] = (max(wraps), f"{wrap_note}; mean of {objects.size} slices")
+    attempt("mr.snr", lambda: snr_background(signal, air), air_note)
+    attempt("mr.cnr", lambda: cnr_otsu(signal, air), air_note)
+    attempt("mr.fber", lambda: fber(signal, all_air), f"{used.size} slices, {all_air.size} air px")
     logger.debug("mr metrics: %d slices, grid step %d, %d usable", grid.shape[0], masks.step, used.size)
     return done()
 

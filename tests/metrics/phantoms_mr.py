@@ -113,3 +113,28 @@ def mr_phantom(
         volume[:, :pad_lines, :] = 0.0
         volume[:, h - pad_lines :, :] = 0.0
     return volume
+
+
+def motion_ghosts(
+    volume: npt.NDArray[np.floating], *, every: int, shift_px: float, phase_axis: int = 1
+) -> npt.NDArray[np.float32]:
+    """``volume`` with periodic motion ghosts along ``phase_axis`` (1 = horizontal, DICOM "ROW").
+
+    Every ``every``-th phase-encode line of k-space is acquired with the object moved by
+    ``shift_px`` along the other (frequency) axis: a linear phase on those lines, as breathing or
+    pulsation puts on them; the magnitude is taken. The object repeats along the phase axis at
+    multiples of N / ``every``. Deterministic; the k-space model of
+    ``qc_pipeline.ai.degrade.mr_motion_ghosting`` with its random choices fixed.
+    """
+    if phase_axis not in (0, 1) or every < 1:
+        raise ValueError(f"phase_axis must be 0 or 1 and every >= 1; got {phase_axis}, {every}")
+    out = np.empty(np.shape(volume), dtype=np.float32)
+    for z, image in enumerate(np.asarray(volume, dtype=np.float64)):
+        k = np.fft.fftshift(np.fft.fft2(image))
+        n = image.shape[phase_axis]
+        freq = np.fft.fftshift(np.fft.fftfreq(image.shape[1 - phase_axis]))
+        shifts = np.where(np.arange(n) % every == 0, shift_px, 0.0)
+        phase = np.exp(-2j * np.pi * np.outer(shifts, freq))
+        k = k * (phase if phase_axis == 0 else phase.T)
+        out[z] = np.abs(np.fft.ifft2(np.fft.ifftshift(k)))
+    return out

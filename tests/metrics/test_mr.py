@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydicom.data import get_testdata_file
 from skimage.filters import threshold_otsu
 
-from qc_pipeline.domain import Measurement
+from qc_pipeline.domain import Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.pixels import load_series
@@ -439,7 +439,8 @@ REAL = {
 # - MR_small (pydicom test file, 64 x 64 crop of a head, 0.3125 mm): anatomy on 30 % of the FOV
 #   border, no air around it -> the noise metrics are None; 1 cm^2 windows do not fit.
 # - emri_small (pydicom-data, 10 x 64 x 64 brain crop, no PixelSpacing): the "air" beside the
-#   bright white matter is gray matter and CSF, mean/sd 1.52, not Rayleigh -> noise metrics None.
+#   bright white matter is gray matter and CSF, mean/sd 1.52, not Rayleigh -> noise metrics and wrap
+#   None (unmeasurable); ghosting is measured all the same (it does not need noise-like air): 1.1 %.
 # - MR2_UNCI (pydicom-data shoulder, 1024 x 1024 at 0.195 mm, phase COL, rows 0-98 and 930-1023
 #   zero-filled): air on the left of the shoulder; the ghosting pair along the phase (above /
 #   below) is darker than the left/right ROIs, which hold dark muscle: a negative ratio.
@@ -458,7 +459,7 @@ GOLDEN: dict[str, dict[str, float | None]] = {
     "emri_small": {
         "mr.snr": None,
         "mr.cnr": None,
-        "mr.ghosting_percent": None,
+        "mr.ghosting_percent": 1.095082540365388,
         "mr.piu_percent": None,
         "mr.efc": 0.7760153946471762,
         "mr.fber": None,
@@ -513,4 +514,9 @@ def test_no_rule_fires_on_real_mr(real_mr: dict[str, dict[str, Measurement]], na
 def test_real_mr_reasons_name_the_cause(real_mr: dict[str, dict[str, Measurement]]) -> None:
     assert "no air around the object" in real_mr["MR_small"]["mr.snr"].detail
     assert "does not look like magnitude noise" in real_mr["emri_small"]["mr.snr"].detail
+    # a crop with no air is not applicable by design; air that is not noise-like may be the defect
+    assert real_mr["MR_small"]["mr.snr"].unmeasured is Unmeasured.NOT_APPLICABLE
+    assert real_mr["emri_small"]["mr.snr"].unmeasured is Unmeasured.UNMEASURABLE
+    assert real_mr["emri_small"]["mr.wrap_percent"].unmeasured is Unmeasured.UNMEASURABLE
+    assert "not noise-like" in real_mr["emri_small"]["mr.ghosting_percent"].detail
     assert "vertically (COL)" in real_mr["MR2_UNCI"]["mr.ghosting_percent"].detail
