@@ -419,7 +419,9 @@ FBER, the entropy of EFC, the high-frequency power of the streak index) and spre
 were pinned at one level (clipping and pile-up), and the block artefacts move the 1 cm^2 means of
 PIU. On a lossy image they are not applicable (not judged, not stored)."""
 
-HEADER_METRICS: Final = frozenset({"dr.exposure_index", "dr.deviation_index"})
+HEADER_METRICS: Final = frozenset(
+    {"dr.exposure_index", "dr.deviation_index", "dr.vendor_exposure_indicator", "dr.deviation_index_vendor"}
+)
 """Metrics read from the header, not measured on the pixels: when absent they are not applicable
 here (the exposure is judged where it is recorded)."""
 
@@ -481,6 +483,7 @@ def _unmeasured_findings(
 METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "dr.exposure_index": ("exposure index EI", "曝光指数 EI"),
     "dr.deviation_index": ("deviation index DI", "偏差指数 DI"),
+    "dr.deviation_index_vendor": ("deviation index from the vendor indicator", "由厂商曝光指数换算的偏差指数"),
     "dr.vendor_exposure_indicator": ("vendor exposure indicator", "厂商曝光指示值"),
     "dr.pixel_exposure_voi_percent": ("pixel exposure estimate", "像素曝光估计"),
     "dr.clipped_stored_max_percent": ("pixels saturated at the stored maximum", "饱和于最大存储值的像素"),

@@ -56,6 +56,7 @@ METRICS: Final[Mapping[str, str]] = {
     "dr.exposure_index": "EI",
     "dr.deviation_index": "DI",
     "dr.vendor_exposure_indicator": "vendor units",
+    "dr.deviation_index_vendor": "DI",
     "dr.pixel_exposure_voi_percent": "%",
     "dr.clipped_stored_max_percent": "%",
     "dr.clipped_stored_min_percent": "%",
@@ -73,7 +74,10 @@ METRICS: Final[Mapping[str, str]] = {
 """Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result."""
 
 NOT_MODEL_FEATURES: Final = frozenset(
-    {"dr.exposure_index", "dr.deviation_index", "dr.vendor_exposure_indicator", "dr.burnout_anatomy_percent"}
+    {
+        "dr.exposure_index", "dr.deviation_index", "dr.vendor_exposure_indicator", "dr.deviation_index_vendor",
+        "dr.burnout_anatomy_percent",
+    }
 )
 """Metrics the metric-based acceptability model does not read: header values (its training images
 have no headers) and metrics added after it was trained (its feature vector must not change)."""
@@ -624,21 +628,32 @@ def _exposure(
         except DegenerateInputError as exc:
             why_not = str(exc)
     header_di = _number(deviation)
+    vendor_dev = Measurement(
+        "dr.deviation_index_vendor", None, di_unit,
+        "the IEC 62494-1 tags are present: the vendor indicator is not converted"
+        if header_di is not None or computed is not None else vendor_detail,
+    )
     if header_di is not None:
         detail = "DeviationIndex (0018,1413) from the header"
         if computed is not None and abs(computed - header_di) > 0.5:
             detail += f"; it disagrees with 10*log10(EI/EI_T) = {computed:.2f}"
-        return [ei, Measurement("dr.deviation_index", header_di, di_unit, detail), vendor_m]
+        return [ei, Measurement("dr.deviation_index", header_di, di_unit, detail), vendor_m, vendor_dev]
     head = "DeviationIndex (0018,1413) " + ("absent" if deviation is None else f"invalid ({deviation!r})")
     if computed is not None:
         detail = f"{head}; computed as 10*log10(ExposureIndex/TargetExposureIndex) (IEC 62494-1)"
-        return [ei, Measurement("dr.deviation_index", computed, di_unit, detail), vendor_m]
+        return [ei, Measurement("dr.deviation_index", computed, di_unit, detail), vendor_m, vendor_dev]
     if vendor_di is not None:
-        detail = f"{head}, {why_not}; converted from the vendor indicator: {vendor_detail}"
-        return [ei, Measurement("dr.deviation_index", vendor_di, di_unit, detail), vendor_m]
+        # A DI converted from a vendor indicator rests on published relations and a site-default
+        # target per vendor, not on the detector's calibrated EI_T: it is kept apart (its own
+        # metric, judged by review-only rules) so that an unverified target never fails a study.
+        detail = f"{head}, {why_not}; the vendor indicator converts to a DI: dr.deviation_index_vendor"
+        converted = Measurement(
+            "dr.deviation_index_vendor", vendor_di, di_unit, f"converted from the vendor indicator: {vendor_detail}"
+        )
+        return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m, converted]
     detail = (f"{head}; not computable: {why_not}; {vendor_detail}; exposure estimated from pixels only "
               "(the uncalibrated pixel exposure estimate)")
-    return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m]
+    return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m, vendor_dev]
 
 
 def _image_metrics(
@@ -856,10 +871,11 @@ def measure(
     ``exposure_index``, ``target_exposure_index`` and ``deviation_index`` the header values
     (0018,1411), (0018,1412), (0018,1413), None when absent.
 
-    DI is the header's DeviationIndex when present, else 10 log10(EI / EI_T) when both are > 0,
-    else the ``vendor_indicator`` converted by :func:`vendor_deviation_index` when its vendor
-    publishes a relation to exposure and its value is plausible; ``dr.vendor_exposure_indicator``
-    records that indicator's value whatever the IEC tags say.
+    DI is the header's DeviationIndex when present, else 10 log10(EI / EI_T) when both are > 0.
+    Without either, ``dr.deviation_index_vendor`` is the ``vendor_indicator`` converted by
+    :func:`vendor_deviation_index` when its vendor publishes a relation to exposure and its value
+    is plausible (a separate metric: its target is a site default, not the detector's EI_T);
+    ``dr.vendor_exposure_indicator`` records that indicator's value whatever the IEC tags say.
     Never raises for bad image content: a metric that cannot be measured has value None and a
     ``detail`` saying why.
     """

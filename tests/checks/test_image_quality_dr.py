@@ -186,6 +186,7 @@ EXPOSURE_TAGS = ("ExposureIndex", "TargetExposureIndex", "DeviationIndex", "Rela
 DI_LOW_REVIEW = "image_quality.dr.deviation_index_low.review"
 DI_LOW_FAIL = "image_quality.dr.deviation_index_low.fail"
 VENDOR_RANGE = "image_quality.dr.vendor_exposure_outside_range.review"
+VENDOR_DI_LOW = "image_quality.dr.deviation_index_vendor_low.review"
 
 
 def openrem_header(name: str) -> tuple[str, dict[str, object]]:
@@ -197,7 +198,7 @@ def judge_vendor(tmp_path: Path, thresholds, manufacturer: str, tags: dict[str, 
     phantom = chest_phantom(seed=14, background=300.0)  # clean: only exposure findings can fire
     folder = write_dx(tmp_path / "vendor", phantom.image, manufacturer=manufacturer, extra=tags)
     result = judge_file(folder, thresholds)
-    return result, measured(result, "dr.deviation_index"), measured(result, "dr.vendor_exposure_indicator")
+    return result, measured(result, "dr.deviation_index_vendor"), measured(result, "dr.vendor_exposure_indicator")
 
 
 def test_kodak_ei_converts_to_di_with_its_source(tmp_path, thresholds) -> None:
@@ -206,13 +207,15 @@ def test_kodak_ei_converts_to_di_with_its_source(tmp_path, thresholds) -> None:
     result, di, vendor = judge_vendor(tmp_path, thresholds, manufacturer, tags)
     # Kodak EI = 1000 log10(X/mR) + 2000 (TG-116 Table I): DI = 10 (1460 - 2000) / 1000.
     assert di.value == pytest.approx(-5.4, abs=1e-9)
-    assert "converted from the vendor indicator" in di.detail
+    assert di.detail.startswith("converted from the vendor indicator")
+    assert measured(result, "dr.deviation_index").value is None  # the IEC DI is not pretended
     assert "RelativeXRayExposure (0018,1405) = 1460 read as Carestream/Kodak EI (mbel)" in di.detail
     assert "TG-116" in di.detail and "site default" in di.detail
     assert vendor.value == 1460.0
     found = flagged(result)
-    assert set(found) == {DI_LOW_FAIL}  # the DI rules judge a converted indicator like an IEC DI
-    assert "-5.4" in found[DI_LOW_FAIL].message
+    # a converted DI rests on a site-default vendor target: review, never a fail on it
+    assert set(found) == {VENDOR_DI_LOW}
+    assert found[VENDOR_DI_LOW].severity is Severity.REVIEW and "-5.4" in found[VENDOR_DI_LOW].message
 
 
 def test_siemens_exi_is_read_and_its_speed_class_is_not_an_s_value(tmp_path, thresholds) -> None:
@@ -247,7 +250,8 @@ def test_drgem_indicator_without_conversion_is_judged_against_the_vendor_range(t
 
 def test_iec_tags_win_and_a_vendor_tag_on_another_scale_is_not_converted(tmp_path, thresholds) -> None:
     manufacturer, tags = openrem_header("DX-Im-Carestream_DRX.dcm")
-    result, di, vendor = judge_vendor(tmp_path, thresholds, manufacturer, tags)
+    result, _, vendor = judge_vendor(tmp_path, thresholds, manufacturer, tags)
+    di = measured(result, "dr.deviation_index")
     assert di.value == pytest.approx(0.55) and di.detail == "DeviationIndex (0018,1413) from the header"
     # 256 is the IEC EI again, far below any Kodak EI: not read as one.
     assert vendor.value is None and "outside the plausible range 1000-3500" in vendor.detail
@@ -256,8 +260,8 @@ def test_iec_tags_win_and_a_vendor_tag_on_another_scale_is_not_converted(tmp_pat
 
 def test_ge_iec_deviation_index_is_used(tmp_path, thresholds) -> None:
     manufacturer, tags = openrem_header("DX-Im-GE_XR220-3.dcm")
-    result, di, vendor = judge_vendor(tmp_path, thresholds, manufacturer, tags)
-    assert di.value == pytest.approx(-1.8)
+    result, _, vendor = judge_vendor(tmp_path, thresholds, manufacturer, tags)
+    assert measured(result, "dr.deviation_index").value == pytest.approx(-1.8)
     assert vendor.value is None and "no vendor exposure indicator for this manufacturer" in vendor.detail
     assert set(flagged(result)) == {DI_LOW_REVIEW}
 
@@ -287,13 +291,15 @@ def test_vendor_indicator_converts_to_di(manufacturer, tags, name, expected_di) 
         chest_phantom(seed=15).image.astype(np.float64), spacing_mm=None, stored_range=(0.0, STORED_MAX),
         exposure_index=None, target_exposure_index=None, deviation_index=None, vendor_indicator=indicator,
     )}
-    assert result["dr.deviation_index"].value == pytest.approx(expected_di, abs=1e-9)
-    assert f"read as {name}" in result["dr.deviation_index"].detail
-    assert "source:" in result["dr.deviation_index"].detail
+    assert result["dr.deviation_index"].value is None
+    assert result["dr.deviation_index_vendor"].value == pytest.approx(expected_di, abs=1e-9)
+    assert f"read as {name}" in result["dr.deviation_index_vendor"].detail
+    assert "source:" in result["dr.deviation_index_vendor"].detail
 
 
 def test_no_exposure_tag_at_all_leaves_the_pixel_estimate(tmp_path, thresholds) -> None:
-    result, di, vendor = judge_vendor(tmp_path, thresholds, "QC Pipeline Phantoms", {})
+    result, _, vendor = judge_vendor(tmp_path, thresholds, "QC Pipeline Phantoms", {})
+    di = measured(result, "dr.deviation_index")
     assert di.value is None and "exposure estimated from pixels only" in di.detail
     assert vendor.value is None
     estimate = measured(result, "dr.pixel_exposure_voi_percent")
