@@ -30,7 +30,7 @@ from typing import Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,8 @@ COMMON_PASSWORDS: Final = frozenset(
 )
 """Passwords of ten characters or more among the most frequent ones of public breach lists
 (SecLists ``10k-most-common``, and the Chinese lists of the 2011 CSDN leak): refused, case aside."""
+SESSION_ROWS_KEPT: Final = dt.timedelta(days=90)
+"""Session rows are deleted this long after their absolute end (the audit table keeps the events)."""
 DEFAULT_SESSION_LIFETIME: Final = dt.timedelta(hours=10)
 """Absolute lifetime of a session (a working shift); the site sets its own with ``review serve
 --session-hours`` (``$QC_REVIEW_SESSION_HOURS``)."""
@@ -335,6 +337,7 @@ def start_session(
     token = secrets.token_urlsafe(32)
     now = _now()
     with store.writing("start a session") as session:
+        session.execute(delete(ReviewSession).where(ReviewSession.expires_at < now - SESSION_ROWS_KEPT))
         session.add(
             ReviewSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, expires_at=now + lifetime,
                           client=_client(client))

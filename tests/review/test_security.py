@@ -7,7 +7,6 @@ a route added later fails it until its expected status codes are written down.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import io
