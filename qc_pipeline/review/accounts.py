@@ -363,16 +363,19 @@ def session_user(store: ResultStore, token: str, stamp: str, *, client: str | No
     return User(row.id, row.username, row.display_name, row.role, _stamp(row), client)
 
 
-def end_session(store: ResultStore, token: str, user: User) -> None:
-    """Sign out: the session ends for good (the cookie, replayed, is refused); audited ``logout``."""
-    with store.writing("sign out") as session:
+def end_session(store: ResultStore, token: str, user: User | None) -> None:
+    """End a session for good (the cookie, replayed, is refused). With ``user``, a sign-out,
+    audited ``logout``; without, the session a new sign-in in the same browser replaces."""
+    with store.writing("end a session") as session:
         session.execute(
             update(ReviewSession)
             .where(ReviewSession.token_hash == _token_hash(token), ReviewSession.ended_at.is_(None))
             .values(ended_at=_now())
         )
-        _event(session, "logout", username=user.username, user_id=user.id, client=user.client)
-    logger.info("%s signed out", user.username)
+        if user is not None:
+            _event(session, "logout", username=user.username, user_id=user.id, client=user.client)
+    if user is not None:
+        logger.info("%s signed out", user.username)
 
 
 def load_user(store: ResultStore, user_id: int, stamp: str) -> User | None:

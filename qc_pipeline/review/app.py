@@ -414,6 +414,9 @@ def _public_router() -> APIRouter:
             return render(request, "login.html", {"next": _safe_next(next), "locked": exc}, status=exc.status)
         if user is None:
             return render(request, "login.html", {"next": _safe_next(next), "failed": True}, status=401)
+        previous = request.session.get("sid")
+        if isinstance(previous, str):  # signing in again in the same browser: the old session ends
+            end_session(store, previous, None)
         sid = start_session(store, user, lifetime=request.app.state.session_lifetime, client=client)
         lang = request.session.get("lang")
         request.session.clear()  # a new session: nothing of the anonymous one is kept but the language

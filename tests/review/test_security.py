@@ -282,9 +282,20 @@ def test_a_replayed_cookie_after_sign_out_is_refused(client: TestClient) -> None
     stolen = client.cookies.get(SESSION_COOKIE)
     assert client.get("/api/me").status_code == 200
     assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, stolen)
     assert client.get("/api/me").status_code == 401
     assert client.get("/queue").status_code == 303
+
+
+def test_signing_in_again_ends_the_previous_session(client: TestClient) -> None:
+    sign_in(client, "dr.wang")
+    first = client.cookies.get(SESSION_COOKIE)
+    sign_in(client, "dr.zhao")
+    assert client.get("/api/me").json()["username"] == "dr.zhao"
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, first)
+    assert client.get("/api/me").status_code == 401
 
 
 def test_a_session_ends_at_its_absolute_lifetime_whatever_the_activity(
@@ -301,6 +312,7 @@ def test_a_session_ends_at_its_absolute_lifetime_whatever_the_activity(
         renewed = c.cookies.get(SESSION_COOKIE)
         clock[0] += dt.timedelta(minutes=2)  # 2 h 1 min after the sign-in
         assert c.get("/api/me").status_code == 401
+        c.cookies.clear()
         c.cookies.set(SESSION_COOKIE, renewed)  # the latest cookie, replayed: refused too
         assert c.get("/api/me").status_code == 401
 
