@@ -5,12 +5,28 @@ runs it with uvicorn.
 
 Security:
 
-- Sessions are Starlette's signed cookies (itsdangerous), HttpOnly, SameSite=Lax, ``Secure`` with
-  ``https_only``; they carry the user id and a stamp of the password hash, so a password change
-  or a disabled account ends every session at once.
+- Sessions live on the server (``review_sessions``, see ``accounts``): the signed cookie
+  (itsdangerous; HttpOnly, SameSite=Lax, ``Secure`` with ``https_only``) carries a random session
+  id and a stamp of the password hash. Signing out ends the session for good (a replayed cookie
+  is refused); every session ends ``session_lifetime`` after its sign-in whatever the activity;
+  a password change or a disabled account ends every session at once. The cookie's own
+  ``max_age`` (renewed with each answer) is the idle limit.
 - Every route but ``/login`` and ``/static`` needs a signed-in user: pages redirect anonymous
   visitors to ``/login`` (303), ``/api/...`` answers 401. Routers added with ``extra_routers``
   get the same protection.
+- Roles: reviewers and QC administrators (``STAFF_ROLES``) use the queue, the study pages and
+  the study API; a ``grader`` reaches only ``/``, ``/logout``, ``/api/me`` and the routers that
+  admit graders (the spot-check mode), every other route answers 403: a grader who could open
+  studies could unblind its cases. ``route_roles`` gives the roles of each route.
+- Study URLs name a study by its ``service.study_key`` (a valid UID, else ``id-<n>``) and every
+  path segment is percent-encoded (``study_url``): a crafted StudyInstanceUID cannot turn a
+  button into another action.
+- Sign-ins are limited per client address (``SIGN_INS_PER_CLIENT`` per ``SIGN_IN_WINDOW``,
+  answered 429 before any password is verified) besides the per-user lockout of ``accounts``.
+  The client address is the connection's (run uvicorn with ``--proxy-headers`` and
+  ``--forwarded-allow-ips`` behind a proxy).
+- Every answer carries a Content-Security-Policy (no scripts, no framing), X-Frame-Options,
+  X-Content-Type-Options, Referrer-Policy; every answer but ``/static`` is ``no-store``.
 - Every state-changing request (POST) carries the session's CSRF token: the ``csrf_token``
   form field or the ``X-CSRF-Token`` header (the JSON API). Sign-in too.
 - Patient identifiers appear only on pages for signed-in users, never in URLs or logs.
@@ -31,6 +47,7 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -47,7 +64,15 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from qc_pipeline.config import default_lang
 from qc_pipeline.review import service
-from qc_pipeline.review.accounts import SignInLocked, User, authenticate, load_user
+from qc_pipeline.review.accounts import (
+    DEFAULT_SESSION_LIFETIME,
+    SignInLocked,
+    User,
+    authenticate,
+    end_session,
+    session_user,
+    start_session,
+)
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.i18n import CATEGORIES, DECISION_REASONS, LANGS, NEGATIVE_FLAGS, VERDICTS, label, pick, translator
 from qc_pipeline.review.images import StudyImages, render_study
@@ -62,6 +87,22 @@ SESSION_MAX_AGE_S: Final = 8 * 3600
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
 IMAGE_CACHE_STUDIES: Final = 32
+STAFF_ROLES: Final = frozenset({"reviewer", "qc_admin"})
+ALL_ROLES: Final = frozenset({"reviewer", "qc_admin", "grader"})
+SIGN_INS_PER_CLIENT: Final = 10
+SIGN_IN_WINDOW_S: Final = 60.0
+"""At most ``SIGN_INS_PER_CLIENT`` sign-in attempts per client address in ``SIGN_IN_WINDOW_S``
+seconds (a person who mistypes needs a few; a script guessing passwords gets 429)."""
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 class NotSignedIn(Exception):
@@ -94,15 +135,20 @@ async def csrf_protect(request: Request) -> None:
         raise HTTPException(status_code=403, detail="csrf")
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 def current_user(request: Request) -> User:
-    """The signed-in user, or NotSignedIn."""
-    user_id, stamp = request.session.get("user_id"), request.session.get("stamp")
-    if not isinstance(user_id, int) or not isinstance(stamp, str):
+    """The signed-in user of a live server-side session, or NotSignedIn."""
+    sid, stamp = request.session.get("sid"), request.session.get("stamp")
+    if not isinstance(sid, str) or not isinstance(stamp, str):
         raise NotSignedIn
     store: ResultStore = request.app.state.store
-    user = load_user(store, user_id, stamp)
+    user = session_user(store, sid, stamp, client=client_address(request))
     if user is None:
-        request.session.pop("user_id", None)
+        for key in ("sid", "stamp", CSRF_FIELD):
+            request.session.pop(key, None)
         raise NotSignedIn
     return user
 
@@ -111,6 +157,22 @@ def require_admin(user: User = Depends(current_user)) -> User:
     if not user.is_admin:
         raise ReviewError("QC administrators only", "仅限质控管理员", status=403)
     return user
+
+
+def require_staff(user: User = Depends(current_user)) -> User:
+    """Reviewers and QC administrators; graders are refused (403) so they cannot unblind cases."""
+    if user.role not in STAFF_ROLES:
+        raise ReviewError(
+            "this page is for reviewers and QC administrators; graders see their spot-check cases only",
+            "此页面仅供复核医师和质控管理员使用；抽查评分人只能查看分配给自己的抽查病例",
+            status=403,
+        )
+    return user
+
+
+def study_url(key: str, *parts: str) -> str:
+    """``/studies/<key>/<parts...>`` with every segment percent-encoded (``/`` and ``#`` too)."""
+    return "/".join(["/studies", *(urllib.parse.quote(p, safe="") for p in (key, *parts))])
 
 
 def _lang(request: Request) -> str:
@@ -140,6 +202,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "reason_label": lambda code: label(DECISION_REASONS, code, lang),
         "flag_label": lambda code: label(NEGATIVE_FLAGS, code, lang),
         "msg": lambda row: (row.get("message_zh") or row.get("message")) if lang == "zh" else row.get("message"),
+        "study_url": study_url,
+        "home": _home(request.app, user),
+        "grader_home": request.app.state.grader_home,
     }
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, template, {**shared, **(context or {})}, status_code=status)
@@ -153,6 +218,35 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/queue"
+
+
+def _home(app: FastAPI, user: User | None) -> str:
+    """Where a user starts: the queue, or the grader's home (the spot-check list)."""
+    if user is not None and user.is_grader:
+        return app.state.grader_home or "/"
+    return "/queue"
+
+
+class _Throttle:
+    """At most ``limit`` events per key in a sliding ``window`` of seconds (in memory, per process)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self._limit, self._window = limit, window
+        self._events: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._events) > 10_000:  # forget idle clients
+                self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self._window}
+            seen = self._events.setdefault(key, collections.deque())
+            while seen and seen[0] <= now - self._window:
+                seen.popleft()
+            if len(seen) >= self._limit:
+                return False
+            seen.append(now)
+            return True
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -190,8 +284,13 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     extra_templates: Sequence[Path] = (),
     extra_nav: Sequence[tuple[str, tuple[str, str]]] = (),
+    grader_home: str | None = None,
+    session_lifetime: dt.timedelta = DEFAULT_SESSION_LIFETIME,
 ) -> FastAPI:
     """The review app on ``store`` (see the module docstring for the extension points).
+
+    ``grader_home`` is where graders land after signing in (the spot-check list);
+    ``session_lifetime`` the absolute lifetime of a session (the site's setting).
 
     ``viewer_url`` is the imaging cloud viewer's URL template, with ``{study_instance_uid}`` and
     ``{accession_number}`` placeholders (values URL-encoded).
@@ -218,6 +317,19 @@ def create_app(
     app.state.default_lang = lang if lang in LANGS else default_lang()
     app.state.extra_nav = list(extra_nav)
     app.state.images = _ImageCache()
+    app.state.grader_home = grader_home
+    app.state.session_lifetime = session_lifetime
+    app.state.sign_in_throttle = _Throttle(SIGN_INS_PER_CLIENT, SIGN_IN_WINDOW_S)
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
 
     @app.exception_handler(NotSignedIn)
@@ -246,21 +358,35 @@ def create_app(
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     app.state.route_table = []
+    app.state.route_roles = {}
     _include(app, _public_router(), public=True)
-    for router, prefix in ((_pages_router(), ""), (_api_router(), "/api"), *((r, "") for r in extra_routers)):
-        _include(app, router, prefix=prefix)
+    _include(app, _session_router(), roles=ALL_ROLES)
+    _include(app, _pages_router(), roles=STAFF_ROLES, dependencies=[Depends(require_staff)])
+    _include(app, _api_router(), prefix="/api", roles=STAFF_ROLES, dependencies=[Depends(require_staff)])
+    for router in extra_routers:
+        _include(app, router, roles=getattr(router, "qc_roles", STAFF_ROLES))
     return app
 
 
-def _include(app: FastAPI, router: APIRouter, *, prefix: str = "", public: bool = False) -> None:
+def _include(
+    app: FastAPI,
+    router: APIRouter,
+    *,
+    prefix: str = "",
+    public: bool = False,
+    roles: frozenset[str] = frozenset(),
+    dependencies: Sequence[Any] = (),
+) -> None:
     """Mount ``router`` (signed-in users only, CSRF-checked, unless ``public``) and list its routes
-    in ``app.state.route_table`` as ``(path, methods, public)`` (the anonymous-access test walks it)."""
-    dependencies = [] if public else [Depends(current_user), Depends(csrf_protect)]
-    app.include_router(router, prefix=prefix, dependencies=dependencies)
+    in ``app.state.route_table`` as ``(path, methods, public)`` (the anonymous-access test walks it)
+    and in ``app.state.route_roles`` (path -> the roles it admits; the router enforces them)."""
+    deps = [] if public else [Depends(current_user), Depends(csrf_protect), *dependencies]
+    app.include_router(router, prefix=prefix, dependencies=deps)
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r}: include sub-routers into the review app directly, not nested")
         app.state.route_table.append((prefix + route.path, frozenset(route.methods), public))
+        app.state.route_roles[prefix + route.path] = frozenset() if public else roles
 
 
 def _public_router() -> APIRouter:
@@ -278,30 +404,69 @@ def _public_router() -> APIRouter:
         next: str = Form("/queue"),
     ) -> Response:
         store: ResultStore = request.app.state.store
+        client = client_address(request)
+        throttle: _Throttle = request.app.state.sign_in_throttle
+        if not throttle.allow(client):
+            return render(request, "login.html", {"next": _safe_next(next), "throttled": True}, status=429)
         try:
-            user = authenticate(store, username.strip(), password) if username.strip() and password else None
+            user = authenticate(store, username.strip(), password, client=client) if username.strip() and password else None
         except SignInLocked as exc:
             return render(request, "login.html", {"next": _safe_next(next), "locked": exc}, status=exc.status)
         if user is None:
             return render(request, "login.html", {"next": _safe_next(next), "failed": True}, status=401)
+        previous = request.session.get("sid")
+        if isinstance(previous, str):  # signing in again in the same browser: the old session ends
+            end_session(store, previous, None)
+        sid = start_session(store, user, lifetime=request.app.state.session_lifetime, client=client)
         lang = request.session.get("lang")
         request.session.clear()  # a new session: nothing of the anonymous one is kept but the language
-        request.session.update({"user_id": user.id, "stamp": user.session_stamp})
+        request.session.update({"sid": sid, "stamp": user.session_stamp})
         if lang in LANGS:
             request.session["lang"] = lang
         csrf_token(request)
-        return RedirectResponse(_safe_next(next), status_code=303)
+        target = _safe_next(next)
+        if user.is_grader and not (request.app.state.grader_home and target.startswith(request.app.state.grader_home)):
+            target = _home(request.app, user)
+        return RedirectResponse(target, status_code=303)
 
     return router
 
 
-def _study_images(request: Request, uid: str, view: service.StudyView) -> StudyImages:
+def _session_router() -> APIRouter:
+    """Routes of every signed-in user, whatever the role."""
+    router = APIRouter()
+
+    @router.get("/")
+    def home(request: Request, user: User = Depends(current_user)) -> Response:
+        target = _home(request.app, user)
+        if target == "/":
+            raise ReviewError("no page for graders here: the spot-check mode is off", "抽查模式未开启", status=403)
+        return RedirectResponse(target, status_code=303)
+
+    @router.post("/logout")
+    def logout(request: Request, user: User = Depends(current_user)) -> Response:
+        lang = request.session.get("lang")
+        end_session(request.app.state.store, request.session["sid"], user)
+        request.session.clear()
+        if lang in LANGS:
+            request.session["lang"] = lang
+        return RedirectResponse("/login", status_code=303)
+
+    @router.get("/api/me")
+    def me(user: User = Depends(current_user)) -> dict[str, Any]:
+        return {"username": user.username, "display_name": user.display_name, "role": user.role}
+
+    return router
+
+
+def _study_images(request: Request, view: service.StudyView) -> StudyImages:
     thresholds: Thresholds = request.app.state.thresholds
     try:
         factor = thresholds.limit("continuity.slice.missing")
     except Exception:  # thresholds without the rule: the default factor
         factor = 1.5
     cache: _ImageCache = request.app.state.images
+    uid = view.result["study_instance_uid"]
     return cache.get(
         (uid, view.decision_id),
         lambda: render_study(view.result["source_uri"], uid, view.result["findings"], missing_factor=factor),
@@ -346,20 +511,24 @@ def _filters(request: Request) -> service.QueueFilters:
     )
 
 
+def _audit_filters(request: Request) -> service.AuditFilters:
+    q = request.query_params
+    try:
+        return service.AuditFilters(
+            event=q.get("event") or None,
+            username=q.get("username") or None,
+            day_from=dt.date.fromisoformat(q["day_from"]) if q.get("day_from") else None,
+            day_to=dt.date.fromisoformat(q["day_to"]) if q.get("day_to") else None,
+            page=int(q.get("page") or 1),
+        )
+    except ValueError:
+        raise ReviewError(
+            "audit filters: dates like 2026-10-31 and a page number", "审计筛选：日期格式应为 2026-10-31，页码为整数"
+        ) from None
+
+
 def _pages_router() -> APIRouter:
     router = APIRouter()
-
-    @router.get("/")
-    def home() -> Response:
-        return RedirectResponse("/queue", status_code=303)
-
-    @router.post("/logout")
-    def logout(request: Request) -> Response:
-        lang = request.session.get("lang")
-        request.session.clear()
-        if lang in LANGS:
-            request.session["lang"] = lang
-        return RedirectResponse("/login", status_code=303)
 
     @router.get("/queue")
     def queue_page(request: Request, user: User = Depends(current_user)) -> Response:
@@ -374,14 +543,14 @@ def _pages_router() -> APIRouter:
     @router.get("/studies/{uid}")
     def study_page(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
         view = service.study_view(request.app.state.store, request.app.state.thresholds, uid)
-        images = _study_images(request, uid, view)
+        images = _study_images(request, view)
         return render(
             request,
             "study.html",
             {
                 "user": user,
                 "view": view,
-                "r": view.result,
+                "r": service.for_user(view.result, user),
                 "images": images,
                 "viewer_link": _viewer_link(request, view.result),
                 "reasons": DECISION_REASONS,
@@ -393,14 +562,14 @@ def _pages_router() -> APIRouter:
     @router.get("/studies/{uid}/images/{series_uid}.png")
     def key_image(request: Request, uid: str, series_uid: str) -> Response:
         view = service.study_view(request.app.state.store, request.app.state.thresholds, uid)
-        images = _study_images(request, uid, view)
+        images = _study_images(request, view)
         for image in images.images:
             if image.series_instance_uid == series_uid and image.png is not None:
-                return Response(image.png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+                return Response(image.png, media_type="image/png")
         raise ReviewError("no key image for this series", "该序列没有关键图像", status=404)
 
-    def _back(uid: str) -> Response:
-        return RedirectResponse(f"/studies/{urllib.parse.quote(uid, safe='')}", status_code=303)
+    def _back(key: str) -> Response:
+        return RedirectResponse(study_url(key), status_code=303)
 
     def _attempt(request: Request, uid: str, action: Any, ok_en: str, ok_zh: str) -> Response:
         try:
@@ -459,7 +628,14 @@ def _pages_router() -> APIRouter:
 
     @router.get("/audit")
     def audit_page(request: Request, user: User = Depends(require_admin)) -> Response:
-        return render(request, "audit.html", {"user": user, "events": service.audit_events(request.app.state.store)})
+        filters = _audit_filters(request)
+        found = service.audit_events(request.app.state.store, filters)
+        query = {k: v for k, v in request.query_params.items() if k in ("event", "username", "day_from", "day_to") and v}
+
+        def page_link(page: int) -> str:
+            return "/audit?" + urllib.parse.urlencode({**query, "page": page})
+
+        return render(request, "audit.html", {"user": user, "audit": found, "filters": filters, "page_link": page_link})
 
     return router
 
@@ -467,20 +643,17 @@ def _pages_router() -> APIRouter:
 def _api_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/me")
-    def me(user: User = Depends(current_user)) -> dict[str, Any]:
-        return {"username": user.username, "display_name": user.display_name, "role": user.role}
-
     @router.get("/queue")
     def api_queue(request: Request) -> dict[str, Any]:
         found = service.queue(request.app.state.store, _filters(request))
         return {"total": found.total, "rows": [asdict(r) for r in found.rows], "options": found.options}
 
     @router.get("/studies/{uid}")
-    def api_study(request: Request, uid: str) -> dict[str, Any]:
+    def api_study(request: Request, uid: str, user: User = Depends(current_user)) -> dict[str, Any]:
         view = service.study_view(request.app.state.store, request.app.state.thresholds, uid)
         return {
-            **view.result,
+            **service.for_user(view.result, user),
+            "study_key": view.study_key,
             "decision_id": view.decision_id,
             "history": view.history,
             "metric_rows": [asdict(m) for m in view.metric_rows],

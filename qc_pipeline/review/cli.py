@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import secrets
@@ -96,8 +97,11 @@ def review() -> None:
                    f"(default: ${VIEWER_ENV}).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Default page language.")
+@click.option("--session-hours", envvar="QC_REVIEW_SESSION_HOURS", type=click.FloatRange(0.25, 24), default=10.0,
+              show_default=True, help="Absolute lifetime of a session: sign in again after it, whatever the activity "
+                                      "(default: $QC_REVIEW_SESSION_HOURS).")
 def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, viewer_url: str | None,
-          https_only: bool, lang: str) -> None:
+          https_only: bool, lang: str, session_hours: float) -> None:
     """Serve the review web app. 启动人工复核网页应用。"""
     import uvicorn
 
@@ -123,7 +127,8 @@ def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, 
     except ConfigError as exc:
         _fail(str(exc), "抽查配置无效", 2)
     app = create_app(
-        store, thresholds, secret_key=secret, viewer_url=viewer_url, https_only=https_only, lang=lang, **spot_check
+        store, thresholds, secret_key=secret, viewer_url=viewer_url, https_only=https_only, lang=lang,
+        session_lifetime=dt.timedelta(hours=session_hours), **spot_check,
     )
     click.echo(f"人工复核 / review app: http://{host}:{port}/  ({store.url})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -138,7 +143,8 @@ def _read_password(password_stdin: bool) -> str:
 
 @review.command(name="create-user")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["reviewer", "qc_admin"]), required=True, help="reviewer 复核医师 or qc_admin 质控管理员.")
+@click.option("--role", type=click.Choice(["reviewer", "qc_admin", "grader"]), required=True,
+              help="reviewer 复核医师, qc_admin 质控管理员 or grader 抽查评分人 (sees its spot-check cases only).")
 @click.option("--display-name", help="Name shown in the app and the history (e.g. 张医生).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (scripts).")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)

@@ -132,6 +132,7 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "image_unavailable": ("Image not available", "无法显示图像"),
     "role_reviewer": ("reviewer", "复核医师"),
     "role_qc_admin": ("QC administrator", "质控管理员"),
+    "role_grader": ("spot-check grader", "抽查评分人"),
     "language": ("中文", "English"),
     "marked": ("Marked", "标注"),
     "decided_by": ("Decided by", "复核人"),

@@ -16,12 +16,19 @@ Rules:
   decision has the same content fingerprint. A human ``pass`` makes the study eligible until its
   study date plus the site's recognition window (``thresholds/site.yaml``).
 - Negative-list flags (QC administrators only) keep a study from recognition whatever the verdicts.
+- Replacing another reviewer's standing decision needs a live claim of one's own on the study;
+  releasing another's claim is refused (QC administrators may release any).
+- A study is addressed by its ``study_key``: the StudyInstanceUID when it is a valid UID (digits
+  and dots), else ``id-<row id>``, so a crafted UID never lands in a URL. A study with an
+  invalid UID is shown (its integrity finding says why) but cannot be claimed or decided: the
+  UID must be corrected at the source and the study judged again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,6 +39,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, rules_by_metric
 from qc_pipeline.domain import SeriesSummary, Verdict
+from qc_pipeline.io.dicom import valid_uid
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
@@ -48,6 +56,22 @@ FLAGGED_VERDICTS: Final = ("review", "fail")
 QUEUE_LIMIT: Final = 200
 MAX_TEXT: Final = 2000
 AI_PREFIX: Final = "ai."
+SAFE_KEY: Final = re.compile(r"id-([1-9][0-9]{0,17})")
+AUDIT_PAGE_SIZE: Final = 100
+HIDDEN_FROM_REVIEWERS: Final = ("source_uri",)
+"""Result fields only QC administrators see (a server path is no reviewer's business)."""
+
+
+def study_key(uid: str, study_id: int) -> str:
+    """How URLs name a study: its UID when valid, else ``id-<row id>`` (see the module docstring)."""
+    return uid if valid_uid(uid) else f"id-{study_id}"
+
+
+def for_user(result: dict[str, Any], user: User) -> dict[str, Any]:
+    """``result`` without the fields ``user`` does not need (``HIDDEN_FROM_REVIEWERS``)."""
+    if user.is_admin:
+        return result
+    return {k: v for k, v in result.items() if k not in HIDDEN_FROM_REVIEWERS}
 
 
 def _now() -> dt.datetime:
@@ -78,6 +102,8 @@ class QueueFilters:
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     study_instance_uid: str
+    study_key: str
+    """What URLs use (``study_key``)."""
     accession_number: str | None
     institution: str | None
     modality: str | None
@@ -182,6 +208,7 @@ def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT
         out.append(
             QueueRow(
                 study_instance_uid=s.study_instance_uid,
+                study_key=study_key(s.study_instance_uid, s.id),
                 accession_number=s.accession_number,
                 institution=s.institution,
                 modality=s.modality,
@@ -261,25 +288,49 @@ class StudyView:
     """Each series with the role the checks read in it (MR sequence, CT phase, DR view)."""
 
     @property
+    def study_key(self) -> str:
+        return study_key(self.result["study_instance_uid"], self.study_id)
+
+    @property
+    def actionable(self) -> bool:
+        """Whether the study may be claimed, decided or flagged (its UID is valid)."""
+        return valid_uid(self.result["study_instance_uid"])
+
+    @property
     def decidable(self) -> bool:
-        return self.result["verdict"] in FLAGGED_VERDICTS
+        return self.actionable and self.result["verdict"] in FLAGGED_VERDICTS
 
 
-def _ids(session: Session, uid: str) -> tuple[StudyRecord, DecisionRecord]:
+def _ids(session: Session, key: str) -> tuple[StudyRecord, DecisionRecord]:
+    """The study named by ``key`` (a ``study_key``, or the raw StudyInstanceUID) and its current
+    machine decision; ReviewError 404 when there is none."""
+    safe = SAFE_KEY.fullmatch(key)
+    where = StudyRecord.id == int(safe[1]) if safe else StudyRecord.study_instance_uid == key
     row = session.execute(
         select(StudyRecord, DecisionRecord)
         .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
-        .where(StudyRecord.study_instance_uid == uid, DecisionRecord.is_current.is_(True))
+        .where(where, DecisionRecord.is_current.is_(True))
     ).one_or_none()
     if row is None:
-        raise ReviewError(f"no study {uid!r} in the results database", "结果库中没有该检查", status=404)
+        raise ReviewError(f"no study {key!r} in the results database", "结果库中没有该检查", status=404)
     return row[0], row[1]
 
 
-def study_view(store: ResultStore, thresholds: Thresholds, uid: str) -> StudyView:
-    """The study page's content; ReviewError (404) for an unknown study."""
-    with store.reading(f"read study {uid}") as session:
-        study, decision = _ids(session, uid)
+def _actionable(study: StudyRecord) -> None:
+    if not valid_uid(study.study_instance_uid):
+        raise ReviewError(
+            "the StudyInstanceUID of this study is not a valid DICOM UID: correct it at the source and judge the "
+            "study again; it cannot be claimed or decided here",
+            "该检查的 StudyInstanceUID 不是合法的 DICOM UID：请在源头更正后重新质控；此处不能认领或复核",
+            status=409,
+        )
+
+
+def study_view(store: ResultStore, thresholds: Thresholds, key: str) -> StudyView:
+    """The study page's content (``key``: see ``_ids``); ReviewError (404) for an unknown study."""
+    with store.reading("read a study") as session:
+        study, decision = _ids(session, key)
+        uid = study.study_instance_uid
         series = stored_series(decision.series, uid)
         claim_row = session.execute(
             select(ReviewClaim, ReviewUser.username)
@@ -357,6 +408,7 @@ def _audit(session: Session, user: User | None, event: str, study_id: int | None
             event=event,
             study_id=study_id,
             detail=detail,
+            client=None if user is None or user.client is None else user.client[:64],
         )
     )
 
@@ -388,8 +440,9 @@ def claim(store: ResultStore, uid: str, user: User) -> dt.datetime:
     now = _now()
     expires = now + dt.timedelta(minutes=CLAIM_MINUTES)
     try:
-        with store.writing(f"claim study {uid}") as session:
+        with store.writing("claim a study") as session:
             study, _decision = _ids(session, uid)
+            _actionable(study)
             other = _claimed_by_other(session, study.id, user, now)
             if other is not None:
                 raise _busy(other)
@@ -403,19 +456,32 @@ def claim(store: ResultStore, uid: str, user: User) -> dt.datetime:
         raise ReviewError(
             "another reviewer claimed this study a moment ago", "其他医师刚刚认领了此检查", status=409
         ) from exc
-    logger.info("study %s claimed by %s", uid, user.username)
+    logger.info("study %s claimed by %s", study_key(study.study_instance_uid, study.id), user.username)
     return expires
 
 
 def release(store: ResultStore, uid: str, user: User) -> None:
-    """Release one's own claim (a QC administrator may release anyone's)."""
-    with store.writing(f"release study {uid}") as session:
+    """Release one's own claim (a QC administrator may release anyone's).
+
+    ReviewError 403 when another reviewer holds the claim (it stays), 409 when there is none.
+    """
+    with store.writing("release a claim") as session:
         study, _decision = _ids(session, uid)
-        query = delete(ReviewClaim).where(ReviewClaim.study_id == study.id)
-        if not user.is_admin:
-            query = query.where(ReviewClaim.user_id == user.id)
-        if session.execute(query).rowcount:
-            _audit(session, user, "release", study.id)
+        row = session.execute(
+            select(ReviewClaim, ReviewUser.username)
+            .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
+            .where(ReviewClaim.study_id == study.id)
+        ).one_or_none()
+        if row is None or not _claim_live(row[0], _now()):
+            raise ReviewError("nobody holds a claim on this study", "此检查当前无人认领", status=409)
+        if row[0].user_id != user.id and not user.is_admin:
+            raise ReviewError(
+                f"the claim is {row[1]}'s: only they or a QC administrator can release it",
+                f"该认领属于 {row[1]}，仅本人或质控管理员可释放",
+                status=403,
+            )
+        session.execute(delete(ReviewClaim).where(ReviewClaim.id == row[0].id))
+        _audit(session, user, "release", study.id, None if row[0].user_id == user.id else f"claim of {row[1]}")
 
 
 # -- decisions ---------------------------------------------------------------------------------
@@ -460,8 +526,9 @@ def decide(
         )
     text = _clean_text(reason_text)
     now = _now()
-    with store.writing(f"save the human decision on study {uid}") as session:
+    with store.writing("save a human decision") as session:
         study, machine = _ids(session, uid)
+        _actionable(study)
         if decision_id is not None and decision_id != machine.id:
             raise ReviewError(
                 "the study was judged again since you opened it; look at the new verdict and decide again",
@@ -482,6 +549,7 @@ def decide(
         other = _claimed_by_other(session, study.id, user, now)
         if other is not None:
             raise _busy(other)
+        _may_replace(session, study.id, machine, user, now)
         modalities = tuple(m for m in (study.modality or "").split(",") if m)
         eligible, until = (
             eligibility(Verdict.PASS, study_date=study.study_date, modalities=modalities, config=thresholds.site.eligibility)
@@ -512,9 +580,31 @@ def decide(
         session.add(row)
         session.execute(delete(ReviewClaim).where(ReviewClaim.study_id == study.id))
         _audit(session, user, "decision", study.id, f"{action} {machine.verdict}->{verdict} ({reason_code})")
-    logger.info("study %s: human decision %s (%s) by %s", uid, verdict, action, user.username)
-    (result,) = store.results(study_instance_uid=uid)
-    return result
+    logger.info("study %s: human decision %s (%s) by %s", study_key(study.study_instance_uid, study.id), verdict, action, user.username)
+    (result,) = store.results(study_instance_uid=study.study_instance_uid)
+    return for_user(result, user)
+
+
+def _may_replace(session: Session, study_id: int, machine: DecisionRecord, user: User, now: dt.datetime) -> None:
+    """Refuse to replace another reviewer's standing decision unless ``user`` holds a live claim."""
+    standing = session.execute(
+        select(HumanDecision.user_id, ReviewUser.username)
+        .join(ReviewUser, ReviewUser.id == HumanDecision.user_id)
+        .where(
+            HumanDecision.study_id == study_id,
+            HumanDecision.is_current.is_(True),
+            HumanDecision.content_fingerprint == machine.content_fingerprint,
+        )
+    ).one_or_none()
+    if standing is None or standing[0] == user.id:
+        return
+    claim_row = session.scalars(select(ReviewClaim).where(ReviewClaim.study_id == study_id)).one_or_none()
+    if claim_row is None or claim_row.user_id != user.id or not _claim_live(claim_row, now):
+        raise ReviewError(
+            f"{standing[1]} decided this study already: claim it first to replace their decision",
+            f"{standing[1]} 已对此检查作出复核结论：如需改判，请先认领",
+            status=409,
+        )
 
 
 # -- negative-list flags -------------------------------------------------------------------------
@@ -536,8 +626,9 @@ def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note
     if reason_code == "other" and not text:
         raise ReviewError("the flag 'other' needs a note", "选择“其他”时须填写备注")
     try:
-        with store.writing(f"flag study {uid}") as session:
+        with store.writing("flag a study") as session:
             study, _decision = _ids(session, uid)
+            _actionable(study)
             session.add(
                 NegativeFlag(study_id=study.id, reason_code=reason_code, note=text or None, set_by=user.id, set_at=_now())
             )
@@ -545,13 +636,13 @@ def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note
             _audit(session, user, "flag", study.id, reason_code)
     except IntegrityError as exc:
         raise ReviewError(f"the study is already flagged {reason_code}", "该检查已有此负面清单标记", status=409) from exc
-    logger.info("study %s flagged %s by %s", uid, reason_code, user.username)
+    logger.info("study %s flagged %s by %s", study_key(study.study_instance_uid, study.id), reason_code, user.username)
 
 
 def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) -> None:
     """Take a study off the negative list for ``reason_code`` (the flag is kept, as cleared)."""
     _require_admin(user)
-    with store.writing(f"clear a flag of study {uid}") as session:
+    with store.writing("clear a flag") as session:
         study, _decision = _ids(session, uid)
         done = session.execute(
             update(NegativeFlag)
@@ -567,17 +658,57 @@ def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) ->
         _audit(session, user, "unflag", study.id, reason_code)
 
 
-def audit_events(store: ResultStore, *, limit: int = 200) -> list[dict[str, Any]]:
-    """The latest audit events, newest first (sign-ins, claims, decisions, flags)."""
+@dataclass(frozen=True, slots=True)
+class AuditFilters:
+    """Audit filters; None means any. ``username`` matches exactly; ``day_from``/``day_to`` are
+    UTC dates, both included; ``page`` counts from 1."""
+
+    event: str | None = None
+    username: str | None = None
+    day_from: dt.date | None = None
+    day_to: dt.date | None = None
+    page: int = 1
+
+    def __post_init__(self) -> None:
+        if self.page < 1:
+            raise ReviewError(f"page must be 1 or more; got {self.page}", "页码须大于等于 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    events: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+    event_names: list[str]
+
+
+def audit_events(store: ResultStore, filters: AuditFilters = AuditFilters(), *, per_page: int = AUDIT_PAGE_SIZE) -> AuditPage:
+    """One page of audit events matching ``filters``, newest first, with the total count."""
+    conditions: list[Any] = []
+    if filters.event:
+        conditions.append(ReviewEvent.event == filters.event)
+    if filters.username:
+        conditions.append(ReviewEvent.username == filters.username)
+    if filters.day_from:
+        conditions.append(ReviewEvent.at >= dt.datetime.combine(filters.day_from, dt.time(), dt.UTC))
+    if filters.day_to:
+        conditions.append(ReviewEvent.at < dt.datetime.combine(filters.day_to + dt.timedelta(days=1), dt.time(), dt.UTC))
     with store.reading("read the review audit") as session:
+        total = session.scalar(select(func.count(ReviewEvent.id)).where(*conditions)) or 0
         rows = session.execute(
             select(ReviewEvent, StudyRecord.study_instance_uid)
             .outerjoin(StudyRecord, StudyRecord.id == ReviewEvent.study_id)
+            .where(*conditions)
             .order_by(ReviewEvent.at.desc(), ReviewEvent.id.desc())
-            .limit(limit)
+            .offset((filters.page - 1) * per_page)
+            .limit(per_page)
         ).all()
-    return [
-        {"at": e.at.isoformat(timespec="seconds"), "username": e.username, "event": e.event,
-         "study_instance_uid": uid, "detail": e.detail}
+        names = sorted(session.scalars(select(ReviewEvent.event).distinct()).all())
+    events = [
+        {"at": e.at.isoformat(timespec="seconds"), "username": e.username, "event": e.event, "client": e.client,
+         "study_instance_uid": uid, "study_key": None if uid is None else study_key(uid, e.study_id),
+         "detail": e.detail}
         for e, uid in rows
     ]
+    return AuditPage(events, int(total), filters.page, max(1, -(-int(total) // per_page)), names)

@@ -10,17 +10,28 @@ rendered without any finding marks; URLs carry the case code only. No institutio
 machine verdict, findings, metrics, AI scores, dates, UIDs, accession numbers or patient IDs.
 A reviewer sees only the cases assigned to their account; another case answers 404 with the
 same message whether it exists or not.
+
+Graders: only accounts of the ``grader`` role that the spot-check configuration names grade here,
+and a grader reaches nothing but these pages (the review app refuses it every study route), so it
+cannot look its cases up in the queue or the study API. The blinded images are rendered apart from
+the study page's (their own cache, URLs by case code and index) and re-encoded by
+:func:`blinded_png`: cropped by a few pixels, with seeded noise of one grey level and other PNG
+settings, so that no byte, hash or size of a blinded image matches the study page's image.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
+import io
 import logging
 import threading
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
+from PIL import Image
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -41,11 +52,33 @@ TEMPLATES_DIR: Final = Path(__file__).resolve().parent / "templates"
 PREFIX: Final = "/spot-checks"
 NAV: Final = (PREFIX, ("Spot checks", "交叉抽查"))
 IMAGE_CACHE_CASES: Final = 16
+GRADER_ROLES: Final = frozenset({"grader"})
+MAX_CROP_PX: Final = 6
+"""A blinded image loses 2 to ``MAX_CROP_PX`` pixels on each side (seeded by the case code)."""
+NOISE_LEVELS: Final = 1
+"""Seeded noise of at most this many grey levels of 255: below what a grader can see."""
 
 
 def app_options(config: SpotCheckConfig) -> dict[str, Any]:
     """Keyword arguments for ``create_app`` that add the spot-check mode."""
-    return {"extra_routers": [spot_check_router(config)], "extra_templates": [TEMPLATES_DIR], "extra_nav": [NAV]}
+    return {"extra_routers": [spot_check_router(config)], "extra_templates": [TEMPLATES_DIR], "extra_nav": [NAV],
+            "grader_home": PREFIX}
+
+
+def blinded_png(png: bytes, case_code: str) -> bytes:
+    """``png`` re-rendered for a grader: cropped by a few pixels on each side, seeded noise of
+    ``NOISE_LEVELS`` grey level, saved with other PNG settings; the same for the same case."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(case_code.encode("utf-8")).digest()[:8], "big"))
+    with Image.open(io.BytesIO(png)) as opened:
+        pixels = np.asarray(opened.convert("RGB"), dtype=np.int16)
+    rows, cols = pixels.shape[:2]
+    top, bottom, left, right = (int(v) for v in rng.integers(2, MAX_CROP_PX + 1, size=4))
+    if rows > top + bottom + 8 and cols > left + right + 8:
+        pixels = pixels[top : rows - bottom, left : cols - right]
+    pixels = pixels + rng.integers(-NOISE_LEVELS, NOISE_LEVELS + 1, size=pixels.shape[:2], dtype=np.int16)[..., None]
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB").save(out, format="PNG", compress_level=9)
+    return out.getvalue()
 
 
 def _not_assigned(code: str) -> ReviewError:
@@ -79,7 +112,12 @@ class _Images:
             if code in self._items:
                 self._items.move_to_end(code)
                 return self._items[code]
-        images = render_study(source_uri, uid, findings=[])  # no findings: no marks that would tell
+        rendered = render_study(source_uri, uid, findings=[])  # no findings: no marks that would tell
+        for image in rendered.images:
+            if image.png is not None:
+                image.png = blinded_png(image.png, code)
+            image.series_instance_uid = ""  # nothing of the study's UIDs travels with a blinded image
+        images = rendered
         with self._lock:
             self._items[code] = images
             while len(self._items) > IMAGE_CACHE_CASES:
@@ -89,9 +127,16 @@ class _Images:
 
 def spot_check_router(config: SpotCheckConfig) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
+    router.qc_roles = GRADER_ROLES  # type: ignore[attr-defined]  # read by the review app's _include
     images = _Images()
 
     def reviewer_of(user: User) -> str:
+        if not user.is_grader:
+            raise ReviewError(
+                f"{user.username} is not a grader: spot checks are graded with grader accounts, which see no study",
+                f"{user.username} 不是抽查评分人账户：抽查须使用评分人账户（该类账户看不到任何检查）",
+                status=403,
+            )
         if config.reviewer_region(user.username) is None:
             raise ReviewError(
                 f"{user.username} is not a spot-check reviewer (add the account to the spot-check configuration)",
@@ -129,7 +174,7 @@ def spot_check_router(config: SpotCheckConfig) -> APIRouter:
         shown = images.get(request.app.state.store, code, reviewer)
         if not 0 <= index < len(shown.images) or shown.images[index].png is None:
             raise ReviewError("no such image", "没有该图像", status=404)
-        return Response(shown.images[index].png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+        return Response(shown.images[index].png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @router.post("/{code}")
     async def grade_case(request: Request, code: str, user: User = Depends(current_user)) -> Response:

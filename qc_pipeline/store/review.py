@@ -24,8 +24,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from qc_pipeline.store.models import FINGERPRINT_LENGTH, Base, DecisionRecord
 
-ROLES: Final = ("reviewer", "qc_admin")
-"""``reviewer`` decides on studies; ``qc_admin`` also sets negative-list flags and sees the audit."""
+ROLES: Final = ("reviewer", "qc_admin", "grader")
+"""``reviewer`` decides on studies; ``qc_admin`` also sets negative-list flags and sees the audit;
+``grader`` grades the blinded spot-check cases assigned to it and sees nothing else (no queue, no
+study, no study API): a grader who could open studies could unblind its cases."""
 
 CURRENT_HUMAN_DECISION_INDEX: Final = "uq_human_decisions_current_study"
 ACTIVE_FLAG_INDEX: Final = "uq_negative_flags_active_study_reason"
@@ -136,6 +138,25 @@ class ReviewEvent(Base):
     event: Mapped[str] = mapped_column(String(32))
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(String(64))
+    """The client address the request came from (None for the command line)."""
+
+
+class ReviewSession(Base):
+    """A signed-in session of the review app, server side: the signed cookie carries only the id
+    (a random token, stored as its SHA-256). Signing out or the end of the absolute lifetime ends
+    it for good, so a copied or replayed cookie is worth nothing afterwards."""
+
+    __tablename__ = "review_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    """Absolute end: no activity extends it."""
+    ended_at: Mapped[dt.datetime | None]
+    client: Mapped[str | None] = mapped_column(String(64))
 
 
 @dataclass(frozen=True, slots=True)

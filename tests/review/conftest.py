@@ -159,3 +159,31 @@ def sign_in(client: TestClient, username: str = "dr.wang") -> str:
     response = client.post("/login", data={"username": username, "password": PASSWORDS[username], "csrf_token": token})
     assert response.status_code == 303 and response.headers["location"] == "/queue"
     return form_token(client.get("/queue").text)
+
+
+HIJACK_TARGET = "age_mismatch"
+"""The demo study whose negative-list flag the crafted UIDs below try to clear."""
+
+
+@pytest.fixture(scope="session")
+def crafted(judged: Judged) -> dict[str, Decision]:
+    """clipped_dr uploaded again under crafted StudyInstanceUIDs that would hijack a button whose
+    URL is built by pasting the UID in: one clears the flag 'other' of ``HIJACK_TARGET`` (the
+    admin's CSRF token goes with the form), one signs the user out. Judged by the real pipeline,
+    so their integrity finding is the ingestion's."""
+    import pydicom
+
+    target = judged.decisions[HIJACK_TARGET].study_instance_uid
+    out: dict[str, Decision] = {}
+    thresholds = load_pipeline_thresholds()
+    for name, uid in (("clear_flag", f"{target}/flags/other/clear#"), ("logout", "../logout#")):
+        folder = judged.root / "crafted" / name
+        shutil.copytree(judged.root / "studies" / "clipped_dr", folder)
+        for path in folder.iterdir():
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID = uid
+            ds.save_as(path)
+        source = FolderSource(folder)
+        (entry,) = list(source.discover())
+        out[name] = judge(source.load(entry), thresholds, now=DEMO_NOW, source_uri=source.uri, pixels=source)
+    return out

@@ -8,6 +8,7 @@ The last page is saved as a screenshot: ``$QC_REVIEW_SCREENSHOTS`` or ``build/re
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -17,10 +18,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from qc_pipeline.domain import Decision
+from qc_pipeline.review import service
+from qc_pipeline.review.accounts import authenticate
 from qc_pipeline.review.app import create_app
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
-from tests.review.conftest import PASSWORDS, SECRET, Judged
+from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -103,3 +107,46 @@ def test_reviewer_overrides_a_study_in_the_browser(server: str, judged: Judged, 
             browser.close()
     (row,) = app_store.results(study_instance_uid=study)
     assert row["verdict"] == "review" and row["human_decision"]["verdict"] == "pass" and row["eligible"] is True
+
+
+def test_a_crafted_uid_cannot_hijack_a_button_in_the_browser(
+    server: str, judged: Judged, app_store: ResultStore, crafted: dict[str, Decision]
+) -> None:
+    """An administrator presses every button of the queue, with studies uploaded under UIDs made to
+    turn "Claim" into "clear the flag of another study" and into "sign out": nothing of the kind."""
+    from playwright.sync_api import expect, sync_playwright
+
+    target = judged.decisions[HIJACK_TARGET].study_instance_uid
+    admin = authenticate(app_store, "qc.li", PASSWORDS["qc.li"])
+    assert admin is not None
+    service.set_flag(app_store, target, admin, reason_code="other", note="kept back for the test")
+    for decision in crafted.values():
+        app_store.save_decision(decision, run_id=None)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{server}/login?lang=en")
+            page.fill("input[name=username]", "qc.li")
+            page.fill("input[name=password]", PASSWORDS["qc.li"])
+            page.click("button[type=submit]")
+            page.goto(f"{server}/queue?status=all")
+            rows = page.locator("#queue tbody tr")
+            expect(rows).to_have_count(7)  # the five flagged demo studies and the two crafted ones
+            for decision in crafted.values():
+                row = page.locator(f"#queue tbody tr[data-study='{decision.study_instance_uid}']")
+                expect(row.locator("form")).to_have_count(0)  # no action on an invalid UID
+                expect(row.locator("a")).to_have_attribute("href", re.compile(r"^/studies/id-\d+$"))
+            buttons = page.locator("#queue form button")
+            for n in range(buttons.count()):
+                page.goto(f"{server}/queue?status=all")
+                page.locator("#queue form button").nth(n).click()
+                expect(page.locator("[data-testid=who]")).to_be_visible()  # still signed in
+            page.goto(f"{server}/queue?status=all")
+            page.locator(f"#queue tbody tr[data-study='{crafted['logout'].study_instance_uid}'] a").click()
+            expect(page.locator("[data-testid=invalid-uid]")).to_be_visible()
+            expect(page.locator("form[action^='/studies/']")).to_have_count(0)
+        finally:
+            browser.close()
+    (row,) = app_store.results(study_instance_uid=target)
+    assert [f["reason_code"] for f in row["negative_flags"]] == ["other"]

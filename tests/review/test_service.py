@@ -74,7 +74,9 @@ def test_claims_keep_two_reviewers_apart(thresholds: Thresholds, store: ResultSt
     with pytest.raises(ReviewError, match="dr.wang is reviewing this study"):
         service.decide(store, thresholds, study, accounts.other_reviewer, verdict="fail",
                        reason_code="finding_confirmed", reason_text="")
-    service.release(store, study, accounts.other_reviewer)  # not theirs: nothing happens
+    with pytest.raises(ReviewError, match="the claim is dr.wang's: only they or a QC administrator") as refused:
+        service.release(store, study, accounts.other_reviewer)  # not theirs: refused, and it stays
+    assert refused.value.status == 403
     assert service.study_view(store, thresholds, study).claimed_by == "dr.wang"
     service.release(store, study, accounts.reviewer)
     service.claim(store, study, accounts.other_reviewer)
@@ -282,6 +284,6 @@ def test_audit_records_who_did_what(thresholds: Thresholds, store: ResultStore, 
     study = uid(judged, "clipped_dr")
     service.claim(store, study, accounts.reviewer)
     service.decide(store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor", reason_text="")
-    events = service.audit_events(store)
+    events = service.audit_events(store).events
     assert [(e["event"], e["username"]) for e in events[:2]] == [("decision", "dr.wang"), ("claim", "dr.wang")]
     assert events[0]["detail"] == "confirm fail->fail (image_quality_poor)" and events[0]["study_instance_uid"] == study

@@ -60,8 +60,8 @@ def drawn(populated, config):
 
 @pytest.fixture
 def client(drawn, config):
-    create_user(drawn, "sc-1", PASSWORD, role="reviewer")
-    create_user(drawn, "outsider", PASSWORD, role="reviewer")
+    create_user(drawn, "sc-1", PASSWORD, role="grader")
+    create_user(drawn, "outsider", PASSWORD, role="grader")
     app = create_app(drawn, load_thresholds(), secret_key="s" * 40, lang="en", **app_options(config))
     return TestClient(app)
 

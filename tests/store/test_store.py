@@ -47,7 +47,7 @@ DATA_TABLES = ("runs", "studies", "decisions", "findings", "metrics")
 """Tables a saved decision writes to (row counts)."""
 TABLES = (
     *DATA_TABLES, "source_cursors",
-    "review_users", "review_claims", "human_decisions", "negative_flags", "review_events",
+    "review_users", "review_claims", "human_decisions", "negative_flags", "review_events", "review_sessions",
     "study_leases",
     "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
     "spot_check_grades", "spot_check_summaries",
