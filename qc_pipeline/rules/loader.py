@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 SITE_FILE = "site.yaml"
 ITEMS_DIR = "items"
+VERDICT_DATA_DIRS = (ITEMS_DIR, "dr_exposure")
+"""Sub-folders of data that change verdicts (the item catalog, the DR vendor exposure table): they
+count in the thresholds version, so a decision made with other data is judged again."""
 THRESHOLDS_ENV = "QC_THRESHOLDS_DIR"
 
 
@@ -157,8 +160,9 @@ def load_thresholds(
         )
     files = sorted(directory.glob("*.yaml"))
     digest = hashlib.sha256()
-    for path in sorted((directory / ITEMS_DIR).glob("*.yaml")):  # the item catalog counts too
-        digest.update(f"{ITEMS_DIR}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
+    for folder in VERDICT_DATA_DIRS:
+        for path in sorted((directory / folder).glob("*.yaml")):
+            digest.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     site: SiteConfig | None = None
     rules: dict[str, Rule] = {}
     where: dict[str, Path] = {}

@@ -114,6 +114,15 @@ def test_version_changes_with_any_byte(copy):
     assert load_thresholds(copy).version == after.version  # and is stable otherwise
 
 
+@pytest.mark.parametrize("data_file", ["items/lexicon.yaml", "dr_exposure/vendor_indicators.yaml"])
+def test_version_changes_with_the_data_that_changes_verdicts(copy, data_file):
+    shutil.copytree(default_thresholds_dir() / data_file.split("/")[0], copy / data_file.split("/")[0])
+    before = load_thresholds(copy).version
+    path = copy / data_file
+    path.write_text(path.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert load_thresholds(copy).version != before
+
+
 def test_limit_of_a_presence_rule_is_a_config_error():
     thresholds = load_pipeline_thresholds()
     with pytest.raises(ConfigError, match=r"'metadata\.patient_id\.missing' .* needs a numeric 'limit'"):
