@@ -139,27 +139,54 @@ class Register(_Strict):
                 return r
         raise ConfigError(f"unknown region {code!r}; known: {', '.join(r.code for r in self.regions)}")
 
-    def qualified_on(self, institution: Institution | str | None, day: dt.date | None) -> tuple[bool, str]:
-        """``(qualified, reason)`` on ``day``; the reason is bilingual ("中文 / English").
+    def qualification_check(self, institution: Institution | str | None, day: dt.date | None) -> QualificationCheck:
+        """Whether the institution was qualified for recognition on ``day``, with a code and the
+        reason in both languages.
 
         Never assumes: an institution not in the register, a study without a date, or no
         qualification in effect on the day are all "not qualified", each with its reason.
         """
         inst = self.resolve(institution) if isinstance(institution, str) or institution is None else institution
         if inst is None:
-            written = institution if isinstance(institution, str) and institution else "(none)"
-            return False, f"机构不在互认机构名录中：{written} / institution not in the register: {written}"
+            written = institution if isinstance(institution, str) and institution.strip() else "(none)"
+            return QualificationCheck(False, "institution.unregistered", None,
+                                      f"institution not in the register: {written}", f"机构不在互认机构名录中：{written}")
         if day is None:
-            return False, "检查日期未知，无法确认机构互认资格 / study date unknown: the institution's qualification cannot be checked"
+            return QualificationCheck(False, "institution.study_date_unknown", inst,
+                                      "study date unknown: the institution's qualification cannot be checked",
+                                      "检查日期未知，无法确认机构的互认资格")
         q = inst.qualification_on(day)
         if q is None:
-            return False, (f"机构在 {day.isoformat()} 尚无互认资格记录 / "
-                           f"the institution had no recognition qualification on {day.isoformat()}")
+            return QualificationCheck(False, "institution.no_qualification", inst,
+                                      f"{inst.name} had no recognition qualification on {day.isoformat()}",
+                                      f"{inst.name} 在 {day.isoformat()} 尚无互认资格记录")
+        since = q.since.isoformat()
         if q.status is QualificationStatus.QUALIFIED:
-            return True, (f"机构具备互认资格（自 {q.since.isoformat()} 起） / "
-                          f"the institution is qualified for recognition since {q.since.isoformat()}")
-        return False, (f"机构不具备互认资格（自 {q.since.isoformat()} 起）：{q.basis} / "
-                       f"the institution is not qualified for recognition since {q.since.isoformat()}: {q.basis}")
+            return QualificationCheck(True, "institution.qualified", inst,
+                                      f"{inst.name} is qualified for recognition since {since}",
+                                      f"{inst.name} 具备互认资格（自 {since} 起）")
+        return QualificationCheck(False, "institution.not_qualified", inst,
+                                  f"{inst.name} is not qualified for recognition since {since} ({q.basis})",
+                                  f"机构不具备互认资格（自 {since} 起）：{q.basis}")
+
+    def qualified_on(self, institution: Institution | str | None, day: dt.date | None) -> tuple[bool, str]:
+        """``(qualified, reason)`` on ``day``; the reason is bilingual ("中文 / English").
+        See :meth:`qualification_check`."""
+        check = self.qualification_check(institution, day)
+        return check.qualified, f"{check.message_zh} / {check.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class QualificationCheck:
+    """What :meth:`Register.qualification_check` found."""
+
+    qualified: bool
+    code: str
+    """``institution.qualified``, ``.unregistered``, ``.not_qualified``, ``.no_qualification``,
+    ``.study_date_unknown``."""
+    institution: Institution | None
+    message: str
+    message_zh: str
 
 
 def _no_duplicates(where: str, values: list[str]) -> None:

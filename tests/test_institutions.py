@@ -47,6 +47,7 @@ def test_unknown_institution_is_not_qualified_and_says_why() -> None:
     ok, reason = default_register().qualified_on("Some Private Clinic", dt.date(2026, 10, 1))
     assert ok is False
     assert "institution not in the register: Some Private Clinic" in reason and "机构不在互认机构名录中" in reason
+    assert default_register().qualification_check("Some Private Clinic", None).code == "institution.unregistered"
     ok, reason = default_register().qualified_on(None, dt.date(2026, 10, 1))
     assert ok is False and "not in the register" in reason
 
@@ -67,7 +68,7 @@ def test_qualification_follows_its_dated_entries() -> None:
 
 def test_no_qualification_on_record_is_not_qualified() -> None:
     ok, reason = _register().qualified_on("重庆市测试医院", dt.date(2026, 1, 1))
-    assert ok is False and "no recognition qualification on 2026-01-01" in reason
+    assert ok is False and "had no recognition qualification on 2026-01-01" in reason
 
 
 def test_a_name_listed_twice_is_rejected(tmp_path: Path) -> None:
