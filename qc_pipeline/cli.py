@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -357,7 +358,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             row.get("study_date") or "?",
             _item_text(row, lang),
             label,
-            row.get("eligible_until") or "—",
+            _eligibility_cell(row, lang),
             _reasons(row, lang),
             _metric_cell(row, rules, lang),
         ]
@@ -365,6 +366,17 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             cells.insert(0, names.get(row["study_instance_uid"], "(unreadable file)"))
         table.add_row(*cells)
     _console().print(table)
+
+
+def _eligibility_cell(row: dict[str, Any], lang: str) -> str:
+    """``2027-01-12 渝北HR`` for an eligible study; else the window end (if any) and why not."""
+    if row.get("eligible"):
+        return f"{row.get('eligible_until') or '—'} {row.get('recognition_mark') or ''}".strip()
+    reasons = [r for r in row.get("eligibility_reasons") or () if r["code"] != "verdict.not_pass"]
+    if not reasons:
+        return "—"
+    key = "message_zh" if lang == "zh" else "message"
+    return "\n".join([f"✗ {row.get('eligible_until') or ''}".strip(), *(r[key] for r in reasons)])
 
 
 def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
@@ -385,9 +397,18 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
 @click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table).")
-def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | None, lang: str) -> None:
-    """Print the current verdict of each study. 打印每项检查当前的质控结论。"""
-    rows = _store_results(db_url, study_instance_uid=study_uid, verdict=verdict)
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Eligibility on this day (YYYY-MM-DD; default: today on the site clock).")
+def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | None, lang: str,
+            as_of: dt.datetime | None) -> None:
+    """Print the current verdict of each study. 打印每项检查当前的质控结论。
+
+    Eligibility is computed now (the window, the institution's qualification in the register).
+    """
+    from qc_pipeline.eligibility import EligibilityPolicy
+
+    policy = EligibilityPolicy.current(as_of=None if as_of is None else as_of.date())
+    rows = _store_results(db_url, study_instance_uid=study_uid, verdict=verdict, policy=policy)
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     elif fmt == "csv":
@@ -399,6 +420,7 @@ def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | 
 CSV_COLUMNS = (
     "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
     "item_code", "verdict", "final_verdict", "human_decision", "eligible", "eligible_until", "eligibility_basis",
+    "eligibility_as_of", "eligibility_reasons", "recognition_mark", "registered_institution",
     "negative_flags", "finding_codes", "reasons", "metrics", "measurements", "pipeline_version",
     "thresholds_version", "models", "decided_at",
 )
@@ -418,6 +440,7 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
                 **{k: row.get(k) for k in CSV_COLUMNS if k in row},
                 "item_code": (row.get("item") or {}).get("code"),
                 "finding_codes": ";".join(f["code"] for f in row["findings"]),
+                "eligibility_reasons": ";".join(r["code"] for r in row.get("eligibility_reasons") or ()),
                 "reasons": " | ".join(f["message"] for f in row["findings"] if f["severity"] != "info"),
                 "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
                 "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),

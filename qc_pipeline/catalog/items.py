@@ -202,6 +202,9 @@ class ListInfo(_Strict):
     name_en: str
     source: str
     version: str
+    mark: str | None = None
+    """The recognition mark a QC-passed study of this list's items may carry (e.g. 渝北HR)."""
+    mark_source: str | None = None
 
 
 class ItemList(_Strict):

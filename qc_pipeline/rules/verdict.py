@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from qc_pipeline.domain import Category, Finding, Severity, Verdict, worst_severity
 from qc_pipeline.rules.schema import EligibilityConfig
@@ -55,3 +56,71 @@ def eligibility(
         default=config.default_months,
     )
     return True, add_months(study_date, months)
+
+
+_VERDICT_ZH = {"pass": "合格", "review": "待复核", "fail": "不合格", "not_applicable": "不适用"}
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityReason:
+    """Why a study is not eligible now (``code``, and a sentence in each language)."""
+
+    code: str
+    message: str
+    message_zh: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "message_zh": self.message_zh}
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """A study's recognition eligibility on ``as_of`` (computed when read, never stored)."""
+
+    eligible: bool
+    until: dt.date | None
+    """The end of the recognition window (study date + window), kept even once it has passed."""
+    as_of: dt.date
+    reasons: tuple[EligibilityReason, ...] = ()
+    """Empty when eligible."""
+    mark: str | None = None
+    """The recognition mark the study may carry (e.g. 渝北HR), only when eligible."""
+
+
+def eligibility_on(
+    as_of: dt.date,
+    *,
+    eligible: bool,
+    until: dt.date | None,
+    final_verdict: str,
+    basis: str = "machine",
+    qualification: EligibilityReason | None,
+    mark: str | None,
+) -> Eligibility:
+    """Eligibility on ``as_of`` from the stored facts.
+
+    ``eligible``/``until`` are what the verdict (or a standing human decision, or a negative-list
+    flag: ``basis``) gave: a pass, with its window end. A passed study is eligible on ``as_of`` only while the window runs (``as_of``
+    ≤ ``until``) and when its institution was qualified on the study date (``qualification`` is
+    None; otherwise it is the reason it was not: seed 002 §4(一) recognises the results of
+    qualified institutions only). Every reason that applies is given, not only the first.
+    """
+    reasons: list[EligibilityReason] = []
+    if basis.startswith("negative_list"):
+        reasons.append(EligibilityReason(
+            "negative_list", f"flagged on the negative list ({basis.partition(':')[2]})",
+            f"负面清单情形（{basis.partition(':')[2]}）"))
+    elif not eligible:
+        reasons.append(EligibilityReason(
+            "verdict.not_pass", f"the QC verdict is {final_verdict}, not pass",
+            f"质控结论为{_VERDICT_ZH.get(final_verdict, final_verdict)}，非合格"))
+    elif until is None or as_of > until:
+        end = "unknown" if until is None else until.isoformat()
+        reasons.append(EligibilityReason(
+            "window.ended", f"the recognition window ended on {end} (as of {as_of.isoformat()})",
+            f"互认期限已于 {end} 结束（截至 {as_of.isoformat()}）"))
+    if qualification is not None:
+        reasons.append(qualification)
+    if reasons:
+        return Eligibility(False, until, as_of, tuple(reasons))
+    return Eligibility(True, until, as_of, (), mark)

@@ -35,6 +35,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, SeriesSummary, Verdict
+from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.errors import StoreError
 from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 from qc_pipeline.store.models import (
@@ -547,8 +548,19 @@ class ResultStore:
 
     # -- reading --------------------------------------------------------------------------
 
-    def results(self, *, study_instance_uid: str | None = None, verdict: str | None = None) -> list[dict[str, Any]]:
+    def results(
+        self,
+        *,
+        study_instance_uid: str | None = None,
+        verdict: str | None = None,
+        policy: EligibilityPolicy | None = None,
+    ) -> list[dict[str, Any]]:
         """The current decision of each study, ordered by study date (unknown last), then UID.
+
+        ``eligible`` is computed now, by ``policy`` (default: the site's, today on the site clock):
+        a pass whose window has ended, or whose institution was not qualified on the study date,
+        is not eligible; ``eligibility_reasons`` says why, ``recognition_mark`` which mark an
+        eligible study may carry. The stored facts stay in ``machine_eligible(_until)``.
 
         Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
         modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
@@ -585,7 +597,8 @@ class ResultStore:
             overlays = human_overlay(session, (s.id for _d, s, _n in rows))
         # Sorted here, not in SQL: NULL placement and text collation differ between backends.
         rows.sort(key=lambda r: (r[1].study_date is None, r[1].study_date or dt.date.min, r[1].study_instance_uid))
-        return [_result_dict(d, s, n, overlays.get(s.id)) for d, s, n in rows]
+        policy = policy if policy is not None else EligibilityPolicy.current()
+        return [_result_dict(d, s, n, policy, overlays.get(s.id)) for d, s, n in rows]
 
     def history(self, study_instance_uid: str) -> list[dict[str, Any]]:
         """Every decision stored for the study, oldest first (empty if the study is unknown).
@@ -848,13 +861,21 @@ def _finding_record(ordinal: int, finding: Finding) -> FindingRecord:
     )
 
 
-def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int, overlay: Overlay | None = None) -> dict[str, Any]:
+def _result_dict(
+    d: DecisionRecord, s: StudyRecord, history_count: int, policy: EligibilityPolicy, overlay: Overlay | None = None
+) -> dict[str, Any]:
     """``verdict`` is the machine's; ``eligible``/``eligible_until`` follow a standing human
-    decision and negative-list flags (``eligibility_basis`` says which), the machine's own are
+    decision and negative-list flags (``eligibility_basis`` says which), then the window and the
+    institution's qualification on ``policy.as_of``; the machine's own stored facts are
     ``machine_eligible``/``machine_eligible_until``."""
     models: Mapping[str, str] = d.models or {}
-    eligible, eligible_until, basis = effective_eligibility(d.eligible, d.eligible_until, overlay)
+    stated, eligible_until, basis = effective_eligibility(d.eligible, d.eligible_until, overlay)
     human = None if overlay is None else overlay.human
+    now = policy.judge(
+        eligible=stated, until=eligible_until, final_verdict=d.verdict if human is None else human["verdict"],
+        basis=basis, institution=s.institution, study_date=s.study_date, item_code=d.item_code,
+    )
+    registered = policy.register.resolve(s.institution)
     return {
         "study_instance_uid": s.study_instance_uid,
         "accession_number": s.accession_number,
@@ -870,9 +891,13 @@ def _result_dict(d: DecisionRecord, s: StudyRecord, history_count: int, overlay:
         "human_decision": human,
         "final_verdict": d.verdict if human is None else human["verdict"],
         "negative_flags": [] if overlay is None else overlay.flags,
-        "eligible": eligible,
+        "eligible": now.eligible,
         "eligible_until": _iso(eligible_until),
         "eligibility_basis": basis,
+        "eligibility_as_of": now.as_of.isoformat(),
+        "eligibility_reasons": [r.as_dict() for r in now.reasons],
+        "recognition_mark": now.mark,
+        "registered_institution": None if registered is None else registered.name,
         "machine_eligible": d.eligible,
         "machine_eligible_until": _iso(d.eligible_until),
         "findings": [

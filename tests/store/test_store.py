@@ -32,6 +32,7 @@ from qc_pipeline.domain import (
     StudySummary,
     Verdict,
 )
+from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.errors import StoreError
 from qc_pipeline.store import (
     ResultStore,
@@ -57,7 +58,8 @@ RESULT_KEYS = {
     "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "measurements", "provenance",
     "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
     "human_decision", "final_verdict", "negative_flags", "eligibility_basis", "machine_eligible",
-    "machine_eligible_until", "series",
+    "machine_eligible_until", "series", "eligibility_as_of", "eligibility_reasons", "recognition_mark",
+    "registered_institution",
 }
 UID_A = "1.2.826.0.1.3680043.10.9001"
 UID_B = "1.2.826.0.1.3680043.10.9002"
@@ -317,7 +319,7 @@ def test_results_shape_and_values(store: ResultStore) -> None:
     store.save_decision(make_decision(UID_A, verdict=Verdict.REVIEW), run_id=None)
     store.save_decision(make_decision(UID_C, study_date=None, verdict=Verdict.NOT_APPLICABLE), run_id=None)
 
-    rows = store.results()
+    rows = store.results(policy=EligibilityPolicy.current(as_of=dt.date(2026, 10, 20)))
     assert [r["study_instance_uid"] for r in rows] == [UID_A, UID_B, UID_C]  # same date: by UID; no date last
     assert all(set(r) == RESULT_KEYS for r in rows)
     a, b, c = rows
@@ -339,6 +341,11 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "eligibility_basis": "machine",
         "machine_eligible": False,
         "machine_eligible_until": None,
+        "eligibility_as_of": "2026-10-20",
+        "eligibility_reasons": [{"code": "verdict.not_pass", "message": "the QC verdict is review, not pass",
+                                 "message_zh": "质控结论为待复核，非合格"}],
+        "recognition_mark": None,
+        "registered_institution": "四川省人民医院",
         "findings": [f.as_dict() for f in FINDINGS],
         "metrics": {"snr": 41.5, "cnr": 3.25},
         "measurements": [],
