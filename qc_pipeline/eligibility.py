@@ -55,7 +55,7 @@ class EligibilityPolicy:
         directory = Path(thresholds_dir) if thresholds_dir is not None else default_thresholds_dir()
         site = _site(directory / SITE_FILE, _mtime(directory / SITE_FILE))
         if as_of is None:
-            as_of = (now or dt.datetime.now(dt.UTC)).astimezone(site.tzinfo()).date()
+            as_of = (now or _clock()).astimezone(site.tzinfo()).date()
         lists = tuple(directory / ITEMS_DIR / name for name in site.catalog_lists)
         marks = _marks(lists, tuple(_mtime(p) for p in lists))
         return cls(as_of=as_of, register=register if register is not None else default_register(), marks=marks)
@@ -82,6 +82,11 @@ class EligibilityPolicy:
             qualification=None if check.qualified else EligibilityReason(check.code, check.message, check.message_zh),
             mark=None if item_code is None else self.marks.get(item_code),
         )
+
+
+def _clock() -> dt.datetime:
+    """The wall clock (a seam for tests that read results on another day)."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _mtime(path: Path) -> int:

@@ -287,3 +287,21 @@ def test_audit_records_who_did_what(thresholds: Thresholds, store: ResultStore, 
     events = service.audit_events(store).events
     assert [(e["event"], e["username"]) for e in events[:2]] == [("decision", "dr.wang"), ("claim", "dr.wang")]
     assert events[0]["detail"] == "confirm fail->fail (image_quality_poor)" and events[0]["study_instance_uid"] == study
+
+
+def test_a_human_pass_past_its_window_is_not_eligible_in_the_review_app(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qc_pipeline import eligibility
+
+    study = uid(judged, "age_mismatch")
+    service.claim(store, study, accounts.reviewer)
+    service.decide(store, thresholds, study, accounts.reviewer, verdict="pass",
+                   reason_code="metadata_error", reason_text="PatientAge typed wrong; images fine")
+    study_date = judged.decisions["age_mismatch"].study.study_date
+    assert study_date is not None
+    day_after = dt.datetime.combine(study_date + relativedelta(months=3, days=1), dt.time(12), tzinfo=dt.UTC)
+    monkeypatch.setattr(eligibility, "_clock", lambda: day_after)
+    result = service.study_view(store, thresholds, study).result
+    assert result["final_verdict"] == "pass" and result["eligibility_basis"] == "human"
+    assert result["eligible"] is False and [r["code"] for r in result["eligibility_reasons"]] == ["window.ended"]
