@@ -8,6 +8,7 @@ report on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, MetaData, Table, and_, func, inspect, select
 
+from qc_pipeline.institutions import Register, default_register
 from qc_pipeline.report.period import Period
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, MetricRecord, StudyRecord
@@ -44,7 +46,8 @@ class StudyFacts:
     study_id: int
     study_instance_uid: str
     institution: str
-    """InstitutionName as stored; "" when the header had none."""
+    """The register's name of the institution; InstitutionName as stored when it is not in the
+    register; "" when the header had none."""
     modality: str
     """DR, CT, MR (the recognition item's modality, else the header's) or the header's own."""
     item_code: str | None
@@ -147,8 +150,13 @@ def _aware(value: Any) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def load_report_data(store: ResultStore, period: Period) -> ReportData:
-    """Everything the report needs for ``period`` and the one before, in one read transaction."""
+def load_report_data(store: ResultStore, period: Period, *, register: Register | None = None) -> ReportData:
+    """Everything the report needs for ``period`` and the one before, in one read transaction.
+
+    Institutions are the register's (``register``, default: the site's): the spellings of one
+    hospital in the headers count as one institution; a name not in the register stays as written.
+    """
+    canonical = (register if register is not None else default_register()).canonical
     first, last = period.previous.start, period.end
     current = and_(DecisionRecord.is_current.is_(True), StudyRecord.study_date >= first, StudyRecord.study_date <= last)
     with store.engine.connect() as conn:
@@ -189,12 +197,12 @@ def load_report_data(store: ResultStore, period: Period) -> ReportData:
         )
         study_ids = {r[0] for r in rows}
         humans = _human_decisions(conn, present, study_ids)
-        spot = _spot_checks(conn, present, period)
+        spot = [dataclasses.replace(f, institution=canonical(f.institution)) for f in _spot_checks(conn, present, period)]
     human_of = {h.study_id: h.verdict for h in humans}
     studies = sorted(
         (
             StudyFacts(
-                study_id=r[0], study_instance_uid=r[1], institution=r[2] or "",
+                study_id=r[0], study_instance_uid=r[1], institution=canonical(r[2]),
                 modality=modality_group(r[3]),
                 item_code=r[8], item_name_zh=r[9], item_name_en=r[10], study_date=_date(r[4]), verdict=r[7],
                 findings=tuple(findings.get(r[6], ())), upload_delay_h=r[5], human_verdict=human_of.get(r[0]),
