@@ -1,5 +1,7 @@
-"""The spot-check configuration (``thresholds/spot_check/spot_check.yaml``): regions,
-institutions and their region, reviewer accounts and their region, sampling rates, grades.
+"""The spot-check configuration (``thresholds/spot_check/spot_check.yaml``): regions, reviewer
+accounts and their region, sampling rates, grades. Institutions and their region are the
+institution register's (``qc_pipeline.institutions``): one list for eligibility, reports and
+spot checks.
 
 Validated on load (unknown keys rejected, errors name the file, key and value); its ``config_hash``
 (SHA-256 of the file's bytes) is recorded with every draw.
@@ -10,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import unicodedata
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qc_pipeline.errors import ConfigError
+from qc_pipeline.institutions import Institution, Register, default_register, default_register_path
 from qc_pipeline.rules.loader import default_thresholds_dir, format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,6 @@ class Region(_Strict):
     code: Annotated[str, Field(pattern=CODE_PATTERN)]
     name_zh: str = Field(min_length=1)
     name_en: str = Field(min_length=1)
-
-
-class Institution(_Strict):
-    name: str = Field(min_length=1)
-    """As written in InstitutionName (0008,0080) of the uploads."""
-    region: str
-    aliases: list[str] = Field(default_factory=list)
 
 
 class Reviewer(_Strict):
@@ -94,13 +88,14 @@ class SpotCheckConfig(_Strict):
 
     version: str = Field(min_length=1)
     regions: list[Region] = Field(min_length=2)
-    institutions: list[Institution] = Field(min_length=1)
     reviewers: list[Reviewer] = Field(min_length=2)
     sampling: Sampling
     grades: list[Grade] = Field(min_length=2)
     reasons: list[Reason] = Field(default_factory=list)
     config_hash: str = ""
     path: str = ""
+    institution_register: Register | None = Field(default=None, exclude=True)
+    """The institution register the draw resolves InstitutionName against (set by ``load_config``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> SpotCheckConfig:
@@ -109,28 +104,30 @@ class SpotCheckConfig(_Strict):
         _no_duplicates("reviewers[].account", [r.account for r in self.reviewers])
         _no_duplicates("grades[].code", [g.code for g in self.grades])
         _no_duplicates("reasons[].code", [r.code for r in self.reasons])
-        _no_duplicates("institutions[].name/aliases", [_norm(n) for i in self.institutions for n in (i.name, *i.aliases)])
-        for where, region in [*((f"institutions[{i.name!r}].region", i.region) for i in self.institutions),
-                              *((f"reviewers[{r.account!r}].region", r.region) for r in self.reviewers)]:
-            if region not in codes:
-                raise ValueError(f"{where}: unknown region {region!r}; known: {', '.join(codes)}")
-        for region in {i.region for i in self.institutions}:
-            if not any(r.region != region for r in self.reviewers):
-                raise ValueError(f"no reviewer outside region {region!r} can read its institutions' studies")
+        for r in self.reviewers:
+            if r.region not in codes:
+                raise ValueError(f"reviewers[{r.account!r}].region: unknown region {r.region!r}; known: {', '.join(codes)}")
+        if self.institution_register is not None:
+            for inst in self.institution_register.institutions:
+                if inst.region not in codes:
+                    raise ValueError(f"institution {inst.name!r} of the register ({self.institution_register.path}): region "
+                                     f"{inst.region!r} is not among the spot-check regions ({', '.join(codes)})")
+            for region in {i.region for i in self.institution_register.institutions}:
+                if not any(r.region != region for r in self.reviewers):
+                    raise ValueError(f"no reviewer outside region {region!r} can read its institutions' studies")
         if not any(g.recognisable for g in self.grades) or all(g.recognisable for g in self.grades):
             raise ValueError("grades: at least one grade must be recognisable and one not")
         return self
 
-    @cached_property
-    def _institution_index(self) -> dict[str, Institution]:
-        return {_norm(n): i for i in self.institutions for n in (i.name, *i.aliases)}
+    @property
+    def institutions(self) -> list[Institution]:
+        """The register's institutions."""
+        return [] if self.institution_register is None else list(self.institution_register.institutions)
 
     def institution(self, name: str | None) -> Institution | None:
-        """The configured institution written ``name`` (its name or an alias; case, width and
+        """The register's institution written ``name`` (its name or an alias; case, width and
         surrounding spaces ignored), or None."""
-        if not name:
-            return None
-        return self._institution_index.get(_norm(name))
+        return None if self.institution_register is None else self.institution_register.resolve(name)
 
     def region(self, code: str) -> Region:
         for r in self.regions:
@@ -162,10 +159,6 @@ def _no_duplicates(where: str, values: list[str]) -> None:
         seen.add(v)
 
 
-def _norm(name: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
-
-
 def default_config_path() -> Path:
     """``$QC_SPOT_CHECK_CONFIG``, else ``spot_check/spot_check.yaml`` in the thresholds folder."""
     if explicit := os.environ.get(CONFIG_ENV):
@@ -173,8 +166,9 @@ def default_config_path() -> Path:
     return default_thresholds_dir() / CONFIG_RELATIVE
 
 
-def load_config(path: str | Path | None = None) -> SpotCheckConfig:
-    """Read and validate the spot-check configuration; ConfigError naming the file, key and value."""
+def load_config(path: str | Path | None = None, *, register: Register | None = None) -> SpotCheckConfig:
+    """Read and validate the spot-check configuration with the institution register (``register``,
+    default: the site's); ConfigError naming the file, key and value."""
     path = Path(path) if path is not None else default_config_path()
     try:
         raw = path.read_bytes()
@@ -184,9 +178,13 @@ def load_config(path: str | Path | None = None) -> SpotCheckConfig:
         ) from exc
     data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with regions, institutions, reviewers, sampling, grades")
+        raise ConfigError(f"{path}: expected a mapping with regions, reviewers, sampling, grades")
+    if "institutions" in data:
+        raise ConfigError(f"{path}: institutions: they are kept in the institution register ({default_register_path()}), "
+                          "one list for eligibility, reports and spot checks; remove them here")
+    register = register if register is not None else default_register()
     try:
-        config = SpotCheckConfig.model_validate(data)
+        config = SpotCheckConfig.model_validate({**data, "institution_register": register})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc, data)) from None
     digest = hashlib.sha256(raw).hexdigest()

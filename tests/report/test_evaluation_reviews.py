@@ -4,14 +4,13 @@ draw/grading (the same APIs their apps use), compared with direct SQL on their t
 from __future__ import annotations
 
 import pytest
-import yaml
 from openpyxl import load_workbook
 from sqlalchemy import text
 
 from qc_pipeline.report.evaluation import write_report
 from qc_pipeline.report.period import Period
 from qc_pipeline.rules import load_thresholds
-from qc_pipeline.samples.population import INSTITUTIONS, generate_population
+from qc_pipeline.samples.population import generate_population
 from qc_pipeline.store import ResultStore
 
 PERIOD = Period.parse("2026H2")
@@ -26,12 +25,8 @@ def report(tmp_path_factory: pytest.TempPathFactory):
     from qc_pipeline.spotcheck.grading import GradeInput, cases_for, record_grades
 
     tmp = tmp_path_factory.mktemp("reviews")
-    # The shipped spot-check configuration, with the population's fictional institutions.
-    raw = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
-    raw["institutions"] = [{"name": i.name, "region": i.region, "aliases": []} for i in INSTITUTIONS]
-    config_path = tmp / "spot_check.yaml"
-    config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    config = load_config(config_path)
+    # The shipped spot-check configuration; the shipped register holds the population's institutions.
+    config = load_config(default_config_path())
     url = f"sqlite:///{tmp / 'results.sqlite'}"
     with ResultStore.open(url) as store:
         generate_population(store, scale=0.3)

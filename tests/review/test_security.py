@@ -36,7 +36,7 @@ from qc_pipeline.store.models import DecisionRecord, StudyRecord
 from qc_pipeline.store.review import ReviewEvent
 from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, SpotCheckDraw
 from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged, form_token, sign_in
-from tests.spotcheck.conftest import CONFIG_YAML
+from tests.spotcheck.conftest import CONFIG_YAML, use_test_register
 
 GRADER = "cq-1"
 """A grader account named in the spot-check configuration (tests/spotcheck/conftest.py)."""
@@ -50,7 +50,8 @@ def uid(judged: Judged, name: str) -> str:
 
 
 @pytest.fixture
-def spot_config(tmp_path: Path) -> SpotCheckConfig:
+def spot_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpotCheckConfig:
+    use_test_register(monkeypatch, tmp_path)
     path = tmp_path / "spot_check.yaml"
     path.write_text(CONFIG_YAML, encoding="utf-8")
     return load_config(path)

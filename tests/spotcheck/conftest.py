@@ -40,11 +40,6 @@ version: "test-1"
 regions:
   - {code: chongqing, name_zh: 重庆, name_en: Chongqing}
   - {code: sichuan, name_zh: 四川, name_en: Sichuan}
-institutions:
-  - {name: 渝州测试医院, region: chongqing, aliases: ["Yuzhou Test Hospital"]}
-  - {name: 巴南测试医院, region: chongqing}
-  - {name: 蜀都测试医院, region: sichuan}
-  - {name: 锦江测试医院, region: sichuan}
 reviewers:
   - {account: cq-1, region: chongqing}
   - {account: cq-2, region: chongqing}
@@ -66,6 +61,32 @@ reasons:
   - {code: exposure, label_zh: 曝光不当, label_en: exposure}
   - {code: artefact, label_zh: 伪影, label_en: artefact}
 """
+
+REGISTER_YAML = """\
+version: "test-1"
+regions:
+  - {code: chongqing, name_zh: 重庆, name_en: Chongqing}
+  - {code: sichuan, name_zh: 四川, name_en: Sichuan}
+institutions:
+  - {name: 渝州测试医院, name_en: Yuzhou Test Hospital, level: 二级, region: chongqing, public: true}
+  - {name: 巴南测试医院, level: 二级, region: chongqing, public: true}
+  - {name: 蜀都测试医院, level: 三级, region: sichuan, public: true}
+  - {name: 锦江测试医院, level: 三级, region: sichuan, public: false}
+"""
+"""The test institutions (qualification does not matter to spot checks)."""
+
+
+def use_test_register(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Point the default institution register at the test institutions."""
+    path = folder / "institutions.yaml"
+    path.write_text(REGISTER_YAML, encoding="utf-8")
+    monkeypatch.setenv("QC_INSTITUTIONS", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _test_register(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return use_test_register(monkeypatch, tmp_path_factory.mktemp("register"))
 
 
 def uid(*parts: object) -> str:
