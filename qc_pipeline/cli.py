@@ -209,13 +209,36 @@ def _check_dask_options(workers: int | None, dask_address: str | None) -> None:
         _fail("give --workers or --dask-address, not both", "--workers 与 --dask-address 只能选一个", code=2)
 
 
+@contextlib.contextmanager
+def _file_times_are_upload_times(said: bool) -> Iterator[None]:
+    """While the flow runs, tell FolderSource (here and in the flow's worker processes) that file
+    times are upload times, when the operator said so."""
+    from qc_pipeline.sources.folder import FILE_TIMES_ENV
+
+    if not said:
+        yield
+        return
+    before = os.environ.get(FILE_TIMES_ENV)
+    os.environ[FILE_TIMES_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(FILE_TIMES_ENV, None)
+        else:
+            os.environ[FILE_TIMES_ENV] = before
+
+
 @main.command()
 @click.argument("source")
 @click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
+@click.option("--file-times-are-upload-times", "file_times", is_flag=True,
+              help="A folder SOURCE: its files' modification times are the upload times (upload timeliness). "
+                   "Without it a folder gives no upload time: a copy resets file times.")
 @_dask_options
-def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool,
+def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool, file_times: bool,
         workers: int | None, dask_address: str | None) -> None:
     """Judge every new or changed study of SOURCE (a folder or a DICOMweb URL) and store the verdicts.
 
@@ -223,7 +246,8 @@ def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bo
     """
     _check_dask_options(workers, dask_address)
     started = time.monotonic()
-    summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address)
+    with _file_times_are_upload_times(file_times):
+        summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address)
     _print_summary(summary, time.monotonic() - started)
 
 

@@ -216,7 +216,8 @@ def _run_checks(
         findings.extend(quality.findings)
     if summary.upload_delay_h is not None:
         metrics[timeliness.UPLOAD_DELAY_METRIC] = summary.upload_delay_h
-        findings.extend(timeliness.check_timeliness(summary.upload_delay_h, thresholds))
+        findings.extend(timeliness.check_timeliness(
+            summary.upload_delay_h, thresholds, upper_bound=study.received_at_is_upper_bound))
     if others:
         findings.extend(
             consistency.check_across_studies(
@@ -369,6 +370,12 @@ def _judge_and_save(
     run_id: str | None, now: dt.datetime,
 ) -> StudyOutcome:
     study = source.load(entry)
+    if study.received_at_is_upper_bound and study.received_at is not None:
+        # "first seen" is the first time any run saw it, not this (re-)scoring's
+        first_seen = getattr(store, "first_seen_at", None)
+        earlier = first_seen(entry.study_instance_uid) if callable(first_seen) else None
+        if earlier is not None and earlier < study.received_at:
+            study.received_at = earlier
     patient_ids = {text(i.dataset, "PatientID") for i in study.images} - {None}
     others: list[PriorStudy] = []
     if len(patient_ids) == 1:

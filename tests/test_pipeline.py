@@ -23,9 +23,32 @@ def thresholds():
 
 
 def load_only(root: Path):
-    source = FolderSource(root)
+    source = FolderSource(root, file_times_are_upload_times=True)  # write_instance sets the upload time
     (entry,) = list(source.discover())
     return source.load(entry)
+
+
+def test_a_copied_folder_gives_no_upload_delay(tmp_path, thresholds, monkeypatch):
+    monkeypatch.delenv("QC_FILE_TIMES_ARE_UPLOAD_TIMES", raising=False)
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
+    (tmp_path / "1.dcm").touch()  # copied today: weeks after the exam
+    source = FolderSource(tmp_path)
+    (entry,) = list(source.discover())
+    decision = judge(source.load(entry), thresholds, now=NOW, source_uri="file:///x")
+    assert decision.study.upload_delay_h is None and "upload_delay_h" not in decision.metrics
+    assert not [f for f in decision.findings if f.code.startswith("timeliness.")]
+
+
+def test_an_upper_bound_upload_time_is_reported_as_one(tmp_path, thresholds):
+    write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
+    study = load_only(tmp_path)
+    study.received_at = dt.datetime(2026, 10, 14, 3, 30, tzinfo=dt.UTC)  # first seen 50 h after the exam
+    study.received_at_is_upper_bound = True
+    decision = judge(study, thresholds, now=NOW, source_uri="https://pacs.example/dicom-web")
+    (late,) = [f for f in decision.findings if f.code.startswith("timeliness.")]
+    assert late.code == "timeliness.upload_delay.late" and late.severity is Severity.INFO
+    assert late.value == "≤ 50.0 h" and "at most 50.0 h" in late.message and "first saw the study" in late.message
+    assert decision.verdict is Verdict.PASS  # late upload sends no study to a radiologist
 
 
 def test_good_study_passes_with_summary(tmp_path, thresholds):

@@ -71,6 +71,9 @@ class LoadedStudy:
     problems: list[ReadProblem] = field(default_factory=list)
     received_at: dt.datetime | None = None
     """When the source received the study's last object (UTC), if the source knows."""
+    received_at_is_upper_bound: bool = False
+    """``received_at`` is when the pipeline first saw the study (the server gives no upload time):
+    the study was received then or earlier, so the delay is at most the one computed."""
 
     @property
     def study_instance_uid(self) -> str:

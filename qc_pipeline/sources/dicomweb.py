@@ -453,6 +453,9 @@ class DicomWebSource:
         rest = self._orthanc()
         if rest is not None:  # when Orthanc received the study's last instance (upload timeliness)
             study.received_at = rest.received_at(entry.study_instance_uid)
+        else:  # no upload time on this server: it was received when first seen, or earlier
+            study.received_at = dt.datetime.now(dt.UTC)
+            study.received_at_is_upper_bound = True
         return study
 
     @contextlib.contextmanager

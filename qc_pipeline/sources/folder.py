@@ -35,10 +35,25 @@ FINGERPRINT_HEAD_BYTES = 64 * 1024
 """A file's fingerprint hashes its size and first 64 KiB: every header, without reading pixels."""
 
 
-class FolderSource:
-    """Studies stored as files below ``root`` (any depth, any file names)."""
+FILE_TIMES_ENV = "QC_FILE_TIMES_ARE_UPLOAD_TIMES"
+"""Set to 1 when the files' modification times are the times they were uploaded (e.g. a folder the
+upload service writes into and nobody copies): only then does the folder give an upload time."""
 
-    def __init__(self, root: Path | str) -> None:
+
+class FolderSource:
+    """Studies stored as files below ``root`` (any depth, any file names).
+
+    The upload time is unknown: a file's modification time is when it was last written, and a
+    plain ``cp -r`` (or an unzip, a backup restore) makes a study uploaded on time look days
+    late. Only when the operator says the file times are upload times
+    (``file_times_are_upload_times``, default ``$QC_FILE_TIMES_ARE_UPLOAD_TIMES``) is the
+    latest file time taken as the time the study was received.
+    """
+
+    def __init__(self, root: Path | str, *, file_times_are_upload_times: bool | None = None) -> None:
+        if file_times_are_upload_times is None:
+            file_times_are_upload_times = os.environ.get(FILE_TIMES_ENV, "").strip().lower() in {"1", "true", "yes"}
+        self.file_times_are_upload_times = file_times_are_upload_times
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist or is not a folder")
@@ -147,7 +162,7 @@ class FolderSource:
             study.instances.append(
                 LoadedInstance(ref=ref, dataset=ds, pixel_data=result.pixel_data, is_image=is_image(ds, result.pixel_data))
             )
-        if latest_mtime is not None:
+        if latest_mtime is not None and self.file_times_are_upload_times:
             study.received_at = dt.datetime.fromtimestamp(latest_mtime, tz=dt.UTC)
         return study
 

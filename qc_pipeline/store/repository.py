@@ -675,6 +675,14 @@ class ResultStore:
                 for m, d, s in session.execute(query).all()
             ]
 
+    def first_seen_at(self, study_instance_uid: str) -> dt.datetime | None:
+        """When a run first saw the study (UTC), or None for a study not stored yet."""
+        with self._errors(f"read when study {study_instance_uid} was first seen"), self._read.begin() as session:
+            seen = session.scalar(
+                select(StudyRecord.first_seen_at).where(StudyRecord.study_instance_uid == study_instance_uid)
+            )
+        return None if seen is None else (seen if seen.tzinfo is not None else seen.replace(tzinfo=dt.UTC))
+
     def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]:
         """The other studies stored for ``patient_id``, with the identity values they recorded."""
         with self._errors("read a patient's studies"), self._read.begin() as session:

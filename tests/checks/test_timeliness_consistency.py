@@ -31,7 +31,8 @@ def test_upload_delay_in_hours_across_zones():
         (2.0, None, None),
         (24.0, None, None),  # at the limit is on time
         (30.0, "timeliness.upload_delay.late", Severity.INFO),
-        (100.0, "timeliness.upload_delay.very_late", Severity.REVIEW),
+        # late upload is an institution-level measure for the evaluation, not a case for a radiologist
+        (100.0, "timeliness.upload_delay.very_late", Severity.INFO),
         (-0.5, None, None),  # within the clock tolerance
         (-3.0, "timeliness.upload_delay.negative", Severity.REVIEW),
     ],
@@ -44,6 +45,14 @@ def test_timeliness(thresholds, delay, code, severity):
         (finding,) = findings
         assert (finding.code, finding.severity) == (code, severity)
         assert finding.value == f"{delay:.1f} h"
+
+
+def test_an_upper_bound_delay_says_so(thresholds):
+    (finding,) = check_timeliness(30.0, thresholds, upper_bound=True)
+    assert finding.code == "timeliness.upload_delay.late" and finding.value == "≤ 30.0 h"
+    assert "at most 30.0 h" in finding.message and "first saw the study" in finding.message
+    assert "最多" in finding.message_zh and "首次发现" in finding.message_zh
+    assert check_timeliness(-3.0, thresholds, upper_bound=True) == []  # an upper bound cannot show an early clock
 
 
 def test_laterality_conflict(thresholds):

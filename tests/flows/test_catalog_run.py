@@ -21,7 +21,7 @@ def test_all_67_items_map_and_pass_and_defects_are_caught(prefect_harness, tmp_p
     cases = write_catalog_set(tmp_path / "studies", catalog.items)
     assert len([c for c in cases if c.defect is None]) == 67
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "studies"), "--db", url], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "studies"), "--db", url, "--file-times-are-upload-times"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = {r["study_instance_uid"]: r for r in json.loads(
         CliRunner().invoke(main, ["results", "--db", url, "--format", "json"]).output

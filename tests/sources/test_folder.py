@@ -65,13 +65,28 @@ def test_unreadable_study_uid_is_stable_and_valid():
     assert pydicom.uid.UID(uid).is_valid
 
 
+def test_file_times_are_upload_times_only_when_the_operator_says_so(folder, monkeypatch):
+    import os
+
+    os.utime(folder / "a" / "1.dcm", (1_790_000_000, 1_790_000_000))
+    os.utime(folder / "a" / "deeper" / "2", (1_790_003_600, 1_790_003_600))
+    monkeypatch.delenv("QC_FILE_TIMES_ARE_UPLOAD_TIMES", raising=False)
+    (entry,) = [e for e in FolderSource(folder).discover() if e.study_instance_uid == "1.2.826.0.1.1"]
+    assert FolderSource(folder).load(entry).received_at is None
+    said = FolderSource(folder, file_times_are_upload_times=True).load(entry)
+    assert said.received_at is not None and said.received_at.timestamp() == 1_790_003_600  # the latest file
+    assert said.received_at.tzinfo is not None and said.received_at_is_upper_bound is False
+    monkeypatch.setenv("QC_FILE_TIMES_ARE_UPLOAD_TIMES", "1")
+    assert FolderSource(folder).load(entry).received_at is not None
+
+
 def test_load_reads_headers_and_problems(folder):
     source = FolderSource(folder)
     entries = {e.study_instance_uid: e for e in source.discover()}
     study = source.load(entries["1.2.826.0.1.1"])
     assert [i.ref.location for i in study.instances] == ["a/1.dcm", "a/deeper/2"]
     assert all(i.is_image and "PixelData" not in i.dataset for i in study.instances)
-    assert study.received_at is not None and study.received_at.tzinfo is not None
+    assert study.received_at is None  # file times are not upload times (a plain copy resets them)
     ref = study.ref()
     assert len(ref.series) == 1 and len(ref.instances) == 2 and ref.series[0].modality == "CT"
     junk = source.load(entries[uid_for_unreadable("junk.bin")])

@@ -567,3 +567,12 @@ def test_an_unreadable_stored_series_is_a_store_error(store: ResultStore) -> Non
         session.execute(update(DecisionRecord).values(series=[{"series_instance_uid": "1.2", "n_instances": 1}]))
     with pytest.raises(StoreError, match=r"stored series of study .*9001 cannot be read: not a stored series"):
         store.series(UID_A)
+
+
+def test_first_seen_at_is_kept_across_decisions(store: ResultStore) -> None:
+    assert store.first_seen_at(UID_A) is None
+    store.save_decision(make_decision(UID_A), run_id=None)
+    seen = store.first_seen_at(UID_A)
+    assert seen is not None and seen.tzinfo is not None
+    store.save_decision(make_decision(UID_A, fingerprint="e" * 64), run_id=None)
+    assert store.first_seen_at(UID_A) == seen
