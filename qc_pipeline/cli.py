@@ -270,7 +270,8 @@ def demo(out_dir: Path, db_url: str | None, lang: str, verbose: bool) -> None:
     cases = write_demo_studies(studies_dir)
     db_url = db_url or f"sqlite:///{out_dir / 'results.sqlite'}"
     click.echo(f"样例检查 / sample studies: {len(cases)} → {studies_dir}")
-    summary = _run_flow(str(studies_dir), db_url, None, verbose=verbose)
+    with _file_times_are_upload_times(True):  # the demo writes each file with its upload time
+        summary = _run_flow(str(studies_dir), db_url, None, verbose=verbose)
     rows = _store_results(db_url)
     names = {c.study_instance_uid: c.name for c in cases if c.study_instance_uid}
     _print_table(rows, lang=lang, names=names)

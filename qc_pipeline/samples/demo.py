@@ -6,8 +6,8 @@ case says which verdict the pipeline must reach and which rule codes must be amo
 
 Deterministic: the same seed gives the same bytes on every call and every day. Study dates are
 fixed in October 2026 (never relative to today) and every file gets a fixed modification time,
-the acquisition time plus ``UPLOAD_DELAY``, because the folder source takes a study's arrival
-time from its files' modification times (upload timeliness). Pass ``DEMO_NOW`` as the time of
+the acquisition time plus ``UPLOAD_DELAY``: the upload time, which the folder source reads from
+the files' modification times when told they are upload times (the ``demo`` command does). Pass ``DEMO_NOW`` as the time of
 the check to get results that do not depend on the clock either.
 """
 

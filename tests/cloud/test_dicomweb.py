@@ -72,7 +72,7 @@ def test_stow_uploads_get_the_same_verdicts_as_the_folder(prefect_harness, ortha
     orthanc.upload(sorted(folder.rglob("*.dcm")))
     orthanc.wait_until_stable()
     folder_db, cloud_db = f"sqlite:///{tmp_path / 'folder.sqlite'}", f"sqlite:///{tmp_path / 'cloud.sqlite'}"
-    assert invoke("run", str(folder), "--db", folder_db)[0] == 0
+    assert invoke("run", str(folder), "--db", folder_db, "--file-times-are-upload-times")[0] == 0
     code, out = invoke("run", orthanc.dicomweb, "--db", cloud_db)
     assert code == 0, out
     from_folder, from_cloud = verdicts(folder_db), verdicts(cloud_db)

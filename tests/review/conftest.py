@@ -70,7 +70,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     thresholds = load_pipeline_thresholds()
     decisions: dict[str, Decision] = {}
     for name in (*CASES, GAP_CASE):
-        source = FolderSource(studies / name)
+        source = FolderSource(studies / name, file_times_are_upload_times=True)  # the demo sets upload times
         (entry,) = list(source.discover())
         decision = judge(source.load(entry), thresholds, now=DEMO_NOW, source_uri=source.uri, pixels=source)
         if name in cases:
@@ -183,7 +183,7 @@ def crafted(judged: Judged) -> dict[str, Decision]:
             ds = pydicom.dcmread(path)
             ds.StudyInstanceUID = uid
             ds.save_as(path)
-        source = FolderSource(folder)
+        source = FolderSource(folder, file_times_are_upload_times=True)
         (entry,) = list(source.discover())
         out[name] = judge(source.load(entry), thresholds, now=DEMO_NOW, source_uri=source.uri, pixels=source)
     return out
