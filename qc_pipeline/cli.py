@@ -691,6 +691,53 @@ def samples_cmd(out_dir: Path) -> None:
     click.echo(f"质控 / judge them: qc-pipeline run {out_dir}  (or only the real-world names: qc-pipeline run {out_dir / 'real_world'})")
 
 
+@main.group()
+def institutions() -> None:
+    """The institution register (who may be recognised). 互认机构名录。
+
+    The register is a file (default thresholds/institutions/institutions.yaml, or $QC_INSTITUTIONS),
+    edited by the QC centre's administrator after each evaluation and reviewed like the thresholds.
+    """
+
+
+@institutions.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Qualification on this day (YYYY-MM-DD; default: today on the site clock).")
+def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
+    """List the institutions, their level, region, ownership and qualification. 列出互认机构。"""
+    from qc_pipeline.eligibility import EligibilityPolicy
+    from qc_pipeline.errors import ConfigError
+
+    try:
+        policy = EligibilityPolicy.current(as_of=None if as_of is None else as_of.date())
+    except ConfigError as exc:
+        _fail(str(exc), "互认机构名录无效", code=2)
+    register, day = policy.register, policy.as_of
+    rows = []
+    for inst in register.institutions:
+        check = register.qualification_check(inst, day)
+        region = register.region(inst.region)
+        rows.append({
+            "name": inst.name, "name_en": inst.name_en, "aliases": list(inst.aliases), "level": inst.level,
+            "region": inst.region, "region_zh": region.name_zh, "public": inst.public,
+            "qualified": check.qualified, "qualification": check.message, "qualification_zh": check.message_zh,
+            "as_of": day.isoformat(),
+        })
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"互认机构名录 / institution register ({register.version}; {day.isoformat()})")
+    for col in ("机构 institution", "级别 level", "地区 region", "公立 public", f"互认资格 qualified ({day.isoformat()})"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(f"{r['name']}\n{r['name_en']}".strip(), r["level"], r["region_zh"], "是 yes" if r["public"] else "否 no",
+                      ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"])
+    _console().print(table)
+
+
 from qc_pipeline.ai.cli import models  # noqa: E402
 
 main.add_command(models)

@@ -92,3 +92,20 @@ def test_an_unknown_region_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="unknown region 'tibet'"):
         load_register(path)
+
+
+def test_cli_lists_the_register() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from qc_pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["institutions", "list", "--format", "json", "--as-of", "2026-10-01"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    sc = rows["四川省人民医院"]
+    assert sc["name_en"] == "Sichuan Provincial People's Hospital" and sc["region"] == "sichuan"
+    assert sc["qualified"] is True and sc["as_of"] == "2026-10-01"
+    table = CliRunner().invoke(main, ["institutions", "list", "--as-of", "2026-10-01"])
+    assert table.exit_code == 0 and "四川省人民医院" in table.output
