@@ -365,7 +365,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
     table.add_column("日期 date", no_wrap=True)
     table.add_column("项目 item", overflow="fold", max_width=22)
     table.add_column("结论 verdict", no_wrap=True)
-    table.add_column("互认至 until", no_wrap=True)
+    table.add_column("互认至 until", overflow="fold", max_width=16)
     table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=30)
     table.add_column("图像质量 image quality", overflow="fold", min_width=30, max_width=36)
     for row in rows:
@@ -396,7 +396,7 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
 def _eligibility_cell(row: dict[str, Any], lang: str) -> str:
     """``2027-01-12 渝北HR`` for an eligible study; else the window end (if any) and why not."""
     if row.get("eligible"):
-        return f"{row.get('eligible_until') or '—'} {row.get('recognition_mark') or ''}".strip()
+        return f"{row.get('eligible_until') or '—'}\n{row.get('recognition_mark') or ''}".strip()
     reasons = [r for r in row.get("eligibility_reasons") or () if r["code"] != "verdict.not_pass"]
     if not reasons:
         return "—"

@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from qc_pipeline.domain import CTRole, Decision, Provenance, SeriesKind, SeriesSummary, StudySummary, Verdict
+from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.store import ResultStore, SaveOutcome, head_revision
 from tests.data.make_results_rev0001 import FILE, RUN_ID, STUDIES, make_database
 
@@ -49,11 +50,13 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         assert revision(old_database) == head_revision()
         tables = set(inspect(store.engine).get_table_names())
         assert {"source_cursors", "study_leases"} <= tables
-        rows = {r["study_instance_uid"]: r for r in store.results()}
+        # eligibility is computed when read: asked on a day inside the stored window
+        rows = {r["study_instance_uid"]: r for r in store.results(policy=EligibilityPolicy.current(as_of=dt.date(2026, 8, 21)))}
         assert set(rows) == set(STUDIES.values())
 
         passed = rows[STUDIES["pass"]]
         assert (passed["verdict"], passed["eligible"], passed["eligible_until"]) == ("pass", True, "2026-08-21")
+        assert passed["recognition_mark"] == "渝北HR"
         assert passed["institution"] == "重庆医科大学附属第一医院" and passed["patient_id"] == "P-0001"
         assert passed["item"] == {"code": "YB-036", "name_zh": "胸部CT平扫", "name_en": "CT chest, plain"}
         assert passed["metrics"] == {"upload_delay_h": 2.5}
