@@ -203,7 +203,8 @@ class ListInfo(_Strict):
     source: str
     version: str
     mark: str | None = None
-    """The recognition mark a QC-passed study of this list's items may carry (e.g. 渝北HR)."""
+    """The recognition mark a QC-passed study of this list's items may carry: 渝北HR for the Yubei
+    list, 川渝HR for the Chongqing–Sichuan lists (seed 002 §3(二); requirements.md [S2])."""
     mark_source: str | None = None
 
 
