@@ -69,7 +69,10 @@ def test_findings_use_real_rules_and_the_verdict_rule(thresholds, decisions) -> 
     metrics = {m.metric for d in decisions for m in d.measurements}
     assert {"ct.noise_hu", "mr.snr", "dr.deviation_index"} <= metrics
     codes = {f.code.split(".")[0] for d in decisions for f in d.findings if str(f.severity) != "info"}
-    assert {"image_quality", "completeness", "timeliness", "metadata"} <= codes
+    assert {"image_quality", "completeness", "metadata"} <= codes
+    # late upload is measured per institution (info findings), it sends no study to a radiologist
+    late = [f for d in decisions for f in d.findings if f.code.startswith("timeliness.upload_delay.")]
+    assert late and {str(f.severity) for f in late if "negative" not in f.code} == {"info"}
 
 
 def test_verdict_mixes_differ_and_one_institution_is_clearly_worse(decisions) -> None:
