@@ -39,12 +39,13 @@ from qc_pipeline.ai.specs import score_labels, score_metrics
 from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
-from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
+from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.geometry import as_floats
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
+from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.loader import Thresholds
 from qc_pipeline.rules.schema import Rule
 from qc_pipeline.sources.base import LoadedInstance, LoadedStudy
@@ -241,10 +242,6 @@ def rules_by_metric(thresholds: Thresholds) -> dict[str, list[Rule]]:
     return rules
 
 
-def _fires(rule: Rule, value: float, limit: float) -> bool:
-    return value > limit if rule.when == "above" else value < limit
-
-
 def format_value(value: float) -> str:
     """3 significant digits, without exponents for the values metrics give (-1000 HU, 2145)."""
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
@@ -257,21 +254,20 @@ def judge_measurement(
     item_code: str | None,
     rules: list[Rule],
     thresholds: Thresholds,
+    *,
+    max_severity: Severity | None = None,
+    reason: tuple[str, str] | None = None,
 ) -> Finding | None:
-    """The finding of the worst rule that ``m`` breaks (None when it breaks none): used by the
-    checks and by the population generator, which judges synthetic values the same way."""
-    worst: tuple[Rule, float] | None = None
-    for rule in rules:
-        if rule.modalities and modality not in rule.modalities:
-            continue
-        limit = rule.per_item.get(item_code, rule.limit) if item_code else rule.limit
-        assert limit is not None  # the schema requires a limit on metric rules
-        if m.value is not None and _fires(rule, m.value, limit):
-            if worst is None or rule.severity.rank > worst[0].severity.rank:
-                worst = (rule, limit)
-    if worst is None or m.value is None:
+    """The finding of the worst rule that ``m`` breaks (None when it breaks none), as
+    :func:`qc_pipeline.rules.evaluate.evaluate` decides: used by the checks and by the population
+    generator, which judges synthetic values the same way. ``max_severity`` caps the rules that
+    apply; ``reason`` (English, Chinese: why they are capped) is added to the message."""
+    if m.value is None:
         return None
-    rule, limit = worst
+    judged = evaluate(rules, m.metric, m.value, modality=modality, item_code=item_code, max_severity=max_severity)
+    if judged.fired is None:
+        return None
+    rule, limit = judged.fired.rule, judged.fired.value
     label_en, label_zh = metric_label(m.metric)
     unit = unit_suffix(m.unit, label_en)
     relation_en = "above" if rule.when == "above" else "below"
@@ -279,10 +275,11 @@ def judge_measurement(
     return thresholds.finding(
         rule.id,
         f"{target.label_en}: {label_en} {format_value(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
-        f"({rule.description.rstrip('.')})",
-        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}",
+        f"({rule.description.rstrip('.')}){'; ' + reason[0] if reason else ''}",
+        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}"
+        + (f"（{reason[1]}）" if reason else ""),
         value=f"{format_value(m.value)}{unit}",
-        limit=f"{'≤' if rule.when == 'above' else '≥'} {limit:g}{unit}",
+        limit=f"{judged.fired.text}{unit}",
         series_instance_uid=target.series_instance_uid,
         sop_instance_uid=m.sop_instance_uid,
     )
@@ -387,8 +384,8 @@ def check_image_quality(
                     m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
-                applies = _judged(m.metric, target) is None and any(
-                    not rule.modalities or modality in rule.modalities for rule in rules.get(m.metric, [])
+                applies = _judged(m.metric, target) is None and bool(
+                    applicable_rules(rules.get(m.metric, []), m.metric, modality=modality, item_code=item_code)
                 )
                 code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
                         else UNMEASURABLE if applies else INDICATOR_UNMEASURABLE)
