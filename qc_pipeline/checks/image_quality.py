@@ -64,9 +64,25 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 """MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
+METRIC_RULE_IDS: Final = frozenset({
+    "image_quality.dr.deviation_index_high.review", "image_quality.dr.deviation_index_low.review",
+    "image_quality.dr.deviation_index_low.fail", "image_quality.dr.deviation_index_vendor_high.review",
+    "image_quality.dr.deviation_index_vendor_low.review", "image_quality.dr.clipped_stored_max.review",
+    "image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.review", "image_quality.dr.pileup_max.fail",
+    "image_quality.dr.noise_relative.review", "image_quality.dr.burnout_anatomy.review",
+    "image_quality.dr.burnout_anatomy.fail",
+    "image_quality.ct.air_high.review", "image_quality.ct.air_low.review", "image_quality.ct.soft_tissue_high.review",
+    "image_quality.ct.soft_tissue_low.review", "image_quality.ct.noise.review", "image_quality.ct.noise.fail",
+    "image_quality.ct.truncation.review", "image_quality.ct.coverage.review", "image_quality.ct.ring.review",
+    "image_quality.mr.snr.review", "image_quality.mr.ghosting.review", "image_quality.mr.ghosting.fail",
+    "image_quality.mr.wrap.review",
+})
+"""The limits on measured metrics in ``thresholds/image_quality_{dr,ct,mr}.yaml``: named here like
+every other rule id, so a typo in one is rejected on load instead of adding a rule nobody meant
+(the AI score rules of ``ai.yaml`` are not listed: their ids follow their models)."""
 RULE_IDS: Final = frozenset(
     {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
-     AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
+     AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
