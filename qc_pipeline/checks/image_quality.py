@@ -64,6 +64,7 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 """MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
+PARALLEL_IMAGING: Final = "image_quality.mr.parallel_imaging"
 METRIC_RULE_IDS: Final = frozenset({
     "image_quality.dr.deviation_index_high.review", "image_quality.dr.deviation_index_low.review",
     "image_quality.dr.deviation_index_low.fail", "image_quality.dr.deviation_index_vendor_high.review",
@@ -82,7 +83,7 @@ every other rule id, so a typo in one is rejected on load instead of adding a ru
 (the AI score rules of ``ai.yaml`` are not listed: their ids follow their models)."""
 RULE_IDS: Final = frozenset(
     {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
-     AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
+     AI_NOT_SCORED, AI_ERROR, PARALLEL_IMAGING, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
@@ -384,8 +385,20 @@ def check_image_quality(
             ))
         unmeasured: dict[tuple[str, str], list[Measurement]] = {}
         by_design = _unmeasured_by_design(target)
+        out_of_scope = mr_out_of_scope(target, thresholds) if target.kind == "mr" else None
+        accelerated = parallel_imaging(target.instances[0].dataset) if target.kind == "mr" else None
+        scoped_out: list[Measurement] = []
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
+            if out_of_scope is not None and m.metric in MR_SEQUENCE_BOUND:
+                read = "" if m.value is None else f" (read {format_value(m.value)})"
+                m = dataclasses.replace(m, value=None, unmeasured=Unmeasured.NOT_APPLICABLE,
+                                        detail=f"not applicable: {out_of_scope[0]}{read}; {m.detail}".rstrip("; "))
+                measurements.append(m)
+                scoped_out.append(m)
+                continue
+            if accelerated is not None and m.metric == "mr.snr" and m.value is not None:
+                m = dataclasses.replace(m, detail=f"{m.detail}; parallel imaging: {accelerated}".lstrip("; "))
             if m.value is not None and not math.isfinite(m.value):
                 m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)",
                                         unmeasured=Unmeasured.UNMEASURABLE)
@@ -416,7 +429,38 @@ def check_image_quality(
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
                 continue
-            findings.append(judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
+            capped = accelerated is not None and m.metric == "mr.snr"
+            findings.append(judge_measurement(
+                m, target, modality, item_code, rules.get(m.metric, []), thresholds,
+                max_severity=Severity.REVIEW if capped else None,
+                reason=(
+                    f"parallel imaging ({accelerated}): background SNR is unreliable with multi-channel coils "
+                    "and parallel imaging (Dietrich et al. 2007), so it asks for review at most",
+                    f"检测到并行采集（{accelerated}）：多通道线圈与并行采集下背景法信噪比不可靠，最多提请复核",
+                ) if capped else None,
+            ))
+            if capped:
+                findings.append(thresholds.finding(
+                    PARALLEL_IMAGING,
+                    f"{target.label_en}: parallel imaging ({accelerated}): the background SNR is judged at most "
+                    "'review' (Dietrich et al. 2007, JMRI 26:375)",
+                    f"{target.label_zh}：检测到并行采集（{accelerated}），背景法信噪比最多判为“复核”",
+                    value=accelerated,
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                ))
+        if scoped_out and out_of_scope is not None:
+            names = [metric_label(m.metric) for m in scoped_out]
+            findings.append(thresholds.finding(
+                NOT_APPLICABLE,
+                f"{target.label_en}: not applicable: {out_of_scope[0]}: {', '.join(n[0] for n in names)} are not "
+                "judged (their limits hold for structural magnitude images)",
+                f"{target.label_zh}：不适用：{out_of_scope[1]}，{'、'.join(n[1] for n in names)}不予判定"
+                "（其限值仅适用于结构像幅度图像）",
+                value=", ".join(m.metric for m in scoped_out),
+                series_instance_uid=target.series_instance_uid,
+                sop_instance_uid=sop,
+            ))
         findings.extend(_unmeasured_findings(unmeasured, target, sop, thresholds))
     return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
 
@@ -474,6 +518,114 @@ def _unmeasured_by_design(target: Target) -> str | None:
     if weighting in EPI_WEIGHTINGS:
         return f"{weighting.label} series: the air is not magnitude noise by design"
     return None
+
+
+MR_SEQUENCE_BOUND: Final = frozenset(
+    {"mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.piu_percent", "mr.wrap_percent"}
+)
+"""MR metrics whose limits hold for structural magnitude images only: the air-background noise
+metrics (SNR, CNR, FBER), ghosting and wrap (EPI puts N/2 ghosts and low-SNR air there by design)
+and PIU (a map's values are not signal intensity). They are not judged on the series of
+:func:`mr_out_of_scope`."""
+MR_OUT_OF_SCOPE: Final = frozenset(
+    {Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION, Weighting.LOCALIZER}
+)
+"""Weightings (:func:`~qc_pipeline.catalog.mr_sequences.identify_series`) whose series the
+structural limits do not judge: diffusion and its ADC map, fMRI, perfusion, localizers."""
+DERIVED_MAP_TYPES: Final = frozenset(
+    {"ADC", "ADC_MAP", "EADC", "FA", "COLFA", "FA_COLOR", "TENSOR", "TENSOR_B0", "MD", "TRACEW", "EXP",
+     "T1_MAP", "T2_MAP", "T2STAR_MAP", "R2STAR", "MAP", "CBF", "CBV", "MTT", "TTP", "RCBF", "RCBV"}
+)
+"""ImageType (0008,0008) values of a computed map: with DERIVED, the series holds computed values
+(diffusion, relaxometry, perfusion maps), not a magnitude image."""
+
+
+def mr_out_of_scope(target: Target, thresholds: Thresholds) -> tuple[str, str] | None:
+    """Why the structural MR limits do not judge this series, (English, Chinese), or None.
+
+    Diffusion, ADC, perfusion and fMRI series and localizers (by :func:`identify_series` with the
+    catalog's vocabulary), echo-planar series (ScanningSequence (0018,0020) EP) and derived maps
+    (ImageType DERIVED with a map value, :data:`DERIVED_MAP_TYPES`).
+    """
+    datasets = [instance.dataset for instance in target.instances]
+    vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
+    info = identify_series(datasets, vocabulary=vocabulary)
+    if info.weighting is Weighting.LOCALIZER:
+        return "localizer", "定位像"
+    if info.weighting in MR_OUT_OF_SCOPE:
+        return f"{info.weighting.label} series", f"{info.weighting.label} 序列"
+    ds = datasets[0]
+    if "EP" in cs_values(ds.get("ScanningSequence")):
+        return "echo-planar series (ScanningSequence EP)", "平面回波（EPI）序列"
+    image_type = cs_values(ds.get("ImageType"))
+    if "DERIVED" in image_type and DERIVED_MAP_TYPES & set(image_type):
+        shown = "\\".join(image_type)
+        return f"derived map (ImageType {shown})", f"后处理参数图（ImageType {shown}）"
+    return None
+
+
+_ACCELERATION_WORDS: Final = re.compile(
+    r"(?:^|[^A-Z])(IPAT|GRAPPA|MSENSE|SENSE|ASSET|ARC|CAIPI|CAIPIRINHA|HYPERSENSE)(?:$|[^A-Z])", re.IGNORECASE
+)
+"""Parallel-imaging names in SequenceName / ScanOptions: Siemens iPAT (GRAPPA, mSENSE, CAIPIRINHA),
+GE ASSET / ARC / HyperSense (ScanOptions ASSET_GEMS, ARC_GEMS), Philips SENSE."""
+_SIEMENS_PAT: Final = re.compile(r"(?:^|[_\d])p([2-8])$", re.IGNORECASE)
+"""Siemens SequenceName suffix ``p2``..``p8``: the iPAT acceleration factor (``*tse2d1_15p2``)."""
+
+
+def _cs(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in cs_values(ds.get(keyword)))
+
+
+def parallel_imaging(ds: Dataset) -> str | None:
+    """What in the header says the series was acquired with parallel imaging, or None.
+
+    ParallelReductionFactorInPlane (0018,9069) > 1, ParallelAcquisition (0018,9077) YES,
+    ParallelAcquisitionTechnique (0018,9078) other than NONE (also inside the enhanced MR
+    functional groups' MRModifierSequence); Siemens iPAT/GRAPPA/mSENSE or a ``p2`` suffix in
+    SequenceName (0018,0024); GE ASSET/ARC in ScanOptions (0018,0022) or ASSET factors (0043,1083)
+    below 1; Philips SENSE in ScanOptions or in a text element of the private group 2005. With
+    parallel imaging the background noise is neither Rayleigh nor uniform over the image, so the
+    background SNR is unreliable (Dietrich et al. 2007, JMRI 26:375).
+    """
+    modifiers = [ds]
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in (ds.get(groups) or [])[:1]:
+            modifiers.extend((item.get("MRModifierSequence") or [])[:1])
+    for item in modifiers:
+        factor = as_floats(item.get("ParallelReductionFactorInPlane"), count=1)
+        if factor is not None and factor[0] > 1:
+            return f"ParallelReductionFactorInPlane (0018,9069) {factor[0]:g}"
+        if "YES" in {v.upper() for v in _cs(item, "ParallelAcquisition")}:
+            return "ParallelAcquisition (0018,9077) YES"
+        technique = [v for v in _cs(item, "ParallelAcquisitionTechnique") if v and v.upper() != "NONE"]
+        if technique:
+            return f"ParallelAcquisitionTechnique (0018,9078) {technique[0]}"
+    sequence = text(ds, "SequenceName") or ""
+    if _ACCELERATION_WORDS.search(sequence) or _SIEMENS_PAT.search(sequence):
+        return f"SequenceName (0018,0024) {sequence}"
+    for option in _cs(ds, "ScanOptions"):
+        if _ACCELERATION_WORDS.search(option):
+            return f"ScanOptions (0018,0022) {option}"
+    asset = ds.get((0x0043, 0x1083))
+    if asset is not None:
+        values = cs_values(asset.value) if not isinstance(asset.value, bytes) else ()
+        factors = [float(v) for v in values if _is_number(v)]
+        if any(0 < f < 1 for f in factors):
+            return "GE ASSET factors (0043,1083) " + "\\".join(str(v) for v in values)
+    for element in ds:
+        if element.tag.group == 0x2005 and element.VR in ("CS", "LO", "SH", "ST", "LT"):
+            value = element.value if isinstance(element.value, str) else " ".join(str(v) for v in element.value or ())
+            if re.search(r"(?:^|[^A-Z])SENSE(?:$|[^A-Z])", value, re.IGNORECASE) and "NO" not in value.upper().split():
+                return f"Philips {element.tag} {value.strip()}"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return math.isfinite(float(str(value)))
+    except ValueError:
+        return False
 
 
 def _unmeasured_findings(
