@@ -673,7 +673,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "mr.snr": ("SNR", "信噪比"),
     "mr.cnr": ("CNR", "对比噪声比"),
     "mr.ghosting_percent": ("ghosting ratio", "鬼影（伪影）比"),
-    "mr.piu_percent": ("percent integral uniformity", "积分均匀度"),
+    "mr.piu_percent": ("percent integral uniformity (median over slices, not the ACR phantom PIU)", "积分均匀度（各层中位数，非ACR体模PIU）"),
     "mr.efc": ("entropy focus criterion", "熵聚焦准则 EFC"),
     "mr.fber": ("foreground-background energy ratio", "前景背景能量比 FBER"),
     "mr.fov_coverage_percent": ("field-of-view coverage", "视野覆盖率"),
