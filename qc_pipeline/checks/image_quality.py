@@ -4,7 +4,12 @@ Which images are measured: every radiograph of a DR item (CR/DX/DR images, one b
 or MR series of the study that is not a localizer (one decode per series). The metrics are the pure
 functions of :mod:`qc_pipeline.metrics`; the limits are the rules of ``thresholds/`` that name a
 ``metric`` (``image_quality_*.yaml``). For each measurement the worst rule that fires gives one
-finding (category ``image_quality``) with the value, the limit and the series; a metric that cannot
+finding (category ``image_quality``) with the value, the limit and the series, as
+:func:`qc_pipeline.rules.evaluate.evaluate` decides (the tables and the review app show values with
+the same function). The MR limits hold for structural magnitude series: on diffusion, ADC,
+echo-planar, perfusion and fMRI series, derived maps and localizers the air, ghosting, wrap and PIU
+metrics are not judged (:func:`mr_out_of_scope`: one ``info`` finding per series), and background
+SNR under parallel imaging (:func:`parallel_imaging`) asks for review at most. A metric that cannot
 be measured on an image says why, sorted by :class:`~qc_pipeline.domain.Unmeasured`: not
 applicable by design (``info``), or not measurable because the image looks wrong for it
 (``review`` for a metric with a limit, since the reason may be the defect itself; ``info`` for an
