@@ -148,3 +148,19 @@ def test_the_shipped_mr_limits_do_not_judge_piu_against_the_acr_phantom_limit():
     # ACR limits of the phantom's uniformity slice (87.5 % / 82 %) would fail normal brains
     rules = [r for r in load_thresholds().rules.values() if r.metric == "mr.piu_percent" and r.enabled]
     assert all(r.when == "below" and r.limit is not None and r.limit < 37 for r in rules)
+
+
+def test_parallel_imaging_in_enhanced_and_philips_headers():
+    enhanced = pydicom.Dataset()
+    modifier = pydicom.Dataset()
+    modifier.ParallelReductionFactorInPlane = 3.0
+    shared = pydicom.Dataset()
+    shared.MRModifierSequence = [modifier]
+    enhanced.SharedFunctionalGroupsSequence = [shared]
+    assert parallel_imaging(enhanced) == "ParallelReductionFactorInPlane (0018,9069) 3"
+    philips = pydicom.Dataset()
+    philips.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
+    philips.add_new((0x2005, 0x100F), "CS", "SENSE")
+    assert parallel_imaging(philips) == "Philips (2005,100F) SENSE"
+    philips[0x2005, 0x100F].value = "NO SENSE"
+    assert parallel_imaging(philips) is None
