@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pydicom
 import pytest
@@ -15,7 +16,9 @@ from qc_pipeline.checks.image_quality import (
     MR_SEQUENCE_BOUND,
     NOT_APPLICABLE,
     PARALLEL_IMAGING,
+    Target,
     check_image_quality,
+    mr_out_of_scope,
     parallel_imaging,
 )
 from qc_pipeline.domain import Severity, Unmeasured
@@ -164,3 +167,44 @@ def test_parallel_imaging_in_enhanced_and_philips_headers():
     assert parallel_imaging(philips) == "Philips (2005,100F) SENSE"
     philips[0x2005, 0x100F].value = "NO SENSE"
     assert parallel_imaging(philips) is None
+
+
+CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "mr_conformance"  # real vendor headers
+
+
+@pytest.mark.parametrize(
+    ("name", "detected"),
+    [
+        ("ph_mprage", "Philips (2005,10A1) SENSE"),
+        ("xa30_t1_tfl", "ParallelReductionFactorInPlane (0018,9069) 2"),
+        ("ge_mprage", "GE ASSET factors (0043,1083) 0.5\\0.5"),
+        ("toshiba_dti_ax", "ParallelAcquisition (0018,9077) YES"),
+        ("hitachi_se", None),
+        ("ph_t1_tse_enh", None),
+        ("uih_t1_gre", None),
+    ],
+)
+def test_parallel_imaging_on_real_vendor_headers(name, detected):
+    ds = pydicom.dcmread(CONFORMANCE / f"{name}_1.dcm", stop_before_pixels=True)
+    assert parallel_imaging(ds) == detected
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("xa30_dwi", "DWI series"),
+        ("xa30_adc", "ADC series"),
+        ("xa30_fa", "derived map (ImageType DERIVED\\PRIMARY\\DIFFUSION\\FA)"),
+        ("xa30_asl_rcbf", "PWI series"),
+        ("si_vb_ax_epi", "BOLD series"),
+        ("ge_polar_fmap", "echo-planar series (ScanningSequence EP)"),
+        ("ge_mprage", None),
+        ("si_d2n_flair3d", None),
+        ("ph_t1_tse_enh", None),
+    ],
+)
+def test_which_real_series_the_structural_mr_limits_skip(thresholds, name, reason):
+    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(CONFORMANCE.glob(f"{name}_[0-9].dcm"))]
+    target = Target("mr", "1.2", tuple(SimpleNamespace(dataset=ds) for ds in datasets), name, name)
+    found = mr_out_of_scope(target, thresholds)  # type: ignore[arg-type]
+    assert (found[0] if found else None) == reason
