@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
@@ -21,6 +21,7 @@ from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
 from qc_pipeline.report.labels import pick, word
 from qc_pipeline.report.period import Period
 from qc_pipeline.report.qualification import fee_exposure, noncompliance, percent, qualify
+from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.schema import Rule
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
@@ -276,11 +277,20 @@ def top_findings(scope: Scope, lang: str) -> Table:
 
 
 def metric_limits(rules: dict[str, list[Rule]], metric: str) -> list[Rule]:
-    return sorted((r for r in rules.get(metric, []) if r.limit is not None), key=lambda r: (r.when or "", r.limit or 0.0))
+    """The general rules of ``metric`` (every modality, no item), as the rule evaluator lists them."""
+    return [lim.rule for lim in applicable_rules(rules.get(metric, []), metric, modality=None, item_code=None)]
 
 
-def _limits_text(limits: Sequence[Rule], lang: str) -> str:
-    return "; ".join(f"{'≤' if r.when == 'above' else '≥'} {r.limit:g} ({word(str(r.severity), lang)})" for r in limits)
+def _limits_text(rules: Sequence[Rule], metric: str, items: Iterable[str], lang: str) -> str:
+    """The general limits, then those of the items (of the studies shown) that have their own."""
+    words = {s: word(s, lang) for s in ("info", "review", "fail")}
+    general = evaluate(rules, metric, None, modality=None, item_code=None)
+    parts = [general.limits_text(words, sep="; ")]
+    for item in sorted(set(items)):
+        own = evaluate(rules, metric, None, modality=None, item_code=item)
+        if own.limits_text() != general.limits_text():
+            parts.append(f"{item}: {own.limits_text(words)}")
+    return "; ".join(p for p in parts if p)
 
 
 def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: str) -> Table:
@@ -289,15 +299,21 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
     for m in data.measurements:
         by_study.setdefault(m.study_id, []).append((m.metric, m.value))
     for metric in KEY_METRICS:
-        limits = metric_limits(rules, metric)
+        on_metric = rules.get(metric, [])
         for g in scope.groups():
-            values = [v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
+            judged = [
+                (s.item_code, evaluate(on_metric, metric, v, modality=s.modality, item_code=s.item_code))
+                for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric
+            ]
+            values = [ev.value for _, ev in judged if ev.value is not None]
             if not values:
                 continue
             d = distribution(metric, g, values)
-            beyond = sum(1 for v in values if any((v > r.limit if r.when == "above" else v < r.limit) for r in limits))
+            beyond = sum(1 for _, ev in judged if ev.fired is not None)
+            items = [item for item, _ in judged if item]
             rows.append((metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
-                         _num(d.minimum), _num(d.maximum), _limits_text(limits, lang), beyond, percent(beyond, d.n)))
+                         _num(d.minimum), _num(d.maximum), _limits_text(on_metric, metric, items, lang), beyond,
+                         percent(beyond, d.n)))
     return Table(
         "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
         (_c("metric", "指标", "metric"), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
@@ -306,8 +322,8 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
          _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits"), _c("beyond", "超限序列数", "series beyond a limit", "int"),
          _c("beyond_pct", "超限 %", "beyond %", "pct")),
         tuple(rows),
-        "每个序列（DR 为每幅图像）一个值；超限按通用限值计（部分项目另有专门限值，见 thresholds/）。",
-        "One value per series (per radiograph for DR); 'beyond' uses the general limits (some items have their own, see thresholds/).",
+        "每个序列（DR 为每幅图像）一个值；超限按该检查所属项目的限值计（部分项目另有专门限值，列于通用限值之后）。",
+        "One value per series (per radiograph for DR); 'beyond' uses the limits of each study's item (items with their own limits are listed after the general ones).",
     )
 
 

@@ -44,6 +44,7 @@ from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
 from qc_pipeline.rules import Thresholds, eligibility
+from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.repository import stored_series
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
@@ -267,6 +268,8 @@ class MetricRow:
     """E.g. ``≤ 35 (review), ≤ 55 (fail)``; empty when no rule applies."""
     beyond: str | None
     """The worst severity of a limit the value is beyond, else None."""
+    mark: str = ""
+    """``!`` beyond a review limit, ``!!`` beyond a fail limit (as the command-line table marks it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,21 +368,11 @@ def study_view(store: ResultStore, thresholds: Thresholds, key: str) -> StudyVie
 def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence[dict[str, Any]]) -> list[MetricRow]:
     """Each measured value beside the limits that apply to the study's modality and item."""
     rules = rules_by_metric(thresholds)
-    modalities = set((result.get("modality") or "").split(","))
+    modality = result.get("modality") or ""
     item = (result.get("item") or {}).get("code")
     rows = []
     for m in values:
-        applicable = [r for r in rules.get(m["metric"], []) if not r.modalities or set(r.modalities) & modalities]
-        parts = []
-        beyond: str | None = None
-        for rule in sorted(applicable, key=lambda r: (r.when or "", r.severity != "review")):
-            limit = rule.per_item.get(item, rule.limit) if item else rule.limit
-            if limit is None:
-                continue
-            parts.append(f"{'≤' if rule.when == 'above' else '≥'} {limit:g} ({rule.severity})")
-            fired = m["value"] > limit if rule.when == "above" else m["value"] < limit
-            if fired and (beyond is None or rule.severity == "fail"):
-                beyond = str(rule.severity)
+        judged = evaluate(rules.get(m["metric"], []), m["metric"], m["value"], modality=modality, item_code=item)
         en, zh = metric_label(m["metric"])
         rows.append(
             MetricRow(
@@ -389,8 +382,9 @@ def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence
                 value=format_value(m["value"]),
                 unit=METRIC_UNITS.get(m["metric"], ""),
                 series_instance_uid=m["series_instance_uid"],
-                limits=", ".join(parts),
-                beyond=beyond,
+                limits=judged.limits_text(),
+                beyond=None if judged.severity is None else str(judged.severity),
+                mark=judged.mark,
             )
         )
     return rows
