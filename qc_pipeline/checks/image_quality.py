@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
+from qc_pipeline.catalog.ct_series import KernelClass, kernel_class
+from qc_pipeline.catalog.items import Vocabulary, shipped_vocabulary
 from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
@@ -169,7 +170,11 @@ def _measure_target(
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
-        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0])), decoded
+        head = volume.datasets[0]
+        return ct.measure(
+            volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(head),
+            slice_thickness_mm=_float_tag(head, "SliceThickness"), scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
+        ), decoded
     measured = mr.measure(
         volume.array,
         spacing_mm=volume.spacing_mm,
@@ -305,6 +310,7 @@ def check_image_quality(
     source, not of the data).
     """
     rules = rules_by_metric(thresholds)
+    vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
     targets = list(_targets(study, item_modality))
@@ -387,7 +393,7 @@ def check_image_quality(
                     m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
-                applies = _judged(m.metric, target) is None and any(
+                applies = _judged(m.metric, target, vocabulary) is None and any(
                     not rule.modalities or modality in rule.modalities for rule in rules.get(m.metric, [])
                 )
                 code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
@@ -399,9 +405,10 @@ def check_image_quality(
                     decoded.vendor_indicator, m, thresholds, label_en=target.label_en, label_zh=target.label_zh,
                     series_instance_uid=target.series_instance_uid, sop_instance_uid=sop,
                 ))
-            not_judged = _judged(m.metric, target)
+            not_judged = _judged(m.metric, target, vocabulary)
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
+                unmeasured.setdefault((NOT_APPLICABLE, not_judged), []).append(m)
                 continue
             findings.append(judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
         findings.extend(_unmeasured_findings(unmeasured, target, sop, thresholds))
@@ -411,7 +418,7 @@ def check_image_quality(
 LOSSY_INVALIDATES: Final = frozenset({
     "dr.clipped_stored_max_percent", "dr.clipped_stored_min_percent", "dr.pileup_max_percent",
     "dr.pileup_min_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr",
-    "ct.noise_hu", "ct.streak_index",
+    "ct.noise_hu", "ct.noise_measured_hu", "ct.streak_index",
     "mr.snr", "mr.cnr", "mr.fber", "mr.efc", "mr.piu_percent",
 })
 """Metrics that lossy coding invalidates: it removes noise (noise SD, SNR, CNR, the air energy of
@@ -501,6 +508,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "ct.air_hu": ("air CT number", "空气CT值"),
     "ct.soft_tissue_hu": ("soft-tissue CT number", "软组织CT值"),
     "ct.noise_hu": ("image noise (global noise level)", "图像噪声（全局噪声水平）"),
+    "ct.noise_measured_hu": ("image noise as measured, at the series' slice thickness", "实测图像噪声（本序列层厚）"),
     "ct.truncated_slices_percent": ("slices with the body cut at the field of view", "身体超出扫描野的层面"),
     "ct.coverage_end_percent": ("anatomy still present at the end of the scan range", "扫描范围末端仍存在的目标解剖"),
     "ct.streak_index": ("streak artifact index", "条纹伪影指数"),
@@ -525,24 +533,18 @@ def unit_suffix(unit: str, label: str = "") -> str:
     return f" {unit}" if unit and unit not in ("1", "probability") and not label.endswith(unit) else ""
 
 
-SHARP_KERNEL: Final = re.compile(
-    r"lung|bone|sharp|edge|detail|^hr\d|^b[6-9]\d|^br[6-9]\d|^bl\d|^fc[5-9]\d|^y[c-e]\b|肺|骨",
-    re.IGNORECASE,
-)
-"""ConvolutionKernel (0018,1210) or series-name words of lung/bone (high-resolution) kernels.
-Their soft-tissue noise is high by design: patient noise limits apply to soft-tissue kernels
-(Christianson et al. 2015 measured standard abdominal reconstructions)."""
+JUDGED_KERNELS: Final = frozenset({KernelClass.SOFT_TISSUE, KernelClass.BRAIN, KernelClass.UNKNOWN})
+"""Kernel classes (lexicon ``ct_kernels``) whose noise is judged: soft-tissue and standard kernels
+(Christianson et al. 2015 measured standard reconstructions), and kernels the table does not know
+(never fail open). Sharp (bone, lung, other sharp) kernels have 2-5x the noise by design."""
 
 
-def _judged(metric: str, target: Target) -> str | None:
+def _judged(metric: str, target: Target, vocabulary: Vocabulary | None = None) -> str | None:
     """None when the metric's rules apply to this target, else why they do not."""
     if metric == "ct.noise_hu":
-        ds = target.instances[0].dataset
-        raw = ds.get("ConvolutionKernel")
-        kernel = str(raw or "") if isinstance(raw, str) or raw is None else " ".join(str(v) for v in raw)
-        for name in (kernel.strip(), (text(ds, "SeriesDescription") or "").strip()):
-            if name and SHARP_KERNEL.search(name):
-                return f"noise of a sharp (lung/bone) reconstruction '{name}' is not judged against soft-tissue limits"
+        label, reason = kernel_class(target.instances[0].dataset.get("ConvolutionKernel"), vocabulary or shipped_vocabulary())
+        if label not in JUDGED_KERNELS:
+            return f"{reason} (lexicon ct_kernels): noise is judged on soft-tissue and standard kernels only"
     return None
 
 
