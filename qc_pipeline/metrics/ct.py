@@ -765,7 +765,8 @@ def _measure(
     record(
         "ct.truncated_slices_percent",
         lambda: truncated_slices_percent(seg, scan_field_mm=scan_field_mm, field_mm=field_mm),
-        judged_text,
+        judged_text if scan_field_mm is not None else
+        f"{judged_text}; scan field unknown (no DataCollectionDiameter): the reconstruction field is taken as the scan field",
     )
 
     if pixel_mm is None:

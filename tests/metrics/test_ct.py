@@ -579,3 +579,24 @@ def test_a_targeted_reconstruction_inside_the_scan_field_is_not_truncation():
     assert values(inside)["ct.truncated_slices_percent"] == 0.0
     assert {m.metric: m.value for m in measure(inside, spacing_mm=SPACING, body_part=None, scan_field_mm=500.0)}[
         "ct.truncated_slices_percent"] == 0.0
+
+
+def test_a_real_head_slice_cropped_by_a_targeted_field_is_not_truncated():
+    # 693_UNCR (head, 245 mm display field in a 320 mm scan field) cropped to its central 163 mm:
+    # the skull reaches the edge on 13 % of the rim. Without the scan field that read as 100 %
+    # truncated (every slice); with the file's DataCollectionDiameter it is a targeted reconstruction.
+    volume = load_series([_DATA / "693_UNCR.dcm"])
+    crop = volume.array[:, 86:426, 86:426]
+    blind = {m.metric: m for m in measure(crop, spacing_mm=volume.spacing_mm, body_part="HEAD")}
+    assert blind["ct.truncated_slices_percent"].value == 100.0
+    assert "scan field unknown" in blind["ct.truncated_slices_percent"].detail
+    ds = volume.datasets[0]
+    assert float(ds.DataCollectionDiameter) == 320.0
+    known = {m.metric: m for m in measure(crop, spacing_mm=volume.spacing_mm, body_part="HEAD",
+                                          scan_field_mm=float(ds.DataCollectionDiameter))}
+    found = known["ct.truncated_slices_percent"]
+    assert found.value is None and found.unmeasured is Unmeasured.NOT_APPLICABLE
+    assert "163 mm reconstruction field lies inside the 320 mm scan field" in found.detail
+    # the uncropped slice stays at 0 % either way
+    whole = {m.metric: m.value for m in measure(volume.array, spacing_mm=volume.spacing_mm, body_part="HEAD", scan_field_mm=320.0)}
+    assert whole["ct.truncated_slices_percent"] == 0.0
