@@ -149,7 +149,8 @@ class _Decoded:
 
 
 def _measure_target(
-    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None
+    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
+    noise_reference_mm: float = ct.NOISE_REFERENCE_MM,
 ) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
@@ -174,6 +175,7 @@ def _measure_target(
         return ct.measure(
             volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(head),
             slice_thickness_mm=_float_tag(head, "SliceThickness"), scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
+            reference_thickness_mm=noise_reference_mm,
         ), decoded
     measured = mr.measure(
         volume.array,
@@ -311,6 +313,8 @@ def check_image_quality(
     """
     rules = rules_by_metric(thresholds)
     vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
+    reference = thresholds.parameters.get("ct.noise_reference_thickness_mm")
+    noise_reference_mm = reference.value if reference is not None else ct.NOISE_REFERENCE_MM
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
     targets = list(_targets(study, item_modality))
@@ -321,7 +325,7 @@ def check_image_quality(
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw, decoded = _measure_target(target, paths, vendors)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole

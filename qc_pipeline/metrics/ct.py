@@ -70,7 +70,8 @@ NOT_MODEL_FEATURES: Final = frozenset({"ct.coverage_end_percent", "ct.noise_meas
 without a slice thickness, which is the measured value)."""
 
 NOISE_REFERENCE_MM: Final = 5.0
-"""Slice thickness the judged noise ``ct.noise_hu`` is normalised to. Quantum noise of a CT image
+"""Slice thickness the judged noise ``ct.noise_hu`` is normalised to when the caller gives none (the
+checks pass ``ct.noise_reference_thickness_mm`` of ``thresholds/image_quality_ct.yaml``). Quantum noise of a CT image
 goes as 1 / sqrt(dose x slice thickness) (Hsieh, Computed Tomography, 2nd ed., SPIE 2009, ch. 5;
 AAPM Report 96, 2008), so sd_ref = sd_measured x sqrt(thickness / reference). 5 mm is the
 thickness the limits were set for: the routine axial reconstruction of head and body CT and of the

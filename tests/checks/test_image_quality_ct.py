@@ -3,6 +3,7 @@ kernel table), and truncation judged against the scan field, on the demo's CT ph
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -124,3 +125,30 @@ def test_the_check_passes_slice_thickness_and_scan_field_to_the_metrics(demo, th
     source, study = rewritten(demo, "phantom_ct_chest", tmp_path / "tags", DataCollectionDiameter=500, SliceThickness=1.25)
     check_image_quality(study, thresholds, source, item_modality="CT", item_code="YB-036")
     assert seen["scan_field_mm"] == 500.0 and seen["slice_thickness_mm"] == 1.25
+
+
+def test_the_reference_thickness_is_read_from_the_ct_thresholds_file(demo, thresholds, tmp_path):
+    reference = thresholds.parameters["ct.noise_reference_thickness_mm"]
+    assert reference.value == 5.0 and reference.units == "mm" and "Hsieh" in reference.source
+    # a site that states its limits at 2.5 mm: 80 HU at 0.625 mm is 80 x sqrt(0.625 / 2.5) = 40 HU there
+    site = dataclasses.replace(
+        thresholds,
+        parameters={**thresholds.parameters, reference.id: reference.model_copy(update={"value": 2.5})},
+    )
+    source, study = rewritten(demo, "noisy_ct", tmp_path / "site", SliceThickness=0.625)
+    result = check_image_quality(study, site, source, item_modality="CT", item_code="YB-036")
+    (finding,) = noise_findings(result)
+    assert finding.code == "image_quality.ct.noise.review" and 35 < float(finding.value.split()[0]) < 45
+    assert "normalised to 2.5 mm" in by_metric(result)["ct.noise_hu"].detail
+
+
+def test_a_misspelt_parameter_is_rejected(tmp_path):
+    from qc_pipeline.errors import ConfigError
+    from qc_pipeline.rules.loader import default_thresholds_dir, load_thresholds
+
+    folder = tmp_path / "thresholds"
+    shutil.copytree(default_thresholds_dir(), folder)
+    path = folder / "image_quality_ct.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("id: ct.noise_reference_thickness_mm", "id: ct.noise_reference_thicknes_mm"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="ct.noise_reference_thicknes_mm"):
+        load_thresholds(folder)
