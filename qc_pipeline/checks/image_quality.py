@@ -43,7 +43,7 @@ from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
-from qc_pipeline.io.geometry import as_floats
+from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
 from qc_pipeline.rules.loader import Thresholds
@@ -546,7 +546,8 @@ JUDGED_KERNELS: Final = frozenset({KernelClass.SOFT_TISSUE, KernelClass.BRAIN, K
 def _judged(metric: str, target: Target, vocabulary: Vocabulary | None = None) -> str | None:
     """None when the metric's rules apply to this target, else why they do not."""
     if metric == "ct.noise_hu":
-        label, reason = kernel_class(target.instances[0].dataset.get("ConvolutionKernel"), vocabulary or shipped_vocabulary())
+        kernel = header_value(target.instances[0].dataset, "ConvolutionKernel")
+        label, reason = kernel_class(kernel, vocabulary or shipped_vocabulary())
         if label not in JUDGED_KERNELS:
             return f"{reason} (lexicon ct_kernels): noise is judged on soft-tissue and standard kernels only"
     return None
