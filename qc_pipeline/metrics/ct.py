@@ -9,9 +9,12 @@ What is measured, and how (each function's docstring has the formula and the ref
 - HU sanity: the median of the air outside the body inside the reconstruction field of view
   (should read about -1000 HU), and the mode of the soft-tissue HU histogram inside the body;
 - patient-image noise: the global noise level (GNL) of Christianson et al., AJR 2015;205:W93 --
-  the mode of the histogram of local SDs (6 mm kernel) over soft tissue (0 < HU < 150);
+  the mode of the histogram of local SDs (6 mm kernel) over soft tissue (0 < HU < 150), as
+  measured (``ct.noise_measured_hu``) and normalised to a reference slice thickness
+  (``ct.noise_hu``, noise goes as 1 / sqrt(slice thickness));
 - truncation: the share of slices where the body reaches the edge of the reconstruction field
-  of view (the circle outside which the scanner writes padding, or the image border);
+  of view (the circle outside which the scanner writes padding, or the image border), not
+  judged where that field lies inside a wider scan field (a targeted reconstruction);
 - anatomical coverage along z for the body part the recognition item needs (CHEST: lungs from
   apex to base; HEAD: up to the vertex);
 - streak and ring *indicators*: the directional excess of high-frequency power in soft tissue
