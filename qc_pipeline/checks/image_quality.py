@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,13 +40,15 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
+from qc_pipeline.catalog.ct_series import KernelClass, kernel_class
+from qc_pipeline.catalog.items import Vocabulary, shipped_vocabulary
 from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
-from qc_pipeline.io.geometry import as_floats
+from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
@@ -171,7 +172,8 @@ class _Decoded:
 
 
 def _measure_target(
-    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None
+    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
+    noise_reference_mm: float = ct.NOISE_REFERENCE_MM,
 ) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
@@ -192,7 +194,12 @@ def _measure_target(
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
-        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0])), decoded
+        head = volume.datasets[0]
+        return ct.measure(
+            volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(head),
+            slice_thickness_mm=_float_tag(head, "SliceThickness"), scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
+            reference_thickness_mm=noise_reference_mm,
+        ), decoded
     measured = mr.measure(
         volume.array,
         spacing_mm=volume.spacing_mm,
@@ -324,6 +331,9 @@ def check_image_quality(
     source, not of the data).
     """
     rules = rules_by_metric(thresholds)
+    vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
+    reference = thresholds.parameters.get("ct.noise_reference_thickness_mm")
+    noise_reference_mm = reference.value if reference is not None else ct.NOISE_REFERENCE_MM
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
     targets = list(_targets(study, item_modality))
@@ -334,7 +344,7 @@ def check_image_quality(
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw, decoded = _measure_target(target, paths, vendors)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole
@@ -418,7 +428,7 @@ def check_image_quality(
                     m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
-                applies = _judged(m.metric, target) is None and bool(
+                applies = _judged(m.metric, target, vocabulary) is None and bool(
                     applicable_rules(rules.get(m.metric, []), m.metric, modality=modality, item_code=item_code)
                 )
                 code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
@@ -430,9 +440,10 @@ def check_image_quality(
                     decoded.vendor_indicator, m, thresholds, label_en=target.label_en, label_zh=target.label_zh,
                     series_instance_uid=target.series_instance_uid, sop_instance_uid=sop,
                 ))
-            not_judged = _judged(m.metric, target)
+            not_judged = _judged(m.metric, target, vocabulary)
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
+                unmeasured.setdefault((NOT_APPLICABLE, not_judged), []).append(m)
                 continue
             capped = accelerated is not None and m.metric == "mr.snr"
             findings.append(judge_measurement(
@@ -473,7 +484,7 @@ def check_image_quality(
 LOSSY_INVALIDATES: Final = frozenset({
     "dr.clipped_stored_max_percent", "dr.clipped_stored_min_percent", "dr.pileup_max_percent",
     "dr.pileup_min_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr",
-    "ct.noise_hu", "ct.streak_index",
+    "ct.noise_hu", "ct.noise_measured_hu", "ct.streak_index",
     "mr.snr", "mr.cnr", "mr.fber", "mr.efc", "mr.piu_percent",
 })
 """Metrics that lossy coding invalidates: it removes noise (noise SD, SNR, CNR, the air energy of
@@ -671,6 +682,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "ct.air_hu": ("air CT number", "空气CT值"),
     "ct.soft_tissue_hu": ("soft-tissue CT number", "软组织CT值"),
     "ct.noise_hu": ("image noise (global noise level)", "图像噪声（全局噪声水平）"),
+    "ct.noise_measured_hu": ("image noise as measured, at the series' slice thickness", "实测图像噪声（本序列层厚）"),
     "ct.truncated_slices_percent": ("slices with the body cut at the field of view", "身体超出扫描野的层面"),
     "ct.coverage_end_percent": ("anatomy still present at the end of the scan range", "扫描范围末端仍存在的目标解剖"),
     "ct.streak_index": ("streak artifact index", "条纹伪影指数"),
@@ -695,24 +707,19 @@ def unit_suffix(unit: str, label: str = "") -> str:
     return f" {unit}" if unit and unit not in ("1", "probability") and not label.endswith(unit) else ""
 
 
-SHARP_KERNEL: Final = re.compile(
-    r"lung|bone|sharp|edge|detail|^hr\d|^b[6-9]\d|^br[6-9]\d|^bl\d|^fc[5-9]\d|^y[c-e]\b|肺|骨",
-    re.IGNORECASE,
-)
-"""ConvolutionKernel (0018,1210) or series-name words of lung/bone (high-resolution) kernels.
-Their soft-tissue noise is high by design: patient noise limits apply to soft-tissue kernels
-(Christianson et al. 2015 measured standard abdominal reconstructions)."""
+JUDGED_KERNELS: Final = frozenset({KernelClass.SOFT_TISSUE, KernelClass.BRAIN, KernelClass.UNKNOWN})
+"""Kernel classes (lexicon ``ct_kernels``) whose noise is judged: soft-tissue and standard kernels
+(Christianson et al. 2015 measured standard reconstructions), and kernels the table does not know
+(never fail open). Sharp (bone, lung, other sharp) kernels have 2-5x the noise by design."""
 
 
-def _judged(metric: str, target: Target) -> str | None:
+def _judged(metric: str, target: Target, vocabulary: Vocabulary | None = None) -> str | None:
     """None when the metric's rules apply to this target, else why they do not."""
     if metric == "ct.noise_hu":
-        ds = target.instances[0].dataset
-        raw = ds.get("ConvolutionKernel")
-        kernel = str(raw or "") if isinstance(raw, str) or raw is None else " ".join(str(v) for v in raw)
-        for name in (kernel.strip(), (text(ds, "SeriesDescription") or "").strip()):
-            if name and SHARP_KERNEL.search(name):
-                return f"noise of a sharp (lung/bone) reconstruction '{name}' is not judged against soft-tissue limits"
+        kernel = header_value(target.instances[0].dataset, "ConvolutionKernel")
+        label, reason = kernel_class(kernel, vocabulary or shipped_vocabulary())
+        if label not in JUDGED_KERNELS:
+            return f"{reason} (lexicon ct_kernels): noise is judged on soft-tissue and standard kernels only"
     return None
 
 

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from qc_pipeline.domain import Category, Finding
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.rules.schema import Rule, RuleFile, SiteConfig
+from qc_pipeline.rules.schema import Parameter, Rule, RuleFile, SiteConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class Thresholds:
     directory: Path
     catalog: Any = None
     """The recognition-item catalog (``qc_pipeline.catalog.items.Catalog``), set by the pipeline."""
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    """Numbers the checks use besides the limits, by id (``ct.noise_reference_thickness_mm``)."""
 
     def rule(self, rule_id: str) -> Rule:
         try:
@@ -167,6 +169,7 @@ def load_thresholds(
             digest.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     site: SiteConfig | None = None
     rules: dict[str, Rule] = {}
+    parameters: dict[str, Parameter] = {}
     where: dict[str, Path] = {}
     index: dict[str, int] = {}
     known = frozenset(known_metrics or ())
@@ -181,6 +184,10 @@ def load_thresholds(
             rule_file = RuleFile.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(path, exc, data)) from None
+        for parameter in rule_file.parameters:
+            if parameter.id in parameters:
+                raise ConfigError(f"{path}: parameters: {parameter.id!r} is defined in another file too")
+            parameters[parameter.id] = parameter
         for i, rule in enumerate(rule_file.rules):
             try:
                 rule_category(rule.id)
@@ -219,4 +226,4 @@ def load_thresholds(
             raise ConfigError("; ".join(problems))
     version = f"{site.version}+{digest.hexdigest()[:12]}"
     logger.debug("loaded %d rules from %s (version %s)", len(rules), directory, version)
-    return Thresholds(site=site, rules=rules, version=version, directory=directory)
+    return Thresholds(site=site, rules=rules, version=version, directory=directory, parameters=parameters)

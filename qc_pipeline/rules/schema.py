@@ -50,10 +50,25 @@ class Rule(_Strict):
         return self
 
 
+PARAMETER_IDS = Literal["ct.noise_reference_thickness_mm"]
+"""The parameters a check reads (a misspelt id is rejected on load)."""
+
+
+class Parameter(_Strict):
+    """A number a check uses besides its limits (the reference the limits are stated at), with its source."""
+
+    id: PARAMETER_IDS
+    value: float
+    units: str
+    source: str = Field(min_length=3)
+    description: str = Field(min_length=3)
+
+
 class RuleFile(_Strict):
-    """A ``thresholds/<name>.yaml`` file holding rules."""
+    """A ``thresholds/<name>.yaml`` file holding rules (and the parameters they are stated at)."""
 
     version: str
+    parameters: list[Parameter] = Field(default_factory=list)
     rules: list[Rule]
 
 
