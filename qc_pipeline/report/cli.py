@@ -60,7 +60,7 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
     """Write the biannual evaluation report (HTML, PDF, XLSX) from the results database.
 
     半年度质控评估报告：各机构检查量、合格率及趋势、问题原因、指标分布、及时性、完整性、复核与抽查、
-    互认资格评定和费用影响（HTML、PDF、XLSX）。
+    互认质控评价和费用影响（HTML、PDF、XLSX）。
     """
     from qc_pipeline.errors import ConfigError, StoreError
     from qc_pipeline.report.data import default_period

@@ -101,9 +101,9 @@ def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:
     minimum = _v(t13, "min_pass_rate", institution=g)
     if lang == "zh":
         tail = f"，未达标项：{failed}" if failed else ""
-        return f"互认资格评定：{outcome}（合格率 {rate}%，下限 {minimum}%{tail}）{_ref('T13', lang)}。"
+        return f"互认质控评价：{outcome}（合格率 {rate}%，下限 {minimum}%{tail}）{_ref('T13', lang)}。"
     tail = f"; criteria not met: {failed}" if failed else ""
-    return f"Qualification: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
+    return f"Evaluation: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
 
 
 def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig, data: ReportData, lang: str) -> list[str]:
@@ -114,13 +114,14 @@ def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig,
     losing = [row[0] for row in t13.rows if row[t13.index("outcome")] == word("not_qualified", lang)]
     counts = {k: outcomes.count(word(k, lang)) for k in ("qualified", "not_qualified", "insufficient_data")}
     if lang == "zh":
-        text = (f"{len(outcomes)} 家机构中，{counts['qualified']} 家保持互认资格，{counts['not_qualified']} 家取消互认资格，"
+        text = (f"{len(outcomes)} 家机构中，{counts['qualified']} 家评价合格，{counts['not_qualified']} 家不合格（建议卫生健康行政部门暂停其互认），"
                 f"{counts['insufficient_data']} 家数据不足未评定")
-        text += f"；取消资格：{'、'.join(losing)}" if losing else ""
+        text += f"；不合格：{'、'.join(losing)}" if losing else ""
     else:
-        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} keep their recognition eligibility, "
-                f"{counts['not_qualified']} lose it and {counts['insufficient_data']} have too few studies to be evaluated")
-        text += f"; losing eligibility: {', '.join(losing)}" if losing else ""
+        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} passed the evaluation, "
+                f"{counts['not_qualified']} failed it (suspension of recognition recommended to the health administration) "
+                f"and {counts['insufficient_data']} have too few studies to be evaluated")
+        text += f"; failed: {', '.join(losing)}" if losing else ""
     paragraphs.append(text + _ref("T13", lang) + pick("。", ".", lang))
     paragraphs.append(_fee_sentence(t, g, config, lang))
     paragraphs.append(_timeliness_sentence(t, g, lang))
@@ -157,7 +158,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
     scope, t = build_tables(data, config, rules, lang, institution, very_late_h)
     figs = _figures(scope, data, t, rules, config, very_late_h, lang)
     sec = [
-        Section("qualification", pick("互认资格评定", "Qualification", lang), (), (t["T13"],)),
+        Section("qualification", pick("互认质控评价", "Evaluation for mutual recognition", lang), (), (t["T13"],)),
         Section("volumes", pick("检查量与质控结论", "Volumes and verdicts", lang), (),
                 (t["T01"], t["T02"], t["T03"]), (figs["verdicts"],)),
         Section("trend", pick("趋势", "Trend", lang), (), (t["T04"],), (figs["trend"],)),

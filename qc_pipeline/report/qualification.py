@@ -28,9 +28,10 @@ def percent(numerator: int, denominator: int) -> Decimal | None:
 
 class Outcome(StrEnum):
     QUALIFIED = "qualified"
-    """Keeps its recognition eligibility."""
+    """Passed the evaluation (评价合格)."""
     NOT_QUALIFIED = "not_qualified"
-    """Loses its recognition eligibility."""
+    """Failed the evaluation: the QC centre recommends suspending recognition (the health
+    administration suspends or cancels it, DB50/T §(九))."""
     INSUFFICIENT = "insufficient_data"
     """Too few judged studies to evaluate: not evaluated this period."""
 

@@ -488,10 +488,11 @@ def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
                      _c(f"{c.category}_fail_pct", f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
                         f"{name_en} fail % (≤ {c.max_fail_percent})", "pct")]
     return Table(
-        "T13", "互认资格评定", "Qualification for mutual recognition",
+        "T13", "互认质控评价（暂停或取消互认由卫生健康行政部门决定）",
+        "Evaluation for mutual recognition (suspending or cancelling recognition is the health administration's decision)",
         (INSTITUTION_COLUMN, _c("judged", "参评数", "judged", "int"), _c("passed", "合格", "passed", "int"),
          _c("pass_rate", "合格率 %", "pass rate %", "pct"), _c("min_pass_rate", "合格率下限 %", "minimum pass rate %", "pct"),
-         *cat_cols, _c("outcome", "评定结果", "outcome"), _c("failed_criteria", "未达标项", "criteria not met")),
+         *cat_cols, _c("outcome", "评价结论", "conclusion"), _c("failed_criteria", "未达标项", "criteria not met")),
         tuple(rows),
         f"规则（thresholds/evaluation/qualification.yaml，版本 {config.version}）：参评数 ≥ {rule.min_judged_studies}；"
         f"合格率 ≥ {rule.min_pass_rate_percent}%；各关键类别不合格占比不超过所列上限（恰好等于限值视为达标）。"
@@ -532,7 +533,7 @@ def fees(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
          _c("identity", "身份信息错误", "identity error", "int"), _c("late", f"超过 {fee_rules.max_upload_delay_h:g} h 上传", f"uploaded after {fee_rules.max_upload_delay_h:g} h", "int"),
          _c("unknown_delay", "上传时间未知", "delay unknown", "int"), *scheme_cols, *prev_cols),
         tuple(rows),
-        f"合规 = 完整（无文件完整性/完整性/连续性不合格发现）、身份信息正确（无元数据不合格发现）、采集后 {fee_rules.max_upload_delay_h:g} 小时内上传。"
+        f"合规 = 完整（无文件完整性/完整性/连续性不合格发现）、身份信息正确（无患者及检查信息不合格发现）、采集后 {fee_rules.max_upload_delay_h:g} 小时内上传。"
         "一例检查可有多项原因。从未上传的检查不在结果库中，无法计入。",
         f"compliant = complete (no integrity/completeness/continuity fail finding), correct identity (no metadata fail finding) "
         f"and uploaded within {fee_rules.max_upload_delay_h:g} h of acquisition. An exam can have several reasons. "

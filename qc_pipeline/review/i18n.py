@@ -37,7 +37,7 @@ NEGATIVE_FLAGS: Final[dict[str, tuple[str, str]]] = {
 VERDICTS: Final = VERDICT_LABELS
 
 CATEGORIES: Final[dict[str, tuple[str, str]]] = {
-    "metadata": ("metadata", "元数据"),
+    "metadata": ("patient and exam information", "患者及检查信息"),
     "timeliness": ("timeliness", "及时性"),
     "completeness": ("completeness", "完整性"),
     "continuity": ("continuity", "连续性"),

@@ -51,7 +51,7 @@ def _sheet(path: Path, key: str) -> list[dict[str, object]]:
 
 def test_html_pdf_xlsx_written_in_chinese(zh_report) -> None:
     html = zh_report.html.read_text(encoding="utf-8")
-    assert TITLE_ZH in html and "互认资格评定" in html and "费用影响" in html
+    assert TITLE_ZH in html and "互认质控评价" in html and "费用影响" in html
     assert html.count("<svg") >= 4  # verdicts, trend, metric boxes, delay boxes
     assert zh_report.pdf.read_bytes().startswith(b"%PDF")
     sheets = load_workbook(zh_report.xlsx, read_only=True).sheetnames
@@ -72,7 +72,7 @@ def test_pdf_embeds_a_cjk_font_and_extracts_chinese(zh_report) -> None:
     assert all(line.split()[-5] == "yes" for line in cjk), fonts  # the "emb" column
     first_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(zh_report.pdf), "-"],
                                 capture_output=True, text=True, check=True).stdout
-    assert TITLE_ZH in first_page and "互认资格" in first_page
+    assert TITLE_ZH in first_page and "互认质控评价" in first_page
 
 
 def _ink_profile(image: Image.Image) -> np.ndarray:
@@ -161,14 +161,23 @@ def test_workbook_fees_match_sql(db_url: str, zh_report) -> None:
 
 def test_qualification_outcomes_of_the_population(zh_report) -> None:
     rows = {r["机构"]: r for r in _sheet(zh_report.xlsx, "T13")}
-    outcomes = {name: r["评定结果"] for name, r in rows.items()}
-    assert outcomes["重庆市示范区医院C"] == "取消互认资格"
-    assert [n for n, o in outcomes.items() if o != "保持互认资格"] == ["重庆市示范区医院C"]
+    outcomes = {name: r["评价结论"] for name, r in rows.items()}
+    assert outcomes["重庆市示范区医院C"] == "不合格（建议暂停互认）"
+    assert [n for n, o in outcomes.items() if o != "评价合格"] == ["重庆市示范区医院C"]
     failing = rows["重庆市示范区医院C"]
     assert failing["合格率 %"] < 70
     # the sentence quotes the table
     html = zh_report.html.read_text(encoding="utf-8")
     assert f"合格率 {Decimal(str(failing['合格率 %'])):.1f}%" in html
+
+
+def test_the_qc_centre_evaluates_and_recommends_it_does_not_cancel(zh_report) -> None:
+    """Cancelling recognition is the health administration's act (DB50 §(九)): the QC centre's
+    conclusion is 评价合格 / 不合格（建议暂停互认）; "元数据" is jargon for 患者及检查信息."""
+    html = zh_report.html.read_text(encoding="utf-8")
+    for wrong in ("保持互认资格", "取消互认资格", "取消资格", "元数据"):
+        assert wrong not in html, wrong
+    assert "评价合格" in html and "不合格（建议暂停互认）" in html and "患者及检查信息" in html
 
 
 def test_english_report_and_one_institution(db_url: str, tmp_path: Path) -> None:
