@@ -59,17 +59,26 @@ def _overview_sentence(t: dict[str, Table], g: str, lang: str, period: Period) -
 
 
 def _fee_sentence(t: dict[str, Table], g: str, config: EvaluationConfig, lang: str) -> str:
-    t14 = t["T14"]
+    t14, t15 = t["T14"], t["T15"]
     parts = []
     for s in config.fees.schemes:
-        yuan = _v(t14, f"{s.id}_yuan", institution=g)
-        parts.append(f"{pick(s.name_zh, s.name_en, lang)} {yuan} {pick('元', 'yuan', lang)}")
-    n, exams = _v(t14, "noncompliant", institution=g), _v(t14, "exams", institution=g)
-    mods = t14.cell("modalities", institution=g)
+        try:
+            yuan = _v(t14, "yuan", institution=g, scheme=s.id)
+            n, missing = _v(t14, "exposed", institution=g, scheme=s.id), _v(t14, "not_uploaded", institution=g, scheme=s.id)
+        except KeyError:
+            continue
+        mods = "+".join(s.modalities)
+        parts.append(pick(f"{s.name_zh}（{mods}）：涉及 {n} 例（其中未上传 {missing} 例），扣减 {yuan} 元",
+                          f"{s.name_en} ({mods}): {n} exams exposed ({missing} not uploaded), {yuan} yuan", lang))
+    try:
+        rate = t15.cell("upload_rate", institution=g)
+    except KeyError:
+        rate = None
     if lang == "zh":
-        return f"{mods} 检查 {exams} 例中 {n} 例未合规上传（不完整、身份信息错误或超时），对应扣减：{'；'.join(parts)}{_ref('T14', lang)}。"
-    return (f"{n} of {exams} {mods} exams lack a compliant upload (incomplete, wrong identity or late); "
-            f"deductions: {'; '.join(parts)}{_ref('T14', lang)}.")
+        up = f"上传率 {fmt(rate, 'pct')}%（表 T15）" if rate is not None else "未导入医院检查登记，上传率未知"
+        return f"数字影像存储与调阅：{up}；{'；'.join(parts)}（两种口径分列，不相加）{_ref('T14', lang)}。"
+    up = f"upload rate {fmt(rate, 'pct')}% (table T15)" if rate is not None else "no exam log imported, upload rate unknown"
+    return f"Digital storage and retrieval: {up}; {'; '.join(parts)} (the schemes apart, never added){_ref('T14', lang)}."
 
 
 def _timeliness_sentence(t: dict[str, Table], g: str, lang: str) -> str:
@@ -169,6 +178,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
                 tuple(f for k, f in figs.items() if k == "delay")),
         Section("review", pick("医师复核、AI 一致性与抽查", "Reviews, AI agreement and spot checks", lang), (),
                 (t["T10"], t["T11"], t["T12"])),
+        Section("uploads", pick("上传完整性", "Upload completeness", lang), (), (t["T15"], t["T16"])),
         Section("fees", pick("费用影响", "Fee exposure", lang), (), (t["T14"],)),
     ]
     for g in scope.institutions:

@@ -263,3 +263,20 @@ def human_history(session: Session, study_id: int) -> dict[int, list[dict[str, A
         stands = h.is_current and h.content_fingerprint == current
         out.setdefault(h.decision_id, []).append(human_decision_dict(h, username, stands=stands))
     return out
+
+
+class NonRecognition(Base):
+    """A receiving hospital did not recognise a result and re-examined, for one of the ten
+    situations of the Yubei plan §4(三) (``reason_code``, ``thresholds/negative_list.yaml``).
+    It concerns that receiving visit: the study itself stays recognisable for other visits."""
+
+    __tablename__ = "non_recognitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    receiving_institution: Mapped[str] = mapped_column(Text)
+    reason_code: Mapped[str] = mapped_column(String(48))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime]
