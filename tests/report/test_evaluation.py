@@ -149,7 +149,7 @@ def test_workbook_fees_match_sql(db_url: str, zh_report) -> None:
                 f"WHERE d.is_current AND s.study_date BETWEEN :a AND :b AND s.modality IN {mods} AND "
                 " EXISTS (SELECT 1 FROM findings f WHERE f.decision_id = d.id AND f.severity != 'info'"
                 " AND f.code IN ('integrity.file.unreadable', 'integrity.pixel_data.truncated',"
-                " 'integrity.header.missing_uid', 'integrity.pixel_data.missing', 'report.missing'))"
+                " 'integrity.header.missing_uid', 'integrity.pixel_data.missing', 'completeness.report.missing'))"
                 " GROUP BY s.institution"
             ), {"a": PERIOD.start, "b": PERIOD.end}).all()
         expected[scheme] = dict(rows)
