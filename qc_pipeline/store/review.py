@@ -97,8 +97,9 @@ class HumanDecision(Base):
 
 
 class NegativeFlag(Base):
-    """A negative-list flag (emergency, forensic assessment, patient request...) set by a QC
-    administrator: the study stays visible but is not offered for recognition."""
+    """A study-level negative-list flag set by a QC administrator before migration 0011. No longer
+    set and no longer withdrawing the study (the negative list concerns a receiving visit,
+    ``NonRecognition``); old rows stay readable and can be cleared."""
 
     __tablename__ = "negative_flags"
 
@@ -235,11 +236,10 @@ def effective_eligibility(
 ) -> tuple[bool, dt.date | None, str]:
     """``(eligible, eligible_until, basis)`` after people have had their say.
 
-    A negative-list flag wins (``negative_list:<reason>``); then a standing human decision
-    (``human``); else the machine verdict (``machine``).
+    A standing human decision (``human``); else the machine verdict (``machine``). Study-level
+    negative-list flags set before migration 0011 are shown but no longer withdraw the study: the
+    negative list concerns a receiving visit (``record_non_recognition``), not the study.
     """
-    if overlay is not None and overlay.flags:
-        return False, None, "negative_list:" + ",".join(f["reason_code"] for f in overlay.flags)
     if overlay is not None and overlay.human is not None:
         until = overlay.human["eligible_until"]
         return bool(overlay.human["eligible"]), None if until is None else dt.date.fromisoformat(until), "human"
