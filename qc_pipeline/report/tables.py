@@ -347,6 +347,12 @@ def timeliness(scope: Scope, fees_limit_h: float, very_late_h: float) -> Table:
 
 
 COMPLETENESS_CATEGORIES: Final = ("completeness", "continuity", "integrity")
+REPORT_MISSING: Final = "completeness.report.missing"
+REPORT_NOT_CHECKED: Final = "completeness.report.not_checked"
+
+
+def _with_code(studies: Sequence[StudyFacts], code: str) -> int:
+    return sum(1 for s in studies if any(f.code == code for f in s.findings))
 
 
 def completeness(scope: Scope) -> Table:
@@ -360,16 +366,21 @@ def completeness(scope: Scope) -> Table:
             prev_complete = sum(1 for s in p if not s.fails_in(COMPLETENESS_CATEGORIES))
             rows.append((g, m, len(c), complete, percent(complete, len(c)), _with_severity(c, "completeness", "fail"),
                          _with_severity(c, "continuity", "fail"), _with_severity(c, "integrity", "fail"),
-                         percent(prev_complete, len(p))))
+                         _with_code(c, REPORT_MISSING), _with_code(c, REPORT_NOT_CHECKED), percent(prev_complete, len(p))))
     return Table(
         "T09", "完整性（视图、序列、层面齐全）", "Completeness (views, series and slices present)",
         (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
          _c("complete", "完整", "complete", "int"), _c("complete_pct", "完整率 %", "complete %", "pct"),
          _c("completeness_fail", "缺视图/序列", "missing views/series", "int"), _c("continuity_fail", "缺层面", "missing slices", "int"),
-         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
+         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("report_missing", "缺诊断报告", "no report", "int"),
+         _c("report_not_checked", "报告未核查", "report not checked", "int"),
+         _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
         tuple(rows),
-        "完整 = 无完整性、连续性、文件完整性类别的不合格发现。",
-        "complete = no fail finding in the completeness, continuity or integrity categories.",
+        "完整 = 无完整性、连续性、文件完整性类别的不合格发现。诊断报告仅在影像云保存报告时核查（thresholds/site.yaml reports），"
+        "否则计为“报告未核查”，不表示有报告。",
+        "complete = no fail finding in the completeness, continuity or integrity categories. The report is checked only "
+        "where the cloud holds reports (thresholds/site.yaml reports); otherwise it is counted as 'report not checked', "
+        "which does not mean there is one.",
     )
 
 

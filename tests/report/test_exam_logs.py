@@ -99,3 +99,18 @@ def test_report_counts_the_missing_exams_and_charges_them(logged_db: str, tmp_pa
     assert t15.cell("upload_rate", institution=other) is None  # no log: unknown, not 100 %
     html = report.html.read_text(encoding="utf-8")
     assert "never added" in html and "upload rate unknown" in html
+
+
+def test_completeness_table_says_report_not_checked_rather_than_implying_one() -> None:
+    from qc_pipeline.report.data import FindingFact, ReportData, StudyFacts
+    from qc_pipeline.report.tables import completeness, make_scope
+
+    def study(i: int, code: str | None) -> StudyFacts:
+        findings = () if code is None else (FindingFact(code, "completeness", "info" if "not_checked" in code else "review", "m", "m"),)
+        return StudyFacts(i, f"2.25.{i}", "H", "CT", None, None, None, dt.date(2026, 8, 1), "pass", findings, 1.0)
+
+    data = ReportData(Period.parse("2026H2"), (study(1, "completeness.report.not_checked"), study(2, "completeness.report.missing"),
+                                               study(3, None)), (), (), (), 0, (), None, frozenset())
+    t09 = completeness(make_scope(data, "en", None))
+    assert (t09.cell("report_not_checked", institution="H"), t09.cell("report_missing", institution="H")) == (1, 1)
+    assert "does not mean there is one" in t09.note("en")
