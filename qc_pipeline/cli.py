@@ -644,10 +644,11 @@ from qc_pipeline.ai.cli import models  # noqa: E402
 
 main.add_command(models)
 
-from qc_pipeline.report.cli import population_cmd, report_cmd  # noqa: E402
+from qc_pipeline.report.cli import exam_log, population_cmd, report_cmd  # noqa: E402
 
 main.add_command(population_cmd)
 main.add_command(report_cmd)
+main.add_command(exam_log)
 
 from qc_pipeline.spotcheck.cli import spot_check  # noqa: E402
 

@@ -15,7 +15,8 @@ Rules:
   and the human says ``fail``, and ``override``s it otherwise. It stands while the current machine
   decision has the same content fingerprint. A human ``pass`` makes the study eligible until its
   study date plus the site's recognition window (``thresholds/site.yaml``).
-- Negative-list flags (QC administrators only) keep a study from recognition whatever the verdicts.
+- Negative-list flags on studies are withdrawn (the negative list concerns a receiving visit): flags set
+  earlier stay readable and can be cleared; they no longer keep a study from recognition.
 - Replacing another reviewer's standing decision needs a live claim of one's own on the study;
   releasing another's claim is refused (QC administrators may release any).
 - A study is addressed by its ``study_key``: the StudyInstanceUID when it is a valid UID (digits
@@ -42,7 +43,7 @@ from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
-from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
+from qc_pipeline.review.i18n import DECISION_REASONS
 from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
@@ -611,26 +612,20 @@ def _require_admin(user: User) -> None:
         )
 
 
+FLAGS_WITHDRAWN_EN: Final = (
+    "study-level negative-list flags are withdrawn: the ten situations of the Yubei plan §4(三) concern a "
+    "receiving visit, not the study; the receiving hospital records a non-recognition for that visit"
+)
+FLAGS_WITHDRAWN_ZH: Final = "负面清单（渝北方案第四条第（三）项）针对接诊时的复查，不再标记检查本身；由接诊医院就该次就诊记录不予互认"
+
+
 def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note: str | None) -> None:
-    """Put a study on the negative list for ``reason_code`` (QC administrators only)."""
+    """Withdrawn (410): a negative-list reason belongs to a receiving visit and is recorded with
+    ``qc_pipeline.store.review.record_non_recognition``; flags set earlier stay readable and can
+    be cleared."""
+    del store, uid, note, reason_code
     _require_admin(user)
-    if reason_code not in NEGATIVE_FLAGS:
-        raise ReviewError(f"unknown flag {reason_code!r}; one of {', '.join(NEGATIVE_FLAGS)}", "负面清单原因无效")
-    text = _clean_text(note, 500)
-    if reason_code == "other" and not text:
-        raise ReviewError("the flag 'other' needs a note", "选择“其他”时须填写备注")
-    try:
-        with store.writing("flag a study") as session:
-            study, _decision = _ids(session, uid)
-            _actionable(study)
-            session.add(
-                NegativeFlag(study_id=study.id, reason_code=reason_code, note=text or None, set_by=user.id, set_at=_now())
-            )
-            session.flush()
-            _audit(session, user, "flag", study.id, reason_code)
-    except IntegrityError as exc:
-        raise ReviewError(f"the study is already flagged {reason_code}", "该检查已有此负面清单标记", status=409) from exc
-    logger.info("study %s flagged %s by %s", study_key(study.study_instance_uid, study.id), reason_code, user.username)
+    raise ReviewError(FLAGS_WITHDRAWN_EN, FLAGS_WITHDRAWN_ZH, status=410)
 
 
 def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) -> None:

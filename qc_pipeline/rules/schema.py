@@ -80,6 +80,16 @@ class EligibilityConfig(_Strict):
     source: str = "seed 002 §4.1 (generally within 3 months); per-modality windows: site default"
 
 
+class ReportsConfig(_Strict):
+    """Whether the source (the imaging cloud) holds the diagnostic reports (seed 002 §3(二):
+    recognition is of the images and the report)."""
+
+    source_holds_reports: bool | None = None
+    """True: reports are stored in the study (SR, encapsulated PDF) and each study is checked for
+    one; False or None (not known, the default): the report is not checked, and the study says so."""
+    source: str = "seed 002 §3(二) (检查结果、图像及报告); whether the cloud holds reports: site setting"
+
+
 class SiteConfig(_Strict):
     """``thresholds/site.yaml``: site-wide settings that are policy, versioned like thresholds."""
 
@@ -91,6 +101,7 @@ class SiteConfig(_Strict):
     eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
     catalog_lists: list[str] = Field(default_factory=lambda: ["yubei-2023.yaml"], min_length=1)
     """Item lists in ``thresholds/items/`` whose items studies are mapped to."""
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
 
     @field_validator("timezone")
     @classmethod
