@@ -320,35 +320,32 @@ def _item_text(row: dict[str, Any], lang: str) -> str:
 
 
 def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) -> str:
-    """The judged image-quality metrics of a study with their review limits.
+    """The judged image-quality metrics of a study with their limits.
 
     One line per metric that has a rule for the study's modality: the value (the range over the
-    series when there are several), then the limits, e.g. ``noise 12.3 HU (≤ 35)`` or
-    ``air -998 HU (-1060…-940)``; a "!" marks a value beyond a limit.
+    series when there are several), then the limits that hold for the study's item, e.g.
+    ``noise 12.3 HU (≤ 35)`` or ``air -998 HU (-1060…-940)``; a value beyond a limit is marked as
+    :func:`qc_pipeline.rules.evaluate.evaluate` judges it (``!`` review, ``!!`` fail).
     """
     from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
+    from qc_pipeline.rules.evaluate import evaluate, worst
 
-    modality = set((row.get("modality") or "").split(","))
+    modality = row.get("modality") or ""
+    item_code = (row.get("item") or {}).get("code")
     values: dict[str, list[float]] = {}
     for m in row.get("measurements") or []:
         values.setdefault(m["metric"], []).append(m["value"])
     parts = []
     for metric, found in values.items():
-        applicable = [r for r in rules.get(metric, []) if not r.modalities or set(r.modalities) & modality]
-        if not applicable:
+        judged = [evaluate(rules.get(metric, []), metric, v, modality=modality, item_code=item_code) for v in found]
+        if not judged[0].limits:
             continue
-        upper = min((r.limit for r in applicable if r.when == "above"), default=None)
-        lower = max((r.limit for r in applicable if r.when == "below"), default=None)
+        beyond = worst(judged)
         lo, hi = min(found), max(found)
-        beyond = (upper is not None and hi > upper) or (lower is not None and lo < lower)
         shown = format_value(lo) if lo == hi else f"{format_value(lo)}…{format_value(hi)}"
-        if upper is not None and lower is not None:
-            limits = f"{lower:g}…{upper:g}"
-        else:
-            limits = f"≤ {upper:g}" if upper is not None else f"≥ {lower:g}"
         label = metric_label(metric)[1 if lang == "zh" else 0]
         unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
-        parts.append(f"{'!' if beyond else ''}{label} {shown}{unit} ({limits})")
+        parts.append(f"{beyond.mark if beyond else ''}{label} {shown}{unit} ({judged[0].limit_text})")
     return "\n".join(parts) or "—"
 
 
@@ -742,10 +739,11 @@ from qc_pipeline.ai.cli import models  # noqa: E402
 
 main.add_command(models)
 
-from qc_pipeline.report.cli import population_cmd, report_cmd  # noqa: E402
+from qc_pipeline.report.cli import exam_log, population_cmd, report_cmd  # noqa: E402
 
 main.add_command(population_cmd)
 main.add_command(report_cmd)
+main.add_command(exam_log)
 
 from qc_pipeline.spotcheck.cli import spot_check  # noqa: E402
 

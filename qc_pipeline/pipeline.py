@@ -23,7 +23,16 @@ from qc_pipeline.ai.runtime import Scorer, shared_scorer
 from qc_pipeline.catalog import candidates, series_roles
 from qc_pipeline.catalog.classify import Match, classify
 from qc_pipeline.catalog.items import Catalog, load_catalog
-from qc_pipeline.checks import completeness, consistency, continuity, image_quality, integrity, metadata, timeliness
+from qc_pipeline.checks import (
+    completeness,
+    consistency,
+    continuity,
+    image_quality,
+    integrity,
+    metadata,
+    report_presence,
+    timeliness,
+)
 from qc_pipeline.checks.image_quality import PixelSource
 from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
 from qc_pipeline.domain import SeriesSummary
@@ -52,6 +61,7 @@ def required_rules() -> frozenset[str]:
         | completeness.RULE_IDS
         | continuity.RULE_IDS
         | timeliness.RULE_IDS
+        | report_presence.RULE_IDS
         | consistency.RULE_IDS
         | image_quality.RULE_IDS
         | {CHECK_ERROR_RULE, ITEM_MATCHED, ITEM_UNMATCHED, ITEM_AMBIGUOUS, ITEM_EXCLUDED}
@@ -192,6 +202,7 @@ def _run_checks(
     images = [i.dataset for i in study.images]
     non_images = [i.dataset for i in study.instances if not i.is_image]
     findings.extend(metadata.check_metadata(images, thresholds, now=now, non_images=non_images))
+    findings.extend(report_presence.check_report_presence(non_images, thresholds))
     match = classify(images, catalog)
     findings.extend(_item_findings(match, thresholds))
     findings.extend(consistency.check_laterality(match.laterality, match.image_laterality, thresholds))

@@ -109,3 +109,13 @@ def test_cli_lists_the_register() -> None:
     assert sc["qualified"] is True and sc["as_of"] == "2026-10-01"
     table = CliRunner().invoke(main, ["institutions", "list", "--as-of", "2026-10-01"])
     assert table.exit_code == 0 and "四川省人民医院" in table.output
+
+
+def test_exam_logs_group_and_price_by_the_register() -> None:
+    from qc_pipeline.exam_logs import institution_key, institution_public
+
+    assert institution_key(" Sichuan  Provincial People's Hospital ") == institution_key("四川省人民医院") == "四川省人民医院"
+    assert institution_key("  Some   Clinic ") == "Some Clinic"  # not registered: as written, spaces tidied
+    assert institution_public("Sichuan Demonstration Hospital E") is False
+    assert institution_public("重庆市示范医院A") is True
+    assert institution_public("Some Clinic") is None

@@ -55,7 +55,7 @@ def test_good_study_passes_with_summary(tmp_path, thresholds):
     write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
     decision = judge(load_only(tmp_path), thresholds, now=NOW, source_uri="file:///x")
     assert decision.verdict is Verdict.PASS
-    assert [f.code for f in decision.findings] == ["catalog.item.matched"]
+    assert [f.code for f in decision.findings] == ["completeness.report.not_checked", "catalog.item.matched"]
     assert decision.item.code == "YB-036"
     assert decision.metrics == {"upload_delay_h": 2.0}
     assert decision.eligible and decision.eligible_until == dt.date(2027, 1, 12)

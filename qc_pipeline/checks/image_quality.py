@@ -4,7 +4,12 @@ Which images are measured: every radiograph of a DR item (CR/DX/DR images, one b
 or MR series of the study that is not a localizer (one decode per series). The metrics are the pure
 functions of :mod:`qc_pipeline.metrics`; the limits are the rules of ``thresholds/`` that name a
 ``metric`` (``image_quality_*.yaml``). For each measurement the worst rule that fires gives one
-finding (category ``image_quality``) with the value, the limit and the series; a metric that cannot
+finding (category ``image_quality``) with the value, the limit and the series, as
+:func:`qc_pipeline.rules.evaluate.evaluate` decides (the tables and the review app show values with
+the same function). The MR limits hold for structural magnitude series: on diffusion, ADC,
+echo-planar, perfusion and fMRI series, derived maps and localizers the air, ghosting, wrap and PIU
+metrics are not judged (:func:`mr_out_of_scope`: one ``info`` finding per series), and background
+SNR under parallel imaging (:func:`parallel_imaging`) asks for review at most. A metric that cannot
 be measured on an image says why, sorted by :class:`~qc_pipeline.domain.Unmeasured`: not
 applicable by design (``info``), or not measurable because the image looks wrong for it
 (``review`` for a metric with a limit, since the reason may be the defect itself; ``info`` for an
@@ -36,15 +41,18 @@ from pydicom.dataset import Dataset
 
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import score_labels, score_metrics
+from qc_pipeline.catalog.ct_series import KernelClass, kernel_class
+from qc_pipeline.catalog.items import Vocabulary, shipped_vocabulary
 from qc_pipeline.catalog.mr_sequences import Weighting, cs_values, identify_series
 from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
-from qc_pipeline.domain import Finding, InstanceRef, Measurement, Unmeasured
+from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import text
-from qc_pipeline.io.geometry import as_floats
+from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
+from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.loader import Thresholds
 from qc_pipeline.rules.schema import Rule
 from qc_pipeline.sources.base import LoadedInstance, LoadedStudy
@@ -63,9 +71,26 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 """MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
+PARALLEL_IMAGING: Final = "image_quality.mr.parallel_imaging"
+METRIC_RULE_IDS: Final = frozenset({
+    "image_quality.dr.deviation_index_high.review", "image_quality.dr.deviation_index_low.review",
+    "image_quality.dr.deviation_index_low.fail", "image_quality.dr.deviation_index_vendor_high.review",
+    "image_quality.dr.deviation_index_vendor_low.review", "image_quality.dr.clipped_stored_max.review",
+    "image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.review", "image_quality.dr.pileup_max.fail",
+    "image_quality.dr.noise_relative.review", "image_quality.dr.burnout_anatomy.review",
+    "image_quality.dr.burnout_anatomy.fail",
+    "image_quality.ct.air_high.review", "image_quality.ct.air_low.review", "image_quality.ct.soft_tissue_high.review",
+    "image_quality.ct.soft_tissue_low.review", "image_quality.ct.noise.review", "image_quality.ct.noise.fail",
+    "image_quality.ct.truncation.review", "image_quality.ct.coverage.review", "image_quality.ct.ring.review",
+    "image_quality.mr.snr.review", "image_quality.mr.ghosting.review", "image_quality.mr.ghosting.fail",
+    "image_quality.mr.wrap.review",
+})
+"""The limits on measured metrics in ``thresholds/image_quality_{dr,ct,mr}.yaml``: named here like
+every other rule id, so a typo in one is rejected on load instead of adding a rule nobody meant
+(the AI score rules of ``ai.yaml`` are not listed: their ids follow their models)."""
 RULE_IDS: Final = frozenset(
     {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
-     AI_NOT_SCORED, AI_ERROR, *dr_exposure.RULE_IDS}
+     AI_NOT_SCORED, AI_ERROR, PARALLEL_IMAGING, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
@@ -148,7 +173,8 @@ class _Decoded:
 
 
 def _measure_target(
-    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None
+    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
+    noise_reference_mm: float = ct.NOISE_REFERENCE_MM,
 ) -> tuple[list[Measurement], _Decoded]:
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
@@ -169,7 +195,12 @@ def _measure_target(
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
-        return ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(volume.datasets[0])), decoded
+        head = volume.datasets[0]
+        return ct.measure(
+            volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(head),
+            slice_thickness_mm=_float_tag(head, "SliceThickness"), scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
+            reference_thickness_mm=noise_reference_mm,
+        ), decoded
     measured = mr.measure(
         volume.array,
         spacing_mm=volume.spacing_mm,
@@ -241,10 +272,6 @@ def rules_by_metric(thresholds: Thresholds) -> dict[str, list[Rule]]:
     return rules
 
 
-def _fires(rule: Rule, value: float, limit: float) -> bool:
-    return value > limit if rule.when == "above" else value < limit
-
-
 def format_value(value: float) -> str:
     """3 significant digits, without exponents for the values metrics give (-1000 HU, 2145)."""
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
@@ -257,21 +284,20 @@ def judge_measurement(
     item_code: str | None,
     rules: list[Rule],
     thresholds: Thresholds,
+    *,
+    max_severity: Severity | None = None,
+    reason: tuple[str, str] | None = None,
 ) -> Finding | None:
-    """The finding of the worst rule that ``m`` breaks (None when it breaks none): used by the
-    checks and by the population generator, which judges synthetic values the same way."""
-    worst: tuple[Rule, float] | None = None
-    for rule in rules:
-        if rule.modalities and modality not in rule.modalities:
-            continue
-        limit = rule.per_item.get(item_code, rule.limit) if item_code else rule.limit
-        assert limit is not None  # the schema requires a limit on metric rules
-        if m.value is not None and _fires(rule, m.value, limit):
-            if worst is None or rule.severity.rank > worst[0].severity.rank:
-                worst = (rule, limit)
-    if worst is None or m.value is None:
+    """The finding of the worst rule that ``m`` breaks (None when it breaks none), as
+    :func:`qc_pipeline.rules.evaluate.evaluate` decides: used by the checks and by the population
+    generator, which judges synthetic values the same way. ``max_severity`` caps the rules that
+    apply; ``reason`` (English, Chinese: why they are capped) is added to the message."""
+    if m.value is None:
         return None
-    rule, limit = worst
+    judged = evaluate(rules, m.metric, m.value, modality=modality, item_code=item_code, max_severity=max_severity)
+    if judged.fired is None:
+        return None
+    rule, limit = judged.fired.rule, judged.fired.value
     label_en, label_zh = metric_label(m.metric)
     unit = unit_suffix(m.unit, label_en)
     relation_en = "above" if rule.when == "above" else "below"
@@ -279,10 +305,11 @@ def judge_measurement(
     return thresholds.finding(
         rule.id,
         f"{target.label_en}: {label_en} {format_value(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
-        f"({rule.description.rstrip('.')})",
-        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}",
+        f"({rule.description.rstrip('.')}){'; ' + reason[0] if reason else ''}",
+        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}"
+        + (f"（{reason[1]}）" if reason else ""),
         value=f"{format_value(m.value)}{unit}",
-        limit=f"{'≤' if rule.when == 'above' else '≥'} {limit:g}{unit}",
+        limit=f"{judged.fired.text}{unit}",
         series_instance_uid=target.series_instance_uid,
         sop_instance_uid=m.sop_instance_uid,
     )
@@ -305,6 +332,9 @@ def check_image_quality(
     source, not of the data).
     """
     rules = rules_by_metric(thresholds)
+    vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
+    reference = thresholds.parameters.get("ct.noise_reference_thickness_mm")
+    noise_reference_mm = reference.value if reference is not None else ct.NOISE_REFERENCE_MM
     measurements: list[Measurement] = []
     findings: list[Finding | None] = []
     targets = list(_targets(study, item_modality))
@@ -315,7 +345,7 @@ def check_image_quality(
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw, decoded = _measure_target(target, paths, vendors)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole
@@ -371,8 +401,20 @@ def check_image_quality(
             ))
         unmeasured: dict[tuple[str, str], list[Measurement]] = {}
         by_design = _unmeasured_by_design(target)
+        out_of_scope = mr_out_of_scope(target, thresholds) if target.kind == "mr" else None
+        accelerated = parallel_imaging(target.instances[0].dataset) if target.kind == "mr" else None
+        scoped_out: list[Measurement] = []
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
+            if out_of_scope is not None and m.metric in MR_SEQUENCE_BOUND:
+                read = "" if m.value is None else f" (read {format_value(m.value)})"
+                m = dataclasses.replace(m, value=None, unmeasured=Unmeasured.NOT_APPLICABLE,
+                                        detail=f"not applicable: {out_of_scope[0]}{read}; {m.detail}".rstrip("; "))
+                measurements.append(m)
+                scoped_out.append(m)
+                continue
+            if accelerated is not None and m.metric == "mr.snr" and m.value is not None:
+                m = dataclasses.replace(m, detail=f"{m.detail}; parallel imaging: {accelerated}".lstrip("; "))
             if m.value is not None and not math.isfinite(m.value):
                 m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)",
                                         unmeasured=Unmeasured.UNMEASURABLE)
@@ -387,8 +429,8 @@ def check_image_quality(
                     m = dataclasses.replace(m, unmeasured=Unmeasured.NOT_APPLICABLE, detail=f"{m.detail}; {by_design}")
             measurements.append(m)
             if m.value is None:
-                applies = _judged(m.metric, target) is None and any(
-                    not rule.modalities or modality in rule.modalities for rule in rules.get(m.metric, [])
+                applies = _judged(m.metric, target, vocabulary) is None and bool(
+                    applicable_rules(rules.get(m.metric, []), m.metric, modality=modality, item_code=item_code)
                 )
                 code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
                         else UNMEASURABLE if applies else INDICATOR_UNMEASURABLE)
@@ -399,11 +441,43 @@ def check_image_quality(
                     decoded.vendor_indicator, m, thresholds, label_en=target.label_en, label_zh=target.label_zh,
                     series_instance_uid=target.series_instance_uid, sop_instance_uid=sop,
                 ))
-            not_judged = _judged(m.metric, target)
+            not_judged = _judged(m.metric, target, vocabulary)
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
+                unmeasured.setdefault((NOT_APPLICABLE, not_judged), []).append(m)
                 continue
-            findings.append(judge_measurement(m, target, modality, item_code, rules.get(m.metric, []), thresholds))
+            capped = accelerated is not None and m.metric == "mr.snr"
+            findings.append(judge_measurement(
+                m, target, modality, item_code, rules.get(m.metric, []), thresholds,
+                max_severity=Severity.REVIEW if capped else None,
+                reason=(
+                    f"parallel imaging ({accelerated}): background SNR is unreliable with multi-channel coils "
+                    "and parallel imaging (Dietrich et al. 2007), so it asks for review at most",
+                    f"检测到并行采集（{accelerated}）：多通道线圈与并行采集下背景法信噪比不可靠，最多提请复核",
+                ) if capped else None,
+            ))
+            if capped:
+                findings.append(thresholds.finding(
+                    PARALLEL_IMAGING,
+                    f"{target.label_en}: parallel imaging ({accelerated}): the background SNR is judged at most "
+                    "'review' (Dietrich et al. 2007, JMRI 26:375)",
+                    f"{target.label_zh}：检测到并行采集（{accelerated}），背景法信噪比最多判为“复核”",
+                    value=accelerated,
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                ))
+        if scoped_out and out_of_scope is not None:
+            names = [metric_label(m.metric) for m in scoped_out]
+            findings.append(thresholds.finding(
+                NOT_APPLICABLE,
+                f"{target.label_en}: not applicable: {out_of_scope[0]}: {', '.join(n[0] for n in names)} are not "
+                "judged (their limits hold for structural magnitude images)",
+                f"{target.label_zh}：不适用：{out_of_scope[1]}，{'、'.join(n[1] for n in names)}不予判定"
+                "（其限值仅适用于结构像幅度图像）",
+                value=", ".join(m.metric for m in scoped_out),
+                series_instance_uid=target.series_instance_uid,
+                sop_instance_uid=sop,
+            ))
         findings.extend(_unmeasured_findings(unmeasured, target, sop, thresholds))
     return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
 
@@ -411,7 +485,7 @@ def check_image_quality(
 LOSSY_INVALIDATES: Final = frozenset({
     "dr.clipped_stored_max_percent", "dr.clipped_stored_min_percent", "dr.pileup_max_percent",
     "dr.pileup_min_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr",
-    "ct.noise_hu", "ct.streak_index",
+    "ct.noise_hu", "ct.noise_measured_hu", "ct.streak_index",
     "mr.snr", "mr.cnr", "mr.fber", "mr.efc", "mr.piu_percent",
 })
 """Metrics that lossy coding invalidates: it removes noise (noise SD, SNR, CNR, the air energy of
@@ -463,6 +537,114 @@ def _unmeasured_by_design(target: Target) -> str | None:
     return None
 
 
+MR_SEQUENCE_BOUND: Final = frozenset(
+    {"mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.piu_percent", "mr.wrap_percent"}
+)
+"""MR metrics whose limits hold for structural magnitude images only: the air-background noise
+metrics (SNR, CNR, FBER), ghosting and wrap (EPI puts N/2 ghosts and low-SNR air there by design)
+and PIU (a map's values are not signal intensity). They are not judged on the series of
+:func:`mr_out_of_scope`."""
+MR_OUT_OF_SCOPE: Final = frozenset(
+    {Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION, Weighting.LOCALIZER}
+)
+"""Weightings (:func:`~qc_pipeline.catalog.mr_sequences.identify_series`) whose series the
+structural limits do not judge: diffusion and its ADC map, fMRI, perfusion, localizers."""
+DERIVED_MAP_TYPES: Final = frozenset(
+    {"ADC", "ADC_MAP", "EADC", "FA", "COLFA", "FA_COLOR", "TENSOR", "TENSOR_B0", "MD", "TRACEW", "EXP",
+     "T1_MAP", "T2_MAP", "T2STAR_MAP", "R2STAR", "MAP", "CBF", "CBV", "MTT", "TTP", "RCBF", "RCBV"}
+)
+"""ImageType (0008,0008) values of a computed map: with DERIVED, the series holds computed values
+(diffusion, relaxometry, perfusion maps), not a magnitude image."""
+
+
+def mr_out_of_scope(target: Target, thresholds: Thresholds) -> tuple[str, str] | None:
+    """Why the structural MR limits do not judge this series, (English, Chinese), or None.
+
+    Diffusion, ADC, perfusion and fMRI series and localizers (by :func:`identify_series` with the
+    catalog's vocabulary), echo-planar series (ScanningSequence (0018,0020) EP) and derived maps
+    (ImageType DERIVED with a map value, :data:`DERIVED_MAP_TYPES`).
+    """
+    datasets = [instance.dataset for instance in target.instances]
+    vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
+    info = identify_series(datasets, vocabulary=vocabulary)
+    if info.weighting is Weighting.LOCALIZER:
+        return "localizer", "定位像"
+    if info.weighting in MR_OUT_OF_SCOPE:
+        return f"{info.weighting.label} series", f"{info.weighting.label} 序列"
+    ds = datasets[0]
+    if "EP" in cs_values(ds.get("ScanningSequence")):
+        return "echo-planar series (ScanningSequence EP)", "平面回波（EPI）序列"
+    image_type = cs_values(ds.get("ImageType"))
+    if "DERIVED" in image_type and DERIVED_MAP_TYPES & set(image_type):
+        shown = "\\".join(image_type)
+        return f"derived map (ImageType {shown})", f"后处理参数图（ImageType {shown}）"
+    return None
+
+
+_ACCELERATION_WORDS: Final = re.compile(
+    r"(?:^|[^A-Z])(IPAT|GRAPPA|MSENSE|SENSE|ASSET|ARC|CAIPI|CAIPIRINHA|HYPERSENSE)(?:$|[^A-Z])", re.IGNORECASE
+)
+"""Parallel-imaging names in SequenceName / ScanOptions: Siemens iPAT (GRAPPA, mSENSE, CAIPIRINHA),
+GE ASSET / ARC / HyperSense (ScanOptions ASSET_GEMS, ARC_GEMS), Philips SENSE."""
+_SIEMENS_PAT: Final = re.compile(r"(?:^|[_\d])p([2-8])$", re.IGNORECASE)
+"""Siemens SequenceName suffix ``p2``..``p8``: the iPAT acceleration factor (``*tse2d1_15p2``)."""
+
+
+def _cs(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in cs_values(ds.get(keyword)))
+
+
+def parallel_imaging(ds: Dataset) -> str | None:
+    """What in the header says the series was acquired with parallel imaging, or None.
+
+    ParallelReductionFactorInPlane (0018,9069) > 1, ParallelAcquisition (0018,9077) YES,
+    ParallelAcquisitionTechnique (0018,9078) other than NONE (also inside the enhanced MR
+    functional groups' MRModifierSequence); Siemens iPAT/GRAPPA/mSENSE or a ``p2`` suffix in
+    SequenceName (0018,0024); GE ASSET/ARC in ScanOptions (0018,0022) or ASSET factors (0043,1083)
+    below 1; Philips SENSE in ScanOptions or in a text element of the private group 2005. With
+    parallel imaging the background noise is neither Rayleigh nor uniform over the image, so the
+    background SNR is unreliable (Dietrich et al. 2007, JMRI 26:375).
+    """
+    modifiers = [ds]
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in (ds.get(groups) or [])[:1]:
+            modifiers.extend((item.get("MRModifierSequence") or [])[:1])
+    for item in modifiers:
+        factor = as_floats(item.get("ParallelReductionFactorInPlane"), count=1)
+        if factor is not None and factor[0] > 1:
+            return f"ParallelReductionFactorInPlane (0018,9069) {factor[0]:g}"
+        if "YES" in {v.upper() for v in _cs(item, "ParallelAcquisition")}:
+            return "ParallelAcquisition (0018,9077) YES"
+        technique = [v for v in _cs(item, "ParallelAcquisitionTechnique") if v and v.upper() != "NONE"]
+        if technique:
+            return f"ParallelAcquisitionTechnique (0018,9078) {technique[0]}"
+    sequence = text(ds, "SequenceName") or ""
+    if _ACCELERATION_WORDS.search(sequence) or _SIEMENS_PAT.search(sequence):
+        return f"SequenceName (0018,0024) {sequence}"
+    for option in _cs(ds, "ScanOptions"):
+        if _ACCELERATION_WORDS.search(option):
+            return f"ScanOptions (0018,0022) {option}"
+    asset = ds.get((0x0043, 0x1083))
+    if asset is not None:
+        values = cs_values(asset.value) if not isinstance(asset.value, bytes) else ()
+        factors = [float(v) for v in values if _is_number(v)]
+        if any(0 < f < 1 for f in factors):
+            return "GE ASSET factors (0043,1083) " + "\\".join(str(v) for v in values)
+    for element in ds:
+        if element.tag.group == 0x2005 and element.VR in ("CS", "LO", "SH", "ST", "LT"):
+            value = element.value if isinstance(element.value, str) else " ".join(str(v) for v in element.value or ())
+            if re.search(r"(?:^|[^A-Z])SENSE(?:$|[^A-Z])", value, re.IGNORECASE) and "NO" not in value.upper().split():
+                return f"Philips {element.tag} {value.strip()}"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return math.isfinite(float(str(value)))
+    except ValueError:
+        return False
+
+
 def _unmeasured_findings(
     groups: dict[tuple[str, str], list[Measurement]], target: Target, sop: str | None, thresholds: Thresholds
 ) -> Iterator[Finding | None]:
@@ -501,6 +683,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "ct.air_hu": ("air CT number", "空气CT值"),
     "ct.soft_tissue_hu": ("soft-tissue CT number", "软组织CT值"),
     "ct.noise_hu": ("image noise (global noise level)", "图像噪声（全局噪声水平）"),
+    "ct.noise_measured_hu": ("image noise as measured, at the series' slice thickness", "实测图像噪声（本序列层厚）"),
     "ct.truncated_slices_percent": ("slices with the body cut at the field of view", "身体超出扫描野的层面"),
     "ct.coverage_end_percent": ("anatomy still present at the end of the scan range", "扫描范围末端仍存在的目标解剖"),
     "ct.streak_index": ("streak artifact index", "条纹伪影指数"),
@@ -508,7 +691,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "mr.snr": ("SNR", "信噪比"),
     "mr.cnr": ("CNR", "对比噪声比"),
     "mr.ghosting_percent": ("ghosting ratio", "鬼影（伪影）比"),
-    "mr.piu_percent": ("percent integral uniformity", "积分均匀度"),
+    "mr.piu_percent": ("percent integral uniformity (median over slices, not the ACR phantom PIU)", "积分均匀度（各层中位数，非ACR体模PIU）"),
     "mr.efc": ("entropy focus criterion", "熵聚焦准则 EFC"),
     "mr.fber": ("foreground-background energy ratio", "前景背景能量比 FBER"),
     "mr.fov_coverage_percent": ("field-of-view coverage", "视野覆盖率"),
@@ -525,24 +708,19 @@ def unit_suffix(unit: str, label: str = "") -> str:
     return f" {unit}" if unit and unit not in ("1", "probability") and not label.endswith(unit) else ""
 
 
-SHARP_KERNEL: Final = re.compile(
-    r"lung|bone|sharp|edge|detail|^hr\d|^b[6-9]\d|^br[6-9]\d|^bl\d|^fc[5-9]\d|^y[c-e]\b|肺|骨",
-    re.IGNORECASE,
-)
-"""ConvolutionKernel (0018,1210) or series-name words of lung/bone (high-resolution) kernels.
-Their soft-tissue noise is high by design: patient noise limits apply to soft-tissue kernels
-(Christianson et al. 2015 measured standard abdominal reconstructions)."""
+JUDGED_KERNELS: Final = frozenset({KernelClass.SOFT_TISSUE, KernelClass.BRAIN, KernelClass.UNKNOWN})
+"""Kernel classes (lexicon ``ct_kernels``) whose noise is judged: soft-tissue and standard kernels
+(Christianson et al. 2015 measured standard reconstructions), and kernels the table does not know
+(never fail open). Sharp (bone, lung, other sharp) kernels have 2-5x the noise by design."""
 
 
-def _judged(metric: str, target: Target) -> str | None:
+def _judged(metric: str, target: Target, vocabulary: Vocabulary | None = None) -> str | None:
     """None when the metric's rules apply to this target, else why they do not."""
     if metric == "ct.noise_hu":
-        ds = target.instances[0].dataset
-        raw = ds.get("ConvolutionKernel")
-        kernel = str(raw or "") if isinstance(raw, str) or raw is None else " ".join(str(v) for v in raw)
-        for name in (kernel.strip(), (text(ds, "SeriesDescription") or "").strip()):
-            if name and SHARP_KERNEL.search(name):
-                return f"noise of a sharp (lung/bone) reconstruction '{name}' is not judged against soft-tissue limits"
+        kernel = header_value(target.instances[0].dataset, "ConvolutionKernel")
+        label, reason = kernel_class(kernel, vocabulary or shipped_vocabulary())
+        if label not in JUDGED_KERNELS:
+            return f"{reason} (lexicon ct_kernels): noise is judged on soft-tissue and standard kernels only"
     return None
 
 

@@ -57,6 +57,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 """Default memory budget of one decoded series: 2 GiB."""
 _OUTPUT_ITEMSIZE: Final = np.dtype(np.float32).itemsize
+MAX_PLAUSIBLE_SIDE: Final = 16384
+"""Largest Rows or Columns taken at its word. DR detectors reach about 4300 pixels a side and CT/MR
+matrices 1024 (2048 for some high-resolution CT); a side beyond this says the header lies about
+the image (compressed data cannot be checked against the file size), so the series goes to review
+instead of being skipped as merely too large."""
 _NORMAL_TOLERANCE: Final = 1e-3
 """Two slice normals whose dot product is below 1 - this (about 2.6 degrees apart) differ."""
 _MAX_NAMED_FILES: Final = 3
@@ -184,6 +189,11 @@ def _check_budget(
         output_bytes += voxels * _OUTPUT_ITEMSIZE
         largest_file_bytes = max(largest_file_bytes, voxels * max(1, math.ceil(bits / 8)))
         dims.append((rows, cols, frames))
+        if max(rows, cols) > MAX_PLAUSIBLE_SIDE:
+            raise DegenerateInputError(
+                f"{path.name} declares Rows={rows} x Columns={cols}: more than {MAX_PLAUSIBLE_SIDE} pixels "
+                "on a side, which no radiograph, CT or MR matrix has; the header may lie about the image size"
+            )
         if output_bytes + largest_file_bytes > max_bytes:
             raise (NotApplicableError if complete else DegenerateInputError)(
                 f"decoding would need more than max_bytes={max_bytes} bytes: {path.name} declares "

@@ -9,9 +9,12 @@ What is measured, and how (each function's docstring has the formula and the ref
 - HU sanity: the median of the air outside the body inside the reconstruction field of view
   (should read about -1000 HU), and the mode of the soft-tissue HU histogram inside the body;
 - patient-image noise: the global noise level (GNL) of Christianson et al., AJR 2015;205:W93 --
-  the mode of the histogram of local SDs (6 mm kernel) over soft tissue (0 < HU < 150);
+  the mode of the histogram of local SDs (6 mm kernel) over soft tissue (0 < HU < 150), as
+  measured (``ct.noise_measured_hu``) and normalised to a reference slice thickness
+  (``ct.noise_hu``, noise goes as 1 / sqrt(slice thickness));
 - truncation: the share of slices where the body reaches the edge of the reconstruction field
-  of view (the circle outside which the scanner writes padding, or the image border);
+  of view (the circle outside which the scanner writes padding, or the image border), not
+  judged where that field lies inside a wider scan field (a targeted reconstruction);
 - anatomical coverage along z for the body part the recognition item needs (CHEST: lungs from
   apex to base; HEAD: up to the vertex);
 - streak and ring *indicators*: the directional excess of high-frequency power in soft tissue
@@ -57,6 +60,7 @@ METRICS: Final[Mapping[str, str]] = MappingProxyType(
         "ct.air_hu": "HU",
         "ct.soft_tissue_hu": "HU",
         "ct.noise_hu": "HU",
+        "ct.noise_measured_hu": "HU",
         "ct.truncated_slices_percent": "%",
         "ct.coverage_end_percent": "%",
         "ct.streak_index": "1",
@@ -64,6 +68,20 @@ METRICS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """Every metric id :func:`measure` reports -> its unit, in the order of the returned list."""
+NOT_MODEL_FEATURES: Final = frozenset({"ct.coverage_end_percent", "ct.noise_measured_hu"})
+"""Metrics the acceptability model does not read (it was trained on ``ct.noise_hu`` of images
+without a slice thickness, which is the measured value)."""
+
+NOISE_REFERENCE_MM: Final = 5.0
+"""Slice thickness the judged noise ``ct.noise_hu`` is normalised to when the caller gives none (the
+checks pass ``ct.noise_reference_thickness_mm`` of ``thresholds/image_quality_ct.yaml``). Quantum noise of a CT image
+goes as 1 / sqrt(dose x slice thickness) (Hsieh, Computed Tomography, 2nd ed., SPIE 2009, ch. 5;
+AAPM Report 96, 2008), so sd_ref = sd_measured x sqrt(thickness / reference). 5 mm is the
+thickness the limits were set for: the routine axial reconstruction of head and body CT and of the
+real images the limits were calibrated on (CT_small, 693_*: 5 mm)."""
+TARGETED_FIELD_MARGIN: Final = 1.02
+"""The reconstruction circle is a targeted one when the scan field (DataCollectionDiameter) is
+wider than this times its diameter (2 % for rounding of the pixel spacing)."""
 
 MAX_SLICES: Final = 30
 """Most slices any metric looks at: evenly spaced, always including the first and the last."""
@@ -284,7 +302,9 @@ def outside_air_hu(slices: FloatArray, segmentation: BodySegmentation) -> float:
     return float(np.median(pooled))
 
 
-def truncated_slices_percent(segmentation: BodySegmentation) -> float:
+def truncated_slices_percent(
+    segmentation: BodySegmentation, *, scan_field_mm: float | None = None, field_mm: float | None = None
+) -> float:
     """Percentage of the judged slices on which the body reaches the field-of-view edge.
 
     A slice is truncated when the body covers >= 1 % of the rim of the field of view (the
@@ -292,6 +312,12 @@ def truncated_slices_percent(segmentation: BodySegmentation) -> float:
     covers > 50 % are targeted reconstructions (a field deliberately placed inside the body) and
     are not judged. value = 100 * truncated / judged. Truncation of the patient by the scan field
     biases HU and adds bright edge artifacts (Hsieh et al., Med Phys 2004;31:2385).
+
+    Those artifacts come from the *scan* field (DataCollectionDiameter (0018,0090)), not from the
+    reconstruction circle: when the scan field is wider than the reconstruction circle (``field_mm``,
+    the image's diameter) the image is a targeted reconstruction, and a body at its edge was cropped
+    when the image was reconstructed, not cut by the scan field. Then a body that reaches the edge
+    is not judged (NotApplicableError); one clear of the edge reads 0 %.
     """
     seg = segmentation
     judged = ~seg.targeted
@@ -301,6 +327,15 @@ def truncated_slices_percent(segmentation: BodySegmentation) -> float:
             "every sampled slice, so truncation cannot be judged"
         )
     truncated = judged & (seg.contact >= TRUNCATION_MIN_CONTACT)
+    if (
+        truncated.any() and scan_field_mm is not None and field_mm is not None
+        and scan_field_mm > TARGETED_FIELD_MARGIN * field_mm
+    ):
+        raise NotApplicableError(
+            f"targeted reconstruction: the {field_mm:.0f} mm reconstruction field lies inside the "
+            f"{scan_field_mm:.0f} mm scan field (DataCollectionDiameter), so the body at its edge was cropped "
+            "at reconstruction, not cut by the scan field"
+        )
     return 100.0 * float(np.count_nonzero(truncated)) / float(np.count_nonzero(judged))
 
 
@@ -620,13 +655,20 @@ def measure(
     *,
     spacing_mm: tuple[float | None, float | None, float | None],
     body_part: str | None,
+    slice_thickness_mm: float | None = None,
+    scan_field_mm: float | None = None,
+    reference_thickness_mm: float = NOISE_REFERENCE_MM,
 ) -> list[Measurement]:
     """Every CT metric of one series, one Measurement per id of :data:`METRICS`, in that order.
 
     ``volume`` is the decoded (slice, row, col) array in HU, slices sorted along z; a single
     (row, col) slice is accepted too. ``spacing_mm`` is the (slice, row, col) spacing (None where
     unknown; only the in-plane spacing is used); ``body_part`` the recognition item's body part
-    (CHEST, HEAD, ...), which selects the coverage rule.
+    (CHEST, HEAD, ...), which selects the coverage rule. ``slice_thickness_mm`` (SliceThickness
+    (0018,0050)) normalises the judged noise ``ct.noise_hu`` to ``reference_thickness_mm`` (see
+    :data:`NOISE_REFERENCE_MM`; ``ct.noise_measured_hu`` is the value as measured); when unknown the
+    measured value is reported unchanged. ``scan_field_mm`` (DataCollectionDiameter (0018,0090))
+    tells a targeted reconstruction from a truncated body (:func:`truncated_slices_percent`).
 
     At most 30 evenly spaced slices are used (the ``detail`` of each measurement says how many).
     Never raises for bad image content: a metric that cannot be measured has value None and a
@@ -635,11 +677,18 @@ def measure(
     results: dict[str, tuple[float | None, str]] = {}
     not_applicable: set[str] = set()
     try:
-        results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part, not_applicable=not_applicable))
+        results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part, not_applicable=not_applicable,
+                                scan_field_mm=_positive(scan_field_mm)))
     except DegenerateInputError as exc:
         logger.debug("CT metrics not measurable: %s", exc)
         for key in METRICS:
             results.setdefault(key, (None, str(exc)))
+    results["ct.noise_measured_hu"] = results.get("ct.noise_hu", (None, "not measured"))
+    results["ct.noise_hu"] = _normalised_noise(
+        results["ct.noise_measured_hu"], _positive(slice_thickness_mm), reference_thickness_mm
+    )
+    if "ct.noise_hu" in not_applicable:
+        not_applicable.add("ct.noise_measured_hu")
     measurements = []
     for key, unit in METRICS.items():
         value, detail = results.get(key, (None, "not measured"))
@@ -650,12 +699,39 @@ def measure(
     return measurements
 
 
+def _positive(value: float | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and math.isfinite(number) and number > 0 else None
+
+
+def _normalised_noise(
+    measured: tuple[float | None, str], thickness_mm: float | None, reference_mm: float
+) -> tuple[float | None, str]:
+    """The measured global noise level at ``reference_mm`` slices: sd x sqrt(thickness / reference)."""
+    value, detail = measured
+    if value is None:
+        return measured
+    if thickness_mm is None:
+        return value, f"{detail}; slice thickness unknown: not normalised to {reference_mm:g} mm"
+    if math.isclose(thickness_mm, reference_mm, rel_tol=1e-3):
+        return value, f"{detail}; measured at the reference slice thickness {reference_mm:g} mm"
+    factor = math.sqrt(thickness_mm / reference_mm)
+    return value * factor, (
+        f"{detail}; {value:.3g} HU measured at {thickness_mm:g} mm slices, normalised to {reference_mm:g} mm "
+        f"(x sqrt({thickness_mm:g} / {reference_mm:g}) = x {factor:.3g}: noise goes as 1 / sqrt(slice thickness))"
+    )
+
+
 def _measure(
     volume: npt.NDArray[np.floating],
     *,
     spacing_mm: tuple[float | None, float | None, float | None],
     body_part: str | None,
     not_applicable: set[str],
+    scan_field_mm: float | None = None,
 ) -> dict[str, tuple[float | None, str]]:
     array = np.asarray(volume)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
@@ -689,7 +765,13 @@ def _measure(
     judged = int(np.count_nonzero(~seg.targeted))
     judged_text = f"{judged} non-targeted of {index.size} sampled slices ({n_total} in the series)"
     record("ct.air_hu", lambda: outside_air_hu(low, seg), f"median outside the body on {judged_text}")
-    record("ct.truncated_slices_percent", lambda: truncated_slices_percent(seg), judged_text)
+    field_mm = None if pixel_mm is None else min(h, w) * pixel_mm
+    record(
+        "ct.truncated_slices_percent",
+        lambda: truncated_slices_percent(seg, scan_field_mm=scan_field_mm, field_mm=field_mm),
+        judged_text if scan_field_mm is not None else
+        f"{judged_text}; scan field unknown (no DataCollectionDiameter): the reconstruction field is taken as the scan field",
+    )
 
     if pixel_mm is None:
         tile = DEFAULT_NOISE_KERNEL_PX

@@ -62,6 +62,10 @@ Metrics (ids in :data:`METRICS`): ``mr.snr`` (:func:`snr_background`), ``mr.cnr`
 :func:`ghost_rois`), ``mr.piu_percent`` (:func:`percent_integral_uniformity`), ``mr.efc``
 (:func:`efc`), ``mr.fber`` (:func:`fber`), ``mr.fov_coverage_percent``, ``mr.edge_contact_percent``,
 ``mr.wrap_percent`` (:func:`wrap_percent`).
+
+PIU of a series (``mr.piu_percent``) is the median over slices of a per-slice PIU in a central
+disc, not the ACR slice PIU of the phantom's uniformity slice: see :func:`_piu` for the definition
+and why the ACR limits do not apply to it.
 """
 
 from __future__ import annotations
@@ -832,11 +836,22 @@ def measure(
 def _piu(
     masks: MRMasks, objects: npt.NDArray[np.intp], spacing_mm: tuple[float | None, float | None, float | None]
 ) -> tuple[float | None, str]:
-    """Median over slices of the PIU in a central disc of 200/283.5 of the object's area.
+    """``mr.piu_percent``: the median over the slices with an object of each slice's PIU.
 
-    The large ROI is the disc (in mm) centred on the object's centroid whose area is
-    :data:`ACR_LARGE_ROI_FRACTION` of the object's, intersected with the object; the windows are
-    1 cm x 1 cm (rounded to grid pixels).
+    What the pipeline computes (and what a limit on it must be calibrated on): on every slice
+    with an object, the large ROI is the disc (in mm) centred on the object's centroid whose area
+    is :data:`ACR_LARGE_ROI_FRACTION` (200/283.5) of the object's, intersected with the object;
+    every 1 cm x 1 cm window (rounded to grid pixels) lying wholly inside it is averaged; the
+    slice's PIU is 100 * (1 - (max - min) / (max + min)) of those window means
+    (:func:`percent_integral_uniformity`); the series value is the median of the slices' PIUs.
+
+    This is not the ACR slice PIU. The ACR limits (PIU >= 87.5 % at <= 1.5 T, >= 82 % at 3 T) hold
+    for slice 7 of the ACR large phantom, a uniform water disc: there this computation agrees with
+    hazen's ACR PIU (reported within 0.6 points). On a patient series every slice holds anatomy
+    (gray/white matter, CSF, fat) and coil shading, so the value measures the anatomy's contrast as
+    much as the coil: the demo head phantom reads 64-65 %, the pydicom-data MR2 shoulder 87.7 %;
+    real clean brain series were reported at 37-45 %. It is an indicator; the ACR limits must never
+    be applied to it.
     """
     try:
         dy, dx = (float(v) * masks.step for v in spacing_mm[1:3])  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
     """Write the biannual evaluation report (HTML, PDF, XLSX) from the results database.
 
     半年度质控评估报告：各机构检查量、合格率及趋势、问题原因、指标分布、及时性、完整性、复核与抽查、
-    互认资格评定和费用影响（HTML、PDF、XLSX）。
+    互认质控评价和费用影响（HTML、PDF、XLSX）。
     """
     from qc_pipeline.errors import ConfigError, StoreError
     from qc_pipeline.report.data import default_period
@@ -93,3 +93,38 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
     for path in (files.html, files.pdf, files.xlsx):
         if path is not None:
             click.echo(f"  {path}")
+
+
+@click.group(name="exam-log")
+def exam_log() -> None:
+    """Hospitals' exam logs (RIS/HIS exports): the report's upload rate and exams not uploaded.
+
+    医院检查登记（RIS/HIS 导出）：评估报告中的上传率与未上传检查。
+    """
+
+
+@exam_log.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
+    """Import exam logs (CSV or XLSX; columns: accession, patient_id, institution, item, exam_time,
+    modality — see README). Importing the same exams again adds nothing; unusable rows are listed.
+
+    导入医院检查登记（CSV/XLSX）；重复导入不会重复写入；无法使用的行逐一列出。
+    """
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.exam_logs import ExamLogError, import_exam_log
+    from qc_pipeline.store import ResultStore
+
+    try:
+        with ResultStore.open(resolve_db_url(db_url)) as store:
+            for path in files:
+                result = import_exam_log(store, path)
+                click.echo(f"{path.name}: 读取 / read {result.read}, 新增 / added {result.inserted}, "
+                           f"已有 / already stored {result.already_known}, 拒收行 / rejected rows {len(result.rejected)}")
+                for r in result.rejected:
+                    click.echo(f"  第 {r.row} 行 / row {r.row}: {r.reason}", err=True)
+    except ExamLogError as exc:
+        _fail(str(exc), f"检查登记文件无法读取：{exc}")
+    except StoreError as exc:
+        _fail(str(exc), "结果库错误")

@@ -61,9 +61,11 @@ class FeeScheme(_Strict):
 
 class FeeRules(_Strict):
     max_upload_delay_h: Annotated[float, Field(gt=0)]
-    incomplete_categories: list[Category]
-    identity_categories: list[Category]
-    unknown_delay_is_late: bool = False
+    """The upload time limit shown in the timeliness table (not a fee criterion)."""
+    not_retrievable_codes: list[str] = Field(min_length=1)
+    no_images_codes: list[str] = Field(min_length=1)
+    no_report_codes: list[str] = Field(default_factory=list)
+    public_only: bool = True
     schemes: list[FeeScheme] = Field(min_length=1)
 
 

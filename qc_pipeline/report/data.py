@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, MetaData, Table, and_, func, inspect, select
 
+from qc_pipeline.exam_logs import LoggedExam, stored_exams
 from qc_pipeline.institutions import Register, default_register
 from qc_pipeline.report.period import Period
 from qc_pipeline.store import ResultStore
+from qc_pipeline.store.exam_logs import EXAM_LOG_TABLE, ExamLogEntry
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, MetricRecord, StudyRecord
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class StudyFacts:
     upload_delay_h: float | None
     human_verdict: str | None = None
     """The current radiologist decision (``pass``/``fail``) when one exists."""
+    accession: str | None = None
+    patient_id: str | None = None
 
     @property
     def judged(self) -> bool:
@@ -114,6 +118,8 @@ class ReportData:
     latest_decision: dt.datetime | None
     """The newest ``decided_at`` among the studies read (the report's "as of", from the data)."""
     tables_present: frozenset[str]
+    exam_log: tuple[LoggedExam, ...] = ()
+    """Exams of the hospitals' logs with an exam date in either period (empty: no log imported)."""
 
 
 def modality_group(header_modality: str | None) -> str:
@@ -166,7 +172,8 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
                 StudyRecord.id, StudyRecord.study_instance_uid, StudyRecord.institution, StudyRecord.modality,
                 StudyRecord.study_date, StudyRecord.upload_delay_h, DecisionRecord.id, DecisionRecord.verdict,
                 DecisionRecord.item_code, DecisionRecord.item_name_zh, DecisionRecord.item_name_en,
-                DecisionRecord.thresholds_version, DecisionRecord.decided_at,
+                DecisionRecord.thresholds_version, DecisionRecord.decided_at, StudyRecord.accession_number,
+                StudyRecord.patient_id,
             )
             .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
             .where(current)
@@ -198,6 +205,7 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         study_ids = {r[0] for r in rows}
         humans = _human_decisions(conn, present, study_ids)
         spot = [dataclasses.replace(f, institution=canonical(f.institution)) for f in _spot_checks(conn, present, period)]
+        exam_log = _exam_log(conn, present, first, last)
     human_of = {h.study_id: h.verdict for h in humans}
     studies = sorted(
         (
@@ -206,6 +214,7 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
                 modality=modality_group(r[3]),
                 item_code=r[8], item_name_zh=r[9], item_name_en=r[10], study_date=_date(r[4]), verdict=r[7],
                 findings=tuple(findings.get(r[6], ())), upload_delay_h=r[5], human_verdict=human_of.get(r[0]),
+                accession=r[13], patient_id=r[14],
             )
             for r in rows
         ),
@@ -223,7 +232,20 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         thresholds_versions=tuple(sorted({r[11] for r in rows})),
         latest_decision=max(decided) if decided else None,
         tables_present=present,
+        exam_log=tuple(exam_log),
     )
+
+
+def _exam_log(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date) -> list[LoggedExam]:
+    if EXAM_LOG_TABLE not in present:
+        return []
+    t = ExamLogEntry
+    rows = conn.execute(
+        select(t.institution, t.accession_number, t.patient_id, t.item_text, t.modality, t.exam_date, t.exam_time)
+        .where(t.exam_date >= first, t.exam_date <= last)
+        .order_by(t.institution, t.exam_date, t.entry_key)
+    ).all()
+    return stored_exams(rows)
 
 
 def _date(value: Any) -> dt.date:

@@ -59,17 +59,26 @@ def _overview_sentence(t: dict[str, Table], g: str, lang: str, period: Period) -
 
 
 def _fee_sentence(t: dict[str, Table], g: str, config: EvaluationConfig, lang: str) -> str:
-    t14 = t["T14"]
+    t14, t15 = t["T14"], t["T15"]
     parts = []
     for s in config.fees.schemes:
-        yuan = _v(t14, f"{s.id}_yuan", institution=g)
-        parts.append(f"{pick(s.name_zh, s.name_en, lang)} {yuan} {pick('元', 'yuan', lang)}")
-    n, exams = _v(t14, "noncompliant", institution=g), _v(t14, "exams", institution=g)
-    mods = t14.cell("modalities", institution=g)
+        try:
+            yuan = _v(t14, "yuan", institution=g, scheme=s.id)
+            n, missing = _v(t14, "exposed", institution=g, scheme=s.id), _v(t14, "not_uploaded", institution=g, scheme=s.id)
+        except KeyError:
+            continue
+        mods = "+".join(s.modalities)
+        parts.append(pick(f"{s.name_zh}（{mods}）：涉及 {n} 例（其中未上传 {missing} 例），扣减 {yuan} 元",
+                          f"{s.name_en} ({mods}): {n} exams exposed ({missing} not uploaded), {yuan} yuan", lang))
+    try:
+        rate = t15.cell("upload_rate", institution=g)
+    except KeyError:
+        rate = None
     if lang == "zh":
-        return f"{mods} 检查 {exams} 例中 {n} 例未合规上传（不完整、身份信息错误或超时），对应扣减：{'；'.join(parts)}{_ref('T14', lang)}。"
-    return (f"{n} of {exams} {mods} exams lack a compliant upload (incomplete, wrong identity or late); "
-            f"deductions: {'; '.join(parts)}{_ref('T14', lang)}.")
+        up = f"上传率 {fmt(rate, 'pct')}%（表 T15）" if rate is not None else "未导入医院检查登记，上传率未知"
+        return f"数字影像存储与调阅：{up}；{'；'.join(parts)}（两种口径分列，不相加）{_ref('T14', lang)}。"
+    up = f"upload rate {fmt(rate, 'pct')}% (table T15)" if rate is not None else "no exam log imported, upload rate unknown"
+    return f"Digital storage and retrieval: {up}; {'; '.join(parts)} (the schemes apart, never added){_ref('T14', lang)}."
 
 
 def _timeliness_sentence(t: dict[str, Table], g: str, lang: str) -> str:
@@ -101,9 +110,9 @@ def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:
     minimum = _v(t13, "min_pass_rate", institution=g)
     if lang == "zh":
         tail = f"，未达标项：{failed}" if failed else ""
-        return f"互认资格评定：{outcome}（合格率 {rate}%，下限 {minimum}%{tail}）{_ref('T13', lang)}。"
+        return f"互认质控评价：{outcome}（合格率 {rate}%，下限 {minimum}%{tail}）{_ref('T13', lang)}。"
     tail = f"; criteria not met: {failed}" if failed else ""
-    return f"Qualification: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
+    return f"Evaluation: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
 
 
 def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig, data: ReportData, lang: str) -> list[str]:
@@ -114,13 +123,14 @@ def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig,
     losing = [row[0] for row in t13.rows if row[t13.index("outcome")] == word("not_qualified", lang)]
     counts = {k: outcomes.count(word(k, lang)) for k in ("qualified", "not_qualified", "insufficient_data")}
     if lang == "zh":
-        text = (f"{len(outcomes)} 家机构中，{counts['qualified']} 家保持互认资格，{counts['not_qualified']} 家取消互认资格，"
+        text = (f"{len(outcomes)} 家机构中，{counts['qualified']} 家评价合格，{counts['not_qualified']} 家不合格（建议卫生健康行政部门暂停其互认），"
                 f"{counts['insufficient_data']} 家数据不足未评定")
-        text += f"；取消资格：{'、'.join(losing)}" if losing else ""
+        text += f"；不合格：{'、'.join(losing)}" if losing else ""
     else:
-        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} keep their recognition eligibility, "
-                f"{counts['not_qualified']} lose it and {counts['insufficient_data']} have too few studies to be evaluated")
-        text += f"; losing eligibility: {', '.join(losing)}" if losing else ""
+        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} passed the evaluation, "
+                f"{counts['not_qualified']} failed it (suspension of recognition recommended to the health administration) "
+                f"and {counts['insufficient_data']} have too few studies to be evaluated")
+        text += f"; failed: {', '.join(losing)}" if losing else ""
     paragraphs.append(text + _ref("T13", lang) + pick("。", ".", lang))
     paragraphs.append(_fee_sentence(t, g, config, lang))
     paragraphs.append(_timeliness_sentence(t, g, lang))
@@ -157,7 +167,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
     scope, t = build_tables(data, config, rules, lang, institution, very_late_h)
     figs = _figures(scope, data, t, rules, config, very_late_h, lang)
     sec = [
-        Section("qualification", pick("互认资格评定", "Qualification", lang), (), (t["T13"],)),
+        Section("qualification", pick("互认质控评价", "Evaluation for mutual recognition", lang), (), (t["T13"],)),
         Section("volumes", pick("检查量与质控结论", "Volumes and verdicts", lang), (),
                 (t["T01"], t["T02"], t["T03"]), (figs["verdicts"],)),
         Section("trend", pick("趋势", "Trend", lang), (), (t["T04"],), (figs["trend"],)),
@@ -168,6 +178,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
                 tuple(f for k, f in figs.items() if k == "delay")),
         Section("review", pick("医师复核、AI 一致性与抽查", "Reviews, AI agreement and spot checks", lang), (),
                 (t["T10"], t["T11"], t["T12"])),
+        Section("uploads", pick("上传完整性", "Upload completeness", lang), (), (t["T15"], t["T16"])),
         Section("fees", pick("费用影响", "Fee exposure", lang), (), (t["T14"],)),
     ]
     for g in scope.institutions:

@@ -12,7 +12,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "all": ("全部机构", "All institutions"),
     "unknown_institution": ("（未填写机构）", "(no institution)"),
     **{verdict: (zh, en) for verdict, (en, zh) in VERDICT_LABELS.items()},
-    "metadata": ("元数据", "metadata"),
+    "metadata": ("患者及检查信息", "patient and exam information"),
     "timeliness": ("及时性", "timeliness"),
     "completeness": ("完整性", "completeness"),
     "continuity": ("连续性", "continuity"),
@@ -21,8 +21,10 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "ai": ("AI 评分", "AI"),
     "catalog": ("项目对应", "catalog"),
     "info": ("提示", "info"),
-    "qualified": ("保持互认资格", "keeps eligibility"),
-    "not_qualified": ("取消互认资格", "loses eligibility"),
+    # The QC centre evaluates; suspending or cancelling recognition is the health administration's
+    # act (DB50/T §(九)): the report concludes and recommends, it does not cancel.
+    "qualified": ("评价合格", "evaluation passed"),
+    "not_qualified": ("不合格（建议暂停互认）", "failed (suspension of recognition recommended)"),
     "insufficient_data": ("数据不足，未评定", "insufficient data, not evaluated"),
     "pass_rate": ("合格率", "pass rate"),
     "incomplete": ("不完整", "incomplete"),

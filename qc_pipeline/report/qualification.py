@@ -28,9 +28,10 @@ def percent(numerator: int, denominator: int) -> Decimal | None:
 
 class Outcome(StrEnum):
     QUALIFIED = "qualified"
-    """Keeps its recognition eligibility."""
+    """Passed the evaluation (评价合格)."""
     NOT_QUALIFIED = "not_qualified"
-    """Loses its recognition eligibility."""
+    """Failed the evaluation: the QC centre recommends suspending recognition (the health
+    administration suspends or cancels it, DB50/T §(九))."""
     INSUFFICIENT = "insufficient_data"
     """Too few judged studies to evaluate: not evaluated this period."""
 
@@ -97,42 +98,61 @@ def qualify(studies: Sequence[StudyFacts], rule: QualificationRule) -> Qualifica
     return Qualification(outcome, n, passed, rule.min_pass_rate_percent, pass_ok, tuple(shares))
 
 
-class Noncompliance(StrEnum):
-    INCOMPLETE = "incomplete"
-    IDENTITY = "identity"
-    LATE = "late"
-    UNKNOWN_DELAY = "unknown_delay"
+class Exposure(StrEnum):
+    """Why an exam's digital storage and retrieval service failed (the fee schemes' subject)."""
+
+    NOT_UPLOADED = "not_uploaded"
+    """In the hospital's exam log, never reached the cloud."""
+    NOT_RETRIEVABLE = "not_retrievable"
+    NO_IMAGES = "no_images"
+    NO_REPORT = "no_report"
 
 
-def noncompliance(study: StudyFacts, fees: FeeRules) -> list[Noncompliance]:
-    """Why the study's upload is not compliant (empty: compliant)."""
-    reasons = []
-    if study.fails_in(str(c) for c in fees.incomplete_categories):
-        reasons.append(Noncompliance.INCOMPLETE)
-    if study.fails_in(str(c) for c in fees.identity_categories):
-        reasons.append(Noncompliance.IDENTITY)
-    if study.upload_delay_h is None:
-        if fees.unknown_delay_is_late:
-            reasons.append(Noncompliance.UNKNOWN_DELAY)
-    elif study.upload_delay_h > fees.max_upload_delay_h:
-        reasons.append(Noncompliance.LATE)
-    return reasons
+def storage_failures(study: StudyFacts, fees: FeeRules) -> list[Exposure]:
+    """Storage/retrieval failures of an uploaded study (empty: the service works for it).
+
+    Only the finding codes configured for each failure count (not info): a missing sequence or a
+    thick reconstruction is a quality defect, judged by the verdict, not a storage failure."""
+    codes = {f.code for f in study.findings if f.severity != "info"}
+    out = []
+    for reason, wanted in ((Exposure.NOT_RETRIEVABLE, fees.not_retrievable_codes),
+                           (Exposure.NO_IMAGES, fees.no_images_codes), (Exposure.NO_REPORT, fees.no_report_codes)):
+        if codes & set(wanted):
+            out.append(reason)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class FeeExposure:
     scheme: FeeScheme
     exams: int
-    """Exams of the scheme's modalities (not_applicable studies of those modalities included)."""
-    noncompliant: int
-    yuan: Decimal
+    """Exams of the scheme's modalities: uploaded studies plus logged exams never uploaded."""
+    reasons: dict[Exposure, int]
+    exposed: int
+    yuan: Decimal | None
+    """None where the scheme does not apply (not a public institution)."""
 
 
-def fee_exposure(studies: Sequence[StudyFacts], fees: FeeRules) -> list[FeeExposure]:
-    """Per scheme: exams of its modalities, how many lack a compliant upload, and the deduction."""
+def fee_exposure(studies: Sequence[StudyFacts], missing_modalities: Sequence[str | None], fees: FeeRules,
+                 *, public: bool | None) -> list[FeeExposure]:
+    """Per scheme, separately (never summed across schemes): the exams of its modalities whose
+    storage and retrieval service failed, and the deduction. ``missing_modalities``: one entry per
+    logged exam with no upload (its modality group; None when the log did not say, counted in no
+    scheme). ``public`` False: the schemes concern public institutions, yuan is None."""
     out = []
     for scheme in fees.schemes:
-        exams = [s for s in studies if s.modality in scheme.modalities]
-        bad = sum(1 for s in exams if noncompliance(s, fees))
-        out.append(FeeExposure(scheme, len(exams), bad, scheme.yuan_per_exam * bad))
+        mine = [s for s in studies if s.modality in scheme.modalities]
+        reasons: dict[Exposure, int] = {r: 0 for r in Exposure}
+        exposed = 0
+        for s in mine:
+            failures = storage_failures(s, fees)
+            exposed += bool(failures)
+            for r in failures:
+                reasons[r] += 1
+        missing = sum(1 for m in missing_modalities if m in scheme.modalities)
+        reasons[Exposure.NOT_UPLOADED] = missing
+        exposed += missing
+        applies = public is not False or not fees.public_only
+        out.append(FeeExposure(scheme, len(mine) + missing, reasons, exposed,
+                               scheme.yuan_per_exam * exposed if applies else None))
     return out

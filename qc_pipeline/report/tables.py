@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
+from qc_pipeline.exam_logs import LoggedExam, UploadedStudy, institution_key, institution_public, match_exams
 from qc_pipeline.report.calibration import distribution
 from qc_pipeline.report.config import EvaluationConfig
 from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
 from qc_pipeline.report.labels import pick, word
 from qc_pipeline.report.period import Period
-from qc_pipeline.report.qualification import fee_exposure, noncompliance, percent, qualify
+from qc_pipeline.report.qualification import Exposure, FeeExposure, fee_exposure, percent, qualify
+from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.schema import Rule
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
@@ -276,11 +278,20 @@ def top_findings(scope: Scope, lang: str) -> Table:
 
 
 def metric_limits(rules: dict[str, list[Rule]], metric: str) -> list[Rule]:
-    return sorted((r for r in rules.get(metric, []) if r.limit is not None), key=lambda r: (r.when or "", r.limit or 0.0))
+    """The general rules of ``metric`` (every modality, no item), as the rule evaluator lists them."""
+    return [lim.rule for lim in applicable_rules(rules.get(metric, []), metric, modality=None, item_code=None)]
 
 
-def _limits_text(limits: Sequence[Rule], lang: str) -> str:
-    return "; ".join(f"{'≤' if r.when == 'above' else '≥'} {r.limit:g} ({word(str(r.severity), lang)})" for r in limits)
+def _limits_text(rules: Sequence[Rule], metric: str, items: Iterable[str], lang: str) -> str:
+    """The general limits, then those of the items (of the studies shown) that have their own."""
+    words = {s: word(s, lang) for s in ("info", "review", "fail")}
+    general = evaluate(rules, metric, None, modality=None, item_code=None)
+    parts = [general.limits_text(words, sep="; ")]
+    for item in sorted(set(items)):
+        own = evaluate(rules, metric, None, modality=None, item_code=item)
+        if own.limits_text() != general.limits_text():
+            parts.append(f"{item}: {own.limits_text(words)}")
+    return "; ".join(p for p in parts if p)
 
 
 def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: str) -> Table:
@@ -289,15 +300,21 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
     for m in data.measurements:
         by_study.setdefault(m.study_id, []).append((m.metric, m.value))
     for metric in KEY_METRICS:
-        limits = metric_limits(rules, metric)
+        on_metric = rules.get(metric, [])
         for g in scope.groups():
-            values = [v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
+            judged = [
+                (s.item_code, evaluate(on_metric, metric, v, modality=s.modality, item_code=s.item_code))
+                for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric
+            ]
+            values = [ev.value for _, ev in judged if ev.value is not None]
             if not values:
                 continue
             d = distribution(metric, g, values)
-            beyond = sum(1 for v in values if any((v > r.limit if r.when == "above" else v < r.limit) for r in limits))
+            beyond = sum(1 for _, ev in judged if ev.fired is not None)
+            items = [item for item, _ in judged if item]
             rows.append((metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
-                         _num(d.minimum), _num(d.maximum), _limits_text(limits, lang), beyond, percent(beyond, d.n)))
+                         _num(d.minimum), _num(d.maximum), _limits_text(on_metric, metric, items, lang), beyond,
+                         percent(beyond, d.n)))
     return Table(
         "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
         (_c("metric", "指标", "metric"), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
@@ -306,8 +323,8 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
          _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits"), _c("beyond", "超限序列数", "series beyond a limit", "int"),
          _c("beyond_pct", "超限 %", "beyond %", "pct")),
         tuple(rows),
-        "每个序列（DR 为每幅图像）一个值；超限按通用限值计（部分项目另有专门限值，见 thresholds/）。",
-        "One value per series (per radiograph for DR); 'beyond' uses the general limits (some items have their own, see thresholds/).",
+        "每个序列（DR 为每幅图像）一个值；超限按该检查所属项目的限值计（部分项目另有专门限值，列于通用限值之后）。",
+        "One value per series (per radiograph for DR); 'beyond' uses the limits of each study's item (items with their own limits are listed after the general ones).",
     )
 
 
@@ -346,6 +363,12 @@ def timeliness(scope: Scope, fees_limit_h: float, very_late_h: float) -> Table:
 
 
 COMPLETENESS_CATEGORIES: Final = ("completeness", "continuity", "integrity")
+REPORT_MISSING: Final = "completeness.report.missing"
+REPORT_NOT_CHECKED: Final = "completeness.report.not_checked"
+
+
+def _with_code(studies: Sequence[StudyFacts], code: str) -> int:
+    return sum(1 for s in studies if any(f.code == code for f in s.findings))
 
 
 def completeness(scope: Scope) -> Table:
@@ -359,16 +382,21 @@ def completeness(scope: Scope) -> Table:
             prev_complete = sum(1 for s in p if not s.fails_in(COMPLETENESS_CATEGORIES))
             rows.append((g, m, len(c), complete, percent(complete, len(c)), _with_severity(c, "completeness", "fail"),
                          _with_severity(c, "continuity", "fail"), _with_severity(c, "integrity", "fail"),
-                         percent(prev_complete, len(p))))
+                         _with_code(c, REPORT_MISSING), _with_code(c, REPORT_NOT_CHECKED), percent(prev_complete, len(p))))
     return Table(
         "T09", "完整性（视图、序列、层面齐全）", "Completeness (views, series and slices present)",
         (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
          _c("complete", "完整", "complete", "int"), _c("complete_pct", "完整率 %", "complete %", "pct"),
          _c("completeness_fail", "缺视图/序列", "missing views/series", "int"), _c("continuity_fail", "缺层面", "missing slices", "int"),
-         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
+         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("report_missing", "缺诊断报告", "no report", "int"),
+         _c("report_not_checked", "报告未核查", "report not checked", "int"),
+         _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
         tuple(rows),
-        "完整 = 无完整性、连续性、文件完整性类别的不合格发现。",
-        "complete = no fail finding in the completeness, continuity or integrity categories.",
+        "完整 = 无完整性、连续性、文件完整性类别的不合格发现。诊断报告仅在影像云保存报告时核查（thresholds/site.yaml reports），"
+        "否则计为“报告未核查”，不表示有报告。",
+        "complete = no fail finding in the completeness, continuity or integrity categories. The report is checked only "
+        "where the cloud holds reports (thresholds/site.yaml reports); otherwise it is counted as 'report not checked', "
+        "which does not mean there is one.",
     )
 
 
@@ -488,10 +516,11 @@ def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
                      _c(f"{c.category}_fail_pct", f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
                         f"{name_en} fail % (≤ {c.max_fail_percent})", "pct")]
     return Table(
-        "T13", "互认资格评定", "Qualification for mutual recognition",
+        "T13", "互认质控评价（暂停或取消互认由卫生健康行政部门决定）",
+        "Evaluation for mutual recognition (suspending or cancelling recognition is the health administration's decision)",
         (INSTITUTION_COLUMN, _c("judged", "参评数", "judged", "int"), _c("passed", "合格", "passed", "int"),
          _c("pass_rate", "合格率 %", "pass rate %", "pct"), _c("min_pass_rate", "合格率下限 %", "minimum pass rate %", "pct"),
-         *cat_cols, _c("outcome", "评定结果", "outcome"), _c("failed_criteria", "未达标项", "criteria not met")),
+         *cat_cols, _c("outcome", "评价结论", "conclusion"), _c("failed_criteria", "未达标项", "criteria not met")),
         tuple(rows),
         f"规则（thresholds/evaluation/qualification.yaml，版本 {config.version}）：参评数 ≥ {rule.min_judged_studies}；"
         f"合格率 ≥ {rule.min_pass_rate_percent}%；各关键类别不合格占比不超过所列上限（恰好等于限值视为达标）。"
@@ -502,41 +531,139 @@ def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
     )
 
 
-def fees(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
-    fee_rules = config.fees
-    modalities = sorted({m for s in fee_rules.schemes for m in s.modalities})
+@dataclass(frozen=True, slots=True)
+class Uploads:
+    """One group's logged exams of one period: those that reached the cloud and those that did not."""
+
+    logged: int = 0
+    by_accession: int = 0
+    by_fallback: int = 0
+    missing: tuple[LoggedExam, ...] = ()
+    has_log: bool = False
+
+
+def upload_groups(scope: Scope, data: ReportData, lang: str, institution: str | None = None) -> dict[str, tuple[Uploads, Uploads]]:
+    """(current, previous) uploads per group of the scope, plus institutions that are only in the
+    logs (they uploaded nothing). Matching over both periods at once (``match_exams``)."""
+    studies = [UploadedStudy(s.study_id, s.institution, s.accession, s.patient_id, s.study_date, s.modality)
+               for s in data.studies]
+    how = match_exams(data.exam_log, studies).how
+    label_of = {institution_key(s.institution): institution_label(s.institution, lang) for s in data.studies}
+    out: dict[str, list[dict[str, list[int]]]] = {}
+    for i, e in enumerate(data.exam_log):
+        key = institution_key(e.institution)
+        if institution is not None and key != institution_key(institution):
+            continue  # a report for one institution
+        label = label_of.get(key, e.institution)
+        which = 0 if data.period.contains(e.exam_date) else 1
+        for g in (scope.label_all, label):
+            out.setdefault(g, [{}, {}])[which].setdefault(how[i], []).append(i)
+    result: dict[str, tuple[Uploads, Uploads]] = {}
+    for g, pair in out.items():
+        ups = []
+        for kinds in pair:
+            missing = tuple(sorted((data.exam_log[i] for i in kinds.get("missing", ())),
+                                   key=lambda e: (e.institution, e.exam_date, e.accession or "", e.patient_id or "")))
+            ups.append(Uploads(sum(len(v) for v in kinds.values()), len(kinds.get("accession", ())),
+                               len(kinds.get("fallback", ())), missing, True))
+        result[g] = (ups[0], ups[1])
+    return result
+
+
+def _upload_rows(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]]) -> list[str]:
+    extra = sorted(g for g in uploads if g not in scope.groups())
+    return [*scope.groups(), *extra]
+
+
+def upload_completeness(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]]) -> Table:
     rows = []
-    for g in scope.groups():
-        cur = [s for s in scope.current[g] if s.modality in modalities]
-        reasons = Counter(r for s in cur for r in noncompliance(s, fee_rules))
-        exposure = fee_exposure(scope.current[g], fee_rules)
-        prev_exposure = fee_exposure(scope.previous[g], fee_rules)
-        rows.append((g, "+".join(modalities), len(cur), sum(1 for s in cur if noncompliance(s, fee_rules)),
-                     reasons.get("incomplete", 0), reasons.get("identity", 0), reasons.get("late", 0),
-                     reasons.get("unknown_delay", 0),
-                     *(x for e in exposure for x in (e.noncompliant, e.yuan)),
-                     *(e.yuan for e in prev_exposure)))
-    scheme_cols = []
-    for s in fee_rules.schemes:
-        m = "+".join(s.modalities)
-        scheme_cols += [_c(f"{s.id}_exams", f"{s.name_zh}：不合规检查（{m}）", f"{s.name_en}: non-compliant exams ({m})", "int"),
-                        _c(f"{s.id}_yuan", f"{s.name_zh}：扣减（元，{s.yuan_per_exam} 元/例）",
-                           f"{s.name_en}: deduction (yuan, {s.yuan_per_exam}/exam)", "yuan")]
-    prev_cols = [_c(f"{s.id}_prev_yuan", f"上期 {s.id} 扣减（元）", f"previous {s.id} deduction (yuan)", "yuan")
-                 for s in fee_rules.schemes]
-    del lang
+    for g in _upload_rows(scope, uploads):
+        cur, prev = uploads.get(g, (Uploads(), Uploads()))
+        uploaded = cur.logged - len(cur.missing)
+        rows.append((g, word("yes", "zh") if cur.has_log else "—", cur.logged, uploaded, cur.by_accession, cur.by_fallback,
+                     len(cur.missing), percent(uploaded, cur.logged), percent(prev.logged - len(prev.missing), prev.logged)))
     return Table(
-        "T14", "费用影响：未合规上传的检查", "Fee exposure: exams without a compliant upload",
-        (INSTITUTION_COLUMN, _c("modalities", "检查类型", "modalities"), _c("exams", "检查数", "exams", "int"),
-         _c("noncompliant", "不合规", "non-compliant", "int"), _c("incomplete", "不完整", "incomplete", "int"),
-         _c("identity", "身份信息错误", "identity error", "int"), _c("late", f"超过 {fee_rules.max_upload_delay_h:g} h 上传", f"uploaded after {fee_rules.max_upload_delay_h:g} h", "int"),
-         _c("unknown_delay", "上传时间未知", "delay unknown", "int"), *scheme_cols, *prev_cols),
+        "T15", "上传完整性：医院检查登记与影像云", "Upload completeness: the hospitals' exam logs against the cloud",
+        (INSTITUTION_COLUMN, _c("has_log", "已提交检查登记", "exam log received"), _c("logged", "登记检查数", "logged exams", "int"),
+         _c("uploaded", "已上传", "uploaded", "int"), _c("by_accession", "按检查号匹配", "matched by accession", "int"),
+         _c("by_fallback", "按患者ID+日期+类型匹配", "matched by patient id + date + modality", "int"),
+         _c("missing", "未上传", "not uploaded", "int"), _c("upload_rate", "上传率 %", "upload rate %", "pct"),
+         _c("prev_upload_rate", "上期上传率 %", "previous upload rate %", "pct")),
         tuple(rows),
-        f"合规 = 完整（无文件完整性/完整性/连续性不合格发现）、身份信息正确（无元数据不合格发现）、采集后 {fee_rules.max_upload_delay_h:g} 小时内上传。"
-        "一例检查可有多项原因。从未上传的检查不在结果库中，无法计入。",
-        f"compliant = complete (no integrity/completeness/continuity fail finding), correct identity (no metadata fail finding) "
-        f"and uploaded within {fee_rules.max_upload_delay_h:g} h of acquisition. An exam can have several reasons. "
-        "Exams never uploaded are not in the results database and cannot be counted.",
+        "登记检查来自医院 RIS/HIS 导出（qc-pipeline exam-log import）；匹配：同一机构的检查号，否则患者ID、检查日期与检查类型。"
+        "未提交检查登记的机构上传率未知（不是 100%）。",
+        "Logged exams come from the hospitals' RIS/HIS exports (qc-pipeline exam-log import); matched by accession within "
+        "the institution, else patient id, exam date and modality. Without an exam log the upload rate is unknown (not 100%).",
+        "本期未导入医院检查登记：上传率未知", "no exam log imported for this period: the upload rate is unknown",
+    )
+
+
+def missing_exams(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]]) -> Table:
+    rows = []
+    for g in _upload_rows(scope, uploads)[1:]:
+        for e in uploads.get(g, (Uploads(), Uploads()))[0].missing:
+            rows.append((g, e.exam_date.isoformat(), e.accession or "—", e.modality or "?", e.item_text or ""))
+    return Table(
+        "T16", "未上传的检查（医院登记有、影像云无）", "Exams not uploaded (in the hospital's log, not in the cloud)",
+        (INSTITUTION_COLUMN, _c("exam_date", "检查日期", "exam date"), _c("accession", "检查号", "accession"),
+         _c("modality", "检查类型", "modality"), _c("item", "检查项目", "item")),
+        tuple(rows),
+        "这些检查计入费用影响（表 T14）的“未上传”。", "These exams are the 'not uploaded' of the fee exposure (table T14).",
+        "无未上传的检查或未导入检查登记", "no exam missing, or no exam log imported",
+    )
+
+
+def _public_word(public: bool | None, lang: str) -> str:
+    return word("yes", lang) if public else (word("no", lang) if public is False else pick("未登记", "not registered", lang))
+
+
+def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Uploads, Uploads]], lang: str) -> Table:
+    """Per institution and scheme (the schemes are shown apart, never summed): exams whose digital
+    storage and retrieval service failed and the deduction; public institutions only."""
+    fee_rules = config.fees
+    groups = _upload_rows(scope, uploads)
+    per: dict[str, tuple[list[FeeExposure], list[FeeExposure]]] = {}
+    publics: dict[str, bool | None] = {}
+    for g in groups[1:]:
+        raw = next((s.institution for s in scope.current.get(g, []) + scope.previous.get(g, [])), g)
+        publics[g] = institution_public(raw)
+        cur_up, prev_up = uploads.get(g, (Uploads(), Uploads()))
+        per[g] = (fee_exposure(scope.current.get(g, []), [e.modality for e in cur_up.missing], fee_rules, public=publics[g]),
+                  fee_exposure(scope.previous.get(g, []), [e.modality for e in prev_up.missing], fee_rules, public=publics[g]))
+    rows = []
+    for si, scheme in enumerate(fee_rules.schemes):
+        mods = "+".join(scheme.modalities)
+        name = pick(scheme.name_zh, scheme.name_en, lang)
+        sums: list[Any] = [0, 0, 0, 0, 0, 0, Decimal(0), Decimal(0)]
+        inst_rows = []
+        for g in groups[1:]:
+            e, p = per[g][0][si], per[g][1][si]
+            vals = [e.exams, *(e.reasons[r] for r in Exposure), e.exposed, e.yuan, p.yuan]
+            inst_rows.append((g, _public_word(publics[g], lang), scheme.id, name, mods, *vals))
+            for k, v in enumerate(vals):
+                if v is not None:
+                    sums[k] += v
+        rows.append((scope.label_all, "", scheme.id, name, mods, *sums))
+        rows.extend(inst_rows)
+    return Table(
+        "T14", "费用影响：数字影像存储与调阅服务未实现的检查（两种口径分列，不相加）",
+        "Fee exposure: exams whose digital image storage and retrieval failed (the two schemes apart, never added)",
+        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id"), _c("scheme_name", "收费口径", "scheme"),
+         _c("modalities", "检查类型", "modalities"), _c("exams", "检查数", "exams", "int"),
+         _c("not_uploaded", "未上传", "not uploaded", "int"), _c("not_retrievable", "无法调阅", "not retrievable", "int"),
+         _c("no_images", "无图像", "no images", "int"), _c("no_report", "无报告", "no report", "int"),
+         _c("exposed", "涉及检查", "exams exposed", "int"), _c("yuan", "扣减（元）", "deduction (yuan)", "yuan"),
+         _c("prev_yuan", "上期扣减（元）", "previous deduction (yuan)", "yuan")),
+        tuple(rows),
+        "收费项目中的数字影像处理与上传存储，指患者可查阅下载、医疗机构间可调阅、医保可核验的服务；检查项目缺序列、重建层厚等属质量问题，"
+        "以质控结论体现，不计入。涉及 = 未上传（医院登记有、影像云无，表 T16）、无法调阅（文件无法读取）、无图像、无报告（仅在影像云保存报告时核查）。"
+        "仅公立医疗机构适用；登记为非公立的机构不计扣减。两种口径各自计算，不可相加。未提交检查登记的机构无法计入未上传的检查。",
+        "The pricing items' digital imaging component is the storage and retrieval service (the patient reads and downloads, "
+        "peers retrieve, the insurer verifies); a missing sequence or a thick reconstruction is a quality defect, shown by the "
+        "verdict, not counted here. Exposed = not uploaded (in the hospital's log, not in the cloud, table T16), not retrievable "
+        "(unreadable files), no images, no report (checked only where the cloud holds reports). Public institutions only: no "
+        "deduction for institutions registered as not public. The two schemes are computed apart and must not be added. Exams "
+        "of institutions without an exam log cannot be counted as not uploaded.",
     )
 
 
@@ -548,8 +675,9 @@ def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, li
         categories(scope, lang), top_findings(scope, lang), metrics(scope, data, rules, lang),
         timeliness(scope, config.fees.max_upload_delay_h, very_late_h), completeness(scope), reviews(scope, data),
         ai_agreement(scope, data), spot_checks(scope, data, lang), qualification(scope, config, lang),
-        fees(scope, config, lang),
     ]
+    uploads = upload_groups(scope, data, lang, institution)
+    tables += [fees(scope, config, uploads, lang), upload_completeness(scope, uploads), missing_exams(scope, uploads)]
     return scope, {t.key: t for t in tables}
 
 

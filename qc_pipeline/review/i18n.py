@@ -32,12 +32,14 @@ NEGATIVE_FLAGS: Final[dict[str, tuple[str, str]]] = {
     "clinical_need": ("Clinical need to repeat", "临床需要复查"),
     "other": ("Other (see note)", "其他（见备注）"),
 }
-"""Negative-list reasons: the study is not offered for recognition, whatever its verdict."""
+"""Labels of the study-level flags set before migration 0011 (readable history only; no longer set:
+the negative list of the Yubei plan §4(三) concerns a receiving visit,
+``thresholds/evaluation/negative_list.yaml``)."""
 
 VERDICTS: Final = VERDICT_LABELS
 
 CATEGORIES: Final[dict[str, tuple[str, str]]] = {
-    "metadata": ("metadata", "元数据"),
+    "metadata": ("patient and exam information", "患者及检查信息"),
     "timeliness": ("timeliness", "及时性"),
     "completeness": ("completeness", "完整性"),
     "continuity": ("continuity", "连续性"),
@@ -118,12 +120,19 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "at": ("at", "时间"),
     "stands": ("in force", "有效"),
     "superseded": ("superseded", "已失效"),
-    "negative_flags": ("Negative list", "负面清单"),
-    "no_flags": ("No negative-list flag.", "无负面清单标记。"),
+    "negative_flags": ("Negative list (earlier study-level flags)", "负面清单（此前的检查级标记）"),
+    "no_flags": ("No earlier negative-list flag.", "无此前的负面清单标记。"),
     "set_flag": ("Set flag", "添加标记"),
     "clear_flag": ("Clear", "取消"),
     "note": ("Note", "备注"),
     "flags_admin_only": ("Only QC administrators set negative-list flags.", "仅质控管理员可设置负面清单。"),
+    "flags_withdrawn": (
+        "Study-level negative-list flags are no longer set: the ten situations of the Yubei plan §4(三) concern a "
+        "receiving visit and are recorded by the receiving hospital. Flags set earlier are listed above and do not "
+        "withdraw the study.",
+        "负面清单（渝北方案第四条第（三）项）的十种情形针对接诊时的复查，由接诊医院就该次就诊记录，不再标记检查本身；"
+        "此前的标记仅供查阅，不影响本检查的互认。",
+    ),
     "decision_saved": ("Decision saved.", "复核结论已保存。"),
     "flag_saved": ("Negative-list flag saved.", "负面清单已更新。"),
     "not_found": ("No such study.", "未找到该检查。"),

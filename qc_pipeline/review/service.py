@@ -15,7 +15,8 @@ Rules:
   and the human says ``fail``, and ``override``s it otherwise. It stands while the current machine
   decision has the same content fingerprint. A human ``pass`` makes the study eligible until its
   study date plus the site's recognition window (``thresholds/site.yaml``).
-- Negative-list flags (QC administrators only) keep a study from recognition whatever the verdicts.
+- Negative-list flags on studies are withdrawn (the negative list concerns a receiving visit): flags set
+  earlier stay readable and can be cleared; they no longer keep a study from recognition.
 - Replacing another reviewer's standing decision needs a live claim of one's own on the study;
   releasing another's claim is refused (QC administrators may release any).
 - A study is addressed by its ``study_key``: the StudyInstanceUID when it is a valid UID (digits
@@ -42,8 +43,9 @@ from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
-from qc_pipeline.review.i18n import DECISION_REASONS, NEGATIVE_FLAGS
+from qc_pipeline.review.i18n import DECISION_REASONS
 from qc_pipeline.rules import Thresholds, eligibility
+from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.repository import stored_series
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
@@ -267,6 +269,8 @@ class MetricRow:
     """E.g. ``≤ 35 (review), ≤ 55 (fail)``; empty when no rule applies."""
     beyond: str | None
     """The worst severity of a limit the value is beyond, else None."""
+    mark: str = ""
+    """``!`` beyond a review limit, ``!!`` beyond a fail limit (as the command-line table marks it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,21 +369,11 @@ def study_view(store: ResultStore, thresholds: Thresholds, key: str) -> StudyVie
 def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence[dict[str, Any]]) -> list[MetricRow]:
     """Each measured value beside the limits that apply to the study's modality and item."""
     rules = rules_by_metric(thresholds)
-    modalities = set((result.get("modality") or "").split(","))
+    modality = result.get("modality") or ""
     item = (result.get("item") or {}).get("code")
     rows = []
     for m in values:
-        applicable = [r for r in rules.get(m["metric"], []) if not r.modalities or set(r.modalities) & modalities]
-        parts = []
-        beyond: str | None = None
-        for rule in sorted(applicable, key=lambda r: (r.when or "", r.severity != "review")):
-            limit = rule.per_item.get(item, rule.limit) if item else rule.limit
-            if limit is None:
-                continue
-            parts.append(f"{'≤' if rule.when == 'above' else '≥'} {limit:g} ({rule.severity})")
-            fired = m["value"] > limit if rule.when == "above" else m["value"] < limit
-            if fired and (beyond is None or rule.severity == "fail"):
-                beyond = str(rule.severity)
+        judged = evaluate(rules.get(m["metric"], []), m["metric"], m["value"], modality=modality, item_code=item)
         en, zh = metric_label(m["metric"])
         rows.append(
             MetricRow(
@@ -389,8 +383,9 @@ def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence
                 value=format_value(m["value"]),
                 unit=METRIC_UNITS.get(m["metric"], ""),
                 series_instance_uid=m["series_instance_uid"],
-                limits=", ".join(parts),
-                beyond=beyond,
+                limits=judged.limits_text(),
+                beyond=None if judged.severity is None else str(judged.severity),
+                mark=judged.mark,
             )
         )
     return rows
@@ -617,26 +612,20 @@ def _require_admin(user: User) -> None:
         )
 
 
+FLAGS_WITHDRAWN_EN: Final = (
+    "study-level negative-list flags are withdrawn: the ten situations of the Yubei plan §4(三) concern a "
+    "receiving visit, not the study; the receiving hospital records a non-recognition for that visit"
+)
+FLAGS_WITHDRAWN_ZH: Final = "负面清单（渝北方案第四条第（三）项）针对接诊时的复查，不再标记检查本身；由接诊医院就该次就诊记录不予互认"
+
+
 def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note: str | None) -> None:
-    """Put a study on the negative list for ``reason_code`` (QC administrators only)."""
+    """Withdrawn (410): a negative-list reason belongs to a receiving visit and is recorded with
+    ``qc_pipeline.store.review.record_non_recognition``; flags set earlier stay readable and can
+    be cleared."""
+    del store, uid, note, reason_code
     _require_admin(user)
-    if reason_code not in NEGATIVE_FLAGS:
-        raise ReviewError(f"unknown flag {reason_code!r}; one of {', '.join(NEGATIVE_FLAGS)}", "负面清单原因无效")
-    text = _clean_text(note, 500)
-    if reason_code == "other" and not text:
-        raise ReviewError("the flag 'other' needs a note", "选择“其他”时须填写备注")
-    try:
-        with store.writing("flag a study") as session:
-            study, _decision = _ids(session, uid)
-            _actionable(study)
-            session.add(
-                NegativeFlag(study_id=study.id, reason_code=reason_code, note=text or None, set_by=user.id, set_at=_now())
-            )
-            session.flush()
-            _audit(session, user, "flag", study.id, reason_code)
-    except IntegrityError as exc:
-        raise ReviewError(f"the study is already flagged {reason_code}", "该检查已有此负面清单标记", status=409) from exc
-    logger.info("study %s flagged %s by %s", study_key(study.study_instance_uid, study.id), reason_code, user.username)
+    raise ReviewError(FLAGS_WITHDRAWN_EN, FLAGS_WITHDRAWN_ZH, status=410)
 
 
 def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) -> None:

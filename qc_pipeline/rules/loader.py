@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from qc_pipeline.domain import Category, Finding
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.rules.schema import Rule, RuleFile, SiteConfig
+from qc_pipeline.rules.schema import Parameter, Rule, RuleFile, SiteConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class Thresholds:
     directory: Path
     catalog: Any = None
     """The recognition-item catalog (``qc_pipeline.catalog.items.Catalog``), set by the pipeline."""
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    """Numbers the checks use besides the limits, by id (``ct.noise_reference_thickness_mm``)."""
 
     def rule(self, rule_id: str) -> Rule:
         try:
@@ -148,9 +150,11 @@ def load_thresholds(
 
     ``site.yaml`` is the site configuration; every other file holds rules. Rule ids must be
     unique, start with their category, and include every id in ``required_rules`` (the ids the
-    pipeline's checks use); ids that no check knows are rejected too, so a typo cannot silently
-    disable a rule. Rules on a measured metric (with ``metric:``) are not named by the checks:
-    their ``metric`` must be one of ``known_metrics`` (when given) instead.
+    pipeline's checks use); ids that no check knows are rejected too (naming file, key and id), so
+    a typo cannot silently disable a rule. Rules on a measured metric (with ``metric:``) must name
+    one of ``known_metrics`` (when given); their ids are free unless ``required_rules`` names a
+    metric rule of their category (the image-quality limits), which then closes that category's
+    list like any other (the AI score rules of ``ai.yaml`` stay free).
     """
     directory = Path(directory) if directory is not None else default_thresholds_dir()
     if not directory.is_dir():
@@ -165,7 +169,9 @@ def load_thresholds(
             digest.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     site: SiteConfig | None = None
     rules: dict[str, Rule] = {}
+    parameters: dict[str, Parameter] = {}
     where: dict[str, Path] = {}
+    index: dict[str, int] = {}
     known = frozenset(known_metrics or ())
     for path in files:
         raw = path.read_bytes()
@@ -178,6 +184,10 @@ def load_thresholds(
             rule_file = RuleFile.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(path, exc, data)) from None
+        for parameter in rule_file.parameters:
+            if parameter.id in parameters:
+                raise ConfigError(f"{path}: parameters: {parameter.id!r} is defined in another file too")
+            parameters[parameter.id] = parameter
         for i, rule in enumerate(rule_file.rules):
             try:
                 rule_category(rule.id)
@@ -197,18 +207,23 @@ def load_thresholds(
                 )
             rules[rule.id] = rule
             where[rule.id] = path
+            index[rule.id] = i
     if site is None:
         raise ConfigError(f"{directory / SITE_FILE} is missing: it holds the site time zone and eligibility window")
     required = set(required_rules)
     if required:
         missing = sorted(required - rules.keys())
+        # a category whose metric rules the checks name (image_quality) closes its list of them too:
+        # a typo in such an id is an unknown id, not a new rule on the metric
+        closed = {rule_category(r) for r in required & rules.keys() if rules[r].metric is not None}
+        unknown = sorted(
+            r for r in rules.keys() - required if rules[r].metric is None or rule_category(r) in closed
+        )
+        problems = [f"{where[r]}: unknown rule id {r!r} at rules[{index[r]}].id (no check uses it)" for r in unknown]
         if missing:
-            raise ConfigError(f"{directory}: rules used by the checks are not defined: {', '.join(missing)}")
-        unknown = sorted(r for r in rules.keys() - required if rules[r].metric is None)
-        if unknown:
-            raise ConfigError(
-                "; ".join(f"{where[r]}: unknown rule id {r!r} (no check uses it)" for r in unknown)
-            )
+            problems.append(f"{directory}: rules used by the checks are not defined: {', '.join(missing)}")
+        if problems:
+            raise ConfigError("; ".join(problems))
     version = f"{site.version}+{digest.hexdigest()[:12]}"
     logger.debug("loaded %d rules from %s (version %s)", len(rules), directory, version)
-    return Thresholds(site=site, rules=rules, version=version, directory=directory)
+    return Thresholds(site=site, rules=rules, version=version, directory=directory, parameters=parameters)

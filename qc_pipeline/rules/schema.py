@@ -50,10 +50,25 @@ class Rule(_Strict):
         return self
 
 
+PARAMETER_IDS = Literal["ct.noise_reference_thickness_mm"]
+"""The parameters a check reads (a misspelt id is rejected on load)."""
+
+
+class Parameter(_Strict):
+    """A number a check uses besides its limits (the reference the limits are stated at), with its source."""
+
+    id: PARAMETER_IDS
+    value: float
+    units: str
+    source: str = Field(min_length=3)
+    description: str = Field(min_length=3)
+
+
 class RuleFile(_Strict):
-    """A ``thresholds/<name>.yaml`` file holding rules."""
+    """A ``thresholds/<name>.yaml`` file holding rules (and the parameters they are stated at)."""
 
     version: str
+    parameters: list[Parameter] = Field(default_factory=list)
     rules: list[Rule]
 
 
@@ -63,6 +78,16 @@ class EligibilityConfig(_Strict):
     default_months: Annotated[int, Field(ge=1, le=60)] = 3
     per_modality_months: dict[str, Annotated[int, Field(ge=1, le=60)]] = Field(default_factory=dict)
     source: str = "seed 002 §4.1 (generally within 3 months); per-modality windows: site default"
+
+
+class ReportsConfig(_Strict):
+    """Whether the source (the imaging cloud) holds the diagnostic reports (seed 002 §3(二):
+    recognition is of the images and the report)."""
+
+    source_holds_reports: bool | None = None
+    """True: reports are stored in the study (SR, encapsulated PDF) and each study is checked for
+    one; False or None (not known, the default): the report is not checked, and the study says so."""
+    source: str = "seed 002 §3(二) (检查结果、图像及报告); whether the cloud holds reports: site setting"
 
 
 class SiteConfig(_Strict):
@@ -76,6 +101,7 @@ class SiteConfig(_Strict):
     eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
     catalog_lists: list[str] = Field(default_factory=lambda: ["yubei-2023.yaml"], min_length=1)
     """Item lists in ``thresholds/items/`` whose items studies are mapped to."""
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
 
     @field_validator("timezone")
     @classmethod

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from qc_pipeline.catalog.items import Item, SequenceReq
+from qc_pipeline.samples import phantoms
 from qc_pipeline.samples.writer import derive_uid
 
 STYLES: Final = ("zh", "en", "siemens", "ge", "philips", "uih", "canon")
@@ -297,6 +299,27 @@ def _uid(*parts: object) -> str:
     return str(derive_uid("catalog-study", *parts))
 
 
+SAMPLE_SIDE: Final = {"CT": 128, "MR": 64, "DX": 128}
+"""Rows and Columns of the sample images per modality: small, yet large enough for the
+image-quality metrics (the DR noise mode needs at least 50 anatomy blocks, the CT noise 30
+soft-tissue tiles)."""
+
+
+def _sample_pixels(modality: str, *, seed: int, height: float = 0.0) -> npt.NDArray[np.uint16]:
+    """A small plausible image of ``modality`` (12-bit stored values): a water section in air for
+    CT (stored as HU + 1024) that narrows like a skull vault towards the last slice (``height``
+    0..1 along the stack), a head with Rician noise for MR, a chest for DR. Blank images would be
+    judged unmeasurable (a person must look), which is right for a real upload but not what these
+    studies are for: they show the item mapping and completeness."""
+    if modality == "CT":
+        radius = 0.7 * float(np.sqrt(max(0.04, 1.0 - height**2)))
+        hu = phantoms.ct_water_cylinder(n_slices=1, size=SAMPLE_SIDE["CT"], radius_fraction=radius, seed=seed)[0]
+        return np.clip(hu.astype(np.int32) + 1024, 0, 4095).astype(np.uint16)
+    if modality == "MR":
+        return phantoms.mr_head_phantom(n_slices=1, size=SAMPLE_SIDE["MR"], seed=seed)[0]
+    return phantoms.dr_chest_phantom(rows=SAMPLE_SIDE["DX"], cols=SAMPLE_SIDE["DX"], seed=seed)
+
+
 def build_study(item: Item, style: str, *, defect: str | None = None, seed: int = 0,
                 patient_id: str | None = None, pixels: bool = False) -> list[Dataset]:
     """The headers (and, with ``pixels``, tiny zero images) of one study for ``item``."""
@@ -342,7 +365,7 @@ def build_study(item: Item, style: str, *, defect: str | None = None, seed: int 
                                "uih": "UIH", "canon": "CANON_MEC"}.get(style, "SIEMENS")
             for k, v in plan.attrs.items():
                 setattr(ds, k, v)
-            ds.Rows = ds.Columns = 16
+            ds.Rows = ds.Columns = SAMPLE_SIDE[plan.modality]
             ds.SamplesPerPixel = 1
             ds.PhotometricInterpretation = "MONOCHROME2"
             ds.BitsAllocated = 16
@@ -363,7 +386,8 @@ def build_study(item: Item, style: str, *, defect: str | None = None, seed: int 
             else:
                 ds.PixelSpacing = [0.15, 0.15]
             if pixels:
-                ds.PixelData = np.zeros((16, 16), dtype=np.uint16).tobytes()
+                height = position / max(1, plan.n_images - 1)
+                ds.PixelData = _sample_pixels(plan.modality, seed=position, height=height).tobytes()
             datasets.append(ds)
     return datasets
 

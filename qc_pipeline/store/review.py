@@ -22,7 +22,7 @@ from typing import Any, Final
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from qc_pipeline.store.models import FINGERPRINT_LENGTH, Base, DecisionRecord
+from qc_pipeline.store.models import FINGERPRINT_LENGTH, Base, DecisionRecord, StudyRecord
 
 ROLES: Final = ("reviewer", "qc_admin", "grader")
 """``reviewer`` decides on studies; ``qc_admin`` also sets negative-list flags and sees the audit;
@@ -97,8 +97,9 @@ class HumanDecision(Base):
 
 
 class NegativeFlag(Base):
-    """A negative-list flag (emergency, forensic assessment, patient request...) set by a QC
-    administrator: the study stays visible but is not offered for recognition."""
+    """A study-level negative-list flag set by a QC administrator before migration 0011. No longer
+    set and no longer withdrawing the study (the negative list concerns a receiving visit,
+    ``NonRecognition``); old rows stay readable and can be cleared."""
 
     __tablename__ = "negative_flags"
 
@@ -235,11 +236,10 @@ def effective_eligibility(
 ) -> tuple[bool, dt.date | None, str]:
     """``(eligible, eligible_until, basis)`` after people have had their say.
 
-    A negative-list flag wins (``negative_list:<reason>``); then a standing human decision
-    (``human``); else the machine verdict (``machine``).
+    A standing human decision (``human``); else the machine verdict (``machine``). Study-level
+    negative-list flags set before migration 0011 are shown but no longer withdraw the study: the
+    negative list concerns a receiving visit (``record_non_recognition``), not the study.
     """
-    if overlay is not None and overlay.flags:
-        return False, None, "negative_list:" + ",".join(f["reason_code"] for f in overlay.flags)
     if overlay is not None and overlay.human is not None:
         until = overlay.human["eligible_until"]
         return bool(overlay.human["eligible"]), None if until is None else dt.date.fromisoformat(until), "human"
@@ -263,3 +263,65 @@ def human_history(session: Session, study_id: int) -> dict[int, list[dict[str, A
         stands = h.is_current and h.content_fingerprint == current
         out.setdefault(h.decision_id, []).append(human_decision_dict(h, username, stands=stands))
     return out
+
+
+class NonRecognition(Base):
+    """A receiving hospital did not recognise a result and re-examined, for one of the ten
+    situations of the Yubei plan §4(三) (``reason_code``, ``thresholds/negative_list.yaml``).
+    It concerns that receiving visit: the study itself stays recognisable for other visits."""
+
+    __tablename__ = "non_recognitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    receiving_institution: Mapped[str] = mapped_column(Text)
+    reason_code: Mapped[str] = mapped_column(String(48))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime]
+
+
+def record_non_recognition(
+    session: Session,
+    *,
+    study_instance_uid: str,
+    receiving_institution: str,
+    reason_code: str,
+    recorded_by: str,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+) -> NonRecognition:
+    """Record that ``receiving_institution`` did not recognise the study's result at a visit, for
+    ``reason_code`` (one of the ten of ``thresholds/evaluation/negative_list.yaml``). The study's
+    verdict and eligibility are unchanged: the reason belongs to that visit. ValueError for an
+    unknown reason, an empty institution, or a reason that needs a note without one."""
+    from qc_pipeline.review.negative_list import load_negative_list
+
+    reason = load_negative_list().get(reason_code)
+    if reason is None:
+        codes = ", ".join(r.code for r in load_negative_list().reasons)
+        raise ValueError(f"unknown negative-list reason {reason_code!r}; one of {codes}")
+    if not receiving_institution.strip():
+        raise ValueError("the receiving institution is required")
+    text_note = (note or "").strip() or None
+    if reason.note_required and text_note is None:
+        raise ValueError(f"the reason {reason_code!r} needs a note")
+    study_id = session.scalar(select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid))
+    record = NonRecognition(
+        study_id=study_id, study_instance_uid=study_instance_uid, receiving_institution=receiving_institution.strip(),
+        reason_code=reason_code, note=text_note, recorded_by=recorded_by,
+        recorded_at=now or dt.datetime.now(dt.UTC),
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def non_recognitions(session: Session, study_instance_uid: str) -> list[dict[str, Any]]:
+    """The non-recognitions recorded for a study, oldest first."""
+    rows = session.scalars(
+        select(NonRecognition).where(NonRecognition.study_instance_uid == study_instance_uid).order_by(NonRecognition.id)
+    ).all()
+    return [{"receiving_institution": r.receiving_institution, "reason_code": r.reason_code, "note": r.note,
+             "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in rows]

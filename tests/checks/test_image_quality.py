@@ -101,7 +101,7 @@ def test_sharp_kernel_noise_is_measured_but_not_judged(demo, thresholds, tmp_pat
     result = check_image_quality(study, thresholds, source, item_modality="CT", item_code="YB-036")
     assert not any(f.code.startswith("image_quality.ct.noise") for f in result.findings)
     (noise,) = [m for m in result.measurements if m.metric == "ct.noise_hu"]
-    assert noise.value > 70 and "sharp (lung/bone) reconstruction 'B70f' is not judged" in noise.detail
+    assert noise.value > 70 and "kernel 'B70f' → OTHER (lexicon ct_kernels)" in noise.detail
 
 
 def test_undecodable_series_goes_to_review_and_the_rest_is_measured(demo, thresholds, tmp_path):

@@ -108,8 +108,17 @@ def test_header_that_lies_about_its_size_is_refused_before_decoding(tmp_path):
     ds.Columns = 60000
     path = tmp_path / "liar.dcm"
     ds.save_as(path)
-    with pytest.raises(DegenerateInputError, match=r"more than max_bytes=.*Rows=60000 x Columns=60000"):
+    with pytest.raises(DegenerateInputError, match=r"Rows=60000 x Columns=60000: more than 16384 pixels on a side"):
         load_series([path])
+
+
+def test_a_plausible_side_over_the_budget_is_refused_by_the_budget(tmp_path):
+    ds = pydicom.dcmread(sample_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = 8000
+    path = tmp_path / "liar.dcm"
+    ds.save_as(path)
+    with pytest.raises(DegenerateInputError, match=r"more than max_bytes=.*Rows=8000 x Columns=8000"):
+        load_series([path], max_bytes=64 * 1024**2)
 
 
 def test_budget_counts_the_whole_series(tmp_path):

@@ -8,6 +8,7 @@ tile SD, see ``expected_gnl``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
+from qc_pipeline.domain import Unmeasured
 from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.io.pixels import load_series
 from qc_pipeline.metrics import ct
@@ -542,3 +544,59 @@ def test_golden_values_on_real_ct(name):
 )
 def test_real_ct_fires_no_rule(rules, name, item):
     assert fired(rules, _real(name), item=item) == set()
+
+
+def test_noise_is_normalised_to_the_reference_slice_thickness():
+    # image noise sd ~ 1/sqrt(dose x slice thickness): a 0.625 mm slice of the same scan has
+    # sqrt(5 / 0.625) = 2.83 x the noise of a 5 mm slice
+    volume = ct_phantom(noise_sd=40.0)
+    plain = {m.metric: m for m in measure(volume, spacing_mm=SPACING, body_part=None)}
+    thin = {m.metric: m for m in measure(volume, spacing_mm=SPACING, body_part=None, slice_thickness_mm=0.625)}
+    measured = thin["ct.noise_measured_hu"].value
+    assert measured == pytest.approx(expected_gnl(40.0, 6), rel=0.05)
+    assert thin["ct.noise_hu"].value == pytest.approx(measured * math.sqrt(0.625 / ct.NOISE_REFERENCE_MM), rel=1e-6)
+    assert "0.625 mm" in thin["ct.noise_hu"].detail and f"{ct.NOISE_REFERENCE_MM:g} mm" in thin["ct.noise_hu"].detail
+    assert "sqrt" in thin["ct.noise_hu"].detail
+    thick = {m.metric: m.value for m in measure(volume, spacing_mm=SPACING, body_part=None, slice_thickness_mm=10.0)}
+    assert thick["ct.noise_hu"] == pytest.approx(measured * math.sqrt(2.0), rel=1e-6)
+    # thickness unknown: the measured value is judged as it is, and the detail says so
+    assert plain["ct.noise_hu"].value == pytest.approx(measured, rel=1e-6)
+    assert "slice thickness unknown" in plain["ct.noise_hu"].detail
+
+
+def test_a_targeted_reconstruction_inside_the_scan_field_is_not_truncation():
+    # a 160 mm body in a 128 mm reconstruction circle: truncated when the circle is the whole scan
+    # field, but a targeted reconstruction when the scan field (DataCollectionDiameter) is 500 mm
+    wide = ct_phantom(body_semi_axes_mm=(40.0, 80.0), padding_hu=-3024.0)
+    whole = {m.metric: m for m in measure(wide, spacing_mm=SPACING, body_part=None, scan_field_mm=128.0)}
+    assert whole["ct.truncated_slices_percent"].value == 100.0
+    targeted = {m.metric: m for m in measure(wide, spacing_mm=SPACING, body_part=None, scan_field_mm=500.0)}
+    found = targeted["ct.truncated_slices_percent"]
+    assert found.value is None and found.unmeasured is Unmeasured.NOT_APPLICABLE
+    assert "DataCollectionDiameter" in found.detail and "500 mm" in found.detail and "128 mm" in found.detail
+    # a body clear of the edge reads 0 % whatever the scan field
+    inside = ct_phantom(body_semi_axes_mm=(40.0, 60.0), padding_hu=-3024.0)
+    assert values(inside)["ct.truncated_slices_percent"] == 0.0
+    assert {m.metric: m.value for m in measure(inside, spacing_mm=SPACING, body_part=None, scan_field_mm=500.0)}[
+        "ct.truncated_slices_percent"] == 0.0
+
+
+def test_a_real_head_slice_cropped_by_a_targeted_field_is_not_truncated():
+    # 693_UNCR (head, 245 mm display field in a 320 mm scan field) cropped to its central 163 mm:
+    # the skull reaches the edge on 13 % of the rim. Without the scan field that read as 100 %
+    # truncated (every slice); with the file's DataCollectionDiameter it is a targeted reconstruction.
+    volume = load_series([_DATA / "693_UNCR.dcm"])
+    crop = volume.array[:, 86:426, 86:426]
+    blind = {m.metric: m for m in measure(crop, spacing_mm=volume.spacing_mm, body_part="HEAD")}
+    assert blind["ct.truncated_slices_percent"].value == 100.0
+    assert "scan field unknown" in blind["ct.truncated_slices_percent"].detail
+    ds = volume.datasets[0]
+    assert float(ds.DataCollectionDiameter) == 320.0
+    known = {m.metric: m for m in measure(crop, spacing_mm=volume.spacing_mm, body_part="HEAD",
+                                          scan_field_mm=float(ds.DataCollectionDiameter))}
+    found = known["ct.truncated_slices_percent"]
+    assert found.value is None and found.unmeasured is Unmeasured.NOT_APPLICABLE
+    assert "163 mm reconstruction field lies inside the 320 mm scan field" in found.detail
+    # the uncropped slice stays at 0 % either way
+    whole = {m.metric: m.value for m in measure(volume.array, spacing_mm=volume.spacing_mm, body_part="HEAD", scan_field_mm=320.0)}
+    assert whole["ct.truncated_slices_percent"] == 0.0

@@ -16,6 +16,7 @@ from qc_pipeline.domain import Measurement
 from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.io.pixels import load_image
 from qc_pipeline.metrics import dr
+from qc_pipeline.rules.evaluate import applicable_rules
 from qc_pipeline.rules.schema import Rule, RuleFile
 from tests.metrics.phantoms_dr import STORED_MAX, chest_phantom, dr_phantom
 
@@ -68,17 +69,14 @@ def load_rules() -> list[Rule]:
 
 
 def fired(measurements: dict[str, Measurement]) -> dict[str, str]:
-    """Rule id -> severity of every rule of image_quality_dr.yaml that fires on these values."""
-    out = {}
-    for rule in load_rules():
-        if rule.metric is None:
-            continue
-        value = measurements[rule.metric].value
-        if value is None:
-            continue
-        if (rule.when == "above" and value > rule.limit) or (rule.when == "below" and value < rule.limit):
-            out[rule.id] = rule.severity.value
-    return out
+    """Rule id -> severity of every rule of image_quality_dr.yaml that fires on these values (general
+    limits, as the shared rule evaluator decides which apply and where they fire)."""
+    rules = load_rules()
+    return {
+        limit.rule.id: limit.rule.severity.value
+        for metric, m in measurements.items() if m.value is not None
+        for limit in applicable_rules(rules, metric, modality=None, item_code=None) if limit.fires(m.value)
+    }
 
 
 # --- contract --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.io.pixels import load_series
 from qc_pipeline.metrics import mr
+from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.rules.schema import Rule, RuleFile
 from qc_pipeline.samples import phantoms as demo_phantoms
 from tests.metrics.phantoms_mr import mr_phantom, rician_mean
@@ -47,18 +48,10 @@ def rules() -> list[Rule]:
 
 
 def fired(result: dict[str, Measurement]) -> dict[str, str]:
-    """Rule id -> severity of the worst rule of image_quality_mr.yaml that fires on each metric
-    (as qc_pipeline.checks.image_quality keeps one finding per measurement, the worst)."""
-    worst: dict[str, Rule] = {}
-    for rule in rules():
-        m = result[rule.metric]
-        if m.value is None or "MR" not in rule.modalities:
-            continue
-        assert rule.limit is not None and rule.metric is not None
-        if (m.value > rule.limit) if rule.when == "above" else (m.value < rule.limit):
-            if rule.metric not in worst or rule.severity.rank > worst[rule.metric].severity.rank:
-                worst[rule.metric] = rule
-    return {rule.id: str(rule.severity) for rule in worst.values()}
+    """Rule id -> severity of the worst rule of image_quality_mr.yaml that fires on each metric, as
+    the rule evaluator the checks use decides it (one finding per measurement, the worst)."""
+    judged = [evaluate(rules(), metric, m.value, modality="MR", item_code=None) for metric, m in result.items()]
+    return {ev.fired.rule.id: str(ev.fired.rule.severity) for ev in judged if ev.fired is not None}
 
 
 # ----------------------------------------------------------------------------------- contract

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import text
 
 from qc_pipeline.cli import main
+from qc_pipeline.institutions import default_register
 from qc_pipeline.report.evaluation import write_report
 from qc_pipeline.report.period import Period
 from qc_pipeline.samples.population import INSTITUTIONS, generate_population
@@ -51,11 +52,11 @@ def _sheet(path: Path, key: str) -> list[dict[str, object]]:
 
 def test_html_pdf_xlsx_written_in_chinese(zh_report) -> None:
     html = zh_report.html.read_text(encoding="utf-8")
-    assert TITLE_ZH in html and "互认资格评定" in html and "费用影响" in html
+    assert TITLE_ZH in html and "互认质控评价" in html and "费用影响" in html
     assert html.count("<svg") >= 4  # verdicts, trend, metric boxes, delay boxes
     assert zh_report.pdf.read_bytes().startswith(b"%PDF")
     sheets = load_workbook(zh_report.xlsx, read_only=True).sheetnames
-    assert sheets == ["index", *(f"T{i:02d}" for i in range(1, 15))]
+    assert sheets == ["index", *(f"T{i:02d}" for i in range(1, 17))]
 
 
 def test_same_inputs_give_identical_html_and_xlsx(db_url: str, zh_report, tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_pdf_embeds_a_cjk_font_and_extracts_chinese(zh_report) -> None:
     assert all(line.split()[-5] == "yes" for line in cjk), fonts  # the "emb" column
     first_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(zh_report.pdf), "-"],
                                 capture_output=True, text=True, check=True).stdout
-    assert TITLE_ZH in first_page and "互认资格" in first_page
+    assert TITLE_ZH in first_page and "互认质控评价" in first_page
 
 
 def _ink_profile(image: Image.Image) -> np.ndarray:
@@ -139,31 +140,37 @@ def test_workbook_volumes_and_rates_match_sql(db_url: str, zh_report) -> None:
 
 
 def test_workbook_fees_match_sql(db_url: str, zh_report) -> None:
-    with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT s.institution, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
-            "WHERE d.is_current AND s.study_date BETWEEN :a AND :b AND s.modality IN ('CT', 'MR') AND ("
-            " s.upload_delay_h > 24 OR EXISTS (SELECT 1 FROM findings f WHERE f.decision_id = d.id AND f.severity = 'fail'"
-            " AND f.category IN ('integrity', 'completeness', 'continuity', 'metadata')))"
-            " GROUP BY s.institution"
-        ), {"a": PERIOD.start, "b": PERIOD.end}).all()
-    expected = dict(rows)
-    sheet = {r["机构"]: r for r in _sheet(zh_report.xlsx, "T14")}
+    """Fees count storage failures only (unreadable files, no pixel data), per scheme and never
+    summed; without exam logs nothing is counted as not uploaded."""
+    expected: dict[str, dict[str, int]] = {}
+    for scheme, mods in (("chongqing", "('CT', 'MR')"), ("national", "('CT', 'MR', 'DX', 'CR', 'DR')")):
+        with ResultStore.open(db_url) as store, store.engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT s.institution, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
+                f"WHERE d.is_current AND s.study_date BETWEEN :a AND :b AND s.modality IN {mods} AND "
+                " EXISTS (SELECT 1 FROM findings f WHERE f.decision_id = d.id AND f.severity != 'info'"
+                " AND f.code IN ('integrity.file.unreadable', 'integrity.pixel_data.truncated',"
+                " 'integrity.header.missing_uid', 'integrity.pixel_data.missing', 'completeness.report.missing'))"
+                " GROUP BY s.institution"
+            ), {"a": PERIOD.start, "b": PERIOD.end}).all()
+        expected[scheme] = dict(rows)
+    sheet = _sheet(zh_report.xlsx, "T14")
+    register = default_register()
     for inst in INSTITUTIONS:
-        row = sheet[inst.name]
-        n = expected.get(inst.name, 0)
-        assert row["不合规"] == n
-        chongqing = next(v for k, v in row.items() if k and k.startswith("重庆市") and "扣减" in k)
-        national = next(v for k, v in row.items() if k and k.startswith("国家") and "扣减" in k)
-        assert (chongqing, national) == (20 * n, 5 * n)
-    assert sheet["全部机构"]["不合规"] == sum(expected.values())
+        public = register.resolve(inst.name).public  # the fee schemes concern public institutions only
+        for scheme, per_exam in (("chongqing", 20), ("national", 5)):
+            row = next(r for r in sheet if r["机构"] == inst.name and r["口径"] == scheme)
+            n = expected[scheme].get(inst.name, 0)
+            assert (row["涉及检查"], row["未上传"], row["扣减（元）"]) == (n, 0, per_exam * n if public else None)
+    assert any(not register.resolve(i.name).public for i in INSTITUTIONS)  # the population has a private one
+    assert "合计" not in str(sheet)
 
 
 def test_qualification_outcomes_of_the_population(zh_report) -> None:
     rows = {r["机构"]: r for r in _sheet(zh_report.xlsx, "T13")}
-    outcomes = {name: r["评定结果"] for name, r in rows.items()}
-    assert outcomes["重庆市示范区医院C"] == "取消互认资格"
-    assert [n for n, o in outcomes.items() if o != "保持互认资格"] == ["重庆市示范区医院C"]
+    outcomes = {name: r["评价结论"] for name, r in rows.items()}
+    assert outcomes["重庆市示范区医院C"] == "不合格（建议暂停互认）"
+    assert [n for n, o in outcomes.items() if o != "评价合格"] == ["重庆市示范区医院C"]
     failing = rows["重庆市示范区医院C"]
     assert failing["合格率 %"] < 70
     # the sentence quotes the table
@@ -171,12 +178,21 @@ def test_qualification_outcomes_of_the_population(zh_report) -> None:
     assert f"合格率 {Decimal(str(failing['合格率 %'])):.1f}%" in html
 
 
+def test_the_qc_centre_evaluates_and_recommends_it_does_not_cancel(zh_report) -> None:
+    """Cancelling recognition is the health administration's act (DB50 §(九)): the QC centre's
+    conclusion is 评价合格 / 不合格（建议暂停互认）; "元数据" is jargon for 患者及检查信息."""
+    html = zh_report.html.read_text(encoding="utf-8")
+    for wrong in ("保持互认资格", "取消互认资格", "取消资格", "元数据"):
+        assert wrong not in html, wrong
+    assert "评价合格" in html and "不合格（建议暂停互认）" in html and "患者及检查信息" in html
+
+
 def test_english_report_and_one_institution(db_url: str, tmp_path: Path) -> None:
     name = INSTITUTIONS[0].name
     with ResultStore.open(db_url) as store:
         files = write_report(store, PERIOD, tmp_path, lang="en", institution=name, pdf=False)
     html = files.html.read_text(encoding="utf-8")
-    assert "Qualification for mutual recognition" in html and "All institutions" in html
+    assert "Evaluation for mutual recognition" in html and "All institutions" in html
     t01 = {r["institution"] for r in _sheet(files.xlsx, "T01")}
     assert t01 == {"All institutions", name}
     assert files.html.name == f"evaluation-2026H2-{name}-en.html"

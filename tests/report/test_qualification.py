@@ -13,7 +13,7 @@ from qc_pipeline.errors import ConfigError
 from qc_pipeline.report.config import EvaluationConfig, QualificationRule, load_evaluation_config
 from qc_pipeline.report.data import FindingFact, StudyFacts
 from qc_pipeline.report.period import Period
-from qc_pipeline.report.qualification import Outcome, fee_exposure, noncompliance, percent, qualify
+from qc_pipeline.report.qualification import Exposure, Outcome, fee_exposure, percent, qualify, storage_failures
 from qc_pipeline.rules import default_thresholds_dir
 
 RULE = QualificationRule(
@@ -69,20 +69,39 @@ def test_radiologist_decisions_replace_machine_verdicts_when_the_rule_says_so() 
     assert qualify(studies, machine_only).outcome is Outcome.NOT_QUALIFIED  # 6/10
 
 
-def test_fee_exposure_counts_incomplete_identity_and_late_ct_mr_uploads() -> None:
+def _coded(i: int, code: str, modality: str = "CT", severity: str = "fail") -> StudyFacts:
+    f = FindingFact(code, code.split(".")[0], severity, "m", "m")
+    return StudyFacts(i, f"2.25.{i}", "H", modality, None, None, None, dt.date(2026, 8, 1), "fail", (f,), 1.0)
+
+
+def test_a_protocol_defect_costs_no_fee_a_storage_failure_does() -> None:
     config = load_evaluation_config()
     studies = [
-        _study(1, "pass", delay=2.0),
-        _study(2, "fail", fail_in="completeness"),
-        _study(3, "fail", fail_in="metadata", modality="MR"),
-        _study(4, "pass", delay=24.0),  # at the limit: on time
-        _study(5, "review", delay=24.5),
-        _study(6, "pass", delay=None),  # unknown: not counted unless configured
-        _study(7, "fail", fail_in="completeness", modality="DR"),  # DR: not in the schemes
+        _coded(1, "completeness.mr.sequence_missing", "MR"),  # missing FLAIR: a quality defect
+        _coded(2, "completeness.ct.slice_thickness"),  # 6 mm reconstruction: a quality defect
+        _study(3, "review", delay=300.0),  # late: a timeliness measure, not a storage failure
+        _coded(4, "integrity.file.unreadable"),  # not retrievable
+        _coded(5, "integrity.pixel_data.missing", "DR"),  # no images (DR: national scheme only)
     ]
-    assert [len(noncompliance(s, config.fees)) > 0 for s in studies] == [False, True, True, False, True, False, True]
-    exposure = {e.scheme.id: (e.exams, e.noncompliant, e.yuan) for e in fee_exposure(studies, config.fees)}
-    assert exposure == {"chongqing": (6, 3, Decimal(60)), "national": (6, 3, Decimal(15))}
+    assert [storage_failures(s, config.fees) for s in studies] == [
+        [], [], [], [Exposure.NOT_RETRIEVABLE], [Exposure.NO_IMAGES]]
+    exposure = {e.scheme.id: (e.exams, e.exposed, e.yuan) for e in fee_exposure(studies, [], config.fees, public=True)}
+    assert exposure == {"chongqing": (4, 1, Decimal(20)), "national": (5, 2, Decimal(10))}
+
+
+def test_an_exam_in_the_log_with_no_upload_is_missing_and_costs_the_fee() -> None:
+    config = load_evaluation_config()
+    out = {e.scheme.id: e for e in fee_exposure([_study(1, "pass")], ["MR", "DR", None], config.fees, public=True)}
+    assert (out["chongqing"].exams, out["chongqing"].reasons[Exposure.NOT_UPLOADED], out["chongqing"].yuan) == (2, 1, Decimal(20))
+    assert (out["national"].exams, out["national"].reasons[Exposure.NOT_UPLOADED], out["national"].yuan) == (3, 2, Decimal(10))
+
+
+def test_fees_concern_public_institutions_only() -> None:
+    config = load_evaluation_config()
+    private = fee_exposure([_coded(1, "integrity.file.unreadable")], ["CT"], config.fees, public=False)
+    assert [(e.exposed, e.yuan) for e in private] == [(2, None), (2, None)]
+    unknown = fee_exposure([], ["CT"], config.fees, public=None)  # not registered: shown, flagged in the table
+    assert [e.yuan for e in unknown] == [Decimal(20), Decimal(5)]
 
 
 def test_percent_rounds_half_up() -> None:

@@ -187,3 +187,18 @@ def crafted(judged: Judged) -> dict[str, Decision]:
         (entry,) = list(source.discover())
         out[name] = judge(source.load(entry), thresholds, now=DEMO_NOW, source_uri=source.uri, pixels=source)
     return out
+
+
+def legacy_flag(store: ResultStore, study_uid: str, admin: User, reason_code: str = "other", note: str | None = "kept back") -> None:
+    """A study-level negative-list flag as the app set them before migration 0011 (no longer set)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from qc_pipeline.store.models import StudyRecord
+    from qc_pipeline.store.review import NegativeFlag
+
+    with store.writing("legacy flag") as session:
+        study_id = session.scalar(select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_uid))
+        session.add(NegativeFlag(study_id=study_id, reason_code=reason_code, note=note, set_by=admin.id,
+                                 set_at=dt.datetime.now(dt.UTC)))

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from qc_pipeline.review.app import CSRF_HEADER, SESSION_COOKIE
-from qc_pipeline.review.accounts import MAX_FAILED_SIGN_INS, set_active, set_password
+from qc_pipeline.review.accounts import MAX_FAILED_SIGN_INS, authenticate, set_active, set_password
 from qc_pipeline.store import ResultStore
-from tests.review.conftest import PASSWORDS, Judged, form_token, sign_in
+from tests.review.conftest import PASSWORDS, Judged, form_token, legacy_flag, sign_in
 
 SAMPLE_PATH_VALUES = {"uid": "1.2.3", "series_uid": "4.5.6", "code": "forensic"}
 
@@ -178,22 +178,23 @@ def test_json_api_decision_and_claims(client: TestClient, judged: Judged, app_st
     assert saved.json()["human_decision"]["action"] == "confirm" and saved.json()["eligible"] is False
 
 
-def test_negative_list_flags_are_for_qc_administrators(client: TestClient, judged: Judged) -> None:
+def test_study_level_negative_list_flags_are_withdrawn(client: TestClient, judged: Judged) -> None:
     study = uid(judged, "age_mismatch")
     token = sign_in(client)
-    assert "Only QC administrators set negative-list flags." in client.get(f"/studies/{study}").text
-    refused = client.post(f"/api/studies/{study}/flags", json={"reason_code": "emergency"}, headers={CSRF_HEADER: token})
+    refused = client.post(f"/api/studies/{study}/flags", json={"reason_code": "forensic"}, headers={CSRF_HEADER: token})
     assert refused.status_code == 403
     assert client.get("/audit").status_code == 403
 
     admin = TestClient(client.app, follow_redirects=False)
     admin_token = sign_in(admin, "qc.li")
-    response = admin.post(f"/studies/{study}/flags", data={"csrf_token": admin_token, "reason_code": "patient_request", "note": "asked at registration"})
-    assert response.status_code == 303
+    gone = admin.post(f"/api/studies/{study}/flags", json={"reason_code": "patient_request"}, headers={CSRF_HEADER: admin_token})
+    assert gone.status_code == 410 and "receiving visit" in gone.json()["error"]
+    page = admin.get(f"/studies/{study}").text
+    assert 'id="flag-form"' not in page and 'data-testid="negative-list-note"' in page and "§4(三)" in page
+    store = client.app.state.store
+    legacy_flag(store, study, authenticate(store, "qc.li", PASSWORDS["qc.li"]), reason_code="patient_request", note=None)
     page = client.get(f"/studies/{study}").text
-    assert "Patient request" in page and 'data-testid="eligibility-basis">(negative list: Patient request)' in page
-    audit = admin.get("/audit").text
-    assert "flag" in audit and "qc.li" in audit
+    assert "Patient request" in page and "negative list:" not in page  # shown, not withdrawing the study
 
 
 def test_language_switch_and_default(client: TestClient) -> None:

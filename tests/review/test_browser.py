@@ -24,7 +24,7 @@ from qc_pipeline.review.accounts import authenticate
 from qc_pipeline.review.app import create_app
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
-from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged
+from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged, legacy_flag
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -119,7 +119,7 @@ def test_a_crafted_uid_cannot_hijack_a_button_in_the_browser(
     target = judged.decisions[HIJACK_TARGET].study_instance_uid
     admin = authenticate(app_store, "qc.li", PASSWORDS["qc.li"])
     assert admin is not None
-    service.set_flag(app_store, target, admin, reason_code="other", note="kept back for the test")
+    legacy_flag(app_store, target, admin, reason_code="other", note="kept back for the test")
     for decision in crafted.values():
         app_store.save_decision(decision, run_id=None)
     with sync_playwright() as pw:

@@ -35,7 +35,7 @@ from qc_pipeline.store import ResultStore
 from qc_pipeline.store.models import DecisionRecord, StudyRecord
 from qc_pipeline.store.review import ReviewEvent
 from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, SpotCheckDraw
-from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged, form_token, sign_in
+from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged, form_token, legacy_flag, sign_in
 from tests.spotcheck.conftest import CONFIG_YAML, use_test_register
 
 GRADER = "cq-1"
@@ -237,7 +237,7 @@ def test_a_crafted_uid_cannot_hijack_a_button(
     target = uid(judged, HIJACK_TARGET)
     admin = accounts.authenticate(app_store, "qc.li", PASSWORDS["qc.li"])
     assert admin is not None
-    service.set_flag(app_store, target, admin, reason_code="other", note="kept back for the test")
+    legacy_flag(app_store, target, admin, reason_code="other", note="kept back for the test")
     ids = save_crafted(app_store, crafted)
     token = sign_in(client, "qc.li")
     queue = client.get("/queue?status=all").text
@@ -540,7 +540,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("POST", "/api/studies/{uid}/claim"): (401, 200, 403, 200),
     ("POST", "/api/studies/{uid}/release"): (401, 409, 403, 409),  # nobody holds a claim
     ("POST", "/api/studies/{uid}/decision"): (401, 200, 403, 200),
-    ("POST", "/api/studies/{uid}/flags"): (401, 403, 403, 200),
+    ("POST", "/api/studies/{uid}/flags"): (401, 403, 403, 410),  # study-level flags are withdrawn
     ("POST", "/api/studies/{uid}/flags/{code}/clear"): (401, 403, 403, 404),  # no such flag set
     ("GET", "/spot-checks"): (303, 403, 200, 403),
     ("GET", "/spot-checks/{code}"): (303, 403, 200, 403),

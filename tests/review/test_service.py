@@ -17,7 +17,7 @@ from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.labels import LABEL_COLUMNS, label_rows, labels_csv
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
-from tests.review.conftest import Accounts, Judged
+from tests.review.conftest import Accounts, Judged, legacy_flag
 
 pytestmark = pytest.mark.usefixtures("accounts")
 
@@ -198,35 +198,34 @@ def test_decision_input_is_checked(thresholds: Thresholds, store: ResultStore, j
     assert info.value.status == 404
 
 
-def test_negative_list_flag_wins_over_a_human_pass(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_study_level_flags_are_withdrawn_earlier_ones_stay_readable(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
+    """The negative list (Yubei plan §4(三)) concerns a receiving visit, not the study: no new
+    study-level flag; a flag set before migration 0011 is shown and cleared, and no longer
+    withdraws the study from recognition."""
     study = uid(judged, "age_mismatch")
     service.decide(store, thresholds, study, accounts.reviewer, verdict="pass", reason_code="false_positive", reason_text="fine")
-    with pytest.raises(ReviewError, match="only QC administrators set or clear negative-list flags") as info:
+    with pytest.raises(ReviewError, match="only QC administrators") as info:
         service.set_flag(store, study, accounts.reviewer, reason_code="forensic", note=None)
     assert info.value.status == 403
-    service.set_flag(store, study, accounts.admin, reason_code="forensic", note="court request 2026-118")
-    with pytest.raises(ReviewError, match="the study is already flagged forensic"):
-        service.set_flag(store, study, accounts.admin, reason_code="forensic", note=None)
-    with pytest.raises(ReviewError, match="unknown flag 'vip'"):
-        service.set_flag(store, study, accounts.admin, reason_code="vip", note=None)
-    with pytest.raises(ReviewError, match="the flag 'other' needs a note"):
-        service.set_flag(store, study, accounts.admin, reason_code="other", note=" ")
+    with pytest.raises(ReviewError, match="study-level negative-list flags are withdrawn") as info:
+        service.set_flag(store, study, accounts.admin, reason_code="forensic", note="court request 2026-118")
+    assert info.value.status == 410 and "接诊" in info.value.message_zh
+    legacy_flag(store, study, accounts.admin, reason_code="forensic", note="court request 2026-118")
     (row,) = store.results(study_instance_uid=study)
-    assert row["eligible"] is False and row["eligible_until"] is None
-    assert row["eligibility_basis"] == "negative_list:forensic"
+    assert row["eligible"] is True and row["eligibility_basis"] == "human"
     assert row["negative_flags"] == [
         {"reason_code": "forensic", "note": "court request 2026-118", "set_by": "qc.li", "set_at": row["negative_flags"][0]["set_at"]}
     ]
-    assert row["human_decision"]["verdict"] == "pass"  # still shown: the study stays visible
     (label,) = label_rows(store)
-    assert label["negative_list"] == "forensic"
+    assert label["negative_list"] == "forensic"  # the label export still reads them
 
     service.clear_flag(store, study, accounts.admin, reason_code="forensic")
     (row,) = store.results(study_instance_uid=study)
     assert row["eligible"] is True and row["eligibility_basis"] == "human" and row["negative_flags"] == []
     with pytest.raises(ReviewError, match="the study has no active flag 'forensic'"):
         service.clear_flag(store, study, accounts.admin, reason_code="forensic")
-    service.set_flag(store, study, accounts.admin, reason_code="forensic", note=None)  # set again after clearing
 
 
 def test_labels_export(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.checks.image_quality import known_metrics
+from qc_pipeline.checks.image_quality import METRIC_RULE_IDS, known_metrics
 from qc_pipeline.pipeline import load_pipeline_thresholds, required_rules
 from qc_pipeline.rules import default_thresholds_dir, load_thresholds
 
@@ -29,7 +29,8 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_shipped_thresholds_define_exactly_the_rules_in_use():
     thresholds = load_pipeline_thresholds()
     on_metrics = {r.id: r for r in thresholds.rules.values() if r.metric is not None}
-    assert set(thresholds.rules) - set(on_metrics) == required_rules()
+    assert set(thresholds.rules) - set(on_metrics) == required_rules() - METRIC_RULE_IDS
+    assert {r for r in on_metrics if r.startswith("image_quality.")} == METRIC_RULE_IDS
     # Every modality's limits are there, on metrics the pipeline measures, in the image_quality category.
     assert {r.metric.split(".")[0] for r in on_metrics.values()} == {"dr", "ct", "mr", "ai"}
     assert {r.metric for r in on_metrics.values()} <= known_metrics()
@@ -68,6 +69,21 @@ def test_unknown_rule_id_is_rejected(copy):
         fh.write("  - id: catalog.extra_rule\n    severity: info\n    units: none\n    source: site default\n    description: nothing uses it\n")
     with pytest.raises(ConfigError, match=r"catalog\.yaml: unknown rule id 'catalog\.extra_rule'"):
         load_pipeline_thresholds(copy)
+
+
+@pytest.mark.parametrize("name", ["image_quality_mr.yaml", "image_quality_ct.yaml", "image_quality_dr.yaml"])
+def test_a_typo_in_an_image_quality_limit_id_is_rejected(copy, name):
+    rule_id = next(r for r in sorted(METRIC_RULE_IDS) if r.split(".")[1] == name[len("image_quality_"):-len(".yaml")])
+    typo = rule_id.replace(".review", ".reveiw").replace(".fail", ".fial")
+    edit(copy / name, f"id: {rule_id}\n", f"id: {typo}\n")
+    with pytest.raises(ConfigError, match=rf"{name}: unknown rule id '{typo}' at rules\[\d+\]\.id \(no check uses it\)") as caught:
+        load_pipeline_thresholds(copy)
+    assert f"not defined: {rule_id}" in str(caught.value)
+
+
+def test_ai_score_rule_ids_stay_free(copy):
+    edit(copy / "ai.yaml", "id: ai.ct_artifacts.rings.review", "id: ai.ct_artifacts.rings_site.review")
+    assert "ai.ct_artifacts.rings_site.review" in load_thresholds(copy, required_rules=required_rules()).rules
 
 
 def test_rule_id_must_start_with_a_category(copy):
