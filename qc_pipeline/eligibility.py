@@ -66,7 +66,6 @@ class EligibilityPolicy:
         eligible: bool,
         until: dt.date | None,
         final_verdict: str,
-        basis: str,
         institution: str | None,
         study_date: dt.date | None,
         item_code: str | None,
@@ -78,7 +77,6 @@ class EligibilityPolicy:
             eligible=eligible,
             until=until,
             final_verdict=final_verdict,
-            basis=basis,
             qualification=None if check.qualified else EligibilityReason(check.code, check.message, check.message_zh),
             mark=None if item_code is None else self.marks.get(item_code),
         )

@@ -225,6 +225,10 @@ def write_report(
     rules = rules_by_metric(thresholds)
     very_late = thresholds.limit("timeliness.upload_delay.very_late")
     data = load_report_data(store, period)
+    if institution is not None:  # any spelling of a registered institution names it
+        from qc_pipeline.institutions import default_register
+
+        institution = default_register().canonical(institution)
     if institution is not None and not any(s.institution == institution for s in data.studies):
         known = sorted({s.institution for s in data.studies if s.institution})
         raise ValueError(

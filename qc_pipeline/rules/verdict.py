@@ -93,24 +93,19 @@ def eligibility_on(
     eligible: bool,
     until: dt.date | None,
     final_verdict: str,
-    basis: str = "machine",
     qualification: EligibilityReason | None,
     mark: str | None,
 ) -> Eligibility:
     """Eligibility on ``as_of`` from the stored facts.
 
-    ``eligible``/``until`` are what the verdict (or a standing human decision, or a negative-list
-    flag: ``basis``) gave: a pass, with its window end. A passed study is eligible on ``as_of`` only while the window runs (``as_of``
+    ``eligible``/``until`` are what the verdict (or a standing human decision, whose verdict is
+    ``final_verdict``) gave: a pass, with its window end. A passed study is eligible on ``as_of`` only while the window runs (``as_of``
     ≤ ``until``) and when its institution was qualified on the study date (``qualification`` is
     None; otherwise it is the reason it was not: seed 002 §4(一) recognises the results of
     qualified institutions only). Every reason that applies is given, not only the first.
     """
     reasons: list[EligibilityReason] = []
-    if basis.startswith("negative_list"):
-        reasons.append(EligibilityReason(
-            "negative_list", f"flagged on the negative list ({basis.partition(':')[2]})",
-            f"负面清单情形（{basis.partition(':')[2]}）"))
-    elif not eligible:
+    if not eligible:
         reasons.append(EligibilityReason(
             "verdict.not_pass", f"the QC verdict is {final_verdict}, not pass",
             f"质控结论为{_VERDICT_ZH.get(final_verdict, final_verdict)}，非合格"))

@@ -881,7 +881,7 @@ def _result_dict(
     human = None if overlay is None else overlay.human
     now = policy.judge(
         eligible=stated, until=eligible_until, final_verdict=d.verdict if human is None else human["verdict"],
-        basis=basis, institution=s.institution, study_date=s.study_date, item_code=d.item_code,
+        institution=s.institution, study_date=s.study_date, item_code=d.item_code,
     )
     registered = policy.register.resolve(s.institution)
     return {

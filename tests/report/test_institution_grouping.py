@@ -30,3 +30,16 @@ def test_aliases_of_one_hospital_are_one_institution_in_the_report(tmp_path: Pat
         store.close()
     by_uid = {s.study_instance_uid: s.institution for s in data.studies}
     assert by_uid == {UID_A: "四川省人民医院", UID_B: "四川省人民医院", UID_C: "Unregistered Clinic"}
+
+
+def test_a_report_for_one_institution_accepts_any_of_its_spellings(tmp_path: Path) -> None:
+    from qc_pipeline.report.evaluation import write_report
+
+    store = ResultStore.open(f"sqlite:///{tmp_path / 'results.sqlite'}")
+    try:
+        _save(store, UID_A, "四川省人民医院")
+        files = write_report(store, Period.parse("2026H2"), tmp_path, lang="en",
+                             institution="Sichuan Provincial People's Hospital", pdf=False)
+    finally:
+        store.close()
+    assert files.html.name == "evaluation-2026H2-四川省人民医院-en.html"
