@@ -93,13 +93,13 @@ def _timeliness_sentence(t: dict[str, Table], g: str, lang: str) -> str:
 def _top_finding_sentence(t: dict[str, Table], g: str, lang: str) -> str | None:
     t06 = t["T06"]
     try:
-        code = t06.cell("code", institution=g, rank=1)
+        code = t06.cell("rule", institution=g, rank=1)
     except KeyError:
         return None
     n, pct = _v(t06, "studies", institution=g, rank=1), _v(t06, "pct", institution=g, rank=1)
     if lang == "zh":
-        return f"最常见的问题为 {code}（{n} 例，占参评 {pct}%）{_ref('T06', lang)}。"
-    return f"The most common finding is {code} ({n} studies, {pct}% of judged){_ref('T06', lang)}."
+        return f"最常见的问题为“{code}”（{n} 例，占参评 {pct}%）{_ref('T06', lang)}。"
+    return f"The most common finding is “{code}” ({n} studies, {pct}% of judged){_ref('T06', lang)}."
 
 
 def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from qc_pipeline.domain import VERDICT_LABELS
+from qc_pipeline.labels import CATEGORIES
 
 LANGS: Final = ("zh", "en")
 
@@ -12,14 +13,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "all": ("全部机构", "All institutions"),
     "unknown_institution": ("（未填写机构）", "(no institution)"),
     **{verdict: (zh, en) for verdict, (en, zh) in VERDICT_LABELS.items()},
-    "metadata": ("患者及检查信息", "patient and exam information"),
-    "timeliness": ("及时性", "timeliness"),
-    "completeness": ("完整性", "completeness"),
-    "continuity": ("连续性", "continuity"),
-    "integrity": ("文件完整性", "integrity"),
-    "image_quality": ("图像质量", "image quality"),
-    "ai": ("AI 评分", "AI"),
-    "catalog": ("项目对应", "catalog"),
+    **CATEGORIES,
     "info": ("提示", "info"),
     # The QC centre evaluates; suspending or cancelling recognition is the health administration's
     # act (DB50/T §(九)): the report concludes and recommends, it does not cancel.

@@ -139,14 +139,15 @@ def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) ->
         rows = tuple(r for r in rows if r[0] == rows_of)
     template = env.from_string(
         "<h3>{{ key }} {{ title }}</h3>"
-        "{% if rows %}<table><thead><tr>{% for c in cols %}<th>{{ c.label(lang) }}</th>{% endfor %}</tr></thead><tbody>"
+        "{% if rows %}<table><thead><tr>{% for i, c in cols %}<th>{{ c.label(lang) }}</th>{% endfor %}</tr></thead><tbody>"
         "{% for r in rows %}<tr{% if r[0] == label_all %} class=\"all\"{% endif %}>"
-        "{% for c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% endif %}>{{ fmt(r[loop.index0], c.kind) }}</td>{% endfor %}"
+        "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
         "</tr>{% endfor %}</tbody></table>"
         "{% else %}<p class=\"empty\">{{ empty }}</p>{% endif %}"
         "{% if note %}<p class=\"note\">{{ note }}</p>{% endif %}"
     )
-    return template.render(key=table.key, title=table.title(lang), cols=table.columns, rows=rows, lang=lang, fmt=fmt,
+    return template.render(key=table.key, title=table.title(lang),
+                           cols=[(i, c) for i, c in enumerate(table.columns) if c.html], rows=rows, lang=lang, fmt=fmt,
                            label_all=label_all, empty=table.empty(lang), note=table.note(lang))
 
 

@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
 from qc_pipeline.exam_logs import LoggedExam, UploadedStudy, institution_key, institution_public, match_exams
+from qc_pipeline.labels import metric_label, rule_label
 from qc_pipeline.report.calibration import distribution
 from qc_pipeline.report.config import EvaluationConfig
 from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
@@ -41,6 +42,8 @@ class Column:
     en: str
     kind: str = "text"
     """text, int, pct (percent, one decimal), num (two decimals), yuan."""
+    html: bool = True
+    """False for an id column kept in the workbook (to filter and join on) but not shown to readers."""
 
     def label(self, lang: str) -> str:
         return pick(self.zh, self.en, lang)
@@ -138,8 +141,8 @@ def _change(now: Decimal | None, before: Decimal | None) -> Decimal | None:
     return None if now is None or before is None else now - before
 
 
-def _c(key: str, zh: str, en: str, kind: str = "text") -> Column:
-    return Column(key, zh, en, kind)
+def _c(key: str, zh: str, en: str, kind: str = "text", *, html: bool = True) -> Column:
+    return Column(key, zh, en, kind, html)
 
 
 INSTITUTION_COLUMN: Final = _c("institution", "机构", "institution")
@@ -267,10 +270,10 @@ def top_findings(scope: Scope, lang: str) -> Table:
         for rank, (code, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit], start=1):
             f = first[code]
             example = f.message_zh if lang == "zh" and f.message_zh else f.message
-            rows.append((g, rank, code, word(f.severity, lang), n, percent(n, len(cur)), prev_counts.get(code, 0), example))
+            rows.append((g, rank, rule_label(code, lang), code, word(f.severity, lang), n, percent(n, len(cur)), prev_counts.get(code, 0), example))
     return Table(
         "T06", "最常见的发现（规则）", "Most common findings (rules)",
-        (INSTITUTION_COLUMN, _c("rank", "排名", "rank", "int"), _c("code", "规则", "rule"),
+        (INSTITUTION_COLUMN, _c("rank", "排名", "rank", "int"), _c("rule", "规则", "rule"), _c("code", "规则编号", "rule id", html=False),
          _c("severity", "严重程度", "severity"), _c("studies", "检查数", "studies", "int"), _c("pct", "占参评 %", "% of judged", "pct"),
          _c("prev_studies", "上期检查数", "previous studies", "int"), _c("example", "示例", "example")),
         tuple(rows),
@@ -312,12 +315,12 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
             d = distribution(metric, g, values)
             beyond = sum(1 for _, ev in judged if ev.fired is not None)
             items = [item for item, _ in judged if item]
-            rows.append((metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
+            rows.append((metric_label(metric, lang), metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
                          _num(d.minimum), _num(d.maximum), _limits_text(on_metric, metric, items, lang), beyond,
                          percent(beyond, d.n)))
     return Table(
         "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
-        (_c("metric", "指标", "metric"), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
+        (_c("metric", "指标", "metric"), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
          _c("mean", "均值", "mean", "num"), _c("sd", "标准差", "SD", "num"), _c("p05", "P5", "P5", "num"),
          _c("median", "中位数", "median", "num"), _c("p95", "P95", "P95", "num"), _c("min", "最小值", "min", "num"),
          _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits"), _c("beyond", "超限序列数", "series beyond a limit", "int"),
@@ -648,7 +651,7 @@ def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Upload
     return Table(
         "T14", "费用影响：数字影像存储与调阅服务未实现的检查（两种口径分列，不相加）",
         "Fee exposure: exams whose digital image storage and retrieval failed (the two schemes apart, never added)",
-        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id"), _c("scheme_name", "收费口径", "scheme"),
+        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id", html=False), _c("scheme_name", "收费口径", "scheme"),
          _c("modalities", "检查类型", "modalities"), _c("exams", "检查数", "exams", "int"),
          _c("not_uploaded", "未上传", "not uploaded", "int"), _c("not_retrievable", "无法调阅", "not retrievable", "int"),
          _c("no_images", "无图像", "no images", "int"), _c("no_report", "无报告", "no report", "int"),

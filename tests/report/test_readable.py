@@ -1,0 +1,50 @@
+"""People read the report: no rule, metric or scheme ids in the Chinese report; labels from one place."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from qc_pipeline.labels import metric_label, rule_label, scheme_label
+from qc_pipeline.report.evaluation import write_report
+from qc_pipeline.report.period import Period
+from qc_pipeline.rules import load_thresholds
+from qc_pipeline.samples.population import generate_population
+from qc_pipeline.store import ResultStore
+
+ID = re.compile(r"\b(?:image_quality|completeness|catalog|metadata|continuity|integrity|timeliness|ai|dr|ct|mr)\.[a-z_.]+\b")
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+@pytest.fixture(scope="module")
+def zh_html(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('pop') / 'results.sqlite'}"
+    with ResultStore.open(url) as store:
+        generate_population(store, scale=0.3)
+        files = write_report(store, Period.parse("2026H2"), tmp_path_factory.mktemp("zh"), lang="zh", pdf=False)
+    return files.html.read_text(encoding="utf-8")
+
+
+def test_chinese_report_shows_no_rule_metric_or_scheme_ids(zh_html: str) -> None:
+    text = visible_text(zh_html)
+    assert ID.findall(text) == []
+    assert "chongqing" not in text and "national" not in text
+    assert "最常见的问题为" in text and "图像质量：" in text
+
+
+def test_every_rule_and_metric_has_a_label_in_both_languages() -> None:
+    thresholds = load_thresholds()
+    for rule_id in thresholds.rules:
+        for lang in ("zh", "en"):
+            label = rule_label(rule_id, lang)
+            assert not ID.search(label) and "_" not in label, (rule_id, lang, label)
+    assert rule_label("image_quality.dr.deviation_index_low.review", "zh") == "图像质量：DR偏差指数 DI 偏低（需复核）"
+    assert metric_label("dr.deviation_index", "zh") == "偏差指数 DI"
+    assert metric_label("dr.deviation_index", "en") == "deviation index DI"
+    assert scheme_label("chongqing", "zh") == "重庆口径"
