@@ -64,6 +64,44 @@ def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+_PG_SCHEMES = ("postgres://", "postgresql://")
+
+
+def normalise_db_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` (as Heroku, PgBouncer and most hosting panels write
+    them) name the psycopg 3 driver the store uses; other URLs are unchanged."""
+    for scheme in _PG_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def db_url_for(explicit: str | None, *, read: bool = False) -> str | None:
+    """The database URL of ``--db`` (else ``$QC_DB_URL``), checked before anything is opened.
+
+    A string that is not a URL is bad usage (exit 2). For a command that only reads, a SQLite file
+    that does not exist is an error (exit 1): opening it would create an empty database and show
+    an empty table for a mistyped path.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = resolve_db_url(explicit)
+    if url is None:
+        return None
+    url = normalise_db_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        _fail(f"{url!r} is not a database URL: expected e.g. sqlite:////path/results.sqlite or "
+              "postgresql://user@host/db", f"{url!r} 不是数据库地址", code=2)
+        raise AssertionError("unreachable") from None  # pragma: no cover
+    path = parsed.database
+    if read and parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        _fail(f"the results database {path} does not exist (check --db)", f"结果数据库 {path} 不存在（请检查 --db）")
+    return url
+
+
 @contextlib.contextmanager
 def _prefect_api_errors() -> Iterator[None]:
     """One clear line, not Prefect's traceback, when there is no Prefect API to run the flow on."""
@@ -124,7 +162,7 @@ def _run_flow(
         open_source(source).check()  # unreachable, or credentials refused: no Prefect run for that
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
-    _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
     from qc_pipeline.errors import ModelError
     from qc_pipeline.pipeline import ai_scorer
 
@@ -164,7 +202,7 @@ def _run_flow(
         with _prefect_api_errors():
             return qc_flow.run(
                 source,
-                db_url=resolve_db_url(db_url),
+                db_url=db_url_for(db_url),
                 thresholds_dir=thresholds_dir,
                 workers=workers,
                 dask_address=dask_address,
@@ -279,12 +317,12 @@ def demo(out_dir: Path, db_url: str | None, lang: str, verbose: bool) -> None:
     click.echo(f"结果库 / results: qc-pipeline results --db {db_url}")
 
 
-def _store_results(db_url: str | None, **filters: Any) -> list[dict[str, Any]]:
+def _store_results(db_url: str | None, *, read: bool = True, **filters: Any) -> list[dict[str, Any]]:
     from qc_pipeline.errors import StoreError
     from qc_pipeline.store import ResultStore
 
     try:
-        store = ResultStore.open(resolve_db_url(db_url))
+        store = ResultStore.open(db_url_for(db_url, read=read))
         try:
             return store.results(**filters)
         finally:
@@ -418,11 +456,13 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
 @click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table, CSV).")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Eligibility on this day (YYYY-MM-DD; default: today on the site clock).")
+@click.option("--excel", is_flag=True,
+              help="CSV that Excel opens right on Chinese Windows (UTF-8 with a byte-order mark). 供 Excel 打开的 CSV。")
 def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | None, lang: str,
-            as_of: dt.datetime | None) -> None:
+            as_of: dt.datetime | None, excel: bool) -> None:
     """Print the current verdict of each study. 打印每项检查当前的质控结论。
 
     Eligibility is computed now (the window, the institution's qualification in the register).
@@ -431,10 +471,12 @@ def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | 
 
     policy = EligibilityPolicy.current(as_of=None if as_of is None else as_of.date())
     rows = _store_results(db_url, study_instance_uid=study_uid, verdict=verdict, policy=policy)
+    if study_uid and not rows:
+        _fail(f"no study {study_uid} in the results database", f"结果库中未找到检查 {study_uid}")
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        click.echo(_to_csv(rows), nl=False)
+        click.echo(("\ufeff" if excel else "") + _to_csv(rows, lang), nl=False)
     else:
         _print_table(rows, lang=lang)
 
@@ -448,7 +490,7 @@ CSV_COLUMNS = (
 )
 
 
-def _to_csv(rows: list[dict[str, Any]]) -> str:
+def _to_csv(rows: list[dict[str, Any]], lang: str = "en") -> str:
     """The results as CSV; text from the studies (institution, patient ID, ...) is escaped so that a
     spreadsheet opening the file shows it as text, never runs it as a formula."""
     from qc_pipeline.io.tabular import csv_row
@@ -463,7 +505,8 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
                 "item_code": (row.get("item") or {}).get("code"),
                 "finding_codes": ";".join(f["code"] for f in row["findings"]),
                 "eligibility_reasons": ";".join(r["code"] for r in row.get("eligibility_reasons") or ()),
-                "reasons": " | ".join(f["message"] for f in row["findings"] if f["severity"] != "info"),
+                "reasons": " | ".join((f.get("message_zh") if lang == "zh" else None) or f["message"]
+                                      for f in row["findings"] if f["severity"] != "info"),
                 "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
                 "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),
                 "pipeline_version": row["provenance"]["pipeline_version"],
@@ -562,7 +605,7 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
         load_pipeline_thresholds(thresholds_dir)
     except ConfigError as exc:
         _fail(str(exc), "质控阈值文件无效", code=2)
-    _store_results(db_url, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
     started = time.monotonic()
     _quiet_prefect(verbose)
     from flows import rescore_flow
@@ -571,7 +614,7 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
     try:
         with _prefect_api_errors():
             summary = rescore_flow.rescore(
-                db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir, workers=workers,
+                db_url=db_url_for(db_url), thresholds_dir=thresholds_dir, workers=workers,
                 dask_address=dask_address, limit=limit,
             )
     except RunIncomplete as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from qc_pipeline.config import default_lang, resolve_db_url
+from qc_pipeline.config import default_lang
 
 
 def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
@@ -30,8 +30,10 @@ def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
     from qc_pipeline.samples.population import POPULATION_SEED, generate_population
     from qc_pipeline.store import ResultStore
 
+    from qc_pipeline.cli import db_url_for
+
     try:
-        with ResultStore.open(resolve_db_url(db_url)) as store:
+        with ResultStore.open(db_url_for(db_url)) as store:
             summary = generate_population(store, seed=POPULATION_SEED if seed is None else seed, scale=scale)
             url = store.url
     except StoreError as exc:
@@ -64,7 +66,7 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
     """
     from qc_pipeline.errors import ConfigError, StoreError
     from qc_pipeline.report.data import default_period
-    from qc_pipeline.report.evaluation import write_report
+    from qc_pipeline.report.evaluation import EmptyPeriodError, write_report
     from qc_pipeline.report.period import Period
     from qc_pipeline.store import ResultStore
 
@@ -73,9 +75,11 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
         try:
             period = Period.parse(period_text)
         except ValueError as exc:
-            _fail(str(exc), f"评估期 {period_text!r} 无效，应为如 2026H1、2026H2", code=2)
+            _fail(str(exc), f"评估期 {period_text!r} 无效，应为如 2026H2 或 2026-H2", code=2)
     try:
-        with ResultStore.open(resolve_db_url(db_url)) as store:
+        from qc_pipeline.cli import db_url_for
+
+        with ResultStore.open(db_url_for(db_url, read=True)) as store:
             if period is None:
                 period = default_period(store)
                 if period is None:
@@ -87,6 +91,8 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
         _fail(str(exc), "无法读取结果数据库")
     except ConfigError as exc:
         _fail(str(exc), "质控阈值或评定规则文件无效", code=2)
+    except EmptyPeriodError as exc:
+        _fail(str(exc), exc.message_zh)
     except ValueError as exc:
         _fail(str(exc), "参数无效", code=2)
     click.echo(f"评估报告 / evaluation report {period}:")
@@ -116,8 +122,10 @@ def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
     from qc_pipeline.exam_logs import ExamLogError, import_exam_log
     from qc_pipeline.store import ResultStore
 
+    from qc_pipeline.cli import db_url_for
+
     try:
-        with ResultStore.open(resolve_db_url(db_url)) as store:
+        with ResultStore.open(db_url_for(db_url)) as store:
             for path in files:
                 result = import_exam_log(store, path)
                 click.echo(f"{path.name}: 读取 / read {result.read}, 新增 / added {result.inserted}, "

@@ -204,6 +204,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w\-]+", "_", text).strip("_") or "institution"
 
 
+class EmptyPeriodError(ValueError):
+    """No study has a study date in the period: there is nothing to evaluate (no report is written)."""
+
+    def __init__(self, period: Period) -> None:
+        super().__init__(f"no study in {period} ({period.start} – {period.end}): there is no data to report")
+        self.message_zh = f"{period}（{period.start} – {period.end}）无检查数据，未生成报告"
+
+
 def write_report(
     store: ResultStore,
     period: Period,
@@ -235,6 +243,8 @@ def write_report(
             f"no study of institution {institution!r} in {period} or {period.previous}; "
             f"institutions with studies: {', '.join(known) or 'none'}"
         )
+    if not any(s.study_date is not None and period.contains(s.study_date) for s in data.studies):
+        raise EmptyPeriodError(period)
     doc, scope = build_document(data, config, rules, lang=lang, institution=institution, very_late_h=very_late)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"evaluation-{period}" + (f"-{_slug(institution)}" if institution else "") + f"-{lang}"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-_PATTERN: Final = re.compile(r"^\s*(\d{4})\s*[Hh]\s*([12])\s*$")
+_PATTERN: Final = re.compile(r"^\s*(\d{4})\s*-?\s*[Hh]\s*([12])\s*$")
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -18,10 +18,10 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> Period:
-        """``2026H2`` (case and spaces ignored); ValueError saying the expected form otherwise."""
+        """``2026H2`` or ``2026-H2`` (case and spaces ignored); ValueError saying the expected form otherwise."""
         match = _PATTERN.match(text or "")
         if not match:
-            raise ValueError(f"period {text!r} is not a half-year: expected e.g. 2026H1 or 2026H2")
+            raise ValueError(f"period {text!r} is not a half-year: expected e.g. 2026H1, 2026H2 or 2026-H2")
         year = int(match.group(1))
         if not 1900 <= year <= 9998:
             raise ValueError(f"period {text!r}: year {year} is out of range")

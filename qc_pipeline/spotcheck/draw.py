@@ -51,7 +51,7 @@ DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
 NO_ITEM: Final = "-"
 PRIMARY_READING: Final = 1
 SECOND_READING: Final = 2
-_PERIOD = re.compile(r"^(?P<year>\d{4})(?:-(?:(?P<month>\d{2})|Q(?P<quarter>[1-4])|H(?P<half>[12])))?$")
+_PERIOD = re.compile(r"^(?P<year>\d{4})(?:-(?P<month>\d{2})|-?[Qq](?P<quarter>[1-4])|-?[Hh](?P<half>[12]))?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,10 @@ class Period:
         else:
             first, last = 1, 12
         end = dt.date(year, last, calendar.monthrange(year, last)[1])
-        return cls(text.strip(), dt.date(year, first, 1), end)
+        # One label per period, whichever spelling was typed (2026H2 and 2026-H2 are one period).
+        label = f"{year:04d}" + (f"-{m['month']}" if m["month"] else f"-Q{m['quarter']}" if m["quarter"]
+                                 else f"-H{m['half']}" if m["half"] else "")
+        return cls(label, dt.date(year, first, 1), end)
 
     @classmethod
     def previous_month(cls, today: dt.date) -> Period:

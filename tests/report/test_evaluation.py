@@ -212,6 +212,8 @@ def test_cli_report_and_errors(db_url: str, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "2026H1" in bad.output
     unknown = runner.invoke(main, ["report", "--db", db_url, "--institution", "不存在医院", "--no-pdf", "--out", str(tmp_path)])
     assert unknown.exit_code == 2 and "institutions with studies" in unknown.output
+    with ResultStore.open(f"sqlite:///{tmp_path / 'empty.sqlite'}"):  # a read never creates the database
+        pass
     empty = runner.invoke(main, ["report", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}", "--out", str(tmp_path)])
     assert empty.exit_code == 1 and "no dated study" in empty.output
     assert "Traceback" not in bad.output + unknown.output + empty.output

@@ -48,3 +48,30 @@ def test_every_rule_and_metric_has_a_label_in_both_languages() -> None:
     assert metric_label("dr.deviation_index", "zh") == "偏差指数 DI"
     assert metric_label("dr.deviation_index", "en") == "deviation index DI"
     assert scheme_label("chongqing", "zh") == "重庆口径"
+
+
+def test_empty_period_says_there_is_no_data_and_exits_non_zero(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from qc_pipeline.cli import main
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    with ResultStore.open(url) as store:
+        generate_population(store, scale=0.05)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["report", "--db", url, "--period", "2030-H1", "--out", str(out), "--no-pdf"])
+    assert result.exit_code == 1, result.output
+    assert "no study" in result.output and "无检查" in result.output and "2030H1" in result.output
+    assert not out.exists() or not any(out.iterdir())
+    ok = CliRunner().invoke(main, ["report", "--db", url, "--period", "2026-H2", "--out", str(out), "--no-pdf"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_report_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from qc_pipeline.cli import main
+
+    typo = tmp_path / "typo.sqlite"
+    result = CliRunner().invoke(main, ["report", "--db", f"sqlite:///{typo}", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "不存在" in result.output and not typo.exists()
