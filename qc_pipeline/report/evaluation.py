@@ -8,6 +8,8 @@ draws the figures (``plots``) and writes HTML, PDF and XLSX (``render``).
 
 from __future__ import annotations
 
+import datetime as dt
+
 import logging
 import re
 from dataclasses import dataclass
@@ -163,7 +165,8 @@ def _figures(scope: Scope, data: ReportData, t: dict[str, Table], rules: dict[st
 
 
 def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, list[Rule]], *, lang: str,
-                   institution: str | None = None, very_late_h: float = 72.0) -> tuple[ReportDocument, Scope]:
+                   institution: str | None = None, very_late_h: float = 72.0,
+                   zone: dt.tzinfo | None = None) -> tuple[ReportDocument, Scope]:
     scope, t = build_tables(data, config, rules, lang, institution, very_late_h)
     figs = _figures(scope, data, t, rules, config, very_late_h, lang)
     sec = [
@@ -192,7 +195,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
         lang=lang,
         title=pick("医学影像检查结果互认质控评估报告", "Evaluation report: quality control for the mutual recognition of imaging results", lang),
         subtitle=data.period.label(lang) + (f" · {institution}" if institution else ""),
-        facts=facts(data, config, lang, institution),
+        facts=facts(data, config, lang, institution, zone),
         summary=tuple(_region_summary(t, scope, config, data, lang)),
         sections=tuple(sec),
         tables=t,
@@ -245,7 +248,8 @@ def write_report(
         )
     if not any(s.study_date is not None and period.contains(s.study_date) for s in data.studies):
         raise EmptyPeriodError(period)
-    doc, scope = build_document(data, config, rules, lang=lang, institution=institution, very_late_h=very_late)
+    doc, scope = build_document(data, config, rules, lang=lang, institution=institution, very_late_h=very_late,
+                                zone=thresholds.site.tzinfo())
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"evaluation-{period}" + (f"-{_slug(institution)}" if institution else "") + f"-{lang}"
     html = render_html(doc, scope)

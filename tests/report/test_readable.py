@@ -75,3 +75,13 @@ def test_report_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
     typo = tmp_path / "typo.sqlite"
     result = CliRunner().invoke(main, ["report", "--db", f"sqlite:///{typo}", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "不存在" in result.output and not typo.exists()
+
+
+def test_times_are_shown_in_the_site_zone(zh_html: str) -> None:
+    import datetime as dt
+
+    from qc_pipeline.report.render import site_time
+
+    assert site_time(dt.datetime(2026, 12, 31, 20, 0, tzinfo=dt.UTC)) == "2027-01-01 04:00 (Asia/Shanghai)"
+    assert site_time(dt.datetime(2026, 12, 31, 20, 0)) == "2027-01-01 04:00 (Asia/Shanghai)"  # stored naive UTC
+    assert "UTC" not in visible_text(zh_html) and "(Asia/Shanghai)" in zh_html
