@@ -80,3 +80,13 @@ def test_csv_for_excel_has_a_bom(tmp_path: Path) -> None:
     assert not plain.stdout_bytes.startswith(b"\xef\xbb\xbf")
 
 
+
+
+def test_spot_check_kappa_on_too_few_cases_says_so() -> None:
+    from qc_pipeline.spotcheck.cli import _kappa_text
+    from qc_pipeline.spotcheck.stats import MIN_KAPPA_N
+
+    few = {"value": 0.0, "ci": [0.0, 0.0], "n": 3}
+    assert _kappa_text(few) == f"样本过少 too few (n = 3 < {MIN_KAPPA_N})"
+    enough = {"value": 0.5, "ci": [0.2, 0.8], "n": MIN_KAPPA_N}
+    assert _kappa_text(enough) == "0.50 (0.20–0.80)"

@@ -25,6 +25,7 @@ from qc_pipeline.report.period import Period
 from qc_pipeline.report.qualification import Exposure, FeeExposure, fee_exposure, percent, qualify
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.schema import Rule
+from qc_pipeline.spotcheck.stats import MIN_KAPPA_N
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
 CATEGORIES: Final = ("metadata", "integrity", "completeness", "continuity", "image_quality", "timeliness", "ai", "catalog")
@@ -429,9 +430,9 @@ def reviews(scope: Scope, data: ReportData) -> Table:
 
 
 def _kappa(a: int, b: int, c: int, d: int) -> Decimal | None:
-    """Cohen's kappa of a 2x2 table [[a, b], [c, d]] (a, d: agreement)."""
+    """Cohen's kappa of a 2x2 table [[a, b], [c, d]] (a, d: agreement); None below MIN_KAPPA_N cases."""
     n = a + b + c + d
-    if n == 0:
+    if n < MIN_KAPPA_N:
         return None
     po = (a + d) / n
     pe = ((a + b) * (a + c) + (c + d) * (b + d)) / (n * n)
@@ -467,8 +468,9 @@ def ai_agreement(scope: Scope, data: ReportData) -> Table:
          _c("radiologist_only", "仅医师判不合格", "radiologist only", "int"), _c("neither", "均无问题", "neither", "int"),
          _c("agreement_pct", "一致率 %", "agreement %", "pct"), _c("kappa", "Kappa", "kappa", "num")),
         tuple(rows),
-        "AI 判问题 = 有 AI 类别的待复核/不合格发现；医师判问题 = 医师结论为不合格。",
-        "AI flags = a review/fail finding of category AI; radiologist flags = the radiologist's verdict is fail.",
+        f"AI 判问题 = 有 AI 类别的待复核/不合格发现；医师判问题 = 医师结论为不合格。少于 {MIN_KAPPA_N} 例时样本过少，不计算 Kappa（—）。",
+        "AI flags = a review/fail finding of category AI; radiologist flags = the radiologist's verdict is fail. "
+        f"Too few cases below {MIN_KAPPA_N}: no kappa (—).",
         "本期无同时具有 AI 评分和医师复核的检查", "no study in this period has both AI scores and a radiologist review",
     )
 

@@ -177,6 +177,10 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def _kappa_text(k: dict[str, Any]) -> str:
+    from qc_pipeline.spotcheck.stats import MIN_KAPPA_N
+
+    if k.get("n") is not None and k["n"] < MIN_KAPPA_N:
+        return f"样本过少 too few (n = {k['n']} < {MIN_KAPPA_N})"
     if k.get("value") is None:
         return "— (undefined)"
     return f"{k['value']:.2f} ({k['ci'][0]:.2f}–{k['ci'][1]:.2f})"

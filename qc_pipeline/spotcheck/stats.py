@@ -23,6 +23,11 @@ import numpy.typing as npt
 
 from qc_pipeline.errors import DegenerateInputError
 
+MIN_KAPPA_N = 10
+"""Fewest cases for which a kappa and its interval are shown. Site default, not from a standard: the
+interval uses the large-sample standard error, which says nothing useful on a handful of cases
+(n = 3 gave "0.00 (0.00–0.00)")."""
+
 KappaWeights = Literal["linear", "quadratic"] | None
 
 

@@ -85,3 +85,11 @@ def test_times_are_shown_in_the_site_zone(zh_html: str) -> None:
     assert site_time(dt.datetime(2026, 12, 31, 20, 0, tzinfo=dt.UTC)) == "2027-01-01 04:00 (Asia/Shanghai)"
     assert site_time(dt.datetime(2026, 12, 31, 20, 0)) == "2027-01-01 04:00 (Asia/Shanghai)"  # stored naive UTC
     assert "UTC" not in visible_text(zh_html) and "(Asia/Shanghai)" in zh_html
+
+
+def test_ai_kappa_on_too_few_cases_is_not_computed() -> None:
+    from qc_pipeline.report.tables import _kappa
+    from qc_pipeline.spotcheck.stats import MIN_KAPPA_N
+
+    assert _kappa(1, 1, 1, 0) is None  # n = 3
+    assert _kappa(4, 1, 1, MIN_KAPPA_N) is not None
