@@ -159,9 +159,11 @@ def _run_flow(
     except ConfigError as exc:
         _fail(str(exc), "质控阈值文件无效", code=2)
     try:
-        open_source(source).check()  # unreachable, or credentials refused: no Prefect run for that
+        opened = open_source(source)
+        opened.check()  # unreachable, or credentials refused: no Prefect run for that
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
+    _scan_folder(opened)
     _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
     from qc_pipeline.errors import ModelError
     from qc_pipeline.pipeline import ai_scorer
@@ -218,6 +220,20 @@ def _run_flow(
         if progress is not None:
             progress.stop()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _scan_folder(source: Any) -> None:
+    """For a folder: list the files that are not DICOM once, and stop when nothing is left to judge."""
+    from qc_pipeline.sources import FolderSource
+
+    if not isinstance(source, FolderSource):
+        return
+    found = sum(1 for _ in source.files())
+    if source.skipped:
+        shown = ", ".join(source.skipped[:20]) + (f" (+{len(source.skipped) - 20})" if len(source.skipped) > 20 else "")
+        click.echo(f"跳过非 DICOM 文件 / skipped, not DICOM ({len(source.skipped)}): {shown}", err=True)
+    if not found:
+        _fail(f"no DICOM files found in {source.root}", f"{source.root} 中未找到 DICOM 文件")
 
 
 def _print_summary(summary: dict[str, Any], seconds: float) -> None:

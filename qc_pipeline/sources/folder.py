@@ -55,6 +55,8 @@ class FolderSource:
             file_times_are_upload_times = os.environ.get(FILE_TIMES_ENV, "").strip().lower() in {"1", "true", "yes"}
         self.file_times_are_upload_times = file_times_are_upload_times
         self.root = Path(root).expanduser().resolve()
+        self.skipped: list[str] = []
+        """Files of the last scan that are not DICOM (relative paths): listed, not judged."""
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist or is not a folder")
 
@@ -74,14 +76,40 @@ class FolderSource:
             raise SourceError(f"source folder {self.root} cannot be read: {reason}") from None
 
     def _files(self) -> Iterator[Path]:
+        """Every file that may be DICOM, at any depth. Directory links are followed (NAS and PACS
+        exports link study folders), each real folder once (no loop). Files that are plainly not
+        DICOM (a DICOMDIR index, text, pictures, archives...: see :func:`_not_dicom`) are listed
+        in ``self.skipped`` and logged once, never judged as failed studies."""
         def on_error(exc: OSError) -> None:
             logger.warning("cannot list %s: %s", exc.filename, exc.strerror)
 
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=on_error):
+        self.skipped = []
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=on_error, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:  # reached again through a link: already read
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if not name.startswith("."):
-                    yield Path(dirpath) / name
+                if name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                if _not_dicom(path):
+                    self.skipped.append(self._relative(path))
+                    continue
+                yield path
+        if self.skipped:
+            logger.warning("skipped %d files that are not DICOM: %s", len(self.skipped), ", ".join(self.skipped))
+
+    def files(self) -> Iterator[Path]:
+        """The files a run would read (``skipped`` lists the others once the scan is done)."""
+        return self._files()
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -170,6 +198,28 @@ class FolderSource:
     def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
         """The instances' own files: the folder already holds them (nothing is copied)."""
         return nullcontext([self.root / inst.location for inst in instances])
+
+
+NOT_DICOM_SUFFIXES = frozenset({
+    ".txt", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".log", ".ini",
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".gz", ".nrrd", ".mha", ".mhd",
+    ".zip", ".rar", ".7z", ".tar", ".exe", ".dll", ".md", ".db", ".sqlite",
+})
+"""Suffixes of files that are not DICOM instances (a file with one of them is still read when it
+carries the DICOM preamble: a misleading name never hides an image)."""
+
+
+def _not_dicom(path: Path) -> bool:
+    """A DICOMDIR (a media index, no image) or a file with a non-DICOM suffix and no ``DICM`` mark at
+    byte 128. Anything else, readable or not, is judged (a damaged image must fail, not vanish)."""
+    if path.name.upper() != "DICOMDIR" and path.suffix.lower() not in NOT_DICOM_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as fp:
+            head = fp.read(132)
+    except OSError:
+        return False
+    return head[128:132] != b"DICM" or path.name.upper() == "DICOMDIR"
 
 
 def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:
