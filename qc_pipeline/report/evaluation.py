@@ -46,6 +46,11 @@ def _v(table: Table, column: str, kind: str | None = None, **where: Any) -> str:
     return fmt(table.cell(column, **where), kind or col.kind)
 
 
+def _many(n: object, one: str, many: str) -> str:
+    """``1 study``, ``2 studies``: English count and noun."""
+    return f"{n} {one if str(n) == '1' else many}"
+
+
 def _overview_sentence(t: dict[str, Table], g: str, lang: str, period: Period) -> str:
     t01 = t["T01"]
     a = {k: _v(t01, k, institution=g) for k in ("studies", "judged", "pass_rate", "prev_pass_rate", "change", "fail", "review")}
@@ -56,7 +61,7 @@ def _overview_sentence(t: dict[str, Table], g: str, lang: str, period: Period) -
                 f"不合格 {a['fail']} 例，待复核 {a['review']} 例{_ref('T01', lang)}。")
     trend = (f" (previous period {a['prev_pass_rate']}%, change {a['change']} points)" if before
              else " (no judged study in the previous period)")
-    return (f"In {period}: {a['studies']} studies, {a['judged']} judged, pass rate {a['pass_rate']}%{trend}; "
+    return (f"In {period}: {_many(a['studies'], 'study', 'studies')}, {a['judged']} judged, pass rate {a['pass_rate']}%{trend}; "
             f"{a['fail']} failed, {a['review']} awaiting review{_ref('T01', lang)}.")
 
 
@@ -70,8 +75,10 @@ def _fee_sentence(t: dict[str, Table], g: str, config: EvaluationConfig, lang: s
         except KeyError:
             continue
         mods = "+".join(s.modalities)
-        parts.append(pick(f"{s.name_zh}（{mods}）：涉及 {n} 例（其中未上传 {missing} 例），扣减 {yuan} 元",
-                          f"{s.name_en} ({mods}): {n} exams exposed ({missing} not uploaded), {yuan} yuan", lang))
+        parts.append(pick(f"{s.name_zh}（{mods}）：涉及 {n} 例（其中未上传 {missing} 例），"
+                          + (f"扣减 {yuan} 元" if yuan != "—" else "非公立机构，不计扣减"),
+                          f"{s.name_en} ({mods}): {_many(n, 'exam', 'exams')} exposed ({missing} not uploaded), "
+                          + (f"{yuan} yuan" if yuan != "—" else "no deduction (not a public institution)"), lang))
     try:
         rate = t15.cell("upload_rate", institution=g)
     except KeyError:
@@ -101,7 +108,7 @@ def _top_finding_sentence(t: dict[str, Table], g: str, lang: str) -> str | None:
     n, pct = _v(t06, "studies", institution=g, rank=1), _v(t06, "pct", institution=g, rank=1)
     if lang == "zh":
         return f"最常见的问题为“{code}”（{n} 例，占参评 {pct}%）{_ref('T06', lang)}。"
-    return f"The most common finding is “{code}” ({n} studies, {pct}% of judged){_ref('T06', lang)}."
+    return f"The most common finding is “{code}” ({_many(n, 'study', 'studies')}, {pct}% of judged){_ref('T06', lang)}."
 
 
 def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:
@@ -129,9 +136,10 @@ def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig,
                 f"{counts['insufficient_data']} 家数据不足未评定")
         text += f"；不合格：{'、'.join(losing)}" if losing else ""
     else:
-        text = (f"Of {len(outcomes)} institutions, {counts['qualified']} passed the evaluation, "
+        few = counts["insufficient_data"]
+        text = (f"Of {_many(len(outcomes), 'institution', 'institutions')}, {counts['qualified']} passed the evaluation, "
                 f"{counts['not_qualified']} failed it (suspension of recognition recommended to the health administration) "
-                f"and {counts['insufficient_data']} have too few studies to be evaluated")
+                f"and {few} {'has' if few == 1 else 'have'} too few studies to be evaluated")
         text += f"; failed: {', '.join(losing)}" if losing else ""
     paragraphs.append(text + _ref("T13", lang) + pick("。", ".", lang))
     paragraphs.append(_fee_sentence(t, g, config, lang))
@@ -144,7 +152,8 @@ def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig,
             paragraphs.append(empty[:1].upper() + empty[1:] + _ref(key, lang) + pick("。", ".", lang))
     if data.undated:
         paragraphs.append(pick(f"另有 {data.undated} 例检查缺少检查日期，未归入任何评估期。",
-                               f"{data.undated} more studies have no study date and belong to no period.", lang))
+                               f"{_many(data.undated, 'more study has', 'more studies have')} no study date and belong"
+                               f"{'s' if data.undated == 1 else ''} to no period.", lang))
     return paragraphs
 
 

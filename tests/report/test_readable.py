@@ -93,3 +93,14 @@ def test_ai_kappa_on_too_few_cases_is_not_computed() -> None:
 
     assert _kappa(1, 1, 1, 0) is None  # n = 3
     assert _kappa(4, 1, 1, MIN_KAPPA_N) is not None
+
+
+def test_english_report_reads_as_english(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    with ResultStore.open(url) as store:
+        generate_population(store, scale=0.1)
+        files = write_report(store, Period.parse("2026H2"), tmp_path, lang="en", pdf=False)
+    text = visible_text(files.html.read_text(encoding="utf-8"))
+    assert not re.search(r"\b1 (studies|exams|institutions|have)\b", text), re.findall(r".{40}\b1 (?:studies|exams).{20}", text)
+    assert "— yuan" not in text and "lose it" not in text
+    assert ID.findall(text) == []
