@@ -382,6 +382,7 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
     :func:`qc_pipeline.rules.evaluate.evaluate` judges it (``!`` review, ``!!`` fail).
     """
     from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
+    from qc_pipeline import labels
     from qc_pipeline.rules.evaluate import evaluate, worst
 
     modality = row.get("modality") or ""
@@ -397,7 +398,7 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
         beyond = worst(judged)
         lo, hi = min(found), max(found)
         shown = format_value(lo) if lo == hi else f"{format_value(lo)}…{format_value(hi)}"
-        label = metric_label(metric)[1 if lang == "zh" else 0]
+        label = labels.metric_label(metric, lang)
         unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
         parts.append(f"{beyond.mark if beyond else ''}{label} {shown}{unit} ({judged[0].limit_text})")
     return "\n".join(parts) or "—"

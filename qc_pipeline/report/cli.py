@@ -48,7 +48,7 @@ def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
 
 
 @click.command(name="report")
-@click.option("--period", "period_text", help="Half-year, e.g. 2026H2 (default: the period of the latest study).")
+@click.option("--period", "period_text", help="Half-year, e.g. 2026H2 or 2026-H2 (default: the period of the latest study).")
 @click.option("--institution", help="Only this institution (InstitutionName as stored), beside the totals of all.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-report"),
               show_default=True, help="Folder for the HTML, PDF and XLSX files.")

@@ -60,7 +60,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _period_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--period", required=True, help="2026-10 (month), 2026-Q4, 2026-H2 or 2026.")(func)
+    return click.option("--period", required=True, help="2026-10 (month), 2026-Q4, 2026-H2 (or 2026H2) or 2026.")(func)
 
 
 @click.group(name="spot-check")
