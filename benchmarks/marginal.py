@@ -27,6 +27,7 @@ from pathlib import Path
 import pydicom
 
 from benchmarks._results import write_results
+from benchmarks.metrics import _median_time
 from qc_pipeline.samples import phantoms
 from qc_pipeline.samples.writer import Geometry, PatientInfo, SeriesInfo, StudyInfo, derive_uid, write_series
 
@@ -63,15 +64,6 @@ def _bare_decode(paths: list[Path]) -> None:
         pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is what is timed
 
 
-def _median(func, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -96,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             walls[count] = statistics.median(_run_cli(folder, root / f"db{count}.sqlite") for _ in range(args.repeat))
         paths = studies["a"]
         _bare_decode(paths)
-        bare = _median(lambda: _bare_decode(paths), args.repeat)
+        bare = _median_time(lambda: _bare_decode(paths), args.repeat)
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
     marginal = walls[2] - walls[1]
     row = {
