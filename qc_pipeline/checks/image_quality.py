@@ -48,7 +48,7 @@ from qc_pipeline.checks import dr_exposure
 from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
-from qc_pipeline.io.dicom import text
+from qc_pipeline.io.dicom import HeaderRead, text
 from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
 from qc_pipeline.metrics import ct, dr, mr
@@ -107,6 +107,18 @@ class PixelSource(Protocol):
     def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
         """Paths of files holding these instances' pixel data, valid inside the context."""
         ...
+
+
+def _loaded_headers(pixels: PixelSource, instances: Sequence[LoadedInstance], paths: Sequence[Path]) -> list[HeaderRead] | None:
+    """The headers the source loaded, to decode with instead of parsing each file again, when its
+    pixel files are the very files it read them from (``pixel_files_are_loaded_files``: a folder);
+    None otherwise (e.g. DICOMweb: the headers came from JSON metadata, the files are fetched now)."""
+    if not getattr(pixels, "pixel_files_are_loaded_files", False) or len(instances) != len(paths):
+        return None
+    return [
+        HeaderRead(path=path, size_bytes=inst.ref.size_bytes or 0, dataset=inst.dataset, pixel_data=inst.pixel_data)
+        for path, inst in zip(paths, instances, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +186,12 @@ class _Decoded:
 
 def _measure_target(
     target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
-    noise_reference_mm: float = ct.NOISE_REFERENCE_MM,
+    noise_reference_mm: float = ct.NOISE_REFERENCE_MM, headers: Sequence[HeaderRead] | None = None,
 ) -> tuple[list[Measurement], _Decoded]:
+    """Decode the target once (with ``headers`` when the source read them from these files) and
+    measure it once; the decoded pixels go on to the AI scorer."""
     if target.kind == "dr":
-        image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES)
+        image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES, header=headers[0] if headers else None)
         ds = image.dataset
         stored = stored_value_range(image)
         indicator = dr_exposure.read_indicator(ds, vendors) if vendors is not None else None
@@ -192,7 +206,7 @@ def _measure_target(
         )
         pixel_mm = image.spacing_mm[0] if image.spacing_mm else None
         return measured, _Decoded([image.array], pixel_mm, stored, indicator)
-    volume = load_series(paths, max_bytes=MAX_SERIES_BYTES)
+    volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     if target.kind == "ct":
         head = volume.datasets[0]
@@ -345,7 +359,8 @@ def check_image_quality(
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm)
+                headers = _loaded_headers(pixels, target.instances, paths)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole

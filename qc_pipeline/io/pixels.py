@@ -148,10 +148,13 @@ def _header_int(ds: Dataset, keyword: str, path: Path, *, default: int | None = 
     return int(number)
 
 
-def _read_headers(paths: Sequence[Path]) -> list[HeaderRead]:
+def _read_headers(paths: Sequence[Path], headers: Sequence[HeaderRead] | None = None) -> list[HeaderRead]:
+    """Each file's header: from ``headers`` (read before, one per path) when given, else read now."""
+    if headers is not None and len(headers) != len(paths):
+        raise ValueError(f"{len(headers)} headers for {len(paths)} paths: give one header per path")
     results = []
-    for path in paths:
-        result = read_header(path)
+    for index, path in enumerate(paths):
+        result = headers[index] if headers is not None else read_header(path)
         if result.dataset is None:
             raise DegenerateInputError(f"{path.name}: {result.error}")
         if result.pixel_data is None or not result.pixel_data.present:
@@ -477,7 +480,9 @@ def _modality_lut(ds: Dataset, frame: npt.NDArray[np.generic]) -> Float32Array |
     return np.asarray(pydicom.pixels.apply_modality_lut(frame, ds), dtype=np.float32)
 
 
-def load_series(paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) -> SeriesVolume:
+def load_series(
+    paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES, headers: Sequence[HeaderRead] | None = None
+) -> SeriesVolume:
     """Decode the files of one series into a (slice, row, col) float32 volume.
 
     Frames (of single- or multi-frame objects) are sorted by their position along the slice
@@ -492,13 +497,17 @@ def load_series(paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     data, the headers declare more than ``max_bytes`` of decoded data (float32 output plus one
     file's decode buffer), the files differ in Rows/Columns or PhotometricInterpretation, frames
     differ in orientation, pixel data is truncated or cannot be decoded.
+
+    ``headers``: the files' headers as :func:`~qc_pipeline.io.dicom.read_header` read them before
+    (one per path, same order), so that a study's headers are parsed once; they must be the
+    headers of these very files. When None, each file's header is read here.
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
     paths = [Path(p) for p in paths]
     if not paths:
         raise DegenerateInputError("load_series got no paths: a series needs at least one file")
-    reads = _read_headers(paths)
+    reads = _read_headers(paths, headers)
     datasets = [read.dataset for read in reads if read.dataset is not None]
     complete = not any(read.pixel_data is not None and read.pixel_data.truncated for read in reads)
     dims = _check_budget(paths, datasets, max_bytes=max_bytes, complete=complete)
@@ -594,7 +603,7 @@ def stored_value_range(image: PlanarImage) -> tuple[float, float]:
     return (ends[0], ends[1])
 
 
-def load_image(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PlanarImage:
+def load_image(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, header: HeaderRead | None = None) -> PlanarImage:
     """Decode one single-frame radiograph (DR/CR/DX/MG...) as a 2-D float32 array.
 
     value = RescaleSlope x stored + RescaleIntercept (1 and 0 when absent). A MONOCHROME1 image
@@ -603,10 +612,12 @@ def load_image(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PlanarImage
     rescaled smallest and largest stored values of BitsStored (and PixelRepresentation). The
     result keeps the original ``photometric`` and says ``inverted``.
 
+    ``header``: the file's header read before (see :func:`load_series`'s ``headers``).
+
     Raises DegenerateInputError as :func:`load_series` does, and for multi-frame objects.
     """
     path = Path(path)
-    volume = load_series([path], max_bytes=max_bytes)
+    volume = load_series([path], max_bytes=max_bytes, headers=None if header is None else [header])
     if volume.array.shape[0] != 1:
         raise DegenerateInputError(
             f"{path.name}: {volume.array.shape[0]} frames; load_image reads single-frame images, "

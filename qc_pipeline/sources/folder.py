@@ -195,6 +195,10 @@ class FolderSource:
         return study
 
 
+    pixel_files_are_loaded_files = True
+    """``pixel_files`` gives the files ``load`` read the headers from: the checks decode them with
+    those headers instead of parsing each file again."""
+
     def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
         """The instances' own files: the folder already holds them (nothing is copied)."""
         return nullcontext([self.root / inst.location for inst in instances])

@@ -169,3 +169,23 @@ def test_monochrome1_is_inverted_over_the_stored_range(tmp_path):
 def test_load_image_refuses_multiframe():
     with pytest.raises(DegenerateInputError, match="10 frames; load_image reads single-frame"):
         load_image(sample_file("emri_small.dcm"))
+
+
+def test_load_series_decodes_with_headers_read_before_and_does_not_parse_them_again(tmp_path, monkeypatch):
+    from qc_pipeline.io import dicom as dicom_io
+    from qc_pipeline.io import pixels as pixels_io
+
+    paths = write_stack(tmp_path, [10.0, 0.0, 5.0])
+    headers = [dicom_io.read_header(p) for p in paths]
+    expected = load_series(paths)
+
+    def no_second_read(path):
+        raise AssertionError(f"{path} parsed again")
+
+    monkeypatch.setattr(pixels_io, "read_header", no_second_read)
+    volume = load_series(paths, headers=headers)
+    np.testing.assert_array_equal(volume.array, expected.array)
+    assert volume.positions_mm == expected.positions_mm and volume.slice_sources == expected.slice_sources
+    assert load_image(paths[0], header=headers[0]).array.shape == expected.array.shape[1:]
+    with pytest.raises(ValueError, match="2 headers for 3 paths"):
+        load_series(paths, headers=headers[:2])
