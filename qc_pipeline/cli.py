@@ -89,6 +89,35 @@ def _prefect_api_errors() -> Iterator[None]:
         )
 
 
+PREFECT_API_CHECK_TIMEOUT_S = 5.0
+"""How long ``serve`` and ``doctor`` wait for the Prefect API's health endpoint."""
+
+
+def _prefect_api_problem(timeout: float = PREFECT_API_CHECK_TIMEOUT_S) -> tuple[str, str] | None:
+    """Why there is no usable Prefect API (English, Chinese), or None when it answers."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return (
+            "no Prefect API: set PREFECT_API_URL to a running Prefect server "
+            "(e.g. `prefect server start --host 127.0.0.1` and PREFECT_API_URL=http://127.0.0.1:4200/api)",
+            "没有 Prefect 服务：请先启动 Prefect 服务并设置 PREFECT_API_URL（例如 http://127.0.0.1:4200/api）",
+        )
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return (
+            f"the Prefect API at {url} does not answer ({reason}): start the Prefect server or fix PREFECT_API_URL",
+            f"PREFECT_API_URL（{url}）处的 Prefect 服务无响应：请启动 Prefect 服务或改正 PREFECT_API_URL",
+        )
+    return None
+
+
 def _console(width: int = 180):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
@@ -515,8 +544,9 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
         open_source(source)  # a missing folder or Secret block fails now, not at 3 a.m.
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
-    from prefect import serve as prefect_serve
-
+    problem = _prefect_api_problem()  # without one Prefect serves from a temporary server that never runs anything
+    if problem is not None:
+        _fail(*problem, code=1)
     from flows.deployments import ingest_deployment, rescore_deployment, spot_check_deployment
 
     dask = {"workers": workers, "dask_address": dask_address}
@@ -538,7 +568,14 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
         _fail(str(exc), "Dask 选项无效", code=2)
     except ValueError as exc:  # an invalid cron expression
         _fail(" ".join(str(exc).split())[:300], "定时计划（cron）无效", code=2)
-    prefect_serve(*deployments)
+    from flows.serving import serve_until_signal
+
+    def started() -> None:
+        names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+        click.echo(f"正在按计划运行 / serving: {names} (Ctrl-C or SIGTERM stops / 停止)", err=False)
+
+    serve_until_signal(deployments, started=started)
+    click.echo("已停止 / stopped", err=True)
 
 
 @main.command()
