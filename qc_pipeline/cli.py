@@ -624,6 +624,32 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
     )
 
 
+@main.command()
+@click.option("--source", help="The source to probe: a folder or DICOMweb URL (default: none probed).")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")
+@click.option("--min-free-gb", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Free space the data directory needs.")
+def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, models_dir: Path | None,
+           work_pool: str | None, min_free_gb: float) -> None:
+    """Check configuration, database and migrations, source, models, Prefect API and disk space;
+    one line per check, with how to fix each problem. Exit 1 on any problem.
+
+    检查配置、数据库及迁移、数据源、AI 模型、Prefect 服务与磁盘空间；每项一行，并说明如何修复。
+    """
+    from qc_pipeline.doctor import run_checks
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    checks = run_checks(source=source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir,
+                        models_dir=models_dir, work_pool=work_pool, min_free_gib=min_free_gb)
+    for check in checks:
+        click.echo(check.line())
+    problems = sum(not c.ok for c in checks)
+    click.echo(f"{problems} 个问题 / {problems} problem(s)" if problems else "一切正常 / all ok")
+    sys.exit(1 if problems else 0)
+
+
 @main.command(name="thresholds")
 @click.option("--dir", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder to validate.")
 def thresholds_cmd(thresholds_dir: str | None) -> None:
