@@ -89,8 +89,8 @@ def check_source(source: str) -> Check:
         open_source(source).check()
     except QCError as exc:
         reason = " ".join(str(exc).split())[:300]
-        wrong_login = any(code in reason for code in ("401", "403"))
-        fix_en = ("wrong user name or password: fix the DICOMweb credentials (QC_DICOMWEB_USER/PASSWORD or the Secret block)"
+        wrong_login = "refused the credentials" in reason
+        fix_en = ("wrong user name or password: fix the DICOMweb credentials named above"
                   if wrong_login else "check the path or URL and that it is reachable from this machine")
         fix_zh = "用户名或密码错误：请改正 DICOMweb 凭据" if wrong_login else "请检查路径或地址，以及本机能否访问"
         return Check("source", False, f"{reason}; {fix_en}", f"数据源 {source} 不可用：{fix_zh}")

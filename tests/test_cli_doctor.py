@@ -101,3 +101,40 @@ def test_a_missing_source_folder_and_broken_thresholds(setup):
     assert result.exit_code == 1
     assert lines["source"].startswith("PROBLEM") and "check the path or URL" in lines["source"]
     assert lines["thresholds"].startswith("PROBLEM") and "fix the YAML" in lines["thresholds"]
+
+
+def test_wrong_dicomweb_credentials_are_named_with_their_fix(setup, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="dicom"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("QC_DICOMWEB_USER", "qc")
+    monkeypatch.setenv("QC_DICOMWEB_PASSWORD", "wrong")
+    try:
+        result, lines = _doctor("--source", f"http://127.0.0.1:{server.server_port}/dicom-web")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1
+    line = lines["source"]
+    assert line.startswith("PROBLEM") and "refused the credentials (HTTP 401)" in line
+    assert "wrong user name or password" in line and "用户名或密码错误" in line
+
+
+def test_a_missing_work_pool_is_named_with_its_fix(prefect_harness, tmp_path, monkeypatch):
+    monkeypatch.setenv("QC_DATA_DIR", str(tmp_path / "data"))
+    result, lines = _doctor("--work-pool", "qc-pool")
+    line = lines["prefect"]
+    assert line.startswith("PROBLEM") and "work pool 'qc-pool' does not exist" in line
+    assert "prefect work-pool create qc-pool --type process" in line
