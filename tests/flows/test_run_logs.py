@@ -4,6 +4,7 @@ publishes an artifact and returns its numbers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from flows.qc_flow import qc_run
@@ -23,10 +24,11 @@ async def _read_back(flow_run_id):
     return logs, artifacts
 
 
-def test_library_logs_and_the_run_artifact_reach_prefect(prefect_harness, mixed_folder, tmp_path, monkeypatch):
+def test_library_logs_and_the_run_artifact_reach_prefect(prefect_harness, mixed_folder, tmp_path, monkeypatch, request):
     # The tests' Prefect logs at WARNING (tests/conftest.py); a served flow logs at INFO.
     run_logger = logging.getLogger("prefect.flow_runs")
-    monkeypatch.setattr(run_logger, "level", logging.INFO)
+    request.addfinalizer(functools.partial(run_logger.setLevel, run_logger.level))
+    run_logger.setLevel(logging.INFO)  # setLevel, not .level: it also clears the isEnabledFor cache
     monkeypatch.setenv("QC_REVIEW_URL", "https://qc.example.org/review")
     db = f"sqlite:///{tmp_path / 'results.sqlite'}"
     state = qc_run(str(mixed_folder), db_url=db, return_state=True)
