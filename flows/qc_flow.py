@@ -117,6 +117,7 @@ def judge_study(
     now: dt.datetime | None = None,
 ) -> StudyOutcome:
     """Read, check, decide and store one study."""
+    forward_library_logs()  # on a Dask worker process too: its per-study lines join the run's log
     thresholds = _thresholds(thresholds_dir, thresholds_version)
     return process_entry(open_source(source), entry, _store(db_url), thresholds, run_id=run_id, now=now)
 
