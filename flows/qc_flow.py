@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from prefect.futures import PrefectFuture
 from prefect.utilities.collections import visit_collection
 from prefect.task_runners import TaskRunner
 
+from flows.logs import forward_library_logs
+from flows.run_report import publish_run
 from qc_pipeline import __version__
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.errors import ConfigError, ModelError, SourceError, StoreError
@@ -114,6 +117,7 @@ def judge_study(
     now: dt.datetime | None = None,
 ) -> StudyOutcome:
     """Read, check, decide and store one study."""
+    forward_library_logs()  # on a Dask worker process too: its per-study lines join the run's log
     thresholds = _thresholds(thresholds_dir, thresholds_version)
     return process_entry(open_source(source), entry, _store(db_url), thresholds, run_id=run_id, now=now)
 
@@ -317,6 +321,8 @@ def qc_run(
     Raises ``RunIncomplete`` when some studies could not be judged (source or database failures
     after retries); the next run picks them up again.
     """
+    started = time.monotonic()
+    forward_library_logs()  # the pipeline's own records (per study, leases, errors) join this run's log
     logger = get_run_logger()
     dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
     thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed
@@ -384,6 +390,16 @@ def qc_run(
         "pipeline_version": __version__,
     }
     logger.info("run %s finished: %s", run_id, summary)
+    seconds = time.monotonic() - started
+    try:
+        publish_run(store, summary, failed, seconds)
+    except Exception as exc:  # the report must not turn judged studies into a failed run
+        logger.error("run %s: the run's artifact could not be published: %s", run_id, exc)
+    logger.info(
+        "done: %d studies judged (%s), %d failed, %d unchanged, in %.1f s",
+        batch.n_judged, ", ".join(f"{v} {n}" for v, n in sorted(batch.verdicts.items())) or "none",
+        len(failed), len(entries) - len(pending), seconds,
+    )
     if error:
         raise RunIncomplete(error)
     return summary

@@ -16,6 +16,7 @@ from flows.qc_flow import (
     dask_task_runner,
     judge_entries,
 )
+from flows.logs import forward_library_logs
 from qc_pipeline import __version__
 from qc_pipeline.errors import SourceError
 from qc_pipeline.pipeline import load_pipeline_thresholds, provenance
@@ -47,6 +48,7 @@ def qc_rescore(
     One run record per source. A study its source no longer has keeps its decision and is
     counted as ``missing``. Raises ``RunIncomplete`` when a source or some studies failed.
     """
+    forward_library_logs()  # the pipeline's own records join this run's log
     logger = get_run_logger()
     dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
     thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 
+from flows.logs import forward_library_logs
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.rules import load_thresholds
 from qc_pipeline.spotcheck.blinding import pseudonym_key
@@ -27,6 +28,7 @@ def qc_spot_check_draw(
 ) -> dict[str, object]:
     """Draw ``period`` (default: the month before ``now``, in the site's time zone). A period
     already drawn is reported, not drawn again, so a retried or duplicated run is harmless."""
+    forward_library_logs()  # the pipeline's own records join this run's log
     logger = get_run_logger()
     if period is None:
         zone = ZoneInfo(load_thresholds(None if thresholds_dir is None else Path(thresholds_dir)).site.timezone)

@@ -127,6 +127,35 @@ def _prefect_api_errors() -> Iterator[None]:
         )
 
 
+PREFECT_API_CHECK_TIMEOUT_S = 5.0
+"""How long ``serve`` and ``doctor`` wait for the Prefect API's health endpoint."""
+
+
+def _prefect_api_problem(timeout: float = PREFECT_API_CHECK_TIMEOUT_S) -> tuple[str, str] | None:
+    """Why there is no usable Prefect API (English, Chinese), or None when it answers."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return (
+            "no Prefect API: set PREFECT_API_URL to a running Prefect server "
+            "(e.g. `prefect server start --host 127.0.0.1` and PREFECT_API_URL=http://127.0.0.1:4200/api)",
+            "没有 Prefect 服务：请先启动 Prefect 服务并设置 PREFECT_API_URL（例如 http://127.0.0.1:4200/api）",
+        )
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return (
+            f"the Prefect API at {url} does not answer ({reason}): start the Prefect server or fix PREFECT_API_URL",
+            f"PREFECT_API_URL（{url}）处的 Prefect 服务无响应：请启动 Prefect 服务或改正 PREFECT_API_URL",
+        )
+    return None
+
+
 def _console(width: int = 180):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
@@ -575,8 +604,9 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
         open_source(source)  # a missing folder or Secret block fails now, not at 3 a.m.
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
-    from prefect import serve as prefect_serve
-
+    problem = _prefect_api_problem()  # without one Prefect serves from a temporary server that never runs anything
+    if problem is not None:
+        _fail(*problem, code=1)
     from flows.deployments import ingest_deployment, rescore_deployment, spot_check_deployment
 
     dask = {"workers": workers, "dask_address": dask_address}
@@ -598,7 +628,14 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
         _fail(str(exc), "Dask 选项无效", code=2)
     except ValueError as exc:  # an invalid cron expression
         _fail(" ".join(str(exc).split())[:300], "定时计划（cron）无效", code=2)
-    prefect_serve(*deployments)
+    from flows.serving import serve_until_signal
+
+    def started() -> None:
+        names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+        click.echo(f"正在按计划运行 / serving: {names} (Ctrl-C or SIGTERM stops / 停止)", err=False)
+
+    serve_until_signal(deployments, started=started)
+    click.echo("已停止 / stopped", err=True)
 
 
 @main.command()
@@ -645,6 +682,32 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
         f"{summary['missing']} 已不在数据源 missing, {summary['failed']} 失败 failed "
         f"({time.monotonic() - started:.1f} s)"
     )
+
+
+@main.command()
+@click.option("--source", help="The source to probe: a folder or DICOMweb URL (default: none probed).")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")
+@click.option("--min-free-gb", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Free space the data directory needs.")
+def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, models_dir: Path | None,
+           work_pool: str | None, min_free_gb: float) -> None:
+    """Check configuration, database and migrations, source, models, Prefect API and disk space;
+    one line per check, with how to fix each problem. Exit 1 on any problem.
+
+    检查配置、数据库及迁移、数据源、AI 模型、Prefect 服务与磁盘空间；每项一行，并说明如何修复。
+    """
+    from qc_pipeline.doctor import run_checks
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    checks = run_checks(source=source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir,
+                        models_dir=models_dir, work_pool=work_pool, min_free_gib=min_free_gb)
+    for check in checks:
+        click.echo(check.line())
+    problems = sum(not c.ok for c in checks)
+    click.echo(f"{problems} 个问题 / {problems} problem(s)" if problems else "一切正常 / all ok")
+    sys.exit(1 if problems else 0)
 
 
 @main.command(name="thresholds")

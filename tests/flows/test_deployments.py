@@ -39,11 +39,11 @@ def test_rescore_deployment_runs_nightly_on_dask_when_asked():
 
 @pytest.fixture
 def served(monkeypatch):
-    """``prefect.serve`` replaced: the deployments it was given, instead of a long-running server."""
-    import prefect
+    """The serve loop replaced: the deployments it was given, instead of a long-running server."""
 
     calls: list[tuple] = []
-    monkeypatch.setattr(prefect, "serve", lambda *deployments, **kw: calls.append(deployments))
+    monkeypatch.setattr("flows.serving.serve_until_signal", lambda deployments, **kw: calls.append(tuple(deployments)))
+    monkeypatch.setattr("qc_pipeline.cli._prefect_api_problem", lambda: None)  # an API that answers
     # `serve --secret-block` sets this variable for the served flows: set-then-delete makes
     # monkeypatch record its original state, so it is restored after the test.
     monkeypatch.setenv("QC_DICOMWEB_SECRET_BLOCK", "")

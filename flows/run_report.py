@@ -1,0 +1,78 @@
+"""What one QC run did, as a Prefect artifact: studies judged by verdict and institution,
+failures, duration and the review queue's address (``QC_REVIEW_URL``)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+
+from qc_pipeline.store import ResultStore
+from qc_pipeline.store.models import DecisionRecord, StudyRecord
+
+REVIEW_URL_ENV = "QC_REVIEW_URL"
+"""The review queue's address as operators open it (``qc-pipeline review`` behind its host name)."""
+ARTIFACT_KEY = "qc-run-summary"
+"""One artifact key: Prefect keeps every run's version of it, newest first."""
+VERDICTS = ("pass", "review", "fail", "not_applicable")
+UNKNOWN_INSTITUTION = "(未记录 / not recorded)"
+
+
+def verdicts_by_institution(store: ResultStore, run_id: str) -> dict[str, Counter[str]]:
+    """Decisions this run stored, counted by institution and verdict."""
+    stmt = (
+        select(StudyRecord.institution, DecisionRecord.verdict, func.count())
+        .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+        .where(DecisionRecord.run_id == run_id)
+        .group_by(StudyRecord.institution, DecisionRecord.verdict)
+    )
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    with store.engine.connect() as connection:
+        for institution, verdict, n in connection.execute(stmt):
+            counts[institution or UNKNOWN_INSTITUTION][str(verdict)] += int(n)
+    return dict(sorted(counts.items()))
+
+
+def run_markdown(
+    summary: dict[str, Any], by_institution: dict[str, Counter[str]], failed: list[str], seconds: float,
+    review_url: str | None = None,
+) -> str:
+    """The run's report in Markdown (bilingual headings)."""
+    verdicts: dict[str, int] = dict(summary.get("verdicts") or {})
+    lines = [
+        f"# 质控运行 / QC run {summary['run_id']}",
+        "",
+        f"- 数据源 / source: `{summary['source']}` ({summary['listing']})",
+        f"- 已判定 / judged: **{summary['judged']}** of {summary['studies']} listed "
+        f"(未变化 / unchanged {summary['unchanged']}, 失败 / failed {len(failed)}, "
+        f"他处处理中 / leased {summary['leased']})",
+        f"- 用时 / duration: {seconds:.1f} s",
+        f"- 阈值 / thresholds {summary['thresholds_version']}, qc-pipeline {summary['pipeline_version']}",
+    ]
+    review_url = review_url if review_url is not None else os.environ.get(REVIEW_URL_ENV)
+    if review_url:
+        lines.append(f"- 复核队列 / review queue: [{review_url}]({review_url})")
+    lines += ["", "## 结论 / Verdicts", "", "| verdict | studies |", "|---|---:|"]
+    lines += [f"| {v} | {verdicts.get(v, 0)} |" for v in VERDICTS]
+    lines += ["", "## 按机构 / By institution", "", "| institution | " + " | ".join(VERDICTS) + " |",
+              "|---|" + "---:|" * len(VERDICTS)]
+    lines += [f"| {name} | " + " | ".join(str(c.get(v, 0)) for v in VERDICTS) + " |" for name, c in by_institution.items()]
+    if failed:
+        lines += ["", "## 未能判定 / Not judged (the next run retries them)", ""]
+        lines += [f"- `{uid}`" for uid in failed]
+    return "\n".join(lines) + "\n"
+
+
+def publish_run(
+    store: ResultStore, summary: dict[str, Any], failed: list[str], seconds: float
+) -> str:
+    """Create the run's Markdown artifact; returns its Markdown."""
+    from prefect.artifacts import create_markdown_artifact
+
+    markdown = run_markdown(summary, verdicts_by_institution(store, str(summary["run_id"])), failed, seconds)
+    create_markdown_artifact(
+        markdown=markdown, key=ARTIFACT_KEY, description=f"QC run {summary['run_id']} · 质控运行结果"
+    )
+    return markdown

@@ -1,0 +1,62 @@
+"""What a QC run says reaches Prefect: the library's records are flow-run logs, each run
+publishes an artifact and returns its numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from flows.qc_flow import qc_run
+from flows.run_report import ARTIFACT_KEY
+from tests.flows.conftest import GOOD_STUDY, TRUNCATED_STUDY
+
+
+async def _read_back(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return logs, artifacts
+
+
+def test_library_logs_and_the_run_artifact_reach_prefect(prefect_harness, mixed_folder, tmp_path, monkeypatch, request):
+    # The tests' Prefect logs at WARNING (tests/conftest.py); a served flow logs at INFO.
+    run_logger = logging.getLogger("prefect.flow_runs")
+    request.addfinalizer(functools.partial(run_logger.setLevel, run_logger.level))
+    run_logger.setLevel(logging.INFO)  # setLevel, not .level: it also clears the isEnabledFor cache
+    monkeypatch.setenv("QC_REVIEW_URL", "https://qc.example.org/review")
+    db = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    state = qc_run(str(mixed_folder), db_url=db, return_state=True)
+    summary = state.result()
+    assert summary["judged"] == 4 and summary["verdicts"]  # the numbers are the flow's result
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()  # logs are sent in the background
+    logs, artifacts = asyncio.run(_read_back(state.state_details.flow_run_id))
+    by_logger = [(log.name, log.message) for log in logs]
+    done = [m for n, m in by_logger if m.startswith("done: ")]
+    assert done and done[0].startswith("done: 4 studies judged"), by_logger
+    # a per-study line of the library (qc_pipeline.pipeline), not only Prefect's own run logger
+    assert any(n == "qc_pipeline.pipeline" and f"study {GOOD_STUDY}:" in m for n, m in by_logger), by_logger
+    assert any(TRUNCATED_STUDY in m for n, m in by_logger if n.startswith("qc_pipeline")), by_logger
+    (artifact,) = [a for a in artifacts if a.key == ARTIFACT_KEY]
+    assert artifact.type == "markdown"
+    text = artifact.data
+    assert f"QC run {summary['run_id']}" in text
+    assert "judged: **4** of" in text
+    assert "四川省人民医院" in text  # the by-institution table
+    assert "[https://qc.example.org/review](https://qc.example.org/review)" in text
+    assert "duration:" in text
+
+
+def test_library_records_outside_a_run_stay_silent(recwarn):
+    from flows.logs import forward_library_logs
+
+    forward_library_logs()
+    logging.getLogger("qc_pipeline.pipeline").warning("outside any flow run")
+    assert not [w for w in recwarn if "flow run id" in str(w.message)]
