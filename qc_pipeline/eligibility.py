@@ -22,13 +22,11 @@ from pydantic import ValidationError
 
 from qc_pipeline.errors import ConfigError
 from qc_pipeline.institutions import Register, default_register
-from qc_pipeline.rules.loader import SITE_FILE, default_thresholds_dir, format_validation_error, read_yaml
+from qc_pipeline.rules.loader import ITEMS_DIR, SITE_FILE, default_thresholds_dir, format_validation_error, read_yaml
 from qc_pipeline.rules.schema import SiteConfig
 from qc_pipeline.rules.verdict import Eligibility, EligibilityReason, eligibility_on
 
 logger = logging.getLogger(__name__)
-
-ITEMS_DIR = "items"
 
 
 @dataclass(frozen=True, slots=True)
