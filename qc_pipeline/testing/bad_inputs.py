@@ -232,7 +232,9 @@ def _huge_element_length(out: Path) -> list[Path]:
 
 
 def _not_dicom(out: Path) -> list[Path]:
-    path = out / "report.pdf"
+    # named like an upload (no suffix): a file named report.pdf is skipped by the folder scan as
+    # not DICOM (tests/sources/test_folder_scan.py); one named as an image must be judged
+    path = out / "IM000123"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 8)
     return [path]
@@ -281,7 +283,7 @@ CASES: Final[tuple[BadCase, ...]] = (
             Verdict.REVIEW, "metadata.charset.unknown", _unknown_charset),
     BadCase("huge_element_length", "StudyDescription's length field claims 65,520 bytes: it swallows the UIDs after it",
             Verdict.FAIL, "integrity.header.missing_uid", _huge_element_length),
-    BadCase("not_dicom", "a PDF in the upload folder", Verdict.FAIL, "integrity.file.unreadable", _not_dicom),
+    BadCase("not_dicom", "PDF bytes in a file named like an image", Verdict.FAIL, "integrity.file.unreadable", _not_dicom),
     BadCase("dicm_garbage", "preamble and DICM prefix, then noise",
             Verdict.FAIL, "integrity.header.missing_uid", _dicm_garbage),
 )

@@ -82,8 +82,9 @@ def test_report_counts_the_head_ct_beyond_its_own_limit(thresholds):
     )
     scope = tables.make_scope(data, "en", None)
     table = tables.metrics(scope, data, rules_by_metric(thresholds), "en")
-    row = next(r for r in table.rows if r[0] == "ct.noise_hu" and r[1] == scope.label_all)
-    limits, beyond = row[10], row[11]
+    columns = [c.key for c in table.columns]
+    row = dict(zip(columns, next(r for r in table.rows if r[1] == "ct.noise_hu" and r[2] == scope.label_all), strict=True))
+    limits, beyond = row["limits"], row["beyond"]
     assert beyond == 1
     assert "≤ 35 (review)" in limits and f"{HEAD_CT}: ≤ 15 (review)" in limits
 
