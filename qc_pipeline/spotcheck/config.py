@@ -18,7 +18,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.institutions import Institution, Register, default_register, default_register_path
+from qc_pipeline.institutions import CODE_PATTERN, Institution, Region, Register, default_register, default_register_path
 from qc_pipeline.rules.loader import default_thresholds_dir, format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -28,17 +28,10 @@ CONFIG_RELATIVE: Final = Path("spot_check") / "spot_check.yaml"
 
 StratumKey = Literal["region", "institution", "modality", "item", "verdict"]
 SampledVerdict = Literal["pass", "review", "fail"]
-CODE_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Region(_Strict):
-    code: Annotated[str, Field(pattern=CODE_PATTERN)]
-    name_zh: str = Field(min_length=1)
-    name_en: str = Field(min_length=1)
 
 
 class Reviewer(_Strict):
