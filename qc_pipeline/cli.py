@@ -571,8 +571,10 @@ def _to_csv(rows: list[dict[str, Any]], lang: str = "en") -> str:
 @click.option("--cron", default="*/10 * * * *", show_default=True, help="Ingestion schedule (cron, site time zone).")
 @click.option("--rescore-cron", default="30 2 * * *", show_default=True,
               help="Nightly re-scoring schedule (cron, site time zone); 'off' to serve ingestion only.")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False))
-@click.option("--name", default="qc-ingest", show_default=True)
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False),
+              help="Thresholds folder the scheduled runs use (default: the shipped one, or $QC_THRESHOLDS_DIR).")
+@click.option("--name", default="qc-ingest", show_default=True,
+              help="Name of the ingestion deployment in Prefect (the re-scoring and spot-check ones keep theirs).")
 @click.option("--rescore-limit", type=click.IntRange(min=1), help="At most N studies re-scored a night, the most recent first (default: all).")
 @click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK).")
 @click.option("--spot-check-cron", default="0 4 5 * *", show_default=True,

@@ -53,6 +53,32 @@ def test_reading_a_missing_sqlite_database_is_an_error_and_creates_nothing(tmp_p
     assert not typo.exists()
 
 
+@pytest.mark.parametrize("command", [
+    ("spot-check", "summary", "--period", "2026H2"),
+    ("spot-check", "verify", "--period", "2026-H2"),
+    ("spot-check", "draw", "--period", "2026H2"),
+    ("exam-log", "import", "LOG"),
+])
+def test_spot_check_and_exam_log_on_a_missing_database_fail_and_create_nothing(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    typo = tmp_path / "typo.sqlite"
+    log = tmp_path / "log.csv"
+    log.write_text("accession,patient_id,institution,item,exam_time,modality\n", encoding="utf-8")
+    args = [str(log) if a == "LOG" else a for a in command]
+    code, out = invoke(*args, "--db", f"sqlite:///{typo}")
+    assert code == 1 and "does not exist" in out and "不存在" in out, out
+    assert not typo.exists() and not (tmp_path / "pseudonym.key").exists()
+
+
+def test_spot_check_accepts_a_postgres_scheme_url() -> None:
+    # The URL is normalised before anything is opened: the error, if any, is a connection one,
+    # never SQLAlchemy's "Can't load plugin: sqlalchemy.dialects:postgres".
+    code, out = invoke("spot-check", "summary", "--period", "2026H2",
+                       "--db", "postgres://nobody@127.0.0.1:1/none")
+    assert "Can't load plugin" not in out and "postgres" not in out.split("error")[0], out
+    assert code != 0
+
+
 def test_results_for_a_study_that_matches_nothing_says_so(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     with ResultStore.open(url) as store:

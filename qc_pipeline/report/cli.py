@@ -125,7 +125,9 @@ def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
     from qc_pipeline.cli import db_url_for
 
     try:
-        with ResultStore.open(db_url_for(db_url)) as store:
+        # Exam logs are matched to the judged studies of an existing results database: a mistyped
+        # path must not create a second database that holds only the logs.
+        with ResultStore.open(db_url_for(db_url, read=True)) as store:
             for path in files:
                 result = import_exam_log(store, path)
                 click.echo(f"{path.name}: 读取 / read {result.read}, 新增 / added {result.inserted}, "

@@ -130,15 +130,44 @@ def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, 
         store, thresholds, secret_key=secret, viewer_url=viewer_url, https_only=https_only, lang=lang,
         session_lifetime=dt.timedelta(hours=session_hours), **spot_check,
     )
+    if _port_in_use(host, port):
+        _fail(f"port {port} on {host} is already in use: stop the other server or pass --port",
+              f"{host} 的端口 {port} 已被占用：请停止占用该端口的程序或用 --port 换一个端口")
     click.echo(f"人工复核 / review app: http://{host}:{port}/  ({store.url})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 
 def _read_password(password_stdin: bool) -> str:
+    """The password from stdin, else asked twice at the terminal, in both languages (click's own
+    confirmation prompt and its mismatch message are English only)."""
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return str(click.prompt("密码 / password", hide_input=True, confirmation_prompt=True))
+    while True:
+        first = str(click.prompt("密码 / password", hide_input=True))
+        again = str(click.prompt("再次输入密码 / repeat the password", hide_input=True))
+        if first == again:
+            return first
+        click.echo("两次输入的密码不一致，请重新输入 / the two passwords differ, try again", err=True)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be bound (another server holds it), checked before uvicorn
+    starts so that the operator reads one line in both languages, not uvicorn's English error."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False  # uvicorn reports an unknown host itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return True
+    return False
 
 
 @review.command(name="create-user")

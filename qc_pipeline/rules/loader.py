@@ -159,7 +159,8 @@ def load_thresholds(
     directory = Path(directory) if directory is not None else default_thresholds_dir()
     if not directory.is_dir():
         raise ConfigError(
-            f"thresholds folder {directory} does not exist: pass --thresholds DIR or set "
+            f"thresholds folder {directory} does not exist: name an existing folder (the command's "
+            f"--thresholds or --dir option) or set "
             f"{THRESHOLDS_ENV}"
         )
     files = sorted(directory.glob("*.yaml"))

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from qc_pipeline.config import resolve_db_url
 
 DB_HELP = "Results database URL (default: $QC_DB_URL, else the local SQLite file)."
 UNDERFILLED_SHOWN = 20
@@ -35,7 +34,11 @@ def _opened(db_url: str | None, config_path: str | None) -> Iterator[tuple[Any, 
         config = load_config(config_path)
     except ConfigError as exc:
         _fail(str(exc), "抽查配置文件无效", code=2)
-    url = resolve_db_url(db_url)
+    from qc_pipeline.cli import db_url_for
+
+    # Every spot-check command works on judged studies: a database that does not exist is a
+    # mistyped path, not a new empty one (``postgres://`` URLs are accepted as elsewhere).
+    url = db_url_for(db_url, read=True)
     try:
         key = pseudonym_key(url)
     except ConfigError as exc:

@@ -85,3 +85,31 @@ def test_serve_explains_an_unreachable_database() -> None:
     code, out = run("review", "serve", "--db", "postgresql+psycopg://qc:pw@127.0.0.1:1/qc", "--port", "1")
     assert code == 1 and "错误 / error: 无法打开结果数据库 / cannot open the results database" in out
     assert "pw@" not in out
+
+
+def test_serve_on_a_busy_port_says_so_in_both_languages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv(SECRET_ENV, "k" * 40)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, out = run("review", "serve", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", "--port", str(port))
+    assert code == 1, out
+    assert f"端口 {port} 已被占用" in out and f"port {port} on 127.0.0.1 is already in use" in out
+    assert "Errno" not in out and "Traceback" not in out
+
+
+def test_password_prompt_asks_twice_in_both_languages(sqlite_url: str) -> None:
+    code, out = run("review", "create-user", "dr.zhao", "--role", "reviewer", "--db", sqlite_url,
+                    stdin="radiologist-pass-1\nmistyped-pass-22\nradiologist-pass-1\nradiologist-pass-1\n")
+    assert code == 0, out
+    assert out.count("再次输入密码 / repeat the password") == 2
+    assert "两次输入的密码不一致" in out and "the two passwords differ" in out
+    assert "Repeat for confirmation" not in out
+
+
+def test_thresholds_command_names_its_own_option_for_a_missing_folder(tmp_path: Path) -> None:
+    code, out = run("thresholds", "--dir", str(tmp_path / "nowhere"))
+    assert code != 0 and "--dir" in out and "pass --thresholds DIR" not in out
