@@ -101,6 +101,11 @@ class Scorer:
             out = out[:, model.manifest.output.column : model.manifest.output.column + 1]
         return out
 
+    def slice_indices(self, modality: str, n_slices: int) -> list[int]:
+        """Which of a series' ``n_slices`` slices (in order) :meth:`score` reads."""
+        artifacts = self._models[f"{modality.lower()}_artifacts"]
+        return sample_slices(n_slices, max_slices=int(artifacts.manifest.preprocessing.get("max_slices", 8)))
+
     def score(
         self,
         modality: str,
@@ -108,8 +113,12 @@ class Scorer:
         *,
         pixel_mm: float | None,
         stored_range: tuple[float, float] | None = None,
+        presampled: bool = False,
     ) -> list[Measurement]:
         """The scores of one radiograph (one slice) or one series (its slices, in order).
+
+        ``presampled``: ``slices`` are already the ones :meth:`slice_indices` picks out of the
+        series (the caller decoded only those); else they are the whole series and sampled here.
 
         ``pixel_mm`` is the native in-plane pixel size (None when unknown); ``stored_range``
         (DR) the smallest and largest storable value. Raises DegenerateInputError when the pixels
@@ -119,7 +128,7 @@ class Scorer:
         if modality not in ("DR", "CT", "MR"):
             raise DegenerateInputError(f"no models for modality {modality!r}")
         artifacts = self._models[f"{modality.lower()}_artifacts"]
-        chosen = sample_slices(len(slices), max_slices=int(artifacts.manifest.preprocessing.get("max_slices", 8)))
+        chosen = list(range(len(slices))) if presampled else self.slice_indices(modality, len(slices))
         if not chosen:
             raise DegenerateInputError("no slices to score")
         picked = [np.asarray(slices[i], dtype=np.float32) for i in chosen]

@@ -28,10 +28,11 @@ finding that says why, instead of the scores.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,14 +183,22 @@ class _Decoded:
     stored_range: tuple[float, float] | None
     vendor_indicator: dr.VendorIndicator | None = None
     """DR: the vendor exposure indicator read from the header, if any."""
+    presampled: bool = False
+    """``slices`` are only those the scorer reads (the others were not decoded)."""
 
 
 def _measure_target(
     target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
     noise_reference_mm: float = ct.NOISE_REFERENCE_MM, headers: Sequence[HeaderRead] | None = None,
+    ai_slices: Callable[[int], Sequence[int]] | None = None,
 ) -> tuple[list[Measurement], _Decoded]:
     """Decode the target once (with ``headers`` when the source read them from these files) and
-    measure it once; the decoded pixels go on to the AI scorer."""
+    measure it once; the decoded pixels go on to the AI scorer.
+
+    A CT series decodes only the slices its metrics sample and those ``ai_slices`` (the AI
+    scorer's choice, given the number of slices) names: the metrics and the scores are those of
+    the whole series, at a fraction of the decoding (most of a large series' cost). MR metrics
+    read every slice, so an MR series is decoded whole."""
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES, header=headers[0] if headers else None)
         ds = image.dataset
@@ -206,15 +215,25 @@ def _measure_target(
         )
         pixel_mm = image.spacing_mm[0] if image.spacing_mm else None
         return measured, _Decoded([image.array], pixel_mm, stored, indicator)
+    if target.kind == "ct":
+        def select(n: int) -> list[int]:
+            return sorted({*ct.sample_slices(n).tolist(), *(ai_slices(n) if ai_slices is not None else ())})
+
+        volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers, select=select)
+        at = {index: k for k, index in enumerate(volume.slice_indices)}
+        n = volume.n_slices
+        head = volume.datasets[0]
+        measured = ct.measure(
+            volume.array[[at[i] for i in ct.sample_slices(n).tolist()]], spacing_mm=volume.spacing_mm,
+            body_part=_body_part(head), slice_thickness_mm=_float_tag(head, "SliceThickness"),
+            scan_field_mm=_float_tag(head, "DataCollectionDiameter"), reference_thickness_mm=noise_reference_mm,
+            n_slices=n,
+        )
+        if ai_slices is None:
+            return measured, _Decoded([], volume.spacing_mm[1], None, presampled=True)
+        return measured, _Decoded([volume.array[at[i]] for i in ai_slices(n)], volume.spacing_mm[1], None, presampled=True)
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
-    if target.kind == "ct":
-        head = volume.datasets[0]
-        return ct.measure(
-            volume.array, spacing_mm=volume.spacing_mm, body_part=_body_part(head),
-            slice_thickness_mm=_float_tag(head, "SliceThickness"), scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
-            reference_thickness_mm=noise_reference_mm,
-        ), decoded
     measured = mr.measure(
         volume.array,
         spacing_mm=volume.spacing_mm,
@@ -241,7 +260,8 @@ def _score(
                 sop_instance_uid=sop,
             )
     try:
-        return scorer.score(target.kind, decoded.slices, pixel_mm=decoded.pixel_mm, stored_range=decoded.stored_range), None
+        return scorer.score(target.kind, decoded.slices, pixel_mm=decoded.pixel_mm, stored_range=decoded.stored_range,
+                            presampled=decoded.presampled), None
     except DegenerateInputError as exc:
         return [], thresholds.finding(
             AI_NOT_SCORED,
@@ -360,7 +380,9 @@ def check_image_quality(
         try:
             with pixels.pixel_files([i.ref for i in target.instances]) as paths:
                 headers = _loaded_headers(pixels, target.instances, paths)
-                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers)
+                ai_slices = (functools.partial(scorer.slice_indices, target.kind)
+                             if isinstance(scorer, Scorer) and target.kind == "ct" else None)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers, ai_slices)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole

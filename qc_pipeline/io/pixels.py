@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -90,7 +90,15 @@ class SeriesVolume:
     frame_of_reference: str | None
     """FrameOfReferenceUID shared by all files; None when absent or not the same in all."""
     slice_sources: tuple[tuple[int, int], ...]
-    """For each slice: (index into ``datasets``, frame index in that file)."""
+    """For each slice of the series: (index into ``datasets``, frame index in that file)."""
+    slice_indices: tuple[int, ...] = ()
+    """Which slices of the series ``array`` holds, ascending (indices into ``positions_mm`` and
+    ``slice_sources``): every one unless the caller selected some (``load_series(select=...)``)."""
+
+    @property
+    def n_slices(self) -> int:
+        """Slices in the whole series, decoded or not."""
+        return len(self.slice_sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,8 +488,36 @@ def _modality_lut(ds: Dataset, frame: npt.NDArray[np.generic]) -> Float32Array |
     return np.asarray(pydicom.pixels.apply_modality_lut(frame, ds), dtype=np.float32)
 
 
+def _decode_frames(
+    path: Path, ds: Dataset, rows: int, cols: int, n_frames: int, wanted: Sequence[int]
+) -> dict[int, npt.NDArray[np.generic]]:
+    """The ``wanted`` frames of one file, decoded: the whole file when it has one frame or most of
+    its frames are wanted, else frame by frame (pydicom reads one frame of native data and decodes
+    one fragment of encapsulated data); a frame that pydicom cannot decode alone (no file meta, a
+    JPEG scan header to repair) falls back to the whole file, which says why it cannot be decoded."""
+    if n_frames == 1 or 2 * len(wanted) > n_frames or transfer_syntax(ds) is None:
+        pixels = _decode(path, ds, rows, cols, n_frames)
+        return {i: pixels[i] for i in wanted}
+    out: dict[int, npt.NDArray[np.generic]] = {}
+    try:
+        for i in wanted:
+            frame = pydicom.pixels.pixel_array(str(path), index=i)
+            if frame.shape != (rows, cols):
+                raise ValueError(f"frame {i} has shape {frame.shape}")
+            out[i] = frame
+    except Exception:
+        logger.debug("%s: frame-by-frame decoding failed, decoding the whole file", path, exc_info=True)
+        pixels = _decode(path, ds, rows, cols, n_frames)
+        return {i: pixels[i] for i in wanted}
+    return out
+
+
 def load_series(
-    paths: Sequence[Path], *, max_bytes: int = DEFAULT_MAX_BYTES, headers: Sequence[HeaderRead] | None = None
+    paths: Sequence[Path],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    headers: Sequence[HeaderRead] | None = None,
+    select: Callable[[int], Iterable[int]] | None = None,
 ) -> SeriesVolume:
     """Decode the files of one series into a (slice, row, col) float32 volume.
 
@@ -501,6 +537,12 @@ def load_series(
     ``headers``: the files' headers as :func:`~qc_pipeline.io.dicom.read_header` read them before
     (one per path, same order), so that a study's headers are parsed once; they must be the
     headers of these very files. When None, each file's header is read here.
+
+    ``select``: given the number of slices of the series, the indices (in the sorted order) of
+    the slices to decode; only their files (or frames) are decoded and ``array`` holds only them
+    (``slice_indices`` says which). Everything else -- the checks of the headers, the order, the
+    positions and spacing -- covers the whole series as without it. The metrics look at a sample
+    of slices; decoding only those is most of a large series' cost saved.
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
@@ -531,14 +573,18 @@ def load_series(
     ordered, by_position = _sort_frames(frames, paths)
 
     rows, cols = next(iter(sizes))
-    out = np.empty((len(ordered), rows, cols), dtype=np.float32)
-    slot = {(f.file_index, f.frame_index): k for k, f in enumerate(ordered)}
+    chosen = list(range(len(ordered))) if select is None else sorted({int(i) for i in select(len(ordered))})
+    if any(not 0 <= i < len(ordered) for i in chosen):
+        raise ValueError(f"select chose slices outside 0..{len(ordered) - 1}: {chosen}")
+    out = np.empty((len(chosen), rows, cols), dtype=np.float32)
+    slot = {(ordered[i].file_index, ordered[i].frame_index): k for k, i in enumerate(chosen)}
     by_file: dict[int, list[_Frame]] = {}
-    for frame in frames:
-        by_file.setdefault(frame.file_index, []).append(frame)
-    for file_index, file_frames in by_file.items():
+    for i in chosen:
+        by_file.setdefault(ordered[i].file_index, []).append(ordered[i])
+    for file_index in sorted(by_file):
+        file_frames = by_file[file_index]
         path, ds = paths[file_index], datasets[file_index]
-        pixels = _decode(path, ds, rows, cols, len(file_frames))
+        pixels = _decode_frames(path, ds, rows, cols, dims[file_index][2], [f.frame_index for f in file_frames])
         for frame in file_frames:
             target = out[slot[(file_index, frame.frame_index)]]
             raw = pixels[frame.frame_index]
@@ -577,6 +623,7 @@ def load_series(
         datasets=tuple(datasets[i] for i in file_order),
         frame_of_reference=shared_for or None,
         slice_sources=tuple((new_index[f.file_index], f.frame_index) for f in ordered),
+        slice_indices=tuple(chosen),
     )
 
 

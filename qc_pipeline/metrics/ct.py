@@ -658,6 +658,7 @@ def measure(
     slice_thickness_mm: float | None = None,
     scan_field_mm: float | None = None,
     reference_thickness_mm: float = NOISE_REFERENCE_MM,
+    n_slices: int | None = None,
 ) -> list[Measurement]:
     """Every CT metric of one series, one Measurement per id of :data:`METRICS`, in that order.
 
@@ -670,15 +671,17 @@ def measure(
     measured value is reported unchanged. ``scan_field_mm`` (DataCollectionDiameter (0018,0090))
     tells a targeted reconstruction from a truncated body (:func:`truncated_slices_percent`).
 
-    At most 30 evenly spaced slices are used (the ``detail`` of each measurement says how many).
-    Never raises for bad image content: a metric that cannot be measured has value None and a
+    At most 30 evenly spaced slices are used (the ``detail`` of each measurement says how many):
+    those of :func:`sample_slices`. ``n_slices``: the series has this many slices and ``volume``
+    holds only the ones ``sample_slices(n_slices)`` picks, in that order (the caller decoded no
+    others); the values are those of the whole volume. Never raises for bad image content: a metric that cannot be measured has value None and a
     ``detail`` saying why.
     """
     results: dict[str, tuple[float | None, str]] = {}
     not_applicable: set[str] = set()
     try:
         results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part, not_applicable=not_applicable,
-                                scan_field_mm=_positive(scan_field_mm)))
+                                scan_field_mm=_positive(scan_field_mm), n_slices=n_slices))
     except DegenerateInputError as exc:
         logger.debug("CT metrics not measurable: %s", exc)
         for key in METRICS:
@@ -732,6 +735,7 @@ def _measure(
     body_part: str | None,
     not_applicable: set[str],
     scan_field_mm: float | None = None,
+    n_slices: int | None = None,
 ) -> dict[str, tuple[float | None, str]]:
     array = np.asarray(volume)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
@@ -743,8 +747,15 @@ def _measure(
             f"expected a (slice, row, col) volume of at least 16 x 16 pixels, got shape {array.shape}"
         )
     n_total, h, w = array.shape
-    index = sample_slices(n_total)
-    slices = np.asarray(array[index], dtype=np.float32)
+    if n_slices is None:
+        index = sample_slices(n_total)
+        slices = np.asarray(array[index], dtype=np.float32)
+    else:  # the caller decoded only the slices sampled out of a series of n_slices
+        index = sample_slices(n_slices)
+        if index.size != n_total:
+            raise ValueError(f"{n_total} slices given, but {index.size} are sampled out of n_slices={n_slices}")
+        n_total = n_slices
+        slices = np.asarray(array, dtype=np.float32)
     if not np.isfinite(slices).all():
         raise DegenerateInputError("the volume holds NaN or infinite values")
     used = f"{index.size} of {n_total} slices"
