@@ -27,9 +27,10 @@ SLICES, SIZE = 10, 64
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
-def _write_chest_ct(out: Path) -> list[Path]:
-    volume = phantoms.ct_water_cylinder(n_slices=SLICES, size=SIZE, noise_sd_hu=12.0, seed=1)
-    study_uid = derive_uid("headers-once", "study")
+def write_chest_ct(out: Path, n_slices: int = SLICES) -> list[Path]:
+    """A plain chest CT study of ``n_slices`` slices (one series) that maps to a recognition item."""
+    volume = phantoms.ct_water_cylinder(n_slices=n_slices, size=SIZE, noise_sd_hu=12.0, seed=1)
+    study_uid = derive_uid("headers-once", "study", n_slices)
     return write_series(
         volume,
         out,
@@ -48,7 +49,7 @@ def thresholds():
 
 
 def test_each_header_is_parsed_once_and_each_series_measured_once(tmp_path, thresholds, monkeypatch):
-    paths = _write_chest_ct(tmp_path / "study")
+    paths = write_chest_ct(tmp_path / "study")
     source = FolderSource(tmp_path)
     (entry,) = list(source.discover())
 

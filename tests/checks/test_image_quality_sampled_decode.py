@@ -21,27 +21,16 @@ from qc_pipeline.io import pixels as pixels_io
 from qc_pipeline.io.pixels import load_series
 from qc_pipeline.metrics import ct
 from qc_pipeline.pipeline import ai_scorer, judge, load_pipeline_thresholds
-from qc_pipeline.samples import phantoms
-from qc_pipeline.samples.writer import Geometry, PatientInfo, SeriesInfo, StudyInfo, derive_uid, write_series
 from qc_pipeline.sources.folder import FolderSource
 
-SLICES, SIZE = 70, 64
+from .test_image_quality_headers_once import write_chest_ct
+
+SLICES = 70
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
 def _write_chest_ct(out: Path, n_slices: int = SLICES) -> list[Path]:
-    volume = phantoms.ct_water_cylinder(n_slices=n_slices, size=SIZE, noise_sd_hu=12.0, seed=3)
-    study_uid = derive_uid("sampled-decode", "study", n_slices)
-    return write_series(
-        volume,
-        out,
-        patient=PatientInfo(name="Sampled^Decode", id="SAMP0001", sex="O", birth_date=dt.date(1970, 1, 1), age="056Y"),
-        study=StudyInfo(study_instance_uid=study_uid, date=dt.date(2026, 11, 1), time=dt.time(9, 0),
-                        accession_number="SAMP", institution_name="Benchmark", description="胸部CT平扫"),
-        series=SeriesInfo(series_instance_uid=derive_uid(study_uid, "series"), modality="CT", number=2,
-                          description="胸部平扫 5mm", body_part="CHEST", protocol_name="胸部常规平扫 Chest routine"),
-        geometry=Geometry(pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=5.0),
-    )
+    return write_chest_ct(out, n_slices)
 
 
 @pytest.fixture(scope="module")
