@@ -170,6 +170,8 @@ class JudgedBatch:
     failed: list[str] = field(default_factory=list)
     leased: list[str] = field(default_factory=list)
     """Studies another worker was judging at the time (it held their lease)."""
+    bytes_fetched: int = 0
+    """Pixel data fetched from the source for the judged studies (DICOMweb)."""
 
     @property
     def n_judged(self) -> int:
@@ -261,6 +263,7 @@ def _judge(
             if outcome.status is OutcomeStatus.JUDGED and outcome.verdict is not None:
                 batch.verdicts[str(outcome.verdict)] += 1
                 batch.saved[str(outcome.saved)] += 1
+                batch.bytes_fetched += outcome.bytes_fetched
         _notify("study", done, total)
 
     for entry in ordered:
@@ -386,6 +389,7 @@ def qc_run(
         "leased": len(batch.leased),
         "verdicts": dict(sorted(batch.verdicts.items())),
         "saved": dict(sorted(batch.saved.items())),
+        "pixel_bytes_fetched": batch.bytes_fetched,
         "thresholds_version": thresholds.version,
         "pipeline_version": __version__,
     }

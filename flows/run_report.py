@@ -51,6 +51,9 @@ def run_markdown(
         f"- 用时 / duration: {seconds:.1f} s",
         f"- 阈值 / thresholds {summary['thresholds_version']}, qc-pipeline {summary['pipeline_version']}",
     ]
+    if fetched := int(summary.get("pixel_bytes_fetched") or 0):
+        per_study = fetched / max(1, int(summary["judged"]))
+        lines.append(f"- 拉取像素数据 / pixel data fetched: {fetched / 1e6:.1f} MB ({per_study / 1e6:.1f} MB / study)")
     review_url = review_url if review_url is not None else os.environ.get(REVIEW_URL_ENV)
     if review_url:
         lines.append(f"- 复核队列 / review queue: [{review_url}]({review_url})")

@@ -341,6 +341,8 @@ class StudyOutcome:
     status: OutcomeStatus
     verdict: Verdict | None = None
     saved: str | None = None
+    bytes_fetched: int = 0
+    """Bytes of pixel data (DICOM instances) the source fetched for the study (DICOMweb; 0 for a folder)."""
 
 
 class ResultStoreLike(Protocol):
@@ -393,5 +395,11 @@ def _judge_and_save(
         others = store.patient_studies(patient_ids.pop(), exclude_study_uid=entry.study_instance_uid)
     decision = judge(study, thresholds, now=now, source_uri=source.uri, others=others, pixels=source)
     saved = store.save_decision(decision, run_id=run_id)
-    logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
-    return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved))
+    take_fetched = getattr(source, "take_fetched_bytes", None)
+    fetched = int(take_fetched(entry.study_instance_uid)) if callable(take_fetched) else 0
+    if fetched:
+        logger.info("study %s: %s (%s), %.1f MB of pixel data fetched", entry.study_instance_uid, decision.verdict,
+                    saved, fetched / 1e6)
+    else:
+        logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
+    return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved), fetched)

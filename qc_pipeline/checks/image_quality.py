@@ -51,7 +51,14 @@ from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unme
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import HeaderRead, text
 from qc_pipeline.io.geometry import as_floats, header_value
-from qc_pipeline.io.pixels import DEFAULT_MAX_BYTES, load_image, load_series, lossy_compression, stored_value_range
+from qc_pipeline.io.pixels import (
+    DEFAULT_MAX_BYTES,
+    load_image,
+    load_series,
+    lossy_compression,
+    slice_order,
+    stored_value_range,
+)
 from qc_pipeline.metrics import ct, dr, mr
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.loader import Thresholds
@@ -187,18 +194,65 @@ class _Decoded:
     """``slices`` are only those the scorer reads (the others were not decoded)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _CtSample:
+    """Which slices of a CT series are decoded, decided from its headers before any pixel data is
+    read: the CT metrics' sample and the AI scorer's, out of ``n_slices``."""
+
+    n_slices: int
+    """Slices in the whole series."""
+    chosen: tuple[int, ...]
+    """Slices decoded (indices in the series' order), ascending."""
+    instances: tuple[int, ...]
+    """The target's instances that hold them (indices into ``target.instances``), ascending."""
+    select: tuple[int, ...]
+    """The chosen slices as indices into the order of the slices of ``instances`` alone."""
+    n_fetched: int
+    """Slices the files of ``instances`` hold, by the headers."""
+
+    def select_in(self, n: int) -> tuple[int, ...]:
+        """``select`` for files that hold ``n`` slices; files that hold another number than
+        their headers said are not the study's files (a source serving other data)."""
+        if n != self.n_fetched:
+            raise DegenerateInputError(
+                f"the pixel files hold {n} slices where the study's headers list {self.n_fetched}: "
+                "the files do not match the headers"
+            )
+        return self.select
+
+
+def _ct_sample(
+    target: Target, ai_slices: Callable[[int], Sequence[int]] | None, *, only_needed_instances: bool
+) -> _CtSample:
+    """The slices to decode; with ``only_needed_instances`` the instances to fetch are only those
+    holding them (a source that transfers pixel data), else all (local files: opening costs
+    nothing, only the chosen slices are decoded)."""
+    order = slice_order([i.dataset for i in target.instances], [i.ref.location for i in target.instances])
+    n = len(order)
+    chosen = sorted({*ct.sample_slices(n).tolist(), *(ai_slices(n) if ai_slices is not None else ())})
+    if not only_needed_instances:
+        return _CtSample(n, tuple(chosen), tuple(range(len(target.instances))), tuple(chosen), n)
+    instances = sorted({order[i][0] for i in chosen})
+    wanted = set(instances)
+    fetched = [k for k, (instance, _frame) in enumerate(order) if instance in wanted]
+    at = {k: j for j, k in enumerate(fetched)}
+    return _CtSample(n, tuple(chosen), tuple(instances), tuple(at[i] for i in chosen), len(fetched))
+
+
 def _measure_target(
     target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
     noise_reference_mm: float = ct.NOISE_REFERENCE_MM, headers: Sequence[HeaderRead] | None = None,
     ai_slices: Callable[[int], Sequence[int]] | None = None,
+    sample: _CtSample | None = None,
 ) -> tuple[list[Measurement], _Decoded]:
     """Decode the target once (with ``headers`` when the source read them from these files) and
     measure it once; the decoded pixels go on to the AI scorer.
 
     A CT series decodes only the slices its metrics sample and those ``ai_slices`` (the AI
-    scorer's choice, given the number of slices) names: the metrics and the scores are those of
-    the whole series, at a fraction of the decoding (most of a large series' cost). MR metrics
-    read every slice, so an MR series is decoded whole."""
+    scorer's choice, given the number of slices) names (``sample``, made by :func:`_ct_sample`;
+    ``paths`` are the files of its ``instances``): the metrics and the scores are those of the
+    whole series, at a fraction of the decoding (most of a large series' cost). MR metrics read
+    every slice, so an MR series is decoded whole."""
     if target.kind == "dr":
         image = load_image(paths[0], max_bytes=MAX_SERIES_BYTES, header=headers[0] if headers else None)
         ds = image.dataset
@@ -216,13 +270,12 @@ def _measure_target(
         pixel_mm = image.spacing_mm[0] if image.spacing_mm else None
         return measured, _Decoded([image.array], pixel_mm, stored, indicator)
     if target.kind == "ct":
-        def select(n: int) -> list[int]:
-            return sorted({*ct.sample_slices(n).tolist(), *(ai_slices(n) if ai_slices is not None else ())})
-
-        volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers, select=select)
-        at = {index: k for k, index in enumerate(volume.slice_indices)}
-        n = volume.n_slices
+        sample = sample if sample is not None else _ct_sample(target, ai_slices, only_needed_instances=False)
+        volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers, select=sample.select_in)
+        at = {index: k for k, index in enumerate(sample.chosen)}
+        n = sample.n_slices
         head = volume.datasets[0]
+        # The in-plane spacing only: the slice spacing of a subset of the files is not the series'.
         measured = ct.measure(
             volume.array[[at[i] for i in ct.sample_slices(n).tolist()]], spacing_mm=volume.spacing_mm,
             body_part=_body_part(head), slice_thickness_mm=_float_tag(head, "SliceThickness"),
@@ -378,11 +431,16 @@ def check_image_quality(
     for target in targets:
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
-            with pixels.pixel_files([i.ref for i in target.instances]) as paths:
-                headers = _loaded_headers(pixels, target.instances, paths)
-                ai_slices = (functools.partial(scorer.slice_indices, target.kind)
-                             if isinstance(scorer, Scorer) and target.kind == "ct" else None)
-                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers, ai_slices)
+            ai_slices = (functools.partial(scorer.slice_indices, target.kind)
+                         if isinstance(scorer, Scorer) and target.kind == "ct" else None)
+            # A source that fetches pixel data (DICOMweb) fetches only the sampled instances.
+            sample = _ct_sample(
+                target, ai_slices, only_needed_instances=not getattr(pixels, "pixel_files_are_loaded_files", False)
+            ) if target.kind == "ct" else None
+            needed = target.instances if sample is None else tuple(target.instances[i] for i in sample.instances)
+            with pixels.pixel_files([i.ref for i in needed]) as paths:
+                headers = _loaded_headers(pixels, needed, paths)
+                raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers, ai_slices, sample)
         except SourceError:
             raise
         except NotApplicableError as exc:  # e.g. a series larger than the memory budget, whole

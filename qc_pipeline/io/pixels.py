@@ -287,6 +287,25 @@ def _sort_frames(frames: list[_Frame], paths: Sequence[Path]) -> tuple[list[_Fra
     return sorted(frames, key=lambda f: (f.instance_number, f.sop_uid, f.frame_index)), False
 
 
+def slice_order(datasets: Sequence[Dataset], names: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """The slices of a series in the order :func:`load_series` stacks them, from the headers
+    alone: for each slice, (index into ``datasets``, frame index in that object).
+
+    A source that fetches pixel data (DICOMweb) decides with it which instances to fetch before
+    any is; ``names`` name the objects in errors (default: their SOPInstanceUID). Raises
+    DegenerateInputError where :func:`load_series` would for the same headers (a frame count
+    that is not a positive integer, frames of different orientations).
+    """
+    labels = [Path(n) for n in names] if names is not None else [
+        Path(str(ds.get("SOPInstanceUID", "") or f"object {k + 1}")) for k, ds in enumerate(datasets)
+    ]
+    frames: list[_Frame] = []
+    for index, ds in enumerate(datasets):
+        frames.extend(_frames_of(index, ds, _header_int(ds, "NumberOfFrames", labels[index], default=1)))
+    ordered, _by_position = _sort_frames(frames, labels)
+    return [(f.file_index, f.frame_index) for f in ordered]
+
+
 def _slice_spacing(positions: Sequence[float] | None, first: Dataset) -> float | None:
     if positions is not None and len(positions) > 1:
         steps = np.diff(np.asarray(positions, dtype=np.float64))

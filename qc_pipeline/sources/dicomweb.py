@@ -58,6 +58,10 @@ TOKEN_ENV: Final = "QC_DICOMWEB_TOKEN"
 SECRET_BLOCK_ENV: Final = "QC_DICOMWEB_SECRET_BLOCK"
 ORTHANC_ENV: Final = "QC_DICOMWEB_ORTHANC"
 SECRET_TTL_S: Final = 300.0
+FETCH_ONE_BY_ONE_MAX: Final = 64
+"""Instances of a series fetched one request each, at most; more are streamed with the series. A
+CT's metrics and AI sample about 38 slices whatever its length, so a 300-slice series costs 38
+requests and an eighth of its bytes; an MR series, read whole, comes in one stream when long."""
 """How long a Secret block's value is reused before it is read again (rotation)."""
 CURSOR_ORTHANC: Final = "orthanc-changes"
 """Cursor kind: the last Orthanc change sequence number covered."""
@@ -224,6 +228,8 @@ class DicomWebSource:
         # failure, connection refused included, five times with exponential waits (~45 s).
         self._client.set_http_retry_params(retry=False)
         self._filters = dict(search_filters or {})
+        self._fetched: dict[str, int] = {}
+        self._fetched_lock = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -463,8 +469,11 @@ class DicomWebSource:
         """WADO-RS: fetch the instances (of one series) as stored, into a temporary folder.
 
         The stored transfer syntax is asked for (``transfer-syntax=*``: no transcoding on the
-        server); one instance is fetched alone, more through the series' multipart stream, keeping
-        only the instances asked for. The files are deleted when the context ends.
+        server). Up to :data:`FETCH_ONE_BY_ONE_MAX` instances are fetched one by one (the CT
+        metrics and the AI ask for a sample of a series: the rest never crosses the network);
+        more through the series' multipart stream, keeping only the instances asked for. The bytes
+        received count towards the study's :meth:`take_fetched_bytes`. The files are deleted when
+        the context ends.
         """
         if not instances:
             yield []
@@ -473,21 +482,40 @@ class DicomWebSource:
         study_uid, series_uid = parts[0][0], parts[0][1]
         wanted = {inst.sop_instance_uid for inst in instances}
         media = (("application/dicom", "*"),)
+        received = 0
         with tempfile.TemporaryDirectory(prefix="qc-pixels-") as tmp:
             found: dict[str, Path] = {}
 
             def keep(ds: Dataset) -> None:
+                nonlocal received
                 sop = text(ds, "SOPInstanceUID")
-                if sop in wanted and sop not in found:
-                    path = Path(tmp) / f"{len(found):06d}.dcm"
-                    ds.save_as(path, enforce_file_format=True)
-                    found[sop] = path
+                if sop not in wanted or sop in found:  # streamed with the series, not asked for
+                    received += len(ds.get("PixelData") or b"")  # its pixel data, the bulk of it
+                    return
+                path = Path(tmp) / f"{len(found):06d}.dcm"
+                ds.save_as(path, enforce_file_format=True)
+                received += path.stat().st_size
+                found[sop] = path
 
             what = f"retrieve the pixel data of series {series_uid}"
-            if len(instances) == 1:
-                keep(self._call(what, self._client.retrieve_instance, study_uid, series_uid, instances[0].sop_instance_uid, media_types=media))
-            else:
-                self._call(what, lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)])
+            try:
+                if len(instances) <= FETCH_ONE_BY_ONE_MAX:
+                    def one(sop_uid: str) -> Dataset | None:
+                        try:
+                            return self._client.retrieve_instance(study_uid, series_uid, sop_uid, media_types=media)
+                        except requests.HTTPError as exc:  # gone since listed: said below with the others
+                            if exc.response is not None and exc.response.status_code == 404:
+                                return None
+                            raise
+
+                    for inst in instances:
+                        if (ds := self._call(what, one, inst.sop_instance_uid)) is not None:
+                            keep(ds)
+                else:
+                    self._call(what, lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)])
+            finally:
+                with self._fetched_lock:
+                    self._fetched[study_uid] = self._fetched.get(study_uid, 0) + received
             missing = wanted - found.keys()
             if missing:
                 raise SourceError(
@@ -495,3 +523,9 @@ class DicomWebSource:
                     f"{series_uid} (e.g. {sorted(missing)[0]})"
                 )
             yield [found[inst.sop_instance_uid] for inst in instances]
+
+    def take_fetched_bytes(self, study_instance_uid: str) -> int:
+        """Bytes of DICOM instances (pixel data as stored, with their headers) fetched for the
+        study's image-quality checks since the last call; the count is then forgotten."""
+        with self._fetched_lock:
+            return self._fetched.pop(study_instance_uid, 0)

@@ -63,3 +63,39 @@ def test_missing_instance_is_a_source_error(orthanc, cloud_credentials, two_stud
     with pytest.raises(SourceError, match=r"did not return 1 of 4 instances of series"):
         with cloud.pixel_files([*refs, gone]):
             pass
+
+
+def test_a_long_ct_fetches_only_its_sampled_instances_with_the_folders_values(orthanc, cloud_credentials, tmp_path):
+    import datetime as dt
+
+    from qc_pipeline.metrics import ct
+    from qc_pipeline.pipeline import ai_scorer, judge, load_pipeline_thresholds, process_entry
+    from qc_pipeline.store import ResultStore
+    from tests.checks.test_image_quality_headers_once import write_chest_ct
+
+    n = 150
+    paths = write_chest_ct(tmp_path / "folder" / "ct", n_slices=n)
+    orthanc.clear()
+    orthanc.upload(paths)
+    thresholds = load_pipeline_thresholds()
+    now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    cloud = DicomWebSource(orthanc.dicomweb)
+    (entry,) = list(cloud.discover())
+
+    with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        outcome = process_entry(cloud, entry, store, thresholds, run_id=None, now=now)
+        (stored,) = store.results()
+
+    wanted = set(ct.sample_slices(n).tolist()) | set(ai_scorer().slice_indices("ct", n))
+    sizes = [p.stat().st_size for p in paths]
+    sampled = sum(sizes[i] for i in wanted)
+    assert outcome.bytes_fetched == pytest.approx(sampled, rel=0.05), (outcome.bytes_fetched, sampled)
+    assert outcome.bytes_fetched < 0.3 * sum(sizes)
+
+    folder = FolderSource(tmp_path / "folder")
+    (local_entry,) = list(folder.discover())
+    local = judge(folder.load(local_entry), thresholds, now=now, source_uri=folder.uri, pixels=folder)
+    remote = {m["metric"]: m["value"] for m in stored["measurements"]}
+    measured = {m.metric: m.value for m in local.measurements if m.metric.startswith(("ct.", "ai."))}
+    assert len(measured) > 8 and {k: remote.get(k) for k in measured} == measured
+    assert remote["ct.noise_hu"] is not None

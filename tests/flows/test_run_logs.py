@@ -60,3 +60,17 @@ def test_library_records_outside_a_run_stay_silent(recwarn):
     forward_library_logs()
     logging.getLogger("qc_pipeline.pipeline").warning("outside any flow run")
     assert not [w for w in recwarn if "flow run id" in str(w.message)]
+
+
+def test_the_run_report_gives_the_pixel_data_fetched_only_when_some_was():
+    from collections import Counter
+
+    from flows.run_report import run_markdown
+
+    summary = {"run_id": "r1", "source": "https://cloud/dicom-web", "listing": "full", "judged": 4, "studies": 4,
+               "unchanged": 0, "leased": 0, "verdicts": {"pass": 4}, "thresholds_version": "t", "pipeline_version": "p",
+               "pixel_bytes_fetched": 80_000_000}
+    text = run_markdown(summary, {"医院 A": Counter({"pass": 4})}, [], 12.0, review_url="")
+    assert "拉取像素数据 / pixel data fetched: 80.0 MB (20.0 MB / study)" in text
+    folder = run_markdown({**summary, "pixel_bytes_fetched": 0}, {}, [], 12.0, review_url="")
+    assert "pixel data fetched" not in folder
