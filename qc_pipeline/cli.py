@@ -273,6 +273,8 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
         f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed "
         f"({seconds:.1f} s) — {shown}"
     )
+    if fetched := int(summary.get("pixel_bytes_fetched") or 0):
+        click.echo(f"拉取像素数据 / pixel data fetched: {fetched / 1e6:.2f} MB")
 
 
 DASK_OPTIONS = (
