@@ -1,4 +1,4 @@
-"""Benchmark: AI inference time per series/study with the shipped models (issue 5).
+"""Benchmark: AI inference time per series/study with the shipped models.
 
 Times :meth:`qc_pipeline.ai.runtime.Scorer.score` (preprocessing of up to 8 sampled slices,
 the artifact CNN, the metric features and the acceptability model, through onnxruntime) on

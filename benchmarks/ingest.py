@@ -1,5 +1,5 @@
 """Benchmark: ingestion from the imaging cloud (a real Orthanc on loopback) and the QC flow on 1
-and 2 local Dask workers (issue 6).
+and 2 local Dask workers.
 
 Two Orthanc servers (DICOMweb plugin, authentication on, loopback, HTTP compression off) are
 filled by STOW-RS with:

@@ -1,4 +1,4 @@
-"""Benchmark: a backlog of 10,000 small studies (issue 10) — throughput, and memory that does
+"""Benchmark: a backlog of 10,000 small studies — throughput, and memory that does
 not grow with the backlog.
 
 The backlog is a folder of ``--studies`` (10,000) one-image DX chest studies of 32x32 pixels

@@ -1,4 +1,4 @@
-"""Benchmark: image-quality metrics against bare decoding of the same files (issue 4).
+"""Benchmark: image-quality metrics against bare decoding of the same files.
 
 Writes three seeded phantom series as DICOM files (a 300-slice 512x512 CT, a 2000x2500 DR
 radiograph, a 20-slice 256x256 MR), then, in one run and for each:
@@ -7,7 +7,7 @@ radiograph, a 20-slice 256x256 MR), then, in one run and for each:
 - ``load``: :func:`qc_pipeline.io.pixels.load_series` / ``load_image`` (headers, sort, rescale, float32);
 - ``metrics``: the module's ``measure()`` on the loaded array (every metric of the modality);
 
-repeated ``--repeat`` times, medians reported. Target (issue 4): metrics <= 0.5 x decode.
+repeated ``--repeat`` times, medians reported. Target: metrics <= 0.5 x decode.
 Prints a table and writes JSON to ``benchmarks/results/metrics-<host>.json``.
 
     .venv/bin/python -m benchmarks.metrics            # full sizes (about 4 minutes)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['case']:<20} {r['files']:>5} {r['megabytes']:>7} {r['decode_s']:>9.3f} {r['load_s']:>8.3f} "
             f"{r['metrics_s']:>10.3f} {r['ratio_metrics_to_decode']:>6.2f}{'' if r['meets_target'] else '  > target'}"
         )
-    print(f"target: metrics <= {TARGET_RATIO} x decode (issue 4); medians of {args.repeat} runs")
+    print(f"target: metrics <= {TARGET_RATIO} x decode; medians of {args.repeat} runs")
     out = write_results("metrics", rows, small=args.small, repeat=args.repeat)
     print(f"written: {out}")
     return 0 if all(r["meets_target"] for r in rows) else 1

@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing (atheris / libFuzzer) of DICOM ingestion and the header checks (issue 10).
+"""Coverage-guided fuzzing (atheris / libFuzzer) of DICOM ingestion and the header checks (bad input must give a finding, never a crash).
 
 Each input is written as the one file of a study folder, then goes the way an upload does:
 ``FolderSource.discover`` (grouping by StudyInstanceUID), ``FolderSource.load`` (``read_header``:

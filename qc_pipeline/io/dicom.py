@@ -171,7 +171,7 @@ class BoundedReader(io.BufferedReader):
 
     pydicom reads an element's value with ``fp.read(length)`` using the length field of the file;
     CPython allocates a buffer of the requested size before reading, so a garbage length of
-    3 GB in a 4 KB file allocated 3 GB (found by the bad-input corpus, issue 10).
+    3 GB in a 4 KB file allocated 3 GB (found by the bad-input corpus).
     """
 
     def __init__(self, raw: io.RawIOBase, size: int) -> None:

@@ -1,4 +1,4 @@
-"""The biannual evaluation report per institution (issue 9): assemble and write it.
+"""The biannual evaluation report per institution (the QC centre evaluates at least twice a year, seed 002 §6.2): assemble and write it.
 
 ``write_report(store, period, out_dir)`` reads the results database only (plus the limits of
 ``thresholds/`` for the metric plots and ``thresholds/evaluation/qualification.yaml`` for the rule

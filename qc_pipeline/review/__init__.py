@@ -1,4 +1,4 @@
-"""Radiologist review of flagged studies (issue 7).
+"""Radiologist review of flagged studies: a person decides what the machine could not.
 
 - ``app``: the FastAPI web app (``create_app``), server-rendered pages and a JSON API;
 - ``service``: the queue, claims, human decisions and negative-list flags on the results database;

@@ -31,7 +31,7 @@ Security:
   form field or the ``X-CSRF-Token`` header (the JSON API). Sign-in too.
 - Patient identifiers appear only on pages for signed-in users, never in URLs or logs.
 
-Extending (the spot-check mode of issue 8): pass ``extra_routers=[router]`` (mounted with the
+Extending (as the blinded spot-check mode does): pass ``extra_routers=[router]`` (mounted with the
 auth and CSRF dependencies above), ``extra_templates=[folder]`` (templates that
 ``{% extends "base.html" %}``), ``extra_nav=[("/spot-checks", ("Spot checks", "抽查"))]``; in
 a handler, ``render(request, "page.html", {...})`` renders with the shared context, ``Depends(

@@ -123,7 +123,7 @@ def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, 
     from qc_pipeline.spotcheck.config import load_config
 
     try:
-        spot_check = app_options(load_config())  # the blinded spot-check mode (issue 8)
+        spot_check = app_options(load_config())  # the blinded cross-region spot-check mode
     except ConfigError as exc:
         _fail(str(exc), "抽查配置无效", 2)
     app = create_app(

@@ -1,4 +1,4 @@
-"""A lease per study, so that no study is judged by two runs (or workers) at once (issue 10).
+"""A lease per study, so that no study is judged by two runs (or workers) at once (several workers share one backlog).
 
 A worker takes the lease of a study before judging it and gives it back when the decision is
 stored. Another worker that finds the lease held leaves the study to its holder. A lease ends

@@ -1,4 +1,4 @@
-"""Tables of radiologist review (issue 7): accounts, claims, human decisions, negative-list flags, audit.
+"""Tables of radiologist review: accounts, claims, human decisions, negative-list flags, audit.
 
 ORM classes here derive from qc_pipeline.store.models.Base; qc_pipeline.store imports this
 module so that Base.metadata is complete for the migration test. The schema itself is created

@@ -1,4 +1,4 @@
-"""Tables of the cross-region spot checks (issue 8): draws, the population each drew from, the
+"""Tables of the cross-region spot checks: draws, the population each drew from, the
 drawn cases, their blinded assignments to reviewers, the grades, and the stored figures.
 
 ORM classes derive from qc_pipeline.store.models.Base; ``migrations/versions/0005_spot_checks.py``

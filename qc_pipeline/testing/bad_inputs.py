@@ -1,4 +1,4 @@
-"""Generated bad and unusual DICOM inputs (issue 10): each case is a folder of files a hospital's
+"""Generated bad and unusual DICOM inputs (bad input is normal in uploads): each case is a folder of files a hospital's
 gateway could upload, with the verdict and the finding the pipeline must give it.
 
 Used by ``tests/hardening`` (every case judged, memory bounded) and by the fuzz target in

@@ -111,7 +111,7 @@ def test_missing_site_file(copy):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(ConfigError, match=r"does not exist: pass --thresholds DIR"):
+    with pytest.raises(ConfigError, match=r"does not exist: name an existing folder \(the command.s --thresholds or --dir option\)"):
         load_thresholds(tmp_path / "nope")
 
 

@@ -1,4 +1,4 @@
-"""Radiologist review: accounts, sessions' audit, review claims and human decisions, negative-list flags (issue 7).
+"""Radiologist review: accounts, sessions' audit, review claims and human decisions, negative-list flags.
 
 Revision ID: 0004
 Revises: 0003

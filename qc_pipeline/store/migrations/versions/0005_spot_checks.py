@@ -1,4 +1,4 @@
-"""Cross-region spot checks: draws, blinded assignments, grades (issue 8).
+"""Cross-region spot checks: draws, blinded assignments, grades (cross-QC between Chongqing and Sichuan, seed 004 §6.8).
 
 Revision ID: 0005
 Revises: 0004

@@ -1,4 +1,4 @@
-"""A lease per study so that no study is judged twice at once (issue 10).
+"""A lease per study so that no study is judged twice at once (several workers share one backlog).
 
 Revision ID: 0006
 Revises: 0005

@@ -1,5 +1,5 @@
 """Record which process runs a run, so that a run whose process died is marked interrupted
-instead of staying ``running`` for ever (issue 10).
+instead of staying ``running`` for ever (a worker killed mid-run).
 
 Revision ID: 0007
 Revises: 0006
