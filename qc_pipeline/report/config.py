@@ -69,10 +69,20 @@ class FeeRules(_Strict):
     schemes: list[FeeScheme] = Field(min_length=1)
 
 
+class AiDrift(_Strict):
+    """The control chart of the AI rules' weekly flagged share (``qc_pipeline.report.drift``)."""
+
+    sigmas: Annotated[float, Field(gt=0)] = 3.0
+    min_series_per_week: Annotated[int, Field(ge=1)] = 10
+    min_baseline_series: Annotated[int, Field(ge=1)] = 50
+    source: str = Field(default="site default [D]: Shewhart p-chart, 3-sigma limits", min_length=3)
+
+
 class EvaluationConfig(_Strict):
     version: str
     qualification: QualificationRule
     fees: FeeRules
+    ai_drift: AiDrift = AiDrift()
 
 
 def evaluation_config_path(thresholds_dir: Path | None = None) -> Path:

@@ -189,7 +189,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
         Section("timeliness", pick("及时性与完整性", "Timeliness and completeness", lang), (), (t["T08"], t["T09"]),
                 tuple(f for k, f in figs.items() if k == "delay")),
         Section("review", pick("医师复核、AI 一致性与抽查", "Reviews, AI agreement and spot checks", lang), (),
-                (t["T10"], t["T11"], t["T12"])),
+                (t["T10"], t["T11"], t["T17"], t["T12"])),
         Section("uploads", pick("上传完整性", "Upload completeness", lang), (), (t["T15"], t["T16"])),
         Section("fees", pick("费用影响", "Fee exposure", lang), (), (t["T14"],)),
     ]

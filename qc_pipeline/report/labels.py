@@ -29,6 +29,10 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "override": ("改判", "overturned"),
     "yes": ("是", "yes"),
     "no": ("否", "no"),
+    "drift_previous": ("本机构上期", "this institution, previous period"),
+    "drift_region": ("全部机构本期", "all institutions, this period"),
+    "drift_alarm": ("报警", "alarm"),
+    "drift_in_band": ("在控制限内", "in band"),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from qc_pipeline.exam_logs import LoggedExam, UploadedStudy, institution_key, institution_public, match_exams
 from qc_pipeline.labels import metric_label, rule_label
+from qc_pipeline.report import drift
 from qc_pipeline.report.calibration import distribution
 from qc_pipeline.report.config import EvaluationConfig
 from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
@@ -475,6 +476,55 @@ def ai_agreement(scope: Scope, data: ReportData) -> Table:
     )
 
 
+def ai_drift(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], config: EvaluationConfig, lang: str) -> Table:
+    """Per AI score with a rule and per institution: the share of series the rule flags, week by
+    week on a p-chart (``qc_pipeline.report.drift``); institutions with an alarm first."""
+    settings = config.ai_drift
+    studies = {s.study_id: s for g in (scope.label_all,) for s in (*scope.current[g], *scope.previous[g])}
+    current = {s.study_id for s in scope.current[scope.label_all]}
+    by_metric: dict[str, list[drift.Scored]] = {}
+    for m in data.measurements:
+        study = studies.get(m.study_id)
+        if study is None or not m.metric.startswith("ai.") or not rules.get(m.metric):
+            continue
+        fired = evaluate(rules[m.metric], m.metric, m.value, modality=study.modality, item_code=study.item_code).fired
+        by_metric.setdefault(m.metric, []).append(drift.Scored(
+            study.study_date, institution_label(study.institution, lang), m.value, fired is not None,
+            m.study_id in current))
+    rows = []
+    for metric in sorted(by_metric):
+        scored = by_metric[metric]
+        region_now = [s for s in scored if s.current]
+        for g in scope.institutions:
+            c = drift.chart([s for s in scored if s.institution == g], region_now, sigmas=settings.sigmas,
+                            min_series_per_week=settings.min_series_per_week,
+                            min_baseline_series=settings.min_baseline_series)
+            if c is None:
+                continue
+            weeks = ", ".join(f"{w.monday:%m-%d} {w.flagged}/{w.n}" for w in c.out_of_band)
+            rows.append((metric_label(metric, lang), metric, g, c.n, percent(c.flagged, c.n),
+                         _num(100.0 * c.baseline), word(f"drift_{c.baseline_source}", lang), len(c.weeks),
+                         weeks or "—", word("drift_alarm" if c.alarm else "drift_in_band", lang),
+                         _num(c.median_score), _num(c.previous_median_score)))
+    rows.sort(key=lambda r: (r[9] != word("drift_alarm", lang), r[1], r[2]))
+    return Table(
+        "T17", "AI 规则漂移监测（按周控制图）", "Drift of the AI rules (weekly control chart)",
+        (_c("score", "AI 评分", "AI score"), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN,
+         _c("n", "评分序列数", "series scored", "int"), _c("flag_pct", "本期标记率 %", "flagged %", "pct"),
+         _c("baseline_pct", "基线标记率 %", "baseline flagged %", "num"), _c("baseline", "基线来源", "baseline"),
+         _c("weeks", "周数", "weeks", "int"), _c("out_weeks", "超出控制限的周（标记/序列）", "weeks out of band (flagged/series)"),
+         _c("status", "状态", "status"), _c("median", "本期评分中位数", "median score", "num"),
+         _c("previous_median", "上期评分中位数", "previous median score", "num")),
+        tuple(rows),
+        f"每周标记率落在基线 ± {settings.sigmas:g} 倍标准误之外即报警（每周至少 {settings.min_series_per_week} 个序列才判断）；"
+        "报警提示该模型在该机构的表现可能已变化（设备、软件或扫描方案），请质控中心核查，不改变任何检查结论。",
+        f"A week whose flagged share lies outside the baseline ± {settings.sigmas:g} standard errors is an alarm (weeks "
+        f"of at least {settings.min_series_per_week} series); an alarm says the model may behave differently at the "
+        "institution now (scanner, software, protocol): the QC centre looks into it; no verdict changes.",
+        "本期无 AI 评分", "no AI scores in this period",
+    )
+
+
 def spot_checks(scope: Scope, data: ReportData, lang: str) -> Table:
     rows = []
     if data.spot_checks:
@@ -682,7 +732,8 @@ def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, li
         ai_agreement(scope, data), spot_checks(scope, data, lang), qualification(scope, config, lang),
     ]
     uploads = upload_groups(scope, data, lang, institution)
-    tables += [fees(scope, config, uploads, lang), upload_completeness(scope, uploads), missing_exams(scope, uploads)]
+    tables += [fees(scope, config, uploads, lang), upload_completeness(scope, uploads), missing_exams(scope, uploads),
+               ai_drift(scope, data, rules, config, lang)]
     return scope, {t.key: t for t in tables}
 
 
