@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -156,10 +156,17 @@ def _prefect_api_problem(timeout: float = PREFECT_API_CHECK_TIMEOUT_S) -> tuple[
     return None
 
 
-def _console(width: int = 180):  # type: ignore[no-untyped-def]
+FULL_ROWS_WIDTH: Final = 10_000
+"""Console width when stdout is not a terminal: wide enough that no table row is folded or cut
+(a table is as wide as its content, not as the console)."""
+
+
+def _console():  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else width, soft_wrap=False)
+    from qc_pipeline.cli_table import terminal_width
+
+    return Console(width=terminal_width() or FULL_ROWS_WIDTH, soft_wrap=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -433,22 +440,48 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
     return "\n".join(parts) or "—"
 
 
+STUDY_ID_TAIL: Final = 12
+"""Characters of a study's id kept when a narrow terminal abbreviates it (a UID's tail tells studies
+apart; ``results --study`` and full rows show it whole)."""
+
+
+def _short_id(value: str) -> str:
+    return value if len(value) <= STUDY_ID_TAIL + 1 else "…" + value[-STUDY_ID_TAIL:]
+
+
+def _results_columns(lang: str, *, names: bool) -> tuple[list[Any], list[Any]]:
+    """The verdict table's columns and the order a narrow terminal gives them up in: first the
+    image-quality detail, the reason a study is not eligible, the item's name and the eligibility
+    window, then the study id is
+    abbreviated to its tail, then the date and modality go (a demo case keeps its name instead of
+    the study id); the verdict and its reasons always stay."""
+    from qc_pipeline.cli_table import Column
+
+    columns = [
+        Column("study", "检查 study", wrap=False, short=_short_id),
+        Column("modality", "类型 mod.", wrap=False),
+        Column("date", "日期 date", wrap=False),
+        Column("item", "项目 item", min_width=12, max_width=22,
+               short=lambda v: v.split(" ", 1)[0], short_header="项目 item"),
+        Column("verdict", "结论 verdict", min_width=12, max_width=24),
+        Column("until", "互认至 until", min_width=16, max_width=24, short=lambda v: v.split("\n", 1)[0]),
+        Column("reasons", "原因 reasons" if lang == "zh" else "reasons 原因", min_width=30),
+        Column("quality", "图像质量 image quality", min_width=24, max_width=40),
+    ]
+    if names:
+        columns.insert(0, Column("case", "样例 case", wrap=False))
+    steps = [("drop", "quality"), ("short", "until"), ("short", "item"), ("drop", "until"), ("short", "study"), ("drop", "date")]
+    steps += [("drop", "study"), ("drop", "modality")] if names else [("drop", "modality")]
+    return columns, steps
+
+
 def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str] | None = None) -> None:
-    from rich.table import Table
+    """The verdicts as a table fitted to the terminal (see :mod:`qc_pipeline.cli_table`); full
+    rows when stdout is not a terminal."""
+    from qc_pipeline.cli_table import print_table
 
     rules = _metric_rules()
-
-    table = Table(show_lines=True, title="质控结论 / QC verdicts")
-    if names:
-        table.add_column("样例 case", no_wrap=True)
-    table.add_column("检查 study", overflow="fold", max_width=20)
-    table.add_column("类型 mod.", max_width=6)
-    table.add_column("日期 date", no_wrap=True)
-    table.add_column("项目 item", overflow="fold", max_width=22)
-    table.add_column("结论 verdict", no_wrap=True)
-    table.add_column("互认至 until", overflow="fold", max_width=16)
-    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=30)
-    table.add_column("图像质量 image quality", overflow="fold", min_width=30, max_width=36)
+    cells = []
     for row in rows:
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
@@ -458,20 +491,19 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             label += f"\n→ 人工 human: [{VERDICT_STYLES.get(human['verdict'], '')}]{hzh} {hen}[/]"
         if row.get("negative_flags"):
             label += "\n负面清单 negative list: " + ", ".join(f["reason_code"] for f in row["negative_flags"])
-        cells = [
-            row.get("accession_number") or row["study_instance_uid"],
-            row.get("modality") or "?",
-            row.get("study_date") or "?",
-            _item_text(row, lang),
-            label,
-            _eligibility_cell(row, lang),
-            _reasons(row, lang),
-            _metric_cell(row, rules, lang),
-        ]
-        if names:
-            cells.insert(0, names.get(row["study_instance_uid"], "(unreadable file)"))
-        table.add_row(*cells)
-    _console().print(table)
+        cells.append({
+            "case": (names or {}).get(row["study_instance_uid"], "(unreadable file)"),
+            "study": row.get("accession_number") or row["study_instance_uid"],
+            "modality": row.get("modality") or "?",
+            "date": row.get("study_date") or "?",
+            "item": _item_text(row, lang),
+            "verdict": label,
+            "until": _eligibility_cell(row, lang),
+            "reasons": _reasons(row, lang),
+            "quality": _metric_cell(row, rules, lang),
+        })
+    columns, steps = _results_columns(lang, names=bool(names))
+    print_table("质控结论 / QC verdicts", columns, cells, steps=steps)
 
 
 def _eligibility_cell(row: dict[str, Any], lang: str) -> str:

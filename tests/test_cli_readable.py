@@ -116,3 +116,74 @@ def test_spot_check_kappa_on_too_few_cases_says_so() -> None:
     assert _kappa_text(few) == f"样本过少 too few (n = 3 < {MIN_KAPPA_N})"
     enough = {"value": 0.5, "ci": [0.2, 0.8], "n": MIN_KAPPA_N}
     assert _kappa_text(enough) == "0.50 (0.20–0.80)"
+
+
+LONG_REASON_ZH = "序列 4 “ep2d_diff_tra b1000”：未进行AI评分（DWI 序列不在MR模型的训练范围内，模型卡 mr-iq 第 3 节）"
+
+
+@pytest.fixture(scope="module")
+def verdicts_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Studies as the table must show them: no accession number (so the 60-character UID is the
+    id), a long reason, a pass and a fail."""
+    from dataclasses import replace
+
+    from qc_pipeline.domain import Category, Finding, Severity
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('verdicts') / 'r.sqlite'}"
+    decisions = []
+    for n, verdict in enumerate((Verdict.FAIL, Verdict.PASS, Verdict.REVIEW), start=1):
+        d = make_decision(n, "渝州测试医院", "CT", verdict, dt.date(2026, 10, n))
+        uid = "1.2.826.0.1.3680043.8.498." + f"{n}" * 34
+        study = replace(d.study, study_instance_uid=uid, accession_number=None)
+        long = Finding("ai.series.not_scored", Category.AI, Severity.REVIEW, "series 4 not scored", LONG_REASON_ZH)
+        decisions.append(replace(d, study=study, findings=(*d.findings, long)))
+    with ResultStore.open(url) as store:
+        save_all(store, decisions)
+    return url
+
+
+def _reason_column(out: str) -> list[str]:
+    """The last column's text of each body row of a boxed table, lines joined without spaces."""
+    rows, current = [], []
+    for line in out.splitlines():
+        if line.startswith(("├", "└")) and current:
+            rows.append("".join(current))
+            current = []
+        elif line.startswith("│"):
+            current.append("".join(line.split("│")[-2].split()))
+    return rows[1:]  # the first is the header
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_results_table_fits_the_terminal(verdicts_url: str, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.cells import cell_len
+
+    from qc_pipeline import cli_table
+
+    monkeypatch.setattr(cli_table, "stdout_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out = invoke("results", "--db", verdicts_url, "--lang", "zh")
+    assert code == 0, out
+    too_wide = [line for line in out.splitlines() if cell_len(line) > width]
+    assert too_wide == [], too_wide
+    for n in (1, 2, 3):  # each study's id is shown whole on one line (its tail when abbreviated), never split
+        tail = f"{n}" * 12
+        assert any(tail in line for line in out.splitlines()), out
+    reasons = _reason_column(out)
+    assert len(reasons) == 3 and all("".join(LONG_REASON_ZH.split()) in r for r in reasons), reasons
+    assert "不合格 fail" in out and "合格 pass" in out
+    if width == 120:  # there is room for the study's date and its full id
+        assert "2026-10-01" in out and "1.2.826.0.1.3680043.8.498." + "1" * 34 not in out  # 60 chars: the tail
+    assert "图像质量" not in out  # the image-quality detail is given up first
+
+
+def test_results_table_to_a_file_has_full_rows(verdicts_url: str) -> None:
+    code, out = invoke("results", "--db", verdicts_url, "--lang", "zh")  # the runner's stdout is not a terminal
+    assert code == 0, out
+    lines = out.splitlines()
+    for n in (1, 2, 3):
+        uid = "1.2.826.0.1.3680043.8.498." + f"{n}" * 34
+        assert sum(uid in line for line in lines) == 1, out
+    assert sum(LONG_REASON_ZH in line for line in lines) == 3
+    assert "图像质量 image quality" in out and "YB-036 胸部CT平扫" in out
+    assert "…" not in out
