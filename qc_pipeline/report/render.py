@@ -102,7 +102,7 @@ thead { display: table-header-group; }
 tr { page-break-inside: avoid; break-inside: avoid; }
 th, td { border: 0.5px solid #bbb; padding: 0.6mm 1mm; vertical-align: top; }
 th { background: #eef1f4; font-weight: bold; text-align: left; }
-th.short, td.institution { white-space: nowrap; }
+th.short, td.short, td.institution { white-space: nowrap; }
 td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.all td { font-weight: bold; background: #fafafa; }
 tr.group td { font-weight: bold; background: #f3f5f8; page-break-after: avoid; break-after: avoid; }
@@ -138,8 +138,8 @@ figcaption { font-size: 9pt; color: #333; }
 
 
 SHORT_HEADER: Final = 4
-"""A column header of at most this many characters (公立, 检查数, pass %) is not wrapped: a table
-squeezed into A4 would otherwise print it one character a line."""
+"""A column header or text cell of at most this many characters (公立, 检查数, 未登记, pass %) is not
+wrapped: a table squeezed into A4 would otherwise print it one character a line."""
 
 
 def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) -> str:
@@ -167,7 +167,7 @@ def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) ->
         "{% for kind, r in body %}{% if kind == 'group' %}<tr class=\"group\"><td colspan=\"{{ cols|length }}\">{{ r }}</td></tr>"
         "{% else %}<tr{% if r[first] == label_all %} class=\"all\"{% endif %}>"
         "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% elif c.key == 'institution' %} class=\"institution\""
-        "{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
+        "{% elif fmt(r[i])|length <= SHORT_HEADER %} class=\"short\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
         "</tr>{% endif %}{% endfor %}</tbody></table>"
         "{% else %}<p class=\"empty\">{{ empty }}</p>{% endif %}"
         "{% if note %}<p class=\"note\">{{ note }}</p>{% endif %}"

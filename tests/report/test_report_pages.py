@@ -93,6 +93,10 @@ def test_a_long_institution_name_stays_on_one_line(printed: Printed) -> None:
     lines_with_name = [line for line in text.splitlines() if LONG_NAME in line]
     fee_pages = [p for p in printed.layout if "T14 费用影响" in p]
     assert fee_pages and any(LONG_NAME in p for p in fee_pages)  # in the fee table too, whole
+    fee_lines = [line for p in fee_pages for line in p.splitlines() if LONG_NAME in line]
+    # its short "public" cell (the name is not in the register) stays whole beside it, not one character a line
+    assert any("未登记" in line for line in fee_lines), fee_lines
+    assert all("未登记" in line for p in fee_pages for line in p.splitlines() if "未登" in line)
     assert len(lines_with_name) >= 5, len(lines_with_name)  # T01, T02, T05, T13, T14 ... each show it whole
     assert "重庆市渝北区第二" not in text.replace(LONG_NAME, "")  # never cut into pieces
 
