@@ -780,21 +780,15 @@ def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str)
     if fmt == "json":
         click.echo(json.dumps([i.model_dump(mode="json", exclude_none=True) for i in selected], ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
+    from qc_pipeline.cli_table import Column, print_table
 
     lists = "; ".join(f"{info.name_zh if lang == 'zh' else info.name_en} ({info.id} {info.version})" for info in catalog.lists)
-    table = Table(title=f"互认项目 / recognition items — {lists}", show_lines=False)
-    for title in ("代码 code", "类型 mod.", "名称 name", "侧别 side", "要求 requires"):
-        table.add_column(title, overflow="fold")
-    for item in selected:
-        table.add_row(
-            item.code,
-            item.modality,
-            item.name_zh if lang == "zh" else item.name_en,
-            item.laterality or "",
-            _requirements_text(item, lang),
-        )
-    _console().print(table)
+    columns = [Column("code", "代码 code", wrap=False), Column("modality", "类型 mod.", wrap=False),
+               Column("name", "名称 name", min_width=12), Column("side", "侧别 side", wrap=False),
+               Column("requires", "要求 requires", min_width=20)]
+    cells = [{"code": item.code, "modality": item.modality, "name": item.name_zh if lang == "zh" else item.name_en,
+              "side": item.laterality or "", "requires": _requirements_text(item, lang)} for item in selected]
+    print_table(f"互认项目 / recognition items — {lists}", columns, cells, show_lines=False)
     click.echo(f"{len(selected)} 项 items")
 
 
@@ -881,15 +875,21 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
+    from qc_pipeline.cli_table import Column, print_table
 
-    table = Table(title=f"互认机构名录 / institution register ({register.version}; {day.isoformat()})")
-    for col in ("机构 institution", "级别 level", "地区 region", "公立 public", f"互认资格 qualified ({day.isoformat()})"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(f"{r['name']}\n{r['name_en']}".strip(), r["level"], r["region_zh"], "是 yes" if r["public"] else "否 no",
-                      ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"])
-    _console().print(table)
+    columns = [
+        Column("name", "机构 institution", min_width=16, short=lambda v: v.split("\n", 1)[0]),
+        Column("level", "级别 level", wrap=False),
+        Column("region", "地区 region", wrap=False),
+        Column("public", "公立 public", wrap=False),
+        Column("qualified", f"互认资格 qualified ({day.isoformat()})", min_width=20),
+    ]
+    cells = [{"name": f"{r['name']}\n{r['name_en']}".strip(), "level": r["level"], "region": r["region_zh"],
+              "public": "是 yes" if r["public"] else "否 no",
+              "qualified": ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"]} for r in rows]
+    # a narrow terminal keeps the Chinese name (the register's own) and gives up the region
+    print_table(f"互认机构名录 / institution register ({register.version}; {day.isoformat()})", columns, cells,
+                steps=[("short", "name"), ("drop", "region")])
 
 
 from qc_pipeline.ai.cli import models  # noqa: E402

@@ -127,7 +127,8 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[dict[str, 
     kept, cells, widths = fit_columns(columns, rows, target, steps)
     table = Table(title=title, box=box.SQUARE, show_lines=show_lines)
     for column, w in zip(kept, widths):
-        table.add_column(column.header, width=w, no_wrap=not column.wrap, overflow="fold")
+        # a column that must not wrap has its natural width: its values fit, its header may wrap at spaces
+        table.add_column(column.header, width=w, overflow="fold")
     for row in cells:
         table.add_row(*row)
     total = sum(widths) + BORDER_PER_COLUMN * len(kept) + 1
