@@ -454,7 +454,7 @@ def _results_columns(lang: str, *, names: bool) -> tuple[list[Any], list[Any]]:
     image-quality detail, the reason a study is not eligible, the item's name and the eligibility
     window, then the study id is
     abbreviated to its tail, then the date and modality go (a demo case keeps its name instead of
-    the study id); the verdict and its reasons always stay."""
+    the study id, wrapped at its words last); the verdict and its reasons always stay."""
     from qc_pipeline.cli_table import Column
 
     columns = [
@@ -469,9 +469,10 @@ def _results_columns(lang: str, *, names: bool) -> tuple[list[Any], list[Any]]:
         Column("quality", "图像质量 image quality", min_width=24, max_width=40),
     ]
     if names:
-        columns.insert(0, Column("case", "样例 case", wrap=False))
+        columns.insert(0, Column("case", "样例 case", wrap=False, min_width=14,
+                                 short=lambda v: v.replace("_", " "), short_wraps=True))
     steps = [("drop", "quality"), ("short", "until"), ("short", "item"), ("drop", "until"), ("short", "study"), ("drop", "date")]
-    steps += [("drop", "study"), ("drop", "modality")] if names else [("drop", "modality")]
+    steps += [("drop", "study"), ("drop", "modality"), ("short", "case")] if names else [("drop", "modality")]
     return columns, steps
 
 

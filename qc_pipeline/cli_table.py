@@ -36,6 +36,8 @@ class Column:
     short: Callable[[str], str] | None = None
     """The abbreviated value, used when a ``("short", key)`` step applies."""
     short_header: str | None = None
+    short_wraps: bool = False
+    """Whether the abbreviated values may wrap at spaces (a name whose ``_`` became spaces)."""
 
 
 Step = tuple[Literal["short", "drop"], str]
@@ -92,7 +94,8 @@ def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width
             elif action == "short" and kept[index].short is not None:
                 column = kept[index]
                 values[key] = [column.short(v) for v in values[key]]  # type: ignore[misc]
-                kept[index] = replace(column, header=column.short_header or column.header, short=None)
+                kept[index] = replace(column, header=column.short_header or column.header, short=None,
+                                      wrap=column.wrap or column.short_wraps)
     natural = [_natural(c, values[c.key], whole_header=width is None) for c in kept]
     if width is None:
         widths = natural

@@ -187,3 +187,24 @@ def test_results_table_to_a_file_has_full_rows(verdicts_url: str) -> None:
     assert sum(LONG_REASON_ZH in line for line in lines) == 3
     assert "图像质量 image quality" in out and "YB-036 胸部CT平扫" in out
     assert "…" not in out
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_demo_table_with_long_case_names_fits_the_terminal(verdicts_url: str, width: int, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.cells import cell_len
+
+    from qc_pipeline import cli_table
+    from qc_pipeline.cli import _print_table, _store_results
+
+    monkeypatch.setattr(cli_table, "stdout_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", str(width))
+    rows = _store_results(verdicts_url)
+    names = {r["study_instance_uid"]: f"missing_accession_institution_{n}" for n, r in enumerate(rows)}
+    _print_table(rows, lang="zh", names=names)
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if cell_len(line) > width] == []
+    words = {w for line in out.splitlines() for cell in line.split("│") for w in cell.split()}
+    assert {"missing", "accession", "institution", "不合格"} <= words or all(n in out for n in names.values()), out
+    reasons = _reason_column(out)
+    assert len(reasons) == 3 and all("".join(LONG_REASON_ZH.split()) in r for r in reasons)
