@@ -100,7 +100,7 @@ p { margin: 1.5mm 0; line-height: 1.5; }
 table { border-collapse: collapse; width: 100%; margin: 1mm 0 3mm 0; font-size: 9pt; line-height: 1.3; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; break-inside: avoid; }
-th, td { border: 0.5px solid #bbb; padding: 0.6mm 1mm; vertical-align: top; }
+th, td { border: 0.5px solid #bbb; padding: 0.6mm 1mm; vertical-align: top; hyphens: auto; overflow-wrap: anywhere; }
 th { background: #eef1f4; font-weight: bold; text-align: left; }
 th.short, td.short, td.institution { white-space: nowrap; }
 td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
