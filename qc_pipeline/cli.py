@@ -346,7 +346,7 @@ def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bo
               help="Folder for the sample studies and the demo database.")
 @click.option("--db", "db_url", help="Results database URL (default: OUT/results.sqlite).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons.")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
 def demo(out_dir: Path, db_url: str | None, lang: str, verbose: bool) -> None:
     """Write the sample studies, judge them, print the verdicts with their reasons.
 
@@ -532,7 +532,8 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 
 @main.command()
 @click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: everything, ids included; csv: one row a study.")
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
 @click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table, CSV).")
@@ -766,8 +767,9 @@ def thresholds_cmd(thresholds_dir: str | None) -> None:
 @main.command()
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (items/ inside).")
 @click.option("--modality", type=click.Choice(["DR", "CT", "MR"]), help="Only this modality.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every field.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the names and requirements.")
 def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str) -> None:
     """Print the recognition-item catalog with each item's requirements. 打印互认项目目录及要求。"""
     from qc_pipeline.errors import ConfigError
@@ -850,7 +852,8 @@ def institutions() -> None:
 
 
 @institutions.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every field.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Qualification on this day (YYYY-MM-DD; default: today on the site clock).")
 def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:

@@ -208,3 +208,20 @@ def test_demo_table_with_long_case_names_fits_the_terminal(verdicts_url: str, wi
     assert {"missing", "accession", "institution", "不合格"} <= words or all(n in out for n in names.values()), out
     reasons = _reason_column(out)
     assert len(reasons) == 3 and all("".join(LONG_REASON_ZH.split()) in r for r in reasons)
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    import click
+
+    missing = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+            return
+        missing.extend(f"{' '.join(path)} {'/'.join(p.opts)}" for p in command.params
+                       if isinstance(p, click.Option) and not p.help and p.name != "help")
+
+    walk(main, ())
+    assert missing == []

@@ -162,7 +162,8 @@ def import_cmd(workbook: Path, replace: bool, db_url: str | None, config_path: s
 
 @spot_check.command()
 @_period_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every figure of the summary.")
 @_common
 def summary(period: str, fmt: str, db_url: str | None, config_path: str | None) -> None:
     """Compute, store and print the period's agreement figures (every draw within the period).
