@@ -695,7 +695,8 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
         load_pipeline_thresholds(thresholds_dir)
     except ConfigError as exc:
         _fail(str(exc), "质控阈值文件无效", code=2)
-    _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    # opens (and migrates) the database, or exits 1; a missing SQLite file is an error: nothing to re-score
+    _store_results(db_url, read=True, study_instance_uid="-")
     started = time.monotonic()
     _quiet_prefect(verbose)
     from flows import rescore_flow

@@ -70,6 +70,14 @@ def test_spot_check_and_exam_log_on_a_missing_database_fail_and_create_nothing(
     assert not typo.exists() and not (tmp_path / "pseudonym.key").exists()
 
 
+def test_rescore_on_a_missing_database_fails_and_creates_nothing(tmp_path: Path) -> None:
+    # Nothing stored means nothing to re-score: "0 to re-score" over a new empty file hid the typo.
+    typo = tmp_path / "typo.sqlite"
+    code, out = invoke("rescore", "--db", f"sqlite:///{typo}")
+    assert code == 1 and "does not exist" in out and "不存在" in out, out
+    assert not typo.exists()
+
+
 def test_spot_check_accepts_a_postgres_scheme_url() -> None:
     # The URL is normalised before anything is opened: the error, if any, is a connection one,
     # never SQLAlchemy's "Can't load plugin: sqlalchemy.dialects:postgres".
