@@ -273,13 +273,14 @@ def _scan_folder(source: Any) -> None:
 
 
 def _print_summary(summary: dict[str, Any], seconds: float) -> None:
+    """Lines that fit 80 columns: the counts, then the verdicts in words."""
     verdicts = summary.get("verdicts", {})
-    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]}/{k} {v}" for k, v in verdicts.items()) or "-"
-    click.echo(
-        f"完成 / done: {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
-        f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed "
-        f"({seconds:.1f} s) — {shown}"
-    )
+    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]} {VERDICT_LABELS.get(k, (k, k))[0]} {v}"
+                      for k, v in verdicts.items()) or "-"
+    click.echo(f"完成 / done ({seconds:.1f} s):")
+    click.echo(f"  {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
+               f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed")
+    click.echo(f"  结论 verdicts: {shown}")
 
 
 DASK_OPTIONS = (

@@ -233,3 +233,16 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
 
     walk(main, ())
     assert missing == []
+
+
+def test_run_summary_fits_80_columns_and_names_verdicts_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.cells import cell_len
+
+    from qc_pipeline.cli import _print_summary
+
+    _print_summary({"studies": 1234, "judged": 1200, "unchanged": 30, "failed": 4,
+                    "verdicts": {"pass": 900, "review": 200, "fail": 80, "not_applicable": 20}}, 1234.5)
+    out = capsys.readouterr().out
+    assert all(cell_len(line) <= 80 for line in out.splitlines()), out
+    assert "1234 项检查 studies, 1200 已质控 judged" in out and "不适用 n/a 20" in out and "不合格 fail 80" in out
+    assert "not_applicable" not in out
