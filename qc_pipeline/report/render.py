@@ -142,6 +142,15 @@ SHORT_HEADER: Final = 4
 wrapped: a table squeezed into A4 would otherwise print it one character a line."""
 
 
+SHORT_CODE: Final = 10
+"""A text cell that is one code of at most this many ASCII characters (2026-12, YB-001, DR+CT+MR)
+is not wrapped either."""
+
+
+def _keep_whole(text: str) -> bool:
+    return len(text) <= SHORT_HEADER or (len(text) <= SHORT_CODE and text.isascii() and not any(c.isspace() for c in text))
+
+
 def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) -> str:
     env = jinja2.Environment(autoescape=True)
     rows = table.rows
@@ -167,14 +176,14 @@ def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) ->
         "{% for kind, r in body %}{% if kind == 'group' %}<tr class=\"group\"><td colspan=\"{{ cols|length }}\">{{ r }}</td></tr>"
         "{% else %}<tr{% if r[first] == label_all %} class=\"all\"{% endif %}>"
         "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% elif c.key == 'institution' %} class=\"institution\""
-        "{% elif fmt(r[i])|length <= SHORT_HEADER %} class=\"short\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
+        "{% elif keep_whole(fmt(r[i])) %} class=\"short\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
         "</tr>{% endif %}{% endfor %}</tbody></table>"
         "{% else %}<p class=\"empty\">{{ empty }}</p>{% endif %}"
         "{% if note %}<p class=\"note\">{{ note }}</p>{% endif %}"
     )
     return template.render(key=table.key, title=table.title(lang), cols=cols, body=body, rows=rows, first=first,
                            lang=lang, fmt=fmt, label_all=label_all, empty=table.empty(lang), note=table.note(lang),
-                           SHORT_HEADER=SHORT_HEADER)
+                           SHORT_HEADER=SHORT_HEADER, keep_whole=_keep_whole)
 
 
 def render_html(doc: ReportDocument, scope: Scope) -> str:

@@ -186,3 +186,10 @@ def test_metric_figure_is_titled_in_words_at_the_page_width(built) -> None:  # t
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles[0] == "偏差指数 DI" and all(ID.findall(t) == [] and "." not in t for t in titles), titles
     assert fig.get_figwidth() <= 7.1  # 180 mm of A4 text width: printed at its size, not shrunk
+
+
+def test_short_codes_in_tables_are_not_broken(printed: Printed) -> None:
+    # Months (T04, also on its continuation page) and item codes stay whole: "2026-12", not "2026" / "-12".
+    text = "\n".join(printed.layout)
+    assert re.search(r"^\s*-(0[1-9]|1[0-2])\s*$", text, re.M) is None  # a month's tail alone on a line
+    assert "2026-12" in text and "YB-0" in text
