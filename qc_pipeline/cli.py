@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -156,10 +156,17 @@ def _prefect_api_problem(timeout: float = PREFECT_API_CHECK_TIMEOUT_S) -> tuple[
     return None
 
 
-def _console(width: int = 180):  # type: ignore[no-untyped-def]
+FULL_ROWS_WIDTH: Final = 10_000
+"""Console width when stdout is not a terminal: wide enough that no table row is folded or cut
+(a table is as wide as its content, not as the console)."""
+
+
+def _console():  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else width, soft_wrap=False)
+    from qc_pipeline.cli_table import terminal_width
+
+    return Console(width=terminal_width() or FULL_ROWS_WIDTH, soft_wrap=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -266,15 +273,16 @@ def _scan_folder(source: Any) -> None:
 
 
 def _print_summary(summary: dict[str, Any], seconds: float) -> None:
+    """Lines that fit 80 columns: the counts, then the verdicts in words."""
     verdicts = summary.get("verdicts", {})
-    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]}/{k} {v}" for k, v in verdicts.items()) or "-"
-    click.echo(
-        f"完成 / done: {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
-        f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed "
-        f"({seconds:.1f} s) — {shown}"
-    )
+    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]} {VERDICT_LABELS.get(k, (k, k))[0]} {v}"
+                      for k, v in verdicts.items()) or "-"
+    click.echo(f"完成 / done ({seconds:.1f} s):")
+    click.echo(f"  {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
+               f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed")
+    click.echo(f"  结论 verdicts: {shown}")
     if fetched := int(summary.get("pixel_bytes_fetched") or 0):
-        click.echo(f"拉取像素数据 / pixel data fetched: {fetched / 1e6:.2f} MB")
+        click.echo(f"  拉取像素数据 / pixel data fetched: {fetched / 1e6:.2f} MB")
 
 
 DASK_OPTIONS = (
@@ -341,7 +349,7 @@ def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bo
               help="Folder for the sample studies and the demo database.")
 @click.option("--db", "db_url", help="Results database URL (default: OUT/results.sqlite).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons.")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
 def demo(out_dir: Path, db_url: str | None, lang: str, verbose: bool) -> None:
     """Write the sample studies, judge them, print the verdicts with their reasons.
 
@@ -435,22 +443,49 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
     return "\n".join(parts) or "—"
 
 
+STUDY_ID_TAIL: Final = 12
+"""Characters of a study's id kept when a narrow terminal abbreviates it (a UID's tail tells studies
+apart; ``results --study`` and full rows show it whole)."""
+
+
+def _short_id(value: str) -> str:
+    return value if len(value) <= STUDY_ID_TAIL + 1 else "…" + value[-STUDY_ID_TAIL:]
+
+
+def _results_columns(lang: str, *, names: bool) -> tuple[list[Any], list[Any]]:
+    """The verdict table's columns and the order a narrow terminal gives them up in: first the
+    image-quality detail, the reason a study is not eligible, the item's name and the eligibility
+    window, then the study id is
+    abbreviated to its tail, then the date and modality go (a demo case keeps its name instead of
+    the study id, wrapped at its words last); the verdict and its reasons always stay."""
+    from qc_pipeline.cli_table import Column
+
+    columns = [
+        Column("study", "检查 study", wrap=False, short=_short_id),
+        Column("modality", "类型 mod.", wrap=False),
+        Column("date", "日期 date", wrap=False),
+        Column("item", "项目 item", min_width=12, max_width=22,
+               short=lambda v: v.split(" ", 1)[0], short_header="项目 item"),
+        Column("verdict", "结论 verdict", min_width=12, max_width=24),
+        Column("until", "互认至 until", min_width=16, max_width=24, short=lambda v: v.split("\n", 1)[0]),
+        Column("reasons", "原因 reasons" if lang == "zh" else "reasons 原因", min_width=30),
+        Column("quality", "图像质量 image quality", min_width=24, max_width=40),
+    ]
+    if names:
+        columns.insert(0, Column("case", "样例 case", wrap=False, min_width=14,
+                                 short=lambda v: v.replace("_", " "), short_wraps=True))
+    steps = [("drop", "quality"), ("short", "until"), ("short", "item"), ("drop", "until"), ("short", "study"), ("drop", "date")]
+    steps += [("drop", "study"), ("drop", "modality"), ("short", "case")] if names else [("drop", "modality")]
+    return columns, steps
+
+
 def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str] | None = None) -> None:
-    from rich.table import Table
+    """The verdicts as a table fitted to the terminal (see :mod:`qc_pipeline.cli_table`); full
+    rows when stdout is not a terminal."""
+    from qc_pipeline.cli_table import print_table
 
     rules = _metric_rules()
-
-    table = Table(show_lines=True, title="质控结论 / QC verdicts")
-    if names:
-        table.add_column("样例 case", no_wrap=True)
-    table.add_column("检查 study", overflow="fold", max_width=20)
-    table.add_column("类型 mod.", max_width=6)
-    table.add_column("日期 date", no_wrap=True)
-    table.add_column("项目 item", overflow="fold", max_width=22)
-    table.add_column("结论 verdict", no_wrap=True)
-    table.add_column("互认至 until", overflow="fold", max_width=16)
-    table.add_column("原因 reasons" if lang == "zh" else "reasons 原因", overflow="fold", ratio=1, min_width=30)
-    table.add_column("图像质量 image quality", overflow="fold", min_width=30, max_width=36)
+    cells = []
     for row in rows:
         verdict = row["verdict"]
         en, zh = VERDICT_LABELS.get(verdict, (verdict, verdict))
@@ -460,20 +495,19 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             label += f"\n→ 人工 human: [{VERDICT_STYLES.get(human['verdict'], '')}]{hzh} {hen}[/]"
         if row.get("negative_flags"):
             label += "\n负面清单 negative list: " + ", ".join(f["reason_code"] for f in row["negative_flags"])
-        cells = [
-            row.get("accession_number") or row["study_instance_uid"],
-            row.get("modality") or "?",
-            row.get("study_date") or "?",
-            _item_text(row, lang),
-            label,
-            _eligibility_cell(row, lang),
-            _reasons(row, lang),
-            _metric_cell(row, rules, lang),
-        ]
-        if names:
-            cells.insert(0, names.get(row["study_instance_uid"], "(unreadable file)"))
-        table.add_row(*cells)
-    _console().print(table)
+        cells.append({
+            "case": (names or {}).get(row["study_instance_uid"], "(unreadable file)"),
+            "study": row.get("accession_number") or row["study_instance_uid"],
+            "modality": row.get("modality") or "?",
+            "date": row.get("study_date") or "?",
+            "item": _item_text(row, lang),
+            "verdict": label,
+            "until": _eligibility_cell(row, lang),
+            "reasons": _reasons(row, lang),
+            "quality": _metric_cell(row, rules, lang),
+        })
+    columns, steps = _results_columns(lang, names=bool(names))
+    print_table("质控结论 / QC verdicts", columns, cells, steps=steps)
 
 
 def _eligibility_cell(row: dict[str, Any], lang: str) -> str:
@@ -501,7 +535,8 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 
 @main.command()
 @click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: everything, ids included; csv: one row a study.")
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
 @click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table, CSV).")
@@ -663,7 +698,8 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
         load_pipeline_thresholds(thresholds_dir)
     except ConfigError as exc:
         _fail(str(exc), "质控阈值文件无效", code=2)
-    _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
+    # opens (and migrates) the database, or exits 1; a missing SQLite file is an error: nothing to re-score
+    _store_results(db_url, read=True, study_instance_uid="-")
     started = time.monotonic()
     _quiet_prefect(verbose)
     from flows import rescore_flow
@@ -735,8 +771,9 @@ def thresholds_cmd(thresholds_dir: str | None) -> None:
 @main.command()
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (items/ inside).")
 @click.option("--modality", type=click.Choice(["DR", "CT", "MR"]), help="Only this modality.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every field.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the names and requirements.")
 def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str) -> None:
     """Print the recognition-item catalog with each item's requirements. 打印互认项目目录及要求。"""
     from qc_pipeline.errors import ConfigError
@@ -750,21 +787,15 @@ def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str)
     if fmt == "json":
         click.echo(json.dumps([i.model_dump(mode="json", exclude_none=True) for i in selected], ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
+    from qc_pipeline.cli_table import Column, print_table
 
     lists = "; ".join(f"{info.name_zh if lang == 'zh' else info.name_en} ({info.id} {info.version})" for info in catalog.lists)
-    table = Table(title=f"互认项目 / recognition items — {lists}", show_lines=False)
-    for title in ("代码 code", "类型 mod.", "名称 name", "侧别 side", "要求 requires"):
-        table.add_column(title, overflow="fold")
-    for item in selected:
-        table.add_row(
-            item.code,
-            item.modality,
-            item.name_zh if lang == "zh" else item.name_en,
-            item.laterality or "",
-            _requirements_text(item, lang),
-        )
-    _console().print(table)
+    columns = [Column("code", "代码 code", wrap=False), Column("modality", "类型 mod.", wrap=False),
+               Column("name", "名称 name", min_width=12), Column("side", "侧别 side", wrap=False),
+               Column("requires", "要求 requires", min_width=20)]
+    cells = [{"code": item.code, "modality": item.modality, "name": item.name_zh if lang == "zh" else item.name_en,
+              "side": item.laterality or "", "requires": _requirements_text(item, lang)} for item in selected]
+    print_table(f"互认项目 / recognition items — {lists}", columns, cells, show_lines=False)
     click.echo(f"{len(selected)} 项 items")
 
 
@@ -825,7 +856,8 @@ def institutions() -> None:
 
 
 @institutions.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every field.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Qualification on this day (YYYY-MM-DD; default: today on the site clock).")
 def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
@@ -851,15 +883,21 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
+    from qc_pipeline.cli_table import Column, print_table
 
-    table = Table(title=f"互认机构名录 / institution register ({register.version}; {day.isoformat()})")
-    for col in ("机构 institution", "级别 level", "地区 region", "公立 public", f"互认资格 qualified ({day.isoformat()})"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(f"{r['name']}\n{r['name_en']}".strip(), r["level"], r["region_zh"], "是 yes" if r["public"] else "否 no",
-                      ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"])
-    _console().print(table)
+    columns = [
+        Column("name", "机构 institution", min_width=16, short=lambda v: v.split("\n", 1)[0]),
+        Column("level", "级别 level", wrap=False),
+        Column("region", "地区 region", wrap=False),
+        Column("public", "公立 public", wrap=False),
+        Column("qualified", f"互认资格 qualified ({day.isoformat()})", min_width=20),
+    ]
+    cells = [{"name": f"{r['name']}\n{r['name_en']}".strip(), "level": r["level"], "region": r["region_zh"],
+              "public": "是 yes" if r["public"] else "否 no",
+              "qualified": ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"]} for r in rows]
+    # a narrow terminal keeps the Chinese name (the register's own) and gives up the region
+    print_table(f"互认机构名录 / institution register ({register.version}; {day.isoformat()})", columns, cells,
+                steps=[("short", "name"), ("drop", "region")])
 
 
 from qc_pipeline.ai.cli import models  # noqa: E402

@@ -21,6 +21,7 @@ from matplotlib import font_manager, rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qc_pipeline.errors import ConfigError  # noqa: E402
+from qc_pipeline.labels import metric_label  # noqa: E402
 from qc_pipeline.report.data import KEY_METRICS, ReportData  # noqa: E402
 from qc_pipeline.report.labels import pick, word  # noqa: E402
 from qc_pipeline.report.tables import Scope, Table, metric_limits  # noqa: E402
@@ -30,6 +31,9 @@ CJK_FAMILIES: Final = ("Noto Sans CJK SC", "Noto Sans SC", "Noto Sans CJK JP", "
 VERDICT_COLOURS: Final = {"pass": "#2e7d32", "review": "#f9a825", "fail": "#c62828", "not_applicable": "#9e9e9e"}
 LIMIT_COLOURS: Final = {"review": "#f9a825", "fail": "#c62828", "info": "#607d8b"}
 WIDTH_IN: Final = 7.0
+"""Figure width (inches): A4's text width with the report's margins is 180 mm (7.1 in), so a
+figure is printed at its own size and its text at its own point size."""
+LEGEND_COLUMNS: Final = 3
 
 
 @functools.cache
@@ -48,7 +52,7 @@ def cjk_family() -> str:
 def _rc() -> dict[str, object]:
     return {
         "font.family": [cjk_family()],
-        "font.size": 8,
+        "font.size": 9,
         "axes.unicode_minus": False,
         "svg.fonttype": "path",
         "svg.hashsalt": "qc-pipeline-report",
@@ -85,11 +89,15 @@ def verdict_bars(scope: Scope, lang: str) -> str:
         return _svg(fig)
 
 
-def monthly_lines(table: Table, scope: Scope, period_months: Sequence[str], lang: str) -> str:
+def monthly_figure(table: Table, scope: Scope, period_months: Sequence[str], lang: str) -> Figure:
+    """Monthly pass rate per institution; the legend sits above the axes (inside them it covered
+    the lines), in as many rows as the institutions need."""
+    groups = scope.groups()
+    legend_rows = math.ceil(len(groups) / LEGEND_COLUMNS)
     with rc_context(_rc()):
-        fig = Figure(figsize=(WIDTH_IN, 3.0))
+        fig = Figure(figsize=(WIDTH_IN, 3.0 + 0.2 * legend_rows))
         ax = fig.add_subplot()
-        for i, g in enumerate(scope.groups()):
+        for i, g in enumerate(groups):
             ys = [table.cell(f"pass_rate_{i}", month=m) for m in period_months]
             ax.plot(range(len(period_months)), [math.nan if y is None else float(y) for y in ys], marker="o",
                     markersize=3, linewidth=2.2 if g == scope.label_all else 1.0, label=g)
@@ -97,8 +105,14 @@ def monthly_lines(table: Table, scope: Scope, period_months: Sequence[str], lang
         ax.set_xticks(range(len(period_months)), period_months, rotation=45, ha="right")
         ax.set_ylim(0, 100)
         ax.set_ylabel(pick("合格率 %", "pass rate %", lang))
-        ax.legend(fontsize=7, loc="lower left", frameon=False, ncols=2)
-        return _svg(fig)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncols=LEGEND_COLUMNS, frameon=False,
+                  borderaxespad=0.0)
+    return fig
+
+
+def monthly_lines(table: Table, scope: Scope, period_months: Sequence[str], lang: str) -> str:
+    with rc_context(_rc()):
+        return _svg(monthly_figure(table, scope, period_months, lang))
 
 
 def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None:  # type: ignore[no-untyped-def]
@@ -111,32 +125,33 @@ def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None
 
 
 def metric_boxes(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: str) -> str | None:
-    from qc_pipeline.checks.image_quality import metric_label
-
     by_study: dict[int, list[tuple[str, float]]] = {}
     for m in data.measurements:
         by_study.setdefault(m.study_id, []).append((m.metric, m.value))
     present = [m for m in KEY_METRICS if any(name == m for v in by_study.values() for name, _ in v)]
     if not present:
         return None
-    groups = scope.groups()
     with rc_context(_rc()):
-        n_rows = (len(present) + 1) // 2
-        fig = Figure(figsize=(WIDTH_IN + 1.0, (0.22 * len(groups) + 0.9) * n_rows))
-        axes = fig.subplots(n_rows, 2, squeeze=False).ravel()
-        for ax in axes[len(present):]:
-            ax.set_visible(False)
-        for ax, metric in zip(axes, present, strict=False):
+        return _svg(metric_figure(scope, by_study, present, rules, lang))
+
+
+def metric_figure(scope: Scope, by_study: dict[int, list[tuple[str, float]]], present: Sequence[str],
+                   rules: dict[str, list[Rule]], lang: str) -> Figure:
+    """One box plot per metric, one above the other at the full width (side by side, the
+    institutions' names left the boxes a third of the page); titled by the metric's name."""
+    with rc_context(_rc()):
+        groups = scope.groups()
+        fig = Figure(figsize=(WIDTH_IN, (0.2 * len(groups) + 0.7) * len(present)))
+        axes = fig.subplots(len(present), 1, squeeze=False).ravel()
+        for ax, metric in zip(axes, present, strict=True):
             values = [[v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
                       for g in groups]
             _boxes(ax, groups, values)
             for rule in metric_limits(rules, metric):
                 ax.axvline(rule.limit, color=LIMIT_COLOURS.get(str(rule.severity), "#000"), linestyle="--", linewidth=1)
-            en, zh = metric_label(metric)
-            ax.set_title(f"{pick(zh, en, lang)}\n({metric})", fontsize=8, loc="left")
-            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(metric_label(metric, lang), loc="left")
         fig.tight_layout()
-        return _svg(fig)
+        return fig
 
 
 def delay_boxes(scope: Scope, limits_h: Sequence[float], lang: str) -> str | None:

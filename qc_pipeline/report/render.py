@@ -89,27 +89,31 @@ _TEMPLATE: Final = """<!DOCTYPE html>
 <meta name="generator" content="qc-pipeline {{ version }}">
 <title>{{ doc.title }} · {{ doc.subtitle }}</title>
 <style>
-@page { size: A4; margin: 16mm 14mm 16mm 14mm;
-  @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt; color: #666; } }
-html { font-family: "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", sans-serif; font-size: 9.5pt; color: #111; }
+@page { size: A4 portrait; margin: 18mm 15mm 18mm 15mm;
+  @bottom-center { content: counter(page) " / " counter(pages); font-size: 9pt; color: #666; } }
+html { font-family: "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", sans-serif; font-size: 10pt; color: #111; }
 h1 { font-size: 18pt; margin: 0 0 2mm 0; }
-h2 { font-size: 13pt; margin: 7mm 0 2mm 0; border-bottom: 1px solid #999; }
-h3 { font-size: 10.5pt; margin: 4mm 0 1.5mm 0; }
+h2 { font-size: 13pt; margin: 7mm 0 2mm 0; border-bottom: 1px solid #999; page-break-after: avoid; }
+h3 { font-size: 10.5pt; margin: 4mm 0 1.5mm 0; page-break-after: avoid; }
 p { margin: 1.5mm 0; line-height: 1.5; }
 .subtitle { font-size: 11pt; color: #333; }
-table { border-collapse: collapse; width: 100%; margin: 1mm 0 3mm 0; font-size: 7.5pt; }
+table { border-collapse: collapse; width: 100%; margin: 1mm 0 3mm 0; font-size: 9pt; line-height: 1.3; }
 thead { display: table-header-group; }
-th, td { border: 0.5px solid #bbb; padding: 0.6mm 1.2mm; vertical-align: top; }
+tr { page-break-inside: avoid; break-inside: avoid; }
+th, td { border: 0.5px solid #bbb; padding: 0.6mm 1mm; vertical-align: top; hyphens: auto; overflow-wrap: anywhere; }
 th { background: #eef1f4; font-weight: bold; text-align: left; }
+th.short, td.short, td.institution { white-space: nowrap; }
 td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.all td { font-weight: bold; background: #fafafa; }
-.note { font-size: 7.5pt; color: #444; }
+tr.group td { font-weight: bold; background: #f3f5f8; page-break-after: avoid; break-after: avoid; }
+.note { font-size: 9pt; color: #444; }
 .empty { font-style: italic; color: #555; }
-.facts td { border: none; padding: 0.3mm 2mm 0.3mm 0; font-size: 8.5pt; }
+.facts { width: auto; }
+.facts td { border: none; padding: 0.3mm 3mm 0.3mm 0; font-size: 9.5pt; }
 figure { margin: 2mm 0 4mm 0; page-break-inside: avoid; }
-figure svg { width: 100%; height: auto; max-height: 230mm; }
-figcaption { font-size: 8pt; color: #333; }
-.ref { color: #555; font-size: 8pt; }
+figure svg { display: block; max-width: 100%; height: auto; max-height: 230mm; }
+figcaption { font-size: 9pt; color: #333; }
+.ref { color: #555; font-size: 9pt; }
 .break { page-break-before: always; }
 .outcome-not_qualified { color: #b71c1c; font-weight: bold; }
 </style>
@@ -133,23 +137,53 @@ figcaption { font-size: 8pt; color: #333; }
 """
 
 
+SHORT_HEADER: Final = 4
+"""A column header or text cell of at most this many characters (公立, 检查数, 未登记, pass %) is not
+wrapped: a table squeezed into A4 would otherwise print it one character a line."""
+
+
+SHORT_CODE: Final = 10
+"""A text cell that is one code of at most this many ASCII characters (2026-12, YB-001, DR+CT+MR)
+is not wrapped either."""
+
+
+def _keep_whole(text: str) -> bool:
+    return len(text) <= SHORT_HEADER or (len(text) <= SHORT_CODE and text.isascii() and not any(c.isspace() for c in text))
+
+
 def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) -> str:
     env = jinja2.Environment(autoescape=True)
     rows = table.rows
     if rows_of is not None and table.columns and table.columns[0].key == "institution":
         rows = tuple(r for r in rows if r[0] == rows_of)
+    grouped = [i for i, c in enumerate(table.columns) if c.html and c.group]
+    cols = [(i, c) for i, c in enumerate(table.columns) if c.html and not c.group]
+    first = next((i for i, c in enumerate(table.columns) if c.key == "institution"), 0)
+    body: list[tuple[str, Any]] = []  # ("group", heading) or ("row", cells)
+    heading = None
+    for r in rows:
+        if grouped and (now := tuple(r[i] for i in grouped)) != heading:
+            heading = now
+            colon, sep = ("：", "；") if lang == "zh" else (": ", "; ")
+            body.append(("group", sep.join(f"{table.columns[i].label(lang)}{colon}{fmt(r[i], table.columns[i].kind)}"
+                                           for i in grouped)))
+        body.append(("row", r))
     template = env.from_string(
         "<h3>{{ key }} {{ title }}</h3>"
-        "{% if rows %}<table><thead><tr>{% for i, c in cols %}<th>{{ c.label(lang) }}</th>{% endfor %}</tr></thead><tbody>"
-        "{% for r in rows %}<tr{% if r[0] == label_all %} class=\"all\"{% endif %}>"
-        "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
-        "</tr>{% endfor %}</tbody></table>"
+        "{% if rows %}<table><thead><tr>{% for i, c in cols %}"
+        "<th{% if c.label(lang)|length <= SHORT_HEADER %} class=\"short\"{% endif %}>{{ c.label(lang) }}</th>{% endfor %}"
+        "</tr></thead><tbody>"
+        "{% for kind, r in body %}{% if kind == 'group' %}<tr class=\"group\"><td colspan=\"{{ cols|length }}\">{{ r }}</td></tr>"
+        "{% else %}<tr{% if r[first] == label_all %} class=\"all\"{% endif %}>"
+        "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% elif c.key == 'institution' %} class=\"institution\""
+        "{% elif keep_whole(fmt(r[i])) %} class=\"short\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
+        "</tr>{% endif %}{% endfor %}</tbody></table>"
         "{% else %}<p class=\"empty\">{{ empty }}</p>{% endif %}"
         "{% if note %}<p class=\"note\">{{ note }}</p>{% endif %}"
     )
-    return template.render(key=table.key, title=table.title(lang),
-                           cols=[(i, c) for i, c in enumerate(table.columns) if c.html], rows=rows, lang=lang, fmt=fmt,
-                           label_all=label_all, empty=table.empty(lang), note=table.note(lang))
+    return template.render(key=table.key, title=table.title(lang), cols=cols, body=body, rows=rows, first=first,
+                           lang=lang, fmt=fmt, label_all=label_all, empty=table.empty(lang), note=table.note(lang),
+                           SHORT_HEADER=SHORT_HEADER, keep_whole=_keep_whole)
 
 
 def render_html(doc: ReportDocument, scope: Scope) -> str:

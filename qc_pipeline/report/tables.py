@@ -46,6 +46,9 @@ class Column:
     """text, int, pct (percent, one decimal), num (two decimals), yuan."""
     html: bool = True
     """False for an id column kept in the workbook (to filter and join on) but not shown to readers."""
+    group: bool = False
+    """In the HTML, a run of rows with the same value here is headed once by a row across the table
+    instead of repeating it in a column of its own (the workbook keeps it on every row)."""
 
     def label(self, lang: str) -> str:
         return pick(self.zh, self.en, lang)
@@ -143,11 +146,14 @@ def _change(now: Decimal | None, before: Decimal | None) -> Decimal | None:
     return None if now is None or before is None else now - before
 
 
-def _c(key: str, zh: str, en: str, kind: str = "text", *, html: bool = True) -> Column:
-    return Column(key, zh, en, kind, html)
+def _c(key: str, zh: str, en: str, kind: str = "text", *, html: bool = True, group: bool = False) -> Column:
+    return Column(key, zh, en, kind, html, group)
 
 
 INSTITUTION_COLUMN: Final = _c("institution", "机构", "institution")
+INSTITUTION_GROUP: Final = _c("institution", "机构", "institution", group=True)
+"""The institution of a table with several rows per institution: on A4 its name heads its rows
+once instead of taking a column's width on each."""
 
 
 def overview(scope: Scope) -> Table:
@@ -183,7 +189,7 @@ def by_modality(scope: Scope) -> Table:
                          percent(_count(j, "review"), len(j)), percent(_count(j, "fail"), len(j)), _pass_rate(p)))
     return Table(
         "T02", "按检查类型的检查量与结论", "Volumes and verdict rates by modality",
-        (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("studies", "检查数", "studies", "int"),
+        (INSTITUTION_GROUP, _c("modality", "检查类型", "modality"), _c("studies", "检查数", "studies", "int"),
          _c("prev_studies", "上期检查数", "previous studies", "int"), _c("judged", "参评数", "judged", "int"),
          _c("pass_rate", "合格率 %", "pass %", "pct"), _c("review_rate", "待复核率 %", "review %", "pct"),
          _c("fail_rate", "不合格率 %", "fail %", "pct"), _c("prev_pass_rate", "上期合格率 %", "previous pass %", "pct")),
@@ -248,7 +254,7 @@ def categories(scope: Scope, lang: str) -> Table:
                              percent(prev_fails, len(prev))))
     return Table(
         "T05", "问题类别：含不合格/待复核发现的检查", "Failure reasons by category: studies with a fail / review finding",
-        (INSTITUTION_COLUMN, _c("category", "类别", "category"), _c("fail_studies", "不合格发现检查数", "studies with fail finding", "int"),
+        (INSTITUTION_GROUP, _c("category", "类别", "category"), _c("fail_studies", "不合格发现检查数", "studies with fail finding", "int"),
          _c("fail_pct", "占参评 %", "% of judged", "pct"), _c("review_studies", "待复核发现检查数", "studies with review finding", "int"),
          _c("review_pct", "占参评 %", "% of judged", "pct"), _c("prev_fail_pct", "上期不合格发现 %", "previous fail finding %", "pct")),
         tuple(rows),
@@ -275,7 +281,7 @@ def top_findings(scope: Scope, lang: str) -> Table:
             rows.append((g, rank, rule_label(code, lang), code, word(f.severity, lang), n, percent(n, len(cur)), prev_counts.get(code, 0), example))
     return Table(
         "T06", "最常见的发现（规则）", "Most common findings (rules)",
-        (INSTITUTION_COLUMN, _c("rank", "排名", "rank", "int"), _c("rule", "规则", "rule"), _c("code", "规则编号", "rule id", html=False),
+        (INSTITUTION_GROUP, _c("rank", "排名", "rank", "int"), _c("rule", "规则", "rule"), _c("code", "规则编号", "rule id", html=False),
          _c("severity", "严重程度", "severity"), _c("studies", "检查数", "studies", "int"), _c("pct", "占参评 %", "% of judged", "pct"),
          _c("prev_studies", "上期检查数", "previous studies", "int"), _c("example", "示例", "example")),
         tuple(rows),
@@ -322,10 +328,10 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
                          percent(beyond, d.n)))
     return Table(
         "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
-        (_c("metric", "指标", "metric"), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
+        (_c("metric", "指标", "metric", group=True), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
          _c("mean", "均值", "mean", "num"), _c("sd", "标准差", "SD", "num"), _c("p05", "P5", "P5", "num"),
          _c("median", "中位数", "median", "num"), _c("p95", "P95", "P95", "num"), _c("min", "最小值", "min", "num"),
-         _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits"), _c("beyond", "超限序列数", "series beyond a limit", "int"),
+         _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits", group=True), _c("beyond", "超限序列数", "series beyond a limit", "int"),
          _c("beyond_pct", "超限 %", "beyond %", "pct")),
         tuple(rows),
         "每个序列（DR 为每幅图像）一个值；超限按该检查所属项目的限值计（部分项目另有专门限值，列于通用限值之后）。",
@@ -390,7 +396,7 @@ def completeness(scope: Scope) -> Table:
                          _with_code(c, REPORT_MISSING), _with_code(c, REPORT_NOT_CHECKED), percent(prev_complete, len(p))))
     return Table(
         "T09", "完整性（视图、序列、层面齐全）", "Completeness (views, series and slices present)",
-        (INSTITUTION_COLUMN, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
+        (INSTITUTION_GROUP, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
          _c("complete", "完整", "complete", "int"), _c("complete_pct", "完整率 %", "complete %", "pct"),
          _c("completeness_fail", "缺视图/序列", "missing views/series", "int"), _c("continuity_fail", "缺层面", "missing slices", "int"),
          _c("integrity_fail", "文件损坏", "broken files", "int"), _c("report_missing", "缺诊断报告", "no report", "int"),
@@ -567,7 +573,8 @@ def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
     cat_cols = []
     for c in rule.critical_categories:
         name_zh, name_en = word(str(c.category), "zh"), word(str(c.category), "en")
-        cat_cols += [_c(f"{c.category}_fail", f"{name_zh}不合格", f"{name_en} fail", "int"),
+        # the count is in the workbook; on A4 the share beside its limit is what decides
+        cat_cols += [_c(f"{c.category}_fail", f"{name_zh}不合格", f"{name_en} fail", "int", html=False),
                      _c(f"{c.category}_fail_pct", f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
                         f"{name_en} fail % (≤ {c.max_fail_percent})", "pct")]
     return Table(
@@ -660,7 +667,7 @@ def missing_exams(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]]) -> 
             rows.append((g, e.exam_date.isoformat(), e.accession or "—", e.modality or "?", e.item_text or ""))
     return Table(
         "T16", "未上传的检查（医院登记有、影像云无）", "Exams not uploaded (in the hospital's log, not in the cloud)",
-        (INSTITUTION_COLUMN, _c("exam_date", "检查日期", "exam date"), _c("accession", "检查号", "accession"),
+        (INSTITUTION_GROUP, _c("exam_date", "检查日期", "exam date"), _c("accession", "检查号", "accession"),
          _c("modality", "检查类型", "modality"), _c("item", "检查项目", "item")),
         tuple(rows),
         "这些检查计入费用影响（表 T14）的“未上传”。", "These exams are the 'not uploaded' of the fee exposure (table T14).",
@@ -703,8 +710,8 @@ def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Upload
     return Table(
         "T14", "费用影响：数字影像存储与调阅服务未实现的检查（两种口径分列，不相加）",
         "Fee exposure: exams whose digital image storage and retrieval failed (the two schemes apart, never added)",
-        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id", html=False), _c("scheme_name", "收费口径", "scheme"),
-         _c("modalities", "检查类型", "modalities"), _c("exams", "检查数", "exams", "int"),
+        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id", html=False),
+         _c("scheme_name", "收费口径", "scheme", group=True), _c("modalities", "检查类型", "modalities", group=True), _c("exams", "检查数", "exams", "int"),
          _c("not_uploaded", "未上传", "not uploaded", "int"), _c("not_retrievable", "无法调阅", "not retrievable", "int"),
          _c("no_images", "无图像", "no images", "int"), _c("no_report", "无报告", "no report", "int"),
          _c("exposed", "涉及检查", "exams exposed", "int"), _c("yuan", "扣减（元）", "deduction (yuan)", "yuan"),

@@ -90,7 +90,8 @@ def review() -> None:
 @review.command()
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on; one already in use is an error.")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (limits shown beside metrics).")
 @click.option("--viewer-url", envvar=VIEWER_ENV,
               help="Imaging cloud viewer URL template, e.g. 'https://cloud/viewer?study={study_instance_uid}' "

@@ -14,6 +14,8 @@ import click
 
 DB_HELP = "Results database URL (default: $QC_DB_URL, else the local SQLite file)."
 UNDERFILLED_SHOWN = 20
+SHARE_WIDTH = 9
+"""Narrowest column for a share: it wraps at its spaces ("100% (80–100) 5/5"), never inside a number."""
 CONFIG_HELP = "Spot-check configuration (default: thresholds/spot_check/spot_check.yaml or $QC_SPOT_CHECK_CONFIG)."
 
 
@@ -160,7 +162,8 @@ def import_cmd(workbook: Path, replace: bool, db_url: str | None, config_path: s
 
 @spot_check.command()
 @_period_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: fitted to the terminal (full rows into a file); json: every figure of the summary.")
 @_common
 def summary(period: str, fmt: str, db_url: str | None, config_path: str | None) -> None:
     """Compute, store and print the period's agreement figures (every draw within the period).
@@ -196,39 +199,40 @@ def _share_text(s: dict[str, Any]) -> str:
 
 
 def print_summary(f: dict[str, Any]) -> None:
-    from rich.table import Table
-
     from qc_pipeline.cli import _console
+    from qc_pipeline.cli_table import Column, print_table
 
     console = _console()
     draws = ", ".join(f"{d['period']} (seed {d['seed']}, {d['n_drawn']}/{d['population_size']})" for d in f["draws"])
     p = f["progress"]
     console.print(f"抽查汇总 / Spot-check summary {f['period']} — 抽样 draws: {draws}")
     console.print(f"进度 progress: 抽中 drawn {p['drawn']}, 分配 assignments {p['assignments']}, 已评 graded {p['graded']}")
-    main = Table(title="机器结论 vs 跨地区复核 / machine verdict vs cross-region review (95% CI)")
-    for col in ("范围 scope", "n", "Kappa", "fail 灵敏度 sensitivity", "fail 特异度 specificity", "一致 agreement"):
-        main.add_column(col)
     rows = [("全部 all", f["machine_vs_reviewer"])]
     rows += [(f"{r['name']['zh']} {r['name']['en']}" if r.get("name") else code, r) for code, r in f["by_region"].items()]
-    for label, r in rows:
-        main.add_row(label, str(r["n"]), _kappa_text(r["kappa"]), _share_text(r["fail_sensitivity"]),
-                     _share_text(r["fail_specificity"]), _share_text(r["agreement"]))
-    console.print(main)
+    print_table("机器结论 vs 跨地区复核 / machine verdict vs cross-region review (95% CI)", [
+        Column("scope", "范围 scope", min_width=12), Column("n", "n", wrap=False), Column("kappa", "Kappa", min_width=16),
+        Column("sens", "fail 灵敏度 sensitivity", min_width=SHARE_WIDTH), Column("spec", "fail 特异度 specificity", min_width=SHARE_WIDTH),
+        Column("agree", "一致 agreement", min_width=SHARE_WIDTH),
+    ], [{"scope": label, "n": str(r["n"]), "kappa": _kappa_text(r["kappa"]), "sens": _share_text(r["fail_sensitivity"]),
+         "spec": _share_text(r["fail_specificity"]), "agree": _share_text(r["agreement"])} for label, r in rows])
     inter = f["inter_region"]
     console.print(
         f"地区间一致性 inter-region (n={inter['n']} 双读 double-read): 可互认 Kappa recognisable "
         f"{_kappa_text(inter['recognisable_kappa'])}; 等级加权 Kappa grade (linear) "
         f"{_kappa_text(inter['grade_kappa_linear'])}; 等级一致 same grade {_share_text(inter['grade_agreement'])}"
     )
-    inst = Table(title="按机构 / per institution")
-    for col in ("机构 institution", "地区 region", "n", "不一致率 discordance", "漏判 missed", "误判 over-called",
-                "不可互认 not recognisable"):
-        inst.add_column(col)
+    inst_rows = []
     for i in f["institutions"]:
         region = f.get("by_region", {}).get(i["region"], {}).get("name") or {"zh": i["region"], "en": ""}
-        inst.add_row(i["institution"], f"{region['zh']} {region['en']}".strip(), str(i["n"]), _share_text(i["discordance"]), str(i["missed"]),
-                     str(i["overcalled"]), _share_text(i["not_recognisable"]))
-    console.print(inst)
+        inst_rows.append({"institution": i["institution"], "region": f"{region['zh']} {region['en']}".strip(),
+                          "n": str(i["n"]), "discordance": _share_text(i["discordance"]), "missed": str(i["missed"]),
+                          "overcalled": str(i["overcalled"]), "not_recognisable": _share_text(i["not_recognisable"])})
+    print_table("按机构 / per institution", [
+        Column("institution", "机构 institution", min_width=10), Column("region", "地区 region", min_width=6),
+        Column("n", "n", wrap=False), Column("discordance", "不一致率 discordance", min_width=SHARE_WIDTH),
+        Column("missed", "漏判 missed", wrap=False), Column("overcalled", "误判 over-called", wrap=False),
+        Column("not_recognisable", "不可互认 not recognisable", min_width=SHARE_WIDTH),
+    ], inst_rows)
     y = f["yield"]
     by_verdict = "; ".join(f"{v} {_share_text(d['not_recognisable'])}" for v, d in y["by_verdict"].items())
     console.print(

@@ -176,6 +176,7 @@ def test_cli_end_to_end(tmp_path, monkeypatch) -> None:
     assert code == 0 and "Kappa" in out and "按机构 / per institution" in out and "渝州测试医院" in out
     code, out = invoke("summary", "--period", "2026-10", "--format", "json", *common)
     assert code == 0 and json.loads(out)["progress"]["graded"] == rows - 1
+    _summary_fits_80_columns(common)
 
     code, out = invoke("draw", "--period", "2026-13", *common)
     assert code == 2 and "错误 / error: 抽查操作未完成 / period '2026-13' is not one of YYYY-MM" in out
@@ -276,3 +277,25 @@ def test_comments_that_look_like_formulas_stay_text_out_and_back(drawn, config, 
     assert result.outcomes[(third.case_code, third.reviewer)] is GradeOutcome.INSERTED
     comments = {(s.case.case_code, s.case.reviewer): s.comment for s in cases_for(drawn, period="2026-10")}
     assert [comments[c.case_code, c.reviewer] for c in (first, second, third, fourth)] == ["=1+1", "@SUM(A1)", "=1+1", "@SUM(A1)"]
+
+
+def _summary_fits_80_columns(common: list[str]) -> None:
+    """At an 80-column terminal the summary's tables fit, and a share is wrapped at its spaces only."""
+    import pytest
+    from rich.cells import cell_len
+
+    from qc_pipeline import cli_table
+
+    code, out = invoke("summary", "--period", "2026-10", "--format", "json", *common)
+    shares = [i["discordance"] for i in json.loads(out)["institutions"] if i["discordance"].get("p") is not None]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli_table, "stdout_is_terminal", lambda: True)
+        mp.setenv("COLUMNS", "80")
+        code, out = invoke("summary", "--period", "2026-10", *common)
+    assert code == 0, out
+    table_lines = [line for line in out.splitlines() if line.startswith(("│", "┌", "└", "├"))]
+    assert table_lines and all(cell_len(line) <= 80 for line in table_lines), out
+    cells = {c.strip() for line in table_lines for c in line.split("│")}
+    assert shares
+    for s in shares:  # each part of "33% (10–70) 1/3" is whole in one cell line
+        assert {f"{100 * s['p']:.0f}%", f"{s['k']}/{s['n']}"} <= {w for c in cells for w in c.split()}, (s, out)
