@@ -30,12 +30,15 @@ def _fail(message_en: str, message_zh: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _open_store(db_url: str | None):  # type: ignore[no-untyped-def]
+def _open_store(db_url: str | None, *, must_exist: bool = False):  # type: ignore[no-untyped-def]
+    """The results store; with ``must_exist`` a SQLite file that does not exist is an error (a
+    mistyped path must not become a new empty database that the command then reads or changes)."""
+    from qc_pipeline.cli import db_url_for
     from qc_pipeline.errors import StoreError
     from qc_pipeline.store import ResultStore
 
     try:
-        return ResultStore.open(resolve_db_url(db_url))
+        return ResultStore.open(db_url_for(db_url, read=True) if must_exist else resolve_db_url(db_url))
     except StoreError as exc:
         _fail(str(exc), "无法打开结果数据库")
 
@@ -183,7 +186,8 @@ def create_user_cmd(username: str, role: str, display_name: str | None, password
     from qc_pipeline.review.accounts import create_user
 
     password = _read_password(password_stdin)
-    _account_change(db_url, lambda store: create_user(store, username, password, role=role, display_name=display_name))
+    _account_change(db_url, lambda store: create_user(store, username, password, role=role, display_name=display_name),
+                    must_exist=False)
     click.echo(f"已创建 / created: {username} ({role})")
 
 
@@ -212,11 +216,12 @@ def disable_user_cmd(username: str, enable: bool, db_url: str | None) -> None:
     click.echo(f"{'已启用 / enabled' if enable else '已停用 / disabled'}: {username}")
 
 
-def _account_change(db_url: str | None, change: Callable[[Any], object]) -> None:
-    """Run ``change(store)``; a ReviewError (no such user, weak password) exits 2 with its message."""
+def _account_change(db_url: str | None, change: Callable[[Any], object], *, must_exist: bool = True) -> None:
+    """Run ``change(store)``; a ReviewError (no such user, weak password) exits 2 with its message.
+    Only a new account may create the database (the first one of a new installation)."""
     from qc_pipeline.review.errors import ReviewError
 
-    store = _open_store(db_url)
+    store = _open_store(db_url, must_exist=must_exist)
     try:
         change(store)
     except ReviewError as exc:
@@ -231,7 +236,7 @@ def users_cmd(db_url: str | None) -> None:
     """List the accounts. 列出账户。"""
     from qc_pipeline.review.accounts import list_users
 
-    store = _open_store(db_url)
+    store = _open_store(db_url, must_exist=True)
     try:
         for u in list_users(store):
             state = "" if u["active"] else "  [停用 disabled]"
@@ -251,7 +256,7 @@ def export_labels_cmd(out_path: Path, db_url: str | None) -> None:
     from qc_pipeline.errors import StoreError
     from qc_pipeline.review.labels import export_labels
 
-    store = _open_store(db_url)
+    store = _open_store(db_url, must_exist=True)
     try:
         n = export_labels(store, out_path)
     except StoreError as exc:

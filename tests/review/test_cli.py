@@ -113,3 +113,24 @@ def test_password_prompt_asks_twice_in_both_languages(sqlite_url: str) -> None:
 def test_thresholds_command_names_its_own_option_for_a_missing_folder(tmp_path: Path) -> None:
     code, out = run("thresholds", "--dir", str(tmp_path / "nowhere"))
     assert code != 0 and "--dir" in out and "pass --thresholds DIR" not in out
+
+
+@pytest.mark.parametrize("command", [
+    ("review", "users"),
+    ("review", "disable-user", "dr.nobody"),
+    ("review", "export-labels", "--out", "OUT"),
+])
+def test_account_reads_and_changes_on_a_missing_database_fail_and_create_nothing(tmp_path: Path, command) -> None:
+    typo = tmp_path / "typo.sqlite"
+    args = [str(tmp_path / "labels.csv") if a == "OUT" else a for a in command]
+    code, out = run(*args, "--db", f"sqlite:///{typo}")
+    assert code == 1 and "does not exist" in out and "不存在" in out, out
+    assert not typo.exists()
+
+
+def test_the_first_account_creates_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    code, out = run("review", "create-user", "dr.first", "--role", "qc_admin", "--password-stdin", "--db", url,
+                    stdin="first-admin-pass-1\n")
+    assert code == 0, out
+    assert (tmp_path / "new.sqlite").exists()
