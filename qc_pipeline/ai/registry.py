@@ -142,6 +142,43 @@ def verify(manifest: Manifest, directory: Path) -> RegisteredModel:
     return RegisteredModel(manifest, path)
 
 
+def load_models(directory: Path | None = None) -> tuple[dict[str, RegisteredModel], dict[str, str]]:
+    """The usable models of ``directory`` (default: :func:`default_models_dir`), checked, and the
+    problem of each model that is not usable: (name -> model, name -> reason).
+
+    Every model is checked on its own, so one missing or corrupt file costs only that model's
+    scores; a model that this version of qc-pipeline expects (``MODEL_SPECS``) but has no manifest
+    for is a problem too. Raises ModelError only when the folder does not exist.
+    """
+    directory = directory or default_models_dir()
+    if not directory.is_dir():
+        raise ModelError(f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)")
+    models: dict[str, RegisteredModel] = {}
+    problems: dict[str, str] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.stem not in MODEL_SPECS:
+            continue  # e.g. evaluation.json
+        try:
+            manifest = read_manifest(path)
+            models[manifest.name] = verify(manifest, directory)
+        except ModelError as exc:
+            problems[path.stem] = str(exc)
+    for name in MODEL_SPECS:
+        if name not in models and name not in problems:
+            problems[name] = (f"models folder {directory} lacks the manifest of {name} (expected {name}.json; "
+                              "run qc-pipeline models train)")
+    return models, problems
+
+
+def describe_problems(problems: Mapping[str, str]) -> str:
+    """One sentence for one problem, a numbered list for several (in the order found: the
+    manifests by file name, then the manifests that are missing)."""
+    texts = list(problems.values())
+    if len(texts) > 1:
+        return f"{len(texts)} problems: " + "; ".join(f"({i}) {text}" for i, text in enumerate(texts, 1))
+    return texts[0] if texts else ""
+
+
 def load_registry(directory: Path | None = None) -> dict[str, RegisteredModel]:
     """Every model of ``directory`` (default: :func:`default_models_dir`), checked; name -> model.
 
@@ -149,31 +186,9 @@ def load_registry(directory: Path | None = None) -> dict[str, RegisteredModel]:
     this version of qc-pipeline expects (``MODEL_SPECS``) but has no manifest for: an operator
     restoring a models folder sees all that is wrong at once, not one problem per attempt.
     """
-    directory = directory or default_models_dir()
-    if not directory.is_dir():
-        raise ModelError(f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)")
-    models: dict[str, RegisteredModel] = {}
-    problems: list[str] = []
-    seen: set[str] = set()
-    for path in sorted(directory.glob("*.json")):
-        if path.stem not in MODEL_SPECS:
-            continue  # e.g. evaluation.json
-        seen.add(path.stem)
-        try:
-            manifest = read_manifest(path)
-            models[manifest.name] = verify(manifest, directory)
-        except ModelError as exc:
-            problems.append(str(exc))
-    missing = [name for name in MODEL_SPECS if name not in seen]
-    if missing:
-        problems.append(
-            f"models folder {directory} lacks the manifest of {', '.join(missing)} "
-            f"(expected {', '.join(f'{n}.json' for n in missing)}; run qc-pipeline models train)"
-        )
-    if len(problems) > 1:
-        raise ModelError(f"{len(problems)} problems: " + "; ".join(f"({i}) {text}" for i, text in enumerate(problems, 1)))
+    models, problems = load_models(directory)
     if problems:
-        raise ModelError(problems[0])
+        raise ModelError(describe_problems(problems))
     return models
 
 

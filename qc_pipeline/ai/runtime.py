@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from qc_pipeline.ai.features import encode_missing, slice_features
 from qc_pipeline.ai.preprocess import model_input, sample_slices
-from qc_pipeline.ai.registry import RegisteredModel, default_models_dir, load_registry, provenance_of
+from qc_pipeline.ai.registry import RegisteredModel, default_models_dir, describe_problems, load_models, provenance_of
 from qc_pipeline.ai.specs import SCORE_UNIT, score_metric
 from qc_pipeline.domain import Measurement
 from qc_pipeline.errors import DegenerateInputError, ModelError
@@ -36,6 +36,8 @@ from qc_pipeline.errors import DegenerateInputError, ModelError
 logger = logging.getLogger(__name__)
 
 THREADS_ENV: Final = "QC_AI_THREADS"
+DEFAULT_MAX_SLICES: Final = 8
+"""Slices of a series the models read when their manifest does not say (``preprocessing.max_slices``)."""
 
 
 def _threads() -> int:
@@ -75,14 +77,44 @@ def _session(model: RegisteredModel, threads: int) -> ort.InferenceSession:
 class Scorer:
     """The registered models, each with its onnxruntime session."""
 
-    def __init__(self, models: Mapping[str, RegisteredModel], *, threads: int = 1) -> None:
-        self._models = dict(models)
-        self._sessions = {name: _session(model, threads) for name, model in self._models.items()}
+    def __init__(
+        self, models: Mapping[str, RegisteredModel], *, threads: int = 1, unavailable: Mapping[str, str] | None = None,
+    ) -> None:
+        self._models: dict[str, RegisteredModel] = {}
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._unavailable = dict(unavailable or {})
+        for name, model in models.items():
+            try:
+                self._sessions[name] = _session(model, threads)
+            except Exception as exc:  # onnxruntime refuses the file: only this model's scores are lost
+                reason = str(exc) if isinstance(exc, ModelError) else (
+                    f"model {name}: {model.path} cannot be loaded by onnxruntime: {exc}")
+                logger.error("AI model %s unavailable: %s", name, reason)
+                self._unavailable[name] = reason
+                continue
+            self._models[name] = model
 
     @classmethod
     def load(cls, directory: Path | None = None) -> Scorer:
-        """Load and check every model of ``directory``; raises ModelError naming what is wrong."""
-        return cls(load_registry(directory), threads=_threads())
+        """Load and check every model of ``directory``. A model that is missing, corrupt or
+        mismatched is left out on its own (``unavailable`` says why); raises ModelError only when
+        no model at all can be used."""
+        models, problems = load_models(directory)
+        for name in sorted(problems):
+            logger.error("AI model %s unavailable: %s", name, problems[name])
+        scorer = cls(models, threads=_threads(), unavailable=problems)
+        if not scorer.models:
+            raise ModelError(describe_problems(scorer.unavailable))
+        return scorer
+
+    @property
+    def unavailable(self) -> Mapping[str, str]:
+        """Model name -> why it cannot be used (its rules do not run)."""
+        return self._unavailable
+
+    def unavailable_for(self, modality: str) -> dict[str, str]:
+        """The models of ``modality`` (artifacts, acceptability) that cannot be used, with why."""
+        return {n: r for n, r in self._unavailable.items() if n.startswith(f"{modality.lower()}_")}
 
     @property
     def models(self) -> Mapping[str, RegisteredModel]:
@@ -103,8 +135,13 @@ class Scorer:
 
     def slice_indices(self, modality: str, n_slices: int) -> list[int]:
         """Which of a series' ``n_slices`` slices (in order) :meth:`score` reads."""
-        artifacts = self._models[f"{modality.lower()}_artifacts"]
-        return sample_slices(n_slices, max_slices=int(artifacts.manifest.preprocessing.get("max_slices", 8)))
+        return sample_slices(n_slices, max_slices=self._max_slices(modality))
+
+    def _max_slices(self, modality: str) -> int:
+        for kind in ("artifacts", "acceptability"):
+            if (model := self._models.get(f"{modality.lower()}_{kind}")) is not None:
+                return int(model.manifest.preprocessing.get("max_slices", DEFAULT_MAX_SLICES))
+        return DEFAULT_MAX_SLICES
 
     def score(
         self,
@@ -127,31 +164,36 @@ class Scorer:
         modality = modality.upper()
         if modality not in ("DR", "CT", "MR"):
             raise DegenerateInputError(f"no models for modality {modality!r}")
-        artifacts = self._models[f"{modality.lower()}_artifacts"]
+        artifacts = self._models.get(f"{modality.lower()}_artifacts")
+        acceptability = self._models.get(f"{modality.lower()}_acceptability")
+        if artifacts is None and acceptability is None:
+            return []  # both unavailable: the caller records why (unavailable_for)
         chosen = list(range(len(slices))) if presampled else self.slice_indices(modality, len(slices))
         if not chosen:
             raise DegenerateInputError("no slices to score")
         picked = [np.asarray(slices[i], dtype=np.float32) for i in chosen]
-        x = np.stack([model_input(s, modality, stored_range=stored_range) for s in picked])
-        scores = self.run(artifacts.name, x).max(axis=0)
         where = "1 image" if len(chosen) == 1 else f"max over {len(chosen)} sampled slices"
-        out = [
-            Measurement(
-                score_metric(artifacts.name, label), float(value), SCORE_UNIT,
-                detail=f"{where}; model {artifacts.name} {artifacts.provenance}",
+        out: list[Measurement] = []
+        if artifacts is not None:
+            x = np.stack([model_input(s, modality, stored_range=stored_range) for s in picked])
+            scores = self.run(artifacts.name, x).max(axis=0)
+            out += [
+                Measurement(
+                    score_metric(artifacts.name, label), float(value), SCORE_UNIT,
+                    detail=f"{where}; model {artifacts.name} {artifacts.provenance}",
+                )
+                for label, value in zip(artifacts.manifest.labels, scores, strict=True)
+            ]
+        if acceptability is not None:
+            features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range)
+            (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
+            label = acceptability.manifest.labels[0]
+            out.append(
+                Measurement(
+                    score_metric(acceptability.name, label), float(value), SCORE_UNIT,
+                    detail=f"metric features of {where}; model {acceptability.name} {acceptability.provenance}",
+                )
             )
-            for label, value in zip(artifacts.manifest.labels, scores, strict=True)
-        ]
-        acceptability = self._models[f"{modality.lower()}_acceptability"]
-        features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range)
-        (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
-        label = acceptability.manifest.labels[0]
-        out.append(
-            Measurement(
-                score_metric(acceptability.name, label), float(value), SCORE_UNIT,
-                detail=f"metric features of {where}; model {acceptability.name} {acceptability.provenance}",
-            )
-        )
         return out
 
 

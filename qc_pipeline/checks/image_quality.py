@@ -335,6 +335,22 @@ def _score(
         )
 
 
+def _models_missing(scorer: Scorer, target: Target, thresholds: Thresholds, sop: str | None) -> list[Finding | None]:
+    """One finding per model of the target's modality that could not be loaded: only its scores
+    (and so only its rules) are missing; the other models scored the series."""
+    return [
+        thresholds.finding(
+            AI_UNAVAILABLE,
+            f"{target.label_en}: not scored by AI model {name}: {reason}",
+            f"{target.label_zh}：AI模型 {name} 不可用，未给出该模型的评分（{reason}）",
+            value=name,
+            series_instance_uid=target.series_instance_uid,
+            sop_instance_uid=sop,
+        )
+        for name, reason in sorted(scorer.unavailable_for(target.kind).items())
+    ]
+
+
 def ai_unavailable_finding(error: ModelError, thresholds: Thresholds) -> Finding | None:
     """The one finding of a study whose pixels could not be scored because the models are unusable."""
     return thresholds.finding(
@@ -484,6 +500,7 @@ def check_image_quality(
             scores, problem = _score(scorer, target, decoded, thresholds, sop)
             raw = [*raw, *scores]
             findings.append(problem)
+            findings.extend(_models_missing(scorer, target, thresholds, sop))
         lossy = lossy_compression(target.instances[0].dataset)
         if lossy is not None:
             findings.append(thresholds.finding(

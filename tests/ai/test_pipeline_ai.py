@@ -102,3 +102,32 @@ def test_without_usable_models_each_study_says_so_and_is_judged_anyway(demo, thr
     assert not [m for m in decision.measurements if m.metric.startswith("ai.")]
     assert any(m.metric == "ct.noise_hu" for m in decision.measurements)  # the objective metrics still ran
     assert decision.provenance.models == {}
+
+
+def test_a_corrupt_model_costs_only_its_own_scores(demo, thresholds, tmp_path, monkeypatch):
+    import shutil
+
+    from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in DEFAULT_MODELS_DIR.iterdir():
+        if path.suffix in (".onnx", ".json"):
+            shutil.copy2(path, models / path.name)
+    broken = models / "ct_artifacts.onnx"
+    data = bytearray(broken.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    monkeypatch.setenv("QC_MODELS_DIR", str(models))
+
+    assert set(provenance(thresholds).models) == set(MODEL_SPECS) - {"ct_artifacts"}
+    ct = decide(demo / "real_ct", thresholds)
+    (finding,) = [f for f in ct.findings if f.code == "ai.model.unavailable"]
+    assert finding.severity is Severity.INFO and finding.value == "ct_artifacts"
+    assert "ct_artifacts" in finding.message and "corrupt or was replaced" in finding.message
+    assert "AI模型 ct_artifacts 不可用" in finding.message_zh
+    scored = {m.metric for m in ct.measurements if m.metric.startswith("ai.")}
+    assert scored == {"ai.ct_acceptability.unacceptable"}, scored  # the other CT model still scored
+    mr = decide(demo / "phantom_mr_brain", thresholds)
+    assert not [f for f in mr.findings if f.code == "ai.model.unavailable"]
+    assert any(m.metric.startswith("ai.mr_artifacts.") for m in mr.measurements)

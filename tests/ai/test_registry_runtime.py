@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -118,8 +119,18 @@ def test_a_model_whose_input_differs_from_its_manifest_is_refused(models_copy: P
 
     manifest["sha256"] = hashlib.sha256((models_copy / "ct_artifacts.onnx").read_bytes()).hexdigest()
     ct.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(ModelError, match=r"model ct_artifacts: .* takes (inputs|shape)"):
-        Scorer(load_registry(models_copy))
+    scorer = Scorer(load_registry(models_copy))
+    assert "ct_artifacts" not in scorer.models and set(scorer.models) == set(MODEL_SPECS) - {"ct_artifacts"}
+    assert re.match(r"model ct_artifacts: .* takes (inputs|shape)", scorer.unavailable["ct_artifacts"])
+    assert scorer.unavailable_for("CT") == {"ct_artifacts": scorer.unavailable["ct_artifacts"]}
+    assert scorer.unavailable_for("MR") == {}
+
+
+def test_a_scorer_with_no_usable_model_at_all_is_refused(models_copy: Path):
+    for path in models_copy.glob("*.onnx"):
+        path.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=r"^6 problems: \(1\) model ct_acceptability: .*corrupt or was replaced"):
+        Scorer.load(models_copy)
 
 
 def test_models_list_shows_names_versions_and_hashes():
