@@ -1,0 +1,251 @@
+"""Throughput end to end: the real CLI (``qc-pipeline run``) on CT, MR and DR studies, uncompressed
+and JPEG 2000 Lossless, from a folder and over DICOMweb (a real Orthanc on loopback).
+
+For each case two distinct studies are made from one written study (the copy has new study,
+series and instance UIDs and another patient; its pixel data is the same bytes, so no second
+encoding), and the CLI is run on 1 and on 2 of them (a fresh SQLite database per run, each input
+run once untimed first: page cache, imports, Prefect's first start). Per case it prints:
+
+- ``wall``: the marginal wall time of one study, run(2 studies) - run(1 study) (median of
+  ``--repeat``): start-up, Prefect and the store's set-up cancel out;
+- ``bare``: bare full decode, ``pydicom.dcmread(path).pixel_array`` of every file of one study;
+- ``read``: folder, the marginal bytes the CLI process read through read() (``rchar`` of
+  /proc/self/io at exit: headers, pixel data, and whatever else it read); DICOMweb, the marginal
+  pixel data fetched as the run's summary reports it (``pixel data fetched``), and the marginal
+  bytes received on the loopback interface during the run (HTTP, metadata and pixel data; an upper
+  bound: other processes' loopback traffic counts too);
+- the ratios wall / bare and read / the study's bytes.
+
+Targets: a 300-slice uncompressed CT costs <= 2x its bare decode, a JPEG 2000 one <= 0.3x; over
+DICOMweb a study fetches <= 20 % of its bytes.
+
+    .venv/bin/python -m benchmarks.throughput                  # 300 x 512² CT (about 15 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.throughput --slices 100     # fewer CT slices
+    .venv/bin/python -m benchmarks.throughput --small          # a quick check of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.uid import JPEG2000Lossless, generate_uid
+
+from benchmarks._results import write_results
+from benchmarks.marginal import write_chest_ct
+from benchmarks.metrics import _median_time
+
+FETCHED = re.compile(r"pixel data fetched: (\d+) bytes")
+# The child runs the CLI and, at exit, writes its own read() byte count (rchar) where it is told.
+_CHILD = (
+    "import atexit, json, os, runpy, sys\n"
+    "def _io():\n"
+    "    with open('/proc/self/io') as f, open(os.environ['QC_BENCH_IO'], 'w') as out:\n"
+    "        json.dump(dict(line.split(': ') for line in f.read().split(chr(10)) if line), out)\n"
+    "atexit.register(_io)\n"
+    "sys.argv = ['qc-pipeline', *sys.argv[1:]]\n"
+    "runpy.run_module('qc_pipeline.cli', run_name='__main__')\n"
+)
+
+
+def _quiet_env(work: Path) -> dict[str, str]:
+    env = os.environ.copy()
+    env.setdefault("PREFECT_HOME", str(work / "prefect"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    return env
+
+
+def _loopback_rx() -> int:
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, counters = line.partition(":")
+        if name.strip() == "lo":
+            return int(counters.split()[0])
+    return 0
+
+
+def _run_cli(source: str, db: Path, env: dict[str, str]) -> dict[str, float]:
+    """Wall seconds, bytes read (rchar), pixel bytes fetched (summary) and loopback bytes of one run."""
+    db.unlink(missing_ok=True)
+    io_file = db.with_suffix(".io.json")
+    rx = _loopback_rx()
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, "run", source, "--db", f"sqlite:///{db}"],
+        check=True, capture_output=True, text=True, env={**env, "QC_BENCH_IO": str(io_file)},
+    )
+    wall = time.perf_counter() - start
+    fetched = FETCHED.search(done.stdout)
+    return {
+        "wall": wall,
+        "rchar": float(json.loads(io_file.read_text())["rchar"]),
+        "fetched": float(fetched.group(1)) if fetched else 0.0,
+        "loopback": float(_loopback_rx() - rx),
+    }
+
+
+def _copy_study(paths: Iterable[Path], out: Path, tag: str) -> list[Path]:
+    """The same study as another one: new UIDs and patient, the pixel data bytes unchanged."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if key in ds:
+                setattr(ds, key, generate_uid(entropy_srcs=[str(ds.get(key)), tag]))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = f"{ds.get('PatientID', '')}-{tag}"[:64]
+        ds.AccessionNumber = f"{ds.get('AccessionNumber', '')}{tag}"[:16]
+        target = out / f"{k:05d}.dcm"
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies
+
+
+def _j2k(paths: Iterable[Path], out: Path) -> list[Path]:
+    """JPEG 2000 Lossless copies (pydicom's encoder), as many archives store."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.compress(JPEG2000Lossless)
+        target = out / f"{k:05d}.dcm"
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies
+
+
+def _studies(root: Path, *, slices: int, size: int) -> dict[str, list[Path]]:
+    """Native studies by case name: a plain chest CT, the demo's brain MR and chest DR (each maps
+    to a recognition item, so every check, metric and AI score runs)."""
+    from qc_pipeline.samples import write_demo_studies
+
+    demo = root / "demo"
+    write_demo_studies(demo)
+    return {
+        f"CT {slices}x{size}²": write_chest_ct(root / "ct", "a", slices=slices, size=size),
+        "MR brain (demo)": sorted((demo / "phantom_mr_brain").rglob("*.dcm")),
+        "DR chest (demo)": sorted((demo / "phantom_dr_chest").rglob("*.dcm")),
+    }
+
+
+def _bare_decode(paths: list[Path]) -> None:
+    for path in paths:
+        pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is what is timed
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path], work: Path, env: dict[str, str],
+                  repeat: int, orthanc: Any | None) -> list[dict[str, Any]]:
+    study_bytes = sum(p.stat().st_size for p in first)
+    bare = _median_time(lambda: _bare_decode(first), max(1, repeat))
+    rows = []
+    # Folder: run on the first study alone and on a folder holding both.
+    one, both = work / "one", work / "both"
+    for link_root, files in ((one, [first]), (both, [first, second])):
+        for k, group in enumerate(files):
+            (link_root / str(k)).mkdir(parents=True, exist_ok=True)
+            for j, p in enumerate(group):
+                os.link(p, link_root / str(k) / f"{j:05d}.dcm")
+    folders = {1: str(one), 2: str(both)}
+    sources: list[tuple[str, dict[int, str], Any]] = [("folder", folders, None)]
+    if orthanc is not None:
+        sources.append(("dicomweb", {1: orthanc.dicomweb, 2: orthanc.dicomweb}, orthanc))
+    for via, inputs, server in sources:
+        runs: dict[int, list[dict[str, float]]] = {}
+        for count in (1, 2):
+            if server is not None:
+                server.clear()
+                server.upload(first if count == 1 else [*first, *second])
+                server.wait_until_stable(timeout_s=300)
+            _run_cli(inputs[count], work / "warm.sqlite", env)
+            runs[count] = [_run_cli(inputs[count], work / f"db{count}.sqlite", env) for _ in range(repeat)]
+        wall = _median(runs[2], "wall") - _median(runs[1], "wall")
+        row: dict[str, Any] = {
+            "case": name, "syntax": syntax, "via": via, "files": len(first),
+            "study_mb": round(study_bytes / 1e6, 2),
+            "run_1_s": round(_median(runs[1], "wall"), 2), "run_2_s": round(_median(runs[2], "wall"), 2),
+            "marginal_s": round(wall, 3), "bare_decode_s": round(bare, 3),
+            "marginal_over_bare": round(wall / bare, 2) if bare > 0 else None,
+        }
+        if via == "folder":
+            read = _median(runs[2], "rchar") - _median(runs[1], "rchar")
+            row |= {"read_mb": round(read / 1e6, 2), "read_over_study": round(read / study_bytes, 3)}
+        else:
+            fetched = _median(runs[2], "fetched") - _median(runs[1], "fetched")
+            lo = _median(runs[2], "loopback") - _median(runs[1], "loopback")
+            row |= {"fetched_mb": round(fetched / 1e6, 2), "fetched_over_study": round(fetched / study_bytes, 3),
+                    "loopback_mb": round(lo / 1e6, 2), "loopback_over_study": round(lo / study_bytes, 3)}
+        print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        rows.append(row)
+    for link_root in (one, both):
+        for p in sorted(link_root.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300, help="CT slices (default 300)")
+    parser.add_argument("--size", type=int, default=512, help="CT rows and columns (default 512)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per input; the median is kept")
+    parser.add_argument("--small", action="store_true", help="30 CT slices of 128², one run each: a quick check")
+    parser.add_argument("--no-dicomweb", action="store_true", help="folder only (no Orthanc)")
+    parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. CT)")
+    parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
+    args = parser.parse_args(argv)
+    slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
+
+    from qc_pipeline.testing.orthanc import OrthancServer, installed
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="qc-throughput-") as tmp:
+        work = Path(tmp)
+        env = _quiet_env(work)
+        orthanc = None
+        if not args.no_dicomweb:
+            if not installed():
+                print("Orthanc with its DICOMweb plugin is needed (apt-get install orthanc orthanc-dicomweb); "
+                      "or --no-dicomweb", file=sys.stderr)
+                return 2
+            orthanc = OrthancServer.on_free_ports(work / "orthanc")
+            orthanc.start()
+            env["QC_DICOMWEB_USER"], env["QC_DICOMWEB_PASSWORD"] = orthanc.auth
+        try:
+            studies = _studies(work / "native", slices=slices, size=size)
+            for name, paths in studies.items():
+                if args.only and args.only not in name:
+                    continue
+                for syntax in args.syntaxes.split(","):
+                    first = paths if syntax == "native" else _j2k(paths, work / syntax / name.split()[0])
+                    second = _copy_study(first, work / f"{syntax}-copy" / name.split()[0] / "s", "copy")
+                    rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc)
+        finally:
+            if orthanc is not None:
+                orthanc.stop()
+    load = os.getloadavg()
+    print(f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
+          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    out = write_results("throughput", rows, small=args.small, repeat=repeat, slices=slices, size=size)
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
