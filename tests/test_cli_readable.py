@@ -116,3 +116,13 @@ def test_spot_check_kappa_on_too_few_cases_says_so() -> None:
     assert _kappa_text(few) == f"样本过少 too few (n = 3 < {MIN_KAPPA_N})"
     enough = {"value": 0.5, "ci": [0.2, 0.8], "n": MIN_KAPPA_N}
     assert _kappa_text(enough) == "0.50 (0.20–0.80)"
+
+
+def test_the_run_summary_gives_the_pixel_data_fetched_only_when_some_was(capsys):
+    from qc_pipeline.cli import _print_summary
+
+    summary = {"studies": 2, "judged": 2, "unchanged": 0, "failed": 0, "verdicts": {"pass": 2}}
+    _print_summary({**summary, "pixel_bytes_fetched": 30_000_000}, 4.0)
+    assert "拉取像素数据 / pixel data fetched: 30000000 bytes (15.0 MB / study)" in capsys.readouterr().out
+    _print_summary({**summary, "pixel_bytes_fetched": 0}, 4.0)
+    assert "pixel data fetched" not in capsys.readouterr().out
