@@ -8,6 +8,8 @@ run once untimed first: page cache, imports, Prefect's first start). Per case it
 
 - ``wall``: the marginal wall time of one study, run(2 studies) - run(1 study) (median of
   ``--repeat``): start-up, Prefect and the store's set-up cancel out;
+- ``cpu``: the same difference of the CLI process's CPU time (user + system): on shared cores it
+  moves less than wall time;
 - ``bare``: bare full decode, ``pydicom.dcmread(path).pixel_array`` of every file of one study;
 - ``read``: folder, the marginal bytes the CLI process read through read() (``rchar`` of
   /proc/self/io at exit: headers, pixel data, and whatever else it read); DICOMweb, the marginal
@@ -31,6 +33,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,19 +81,22 @@ def _loopback_rx() -> int:
 
 
 def _run_cli(source: str, db: Path, env: dict[str, str]) -> dict[str, float]:
-    """Wall seconds, bytes read (rchar), pixel bytes fetched (summary) and loopback bytes of one run."""
+    """Wall and CPU seconds (user + system of the CLI process), bytes read (rchar), pixel bytes fetched (summary) and loopback bytes of one run."""
     db.unlink(missing_ok=True)
     io_file = db.with_suffix(".io.json")
     rx = _loopback_rx()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, "run", source, "--db", f"sqlite:///{db}"],
         check=True, capture_output=True, text=True, env={**env, "QC_BENCH_IO": str(io_file)},
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     fetched = FETCHED.search(done.stdout)
     return {
         "wall": wall,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         "rchar": float(json.loads(io_file.read_text())["rchar"]),
         "fetched": float(fetched.group(1)) if fetched else 0.0,
         "loopback": float(_loopback_rx() - rx),
@@ -177,12 +183,14 @@ def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path],
             _run_cli(inputs[count], work / "warm.sqlite", env)
             runs[count] = [_run_cli(inputs[count], work / f"db{count}.sqlite", env) for _ in range(repeat)]
         wall = _median(runs[2], "wall") - _median(runs[1], "wall")
+        cpu = _median(runs[2], "cpu") - _median(runs[1], "cpu")
         row: dict[str, Any] = {
             "case": name, "syntax": syntax, "via": via, "files": len(first),
             "study_mb": round(study_bytes / 1e6, 2),
             "run_1_s": round(_median(runs[1], "wall"), 2), "run_2_s": round(_median(runs[2], "wall"), 2),
             "marginal_s": round(wall, 3), "bare_decode_s": round(bare, 3),
             "marginal_over_bare": round(wall / bare, 2) if bare > 0 else None,
+            "marginal_cpu_s": round(cpu, 3), "cpu_over_bare": round(cpu / bare, 2) if bare > 0 else None,
         }
         if via == "folder":
             read = _median(runs[2], "rchar") - _median(runs[1], "rchar")
