@@ -18,6 +18,9 @@ run once untimed first: page cache, imports, Prefect's first start). Per case it
   bound: other processes' loopback traffic counts too);
 - the ratios wall / bare and read / the study's bytes.
 
+With ``--in-process``, also the CPU time of ``source.load`` + ``judge`` of one study in this
+process, with the sampled decoding and with every slice decoded, against the bare decode's CPU.
+
 Targets: a 300-slice uncompressed CT costs <= 2x its bare decode, a JPEG 2000 one <= 0.3x; over
 DICOMweb a study fetches <= 20 % of its bytes.
 
@@ -208,6 +211,53 @@ def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path],
     return rows
 
 
+def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[str, Any]:
+    """CPU seconds (this process, all threads) of ``source.load`` + ``judge`` of one study, with
+    the sampled decoding and with every slice decoded (the CT sample widened to the whole
+    series), against the bare decode: no CLI, no Prefect, no contention between two studies."""
+    import dataclasses
+
+    from qc_pipeline.checks import image_quality
+    from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+    from qc_pipeline.sources.folder import FolderSource
+
+    thresholds = load_pipeline_thresholds()
+    source = FolderSource(paths[0].parent)
+    (entry,) = list(source.discover())
+    real = image_quality._ct_sample
+
+    def widened(target: Any, ai_slices: Any, *, only_needed_instances: bool) -> Any:
+        sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
+        every = tuple(range(sample.n_slices))
+        return dataclasses.replace(sample, chosen=every, instances=tuple(range(len(target.instances))),
+                                   select=every, n_fetched=sample.n_slices)
+
+    def cpu(func: Any) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.process_time()
+            func()
+            times.append(time.process_time() - start)
+        return statistics.median(times)
+
+    def once() -> None:
+        judge(source.load(entry), thresholds, now=dt.datetime.now(dt.UTC), source_uri=source.uri, others=[], pixels=source)
+
+    once()  # models loaded, page cache warm
+    sampled = cpu(once)
+    image_quality._ct_sample = widened
+    try:
+        full = cpu(once)
+    finally:
+        image_quality._ct_sample = real
+    bare = cpu(lambda: _bare_decode(paths))
+    row = {"case": name, "syntax": syntax, "via": "in process", "files": len(paths), "sampled_cpu_s": round(sampled, 3),
+           "every_slice_cpu_s": round(full, 3), "bare_decode_cpu_s": round(bare, 3),
+           "sampled_over_bare": round(sampled / bare, 2) if bare > 0 else None}
+    print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="CT slices (default 300)")
@@ -216,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="30 CT slices of 128², one run each: a quick check")
     parser.add_argument("--no-dicomweb", action="store_true", help="folder only (no Orthanc)")
     parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. CT)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also time source.load + judge in this process (CPU), sampled vs every slice decoded")
     parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
     args = parser.parse_args(argv)
     slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
@@ -242,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for syntax in args.syntaxes.split(","):
                     first = paths if syntax == "native" else _j2k(paths, work / syntax / name.split()[0])
+                    if args.in_process:
+                        rows.append(_in_process(name, syntax, first, repeat))
                     second = _copy_study(first, work / f"{syntax}-copy" / name.split()[0] / "s", "copy")
                     rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc)
         finally:
