@@ -233,12 +233,7 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[
                                    select=every, n_fetched=sample.n_slices)
 
     def cpu(func: Any) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.process_time()
-            func()
-            times.append(time.process_time() - start)
-        return statistics.median(times)
+        return _median_time(func, repeat, clock=time.process_time)
 
     def once() -> None:
         judge(source.load(entry), thresholds, now=dt.datetime.now(dt.UTC), source_uri=source.uri, others=[], pixels=source)
