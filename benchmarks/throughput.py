@@ -1,110 +1,154 @@
-"""Throughput through ``qc-pipeline run``: CT, MR and DR studies, uncompressed and JPEG 2000
-lossless, from a folder and from DICOMweb (a real Orthanc on loopback).
+"""Throughput end to end: the real CLI (``qc-pipeline run``) on CT, MR and DR studies, uncompressed
+and JPEG 2000 Lossless, from a folder and over DICOMweb (a real Orthanc on loopback).
 
-For each case, writes two studies, runs the real CLI (a subprocess, a fresh SQLite database each
-run) on a source holding 1 and one holding 2 of them, and reports per study:
+For each case two distinct studies are made from one written study (the copy has new study,
+series and instance UIDs and another patient; its pixel data is the same bytes, so no second
+encoding), and the CLI is run on 1 and on 2 of them (a fresh SQLite database per run, each input
+run once untimed first: page cache, imports, Prefect's first start). Per case it prints:
 
-- ``marginal_s`` / ``marginal_cpu_s``: wall and CPU (user + system of the CLI) of the run of 2
-  minus the run of 1 (Python start-up, Prefect and the store's set-up cancel out);
-- ``bare_decode_s``: ``pydicom.dcmread(path).pixel_array`` of every file of the study;
-- ``study_mb`` and, over DICOMweb, ``fetched_mb`` (the pixel data the run reports fetched for the
-  study) and its share of the study;
-- ``ratio``: marginal wall / bare decode.
+- ``wall``: the marginal wall time of one study, run(2 studies) - run(1 study) (median of
+  ``--repeat``): start-up, Prefect and the store's set-up cancel out;
+- ``cpu``: the same difference of the CLI process's CPU time (user + system): on shared cores it
+  moves less than wall time;
+- ``bare``: bare full decode, ``pydicom.dcmread(path).pixel_array`` of every file of one study;
+- ``read``: folder, the marginal bytes the CLI process read through read() (``rchar`` of
+  /proc/self/io at exit: headers, pixel data, and whatever else it read); DICOMweb, the marginal
+  pixel data fetched as the run's summary reports it (``pixel data fetched``), and the marginal
+  bytes received on the loopback interface during the run (HTTP, metadata and pixel data; an upper
+  bound: other processes' loopback traffic counts too);
+- the ratios wall / bare and read / the study's bytes.
 
-Each source is run once untimed first (page cache, imports). Medians of ``--repeat`` runs.
-Needs Orthanc with its DICOMweb plugin (``./bootstrap test`` installs it) for the DICOMweb rows;
-``--no-dicomweb`` skips them. ``--small`` is a quick check of the script (smaller images).
+With ``--in-process``, also the CPU time of ``source.load`` + ``judge`` of one study in this
+process, with the sampled decoding and with every slice decoded, against the bare decode's CPU.
+
+Targets: a 300-slice uncompressed CT costs <= 2x its bare decode, a JPEG 2000 one <= 0.3x; over
+DICOMweb a study fetches <= 20 % of its bytes.
+
+    .venv/bin/python -m benchmarks.throughput                  # 300 x 512² CT (about 15 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.throughput --slices 100     # fewer CT slices
+    .venv/bin/python -m benchmarks.throughput --small          # a quick check of the script
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pydicom
-from pydicom.uid import JPEG2000Lossless
+from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from benchmarks._results import write_results
+from benchmarks.marginal import write_chest_ct
 from benchmarks.metrics import _median_time
-from qc_pipeline.samples import phantoms
-from qc_pipeline.samples.writer import Geometry, PatientInfo, SeriesInfo, StudyInfo, derive_uid, write_series
 
-FETCHED = re.compile(r"pixel data fetched: ([0-9.]+) MB")
-
-
-def _study(name: str, description: str) -> tuple[PatientInfo, StudyInfo]:
-    uid = derive_uid("benchmark-throughput", name, "study")
-    return (
-        PatientInfo(name=f"Bench^{name}", id=f"THR-{name}", sex="O", birth_date=dt.date(1970, 1, 1), age="056Y"),
-        StudyInfo(study_instance_uid=uid, date=dt.date(2026, 11, 1), time=dt.time(9, 0), accession_number=f"T{name}",
-                  institution_name="Benchmark", description=description),
-    )
-
-
-def write_ct(out: Path, name: str, *, slices: int, size: int) -> list[Path]:
-    patient, study = _study(name, "胸部CT平扫")
-    return write_series(
-        phantoms.ct_water_cylinder(n_slices=slices, size=size, noise_sd_hu=12.0, seed=1), out, patient=patient,
-        study=study, series=SeriesInfo(series_instance_uid=derive_uid(study.study_instance_uid, "ct"), modality="CT",
-                                       number=2, description="胸部平扫 5mm", body_part="CHEST"),
-        geometry=Geometry(pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=5.0),
-    )
+FETCHED = re.compile(r"pixel data fetched: (\d+) bytes")
+# The child runs the CLI and, at exit, writes its own read() byte count (rchar) where it is told.
+_CHILD = (
+    "import atexit, json, os, runpy, sys\n"
+    "def _io():\n"
+    "    with open('/proc/self/io') as f, open(os.environ['QC_BENCH_IO'], 'w') as out:\n"
+    "        json.dump(dict(line.split(': ') for line in f.read().split(chr(10)) if line), out)\n"
+    "atexit.register(_io)\n"
+    "sys.argv = ['qc-pipeline', *sys.argv[1:]]\n"
+    "runpy.run_module('qc_pipeline.cli', run_name='__main__')\n"
+)
 
 
-def write_mr(out: Path, name: str, *, slices: int, size: int) -> list[Path]:
-    patient, study = _study(name, "头颅MR平扫")
-    return write_series(
-        phantoms.mr_head_phantom(n_slices=slices, size=size, seed=2), out, patient=patient, study=study,
-        series=SeriesInfo(series_instance_uid=derive_uid(study.study_instance_uid, "mr"), modality="MR", number=3,
-                          description="T2 TSE AX", body_part="HEAD",
-                          extra={"RepetitionTime": 4000.0, "EchoTime": 100.0, "MRAcquisitionType": "2D"}),
-        geometry=Geometry(pixel_spacing_mm=(0.9, 0.9), slice_thickness_mm=5.0),
-    )
+def _quiet_env(work: Path) -> dict[str, str]:
+    env = os.environ.copy()
+    env.setdefault("PREFECT_HOME", str(work / "prefect"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    return env
 
 
-def write_dr(out: Path, name: str, *, size: int) -> list[Path]:
-    patient, study = _study(name, "胸部正位")
-    return write_series(
-        phantoms.dr_chest_phantom(rows=size, cols=size, seed=3), out, patient=patient, study=study,
-        series=SeriesInfo(series_instance_uid=derive_uid(study.study_instance_uid, "dx"), modality="DX", number=1,
-                          description="胸部正位", body_part="CHEST", extra={"ViewPosition": "PA"}),
-        geometry=Geometry(pixel_spacing_mm=(0.15, 0.15)),
-    )
+def _loopback_rx() -> int:
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, counters = line.partition(":")
+        if name.strip() == "lo":
+            return int(counters.split()[0])
+    return 0
 
 
-def to_jpeg2000(paths: list[Path]) -> None:
-    """Re-encode each file in place as JPEG 2000 lossless (pylibjpeg-openjpeg), as clouds store."""
-    for path in paths:
-        ds = pydicom.dcmread(path)
-        ds.compress(JPEG2000Lossless, np.asarray(ds.pixel_array))
-        ds.save_as(path, enforce_file_format=True)
-
-
-def _run_cli(source: str, db: Path) -> tuple[float, float, float]:
-    """(wall, CPU, MB fetched) of one ``qc-pipeline run``."""
+def _run_cli(source: str, db: Path, env: dict[str, str]) -> dict[str, float]:
+    """Wall and CPU seconds (user + system of the CLI process), bytes read (rchar), pixel bytes fetched (summary) and loopback bytes of one run."""
     db.unlink(missing_ok=True)
+    io_file = db.with_suffix(".io.json")
+    rx = _loopback_rx()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "qc_pipeline.cli", "run", source, "--db", f"sqlite:///{db}"],
-        check=True, capture_output=True, text=True, env=os.environ.copy(),
+        [sys.executable, "-c", _CHILD, "run", source, "--db", f"sqlite:///{db}"],
+        check=True, capture_output=True, text=True, env={**env, "QC_BENCH_IO": str(io_file)},
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    fetched = FETCHED.search(done.stdout + done.stderr)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), float(fetched[1]) if fetched else 0.0
+    fetched = FETCHED.search(done.stdout)
+    return {
+        "wall": wall,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "rchar": float(json.loads(io_file.read_text())["rchar"]),
+        "fetched": float(fetched.group(1)) if fetched else 0.0,
+        "loopback": float(_loopback_rx() - rx),
+    }
+
+
+def _copy_study(paths: Iterable[Path], out: Path, tag: str) -> list[Path]:
+    """The same study as another one: new UIDs and patient, the pixel data bytes unchanged."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if key in ds:
+                setattr(ds, key, generate_uid(entropy_srcs=[str(ds.get(key)), tag]))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = f"{ds.get('PatientID', '')}-{tag}"[:64]
+        ds.AccessionNumber = f"{ds.get('AccessionNumber', '')}{tag}"[:16]
+        target = out / f"{k:05d}.dcm"
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies
+
+
+def _j2k(paths: Iterable[Path], out: Path) -> list[Path]:
+    """JPEG 2000 Lossless copies (pydicom's encoder), as many archives store."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.compress(JPEG2000Lossless)
+        target = out / f"{k:05d}.dcm"
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies
+
+
+def _studies(root: Path, *, slices: int, size: int) -> dict[str, list[Path]]:
+    """Native studies by case name: a plain chest CT, the demo's brain MR and chest DR (each maps
+    to a recognition item, so every check, metric and AI score runs)."""
+    from qc_pipeline.samples import write_demo_studies
+
+    demo = root / "demo"
+    write_demo_studies(demo)
+    return {
+        f"CT {slices}x{size}²": write_chest_ct(root / "ct", "a", slices=slices, size=size),
+        "MR brain (demo)": sorted((demo / "phantom_mr_brain").rglob("*.dcm")),
+        "DR chest (demo)": sorted((demo / "phantom_dr_chest").rglob("*.dcm")),
+    }
 
 
 def _bare_decode(paths: list[Path]) -> None:
@@ -112,99 +156,150 @@ def _bare_decode(paths: list[Path]) -> None:
         pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is what is timed
 
 
-def _measure(sources: dict[int, str], root: Path, repeat: int,
-             prepare: Callable[[int], None] = lambda count: None) -> dict[str, float]:
-    walls, cpus, fetched = {}, {}, {}
-    for count, source in sources.items():
-        prepare(count)
-        _run_cli(source, root / "warm.sqlite")
-        runs = [_run_cli(source, root / f"db{count}.sqlite") for _ in range(repeat)]
-        walls[count] = statistics.median(r[0] for r in runs)
-        cpus[count] = statistics.median(r[1] for r in runs)
-        fetched[count] = statistics.median(r[2] for r in runs)
-    return {"marginal_s": walls[2] - walls[1], "marginal_cpu_s": cpus[2] - cpus[1],
-            "fetched_mb": fetched[2] - fetched[1], "run_1_study_s": walls[1]}
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path], work: Path, env: dict[str, str],
+                  repeat: int, orthanc: Any | None) -> list[dict[str, Any]]:
+    study_bytes = sum(p.stat().st_size for p in first)
+    bare = _median_time(lambda: _bare_decode(first), max(1, repeat))
+    rows = []
+    # Folder: run on the first study alone and on a folder holding both.
+    one, both = work / "one", work / "both"
+    for link_root, files in ((one, [first]), (both, [first, second])):
+        for k, group in enumerate(files):
+            (link_root / str(k)).mkdir(parents=True, exist_ok=True)
+            for j, p in enumerate(group):
+                os.link(p, link_root / str(k) / f"{j:05d}.dcm")
+    folders = {1: str(one), 2: str(both)}
+    sources: list[tuple[str, dict[int, str], Any]] = [("folder", folders, None)]
+    if orthanc is not None:
+        sources.append(("dicomweb", {1: orthanc.dicomweb, 2: orthanc.dicomweb}, orthanc))
+    for via, inputs, server in sources:
+        runs: dict[int, list[dict[str, float]]] = {}
+        for count in (1, 2):
+            if server is not None:
+                server.clear()
+                server.upload(first if count == 1 else [*first, *second])
+                server.wait_until_stable(timeout_s=300)
+            _run_cli(inputs[count], work / "warm.sqlite", env)
+            runs[count] = [_run_cli(inputs[count], work / f"db{count}.sqlite", env) for _ in range(repeat)]
+        wall = _median(runs[2], "wall") - _median(runs[1], "wall")
+        cpu = _median(runs[2], "cpu") - _median(runs[1], "cpu")
+        row: dict[str, Any] = {
+            "case": name, "syntax": syntax, "via": via, "files": len(first),
+            "study_mb": round(study_bytes / 1e6, 2),
+            "run_1_s": round(_median(runs[1], "wall"), 2), "run_2_s": round(_median(runs[2], "wall"), 2),
+            "marginal_s": round(wall, 3), "bare_decode_s": round(bare, 3),
+            "marginal_over_bare": round(wall / bare, 2) if bare > 0 else None,
+            "marginal_cpu_s": round(cpu, 3), "cpu_over_bare": round(cpu / bare, 2) if bare > 0 else None,
+        }
+        if via == "folder":
+            read = _median(runs[2], "rchar") - _median(runs[1], "rchar")
+            row |= {"read_mb": round(read / 1e6, 2), "read_over_study": round(read / study_bytes, 3)}
+        else:
+            fetched = _median(runs[2], "fetched") - _median(runs[1], "fetched")
+            lo = _median(runs[2], "loopback") - _median(runs[1], "loopback")
+            row |= {"fetched_mb": round(fetched / 1e6, 2), "fetched_over_study": round(fetched / study_bytes, 3),
+                    "loopback_mb": round(lo / 1e6, 2), "loopback_over_study": round(lo / study_bytes, 3)}
+        print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        rows.append(row)
+    for link_root in (one, both):
+        for p in sorted(link_root.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+    return rows
+
+
+def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[str, Any]:
+    """CPU seconds (this process, all threads) of ``source.load`` + ``judge`` of one study, with
+    the sampled decoding and with every slice decoded (the CT sample widened to the whole
+    series), against the bare decode: no CLI, no Prefect, no contention between two studies."""
+    import dataclasses
+
+    from qc_pipeline.checks import image_quality
+    from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+    from qc_pipeline.sources.folder import FolderSource
+
+    thresholds = load_pipeline_thresholds()
+    source = FolderSource(paths[0].parent)
+    (entry,) = list(source.discover())
+    real = image_quality._ct_sample
+
+    def widened(target: Any, ai_slices: Any, *, only_needed_instances: bool) -> Any:
+        sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
+        every = tuple(range(sample.n_slices))
+        return dataclasses.replace(sample, chosen=every, instances=tuple(range(len(target.instances))),
+                                   select=every, n_fetched=sample.n_slices)
+
+    def cpu(func: Any) -> float:
+        return _median_time(func, repeat, clock=time.process_time)
+
+    def once() -> None:
+        judge(source.load(entry), thresholds, now=dt.datetime.now(dt.UTC), source_uri=source.uri, others=[], pixels=source)
+
+    once()  # models loaded, page cache warm
+    sampled = cpu(once)
+    image_quality._ct_sample = widened
+    try:
+        full = cpu(once)
+    finally:
+        image_quality._ct_sample = real
+    bare = cpu(lambda: _bare_decode(paths))
+    row = {"case": name, "syntax": syntax, "via": "in process", "files": len(paths), "sampled_cpu_s": round(sampled, 3),
+           "every_slice_cpu_s": round(full, 3), "bare_decode_cpu_s": round(bare, 3),
+           "sampled_over_bare": round(sampled / bare, 2) if bare > 0 else None}
+    print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per source; the median is kept")
-    parser.add_argument("--small", action="store_true", help="small images, for a quick check of the script")
-    parser.add_argument("--no-dicomweb", action="store_true", help="folder rows only (no Orthanc)")
-    parser.add_argument("--only", help="run only the cases whose name contains this (e.g. CT)")
+    parser.add_argument("--slices", type=int, default=300, help="CT slices (default 300)")
+    parser.add_argument("--size", type=int, default=512, help="CT rows and columns (default 512)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per input; the median is kept")
+    parser.add_argument("--small", action="store_true", help="30 CT slices of 128², one run each: a quick check")
+    parser.add_argument("--no-dicomweb", action="store_true", help="folder only (no Orthanc)")
+    parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. CT)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also time source.load + judge in this process (CPU), sampled vs every slice decoded")
+    parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
     args = parser.parse_args(argv)
-    ct_shape = (40, 128) if args.small else (300, 512)
-    mr_shape = (12, 64) if args.small else (30, 256)
-    dr_side = 256 if args.small else 2048
-    writers: dict[str, Callable[[Path, str], list[Path]]] = {
-        f"CT {ct_shape[0]}x{ct_shape[1]}²": lambda out, name: write_ct(out, name, slices=ct_shape[0], size=ct_shape[1]),
-        f"MR {mr_shape[0]}x{mr_shape[1]}²": lambda out, name: write_mr(out, name, slices=mr_shape[0], size=mr_shape[1]),
-        f"DR {dr_side}²": lambda out, name: write_dr(out, name, size=dr_side),
-    }
-    server = None
-    rows = []
+    slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
+
+    from qc_pipeline.testing.orthanc import OrthancServer, installed
+
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="qc-throughput-") as tmp:
+        work = Path(tmp)
+        env = _quiet_env(work)
+        orthanc = None
         if not args.no_dicomweb:
-            from qc_pipeline.testing.orthanc import PASSWORD, USER, OrthancServer
-
-            os.environ["QC_DICOMWEB_USER"], os.environ["QC_DICOMWEB_PASSWORD"] = USER, PASSWORD
-            server = OrthancServer.on_free_ports(Path(tmp) / "orthanc")
-            server.start()
+            if not installed():
+                print("Orthanc with its DICOMweb plugin is needed (apt-get install orthanc orthanc-dicomweb); "
+                      "or --no-dicomweb", file=sys.stderr)
+                return 2
+            orthanc = OrthancServer.on_free_ports(work / "orthanc")
+            orthanc.start()
+            env["QC_DICOMWEB_USER"], env["QC_DICOMWEB_PASSWORD"] = orthanc.auth
         try:
-            for label, write in writers.items():
-                for encoding in ("uncompressed", "JPEG 2000 lossless"):
-                    case = f"{label} {encoding}"
-                    if args.only and args.only not in case:
-                        continue
-                    root = Path(tmp) / re.sub(r"\W+", "-", case)
-                    studies = {name: write(root / "studies" / name, f"{case}-{name}") for name in ("a", "b")}
-                    if encoding != "uncompressed":
-                        for paths in studies.values():
-                            to_jpeg2000(paths)
-                    folders = {}
-                    for count in (1, 2):
-                        folder = root / f"run{count}"
-                        for name in list(studies)[:count]:
-                            shutil.copytree(root / "studies" / name, folder / name, copy_function=os.link)
-                        folders[count] = folder
-                    paths = studies["a"]
-                    _bare_decode(paths)
-                    bare = _median_time(lambda: _bare_decode(paths), args.repeat)
-                    study_mb = sum(p.stat().st_size for p in paths) / 1e6
-                    kinds = {"folder": {c: str(f) for c, f in folders.items()}}
-                    if server is not None:
-                        kinds["DICOMweb"] = {}
-                    for kind in kinds:
-                        prepare: Callable[[int], None] = lambda count: None
-                        sources = kinds[kind]
-                        if kind == "DICOMweb":
-                            assert server is not None
-                            cloud = server
-
-                            def prepare(count: int, cloud=cloud, studies=studies) -> None:
-                                # The cloud holds the first study, then both.
-                                cloud.clear()
-                                cloud.upload([p for name in list(studies)[:count] for p in studies[name]])
-
-                            sources = {1: cloud.dicomweb, 2: cloud.dicomweb}
-                        figures = _measure(sources, root, args.repeat, prepare)
-                        row = {
-                            "case": case, "source": kind, "files": len(paths), "study_mb": round(study_mb, 1),
-                            "marginal_s": round(figures["marginal_s"], 3),
-                            "marginal_cpu_s": round(figures["marginal_cpu_s"], 3),
-                            "bare_decode_s": round(bare, 3),
-                            "ratio": round(figures["marginal_s"] / bare, 2) if bare > 0 else None,
-                            "fetched_mb": round(figures["fetched_mb"], 1) if kind == "DICOMweb" else None,
-                            "fetched_share": round(figures["fetched_mb"] / study_mb, 3) if kind == "DICOMweb" else None,
-                            "run_1_study_s": round(figures["run_1_study_s"], 2),
-                        }
-                        rows.append(row)
-                        print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            studies = _studies(work / "native", slices=slices, size=size)
+            for name, paths in studies.items():
+                if args.only and args.only not in name:
+                    continue
+                for syntax in args.syntaxes.split(","):
+                    first = paths if syntax == "native" else _j2k(paths, work / syntax / name.split()[0])
+                    if args.in_process:
+                        rows.append(_in_process(name, syntax, first, repeat))
+                    second = _copy_study(first, work / f"{syntax}-copy" / name.split()[0] / "s", "copy")
+                    rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc)
         finally:
-            if server is not None:
-                server.stop()
-    print(f"medians of {args.repeat} runs; marginal = run of 2 studies - run of 1 study")
-    out = write_results("throughput", rows, small=args.small, repeat=args.repeat)
+            if orthanc is not None:
+                orthanc.stop()
+    load = os.getloadavg()
+    print(f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
+          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    out = write_results("throughput", rows, small=args.small, repeat=repeat, slices=slices, size=size)
     print(f"written: {out}")
     return 0
 

@@ -282,7 +282,8 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
                f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed")
     click.echo(f"  结论 verdicts: {shown}")
     if fetched := int(summary.get("pixel_bytes_fetched") or 0):
-        click.echo(f"  拉取像素数据 / pixel data fetched: {fetched / 1e6:.2f} MB")
+        per_study = fetched / max(1, int(summary["judged"]))
+        click.echo(f"  拉取像素数据 / pixel data fetched: {fetched} bytes ({per_study / 1e6:.1f} MB / study)")
 
 
 DASK_OPTIONS = (

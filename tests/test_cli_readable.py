@@ -246,3 +246,13 @@ def test_run_summary_fits_80_columns_and_names_verdicts_in_words(capsys: pytest.
     assert all(cell_len(line) <= 80 for line in out.splitlines()), out
     assert "1234 项检查 studies, 1200 已质控 judged" in out and "不适用 n/a 20" in out and "不合格 fail 80" in out
     assert "not_applicable" not in out
+
+
+def test_the_run_summary_gives_the_pixel_data_fetched_only_when_some_was(capsys):
+    from qc_pipeline.cli import _print_summary
+
+    summary = {"studies": 2, "judged": 2, "unchanged": 0, "failed": 0, "verdicts": {"pass": 2}}
+    _print_summary({**summary, "pixel_bytes_fetched": 30_000_000}, 4.0)
+    assert "拉取像素数据 / pixel data fetched: 30000000 bytes (15.0 MB / study)" in capsys.readouterr().out
+    _print_summary({**summary, "pixel_bytes_fetched": 0}, 4.0)
+    assert "pixel data fetched" not in capsys.readouterr().out
