@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,26 +45,38 @@ def _start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"the Prefect server did not answer on {api}")
 
 
+CPU: list[float] = []
+"""CPU seconds (user + system) of each command `_cli_wall` ran, in order: less sensitive than
+wall time to the other work on a shared machine."""
+
+
 def _cli_wall(args: list[str], env: dict[str, str], repeat: int) -> list[float]:
     walls = []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "qc_pipeline.cli", *args], env=env, capture_output=True, text=True)
         walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if out.returncode not in (0, 1):  # 1: a study needs review or failed QC, not an error of the run
             raise SystemExit(f"qc-pipeline {' '.join(args)} exited {out.returncode}:\n{out.stdout[-1500:]}{out.stderr[-1500:]}")
     return walls
 
 
-def _row(step: str, seconds: list[float], **extra: Any) -> dict[str, Any]:
+def _row(step: str, seconds: list[float], cpu: list[float] | None = None, **extra: Any) -> dict[str, Any]:
+    if cpu:
+        extra["cpu_median_s"] = round(statistics.median(cpu), 3)
     row = {"step": step, "median_s": round(statistics.median(seconds), 3), "runs": [round(s, 3) for s in seconds], **extra}
-    print(f"{step:<58} median {row['median_s']:>7.3f} s  {row['runs']}", flush=True)
+    cpu_text = f"  CPU {row['cpu_median_s']:.3f} s" if "cpu_median_s" in row else ""
+    print(f"{step:<58} median {row['median_s']:>7.3f} s{cpu_text}  {row['runs']}", flush=True)
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="fewer repeats and studies")
+    parser.add_argument("--cli-only", action="store_true", help="only the interactive one-study commands")
     parser.add_argument("--studies", type=int, default=120, help="small studies for the overhead step")
     args = parser.parse_args(argv)
     repeat = 2 if args.small else 5
@@ -78,17 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     server, api = _start_server(work / "server-home")
     try:
         served = dict(base_env, PREFECT_API_URL=api, PREFECT_HOME=str(work / "client-home"))
-        rows.append(_row("python -m qc_pipeline.cli --help (imports)", _cli_wall(["--help"], served, repeat)))
+        CPU.clear()
+        rows.append(_row("python -m qc_pipeline.cli --help (imports)", _cli_wall(["--help"], served, repeat), CPU[:]))
         _cli_wall(["run", str(one), "--db", f"sqlite:///{work / 'warm.sqlite'}"], served, 1)  # page cache, .pyc
         dbs = iter(range(10**6))
+        CPU.clear()
         rows.append(_row("run, 1 study, running Prefect server", [
             _cli_wall(["run", str(one), "--db", f"sqlite:///{work / f'served-{next(dbs)}.sqlite'}"], served, 1)[0]
-            for _ in range(repeat)]))
+            for _ in range(repeat)], CPU[:]))
         ephemeral = dict(base_env, PREFECT_HOME=str(work / "ephemeral-home"))
         _cli_wall(["run", str(one), "--db", f"sqlite:///{work / 'eph-warm.sqlite'}"], ephemeral, 1)  # its migrations
+        CPU.clear()
         rows.append(_row("run, 1 study, no server (temporary one, warm PREFECT_HOME)", [
             _cli_wall(["run", str(one), "--db", f"sqlite:///{work / f'eph-{next(dbs)}.sqlite'}"], ephemeral, 1)[0]
-            for _ in range(max(2, repeat - 2))]))
+            for _ in range(max(2, repeat - 2))], CPU[:]))
+        if args.cli_only:
+            return _finish(rows, load_before, args.small, name="prefect_overhead_cli")
 
         # in this process, against the running server: bare pipeline vs the flow, per small study
         os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(work / "client-home"),
@@ -119,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    out = write_results("prefect_overhead", rows, small=args.small, load_average_start=round(load_before, 2),
+    return _finish(rows, load_before, args.small)
+
+
+def _finish(rows: list[dict[str, Any]], load_before: float, small: bool, name: str = "prefect_overhead") -> int:
+    out = write_results(name, rows, small=small, load_average_start=round(load_before, 2),
                         load_average_end=round(os.getloadavg()[0], 2))
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; written {out}")
     return 0
