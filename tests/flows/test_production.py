@@ -98,3 +98,17 @@ def test_loopback_smoke_server_worker_deployments_run_logs_artifact_and_notifica
     assert "FAILED" not in out.stdout
     assert "ingest run: COMPLETED" in out.stdout and "artifacts ['qc-run-summary']" in out.stdout
     assert "notification received" in out.stdout
+
+
+@pytest.mark.prefect
+def test_biannual_report_flow_writes_the_half_year_of_the_judged_studies(prefect_harness, mixed_folder, tmp_path):
+    from flows.qc_flow import qc_run
+    from flows.report_flow import qc_biannual_report
+
+    db = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    qc_run(str(mixed_folder), db_url=db)  # studies of 2026-10-12
+    summary = qc_biannual_report(str(tmp_path / "reports"), db_url=db, pdf=False,
+                                 now=dt.datetime(2027, 1, 15, 0, 0, tzinfo=dt.UTC))
+    assert summary["period"] == "2026H2"  # the half-year closed before 15 January 2027
+    files = [Path(f) for f in summary["files"]]
+    assert {f.suffix for f in files} == {".html", ".xlsx"} and all(f.stat().st_size > 0 for f in files)
