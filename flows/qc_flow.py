@@ -122,6 +122,75 @@ def judge_study(
     return process_entry(open_source(source), entry, _store(db_url), thresholds, run_id=run_id, now=now)
 
 
+SMALL_STUDY_FILES = 8
+"""A study of at most this many files is small: its own work (tens of milliseconds) is of the
+order of a Prefect task's cost, so with ``batch_size`` several are judged in one task."""
+
+
+@dataclass(frozen=True)
+class StudyFailure:
+    """A study of a batch that could not be judged (the others of its batch were)."""
+
+    study_instance_uid: str
+    message: str
+
+
+@task(name="judge-studies", task_run_name="judge-{entries[0].study_instance_uid}+{n_more}", cache_policy=NO_CACHE,
+      persist_result=False)
+def judge_studies(
+    source: str,
+    entries: list[StudyEntry],
+    n_more: int,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    thresholds_version: str,
+    run_id: str,
+    now: dt.datetime | None = None,
+) -> list[StudyOutcome | StudyFailure]:
+    """Read, check, decide and store several small studies, one after the other, in one task.
+    Each study gets ``judge_study``'s retries on source and store faults; one that still fails
+    is returned as a ``StudyFailure`` and the next one is judged."""
+    forward_library_logs()
+    thresholds = _thresholds(thresholds_dir, thresholds_version)
+    src, store = open_source(source), _store(db_url)
+    retries = judge_study.retries
+    delays = judge_study.retry_delay_seconds
+    delays = list(delays) if isinstance(delays, list | tuple) else [delays or 0] * retries
+    results: list[StudyOutcome | StudyFailure] = []
+    for entry in entries:
+        for attempt in range(retries + 1):
+            try:
+                results.append(process_entry(src, entry, store, thresholds, run_id=run_id, now=now))
+                break
+            except (SourceError, StoreError, OSError) as exc:
+                if attempt == retries:
+                    results.append(StudyFailure(entry.study_instance_uid, str(exc)))
+                else:
+                    time.sleep(delays[min(attempt, len(delays) - 1)])
+            except Exception as exc:  # a configuration or program error will not heal: next study
+                results.append(StudyFailure(entry.study_instance_uid, str(exc)))
+                break
+    return results
+
+
+def _units(ordered: list[StudyEntry], batch_size: int) -> list[list[StudyEntry]]:
+    """The studies in submission order, small ones grouped ``batch_size`` at a time (consecutive
+    in patient order), every other one alone."""
+    units: list[list[StudyEntry]] = []
+    small: list[StudyEntry] = []
+    for entry in ordered:
+        if batch_size > 1 and len(entry.locations) <= SMALL_STUDY_FILES:
+            small.append(entry)
+            if len(small) == batch_size:
+                units.append(small)
+                small = []
+        else:
+            units.append([entry])
+    if small:
+        units.append(small)
+    return units
+
+
 class RunIncomplete(RuntimeError):
     """Some studies could not be judged because the source or the store failed."""
 
@@ -189,18 +258,23 @@ def judge_entries(
     now: dt.datetime | None,
     workers: int | None = None,
     dask_address: str | None = None,
+    batch_size: int | None = None,
 ) -> JudgedBatch:
     """Submit one ``judge_study`` task per study (inside a flow) and collect the outcomes, on the
     flow's thread pool or on Dask (``workers`` local processes or the cluster at ``dask_address``).
+    With ``batch_size`` > 1, small studies (``SMALL_STUDY_FILES``) go that many to a
+    ``judge_studies`` task: Prefect's cost per task is then shared.
 
     Studies of one patient are judged oldest first, one after the other, so that the
     consistency check across studies sees the earlier ones stored.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"the batch size must be at least 1, got {batch_size}")
     runner = dask_task_runner(workers=workers, dask_address=dask_address)
     if runner is None or not pending:
-        return _judge(source, pending, None, db_url, thresholds_dir, thresholds_version, run_id, now)
+        return _judge(source, pending, None, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size)
     with runner:
-        return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now)
+        return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size)
 
 
 def _forget_result(result: object) -> None:
@@ -232,30 +306,26 @@ def _judge(
     run_id: str,
     now: dt.datetime | None,
     max_in_flight: int | None = None,
+    batch_size: int | None = None,
 ) -> JudgedBatch:
     logger = get_run_logger()
     limit = max_in_flight or MAX_IN_FLIGHT
     total = len(pending)
     _notify("start", 0, total)
     ordered = sorted(pending, key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
-    finished: queue.SimpleQueue[PrefectFuture[StudyOutcome]] = queue.SimpleQueue()
-    in_flight: dict[int, tuple[PrefectFuture[StudyOutcome], StudyEntry]] = {}
-    last_of_patient: dict[str, PrefectFuture[StudyOutcome]] = {}
+    finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
+    in_flight: dict[int, tuple[PrefectFuture[Any], list[StudyEntry]]] = {}
+    last_of_patient: dict[str, PrefectFuture[Any]] = {}
     batch = JudgedBatch()
     done = 0
 
-    def collect(future: PrefectFuture[StudyOutcome]) -> None:
+    def count(entry: StudyEntry, outcome: StudyOutcome | StudyFailure | Exception) -> None:
         nonlocal done
-        _, entry = in_flight.pop(id(future))
-        if entry.patient_key and last_of_patient.get(entry.patient_key) is future:
-            del last_of_patient[entry.patient_key]
         done += 1
-        try:
-            outcome = future.result()
-            _forget_result(outcome)
-        except Exception as exc:
+        if isinstance(outcome, StudyFailure | Exception):
             batch.failed.append(entry.study_instance_uid)
-            logger.error("study %s could not be judged: %s", entry.study_instance_uid, exc)
+            message = outcome.message if isinstance(outcome, StudyFailure) else outcome
+            logger.error("study %s could not be judged: %s", entry.study_instance_uid, message)
         else:
             if outcome.status is OutcomeStatus.LEASED:
                 batch.leased.append(outcome.study_instance_uid)
@@ -266,25 +336,44 @@ def _judge(
                 batch.bytes_fetched += outcome.bytes_fetched
         _notify("study", done, total)
 
-    for entry in ordered:
+    def collect(future: PrefectFuture[Any]) -> None:
+        _, entries = in_flight.pop(id(future))
+        for entry in entries:
+            if entry.patient_key and last_of_patient.get(entry.patient_key) is future:
+                del last_of_patient[entry.patient_key]
+        try:
+            result = future.result()
+            _forget_result(result)
+        except Exception as exc:
+            for entry in entries:
+                count(entry, exc)
+            return
+        outcomes = result if isinstance(result, list) else [result]
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            count(entry, outcome)
+
+    for unit in _units(ordered, batch_size or 1):
         while len(in_flight) >= limit:
             collect(finished.get())
         # allow_failure: one study that could not be judged must not hold back the next one
-        previous = last_of_patient.get(entry.patient_key) if entry.patient_key else None
-        wait = [allow_failure(previous)] if previous is not None else None
-        if runner is None:
-            future = judge_study.submit(
-                source, entry, db_url, thresholds_dir, thresholds_version, run_id, now, wait_for=wait
-            )
+        previous = {id(f): f for e in unit if e.patient_key and (f := last_of_patient.get(e.patient_key)) is not None}
+        wait = [allow_failure(f) for f in previous.values()] or None
+        common = {"db_url": db_url, "thresholds_dir": thresholds_dir, "thresholds_version": thresholds_version,
+                  "run_id": run_id, "now": now}
+        if (batch_size or 1) == 1 or len(unit[0].locations) > SMALL_STUDY_FILES:
+            the_task: Any = judge_study
+            parameters = {"source": source, "entry": unit[0], **common}
         else:
-            parameters = {
-                "source": source, "entry": entry, "db_url": db_url, "thresholds_dir": thresholds_dir,
-                "thresholds_version": thresholds_version, "run_id": run_id, "now": now,
-            }
-            future = runner.submit(judge_study, parameters, wait)
-        in_flight[id(future)] = (future, entry)
-        if entry.patient_key:
-            last_of_patient[entry.patient_key] = future
+            the_task = judge_studies
+            parameters = {"source": source, "entries": unit, "n_more": len(unit) - 1, **common}
+        if runner is None:
+            future = the_task.submit(**parameters, wait_for=wait)
+        else:
+            future = runner.submit(the_task, parameters, wait)
+        in_flight[id(future)] = (future, unit)
+        for entry in unit:
+            if entry.patient_key:
+                last_of_patient[entry.patient_key] = future
         future.add_done_callback(finished.put)
     while in_flight:
         collect(finished.get())
@@ -315,6 +404,7 @@ def qc_run(
     full: bool = False,
     workers: int | None = None,
     dask_address: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, object]:
     """Judge every new or changed study of ``source`` and store the decisions.
 
@@ -344,7 +434,7 @@ def qc_run(
     )
     batch = judge_entries(
         source, pending, db_url=db_url, thresholds_dir=thresholds_dir, thresholds_version=thresholds.version,
-        run_id=run_id, now=now, workers=workers, dask_address=dask_address,
+        run_id=run_id, now=now, workers=workers, dask_address=dask_address, batch_size=batch_size,
     )
     failed = batch.failed
     error = None
@@ -418,6 +508,7 @@ def run(
     full: bool = False,
     workers: int | None = None,
     dask_address: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, object]:
     """Run the QC flow in this process (Prefect ephemeral mode unless PREFECT_API_URL is set).
 
@@ -432,4 +523,5 @@ def run(
         full=full,
         workers=workers,
         dask_address=dask_address,
+        batch_size=batch_size,
     )

@@ -235,6 +235,14 @@ def _run_flow(
             console=Console(stderr=True), transient=True,
         )
         progress.start()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # the cost of every command without a server: say it once
+        click.echo(
+            "提示 / note: 未设置 PREFECT_API_URL，本命令启动 Prefect 临时服务（约 10 秒） / no PREFECT_API_URL: "
+            "this command starts Prefect's temporary server (about 10 s; a running server avoids it)",
+            err=True,
+        )
     qc_flow.add_progress_listener(listener)
     try:
         with _prefect_api_errors():

@@ -196,3 +196,29 @@ def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_pat
     for uid, row in by_uid.items():
         conflicts = [f for f in row["findings"] if f["code"] == "metadata.patient.conflict_across_studies"]
         assert bool(conflicts) == (uid in later_uids), (uid, conflicts)
+
+
+def _run_until_the_flow(mixed_folder, tmp_path, monkeypatch) -> str:
+    """The CLI's output up to the flow (which is replaced by one that says the server did not start)."""
+    from flows import qc_flow
+    from qc_pipeline.cli import EPHEMERAL_START_FAILED
+
+    def no_server(*args, **kwargs):
+        raise RuntimeError(EPHEMERAL_START_FAILED + " at http://127.0.0.1:1")
+
+    monkeypatch.setattr(qc_flow, "run", no_server)
+    result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}"])
+    assert result.exit_code == 1
+    return result.output
+
+
+def test_without_a_prefect_api_the_temporary_server_is_said_in_one_line(mixed_folder, tmp_path, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        out = _run_until_the_flow(mixed_folder, tmp_path, monkeypatch)
+    notes = [line for line in out.splitlines() if "PREFECT_API_URL" in line and "temporary server" in line]
+    assert len(notes) == 1 and "临时服务" in notes[0], out
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}):
+        out = _run_until_the_flow(mixed_folder, tmp_path, monkeypatch)
+    assert "temporary server (about" not in out, out

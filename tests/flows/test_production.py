@@ -1,0 +1,114 @@
+"""Production deployment files (deploy/): prefect.yaml, the failed-run automation, the systemd
+units, and the loopback smoke test that runs them all (server, worker, deployments, one run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows import deployments
+from flows.automations import FAILED_EVENTS, FLOW_TAG, failed_run_automation
+from flows.report_flow import closed_half_year
+from qc_pipeline.report.period import Period
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+
+
+def _prefect_yaml() -> dict:
+    return yaml.safe_load((DEPLOY / "prefect.yaml").read_text(encoding="utf-8"))
+
+
+def test_prefect_yaml_deploys_the_four_flows_on_the_process_pool_in_site_time():
+    spec = _prefect_yaml()
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    assert set(by_name) == {"qc-ingest", "qc-rescore", "qc-spot-check-draw", "qc-biannual-report"}
+    for name, dep in by_name.items():
+        module, _, attr = dep["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        assert hasattr(flow, "to_deployment"), f"{name}: {dep['entrypoint']} is not a Prefect flow"
+        assert dep["work_pool"]["name"] == "qc-process", name
+        assert FLOW_TAG in dep["tags"], f"{name} lacks the tag the failed-run notification matches"
+        (schedule,) = dep["schedules"]
+        assert schedule["timezone"] == "Asia/Shanghai", name
+        assert dep["concurrency_limit"]["limit"] == 1, name
+
+
+def test_prefect_yaml_schedules_are_the_ones_serve_uses():
+    by_name = {d["name"]: d["schedules"][0]["cron"] for d in _prefect_yaml()["deployments"]}
+    assert by_name["qc-ingest"] == deployments.DEFAULT_INGEST_CRON
+    assert by_name["qc-rescore"] == deployments.DEFAULT_RESCORE_CRON
+    assert by_name["qc-spot-check-draw"] == deployments.DEFAULT_SPOT_CHECK_CRON
+
+
+def test_a_due_ingest_waits_for_the_running_one_rather_than_overlapping_or_being_dropped():
+    ingest = next(d for d in _prefect_yaml()["deployments"] if d["name"] == "qc-ingest")
+    assert ingest["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert ingest["parameters"]["source"] == "{{ $QC_SOURCE }}"
+    assert "db_url" not in ingest["parameters"], "the password would be stored in the deployment"
+
+
+def test_failed_run_automation_matches_failed_crashed_and_timed_out_runs_of_tagged_flows():
+    automation = failed_run_automation("6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10")
+    trigger = automation.trigger
+    assert set(trigger.expect) == set(FAILED_EVENTS) >= {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert trigger.match_related.model_dump() == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.qc-pipeline"}
+    assert trigger.threshold == 1
+    (action,) = automation.actions
+    assert str(action.block_document_id) == "6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10"
+    assert "运行失败" in action.body and "run failed" in action.body and "flow_run.state.message" in action.body
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [(dt.date(2027, 1, 15), Period(2026, 2)), (dt.date(2026, 7, 15), Period(2026, 1)), (dt.date(2026, 12, 31), Period(2026, 1))],
+)
+def test_biannual_report_reports_the_half_year_before_the_current_one(today, expected):
+    assert closed_half_year(today) == expected
+
+
+@pytest.mark.parametrize("unit", ["qc-prefect-server.service", "qc-prefect-worker.service", "qc-review.service"])
+def test_systemd_units_run_as_the_qc_user_and_restart_on_failure(unit):
+    text = (DEPLOY / "systemd" / unit).read_text(encoding="utf-8")
+    assert "User=qc" in text and "Restart=on-failure" in text and "EnvironmentFile=/etc/qc-pipeline/" in text
+    assert "WantedBy=multi-user.target" in text
+
+
+def test_server_environment_sets_the_ui_api_url_for_remote_browsers():
+    env = (DEPLOY / "systemd" / "prefect-server.env.example").read_text(encoding="utf-8")
+    assert "PREFECT_UI_API_URL=http://" in env and "PREFECT_SERVER_API_HOST=0.0.0.0" in env
+    worker = (DEPLOY / "systemd" / "qc-prefect-worker.service").read_text(encoding="utf-8")
+    assert "--pool qc-process" in worker
+
+
+@pytest.mark.smoke
+def test_loopback_smoke_server_worker_deployments_run_logs_artifact_and_notification(tmp_path):
+    """deploy/smoke.py end to end (about 1.5 min): its checks are the assertions."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, str(DEPLOY / "smoke.py"), "--keep", str(tmp_path / "smoke")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "FAILED" not in out.stdout
+    assert "ingest run: COMPLETED" in out.stdout and "artifacts ['qc-run-summary']" in out.stdout
+    assert "notification received" in out.stdout
+
+
+@pytest.mark.prefect
+def test_biannual_report_flow_writes_the_half_year_of_the_judged_studies(prefect_harness, mixed_folder, tmp_path):
+    from flows.qc_flow import qc_run
+    from flows.report_flow import qc_biannual_report
+
+    db = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    qc_run(str(mixed_folder), db_url=db)  # studies of 2026-10-12
+    summary = qc_biannual_report(str(tmp_path / "reports"), db_url=db, pdf=False,
+                                 now=dt.datetime(2027, 1, 15, 0, 0, tzinfo=dt.UTC))
+    assert summary["period"] == "2026H2"  # the half-year closed before 15 January 2027
+    files = [Path(f) for f in summary["files"]]
+    assert {f.suffix for f in files} == {".html", ".xlsx"} and all(f.stat().st_size > 0 for f in files)
