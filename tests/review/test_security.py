@@ -432,10 +432,10 @@ def test_the_audit_pages_and_filters_and_records_clients_and_sign_outs(
     last = client.get("/audit?page=3")
     assert "3 / 3" in last.text and 'rel="prev"' in last.text
     claims = client.get("/audit?event=claim")
-    rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", claims.text)
-    assert rows == [("dr.wang", "claim", "testclient")]
+    rows = re.findall(r'<tr><td>[^<]+</td><td>([^<]+)</td><td data-event="([^"]+)">([^<]+)</td><td>([^<]+)</td>', claims.text)
+    assert rows == [("dr.wang", "claim", "claimed a study", "testclient")]  # the code, and its words
     mine = client.get("/audit?username=dr.wang")
-    events = re.findall(r"<tr><td>[^<]+</td><td>dr.wang</td><td>([^<]+)</td><td>([^<]+)</td>", mine.text)
+    events = re.findall(r'<tr><td>[^<]+</td><td>dr.wang</td><td data-event="([^"]+)">[^<]+</td><td>([^<]+)</td>', mine.text)
     assert events == [("logout", "testclient"), ("claim", "testclient"), ("sign_in", "testclient"), ("user_created", "—")]
     found = service.audit_events(app_store, service.AuditFilters(event="sign_in_failed"), per_page=100)
     assert found.total == 230 and found.pages == 3 and len(found.events) == 100
