@@ -110,6 +110,7 @@ def test_no_rule_or_metric_id_in_the_chinese_pages(
     full_client.post("/logout", data={"csrf_token": token})
     sign_in_as(full_client, GRADER)
     pages["spot-check case"] = zh(full_client, f"/spot-checks/{CASE_CODE}").text
+    pages["spot-check series"] = zh(full_client, f"/spot-checks/{CASE_CODE}/series/0").text
     forbidden = zh(full_client, "/queue")
     assert forbidden.status_code == 403
     pages["403"] = forbidden.text

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from qc_pipeline.review import service
+from qc_pipeline.review.images import MIN_SIDE_PX
+from qc_pipeline.spotcheck.app import MAX_CROP_PX
 from qc_pipeline.review.accounts import authenticate
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
@@ -26,6 +28,7 @@ from tests.review.test_security import (  # noqa: F401  (fixtures)
     CASE_CODE,
     GRADER,
     GRADER_PASSWORD,
+    assign_case,
     full_app,
     spot_config,
 )
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMI
 
 VIEWPORTS = ((1366, 768), (1920, 1080))
 MR_STUDY = "ghosted_mr"
+CT_STUDY, CT_CASE = "phantom_ct_chest", "CJ-CT-VIEW"
 
 FITS_WIDTH = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 WRAPPED_BUTTONS = """sel => [...document.querySelectorAll(sel)].filter(b => {
@@ -79,6 +83,7 @@ def test_pages_fit_both_screens_and_the_queue_buttons_stay_on_one_line(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
+    assign_case(app_store, judged.decisions[CT_STUDY].study_instance_uid, GRADER, code=CT_CASE, period="2026-09")
     mr = judged.decisions[MR_STUDY].study_instance_uid
     n_series = len(service.study_view(app_store, thresholds, mr).series)
     assert n_series >= 5, f"the MR study page is meant to show a multi-series study; it has {n_series}"
@@ -90,6 +95,7 @@ def test_pages_fit_both_screens_and_the_queue_buttons_stay_on_one_line(
         "study-mr": ("dr.wang", PASSWORDS["dr.wang"], f"/studies/{mr}"),
         "audit": ("qc.li", PASSWORDS["qc.li"], "/audit"),
         "spot-check-case": (GRADER, GRADER_PASSWORD, f"/spot-checks/{CASE_CODE}"),
+        "spot-check-ct-series": (GRADER, GRADER_PASSWORD, f"/spot-checks/{CT_CASE}/series/0?slice=3&preset=lung"),
     }
     overflow: dict[str, tuple[int, int]] = {}
     wrapped: dict[str, list[str]] = {}
@@ -107,6 +113,10 @@ def test_pages_fit_both_screens_and_the_queue_buttons_stay_on_one_line(
                     scroll, inner = page.evaluate(FITS_WIDTH)
                     if scroll > inner:
                         overflow[f"{name}@{width}"] = (scroll, inner)
+                    if name == "spot-check-ct-series":  # the slice is shown whole, its pixels loaded
+                        shown = page.evaluate("() => { const i = document.querySelector('#slice-image'); "
+                                              "return [i.complete, i.naturalWidth, i.getBoundingClientRect().right]; }")
+                        assert shown[0] and shown[1] >= MIN_SIDE_PX - 2 * MAX_CROP_PX and shown[2] <= width, shown
                     if name == "queue":
                         assert page.locator("#queue td.actions button").count() >= 1
                         found = page.evaluate(WRAPPED_BUTTONS, "#queue button, .filters button, header button")
