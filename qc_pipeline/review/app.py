@@ -54,6 +54,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
@@ -218,6 +219,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "metric_label": lambda code: names.metric_label(code, lang),
         "event_label": lambda code: label(AUDIT_EVENTS, code, lang),
         "value_text": lambda value: _named_ids(value, lang),
+        "local_time": lambda iso, seconds=False: _local_time(request.app, iso, seconds=seconds),
+        "zone_name": _zone(request.app).key,
         "worst_first": lambda findings: sorted(findings, key=lambda f: _SEVERITY_ORDER.get(f.get("severity"), 3)),
         "msg": lambda row: (row.get("message_zh") or row.get("message")) if lang == "zh" else row.get("message"),
         "study_url": study_url,
@@ -226,6 +229,20 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     }
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, template, {**shared, **(context or {})}, status_code=status)
+
+
+def _zone(app: FastAPI) -> ZoneInfo:
+    """The site's zone (thresholds/site.yaml ``timezone``): times are shown to people in it."""
+    return ZoneInfo(app.state.thresholds.site.timezone)
+
+
+def _local_time(app: FastAPI, iso: str | None, *, seconds: bool = False) -> str:
+    """A stored UTC time (ISO 8601) in the site's zone, ``2026-10-31 17:05``; "—" when None."""
+    if not iso:
+        return "—"
+    when = dt.datetime.fromisoformat(iso)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return when.astimezone(_zone(app)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 _SEVERITY_ORDER: Final = {"fail": 0, "review": 1, "info": 2}
