@@ -80,7 +80,15 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "conflict_across_studies": ("跨检查矛盾", "conflict across studies"),
     "upload_delay": ("上传延迟", "upload delay"), "late": ("超时", "late"), "very_late": ("严重超时", "very late"),
     "negative": ("为负", "negative"),
+    "upload_delay_h": ("上传延迟", "upload delay"),
 }
+
+SEVERITIES: Final[dict[str, tuple[str, str]]] = {
+    "info": ("提示", "note"),
+    "review": ("需复核", "review"),
+    "fail": ("不合格", "fail"),
+}
+"""A finding's severity as people read it."""
 
 SCHEMES: Final[dict[str, tuple[str, str]]] = {
     "chongqing": ("重庆口径", "Chongqing scheme"),
@@ -94,6 +102,11 @@ def pick(zh: str, en: str, lang: str) -> str:
 
 def category_label(category: str, lang: str) -> str:
     zh, en = CATEGORIES.get(category, (category.replace("_", " "),) * 2)
+    return pick(zh, en, lang)
+
+
+def severity_label(severity: str, lang: str) -> str:
+    zh, en = SEVERITIES.get(severity, (severity,) * 2)
     return pick(zh, en, lang)
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hmac
+import re
 import logging
 import secrets
 import threading
@@ -53,6 +54,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
@@ -74,7 +76,18 @@ from qc_pipeline.review.accounts import (
     start_session,
 )
 from qc_pipeline.review.errors import ReviewError
-from qc_pipeline.review.i18n import CATEGORIES, DECISION_REASONS, LANGS, NEGATIVE_FLAGS, VERDICTS, label, pick, translator
+from qc_pipeline import labels as names
+from qc_pipeline.review.i18n import (
+    AUDIT_EVENTS,
+    CATEGORIES,
+    DECISION_REASONS,
+    LANGS,
+    NEGATIVE_FLAGS,
+    VERDICTS,
+    label,
+    pick,
+    translator,
+)
 from qc_pipeline.review.images import StudyImages, render_study
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
@@ -201,6 +214,14 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "category_label": lambda code: label(CATEGORIES, code, lang),
         "reason_label": lambda code: label(DECISION_REASONS, code, lang),
         "flag_label": lambda code: label(NEGATIVE_FLAGS, code, lang),
+        "severity_label": lambda code: names.severity_label(code, lang),
+        "rule_label": lambda code: names.rule_label(code, lang),
+        "metric_label": lambda code: names.metric_label(code, lang),
+        "event_label": lambda code: label(AUDIT_EVENTS, code, lang),
+        "value_text": lambda value: _named_ids(value, lang),
+        "local_time": lambda iso, seconds=False: _local_time(request.app, iso, seconds=seconds),
+        "zone_name": _zone(request.app).key,
+        "worst_first": lambda findings: sorted(findings, key=lambda f: _SEVERITY_ORDER.get(f.get("severity"), 3)),
         "msg": lambda row: (row.get("message_zh") or row.get("message")) if lang == "zh" else row.get("message"),
         "study_url": study_url,
         "home": _home(request.app, user),
@@ -208,6 +229,31 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     }
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, template, {**shared, **(context or {})}, status_code=status)
+
+
+def _zone(app: FastAPI) -> ZoneInfo:
+    """The site's zone (thresholds/site.yaml ``timezone``): times are shown to people in it."""
+    return ZoneInfo(app.state.thresholds.site.timezone)
+
+
+def _local_time(app: FastAPI, iso: str | None, *, seconds: bool = False) -> str:
+    """A stored UTC time (ISO 8601) in the site's zone, ``2026-10-31 17:05``; "—" when None."""
+    if not iso:
+        return "—"
+    when = dt.datetime.fromisoformat(iso)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return when.astimezone(_zone(app)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+_SEVERITY_ORDER: Final = {"fail": 0, "review": 1, "info": 2}
+_METRIC_ID: Final = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
+
+
+def _named_ids(value: object, lang: str) -> str:
+    """A finding's value as people read it: metric ids in it (``mr.snr, mr.cnr``) by their names."""
+    if value is None:
+        return ""
+    return _METRIC_ID.sub(lambda m: names.metric_label(m.group(0), lang), str(value))
 
 
 def _flash(request: Request, kind: str, en: str, zh: str) -> None:
@@ -407,13 +453,13 @@ def _public_router() -> APIRouter:
         client = client_address(request)
         throttle: _Throttle = request.app.state.sign_in_throttle
         if not throttle.allow(client):
-            return render(request, "login.html", {"next": _safe_next(next), "throttled": True}, status=429)
+            return render(request, "login.html", {"next": _safe_next(next), "throttled": True, "username": username}, status=429)
         try:
             user = authenticate(store, username.strip(), password, client=client) if username.strip() and password else None
         except SignInLocked as exc:
-            return render(request, "login.html", {"next": _safe_next(next), "locked": exc}, status=exc.status)
+            return render(request, "login.html", {"next": _safe_next(next), "locked": exc, "username": username}, status=exc.status)
         if user is None:
-            return render(request, "login.html", {"next": _safe_next(next), "failed": True}, status=401)
+            return render(request, "login.html", {"next": _safe_next(next), "failed": True, "username": username}, status=401)
         previous = request.session.get("sid")
         if isinstance(previous, str):  # signing in again in the same browser: the old session ends
             end_session(store, previous, None)

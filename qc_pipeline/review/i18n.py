@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from qc_pipeline import labels
 from qc_pipeline.domain import VERDICT_LABELS
 
 LANGS: Final = ("zh", "en")
@@ -38,16 +39,25 @@ the negative list of the Yubei plan §4(三) concerns a receiving visit,
 
 VERDICTS: Final = VERDICT_LABELS
 
-CATEGORIES: Final[dict[str, tuple[str, str]]] = {
-    "metadata": ("patient and exam information", "患者及检查信息"),
-    "timeliness": ("timeliness", "及时性"),
-    "completeness": ("completeness", "完整性"),
-    "continuity": ("continuity", "连续性"),
-    "integrity": ("integrity", "文件完整性"),
-    "image_quality": ("image quality", "图像质量"),
-    "ai": ("AI", "AI"),
-    "catalog": ("recognition item", "互认项目"),
+CATEGORIES: Final[dict[str, tuple[str, str]]] = {code: (en, zh) for code, (zh, en) in labels.CATEGORIES.items()}
+"""Finding categories (English, Chinese), from ``qc_pipeline.labels`` (the one table)."""
+
+AUDIT_EVENTS: Final[dict[str, tuple[str, str]]] = {
+    "claim": ("claimed a study", "认领检查"),
+    "release": ("released a claim", "释放认领"),
+    "decision": ("decided a study", "提交复核结论"),
+    "flag": ("set a negative-list flag", "设置负面清单标记"),
+    "unflag": ("cleared a negative-list flag", "取消负面清单标记"),
+    "sign_in": ("signed in", "登录"),
+    "sign_in_failed": ("sign-in failed", "登录失败"),
+    "sign_in_locked": ("sign-in locked", "登录被锁定"),
+    "logout": ("signed out", "退出"),
+    "user_created": ("account created", "创建账号"),
+    "password_changed": ("password changed", "修改密码"),
+    "enabled": ("account enabled", "启用账号"),
+    "disabled": ("account disabled", "停用账号"),
 }
+"""Audit event names (``review_events.event``) as the audit page shows them."""
 
 WORDS: Final[dict[str, tuple[str, str]]] = {
     "app_title": ("Radiologist review", "影像质控人工复核"),
@@ -164,6 +174,21 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "side": ("side", "侧别"),
     "non_image": ("non-image object (report, key images, presentation state)", "非图像对象（报告、关键图像、显示状态）"),
     "other_modality": ("no role for this modality", "此类型不识别"),
+    "no_accession": ("no accession", "无检查号"),
+    "study_level": ("Study", "检查整体"),
+    "no_description": ("no description", "无描述"),
+    "judged_metrics": ("Judged against a limit", "按限值判定"),
+    "other_metrics": ("other measured values, not judged", "其他测量值（未判定）"),
+    "no_judged_metrics": ("No value of this series was judged against a limit.", "此序列没有按限值判定的数值。"),
+    "mark": ("Mark", "标记"),
+    "no_judged_study_metrics": ("No study-level value was judged against a limit.", "没有按限值判定的检查整体数值。"),
+    "ai_scores_count": ("AI scores (those beyond a limit are among the findings above)", "项 AI 评分（超出限值的已列入上方质控发现）"),
+    "event": ("Event", "事件"),
+    "client": ("Client address", "客户端地址"),
+    "detail": ("Detail", "详情"),
+    "decided_banner": ("Decided", "已复核"),
+    "claimed_by_label": ("Claimed by", "认领人"),
+    "decision_blocked": ("You cannot decide while another reviewer holds the claim.", "其他医师认领期间您不能提交结论。"),
     "no_series": ("No series recorded for this decision (judged before series were kept).", "此结论未记录序列（记录序列之前的结论）。"),
 }
 """Key -> (English, Chinese)."""

@@ -271,6 +271,23 @@ def _entry(src: StudySource, uid: str) -> StudyEntry | None:
     return next((e for e in src.discover() if e.study_instance_uid == uid), None)
 
 
+def image_series(instances: Sequence[LoadedInstance]) -> list[tuple[str, list[LoadedInstance]]]:
+    """The image series of a study in SeriesNumber order (then UID), each with its instances;
+    files with truncated pixel data are left out (the integrity finding names them; the other
+    files still make an image). The key images and the spot-check viewer number series alike."""
+    by_series: dict[str, list[LoadedInstance]] = {}
+    for inst in instances:
+        if inst.pixel_data is not None and inst.pixel_data.truncated:
+            continue
+        by_series.setdefault(inst.ref.series_instance_uid, []).append(inst)
+
+    def order(item: tuple[str, list[LoadedInstance]]) -> tuple[float, str]:
+        number = as_floats(item[1][0].dataset.get("SeriesNumber"), count=1)
+        return (number[0] if number else math.inf, item[0])
+
+    return sorted(by_series.items(), key=order)
+
+
 def render_study(source_uri: str | None, uid: str, findings: Sequence[dict[str, object]], *,
                  missing_factor: float = MISSING_FACTOR_DEFAULT) -> StudyImages:
     """Key images of every image series of study ``uid`` (see the module docstring)."""
@@ -285,20 +302,12 @@ def render_study(source_uri: str | None, uid: str, findings: Sequence[dict[str, 
     except QCError as exc:
         logger.warning("cannot read study %s from its source: %s", uid, exc)
         return StudyImages([], f"cannot read the source: {exc}", "无法读取数据源")
-    by_series: dict[str, list[LoadedInstance]] = {}
     left_out: dict[str, int] = {}
     for inst in study.images:
         if inst.pixel_data is not None and inst.pixel_data.truncated:
             left_out[inst.ref.series_instance_uid] = left_out.get(inst.ref.series_instance_uid, 0) + 1
-            continue  # the integrity finding names it; the other files still make an image
-        by_series.setdefault(inst.ref.series_instance_uid, []).append(inst)
-
-    def order(item: tuple[str, list[LoadedInstance]]) -> tuple[float, str]:
-        number = as_floats(item[1][0].dataset.get("SeriesNumber"), count=1)
-        return (number[0] if number else math.inf, item[0])
-
     images = []
-    for series_uid, members in sorted(by_series.items(), key=order):
+    for series_uid, members in image_series(study.images):
         ds = members[0].dataset
         modality = (text(ds, "Modality") or "").upper()
         en, zh = series_label(ds)

@@ -38,7 +38,8 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, rules_by_metric
+from qc_pipeline import labels
+from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, rules_by_metric
 from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
 from qc_pipeline.review.accounts import User
@@ -267,10 +268,55 @@ class MetricRow:
     series_instance_uid: str | None
     limits: str
     """E.g. ``≤ 35 (review), ≤ 55 (fail)``; empty when no rule applies."""
+    limits_zh: str
     beyond: str | None
     """The worst severity of a limit the value is beyond, else None."""
     mark: str = ""
     """``!`` beyond a review limit, ``!!`` beyond a fail limit (as the command-line table marks it)."""
+
+    @property
+    def judged(self) -> bool:
+        """Whether a limit applied to the value (it decided something, pass or not)."""
+        return bool(self.limits)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricGroup:
+    """The metrics of one series (``series`` None: the study's own, e.g. the upload delay)."""
+
+    series: SeriesSummary | None
+    series_instance_uid: str | None
+    judged: tuple[MetricRow, ...]
+    """Values a limit applied to, worst first (fail, review, within)."""
+    other: tuple[MetricRow, ...]
+    """Measured but not judged here: shown folded."""
+
+
+_BEYOND_ORDER: Final = {"fail": 0, "review": 1, None: 2}
+
+
+def metric_groups(rows: Sequence[MetricRow], series: Sequence[SeriesSummary]) -> list[MetricGroup]:
+    """``rows`` per series in series-number order (the study's own values first), judged ones
+    apart from the rest."""
+    by_uid = {s.series_instance_uid: s for s in series}
+    order: list[str | None] = []
+    for row in rows:
+        if row.series_instance_uid not in order:
+            order.append(row.series_instance_uid)
+
+    def place(uid: str | None) -> tuple[int, float, str]:
+        if uid is None:
+            return (0, 0.0, "")
+        found = by_uid.get(uid)
+        number = found.series_number if found is not None and found.series_number is not None else float("inf")
+        return (1, float(number), uid)
+
+    groups = []
+    for uid in sorted(order, key=place):
+        mine = [r for r in rows if r.series_instance_uid == uid]
+        judged = sorted((r for r in mine if r.judged), key=lambda r: _BEYOND_ORDER.get(r.beyond, 2))
+        groups.append(MetricGroup(by_uid.get(uid) if uid else None, uid, tuple(judged), tuple(r for r in mine if not r.judged)))
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +340,18 @@ class StudyView:
     @property
     def study_key(self) -> str:
         return study_key(self.result["study_instance_uid"], self.study_id)
+
+    @property
+    def metric_groups(self) -> list[MetricGroup]:
+        return metric_groups(self.metric_rows, self.series)
+
+    def series_of(self, uid: str | None) -> SeriesSummary | None:
+        return next((s for s in self.series if s.series_instance_uid == uid), None)
+
+    @property
+    def decided(self) -> bool:
+        """Whether a radiologist's decision stands on the study's current content."""
+        return self.result.get("human_decision") is not None
 
     @property
     def actionable(self) -> bool:
@@ -374,7 +432,7 @@ def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence
     rows = []
     for m in values:
         judged = evaluate(rules.get(m["metric"], []), m["metric"], m["value"], modality=modality, item_code=item)
-        en, zh = metric_label(m["metric"])
+        en, zh = labels.metric_label(m["metric"], "en"), labels.metric_label(m["metric"], "zh")
         rows.append(
             MetricRow(
                 metric=m["metric"],
@@ -384,6 +442,7 @@ def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence
                 unit=METRIC_UNITS.get(m["metric"], ""),
                 series_instance_uid=m["series_instance_uid"],
                 limits=judged.limits_text(),
+                limits_zh=judged.limits_text({k: zh for k, (zh, _en) in labels.SEVERITIES.items()}, sep="，"),
                 beyond=None if judged.severity is None else str(judged.severity),
                 mark=judged.mark,
             )

@@ -27,7 +27,8 @@ import io
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -35,11 +36,12 @@ from PIL import Image
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from qc_pipeline.errors import SpotCheckError
+from qc_pipeline.errors import QCError, SpotCheckError
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.app import current_user, render
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.images import StudyImages, render_study
+from qc_pipeline.review.slices import AUTO, PRESET_LABELS, OpenedStudy, open_series, presets_for, render_slice, slice_links
 from qc_pipeline.spotcheck.config import SpotCheckConfig
 from qc_pipeline.spotcheck.grading import GradeInput, case_for, cases_for, record_grades
 from qc_pipeline.store import ResultStore
@@ -47,6 +49,7 @@ from qc_pipeline.store.models import StudyRecord
 from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, read_session
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TEMPLATES_DIR: Final = Path(__file__).resolve().parent / "templates"
 PREFIX: Final = "/spot-checks"
@@ -99,36 +102,58 @@ def _study_source(store: ResultStore, code: str, reviewer: str) -> tuple[str | N
     return row[0], row[1]
 
 
-class _Images:
-    """Blinded key images of the last cases opened: no finding marks, no series names."""
+class _CaseCache(Generic[T]):
+    """What was made for the last cases opened, by case code; the assignment is checked on every
+    request, cached or not."""
 
-    def __init__(self) -> None:
-        self._items: collections.OrderedDict[str, StudyImages] = collections.OrderedDict()
+    def __init__(self, make: Callable[[str | None, str, str], T]) -> None:
+        self._make = make
+        self._items: collections.OrderedDict[str, T] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, store: ResultStore, code: str, reviewer: str) -> StudyImages:
+    def get(self, store: ResultStore, code: str, reviewer: str) -> T:
         source_uri, uid = _study_source(store, code, reviewer)  # checks the assignment every time
         with self._lock:
             if code in self._items:
                 self._items.move_to_end(code)
                 return self._items[code]
-        rendered = render_study(source_uri, uid, findings=[])  # no findings: no marks that would tell
-        for image in rendered.images:
-            if image.png is not None:
-                image.png = blinded_png(image.png, code)
-            image.series_instance_uid = ""  # nothing of the study's UIDs travels with a blinded image
-        images = rendered
+        made = self._make(source_uri, uid, code)
         with self._lock:
-            self._items[code] = images
+            self._items[code] = made
             while len(self._items) > IMAGE_CACHE_CASES:
                 self._items.popitem(last=False)
-        return images
+        return made
+
+
+def _blinded_images(source_uri: str | None, uid: str, code: str) -> StudyImages:
+    """Blinded key images: no finding marks, no series names, no UIDs."""
+    rendered = render_study(source_uri, uid, findings=[])  # no findings: no marks that would tell
+    for image in rendered.images:
+        if image.png is not None:
+            image.png = blinded_png(image.png, code)
+        image.series_instance_uid = ""  # nothing of the study's UIDs travels with a blinded image
+    return rendered
+
+
+def _opened_series(source_uri: str | None, uid: str, code: str) -> OpenedStudy:
+    """The series of a case for the series viewer (slice order, from the headers)."""
+    try:
+        return open_series(source_uri, uid)
+    except QCError as exc:
+        logger.warning("spot-check case %s: cannot open its series: %s", code, exc)
+        raise ReviewError("the images of this case cannot be read now", "该病例的图像暂时无法读取", status=503) from None
+
+
+def _series_index(opened: OpenedStudy, index: int) -> None:
+    if not 0 <= index < len(opened.series):
+        raise ReviewError("no such series", "没有该序列", status=404)
 
 
 def spot_check_router(config: SpotCheckConfig) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
     router.qc_roles = GRADER_ROLES  # type: ignore[attr-defined]  # read by the review app's _include
-    images = _Images()
+    images = _CaseCache(_blinded_images)
+    series_cache = _CaseCache(_opened_series)
 
     def reviewer_of(user: User) -> str:
         if not user.is_grader:
@@ -175,6 +200,47 @@ def spot_check_router(config: SpotCheckConfig) -> APIRouter:
         if not 0 <= index < len(shown.images) or shown.images[index].png is None:
             raise ReviewError("no such image", "没有该图像", status=404)
         return Response(shown.images[index].png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @router.get("/{code}/series/{index}")
+    def series_page(request: Request, code: str, index: int, user: User = Depends(current_user)) -> Response:
+        """One series slice by slice at full resolution, in a window preset (links only, no script)."""
+        reviewer = reviewer_of(user)
+        store = request.app.state.store
+        opened = series_cache.get(store, code, reviewer)
+        _series_index(opened, index)
+        stack = opened.series[index]
+        q = request.query_params
+        try:
+            current = int(q.get("slice") or stack.n_slices // 2 + 1) - 1  # people count slices from 1
+        except ValueError:
+            raise ReviewError("slice must be a whole number", "层面编号须为整数") from None
+        current = min(max(current, 0), stack.n_slices - 1)
+        preset = q.get("preset") or AUTO
+        if preset not in presets_for(stack.modality):
+            preset = AUTO
+        return render(
+            request,
+            "spot_check_series.html",
+            {"user": user, "code": code, "index": index, "n_series": len(opened.series), "stack": stack,
+             "current": current, "preset": preset, "presets": presets_for(stack.modality),
+             "preset_labels": PRESET_LABELS, "links": slice_links(stack.n_slices, current)},
+        )
+
+    @router.get("/{code}/series/{index}/slices/{slice_index}.png")
+    def slice_image(
+        request: Request, code: str, index: int, slice_index: int, preset: str = AUTO, user: User = Depends(current_user)
+    ) -> Response:
+        reviewer = reviewer_of(user)
+        opened = series_cache.get(request.app.state.store, code, reviewer)
+        _series_index(opened, index)
+        try:
+            png = render_slice(opened, index, slice_index, preset)
+        except ValueError as exc:
+            raise ReviewError(str(exc), "没有该层面或窗位", status=404) from None
+        except QCError as exc:
+            logger.warning("spot-check case %s series %d slice %d: %s", code, index, slice_index, exc)
+            raise ReviewError("this slice cannot be decoded", "该层面无法解码", status=422) from None
+        return Response(blinded_png(png, code), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @router.post("/{code}")
     async def grade_case(request: Request, code: str, user: User = Depends(current_user)) -> Response:

@@ -13,7 +13,9 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -36,12 +38,10 @@ SCREENSHOT_DIR = Path(os.environ.get("QC_REVIEW_SCREENSHOTS", Path(__file__).res
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
-@pytest.fixture
-def server(app_store: ResultStore, thresholds: Thresholds) -> Iterator[str]:
-    """The app on a loopback port. The socket is bound before the server thread starts, so the
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` on a loopback port. The socket is bound before the server thread starts, so the
     browser's first connection waits in the backlog instead of racing the start-up."""
-    app = create_app(app_store, thresholds, secret_key=SECRET, lang="zh",
-                     viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -55,6 +55,14 @@ def server(app_store: ResultStore, thresholds: Thresholds) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture
+def server(app_store: ResultStore, thresholds: Thresholds) -> Iterator[str]:
+    app = create_app(app_store, thresholds, secret_key=SECRET, lang="zh",
+                     viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}")
+    with serve(app) as url:
+        yield url
 
 
 def test_reviewer_overrides_a_study_in_the_browser(server: str, judged: Judged, app_store: ResultStore) -> None:

@@ -57,7 +57,7 @@ def spot_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpotCheckCon
     return load_config(path)
 
 
-def assign_case(store: ResultStore, study_uid: str, reviewer: str, code: str = CASE_CODE) -> None:
+def assign_case(store: ResultStore, study_uid: str, reviewer: str, code: str = CASE_CODE, period: str = "2026-10") -> None:
     """A drawn case of ``study_uid`` assigned to ``reviewer`` (the rows ``draw`` would write)."""
     now = dt.datetime.now(dt.UTC)
     with store.writing("draw a case") as session:
@@ -66,7 +66,7 @@ def assign_case(store: ResultStore, study_uid: str, reviewer: str, code: str = C
             .join(DecisionRecord.__table__, DecisionRecord.study_id == StudyRecord.id)
             .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True))
         ).one()
-        draw = SpotCheckDraw(period="2026-10", seed="t", config_hash="h", config_version="test-1", sampling={},
+        draw = SpotCheckDraw(period=period, seed="t", config_hash="h", config_version="test-1", sampling={},
                              population_size=1, population_digest="d", n_drawn=1, excluded={}, strata=[],
                              created_at=now, created_by="test")
         session.add(draw)
@@ -432,10 +432,10 @@ def test_the_audit_pages_and_filters_and_records_clients_and_sign_outs(
     last = client.get("/audit?page=3")
     assert "3 / 3" in last.text and 'rel="prev"' in last.text
     claims = client.get("/audit?event=claim")
-    rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", claims.text)
-    assert rows == [("dr.wang", "claim", "testclient")]
+    rows = re.findall(r'<tr><td>[^<]+</td><td>([^<]+)</td><td data-event="([^"]+)">([^<]+)</td><td>([^<]+)</td>', claims.text)
+    assert rows == [("dr.wang", "claim", "claimed a study", "testclient")]  # the code, and its words
     mine = client.get("/audit?username=dr.wang")
-    events = re.findall(r"<tr><td>[^<]+</td><td>dr.wang</td><td>([^<]+)</td><td>([^<]+)</td>", mine.text)
+    events = re.findall(r'<tr><td>[^<]+</td><td>dr.wang</td><td data-event="([^"]+)">[^<]+</td><td>([^<]+)</td>', mine.text)
     assert events == [("logout", "testclient"), ("claim", "testclient"), ("sign_in", "testclient"), ("user_created", "—")]
     found = service.audit_events(app_store, service.AuditFilters(event="sign_in_failed"), per_page=100)
     assert found.total == 230 and found.pages == 3 and len(found.events) == 100
@@ -545,6 +545,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("GET", "/spot-checks"): (303, 403, 200, 403),
     ("GET", "/spot-checks/{code}"): (303, 403, 200, 403),
     ("GET", "/spot-checks/{code}/images/{index}.png"): (303, 403, 200, 403),
+    ("GET", "/spot-checks/{code}/series/{index}"): (303, 403, 200, 403),
+    ("GET", "/spot-checks/{code}/series/{index}/slices/{slice_index}.png"): (303, 403, 200, 403),
     ("POST", "/spot-checks/{code}"): (401, 403, 303, 403),
 }
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -570,7 +572,7 @@ def test_route_role_matrix(full_client: TestClient, judged: Judged, method: str,
     study = judged.decisions[BLINDED_STUDY]
     series = study.series[0].series_instance_uid
     values = {"uid": study.study_instance_uid, "series_uid": series, "code": CASE_CODE if route.startswith("/spot") else "forensic",
-              "index": "0"}
+              "index": "0", "slice_index": "0"}
     body = BODIES.get((method, route), {"data": {}})
     kwargs: dict[str, Any] = {"headers": {"X-CSRF-Token": token}}
     if "data" in body:
