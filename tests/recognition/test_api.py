@@ -212,3 +212,17 @@ def test_lookup_and_event_on_postgresql(api_any_backend: Api) -> None:
     assert api.client.post(f"{PREFIX}/events", json=event(), headers=auth(api.both)).status_code == 201
     assert api.client.post(f"{PREFIX}/events", json=event(), headers=auth(api.both)).status_code == 200
     assert [r.status for r in calls(api)] == [200, 201, 200]
+
+
+def test_an_answer_that_cannot_be_audited_is_withheld(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import qc_pipeline.recognition.api as api_module
+    from qc_pipeline.errors import StoreError
+
+    def broken(*_args: object) -> None:
+        raise StoreError("cannot audit a recognition API call: disk full")
+
+    monkeypatch.setattr(api_module, "_write_audit", broken)
+    response = api.client.get(f"{PREFIX}/studies", params=BY_PATIENT, headers=auth(api.lookup))
+    assert response.status_code == 503
+    assert response.json()["error"] == "audit unavailable; retry later"
+    assert UID_PASS not in response.text
