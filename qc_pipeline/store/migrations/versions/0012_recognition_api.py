@@ -78,9 +78,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_recognition_api_calls"),
     )
     op.create_index("ix_recognition_api_calls_at", "recognition_api_calls", ["at"])
+    op.create_index("ix_studies_accession_number", "studies", ["accession_number"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_studies_accession_number", table_name="studies")
     op.drop_table("recognition_api_calls")
     op.drop_table("recognition_events")
     op.drop_table("recognition_tokens")
