@@ -14,7 +14,7 @@ bearer token instead:
   and/or ``events`` (``qc-pipeline recognition token create|revoke``); only their SHA-256 is
   stored. No token, an unknown or revoked one: 401; a token without the route's scope: 403.
 - Each token may make ``calls_per_minute`` calls a minute (in memory, per process): then 429 with
-  ``Retry-After``.
+  ``Retry-After``. Calls without a valid token are limited the same way per client address.
 - Every call, refused ones too, is audited in ``recognition_api_calls``: token name, method,
   route, status, client and a SHA-256 of the query values (patient identifiers are never kept in
   clear). When the audit row cannot be written the answer is 503: no unaudited disclosure.
@@ -183,25 +183,30 @@ def _refuse(status: int, en: str, zh: str, headers: dict[str, str] | None = None
 
 def _token(scope: str) -> Callable[..., TokenInfo]:
     def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> TokenInfo:
-        unauthorised = _refuse(401, "a valid bearer token is required", "需要有效的访问令牌",
-                               {"WWW-Authenticate": "Bearer"})
-        if credentials is None or not credentials.credentials:
-            raise unauthorised
-        store: ResultStore = request.app.state.store
-        with store.reading("check a recognition API token") as session:
-            info = token_for(session, credentials.credentials)
-        if info is None:
-            raise unauthorised
+        limit: RateLimit = request.app.state.rate_limit
+        info = None
+        if credentials is not None and credentials.credentials:
+            store: ResultStore = request.app.state.store
+            with store.reading("check a recognition API token") as session:
+                info = token_for(session, credentials.credentials)
+        if info is None:  # throttled per client address too: a flood of bad tokens must not load the database
+            client = request.client.host if request.client is not None else "unknown"
+            _throttle(limit, f"client:{client}")
+            raise _refuse(401, "a valid bearer token is required", "需要有效的访问令牌", {"WWW-Authenticate": "Bearer"})
         request.state.token_name = info.name
-        wait = request.app.state.rate_limit.wait(info.name)
-        if wait > 0:
-            raise _refuse(429, "too many calls; retry later", "调用过于频繁，请稍后重试",
-                          {"Retry-After": str(max(1, math.ceil(wait)))})
+        _throttle(limit, f"token:{info.name}")
         if scope not in info.scopes:
             raise _refuse(403, f"this token lacks the {scope!r} scope", f"此令牌无 {scope} 权限")
         return info
 
     return check
+
+
+def _throttle(limit: RateLimit, key: str) -> None:
+    wait = limit.wait(key)
+    if wait > 0:
+        raise _refuse(429, "too many calls; retry later", "调用过于频繁，请稍后重试",
+                      {"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def _same_institution(register: Register, a: str, b: str) -> bool:

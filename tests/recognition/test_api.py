@@ -226,3 +226,12 @@ def test_an_answer_that_cannot_be_audited_is_withheld(api: Api, monkeypatch: pyt
     assert response.status_code == 503
     assert response.json()["error"] == "audit unavailable; retry later"
     assert UID_PASS not in response.text
+
+
+def test_repeated_calls_without_a_valid_token_are_throttled_per_client(api: Api) -> None:
+    for _ in range(LIMIT):
+        assert api.client.get(f"{PREFIX}/studies", params=BY_PATIENT, headers=auth("qcr_guess")).status_code == 401
+    refused = api.client.get(f"{PREFIX}/studies", params=BY_PATIENT, headers=auth("qcr_guess"))
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+    # a valid token keeps its own budget
+    assert api.client.get(f"{PREFIX}/studies", params=BY_PATIENT, headers=auth(api.lookup)).status_code == 200
