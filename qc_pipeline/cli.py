@@ -927,5 +927,9 @@ from qc_pipeline.review.cli import review  # noqa: E402
 
 main.add_command(review)
 
+from qc_pipeline.recognition.cli import recognition  # noqa: E402
+
+main.add_command(recognition)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -111,7 +111,8 @@ class StudyRecord(Base):
     patient_sex: Mapped[str | None] = mapped_column(String(16))
     patient_birth_date: Mapped[dt.date | None] = mapped_column(Date)
     upload_delay_h: Mapped[float | None] = mapped_column(Float)
-    accession_number: Mapped[str | None] = mapped_column(Text)
+    accession_number: Mapped[str | None] = mapped_column(Text, index=True)
+    """Indexed (migration 0012): the recognition API looks studies up by accession number."""
     institution: Mapped[str | None] = mapped_column(Text)
     modality: Mapped[str | None] = mapped_column(Text)
     study_date: Mapped[dt.date | None] = mapped_column(Date, index=True)

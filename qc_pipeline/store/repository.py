@@ -576,11 +576,12 @@ class ResultStore:
             except ValueError:
                 allowed = ", ".join(v.value for v in Verdict)
                 raise ValueError(f"verdict must be one of {allowed}; got {verdict!r}") from None
-        history = (
-            select(DecisionRecord.study_id, func.count(DecisionRecord.id).label("n"))
-            .group_by(DecisionRecord.study_id)
-            .subquery()
-        )
+        counts = select(DecisionRecord.study_id, func.count(DecisionRecord.id).label("n"))
+        if study_instance_uid is not None:  # count one study's decisions, not every study's (lookups)
+            counts = counts.where(DecisionRecord.study_id.in_(
+                select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid)
+            ))
+        history = counts.group_by(DecisionRecord.study_id).subquery()
         stmt = (
             select(DecisionRecord, StudyRecord, history.c.n)
             .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)

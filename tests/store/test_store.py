@@ -50,6 +50,7 @@ TABLES = (
     *DATA_TABLES, "source_cursors",
     "review_users", "review_claims", "human_decisions", "negative_flags", "review_events", "review_sessions",
     "exam_log_entries", "non_recognitions",
+    "recognition_tokens", "recognition_events", "recognition_api_calls",
     "study_leases",
     "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
     "spot_check_grades", "spot_check_summaries",
@@ -577,3 +578,14 @@ def test_first_seen_at_is_kept_across_decisions(store: ResultStore) -> None:
     assert seen is not None and seen.tzinfo is not None
     store.save_decision(make_decision(UID_A, fingerprint="e" * 64), run_id=None)
     assert store.first_seen_at(UID_A) == seen
+
+
+def test_results_for_one_study_count_only_that_studys_decisions(store: ResultStore) -> None:
+    store.save_decision(make_decision(UID_A), run_id=None)
+    store.save_decision(make_decision(UID_A, fingerprint="e" * 64), run_id=None)
+    store.save_decision(make_decision(UID_B), run_id=None)
+    (a,) = store.results(study_instance_uid=UID_A)
+    (b,) = store.results(study_instance_uid=UID_B)
+    assert (a["history_count"], b["history_count"]) == (2, 1)
+    assert {r["study_instance_uid"]: r["history_count"] for r in store.results()} == {UID_A: 2, UID_B: 1}
+    assert store.results(study_instance_uid=UID_C) == []

@@ -1,0 +1,1 @@
+"""The recognition API for hospital systems: lookup of recognisable studies, recognition events."""
