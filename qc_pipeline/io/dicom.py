@@ -13,13 +13,16 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.hooks import hooks, raw_element_value
+from pydicom.multival import MultiValue
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import PersonName
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,60 @@ _NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "RTPLAN", "RTSTRUCT", "RTRECORD", "DO
 # Our checks validate the values that matter and report them as findings; pydicom's own
 # warnings about odd values would only flood the logs of an unattended service.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+# Converting an element's bytes to a value (DS/IS parsing, string decoding, splitting on "\\") is
+# most of the cost of reading a header, and the files of one series repeat nearly every element
+# byte for byte (orientation, spacing, names, dates, UIDs of the study). The converted values of
+# short, non-sequence elements are therefore kept by their encoded bytes and reused. Only values
+# that cannot be changed in place are shared; a multi-valued element gets a fresh list each time.
+# Conversion errors are not kept: they are raised again for every file, as before.
+_VALUE_CACHE_MAX_ENTRIES = 16384
+_VALUE_CACHE_MAX_BYTES = 256
+_SHAREABLE = (str, int, float, bytes, PersonName)
+_value_cache: dict[tuple[object, ...], tuple[str, object, bool]] = {}
+
+
+def _cached_raw_element_value(raw: Any, data: dict[str, Any], *, encoding: Any = None, ds: Any = None,
+                              **kwargs: Any) -> None:
+    """pydicom's ``raw_element_value`` hook with the memo described above."""
+    value_bytes = raw.value
+    vr_in = data.get("VR")
+    if vr_in == "SQ" or not isinstance(value_bytes, bytes) or len(value_bytes) > _VALUE_CACHE_MAX_BYTES:
+        raw_element_value(raw, data, encoding=encoding, ds=ds, **kwargs)
+        return
+    key = (raw.tag, vr_in, value_bytes, raw.is_little_endian, raw.is_implicit_VR,
+           encoding if encoding is None or isinstance(encoding, str) else tuple(encoding))
+    hit = _value_cache.get(key)
+    if hit is not None:
+        vr_out, value, multi = hit
+        data["VR"] = vr_out
+        if multi:
+            cached = value  # a MultiValue kept as a template: copy its items into a new list
+            fresh = MultiValue.__new__(MultiValue)
+            fresh._constructor = cached._constructor  # type: ignore[attr-defined]
+            fresh._list = list(cached._list)  # type: ignore[attr-defined]
+            data["value"] = fresh
+        else:
+            data["value"] = value
+        return
+    raw_element_value(raw, data, encoding=encoding, ds=ds, **kwargs)
+    value = data.get("value")
+    if value is None or isinstance(value, _SHAREABLE):
+        multi = False
+    elif type(value) is MultiValue and all(isinstance(item, _SHAREABLE) for item in value):
+        multi = True
+        template = MultiValue.__new__(MultiValue)
+        template._constructor = value._constructor  # type: ignore[attr-defined]
+        template._list = list(value._list)  # type: ignore[attr-defined]
+        value = template
+    else:
+        return
+    if len(_value_cache) >= _VALUE_CACHE_MAX_ENTRIES:
+        _value_cache.clear()
+    _value_cache[key] = (data["VR"], value, multi)
+
+
+hooks.register_callback("raw_element_value", _cached_raw_element_value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +223,9 @@ def valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and UID(value).is_valid
 
 
+_BOUND_CHECK_FROM_BYTES = 1 << 16
+
+
 class BoundedReader(io.BufferedReader):
     """A file reader that never asks for more bytes than the file has left.
 
@@ -179,7 +239,9 @@ class BoundedReader(io.BufferedReader):
         self._size = size
 
     def read(self, size: int | None = -1, /) -> bytes:
-        if size is not None and size > 0:
+        # Small reads (tags, lengths, short values: nearly all of a header) cannot allocate much;
+        # only a length large enough to matter is checked against what the file has left.
+        if size is not None and size > _BOUND_CHECK_FROM_BYTES:
             size = min(size, max(self._size - self.tell(), 0))
             if size == 0:
                 return b""
