@@ -4,7 +4,11 @@ sample folder; then checks that the run completed, that its flow-run logs hold t
 records ("done: ..."), that its ``qc-run-summary`` artifact exists, and that a failed run reached
 the notification webhook.
 
-    python deploy/smoke.py [--keep DIR]
+    python deploy/smoke.py [--keep DIR] [--screenshots DIR]
+
+``--screenshots DIR`` serves Prefect's UI too and, before stopping, renders the ingest run's page
+(its logs) and its ``qc-run-summary`` artifact to PNG with headless Chromium (``chromium`` on the
+PATH, or ``QC_CHROMIUM``).
 
 Prints one line per step with its time and exits 1 naming the first check that failed. Needs
 nothing outside this machine (SQLite results database, a temporary PREFECT_HOME).
@@ -81,7 +85,7 @@ class _Webhook(http.server.BaseHTTPRequestHandler):
 
 
 class Smoke:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, *, ui: bool = False) -> None:
         self.work = work
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
@@ -92,7 +96,7 @@ class Smoke:
             PREFECT_HOME=str(work / "prefect-home"),
             PREFECT_API_URL=self.api,
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_UI_ENABLED="false",
+            PREFECT_UI_ENABLED="true" if ui else "false",
             PREFECT_SERVER_API_HOST="127.0.0.1",
             QC_DB_URL=f"sqlite:///{work / 'results.db'}",
             QC_REPORT_DIR=str(work / "reports"),
@@ -206,16 +210,53 @@ asyncio.run(main())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def screenshots(api_env: dict[str, str], api: str, run_id: str, out: Path) -> list[Path]:
+    """The UI's pages of flow run ``run_id`` (logs) and of its artifact, as PNG files in ``out``."""
+    chromium = os.environ.get("QC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        raise SmokeFailure("no chromium on the PATH (set QC_CHROMIUM) for --screenshots")
+    code = f"""
+import asyncio
+from uuid import UUID
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+async def main():
+    async with get_client() as c:
+        arts = await c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID({run_id!r})])))
+        print(arts[0].id if arts else "")
+asyncio.run(main())
+"""
+    found = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=api_env, capture_output=True, text=True, timeout=120)
+    artifact_id = found.stdout.strip().splitlines()[-1] if found.stdout.strip() else ""
+    ui = api.removesuffix("/api")
+    pages = {"flow-run-logs.png": f"{ui}/runs/flow-run/{run_id}"}
+    if artifact_id:
+        pages["run-summary-artifact.png"] = f"{ui}/artifacts/artifact/{artifact_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, url in pages.items():
+        target = out / name
+        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1600,1100", "--virtual-time-budget=20000", f"--screenshot={target}", url],
+                       capture_output=True, timeout=120)
+        if not target.exists():
+            raise SmokeFailure(f"chromium wrote no screenshot of {url}")
+        written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs of server and worker)")
+    parser.add_argument("--screenshots", type=Path,
+                        help="serve the UI and write PNGs of the ingest run's logs and artifact to this folder")
     args = parser.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="qc-smoke-"))
     work.mkdir(parents=True, exist_ok=True)
     hook_port = free_port()
     server = http.server.HTTPServer(("127.0.0.1", hook_port), _Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    smoke = Smoke(work)
+    smoke = Smoke(work, ui=args.screenshots is not None)
     problems: list[str] = []
     try:
         runs = smoke.run(sample_folder(work), f"http://127.0.0.1:{hook_port}/hook")
@@ -239,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             smoke.say(f"notification received: {_Webhook.received[0][:120]!r}")
         smoke.say(f"ingest run: {ok['state']}, {len(ok['logs'])} log lines, artifacts {ok['artifacts']}")
+        if args.screenshots is not None:
+            for path in screenshots(smoke.env, smoke.api, str(runs["ok"]), args.screenshots):
+                smoke.say(f"screenshot: {path}")
     except SmokeFailure as exc:
         problems.append(str(exc))
     finally:

@@ -486,7 +486,7 @@ def qc_run(
     logger.info("run %s finished: %s", run_id, summary)
     seconds = time.monotonic() - started
     try:
-        publish_run(store, summary, failed, seconds)
+        publish_run(store, summary, failed, seconds, zone=thresholds.site.timezone)
     except Exception as exc:  # the report must not turn judged studies into a failed run
         logger.error("run %s: the run's artifact could not be published: %s", run_id, exc)
     logger.info(

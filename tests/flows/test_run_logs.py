@@ -47,7 +47,7 @@ def test_library_logs_and_the_run_artifact_reach_prefect(prefect_harness, mixed_
     (artifact,) = [a for a in artifacts if a.key == ARTIFACT_KEY]
     assert artifact.type == "markdown"
     text = artifact.data
-    assert f"QC run {summary['run_id']}" in text
+    assert f"run id: `{summary['run_id']}`" in text and "(Asia/Shanghai)" in text.splitlines()[0]
     assert "judged: **4** of" in text
     assert "四川省人民医院" in text  # the by-institution table
     assert "[https://qc.example.org/review](https://qc.example.org/review)" in text
@@ -74,3 +74,24 @@ def test_the_run_report_gives_the_pixel_data_fetched_only_when_some_was():
     assert "拉取像素数据 / pixel data fetched: 80.0 MB (20.0 MB / study)" in text
     folder = run_markdown({**summary, "pixel_bytes_fetched": 0}, {}, [], 12.0, review_url="")
     assert "pixel data fetched" not in folder
+
+
+def test_the_run_report_names_verdicts_in_words_and_its_time_in_the_site_zone():
+    import datetime as dt
+    from collections import Counter
+
+    from flows.run_report import run_markdown
+
+    summary = {"run_id": "0f1e2d3c-run", "source": "file:///in", "listing": "full", "judged": 3, "studies": 3,
+               "unchanged": 0, "leased": 0, "verdicts": {"pass": 2, "not_applicable": 1}, "thresholds_version": "t",
+               "pipeline_version": "p"}
+    finished = dt.datetime(2026, 12, 5, 8, 28, tzinfo=dt.UTC)
+    text = run_markdown(summary, {"四川省人民医院": Counter({"pass": 2, "not_applicable": 1})}, [], 5.0,
+                        review_url="", finished=finished, zone="Asia/Shanghai")
+    title = text.splitlines()[0]
+    assert title == "# 质控运行 / QC run 2026-12-05 16:28 (Asia/Shanghai)"  # UTC 08:28 is 16:28 in Chongqing
+    assert "0f1e2d3c" not in title and "- 运行编号 / run id: `0f1e2d3c-run`" in text
+    assert "| 合格 / pass | 2 |" in text and "| 不适用 / n/a | 1 |" in text
+    assert "| 机构 / institution | 合格 / pass | 待复核 / review | 不合格 / fail | 不适用 / n/a |" in text
+    assert "| 四川省人民医院 | 2 | 0 | 0 | 1 |" in text
+    assert "not_applicable" not in text
