@@ -300,7 +300,7 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
         per_study = fetched / max(1, int(summary["judged"]))
         click.echo(f"  拉取像素数据 / pixel data fetched: {fetched} bytes ({per_study / 1e6:.1f} MB / study)")
     if (writeback := summary.get("writeback")) is not None:
-        click.echo(f"  回写结构化报告 / SR written back: {writeback['sent']}, 失败 failed: {writeback['failed']}")
+        click.echo(f"  回写结构化报告 / SR written back: {writeback['sent']}, failed: {writeback['failed']}")
         if writeback.get("error"):
             click.echo(f"  回写出错 / write-back error: {writeback['error']}")
 

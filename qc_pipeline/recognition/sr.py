@@ -57,7 +57,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from qc_pipeline import __version__
-from qc_pipeline.recognition.uids import SR_SERIES_NUMBER, sr_instance_uid, sr_series_uid
+from qc_pipeline.recognition.uids import DEVICE_OBSERVER_UID, SR_SERIES_NUMBER, sr_instance_uid, sr_series_uid
 
 SCHEME: Final = "99QCPIPE"
 """Private coding scheme designator of the pipeline's own concepts, rule codes and item codes."""
@@ -214,7 +214,7 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=sr_series_uid("qc-pipeline device"), name=MANUFACTURER, manufacturer_name=MANUFACTURER,
+            uid=DEVICE_OBSERVER_UID, name=MANUFACTURER, manufacturer_name=MANUFACTURER,
             model_name=f"qc-pipeline {__version__}"[:64],
         ),
     )
