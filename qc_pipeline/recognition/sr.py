@@ -55,6 +55,7 @@ from highdicom.sr import (
 )
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.valuerep import DA, TM
 
 from qc_pipeline import __version__
 from qc_pipeline.recognition.uids import DEVICE_OBSERVER_UID, SR_SERIES_NUMBER, sr_instance_uid, sr_series_uid
@@ -120,6 +121,7 @@ UNITS: Final = {
     "mGy": CodedConcept("mGy", "UCUM", "milligray"),
 }
 _NUMBER: Final = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S.*?)?\s*$")
+_PATIENT_SEX: Final = frozenset({"M", "F", "O"})
 _EVIDENCE_TYPE2: Final = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
     "StudyTime", "ReferringPhysicianName",
@@ -176,9 +178,27 @@ def evidence_datasets(headers: Sequence[Dataset]) -> list[Dataset]:
         if not (ds.StudyInstanceUID and ds.SeriesInstanceUID and ds.SOPInstanceUID and ds.SOPClassUID):
             continue
         for keyword in _EVIDENCE_TYPE2:
-            setattr(ds, keyword, header.get(keyword) or "")
+            setattr(ds, keyword, _valid(keyword, header.get(keyword)))
         out.append(ds)
     return out
+
+
+def _valid(keyword: str, value: Any) -> Any:
+    """The header's value, or empty when the SR cannot carry it as written: a study is often
+    judged *because* its header is wrong (PatientSex ``X``, a date ``20261345``), and its report
+    must still be written. The report is about the study; the source keeps the header as it is."""
+    if value is None or value == "":
+        return ""
+    try:
+        if keyword == "PatientSex":
+            return str(value) if str(value) in _PATIENT_SEX else ""
+        if keyword in ("PatientBirthDate", "StudyDate"):
+            return "" if DA(str(value)) is None else str(value)
+        if keyword == "StudyTime":
+            return "" if TM(str(value)) is None else str(value)
+    except (ValueError, TypeError, OverflowError):
+        return ""
+    return value
 
 
 def _finding_item(finding: Mapping[str, Any], classes: Mapping[str, str]) -> CodeContentItem:

@@ -140,3 +140,12 @@ def test_units() -> None:
     assert unit_code("mm").value == "mm" and unit_code("").value == "1"
     odd = unit_code("EI units")
     assert (odd.value, odd.scheme_designator, odd.meaning) == ("{EI_units}", "UCUM", "EI units")
+
+
+def test_a_header_the_sr_cannot_carry_as_written_still_gets_its_report() -> None:
+    # A study is often judged because its header is wrong; its report must still be written.
+    bad = [header(1, 1, PatientSex="X", StudyDate="20261345", PatientBirthDate="abc", StudyTime="250000")]
+    sr = build_sr(result(), evidence_datasets(bad), version=1)
+    got = read_report(reencode(sr))
+    assert got["verdict"] == "fail" and got["evidence"] == [f"{STUDY}.1.1"]
+    assert (sr.PatientSex, sr.StudyDate, sr.PatientBirthDate, sr.PatientID) == ("", "", "", "P-8801")
