@@ -380,6 +380,39 @@ def _judge(
     return batch
 
 
+WRITE_BACK_NEEDS_DICOMWEB = (
+    "回写结构化报告需要 DICOMweb 数据源，本次不回写 / write-back needs a DICOMweb source: "
+    "no structured report is written back for this run"
+)
+
+
+@task(name="write-back-sr", cache_policy=NO_CACHE, persist_result=False)
+def write_back_reports(
+    source: str, db_url: str | None, thresholds_dir: str | None, now: dt.datetime | None = None
+) -> dict[str, object] | None:
+    """Store the QC result of each judged study of ``source`` as a DICOM SR on the source
+    (``qc_pipeline.recognition.writeback``); None for a source that cannot take them. Never raises:
+    a failed write-back is logged, counted and retried by a later run, the verdicts stay."""
+    from qc_pipeline.eligibility import EligibilityPolicy
+    from qc_pipeline.recognition.writeback import write_back
+
+    logger = get_run_logger()
+    src = open_source(source)
+    if not hasattr(src, "store_instances"):
+        logger.warning(WRITE_BACK_NEEDS_DICOMWEB)
+        return None
+    try:
+        policy = EligibilityPolicy.current(thresholds_dir=None if thresholds_dir is None else Path(thresholds_dir), now=now)
+        done = write_back(_store(db_url), src, policy=policy)  # type: ignore[arg-type]
+    except Exception as exc:  # the judged studies stand whatever happens here
+        logger.error("SR write-back to %s failed: %s; the next run with --write-back tries again", src.uri, exc)
+        return {"sent": 0, "failed": 0, "unchanged": 0, "error": " ".join(str(exc).split())[:300]}
+    for line in done.errors[:20]:
+        logger.error("SR write-back failed: %s", line)
+    logger.info("SR write-back to %s: %d sent, %d failed, %d unchanged", src.uri, done.sent, done.failed, done.unchanged)
+    return done.as_dict()
+
+
 def _list_studies(
     src: StudySource, store: ResultStore, *, full: bool, now: dt.datetime | None
 ) -> tuple[Listing | None, list[StudyEntry], SourceCursor | None]:
@@ -405,8 +438,12 @@ def qc_run(
     workers: int | None = None,
     dask_address: str | None = None,
     batch_size: int | None = None,
+    write_back: bool = False,
 ) -> dict[str, object]:
     """Judge every new or changed study of ``source`` and store the decisions.
+
+    ``write_back``: then store each judged study's result on a DICOMweb source as a DICOM SR
+    (new or changed reports only; earlier failures again); a folder source says it cannot.
 
     A DICOMweb source lists only what changed since the cursor stored for it (``full``: every
     study); the cursor moves only once every study listed is stored. The studies are judged on
@@ -465,6 +502,9 @@ def qc_run(
             n_errors=len(failed),
             error_message=error,
         )
+    writeback = None
+    if write_back:
+        writeback = write_back_reports(source, db_url, thresholds_dir, now)
     summary: dict[str, object] = {
         "run_id": run_id,
         "source": src.uri,
@@ -480,6 +520,7 @@ def qc_run(
         "verdicts": dict(sorted(batch.verdicts.items())),
         "saved": dict(sorted(batch.saved.items())),
         "pixel_bytes_fetched": batch.bytes_fetched,
+        "writeback": writeback,
         "thresholds_version": thresholds.version,
         "pipeline_version": __version__,
     }
@@ -509,6 +550,7 @@ def run(
     workers: int | None = None,
     dask_address: str | None = None,
     batch_size: int | None = None,
+    write_back: bool = False,
 ) -> dict[str, object]:
     """Run the QC flow in this process (Prefect ephemeral mode unless PREFECT_API_URL is set).
 
@@ -524,4 +566,5 @@ def run(
         workers=workers,
         dask_address=dask_address,
         batch_size=batch_size,
+        write_back=write_back,
     )

@@ -183,6 +183,7 @@ def _run_flow(
     verbose: bool,
     workers: int | None = None,
     dask_address: str | None = None,
+    write_back: bool = False,
 ) -> dict[str, Any]:
     from qc_pipeline.errors import ConfigError, QCError
     from qc_pipeline.pipeline import load_pipeline_thresholds
@@ -200,6 +201,11 @@ def _run_flow(
     except QCError as exc:
         _fail(str(exc), f"无法打开数据源 {source}", code=1)
     _scan_folder(opened)
+    if write_back and not hasattr(opened, "store_instances"):  # said once; the run goes on
+        from flows.qc_flow import WRITE_BACK_NEEDS_DICOMWEB
+
+        click.echo(f"提示 / note: {WRITE_BACK_NEEDS_DICOMWEB}", err=True)
+        write_back = False
     _store_results(db_url, read=False, study_instance_uid="-")  # opens (and migrates) the database, or exits 1
     from qc_pipeline.errors import ModelError
     from qc_pipeline.pipeline import ai_scorer
@@ -252,6 +258,7 @@ def _run_flow(
                 thresholds_dir=thresholds_dir,
                 workers=workers,
                 dask_address=dask_address,
+                write_back=write_back,
             )
     except qc_flow.RunIncomplete as exc:
         _fail(str(exc), "部分检查未能完成质控（数据源或数据库故障），下次运行将自动重试")
@@ -292,6 +299,10 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
     if fetched := int(summary.get("pixel_bytes_fetched") or 0):
         per_study = fetched / max(1, int(summary["judged"]))
         click.echo(f"  拉取像素数据 / pixel data fetched: {fetched} bytes ({per_study / 1e6:.1f} MB / study)")
+    if (writeback := summary.get("writeback")) is not None:
+        click.echo(f"  回写结构化报告 / SR written back: {writeback['sent']}, failed: {writeback['failed']}")
+        if writeback.get("error"):
+            click.echo(f"  回写出错 / write-back error: {writeback['error']}")
 
 
 DASK_OPTIONS = (
@@ -339,9 +350,13 @@ def _file_times_are_upload_times(said: bool) -> Iterator[None]:
 @click.option("--file-times-are-upload-times", "file_times", is_flag=True,
               help="A folder SOURCE: its files' modification times are the upload times (upload timeliness). "
                    "Without it a folder gives no upload time: a copy resets file times.")
+@click.option("--write-back", "write_back", is_flag=True,
+              help="A DICOMweb SOURCE: store each judged study's QC result on it as a DICOM structured report "
+                   "(SR, by STOW-RS; new or changed results only, failed ones again). "
+                   "回写：将质控结果以 DICOM 结构化报告存回影像云。")
 @_dask_options
 def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool, file_times: bool,
-        workers: int | None, dask_address: str | None) -> None:
+        write_back: bool, workers: int | None, dask_address: str | None) -> None:
     """Judge every new or changed study of SOURCE (a folder or a DICOMweb URL) and store the verdicts.
 
     质控数据源 SOURCE（文件夹或 DICOMweb 地址）中新增或变化的检查，并保存结论。
@@ -349,7 +364,8 @@ def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bo
     _check_dask_options(workers, dask_address)
     started = time.monotonic()
     with _file_times_are_upload_times(file_times):
-        summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address)
+        summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address,
+                            write_back=write_back)
     _print_summary(summary, time.monotonic() - started)
 
 

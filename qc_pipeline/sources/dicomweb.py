@@ -12,6 +12,11 @@ Incremental runs (``list_changes``): when the server is Orthanc (its REST API an
 ``LastUpdate`` the upload time; on other servers a QIDO-RS StudyDate window with an overlap is
 listed, and every study once a day (late uploads of old exams). ``QC_DICOMWEB_ORTHANC``: ``auto``
 (default), ``off``, or the REST root URL when it is not the parent of ``/dicom-web``.
+
+Write-back (``store_instances``): the pipeline's quality-control SR goes back to the study by
+STOW-RS, to the source URL or to ``QC_DICOMWEB_STOW_URL`` when the server takes stores elsewhere.
+The SR series (``recognition.uids.sr_series_uid``) is the pipeline's own: listing and reading leave
+it out, so a report is never judged as an upload nor changes the study's content fingerprint.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from urllib3.util.retry import Retry
 from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import SourceError
 from qc_pipeline.io.dicom import PixelDataCheck, is_image, text
+from qc_pipeline.recognition.uids import is_own_series
 from qc_pipeline.sources.base import (
     LoadedInstance,
     LoadedStudy,
@@ -57,6 +63,8 @@ PASSWORD_ENV: Final = "QC_DICOMWEB_PASSWORD"
 TOKEN_ENV: Final = "QC_DICOMWEB_TOKEN"
 SECRET_BLOCK_ENV: Final = "QC_DICOMWEB_SECRET_BLOCK"
 ORTHANC_ENV: Final = "QC_DICOMWEB_ORTHANC"
+STOW_URL_ENV: Final = "QC_DICOMWEB_STOW_URL"
+"""Where STOW-RS stores go, when not to the source URL (same credentials)."""
 SECRET_TTL_S: Final = 300.0
 FETCH_ONE_BY_ONE_MAX: Final = 64
 """Instances of a series fetched one request each, at most; more are streamed with the series. A
@@ -228,6 +236,7 @@ class DicomWebSource:
         # failure, connection refused included, five times with exponential waits (~45 s).
         self._client.set_http_retry_params(retry=False)
         self._filters = dict(search_filters or {})
+        self._stow_url = _strip_credentials(os.environ.get(STOW_URL_ENV) or self._url)[0]
         self._fetched: dict[str, int] = {}
         self._fetched_lock = threading.Lock()
 
@@ -304,7 +313,10 @@ class DicomWebSource:
             fields=["SeriesInstanceUID", "SOPInstanceUID"],
             get_remaining=True,
         )
-        sops = [s for s in (_first(i, _TAG_SOP_UID) for i in instances) if s]
+        theirs = [i for i in instances if not is_own_series(uid, _first(i, _TAG_SERIES_UID))]
+        if instances and not theirs:  # only our own report is left of the study: nothing to judge
+            return None
+        sops = [s for s in (_first(i, _TAG_SOP_UID) for i in theirs) if s]
         return StudyEntry(
             study_instance_uid=uid,
             locations=tuple(sorted(sops)),
@@ -430,6 +442,8 @@ class DicomWebSource:
             entry.study_instance_uid,
         )
         for obj in metadata:
+            if is_own_series(entry.study_instance_uid, _first(obj, _TAG_SERIES_UID)):
+                continue  # the pipeline's own SR: not part of what is judged
             sop = _first(obj, _TAG_SOP_UID) or "?"
             location = f"{entry.study_instance_uid}/{_first(obj, _TAG_SERIES_UID) or '?'}/{sop}"
             has_pixels = "7FE00010" in obj
@@ -523,6 +537,25 @@ class DicomWebSource:
                     f"{series_uid} (e.g. {sorted(missing)[0]})"
                 )
             yield [found[inst.sop_instance_uid] for inst in instances]
+
+    def store_instances(self, datasets: Sequence[Dataset]) -> None:
+        """STOW-RS: store ``datasets`` on the server (the source URL, or ``QC_DICOMWEB_STOW_URL``).
+        One attempt; SourceError when the server cannot be reached, refuses, or reports an
+        instance it did not store."""
+        if not datasets:
+            return
+        client = self._client
+        if self._stow_url != self._url:
+            client = DICOMwebClient(self._stow_url, session=self._session, timeout=TIMEOUT_S)
+            client.set_http_retry_params(retry=False)
+        answer = self._call(f"store {len(datasets)} instance(s) at {self._stow_url}", client.store_instances, list(datasets))
+        failed = list(getattr(answer, "FailedSOPSequence", None) or ())
+        if failed:
+            first = failed[0]
+            raise SourceError(
+                f"DICOMweb server {self._stow_url} did not store {len(failed)} of {len(datasets)} instance(s) "
+                f"(e.g. {first.get('ReferencedSOPInstanceUID', '?')}, failure reason {first.get('FailureReason', '?')})"
+            )
 
     def take_fetched_bytes(self, study_instance_uid: str) -> int:
         """Bytes of DICOM instances (pixel data as stored, with their headers) fetched for the

@@ -6,7 +6,7 @@ Alembic whenever a store is opened.
 
 from __future__ import annotations
 
-from qc_pipeline.store import exam_logs, leases, recognition, review, spotcheck  # noqa: F401  (their tables join Base.metadata)
+from qc_pipeline.store import exam_logs, leases, recognition, review, spotcheck, writeback  # noqa: F401  (their tables join Base.metadata)
 from qc_pipeline.store.repository import (
     ResultStore,
     SaveOutcome,

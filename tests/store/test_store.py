@@ -50,7 +50,7 @@ TABLES = (
     *DATA_TABLES, "source_cursors",
     "review_users", "review_claims", "human_decisions", "negative_flags", "review_events", "review_sessions",
     "exam_log_entries", "non_recognitions",
-    "recognition_tokens", "recognition_events", "recognition_api_calls",
+    "recognition_tokens", "recognition_events", "recognition_api_calls", "recognition_writebacks",
     "study_leases",
     "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
     "spot_check_grades", "spot_check_summaries",
