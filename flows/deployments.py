@@ -31,9 +31,11 @@ def ingest_deployment(
     name: str = "qc-ingest",
     workers: int | None = None,
     dask_address: str | None = None,
+    write_back: bool = False,
 ) -> RunnerDeployment:
     """A deployment of ``qc-run`` over ``source`` on a cron schedule (its studies judged on Dask
-    with ``workers`` local processes or the cluster at ``dask_address``)."""
+    with ``workers`` local processes or the cluster at ``dask_address``; ``write_back``: each
+    judged study's result stored back on the DICOMweb source as a DICOM SR)."""
     dask_task_runner(workers=workers, dask_address=dask_address)  # refuse bad options now
     return qc_run.to_deployment(
         name=name,
@@ -41,7 +43,7 @@ def ingest_deployment(
         concurrency_limit=1,  # a scheduled run never overlaps the previous one
         parameters={
             "source": source, "db_url": db_url, "thresholds_dir": thresholds_dir,
-            "workers": workers, "dask_address": dask_address,
+            "workers": workers, "dask_address": dask_address, "write_back": write_back,
         },
         description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
         tags=["qc-pipeline", "ingest"],

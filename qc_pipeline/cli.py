@@ -641,9 +641,12 @@ def _to_csv(rows: list[dict[str, Any]], lang: str = "en") -> str:
 @click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK).")
 @click.option("--spot-check-cron", default="0 4 5 * *", show_default=True,
               help="Monthly cross-region spot-check draw of the previous month (cron, site time zone); 'off' to skip.")
+@click.option("--write-back", is_flag=True,
+              help="Store each judged study's QC result back on the DICOMweb source as a DICOM SR (off by default).")
 @_dask_options
 def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, thresholds_dir: str | None, name: str,
-          secret_block: str | None, spot_check_cron: str, workers: int | None, dask_address: str | None) -> None:
+          secret_block: str | None, spot_check_cron: str, write_back: bool, workers: int | None,
+          dask_address: str | None) -> None:
     """Serve the scheduled deployments: ingestion of SOURCE, the nightly re-scoring and the monthly
     spot-check draw (needs a Prefect API). This process runs the flows: keep it running (systemd).
 
@@ -676,7 +679,8 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
     dask = {"workers": workers, "dask_address": dask_address}
     try:
         deployments = [
-            ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name, **dask)
+            ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name,
+                              write_back=write_back, **dask)
         ]
         if rescore_cron.strip().lower() != "off":
             deployments.append(

@@ -19,9 +19,12 @@ def test_ingest_deployment_has_a_cron_schedule():
     assert schedule.schedule.timezone == "Asia/Shanghai"
     assert deployment.parameters == {
         "source": "/data/incoming", "db_url": None, "thresholds_dir": None, "workers": None, "dask_address": None,
+        "write_back": False,
     }
     assert deployment.concurrency_limit == 1
     assert DEFAULT_INGEST_CRON == "*/10 * * * *"
+    asked = ingest_deployment("https://cloud/dicom-web", write_back=True)
+    assert asked.parameters["write_back"] is True
 
 
 def test_rescore_deployment_runs_nightly_on_dask_when_asked():

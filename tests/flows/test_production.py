@@ -112,3 +112,16 @@ def test_biannual_report_flow_writes_the_half_year_of_the_judged_studies(prefect
     assert summary["period"] == "2026H2"  # the half-year closed before 15 January 2027
     files = [Path(f) for f in summary["files"]]
     assert {f.suffix for f in files} == {".html", ".xlsx"} and all(f.stat().st_size > 0 for f in files)
+
+
+def test_every_deployment_parameter_is_a_parameter_of_its_flow():
+    import importlib
+    import inspect
+
+    for dep in _prefect_yaml()["deployments"]:
+        module, _, name = dep["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+        accepted = set(inspect.signature(flow.fn).parameters)
+        assert set(dep.get("parameters") or {}) <= accepted, (dep["name"], set(dep["parameters"]) - accepted)
+    ingest = next(d for d in _prefect_yaml()["deployments"] if d["name"] == "qc-ingest")
+    assert ingest["parameters"]["write_back"] is False  # SR write-back is off until the cloud agrees
