@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, MetaData, Table, and_, func, inspect, select
 
@@ -105,6 +106,28 @@ class SpotCheckFact:
 
 
 @dataclass(frozen=True, slots=True)
+class RecognitionFact:
+    """What a receiving hospital did with a stored result at one visit.
+
+    Two records say it, and each visit is counted once: a recognition event posted by a hospital
+    system through the recognition API (recognised, or not recognised with a negative-list
+    reason), and a non-recognition entered by QC staff. A posted "not recognised" event also
+    writes a non-recognition row; that row is the event's own (``recognition_events.
+    non_recognition_id``) and is not counted again. ``day`` is the visit's date in the site's zone.
+    """
+
+    day: dt.date
+    outcome: str
+    """``recognised`` or ``not_recognised``."""
+    reason_code: str | None
+    receiving_institution: str
+    source_institution: str
+    """The institution of the study as stored (register's name); "" when the study is unknown here."""
+    via: str
+    """``api`` (a hospital system's event) or ``staff`` (entered by QC staff)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData:
     period: Period
     studies: tuple[StudyFacts, ...]
@@ -120,6 +143,8 @@ class ReportData:
     tables_present: frozenset[str]
     exam_log: tuple[LoggedExam, ...] = ()
     """Exams of the hospitals' logs with an exam date in either period (empty: no log imported)."""
+    recognitions: tuple[RecognitionFact, ...] = ()
+    """Visits of either period at which a receiving hospital recognised a result or did not."""
 
 
 def modality_group(header_modality: str | None) -> str:
@@ -156,11 +181,13 @@ def _aware(value: Any) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def load_report_data(store: ResultStore, period: Period, *, register: Register | None = None) -> ReportData:
+def load_report_data(store: ResultStore, period: Period, *, register: Register | None = None,
+                     zone: dt.tzinfo | None = None) -> ReportData:
     """Everything the report needs for ``period`` and the one before, in one read transaction.
 
     Institutions are the register's (``register``, default: the site's): the spellings of one
     hospital in the headers count as one institution; a name not in the register stays as written.
+    ``zone``: the site's, in which a recognition event's time gives its day (default Asia/Shanghai).
     """
     canonical = (register if register is not None else default_register()).canonical
     first, last = period.previous.start, period.end
@@ -206,6 +233,10 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         humans = _human_decisions(conn, present, study_ids)
         spot = [dataclasses.replace(f, institution=canonical(f.institution)) for f in _spot_checks(conn, present, period)]
         exam_log = _exam_log(conn, present, first, last)
+        recognitions = _recognitions(conn, present, first, last, zone or ZoneInfo(SITE_ZONE))
+    recognitions = [dataclasses.replace(r, receiving_institution=canonical(r.receiving_institution),
+                                        source_institution=canonical(r.source_institution) if r.source_institution else "")
+                    for r in recognitions]
     human_of = {h.study_id: h.verdict for h in humans}
     studies = sorted(
         (
@@ -233,7 +264,54 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         latest_decision=max(decided) if decided else None,
         tables_present=present,
         exam_log=tuple(exam_log),
+        recognitions=tuple(recognitions),
     )
+
+
+SITE_ZONE: Final = "Asia/Shanghai"
+
+
+def _recognitions(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date,
+                  zone: dt.tzinfo) -> list[RecognitionFact]:
+    """Recognition events and staff-entered non-recognitions whose local day lies in first..last
+    (see :class:`RecognitionFact` for how the two are counted once)."""
+    # a UTC window a day wider on each side (no zone is a day off UTC), then the exact local day
+    low = dt.datetime.combine(first - dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    high = dt.datetime.combine(last + dt.timedelta(days=2), dt.time.min, tzinfo=dt.UTC)
+    out: list[RecognitionFact] = []
+
+    def local_day(value: Any) -> dt.date:
+        return _aware(value).astimezone(zone).date()
+
+    events = _reflect(conn, "recognition_events", ("study_instance_uid", "outcome", "reason_code",
+                                                    "receiving_institution", "at", "non_recognition_id")) \
+        if "recognition_events" in present else None
+    if events is not None:
+        for outcome, reason, receiving, at, institution in conn.execute(
+            select(events.c.outcome, events.c.reason_code, events.c.receiving_institution, events.c.at,
+                   StudyRecord.institution)
+            .outerjoin(StudyRecord, StudyRecord.study_instance_uid == events.c.study_instance_uid)
+            .where(events.c.at >= low, events.c.at < high)
+        ):
+            day = local_day(at)
+            if first <= day <= last:
+                out.append(RecognitionFact(day, str(outcome), reason or None, receiving or "", institution or "", "api"))
+    staff = _reflect(conn, "non_recognitions", ("id", "study_instance_uid", "receiving_institution", "reason_code",
+                                                "recorded_at")) if "non_recognitions" in present else None
+    if staff is not None:
+        query = (
+            select(staff.c.receiving_institution, staff.c.reason_code, staff.c.recorded_at, StudyRecord.institution)
+            .outerjoin(StudyRecord, StudyRecord.study_instance_uid == staff.c.study_instance_uid)
+            .where(staff.c.recorded_at >= low, staff.c.recorded_at < high)
+        )
+        if events is not None:  # a row written by a posted event is counted with the event
+            query = query.where(~select(events.c.non_recognition_id).where(
+                events.c.non_recognition_id == staff.c.id).exists())
+        for receiving, reason, at, institution in conn.execute(query):
+            day = local_day(at)
+            if first <= day <= last:
+                out.append(RecognitionFact(day, "not_recognised", reason, receiving or "", institution or "", "staff"))
+    return sorted(out, key=lambda r: (r.day, r.receiving_institution, r.source_institution, r.outcome, r.reason_code or ""))
 
 
 def _exam_log(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date) -> list[LoggedExam]:

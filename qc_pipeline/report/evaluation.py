@@ -191,6 +191,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
         Section("review", pick("医师复核、AI 一致性与抽查", "Reviews, AI agreement and spot checks", lang), (),
                 (t["T10"], t["T11"], t["T17"], t["T12"])),
         Section("uploads", pick("上传完整性", "Upload completeness", lang), (), (t["T15"], t["T16"])),
+        Section("recognition", pick("互认实施情况", "Recognition applied", lang), (), (t["T18"], t["T19"], t["T20"])),
         Section("fees", pick("费用影响", "Fee exposure", lang), (), (t["T14"],)),
     ]
     for g in scope.institutions:
@@ -244,7 +245,7 @@ def write_report(
     thresholds = load_thresholds(thresholds_dir)  # the limits only: no check wiring needed
     rules = rules_by_metric(thresholds)
     very_late = thresholds.limit("timeliness.upload_delay.very_late")
-    data = load_report_data(store, period)
+    data = load_report_data(store, period, zone=thresholds.site.tzinfo())
     if institution is not None:  # any spelling of a registered institution names it
         from qc_pipeline.institutions import default_register
 

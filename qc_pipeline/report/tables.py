@@ -20,7 +20,7 @@ from qc_pipeline.labels import metric_label, rule_label
 from qc_pipeline.report import drift
 from qc_pipeline.report.calibration import distribution
 from qc_pipeline.report.config import EvaluationConfig
-from qc_pipeline.report.data import KEY_METRICS, ReportData, StudyFacts
+from qc_pipeline.report.data import KEY_METRICS, RecognitionFact, ReportData, StudyFacts
 from qc_pipeline.report.labels import pick, word
 from qc_pipeline.report.period import Period
 from qc_pipeline.report.qualification import Exposure, FeeExposure, fee_exposure, percent, qualify
@@ -729,6 +729,100 @@ def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Upload
     )
 
 
+_RECOGNITION_NOTE_ZH = (
+    "来源：医院信息系统经互认接口上报的互认结果，以及质控人员登记的不予互认（同一次就诊只计一次）。"
+    "互认率 = 已互认 ÷（已互认 + 未互认）；已互认即避免的重复检查。按就诊日（本地时间）计入评估期。"
+)
+_RECOGNITION_NOTE_EN = (
+    "From the recognition results posted by the hospitals' systems through the recognition API and the "
+    "non-recognitions entered by QC staff (each visit counted once). Recognition rate = recognised / (recognised + "
+    "not recognised); each recognised result is a repeat exam avoided. Counted by the visit's local date."
+)
+_NO_RECOGNITION = ("本期无互认记录（医院系统未上报互认结果）", "no recognition recorded in this period (no hospital system posted any)")
+
+
+def _recognition_rows(data: ReportData, lang: str, key: str, institution: str | None) -> list[tuple[Any, ...]]:
+    """One row for everything, then one per institution (receiving or source): counts and rates of
+    this period, and the rate of the previous one."""
+    now = [r for r in data.recognitions if data.period.contains(r.day)]
+    before = [r for r in data.recognitions if data.period.previous.contains(r.day)]
+    if not now:
+        return []
+
+    def name(r: RecognitionFact) -> str:
+        return getattr(r, key)
+
+    def counts(facts: Sequence[RecognitionFact]) -> tuple[int, int]:
+        yes = sum(1 for f in facts if f.outcome == "recognised")
+        return yes, len(facts) - yes
+
+    names = sorted({name(r) for r in now})
+    if institution is not None:
+        names = [n for n in names if n == institution]
+    rows = []
+    for label, pick_of in [(word("all", lang), None), *((institution_label(n, lang), n) for n in names)]:
+        cur = [r for r in now if pick_of is None or name(r) == pick_of]
+        prev = [r for r in before if pick_of is None or name(r) == pick_of]
+        yes, no = counts(cur)
+        p_yes, p_no = counts(prev)
+        rows.append((label, yes + no, yes, no, percent(yes, yes + no), percent(p_yes, p_yes + p_no)))
+    return rows
+
+
+def _recognition_columns(first_zh: str, first_en: str) -> tuple[Column, ...]:
+    return (_c("institution", first_zh, first_en), _c("visits", "就诊次数", "visits", "int"),
+            _c("recognised", "已互认（避免重复检查）", "recognised (repeat exams avoided)", "int"),
+            _c("not_recognised", "未互认", "not recognised", "int"), _c("rate", "互认率 %", "recognition rate %", "pct"),
+            _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
+
+
+def recognition_by_receiving(data: ReportData, lang: str, institution: str | None = None) -> Table:
+    return Table(
+        "T18", "互认实施情况（按接收机构）", "Recognition applied, by receiving institution",
+        _recognition_columns("接收机构", "receiving institution"),
+        tuple(_recognition_rows(data, lang, "receiving_institution", institution)),
+        _RECOGNITION_NOTE_ZH, _RECOGNITION_NOTE_EN, *_NO_RECOGNITION,
+    )
+
+
+def recognition_by_source(data: ReportData, lang: str, institution: str | None = None) -> Table:
+    return Table(
+        "T19", "互认实施情况（按检查机构）", "Recognition applied, by the institution that did the exam",
+        _recognition_columns("检查机构", "examining institution"),
+        tuple(_recognition_rows(data, lang, "source_institution", institution)),
+        _RECOGNITION_NOTE_ZH, _RECOGNITION_NOTE_EN, *_NO_RECOGNITION,
+    )
+
+
+def recognition_reasons(data: ReportData, lang: str, institution: str | None = None,
+                        thresholds_dir: Any = None) -> Table:
+    """Why results were not recognised: the negative-list situations of the Yubei plan, by number."""
+    from qc_pipeline.review.negative_list import load_negative_list
+
+    reasons = load_negative_list(thresholds_dir)
+    now = [r for r in data.recognitions if data.period.contains(r.day) and r.outcome == "not_recognised"
+           and (institution is None or institution in (r.receiving_institution, r.source_institution))]
+    counted = Counter(r.reason_code or "" for r in now)
+    rows = []
+    for reason in reasons.reasons:
+        if counted.get(reason.code):
+            rows.append((reason.number, pick(reason.zh, reason.en, lang), counted[reason.code],
+                         percent(counted[reason.code], len(now)), reason.code))
+    unknown = sum(n for code, n in counted.items() if reasons.get(code) is None)
+    if unknown:
+        rows.append(("—", pick("未注明或不在负面清单内", "not given or not on the negative list", lang), unknown,
+                     percent(unknown, len(now)), ""))
+    return Table(
+        "T20", "未互认的原因（互认负面清单）", "Why results were not recognised (the negative list)",
+        (_c("number", "序号", "no."), _c("reason", "原因", "reason"), _c("count", "次数", "visits", "int"),
+         _c("share", "占未互认 %", "share of not recognised %", "pct"), _c("code", "原因代码", "reason code", html=False)),
+        tuple(rows),
+        "原因为渝北区互认实施方案第四（三）条所列十种情形（thresholds/evaluation/negative_list.yaml）。",
+        "The reasons are the ten situations of the Yubei plan §4(三) (thresholds/evaluation/negative_list.yaml).",
+        "本期无未互认记录", "no result went unrecognised in this period",
+    )
+
+
 def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, list[Rule]], lang: str,
                  institution: str | None = None, very_late_h: float = 72.0) -> tuple[Scope, dict[str, Table]]:
     scope = make_scope(data, lang, institution)
@@ -740,7 +834,9 @@ def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, li
     ]
     uploads = upload_groups(scope, data, lang, institution)
     tables += [fees(scope, config, uploads, lang), upload_completeness(scope, uploads), missing_exams(scope, uploads),
-               ai_drift(scope, data, rules, config, lang)]
+               ai_drift(scope, data, rules, config, lang),
+               recognition_by_receiving(data, lang, institution), recognition_by_source(data, lang, institution),
+               recognition_reasons(data, lang, institution)]
     return scope, {t.key: t for t in tables}
 
 

@@ -56,7 +56,7 @@ def test_html_pdf_xlsx_written_in_chinese(zh_report) -> None:
     assert html.count("<svg") >= 4  # verdicts, trend, metric boxes, delay boxes
     assert zh_report.pdf.read_bytes().startswith(b"%PDF")
     sheets = load_workbook(zh_report.xlsx, read_only=True).sheetnames
-    assert sheets == ["index", *(f"T{i:02d}" for i in range(1, 18))]
+    assert sheets == ["index", *(f"T{i:02d}" for i in range(1, 21))]
 
 
 def test_same_inputs_give_identical_html_and_xlsx(db_url: str, zh_report, tmp_path: Path) -> None:
