@@ -10,8 +10,8 @@ hospital system (no browser, no session cookie) can never satisfy, and exempting
 would weaken the review app's own "every route needs a session" rule. Here every route needs a
 bearer token instead:
 
-- Tokens belong to one hospital system and one registered institution, with scopes ``lookup``
-  and/or ``events`` (``qc-pipeline recognition token create|revoke``); only their SHA-256 is
+- Tokens belong to one hospital system and one registered institution, with scopes ``lookup``,
+  ``events`` and/or ``findings`` (the last for the QC centre's own systems only) (``qc-pipeline recognition token create|revoke``); only their SHA-256 is
   stored. No token, an unknown or revoked one: 401; a token without the route's scope: 403.
 - Each token may make ``calls_per_minute`` calls a minute (in memory, per process): then 429 with
   ``Retry-After``. Calls without a valid token are limited the same way per client address.
@@ -21,6 +21,8 @@ bearer token instead:
 - Minimum necessary data: a lookup answers, per eligible study, only its UID, item, institution,
   study date, verdict, eligible-until, recognition mark and viewer link; never findings, patient
   names or identifiers (the response model is the list of fields, so nothing else can slip out).
+  A study's findings (code, severity, both messages, value and limit) come from a route of their
+  own that needs the ``findings`` scope.
 - Eligibility is judged at read time (``EligibilityPolicy``: the window, the institution's
   qualification, a standing human decision), exactly as every other output reads results.
 """
@@ -39,7 +41,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -99,6 +101,28 @@ class RecognisableStudy(BaseModel):
 class LookupAnswer(BaseModel):
     as_of: dt.date = Field(description="The day eligibility was judged on (site clock).")
     studies: list[RecognisableStudy]
+
+
+class FindingOut(BaseModel):
+    code: str
+    category: str
+    severity: str = Field(description="`info`, `review` or `fail`.")
+    message_en: str
+    message_zh: str | None
+    value: str | None
+    limit: str | None
+
+
+class StudyFindings(BaseModel):
+    """A study's QC result with its reasons: for QC-centre systems (scope `findings`)."""
+
+    study_instance_uid: str
+    item: Item | None
+    institution: str | None
+    verdict: str = Field(description="The final verdict (a standing human decision, else the machine's).")
+    machine_verdict: str
+    eligible: bool
+    findings: list[FindingOut]
 
 
 class EventIn(BaseModel):
@@ -277,6 +301,44 @@ def recognition_router() -> APIRouter:
                 ))
         found.sort(key=lambda s: (s.study_date or dt.date.min, s.study_instance_uid), reverse=True)
         return LookupAnswer(as_of=policy.as_of, studies=found)
+
+    @router.get(
+        "/studies/{study_instance_uid}/findings",
+        response_model=StudyFindings,
+        summary="A study's QC findings (QC centre only)",
+        description=(
+            "The final and machine verdicts of one judged study and its findings, worst first (code, "
+            "category, severity, the message in English and Chinese, value and limit). For the QC "
+            "centre's own systems: no patient name or identifier. Scope: `findings`."
+        ),
+        responses={401: {"description": "No valid token"}, 403: {"description": "Token lacks the `findings` scope"},
+                   404: {"description": "No judged study with this UID"},
+                   429: {"description": "Rate limit; see Retry-After"}},
+    )
+    def study_findings(
+        request: Request,
+        study_instance_uid: Annotated[str, Path(max_length=64, pattern=UID_PATTERN)],
+        _token_info: TokenInfo = Depends(_token("findings")),
+    ) -> StudyFindings:
+        store: ResultStore = request.app.state.store
+        request.state.audit_values = {"study_instance_uid": study_instance_uid}
+        policy = EligibilityPolicy.current(register=request.app.state.register)
+        results = store.results(study_instance_uid=study_instance_uid, policy=policy)
+        if not results:
+            raise _refuse(404, "no judged study with this UID", "未找到已判定的该检查")
+        r = results[0]
+        order = {"fail": 0, "review": 1, "info": 2}
+        findings = sorted(r["findings"], key=lambda f: order.get(f["severity"], 3))
+        return StudyFindings(
+            study_instance_uid=r["study_instance_uid"],
+            item=None if r["item"] is None else Item(**r["item"]),
+            institution=r["registered_institution"] or r["institution"],
+            verdict=r["final_verdict"],
+            machine_verdict=r["verdict"],
+            eligible=bool(r["eligible"]),
+            findings=[FindingOut(code=f["code"], category=f["category"], severity=f["severity"], message_en=f["message"],
+                                 message_zh=f["message_zh"], value=f["value"], limit=f["limit"]) for f in findings],
+        )
 
     @router.post(
         "/events",

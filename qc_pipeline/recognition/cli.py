@@ -7,6 +7,7 @@ import logging
 import click
 
 from qc_pipeline.review.cli import DB_OPTION_HELP, _fail, _open_store, _port_in_use
+from qc_pipeline.store.recognition import SCOPES
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def token() -> None:
 @token.command(name="create")
 @click.option("--system", "name", required=True, help="Name of the hospital system (e.g. his-b); unique.")
 @click.option("--institution", required=True, help="The system's institution, as in the institution register.")
-@click.option("--scope", "scopes", multiple=True, type=click.Choice(["lookup", "events"]), default=("lookup",),
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(SCOPES)), default=("lookup",),
               show_default=True, help="lookup: read recognisable studies; events: post recognition events. Repeatable.")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 def create_cmd(name: str, institution: str, scopes: tuple[str, ...], db_url: str | None) -> None:

@@ -26,9 +26,10 @@ from qc_pipeline.store.review import record_non_recognition
 
 logger = logging.getLogger(__name__)
 
-SCOPES: Final = ("lookup", "events")
+SCOPES: Final = ("lookup", "events", "findings")
 """``lookup``: read the recognisable studies of a patient or accession; ``events``: post what the
-receiving hospital did."""
+receiving hospital did; ``findings``: read a study's QC findings (for the QC centre's own systems:
+a hospital's clinic needs the verdict, not the reasons)."""
 OUTCOMES: Final = ("recognised", "not_recognised")
 TOKEN_PREFIX: Final = "qcr_"
 

@@ -235,3 +235,28 @@ def test_repeated_calls_without_a_valid_token_are_throttled_per_client(api: Api)
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
     # a valid token keeps its own budget
     assert api.client.get(f"{PREFIX}/studies", params=BY_PATIENT, headers=auth(api.lookup)).status_code == 200
+
+
+# -- findings, for the QC centre's systems only ----------------------------------------------------
+
+
+def test_findings_need_their_own_scope_and_carry_no_patient_data(api: Api) -> None:
+    from qc_pipeline.store.recognition import create_token
+
+    url = f"{PREFIX}/studies/{UID_FAIL}/findings"
+    refused = api.client.get(url, headers=auth(api.both))  # lookup + events: a hospital's clinic system
+    assert refused.status_code == 403 and "'findings' scope" in refused.json()["detail"]["error"]
+    with api.store.writing("a QC-centre token") as session:
+        qc = create_token(session, name="qc-centre", institution=ISSUER, scopes=["findings"])
+    answer = api.client.get(url, headers=auth(qc))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["verdict"], body["machine_verdict"], body["eligible"]) == ("fail", "fail", False)
+    (finding,) = body["findings"]
+    assert finding == {"code": "ct.noise.high", "category": "image_quality", "severity": "fail",
+                       "message_en": "Noise too high", "message_zh": "噪声过高", "value": "42 HU", "limit": "30 HU"}
+    assert PATIENT_ID not in answer.text and PATIENT_NAME not in answer.text
+    assert api.client.get(f"{PREFIX}/studies/1.2.3.4/findings", headers=auth(qc)).status_code == 404
+    assert api.client.get(f"{PREFIX}/studies?accession=ACC-F", headers=auth(qc)).status_code == 403  # no lookup scope
+    audited = [c for c in calls(api) if c.token_name == "qc-centre"]
+    assert [c.status for c in audited] == [200, 404, 403]
