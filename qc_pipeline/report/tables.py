@@ -26,7 +26,8 @@ from qc_pipeline.report.period import Period
 from qc_pipeline.report.qualification import Exposure, FeeExposure, fee_exposure, percent, qualify
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.schema import Rule
-from qc_pipeline.spotcheck.stats import MIN_KAPPA_N
+from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.spotcheck.stats import MIN_KAPPA_N, cohen_kappa
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
 CATEGORIES: Final = ("metadata", "integrity", "completeness", "continuity", "image_quality", "timeliness", "ai", "catalog")
@@ -437,15 +438,15 @@ def reviews(scope: Scope, data: ReportData) -> Table:
 
 
 def _kappa(a: int, b: int, c: int, d: int) -> Decimal | None:
-    """Cohen's kappa of a 2x2 table [[a, b], [c, d]] (a, d: agreement); None below MIN_KAPPA_N cases."""
-    n = a + b + c + d
-    if n < MIN_KAPPA_N:
+    """Cohen's kappa of a 2x2 table [[a, b], [c, d]] (a, d: agreement), by the spot checks' tested
+    implementation (:func:`qc_pipeline.spotcheck.stats.cohen_kappa`); None below MIN_KAPPA_N cases
+    or where kappa is undefined (both raters used one category only)."""
+    if a + b + c + d < MIN_KAPPA_N:
         return None
-    po = (a + d) / n
-    pe = ((a + b) * (a + c) + (c + d) * (b + d)) / (n * n)
-    if pe == 1:
+    try:
+        return _num(cohen_kappa([[a, b], [c, d]]).kappa)
+    except DegenerateInputError:
         return None
-    return _num((po - pe) / (1 - pe))
 
 
 def ai_agreement(scope: Scope, data: ReportData) -> Table:

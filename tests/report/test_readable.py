@@ -95,6 +95,19 @@ def test_ai_kappa_on_too_few_cases_is_not_computed() -> None:
     assert _kappa(4, 1, 1, MIN_KAPPA_N) is not None
 
 
+def test_ai_kappa_of_table_t11_is_cohens_kappa() -> None:
+    # independent implementation: scikit-learn's cohen_kappa_score on the same pairs
+    from sklearn.metrics import cohen_kappa_score
+
+    from qc_pipeline.report.tables import _kappa
+
+    for a, b, c, d in [(7, 2, 3, 18), (0, 5, 5, 0), (12, 0, 1, 9), (3, 4, 2, 11)]:
+        ai = [1] * a + [1] * b + [0] * c + [0] * d
+        human = [1] * a + [0] * b + [1] * c + [0] * d
+        assert float(_kappa(a, b, c, d)) == pytest.approx(cohen_kappa_score(ai, human), abs=0.005)
+    assert _kappa(0, 0, 0, 20) is None  # both raters said "no flag" every time: kappa undefined
+
+
 def test_english_report_reads_as_english(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     with ResultStore.open(url) as store:
