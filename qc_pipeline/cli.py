@@ -24,6 +24,7 @@ import click
 from qc_pipeline import __version__
 from qc_pipeline.config import default_lang, resolve_db_url
 from qc_pipeline.domain import VERDICT_LABELS
+from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,6 @@ def _quiet_prefect(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # records propagated from Prefect's loggers too
         handler.setLevel(level)
-
-
-def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
-    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
-    sys.exit(code)
 
 
 _PG_SCHEMES = ("postgres://", "postgresql://")
@@ -344,7 +340,7 @@ def _file_times_are_upload_times(said: bool) -> Iterator[None]:
 
 @main.command()
 @click.argument("source")
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
 @click.option("--file-times-are-upload-times", "file_times", is_flag=True,
@@ -559,7 +555,7 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 
 
 @main.command()
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="table: fitted to the terminal (full rows into a file); json: everything, ids included; csv: one row a study.")
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
@@ -707,7 +703,7 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
 
 
 @main.command()
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N studies, the most recently stored first (default: all).")
 @_dask_options
@@ -755,7 +751,7 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
 
 @main.command()
 @click.option("--source", help="The source to probe: a folder or DICOMweb URL (default: none probed).")
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
 @click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")

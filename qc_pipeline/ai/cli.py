@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 import click
 
 from qc_pipeline.errors import ConfigError, ModelError
+from qc_pipeline.cli_common import fail as _fail
 
 logger = logging.getLogger(__name__)
-
-
-def _fail(message_en: str, message_zh: str) -> None:
-    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
-    sys.exit(1)
 
 
 def _models_dir(value: Path | None) -> Path:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from qc_pipeline.config import default_lang
-
-
-def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
-    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
-    sys.exit(code)
+from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 
 @click.command(name="population")
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--seed", type=int, default=None, help="Seed of the population (default: the fixed population seed).")
 @click.option("--scale", type=click.FloatRange(min=0.01, max=100.0), default=1.0, show_default=True,
               help="Multiplies every institution's volume (1: about 500 studies over 2026H1 and 2026H2).")
@@ -52,7 +47,7 @@ def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
 @click.option("--institution", help="Only this institution (InstitutionName as stored), beside the totals of all.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-report"),
               show_default=True, help="Folder for the HTML, PDF and XLSX files.")
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Thresholds folder (limits, qualification rule and fees; default: the shipped one).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the report.")
@@ -111,7 +106,7 @@ def exam_log() -> None:
 
 @exam_log.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL or the default SQLite file).")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
 def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
     """Import exam logs (CSV or XLSX; columns: accession, patient_id, institution, item, exam_time,
     modality — see README). Importing the same exams again adds nothing; unusable rows are listed.

@@ -10,24 +10,19 @@ import stat
 import sys
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import click
 from sqlalchemy.engine import make_url
 
 from qc_pipeline.config import default_lang, resolve_db_url
+from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 logger = logging.getLogger(__name__)
 
 SECRET_ENV: Final = "QC_REVIEW_SECRET"
 VIEWER_ENV: Final = "QC_REVIEW_VIEWER_URL"
 SECRET_FILE: Final = "review-secret.key"
-DB_OPTION_HELP: Final = "Results database URL (default: $QC_DB_URL, else the local SQLite file)."
-
-
-def _fail(message_en: str, message_zh: str, code: int = 1) -> NoReturn:
-    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
-    sys.exit(code)
 
 
 def _open_store(db_url: str | None, *, must_exist: bool = False):  # type: ignore[no-untyped-def]

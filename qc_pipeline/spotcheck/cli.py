@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 
-DB_HELP = "Results database URL (default: $QC_DB_URL, else the local SQLite file)."
+DB_HELP = DB_OPTION_HELP
 UNDERFILLED_SHOWN = 20
 SHARE_WIDTH = 9
 """Narrowest column for a share: it wraps at its spaces ("100% (80–100) 5/5"), never inside a number."""
 CONFIG_HELP = "Spot-check configuration (default: thresholds/spot_check/spot_check.yaml or $QC_SPOT_CHECK_CONFIG)."
-
-
-def _fail(message_en: str, message_zh: str, code: int = 1) -> None:
-    click.echo(f"错误 / error: {message_zh} / {message_en}", err=True)
-    sys.exit(code)
 
 
 @contextmanager
