@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -103,6 +104,7 @@ class Smoke:
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         )
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
         self.t0 = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -119,15 +121,27 @@ class Smoke:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.procs.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO, env=self.env,
                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.names.append(name)
 
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
+    def stop(self) -> list[str]:
+        """Stop the worker, then the server, as the service units do: SIGTERM, 20 s, then SIGINT (the
+        worker of Prefect 3.8 does not exit after SIGTERM alone). Returns what did not stop so."""
+        stuck = []
+        for name, proc in reversed(list(zip(self.names, self.procs, strict=True))):
+            started = time.monotonic()
             proc.terminate()
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    stuck.append(f"the {name} did not stop on SIGTERM then SIGINT within 30 s")
+            self.say(f"{name} stopped in {time.monotonic() - started:.1f} s")
+        return stuck
 
     def wait_healthy(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -286,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except SmokeFailure as exc:
         problems.append(str(exc))
     finally:
-        smoke.stop()
+        problems += smoke.stop()
         server.shutdown()
         if args.keep is None and not problems:
             shutil.rmtree(work, ignore_errors=True)

@@ -125,3 +125,13 @@ def test_every_deployment_parameter_is_a_parameter_of_its_flow():
         assert set(dep.get("parameters") or {}) <= accepted, (dep["name"], set(dep["parameters"]) - accepted)
     ingest = next(d for d in _prefect_yaml()["deployments"] if d["name"] == "qc-ingest")
     assert ingest["parameters"]["write_back"] is False  # SR write-back is off until the cloud agrees
+
+
+def test_the_worker_unit_stops_the_worker_with_sigterm_then_sigint():
+    worker = (DEPLOY / "systemd" / "qc-prefect-worker.service").read_text(encoding="utf-8")
+    (stop,) = [line for line in worker.splitlines() if line.startswith("ExecStop=")]
+    assert "kill -TERM $MAINPID" in stop and "kill -INT $MAINPID" in stop
+    # the shell's own variables are written $$ (systemd would expand a single $ itself)
+    assert "$$i -lt 20" in stop and "$$((i+1))" in stop and "$i " not in stop.replace("$$i", "")
+    timeout = int(next(line for line in worker.splitlines() if line.startswith("TimeoutStopSec=")).split("=")[1])
+    assert timeout > 20  # longer than ExecStop's own wait
