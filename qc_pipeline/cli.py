@@ -753,7 +753,7 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
 @click.option("--source", help="The source to probe: a folder or DICOMweb URL (default: none probed).")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
 @click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")
 @click.option("--min-free-gb", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Free space the data directory needs.")
 def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, models_dir: Path | None,

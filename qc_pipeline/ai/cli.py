@@ -26,7 +26,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
 def list_cmd(models_dir: Path | None) -> None:
     """Show the models with their versions and checksums, checked / 列出模型及其版本、校验值."""
     from qc_pipeline.ai.registry import load_registry
@@ -91,7 +91,7 @@ def train_cmd(
 
 
 @models.command("evaluate")
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else models/).")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
 def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:

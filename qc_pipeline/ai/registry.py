@@ -23,15 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qc_pipeline.ai.specs import MODEL_SPECS
 from qc_pipeline.errors import ModelError
+from qc_pipeline.resources import MODELS, shipped_path
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR_ENV: Final = "QC_MODELS_DIR"
-DEFAULT_MODELS_DIR: Final = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODELS_DIR: Final = shipped_path(MODELS)
+"""The shipped models (package data: the repository's ``models/`` in a checkout, where training
+writes; the wheel's copy once installed)."""
 
 
 def default_models_dir() -> Path:
-    """``$QC_MODELS_DIR``, else the repository's ``models/``."""
+    """``$QC_MODELS_DIR``, else the shipped models."""
     value = os.environ.get(MODELS_DIR_ENV)
     return Path(value).expanduser() if value else DEFAULT_MODELS_DIR
 

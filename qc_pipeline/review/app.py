@@ -88,13 +88,15 @@ from qc_pipeline.review.i18n import (
     pick,
     translator,
 )
+from qc_pipeline.resources import REVIEW_STATIC, REVIEW_TEMPLATES, shipped_path
 from qc_pipeline.review.images import StudyImages, render_study
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR: Final = Path(__file__).resolve().parent
+TEMPLATES_DIR: Final = shipped_path(REVIEW_TEMPLATES)
+STATIC_DIR: Final = shipped_path(REVIEW_STATIC)
 SESSION_COOKIE: Final = "qc_review_session"
 SESSION_MAX_AGE_S: Final = 8 * 3600
 CSRF_FIELD: Final = "csrf_token"
@@ -352,9 +354,9 @@ def create_app(
         same_site="lax",
         https_only=https_only,
     )
-    templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader([str(p) for p in extra_templates]), jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates"))]
+        [jinja2.FileSystemLoader([str(p) for p in extra_templates]), jinja2.FileSystemLoader(str(TEMPLATES_DIR))]
     )
     app.state.store = store
     app.state.thresholds = thresholds
@@ -376,7 +378,7 @@ def create_app(
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.exception_handler(NotSignedIn)
     async def _anonymous(request: Request, _exc: NotSignedIn) -> Response:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from qc_pipeline.domain import Category, Finding
 from qc_pipeline.errors import ConfigError
+from qc_pipeline.resources import THRESHOLDS, shipped_path
 from qc_pipeline.rules.schema import Parameter, Rule, RuleFile, SiteConfig
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,12 @@ THRESHOLDS_ENV = "QC_THRESHOLDS_DIR"
 
 
 def default_thresholds_dir() -> Path:
-    """``$QC_THRESHOLDS_DIR``, else the ``thresholds/`` folder shipped beside the package."""
+    """``$QC_THRESHOLDS_DIR``, else the shipped thresholds (package data: the repository's
+    ``thresholds/`` in a checkout, the wheel's copy once installed)."""
     env = os.environ.get(THRESHOLDS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "thresholds"
+    return shipped_path(THRESHOLDS)
 
 
 @dataclass(frozen=True)

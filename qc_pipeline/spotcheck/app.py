@@ -26,7 +26,6 @@ import hashlib
 import io
 import logging
 import threading
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
@@ -37,6 +36,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from qc_pipeline.errors import QCError, SpotCheckError
+from qc_pipeline.resources import SPOTCHECK_TEMPLATES, shipped_path
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.app import current_user, render
 from qc_pipeline.review.errors import ReviewError
@@ -51,7 +51,7 @@ from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, read
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPLATES_DIR: Final = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR: Final = shipped_path(SPOTCHECK_TEMPLATES)
 PREFIX: Final = "/spot-checks"
 NAV: Final = (PREFIX, ("Spot checks", "交叉抽查"))
 IMAGE_CACHE_CASES: Final = 16

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from qc_pipeline.domain import Decision, Finding, PriorStudy, Provenance, SeriesSummary, Verdict
 from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.errors import StoreError
+from qc_pipeline.resources import MIGRATIONS, shipped_path
 from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 from qc_pipeline.store.models import (
     FINGERPRINT_LENGTH,
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV: Final = "QC_DATA_DIR"
 DB_FILE_NAME: Final = "results.sqlite"
-MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR: Final = shipped_path(MIGRATIONS)
 
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 """How long a SQLite writer waits for another one to commit before giving up."""
