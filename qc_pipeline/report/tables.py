@@ -766,7 +766,7 @@ def _recognition_rows(data: ReportData, lang: str, key: str, institution: str | 
         prev = [r for r in before if pick_of is None or name(r) == pick_of]
         yes, no = counts(cur)
         p_yes, p_no = counts(prev)
-        rows.append((label, yes + no, yes, no, percent(yes, yes + no), percent(p_yes, p_yes + p_no)))
+        rows.append((label, yes + no, yes, no, percent(yes, yes + no), f"{yes}/{yes + no}", percent(p_yes, p_yes + p_no)))
     return rows
 
 
@@ -774,7 +774,7 @@ def _recognition_columns(first_zh: str, first_en: str) -> tuple[Column, ...]:
     return (_c("institution", first_zh, first_en), _c("visits", "就诊次数", "visits", "int"),
             _c("recognised", "已互认（避免重复检查）", "recognised (repeat exams avoided)", "int"),
             _c("not_recognised", "未互认", "not recognised", "int"), _c("rate", "互认率 %", "recognition rate %", "pct"),
-            _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
+            _c("fraction", "已互认/就诊", "recognised/visits"), _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
 
 
 def recognition_by_receiving(data: ReportData, lang: str, institution: str | None = None) -> Table:
