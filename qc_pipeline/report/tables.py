@@ -820,7 +820,9 @@ def recognition_reasons(data: ReportData, lang: str, institution: str | None = N
         tuple(rows),
         "原因为渝北区互认实施方案第四（三）条所列十种情形（thresholds/evaluation/negative_list.yaml）。",
         "The reasons are the ten situations of the Yubei plan §4(三) (thresholds/evaluation/negative_list.yaml).",
-        "本期无未互认记录", "no result went unrecognised in this period",
+        # with nothing recorded at all, "none went unrecognised" would read as a perfect record
+        *(("本期无未互认记录", "no result went unrecognised in this period")
+          if any(data.period.contains(r.day) for r in data.recognitions) else _NO_RECOGNITION),
     )
 
 

@@ -168,6 +168,16 @@ def test_rates_by_receiving_and_examining_institution_from_posted_events(posted_
     assert (WCH, 4, 3, 1, 75.0, "3/4", 0.0) in sheet and (CQ1, 2, 1, 1, 50.0, "1/2", None) in sheet
 
 
+
+def test_recognitions_without_a_refusal_say_none_went_unrecognised(api: Posted, tmp_path: Path) -> None:
+    _post(api, EVENTS[0])
+    files = write_report(api.store, PERIOD, tmp_path, lang="zh", pdf=False)
+    assert files.tables["T18"].cell("fraction", institution=WCH) == "1/1"
+    assert files.tables["T20"].rows == () and files.tables["T20"].empty("zh") == "本期无未互认记录"
+    assert "已互认 1 次（互认率 100.0%，1/1），即避免重复检查 1 次；未互认 0 次（表 T18、T20）。" in visible_text(
+        files.html.read_text(encoding="utf-8"))
+
+
 def test_a_report_for_one_institution_shows_its_own_rows(posted: Posted, tmp_path: Path) -> None:
     files = write_report(posted.store, PERIOD, tmp_path, lang="zh", institution=SCPH, pdf=False)
     assert [(r["institution"], r["fraction"]) for r in _rows(files, "T18")] == [("全部机构", "4/7"), (SCPH, "0/1")]
@@ -220,6 +230,7 @@ def test_a_period_without_recognition_says_so_and_shows_no_rate(api: Posted, tmp
     files = write_report(api.store, PERIOD, tmp_path, lang="zh", pdf=False)
     for key in ("T18", "T19", "T20"):
         assert files.tables[key].rows == ()
+        assert files.tables[key].empty("en") == "no recognition recorded in this period (no hospital system posted any)"
     text = visible_text(files.html.read_text(encoding="utf-8"))
     assert "本期无互认记录（医院系统未上报互认结果）" in text  # the tables
     assert "互认实施：本期无互认记录（表 T18）。" in text  # the summary
