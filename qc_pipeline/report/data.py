@@ -113,7 +113,12 @@ class RecognitionFact:
     system through the recognition API (recognised, or not recognised with a negative-list
     reason), and a non-recognition entered by QC staff. A posted "not recognised" event also
     writes a non-recognition row; that row is the event's own (``recognition_events.
-    non_recognition_id``) and is not counted again. ``day`` is the visit's date in the site's zone.
+    non_recognition_id``) and is not counted again. An event posted again under its ``event_id``
+    is stored once, so it is one visit. ``day`` is the visit's date in the site's zone.
+
+    The hospitals' exam logs (``exam_log_entries``) are not a source: a logged exam says what was
+    performed, not whether an earlier result was offered, recognised or refused, so counting it as a
+    repeat exam would be a guess. Two events with different ids about one visit cannot be told apart.
     """
 
     day: dt.date
@@ -269,6 +274,8 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
 
 
 SITE_ZONE: Final = "Asia/Shanghai"
+"""The site's zone when no site configuration says otherwise (thresholds/site.yaml): the zone of
+times shown, and of the day that places a recognition event in a period."""
 
 
 def _recognitions(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date,

@@ -124,6 +124,40 @@ def _qualification_sentence(t: dict[str, Table], g: str, lang: str) -> str:
     return f"Evaluation: {outcome} (pass rate {rate}%, minimum {minimum}%{tail}){_ref('T13', lang)}."
 
 
+def _recognition_sentence(t: dict[str, Table], g: str, lang: str) -> str:
+    """The whole scope's recognitions: the rate with its counts, the repeat exams avoided, the top reason."""
+    t18, t20 = t["T18"], t["T20"]
+    if not t18.rows:
+        return pick("互认实施：本期无互认记录（表 T18）。", "Recognition applied: no recognition recorded in this period (table T18).", lang)
+    a = {k: _v(t18, k, institution=g) for k in ("visits", "recognised", "not_recognised", "rate", "fraction")}
+    top = max(t20.rows, key=lambda r: r[t20.index("count")], default=None)  # rows in list order: the first of a tie
+    reason, n = (top[t20.index("reason")], top[t20.index("count")]) if top is not None else (None, 0)
+    if lang == "zh":
+        most = f"，最常见原因为“{reason}”（{n} 次）" if reason is not None else ""
+        return (f"互认实施：本期就诊 {a['visits']} 次调阅既往结果，已互认 {a['recognised']} 次（互认率 {a['rate']}%，"
+                f"{a['fraction']}），即避免重复检查 {a['recognised']} 次；未互认 {a['not_recognised']} 次{most}（表 T18、T20）。")
+    most = f", most often “{reason}” ({n})" if reason is not None else ""
+    return (f"Recognition applied: {_many(a['visits'], 'visit', 'visits')}, {a['recognised']} recognised (rate {a['rate']}%, "
+            f"{a['fraction']}), i.e. {_many(a['recognised'], 'repeat exam', 'repeat exams')} avoided; "
+            f"{a['not_recognised']} not recognised{most} (tables T18, T20).")
+
+
+def _institution_recognition_sentence(t: dict[str, Table], g: str, lang: str) -> str:
+    """One institution as the receiving hospital (T18) and as the one whose exams were offered (T19)."""
+    parts = []
+    for key, zh, en in (("T18", "作为接收机构互认", "as the receiving hospital it recognised"),
+                        ("T19", "本机构的检查被互认", "its exams were recognised")):
+        try:
+            rate, fraction = _v(t[key], "rate", institution=g), _v(t[key], "fraction", institution=g)
+        except KeyError:
+            continue
+        parts.append(pick(f"{zh} {fraction}（{rate}%）", f"{en} {fraction} ({rate}%)", lang))
+    if not parts:
+        return pick("互认实施：本期无本机构的互认记录（表 T18、T19）。",
+                    "Recognition applied: no recognition recorded for this institution in this period (tables T18, T19).", lang)
+    return pick(f"互认实施：{'；'.join(parts)}（表 T18、T19）。", f"Recognition applied: {'; '.join(parts)} (tables T18, T19).", lang)
+
+
 def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig, data: ReportData, lang: str) -> list[str]:
     g = scope.label_all
     paragraphs = [_overview_sentence(t, g, lang, data.period)]
@@ -146,6 +180,7 @@ def _region_summary(t: dict[str, Table], scope: Scope, config: EvaluationConfig,
     paragraphs.append(_timeliness_sentence(t, g, lang))
     if (top := _top_finding_sentence(t, g, lang)) is not None:
         paragraphs.append(top)
+    paragraphs.append(_recognition_sentence(t, g, lang))
     for key in ("T10", "T12"):
         if not t[key].rows:
             empty = t[key].empty(lang)
@@ -199,6 +234,7 @@ def build_document(data: ReportData, config: EvaluationConfig, rules: dict[str, 
                       _fee_sentence(t, g, config, lang), _timeliness_sentence(t, g, lang)]
         if (top := _top_finding_sentence(t, g, lang)) is not None:
             paragraphs.append(top)
+        paragraphs.append(_institution_recognition_sentence(t, g, lang))
         sec.append(Section(f"inst-{len(sec)}", f"{pick('机构', 'Institution', lang)}：{g}" if lang == "zh" else f"Institution: {g}",
                            tuple(paragraphs), (t["T05"], t["T06"]), rows_of=g, page_break=True))
     doc = ReportDocument(

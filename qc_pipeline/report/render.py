@@ -25,7 +25,7 @@ import jinja2
 from qc_pipeline import __version__
 from qc_pipeline.io.tabular import append_row
 from qc_pipeline.report.config import EvaluationConfig
-from qc_pipeline.report.data import ReportData
+from qc_pipeline.report.data import SITE_ZONE, ReportData
 from qc_pipeline.report.labels import pick, word
 from qc_pipeline.report.tables import Scope, Table
 
@@ -266,10 +266,6 @@ def _normalised_zip(data: bytes) -> bytes:
                 content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + FIXED_TIME_W3C, content)
             dst.writestr(entry, content)
     return out.getvalue()
-
-
-SITE_ZONE: Final = "Asia/Shanghai"
-"""The zone of times shown when no site configuration says otherwise (thresholds/site.yaml)."""
 
 
 def site_time(value: dt.datetime, zone: dt.tzinfo | None = None) -> str:

@@ -766,7 +766,7 @@ def _recognition_rows(data: ReportData, lang: str, key: str, institution: str | 
         prev = [r for r in before if pick_of is None or name(r) == pick_of]
         yes, no = counts(cur)
         p_yes, p_no = counts(prev)
-        rows.append((label, yes + no, yes, no, percent(yes, yes + no), percent(p_yes, p_yes + p_no)))
+        rows.append((label, yes + no, yes, no, percent(yes, yes + no), f"{yes}/{yes + no}", percent(p_yes, p_yes + p_no)))
     return rows
 
 
@@ -774,7 +774,7 @@ def _recognition_columns(first_zh: str, first_en: str) -> tuple[Column, ...]:
     return (_c("institution", first_zh, first_en), _c("visits", "就诊次数", "visits", "int"),
             _c("recognised", "已互认（避免重复检查）", "recognised (repeat exams avoided)", "int"),
             _c("not_recognised", "未互认", "not recognised", "int"), _c("rate", "互认率 %", "recognition rate %", "pct"),
-            _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
+            _c("fraction", "已互认/就诊", "recognised/visits"), _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
 
 
 def recognition_by_receiving(data: ReportData, lang: str, institution: str | None = None) -> Table:
@@ -820,7 +820,9 @@ def recognition_reasons(data: ReportData, lang: str, institution: str | None = N
         tuple(rows),
         "原因为渝北区互认实施方案第四（三）条所列十种情形（thresholds/evaluation/negative_list.yaml）。",
         "The reasons are the ten situations of the Yubei plan §4(三) (thresholds/evaluation/negative_list.yaml).",
-        "本期无未互认记录", "no result went unrecognised in this period",
+        # with nothing recorded at all, "none went unrecognised" would read as a perfect record
+        *(("本期无未互认记录", "no result went unrecognised in this period")
+          if any(data.period.contains(r.day) for r in data.recognitions) else _NO_RECOGNITION),
     )
 
 
