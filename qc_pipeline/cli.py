@@ -99,6 +99,17 @@ def db_url_for(explicit: str | None, *, read: bool = False) -> str | None:
 
 
 @contextlib.contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """Flow-run heartbeats off for a run this command waits for. Prefect uses them to tell a run
+    whose process died (a worker's run nobody watches); here the operator sees the command end,
+    and stopping the heartbeat thread costs up to a second at the end of each flow run."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+@contextlib.contextmanager
 def _prefect_api_errors() -> Iterator[None]:
     """One clear line, not Prefect's traceback, when there is no Prefect API to run the flow on."""
     try:
@@ -247,7 +258,7 @@ def _run_flow(
         )
     qc_flow.add_progress_listener(listener)
     try:
-        with _prefect_api_errors():
+        with _prefect_api_errors(), _without_heartbeats():
             return qc_flow.run(
                 source,
                 db_url=db_url_for(db_url),
@@ -731,7 +742,7 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
     from flows.qc_flow import RunIncomplete
 
     try:
-        with _prefect_api_errors():
+        with _prefect_api_errors(), _without_heartbeats():
             summary = rescore_flow.rescore(
                 db_url=db_url_for(db_url), thresholds_dir=thresholds_dir, workers=workers,
                 dask_address=dask_address, limit=limit,

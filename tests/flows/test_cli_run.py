@@ -222,3 +222,16 @@ def test_without_a_prefect_api_the_temporary_server_is_said_in_one_line(mixed_fo
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}):
         out = _run_until_the_flow(mixed_folder, tmp_path, monkeypatch)
     assert "temporary server (about" not in out, out
+
+
+def test_commands_that_wait_for_their_flow_run_send_no_heartbeats():
+    # A heartbeat thread is stopped at the end of each flow run (up to 1 s); a run the operator
+    # watches does not need Prefect's crash detection.
+    from prefect.settings import get_current_settings
+
+    from qc_pipeline.cli import _without_heartbeats
+
+    before = get_current_settings().flows.heartbeat_frequency
+    with _without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == before
