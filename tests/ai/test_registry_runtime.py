@@ -70,7 +70,7 @@ def test_every_problem_of_a_models_folder_is_named_at_once(models_copy: Path):
     (models_copy / "ct_artifacts.onnx").write_bytes(b"not a model")
     (models_copy / "mr_artifacts.onnx").unlink()
     (models_copy / "dr_acceptability.json").unlink()
-    with pytest.raises(ModelError) as caught:
+    with pytest.raises(ModelError, match=r"^3 problems: ") as caught:
         load_registry(models_copy)
     message = str(caught.value)
     assert message.startswith("3 problems: (1) model ct_artifacts: ")

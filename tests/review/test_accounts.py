@@ -77,13 +77,13 @@ def test_repeated_failed_sign_ins_lock_the_name_for_a_while(store: ResultStore, 
     fail(accounts.MAX_FAILED_SIGN_INS - 1)  # 08:00-08:03
     assert accounts.authenticate(store, "dr.wang", "ct-room-0123") is not None  # accepted: the count starts again
     fail(accounts.MAX_FAILED_SIGN_INS)  # 08:04-08:08
-    with pytest.raises(accounts.SignInLocked) as locked:  # 08:09: the right password is refused too
+    with pytest.raises(accounts.SignInLocked, match="10 min") as locked:  # 08:09: the right password is refused too
         accounts.authenticate(store, "dr.wang", "ct-room-0123")
     assert locked.value.status == 429 and locked.value.minutes == 10  # until 08:19, 15 min after 08:04
     assert "10 min" in str(locked.value) and "10 分钟后再试" in locked.value.message_zh
     assert accounts.authenticate(store, "dr.zhao", "ct-room-0123") is not None  # other accounts sign in
     clock[0] += dt.timedelta(minutes=9)  # 08:18: refused attempts did not extend the lockout
-    with pytest.raises(accounts.SignInLocked) as again:
+    with pytest.raises(accounts.SignInLocked, match="1 min") as again:
         accounts.authenticate(store, "dr.wang", "ct-room-0123")
     assert again.value.minutes == 1
     clock[0] += dt.timedelta(minutes=1)  # 08:19
@@ -93,7 +93,7 @@ def test_repeated_failed_sign_ins_lock_the_name_for_a_while(store: ResultStore, 
     assert events.count("sign_in_locked") == 2 and events.count("sign_in_failed") == 2 * accounts.MAX_FAILED_SIGN_INS - 1
     assert events[-1] == "sign_in"
     fail(accounts.MAX_FAILED_SIGN_INS)
-    with pytest.raises(accounts.SignInLocked):
+    with pytest.raises(accounts.SignInLocked, match="min"):
         accounts.authenticate(store, "dr.wang", "ct-room-0123")
     accounts.set_password(store, "dr.wang", "a-new-password-1")  # the administrator's reset ends the lockout
     assert accounts.authenticate(store, "dr.wang", "a-new-password-1") is not None
