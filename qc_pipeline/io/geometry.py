@@ -194,11 +194,6 @@ def first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
         return None
 
 
-def is_multiframe(ds: Dataset) -> bool:
-    """True for an object of more than one frame (see :func:`number_of_frames`)."""
-    return number_of_frames(ds) > 1
-
-
 def _frame_count(ds: Dataset) -> int | None:
     raw = as_floats(header_value(ds, "NumberOfFrames"), count=1)
     if raw is None or raw[0] < 1 or raw[0] != int(raw[0]):

@@ -56,7 +56,6 @@ from qc_pipeline.review.negative_list import load_negative_list
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.models import StudyRecord
 from qc_pipeline.store.recognition import (
-    OUTCOMES,
     EventConflict,
     TokenInfo,
     audit_call,
