@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from qc_pipeline.domain import Severity
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+MODEL_PIN_PATTERN = r"^[a-z][a-z0-9_]*@[^@+\s]+\+[0-9a-f]{64}$"
+"""``name@version+sha256`` of an ONNX model (the full sha256 of its file)."""
 
 
 class _Strict(BaseModel):
@@ -39,15 +41,32 @@ class Rule(_Strict):
     """With ``metric``: DICOM modalities the rule applies to (empty: all that report the metric)."""
     per_item: dict[str, float] = Field(default_factory=dict)
     """With ``metric``: a different limit for some recognition items, by item code (``YB-036``)."""
+    model_pin: str | None = Field(default=None, pattern=MODEL_PIN_PATTERN)
+    """With an AI score ``metric`` (``ai.<model>.<label>``): ``name@version+sha256`` of the model the
+    rule was evaluated with; a different model loaded turns the rule off (``ai.model.pin_mismatch``)."""
 
     @model_validator(mode="after")
     def _metric_rule_complete(self) -> Rule:
         if self.metric is None:
-            if self.when is not None or self.modalities or self.per_item:
-                raise ValueError("'when', 'modalities' and 'per_item' need 'metric'")
+            if self.when is not None or self.modalities or self.per_item or self.model_pin is not None:
+                raise ValueError("'when', 'modalities', 'per_item' and 'model_pin' need 'metric'")
         elif self.when is None or self.limit is None:
             raise ValueError(f"a rule on metric {self.metric!r} needs both 'when' (above/below) and 'limit'")
+        if self.model_pin is not None:
+            model = self.scored_model
+            if model is None or self.model_pin.split("@", 1)[0] != model:
+                raise ValueError(
+                    f"'model_pin' {self.model_pin!r} must name the model that gives metric {self.metric!r} "
+                    f"({model or 'none: not an AI score'})"
+                )
         return self
+
+    @property
+    def scored_model(self) -> str | None:
+        """The model whose score the rule judges (``ai.<model>.<label>``), else None."""
+        if self.metric is None or not self.metric.startswith("ai."):
+            return None
+        return self.metric.split(".")[1]
 
 
 PARAMETER_IDS = Literal["ct.noise_reference_thickness_mm"]
