@@ -124,3 +124,64 @@ def test_a_tampered_model_turns_its_pinned_rules_off_with_an_info_finding(noisy_
     assert "评估时所用的模型" in finding.message_zh and RULE in finding.message_zh
     # the scores are still measured and stored for the reviewer
     assert any(m.metric == "ai.ct_artifacts.excess_noise" and m.value is not None for m in after.measurements)
+
+
+def test_enabling_a_rule_whose_evidence_fails_the_gate_is_an_error_naming_rule_and_figure(tmp_path):
+    from qc_pipeline.errors import ConfigError
+
+    target = thresholds_enabling(tmp_path, RULE.replace("excess_noise", "streaks"))
+    data = yaml.safe_load((target / "ai.yaml").read_text())
+    (rule,) = [r for r in data["rules"] if r["id"] == "ai.ct_artifacts.streaks.review"]
+    rule["evidence"]["auc_lower_95"] = 0.81
+    rule["evidence"]["ai_only_catches"] = None
+    (target / "ai.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"rule 'ai\.ct_artifacts\.streaks\.review'\) is enabled but does not clear the gate") as err:
+        load_pipeline_thresholds(target)
+    assert "AUC lower 95 % bound 0.81 fails the gate >= 0.9" in str(err.value)
+    assert "AI-only catches not measured (gate >= 1)" in str(err.value)
+    assert "false-flag" not in str(err.value)  # 0.01 clears <= 0.10
+
+
+def test_a_rule_without_evidence_or_with_evidence_of_another_model_cannot_be_enabled(tmp_path):
+    from qc_pipeline.errors import ConfigError
+
+    target = thresholds_enabling(tmp_path, "ai.mr_artifacts.noise.review")
+    data = yaml.safe_load((target / "ai.yaml").read_text())
+    (rule,) = [r for r in data["rules"] if r["id"] == "ai.mr_artifacts.noise.review"]
+    rule["evidence"]["model_pin"] = "mr_artifacts@2026.11.1+" + "0" * 64
+    (target / "ai.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    with pytest.raises(ConfigError, match="its evidence was measured with mr_artifacts@2026.11.1"):
+        load_pipeline_thresholds(target)
+    del rule["evidence"]
+    (target / "ai.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    with pytest.raises(ConfigError, match="mr_artifacts.noise.review'\\) is enabled .*: it has no evidence"):
+        load_pipeline_thresholds(target)
+
+
+def test_a_duplicate_of_an_objective_rule_must_stay_off_and_name_an_objective_rule(tmp_path):
+    from qc_pipeline.errors import ConfigError
+
+    target = tmp_path / "thresholds"
+    shutil.copytree(default_thresholds_dir(), target)
+    text = (target / "ai.yaml").read_text()
+    dup = "    duplicate_of: image_quality.ct.noise.review\n    enabled: false"
+    assert dup in text
+    (target / "ai.yaml").write_text(text.replace(dup, "    duplicate_of: image_quality.ct.noise.review\n    enabled: true"))
+    with pytest.raises(ConfigError, match="duplicates the objective rule 'image_quality.ct.noise.review'.*must be off"):
+        load_pipeline_thresholds(target)
+    (target / "ai.yaml").write_text(text.replace(dup, "    duplicate_of: image_quality.ct.noise_typo.review\n    enabled: false"))
+    with pytest.raises(ConfigError, match="duplicate_of: 'image_quality.ct.noise_typo.review'.*must name an objective rule"):
+        load_pipeline_thresholds(target)
+
+
+def test_the_shipped_gate_is_stated_with_its_source_and_every_score_rule_is_off_for_lack_of_evidence():
+    from qc_pipeline.rules.loader import read_yaml
+    from qc_pipeline.rules.schema import RuleFile
+
+    shipped = RuleFile.model_validate(read_yaml(default_thresholds_dir() / "ai.yaml"))
+    assert shipped.gate is not None and "[D]" in shipped.gate.source
+    assert (shipped.gate.auc_lower_95_min, shipped.gate.false_flag_upper_95_max, shipped.gate.ai_only_catches_min) == (0.9, 0.1, 1)
+    scored = [r for r in shipped.rules if r.scored_model is not None]
+    assert len(scored) == 15
+    for rule in scored:
+        assert not rule.enabled and shipped.gate.failures(rule), rule.id
