@@ -21,15 +21,30 @@ images it could measure and the state of its rules in ``thresholds/``. The metri
 the working grid, as the acceptability models read it (:mod:`qc_pipeline.ai.features`); the flow
 computes it on the native series, so the figure compares detectors, not the rule's limit. Where
 the metric separates a fault better than the model, its rule is the one to rely on.
+
+The statistics of an honest evaluation (the functions at the end of this module). A held-out set made of many crops of a few real images has an effective size of a few images:
+the figures here count distinct images (and sources), report intervals, and keep phantoms apart.
+
+- :func:`auc_interval`: ROC AUC with a seeded percentile-bootstrap 95 % interval; with ``groups``
+  the bootstrap resamples whole groups (all crops of one image), so correlated crops are not
+  counted as independent evidence.
+- :func:`clopper_pearson`: the exact binomial interval of a rate.
+- :func:`false_flags_by_image`: a clean image is falsely flagged when any of its crops (or
+  slices: the flow flags a series on its highest slice) is; the rate is over distinct images.
+- :func:`per_source`: the figures apart for each real source (the images made from it), the
+  worst fold named; phantoms reported apart and never the worst fold.
+- :func:`leakage`: the held-out images that correlate at or above a limit with a training image.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -322,3 +337,167 @@ def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
         card.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
         written.append(card)
     return written
+
+
+# --- statistics of an honest evaluation -------------------------------------------------------
+
+LEVEL: Final = 0.95
+N_BOOTSTRAP: Final = 2000
+SEED: Final = 20261205
+LEAKAGE_LIMIT: Final = 0.95
+"""A held-out image correlating this much with a training image (Pearson, on the working grid) is
+a near copy of it: it tests memory, not generalisation."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    n: int
+    """The effective size: distinct images (or groups) behind the figure."""
+
+
+def _rank_auc(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating]) -> float:
+    """Mann-Whitney AUC (ties count one half); NaN without both classes."""
+    pos, neg = p[y == 1], p[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def auc_interval(
+    y: Sequence[int] | npt.NDArray[np.integer],
+    p: Sequence[float] | npt.NDArray[np.floating],
+    *,
+    groups: Sequence[object] | None = None,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Interval:
+    """AUC of scores ``p`` for labels ``y`` with a percentile-bootstrap interval (seeded: the same
+    inputs give the same interval). ``groups``: resample whole groups (e.g. the source image of
+    each crop); the effective n is then the number of groups. Resamples lacking a class are
+    drawn again (at most ten times the requested number); NaN bounds when none has both."""
+    y_arr, p_arr = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    if y_arr.shape != p_arr.shape:
+        raise ValueError(f"{len(y_arr)} labels for {len(p_arr)} scores")
+    keys = np.arange(len(y_arr)) if groups is None else np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1]
+    members = [np.flatnonzero(keys == g) for g in range(int(keys.max()) + 1)] if len(keys) else []
+    estimate = _rank_auc(y_arr, p_arr)
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    for _ in range(10 * n_boot):
+        if len(values) == n_boot or not members:
+            break
+        picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        value = _rank_auc(y_arr[picked], p_arr[picked])
+        if not math.isnan(value):
+            values.append(value)
+    if not values:
+        return Interval(estimate, float("nan"), float("nan"), len(members))
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return Interval(estimate, float(low), float(high), len(members))
+
+
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided interval of a rate of ``k`` in ``n``."""
+    from scipy.stats import beta
+
+    if not 0 <= k <= n or n < 1:
+        raise ValueError(f"{k} of {n}: need 0 <= k <= n and n >= 1")
+    alpha = 1 - level
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+def false_flags_by_image(images: Sequence[object], flagged: Sequence[bool], level: float = LEVEL) -> Interval:
+    """The share of distinct clean images flagged (an image is flagged when any of its crops or
+    slices is), with its exact interval; n is the number of distinct images."""
+    if len(images) != len(flagged):
+        raise ValueError(f"{len(images)} image names for {len(flagged)} flags")
+    by_image: dict[object, bool] = {}
+    for image, flag in zip(images, flagged, strict=True):
+        by_image[image] = by_image.get(image, False) or bool(flag)
+    k, n = sum(by_image.values()), len(by_image)
+    low, high = clopper_pearson(k, n, level)
+    return Interval(k / n, low, high, n)
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    folds: dict[str, Interval]
+    """Real source -> AUC of the images made from it (positives and negatives of that source)."""
+    worst: str | None
+    """The real source whose fold has the lowest AUC lower bound (None: no fold could be measured)."""
+    phantoms: Interval | None
+    """All phantom images together, reported apart: never a fold, never the worst."""
+
+
+def per_source(
+    y: Sequence[int] | npt.NDArray[np.integer],
+    p: Sequence[float] | npt.NDArray[np.floating],
+    sources: Sequence[str],
+    real: Sequence[bool],
+    *,
+    images: Sequence[object] | None = None,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = SEED,
+) -> SourceFigures:
+    """The AUC with its interval for each real source apart and for the phantoms apart; the worst
+    real fold is the one with the lowest lower bound (a fold with one class only is left out).
+    ``images`` groups the bootstrap (default: each source's images are independent draws)."""
+    y_arr, p_arr = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    src, is_real = np.asarray(sources, dtype=object), np.asarray(real, dtype=bool)
+    groups = None if images is None else np.asarray(images, dtype=object)
+    folds: dict[str, Interval] = {}
+    for name in sorted({s for s, r in zip(src, is_real, strict=True) if r}):
+        mask = (src == name) & is_real
+        if 0 < y_arr[mask].sum() < mask.sum():
+            folds[name] = auc_interval(y_arr[mask], p_arr[mask], groups=None if groups is None else groups[mask],
+                                       n_boot=n_boot, seed=seed)
+    measured = {k: v for k, v in folds.items() if not math.isnan(v.low)}
+    worst = min(measured, key=lambda k: measured[k].low) if measured else None
+    phantom = ~is_real
+    phantoms = (auc_interval(y_arr[phantom], p_arr[phantom], groups=None if groups is None else groups[phantom],
+                             n_boot=n_boot, seed=seed)
+                if 0 < y_arr[phantom].sum() < phantom.sum() else None)
+    return SourceFigures(folds, worst, phantoms)
+
+
+def leakage(
+    held_out: Sequence[npt.NDArray[np.floating]],
+    training: Sequence[npt.NDArray[np.floating]],
+    *,
+    limit: float = LEAKAGE_LIMIT,
+) -> list[tuple[int, int, float]]:
+    """(held-out index, training index, Pearson r) of each held-out image whose highest correlation
+    with a training image of the same shape reaches ``limit`` (the pair with that highest r).
+    Images are compared as they are (give them on one grid); a constant image correlates with none."""
+
+    def standardised(image: npt.NDArray[np.floating]) -> npt.NDArray[np.float64] | None:
+        flat = np.asarray(image, dtype=np.float64).ravel()
+        sd = flat.std()
+        return None if sd == 0 or not np.isfinite(sd) else (flat - flat.mean()) / (sd * np.sqrt(flat.size))
+
+    train = [(j, standardised(t), np.shape(t)) for j, t in enumerate(training)]
+    found = []
+    for i, image in enumerate(held_out):
+        z = standardised(image)
+        if z is None:
+            continue
+        best: tuple[int, float] | None = None
+        for j, zt, shape in train:
+            if zt is None or shape != np.shape(image):
+                continue
+            r = float(z @ zt)
+            if best is None or r > best[1]:
+                best = (j, r)
+        if best is not None and best[1] >= limit:
+            found.append((i, best[0], best[1]))
+    return found
