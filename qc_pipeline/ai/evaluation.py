@@ -138,17 +138,60 @@ def limits_from(thresholds: Thresholds) -> dict[str, tuple[float, bool]]:
 
 def _at_limit(
     y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: tuple[float, bool] | None,
-    real: npt.NDArray[np.bool_],
+    real: npt.NDArray[np.bool_], images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """:func:`label_metrics` at the rule's limit, with the AUC on the images made from real sources
     and on those made from phantoms apart (``real``): where the two differ, real images are what a
-    label lacks, not training."""
+    label lacks, not training. With ``images`` (the source image of each test image): the AUC of
+    each real source file apart with its interval, the worst of them, and the phantoms apart
+    (:func:`source_figures`)."""
     out: dict[str, Any] = label_metrics(y, p, None if limit is None else limit[0])
     if limit is not None:
         out["enabled"] = limit[1]
     out["auc_real_sources"] = _auc(y[real], p[real])
     out["auc_phantoms"] = _auc(y[~real], p[~real])
+    if images is not None:
+        out.update(source_figures(y, p, real, images))
     return out
+
+
+def _interval(value: Interval | None) -> dict[str, float] | None:
+    return None if value is None else {"auc": value.estimate, "low": value.low, "high": value.high, "n": value.n}
+
+
+def source_figures(
+    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], real: npt.NDArray[np.bool_], images: Sequence[str],
+) -> dict[str, Any]:
+    """The AUC with its bootstrap interval per real source file (the fold of the images made from it),
+    the worst fold, the phantoms apart, and the effective n: distinct real source images."""
+    files = [name.split("#")[0] for name in images]
+    figures = per_source(y, p, files, real)
+    real_images = {name for name, r in zip(images, real, strict=True) if r}
+    return {
+        "real_folds": {name: _interval(v) for name, v in figures.folds.items()},
+        "worst_fold": figures.worst,
+        "auc_lower_95_worst_fold": None if figures.worst is None else figures.folds[figures.worst].low,
+        "phantoms": _interval(figures.phantoms),
+        "effective_n_real_images": len(real_images),
+    }
+
+
+def ai_only_catches(
+    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: float, objective: npt.NDArray[np.floating],
+    objective_limit: float | None, direction: str, real: npt.NDArray[np.bool_], images: Sequence[str],
+) -> dict[str, int]:
+    """Faulty real test images the label flags at ``limit`` that the objective rule (``objective``
+    values, flagged ``direction`` of ``objective_limit``; none: no rule, so nothing is caught by it)
+    does not: as crops, and as distinct source images with at least one such catch."""
+    if objective_limit is None:
+        caught_objectively = np.zeros(len(y), dtype=bool)
+    else:
+        values = np.asarray(objective, dtype=float)
+        with np.errstate(invalid="ignore"):
+            caught_objectively = (values > objective_limit) if direction == "above" else (values < objective_limit)
+        caught_objectively &= np.isfinite(values)
+    only = (y == 1) & real & (p > limit) & ~caught_objectively
+    return {"crops": int(only.sum()), "images": len({images[i] for i in np.flatnonzero(only)})}
 
 
 def fault_score(values: npt.NDArray[np.floating], direction: str) -> npt.NDArray[np.float64]:
@@ -163,7 +206,7 @@ def fault_score(values: npt.NDArray[np.floating], direction: str) -> npt.NDArray
 
 def objective_comparison(
     model: str, features: npt.NDArray[np.floating], y: npt.NDArray[np.integer], p: npt.NDArray[np.floating],
-    real: npt.NDArray[np.bool_], thresholds: Thresholds,
+    real: npt.NDArray[np.bool_], thresholds: Thresholds, images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
     on the same images (``features``: :func:`features_of` rows, ``y`` / ``p``: labels and scores
@@ -187,6 +230,13 @@ def objective_comparison(
             "model_auc": _auc(y[:, j], p[:, j]),
             "model_auc_real_sources": _auc(y[real, j], p[real, j]),
         }
+        limit = limits_from(thresholds).get(score_metric(model, label))
+        if images is not None and limit is not None:
+            on = [r.limit for r in thresholds.rules.values()
+                  if r.metric == metric and r.when == direction and r.enabled and r.limit is not None]
+            objective_limit = (min(on) if direction == "above" else max(on)) if on else None
+            out[label]["ai_only_catches"] = ai_only_catches(
+                y[:, j], p[:, j], limit[0], values, objective_limit, direction, real, images)
     return out
 
 
@@ -210,7 +260,8 @@ def evaluate(
         results["models"][artifacts.name] = {
             "version": scorer.models[artifacts.name].provenance,
             "labels": {
-                label: _at_limit(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)), real)
+                label: _at_limit(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)), real,
+                                 [s.source for s in test])
                 for j, label in enumerate(artifacts.labels)
             },
             "real_share_of_test": float(np.mean(real)),
@@ -225,10 +276,12 @@ def evaluate(
         label = acceptability.labels[0]
         results["models"][acceptability.name] = {
             "version": scorer.models[acceptability.name].provenance,
-            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)), real_m)},
+            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)), real_m,
+                                        [s.source for s in test_m])},
         }
         results["models"][artifacts.name]["objective"] = objective_comparison(
-            artifacts.name, features, labels_m, scorer.run(artifacts.name, np.stack([s.x for s in test_m])), real_m, thresholds
+            artifacts.name, features, labels_m, scorer.run(artifacts.name, np.stack([s.x for s in test_m])), real_m, thresholds,
+            [s.source for s in test_m],
         )
         progress(f"{modality}: {n_clean} clean held-out real images")
         clean = dataset.build_set(modality, "test", n_clean, clean=True)
@@ -248,8 +301,18 @@ def evaluate(
             # each label at its limit, enabled or not: what enabling a rule would add
             "by_label": {lb: float(at_limit[:, j].mean()) for j, lb in enumerate(artifacts.labels)},
             "by_label_acceptability": {label: float((pa > acc[0]).mean())},
+            # the same over distinct images (an image is flagged when any of its crops is), with the exact interval
+            "by_label_images": {
+                lb: _rate(false_flags_by_image([s.source for s in clean], at_limit[:, j]))
+                for j, lb in enumerate(artifacts.labels)
+            },
+            "by_label_acceptability_images": {label: _rate(false_flags_by_image([s.source for s in clean], pa > acc[0]))},
         }
     return results
+
+
+def _rate(value: Interval) -> dict[str, float]:
+    return {"rate": value.estimate, "low": value.low, "high": value.high, "n": value.n}
 
 
 def _f(value: float, digits: int = 3) -> str:
@@ -288,6 +351,7 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         "(off): the rule is disabled in `thresholds/ai.yaml`; its row shows what enabling it would do. "
         "AUC real / phantom: on the test images made from the held-out real sources and from the held-out phantom seeds.",
     ]
+    lines += evidence_table(name, results)
     objective = model.get("objective") or {}
     if objective:
         lines += [
@@ -313,6 +377,54 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
             + ". Where the metric's AUC is the higher, its rule is the better detector of the fault.",
         ]
     return "\n".join(lines)
+
+
+def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
+    """The figures the gate of ``thresholds/ai.yaml`` reads, per label (Markdown lines; none for
+    results written before they were measured)."""
+    model = results["models"][name]
+    modality = MODEL_SPECS[name].modality
+    clean = results["clean_real_flag_rate"][modality]
+    by_image = {**clean.get("by_label_images", {}), **clean.get("by_label_acceptability_images", {})}
+    if not by_image:
+        return []
+    order = {label: i for i, label in enumerate(MODEL_SPECS[name].labels)}
+    objective = model.get("objective") or {}
+    lines = [
+        "",
+        "| label | worst real fold: AUC [95 % CI] | other real folds | phantoms apart: AUC [95 % CI] "
+        "| false flags over distinct clean real images [exact 95 % CI] | caught only by the AI (real images / crops) "
+        "| effective n (real images) |",
+        "|---|---|---|---|---|---|---:|",
+    ]
+    for label, m in sorted(model["labels"].items(), key=lambda item: order.get(item[0], len(order))):
+        folds = m.get("real_folds") or {}
+        worst = m.get("worst_fold")
+
+        def ci(v: Mapping[str, float] | None) -> str:
+            return "n/a" if v is None else f"{_f(v['auc'])} [{_f(v['low'])}, {_f(v['high'])}] (n {v['n']})"
+
+        others = "; ".join(f"{k}: {ci(v)}" for k, v in sorted(folds.items()) if k != worst) or "none"
+        rate = by_image.get(label)
+        flags = "n/a" if rate is None else (
+            f"{round(rate['rate'] * rate['n'])} of {rate['n']} [{_f(rate['low'], 2)}, {_f(rate['high'], 2)}]")
+        only = (objective.get(label) or {}).get("ai_only_catches")
+        caught = "not measured" if only is None else f"{only['images']} / {only['crops']}"
+        lines.append(
+            f"| {label} | {'n/a' if worst is None else f'{worst}: ' + ci(folds[worst])} | {others} "
+            f"| {ci(m.get('phantoms'))} | {flags} | {caught} | {m.get('effective_n_real_images', 'n/a')} |"
+        )
+    lines += [
+        "",
+        "The figures the gate of `thresholds/ai.yaml` reads. A fold is the test images made from one held-out real "
+        "source file; its interval is a seeded bootstrap over those images (n: images), but the images of one fold are "
+        "crops of one real image, so the effective n is the number of distinct real images. Phantoms are reported "
+        "apart and never enter the gate: many held-out phantoms are near copies of training phantoms (correlation >= 0.95). "
+        "A clean image counts as falsely flagged when any of its crops is flagged at the limit. Caught only by the AI: "
+        "faulty real test images the label flags at its limit that no enabled objective rule on its counterpart flags "
+        "(metric computed on the working grid); not measured where the label has no objective counterpart.",
+    ]
+    return lines
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:

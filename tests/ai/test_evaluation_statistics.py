@@ -129,3 +129,36 @@ def test_held_out_phantoms_are_near_copies_of_training_phantoms_so_they_stay_out
     train = [on_grid(s) for s in dataset.load_sources("MR", "train") if not s.real]
     test = [on_grid(s) for s in dataset.load_sources("MR", "test") if not s.real]
     assert len(leakage(test, train)) == len(test)
+
+
+def test_label_figures_carry_the_real_folds_the_worst_fold_phantoms_apart_and_effective_n():
+    from qc_pipeline.ai.evaluation import _at_limit
+
+    y_a, p_a = scores(20, 20, 3.0, 10)
+    y_b, p_b = scores(20, 20, 0.2, 11)
+    y_ph, p_ph = scores(20, 20, 2.0, 12)
+    y, p = np.r_[y_a, y_b, y_ph], np.r_[p_a, p_b, p_ph]
+    real = np.r_[np.ones(80, bool), np.zeros(40, bool)]
+    images = ["A.dcm#0"] * 40 + ["B.dcm#0"] * 20 + ["B.dcm#1"] * 20 + [f"phantom-{i}" for i in range(40)]
+    m = _at_limit(y, p, (0.5, False), real, images)
+    assert set(m["real_folds"]) == {"A.dcm", "B.dcm"} and m["worst_fold"] == "B.dcm"
+    assert m["real_folds"]["B.dcm"]["auc"] == pytest.approx(roc_auc_score(y_b, p_b))
+    assert m["auc_lower_95_worst_fold"] == m["real_folds"]["B.dcm"]["low"] < m["real_folds"]["A.dcm"]["low"]
+    assert m["phantoms"]["auc"] == pytest.approx(roc_auc_score(y_ph, p_ph))
+    assert m["effective_n_real_images"] == 3  # A.dcm#0, B.dcm#0, B.dcm#1: not 80 crops
+
+
+def test_ai_only_catches_count_faulty_real_images_the_objective_rule_misses():
+    from qc_pipeline.ai.evaluation import ai_only_catches
+
+    y = np.array([1, 1, 1, 1, 0, 1])
+    p = np.array([0.9, 0.9, 0.2, 0.9, 0.9, 0.9])
+    metric = np.array([10.0, 50.0, 10.0, np.nan, 10.0, 10.0])  # an unmeasured value flags nothing
+    real = np.array([True, True, True, True, True, False])
+    images = ["a", "b", "c", "a", "d", "phantom"]
+    # 0: AI only; 1: both; 2: AI misses; 3: AI only (same image a); 4: clean; 5: phantom
+    assert ai_only_catches(y, p, 0.5, metric, 35.0, "above", real, images) == {"crops": 2, "images": 1}
+    # without an enabled objective rule every AI catch on a faulty real image is an AI-only catch
+    assert ai_only_catches(y, p, 0.5, metric, None, "above", real, images) == {"crops": 3, "images": 2}
+    # below 20 flags crops 0 (10); crop 1 (50) and crop 3 (unmeasured) are then caught by the AI only
+    assert ai_only_catches(y, p, 0.5, metric, 20.0, "below", real, images) == {"crops": 2, "images": 2}
