@@ -13,7 +13,13 @@ limit of ``thresholds/ai.yaml`` (enabled or not: a disabled rule's row shows wha
 would do); Brier score and expected calibration error (10 equal-width bins). On clean real
 images (held-out real sources, random framing, no degradation): the share each label flags at
 its limit, and the share flagged by the model and by all models of the modality together through
-the enabled rules, as the flow would flag them.
+the enabled rules, as the flow would flag them; the same per label over distinct images with its
+exact interval; and each clean held-out real file scored whole as the flow scores a series
+(:func:`series_level_clean`). For the gate of ``thresholds/ai.yaml``: the AUC per held-out real
+source file with its bootstrap interval and the worst of them, the phantoms apart, the effective n
+(distinct real images) and the faulty real images caught only by the AI (:func:`ai_only_catches`).
+These folds are the held-out real sources of one trained model, not models retrained without each
+source: a true leave-one-source-out needs one training run per fold (``models train``).
 
 Beside the model, the objective metric that judges the same fault (:data:`COUNTERPARTS`), on the
 same held-out images: its AUC next to the model's, overall and on real sources, with the share of
@@ -240,6 +246,30 @@ def objective_comparison(
     return out
 
 
+def series_level_clean(scorer: Scorer, modality: str, limits: Mapping[str, tuple[float, bool]]) -> dict[str, Any]:
+    """The clean held-out real source files scored as the flow scores a series: every frame of the
+    file at its native size through :meth:`Scorer.score` (the slices it samples, the production
+    preprocessing, the highest slice score), not random crops. Per score: the files flagged at the
+    rule's limit (enabled or not), with the exact interval over distinct files; and each file's scores."""
+    by_file: dict[str, list[dataset.SourceImage]] = {}
+    for source in dataset.load_sources(modality, "test"):
+        if source.real:
+            by_file.setdefault(source.name.split("#")[0], []).append(source)
+    scores: dict[str, dict[str, float]] = {}
+    for name, frames in sorted(by_file.items()):
+        measured = scorer.score(modality, [f.image for f in frames], pixel_mm=frames[0].pixel_mm,
+                                stored_range=frames[0].stored_range)
+        scores[name] = {m.metric: float(m.value) for m in measured if m.value is not None}
+    flagged: dict[str, dict[str, float]] = {}
+    for metric in sorted({metric for values in scores.values() for metric in values}):
+        limit = limits.get(metric)
+        if limit is None:
+            continue
+        names = [name for name in scores if metric in scores[name]]
+        flagged[metric] = _rate(false_flags_by_image(names, [scores[n][metric] > limit[0] for n in names]))
+    return {"files": scores, "flagged": flagged}
+
+
 def evaluate(
     scorer: Scorer, thresholds: Thresholds, *, progress: Callable[[str], None] = logger.info,
     n_test: int = N_TEST, n_test_metrics: int = N_TEST_METRICS, n_clean: int = N_CLEAN,
@@ -307,6 +337,7 @@ def evaluate(
                 for j, lb in enumerate(artifacts.labels)
             },
             "by_label_acceptability_images": {label: _rate(false_flags_by_image([s.source for s in clean], pa > acc[0]))},
+            "series_level": series_level_clean(scorer, modality, limits),
         }
     return results
 
@@ -393,9 +424,9 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
     lines = [
         "",
         "| label | worst real fold: AUC [95 % CI] | other real folds | phantoms apart: AUC [95 % CI] "
-        "| false flags over distinct clean real images [exact 95 % CI] | caught only by the AI (real images / crops) "
-        "| effective n (real images) |",
-        "|---|---|---|---|---|---|---:|",
+        "| false flags over distinct clean real images [exact 95 % CI] | series level, as the flow scores: files flagged [exact 95 % CI] "
+        "| caught only by the AI (real images / crops) | effective n (real images) |",
+        "|---|---|---|---|---|---|---|---:|",
     ]
     for label, m in sorted(model["labels"].items(), key=lambda item: order.get(item[0], len(order))):
         folds = m.get("real_folds") or {}
@@ -408,11 +439,14 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
         rate = by_image.get(label)
         flags = "n/a" if rate is None else (
             f"{round(rate['rate'] * rate['n'])} of {rate['n']} [{_f(rate['low'], 2)}, {_f(rate['high'], 2)}]")
+        series = (clean.get("series_level") or {}).get("flagged", {}).get(score_metric(name, label))
+        series_text = "n/a" if series is None else (
+            f"{round(series['rate'] * series['n'])} of {series['n']} [{_f(series['low'], 2)}, {_f(series['high'], 2)}]")
         only = (objective.get(label) or {}).get("ai_only_catches")
         caught = "not measured" if only is None else f"{only['images']} / {only['crops']}"
         lines.append(
             f"| {label} | {'n/a' if worst is None else f'{worst}: ' + ci(folds[worst])} | {others} "
-            f"| {ci(m.get('phantoms'))} | {flags} | {caught} | {m.get('effective_n_real_images', 'n/a')} |"
+            f"| {ci(m.get('phantoms'))} | {flags} | {series_text} | {caught} | {m.get('effective_n_real_images', 'n/a')} |"
         )
     lines += [
         "",
@@ -420,7 +454,9 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
         "source file; its interval is a seeded bootstrap over those images (n: images), but the images of one fold are "
         "crops of one real image, so the effective n is the number of distinct real images. Phantoms are reported "
         "apart and never enter the gate: many held-out phantoms are near copies of training phantoms (correlation >= 0.95). "
-        "A clean image counts as falsely flagged when any of its crops is flagged at the limit. Caught only by the AI: "
+        "A clean image counts as falsely flagged when any of its crops is flagged at the limit. Series level: each clean "
+        "held-out real file scored whole, as the flow scores a series (its sampled slices at native size, the highest "
+        "slice score). Caught only by the AI: "
         "faulty real test images the label flags at its limit that no enabled objective rule on its counterpart flags "
         "(metric computed on the working grid); not measured where the label has no objective counterpart.",
     ]

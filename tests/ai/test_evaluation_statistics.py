@@ -162,3 +162,27 @@ def test_ai_only_catches_count_faulty_real_images_the_objective_rule_misses():
     assert ai_only_catches(y, p, 0.5, metric, None, "above", real, images) == {"crops": 3, "images": 2}
     # below 20 flags crops 0 (10); crop 1 (50) and crop 3 (unmeasured) are then caught by the AI only
     assert ai_only_catches(y, p, 0.5, metric, 20.0, "below", real, images) == {"crops": 2, "images": 2}
+
+
+def test_series_level_scores_each_clean_held_out_real_file_whole_as_the_flow_does():
+    from qc_pipeline.ai.evaluation import series_level_clean
+    from qc_pipeline.ai.preprocess import model_input
+    from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
+    from qc_pipeline.ai.runtime import Scorer
+
+    scorer = Scorer.load(DEFAULT_MODELS_DIR)
+    limits = {"ai.ct_artifacts.streaks": (0.5, False), "ai.ct_artifacts.motion": (0.99, True)}
+    out = series_level_clean(scorer, "CT", limits)
+    real = [s for s in dataset.load_sources("CT", "test") if s.real]
+    assert set(out["files"]) == {s.name.split("#")[0] for s in real}
+    for source in real:  # one frame per held-out CT file: its score is the model on the whole native image
+        x = model_input(np.asarray(source.image, dtype=np.float32), "CT", stored_range=None)[None]
+        direct = scorer.run("ct_artifacts", x)[0]
+        got = out["files"][source.name.split("#")[0]]
+        assert got["ai.ct_artifacts.streaks"] == pytest.approx(float(direct[1]), abs=1e-6)
+    assert set(out["flagged"]) == set(limits)  # only scores with a rule
+    k = sum(v["ai.ct_artifacts.streaks"] > 0.5 for v in out["files"].values())
+    flagged = out["flagged"]["ai.ct_artifacts.streaks"]
+    expected = binomtest(k, len(real)).proportion_ci(confidence_level=0.95, method="exact")
+    assert (flagged["rate"], flagged["n"]) == (k / len(real), len(real))
+    assert (flagged["low"], flagged["high"]) == pytest.approx((expected.low, expected.high))
