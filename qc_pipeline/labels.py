@@ -24,6 +24,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "high": ("偏高", "high"), "low": ("偏低", "low"), "review": ("需复核", "review"), "fail": ("不合格", "fail"),
     "inconsistent": ("不一致", "inconsistent"), "duplicate": ("重复", "duplicate"), "gap": ("缺号", "gap"),
     "error": ("检查出错", "error"), "unavailable": ("不可用", "unavailable"), "not_scored": ("未评分", "not scored"),
+    "pin_mismatch": ("与评估版本不符", "not the evaluated version"),
     "unmeasurable": ("无法测量", "unmeasurable"), "not_applicable": ("不适用", "not applicable"),
     "metric": ("指标", "metric"), "indicator": ("指示值", "indicator"), "pixels": ("像素数据", "pixel data"),
     "lossy_compression": ("有损压缩", "lossy compression"), "not_decoded": ("无法解码", "not decoded"),

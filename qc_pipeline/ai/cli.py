@@ -46,8 +46,40 @@ def list_cmd(models_dir: Path | None) -> None:
     click.echo("全部模型校验通过并可由 onnxruntime 加载 / all models verified (sha256) and loaded by onnxruntime")
 
 
+TRAINED_DIR = Path(__file__).resolve().parents[2] / "trained-models"
+"""Where ``models train`` writes by default: ``trained-models/<version>/`` (ignored by git), so a
+training run never replaces the models in use; they are installed by copying them into the
+models folder after ``models evaluate`` and after the pins in ``thresholds/ai.yaml`` are updated."""
+
+
+def train_destination(out_dir: Path | None, version: str, *, force: bool, models_dir: Path | None = None) -> Path:
+    """The folder ``models train`` writes to, or ConfigError when writing there would replace
+    models: the models folder in use (``models_dir``, default :func:`default_models_dir`), or any
+    folder that already holds a model manifest, needs ``force``."""
+    from qc_pipeline.ai.registry import default_models_dir
+    from qc_pipeline.ai.specs import MODEL_SPECS
+
+    destination = out_dir if out_dir is not None else TRAINED_DIR / version
+    if force:
+        return destination
+    in_use = (models_dir or default_models_dir()).resolve()
+    if destination.resolve() == in_use:
+        raise ConfigError(
+            f"{destination} is the models folder in use: training there would replace the models the rules of "
+            "thresholds/ai.yaml were evaluated with; write elsewhere (--out) or pass --force"
+        )
+    existing = sorted(p.name for p in destination.glob("*.json") if p.stem in MODEL_SPECS) if destination.is_dir() else []
+    if existing:
+        raise ConfigError(
+            f"{destination} already holds models ({', '.join(existing)}): choose another --out or --version, or pass --force"
+        )
+    return destination
+
+
 @models.command("train")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where to write the models (default: the models folder).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the models (default: trained-models/<version>/; never the models folder in use without --force).")
+@click.option("--force", is_flag=True, help="Write even into the models folder in use or over models already there.")
 @click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14).")
 @click.option("--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000).")
@@ -55,7 +87,8 @@ def list_cmd(models_dir: Path | None) -> None:
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.")
 def train_cmd(
-    out_dir: Path | None, names: tuple[str, ...], epochs: int | None, n_train: int | None, version: str | None, labels: Path | None
+    out_dir: Path | None, force: bool, names: tuple[str, ...], epochs: int | None, n_train: int | None,
+    version: str | None, labels: Path | None,
 ) -> None:
     """Train the models from real and phantom images and export ONNX + manifests / 训练并导出模型.
 
@@ -63,6 +96,13 @@ def train_cmd(
     """
     import dataclasses
 
+    from qc_pipeline.ai.training import TrainingConfig
+
+    try:
+        destination = train_destination(out_dir, version or TrainingConfig().version, force=force)
+    except ConfigError as exc:
+        _fail(str(exc), f"拒绝覆盖模型：{exc}")
+        return
     try:
         import skl2onnx  # noqa: F401
         import torch  # noqa: F401
@@ -72,7 +112,7 @@ def train_cmd(
             f"训练需要安装 models 依赖（缺少 {exc.name}）：.venv/bin/pip install -e '.[models]'",
         )
     from qc_pipeline.ai.specs import MODEL_SPECS
-    from qc_pipeline.ai.training import TrainingConfig, train_all
+    from qc_pipeline.ai.training import train_all
 
     unknown = [n for n in names if n not in MODEL_SPECS]
     if unknown:
@@ -82,12 +122,13 @@ def train_cmd(
     config = dataclasses.replace(config, **overrides)
     start = time.monotonic()
     written = train_all(
-        _models_dir(out_dir), config, names=names or None,
+        destination, config, names=names or None,
         progress=lambda message: click.echo(f"[{time.monotonic() - start:6.0f}s] {message}", err=True),
     )
     for path in written:
         click.echo(f"已写入 / written: {path} ({path.with_suffix('.onnx').name})")
-    click.echo("下一步 / next: qc-pipeline models evaluate --write; copy the decision thresholds you accept into thresholds/ai.yaml")
+    click.echo(f"下一步 / next: qc-pipeline models evaluate --dir {destination} --write; to install, copy the models into the "
+               "models folder and update the pins and evidence in thresholds/ai.yaml")
 
 
 @models.command("evaluate")

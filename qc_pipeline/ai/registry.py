@@ -87,6 +87,11 @@ class RegisteredModel:
         """``version@sha256-prefix``, as recorded in a decision's provenance."""
         return f"{self.manifest.version}@{self.manifest.sha256[:12]}"
 
+    @property
+    def pin(self) -> str:
+        """``name@version+sha256``: what a rule of ``thresholds/ai.yaml`` names as the model it was evaluated with."""
+        return f"{self.manifest.name}@{self.manifest.version}+{self.manifest.sha256}"
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()

@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +32,7 @@ from qc_pipeline.ai.registry import RegisteredModel, default_models_dir, describ
 from qc_pipeline.ai.specs import SCORE_UNIT, score_metric
 from qc_pipeline.domain import Measurement
 from qc_pipeline.errors import DegenerateInputError, ModelError
+from qc_pipeline.rules.schema import Rule
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,18 @@ class Scorer:
     @property
     def models(self) -> Mapping[str, RegisteredModel]:
         return self._models
+
+    def pin_mismatches(self, rules: Iterable[Rule]) -> dict[str, tuple[str, str]]:
+        """Enabled rules pinned (``model_pin``) to a model other than the one loaded: rule id ->
+        (model name, the loaded model's pin). Those rules were not evaluated with this model and
+        must not fire; a model that is not loaded at all gives no scores, so none of its rules is listed."""
+        found: dict[str, tuple[str, str]] = {}
+        for rule in rules:
+            if not rule.enabled or rule.model_pin is None or (model := self._models.get(rule.scored_model or "")) is None:
+                continue
+            if model.pin != rule.model_pin:
+                found[rule.id] = (model.name, model.pin)
+        return found
 
     @property
     def provenance(self) -> dict[str, str]:

@@ -32,7 +32,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +74,7 @@ LOSSY: Final = "image_quality.pixels.lossy_compression"
 NOT_DECODED: Final = "image_quality.pixels.not_decoded"
 METRIC_ERROR: Final = "image_quality.metric.error"
 AI_UNAVAILABLE: Final = "ai.model.unavailable"
+AI_PIN_MISMATCH: Final = "ai.model.pin_mismatch"
 AI_NOT_SCORED: Final = "ai.score.not_scored"
 AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION})
 """MR series the artifact models were not trained on: echo-planar diffusion, fMRI and perfusion
@@ -98,7 +99,7 @@ every other rule id, so a typo in one is rejected on load instead of adding a ru
 (the AI score rules of ``ai.yaml`` are not listed: their ids follow their models)."""
 RULE_IDS: Final = frozenset(
     {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
-     AI_NOT_SCORED, AI_ERROR, PARALLEL_IMAGING, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
+     AI_PIN_MISMATCH, AI_NOT_SCORED, AI_ERROR, PARALLEL_IMAGING, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
@@ -351,6 +352,34 @@ def _models_missing(scorer: Scorer, target: Target, thresholds: Thresholds, sop:
     ]
 
 
+def _pins_mismatched(
+    scorer: Scorer, mismatched: dict[str, tuple[str, str]], target: Target, thresholds: Thresholds, sop: str | None,
+) -> list[Finding | None]:
+    """One info finding per model of the target's modality whose rules are off because the model
+    loaded is not the one they were evaluated with (their pins)."""
+    by_model: dict[str, list[str]] = {}
+    for rule_id, (name, _) in mismatched.items():
+        if name.startswith(f"{target.kind}_"):
+            by_model.setdefault(name, []).append(rule_id)
+    findings: list[Finding | None] = []
+    for name, rule_ids in sorted(by_model.items()):
+        loaded = scorer.models[name].pin
+        pinned = sorted({thresholds.rule(r).model_pin or "" for r in rule_ids})
+        off = ", ".join(sorted(rule_ids))
+        findings.append(thresholds.finding(
+            AI_PIN_MISMATCH,
+            f"{target.label_en}: AI model {name} is {loaded}, not the model the rules {off} were evaluated with "
+            f"({', '.join(pinned)}): those rules are off until the model is evaluated and the pins in thresholds/ai.yaml updated",
+            f"{target.label_zh}：AI模型 {name} 为 {loaded}，不是规则 {off} 评估时所用的模型（{', '.join(pinned)}），"
+            "这些规则暂停生效，需重新评估模型并更新 thresholds/ai.yaml 中的版本锁定",
+            value=loaded,
+            limit=", ".join(pinned),
+            series_instance_uid=target.series_instance_uid,
+            sop_instance_uid=sop,
+        ))
+    return findings
+
+
 def ai_unavailable_finding(error: ModelError, thresholds: Thresholds) -> Finding | None:
     """The one finding of a study whose pixels could not be scored because the models are unusable."""
     return thresholds.finding(
@@ -366,11 +395,11 @@ def _body_part(ds: Dataset) -> str | None:
     return value.upper() if value else None
 
 
-def rules_by_metric(thresholds: Thresholds) -> dict[str, list[Rule]]:
-    """The enabled rules on measured metrics, by metric id."""
+def rules_by_metric(thresholds: Thresholds, *, turned_off: Collection[str] = ()) -> dict[str, list[Rule]]:
+    """The enabled rules on measured metrics, by metric id (less the ids in ``turned_off``)."""
     rules: dict[str, list[Rule]] = {}
     for rule in thresholds.rules.values():
-        if rule.metric is not None and rule.enabled:
+        if rule.metric is not None and rule.enabled and rule.id not in turned_off:
             rules.setdefault(rule.metric, []).append(rule)
     return rules
 
@@ -434,7 +463,8 @@ def check_image_quality(
     Raises SourceError only when the source fails to deliver pixels (a retryable failure of the
     source, not of the data).
     """
-    rules = rules_by_metric(thresholds)
+    mismatched = scorer.pin_mismatches(thresholds.rules.values()) if isinstance(scorer, Scorer) else {}
+    rules = rules_by_metric(thresholds, turned_off=mismatched)
     vocabulary = thresholds.catalog.vocabulary if thresholds.catalog is not None else None
     reference = thresholds.parameters.get("ct.noise_reference_thickness_mm")
     noise_reference_mm = reference.value if reference is not None else ct.NOISE_REFERENCE_MM
@@ -501,6 +531,8 @@ def check_image_quality(
             raw = [*raw, *scores]
             findings.append(problem)
             findings.extend(_models_missing(scorer, target, thresholds, sop))
+            if scores:
+                findings.extend(_pins_mismatched(scorer, mismatched, target, thresholds, sop))
         lossy = lossy_compression(target.instances[0].dataset)
         if lossy is not None:
             findings.append(thresholds.finding(

@@ -209,6 +209,13 @@ def load_thresholds(
                     f"{path}: rules[{i}].metric: {rule.metric!r} (rule {rule.id!r}) is not a metric the "
                     f"pipeline measures; known: {', '.join(sorted(known))}"
                 )
+            if rule_file.gate is not None and rule.scored_model is not None and rule.enabled:
+                failures = rule_file.gate.failures(rule)
+                if failures:
+                    raise ConfigError(
+                        f"{path}: rules[{i}] (rule {rule.id!r}) is enabled but does not clear the gate of "
+                        f"{path.name}: {'; '.join(failures)}; set enabled: false or add the evidence that clears it"
+                    )
             if rule.id in rules:
                 raise ConfigError(
                     f"{path}: rules[{i}].id: {rule.id!r} is already defined in {where[rule.id]}"
@@ -216,6 +223,13 @@ def load_thresholds(
             rules[rule.id] = rule
             where[rule.id] = path
             index[rule.id] = i
+    for rule_id, rule in rules.items():
+        target = rule.duplicate_of
+        if target is not None and (target not in rules or rules[target].scored_model is not None):
+            raise ConfigError(
+                f"{where[rule_id]}: rules[{index[rule_id]}].duplicate_of: {target!r} (rule {rule_id!r}) must name "
+                "an objective rule defined in the thresholds"
+            )
     if site is None:
         raise ConfigError(f"{directory / SITE_FILE} is missing: it holds the site time zone and eligibility window")
     required = set(required_rules)

@@ -721,8 +721,9 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic plain chest CT with image noise SD 80 HU (a dose or reconstruction error).",
         "合成胸部CT平扫，图像噪声标准差 80 HU（剂量或重建参数错误）。",
         verdict=Verdict.FAIL,
-        # the CT model flags the noise too (excess_noise rule on since models 2026.12.2)
-        codes=frozenset({"image_quality.ct.noise.fail", "ai.ct_artifacts.excess_noise.review"}),
+        # the CT model scores the noise too, but its rule is off: the label is defined by the same noise
+        # estimator as the objective rule (duplicate_of in thresholds/ai.yaml), so it adds nothing
+        codes=frozenset({"image_quality.ct.noise.fail"}),
         date=_d(25),
         build=_noisy_ct,
     ),
@@ -731,7 +732,7 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic brain MR whose axial T2 has an N/2 ghost at 15 % along the phase-encoding direction.",
         "合成头颅MR，横断位T2沿相位编码方向有 15% 强度的 N/2 伪影（鬼影）。",
         verdict=Verdict.FAIL,
-        # the MR model scores the ghost (0.97), but its rule is off in thresholds/ai.yaml (held-out AUC 0.894)
+        # the MR model scores the ghost (0.97), but its rule is off: its evidence does not clear the gate of thresholds/ai.yaml
         codes=frozenset({"image_quality.mr.ghosting.fail"}),
         date=_d(26),
         build=_ghosted_mr,
@@ -751,9 +752,9 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "Synthetic DX chest PA whose brightest 15 % of pixels are saturated at the 12-bit maximum.",
         "合成DX胸部后前位片，最亮的 15% 像素饱和于 12 位最大值（削波）。",
         verdict=Verdict.FAIL,
-        codes=frozenset(
-            {"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail", "ai.dr_artifacts.saturation.review"}
-        ),
+        # the DR model scores the saturation too, but its rule is off: the label is the stored-maximum
+        # criterion of the objective rule (duplicate_of in thresholds/ai.yaml)
+        codes=frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"}),
         date=_d(28),
         build=_clipped_dr,
     ),
