@@ -34,8 +34,11 @@ def metric_features(
     *,
     pixel_mm: float | None,
     stored_range: tuple[float, float] | None = None,
+    names: Sequence[str] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """The feature vector (``FEATURES[modality]`` order; NaN where a metric is not measurable).
+    """The feature vector, in the order of ``names`` (default ``FEATURES[modality]``, what training
+    uses; at inference the model's manifest names them, so a metric added to this version does not
+    change what an existing model is fed); NaN where a metric is not measurable.
 
     ``grids`` is one working-grid image (DR) or a (slice, row, col) stack of them (CT, MR);
     ``pixel_mm`` the working-grid pixel size.
@@ -59,7 +62,8 @@ def metric_features(
         raise ValueError(f"no metric features for modality {modality!r} (DR, CT or MR)")
     values = {m.metric: m.value for m in measured}
     return np.array(
-        [v if (v := values.get(name)) is not None and math.isfinite(v) else np.nan for name in FEATURES[modality]],
+        [v if (v := values.get(name)) is not None and math.isfinite(v) else np.nan
+         for name in (FEATURES[modality] if names is None else names)],
         dtype=np.float32,
     )
 
@@ -79,6 +83,7 @@ def slice_features(
     *,
     pixel_mm: float | None,
     stored_range: tuple[float, float] | None = None,
+    names: Sequence[str] | None = None,
 ) -> npt.NDArray[np.float32]:
     """The feature vector of decoded native images: each to the working grid, then :func:`metric_features`.
 
@@ -86,4 +91,10 @@ def slice_features(
     """
     grids = np.stack([to_working_grid(s) for s in slices])
     grid_mm = None if pixel_mm is None else pixel_mm * max(np.shape(slices[0])) / WORKING_SIZE
-    return metric_features(grids[0] if modality == "DR" else grids, modality, pixel_mm=grid_mm, stored_range=stored_range)
+    return metric_features(grids[0] if modality == "DR" else grids, modality, pixel_mm=grid_mm, stored_range=stored_range,
+                           names=names)
+
+
+def measured_metrics(modality: str) -> frozenset[str]:
+    """Every metric id :func:`metric_features` can give for ``modality`` (a model may name any)."""
+    return frozenset({"DR": dr.METRICS, "CT": ct.METRICS, "MR": mr.METRICS}[modality])

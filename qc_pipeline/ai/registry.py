@@ -133,6 +133,19 @@ def read_manifest(path: Path) -> Manifest:
                 f"(shape {manifest.input.shape}), this qc-pipeline builds {expected}: retrain it "
                 f"(qc-pipeline models train --model {manifest.name}) or install the models of this version"
             )
+    if manifest.kind == "metrics":
+        from qc_pipeline.ai.features import measured_metrics
+
+        names = manifest.preprocessing.get("features")
+        known = measured_metrics(manifest.modality)
+        unknown = sorted(set(names) - known) if isinstance(names, list) else None
+        if unknown is None or unknown or manifest.input.shape[1:2] != [len(names)]:
+            raise ModelError(
+                f"model manifest {path}: model {manifest.name} reads the metric features {names} "
+                f"(input shape {manifest.input.shape}), "
+                + (f"and this qc-pipeline measures no {', '.join(unknown)}" if unknown else "which do not fit its input")
+                + f": retrain it (qc-pipeline models train --model {manifest.name}) or install the models of this version"
+            )
     return manifest
 
 

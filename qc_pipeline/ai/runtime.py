@@ -198,7 +198,8 @@ class Scorer:
                 for label, value in zip(artifacts.manifest.labels, scores, strict=True)
             ]
         if acceptability is not None:
-            features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range)
+            features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range,
+                                      names=acceptability.manifest.preprocessing["features"])
             (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
             label = acceptability.manifest.labels[0]
             out.append(

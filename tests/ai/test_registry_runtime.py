@@ -180,3 +180,26 @@ def test_unscorable_pixels_raise_degenerate_input(scorer: Scorer):
         scorer.score("DR", [np.zeros((4, 4), np.float32)], pixel_mm=None, stored_range=(0, 4095))
     with pytest.raises(DegenerateInputError, match=r"no models for modality 'US'"):
         scorer.score("US", [np.zeros((64, 64), np.float32)], pixel_mm=None)
+
+
+def test_an_acceptability_model_naming_a_metric_this_version_does_not_measure_is_refused(models_copy: Path):
+    path = models_copy / "ct_acceptability.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["preprocessing"]["features"][2] = "ct.noise_power_spectrum_peak"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"model ct_acceptability reads the metric features .*this qc-pipeline "
+                                         r"measures no ct\.noise_power_spectrum_peak: retrain it"):
+        load_registry(models_copy)
+
+
+def test_a_metric_added_to_this_version_does_not_change_what_an_acceptability_model_reads(
+        scorer: Scorer, monkeypatch: pytest.MonkeyPatch):
+    # Training takes FEATURES; inference takes the manifest's list. Adding a metric (here: one more
+    # name in FEATURES) must not widen the vector fed to a model trained before it.
+    from qc_pipeline.ai import features
+
+    volume = phantoms.ct_water_cylinder(n_slices=8, size=128, noise_sd_hu=8.0, seed=3).astype(np.float32)
+    before = [m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"]
+    monkeypatch.setitem(features.FEATURES, "CT", (*features.FEATURES["CT"], "ct.noise_measured_hu"))
+    after = [m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"]
+    assert [m.value for m in after] == [m.value for m in before] and len(after) == 1
