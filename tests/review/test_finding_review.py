@@ -30,7 +30,7 @@ from qc_pipeline.review.finding_review import (
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.review import FindingReview, ReviewEvent
-from tests.review.conftest import SECRET, Accounts, Judged, form_token, sign_in
+from tests.review.conftest import SECRET, Accounts, Judged, sign_in
 
 SYNTHETIC_UIDS = [f"1.2.826.0.1.3680043.8.498.{1000 + i}.{i * 7919 % 104729}" for i in range(2000)]
 
@@ -214,9 +214,9 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
         page = client.get(f"/studies/{study}").text
         assert re.search(rf'data-finding="{confirm_id}".*?<strong>confirmed</strong>: Exposure', page, re.S)
         assert re.search(rf'data-finding="{reject_id}".*?<strong>rejected</strong>: Other', page, re.S)
-        audit = client.post(f"/studies/{study}/findings/{confirm_id}",
+        forged = client.post(f"/studies/{study}/findings/{confirm_id}",
                             data={"csrf_token": "forged", "judgement": "reject", "reason_code": "other"})
-        assert audit.status_code == 403  # CSRF
+        assert forged.status_code == 403  # CSRF
     out = tmp_path / "finding-labels.csv"
     result = CliRunner().invoke(main, ["models", "export-labels", "--db", sqlite_url, "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -242,3 +242,22 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
     assert "dr.wang" not in text and "王医生" not in text
     (stored,) = app_store.results(study_instance_uid=study)
     assert stored["patient_id"] and stored["patient_id"] not in text
+
+
+def test_the_queue_page_marks_audit_samples(app_store: ResultStore, thresholds: Thresholds, judged: Judged) -> None:
+    passed = uid(judged, "phantom_ct_chest")
+    for share, shown in ((1.0, True), (0.0, False)):
+        app = create_app(app_store, thresholds, secret_key=SECRET, lang="en", review_config=with_share(share))
+        with TestClient(app, base_url="http://testserver", follow_redirects=False) as client:
+            sign_in(client)
+            queue = client.get("/queue").text
+            row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>', queue, re.S)
+            assert (row is not None) == shown
+            if row is not None:
+                assert 'data-testid="audit-sample">抽查 / audit sample<' in row.group(0)
+                page = client.get(f"/studies/{passed}").text
+                assert "it was drawn at random for a human check" in page
+                assert client.get(f"/api/studies/{passed}").json()["audit_sample"] is True
+            assert 'data-testid="audit-sample"' not in re.sub(
+                rf'<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>', "", queue, flags=re.S
+            )  # no flagged study is marked as an audit sample
