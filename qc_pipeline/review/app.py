@@ -675,14 +675,14 @@ def _pages_router() -> APIRouter:
         uid: str,
         finding_id: int,
         judgement: str = Form(""),
-        reason_code: str = Form(""),
+        artifact: str = Form(""),
         decision_id: int | None = Form(None),
         user: User = Depends(current_user),
     ) -> Response:
         def save() -> None:
             judge_finding(
                 request.app.state.store, request.app.state.finding_review, uid, user,
-                finding_id=finding_id, judgement=judgement, reason_code=reason_code, decision_id=decision_id,
+                finding_id=finding_id, judgement=judgement, reason_code=artifact, decision_id=decision_id,
             )
 
         return _attempt(request, uid, save, "Finding judged.", "已记录对该质控发现的判断。")

@@ -650,7 +650,7 @@ def decide(
         )
         if machine.verdict not in FLAGGED_VERDICTS and not audit:
             raise ReviewError(
-                f"the machine verdict is {machine.verdict}: only review and fail studies (and audit samples) are reviewed",
+                f"the machine verdict is {machine.verdict}: only review and fail studies are reviewed (and audit samples of passes)",
                 "仅待复核和不合格的检查需要人工复核",
                 status=409,
             )

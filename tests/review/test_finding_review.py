@@ -207,15 +207,15 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
         reject_id = next(fid for fid, _ in forms if items[fid]["code"].startswith("ai."))
         decision_id = client.get(f"/api/studies/{study}").json()["decision_id"]
         r1 = client.post(f"/studies/{study}/findings/{confirm_id}",
-                         data={"csrf_token": token, "judgement": "confirm", "reason_code": "exposure", "decision_id": decision_id})
+                         data={"csrf_token": token, "judgement": "confirm", "artifact": "exposure", "decision_id": decision_id})
         r2 = client.post(f"/studies/{study}/findings/{reject_id}",
-                         data={"csrf_token": token, "judgement": "reject", "reason_code": "other", "decision_id": decision_id})
+                         data={"csrf_token": token, "judgement": "reject", "artifact": "other", "decision_id": decision_id})
         assert r1.status_code == r2.status_code == 303
         page = client.get(f"/studies/{study}").text
         assert re.search(rf'data-finding="{confirm_id}".*?<strong>confirmed</strong>: Exposure', page, re.S)
         assert re.search(rf'data-finding="{reject_id}".*?<strong>rejected</strong>: Other', page, re.S)
         forged = client.post(f"/studies/{study}/findings/{confirm_id}",
-                            data={"csrf_token": "forged", "judgement": "reject", "reason_code": "other"})
+                            data={"csrf_token": "forged", "judgement": "reject", "artifact": "other"})
         assert forged.status_code == 403  # CSRF
     out = tmp_path / "finding-labels.csv"
     result = CliRunner().invoke(main, ["models", "export-labels", "--db", sqlite_url, "--out", str(out)])

@@ -556,7 +556,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/studies/{uid}/flags"): {"data": {"reason_code": "forensic"}},
     ("POST", "/api/studies/{uid}/decision"): {"json": {"verdict": "fail", "reason_code": "image_quality_poor"}},
     ("POST", "/api/studies/{uid}/flags"): {"json": {"reason_code": "forensic"}},
-    ("POST", "/studies/{uid}/findings/{finding_id}"): {"data": {"judgement": "confirm", "reason_code": "exposure"}},
+    ("POST", "/studies/{uid}/findings/{finding_id}"): {"data": {"judgement": "confirm", "artifact": "exposure"}},
     ("POST", "/api/studies/{uid}/findings/{finding_id}"): {"json": {"judgement": "confirm", "reason_code": "exposure"}},
     ("POST", "/spot-checks/{code}"): {"data": {"grade": "甲", "recognisable": "yes"}},
     ("POST", "/login"): {"data": {"username": "dr.wang", "password": "not-the-password"}},
