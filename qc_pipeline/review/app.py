@@ -626,10 +626,10 @@ def _pages_router() -> APIRouter:
                 return Response(image.png, media_type="image/png")
         raise ReviewError("no key image for this series", "该序列没有关键图像", status=404)
 
-    def _back(key: str) -> Response:
-        return RedirectResponse(study_url(key), status_code=303)
+    def _back(key: str, anchor: str = "") -> Response:
+        return RedirectResponse(study_url(key) + (f"#{anchor}" if anchor else ""), status_code=303)
 
-    def _attempt(request: Request, uid: str, action: Any, ok_en: str, ok_zh: str) -> Response:
+    def _attempt(request: Request, uid: str, action: Any, ok_en: str, ok_zh: str, anchor: str = "") -> Response:
         try:
             action()
         except ReviewError as exc:
@@ -638,7 +638,7 @@ def _pages_router() -> APIRouter:
             _flash(request, "error", str(exc), exc.message_zh)
         else:
             _flash(request, "ok", ok_en, ok_zh)
-        return _back(uid)
+        return _back(uid, anchor)
 
     @router.post("/studies/{uid}/claim")
     def claim_form(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
@@ -685,7 +685,7 @@ def _pages_router() -> APIRouter:
                 finding_id=finding_id, judgement=judgement, reason_code=artifact, decision_id=decision_id,
             )
 
-        return _attempt(request, uid, save, "Finding judged.", "已记录对该质控发现的判断。")
+        return _attempt(request, uid, save, "Finding judged.", "已记录对该质控发现的判断。", anchor="finding-review")
 
     @router.post("/studies/{uid}/flags")
     def flag_form(

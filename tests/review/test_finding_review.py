@@ -211,6 +211,7 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
         r2 = client.post(f"/studies/{study}/findings/{reject_id}",
                          data={"csrf_token": token, "judgement": "reject", "artifact": "other", "decision_id": decision_id})
         assert r1.status_code == r2.status_code == 303
+        assert r1.headers["location"] == f"/studies/{study}#finding-review"  # back where the reviewer clicked
         page = client.get(f"/studies/{study}").text
         assert re.search(rf'data-finding="{confirm_id}".*?<strong>confirmed</strong>: Exposure', page, re.S)
         assert re.search(rf'data-finding="{reject_id}".*?<strong>rejected</strong>: Other', page, re.S)
