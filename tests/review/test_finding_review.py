@@ -262,3 +262,22 @@ def test_the_queue_page_marks_audit_samples(app_store: ResultStore, thresholds: 
             assert 'data-testid="audit-sample"' not in re.sub(
                 rf'<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>', "", queue, flags=re.S
             )  # no flagged study is marked as an audit sample
+
+
+def test_a_finding_seen_on_an_older_decision_is_refused(
+    store: ResultStore, accounts: Accounts, judged: Judged, thresholds: Thresholds
+) -> None:
+    study = uid(judged, "clipped_dr")
+    view = service.study_view(store, thresholds, study, review_config=load_finding_review())
+    service.claim(store, study, accounts.reviewer)
+    with pytest.raises(ReviewError, match="judged again since you opened it") as exc:
+        judge_finding(store, load_finding_review(), study, accounts.reviewer, finding_id=view.finding_items[0]["id"],
+                      judgement="confirm", reason_code="exposure", decision_id=view.decision_id + 1000)
+    assert exc.value.status == 409
+
+
+def test_export_labels_refuses_a_database_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.sqlite"
+    result = CliRunner().invoke(main, ["models", "export-labels", "--db", f"sqlite:///{missing}", "--out", str(tmp_path / "x.csv")])
+    assert result.exit_code == 1
+    assert "error" in result.output and not missing.exists() and not (tmp_path / "x.csv").exists()
