@@ -167,8 +167,10 @@ def test_reviewer_judges_each_finding_with_one_click_in_the_browser(server: str,
 
     from qc_pipeline.review.finding_labels import finding_label_rows
     from qc_pipeline.review.finding_review import load_finding_review
+    from tests.review.test_finding_review import add_ai_finding
 
     study = judged.decisions["clipped_dr"].study_instance_uid
+    add_ai_finding(app_store, study)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:

@@ -29,6 +29,7 @@ from qc_pipeline.review.finding_review import (
 )
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
+from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
 from qc_pipeline.store.review import FindingReview, ReviewEvent
 from tests.review.conftest import SECRET, Accounts, Judged, sign_in
 
@@ -37,6 +38,27 @@ SYNTHETIC_UIDS = [f"1.2.826.0.1.3680043.8.498.{1000 + i}.{i * 7919 % 104729}" fo
 
 def uid(judged: Judged, name: str) -> str:
     return judged.decisions[name].study_instance_uid
+
+
+AI_FINDING = "ai.dr_artifacts.saturation.review"
+
+
+def add_ai_finding(store: ResultStore, study_uid: str) -> None:
+    """An AI review finding on the study's current decision, as the flow stores one when the rule
+    is on (the shipped gate may keep every AI rule off, so the demo has none of its own)."""
+    with store.writing("add an AI finding") as session:
+        decision = session.scalars(
+            select(DecisionRecord).join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True))
+        ).one()
+        series = session.scalars(
+            select(FindingRecord.series_instance_uid).where(FindingRecord.decision_id == decision.id,
+                                                            FindingRecord.series_instance_uid.is_not(None))
+        ).first()
+        session.add(FindingRecord(decision_id=decision.id, ordinal=999, code=AI_FINDING, category="ai", severity="review",
+                                  message="AI score: saturation 0.959 is above the limit 0.5",
+                                  message_zh="AI 评分：饱和 0.959 高于限值 0.5", value="0.959", limit_="0.5",
+                                  series_instance_uid=series))
 
 
 def with_share(share: float, salt: str = "test-salt") -> FindingReviewConfig:
@@ -189,8 +211,9 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
 ) -> None:
     """clipped_dr has objective findings and an AI one: the objective clipping is confirmed as
     exposure, the AI saturation rejected as a false alarm ('other')."""
-    app = create_app(app_store, thresholds, secret_key=SECRET, lang="en")
     study = uid(judged, "clipped_dr")
+    add_ai_finding(app_store, study)
+    app = create_app(app_store, thresholds, secret_key=SECRET, lang="en")
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as client:
         token = sign_in(client)
         page = client.get(f"/studies/{study}").text
@@ -204,7 +227,7 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
         config = load_finding_review()
         assert all(selected == config.implied_artifact(items[fid]["code"]) for fid, selected in forms)
         confirm_id = next(fid for fid, _ in forms if items[fid]["code"] == "image_quality.dr.clipped_stored_max.fail")
-        reject_id = next(fid for fid, _ in forms if items[fid]["code"].startswith("ai."))
+        reject_id = next(fid for fid, _ in forms if items[fid]["code"] == AI_FINDING)
         decision_id = client.get(f"/api/studies/{study}").json()["decision_id"]
         r1 = client.post(f"/studies/{study}/findings/{confirm_id}",
                          data={"csrf_token": token, "judgement": "confirm", "artifact": "exposure", "decision_id": decision_id})
