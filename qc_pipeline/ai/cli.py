@@ -154,3 +154,35 @@ def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: boo
     if write:
         for path in write_results(results, directory):
             click.echo(f"已写入 / written: {path}")
+
+
+@models.command("export-labels")
+@click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
+def export_labels_cmd(db_url: str | None, out_path: Path, thresholds_dir: Path | None) -> None:
+    """Write reviewers' per-finding judgements as per-series labels with provenance
+    (format: qc_pipeline.review.finding_labels) / 导出医师对各质控发现的判断（逐序列标注，含来源）."""
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.review.cli import _open_store
+    from qc_pipeline.review.finding_labels import export_finding_labels
+    from qc_pipeline.review.finding_review import load_finding_review
+
+    try:
+        config = load_finding_review(thresholds_dir)
+    except ConfigError as exc:
+        _fail(str(exc), "逐项复核配置无效")
+        return
+    store = _open_store(db_url, must_exist=True)
+    try:
+        n = export_finding_labels(store, config, out_path)
+    except StoreError as exc:
+        _fail(str(exc), "无法读取结果数据库")
+        return
+    except OSError as exc:
+        _fail(f"cannot write {out_path}: {exc.strerror}", f"无法写入 {out_path}")
+        return
+    finally:
+        store.close()
+    click.echo(f"逐项标注 / finding labels: {n} → {out_path}")

@@ -89,6 +89,7 @@ from qc_pipeline.review.i18n import (
     translator,
 )
 from qc_pipeline.resources import REVIEW_STATIC, REVIEW_TEMPLATES, shipped_path
+from qc_pipeline.review.finding_review import FindingReviewConfig, judge_finding, load_finding_review
 from qc_pipeline.review.images import StudyImages, render_study
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore
@@ -220,6 +221,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "rule_label": lambda code: names.rule_label(code, lang),
         "metric_label": lambda code: names.metric_label(code, lang),
         "event_label": lambda code: label(AUDIT_EVENTS, code, lang),
+        "artifact_label": lambda code: label(request.app.state.finding_review.labels, code, lang),
         "value_text": lambda value: _named_ids(value, lang),
         "local_time": lambda iso, seconds=False: _local_time(request.app, iso, seconds=seconds),
         "zone_name": _zone(request.app).key,
@@ -334,6 +336,7 @@ def create_app(
     extra_nav: Sequence[tuple[str, tuple[str, str]]] = (),
     grader_home: str | None = None,
     session_lifetime: dt.timedelta = DEFAULT_SESSION_LIFETIME,
+    review_config: FindingReviewConfig | None = None,
 ) -> FastAPI:
     """The review app on ``store`` (see the module docstring for the extension points).
 
@@ -342,6 +345,9 @@ def create_app(
 
     ``viewer_url`` is the imaging cloud viewer's URL template, with ``{study_instance_uid}`` and
     ``{accession_number}`` placeholders (values URL-encoded).
+
+    ``review_config`` gives the artifacts a finding is judged with and the audit share of machine
+    passes (default: ``thresholds/evaluation/finding_review.yaml``).
     """
     if len(secret_key) < 32:
         raise ValueError("secret_key must have at least 32 characters (e.g. secrets.token_urlsafe(48))")
@@ -367,6 +373,7 @@ def create_app(
     app.state.images = _ImageCache()
     app.state.grader_home = grader_home
     app.state.session_lifetime = session_lifetime
+    app.state.finding_review = review_config if review_config is not None else load_finding_review()
     app.state.sign_in_throttle = _Throttle(SIGN_INS_PER_CLIENT, SIGN_IN_WINDOW_S)
 
     @app.middleware("http")
@@ -581,7 +588,7 @@ def _pages_router() -> APIRouter:
     @router.get("/queue")
     def queue_page(request: Request, user: User = Depends(current_user)) -> Response:
         filters = _filters(request)
-        found = service.queue(request.app.state.store, filters)
+        found = service.queue(request.app.state.store, filters, audit=request.app.state.finding_review)
         return render(
             request,
             "queue.html",
@@ -590,7 +597,9 @@ def _pages_router() -> APIRouter:
 
     @router.get("/studies/{uid}")
     def study_page(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
-        view = service.study_view(request.app.state.store, request.app.state.thresholds, uid)
+        view = service.study_view(
+            request.app.state.store, request.app.state.thresholds, uid, review_config=request.app.state.finding_review
+        )
         images = _study_images(request, view)
         return render(
             request,
@@ -604,6 +613,7 @@ def _pages_router() -> APIRouter:
                 "reasons": DECISION_REASONS,
                 "flags": NEGATIVE_FLAGS,
                 "action_for": service.action_for,
+                "artifacts": request.app.state.finding_review.labels,
             },
         )
 
@@ -616,10 +626,10 @@ def _pages_router() -> APIRouter:
                 return Response(image.png, media_type="image/png")
         raise ReviewError("no key image for this series", "该序列没有关键图像", status=404)
 
-    def _back(key: str) -> Response:
-        return RedirectResponse(study_url(key), status_code=303)
+    def _back(key: str, anchor: str = "") -> Response:
+        return RedirectResponse(study_url(key) + (f"#{anchor}" if anchor else ""), status_code=303)
 
-    def _attempt(request: Request, uid: str, action: Any, ok_en: str, ok_zh: str) -> Response:
+    def _attempt(request: Request, uid: str, action: Any, ok_en: str, ok_zh: str, anchor: str = "") -> Response:
         try:
             action()
         except ReviewError as exc:
@@ -628,7 +638,7 @@ def _pages_router() -> APIRouter:
             _flash(request, "error", str(exc), exc.message_zh)
         else:
             _flash(request, "ok", ok_en, ok_zh)
-        return _back(uid)
+        return _back(uid, anchor)
 
     @router.post("/studies/{uid}/claim")
     def claim_form(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
@@ -654,9 +664,28 @@ def _pages_router() -> APIRouter:
             service.decide(
                 request.app.state.store, request.app.state.thresholds, uid, user,
                 verdict=verdict, reason_code=reason_code, reason_text=reason_text, decision_id=decision_id,
+                review_config=request.app.state.finding_review,
             )
 
         return _attempt(request, uid, save, "Decision saved.", "复核结论已保存。")
+
+    @router.post("/studies/{uid}/findings/{finding_id}")
+    def finding_form(
+        request: Request,
+        uid: str,
+        finding_id: int,
+        judgement: str = Form(""),
+        artifact: str = Form(""),
+        decision_id: int | None = Form(None),
+        user: User = Depends(current_user),
+    ) -> Response:
+        def save() -> None:
+            judge_finding(
+                request.app.state.store, request.app.state.finding_review, uid, user,
+                finding_id=finding_id, judgement=judgement, reason_code=artifact, decision_id=decision_id,
+            )
+
+        return _attempt(request, uid, save, "Finding judged.", "已记录对该质控发现的判断。", anchor="finding-review")
 
     @router.post("/studies/{uid}/flags")
     def flag_form(
@@ -693,12 +722,14 @@ def _api_router() -> APIRouter:
 
     @router.get("/queue")
     def api_queue(request: Request) -> dict[str, Any]:
-        found = service.queue(request.app.state.store, _filters(request))
+        found = service.queue(request.app.state.store, _filters(request), audit=request.app.state.finding_review)
         return {"total": found.total, "rows": [asdict(r) for r in found.rows], "options": found.options}
 
     @router.get("/studies/{uid}")
     def api_study(request: Request, uid: str, user: User = Depends(current_user)) -> dict[str, Any]:
-        view = service.study_view(request.app.state.store, request.app.state.thresholds, uid)
+        view = service.study_view(
+            request.app.state.store, request.app.state.thresholds, uid, review_config=request.app.state.finding_review
+        )
         return {
             **service.for_user(view.result, user),
             "study_key": view.study_key,
@@ -708,6 +739,8 @@ def _api_router() -> APIRouter:
             "ai_scores": view.ai_scores,
             "claimed_by": view.claimed_by,
             "claim_expires_at": view.claim_expires_at,
+            "audit_sample": view.audit_sample,
+            "finding_items": list(view.finding_items),
         }
 
     @router.post("/studies/{uid}/claim")
@@ -731,7 +764,22 @@ def _api_router() -> APIRouter:
             request.app.state.store, request.app.state.thresholds, uid, user,
             verdict=str(body.get("verdict", "")), reason_code=str(body.get("reason_code", "")),
             reason_text=str(body.get("reason_text") or ""), decision_id=decision_id,
+            review_config=request.app.state.finding_review,
         )
+
+    @router.post("/studies/{uid}/findings/{finding_id}")
+    async def api_finding(request: Request, uid: str, finding_id: int, user: User = Depends(current_user)) -> dict[str, Any]:
+        body = await _json_body(request)
+        decision_id = body.get("decision_id")
+        if decision_id is not None and not isinstance(decision_id, int):
+            raise ReviewError(f"decision_id must be an integer; got {decision_id!r}", "decision_id 须为整数")
+        result: dict[str, Any] = await _in_thread(
+            judge_finding,
+            request.app.state.store, request.app.state.finding_review, uid, user,
+            finding_id=finding_id, judgement=str(body.get("judgement", "")), reason_code=str(body.get("reason_code", "")),
+            decision_id=decision_id,
+        )
+        return result
 
     @router.post("/studies/{uid}/flags")
     async def api_flag(request: Request, uid: str, user: User = Depends(current_user)) -> dict[str, Any]:

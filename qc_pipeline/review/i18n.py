@@ -46,6 +46,7 @@ AUDIT_EVENTS: Final[dict[str, tuple[str, str]]] = {
     "claim": ("claimed a study", "认领检查"),
     "release": ("released a claim", "释放认领"),
     "decision": ("decided a study", "提交复核结论"),
+    "finding": ("judged a finding", "判断质控发现"),
     "flag": ("set a negative-list flag", "设置负面清单标记"),
     "unflag": ("cleared a negative-list flag", "取消负面清单标记"),
     "sign_in": ("signed in", "登录"),
@@ -189,6 +190,26 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "decided_banner": ("Decided", "已复核"),
     "claimed_by_label": ("Claimed by", "认领人"),
     "decision_blocked": ("You cannot decide while another reviewer holds the claim.", "其他医师认领期间您不能提交结论。"),
+    "finding_review": ("Each finding: is it there?", "逐项判断质控发现"),
+    "finding_review_help": (
+        "Confirm a finding when you see the problem, reject it when it is a false alarm, and name the artifact you "
+        "see. These judgements teach the AI models; they do not decide the study.",
+        "看到问题请确认，误报请否认，并选择实际看到的伪影类别。这些判断用于改进 AI 模型，不决定检查结论。",
+    ),
+    "artifact_seen": ("Artifact seen", "所见伪影"),
+    "judge_confirm": ("Confirm", "确认"),
+    "judge_reject": ("Reject", "否认"),
+    "judged_confirm": ("confirmed", "已确认"),
+    "judged_reject": ("rejected", "已否认"),
+    "not_judged": ("not judged yet", "尚未判断"),
+    "claim_to_judge": ("Claim the study to judge its findings.", "认领后可逐项判断质控发现。"),
+    "audit_sample": ("audit sample", "抽查"),
+    "audit_sample_note": (
+        "Audit sample: the machine passed this study; it was drawn at random for a human check. Its verdict stays "
+        "pass until you decide.",
+        "抽查样本：机器判定合格，随机抽取供人工核查；在您作出结论前仍为合格。",
+    ),
+    "no_reviewable_findings": ("No review or fail finding to judge.", "没有需要逐项判断的质控发现。"),
     "no_series": ("No series recorded for this decision (judged before series were kept).", "此结论未记录序列（记录序列之前的结论）。"),
 }
 """Key -> (English, Chinese)."""

@@ -6,8 +6,10 @@ status to answer) when an action cannot be done.
 
 Rules:
 
-- The queue holds the studies whose current machine verdict is ``review`` or ``fail`` and that
-  have no standing human decision, oldest study date first (unknown dates last).
+- The queue holds the studies whose current machine verdict is ``review`` or ``fail``, and the
+  machine passes drawn for a human audit (``finding_review``), that have no standing human
+  decision, oldest study date first (unknown dates last). An audit sample keeps its ``pass``
+  until a person decides.
 - A claim marks who is working on a study, for ``CLAIM_MINUTES``; while it runs, nobody else can
   claim the study or decide on it. Deciding releases it.
 - A human decision (``pass`` or ``fail``) reviews the study's current machine decision (its id and
@@ -44,6 +46,12 @@ from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
+from qc_pipeline.review.finding_review import (
+    FindingReviewConfig,
+    audit_sample_ids,
+    current_judgements,
+    reviewable,
+)
 from qc_pipeline.review.i18n import DECISION_REASONS
 from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.rules.evaluate import evaluate
@@ -120,6 +128,8 @@ class QueueRow:
     claimed_by: str | None
     claim_expires_at: str | None
     human_verdict: str | None
+    audit_sample: bool = False
+    """A machine pass drawn for a human audit (``finding_review``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +153,11 @@ def _modality_matches(column: Any, modality: str) -> Any:
     )
 
 
-def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT) -> Queue:
-    """The studies to review (see the module docstring), at most ``limit``, with the filter options."""
+def queue(
+    store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT, audit: FindingReviewConfig | None = None
+) -> Queue:
+    """The studies to review (see the module docstring), at most ``limit``, with the filter options;
+    ``audit`` draws the audit samples of machine passes (None: none)."""
     now = _now()
     standing = and_(
         HumanDecision.study_id == DecisionRecord.study_id,
@@ -152,7 +165,7 @@ def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT
         HumanDecision.content_fingerprint == DecisionRecord.content_fingerprint,
     )
     verdicts = FLAGGED_VERDICTS if filters.verdict is None else (filters.verdict,)
-    conditions: list[Any] = [DecisionRecord.is_current.is_(True), DecisionRecord.verdict.in_(verdicts)]
+    conditions: list[Any] = [DecisionRecord.is_current.is_(True)]
     if filters.status == "pending":
         conditions.append(HumanDecision.id.is_(None))
     elif filters.status == "decided":
@@ -184,6 +197,9 @@ def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT
         .where(*conditions)
     )
     with store.reading("read the review queue") as session:
+        audited = set(audit_sample_ids(session, audit)) if filters.verdict is None else set()
+        flagged = DecisionRecord.verdict.in_(verdicts)
+        base = base.where(or_(flagged, DecisionRecord.study_id.in_(sorted(audited))) if audited else flagged)
         total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
         rows = session.execute(
             base.options(selectinload(DecisionRecord.findings))
@@ -230,6 +246,7 @@ def queue(store: ResultStore, filters: QueueFilters, *, limit: int = QUEUE_LIMIT
                 claimed_by=claimer if live else None,
                 claim_expires_at=claim.expires_at.isoformat() if live and claim is not None else None,
                 human_verdict=human_verdict,
+                audit_sample=s.id in audited and d.verdict == "pass",
             )
         )
     return Queue(rows=out, total=int(total), options=options)
@@ -336,6 +353,12 @@ class StudyView:
     patient: dict[str, str | None]
     series: tuple[SeriesSummary, ...] = ()
     """Each series with the role the checks read in it (MR sequence, CT phase, DR view)."""
+    audit_sample: bool = False
+    """A machine pass drawn for a human audit: it may be claimed and decided like a flagged study."""
+    finding_items: tuple[dict[str, Any], ...] = ()
+    """The review/fail findings a reviewer judges one by one: ``id``, ``code``, ``severity``,
+    ``category``, ``message``, ``message_zh``, ``series_instance_uid``, ``implied`` (the artifact the
+    code implies) and ``judgement`` (the current one, or None)."""
 
     @property
     def study_key(self) -> str:
@@ -360,7 +383,7 @@ class StudyView:
 
     @property
     def decidable(self) -> bool:
-        return self.actionable and self.result["verdict"] in FLAGGED_VERDICTS
+        return self.actionable and (self.result["verdict"] in FLAGGED_VERDICTS or self.audit_sample)
 
 
 def _ids(session: Session, key: str) -> tuple[StudyRecord, DecisionRecord]:
@@ -388,10 +411,31 @@ def _actionable(study: StudyRecord) -> None:
         )
 
 
-def study_view(store: ResultStore, thresholds: Thresholds, key: str) -> StudyView:
-    """The study page's content (``key``: see ``_ids``); ReviewError (404) for an unknown study."""
+def study_view(
+    store: ResultStore, thresholds: Thresholds, key: str, *, review_config: FindingReviewConfig | None = None
+) -> StudyView:
+    """The study page's content (``key``: see ``_ids``); ReviewError (404) for an unknown study.
+    ``review_config`` gives the audit draw and the artifacts findings imply (None: no audit)."""
     with store.reading("read a study") as session:
         study, decision = _ids(session, key)
+        judged = current_judgements(session, decision.id)
+        findings = reviewable(
+            session.scalars(
+                select(FindingRecord).where(FindingRecord.decision_id == decision.id).order_by(FindingRecord.ordinal)
+            ).all()
+        )
+        items = tuple(
+            {"id": f.id, "code": f.code, "severity": f.severity, "category": f.category, "message": f.message,
+             "message_zh": f.message_zh, "series_instance_uid": f.series_instance_uid,
+             "implied": review_config.implied_artifact(f.code) if review_config is not None else "other",
+             "judgement": judged.get(f.id)}
+            for f in sorted(findings, key=lambda f: (f.severity != "fail", f.ordinal))
+        )
+        audit = (
+            decision.verdict == "pass"
+            and review_config is not None
+            and review_config.is_audit_sample(study.study_instance_uid)
+        )
         uid = study.study_instance_uid
         series = stored_series(decision.series, uid)
         claim_row = session.execute(
@@ -421,6 +465,8 @@ def study_view(store: ResultStore, thresholds: Thresholds, key: str) -> StudyVie
             "birth_date": None if study.patient_birth_date is None else study.patient_birth_date.isoformat(),
         },
         series=series,
+        audit_sample=audit,
+        finding_items=items,
     )
 
 
@@ -465,6 +511,12 @@ def _audit(session: Session, user: User | None, event: str, study_id: int | None
             client=None if user is None or user.client is None else user.client[:64],
         )
     )
+
+
+def holds_claim(session: Session, study_id: int, user: User, now: dt.datetime) -> bool:
+    """Whether ``user`` holds a live claim on the study."""
+    claim_row = session.scalars(select(ReviewClaim).where(ReviewClaim.study_id == study_id)).one_or_none()
+    return claim_row is not None and claim_row.user_id == user.id and _claim_live(claim_row, now)
 
 
 def _claimed_by_other(session: Session, study_id: int, user: User, now: dt.datetime) -> str | None:
@@ -565,12 +617,14 @@ def decide(
     reason_code: str,
     reason_text: str | None,
     decision_id: int | None = None,
+    review_config: FindingReviewConfig | None = None,
 ) -> dict[str, Any]:
     """Record a human decision on the study's current machine decision; returns it as a dict.
 
     ``decision_id``, when given, is the machine decision the reviewer saw: if the study was judged
     again since, ReviewError 409 asks them to look again. An override, and the reason ``other``,
-    need an explanation.
+    need an explanation. A machine ``pass`` is decided only when ``review_config`` draws it as an
+    audit sample.
     """
     if verdict not in ("pass", "fail"):
         raise ReviewError(f"the decision must be pass or fail; got {verdict!r}", "复核结论须为合格或不合格")
@@ -589,9 +643,14 @@ def decide(
                 "打开页面后该检查已被重新质控，请查看新结论后再复核",
                 status=409,
             )
-        if machine.verdict not in FLAGGED_VERDICTS:
+        audit = (
+            machine.verdict == "pass"
+            and review_config is not None
+            and review_config.is_audit_sample(study.study_instance_uid)
+        )
+        if machine.verdict not in FLAGGED_VERDICTS and not audit:
             raise ReviewError(
-                f"the machine verdict is {machine.verdict}: only review and fail studies are reviewed",
+                f"the machine verdict is {machine.verdict}: only review and fail studies are reviewed (and audit samples of passes)",
                 "仅待复核和不合格的检查需要人工复核",
                 status=409,
             )
@@ -652,8 +711,7 @@ def _may_replace(session: Session, study_id: int, machine: DecisionRecord, user:
     ).one_or_none()
     if standing is None or standing[0] == user.id:
         return
-    claim_row = session.scalars(select(ReviewClaim).where(ReviewClaim.study_id == study_id)).one_or_none()
-    if claim_row is None or claim_row.user_id != user.id or not _claim_live(claim_row, now):
+    if not holds_claim(session, study_id, user, now):
         raise ReviewError(
             f"{standing[1]} decided this study already: claim it first to replace their decision",
             f"{standing[1]} 已对此检查作出复核结论：如需改判，请先认领",

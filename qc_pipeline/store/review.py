@@ -325,3 +325,46 @@ def non_recognitions(session: Session, study_instance_uid: str) -> list[dict[str
     ).all()
     return [{"receiving_institution": r.receiving_institution, "reason_code": r.reason_code, "note": r.note,
              "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in rows]
+
+
+CURRENT_FINDING_REVIEW_INDEX: Final = "uq_finding_reviews_current_finding"
+
+
+class FindingReview(Base):
+    """A radiologist's judgement of one finding of a machine decision (migration 0014): ``confirm``
+    (the problem is there) or ``reject`` (false alarm), with the artifact actually seen
+    (``reason_code``, ``thresholds/evaluation/finding_review.yaml``). The latest one per finding has
+    ``is_current`` set; the finding's code, severity, series and the model that raised it are
+    copied, so the label keeps its meaning when the finding row is gone."""
+
+    __tablename__ = "finding_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    finding_id: Mapped[int | None] = mapped_column(ForeignKey("findings.id", ondelete="SET NULL"))
+    finding_code: Mapped[str] = mapped_column(String(128))
+    finding_severity: Mapped[str] = mapped_column(String(16))
+    series_instance_uid: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    """``name@version`` of the model that raised an AI finding; None for an objective one."""
+    content_fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT_LENGTH))
+    judgement: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"), index=True)
+    reviewer_role: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[dt.datetime]
+    audit_sample: Mapped[bool] = mapped_column(Boolean)
+    """Whether the study was in the queue as an audit sample of machine passes."""
+    is_current: Mapped[bool] = mapped_column(Boolean)
+    superseded_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index(
+            CURRENT_FINDING_REVIEW_INDEX,
+            "finding_id",
+            unique=True,
+            sqlite_where=text("is_current = 1"),
+            postgresql_where=text("is_current"),
+        ),
+    )

@@ -14,7 +14,7 @@ from qc_pipeline.review.accounts import MAX_FAILED_SIGN_INS, authenticate, set_a
 from qc_pipeline.store import ResultStore
 from tests.review.conftest import PASSWORDS, Judged, form_token, legacy_flag, sign_in
 
-SAMPLE_PATH_VALUES = {"uid": "1.2.3", "series_uid": "4.5.6", "code": "forensic"}
+SAMPLE_PATH_VALUES = {"uid": "1.2.3", "series_uid": "4.5.6", "code": "forensic", "finding_id": "1"}
 
 
 def uid(judged: Judged, name: str) -> str:

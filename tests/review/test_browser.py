@@ -158,3 +158,43 @@ def test_a_crafted_uid_cannot_hijack_a_button_in_the_browser(
             browser.close()
     (row,) = app_store.results(study_instance_uid=target)
     assert [f["reason_code"] for f in row["negative_flags"]] == ["other"]
+
+
+def test_reviewer_judges_each_finding_with_one_click_in_the_browser(server: str, judged: Judged, app_store: ResultStore) -> None:
+    """No script runs (CSP): each finding is a small form, one click on Confirm or Reject; the
+    artifact choice starts at the one the finding's code implies."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from qc_pipeline.review.finding_labels import finding_label_rows
+    from qc_pipeline.review.finding_review import load_finding_review
+    from tests.review.test_finding_review import add_ai_finding
+
+    study = judged.decisions["clipped_dr"].study_instance_uid
+    add_ai_finding(app_store, study)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{server}/login?next=/studies/{study}")
+            page.fill("input[name=username]", "dr.wang")
+            page.fill("input[name=password]", PASSWORDS["dr.wang"])
+            page.click("button[type=submit]")
+            page.goto(f"{server}/studies/{study}?lang=en")
+            expect(page.locator("#finding-review")).to_contain_text("Claim the study to judge its findings.")
+            page.click("form[action$='/claim'] button")
+            clipped = page.locator("#finding-judgements tr[data-code='image_quality.dr.clipped_stored_max.fail']")
+            ai = page.locator("#finding-judgements tr[data-code^='ai.']")
+            expect(clipped.locator("select[name=artifact]")).to_have_value("exposure")
+            clipped.locator("button[value=confirm]").click()
+            expect(page.locator("[data-testid=flash]")).to_have_text("Finding judged.")
+            ai.locator("select[name=artifact]").select_option("other")
+            ai.locator("button[value=reject]").click()
+            expect(clipped.locator("[data-testid=judgement]")).to_contain_text("confirmed: Exposure")
+            expect(ai.locator("[data-testid=judgement]")).to_contain_text("rejected: Other")
+            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_DIR / "finding-review.png"), full_page=True)
+        finally:
+            browser.close()
+    rows = {(r["finding_code"], r["judgement"], r["reason_code"]) for r in finding_label_rows(app_store, load_finding_review())}
+    assert ("image_quality.dr.clipped_stored_max.fail", "confirm", "exposure") in rows
+    assert any(code.startswith("ai.") and j == "reject" and reason == "other" for code, j, reason in rows)

@@ -111,7 +111,7 @@ def test_a_grader_reaches_no_study_route(full_client: TestClient, judged: Judged
     page, no image, no study API, no action (walked from the route table)."""
     token = sign_in_as(full_client, GRADER)
     table = full_client.app.state.route_table  # type: ignore[attr-defined]
-    values = {"uid": uid(judged, BLINDED_STUDY), "series_uid": "1.2.3", "code": "other", "index": "0"}
+    values = {"uid": uid(judged, BLINDED_STUDY), "series_uid": "1.2.3", "code": "other", "index": "0", "finding_id": "1"}
     own = {"/", "/logout", "/api/me", "/login"}
     walked = 0
     for template, methods, _public in table:
@@ -532,6 +532,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("POST", "/studies/{uid}/claim"): (401, 303, 403, 303),
     ("POST", "/studies/{uid}/release"): (401, 303, 403, 303),  # 303: back to the page with the message
     ("POST", "/studies/{uid}/decision"): (401, 303, 403, 303),
+    ("POST", "/studies/{uid}/findings/{finding_id}"): (401, 303, 403, 303),  # 303 back: "claim the study first"
     ("POST", "/studies/{uid}/flags"): (401, 303, 403, 303),  # reviewer: 303 back with "administrators only"
     ("POST", "/studies/{uid}/flags/{code}/clear"): (401, 303, 403, 404),  # admin: no such flag set
     ("GET", "/audit"): (303, 403, 403, 200),
@@ -540,6 +541,7 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("POST", "/api/studies/{uid}/claim"): (401, 200, 403, 200),
     ("POST", "/api/studies/{uid}/release"): (401, 409, 403, 409),  # nobody holds a claim
     ("POST", "/api/studies/{uid}/decision"): (401, 200, 403, 200),
+    ("POST", "/api/studies/{uid}/findings/{finding_id}"): (401, 409, 403, 409),  # nobody holds a claim
     ("POST", "/api/studies/{uid}/flags"): (401, 403, 403, 410),  # study-level flags are withdrawn
     ("POST", "/api/studies/{uid}/flags/{code}/clear"): (401, 403, 403, 404),  # no such flag set
     ("GET", "/spot-checks"): (303, 403, 200, 403),
@@ -554,6 +556,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/studies/{uid}/flags"): {"data": {"reason_code": "forensic"}},
     ("POST", "/api/studies/{uid}/decision"): {"json": {"verdict": "fail", "reason_code": "image_quality_poor"}},
     ("POST", "/api/studies/{uid}/flags"): {"json": {"reason_code": "forensic"}},
+    ("POST", "/studies/{uid}/findings/{finding_id}"): {"data": {"judgement": "confirm", "artifact": "exposure"}},
+    ("POST", "/api/studies/{uid}/findings/{finding_id}"): {"json": {"judgement": "confirm", "reason_code": "exposure"}},
     ("POST", "/spot-checks/{code}"): {"data": {"grade": "甲", "recognisable": "yes"}},
     ("POST", "/login"): {"data": {"username": "dr.wang", "password": "not-the-password"}},
 }
@@ -564,6 +568,26 @@ def test_the_matrix_covers_every_route(full_app: Any) -> None:
     assert routes == set(MATRIX), routes ^ set(MATRIX)
 
 
+def finding_id(client: TestClient, study_uid: str) -> int:
+    """The row id of the study's first review/fail finding (read from the store, whoever asks)."""
+    from sqlalchemy import select
+
+    from qc_pipeline.store.models import FindingRecord
+
+    store: ResultStore = client.app.state.store  # type: ignore[attr-defined]
+    with store.reading("t") as session:
+        found = session.scalars(
+            select(FindingRecord.id)
+            .join(DecisionRecord, DecisionRecord.id == FindingRecord.decision_id)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True),
+                   FindingRecord.severity.in_(("review", "fail")))
+            .order_by(FindingRecord.ordinal)
+        ).first()
+    assert found is not None
+    return int(found)
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("method", "route"), sorted(MATRIX))
 def test_route_role_matrix(full_client: TestClient, judged: Judged, method: str, route: str, role: str) -> None:
@@ -572,7 +596,7 @@ def test_route_role_matrix(full_client: TestClient, judged: Judged, method: str,
     study = judged.decisions[BLINDED_STUDY]
     series = study.series[0].series_instance_uid
     values = {"uid": study.study_instance_uid, "series_uid": series, "code": CASE_CODE if route.startswith("/spot") else "forensic",
-              "index": "0", "slice_index": "0"}
+              "index": "0", "slice_index": "0", "finding_id": str(finding_id(full_client, study.study_instance_uid))}
     body = BODIES.get((method, route), {"data": {}})
     kwargs: dict[str, Any] = {"headers": {"X-CSRF-Token": token}}
     if "data" in body:

@@ -51,6 +51,7 @@ TABLES = (
     "review_users", "review_claims", "human_decisions", "negative_flags", "review_events", "review_sessions",
     "exam_log_entries", "non_recognitions",
     "recognition_tokens", "recognition_events", "recognition_api_calls", "recognition_writebacks",
+    "finding_reviews",
     "study_leases",
     "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
     "spot_check_grades", "spot_check_summaries",
