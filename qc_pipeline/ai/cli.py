@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from qc_pipeline.errors import ConfigError, ModelError
+from qc_pipeline.cli_common import DB_OPTION_HELP
 from qc_pipeline.cli_common import fail as _fail
 
 logger = logging.getLogger(__name__)
@@ -186,3 +187,68 @@ def export_labels_cmd(db_url: str | None, out_path: Path, thresholds_dir: Path |
     finally:
         store.close()
     click.echo(f"逐项标注 / finding labels: {n} → {out_path}")
+
+
+@models.command("validate")
+@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Per-finding labels written by `qc-pipeline models export-labels`.")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Models folder whose decision thresholds define a flag (default: $QC_MODELS_DIR, else the shipped models).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON.")
+def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None,
+                 json_path: Path | None) -> None:
+    """How good each AI score is at this site, by its radiologists' labels: AUC, PPV of flags,
+    false-flag rate and AI-only confirmed catches, with 95 % intervals, per institution
+    (qc_pipeline.ai.site_validation) / 按本单位医师标注验证 AI 评分."""
+    import csv
+    import json
+
+    from qc_pipeline.ai.registry import load_models
+    from qc_pipeline.ai.site_validation import ALL_SITES, stored_scores, table, validate
+    from qc_pipeline.ai.specs import score_metric
+    from qc_pipeline.cli_table import Column, print_table
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.review.cli import _open_store
+    from qc_pipeline.review.finding_labels import LABEL_COLUMNS
+    from qc_pipeline.review.finding_review import load_finding_review
+
+    try:
+        config = load_finding_review(thresholds_dir)
+        models, _problems = load_models(_models_dir(models_dir))
+    except (ConfigError, ModelError) as exc:
+        _fail(str(exc), "无法验证：配置或模型不可用")
+        return
+    with labels_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            _fail(f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
+                  f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）", code=2)
+        rows = list(reader)
+    thresholds = {score_metric(name, label): float(limit) for name, model in models.items()
+                  for label, limit in model.manifest.decision_thresholds.items()}
+    store = _open_store(db_url, must_exist=True)
+    try:
+        scores, sites = stored_scores(store, (r["study_instance_uid"] for r in rows))
+    except StoreError as exc:
+        _fail(str(exc), "无法读取结果数据库")
+        return
+    finally:
+        store.close()
+    figures = validate(rows, scores, sites, thresholds, config.implied_artifact)
+    if not figures:
+        click.echo("没有可用于验证的标注序列（需要已确认或已排除的发现，或抽查判为无问题的序列，且该序列有AI评分） / "
+                   "no labelled series to validate with (confirmed or rejected findings, or audited series judged clean, "
+                   "on series with AI scores)")
+    else:
+        header, *body = table(figures, lambda s: "全部 all" if s == ALL_SITES else (s or "(未记录 / not recorded)"))
+        keys = ["score", "artifact", "site", "counts", "auc", "ppv", "false_flags", "ai_only"]
+        columns = [Column(k, h, wrap=k in ("site",)) for k, h in zip(keys, header, strict=True)]
+        print_table("AI 评分本单位验证 / AI scores validated by this site's labels", columns,
+                    [dict(zip(keys, r, strict=True)) for r in body], steps=[("drop", "artifact"), ("drop", "ai_only")])
+    if json_path is not None:
+        json_path.write_text(json.dumps([f.as_dict() for f in figures], ensure_ascii=False, indent=1), encoding="utf-8")
+        click.echo(f"已写入 / written: {json_path}")

@@ -210,3 +210,31 @@ def table(figures: Sequence[ScoreFigures], site_label: Callable[[str], str]) -> 
         rows.append([f.score, f.artifact, site_label(f.site), f"{f.positives}/{f.negatives}", auc, _pct(f.ppv),
                      _pct(f.false_flags), str(f.ai_only_catches)])
     return rows
+
+
+def stored_scores(store: Any, study_uids: Iterable[str]) -> tuple[dict[SeriesKey, dict[str, float]], dict[str, str]]:
+    """The AI scores of the current decisions of ``study_uids``, per series, and each study's
+    institution (the register's name): what :func:`validate` joins the labels with."""
+    from sqlalchemy import select
+
+    from qc_pipeline.institutions import default_register
+    from qc_pipeline.store.models import DecisionRecord, MetricRecord, StudyRecord
+
+    canonical = default_register().canonical
+    wanted = sorted(set(study_uids))
+    scores: dict[SeriesKey, dict[str, float]] = defaultdict(dict)
+    sites: dict[str, str] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for uid, institution, series, name, value in conn.execute(
+                select(StudyRecord.study_instance_uid, StudyRecord.institution, MetricRecord.series_instance_uid,
+                       MetricRecord.name, MetricRecord.value)
+                .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
+                .join(MetricRecord, MetricRecord.decision_id == DecisionRecord.id)
+                .where(DecisionRecord.is_current.is_(True), StudyRecord.study_instance_uid.in_(chunk),
+                       MetricRecord.name.like("ai.%"), MetricRecord.series_instance_uid.is_not(None))
+            ):
+                sites[uid] = canonical(institution or "")
+                scores[(uid, series)][name] = float(value)
+    return dict(scores), sites

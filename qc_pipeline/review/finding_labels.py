@@ -116,7 +116,9 @@ def finding_label_rows(store: ResultStore, config: FindingReviewConfig) -> list[
             .order_by(HumanDecision.decided_at, HumanDecision.id)
         ).tuples()
         for human, decision, study, role in audited:
-            if current.get(study.id) != human.content_fingerprint or not config.is_audit_sample(study.study_instance_uid):
+            # A person can decide a machine pass only when it was drawn for the audit: the decision
+            # itself says so, whatever the share or salt are now (a changed salt must not drop labels).
+            if current.get(study.id) != human.content_fingerprint:
                 continue
             for s in decision.series or ():
                 if not isinstance(s, dict) or s.get("kind") == NON_IMAGE_KIND or not s.get("series_instance_uid"):
