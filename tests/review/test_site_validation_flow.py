@@ -66,6 +66,7 @@ def test_validate_reports_each_score_from_the_sites_own_labels(site, tmp_path: P
     out = tmp_path / "figures.json"
     result = runner.invoke(main, ["models", "validate", "--labels", str(labels), "--db", url, "--json", str(out)])
     assert result.exit_code == 0, result.output
+    print(result.output)  # shown with pytest -s: the table the note quotes
     assert "AI 评分本单位验证 / AI scores validated by this site's labels" in result.output
     figures = {(f["score"], f["site"]): f for f in json.loads(out.read_text(encoding="utf-8"))}
     noise = figures[("ai.ct_artifacts.excess_noise", "*")]
