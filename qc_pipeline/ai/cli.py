@@ -203,41 +203,12 @@ def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None,
     """How good each AI score is at this site, by its radiologists' labels: AUC, PPV of flags,
     false-flag rate and AI-only confirmed catches, with 95 % intervals, per institution
     (qc_pipeline.ai.site_validation) / 按本单位医师标注验证 AI 评分."""
-    import csv
     import json
 
-    from qc_pipeline.ai.registry import load_models
-    from qc_pipeline.ai.site_validation import ALL_SITES, stored_scores, table, validate
-    from qc_pipeline.ai.specs import score_metric
+    from qc_pipeline.ai.site_validation import ALL_SITES, table, validate
     from qc_pipeline.cli_table import Column, print_table
-    from qc_pipeline.errors import StoreError
-    from qc_pipeline.review.cli import _open_store
-    from qc_pipeline.review.finding_labels import LABEL_COLUMNS
-    from qc_pipeline.review.finding_review import load_finding_review
 
-    try:
-        config = load_finding_review(thresholds_dir)
-        models, _problems = load_models(_models_dir(models_dir))
-    except (ConfigError, ModelError) as exc:
-        _fail(str(exc), "无法验证：配置或模型不可用")
-        return
-    with labels_path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            _fail(f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
-                  f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）", code=2)
-        rows = list(reader)
-    thresholds = {score_metric(name, label): float(limit) for name, model in models.items()
-                  for label, limit in model.manifest.decision_thresholds.items()}
-    store = _open_store(db_url, must_exist=True)
-    try:
-        scores, sites = stored_scores(store, (r["study_instance_uid"] for r in rows))
-    except StoreError as exc:
-        _fail(str(exc), "无法读取结果数据库")
-        return
-    finally:
-        store.close()
+    config, rows, thresholds, scores, sites, _raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
     figures = validate(rows, scores, sites, thresholds, config.implied_artifact)
     if not figures:
         click.echo("没有可用于验证的标注序列（需要已确认或已排除的发现，或抽查判为无问题的序列，且该序列有AI评分） / "
@@ -252,3 +223,114 @@ def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None,
     if json_path is not None:
         json_path.write_text(json.dumps([f.as_dict() for f in figures], ensure_ascii=False, indent=1), encoding="utf-8")
         click.echo(f"已写入 / written: {json_path}")
+
+
+@models.command("calibrate")
+@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Per-finding labels written by `qc-pipeline models export-labels`.")
+@click.option("--db", "db_url", help=DB_OPTION_HELP)
+@click.option("--false-flag-rate", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
+              help="At most this share of clean series flagged: the conformal limit of each score.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML file of the proposed limits and isotonic calibration (a site thresholds proposal).")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Models folder whose scores are calibrated (default: $QC_MODELS_DIR, else the shipped models).")
+@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
+def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float, out_path: Path,
+                  models_dir: Path | None, thresholds_dir: Path | None) -> None:
+    """Propose each AI score's limit for this site from its clean labelled series (split conformal:
+    at most --false-flag-rate of clean series flagged) and an isotonic calibration; prints false
+    flags and catches on the labelled series at the model's limit and at the proposed one. Nothing
+    is applied: a limit becomes policy when copied into thresholds/ai.yaml and signed off /
+    按本单位标注提出 AI 评分限值（保形校准）与等渗校准，不自动生效."""
+    import datetime as dt
+    import hashlib
+
+    import yaml
+
+    from qc_pipeline.ai.site_validation import _label_of as label_of
+    from qc_pipeline.ai.site_validation import artifact_of, calibrate, series_labels
+    from qc_pipeline.cli_table import Column, print_table
+
+    config, rows, limits, scores, _sites, raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
+    results = calibrate(rows, scores, limits, config.implied_artifact, false_flag_rate=false_flag_rate)
+    labels = series_labels(rows, config.implied_artifact)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    document = {
+        "version": f"site-calibration {today}",
+        "source": (f"[D] proposed by qc-pipeline models calibrate on {today} from {labels_path.name} (sha256 "
+                   f"{hashlib.sha256(raw).hexdigest()[:16]}), {len(labels)} labelled series; not applied until copied "
+                   "into thresholds/ai.yaml and signed off"),
+        "false_flag_rate": false_flag_rate,
+        "scores": [c.as_dict() | {"model_limit": limits[c.score]} for c in results],
+    }
+    out_path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    def counts(score: str, limit: float | None) -> str:
+        if limit is None:
+            return "—"
+        artifact = artifact_of(score, config.implied_artifact)
+        fp = tp = clean = pos = 0
+        for key, series in labels.items():
+            y, v = label_of(series, artifact), scores.get(key, {}).get(score)
+            if y is None or v is None:
+                continue
+            clean, pos = clean + (y == 0), pos + (y == 1)
+            fp, tp = fp + (y == 0 and v > limit), tp + (y == 1 and v > limit)
+        return f"{fp}/{clean} · {tp}/{pos}"
+
+    columns = [Column("score", "AI评分 score", wrap=False), Column("n", "无问题/有问题 clean/pos", wrap=False),
+               Column("before", "模型限值 model limit: 误报·检出 false flags·caught", wrap=False),
+               Column("after", "建议限值 proposed: 误报·检出 false flags·caught", wrap=False),
+               Column("why", "说明 note")]
+    body = [{"score": c.score, "n": f"{c.clean}/{c.positives}",
+             "before": f"{limits[c.score]:.3g}: {counts(c.score, limits[c.score])}",
+             "after": "—" if c.threshold is None else f"{c.threshold:.3g}: {counts(c.score, c.threshold)}",
+             "why": c.why_none or ""}
+            for c in results]
+    if body:
+        print_table(f"AI 评分限值校准（误报率 ≤ {false_flag_rate:g}） / AI score limits calibrated (false flags ≤ {false_flag_rate:g})",
+                    columns, body, steps=[("drop", "why")])
+        click.echo("误报与检出在同一标注集上计算（偏乐观） / false flags and catches are counted on the labelled series "
+                   "themselves (optimistic)")
+    click.echo(f"已写入 / written: {out_path}（仅为建议，复制到 thresholds/ai.yaml 并签字后生效 / a proposal: applied only "
+               "when copied into thresholds/ai.yaml and signed off)")
+
+
+def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):  # type: ignore[no-untyped-def]
+    """What ``validate`` and ``calibrate`` read: the finding-review vocabulary, the label rows, each
+    score's model limit, the stored scores and sites of the labelled studies, and the file's bytes."""
+    import csv
+
+    from qc_pipeline.ai.registry import load_models
+    from qc_pipeline.ai.site_validation import stored_scores
+    from qc_pipeline.ai.specs import score_metric
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.review.cli import _open_store
+    from qc_pipeline.review.finding_labels import LABEL_COLUMNS
+    from qc_pipeline.review.finding_review import load_finding_review
+
+    try:
+        config = load_finding_review(thresholds_dir)
+        models, _problems = load_models(_models_dir(models_dir))
+    except (ConfigError, ModelError) as exc:
+        _fail(str(exc), "配置或模型不可用")
+    raw = labels_path.read_bytes()
+    with labels_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            _fail(f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
+                  f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）", code=2)
+        rows = list(reader)
+    limits = {score_metric(name, label): float(limit) for name, model in models.items()
+              for label, limit in model.manifest.decision_thresholds.items()}
+    store = _open_store(db_url, must_exist=True)
+    try:
+        scores, sites = stored_scores(store, (r["study_instance_uid"] for r in rows))
+    except StoreError as exc:
+        _fail(str(exc), "无法读取结果数据库")
+    finally:
+        store.close()
+    return config, rows, limits, scores, sites, raw

@@ -7,8 +7,9 @@ pipeline stored for the same series, and reports per AI score and per site (inst
 
 - **AUC** of the score for "the reviewer saw this artifact on the series", with a percentile
   bootstrap interval resampling whole studies (:func:`qc_pipeline.ai.evaluation.auc_interval`).
-- **PPV** of the score's flags (score at or above the model's decision threshold): the share of
-  flagged labelled series on which the reviewer confirmed the artifact; exact interval.
+- **PPV** of the score's flags (score above the model's decision threshold; a score at it passes,
+  as the rules judge): the share of flagged labelled series on which the reviewer confirmed the
+  artifact; exact interval.
 - **False-flag rate**: the share of the series labelled free of the artifact that the score flags;
   exact interval.
 - **AI-only confirmed catches**: flagged series with the artifact confirmed where no objective
@@ -170,7 +171,7 @@ def _figures(score: str, artifact: str, site: str, items: Sequence[tuple[SeriesK
              threshold: float, level: float) -> ScoreFigures:
     y = [i[1] for i in items]
     p = [i[2] for i in items]
-    flagged = [v >= threshold for v in p]
+    flagged = [v > threshold for v in p]  # as the rules judge: a value at the limit passes
     studies = [i[0][0] for i in items]
     positives, negatives = sum(y), len(y) - sum(y)
     auc = auc_interval(y, p, groups=studies, level=level) if positives and negatives else None
@@ -183,7 +184,7 @@ def _figures(score: str, artifact: str, site: str, items: Sequence[tuple[SeriesK
         low, high = clopper_pearson(k, n, level)
         return Rate(k, n, low, high)
 
-    ai_only = sum(1 for (_, t, v, objective) in items if t and v >= threshold and not objective)
+    ai_only = sum(1 for (_, t, v, objective) in items if t and v > threshold and not objective)
     return ScoreFigures(
         score=score, artifact=artifact, site=site, positives=positives, negatives=negatives,
         studies=len(set(studies)),
@@ -238,3 +239,76 @@ def stored_scores(store: Any, study_uids: Iterable[str]) -> tuple[dict[SeriesKey
                 sites[uid] = canonical(institution or "")
                 scores[(uid, series)][name] = float(value)
     return dict(scores), sites
+
+
+# -- calibration: what the site's labels say each score's limit should be -------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    score: str
+    artifact: str
+    clean: int
+    """Clean (negative) labelled series behind the conformal threshold."""
+    positives: int
+    false_flag_rate: float
+    """The target: at most this share of clean series flagged."""
+    threshold: float | None
+    """Flag when the score is above it; None when the clean series are too few for the target."""
+    why_none: str | None
+    isotonic: tuple[tuple[float, float], ...]
+    """(score, probability) breakpoints of the isotonic fit; empty without both classes."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "artifact": self.artifact, "clean_series": self.clean, "positive_series": self.positives,
+                "false_flag_rate": self.false_flag_rate, "threshold": self.threshold, "why_no_threshold": self.why_none,
+                "isotonic": [list(p) for p in self.isotonic]}
+
+
+def conformal_threshold(clean_scores: Sequence[float], false_flag_rate: float) -> float | None:
+    """The split-conformal limit for clean series: with the n clean scores sorted, the
+    ceil((n + 1)(1 - a))-th smallest; a new clean series from the same site then scores above it
+    with probability at most ``a`` (Vovk et al. 2005; Angelopoulos & Bates 2021, eq. 1). None when
+    that rank exceeds n: the clean series are too few for the rate asked (n < 1/a - 1)."""
+    if not 0 < false_flag_rate < 1:
+        raise ValueError(f"the false-flag rate must be between 0 and 1, got {false_flag_rate}")
+    ordered = sorted(clean_scores)
+    rank = math.ceil((len(ordered) + 1) * (1 - false_flag_rate))
+    return None if rank > len(ordered) else float(ordered[rank - 1])
+
+
+def calibrate(
+    rows: Iterable[Mapping[str, str]],
+    scores: Mapping[SeriesKey, Mapping[str, float]],
+    score_names: Iterable[str],
+    implied: Callable[[str], str],
+    *,
+    false_flag_rate: float = 0.05,
+) -> list[Calibration]:
+    """Per score: the conformal threshold of its clean series and an isotonic fit of P(artifact |
+    score) where both classes are labelled (sklearn ``IsotonicRegression``, clipped to [0, 1])."""
+    from sklearn.isotonic import IsotonicRegression
+
+    labels = series_labels(rows, implied)
+    out = []
+    for score in sorted(set(score_names)):
+        artifact = artifact_of(score, implied)
+        pairs = [(y, float(v)) for key, series in labels.items()
+                 if (y := _label_of(series, artifact)) is not None
+                 and (v := scores.get(key, {}).get(score)) is not None and math.isfinite(v)]
+        if not pairs:
+            continue
+        clean = [v for y, v in pairs if y == 0]
+        positives = len(pairs) - len(clean)
+        threshold = conformal_threshold(clean, false_flag_rate) if clean else None
+        why = None
+        if threshold is None:
+            needed = math.ceil(1 / false_flag_rate - 1)
+            why = f"{len(clean)} clean series; a false-flag rate of {false_flag_rate:g} needs at least {needed}"
+        points: tuple[tuple[float, float], ...] = ()
+        if clean and positives:
+            fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                [v for _, v in pairs], [y for y, _ in pairs])
+            points = tuple((float(x), float(y)) for x, y in zip(fit.X_thresholds_, fit.y_thresholds_, strict=True))
+        out.append(Calibration(score, artifact, len(clean), positives, false_flag_rate, threshold, why, points))
+    return out

@@ -90,3 +90,34 @@ def test_labels_of_one_series_combine():
                             row("x", "s", "reject", "other", "ai.ct_artifacts.streaks", "m@1")], implied)
     (one,) = labels.values()
     assert one.confirmed == {"noise"} and one.confirmed_objective == {"noise"} and one.rejected == {"streaks"}
+
+
+def test_the_conformal_limit_is_the_right_order_statistic_and_says_when_there_are_too_few():
+    from qc_pipeline.ai.site_validation import conformal_threshold
+
+    clean = [0.1 * i for i in range(10, 0, -1)]  # 1.0 ... 0.1, unordered on purpose
+    assert conformal_threshold(clean, 0.2) == pytest.approx(0.9)  # ceil(11 * 0.8) = 9th smallest
+    assert conformal_threshold(clean, 0.1) == pytest.approx(1.0)  # ceil(11 * 0.9) = 10th
+    assert conformal_threshold(clean, 0.05) is None  # ceil(11 * 0.95) = 11 > 10 clean series
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        conformal_threshold(clean, 0.0)
+    # the guarantee, empirically: new clean scores from the same distribution exceed it at most ~a
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    limit = conformal_threshold(list(rng.normal(size=199)), 0.1)
+    assert float(np.mean(rng.normal(size=200_000) > limit)) <= 0.1 + 0.005
+
+
+def test_calibration_gives_a_limit_per_score_and_an_isotonic_fit_where_both_classes_are_labelled():
+    from qc_pipeline.ai.site_validation import calibrate
+
+    rows, scores, sites = site_data()
+    (noise,) = calibrate(rows, scores, [NOISE], implied, false_flag_rate=0.2)
+    # 8 clean series (a5 rejected, a6-a10, b2, b3): ceil(9 * 0.8) = 8th smallest of their scores
+    clean = sorted([0.8, 0.1, 0.2, 0.6, 0.05, 0.3, 0.1, 0.7])
+    assert (noise.clean, noise.positives, noise.threshold) == (8, 5, pytest.approx(clean[7]))
+    assert noise.isotonic and all(0 <= p <= 1 for _, p in noise.isotonic)
+    assert [p for _, p in noise.isotonic] == sorted(p for _, p in noise.isotonic)  # monotone
+    (strict,) = calibrate(rows, scores, [NOISE], implied, false_flag_rate=0.05)
+    assert strict.threshold is None and "8 clean series; a false-flag rate of 0.05 needs at least 19" == strict.why_none

@@ -88,3 +88,30 @@ def test_validate_reports_each_score_from_the_sites_own_labels(site, tmp_path: P
     for f in figures.values():
         if f["false_flags"] is not None:
             assert f["false_flags"]["n"] == f["negatives"] and 0 <= f["false_flags"]["low"] <= f["false_flags"]["high"] <= 1
+
+
+def test_calibrate_writes_a_signed_off_proposal_not_a_change(site, tmp_path: Path) -> None:
+    import yaml
+
+    url, _ = site
+    labels = tmp_path / "labels.csv"
+    runner = CliRunner()
+    assert runner.invoke(main, ["models", "export-labels", "--db", url, "--out", str(labels)]).exit_code == 0
+    before = (Path(__file__).resolve().parents[2] / "thresholds" / "ai.yaml").read_bytes()
+    out = tmp_path / "ai_calibration.yaml"
+    result = runner.invoke(main, ["models", "calibrate", "--labels", str(labels), "--db", url, "--false-flag-rate", "0.5",
+                                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    print(result.output)  # shown with pytest -s
+    document = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert document["source"].startswith("[D] proposed by qc-pipeline models calibrate") and "signed off" in document["source"]
+    by_score = {s["score"]: s for s in document["scores"]}
+    noise = by_score["ai.ct_artifacts.excess_noise"]
+    assert noise["clean_series"] == 1 and noise["threshold"] is not None  # 1 clean series: rank ceil(2 * 0.5) = 1
+    assert noise["model_limit"] > 0 and noise["isotonic"]
+    strict = runner.invoke(main, ["models", "calibrate", "--labels", str(labels), "--db", url, "--out", str(out)])
+    assert strict.exit_code == 0
+    ghost = {s["score"]: s for s in yaml.safe_load(out.read_text(encoding="utf-8"))["scores"]}["ai.mr_artifacts.motion_ghosting"]
+    assert ghost["threshold"] is None and "needs at least 19" in ghost["why_no_threshold"]  # too few clean MR series at 5 %
+    assert (Path(__file__).resolve().parents[2] / "thresholds" / "ai.yaml").read_bytes() == before  # nothing applied
+    assert "仅为建议" in strict.output
