@@ -14,10 +14,11 @@ from qc_pipeline.domain import Verdict
 from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.errors import SourceError
 from qc_pipeline.recognition.uids import sr_instance_uid
-from qc_pipeline.recognition.writeback import GIVE_UP_AFTER, write_back, writebacks
+from qc_pipeline.recognition.writeback import GIVE_UP_AFTER, changed_since_written, write_back, writebacks
 from qc_pipeline.sources.base import LoadedInstance, LoadedStudy, StudyEntry
 from qc_pipeline.store import ResultStore
 from tests.recognition.conftest import make_decision
+from tests.store.conftest import db_url, pg_schema, postgres_schemas  # noqa: F401  (fixtures: each backend)
 
 SOURCE = "http://cloud.test/dicom-web"
 
@@ -56,8 +57,8 @@ def uid(n: int) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as s:
+def store(db_url: str):  # noqa: F811 (SQLite and PostgreSQL)
+    with ResultStore.open(db_url) as s:
         yield s
 
 
@@ -84,14 +85,21 @@ def test_sent_once_retried_with_doubling_waits_and_a_later_run_sends_what_failed
     assert done.errors == [f"{uid(2)}: {row['last_error']}"]
 
     cloud.down = set()
+    assert changed_since_written(store, SOURCE) == [uid(2)]  # study 1 was sent and has not changed: not read again
     again = write_back(store, cloud, policy=POLICY, attempts=3, backoff_s=1.0, sleep=waits.append)
-    assert (again.sent, again.failed, again.unchanged) == (1, 0, 1)
+    assert (again.sent, again.failed, again.unchanged) == (1, 0, 0)
     assert cloud.stored[-1] == sr_instance_uid(uid(2), 1)  # the same version, not a new one
     assert [(w["version"], w["status"], w["attempts"]) for w in writebacks(store, uid(2))] == [(1, "sent", 4)]
     # A study judged again with another result: the next version.
+    assert changed_since_written(store, SOURCE) == []
     save(store, 1, Verdict.PASS)
+    assert changed_since_written(store, SOURCE) == [uid(1)]
     third = write_back(store, cloud, policy=POLICY, sleep=waits.append)
-    assert (third.sent, third.unchanged) == (1, 1) and cloud.stored[-1] == sr_instance_uid(uid(1), 2)
+    assert (third.sent, third.unchanged) == (1, 0) and cloud.stored[-1] == sr_instance_uid(uid(1), 2)
+    assert changed_since_written(store, SOURCE) == []
+    # every study of the source when asked by name, the unchanged ones counted as such
+    named = write_back(store, cloud, policy=POLICY, study_uids=[uid(1), uid(2)], sleep=waits.append)
+    assert (named.sent, named.unchanged) == (0, 2)
 
 
 def test_a_server_that_refuses_everything_is_not_hammered(store: ResultStore) -> None:
