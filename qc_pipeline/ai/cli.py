@@ -194,7 +194,7 @@ def export_labels_cmd(db_url: str | None, out_path: Path, thresholds_dir: Path |
               help="Per-finding labels written by `qc-pipeline models export-labels`.")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Models folder whose decision thresholds define a flag (default: $QC_MODELS_DIR, else the shipped models).")
+              help="Models folder: the operating point of a score without a rule in thresholds/ai.yaml (default: $QC_MODELS_DIR, else the shipped models).")
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON.")
@@ -241,7 +241,7 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
                   models_dir: Path | None, thresholds_dir: Path | None) -> None:
     """Propose each AI score's limit for this site from its clean labelled series (split conformal:
     at most --false-flag-rate of clean series flagged) and an isotonic calibration; prints false
-    flags and catches on the labelled series at the model's limit and at the proposed one. Nothing
+    flags and catches on the labelled series at the rule's limit (thresholds/ai.yaml) and at the proposed one. Nothing
     is applied: a limit becomes policy when copied into thresholds/ai.yaml and signed off /
     按本单位标注提出 AI 评分限值（保形校准）与等渗校准，不自动生效."""
     import datetime as dt
@@ -263,7 +263,7 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
                    f"{hashlib.sha256(raw).hexdigest()[:16]}), {len(labels)} labelled series; not applied until copied "
                    "into thresholds/ai.yaml and signed off"),
         "false_flag_rate": false_flag_rate,
-        "scores": [c.as_dict() | {"model_limit": limits[c.score]} for c in results],
+        "scores": [c.as_dict() | {"rule_limit": limits[c.score]} for c in results],
     }
     out_path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
@@ -281,7 +281,7 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
         return f"{fp}/{clean} · {tp}/{pos}"
 
     columns = [Column("score", "AI评分 score", wrap=False), Column("n", "无问题/有问题 clean/pos", wrap=False),
-               Column("before", "模型限值 model limit: 误报·检出 false flags·caught", wrap=False),
+               Column("before", "规则限值 rule limit: 误报·检出 false flags·caught", wrap=False),
                Column("after", "建议限值 proposed: 误报·检出 false flags·caught", wrap=False),
                Column("why", "说明 note")]
     body = [{"score": c.score, "n": f"{c.clean}/{c.positives}",
@@ -300,7 +300,7 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
 
 def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):  # type: ignore[no-untyped-def]
     """What ``validate`` and ``calibrate`` read: the finding-review vocabulary, the label rows, each
-    score's model limit, the stored scores and sites of the labelled studies, and the file's bytes."""
+    score's limit (its rule's in ai.yaml, else its model's), the stored scores and sites of the labelled studies, and the file's bytes."""
     import csv
 
     from qc_pipeline.ai.registry import load_models
@@ -311,8 +311,11 @@ def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None,
     from qc_pipeline.review.finding_labels import LABEL_COLUMNS
     from qc_pipeline.review.finding_review import load_finding_review
 
+    from qc_pipeline.rules import load_thresholds
+
     try:
         config = load_finding_review(thresholds_dir)
+        rule_set = load_thresholds(thresholds_dir)
         models, _problems = load_models(_models_dir(models_dir))
     except (ConfigError, ModelError) as exc:
         _fail(str(exc), "配置或模型不可用")
@@ -324,8 +327,12 @@ def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None,
             _fail(f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
                   f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）", code=2)
         rows = list(reader)
+    # The limit of each score: its rule's in thresholds/ai.yaml (what flags once the rule is on;
+    # off rules count too), else the model's own operating point from its manifest.
     limits = {score_metric(name, label): float(limit) for name, model in models.items()
               for label, limit in model.manifest.decision_thresholds.items()}
+    limits.update({rule.metric: float(rule.limit) for rule in rule_set.rules.values()
+                   if rule.metric in limits and rule.when == "above" and rule.limit is not None})
     store = _open_store(db_url, must_exist=True)
     try:
         scores, sites = stored_scores(store, (r["study_instance_uid"] for r in rows))

@@ -7,8 +7,8 @@ pipeline stored for the same series, and reports per AI score and per site (inst
 
 - **AUC** of the score for "the reviewer saw this artifact on the series", with a percentile
   bootstrap interval resampling whole studies (:func:`qc_pipeline.ai.evaluation.auc_interval`).
-- **PPV** of the score's flags (score above the model's decision threshold; a score at it passes,
-  as the rules judge): the share of flagged labelled series on which the reviewer confirmed the
+- **PPV** of the score's flags (score above its limit: its rule's in ``thresholds/ai.yaml``, else
+  the model's operating point; a score at the limit passes, as the rules judge): the share of flagged labelled series on which the reviewer confirmed the
   artifact; exact interval.
 - **False-flag rate**: the share of the series labelled free of the artifact that the score flags;
   exact interval.
@@ -145,7 +145,7 @@ def validate(
     *,
     level: float = LEVEL,
 ) -> list[ScoreFigures]:
-    """Figures per score (``thresholds``' keys: ``ai.<model>.<label>`` -> decision threshold) and
+    """Figures per score (``thresholds``' keys: ``ai.<model>.<label>`` -> its limit) and
     site. ``scores``: the stored score values per series; ``sites``: StudyInstanceUID ->
     institution. A score with no labelled series gives no row."""
     labels = series_labels(rows, implied)

@@ -108,7 +108,7 @@ def test_calibrate_writes_a_signed_off_proposal_not_a_change(site, tmp_path: Pat
     by_score = {s["score"]: s for s in document["scores"]}
     noise = by_score["ai.ct_artifacts.excess_noise"]
     assert noise["clean_series"] == 1 and noise["threshold"] is not None  # 1 clean series: rank ceil(2 * 0.5) = 1
-    assert noise["model_limit"] > 0 and noise["isotonic"]
+    assert noise["rule_limit"] == 0.5 and noise["isotonic"]  # the limit of its rule in thresholds/ai.yaml
     strict = runner.invoke(main, ["models", "calibrate", "--labels", str(labels), "--db", url, "--out", str(out)])
     assert strict.exit_code == 0
     ghost = {s["score"]: s for s in yaml.safe_load(out.read_text(encoding="utf-8"))["scores"]}["ai.mr_artifacts.motion_ghosting"]
