@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -24,12 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -115,8 +111,13 @@ def decision_key(content_fingerprint: str, provenance: Provenance) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic config for the packaged migrations (no alembic.ini); ``connection`` is used by env.py."""
+def alembic_config(connection: Connection | None = None) -> Any:
+    """An Alembic config for the packaged migrations (no alembic.ini); ``connection`` is used by env.py.
+
+    Alembic (with Mako and Pygments, about 0.15 s to import) is imported only when a database is
+    migrated or checked in depth: opening a database already at the head needs none of it.
+    """
+    from alembic.config import Config
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -127,6 +128,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @functools.cache
 def head_revision() -> str:
     """The latest migration revision shipped with this version of qc-pipeline."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package ships its migrations
         raise StoreError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -139,6 +142,9 @@ def upgrade_to_head(engine: Engine) -> None:
     Idempotent. Concurrent migrators wait for each other: an advisory lock on PostgreSQL, a
     ``BEGIN IMMEDIATE`` write lock on SQLite (both backends have transactional DDL).
     """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     masked = _masked(engine.url)
     with _migration_lock, _db_errors(f"cannot migrate the results database {masked}", engine.url):
         with engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
@@ -155,6 +161,9 @@ def upgrade_to_head(engine: Engine) -> None:
 def _check_known_revision(current: str | None, masked: str) -> None:
     if current is None:
         return
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     try:
         ScriptDirectory.from_config(alembic_config()).get_revision(current)
     except CommandError as exc:
@@ -192,8 +201,18 @@ def _db_errors(what: str, url: URL | None = None) -> Iterator[None]:
         yield
     except IntegrityError:
         raise
-    except (SQLAlchemyError, CommandError) as exc:
+    except SQLAlchemyError as exc:
         raise StoreError(f"{what}: {_reason(exc, url)}") from exc
+    except Exception as exc:
+        if not _is_alembic_error(exc):
+            raise
+        raise StoreError(f"{what}: {_reason(exc, url)}") from exc
+
+
+def _is_alembic_error(exc: BaseException) -> bool:
+    """An Alembic ``CommandError`` (only possible once Alembic was imported, to migrate)."""
+    errors = sys.modules.get("alembic.util.exc")
+    return errors is not None and isinstance(exc, errors.CommandError)
 
 
 def _create_engine(url: str) -> Engine:
@@ -253,9 +272,34 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|[\"']([^\"']+)[\"'])", re.MULTILINE)
+
+
+@functools.cache
+def shipped_head() -> str | None:
+    """The head revision read from the migration files themselves (their ``revision`` and
+    ``down_revision`` lines), without Alembic; None when they do not form one plain chain (then
+    :func:`head_revision` decides)."""
+    revisions, parents = set(), set()
+    for path in Path(MIGRATIONS_DIR, "versions").glob("*.py"):
+        found = {m.group(1): m.group(3) for m in _REVISION_LINE.finditer(path.read_text(encoding="utf-8"))}
+        if found.get("revision") is None:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _at_head(engine: Engine) -> bool:
+    """Whether the database is at this version's head, read with one query (no Alembic import)."""
+    head = shipped_head() or head_revision()
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    return versions == [head]
 
 
 def _iso(value: dt.date | dt.time | dt.datetime | None) -> str | None:

@@ -590,3 +590,21 @@ def test_results_for_one_study_count_only_that_studys_decisions(store: ResultSto
     assert (a["history_count"], b["history_count"]) == (2, 1)
     assert {r["study_instance_uid"]: r["history_count"] for r in store.results()} == {UID_A: 2, UID_B: 1}
     assert store.results(study_instance_uid=UID_C) == []
+
+
+def test_the_head_read_from_the_migration_files_is_alembics_and_opening_needs_no_alembic():
+    import subprocess
+    import sys
+
+    from qc_pipeline.store.repository import head_revision, shipped_head
+
+    assert shipped_head() == head_revision()
+    code = ("import sys, tempfile; from qc_pipeline.store import ResultStore; "
+            "url = 'sqlite:///' + tempfile.mkdtemp() + '/r.sqlite'; ResultStore.open(url).close(); "
+            "assert 'alembic' in sys.modules;"  # a new database is migrated with Alembic
+            "[sys.modules.pop(m) for m in [m for m in sys.modules if m.startswith(('alembic', 'mako', 'pygments'))]];"
+            "from qc_pipeline.store import repository; repository.shipped_head.cache_clear();"
+            "ResultStore.open(url).close(); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"  # a database at the head is opened without importing Alembic
