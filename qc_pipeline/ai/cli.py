@@ -47,8 +47,10 @@ def list_cmd(models_dir: Path | None) -> None:
     click.echo("全部模型校验通过并可由 onnxruntime 加载 / all models verified (sha256) and loaded by onnxruntime")
 
 
-TRAINED_DIR = Path(__file__).resolve().parents[2] / "trained-models"
-"""Where ``models train`` writes by default: ``trained-models/<version>/`` (ignored by git), so a
+_CHECKOUT = Path(__file__).resolve().parents[2]
+TRAINED_DIR = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()) / "trained-models"
+"""Where ``models train`` writes by default: ``trained-models/<version>/`` at the checkout's root
+(ignored by git), or in the working folder for an installed qc-pipeline, so a
 training run never replaces the models in use; they are installed by copying them into the
 models folder after ``models evaluate`` and after the pins in ``thresholds/ai.yaml`` are updated."""
 
