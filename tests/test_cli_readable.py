@@ -222,17 +222,35 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     import click
 
     missing = []
+    seen = []
+    ctx = click.Context(main)
 
     def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        seen.append(" ".join(path))
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            for name in command.list_commands(ctx):  # the lazily imported groups included
+                sub = command.get_command(ctx, name)
+                assert sub is not None, f"{' '.join((*path, name))} is listed but cannot be loaded"
                 walk(sub, (*path, name))
             return
         missing.extend(f"{' '.join(path)} {'/'.join(p.opts)}" for p in command.params
                        if isinstance(p, click.Option) and not p.help and p.name != "help")
 
     walk(main, ())
+    assert {"run", "review create-user", "recognition token create", "models train", "exam-log import"} <= set(seen)
     assert missing == []
+
+
+def test_a_one_study_command_does_not_import_the_other_command_groups() -> None:
+    """`run` is interactive: the review app, recognition API, report and model tools load only when named."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from qc_pipeline.cli import main; "
+            "print(sorted(m for m in ('qc_pipeline.review.cli', 'qc_pipeline.recognition.cli', 'qc_pipeline.report.cli', "
+            "'qc_pipeline.spotcheck.cli', 'qc_pipeline.ai.cli') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_run_summary_fits_80_columns_and_names_verdicts_in_words(capsys: pytest.CaptureFixture[str]) -> None:
