@@ -92,3 +92,25 @@ def test_unexpected_error_in_a_check_becomes_a_review_finding(tmp_path, threshol
     (finding,) = decision.findings
     assert finding.code == "integrity.check.error" and finding.severity is Severity.REVIEW
     assert "ZeroDivisionError" in finding.message
+
+
+def test_thresholds_are_read_once_per_process_until_a_byte_of_the_folder_changes(tmp_path: Path) -> None:
+    """A command checks the thresholds and its flow reads them again: the second read is the first's
+    copy, but a limit edited to a value of the same length at once (same size, perhaps the same
+    modification time) is read anew."""
+    import shutil
+
+    from qc_pipeline.rules.loader import default_thresholds_dir
+
+    folder = tmp_path / "thresholds"
+    shutil.copytree(default_thresholds_dir(), folder)
+    first = load_pipeline_thresholds(folder)
+    assert load_pipeline_thresholds(folder) is first
+    ct = folder / "image_quality_ct.yaml"
+    text = ct.read_text(encoding="utf-8")
+    assert "    limit: 150\n" in text
+    ct.write_text(text.replace("    limit: 150\n", "    limit: 160\n", 1), encoding="utf-8")
+    edited = load_pipeline_thresholds(folder)
+    assert edited is not first and edited.version != first.version
+    changed = [r for r in edited.rules if edited.rules[r].limit != first.rules[r].limit]
+    assert [(first.rules[r].limit, edited.rules[r].limit) for r in changed] == [(150, 160)]
