@@ -6,8 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +79,10 @@ def test_biannual_report_reports_the_half_year_before_the_current_one(today, exp
     assert closed_half_year(today) == expected
 
 
-@pytest.mark.parametrize("unit", ["qc-prefect-server.service", "qc-prefect-worker.service", "qc-review.service"])
+UNITS = ["qc-prefect-server.service", "qc-prefect-worker.service", "qc-review.service", "qc-recognition.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
 def test_systemd_units_run_as_the_qc_user_and_restart_on_failure(unit):
     text = (DEPLOY / "systemd" / unit).read_text(encoding="utf-8")
     assert "User=qc" in text and "Restart=on-failure" in text and "EnvironmentFile=/etc/qc-pipeline/" in text
@@ -135,3 +143,61 @@ def test_the_worker_unit_stops_the_worker_with_sigterm_then_sigint():
     assert "$$i -lt 20" in stop and "$$((i+1))" in stop and "$i " not in stop.replace("$$i", "")
     timeout = int(next(line for line in worker.splitlines() if line.startswith("TimeoutStopSec=")).split("=")[1])
     assert timeout > 20  # longer than ExecStop's own wait
+
+
+def _systemd_value(text: str, key: str) -> str:
+    (line,) = [line for line in text.splitlines() if line.startswith(f"{key}=")]
+    return line.split("=", 1)[1]
+
+
+def test_every_unit_in_the_folder_is_tested_and_named_in_the_readme():
+    assert sorted(p.name for p in (DEPLOY / "systemd").glob("*.service")) == sorted(UNITS)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for unit in UNITS:
+        assert unit.removesuffix(".service") in readme, unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_parses_every_unit_without_a_warning_and_finds_its_commands(tmp_path):
+    """What `systemctl daemon-reload` would read: systemd's own parser, on copies whose /opt/qc-pipeline
+    paths point at this checkout and its venv (so every ExecStart/ExecStop binary must exist)."""
+    venv_bin = Path(sys.executable).parent
+    for unit in UNITS:
+        text = (DEPLOY / "systemd" / unit).read_text(encoding="utf-8")
+        text = text.replace("/opt/qc-pipeline/.venv/bin/", f"{venv_bin}/").replace("/opt/qc-pipeline", str(REPO))
+        (tmp_path / unit).write_text(text, encoding="utf-8")
+    out = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / u) for u in UNITS)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
+
+
+def _exec_stop(wait_s: int) -> list[str]:
+    """The worker unit's ExecStop as systemd runs it: $$ is a literal $; ``wait_s`` replaces its 20 s."""
+    stop = _systemd_value((DEPLOY / "systemd" / "qc-prefect-worker.service").read_text(encoding="utf-8"), "ExecStop")
+    assert "-lt 20 ]" in stop
+    return shlex.split(stop.replace("-lt 20 ]", f"-lt {wait_s} ]").replace("$$", "$"))
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_the_worker_units_exec_stop_ends_a_worker_that_ignores_sigterm_with_sigint(ignores_sigterm):
+    """Run the unit's stop command against a stand-in worker: one that ends on SIGTERM, and one that
+    (as a Prefect 3.8 worker was once seen to) ignores it and ends only on SIGINT."""
+    code = ("import signal, time\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
+            + "print('ready', flush=True)\n"
+            + "while True: time.sleep(0.1)\n")
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+        # systemd reaps its service's main process at once; here this test is the parent, and a dead
+        # but unreaped child would still answer `kill -0`
+        threading.Thread(target=worker.wait, daemon=True).start()
+        started = time.monotonic()
+        subprocess.run(_exec_stop(wait_s=2), env={**os.environ, "MAINPID": str(worker.pid)}, check=True, timeout=30)
+        worker.wait(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == -(signal.SIGINT if ignores_sigterm else signal.SIGTERM)
+    assert (took >= 2) if ignores_sigterm else (took < 2)
