@@ -164,7 +164,7 @@ def _row(set_name: str, step: str, *, studies: int, megabytes: float, seconds: f
 
 
 def _bench_set(name: str, files: list[Path], work: Path, rows: list[dict[str, Any]], workers: list[int]) -> None:
-    from qc_pipeline.testing.orthanc import OrthancServer
+    from tests.support.orthanc import OrthancServer
 
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     server = OrthancServer.on_free_ports(work / f"orthanc-{name}")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.testing.utilities import prefect_test_harness
 
     from benchmarks._results import write_results
-    from qc_pipeline.testing.orthanc import installed
+    from tests.support.orthanc import installed
 
     if not installed():
         print("Orthanc with its DICOMweb plugin is needed: apt-get install orthanc orthanc-dicomweb", file=sys.stderr)

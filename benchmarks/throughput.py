@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
 
-    from qc_pipeline.testing.orthanc import OrthancServer, installed
+    from tests.support.orthanc import OrthancServer, installed
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="qc-throughput-") as tmp:

@@ -12,7 +12,7 @@ check), or a study without a verdict or without a finding.
         -rss_limit_mb=2048 -artifact_prefix=/tmp/qc-fuzz-
 
 Seeds: pydicom's and pydicom-data's test files up to 64 KiB and the generated bad cases of
-``qc_pipeline.testing.bad_inputs``. A crash leaves ``/tmp/qc-fuzz-crash-<sha1>``; turn it into a
+``tests.support.bad_inputs``. A crash leaves ``/tmp/qc-fuzz-crash-<sha1>``; turn it into a
 case in ``tests/hardening/test_fuzz_regressions.py``.
 """
 
@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 
 import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: the seeds' generator is tests.support
 
 with atheris.instrument_imports(include=["qc_pipeline", "pydicom"]):
     from qc_pipeline.pipeline import CHECK_ERROR_RULE, judge, load_pipeline_thresholds
@@ -71,7 +73,7 @@ def test_one_input(data: bytes) -> None:
 def write_seeds(out: Path) -> int:
     from pydicom.data import get_testdata_files
 
-    from qc_pipeline.testing.bad_inputs import write_all
+    from tests.support.bad_inputs import write_all
 
     out.mkdir(parents=True, exist_ok=True)
     n = 0

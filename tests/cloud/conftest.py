@@ -1,6 +1,6 @@
 """A real Orthanc with its DICOMweb plugin on loopback, authentication on (one per session).
 
-The server itself is ``qc_pipeline.testing.orthanc`` (shared with ``benchmarks/ingest.py``).
+The server itself is ``tests.support.orthanc`` (shared with ``benchmarks/ingest.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qc_pipeline.testing.orthanc import PASSWORD, USER, OrthancServer, installed
+from tests.support.orthanc import PASSWORD, USER, OrthancServer, installed
 
 __all__ = ["PASSWORD", "USER", "OrthancServer"]
 

@@ -40,7 +40,7 @@ def private_db(private_postgres: PrivatePostgres) -> str:
 def own_orthanc(tmp_path, monkeypatch):
     """A short-lived Orthanc of this test (it may stop and restart it), with the credentials of
     the cloud in the environment (and no other DICOMweb settings)."""
-    from qc_pipeline.testing import orthanc as orthanc_server
+    from tests.support import orthanc as orthanc_server
 
     if not orthanc_server.installed():
         pytest.skip("Orthanc with its DICOMweb plugin is not installed")

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qc_pipeline.testing.orthanc import free_port
+from tests.support.orthanc import free_port
 
 
 def pg_bin() -> Path | None:

@@ -1,5 +1,5 @@
 """Every malformed or unusual file pydicom and pydicom-data ship, and the generated bad cases of
-``qc_pipeline.testing.bad_inputs``: each gets a verdict with a clear finding, in bounded memory.
+``tests.support.bad_inputs``: each gets a verdict with a clear finding, in bounded memory.
 
 Judged directly (``pipeline.judge`` on the folder source, pixels included); one flow run over the
 whole corpus at the end checks the run completes with one current verdict per study.
@@ -19,7 +19,7 @@ from qc_pipeline.domain import Decision, Verdict
 from qc_pipeline.pipeline import CHECK_ERROR_RULE, judge, load_pipeline_thresholds
 from qc_pipeline.sources import FolderSource
 from qc_pipeline.sources.folder import NOT_DICOM_SUFFIXES
-from qc_pipeline.testing.bad_inputs import CASES, write_all, write_case
+from tests.support.bad_inputs import CASES, write_all, write_case
 
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 MEMORY_BOUND_BYTES = 64 * 1024**2

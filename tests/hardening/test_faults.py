@@ -25,7 +25,7 @@ from qc_pipeline.errors import StoreError
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.leases import LeaseHolder, StudyLeases
 from qc_pipeline.store.models import DecisionRecord
-from qc_pipeline.testing import orthanc as orthanc_server
+from tests.support import orthanc as orthanc_server
 from tests.flows.conftest import write_instance
 
 pytestmark = pytest.mark.prefect

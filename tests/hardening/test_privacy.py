@@ -18,7 +18,7 @@ from qc_pipeline.errors import SourceError, StoreError
 from qc_pipeline.samples import write_demo_studies
 from qc_pipeline.sources import open_source
 from qc_pipeline.store import ResultStore
-from qc_pipeline.testing import orthanc as orthanc_server
+from tests.support import orthanc as orthanc_server
 
 LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "qc_pipeline", "flows", "distributed", "sqlalchemy")
 DB_PASSWORD = "Db-Pass-9931"

@@ -1,1 +1,0 @@
-"""Helpers for tests and benchmarks (a real Orthanc on loopback). Not used by the pipeline itself."""
