@@ -1,7 +1,7 @@
 """Sample data for demos and tests: seeded phantoms, a DICOM writer and the demo study set.
 
 ``phantoms`` makes arrays (no I/O), ``writer`` turns arrays or real sample files into DICOM
-files with derived UIDs, ``demo`` writes the demo set whose expected verdicts are known.
+files with derived UIDs, ``demo`` writes the demo set (good studies and known defects, each described).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``write_demo_studies(out_dir)`` writes one sub-folder per case (files ``IM0001.dcm``, ...) plus an
 empty folder ``empty/``; ``demo_cases()`` lists the same cases without writing anything. Each
-case says which verdict the pipeline must reach and which rule codes must be among its findings.
+case says what it holds (its description); the verdict the pipeline must reach and the rule codes
+among its findings are the tests' (``tests/demo_expectations.py``).
 
 Deterministic: the same seed gives the same bytes on every call and every day. Study dates are
 fixed in October 2026 (never relative to today) and every file gets a fixed modification time,
@@ -26,7 +27,6 @@ from typing import Final
 import numpy as np
 from pydicom.data import get_testdata_file
 
-from qc_pipeline.domain import Verdict
 from qc_pipeline.samples import phantoms
 from qc_pipeline.samples.writer import (
     Geometry,
@@ -71,13 +71,10 @@ DR_GEOMETRY: Final = Geometry(pixel_spacing_mm=(1.68, 1.68))
 
 @dataclass(frozen=True, slots=True)
 class DemoCase:
-    """One study of the demo set and what the pipeline must conclude about it.
+    """One study of the demo set: its name, what is in it (or wrong with it), its StudyInstanceUID.
 
-    ``expected_codes``: (1) every one of them is among the study's findings, and (2) no finding
-    of severity review or fail has a code outside them. So a clean pass has none (or only the
-    info codes that are the point of the case, e.g. ``integrity.non_image.skipped``); other info
-    findings, such as the matched recognition item, may appear as well.
-    Judged with ``now=DEMO_NOW`` on the folder as written (file modification times included).
+    What the pipeline must conclude about each case is the tests' business, not the product's:
+    ``tests/demo_expectations.py`` holds the expected verdict and finding codes by case name.
     """
 
     name: str
@@ -85,8 +82,6 @@ class DemoCase:
     description_zh: str
     study_instance_uid: str | None
     """None for a file from which no UID can be read."""
-    expected_verdict: Verdict
-    expected_codes: frozenset[str]
 
     @property
     def folder(self) -> str:
@@ -116,8 +111,6 @@ class _Spec:
     name: str
     description_en: str
     description_zh: str
-    verdict: Verdict
-    codes: frozenset[str]
     date: dt.date
     build: Callable[[_Context], list[Path]]
     time: dt.time = dt.time(9, 30)
@@ -570,8 +563,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "real_cr_chest",
         "Real CR chest PA (pydicom-data RG1_UNCR), headers rewritten; complete and valid.",
         "真实CR胸部后前位片（pydicom-data RG1_UNCR），重写头信息；信息完整有效。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
         date=_d(8),
         build=_real_cr_chest,
     ),
@@ -579,8 +570,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "real_ct",
         "Real CT slice (pydicom CT_small) presented as a plain chest CT, headers rewritten; complete and valid.",
         "真实CT单层图像（pydicom CT_small），作为胸部CT平扫，重写头信息；信息完整有效。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
         date=_d(9),
         build=_real_ct,
     ),
@@ -590,8 +579,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "shoulder is not on the yubei-2023 recognition list.",
         "真实肩关节MR图像（pydicom-data MR2_UNCR，1024×1024），重写头信息；信息有效，"
         "但肩关节MR不在渝北首批互认项目中。",
-        verdict=Verdict.NOT_APPLICABLE,
-        codes=frozenset({"catalog.item.unmatched"}),
         date=_d(10),
         build=_real_mr,
     ),
@@ -599,8 +586,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "phantom_ct_chest",
         "Synthetic plain chest CT, 16 slices of 5 mm (water phantom), Chinese patient name in UTF-8.",
         "合成胸部CT平扫，16层、层厚5 mm（水模），患者中文姓名（UTF-8 编码）。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
         date=_d(11),
         build=_phantom_ct_chest,
     ),
@@ -610,8 +595,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "The DWI is not AI-scored (outside the MR models' training domain; an info finding says so).",
         "合成头颅MR平扫（GB18030 编码）：横断位T2、T1、T2-FLAIR、DWI及矢状位T2，各12层。"
         "DWI 序列不在MR模型的训练范围内，不进行AI评分（以提示性结果说明）。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
         date=_d(12),
         build=_phantom_mr_brain,
     ),
@@ -619,8 +602,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "phantom_dr_chest",
         "Synthetic DX chest PA radiograph (256x256, 12 bits).",
         "合成DX胸部后前位片（256×256，12位）。",
-        verdict=Verdict.PASS,
-        codes=frozenset(),
         date=_d(13),
         build=_phantom_dr_chest,
     ),
@@ -628,8 +609,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "birth_after_study",
         "PatientBirthDate 2072-06-08 is after the StudyDate (PatientAge left out).",
         "出生日期 2072-06-08 晚于检查日期（未写年龄）。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"metadata.patient_birth_date.after_study"}),
         date=_d(14),
         build=_birth_after_study,
     ),
@@ -637,8 +616,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "missing_patient_id",
         "PatientID is present but empty.",
         "患者ID 为空。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"metadata.patient_id.missing"}),
         date=_d(15),
         build=_missing_patient_id,
     ),
@@ -647,8 +624,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "StudyDate 2099-01-01 lies in the future (PatientAge left out); the files arrived on "
         "2026-10-16, before their acquisition date, so the upload delay is negative too.",
         "检查日期 2099-01-01 晚于当前日期（未写年龄）；文件于 2026-10-16 到达，早于检查时间，上传时延为负。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"metadata.study_date.future", "timeliness.upload_delay.negative"}),
         date=_d(16),
         build=_future_study_date,
         received_at=dt.datetime(2026, 10, 16, 9, 55, tzinfo=DEMO_TIMEZONE),
@@ -657,8 +632,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "inconsistent_patient",
         "CT study with two series whose PatientSex differs (M vs F).",
         "同一CT检查的两个序列性别不一致（M 与 F）。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"metadata.patient.inconsistent"}),
         date=_d(17),
         build=_inconsistent_patient,
     ),
@@ -666,8 +639,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "age_mismatch",
         "PatientAge 030Y while birth and study dates give 45 years.",
         "年龄写为 030Y，而出生日期与检查日期计算为45岁。",
-        verdict=Verdict.REVIEW,
-        codes=frozenset({"metadata.patient_age.inconsistent"}),
         date=_d(18),
         build=_age_mismatch,
     ),
@@ -675,8 +646,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "missing_accession_institution",
         "DX chest with an empty AccessionNumber and no InstitutionName.",
         "DX胸片检查号为空、缺少机构名称。",
-        verdict=Verdict.REVIEW,
-        codes=frozenset({"metadata.accession_number.missing", "metadata.institution.missing"}),
         date=_d(19),
         build=_missing_accession_institution,
     ),
@@ -684,8 +653,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "truncated_file",
         "Synthetic chest CT whose 9th file is cut half-way through its pixel data.",
         "合成胸部CT，第9个文件在像素数据中途被截断。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"integrity.pixel_data.truncated"}),
         date=_d(20),
         build=_truncated_file,
     ),
@@ -693,8 +660,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "sr_in_study",
         "Good DX chest study plus a structured report (pydicom test-SR) in the same study.",
         "合格的DX胸片检查，同一检查中另含一份结构化报告（pydicom test-SR）。",
-        verdict=Verdict.PASS,
-        codes=frozenset({"integrity.non_image.skipped"}),
         date=_d(21),
         build=_sr_in_study,
     ),
@@ -702,8 +667,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "sr_only",
         "A study holding only a structured report: no image to check.",
         "仅含结构化报告、没有图像的检查。",
-        verdict=Verdict.NOT_APPLICABLE,
-        codes=frozenset({"integrity.non_image.skipped", "catalog.no_images"}),
         date=_d(22),
         build=_sr_only,
     ),
@@ -711,8 +674,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "ultrasound",
         "Real ultrasound image (pydicom-data US1_UNCR), headers rewritten: US is not on the list.",
         "真实超声图像（pydicom-data US1_UNCR），重写头信息：超声不在互认范围内。",
-        verdict=Verdict.NOT_APPLICABLE,
-        codes=frozenset({"catalog.modality.not_candidate"}),
         date=_d(23),
         build=_ultrasound,
     ),
@@ -720,10 +681,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "noisy_ct",
         "Synthetic plain chest CT with image noise SD 80 HU (a dose or reconstruction error).",
         "合成胸部CT平扫，图像噪声标准差 80 HU（剂量或重建参数错误）。",
-        verdict=Verdict.FAIL,
-        # the CT model scores the noise too, but its rule is off: the label is defined by the same noise
-        # estimator as the objective rule (duplicate_of in thresholds/ai.yaml), so it adds nothing
-        codes=frozenset({"image_quality.ct.noise.fail"}),
         date=_d(25),
         build=_noisy_ct,
     ),
@@ -731,9 +688,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "ghosted_mr",
         "Synthetic brain MR whose axial T2 has an N/2 ghost at 15 % along the phase-encoding direction.",
         "合成头颅MR，横断位T2沿相位编码方向有 15% 强度的 N/2 伪影（鬼影）。",
-        verdict=Verdict.FAIL,
-        # the MR model scores the ghost (0.97), but its rule is off: its evidence does not clear the gate of thresholds/ai.yaml
-        codes=frozenset({"image_quality.mr.ghosting.fail"}),
         date=_d(26),
         build=_ghosted_mr,
     ),
@@ -741,9 +695,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "overexposed_dr",
         "Synthetic DX chest PA with ExposureIndex 1900 against a target of 400 (DeviationIndex +6.8).",
         "合成DX胸部后前位片，曝光指数 1900，目标值 400（偏差指数 +6.8，曝光过度）。",
-        # review, not fail: AAPM TG-116 repeats an over-exposed image only if relevant anatomy is clipped
-        verdict=Verdict.REVIEW,
-        codes=frozenset({"image_quality.dr.deviation_index_high.review"}),
         date=_d(27),
         build=_overexposed_dr,
     ),
@@ -751,10 +702,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "clipped_dr",
         "Synthetic DX chest PA whose brightest 15 % of pixels are saturated at the 12-bit maximum.",
         "合成DX胸部后前位片，最亮的 15% 像素饱和于 12 位最大值（削波）。",
-        verdict=Verdict.FAIL,
-        # the DR model scores the saturation too, but its rule is off: the label is the stored-maximum
-        # criterion of the objective rule (duplicate_of in thresholds/ai.yaml)
-        codes=frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"}),
         date=_d(28),
         build=_clipped_dr,
     ),
@@ -762,8 +709,6 @@ _SPECS: Final[tuple[_Spec, ...]] = (
         "not_dicom",
         "garbage.dcm: 2 KiB of seeded random bytes, not DICOM; no UID can be read.",
         "garbage.dcm：2 KiB 随机字节，不是DICOM文件，无法读取任何UID。",
-        verdict=Verdict.FAIL,
-        codes=frozenset({"integrity.file.unreadable"}),
         date=_d(24),
         build=_not_dicom,
         readable=False,
@@ -788,8 +733,6 @@ def demo_cases(*, seed: int = DEMO_SEED) -> list[DemoCase]:
             description_en=spec.description_en,
             description_zh=spec.description_zh,
             study_instance_uid=_study_uid(seed, spec.name) if spec.readable else None,
-            expected_verdict=spec.verdict,
-            expected_codes=spec.codes,
         )
         for spec in _SPECS
     ]

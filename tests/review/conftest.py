@@ -28,6 +28,7 @@ from qc_pipeline.rules import Thresholds, load_thresholds
 from qc_pipeline.samples.demo import DEMO_NOW, write_demo_studies
 from qc_pipeline.sources import FolderSource
 from qc_pipeline.store import ResultStore
+from tests.demo_expectations import expected_verdict
 from tests.store.conftest import db_url, pg_schema, postgres_schemas  # noqa: F401  (fixtures: each backend)
 
 CASES = (
@@ -74,7 +75,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Judged:
         (entry,) = list(source.discover())
         decision = judge(source.load(entry), thresholds, now=DEMO_NOW, source_uri=source.uri, pixels=source)
         if name in cases:
-            assert decision.verdict == cases[name].expected_verdict, name
+            assert decision.verdict == expected_verdict(cases[name]), name
         decisions[name] = decision
     return Judged(root, decisions)
 

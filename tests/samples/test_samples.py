@@ -35,6 +35,7 @@ from qc_pipeline.samples.writer import (
     truncate_pixel_data,
     write_series,
 )
+from tests.demo_expectations import expected_verdict
 
 STUDY_DATE = dt.date(2026, 10, 18)
 PATIENT = PatientInfo(name="Zhang^San=张^三", id="0001234567", sex="M", birth_date=dt.date(1981, 3, 2), age="045Y")
@@ -440,7 +441,7 @@ def test_demo_cases_have_folders_and_matching_study_uids(demo_dirs: tuple[Path, 
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             assert ds.StudyInstanceUID == case.study_instance_uid, path
     assert (root / demo.EMPTY_FOLDER).is_dir() and not any((root / demo.EMPTY_FOLDER).iterdir())
-    verdicts = {c.name: c.expected_verdict for c in cases}
+    verdicts = {c.name: expected_verdict(c) for c in cases}
     assert verdicts["real_cr_chest"] is Verdict.PASS and verdicts["age_mismatch"] is Verdict.REVIEW
     assert verdicts["sr_only"] is Verdict.NOT_APPLICABLE and verdicts["not_dicom"] is Verdict.FAIL
 
