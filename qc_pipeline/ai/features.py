@@ -24,7 +24,7 @@ from qc_pipeline.metrics import ct, dr, mr
 FEATURES: Final[dict[str, tuple[str, ...]]] = {
     "DR": tuple(m for m in dr.METRICS if m not in dr.NOT_MODEL_FEATURES),
     "CT": tuple(m for m in ct.METRICS if m not in ct.NOT_MODEL_FEATURES),
-    "MR": tuple(mr.METRICS),
+    "MR": tuple(m for m in mr.METRICS if m not in mr.NOT_MODEL_FEATURES),
 }
 
 

@@ -682,11 +682,11 @@ def _unmeasured_by_design(target: Target) -> str | None:
 
 
 MR_SEQUENCE_BOUND: Final = frozenset(
-    {"mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.piu_percent", "mr.wrap_percent"}
+    {"mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.piu_percent", "mr.wrap_percent", "mr.inu_range_percent"}
 )
 """MR metrics whose limits hold for structural magnitude images only: the air-background noise
 metrics (SNR, CNR, FBER), ghosting and wrap (EPI puts N/2 ghosts and low-SNR air there by design)
-and PIU (a map's values are not signal intensity). They are not judged on the series of
+and PIU and the N4 bias field (a map's values are not signal intensity). They are not judged on the series of
 :func:`mr_out_of_scope`."""
 MR_OUT_OF_SCOPE: Final = frozenset(
     {Weighting.DWI, Weighting.ADC, Weighting.BOLD, Weighting.PERFUSION, Weighting.LOCALIZER}
@@ -841,6 +841,7 @@ METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
     "mr.fov_coverage_percent": ("field-of-view coverage", "视野覆盖率"),
     "mr.edge_contact_percent": ("object touching the field-of-view edge", "物体触及视野边缘"),
     "mr.wrap_percent": ("wrap-around (aliasing)", "卷褶伪影"),
+    "mr.inu_range_percent": ("intensity non-uniformity (N4 bias-field range)", "信号强度不均匀性（N4偏置场范围）"),
 }
 """Metric id -> (English, Chinese) name for messages (``test_image_quality`` checks every id has one)."""
 _SCORE_LABELS: Final = score_labels()

@@ -18,8 +18,8 @@ How it is computed (and why):
 - On the metric grid of :mod:`qc_pipeline.metrics.mr` and its object mask, thinned to at most
   :data:`FIT_MAX_SIDE` px a side: the field is smooth, so the thinning loses little, and N4 costs
   tens of milliseconds a slice instead of seconds for a full-resolution volume.
-- Slice by slice in 2-D, on at most :data:`MAX_SLICES` evenly spaced slices holding an object; the
-  series value is the median of the per-slice ranges. Routine MR is mostly multi-slice 2-D with
+- Slice by slice in 2-D, on the :data:`MAX_SLICES` slices where the object is largest; the series
+  value is the median of the per-slice ranges. Routine MR is mostly multi-slice 2-D with
   thick slices and gaps, where a 3-D fit across slices is poorly conditioned, and a single-slice
   series must give a value too. The in-plane field is what a reader sees on one image.
 - :data:`N4_LEVELS` fitting levels of :data:`N4_ITERATIONS` iterations each, SimpleITK's
@@ -43,7 +43,7 @@ from qc_pipeline.errors import DegenerateInputError
 logger = logging.getLogger(__name__)
 
 MAX_SLICES: Final = 3
-"""Object slices fitted per series (evenly spaced: the first, middle and last object slice)."""
+"""Object slices fitted per series: those where the object is largest (most of the field in view)."""
 FIT_MAX_SIDE: Final = 64
 """The field is fitted on every k-th pixel of the metric grid, k bringing the larger side to at most
 this: the field is smooth (16 control points a side at the finest level), and on phantoms with a known
@@ -68,13 +68,17 @@ def _field_range_percent(image: npt.NDArray[np.floating], mask: npt.NDArray[np.b
     """(P95 - P5) of N4's bias field over its median inside ``mask``, in percent, for one 2-D slice."""
     import SimpleITK as sitk  # only this metric needs it
 
-    values = np.asarray(image, dtype=np.float32)
+    values = np.asarray(image, dtype=np.float64)
     inside = np.asarray(mask, dtype=bool)
     # N4 works on log intensities: the object must be positive. Shift a signed image (phase-
     # corrected or offset data) so that its lowest object value is 1; magnitude data are untouched.
     low = float(values[inside].min())
     if low <= 0:
         values = values - low + 1.0
+    # In units of the object's median: the fit then sees the same numbers whatever the scanner's
+    # scaling (the value is scale-free by definition; N4's float32 arithmetic would otherwise move it
+    # in the fifth digit).
+    values = (values / float(np.median(values[inside]))).astype(np.float32)
     img = sitk.GetImageFromArray(values)
     img.SetSpacing((float(spacing_mm[1]), float(spacing_mm[0])))  # SimpleITK: (x = col, y = row)
     msk = sitk.GetImageFromArray(inside.astype(np.uint8))
@@ -89,6 +93,13 @@ def _field_range_percent(image: npt.NDArray[np.floating], mask: npt.NDArray[np.b
         raise DegenerateInputError("N4 gave no usable bias field on this slice")
     lo, hi = np.percentile(field / median, [LOW_PERCENTILE, HIGH_PERCENTILE])
     return float(100.0 * (hi - lo))
+
+
+def _spread(n: int, step: int) -> npt.NDArray[np.intp]:
+    """About n/step indices from 0 to n-1, evenly spaced and symmetric (index i taken iff n-1-i is)."""
+    count = max(2, -(-n // step))
+    half = np.floor(np.linspace(0, (n - 1) / 2, (count + 1) // 2) + 1e-9).astype(np.intp)
+    return np.unique(np.concatenate([half, n - 1 - half]))
 
 
 def inu_range_percent(
@@ -109,8 +120,11 @@ def inu_range_percent(
     if grid.ndim != 3 or mask.shape != grid.shape:
         raise DegenerateInputError(f"expected (slice, row, col) image and mask of one shape, got {grid.shape} and {mask.shape}")
     step = max(1, -(-max(grid.shape[1:]) // FIT_MAX_SIDE))
-    grid, mask = grid[:, ::step, ::step], mask[:, ::step, ::step]
-    pixel_mm = (pixel_mm[0] * step, pixel_mm[1] * step)
+    if step > 1:  # evenly spaced rows and columns, both ends kept: a flipped image gives the mirrored grid
+        rows = _spread(grid.shape[1], step)
+        cols = _spread(grid.shape[2], step)
+        grid, mask = grid[:, rows][:, :, cols], mask[:, rows][:, :, cols]
+        pixel_mm = (pixel_mm[0] * step, pixel_mm[1] * step)
     sizes = mask.sum(axis=(1, 2))
     candidates = np.flatnonzero(sizes >= MIN_OBJECT_PIXELS)
     if candidates.size == 0:
@@ -118,7 +132,11 @@ def inu_range_percent(
             f"no slice has an object of at least {MIN_OBJECT_PIXELS} grid px to fit a bias field on "
             f"(largest: {int(sizes.max()) if sizes.size else 0})"
         )
-    chosen = candidates[np.unique(np.linspace(0, candidates.size - 1, min(MAX_SLICES, candidates.size)).round().astype(int))]
+    # The slices where the object is largest (ties: the brighter object): chosen by content, not by
+    # position, so the order in which the slices arrive does not change the value.
+    sums = np.array([float(grid[i][mask[i]].sum()) for i in candidates])
+    ranked = sorted(range(candidates.size), key=lambda k: (-int(sizes[candidates[k]]), -sums[k]))
+    chosen = candidates[sorted(ranked[:MAX_SLICES])]
     ranges = []
     for i in chosen:
         try:

@@ -61,7 +61,8 @@ Metrics (ids in :data:`METRICS`): ``mr.snr`` (:func:`snr_background`), ``mr.cnr`
 (:func:`cnr_otsu`), ``mr.ghosting_percent`` (:func:`ghosting_ratio_percent` on
 :func:`ghost_rois`), ``mr.piu_percent`` (:func:`percent_integral_uniformity`), ``mr.efc``
 (:func:`efc`), ``mr.fber`` (:func:`fber`), ``mr.fov_coverage_percent``, ``mr.edge_contact_percent``,
-``mr.wrap_percent`` (:func:`wrap_percent`).
+``mr.wrap_percent`` (:func:`wrap_percent`), ``mr.inu_range_percent`` (intensity non-uniformity from
+an N4 bias-field fit on the grid and object mask: :mod:`qc_pipeline.metrics.bias_field`).
 
 PIU of a series (``mr.piu_percent``) is the median over slices of a per-slice PIU in a central
 disc, not the ACR slice PIU of the phantom's uniformity slice: see :func:`_piu` for the definition
@@ -83,6 +84,7 @@ from scipy import ndimage as ndi
 
 from qc_pipeline.domain import Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.metrics.bias_field import inu_range_percent
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +109,14 @@ METRICS: Final[Mapping[str, str]] = MappingProxyType(
         "mr.fov_coverage_percent": "%",
         "mr.edge_contact_percent": "%",
         "mr.wrap_percent": "%",
+        "mr.inu_range_percent": "%",
     }
 )
 """Every metric :func:`measure` reports -> its unit ("1": a dimensionless ratio)."""
+
+NOT_MODEL_FEATURES: Final = frozenset({"mr.inu_range_percent"})
+"""Metrics the acceptability model does not read: it was trained before the N4 non-uniformity was
+measured (a retrained model may add it; its manifest then names it)."""
 
 GRID_MAX_SIDE: Final = 128
 """Masks are made on a grid whose larger side is at most this many pixels."""
@@ -449,6 +456,19 @@ class MRMasks:
     """(slice,) Otsu threshold of each slice (NaN for a constant slice)."""
 
 
+def _grid_pixel_mm(spacing_mm: tuple[float | None, float | None, float | None], step: int) -> tuple[float, float]:
+    """(row, col) size of a metric-grid pixel in mm; 1 mm per acquired pixel where the spacing is
+    unknown or not positive (only the bias field's smoothness scale depends on it)."""
+    sizes = []
+    for value in spacing_mm[1:3]:
+        try:
+            size = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            size = 1.0
+        sizes.append((size if math.isfinite(size) and size > 0 else 1.0) * step)
+    return sizes[0], sizes[1]
+
+
 def _padding_span(is_padding: Callable[[int], bool], n: int) -> tuple[int, int]:
     """[start, stop) of the lines left once padding lines are walked off from both ends."""
     start = 0
@@ -701,6 +721,10 @@ def measure(
         results["mr.piu_percent"] = (piu, piu_note, None if piu is not None else Unmeasured.UNMEASURABLE)
     except DegenerateInputError as exc:
         results["mr.piu_percent"] = (None, str(exc), Unmeasured.UNMEASURABLE)
+    try:
+        results["mr.inu_range_percent"] = (*inu_range_percent(grid[objects], t_obj, pixel_mm=_grid_pixel_mm(spacing_mm, masks.step)), None)
+    except DegenerateInputError as exc:
+        results["mr.inu_range_percent"] = (None, str(exc), Unmeasured.UNMEASURABLE)
 
     # --- air check: slices with air around the object
     air_metrics = ("mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.wrap_percent")

@@ -251,7 +251,10 @@ def test_intensity_scaling_changes_nothing(factor: float) -> None:
     volume = mr_phantom(inner_signal=150.0, radius_frac=0.2, ghost_fraction=0.05, shading=0.1, seed=12)
     base, scaled = run(volume), run(volume * np.float32(factor))
     for metric in SCALE_FREE:
-        assert value(scaled, metric) == pytest.approx(value(base, metric), rel=1e-6, abs=1e-12), metric
+        # N4 fits its field iteratively in float32: the object's median in float32 moves the fit in
+        # the sixth digit for a gain that is not a power of two
+        rel = 1e-5 if metric == "mr.inu_range_percent" else 1e-6
+        assert value(scaled, metric) == pytest.approx(value(base, metric), rel=rel, abs=1e-12), metric
 
 
 def test_slice_order_flips_and_transposition_change_nothing() -> None:
@@ -267,8 +270,10 @@ def test_slice_order_flips_and_transposition_change_nothing() -> None:
     }
     for name, result in variants.items():
         for metric in mr.METRICS:
-            # 1e-7: only the order of floating-point sums (and EFC's float32 logs) differs
-            assert value(result, metric) == pytest.approx(value(base, metric), rel=1e-7, abs=1e-12), (name, metric)
+            # 1e-7: only the order of floating-point sums (and EFC's float32 logs) differs; N4's
+            # iterative float32 fit runs over the mirrored grid in another order (1e-4)
+            rel = 1e-4 if metric == "mr.inu_range_percent" else 1e-7
+            assert value(result, metric) == pytest.approx(value(base, metric), rel=rel, abs=1e-12), (name, metric)
 
 
 def test_shifting_the_object_moves_the_scale_free_metrics_little() -> None:
