@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import allow_failure, flow, get_run_logger, task
+from prefect import allow_failure, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
@@ -24,6 +24,7 @@ from prefect.task_runners import TaskRunner
 
 from flows.logs import forward_library_logs
 from flows.run_report import publish_run
+from flows.parameters import plain_flow
 from qc_pipeline import __version__
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.errors import ConfigError, ModelError, SourceError, StoreError
@@ -428,7 +429,7 @@ def _list_studies(
     return listing, list(listing.entries), cursor
 
 
-@flow(name="qc-run", log_prints=False, validate_parameters=False)
+@plain_flow(name="qc-run", log_prints=False, validate_parameters=False)
 def qc_run(
     source: str,
     db_url: str | None = None,

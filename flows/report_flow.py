@@ -7,9 +7,10 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from flows.logs import forward_library_logs
+from flows.parameters import plain_flow
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.report.evaluation import write_report
 from qc_pipeline.report.period import Period
@@ -22,7 +23,7 @@ def closed_half_year(today: dt.date) -> Period:
     return Period.of(today).previous
 
 
-@flow(name="qc-biannual-report", log_prints=False, validate_parameters=False)
+@plain_flow(name="qc-biannual-report", log_prints=False, validate_parameters=False)
 def qc_biannual_report(
     out_dir: str,
     period: str | None = None,

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from flows.qc_flow import (
     RunIncomplete,
@@ -17,6 +17,7 @@ from flows.qc_flow import (
     judge_entries,
 )
 from flows.logs import forward_library_logs
+from flows.parameters import plain_flow
 from qc_pipeline import __version__
 from qc_pipeline.errors import SourceError
 from qc_pipeline.pipeline import load_pipeline_thresholds, provenance
@@ -32,7 +33,7 @@ def entries_for(src: StudySource, uids: set[str]) -> dict[str, StudyEntry]:
     return {e.study_instance_uid: e for e in src.discover() if e.study_instance_uid in uids}
 
 
-@flow(name="qc-rescore", log_prints=False, validate_parameters=False)
+@plain_flow(name="qc-rescore", log_prints=False, validate_parameters=False)
 def qc_rescore(
     db_url: str | None = None,
     thresholds_dir: str | None = None,

@@ -7,9 +7,10 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from flows.logs import forward_library_logs
+from flows.parameters import plain_flow
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.rules import load_thresholds
 from qc_pipeline.spotcheck.blinding import pseudonym_key
@@ -18,7 +19,7 @@ from qc_pipeline.spotcheck.draw import Period, draw
 from qc_pipeline.store import ResultStore
 
 
-@flow(name="qc-spot-check-draw", log_prints=False, validate_parameters=False)
+@plain_flow(name="qc-spot-check-draw", log_prints=False, validate_parameters=False)
 def qc_spot_check_draw(
     period: str | None = None,
     db_url: str | None = None,
