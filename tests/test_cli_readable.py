@@ -243,14 +243,11 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
 
 def test_a_one_study_command_does_not_import_the_other_command_groups() -> None:
     """`run` is interactive: the review app, recognition API, report and model tools load only when named."""
-    import subprocess
-    import sys
+    from tests.support.imports import imported_by
 
-    code = ("import sys; from qc_pipeline.cli import main; "
-            "print(sorted(m for m in ('qc_pipeline.review.cli', 'qc_pipeline.recognition.cli', 'qc_pipeline.report.cli', "
-            "'qc_pipeline.spotcheck.cli', 'qc_pipeline.ai.cli') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    groups = ["qc_pipeline.review.cli", "qc_pipeline.recognition.cli", "qc_pipeline.report.cli",
+              "qc_pipeline.spotcheck.cli", "qc_pipeline.ai.cli"]
+    assert imported_by("from qc_pipeline.cli import main", [*groups, "qc_pipeline.cli"]) == ["qc_pipeline.cli"]
 
 
 def test_run_summary_fits_80_columns_and_names_verdicts_in_words(capsys: pytest.CaptureFixture[str]) -> None:
