@@ -58,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qc_pipeline.ai import dataset
-from qc_pipeline.ai.features import FEATURES, encode_missing
+from qc_pipeline.ai.features import FEATURES, encode_missing, measured_metrics
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
 from qc_pipeline.ai.training import features_of
@@ -86,7 +86,9 @@ COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType({
     "ai.mr_artifacts.motion_ghosting": ("mr.ghosting_percent", "above"),
     "ai.mr_artifacts.noise": ("mr.snr", "below"),
     "ai.mr_artifacts.wrap_around": ("mr.wrap_percent", "above"),
-    "ai.mr_artifacts.nonuniformity": ("mr.piu_percent", "below"),
+    # N4's bias field, as the label's degradation (a smooth multiplicative field); PIU also moves
+    # with anatomy
+    "ai.mr_artifacts.nonuniformity": ("mr.inu_range_percent", "above"),
 })
 """Score id -> (objective metric, the direction in which it signals the fault): the metric of
 :mod:`qc_pipeline.metrics` that judges the same fault as the label. CT motion has none."""
@@ -210,13 +212,19 @@ def fault_score(values: npt.NDArray[np.floating], direction: str) -> npt.NDArray
     return np.where(finite, score, floor)
 
 
+def comparison_features(modality: str) -> tuple[str, ...]:
+    """The model's features, then every other metric the flow measures for ``modality`` (sorted)."""
+    model = FEATURES[modality]
+    return model + tuple(sorted(measured_metrics(modality) - set(model)))
+
+
 def objective_comparison(
     model: str, features: npt.NDArray[np.floating], y: npt.NDArray[np.integer], p: npt.NDArray[np.floating],
     real: npt.NDArray[np.bool_], thresholds: Thresholds, images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
     on the same images (``features``: :func:`features_of` rows, ``y`` / ``p``: labels and scores
-    in the model's label order), with the share measured and the counterpart's rules (id -> enabled)."""
+    in the model's label order; columns as :func:`comparison_features`), with the share measured and the counterpart's rules (id -> enabled)."""
     spec = MODEL_SPECS[model]
     out: dict[str, Any] = {}
     for j, label in enumerate(spec.labels):
@@ -224,7 +232,7 @@ def objective_comparison(
         if counterpart is None:
             continue
         metric, direction = counterpart
-        values = features[:, FEATURES[spec.modality].index(metric)]
+        values = features[:, comparison_features(spec.modality).index(metric)]
         score = fault_score(values, direction)
         out[label] = {
             "metric": metric,
@@ -298,8 +306,11 @@ def evaluate(
         }
         progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
         test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
-        features = features_of(test_m, modality)
-        pm = scorer.run(acceptability.name, encode_missing(features))[:, 0]
+        # every metric the flow measures (the counterparts may be metrics the model does not read);
+        # the model is fed its own features, the first columns
+        names = comparison_features(modality)
+        features = features_of(test_m, modality, names)
+        pm = scorer.run(acceptability.name, encode_missing(features[:, :len(FEATURES[modality])]))[:, 0]
         labels_m = np.stack([s.labels for s in test_m])
         ym = labels_m.any(axis=1).astype(int)
         real_m = np.array([s.real for s in test_m])

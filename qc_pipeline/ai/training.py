@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -205,11 +205,12 @@ def _export_cnn(model: Any, path: Path) -> None:
     )
 
 
-def features_of(samples: list[dataset.Sample], modality: str) -> npt.NDArray[np.float32]:
+def features_of(samples: list[dataset.Sample], modality: str, names: Sequence[str] | None = None) -> npt.NDArray[np.float32]:
+    """Metric features of ``samples``, columns in the order of ``names`` (default: the model features)."""
     rows = []
     for s in samples:
         grids = s.grid if modality == "DR" else s.grid[None]
-        rows.append(metric_features(grids, modality, pixel_mm=s.pixel_mm, stored_range=s.stored_range))
+        rows.append(metric_features(grids, modality, pixel_mm=s.pixel_mm, stored_range=s.stored_range, names=names))
     return np.stack(rows)
 
 
