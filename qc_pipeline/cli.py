@@ -801,18 +801,22 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
+@click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials, as for serve (default: $QC_DICOMWEB_SECRET_BLOCK).")
 @click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")
 @click.option("--min-free-gb", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Free space the data directory needs.")
 def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, models_dir: Path | None,
-           work_pool: str | None, min_free_gb: float) -> None:
+           secret_block: str | None, work_pool: str | None, min_free_gb: float) -> None:
     """Check configuration, database and migrations, source, models, Prefect API and disk space;
     one line per check, with how to fix each problem. Exit 1 on any problem.
 
     检查配置、数据库及迁移、数据源、AI 模型、Prefect 服务与磁盘空间；每项一行，并说明如何修复。
     """
     from qc_pipeline.doctor import run_checks
+    from qc_pipeline.sources.dicomweb import SECRET_BLOCK_ENV
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if secret_block:  # the source is probed with the credentials serve will use
+        os.environ[SECRET_BLOCK_ENV] = secret_block
     checks = run_checks(source=source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir,
                         models_dir=models_dir, work_pool=work_pool, min_free_gib=min_free_gb)
     for check in checks:

@@ -233,6 +233,16 @@ def test_credentials_from_a_prefect_secret_block(prefect_harness, orthanc, monke
     assert result.exit_code == 1
     assert "refused the credentials (HTTP 401)" in result.output
     assert "check Prefect Secret block 'qc-cloud-wrong'" in result.output
+
+    # doctor probes the source with the block serve will be given (README, Production, step 5)
+    monkeypatch.delenv("QC_DICOMWEB_SECRET_BLOCK")
+    for block, ok in (("qc-cloud-test", True), ("qc-cloud-wrong", False)):
+        result = CliRunner().invoke(main, ["doctor", "--source", orthanc.dicomweb, "--secret-block", block, "--db", db,
+                                           "--min-free-gb", "0"])
+        (line,) = [ln for ln in result.output.splitlines() if ln.split(":")[0].split()[-1:] == ["source"]]
+        assert line.startswith("ok" if ok else "PROBLEM"), result.output
+        if not ok:
+            assert f"check Prefect Secret block '{block}'" in line
     assert "wrong-secret-pw" not in result.output
 
     monkeypatch.setenv("QC_DICOMWEB_SECRET_BLOCK", "no-such-block")
