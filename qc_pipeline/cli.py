@@ -58,6 +58,10 @@ def _quiet_prefect(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # records propagated from Prefect's loggers too
         handler.setLevel(level)
+    # One INFO line per HTTP request (serve polls the API every few seconds) drowns what the
+    # operator needs; failed requests still surface as Prefect's and the pipeline's own errors.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 _PG_SCHEMES = ("postgres://", "postgresql://")

@@ -81,3 +81,4 @@ def test_serve_stops_in_seconds_on_a_signal(prefect_harness, tmp_path, signum):
     assert "Traceback" not in out + err and "CancelledError" not in out + err, err
     assert "已停止 / stopped" in err
     assert seconds < 5, seconds  # measured 1.7-1.8 s
+    assert "HTTP Request:" not in seen + out + err  # not one line per poll of the API
