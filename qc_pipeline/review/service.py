@@ -56,7 +56,7 @@ from qc_pipeline.review.i18n import DECISION_REASONS
 from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
-from qc_pipeline.store.repository import stored_series
+from qc_pipeline.store.decisions import stored_series
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
 from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
 

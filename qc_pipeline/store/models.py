@@ -46,6 +46,11 @@ CURRENT_DECISION_INDEX = "uq_decisions_current_study"
 """Partial unique index: at most one decision per study has ``is_current`` true."""
 
 
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC: what the store writes into its ``UTCDateTime`` columns."""
+    return dt.datetime.now(dt.UTC)
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """A timezone-aware datetime, stored in UTC, read back as an aware UTC datetime.
 

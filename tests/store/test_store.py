@@ -596,14 +596,14 @@ def test_the_head_read_from_the_migration_files_is_alembics_and_opening_needs_no
     import subprocess
     import sys
 
-    from qc_pipeline.store.repository import head_revision, shipped_head
+    from qc_pipeline.store.schema import head_revision, shipped_head
 
     assert shipped_head() == head_revision()
     code = ("import sys, tempfile; from qc_pipeline.store import ResultStore; "
             "url = 'sqlite:///' + tempfile.mkdtemp() + '/r.sqlite'; ResultStore.open(url).close(); "
             "assert 'alembic' in sys.modules;"  # a new database is migrated with Alembic
             "[sys.modules.pop(m) for m in [m for m in sys.modules if m.startswith(('alembic', 'mako', 'pygments'))]];"
-            "from qc_pipeline.store import repository; repository.shipped_head.cache_clear();"
+            "from qc_pipeline.store import schema; schema.shipped_head.cache_clear();"
             "ResultStore.open(url).close(); print('alembic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

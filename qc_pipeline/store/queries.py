@@ -1,0 +1,254 @@
+"""Reading the results store: the current decision per study, a study's history, its series,
+the stored measurements, and what the checks need about earlier studies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from qc_pipeline.domain import PriorStudy, SeriesSummary, Verdict
+from qc_pipeline.eligibility import EligibilityPolicy
+from qc_pipeline.store.decisions import stored_series
+from qc_pipeline.store.engine import StoreSessions
+from qc_pipeline.store.models import DecisionRecord, MetricRecord, StudyRecord
+from qc_pipeline.store.read_models import iso
+from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
+
+logger = logging.getLogger(__name__)
+
+
+class StudyQueries(StoreSessions):
+    """``ResultStore``'s reads of studies and decisions."""
+
+    def results(
+        self,
+        *,
+        study_instance_uid: str | None = None,
+        verdict: str | None = None,
+        policy: EligibilityPolicy | None = None,
+    ) -> list[dict[str, Any]]:
+        """The current decision of each study, ordered by study date (unknown last), then UID.
+
+        ``eligible`` is computed now, by ``policy`` (default: the site's, today on the site clock):
+        a pass whose window has ended, or whose institution was not qualified on the study date,
+        is not eligible; ``eligibility_reasons`` says why, ``recognition_mark`` which mark an
+        eligible study may carry. The stored facts stay in ``machine_eligible(_until)``.
+
+        Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
+        modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
+        metrics, measurements, provenance, decided_at, source_uri, content_fingerprint, n_series,
+        n_instances, history_count, series``; dates and times are ISO strings; ``series`` is one
+        ``SeriesSummary.as_dict()`` per series (empty for decisions stored before roles were kept). ``metrics`` are study-level
+        numbers by name; ``measurements`` the image-quality metrics, one dict (metric, value,
+        series_instance_uid) per series or radiograph.
+        """
+        if verdict is not None:
+            try:
+                verdict = str(Verdict(verdict))
+            except ValueError:
+                allowed = ", ".join(v.value for v in Verdict)
+                raise ValueError(f"verdict must be one of {allowed}; got {verdict!r}") from None
+        counts = select(DecisionRecord.study_id, func.count(DecisionRecord.id).label("n"))
+        if study_instance_uid is not None:  # count one study's decisions, not every study's (lookups)
+            counts = counts.where(DecisionRecord.study_id.in_(
+                select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid)
+            ))
+        history = counts.group_by(DecisionRecord.study_id).subquery()
+        stmt = (
+            select(DecisionRecord, StudyRecord, history.c.n)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .join(history, history.c.study_id == DecisionRecord.study_id)
+            .where(DecisionRecord.is_current.is_(True))
+            .options(selectinload(DecisionRecord.findings), selectinload(DecisionRecord.metrics))
+        )
+        if study_instance_uid is not None:
+            stmt = stmt.where(StudyRecord.study_instance_uid == study_instance_uid)
+        if verdict is not None:
+            stmt = stmt.where(DecisionRecord.verdict == verdict)
+        with self._errors("read the results"), self._read.begin() as session:
+            rows = list(session.execute(stmt).tuples().all())
+            overlays = human_overlay(session, (s.id for _d, s, _n in rows))
+        # Sorted here, not in SQL: NULL placement and text collation differ between backends.
+        rows.sort(key=lambda r: (r[1].study_date is None, r[1].study_date or dt.date.min, r[1].study_instance_uid))
+        policy = policy if policy is not None else EligibilityPolicy.current()
+        return [_result_dict(d, s, n, policy, overlays.get(s.id)) for d, s, n in rows]
+
+    def history(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        """Every decision stored for the study, oldest first (empty if the study is unknown).
+
+        ``human_decisions`` lists the radiologists' decisions on each machine decision (who,
+        when, why; ``stands`` marks the one that counts now).
+        """
+        with self._errors(f"read the history of study {study_instance_uid}"), self._read.begin() as session:
+            rows = session.scalars(
+                select(DecisionRecord)
+                .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+                .where(StudyRecord.study_instance_uid == study_instance_uid)
+                .order_by(DecisionRecord.id)
+            ).all()
+            humans = human_history(session, rows[0].study_id) if rows else {}
+        return [
+            {
+                "verdict": d.verdict,
+                "eligible": d.eligible,
+                "decided_at": iso(d.decided_at),
+                "superseded_at": iso(d.superseded_at),
+                "is_current": d.is_current,
+                "decision_key": d.decision_key,
+                "content_fingerprint": d.content_fingerprint,
+                "pipeline_version": d.pipeline_version,
+                "thresholds_version": d.thresholds_version,
+                "models": dict(d.models),
+                "run_id": d.run_id,
+                "human_decisions": humans.get(d.id, []),
+            }
+            for d in rows
+        ]
+
+    def series(self, study_instance_uid: str) -> tuple[SeriesSummary, ...]:
+        """The series of the study's current decision, with their roles (empty for an unknown
+        study or a decision stored before roles were kept)."""
+        with self._errors(f"read the series of study {study_instance_uid}"), self._read.begin() as session:
+            raw = session.scalar(
+                select(DecisionRecord.series)
+                .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+                .where(StudyRecord.study_instance_uid == study_instance_uid, DecisionRecord.is_current.is_(True))
+            )
+        return stored_series(raw, study_instance_uid)
+
+    def measurements(self, *, metric: str | None = None) -> list[dict[str, Any]]:
+        """Every image-quality measurement of the current decisions, one dict per series and metric.
+
+        Keys: ``metric, value, series_instance_uid, study_instance_uid, modality, institution,
+        study_date, item_code, verdict`` (for calibration: distributions per modality, item and
+        institution). Study-level numbers (``metrics`` of ``results``) are not included.
+        """
+        query = (
+            select(MetricRecord, DecisionRecord, StudyRecord)
+            .join(DecisionRecord, DecisionRecord.id == MetricRecord.decision_id)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            .where(DecisionRecord.is_current.is_(True), MetricRecord.series_instance_uid.is_not(None))
+            .order_by(StudyRecord.study_instance_uid, MetricRecord.id)
+        )
+        if metric is not None:
+            query = query.where(MetricRecord.name == metric)
+        with self._errors("read the measurements"), self._read.begin() as session:
+            return [
+                {
+                    "metric": m.name,
+                    "value": m.value,
+                    "series_instance_uid": m.series_instance_uid,
+                    "study_instance_uid": s.study_instance_uid,
+                    "modality": s.modality,
+                    "institution": s.institution,
+                    "study_date": iso(s.study_date),
+                    "item_code": d.item_code,
+                    "verdict": d.verdict,
+                }
+                for m, d, s in session.execute(query).all()
+            ]
+
+    def first_seen_at(self, study_instance_uid: str) -> dt.datetime | None:
+        """When a run first saw the study (UTC), or None for a study not stored yet."""
+        with self._errors(f"read when study {study_instance_uid} was first seen"), self._read.begin() as session:
+            seen = session.scalar(
+                select(StudyRecord.first_seen_at).where(StudyRecord.study_instance_uid == study_instance_uid)
+            )
+        return None if seen is None else (seen if seen.tzinfo is not None else seen.replace(tzinfo=dt.UTC))
+
+    def patient_studies(self, patient_id: str, *, exclude_study_uid: str | None = None) -> list[PriorStudy]:
+        """The other studies stored for ``patient_id``, with the identity values they recorded."""
+        with self._errors("read a patient's studies"), self._read.begin() as session:
+            query = select(StudyRecord).where(StudyRecord.patient_id == patient_id)
+            if exclude_study_uid is not None:
+                query = query.where(StudyRecord.study_instance_uid != exclude_study_uid)
+            rows = session.scalars(query.order_by(StudyRecord.study_date, StudyRecord.id)).all()
+            return [
+                PriorStudy(
+                    study_instance_uid=r.study_instance_uid,
+                    study_date=r.study_date,
+                    patient_sex=r.patient_sex,
+                    patient_birth_date=r.patient_birth_date,
+                )
+                for r in rows
+            ]
+
+
+
+def _result_dict(
+    d: DecisionRecord, s: StudyRecord, history_count: int, policy: EligibilityPolicy, overlay: Overlay | None = None
+) -> dict[str, Any]:
+    """``verdict`` is the machine's; ``eligible``/``eligible_until`` follow a standing human
+    decision and negative-list flags (``eligibility_basis`` says which), then the window and the
+    institution's qualification on ``policy.as_of``; the machine's own stored facts are
+    ``machine_eligible``/``machine_eligible_until``."""
+    models: Mapping[str, str] = d.models or {}
+    stated, eligible_until, basis = effective_eligibility(d.eligible, d.eligible_until, overlay)
+    human = None if overlay is None else overlay.human
+    now = policy.judge(
+        eligible=stated, until=eligible_until, final_verdict=d.verdict if human is None else human["verdict"],
+        institution=s.institution, study_date=s.study_date, item_code=d.item_code,
+    )
+    registered = policy.register.resolve(s.institution)
+    return {
+        "study_instance_uid": s.study_instance_uid,
+        "accession_number": s.accession_number,
+        "patient_id": s.patient_id,
+        "institution": s.institution,
+        "modality": s.modality,
+        "study_date": iso(s.study_date),
+        "study_time": iso(s.study_time),
+        "item": None
+        if d.item_code is None
+        else {"code": d.item_code, "name_zh": d.item_name_zh, "name_en": d.item_name_en},
+        "verdict": d.verdict,
+        "human_decision": human,
+        "final_verdict": d.verdict if human is None else human["verdict"],
+        "negative_flags": [] if overlay is None else overlay.flags,
+        "eligible": now.eligible,
+        "eligible_until": iso(eligible_until),
+        "eligibility_basis": basis,
+        "eligibility_as_of": now.as_of.isoformat(),
+        "eligibility_reasons": [r.as_dict() for r in now.reasons],
+        "recognition_mark": now.mark,
+        "registered_institution": None if registered is None else registered.name,
+        "machine_eligible": d.eligible,
+        "machine_eligible_until": iso(d.eligible_until),
+        "findings": [
+            {
+                "code": f.code,
+                "category": f.category,
+                "severity": f.severity,
+                "message": f.message,
+                "message_zh": f.message_zh,
+                "value": f.value,
+                "limit": f.limit_,
+                "series_instance_uid": f.series_instance_uid,
+                "sop_instance_uid": f.sop_instance_uid,
+            }
+            for f in d.findings
+        ],
+        "metrics": {m.name: m.value for m in d.metrics if m.series_instance_uid is None},
+        "measurements": [
+            {"metric": m.name, "value": m.value, "series_instance_uid": m.series_instance_uid}
+            for m in d.metrics
+            if m.series_instance_uid is not None
+        ],
+        "provenance": {
+            "pipeline_version": d.pipeline_version,
+            "thresholds_version": d.thresholds_version,
+            "models": dict(sorted(models.items())),
+        },
+        "decided_at": iso(d.decided_at),
+        "source_uri": s.source_uri,
+        "content_fingerprint": d.content_fingerprint,
+        "n_series": d.n_series,
+        "n_instances": d.n_instances,
+        "history_count": int(history_count),
+        "series": [x.as_dict() for x in stored_series(d.series, s.study_instance_uid)],
+    }
