@@ -9,15 +9,18 @@ from __future__ import annotations
 from qc_pipeline.store import exam_logs, leases, recognition, review, spotcheck, writeback  # noqa: F401  (their tables join Base.metadata)
 from qc_pipeline.store.decisions import SaveOutcome, decision_key
 from qc_pipeline.store.engine import default_data_dir, default_db_url
-from qc_pipeline.store.read_models import SourceCursor, StaleStudy
+from qc_pipeline.store.read_models import DecisionHistoryEntry, RunSummary, SourceCursor, StaleStudy, StoredMeasurement
 from qc_pipeline.store.repository import ResultStore
 from qc_pipeline.store.schema import head_revision, upgrade_to_head
 
 __all__ = [
+    "DecisionHistoryEntry",
     "ResultStore",
+    "RunSummary",
     "SaveOutcome",
     "SourceCursor",
     "StaleStudy",
+    "StoredMeasurement",
     "decision_key",
     "default_data_dir",
     "default_db_url",

@@ -177,7 +177,13 @@ class DecisionWrites(StoreSessions):
                 findings=[_finding_record(i, f) for i, f in enumerate(decision.findings)],
                 metrics=[MetricRecord(name=name, value=float(value)) for name, value in decision.metrics.items()]
                 + [
-                    MetricRecord(name=m.metric, value=float(m.value), series_instance_uid=m.series_instance_uid)
+                    MetricRecord(
+                        name=m.metric,
+                        value=float(m.value),
+                        series_instance_uid=m.series_instance_uid,
+                        unit=m.unit,
+                        detail=m.detail or None,
+                    )
                     for m in decision.measurements
                     if m.value is not None and math.isfinite(m.value)
                 ],

@@ -16,7 +16,7 @@ from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.store.decisions import stored_series
 from qc_pipeline.store.engine import StoreSessions
 from qc_pipeline.store.models import DecisionRecord, MetricRecord, StudyRecord
-from qc_pipeline.store.read_models import iso
+from qc_pipeline.store.read_models import DecisionHistoryEntry, StoredMeasurement, iso
 from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class StudyQueries(StoreSessions):
         policy = policy if policy is not None else EligibilityPolicy.current()
         return [_result_dict(d, s, n, policy, overlays.get(s.id)) for d, s, n in rows]
 
-    def history(self, study_instance_uid: str) -> list[dict[str, Any]]:
+    def history(self, study_instance_uid: str) -> list[DecisionHistoryEntry]:
         """Every decision stored for the study, oldest first (empty if the study is unknown).
 
         ``human_decisions`` lists the radiologists' decisions on each machine decision (who,
@@ -93,20 +93,20 @@ class StudyQueries(StoreSessions):
             ).all()
             humans = human_history(session, rows[0].study_id) if rows else {}
         return [
-            {
-                "verdict": d.verdict,
-                "eligible": d.eligible,
-                "decided_at": iso(d.decided_at),
-                "superseded_at": iso(d.superseded_at),
-                "is_current": d.is_current,
-                "decision_key": d.decision_key,
-                "content_fingerprint": d.content_fingerprint,
-                "pipeline_version": d.pipeline_version,
-                "thresholds_version": d.thresholds_version,
-                "models": dict(d.models),
-                "run_id": d.run_id,
-                "human_decisions": humans.get(d.id, []),
-            }
+            DecisionHistoryEntry(
+                verdict=Verdict(d.verdict),
+                eligible=d.eligible,
+                decided_at=d.decided_at,
+                superseded_at=d.superseded_at,
+                is_current=d.is_current,
+                decision_key=d.decision_key,
+                content_fingerprint=d.content_fingerprint,
+                pipeline_version=d.pipeline_version,
+                thresholds_version=d.thresholds_version,
+                models=dict(d.models),
+                run_id=d.run_id,
+                human_decisions=tuple(humans.get(d.id, ())),
+            )
             for d in rows
         ]
 
@@ -121,12 +121,11 @@ class StudyQueries(StoreSessions):
             )
         return stored_series(raw, study_instance_uid)
 
-    def measurements(self, *, metric: str | None = None) -> list[dict[str, Any]]:
-        """Every image-quality measurement of the current decisions, one dict per series and metric.
-
-        Keys: ``metric, value, series_instance_uid, study_instance_uid, modality, institution,
-        study_date, item_code, verdict`` (for calibration: distributions per modality, item and
-        institution). Study-level numbers (``metrics`` of ``results``) are not included.
+    def measurements(self, *, metric: str | None = None) -> list[StoredMeasurement]:
+        """Every image-quality measurement of the current decisions, one per series and metric,
+        with its unit and how it was measured, and the study's modality, institution, date, item
+        and verdict (for calibration: distributions per modality, item and institution).
+        Study-level numbers (``metrics`` of ``results``) are not included.
         """
         query = (
             select(MetricRecord, DecisionRecord, StudyRecord)
@@ -138,20 +137,23 @@ class StudyQueries(StoreSessions):
         if metric is not None:
             query = query.where(MetricRecord.name == metric)
         with self._errors("read the measurements"), self._read.begin() as session:
-            return [
-                {
-                    "metric": m.name,
-                    "value": m.value,
-                    "series_instance_uid": m.series_instance_uid,
-                    "study_instance_uid": s.study_instance_uid,
-                    "modality": s.modality,
-                    "institution": s.institution,
-                    "study_date": iso(s.study_date),
-                    "item_code": d.item_code,
-                    "verdict": d.verdict,
-                }
-                for m, d, s in session.execute(query).all()
-            ]
+            rows = session.execute(query).all()
+        return [
+            StoredMeasurement(
+                metric=m.name,
+                value=m.value,
+                unit=m.unit,
+                detail=m.detail,
+                series_instance_uid=m.series_instance_uid,
+                study_instance_uid=s.study_instance_uid,
+                modality=s.modality,
+                institution=s.institution,
+                study_date=s.study_date,
+                item_code=d.item_code,
+                verdict=Verdict(d.verdict),
+            )
+            for m, d, s in rows
+        ]
 
     def first_seen_at(self, study_instance_uid: str) -> dt.datetime | None:
         """When a run first saw the study (UTC), or None for a study not stored yet."""

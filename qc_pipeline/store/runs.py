@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from qc_pipeline.errors import StoreError
 from qc_pipeline.store.engine import StoreSessions
 from qc_pipeline.store.models import RunRecord, utcnow
-from qc_pipeline.store.read_models import iso
+from qc_pipeline.store.read_models import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ class RunLog(StoreSessions):
                 raise StoreError(f"cannot finish run {run_id!r}: no such run in {self._masked_url}")
         logger.info("run %s finished: %s", run_id, status)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 20) -> list[RunSummary]:
         """The latest ``limit`` runs, newest first."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -109,19 +107,19 @@ class RunLog(StoreSessions):
                 select(RunRecord).order_by(RunRecord.started_at.desc(), RunRecord.id).limit(limit)
             ).all()
         return [
-            {
-                "run_id": r.id,
-                "started_at": iso(r.started_at),
-                "finished_at": iso(r.finished_at),
-                "source_uri": r.source_uri,
-                "status": r.status,
-                "pipeline_version": r.pipeline_version,
-                "thresholds_version": r.thresholds_version,
-                "n_studies": r.n_studies,
-                "n_judged": r.n_judged,
-                "n_unchanged": r.n_unchanged,
-                "n_errors": r.n_errors,
-                "error_message": r.error_message,
-            }
+            RunSummary(
+                run_id=r.id,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                source_uri=r.source_uri,
+                status=r.status,
+                pipeline_version=r.pipeline_version,
+                thresholds_version=r.thresholds_version,
+                n_studies=r.n_studies,
+                n_judged=r.n_judged,
+                n_unchanged=r.n_unchanged,
+                n_errors=r.n_errors,
+                error_message=r.error_message,
+            )
             for r in rows
         ]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from qc_pipeline.domain import (
@@ -158,6 +158,26 @@ def test_models_match_the_migrations(store: ResultStore) -> None:
     assert diff == []
 
 
+def test_migration_0015_keeps_the_measurements_stored_before_without_unit_or_detail(db_url: str) -> None:
+    from alembic import command
+
+    from qc_pipeline.store.schema import alembic_config
+
+    measured = (Measurement("ct.noise_hu", 12.5, "HU", "30 slices", series_instance_uid=UID_A + ".1"),)
+    with ResultStore.open(db_url) as store:
+        store.save_decision(make_decision(UID_A, measurements=measured), run_id=None)
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0014")
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("metrics")}
+            assert "unit" not in columns and "detail" not in columns
+        upgrade_to_head(store.engine)
+        (row,) = store.measurements()
+        assert (row.metric, row.value, row.unit, row.detail) == ("ct.noise_hu", 12.5, None, None)
+        (result,) = store.results()
+        assert result["metrics"] == {"snr": 41.5, "cnr": 3.25}  # study-level numbers survive the round trip
+
+
 def test_sqlite_connection_settings(tmp_path: Path) -> None:
     with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -283,11 +303,12 @@ def test_changed_fingerprint_supersedes_and_keeps_history(store: ResultStore) ->
     assert store.save_decision(second, run_id=None) is SaveOutcome.UNCHANGED
 
     history = store.history(UID_A)
-    assert [h["verdict"] for h in history] == ["fail", "pass"]
-    assert [h["is_current"] for h in history] == [False, True]
-    assert [h["run_id"] for h in history] == [run_id, None]
-    assert [h["decision_key"] for h in history] == [decision_key("f" * 64, PROV), decision_key("e" * 64, PROV)]
-    assert history[0]["superseded_at"] is not None and history[1]["superseded_at"] is None
+    assert [h.verdict for h in history] == [Verdict.FAIL, Verdict.PASS]
+    assert [h.is_current for h in history] == [False, True]
+    assert [h.run_id for h in history] == [run_id, None]
+    assert [h.decision_key for h in history] == [decision_key("f" * 64, PROV), decision_key("e" * 64, PROV)]
+    assert history[0].superseded_at is not None and history[1].superseded_at is None
+    assert history[0].superseded_at.tzinfo is not None and history[0].as_dict()["verdict"] == "fail"
     assert current_rows(store, UID_A) == 1
     assert count_rows(store) == {"runs": 1, "studies": 1, "decisions": 2, "findings": 3, "metrics": 2}
     assert store.history(UID_B) == []
@@ -373,7 +394,7 @@ def test_results_shape_and_values(store: ResultStore) -> None:
 def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) -> None:
     series_1, series_2 = UID_A + ".1", UID_A + ".2"
     measured = (
-        Measurement("ct.noise_hu", 12.5, "HU", series_instance_uid=series_1),
+        Measurement("ct.noise_hu", 12.5, "HU", "global noise level over 30 slices", series_instance_uid=series_1),
         Measurement("ct.noise_hu", 14.0, "HU", series_instance_uid=series_2),
         Measurement("ct.air_hu", None, "HU", "no air in the field of view", series_instance_uid=series_2),
     )
@@ -387,14 +408,20 @@ def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) ->
         {"metric": "ct.noise_hu", "value": 14.0, "series_instance_uid": series_2},
     ]
     rows = store.measurements(metric="ct.noise_hu")
-    assert [(r["value"], r["item_code"], r["institution"], r["modality"], r["verdict"]) for r in rows] == [
-        (12.5, "YB-036", "四川省人民医院", "CT", "fail"),
-        (14.0, "YB-036", "四川省人民医院", "CT", "fail"),
+    assert [(r.value, r.item_code, r.institution, r.modality, r.verdict) for r in rows] == [
+        (12.5, "YB-036", "四川省人民医院", "CT", Verdict.FAIL),
+        (14.0, "YB-036", "四川省人民医院", "CT", Verdict.FAIL),
     ]
+    # the unit and how it was measured are kept; a measurement that gave no detail has None
+    assert [(r.series_instance_uid, r.unit, r.detail) for r in rows] == [
+        (series_1, "HU", "global noise level over 30 slices"),
+        (series_2, "HU", None),
+    ]
+    assert rows[0].study_instance_uid == UID_A and rows[0].as_dict()["unit"] == "HU"
     assert store.measurements(metric="ct.air_hu") == []
     # A new decision replaces the current measurements; history keeps the old ones out of view.
     store.save_decision(make_decision(UID_A, fingerprint="e" * 64, measurements=measured[:1]), run_id=None)
-    assert [r["value"] for r in store.measurements()] == [12.5]
+    assert [r.value for r in store.measurements()] == [12.5]
 
 
 def test_results_filters(store: ResultStore) -> None:
@@ -455,15 +482,14 @@ def test_runs_start_finish_and_list(store: ResultStore) -> None:
     store.finish_run(first, status="incomplete", n_studies=5, n_judged=3, n_unchanged=1, n_errors=1,
                      error_message="1 of 4 studies could not be judged")
     runs = store.runs()
-    assert [r["run_id"] for r in runs] == [second, first]
+    assert [r.run_id for r in runs] == [second, first]
     done = runs[1]
-    assert (done["status"], done["n_studies"], done["n_judged"], done["n_unchanged"], done["n_errors"]) == (
-        "incomplete", 5, 3, 1, 1
-    )
-    assert done["error_message"] == "1 of 4 studies could not be judged"
-    assert dt.datetime.fromisoformat(done["finished_at"]) >= dt.datetime.fromisoformat(done["started_at"])
-    assert runs[0]["status"] == "running" and runs[0]["finished_at"] is None
-    assert [r["run_id"] for r in store.runs(limit=1)] == [second]
+    assert (done.status, done.n_studies, done.n_judged, done.n_unchanged, done.n_errors) == ("incomplete", 5, 3, 1, 1)
+    assert done.error_message == "1 of 4 studies could not be judged"
+    assert done.finished_at is not None and done.finished_at >= done.started_at
+    assert done.started_at.tzinfo is not None and done.as_dict()["started_at"] == done.started_at.isoformat()
+    assert runs[0].status == "running" and runs[0].finished_at is None
+    assert [r.run_id for r in store.runs(limit=1)] == [second]
     with pytest.raises(StoreError, match=r"cannot finish run 'nope': no such run"):
         store.finish_run("nope", status="completed", n_studies=0, n_judged=0, n_unchanged=0, n_errors=0)
     with pytest.raises(ValueError, match=r"limit must be at least 1, got 0"):
@@ -487,7 +513,7 @@ def test_lost_race_is_retried_after_rereading(store: ResultStore, monkeypatch: p
     assert store.save_decision(make_decision(fingerprint="e" * 64), run_id=None) is SaveOutcome.SUPERSEDED
     assert calls["n"] == 2
     assert current_rows(store, UID_A) == 1
-    assert [h["is_current"] for h in store.history(UID_A)] == [False, True]
+    assert [h.is_current for h in store.history(UID_A)] == [False, True]
 
     monkeypatch.setattr(ResultStore, "_current", lambda self, session, study_id: None)
     with pytest.raises(StoreError, match=r"cannot save the decision on study .*: it kept changing under concurrent writers"):
@@ -522,8 +548,8 @@ def test_concurrent_writers_never_leave_two_current_decisions(db_url: str) -> No
         assert sorted(outcomes) == sorted([SaveOutcome.INSERTED] + [SaveOutcome.SUPERSEDED] * (2 * rounds - 1))
         assert current_rows(stores[0], UID_A) == 1
         history = stores[0].history(UID_A)
-        assert len(history) == 2 * rounds and [h["is_current"] for h in history].count(True) == 1
-        assert history[-1]["is_current"]
+        assert len(history) == 2 * rounds and [h.is_current for h in history].count(True) == 1
+        assert history[-1].is_current
         with stores[0].engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 2 * rounds
     finally:
