@@ -9,7 +9,15 @@ from __future__ import annotations
 from qc_pipeline.store import exam_logs, leases, recognition, review, spotcheck, writeback  # noqa: F401  (their tables join Base.metadata)
 from qc_pipeline.store.decisions import SaveOutcome, decision_key
 from qc_pipeline.store.engine import default_data_dir, default_db_url
-from qc_pipeline.store.read_models import DecisionHistoryEntry, RunSummary, SourceCursor, StaleStudy, StoredMeasurement
+from qc_pipeline.store.read_models import (
+    DecisionHistoryEntry,
+    RunSummary,
+    SeriesMeasurement,
+    SourceCursor,
+    StaleStudy,
+    StoredMeasurement,
+    StudyResult,
+)
 from qc_pipeline.store.repository import ResultStore
 from qc_pipeline.store.schema import head_revision, upgrade_to_head
 
@@ -18,9 +26,11 @@ __all__ = [
     "ResultStore",
     "RunSummary",
     "SaveOutcome",
+    "SeriesMeasurement",
     "SourceCursor",
     "StaleStudy",
     "StoredMeasurement",
+    "StudyResult",
     "decision_key",
     "default_data_dir",
     "default_db_url",

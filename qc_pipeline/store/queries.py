@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from qc_pipeline.domain import PriorStudy, SeriesSummary, Verdict
+from qc_pipeline.domain import Category, Finding, ItemRef, PriorStudy, Provenance, SeriesSummary, Severity, Verdict
 from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.store.decisions import stored_series
 from qc_pipeline.store.engine import StoreSessions
 from qc_pipeline.store.models import DecisionRecord, MetricRecord, StudyRecord
-from qc_pipeline.store.read_models import DecisionHistoryEntry, StoredMeasurement, iso
+from qc_pipeline.store.read_models import DecisionHistoryEntry, SeriesMeasurement, StoredMeasurement, StudyResult
 from qc_pipeline.store.review import Overlay, effective_eligibility, human_history, human_overlay
 
 logger = logging.getLogger(__name__)
@@ -32,20 +32,23 @@ class StudyQueries(StoreSessions):
         verdict: str | None = None,
         policy: EligibilityPolicy | None = None,
     ) -> list[dict[str, Any]]:
+        """The JSON form (``StudyResult.as_dict()``) of :meth:`study_results`: dates and times as
+        ISO strings, the item, findings, measurements and series as dicts."""
+        return [r.as_dict() for r in self.study_results(study_instance_uid=study_instance_uid, verdict=verdict, policy=policy)]
+
+    def study_results(
+        self,
+        *,
+        study_instance_uid: str | None = None,
+        verdict: str | None = None,
+        policy: EligibilityPolicy | None = None,
+    ) -> list[StudyResult]:
         """The current decision of each study, ordered by study date (unknown last), then UID.
 
         ``eligible`` is computed now, by ``policy`` (default: the site's, today on the site clock):
         a pass whose window has ended, or whose institution was not qualified on the study date,
         is not eligible; ``eligibility_reasons`` says why, ``recognition_mark`` which mark an
         eligible study may carry. The stored facts stay in ``machine_eligible(_until)``.
-
-        Every dict has the keys ``study_instance_uid, accession_number, patient_id, institution,
-        modality, study_date, study_time, item, verdict, eligible, eligible_until, findings,
-        metrics, measurements, provenance, decided_at, source_uri, content_fingerprint, n_series,
-        n_instances, history_count, series``; dates and times are ISO strings; ``series`` is one
-        ``SeriesSummary.as_dict()`` per series (empty for decisions stored before roles were kept). ``metrics`` are study-level
-        numbers by name; ``measurements`` the image-quality metrics, one dict (metric, value,
-        series_instance_uid) per series or radiograph.
         """
         if verdict is not None:
             try:
@@ -76,7 +79,7 @@ class StudyQueries(StoreSessions):
         # Sorted here, not in SQL: NULL placement and text collation differ between backends.
         rows.sort(key=lambda r: (r[1].study_date is None, r[1].study_date or dt.date.min, r[1].study_instance_uid))
         policy = policy if policy is not None else EligibilityPolicy.current()
-        return [_result_dict(d, s, n, policy, overlays.get(s.id)) for d, s, n in rows]
+        return [_study_result(d, s, n, policy, overlays.get(s.id)) for d, s, n in rows]
 
     def history(self, study_instance_uid: str) -> list[DecisionHistoryEntry]:
         """Every decision stored for the study, oldest first (empty if the study is unknown).
@@ -182,75 +185,66 @@ class StudyQueries(StoreSessions):
 
 
 
-def _result_dict(
+def _study_result(
     d: DecisionRecord, s: StudyRecord, history_count: int, policy: EligibilityPolicy, overlay: Overlay | None = None
-) -> dict[str, Any]:
-    """``verdict`` is the machine's; ``eligible``/``eligible_until`` follow a standing human
-    decision and negative-list flags (``eligibility_basis`` says which), then the window and the
-    institution's qualification on ``policy.as_of``; the machine's own stored facts are
-    ``machine_eligible``/``machine_eligible_until``."""
+) -> StudyResult:
     models: Mapping[str, str] = d.models or {}
     stated, eligible_until, basis = effective_eligibility(d.eligible, d.eligible_until, overlay)
     human = None if overlay is None else overlay.human
+    final_verdict = d.verdict if human is None else human["verdict"]
     now = policy.judge(
-        eligible=stated, until=eligible_until, final_verdict=d.verdict if human is None else human["verdict"],
+        eligible=stated, until=eligible_until, final_verdict=final_verdict,
         institution=s.institution, study_date=s.study_date, item_code=d.item_code,
     )
     registered = policy.register.resolve(s.institution)
-    return {
-        "study_instance_uid": s.study_instance_uid,
-        "accession_number": s.accession_number,
-        "patient_id": s.patient_id,
-        "institution": s.institution,
-        "modality": s.modality,
-        "study_date": iso(s.study_date),
-        "study_time": iso(s.study_time),
-        "item": None
-        if d.item_code is None
-        else {"code": d.item_code, "name_zh": d.item_name_zh, "name_en": d.item_name_en},
-        "verdict": d.verdict,
-        "human_decision": human,
-        "final_verdict": d.verdict if human is None else human["verdict"],
-        "negative_flags": [] if overlay is None else overlay.flags,
-        "eligible": now.eligible,
-        "eligible_until": iso(eligible_until),
-        "eligibility_basis": basis,
-        "eligibility_as_of": now.as_of.isoformat(),
-        "eligibility_reasons": [r.as_dict() for r in now.reasons],
-        "recognition_mark": now.mark,
-        "registered_institution": None if registered is None else registered.name,
-        "machine_eligible": d.eligible,
-        "machine_eligible_until": iso(d.eligible_until),
-        "findings": [
-            {
-                "code": f.code,
-                "category": f.category,
-                "severity": f.severity,
-                "message": f.message,
-                "message_zh": f.message_zh,
-                "value": f.value,
-                "limit": f.limit_,
-                "series_instance_uid": f.series_instance_uid,
-                "sop_instance_uid": f.sop_instance_uid,
-            }
+    return StudyResult(
+        study_instance_uid=s.study_instance_uid,
+        accession_number=s.accession_number,
+        patient_id=s.patient_id,
+        institution=s.institution,
+        modality=s.modality,
+        study_date=s.study_date,
+        study_time=s.study_time,
+        item=None if d.item_code is None else ItemRef(d.item_code, d.item_name_zh or "", d.item_name_en or ""),
+        verdict=Verdict(d.verdict),
+        human_decision=human,
+        final_verdict=Verdict(final_verdict),
+        negative_flags=() if overlay is None else tuple(overlay.flags),
+        eligible=now.eligible,
+        eligible_until=eligible_until,
+        eligibility_basis=basis,
+        eligibility_as_of=now.as_of,
+        eligibility_reasons=tuple(now.reasons),
+        recognition_mark=now.mark,
+        registered_institution=None if registered is None else registered.name,
+        machine_eligible=d.eligible,
+        machine_eligible_until=d.eligible_until,
+        findings=tuple(
+            Finding(
+                code=f.code,
+                category=Category(f.category),
+                severity=Severity(f.severity),
+                message=f.message,
+                message_zh=f.message_zh,
+                value=f.value,
+                limit=f.limit_,
+                series_instance_uid=f.series_instance_uid,
+                sop_instance_uid=f.sop_instance_uid,
+            )
             for f in d.findings
-        ],
-        "metrics": {m.name: m.value for m in d.metrics if m.series_instance_uid is None},
-        "measurements": [
-            {"metric": m.name, "value": m.value, "series_instance_uid": m.series_instance_uid}
+        ),
+        metrics={m.name: m.value for m in d.metrics if m.series_instance_uid is None},
+        measurements=tuple(
+            SeriesMeasurement(m.name, m.value, m.series_instance_uid, m.unit, m.detail)
             for m in d.metrics
             if m.series_instance_uid is not None
-        ],
-        "provenance": {
-            "pipeline_version": d.pipeline_version,
-            "thresholds_version": d.thresholds_version,
-            "models": dict(sorted(models.items())),
-        },
-        "decided_at": iso(d.decided_at),
-        "source_uri": s.source_uri,
-        "content_fingerprint": d.content_fingerprint,
-        "n_series": d.n_series,
-        "n_instances": d.n_instances,
-        "history_count": int(history_count),
-        "series": [x.as_dict() for x in stored_series(d.series, s.study_instance_uid)],
-    }
+        ),
+        provenance=Provenance(d.pipeline_version, d.thresholds_version, dict(sorted(models.items()))),
+        decided_at=d.decided_at,
+        source_uri=s.source_uri,
+        content_fingerprint=d.content_fingerprint,
+        n_series=d.n_series,
+        n_instances=d.n_instances,
+        history_count=int(history_count),
+        series=stored_series(d.series, s.study_instance_uid),
+    )

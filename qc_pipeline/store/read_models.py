@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qc_pipeline.domain import Verdict
+from qc_pipeline.domain import Finding, ItemRef, Provenance, SeriesSummary, Verdict
+from qc_pipeline.rules.verdict import EligibilityReason
 
 
 def iso(value: dt.date | dt.time | dt.datetime | None) -> str | None:
@@ -154,4 +155,114 @@ class StoredMeasurement:
             "study_date": iso(self.study_date),
             "item_code": self.item_code,
             "verdict": str(self.verdict),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMeasurement:
+    """One image-quality measurement of a study's current decision, on one series or radiograph."""
+
+    metric: str
+    value: float
+    series_instance_uid: str
+    unit: str | None = None
+    """None for decisions stored before units were kept (migration 0015)."""
+    detail: str | None = None
+    """How or where it was measured; None when the metric gave none or before migration 0015."""
+
+
+@dataclass(frozen=True, slots=True)
+class StudyResult:
+    """A study's current decision as read now (``ResultStore.study_results``).
+
+    ``verdict`` is the machine's; ``eligible``/``eligible_until`` follow a standing human decision
+    (``eligibility_basis`` says which), then the recognition window and the institution's
+    qualification on ``eligibility_as_of``; the machine's own stored facts are
+    ``machine_eligible``/``machine_eligible_until``. ``as_dict()`` is the JSON form that
+    ``ResultStore.results``, ``results --format json``, the review app and the SR write-back use.
+    """
+
+    study_instance_uid: str
+    accession_number: str | None
+    patient_id: str | None
+    institution: str | None
+    modality: str | None
+    study_date: dt.date | None
+    study_time: dt.time | None
+    item: ItemRef | None
+    verdict: Verdict
+    human_decision: Mapping[str, Any] | None
+    """The radiologist's decision that stands, as ``store.review.human_decision_dict`` gives it."""
+    final_verdict: Verdict
+    """The human decision's verdict where one stands, else the machine's."""
+    negative_flags: tuple[Mapping[str, Any], ...]
+    """Study-level negative-list flags (``store.review.flag_dict``)."""
+    eligible: bool
+    eligible_until: dt.date | None
+    eligibility_basis: str
+    """``human`` or ``machine``."""
+    eligibility_as_of: dt.date
+    eligibility_reasons: tuple[EligibilityReason, ...]
+    recognition_mark: str | None
+    registered_institution: str | None
+    """The register's name for ``institution``; None when it is not registered."""
+    machine_eligible: bool
+    machine_eligible_until: dt.date | None
+    findings: tuple[Finding, ...]
+    metrics: Mapping[str, float]
+    """Study-level numbers by name."""
+    measurements: tuple[SeriesMeasurement, ...]
+    """The image-quality metrics, one per series (or radiograph) and metric."""
+    provenance: Provenance
+    decided_at: dt.datetime
+    source_uri: str | None
+    content_fingerprint: str
+    n_series: int
+    n_instances: int
+    history_count: int
+    """How many decisions are stored for the study, this one included."""
+    series: tuple[SeriesSummary, ...]
+    """Empty for decisions stored before series roles were kept."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: dates and times as ISO strings, the item, findings, measurements and
+        series as dicts (the measurements without unit and detail, as ``results`` has always
+        given them)."""
+        item = self.item
+        return {
+            "study_instance_uid": self.study_instance_uid,
+            "accession_number": self.accession_number,
+            "patient_id": self.patient_id,
+            "institution": self.institution,
+            "modality": self.modality,
+            "study_date": iso(self.study_date),
+            "study_time": iso(self.study_time),
+            "item": None if item is None else {"code": item.code, "name_zh": item.name_zh, "name_en": item.name_en},
+            "verdict": str(self.verdict),
+            "human_decision": None if self.human_decision is None else dict(self.human_decision),
+            "final_verdict": str(self.final_verdict),
+            "negative_flags": [dict(f) for f in self.negative_flags],
+            "eligible": self.eligible,
+            "eligible_until": iso(self.eligible_until),
+            "eligibility_basis": self.eligibility_basis,
+            "eligibility_as_of": self.eligibility_as_of.isoformat(),
+            "eligibility_reasons": [r.as_dict() for r in self.eligibility_reasons],
+            "recognition_mark": self.recognition_mark,
+            "registered_institution": self.registered_institution,
+            "machine_eligible": self.machine_eligible,
+            "machine_eligible_until": iso(self.machine_eligible_until),
+            "findings": [f.as_dict() for f in self.findings],
+            "metrics": dict(self.metrics),
+            "measurements": [
+                {"metric": m.metric, "value": m.value, "series_instance_uid": m.series_instance_uid}
+                for m in self.measurements
+            ],
+            "provenance": self.provenance.as_dict(),
+            "decided_at": iso(self.decided_at),
+            "source_uri": self.source_uri,
+            "content_fingerprint": self.content_fingerprint,
+            "n_series": self.n_series,
+            "n_instances": self.n_instances,
+            "history_count": self.history_count,
+            "series": [s.as_dict() for s in self.series],
         }

@@ -391,6 +391,26 @@ def test_results_shape_and_values(store: ResultStore) -> None:
     assert c["study_date"] is None and c["verdict"] == "not_applicable"
 
 
+def test_study_results_are_typed_and_results_is_their_json_form(store: ResultStore) -> None:
+    item = ItemRef(code="CT-01", name_zh="胸部CT平扫", name_en="Chest CT, plain")
+    measured = (Measurement("ct.noise_hu", 12.5, "HU", "30 slices", series_instance_uid=UID_B + ".1"),)
+    store.save_decision(
+        make_decision(UID_B, item=item, eligible=True, eligible_until=dt.date(2027, 1, 12), measurements=measured),
+        run_id=None,
+    )
+    policy = EligibilityPolicy.current(as_of=dt.date(2026, 10, 20))
+    (typed,) = store.study_results(policy=policy)
+    assert (typed.item, typed.verdict, typed.final_verdict) == (item, Verdict.FAIL, Verdict.FAIL)
+    assert (typed.study_date, typed.study_time) == (dt.date(2026, 10, 12), dt.time(9, 30))
+    assert typed.findings == FINDINGS and typed.provenance == PROV
+    assert typed.decided_at == DECIDED and typed.decided_at.tzinfo is not None
+    (m,) = typed.measurements
+    assert (m.metric, m.value, m.unit, m.detail) == ("ct.noise_hu", 12.5, "HU", "30 slices")
+    assert store.results(policy=policy) == [typed.as_dict()]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        typed.verdict = Verdict.PASS  # type: ignore[misc]
+
+
 def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) -> None:
     series_1, series_2 = UID_A + ".1", UID_A + ".2"
     measured = (
