@@ -39,8 +39,7 @@ from qc_pipeline.pipeline import (
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.sources import StudyEntry, StudySource, open_source
 from qc_pipeline.sources.incremental import IncrementalSource, Listing
-from qc_pipeline.store import ResultStore
-from qc_pipeline.store.repository import SourceCursor
+from qc_pipeline.store import ResultStore, SourceCursor
 
 ProgressListener = Callable[[str, int, int], None]
 """Called as ``listener(event, done, total)`` with event ``start`` or ``study``."""

@@ -49,11 +49,12 @@ def check_thresholds(thresholds_dir: str | None) -> Check:
 def check_database(db_url: str | None) -> Check:
     from alembic.runtime.migration import MigrationContext
 
-    from qc_pipeline.store.repository import _create_engine, _masked, default_db_url, head_revision
+    from qc_pipeline.store.engine import default_db_url, make_engine, masked_url
+    from qc_pipeline.store.schema import head_revision
 
     url = db_url or default_db_url()
-    engine = _create_engine(url)
-    masked = _masked(engine.url)
+    engine = make_engine(url)
+    masked = masked_url(engine.url)
     database = engine.url.database
     if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:" and not Path(database).exists():
         engine.dispose()  # connecting would create the file: doctor writes nothing
@@ -139,7 +140,7 @@ def check_prefect(work_pool: str | None) -> Check:
 
 
 def check_disk(data_dir: Path | None, min_free_gib: float = MIN_FREE_GIB) -> Check:
-    from qc_pipeline.store.repository import DATA_DIR_ENV, default_data_dir
+    from qc_pipeline.store.engine import DATA_DIR_ENV, default_data_dir
 
     directory = data_dir or default_data_dir()
     probe = directory

@@ -49,6 +49,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from qc_pipeline.domain import ItemRef
 from qc_pipeline.eligibility import EligibilityPolicy
 from qc_pipeline.errors import StoreError
 from qc_pipeline.institutions import Institution, Register, default_register
@@ -82,6 +83,10 @@ class Item(BaseModel):
     code: str
     name_zh: str | None
     name_en: str | None
+
+
+def _item(item: ItemRef | None) -> Item | None:
+    return None if item is None else Item(code=item.code, name_zh=item.name_zh, name_en=item.name_en)
 
 
 class RecognisableStudy(BaseModel):
@@ -285,18 +290,18 @@ def recognition_router() -> APIRouter:
         template = request.app.state.viewer_url_template
         found: list[RecognisableStudy] = []
         for uid in sorted(uids):
-            for r in store.results(study_instance_uid=uid, policy=policy):
-                if not r["eligible"] or (wanted is not None and register.resolve(r["institution"]) is not wanted):
+            for r in store.study_results(study_instance_uid=uid, policy=policy):
+                if not r.eligible or (wanted is not None and register.resolve(r.institution) is not wanted):
                     continue
                 found.append(RecognisableStudy(
-                    study_instance_uid=r["study_instance_uid"],
-                    item=None if r["item"] is None else Item(**r["item"]),
-                    institution=r["registered_institution"] or r["institution"],
-                    study_date=r["study_date"],
-                    verdict=r["final_verdict"],
-                    eligible_until=r["eligible_until"],
-                    recognition_mark=r["recognition_mark"],
-                    viewer_url=viewer_link(template, r["study_instance_uid"], r["accession_number"]),
+                    study_instance_uid=r.study_instance_uid,
+                    item=_item(r.item),
+                    institution=r.registered_institution or r.institution,
+                    study_date=r.study_date,
+                    verdict=str(r.final_verdict),
+                    eligible_until=r.eligible_until,
+                    recognition_mark=r.recognition_mark,
+                    viewer_url=viewer_link(template, r.study_instance_uid, r.accession_number),
                 ))
         found.sort(key=lambda s: (s.study_date or dt.date.min, s.study_instance_uid), reverse=True)
         return LookupAnswer(as_of=policy.as_of, studies=found)
@@ -322,21 +327,21 @@ def recognition_router() -> APIRouter:
         store: ResultStore = request.app.state.store
         request.state.audit_values = {"study_instance_uid": study_instance_uid}
         policy = EligibilityPolicy.current(register=request.app.state.register)
-        results = store.results(study_instance_uid=study_instance_uid, policy=policy)
+        results = store.study_results(study_instance_uid=study_instance_uid, policy=policy)
         if not results:
             raise _refuse(404, "no judged study with this UID", "未找到已判定的该检查")
         r = results[0]
         order = {"fail": 0, "review": 1, "info": 2}
-        findings = sorted(r["findings"], key=lambda f: order.get(f["severity"], 3))
+        findings = sorted(r.findings, key=lambda f: order.get(f.severity, 3))
         return StudyFindings(
-            study_instance_uid=r["study_instance_uid"],
-            item=None if r["item"] is None else Item(**r["item"]),
-            institution=r["registered_institution"] or r["institution"],
-            verdict=r["final_verdict"],
-            machine_verdict=r["verdict"],
-            eligible=bool(r["eligible"]),
-            findings=[FindingOut(code=f["code"], category=f["category"], severity=f["severity"], message_en=f["message"],
-                                 message_zh=f["message_zh"], value=f["value"], limit=f["limit"]) for f in findings],
+            study_instance_uid=r.study_instance_uid,
+            item=_item(r.item),
+            institution=r.registered_institution or r.institution,
+            verdict=str(r.final_verdict),
+            machine_verdict=str(r.verdict),
+            eligible=r.eligible,
+            findings=[FindingOut(code=f.code, category=str(f.category), severity=str(f.severity), message_en=f.message,
+                                 message_zh=f.message_zh, value=f.value, limit=f.limit) for f in findings],
         )
 
     @router.post(

@@ -240,11 +240,11 @@ def _zone(app: FastAPI) -> ZoneInfo:
     return ZoneInfo(app.state.thresholds.site.timezone)
 
 
-def _local_time(app: FastAPI, iso: str | None, *, seconds: bool = False) -> str:
-    """A stored UTC time (ISO 8601) in the site's zone, ``2026-10-31 17:05``; "—" when None."""
+def _local_time(app: FastAPI, iso: str | dt.datetime | None, *, seconds: bool = False) -> str:
+    """A stored UTC time (a datetime or ISO 8601) in the site's zone, ``2026-10-31 17:05``; "—" when None."""
     if not iso:
         return "—"
-    when = dt.datetime.fromisoformat(iso)
+    when = iso if isinstance(iso, dt.datetime) else dt.datetime.fromisoformat(iso)
     when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
     return when.astimezone(_zone(app)).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 

@@ -56,7 +56,8 @@ from qc_pipeline.review.i18n import DECISION_REASONS
 from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
-from qc_pipeline.store.repository import stored_series
+from qc_pipeline.store.decisions import stored_series
+from qc_pipeline.store.read_models import DecisionHistoryEntry
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
 from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
 
@@ -344,7 +345,7 @@ class StudyView:
     """``ResultStore.results`` row: machine verdict, findings, human decision, flags, eligibility."""
     study_id: int
     decision_id: int
-    history: list[dict[str, Any]]
+    history: list[DecisionHistoryEntry]
     metric_rows: list[MetricRow]
     ai_scores: list[dict[str, Any]]
     item_findings: list[dict[str, Any]]

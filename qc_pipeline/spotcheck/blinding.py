@@ -28,7 +28,7 @@ from typing import Final
 from sqlalchemy.engine import make_url
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.store.repository import default_data_dir
+from qc_pipeline.store.engine import default_data_dir
 
 logger = logging.getLogger(__name__)
 

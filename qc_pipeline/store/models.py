@@ -46,6 +46,11 @@ CURRENT_DECISION_INDEX = "uq_decisions_current_study"
 """Partial unique index: at most one decision per study has ``is_current`` true."""
 
 
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC: what the store writes into its ``UTCDateTime`` columns."""
+    return dt.datetime.now(dt.UTC)
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """A timezone-aware datetime, stored in UTC, read back as an aware UTC datetime.
 
@@ -193,6 +198,13 @@ class MetricRecord(Base):
     name: Mapped[str] = mapped_column(String(128), index=True)
     value: Mapped[float] = mapped_column(Float)
     series_instance_uid: Mapped[str | None] = mapped_column(Text)
+    unit: Mapped[str | None] = mapped_column(Text)
+    """The unit the metric reports (``Measurement.unit``; migration 0015). None for study-level
+    numbers and for rows stored before."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    """How or where it was measured (``Measurement.detail``: slices used, header tag read, model
+    and version; migration 0015). None when the metric gave none, for study-level numbers and for
+    rows stored before."""
 
 
 class SourceCursorRecord(Base):

@@ -17,7 +17,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from qc_pipeline.store.repository import alembic_config
+from qc_pipeline.store.schema import alembic_config
 
 FILE = Path(__file__).resolve().parent / "results-rev0001.sqlite"
 RUN_ID = "0b6f3c1e-6d1a-4c55-9a7e-000000000001"

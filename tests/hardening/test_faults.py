@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from qc_pipeline.cli import main
 from qc_pipeline.errors import StoreError
-from qc_pipeline.store import ResultStore
+from qc_pipeline.store import ResultStore, RunSummary
 from qc_pipeline.store.leases import LeaseHolder, StudyLeases
 from qc_pipeline.store.models import DecisionRecord
 from tests.support import orthanc as orthanc_server
@@ -57,7 +57,7 @@ def assert_one_current_decision_each(db_url: str, expected: set[str]) -> list[di
     return rows
 
 
-def runs(db_url: str) -> list[dict]:
+def runs(db_url: str) -> list[RunSummary]:
     with ResultStore.open(db_url) as store:
         return store.runs(limit=50)
 
@@ -166,7 +166,7 @@ def test_database_restarted_mid_run_is_retried_and_the_run_completes(
     assert f"{N_STUDIES} 已质控 judged" in result.output
     assert len(calls) > N_STUDIES  # the study stored during the restart (and any in flight with it) was retried
     assert_one_current_decision_each(private_db, expected)
-    assert runs(private_db)[0]["status"] == "completed"
+    assert runs(private_db)[0].status == "completed"
 
 
 # -- the imaging cloud --------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_ha
     with ResultStore.open(db) as store:
         assert 0 < len(store.results()) < N_STUDIES  # killed half-way: the 4th decision was never committed
         (interrupted,) = store.runs()
-    assert interrupted["status"] == "running"
+    assert interrupted.status == "running"
 
     rerun = subprocess.run(
         [sys.executable, "-m", "qc_pipeline.cli", "run", str(folder), "--db", db, "--verbose"],
@@ -286,8 +286,8 @@ def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_ha
     rows = assert_one_current_decision_each(db, expected)
     assert {r["verdict"] for r in rows} == {"pass"}
     with ResultStore.open(db) as store:
-        statuses = {r["run_id"]: (r["status"], r["error_message"]) for r in store.runs()}
-    status, why = statuses[interrupted["run_id"]]
+        statuses = {r.run_id: (r.status, r.error_message) for r in store.runs()}
+    status, why = statuses[interrupted.run_id]
     assert status == "interrupted" and "stopped before the run finished" in why, "the killed run is marked"
     assert sorted(s for s, _ in statuses.values()) == ["completed", "interrupted"]
     # the killed worker's leases were taken over at once, and the log says so
@@ -312,9 +312,9 @@ def test_two_runs_at_once_judge_each_study_once(prefect_harness, private_db, tmp
     outputs = [p.communicate(timeout=300) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
     assert_one_current_decision_each(private_db, expected)
-    finished = [r for r in runs(private_db) if r["status"] == "completed"]
+    finished = [r for r in runs(private_db) if r.status == "completed"]
     assert len(finished) == 2
-    assert sum(r["n_judged"] for r in finished) == len(expected), "a study was judged by both runs"
+    assert sum(r.n_judged for r in finished) == len(expected), "a study was judged by both runs"
 
 
 def test_a_study_leased_by_another_worker_is_left_to_it(prefect_harness, tmp_path):

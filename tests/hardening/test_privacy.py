@@ -99,7 +99,7 @@ def test_database_password_is_never_shown(private_postgres, private_db, debug_lo
         assert DB_PASSWORD not in repr(store) + store.url
         run_id = store.start_run(source_uri="file:///incoming", pipeline_version="t", thresholds_version="t")
         store.finish_run(run_id, status="completed", n_studies=0, n_judged=0, n_unchanged=0, n_errors=0)
-        assert DB_PASSWORD not in json.dumps(store.runs())
+        assert DB_PASSWORD not in json.dumps([r.as_dict() for r in store.runs()])
     down = url.replace(f":{private_postgres.port}/", ":1/")  # nothing listens on port 1
     with pytest.raises(StoreError, match=r"cannot open the results database postgresql\+psycopg://postgres:\*\*\*@") as err:
         ResultStore.open(down)
@@ -127,7 +127,7 @@ def test_cloud_credentials_never_in_results_logs_or_errors(
     summary = run(with_credentials, db_url=db)
     assert summary["judged"] == 1 and password not in json.dumps(summary)
     with ResultStore.open(db) as store:
-        stored = json.dumps([store.results(), store.runs()], ensure_ascii=False)
+        stored = json.dumps([store.results(), [r.as_dict() for r in store.runs()]], ensure_ascii=False)
     assert password not in stored and server.dicomweb in stored
 
     wrong = server.dicomweb.replace("http://", f"http://{orthanc_server.USER}:Wrong-Pass-55@")

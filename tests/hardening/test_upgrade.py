@@ -71,11 +71,12 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         assert (finding["value"], finding["limit"], finding["sop_instance_uid"]) == ("4096", "8192", STUDIES["fail"] + ".1.2")
 
         history = store.history(STUDIES["rejudged"])
-        assert [(h["verdict"], h["is_current"]) for h in history] == [("review", False), ("pass", True)]
-        assert history[0]["superseded_at"] == "2026-06-01T02:02:00+00:00"
+        assert [(h.verdict, h.is_current) for h in history] == [("review", False), ("pass", True)]
+        assert history[0].superseded_at == dt.datetime(2026, 6, 1, 2, 2, tzinfo=dt.UTC)
+        assert history[0].as_dict()["superseded_at"] == "2026-06-01T02:02:00+00:00"
         assert rows[STUDIES["rejudged"]]["history_count"] == 2
         (run,) = store.runs()
-        assert (run["run_id"], run["status"], run["n_judged"]) == (RUN_ID, "completed", 4)
+        assert (run.run_id, run.status, run.n_judged) == (RUN_ID, "completed", 4)
 
         # the migrated database takes new decisions as a new one would
         summary = StudySummary(study_instance_uid=STUDIES["fail"], patient_id="P-0002", modalities=("CT",))
@@ -87,7 +88,7 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         )
         assert store.save_decision(decision, run_id=None) is SaveOutcome.SUPERSEDED
         assert store.series(STUDIES["fail"]) == decision.series
-        assert [h["is_current"] for h in store.history(STUDIES["fail"])] == [False, True]
+        assert [h.is_current for h in store.history(STUDIES["fail"])] == [False, True]
     # opening again changes nothing
     with ResultStore.open(old_database) as store:
         assert len(store.results()) == 3

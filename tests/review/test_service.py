@@ -121,7 +121,7 @@ def test_override_to_pass_makes_the_study_eligible_and_results_show_both(thresho
 
     history = store.history(study)
     assert len(history) == 1
-    (entry,) = history[0]["human_decisions"]
+    (entry,) = history[0].human_decisions
     assert entry["verdict"] == "pass" and entry["stands"] is True and entry["machine_verdict"] == "review"
 
 
@@ -156,8 +156,8 @@ def test_a_decision_survives_rescoring_but_not_new_content(thresholds: Threshold
     assert row["eligible"] is False and row["eligibility_basis"] == "machine"
     assert study in pending_uids(store)
     history = store.history(study)
-    assert [len(h["human_decisions"]) for h in history] == [1, 0, 0]
-    assert history[0]["human_decisions"][0]["stands"] is False
+    assert [len(h.human_decisions) for h in history] == [1, 0, 0]
+    assert history[0].human_decisions[0]["stands"] is False
     assert label_rows(store) == []  # the label was about content the study no longer has
 
 

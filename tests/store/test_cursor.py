@@ -75,9 +75,10 @@ def test_concurrent_first_cursors_one_wins(db_url: str) -> None:
 def test_migration_0003_adds_the_cursor_table_to_a_0002_database(db_url: str) -> None:
     from alembic import command
 
-    from qc_pipeline.store.repository import _create_engine, alembic_config
+    from qc_pipeline.store.engine import make_engine
+    from qc_pipeline.store.schema import alembic_config
 
-    engine = _create_engine(db_url)
+    engine = make_engine(db_url)
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "0002")

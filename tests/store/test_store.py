@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from qc_pipeline.domain import (
@@ -158,6 +158,26 @@ def test_models_match_the_migrations(store: ResultStore) -> None:
     assert diff == []
 
 
+def test_migration_0015_keeps_the_measurements_stored_before_without_unit_or_detail(db_url: str) -> None:
+    from alembic import command
+
+    from qc_pipeline.store.schema import alembic_config
+
+    measured = (Measurement("ct.noise_hu", 12.5, "HU", "30 slices", series_instance_uid=UID_A + ".1"),)
+    with ResultStore.open(db_url) as store:
+        store.save_decision(make_decision(UID_A, measurements=measured), run_id=None)
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0014")
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("metrics")}
+            assert "unit" not in columns and "detail" not in columns
+        upgrade_to_head(store.engine)
+        (row,) = store.measurements()
+        assert (row.metric, row.value, row.unit, row.detail) == ("ct.noise_hu", 12.5, None, None)
+        (result,) = store.results()
+        assert result["metrics"] == {"snr": 41.5, "cnr": 3.25}  # study-level numbers survive the round trip
+
+
 def test_sqlite_connection_settings(tmp_path: Path) -> None:
     with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -283,11 +303,12 @@ def test_changed_fingerprint_supersedes_and_keeps_history(store: ResultStore) ->
     assert store.save_decision(second, run_id=None) is SaveOutcome.UNCHANGED
 
     history = store.history(UID_A)
-    assert [h["verdict"] for h in history] == ["fail", "pass"]
-    assert [h["is_current"] for h in history] == [False, True]
-    assert [h["run_id"] for h in history] == [run_id, None]
-    assert [h["decision_key"] for h in history] == [decision_key("f" * 64, PROV), decision_key("e" * 64, PROV)]
-    assert history[0]["superseded_at"] is not None and history[1]["superseded_at"] is None
+    assert [h.verdict for h in history] == [Verdict.FAIL, Verdict.PASS]
+    assert [h.is_current for h in history] == [False, True]
+    assert [h.run_id for h in history] == [run_id, None]
+    assert [h.decision_key for h in history] == [decision_key("f" * 64, PROV), decision_key("e" * 64, PROV)]
+    assert history[0].superseded_at is not None and history[1].superseded_at is None
+    assert history[0].superseded_at.tzinfo is not None and history[0].as_dict()["verdict"] == "fail"
     assert current_rows(store, UID_A) == 1
     assert count_rows(store) == {"runs": 1, "studies": 1, "decisions": 2, "findings": 3, "metrics": 2}
     assert store.history(UID_B) == []
@@ -370,10 +391,30 @@ def test_results_shape_and_values(store: ResultStore) -> None:
     assert c["study_date"] is None and c["verdict"] == "not_applicable"
 
 
+def test_study_results_are_typed_and_results_is_their_json_form(store: ResultStore) -> None:
+    item = ItemRef(code="CT-01", name_zh="胸部CT平扫", name_en="Chest CT, plain")
+    measured = (Measurement("ct.noise_hu", 12.5, "HU", "30 slices", series_instance_uid=UID_B + ".1"),)
+    store.save_decision(
+        make_decision(UID_B, item=item, eligible=True, eligible_until=dt.date(2027, 1, 12), measurements=measured),
+        run_id=None,
+    )
+    policy = EligibilityPolicy.current(as_of=dt.date(2026, 10, 20))
+    (typed,) = store.study_results(policy=policy)
+    assert (typed.item, typed.verdict, typed.final_verdict) == (item, Verdict.FAIL, Verdict.FAIL)
+    assert (typed.study_date, typed.study_time) == (dt.date(2026, 10, 12), dt.time(9, 30))
+    assert typed.findings == FINDINGS and typed.provenance == PROV
+    assert typed.decided_at == DECIDED and typed.decided_at.tzinfo is not None
+    (m,) = typed.measurements
+    assert (m.metric, m.value, m.unit, m.detail) == ("ct.noise_hu", 12.5, "HU", "30 slices")
+    assert store.results(policy=policy) == [typed.as_dict()]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        typed.verdict = Verdict.PASS  # type: ignore[misc]
+
+
 def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) -> None:
     series_1, series_2 = UID_A + ".1", UID_A + ".2"
     measured = (
-        Measurement("ct.noise_hu", 12.5, "HU", series_instance_uid=series_1),
+        Measurement("ct.noise_hu", 12.5, "HU", "global noise level over 30 slices", series_instance_uid=series_1),
         Measurement("ct.noise_hu", 14.0, "HU", series_instance_uid=series_2),
         Measurement("ct.air_hu", None, "HU", "no air in the field of view", series_instance_uid=series_2),
     )
@@ -387,14 +428,20 @@ def test_measurements_are_stored_per_series_and_read_back(store: ResultStore) ->
         {"metric": "ct.noise_hu", "value": 14.0, "series_instance_uid": series_2},
     ]
     rows = store.measurements(metric="ct.noise_hu")
-    assert [(r["value"], r["item_code"], r["institution"], r["modality"], r["verdict"]) for r in rows] == [
-        (12.5, "YB-036", "四川省人民医院", "CT", "fail"),
-        (14.0, "YB-036", "四川省人民医院", "CT", "fail"),
+    assert [(r.value, r.item_code, r.institution, r.modality, r.verdict) for r in rows] == [
+        (12.5, "YB-036", "四川省人民医院", "CT", Verdict.FAIL),
+        (14.0, "YB-036", "四川省人民医院", "CT", Verdict.FAIL),
     ]
+    # the unit and how it was measured are kept; a measurement that gave no detail has None
+    assert [(r.series_instance_uid, r.unit, r.detail) for r in rows] == [
+        (series_1, "HU", "global noise level over 30 slices"),
+        (series_2, "HU", None),
+    ]
+    assert rows[0].study_instance_uid == UID_A and rows[0].as_dict()["unit"] == "HU"
     assert store.measurements(metric="ct.air_hu") == []
     # A new decision replaces the current measurements; history keeps the old ones out of view.
     store.save_decision(make_decision(UID_A, fingerprint="e" * 64, measurements=measured[:1]), run_id=None)
-    assert [r["value"] for r in store.measurements()] == [12.5]
+    assert [r.value for r in store.measurements()] == [12.5]
 
 
 def test_results_filters(store: ResultStore) -> None:
@@ -455,15 +502,14 @@ def test_runs_start_finish_and_list(store: ResultStore) -> None:
     store.finish_run(first, status="incomplete", n_studies=5, n_judged=3, n_unchanged=1, n_errors=1,
                      error_message="1 of 4 studies could not be judged")
     runs = store.runs()
-    assert [r["run_id"] for r in runs] == [second, first]
+    assert [r.run_id for r in runs] == [second, first]
     done = runs[1]
-    assert (done["status"], done["n_studies"], done["n_judged"], done["n_unchanged"], done["n_errors"]) == (
-        "incomplete", 5, 3, 1, 1
-    )
-    assert done["error_message"] == "1 of 4 studies could not be judged"
-    assert dt.datetime.fromisoformat(done["finished_at"]) >= dt.datetime.fromisoformat(done["started_at"])
-    assert runs[0]["status"] == "running" and runs[0]["finished_at"] is None
-    assert [r["run_id"] for r in store.runs(limit=1)] == [second]
+    assert (done.status, done.n_studies, done.n_judged, done.n_unchanged, done.n_errors) == ("incomplete", 5, 3, 1, 1)
+    assert done.error_message == "1 of 4 studies could not be judged"
+    assert done.finished_at is not None and done.finished_at >= done.started_at
+    assert done.started_at.tzinfo is not None and done.as_dict()["started_at"] == done.started_at.isoformat()
+    assert runs[0].status == "running" and runs[0].finished_at is None
+    assert [r.run_id for r in store.runs(limit=1)] == [second]
     with pytest.raises(StoreError, match=r"cannot finish run 'nope': no such run"):
         store.finish_run("nope", status="completed", n_studies=0, n_judged=0, n_unchanged=0, n_errors=0)
     with pytest.raises(ValueError, match=r"limit must be at least 1, got 0"):
@@ -487,7 +533,7 @@ def test_lost_race_is_retried_after_rereading(store: ResultStore, monkeypatch: p
     assert store.save_decision(make_decision(fingerprint="e" * 64), run_id=None) is SaveOutcome.SUPERSEDED
     assert calls["n"] == 2
     assert current_rows(store, UID_A) == 1
-    assert [h["is_current"] for h in store.history(UID_A)] == [False, True]
+    assert [h.is_current for h in store.history(UID_A)] == [False, True]
 
     monkeypatch.setattr(ResultStore, "_current", lambda self, session, study_id: None)
     with pytest.raises(StoreError, match=r"cannot save the decision on study .*: it kept changing under concurrent writers"):
@@ -522,8 +568,8 @@ def test_concurrent_writers_never_leave_two_current_decisions(db_url: str) -> No
         assert sorted(outcomes) == sorted([SaveOutcome.INSERTED] + [SaveOutcome.SUPERSEDED] * (2 * rounds - 1))
         assert current_rows(stores[0], UID_A) == 1
         history = stores[0].history(UID_A)
-        assert len(history) == 2 * rounds and [h["is_current"] for h in history].count(True) == 1
-        assert history[-1]["is_current"]
+        assert len(history) == 2 * rounds and [h.is_current for h in history].count(True) == 1
+        assert history[-1].is_current
         with stores[0].engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == 2 * rounds
     finally:
@@ -596,14 +642,14 @@ def test_the_head_read_from_the_migration_files_is_alembics_and_opening_needs_no
     import subprocess
     import sys
 
-    from qc_pipeline.store.repository import head_revision, shipped_head
+    from qc_pipeline.store.schema import head_revision, shipped_head
 
     assert shipped_head() == head_revision()
     code = ("import sys, tempfile; from qc_pipeline.store import ResultStore; "
             "url = 'sqlite:///' + tempfile.mkdtemp() + '/r.sqlite'; ResultStore.open(url).close(); "
             "assert 'alembic' in sys.modules;"  # a new database is migrated with Alembic
             "[sys.modules.pop(m) for m in [m for m in sys.modules if m.startswith(('alembic', 'mako', 'pygments'))]];"
-            "from qc_pipeline.store import repository; repository.shipped_head.cache_clear();"
+            "from qc_pipeline.store import schema; schema.shipped_head.cache_clear();"
             "ResultStore.open(url).close(); print('alembic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,6 +1,6 @@
 """Alembic environment of the results database.
 
-``qc_pipeline.store.repository.upgrade_to_head`` passes an open connection, already inside a
+``qc_pipeline.store.schema.upgrade_to_head`` passes an open connection, already inside a
 transaction, in ``config.attributes["connection"]``; the migrations then run in that transaction.
 Without one (``alembic -c ...`` by hand), ``sqlalchemy.url`` of the config is used.
 """
