@@ -46,7 +46,10 @@ def _quiet_prefect(verbose: bool) -> None:
     # The run log goes to Prefect's API at INFO either way; the console shows it with --verbose
     # only, so an operator sees the table or one line saying why the run could not complete.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "0" if verbose else "CRITICAL")
+    # A level *name*: the variable is read into Prefect's logging config as a string, and "0"
+    # makes dictConfig refuse the whole config in a process that sets logging up afterwards (the
+    # flow runs that serve spawns), silently leaving Prefect's run loggers without their API handler.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "NOTSET" if verbose else "CRITICAL")
     # The temporary (ephemeral) API server can log a cancelled write when it shuts down after
     # the run; that is Prefect's housekeeping, not the operator's concern, unless --verbose.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")

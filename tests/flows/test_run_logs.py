@@ -7,6 +7,8 @@ import asyncio
 import functools
 import logging
 
+import pytest
+
 from flows.qc_flow import qc_run
 from flows.run_report import ARTIFACT_KEY
 from tests.flows.conftest import GOOD_STUDY, TRUNCATED_STUDY
@@ -95,3 +97,29 @@ def test_the_run_report_names_verdicts_in_words_and_its_time_in_the_site_zone():
     assert "| 机构 / institution | 合格 / pass | 待复核 / review | 不合格 / fail | 不适用 / n/a |" in text
     assert "| 四川省人民医院 | 2 | 0 | 0 | 1 |" in text
     assert "not_applicable" not in text
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_clis_logging_settings_let_a_spawned_flow_run_log_to_prefect(verbose, monkeypatch):
+    """`serve` runs each flow in a fresh (spawned) process that sets Prefect's logging up from the
+    environment the command set: that configuration must load, or Prefect's run loggers (the
+    "done:" line) lose their API handler while the library's records still arrive."""
+    import os
+    import subprocess
+    import sys
+
+    from qc_pipeline.cli import _quiet_prefect
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING")}
+    monkeypatch.setattr(os, "environ", environ)  # what the command sets stays in this copy
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)  # not this test process's handlers
+    _quiet_prefect(verbose)
+    child_env = dict(environ)
+    probe = ("import logging, logging.config\n"
+             "from prefect.logging.configuration import DEFAULT_LOGGING_SETTINGS_PATH, load_logging_config\n"
+             "logging.config.dictConfig(load_logging_config(DEFAULT_LOGGING_SETTINGS_PATH))\n"
+             "run = logging.getLogger('prefect.flow_runs')\n"
+             "print(logging.getLevelName(run.getEffectiveLevel()), [type(h).__name__ for h in run.handlers])\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=child_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["INFO", "['APILogHandler']"]
