@@ -13,18 +13,9 @@ import logging
 from pydicom.dataset import Dataset
 
 from qc_pipeline.catalog.items import Vocabulary
-from qc_pipeline.io.geometry import first_item, frame_functional_group, header_value
+from qc_pipeline.io.geometry import first_item, frame_functional_group, header_text
 
 logger = logging.getLogger(__name__)
-
-
-def header_text(ds: Dataset | None, keyword: str) -> str | None:
-    """A header value as stripped text; None when absent, empty or unreadable (never raises)."""
-    value = header_value(ds, keyword)
-    if value is None:
-        return None
-    result = str(value).strip().strip("\x00").strip()
-    return result or None
 
 
 def is_placeholder(value: str, vocabulary: Vocabulary) -> bool:

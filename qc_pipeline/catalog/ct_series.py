@@ -26,9 +26,9 @@ from typing import Final
 
 from pydicom.dataset import Dataset
 
-from qc_pipeline.catalog.contrast import contrast_agent, header_text, is_placeholder
+from qc_pipeline.catalog.contrast import contrast_agent, is_placeholder
 from qc_pipeline.catalog.items import Vocabulary
-from qc_pipeline.io.geometry import as_floats, frame_functional_group, header_value
+from qc_pipeline.io.geometry import as_floats, frame_functional_group, header_text, header_value
 
 logger = logging.getLogger(__name__)
 

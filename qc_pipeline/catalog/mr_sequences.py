@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
@@ -56,6 +55,8 @@ from qc_pipeline.io.geometry import (
     frame_functional_group,
     frame_geometry,
     has_functional_groups,
+    header_text,
+    header_value,
     plane_from_orientation,
 )
 
@@ -230,23 +231,6 @@ class NameHints:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _get(ds: Dataset | None, key: str | int) -> object:
-    if ds is None:
-        return None
-    try:
-        value = ds.get(key)
-    except Exception:  # a garbled value converts lazily and may raise anything
-        logger.debug("unreadable %s", key, exc_info=True)
-        return None
-    if isinstance(value, DataElement):  # private tags are looked up by number
-        try:
-            return value.value
-        except Exception:  # a raw element converts here
-            logger.debug("unreadable %s", key, exc_info=True)
-            return None
-    return value
-
-
 def _number(value: object) -> float | None:
     """The first number of a header value (multi-value, text, raw little-endian bytes), or None."""
     if value is None:
@@ -291,14 +275,6 @@ def cs_values(value: object) -> tuple[str, ...]:
     return tuple(s for s in (str(v).strip().strip("\x00").strip().upper() for v in items) if s)
 
 
-def _text(ds: Dataset | None, keyword: str) -> str | None:
-    value = _get(ds, keyword)
-    if value is None:
-        return None
-    result = str(value).strip().strip("\x00").strip()
-    return result or None
-
-
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
 
@@ -313,13 +289,13 @@ _VENDOR_B_TAGS: Final = (
 
 
 def _vendor_b_value(ds: Dataset) -> tuple[float, str] | None:
-    manufacturer = (_text(ds, "Manufacturer") or "").upper()
+    manufacturer = (header_text(ds, "Manufacturer") or "").upper()
     for tag, creator_word, maker_word, name in _VENDOR_B_TAGS:
-        raw = _get(ds, tag)
+        raw = header_value(ds, tag)
         if raw is None:
             continue
         creator_tag = Tag(tag).group << 16 | ((Tag(tag).element >> 8) & 0xFF)
-        creator = _get(ds, creator_tag)
+        creator = header_value(ds, creator_tag)
         if creator is not None:
             if creator_word not in str(creator).upper():
                 continue
@@ -336,7 +312,7 @@ def _vendor_b_value(ds: Dataset) -> tuple[float, str] | None:
 
 def diffusion_b_value(ds: Dataset) -> float | None:
     """The b-value (s/mm²) of one classic object: DiffusionBValue (0018,9087), else a vendor tag."""
-    value = _number(_get(ds, "DiffusionBValue"))
+    value = _number(header_value(ds, "DiffusionBValue"))
     if value is not None and value >= 0:
         return value
     vendor = _vendor_b_value(ds)
@@ -363,15 +339,15 @@ def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRP
     ``vocabulary`` gives the contrast-agent placeholders (the catalog's lexicon; the shipped
     lexicon when None)."""
     enhanced = has_functional_groups(ds)
-    tr = _positive(_number(_get(ds, "RepetitionTime")))
-    te = _positive(_number(_get(ds, "EchoTime")))
-    ti = _positive(_number(_get(ds, "InversionTime")))
-    flip = _number(_get(ds, "FlipAngle"))
-    scanning = set(cs_values(_get(ds, "ScanningSequence")))
-    variant = frozenset(cs_values(_get(ds, "SequenceVariant")))
-    options = cs_values(_get(ds, "ScanOptions"))
-    image_type = list(cs_values(_get(ds, "ImageType")))
-    contrast = list(cs_values(_get(ds, "AcquisitionContrast")))
+    tr = _positive(_number(header_value(ds, "RepetitionTime")))
+    te = _positive(_number(header_value(ds, "EchoTime")))
+    ti = _positive(_number(header_value(ds, "InversionTime")))
+    flip = _number(header_value(ds, "FlipAngle"))
+    scanning = set(cs_values(header_value(ds, "ScanningSequence")))
+    variant = frozenset(cs_values(header_value(ds, "SequenceVariant")))
+    options = cs_values(header_value(ds, "ScanOptions"))
+    image_type = list(cs_values(header_value(ds, "ImageType")))
+    contrast = list(cs_values(header_value(ds, "AcquisitionContrast")))
     inversion: bool | None = None
     fat = _fat_from_options(options)
     angio: str | None = None
@@ -379,7 +355,7 @@ def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRP
         scanning.add("IR")
     b_values: list[float] = []
     b_source: str | None = None
-    top_b = _number(_get(ds, "DiffusionBValue"))
+    top_b = _number(header_value(ds, "DiffusionBValue"))
     if top_b is not None and top_b >= 0:
         b_values.append(top_b)
         b_source = "DiffusionBValue (0018,9087)"
@@ -387,59 +363,59 @@ def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRP
 
     if enhanced:
         timing = _first_frame_item(ds, "MRTimingAndRelatedParametersSequence")
-        tr = _positive(_number(_get(timing, "RepetitionTime"))) or tr
-        timing_flip = _number(_get(timing, "FlipAngle"))
+        tr = _positive(_number(header_value(timing, "RepetitionTime"))) or tr
+        timing_flip = _number(header_value(timing, "FlipAngle"))
         flip = timing_flip if timing_flip is not None else flip
         echo = _first_frame_item(ds, "MREchoSequence")
-        te = _positive(_number(_get(echo, "EffectiveEchoTime"))) or te
+        te = _positive(_number(header_value(echo, "EffectiveEchoTime"))) or te
         modifier = _first_frame_item(ds, "MRModifierSequence")
-        ir_flag = _text(modifier, "InversionRecovery")
+        ir_flag = header_text(modifier, "InversionRecovery")
         if ir_flag is not None:
             inversion = ir_flag.upper() == "YES"
             if inversion:
                 scanning.add("IR")
         if inversion is not False:
-            ti = _positive(_number(_get(modifier, "InversionTimes"))) or ti
+            ti = _positive(_number(header_value(modifier, "InversionTimes"))) or ti
         else:
             ti = None
-        excitation = (_text(modifier, "SpectrallySelectedExcitation") or _text(ds, "SpectrallySelectedExcitation") or "").upper()
+        excitation = (header_text(modifier, "SpectrallySelectedExcitation") or header_text(ds, "SpectrallySelectedExcitation") or "").upper()
         if excitation == "WATER":
             fat = fat or "SpectrallySelectedExcitation (0018,9026) WATER"
         for item in frame_functional_group(ds, "MRDiffusionSequence"):
-            value = _number(_get(item, "DiffusionBValue"))
+            value = _number(header_value(item, "DiffusionBValue"))
             if value is not None and value >= 0:
                 b_values.append(value)
                 b_source = "MRDiffusionSequence DiffusionBValue (0018,9087)"
         frame_type = _first_frame_item(ds, "MRImageFrameTypeSequence")
-        image_type.extend(cs_values(_get(frame_type, "FrameType")))
-        contrast.extend(cs_values(_get(frame_type, "AcquisitionContrast")))
-        echo_pulse = (_text(ds, "EchoPulseSequence") or "").upper()
+        image_type.extend(cs_values(header_value(frame_type, "FrameType")))
+        contrast.extend(cs_values(header_value(frame_type, "AcquisitionContrast")))
+        echo_pulse = (header_text(ds, "EchoPulseSequence") or "").upper()
         if echo_pulse in ("SPIN", "BOTH"):
             scanning.add("SE")
         if echo_pulse in ("GRADIENT", "BOTH"):
             scanning.add("GR")
-        if (_text(ds, "EchoPlanarPulseSequence") or "").upper() == "YES":
+        if (header_text(ds, "EchoPlanarPulseSequence") or "").upper() == "YES":
             scanning.add("EP")
         frames = frame_geometry(ds)
         orientation = frames[0].orientation if frames else None
     else:
-        orientation = as_floats(_get(ds, "ImageOrientationPatient"), count=6)
+        orientation = as_floats(header_value(ds, "ImageOrientationPatient"), count=6)
 
     if "WATER" in image_type:
         fat = fat or "ImageType (0008,0008) WATER (Dixon water image)"
-    suppression = (_text(ds, "SpectrallySelectedSuppression") or "").upper()
+    suppression = (header_text(ds, "SpectrallySelectedSuppression") or "").upper()
     if suppression in ("FAT", "FAT_AND_WATER"):
         fat = fat or f"SpectrallySelectedSuppression (0018,9025) {suppression}"
-    if (_text(ds, "TimeOfFlightContrast") or "").upper() == "YES":
+    if (header_text(ds, "TimeOfFlightContrast") or "").upper() == "YES":
         angio = "TimeOfFlightContrast (0018,9015) YES"
-    elif (_text(ds, "PhaseContrast") or "").upper() == "YES":
+    elif (header_text(ds, "PhaseContrast") or "").upper() == "YES":
         angio = "PhaseContrast (0018,9014) YES"
     elif {"TOF", "FLOW_ENCODED"} & set(contrast):
         angio = f"AcquisitionContrast (0008,9209) {'/'.join(sorted({'TOF', 'FLOW_ENCODED'} & set(contrast)))}"
 
     epi_source: str | None = None
-    if "PHILIPS" in (_text(ds, "Manufacturer") or "").upper():
-        technique = _get(ds, 0x20011020)
+    if "PHILIPS" in (header_text(ds, "Manufacturer") or "").upper():
+        technique = header_value(ds, 0x20011020)
         technique_text = str(technique).strip().upper() if technique is not None else ""
         if "EPI" in technique_text or technique_text.startswith("DWI"):  # FEEPI, SEEPI, DwiSE
             epi_source = f"Philips Scanning Technique (2001,1020) {technique_text}"
@@ -476,12 +452,12 @@ def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRP
 
 
 def _field_strength(ds: Dataset) -> tuple[float | None, str | None]:
-    field = _positive(_number(_get(ds, "MagneticFieldStrength")))
+    field = _positive(_number(header_value(ds, "MagneticFieldStrength")))
     if field is not None and field <= MAX_PLAUSIBLE_FIELD_T:
         return field, "MagneticFieldStrength (0018,0087)"
     if field is not None:  # gauss or millitesla from an odd exporter: not guessed, treated as unknown
         logger.debug("MagneticFieldStrength %s is not in tesla; ignored", field)
-    manufacturer = (_text(ds, "Manufacturer") or "").upper()
+    manufacturer = (header_text(ds, "Manufacturer") or "").upper()
     for word, tesla in _FIXED_FIELD_SCANNERS.items():
         if word in manufacturer:
             return tesla, f"Manufacturer {manufacturer!r} (fixed {tesla:g} T)"
@@ -844,10 +820,10 @@ _NAME_REFINES_WITHOUT_INVERSION: Final = {
 
 def _series_names(ds: Dataset) -> tuple[str | None, ...]:
     return (
-        _text(ds, "SeriesDescription"),
-        _text(ds, "ProtocolName"),
-        _text(ds, "SequenceName"),
-        _text(ds, "PulseSequenceName"),
+        header_text(ds, "SeriesDescription"),
+        header_text(ds, "ProtocolName"),
+        header_text(ds, "SequenceName"),
+        header_text(ds, "PulseSequenceName"),
     )
 
 
@@ -936,14 +912,14 @@ def identify_sequence(
         evidence=tuple(evidence),
     )
     logger.debug(
-        "series %s: %s%s %s", _text(ds, "SeriesInstanceUID"), info.weighting, "-FS" if fat else "", plane
+        "series %s: %s%s %s", header_text(ds, "SeriesInstanceUID"), info.weighting, "-FS" if fat else "", plane
     )
     return info
 
 
 def _volume_key(ds: Dataset) -> tuple[object, ...] | None:
     """Slice position of a classic image (rounded to 0.1 mm), or None."""
-    position = as_floats(_get(ds, "ImagePositionPatient"), count=3)
+    position = as_floats(header_value(ds, "ImagePositionPatient"), count=3)
     return tuple(round(v, 1) for v in position) if position is not None else None
 
 
@@ -955,7 +931,7 @@ def _repeated_volumes(datasets: Sequence[Dataset]) -> str | None:
         if key is None:
             continue
         stamp = "/".join(
-            str(_get(ds, k)) for k in ("AcquisitionNumber", "TemporalPositionIdentifier", "InstanceNumber")
+            str(header_value(ds, k)) for k in ("AcquisitionNumber", "TemporalPositionIdentifier", "InstanceNumber")
         )
         seen.setdefault(key, set()).add(stamp)
     if any(len(stamps) > 1 for stamps in seen.values()):
@@ -967,7 +943,7 @@ def _repeated_volumes(datasets: Sequence[Dataset]) -> str | None:
             if len(set(rounded)) < len(rounded):
                 return "repeated volumes (frames at the same slice position)"
     for ds in datasets:
-        temporal = _number(_get(ds, "NumberOfTemporalPositions"))
+        temporal = _number(header_value(ds, "NumberOfTemporalPositions"))
         if temporal is not None and temporal > 1:
             return f"repeated volumes (NumberOfTemporalPositions (0020,0105) {temporal:g})"
     return None

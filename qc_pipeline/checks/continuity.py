@@ -34,6 +34,7 @@ from qc_pipeline.io.geometry import (
     frame_functional_group,
     frame_geometry,
     has_functional_groups,
+    header_value,
     normal_axis,
     number_of_frames,
     plane_from_orientation,
@@ -98,30 +99,20 @@ class _Slice:
     """Attributes that legitimately repeat positions (b-value, echo, phase, image type)."""
 
 
-def _value(ds: Dataset | None, keyword: str) -> object:
-    if ds is None:
-        return None
-    try:
-        return ds.get(keyword)
-    except Exception:  # a garbled value converts lazily and may raise anything
-        logger.debug("unreadable %s", keyword, exc_info=True)
-        return None
-
-
 def _int(ds: Dataset | None, keyword: str) -> int | None:
-    values = as_floats(_value(ds, keyword), count=1)
+    values = as_floats(header_value(ds, keyword), count=1)
     if values is None or values[0] != int(values[0]):
         return None
     return int(values[0])
 
 
 def _float(ds: Dataset | None, keyword: str) -> float | None:
-    values = as_floats(_value(ds, keyword), count=1)
+    values = as_floats(header_value(ds, keyword), count=1)
     return values[0] if values is not None else None
 
 
 def _image_type(ds: Dataset) -> tuple[str, ...]:
-    return cs_values(_value(ds, "ImageType"))
+    return cs_values(header_value(ds, "ImageType"))
 
 
 def is_localizer(ds: Dataset) -> bool:
@@ -137,7 +128,7 @@ def _matrix(ds: Dataset) -> tuple[int, int] | None:
 def _object_slice(ds: Dataset) -> _Slice | None:
     """A single-frame object as one slice: a classic image, or an enhanced object of one frame."""
     number = _int(ds, "InstanceNumber")
-    sop = _value(ds, "SOPInstanceUID")
+    sop = header_value(ds, "SOPInstanceUID")
     label = f"InstanceNumber {number}" if number is not None else f"SOPInstanceUID {sop}"
     label_zh = f"实例号 {number}" if number is not None else f"SOPInstanceUID {sop}"
     if has_functional_groups(ds):
@@ -164,18 +155,18 @@ def _frame_slices(ds: Dataset) -> list[_Slice]:
     diffusion = frame_functional_group(ds, "MRDiffusionSequence")
     echoes = frame_functional_group(ds, "MREchoSequence")
     types = frame_functional_group(ds, "MRImageFrameTypeSequence") or frame_functional_group(ds, "CTImageFrameTypeSequence")
-    sop = _value(ds, "SOPInstanceUID")
+    sop = header_value(ds, "SOPInstanceUID")
     matrix = _matrix(ds)
     slices = []
     for i, geometry in enumerate(frames):
         content = contents[i] if i < len(contents) else None
         frame_type = types[i] if i < len(types) else None
         key = (
-            str(_value(content, "StackID") or ""),
+            str(header_value(content, "StackID") or ""),
             _int(content, "TemporalPositionIndex"),
             _float(diffusion[i] if i < len(diffusion) else None, "DiffusionBValue"),
             _float(echoes[i] if i < len(echoes) else None, "EffectiveEchoTime"),
-            cs_values(_value(frame_type, "FrameType")),
+            cs_values(header_value(frame_type, "FrameType")),
         )
         slices.append(_Slice(f"frame {i + 1}", f"第 {i + 1} 帧", str(sop) if sop else None, i + 1, geometry, matrix, key))
     return slices
@@ -183,7 +174,7 @@ def _frame_slices(ds: Dataset) -> list[_Slice]:
 
 def _order(ds: Dataset) -> tuple[float, str]:
     number = _int(ds, "InstanceNumber")
-    return (number if number is not None else math.inf, str(_value(ds, "SOPInstanceUID") or ""))
+    return (number if number is not None else math.inf, str(header_value(ds, "SOPInstanceUID") or ""))
 
 
 def check_series_continuity(
@@ -207,7 +198,7 @@ def check_series_continuity(
     _check_stack(slices, out, where="", where_zh="", check_matrix=True)
     for ds in images:
         if number_of_frames(ds) > 1:
-            sop = _value(ds, "SOPInstanceUID") or "?"
+            sop = header_value(ds, "SOPInstanceUID") or "?"
             _check_stack(
                 _frame_slices(ds),
                 out,

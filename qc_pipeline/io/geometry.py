@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
@@ -170,17 +171,28 @@ class FrameGeometry:
     slice_thickness: float | None
 
 
-def header_value(ds: Dataset | None, keyword: str) -> object:
-    """``ds.keyword`` or None; never raises (a garbled value converts lazily and may fail).
+def header_value(ds: Dataset | None, keyword: str | int) -> object:
+    """``ds.keyword`` (or the value of the element with tag number ``keyword``: private tags are
+    looked up by number) or None; never raises (a garbled value converts lazily and may fail).
 
     The header reader of every module that must not crash on a garbled file."""
     if ds is None:
         return None
     try:
-        return ds.get(keyword)
+        value = ds.get(keyword)
+        return value.value if isinstance(value, DataElement) else value
     except Exception:  # pydicom raises several types for values it cannot convert
         logger.debug("unreadable %s", keyword, exc_info=True)
         return None
+
+
+def header_text(ds: Dataset | None, keyword: str | int) -> str | None:
+    """A header value as stripped text; None when absent, empty or unreadable (never raises)."""
+    value = header_value(ds, keyword)
+    if value is None:
+        return None
+    result = str(value).strip().strip("\x00").strip()
+    return result or None
 
 
 def first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
