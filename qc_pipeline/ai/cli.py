@@ -86,7 +86,7 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
 @click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14).")
 @click.option("--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000).")
-@click.option("--version", "version", help="Version written into the manifests (default 2026.12.2, qc_pipeline.ai.training.TrainingConfig).")
+@click.option("--version", "version", help="Version written into the manifests (default 2026.12.2, qc_pipeline.modeltools.training.TrainingConfig).")
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.")
 def train_cmd(
@@ -99,7 +99,7 @@ def train_cmd(
     """
     import dataclasses
 
-    from qc_pipeline.ai.training import TrainingConfig
+    from qc_pipeline.modeltools.training import TrainingConfig
 
     try:
         destination = train_destination(out_dir, version or TrainingConfig().version, force=force)
@@ -115,7 +115,7 @@ def train_cmd(
             f"训练需要安装 models 依赖（缺少 {exc.name}）：.venv/bin/pip install -e '.[models]'",
         )
     from qc_pipeline.ai.specs import MODEL_SPECS
-    from qc_pipeline.ai.training import train_all
+    from qc_pipeline.modeltools.training import train_all
 
     unknown = [n for n in names if n not in MODEL_SPECS]
     if unknown:
@@ -140,7 +140,7 @@ def train_cmd(
 @click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
 def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:
     """Held-out evaluation through onnxruntime; prints the model cards' tables / 留出集评估."""
-    from qc_pipeline.ai.evaluation import evaluate, markdown_table, write_results
+    from qc_pipeline.modeltools.evaluation import evaluate, markdown_table, write_results
     from qc_pipeline.ai.runtime import Scorer
     from qc_pipeline.pipeline import load_pipeline_thresholds
 
@@ -204,10 +204,10 @@ def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None,
                  json_path: Path | None) -> None:
     """How good each AI score is at this site, by its radiologists' labels: AUC, PPV of flags,
     false-flag rate and AI-only confirmed catches, with 95 % intervals, per institution
-    (qc_pipeline.ai.site_validation) / 按本单位医师标注验证 AI 评分."""
+    (qc_pipeline.modeltools.site_validation) / 按本单位医师标注验证 AI 评分."""
     import json
 
-    from qc_pipeline.ai.site_validation import ALL_SITES, table, validate
+    from qc_pipeline.modeltools.site_validation import ALL_SITES, table, validate
     from qc_pipeline.cli_table import Column, print_table
 
     config, rows, thresholds, scores, sites, _raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
@@ -251,8 +251,8 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
 
     import yaml
 
-    from qc_pipeline.ai.site_validation import _label_of as label_of
-    from qc_pipeline.ai.site_validation import artifact_of, calibrate, series_labels
+    from qc_pipeline.modeltools.site_validation import _label_of as label_of
+    from qc_pipeline.modeltools.site_validation import artifact_of, calibrate, series_labels
     from qc_pipeline.cli_table import Column, print_table
 
     config, rows, limits, scores, _sites, raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
@@ -306,7 +306,7 @@ def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None,
     import csv
 
     from qc_pipeline.ai.registry import load_models
-    from qc_pipeline.ai.site_validation import stored_scores
+    from qc_pipeline.modeltools.site_validation import stored_scores
     from qc_pipeline.ai.specs import score_metric
     from qc_pipeline.errors import StoreError
     from qc_pipeline.review.cli import _open_store

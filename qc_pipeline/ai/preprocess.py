@@ -2,7 +2,7 @@
 
 One function, :func:`model_input`, turns one 2-D image (a radiograph, or one CT/MR slice in
 modality units) into the ``(channels, 128, 128)`` float32 array the classifiers read. Training
-(``qc_pipeline.ai.training``) and the flow (``qc_pipeline.ai.runtime``) both call it, so what a
+(``qc_pipeline.modeltools.training``) and the flow (``qc_pipeline.ai.runtime``) both call it, so what a
 model saw when it learned is exactly what it sees in production.
 
 Steps:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qc_pipeline.ai import dataset, degrade
+from qc_pipeline.modeltools import dataset, degrade
 from qc_pipeline.ai.specs import MODEL_SPECS
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from qc_pipeline.ai.cards import card_text
-from qc_pipeline.ai.evaluation import (
+from qc_pipeline.modeltools.cards import card_text
+from qc_pipeline.modeltools.evaluation import (
     CARD_END, CARD_START, COUNTERPARTS, _at_limit, comparison_features, evaluate, fault_score, label_metrics, markdown_table, objective_comparison,
     write_results,
 )

@@ -8,8 +8,8 @@ from scipy.ndimage import zoom
 from scipy.stats import binomtest, bootstrap
 from sklearn.metrics import roc_auc_score
 
-from qc_pipeline.ai import dataset
-from qc_pipeline.ai.evaluation import (
+from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools.evaluation import (
     LEAKAGE_LIMIT,
     auc_interval,
     clopper_pearson,
@@ -132,7 +132,7 @@ def test_held_out_phantoms_are_near_copies_of_training_phantoms_so_they_stay_out
 
 
 def test_label_figures_carry_the_real_folds_the_worst_fold_phantoms_apart_and_effective_n():
-    from qc_pipeline.ai.evaluation import _at_limit
+    from qc_pipeline.modeltools.evaluation import _at_limit
 
     y_a, p_a = scores(20, 20, 3.0, 10)
     y_b, p_b = scores(20, 20, 0.2, 11)
@@ -149,7 +149,7 @@ def test_label_figures_carry_the_real_folds_the_worst_fold_phantoms_apart_and_ef
 
 
 def test_ai_only_catches_count_faulty_real_images_the_objective_rule_misses():
-    from qc_pipeline.ai.evaluation import ai_only_catches
+    from qc_pipeline.modeltools.evaluation import ai_only_catches
 
     y = np.array([1, 1, 1, 1, 0, 1])
     p = np.array([0.9, 0.9, 0.2, 0.9, 0.9, 0.9])
@@ -165,7 +165,7 @@ def test_ai_only_catches_count_faulty_real_images_the_objective_rule_misses():
 
 
 def test_series_level_scores_each_clean_held_out_real_file_whole_as_the_flow_does():
-    from qc_pipeline.ai.evaluation import series_level_clean
+    from qc_pipeline.modeltools.evaluation import series_level_clean
     from qc_pipeline.ai.preprocess import model_input
     from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
     from qc_pipeline.ai.runtime import Scorer

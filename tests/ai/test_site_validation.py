@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from qc_pipeline.ai.site_validation import ALL_SITES, series_labels, table, validate
+from qc_pipeline.modeltools.site_validation import ALL_SITES, series_labels, table, validate
 
 NOISE = "ai.ct_artifacts.excess_noise"
 ACCEPT = "ai.ct_acceptability.unacceptable"
@@ -93,7 +93,7 @@ def test_labels_of_one_series_combine():
 
 
 def test_the_conformal_limit_is_the_right_order_statistic_and_says_when_there_are_too_few():
-    from qc_pipeline.ai.site_validation import conformal_threshold
+    from qc_pipeline.modeltools.site_validation import conformal_threshold
 
     clean = [0.1 * i for i in range(10, 0, -1)]  # 1.0 ... 0.1, unordered on purpose
     assert conformal_threshold(clean, 0.2) == pytest.approx(0.9)  # ceil(11 * 0.8) = 9th smallest
@@ -110,7 +110,7 @@ def test_the_conformal_limit_is_the_right_order_statistic_and_says_when_there_ar
 
 
 def test_calibration_gives_a_limit_per_score_and_an_isotonic_fit_where_both_classes_are_labelled():
-    from qc_pipeline.ai.site_validation import calibrate
+    from qc_pipeline.modeltools.site_validation import calibrate
 
     rows, scores, sites = site_data()
     (noise,) = calibrate(rows, scores, [NOISE], implied, false_flag_rate=0.2)

@@ -52,7 +52,7 @@ def test_train_command_refuses_the_models_folder_before_training_and_leaves_it_u
     def no_training(*args, **kwargs):  # the refusal must come first
         raise AssertionError("training started")
 
-    monkeypatch.setattr("qc_pipeline.ai.training.train_all", no_training)
+    monkeypatch.setattr("qc_pipeline.modeltools.training.train_all", no_training)
     result = CliRunner().invoke(main, ["models", "train", "--out", str(models), "--model", "ct_artifacts"])
     assert result.exit_code == 1, result.output
     assert "is the models folder in use" in result.output and "拒绝覆盖模型" in result.output

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("torch", reason="training needs the 'models' extra (./bootstrap test installs it)")
 
-from qc_pipeline.ai import dataset  # noqa: E402
+from qc_pipeline.modeltools import dataset  # noqa: E402
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_registry  # noqa: E402
 from qc_pipeline.ai.runtime import Scorer  # noqa: E402
-from qc_pipeline.ai.training import TrainingConfig, train_all  # noqa: E402
+from qc_pipeline.modeltools.training import TrainingConfig, train_all  # noqa: E402
 
 
 def test_held_out_sources_never_appear_in_training():
@@ -67,7 +67,7 @@ def labels_csv(tmp_path_factory) -> Path:
 
 
 def test_centre_labels_become_features_with_the_radiologists_decision(labels_csv: Path):
-    from qc_pipeline.ai.centre_labels import centre_features
+    from qc_pipeline.modeltools.centre_labels import centre_features
     from qc_pipeline.ai.features import FEATURES
 
     found = centre_features(labels_csv, "CT")
@@ -79,7 +79,7 @@ def test_centre_labels_become_features_with_the_radiologists_decision(labels_csv
 
 
 def test_a_label_file_without_the_export_columns_is_refused(tmp_path: Path):
-    from qc_pipeline.ai.centre_labels import centre_features
+    from qc_pipeline.modeltools.centre_labels import centre_features
     from qc_pipeline.errors import ConfigError
 
     path = tmp_path / "labels.csv"

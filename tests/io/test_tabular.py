@@ -56,7 +56,7 @@ def test_append_row_never_writes_a_formula_cell() -> None:
 
 
 def test_the_label_file_keeps_its_values_and_runs_nothing(tmp_path) -> None:
-    from qc_pipeline.ai.centre_labels import read_rows
+    from qc_pipeline.modeltools.centre_labels import read_rows
     from qc_pipeline.review.labels import LABEL_COLUMNS, labels_csv
 
     row = {c: "" for c in LABEL_COLUMNS} | {

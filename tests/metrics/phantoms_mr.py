@@ -124,7 +124,7 @@ def motion_ghosts(
     ``shift_px`` along the other (frequency) axis: a linear phase on those lines, as breathing or
     pulsation puts on them; the magnitude is taken. The object repeats along the phase axis at
     multiples of N / ``every``. Deterministic; the k-space model of
-    ``qc_pipeline.ai.degrade.mr_motion_ghosting`` with its random choices fixed.
+    ``qc_pipeline.modeltools.degrade.mr_motion_ghosting`` with its random choices fixed.
     """
     if phase_axis not in (0, 1) or every < 1:
         raise ValueError(f"phase_axis must be 0 or 1 and every >= 1; got {phase_axis}, {every}")

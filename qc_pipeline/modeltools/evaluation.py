@@ -3,7 +3,7 @@
 ``qc-pipeline models evaluate`` calls :func:`evaluate` and prints :func:`markdown_table`; with
 ``--write`` it stores ``models/evaluation.json`` and rewrites the results section of each model
 card (``models/<name>.md``), so the cards show what the command prints. The test images are made
-from the held-out sources and seeds of :mod:`qc_pipeline.ai.dataset` (never seen in training);
+from the held-out sources and seeds of :mod:`qc_pipeline.modeltools.dataset` (never seen in training);
 the same code and models give the same numbers.
 
 Per model and label: ROC AUC, overall and apart on the images made from real sources and from
@@ -57,11 +57,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from qc_pipeline.ai import dataset
 from qc_pipeline.ai.features import FEATURES, encode_missing, measured_metrics
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
-from qc_pipeline.ai.training import features_of
+from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools.cards import CARD_END, CARD_START
 from qc_pipeline.rules.loader import Thresholds
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,6 @@ N_TEST: Final = 1200
 N_TEST_METRICS: Final = 450
 N_CLEAN: Final = 300
 SPECIFICITY: Final = 0.95
-CARD_START: Final = "<!-- evaluation:start (written by qc-pipeline models evaluate --write) -->"
-CARD_END: Final = "<!-- evaluation:end -->"
 
 COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType({
     # DR exposure is judged mainly by the header's deviation index, which the training images
@@ -223,7 +221,7 @@ def objective_comparison(
     real: npt.NDArray[np.bool_], thresholds: Thresholds, images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
-    on the same images (``features``: :func:`features_of` rows, ``y`` / ``p``: labels and scores
+    on the same images (``features``: :func:`dataset.features_of` rows, ``y`` / ``p``: labels and scores
     in the model's label order; columns as :func:`comparison_features`), with the share measured and the counterpart's rules (id -> enabled)."""
     spec = MODEL_SPECS[model]
     out: dict[str, Any] = {}
@@ -309,7 +307,7 @@ def evaluate(
         # every metric the flow measures (the counterparts may be metrics the model does not read);
         # the model is fed its own features, the first columns
         names = comparison_features(modality)
-        features = features_of(test_m, modality, names)
+        features = dataset.features_of(test_m, modality, names)
         pm = scorer.run(acceptability.name, encode_missing(features[:, :len(FEATURES[modality])]))[:, 0]
         labels_m = np.stack([s.labels for s in test_m])
         ym = labels_m.any(axis=1).astype(int)
@@ -327,7 +325,7 @@ def evaluate(
         progress(f"{modality}: {n_clean} clean held-out real images")
         clean = dataset.build_set(modality, "test", n_clean, clean=True)
         pc = scorer.run(artifacts.name, np.stack([s.x for s in clean]))
-        pa = scorer.run(acceptability.name, encode_missing(features_of(clean, modality)))[:, 0]
+        pa = scorer.run(acceptability.name, encode_missing(dataset.features_of(clean, modality)))[:, 0]
         art = [limits.get(score_metric(artifacts.name, lb), (np.inf, False)) for lb in artifacts.labels]
         acc = limits.get(score_metric(acceptability.name, label), (np.inf, False))
         at_limit = pc > np.array([limit for limit, _ in art])

@@ -6,7 +6,7 @@ pipeline stored for the same series, and reports per AI score and per site (inst
 95 % intervals:
 
 - **AUC** of the score for "the reviewer saw this artifact on the series", with a percentile
-  bootstrap interval resampling whole studies (:func:`qc_pipeline.ai.evaluation.auc_interval`).
+  bootstrap interval resampling whole studies (:func:`qc_pipeline.modeltools.evaluation.auc_interval`).
 - **PPV** of the score's flags (score above its limit: its rule's in ``thresholds/ai.yaml``, else
   the model's operating point; a score at the limit passes, as the rules judge): the share of flagged labelled series on which the reviewer confirmed the
   artifact; exact interval.
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from qc_pipeline.ai.evaluation import LEVEL, auc_interval, clopper_pearson
+from qc_pipeline.modeltools.evaluation import LEVEL, auc_interval, clopper_pearson
 
 ALL_SITES: Final = "*"
 """The site key of the figures over every site together."""

@@ -29,11 +29,12 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from qc_pipeline.ai import dataset
 from qc_pipeline.ai.features import FEATURES, encode_missing, metric_features
 from qc_pipeline.ai.preprocess import CHANNELS, INPUT_SIZE, WORKING_SIZE
 from qc_pipeline.ai.registry import Manifest, read_manifest, sha256_of
 from qc_pipeline.ai.specs import MODEL_SPECS, ModelSpec
+from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools.cards import write_card
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def train_artifact_model(
     _export_cnn(model, onnx_path)
     n_params = int(sum(p.numel() for p in model.parameters()))
     training = {
-        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.ai.degrade",
+        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade",
         "real_sources": list(dataset.REAL_SOURCES[spec.modality]["train"]),
         "phantom_seeds": [dataset.PHANTOM_SEEDS["train"].start, dataset.PHANTOM_SEEDS["train"].stop],
         "n_train": n_train,
@@ -205,15 +206,6 @@ def _export_cnn(model: Any, path: Path) -> None:
     )
 
 
-def features_of(samples: list[dataset.Sample], modality: str, names: Sequence[str] | None = None) -> npt.NDArray[np.float32]:
-    """Metric features of ``samples``, columns in the order of ``names`` (default: the model features)."""
-    rows = []
-    for s in samples:
-        grids = s.grid if modality == "DR" else s.grid[None]
-        rows.append(metric_features(grids, modality, pixel_mm=s.pixel_mm, stored_range=s.stored_range, names=names))
-    return np.stack(rows)
-
-
 def train_metrics_model(
     spec: ModelSpec, out_dir: Path, config: TrainingConfig, *, progress: Callable[[str], None] = logger.info
 ) -> Path:
@@ -225,12 +217,12 @@ def train_metrics_model(
     progress(f"{spec.name}: measuring {config.n_metric_train} training and {config.n_val // 2} validation images")
     train = dataset.build_set(spec.modality, "train", config.n_metric_train, seed=config.seed + 100)
     val = dataset.build_set(spec.modality, "val", config.n_val // 2, seed=config.seed + 200)
-    x_train, x_val = encode_missing(features_of(train, spec.modality)), encode_missing(features_of(val, spec.modality))
+    x_train, x_val = encode_missing(dataset.features_of(train, spec.modality)), encode_missing(dataset.features_of(val, spec.modality))
     y_train = np.array([int(s.labels.any()) for s in train])
     y_val = np.array([int(s.labels.any()) for s in val])
     centre: dict[str, Any] = {}
     if config.labels is not None:
-        from qc_pipeline.ai.centre_labels import centre_features
+        from qc_pipeline.modeltools.centre_labels import centre_features
 
         found = centre_features(config.labels, spec.modality)
         progress(f"{spec.name}: {len(found.labels)} reviewed series from {config.labels.name} (skipped: {found.skipped or 'none'})")
@@ -263,7 +255,7 @@ def train_metrics_model(
             k: round(v, 4) for k, v in operating_points(y_val[:, None], p_val, spec.labels).items()
         },
         "training": {
-            "data": "metric features of the artifact models' training images (qc_pipeline.ai.dataset)",
+            "data": "metric features of the artifact models' training images (qc_pipeline.modeltools.dataset)",
             "real_sources": list(dataset.REAL_SOURCES[spec.modality]["train"]),
             "n_train": len(train),
             "n_val": len(val),
@@ -294,12 +286,6 @@ def write_manifest(spec: ModelSpec, onnx_path: Path, body: dict[str, Any], versi
     path = onnx_path.with_suffix(".json")
     path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
-
-
-def write_card(manifest: Manifest, out_dir: Path) -> Path:
-    from qc_pipeline.ai.cards import write_card as write
-
-    return write(manifest, out_dir)
 
 
 def train_all(

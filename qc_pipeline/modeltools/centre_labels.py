@@ -26,8 +26,8 @@ import numpy.typing as npt
 from qc_pipeline.ai.features import slice_features
 from qc_pipeline.ai.preprocess import sample_slices
 from qc_pipeline.errors import ConfigError, QCError
-from qc_pipeline.io.tabular import unescape_row
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
+from qc_pipeline.io.tabular import unescape_row
 from qc_pipeline.sources import open_source
 
 logger = logging.getLogger(__name__)

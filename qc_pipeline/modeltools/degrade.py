@@ -1,7 +1,7 @@
 """Physically motivated degradations for training and evaluating the artifact classifiers.
 
 Each function takes a clean 2-D image (DR: the ``preprocess.WORKING_SIZE`` working grid; CT and MR:
-the image at its simulated acquisition matrix, see :mod:`qc_pipeline.ai.dataset`), in the modality's
+the image at its simulated acquisition matrix, see :mod:`qc_pipeline.modeltools.dataset`), in the modality's
 own units (DR stored values, CT HU, MR magnitude), and a seeded ``numpy`` Generator, and returns the
 degraded image. Parameters are drawn from ranges wide enough to include the borderline cases a QC
 centre sees; the ranges are module constants so the model cards can quote them. Nothing here reads

@@ -1,6 +1,6 @@
 """Training and evaluation images: real pixels from pydicom / pydicom-data and seeded phantoms
 (for CT, anatomical slices of :mod:`qc_pipeline.samples.ct_anatomy` beside the water cylinder),
-made defective by :mod:`qc_pipeline.ai.degrade`.
+made defective by :mod:`qc_pipeline.modeltools.degrade`.
 
 Held-out means held out by source and by seed. Each modality's real images are split by patient
 (source file) into ``train`` and ``test``; phantom seeds differ by split (``PHANTOM_SEEDS``);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -29,11 +30,12 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 from skimage.transform import resize
 
-from qc_pipeline.ai import degrade
+from qc_pipeline.ai.features import metric_features
 from qc_pipeline.ai.preprocess import WORKING_SIZE, channels, to_working_grid
 from qc_pipeline.ai.specs import MODEL_SPECS
 from qc_pipeline.errors import ConfigError
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
+from qc_pipeline.modeltools import degrade
 from qc_pipeline.samples import ct_anatomy, phantoms
 
 logger = logging.getLogger(__name__)
@@ -291,3 +293,12 @@ def build_set(modality: str, split: Split, n: int, *, clean: bool = False, seed:
     key = "test_clean" if clean else split
     rng = np.random.default_rng([seed if seed is not None else SET_SEEDS[key], sum(map(ord, modality))])
     return [make_sample(sources, modality, rng, clean=clean) for _ in range(n)]
+
+
+def features_of(samples: list[Sample], modality: str, names: Sequence[str] | None = None) -> npt.NDArray[np.float32]:
+    """Metric features of ``samples``, columns in the order of ``names`` (default: the model features)."""
+    rows = []
+    for s in samples:
+        grids = s.grid if modality == "DR" else s.grid[None]
+        rows.append(metric_features(grids, modality, pixel_mm=s.pixel_mm, stored_range=s.stored_range, names=names))
+    return np.stack(rows)

@@ -1,18 +1,26 @@
 """Model cards (``models/<name>.md``), written from the manifest by ``qc-pipeline models train``.
 
 The held-out results section is left between markers for ``qc-pipeline models evaluate --write``,
-so a card's numbers always come from the evaluation command, never typed by hand.
+so a card's numbers always come from the evaluation command, never typed by hand. The known limits
+and experiment history are the one part written by hand: in ``models/<name>.limits.md``, read here.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Final
 
-from qc_pipeline.ai import dataset, degrade
-from qc_pipeline.ai.evaluation import CARD_END, CARD_START
-from qc_pipeline.ai.registry import Manifest
+from qc_pipeline.ai.registry import Manifest, default_models_dir
 from qc_pipeline.ai.specs import MODEL_SPECS
+from qc_pipeline.modeltools import dataset, degrade
+
+logger = logging.getLogger(__name__)
+
+CARD_START: Final = "<!-- evaluation:start (written by qc-pipeline models evaluate --write) -->"
+CARD_END: Final = "<!-- evaluation:end -->"
+"""The markers around a card's held-out results, which ``evaluation.write_results`` replaces."""
 
 DEGRADATION_TEXT: Final[dict[str, dict[str, str]]] = {
     "DR": {
@@ -48,14 +56,35 @@ MODALITY_DATA: Final[dict[str, str]] = {
     ),
 }
 
-KNOWN_LIMITS: Final[dict[str, str]] = {
-    "DR": "- Trained on one real radiograph (RG3, a 10-bit CR of a leg) and a synthetic chest phantom; tested on another (RG1, 15-bit CR chest). Real detector noise textures, grids, markers, paediatric and extremity views are barely represented: expect more flags on unusual anatomy and vendors until a centre retrains on its own reviewed studies.\n- Trained shorter than the CT and MR models (2000 images, 7 epochs: `qc_pipeline.ai.training.RECIPES`). Longer training learns the one real radiograph's look as normal: at 8000 images x 14 epochs the model scored 56 % of clean held-out chest crops (RG1) as exposure faults, which the validation images (the same leg, other seeds) could not show. The recipe was chosen on the held-out set, so this card's held-out figures are optimistic.\n- Exposure is judged from the pixels only; the exposure index tags are judged by the objective rules (`image_quality_dr.yaml`).",
-    "CT": "- Trained on five real CT images from four files: a head (693_UNCR), an abdomen at the pancreas (explicit_VR-UN), a Siemens slice through a vertebra and the back muscles (bad_sequence; its header says NECK) and two frames of a derived brain perfusion map (eCT_Supplemental, rCBF): 2 of the 5 real images, 40 % of the real CT pool, are a perfusion map, not a CT image. Besides them anatomical phantoms and a water cylinder; tested on two others (CT_small thorax crop, a JPEG 2000 skull-base slice). Sharp (lung/bone) kernels, metal implants and very large patients are under-represented.\n- Excess noise is learnt against a measured noise level (the same estimate as the objective `ct.noise_hu`), with acceptable dose variation in the clean images: it no longer flags the grainy CT_small crop (29 HU, above every training source). Its rule is off all the same: the label is defined by the objective noise estimate, so the model can only repeat `image_quality.ct.noise.review` (`duplicate_of` in `thresholds/ai.yaml`).\n- The other labels separate the degradations on the training anatomy (validation AUC 0.96-0.98 for streaks and motion) much better than on unseen real slices: the clean skull-base slice (petrous bone, mastoid air cells and sinuses beside dense bone) still reads as streaks in about half the crops, and rings stay weak (AUC about 0.75) although the rings drawn are visible on the working grid (15 HU or more over at least 60 soft-tissue pixels in 99 % of the training draws): neither a polar-resampled input channel, nor tighter ring centres with visibility-based labels, nor coordinate input channels (CoordConv) raised it (experiments of December 2026, not adopted). The objective ring indicator `ct.ring_hu`, whose rule `image_quality.ct.ring.review` is on, separates the same held-out rings better (AUC 0.89 against 0.70 on the same images: the second table of the `ct_artifacts` card): rely on it for rings. More real CT, for instance a centre's own reviewed studies, is what these labels need; their rules stay off until their evidence clears the gate.\n- Series are scored on up to 8 slices of the central 80 %; an artifact on one end slice may be missed.",
-    "MR": "- Trained on two real MR subjects (Siemens head with overlays, emri multi-frame) and a head phantom; tested on two others (MR2 shoulder, MR_small head). Surface-coil shading (strong real non-uniformity) reads as 'nonuniformity', and the shoulder's tight field of view as 'wrap_around', in many clean crops (the 'clean real flagged' column): those rules stay off.\n- Diffusion (EPI, b1000) images and ADC maps are not in the training data: their low SNR and distortion read as motion ghosting (the demo's synthetic DWI scored 0.95). The pipeline therefore does not score DWI/ADC series (identified by `catalog.mr_sequences`); each gets an info finding `ai.score.not_scored` instead.\n- Motion and wrap are simulated in 2-D on magnitude images; through-plane motion and parallel-imaging artifacts are not modelled.",
-}
+LIMITS_SUFFIX: Final = ".limits.md"
+"""``<name>.limits.md`` beside each model: its known limits and experiment history, written by
+hand. Training writes the rest of the card from the manifest and the code, and never this file,
+so retraining regenerates the measured figures and keeps what people learnt about the model."""
+
+NO_LIMITS: Final = "- (no known limits written yet: write them in `{file}` beside the model)"
 
 
-def card_text(manifest: Manifest) -> str:
+def limits_path(name: str, models_dir: Path) -> Path:
+    """Where the hand-written known limits of model ``name`` in ``models_dir`` are kept."""
+    return models_dir / f"{name}{LIMITS_SUFFIX}"
+
+
+def known_limits(name: str, models_dir: Path | None = None) -> str:
+    """The hand-written known limits of model ``name``: ``<models_dir>/<name>.limits.md``, else
+    those of the models in use (:func:`default_models_dir`), which a model trained into a new folder
+    inherits; a placeholder saying which file to write when neither exists."""
+    candidates = [limits_path(name, d) for d in (models_dir, default_models_dir()) if d is not None]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text(encoding="utf-8").rstrip()
+    logger.warning("model %s has no known limits (%s): its card says so", name, candidates[0])
+    return NO_LIMITS.format(file=candidates[0].name)
+
+
+def card_text(manifest: Manifest, *, models_dir: Path | None = None) -> str:
+    """The card of ``manifest``'s model: generated from the manifest and the code, with the results
+    section left for ``models evaluate --write`` and the known limits read from
+    :func:`known_limits` (``models_dir``: the folder the model is in, default the models in use)."""
     spec = MODEL_SPECS[manifest.name]
     modality = spec.modality
     train = dataset.REAL_SOURCES[modality]["train"]
@@ -72,7 +101,7 @@ def card_text(manifest: Manifest) -> str:
             + " at 128×128."
         )
         data = "\n".join(f"  - **{label}**: {DEGRADATION_TEXT[modality][label]}" for label in spec.labels)
-        data = f"- Degradations (`qc_pipeline.ai.degrade`), zero (40 %), one or two per image:\n{data}"
+        data = f"- Degradations (`qc_pipeline.modeltools.degrade`), zero (40 %), one or two per image:\n{data}"
     else:
         what = (
             f"Gradient boosting (scikit-learn, converted with skl2onnx) on the pipeline's own {modality} metrics, "
@@ -132,7 +161,7 @@ model file turns it off (info finding `ai.model.pin_mismatch`). A rule that does
 
 ## Known limits
 
-{KNOWN_LIMITS[modality]}
+{known_limits(manifest.name, models_dir)}
 - Synthetic degradations are physically motivated but not a substitute for labelled clinical artifacts; the
   held-out figures measure separation of these degradations, not clinical accuracy.
 
@@ -143,18 +172,28 @@ model file turns it off (info finding `ai.model.pin_mismatch`). A rule that does
   `qc-pipeline models evaluate --dir trained-models/<version> --write`; to install, copy the model into `models/`
   and update the limits, pins and evidence in `thresholds/ai.yaml`. A new model version changes the decisions' provenance, so the nightly rescore
   re-judges the stored studies with it.
+- The known limits above are written by hand in `{manifest.name}{LIMITS_SUFFIX}` beside the model: training copies
+  that file and never rewrites it (edit it there, not in this card).
 - On a centre's own studies: export the radiologists' review decisions as labels
   (`qc-pipeline review export-labels --out labels.csv`: study, series, modality, human decision, reason code,
   source) and run `qc-pipeline models train --labels labels.csv`: each reviewed study is read again from its
   source, its series' metric features join the acceptability models' training with the radiologist's
   decision as the label (fail = not acceptable); the manifest records how many were used and skipped.
   The artifact CNNs need per-artifact labels: map the review reason codes to artifact labels and add the
-  images to the training sources (`qc_pipeline.ai.dataset.REAL_SOURCES`, or a local list). Keep a held-out
+  images to the training sources (`qc_pipeline.modeltools.dataset.REAL_SOURCES`, or a local list). Keep a held-out
   set of the centre's own studies, by patient, and report its table here before deploying.
 """
 
 
 def write_card(manifest: Manifest, models_dir: Path) -> Path:
+    """Write the card of ``manifest``'s model into ``models_dir``. A folder without the model's
+    ``<name>.limits.md`` gets a copy of the one in use, so that installing the trained files by
+    copying them into the models folder keeps the hand-written text."""
+    limits = limits_path(manifest.name, models_dir)
+    if not limits.is_file():
+        inherited = limits_path(manifest.name, default_models_dir())
+        if inherited.is_file():
+            shutil.copyfile(inherited, limits)
     path = models_dir / f"{manifest.name}.md"
-    path.write_text(card_text(manifest), encoding="utf-8")
+    path.write_text(card_text(manifest, models_dir=models_dir), encoding="utf-8")
     return path
