@@ -19,12 +19,12 @@ from prefect import allow_failure, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
-from prefect.utilities.collections import visit_collection
 from prefect.task_runners import TaskRunner
+from prefect.utilities.collections import visit_collection
 
 from flows.logs import forward_library_logs
-from flows.run_report import publish_run
 from flows.parameters import plain_flow
+from flows.run_report import publish_run
 from qc_pipeline import __version__
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.errors import ConfigError, ModelError, SourceError, StoreError

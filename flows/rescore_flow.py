@@ -10,14 +10,14 @@ from typing import Any
 
 from prefect import get_run_logger
 
+from flows.logs import forward_library_logs
+from flows.parameters import plain_flow
 from flows.qc_flow import (
     RunIncomplete,
     _store,
     dask_task_runner,
     judge_entries,
 )
-from flows.logs import forward_library_logs
-from flows.parameters import plain_flow
 from qc_pipeline import __version__
 from qc_pipeline.errors import SourceError
 from qc_pipeline.pipeline import load_pipeline_thresholds, provenance

@@ -22,9 +22,10 @@ from typing import Any, Final
 import click
 
 from qc_pipeline import __version__
+from qc_pipeline.cli_common import DB_OPTION_HELP
+from qc_pipeline.cli_common import fail as _fail
 from qc_pipeline.config import default_lang, resolve_db_url
 from qc_pipeline.domain import VERDICT_LABELS
-from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 logger = logging.getLogger(__name__)
 
@@ -495,8 +496,8 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
     ``noise 12.3 HU (≤ 35)`` or ``air -998 HU (-1060…-940)``; a value beyond a limit is marked as
     :func:`qc_pipeline.rules.evaluate.evaluate` judges it (``!`` review, ``!!`` fail).
     """
-    from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
     from qc_pipeline import labels
+    from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
     from qc_pipeline.rules.evaluate import evaluate, worst
 
     modality = row.get("modality") or ""
@@ -917,7 +918,6 @@ def samples_cmd(out_dir: Path) -> None:
     为每个互认项目生成一套完整样例检查（含缺陷样例），并在 real_world/ 下生成真实命名样例。"""
     from qc_pipeline.pipeline import load_pipeline_thresholds
     from qc_pipeline.samples.catalog_studies import write_catalog_set
-
     from qc_pipeline.samples.real_world import write_real_world_set
 
     catalog = load_pipeline_thresholds().catalog

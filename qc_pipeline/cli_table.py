@@ -100,10 +100,10 @@ def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width
     if width is None:
         widths = natural
     else:
-        wanted = [n if not c.wrap or c.max_width is None else min(n, c.max_width) for c, n in zip(kept, natural)]
+        wanted = [n if not c.wrap or c.max_width is None else min(n, c.max_width) for c, n in zip(kept, natural, strict=True)]
         floor = [_required(c, values[c.key]) for c in kept]
         room = width - BORDER_PER_COLUMN * len(kept) - 1
-        spare, asked = room - sum(floor), sum(w - f for w, f in zip(wanted, floor))
+        spare, asked = room - sum(floor), sum(w - f for w, f in zip(wanted, floor, strict=True))
         if spare >= asked:  # room for every column at its wanted width: the widest wrapping one gets the rest
             widths = list(wanted)
             wrapping = [i for i, c in enumerate(kept) if c.wrap]
@@ -112,7 +112,7 @@ def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width
                 widths[widest] = min(natural[widest], widths[widest] + spare - asked)
         else:  # share what is left over the floors in proportion to what each column asks for
             share = max(spare, 0) / asked if asked else 0.0
-            widths = [f + int((w - f) * share) for w, f in zip(wanted, floor)]
+            widths = [f + int((w - f) * share) for w, f in zip(wanted, floor, strict=True)]
     cells = [[values[c.key][i] for c in kept] for i in range(len(rows))]
     return kept, cells, widths
 
@@ -129,7 +129,7 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[dict[str, 
     target = terminal_width() if width == "terminal" else width
     kept, cells, widths = fit_columns(columns, rows, target, steps)
     table = Table(title=title, box=box.SQUARE, show_lines=show_lines)
-    for column, w in zip(kept, widths):
+    for column, w in zip(kept, widths, strict=True):
         # a column that must not wrap has its natural width: its values fit, its header may wrap at spaces
         table.add_column(column.header, width=w, overflow="fold")
     for row in cells:

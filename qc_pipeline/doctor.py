@@ -107,15 +107,15 @@ def check_models(models_dir: Path | None) -> Check:
     except Exception as exc:
         reason = " ".join(str(exc).split())[:400]
         return Check("models", False, f"{reason} (folder: ${MODELS_DIR_ENV} or {directory})",
-                     f"AI 模型校验失败：请恢复模型文件或重新训练（qc-pipeline models train）")
+                     "AI 模型校验失败：请恢复模型文件或重新训练（qc-pipeline models train）")
     return Check("models", True, f"{len(models)} models in {directory} match their manifests",
                  f"{len(models)} 个模型与清单哈希一致")
 
 
 def check_prefect(work_pool: str | None) -> Check:
-    from qc_pipeline.cli import _prefect_api_problem
-
     from prefect.settings import PREFECT_API_URL
+
+    from qc_pipeline.cli import _prefect_api_problem
 
     url = PREFECT_API_URL.value()
     if not url:

@@ -17,9 +17,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
-from qc_pipeline import __version__
 from pydicom.dataset import Dataset
 
+from qc_pipeline import __version__
 from qc_pipeline.ai.runtime import Scorer, shared_scorer
 from qc_pipeline.catalog import candidates, series_roles
 from qc_pipeline.catalog.classify import Match, classify
@@ -35,8 +35,17 @@ from qc_pipeline.checks import (
     timeliness,
 )
 from qc_pipeline.checks.image_quality import PixelSource
-from qc_pipeline.domain import Decision, Finding, ItemRef, Measurement, PriorStudy, Provenance, StudySummary, Verdict
-from qc_pipeline.domain import SeriesSummary
+from qc_pipeline.domain import (
+    Decision,
+    Finding,
+    ItemRef,
+    Measurement,
+    PriorStudy,
+    Provenance,
+    SeriesSummary,
+    StudySummary,
+    Verdict,
+)
 from qc_pipeline.errors import ModelError, QCError
 from qc_pipeline.io.dicom import text
 from qc_pipeline.rules import Thresholds, decide_verdict, eligibility, load_thresholds

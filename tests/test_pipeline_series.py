@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -12,7 +11,6 @@ from click.testing import CliRunner
 from pydicom.data import get_testdata_file
 
 from qc_pipeline.cli import main
-
 from qc_pipeline.domain import Verdict
 from qc_pipeline.pipeline import judge
 from qc_pipeline.samples.demo import demo_cases, write_demo_studies

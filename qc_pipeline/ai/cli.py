@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from qc_pipeline.errors import ConfigError, ModelError
 from qc_pipeline.cli_common import DB_OPTION_HELP
 from qc_pipeline.cli_common import fail as _fail
+from qc_pipeline.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def train_cmd(
 @click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
 def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:
     """Held-out evaluation through onnxruntime; prints the model cards' tables / 留出集评估."""
-    from qc_pipeline.modeltools.evaluation import evaluate, markdown_table, write_results
     from qc_pipeline.ai.runtime import Scorer
+    from qc_pipeline.modeltools.evaluation import evaluate, markdown_table, write_results
     from qc_pipeline.pipeline import load_pipeline_thresholds
 
     directory = _models_dir(models_dir)
@@ -207,8 +207,8 @@ def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None,
     (qc_pipeline.modeltools.site_validation) / 按本单位医师标注验证 AI 评分."""
     import json
 
-    from qc_pipeline.modeltools.site_validation import ALL_SITES, table, validate
     from qc_pipeline.cli_table import Column, print_table
+    from qc_pipeline.modeltools.site_validation import ALL_SITES, table, validate
 
     config, rows, thresholds, scores, sites, _raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
     figures = validate(rows, scores, sites, thresholds, config.implied_artifact)
@@ -251,9 +251,9 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
 
     import yaml
 
+    from qc_pipeline.cli_table import Column, print_table
     from qc_pipeline.modeltools.site_validation import _label_of as label_of
     from qc_pipeline.modeltools.site_validation import artifact_of, calibrate, series_labels
-    from qc_pipeline.cli_table import Column, print_table
 
     config, rows, limits, scores, _sites, raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
     results = calibrate(rows, scores, limits, config.implied_artifact, false_flag_rate=false_flag_rate)
@@ -306,13 +306,12 @@ def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None,
     import csv
 
     from qc_pipeline.ai.registry import load_models
-    from qc_pipeline.modeltools.site_validation import stored_scores
     from qc_pipeline.ai.specs import score_metric
     from qc_pipeline.errors import StoreError
+    from qc_pipeline.modeltools.site_validation import stored_scores
     from qc_pipeline.review.cli import _open_store
     from qc_pipeline.review.finding_labels import LABEL_COLUMNS
     from qc_pipeline.review.finding_review import load_finding_review
-
     from qc_pipeline.rules import load_thresholds
 
     try:

@@ -49,8 +49,8 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -491,7 +491,7 @@ def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
         if not pattern.search(text):
             continue
         block = f"{CARD_START}\n{model_table(name, results)}\n{CARD_END}"
-        card.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+        card.write_text(pattern.sub(lambda _, block=block: block, text), encoding="utf-8")
         written.append(card)
     return written
 

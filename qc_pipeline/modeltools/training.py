@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,9 +29,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from qc_pipeline.ai.features import FEATURES, encode_missing, metric_features
+from qc_pipeline.ai.features import FEATURES, encode_missing
 from qc_pipeline.ai.preprocess import CHANNELS, INPUT_SIZE, WORKING_SIZE
-from qc_pipeline.ai.registry import Manifest, read_manifest, sha256_of
+from qc_pipeline.ai.registry import read_manifest, sha256_of
 from qc_pipeline.ai.specs import MODEL_SPECS, ModelSpec
 from qc_pipeline.modeltools import dataset
 from qc_pipeline.modeltools.cards import write_card

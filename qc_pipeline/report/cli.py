@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from qc_pipeline.cli_common import DB_OPTION_HELP
+from qc_pipeline.cli_common import fail as _fail
 from qc_pipeline.config import default_lang
-from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 
 @click.command(name="population")
@@ -21,11 +22,10 @@ def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
 
     生成模拟人群：川渝多家虚构医疗机构两个半年度的质控结果，写入结果库（重复运行不会重复写入）。
     """
+    from qc_pipeline.cli import db_url_for
     from qc_pipeline.errors import ConfigError, StoreError
     from qc_pipeline.samples.population import POPULATION_SEED, generate_population
     from qc_pipeline.store import ResultStore
-
-    from qc_pipeline.cli import db_url_for
 
     try:
         with ResultStore.open(db_url_for(db_url)) as store:
@@ -113,11 +113,10 @@ def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
 
     导入医院检查登记（CSV/XLSX）；重复导入不会重复写入；无法使用的行逐一列出。
     """
+    from qc_pipeline.cli import db_url_for
     from qc_pipeline.errors import StoreError
     from qc_pipeline.exam_logs import ExamLogError, import_exam_log
     from qc_pipeline.store import ResultStore
-
-    from qc_pipeline.cli import db_url_for
 
     try:
         # Exam logs are matched to the judged studies of an existing results database: a mistyped

@@ -9,7 +9,6 @@ draws the figures (``plots``) and writes HTML, PDF and XLSX (``render``).
 from __future__ import annotations
 
 import datetime as dt
-
 import logging
 import re
 from dataclasses import dataclass

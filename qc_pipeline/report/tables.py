@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
+from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.exam_logs import LoggedExam, UploadedStudy, institution_key, institution_public, match_exams
 from qc_pipeline.labels import metric_label, rule_label
 from qc_pipeline.report import drift
@@ -26,7 +27,6 @@ from qc_pipeline.report.period import Period
 from qc_pipeline.report.qualification import Exposure, FeeExposure, fee_exposure, percent, qualify
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.schema import Rule
-from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.spotcheck.stats import MIN_KAPPA_N, cohen_kappa
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")

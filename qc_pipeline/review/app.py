@@ -44,8 +44,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hmac
-import re
 import logging
+import re
 import secrets
 import threading
 import time
@@ -58,13 +58,15 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from qc_pipeline import labels as names
 from qc_pipeline.config import default_lang
+from qc_pipeline.resources import REVIEW_STATIC, REVIEW_TEMPLATES, shipped_path
 from qc_pipeline.review import service
 from qc_pipeline.review.accounts import (
     DEFAULT_SESSION_LIFETIME,
@@ -76,7 +78,7 @@ from qc_pipeline.review.accounts import (
     start_session,
 )
 from qc_pipeline.review.errors import ReviewError
-from qc_pipeline import labels as names
+from qc_pipeline.review.finding_review import FindingReviewConfig, judge_finding, load_finding_review
 from qc_pipeline.review.i18n import (
     AUDIT_EVENTS,
     CATEGORIES,
@@ -88,8 +90,6 @@ from qc_pipeline.review.i18n import (
     pick,
     translator,
 )
-from qc_pipeline.resources import REVIEW_STATIC, REVIEW_TEMPLATES, shipped_path
-from qc_pipeline.review.finding_review import FindingReviewConfig, judge_finding, load_finding_review
 from qc_pipeline.review.images import StudyImages, render_study
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.store import ResultStore

@@ -8,15 +8,16 @@ import os
 import secrets
 import stat
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import click
 from sqlalchemy.engine import make_url
 
+from qc_pipeline.cli_common import DB_OPTION_HELP
+from qc_pipeline.cli_common import fail as _fail
 from qc_pipeline.config import default_lang, resolve_db_url
-from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
 logger = logging.getLogger(__name__)
 

@@ -57,8 +57,8 @@ from qc_pipeline.rules import Thresholds, eligibility
 from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.decisions import stored_series
-from qc_pipeline.store.read_models import DecisionHistoryEntry
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
+from qc_pipeline.store.read_models import DecisionHistoryEntry
 from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
 
 logger = logging.getLogger(__name__)

@@ -226,7 +226,7 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
         if defect == "missing_view":
             groups = groups[:-1]
         sides = iter(OBLIQUE_SIDES)  # a second oblique is of the other side
-        for n, group in enumerate(groups):
+        for group in groups:
             view = group[0]
             words = VIEW_ZH[view] if style in ("zh", "uih") else VIEW_EN[view]
             body = BODY_ZH[item.body_part] if style in ("zh", "uih") else BODY_EN[item.body_part]
@@ -336,7 +336,7 @@ def build_study(item: Item, style: str, *, defect: str | None = None, seed: int 
         positions = list(range(plan.n_images))
         if plan.drop_slice:
             del positions[plan.n_images // 2]
-        for i_index, position in enumerate(positions, start=1):
+        for position in positions:
             ds = Dataset()
             ds.SpecificCharacterSet = "ISO_IR 192"
             ds.SOPClassUID = SOP_CLASS[plan.modality]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from copy import deepcopy
 from collections.abc import Callable, Iterable
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final

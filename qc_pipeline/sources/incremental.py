@@ -8,11 +8,10 @@ next one lists the same studies again and skips those already judged (content fi
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
-
-import datetime as dt
 
 from qc_pipeline.sources.base import StudyEntry
 

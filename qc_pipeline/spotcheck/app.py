@@ -31,8 +31,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from PIL import Image
 from fastapi.responses import RedirectResponse, Response
+from PIL import Image
 from sqlalchemy import select
 
 from qc_pipeline.errors import QCError, SpotCheckError
@@ -41,7 +41,15 @@ from qc_pipeline.review.accounts import User
 from qc_pipeline.review.app import current_user, render
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.images import StudyImages, render_study
-from qc_pipeline.review.slices import AUTO, PRESET_LABELS, OpenedStudy, open_series, presets_for, render_slice, slice_links
+from qc_pipeline.review.slices import (
+    AUTO,
+    PRESET_LABELS,
+    OpenedStudy,
+    open_series,
+    presets_for,
+    render_slice,
+    slice_links,
+)
 from qc_pipeline.spotcheck.config import SpotCheckConfig
 from qc_pipeline.spotcheck.grading import GradeInput, case_for, cases_for, record_grades
 from qc_pipeline.store import ResultStore

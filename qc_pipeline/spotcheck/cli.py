@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from qc_pipeline.cli_common import DB_OPTION_HELP, fail as _fail
 
+from qc_pipeline.cli_common import DB_OPTION_HELP
+from qc_pipeline.cli_common import fail as _fail
 
 DB_HELP = DB_OPTION_HELP
 UNDERFILLED_SHOWN = 20

@@ -18,7 +18,14 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qc_pipeline.errors import ConfigError
-from qc_pipeline.institutions import CODE_PATTERN, Institution, Region, Register, default_register, default_register_path
+from qc_pipeline.institutions import (
+    CODE_PATTERN,
+    Institution,
+    Region,
+    Register,
+    default_register,
+    default_register_path,
+)
 from qc_pipeline.rules.loader import default_thresholds_dir, format_validation_error, read_yaml
 
 logger = logging.getLogger(__name__)

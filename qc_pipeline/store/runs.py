@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qc_pipeline.modeltools import dataset, degrade
 from qc_pipeline.ai.specs import MODEL_SPECS
+from qc_pipeline.modeltools import dataset, degrade
 
 
 @pytest.fixture(scope="module")

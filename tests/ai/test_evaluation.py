@@ -10,15 +10,24 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from qc_pipeline.modeltools.cards import card_text
-from qc_pipeline.modeltools.evaluation import (
-    CARD_END, CARD_START, COUNTERPARTS, _at_limit, comparison_features, evaluate, fault_score, label_metrics, markdown_table, objective_comparison,
-    write_results,
-)
 from qc_pipeline.ai.features import FEATURES
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, read_manifest
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metrics
+from qc_pipeline.modeltools.cards import card_text
+from qc_pipeline.modeltools.evaluation import (
+    CARD_END,
+    CARD_START,
+    COUNTERPARTS,
+    _at_limit,
+    comparison_features,
+    evaluate,
+    fault_score,
+    label_metrics,
+    markdown_table,
+    objective_comparison,
+    write_results,
+)
 from qc_pipeline.pipeline import load_pipeline_thresholds
 
 

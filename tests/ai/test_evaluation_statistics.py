@@ -165,10 +165,10 @@ def test_ai_only_catches_count_faulty_real_images_the_objective_rule_misses():
 
 
 def test_series_level_scores_each_clean_held_out_real_file_whole_as_the_flow_does():
-    from qc_pipeline.modeltools.evaluation import series_level_clean
     from qc_pipeline.ai.preprocess import model_input
     from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
     from qc_pipeline.ai.runtime import Scorer
+    from qc_pipeline.modeltools.evaluation import series_level_clean
 
     scorer = Scorer.load(DEFAULT_MODELS_DIR)
     limits = {"ai.ct_artifacts.streaks": (0.5, False), "ai.ct_artifacts.motion": (0.99, True)}

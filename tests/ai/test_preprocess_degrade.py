@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qc_pipeline.modeltools import degrade
 from qc_pipeline.ai.preprocess import INPUT_SIZE, WORKING_SIZE, channels, model_input, sample_slices, to_working_grid
 from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.modeltools import degrade
 from qc_pipeline.samples import phantoms
 
 

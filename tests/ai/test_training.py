@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("torch", reason="training needs the 'models' extra (./bootstrap test installs it)")
 
-from qc_pipeline.modeltools import dataset  # noqa: E402
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_registry  # noqa: E402
 from qc_pipeline.ai.runtime import Scorer  # noqa: E402
+from qc_pipeline.modeltools import dataset  # noqa: E402
 from qc_pipeline.modeltools.training import TrainingConfig, train_all  # noqa: E402
 
 
@@ -67,8 +67,8 @@ def labels_csv(tmp_path_factory) -> Path:
 
 
 def test_centre_labels_become_features_with_the_radiologists_decision(labels_csv: Path):
-    from qc_pipeline.modeltools.centre_labels import centre_features
     from qc_pipeline.ai.features import FEATURES
+    from qc_pipeline.modeltools.centre_labels import centre_features
 
     found = centre_features(labels_csv, "CT")
     assert found.labels == [0, 1]  # real_ct passed, noisy_ct failed; the MR row is another model's
@@ -79,8 +79,8 @@ def test_centre_labels_become_features_with_the_radiologists_decision(labels_csv
 
 
 def test_a_label_file_without_the_export_columns_is_refused(tmp_path: Path):
-    from qc_pipeline.modeltools.centre_labels import centre_features
     from qc_pipeline.errors import ConfigError
+    from qc_pipeline.modeltools.centre_labels import centre_features
 
     path = tmp_path / "labels.csv"
     path.write_text("study,label\n1.2.3,fail\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from qc_pipeline.catalog.series_roles import describe_series
-from qc_pipeline.domain import CTRole, DRRole, InstanceRef, MRRole, SeriesKind, SeriesSummary
+from qc_pipeline.domain import DRRole, InstanceRef, MRRole, SeriesKind, SeriesSummary
 from qc_pipeline.pipeline import load_pipeline_thresholds
 from qc_pipeline.sources.base import LoadedInstance, LoadedStudy, StudyEntry
 

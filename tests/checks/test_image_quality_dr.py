@@ -4,7 +4,6 @@ deviation index above +3, and the exposure indicators of vendors without the IEC
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import numpy as np

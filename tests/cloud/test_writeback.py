@@ -21,9 +21,9 @@ from qc_pipeline.review import service
 from qc_pipeline.review.accounts import create_user
 from qc_pipeline.sources.dicomweb import DicomWebSource
 from qc_pipeline.store import ResultStore
-from tests.support.orthanc import free_port
 from tests.flows.conftest import write_instance
 from tests.recognition.sr_reading import read_report
+from tests.support.orthanc import free_port
 
 pytestmark = pytest.mark.prefect
 

@@ -48,7 +48,7 @@ def make_database(url: str) -> None:
                 ),
                 {"id": RUN_ID, "s": _ts(DECIDED, sqlite), "f": _ts(DECIDED + dt.timedelta(minutes=3), sqlite)},
             )
-            for k, (kind, uid) in enumerate(STUDIES.items(), start=1):
+            for k, uid in enumerate(STUDIES.values(), start=1):
                 conn.execute(
                     text(
                         "INSERT INTO studies (id, study_instance_uid, patient_id, accession_number, institution, "

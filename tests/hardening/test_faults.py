@@ -25,8 +25,8 @@ from qc_pipeline.errors import StoreError
 from qc_pipeline.store import ResultStore, RunSummary
 from qc_pipeline.store.leases import LeaseHolder, StudyLeases
 from qc_pipeline.store.models import DecisionRecord
-from tests.support import orthanc as orthanc_server
 from tests.flows.conftest import write_instance
+from tests.support import orthanc as orthanc_server
 
 pytestmark = pytest.mark.prefect
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qc_pipeline.report.calibration import action_limit, distribution, distributions, propose_limits, proposals_yaml
+from qc_pipeline.report.calibration import action_limit, distribution, distributions, proposals_yaml, propose_limits
 from qc_pipeline.rules.schema import Rule
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from openpyxl import Workbook
 
 from qc_pipeline.cli import main
-from qc_pipeline.exam_logs import ExamLogError, LoggedExam, UploadedStudy, import_exam_log, match_exams, read_exam_log
+from qc_pipeline.exam_logs import ExamLogError, LoggedExam, UploadedStudy, match_exams, read_exam_log
 from qc_pipeline.report.evaluation import write_report
 from qc_pipeline.report.period import Period
 from qc_pipeline.samples.population import INSTITUTIONS, generate_population

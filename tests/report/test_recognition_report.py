@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from html import unescape
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from html import unescape
 from pathlib import Path
 
 import pytest

@@ -18,10 +18,9 @@ import pytest
 from argon2 import PasswordHasher, profiles
 from fastapi.testclient import TestClient
 
-from qc_pipeline.review import accounts as accounts_module
-
 from qc_pipeline.domain import Decision
 from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+from qc_pipeline.review import accounts as accounts_module
 from qc_pipeline.review.accounts import User, create_user
 from qc_pipeline.review.app import create_app
 from qc_pipeline.rules import Thresholds, load_thresholds

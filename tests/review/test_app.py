@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from qc_pipeline.review.app import CSRF_HEADER, SESSION_COOKIE
 from qc_pipeline.review.accounts import MAX_FAILED_SIGN_INS, authenticate, set_active, set_password
+from qc_pipeline.review.app import CSRF_HEADER, SESSION_COOKIE
 from qc_pipeline.store import ResultStore
 from tests.review.conftest import PASSWORDS, Judged, form_token, legacy_flag, sign_in
 

@@ -21,7 +21,6 @@ import pytest
 import uvicorn
 
 from qc_pipeline.domain import Decision
-from qc_pipeline.review import service
 from qc_pipeline.review.accounts import authenticate
 from qc_pipeline.review.app import create_app
 from qc_pipeline.rules import Thresholds

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from qc_pipeline.review import service
-from qc_pipeline.review.images import MIN_SIDE_PX
-from qc_pipeline.spotcheck.app import MAX_CROP_PX
 from qc_pipeline.review.accounts import authenticate
+from qc_pipeline.review.images import MIN_SIDE_PX
 from qc_pipeline.rules import Thresholds
+from qc_pipeline.spotcheck.app import MAX_CROP_PX
 from qc_pipeline.store import ResultStore
 from tests.review.conftest import PASSWORDS, Judged
 from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS, serve

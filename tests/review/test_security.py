@@ -181,9 +181,9 @@ def test_blinded_png_changes_every_byte_but_not_what_a_grader_sees() -> None:
     assert 120 - 2 * MAX_CROP_PX <= rows <= 120 - 4 and 160 - 2 * MAX_CROP_PX <= cols <= 160 - 4
     # Find the crop, then the difference: at most one grey level anywhere (invisible when grading).
     best = min(
-        (int(np.abs(grey[t : t + rows, l : l + cols].astype(np.int16) - shown).max()), t, l)
-        for t in range(2, MAX_CROP_PX + 1) for l in range(2, MAX_CROP_PX + 1)
-        if t + rows <= 120 and l + cols <= 160
+        (int(np.abs(grey[t : t + rows, left : left + cols].astype(np.int16) - shown).max()), t, left)
+        for t in range(2, MAX_CROP_PX + 1) for left in range(2, MAX_CROP_PX + 1)
+        if t + rows <= 120 and left + cols <= 160
     )
     assert best[0] <= 1
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qc_pipeline.errors import ConfigError
 from qc_pipeline.checks.image_quality import METRIC_RULE_IDS, known_metrics
+from qc_pipeline.errors import ConfigError
 from qc_pipeline.pipeline import load_pipeline_thresholds, required_rules
 from qc_pipeline.rules import default_thresholds_dir, load_thresholds
 

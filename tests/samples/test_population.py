@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from qc_pipeline.samples.population import load_population_thresholds
 from qc_pipeline.rules import decide_verdict
 from qc_pipeline.samples.population import (
     INSTITUTIONS,
     PERIODS,
     generate_population,
     institution_regions,
+    load_population_thresholds,
     make_decisions,
 )
 from qc_pipeline.store import ResultStore

@@ -8,7 +8,6 @@ import os
 import re
 import stat
 import zipfile
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient

@@ -27,7 +27,13 @@ from qc_pipeline.spotcheck.draw import (
 )
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.models import StudyRecord
-from qc_pipeline.store.spotcheck import SpotCheckAssignment, SpotCheckCase, SpotCheckPopulation, read_session, write_session
+from qc_pipeline.store.spotcheck import (
+    SpotCheckAssignment,
+    SpotCheckCase,
+    SpotCheckPopulation,
+    read_session,
+    write_session,
+)
 
 from .conftest import INSTITUTIONS, KEY, population, save_all
 

@@ -318,7 +318,7 @@ def build(mirror_root: Path, out: Path) -> list[dict[str, str]]:
             first_b = _b(order[0][1])
             first_pos = [round(float(v), 1) for v in order[0][1].get("ImagePositionPatient", [])]
 
-            def same_position(c: tuple[str, Dataset]) -> bool:
+            def same_position(c: tuple[str, Dataset], first_pos: list[float] = first_pos) -> bool:
                 return bool(first_pos) and [round(float(v), 1) for v in c[1].get("ImagePositionPatient", [])] == first_pos
 
             # a diffusion-weighted image if there is one, else the same slice in a later volume, else the last
