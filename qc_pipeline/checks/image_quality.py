@@ -59,7 +59,7 @@ from qc_pipeline.io.pixels import (
     slice_order,
     stored_value_range,
 )
-from qc_pipeline.metrics import ct, dr, mr
+from qc_pipeline.metrics import ct, dr, mr, registry
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 from qc_pipeline.rules.loader import Thresholds
 from qc_pipeline.rules.schema import Rule
@@ -806,44 +806,8 @@ def _unmeasured_findings(
         )
 
 
-METRIC_LABELS: Final[dict[str, tuple[str, str]]] = {
-    "dr.exposure_index": ("exposure index EI", "曝光指数 EI"),
-    "dr.deviation_index": ("deviation index DI", "偏差指数 DI"),
-    "dr.deviation_index_vendor": ("deviation index from the vendor indicator", "由厂商曝光指数换算的偏差指数"),
-    "dr.vendor_exposure_indicator": ("vendor exposure indicator", "厂商曝光指示值"),
-    "dr.pixel_exposure_voi_percent": ("pixel exposure estimate", "像素曝光估计"),
-    "dr.clipped_stored_max_percent": ("pixels saturated at the stored maximum", "饱和于最大存储值的像素"),
-    "dr.clipped_stored_min_percent": ("pixels clipped at the stored minimum", "截断于最小存储值的像素"),
-    "dr.pileup_max_percent": ("pixels piled at the image maximum", "堆积于图像最大值的像素"),
-    "dr.pileup_min_percent": ("pixels piled at the image minimum", "堆积于图像最小值的像素"),
-    "dr.burnout_anatomy_percent": ("anatomy burned out at the over-exposed end", "解剖区域过曝烧穿（暗端饱和）的像素"),
-    "dr.dynamic_range_used_percent": ("dynamic range used", "动态范围利用率"),
-    "dr.noise_sd": ("noise SD", "噪声标准差"),
-    "dr.noise_relative_percent": ("relative noise", "相对噪声"),
-    "dr.snr": ("SNR", "信噪比"),
-    "dr.collimated_field_percent": ("collimated field", "照射野面积"),
-    "dr.edge_anatomy_percent": ("anatomy at the image edge", "图像边缘处解剖结构"),
-    "dr.blur_effect": ("blur effect", "模糊度"),
-    "ct.air_hu": ("air CT number", "空气CT值"),
-    "ct.soft_tissue_hu": ("soft-tissue CT number", "软组织CT值"),
-    "ct.noise_hu": ("image noise (global noise level)", "图像噪声（全局噪声水平）"),
-    "ct.noise_measured_hu": ("image noise as measured, at the series' slice thickness", "实测图像噪声（本序列层厚）"),
-    "ct.truncated_slices_percent": ("slices with the body cut at the field of view", "身体超出扫描野的层面"),
-    "ct.coverage_end_percent": ("anatomy still present at the end of the scan range", "扫描范围末端仍存在的目标解剖"),
-    "ct.streak_index": ("streak artifact index", "条纹伪影指数"),
-    "ct.ring_hu": ("ring artifact amplitude", "环状伪影幅度"),
-    "mr.snr": ("SNR", "信噪比"),
-    "mr.cnr": ("CNR", "对比噪声比"),
-    "mr.ghosting_percent": ("ghosting ratio", "鬼影（伪影）比"),
-    "mr.piu_percent": ("percent integral uniformity (median over slices, not the ACR phantom PIU)", "积分均匀度（各层中位数，非ACR体模PIU）"),
-    "mr.efc": ("entropy focus criterion", "熵聚焦准则 EFC"),
-    "mr.fber": ("foreground-background energy ratio", "前景背景能量比 FBER"),
-    "mr.fov_coverage_percent": ("field-of-view coverage", "视野覆盖率"),
-    "mr.edge_contact_percent": ("object touching the field-of-view edge", "物体触及视野边缘"),
-    "mr.wrap_percent": ("wrap-around (aliasing)", "卷褶伪影"),
-    "mr.inu_range_percent": ("intensity non-uniformity (N4 bias-field range)", "信号强度不均匀性（N4偏置场范围）"),
-}
-"""Metric id -> (English, Chinese) name for messages (``test_image_quality`` checks every id has one)."""
+METRIC_LABELS: Final[dict[str, tuple[str, str]]] = registry.labels()
+"""Metric id -> (English, Chinese) name for messages, from :mod:`qc_pipeline.metrics.registry`."""
 _SCORE_LABELS: Final = score_labels()
 
 

@@ -38,7 +38,6 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -48,6 +47,7 @@ from scipy import ndimage
 
 from qc_pipeline.domain import Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, NotApplicableError
+from qc_pipeline.metrics.registry import units
 
 logger = logging.getLogger(__name__)
 
@@ -55,19 +55,8 @@ FloatArray = npt.NDArray[np.floating]
 BoolArray = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.intp]
 
-METRICS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "ct.air_hu": "HU",
-        "ct.soft_tissue_hu": "HU",
-        "ct.noise_hu": "HU",
-        "ct.noise_measured_hu": "HU",
-        "ct.truncated_slices_percent": "%",
-        "ct.coverage_end_percent": "%",
-        "ct.streak_index": "1",
-        "ct.ring_hu": "HU",
-    }
-)
-"""Every metric id :func:`measure` reports -> its unit, in the order of the returned list."""
+METRICS: Final[Mapping[str, str]] = units("CT")
+"""Every metric id :func:`measure` reports -> its unit, in the order of the returned list. Registered in :mod:`qc_pipeline.metrics.registry`."""
 NOT_MODEL_FEATURES: Final = frozenset({"ct.coverage_end_percent", "ct.noise_measured_hu"})
 """Metrics the acceptability model does not read (it was trained on ``ct.noise_hu`` of images
 without a slice thickness, which is the measured value)."""

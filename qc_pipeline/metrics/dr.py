@@ -46,32 +46,15 @@ from scipy import ndimage
 
 from qc_pipeline.domain import Measurement
 from qc_pipeline.errors import DegenerateInputError
+from qc_pipeline.metrics.registry import units
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.floating]
 BoolArray = npt.NDArray[np.bool_]
 
-METRICS: Final[Mapping[str, str]] = {
-    "dr.exposure_index": "EI",
-    "dr.deviation_index": "DI",
-    "dr.vendor_exposure_indicator": "vendor units",
-    "dr.deviation_index_vendor": "DI",
-    "dr.pixel_exposure_voi_percent": "%",
-    "dr.clipped_stored_max_percent": "%",
-    "dr.clipped_stored_min_percent": "%",
-    "dr.pileup_max_percent": "%",
-    "dr.pileup_min_percent": "%",
-    "dr.burnout_anatomy_percent": "%",
-    "dr.dynamic_range_used_percent": "%",
-    "dr.noise_sd": "pixel value",
-    "dr.noise_relative_percent": "%",
-    "dr.snr": "1",
-    "dr.collimated_field_percent": "%",
-    "dr.edge_anatomy_percent": "%",
-    "dr.blur_effect": "1",
-}
-"""Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result."""
+METRICS: Final[Mapping[str, str]] = units("DR")
+"""Every metric :func:`measure` reports -> its unit, in the order of :func:`measure`'s result. Registered in :mod:`qc_pipeline.metrics.registry`."""
 
 NOT_MODEL_FEATURES: Final = frozenset(
     {

@@ -75,7 +75,6 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -85,6 +84,7 @@ from scipy import ndimage as ndi
 from qc_pipeline.domain import Measurement, Unmeasured
 from qc_pipeline.errors import DegenerateInputError
 from qc_pipeline.metrics.bias_field import inu_range_percent
+from qc_pipeline.metrics.registry import units
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +98,8 @@ RAYLEIGH_MEAN_FACTOR: Final = math.sqrt(math.pi / 2)
 RAYLEIGH_MEAN_SD_RATIO: Final = RAYLEIGH_MEAN_FACTOR / RAYLEIGH_SD_FACTOR
 """mean/sd of Rayleigh noise = 1.913, whatever sigma."""
 
-METRICS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "mr.snr": "1",
-        "mr.cnr": "1",
-        "mr.ghosting_percent": "%",
-        "mr.piu_percent": "%",
-        "mr.efc": "1",
-        "mr.fber": "1",
-        "mr.fov_coverage_percent": "%",
-        "mr.edge_contact_percent": "%",
-        "mr.wrap_percent": "%",
-        "mr.inu_range_percent": "%",
-    }
-)
-"""Every metric :func:`measure` reports -> its unit ("1": a dimensionless ratio)."""
+METRICS: Final[Mapping[str, str]] = units("MR")
+"""Every metric :func:`measure` reports -> its unit ("1": a dimensionless ratio). Registered in :mod:`qc_pipeline.metrics.registry`."""
 
 NOT_MODEL_FEATURES: Final = frozenset({"mr.inu_range_percent"})
 """Metrics the acceptability model does not read: it was trained before the N4 non-uniformity was

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, MetaData, Table, and_, func, inspect, select
 
 from qc_pipeline.exam_logs import LoggedExam, stored_exams
 from qc_pipeline.institutions import Register, default_register
+from qc_pipeline.metrics import registry
 from qc_pipeline.report.period import Period
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.exam_logs import EXAM_LOG_TABLE, ExamLogEntry
@@ -28,8 +29,8 @@ from qc_pipeline.store.models import DecisionRecord, FindingRecord, MetricRecord
 logger = logging.getLogger(__name__)
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR", "RF", "MG"})
-KEY_METRICS: Final = ("dr.deviation_index", "ct.noise_hu", "mr.snr", "mr.ghosting_percent")
-"""The metrics whose distributions the report plots against their limits."""
+KEY_METRICS: Final = registry.key_metrics()
+"""The metrics whose distributions the report plots against their limits (``key`` in the registry)."""
 AI_PREFIX: Final = "ai."
 
 

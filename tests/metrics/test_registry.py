@@ -1,0 +1,63 @@
+"""The metric registry is the one place a metric is declared: what each modality's measure()
+reports, the names people read, the report's key metrics and the metrics rules may name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qc_pipeline.ai.features import FEATURES
+from qc_pipeline.checks.image_quality import METRIC_LABELS
+from qc_pipeline.metrics import ct, dr, mr
+from qc_pipeline.metrics.registry import REGISTRY, SPECS, Direction, key_metrics, units
+from qc_pipeline.pipeline import load_pipeline_thresholds
+from qc_pipeline.report.data import KEY_METRICS
+from qc_pipeline.samples.phantoms import ct_water_cylinder, dr_chest_phantom, mr_head_phantom
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, list[str]]:
+    """The ids each modality's measure() reports, in order, on a small phantom."""
+    return {
+        "DR": [m.metric for m in dr.measure(dr_chest_phantom(rows=128, cols=128).astype(np.float32),
+                                             spacing_mm=(0.2, 0.2), stored_range=(0.0, 4095.0),
+                                             exposure_index=400.0, target_exposure_index=400.0, deviation_index=0.0)],
+        "CT": [m.metric for m in ct.measure(ct_water_cylinder(n_slices=4, size=96).astype(np.float32),
+                                             spacing_mm=(5.0, 0.8, 0.8), body_part="CHEST")],
+        "MR": [m.metric for m in mr.measure(mr_head_phantom(n_slices=3, size=64).astype(np.float32),
+                                             spacing_mm=(5.0, 1.0, 1.0), phase_encode_direction="COL")],
+    }
+
+
+@pytest.mark.parametrize("modality, module", [("DR", dr), ("CT", ct), ("MR", mr)])
+def test_what_measure_reports_is_exactly_what_is_registered_in_order(measured, modality, module) -> None:
+    assert measured[modality] == list(units(modality)) == list(module.METRICS)
+    assert all(REGISTRY[m].unit == module.METRICS[m] for m in module.METRICS)
+
+
+def test_every_metric_has_both_names_a_direction_and_one_entry() -> None:
+    assert len(REGISTRY) == len(SPECS)
+    for spec in SPECS:
+        assert spec.modality in ("DR", "CT", "MR") and spec.id.startswith(spec.modality.lower() + ".")
+        assert spec.label_en.strip() and spec.label_zh.strip() and spec.unit.strip(), spec.id
+        assert isinstance(spec.direction, Direction)
+    assert METRIC_LABELS == {s.id: (s.label_en, s.label_zh) for s in SPECS}
+
+
+def test_rules_name_only_registered_metrics_and_every_key_metric_has_a_limit_to_plot() -> None:
+    thresholds = load_pipeline_thresholds()
+    named = {r.metric for r in thresholds.rules.values() if r.metric and not r.metric.startswith("ai.")}
+    assert named and named <= set(REGISTRY)
+    assert KEY_METRICS == key_metrics() and KEY_METRICS
+    assert all(k in named for k in KEY_METRICS)
+    # a limit's direction agrees with the metric's: no "above" limit on a higher-is-better metric
+    for rule in thresholds.rules.values():
+        spec = REGISTRY.get(rule.metric or "")
+        if spec is not None and rule.when in ("above", "below"):
+            assert not (spec.direction is Direction.HIGHER_BETTER and rule.when == "above"), rule.id
+            assert not (spec.direction is Direction.LOWER_BETTER and rule.when == "below"), rule.id
+
+
+def test_the_acceptability_models_read_registered_metrics_only() -> None:
+    for modality, features in FEATURES.items():
+        assert set(features) <= set(units(modality)), modality
