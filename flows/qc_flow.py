@@ -25,7 +25,7 @@ from prefect.utilities.collections import visit_collection
 from flows.logs import forward_library_logs
 from flows.parameters import plain_flow
 from flows.run_report import publish_run
-from qc_pipeline import __version__
+from qc_pipeline import __version__, scheduling
 from qc_pipeline.config import resolve_db_url
 from qc_pipeline.errors import ConfigError, ModelError, SourceError, StoreError
 from qc_pipeline.pipeline import (
@@ -122,11 +122,6 @@ def judge_study(
     return process_entry(open_source(source), entry, _store(db_url), thresholds, run_id=run_id, now=now)
 
 
-SMALL_STUDY_FILES = 8
-"""A study of at most this many files is small: its own work (tens of milliseconds) is of the
-order of a Prefect task's cost, so with ``batch_size`` several are judged in one task."""
-
-
 @dataclass(frozen=True)
 class StudyFailure:
     """A study of a batch that could not be judged (the others of its batch were)."""
@@ -171,24 +166,6 @@ def judge_studies(
                 results.append(StudyFailure(entry.study_instance_uid, str(exc)))
                 break
     return results
-
-
-def _units(ordered: list[StudyEntry], batch_size: int) -> list[list[StudyEntry]]:
-    """The studies in submission order, small ones grouped ``batch_size`` at a time (consecutive
-    in patient order), every other one alone."""
-    units: list[list[StudyEntry]] = []
-    small: list[StudyEntry] = []
-    for entry in ordered:
-        if batch_size > 1 and len(entry.locations) <= SMALL_STUDY_FILES:
-            small.append(entry)
-            if len(small) == batch_size:
-                units.append(small)
-                small = []
-        else:
-            units.append([entry])
-    if small:
-        units.append(small)
-    return units
 
 
 class RunIncomplete(RuntimeError):
@@ -312,10 +289,10 @@ def _judge(
     limit = max_in_flight or MAX_IN_FLIGHT
     total = len(pending)
     _notify("start", 0, total)
-    ordered = sorted(pending, key=lambda e: (e.patient_key or "", e.study_date or "", e.study_instance_uid))
     finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
     in_flight: dict[int, tuple[PrefectFuture[Any], list[StudyEntry]]] = {}
-    last_of_patient: dict[str, PrefectFuture[Any]] = {}
+    by_unit: dict[int, PrefectFuture[Any]] = {}  # units in flight, by their plan index
+    unit_of: dict[int, int] = {}
     batch = JudgedBatch()
     done = 0
 
@@ -338,9 +315,7 @@ def _judge(
 
     def collect(future: PrefectFuture[Any]) -> None:
         _, entries = in_flight.pop(id(future))
-        for entry in entries:
-            if entry.patient_key and last_of_patient.get(entry.patient_key) is future:
-                del last_of_patient[entry.patient_key]
+        by_unit.pop(unit_of.pop(id(future)), None)
         try:
             result = future.result()
             _forget_result(result)
@@ -352,28 +327,25 @@ def _judge(
         for entry, outcome in zip(entries, outcomes, strict=True):
             count(entry, outcome)
 
-    for unit in _units(ordered, batch_size or 1):
+    common = {"db_url": db_url, "thresholds_dir": thresholds_dir, "thresholds_version": thresholds_version,
+              "run_id": run_id, "now": now}
+    for unit in scheduling.plan(pending, batch_size):
         while len(in_flight) >= limit:
             collect(finished.get())
-        # allow_failure: one study that could not be judged must not hold back the next one
-        previous = {id(f): f for e in unit if e.patient_key and (f := last_of_patient.get(e.patient_key)) is not None}
-        wait = [allow_failure(f) for f in previous.values()] or None
-        common = {"db_url": db_url, "thresholds_dir": thresholds_dir, "thresholds_version": thresholds_version,
-                  "run_id": run_id, "now": now}
-        if (batch_size or 1) == 1 or len(unit[0].locations) > SMALL_STUDY_FILES:
-            the_task: Any = judge_study
-            parameters = {"source": source, "entry": unit[0], **common}
+        # allow_failure: one study that could not be judged must not hold back the next one; a
+        # predecessor already collected needs no waiting for
+        wait = [allow_failure(by_unit[i]) for i in unit.after if i in by_unit] or None
+        entries = list(unit.entries)
+        if unit.batched:
+            the_task: Any = judge_studies
+            parameters = {"source": source, "entries": entries, "n_more": len(entries) - 1, **common}
         else:
-            the_task = judge_studies
-            parameters = {"source": source, "entries": unit, "n_more": len(unit) - 1, **common}
-        if runner is None:
-            future = the_task.submit(**parameters, wait_for=wait)
-        else:
-            future = runner.submit(the_task, parameters, wait)
-        in_flight[id(future)] = (future, unit)
-        for entry in unit:
-            if entry.patient_key:
-                last_of_patient[entry.patient_key] = future
+            the_task = judge_study
+            parameters = {"source": source, "entry": entries[0], **common}
+        future = the_task.submit(**parameters, wait_for=wait) if runner is None else runner.submit(the_task, parameters, wait)
+        in_flight[id(future)] = (future, entries)
+        by_unit[unit.index] = future
+        unit_of[id(future)] = unit.index
         future.add_done_callback(finished.put)
     while in_flight:
         collect(finished.get())

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from flows import qc_flow
-from flows.qc_flow import SMALL_STUDY_FILES, RunIncomplete, _units, qc_run
+from flows.qc_flow import RunIncomplete, qc_run
 from qc_pipeline.errors import ConfigError
+from qc_pipeline.scheduling import SMALL_STUDY_FILES, group
 from qc_pipeline.sources import StudyEntry
 from tests.flows.conftest import GOOD_STUDY, TRUNCATED_STUDY
 
@@ -20,8 +21,8 @@ def _entry(uid: str, files: int, patient: str | None = None) -> StudyEntry:
 def test_small_studies_are_grouped_in_order_and_large_ones_stay_alone():
     big = SMALL_STUDY_FILES + 1
     entries = [_entry("a", 1), _entry("b", 2), _entry("c", big), _entry("d", 1), _entry("e", 1), _entry("f", 1)]
-    assert [[e.study_instance_uid for e in unit] for unit in _units(entries, 3)] == [["c"], ["a", "b", "d"], ["e", "f"]]
-    assert [[e.study_instance_uid for e in unit] for unit in _units(entries, 1)] == [[u] for u in "abcdef"]
+    assert [[e.study_instance_uid for e in unit] for unit in group(entries, 3)] == [["c"], ["a", "b", "d"], ["e", "f"]]
+    assert [[e.study_instance_uid for e in unit] for unit in group(entries, 1)] == [[u] for u in "abcdef"]
 
 
 def test_batched_run_gives_the_verdicts_of_one_task_per_study(prefect_harness, mixed_folder, tmp_path):
