@@ -53,9 +53,18 @@ def main() -> None:
                 start = time.perf_counter()
                 scorer.score(modality, slices, pixel_mm=pixel_mm, stored_range=stored)
                 times.append(time.perf_counter() - start)
-            rows.append({"case": label, "threads": threads, "median_s": round(statistics.median(times), 4),
-                         "min_s": round(min(times), 4), "repeat": args.repeat})
-            print(f"{label:16} threads {threads}: median {statistics.median(times) * 1000:7.1f} ms  (min {min(times) * 1000:.1f})")
+            rows.append(
+                {
+                    "case": label,
+                    "threads": threads,
+                    "median_s": round(statistics.median(times), 4),
+                    "min_s": round(min(times), 4),
+                    "repeat": args.repeat,
+                }
+            )
+            print(
+                f"{label:16} threads {threads}: median {statistics.median(times) * 1000:7.1f} ms  (min {min(times) * 1000:.1f})"
+            )
     out = write_results("ai", rows, small=args.small, models={n: m.provenance for n, m in registry.items()})
     print(f"written: {out}")
 

@@ -147,7 +147,12 @@ def _flow(dicomweb: str, db_dir: Path, label: str, dask_address: str | None) -> 
 
     db_url = f"sqlite:///{db_dir / f'{label}.sqlite'}"
     summary, seconds = _timed(lambda: run(dicomweb, db_url=db_url, dask_address=dask_address))
-    return {"seconds": seconds, "judged": summary["judged"], "failed": summary["failed"], "verdicts": summary["verdicts"]}
+    return {
+        "seconds": seconds,
+        "judged": summary["judged"],
+        "failed": summary["failed"],
+        "verdicts": summary["verdicts"],
+    }
 
 
 def _row(set_name: str, step: str, *, studies: int, megabytes: float, seconds: float, **extra: Any) -> dict[str, Any]:
@@ -181,21 +186,48 @@ def _bench_set(name: str, files: list[Path], work: Path, rows: list[dict[str, An
         rows.append(_row(name, "list (QIDO-RS)", studies=len(entries), megabytes=0.0, seconds=seconds))
         print(rows[-1], flush=True)
         pixel_bytes, seconds = _timed(lambda: _retrieve(server, entries))
-        rows.append(_row(name, "retrieve (WADO-RS)", studies=n, megabytes=stored_mb, seconds=seconds,
-                         pixel_mb=round(pixel_bytes / 1e6, 2)))
+        rows.append(
+            _row(
+                name,
+                "retrieve (WADO-RS)",
+                studies=n,
+                megabytes=stored_mb,
+                seconds=seconds,
+                pixel_mb=round(pixel_bytes / 1e6, 2),
+            )
+        )
         print(rows[-1], flush=True)
         db_dir = work / f"db-{name}"
         db_dir.mkdir()
         result = _flow(server.dicomweb, db_dir, "threads", None)
-        rows.append(_row(name, "flow threads", studies=result["judged"], megabytes=stored_mb, seconds=result["seconds"],
-                         failed=result["failed"], workers=None, verdicts=result["verdicts"]))
+        rows.append(
+            _row(
+                name,
+                "flow threads",
+                studies=result["judged"],
+                megabytes=stored_mb,
+                seconds=result["seconds"],
+                failed=result["failed"],
+                workers=None,
+                verdicts=result["verdicts"],
+            )
+        )
         print(rows[-1], flush=True)
         for k in workers:
             with _dask(k) as address:
                 result = _flow(server.dicomweb, db_dir, f"dask-{k}", address)
-            rows.append(_row(name, f"flow dask-{k}", studies=result["judged"], megabytes=stored_mb,
-                             seconds=result["seconds"], failed=result["failed"], workers=k,
-                             worker_s_per_study=round(result["seconds"] * k / max(result["judged"], 1), 3)))
+            rows.append(
+                _row(
+                    name,
+                    f"flow dask-{k}",
+                    studies=result["judged"],
+                    megabytes=stored_mb,
+                    seconds=result["seconds"],
+                    failed=result["failed"],
+                    workers=k,
+                    worker_s_per_study=round(result["seconds"] * k / max(result["judged"], 1), 3),
+                )
+            )
             print(rows[-1], flush=True)
     finally:
         server.stop()
@@ -223,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="qc-bench-ingest-") as tmp, prefect_test_harness(server_startup_timeout=180):
+    with (
+        tempfile.TemporaryDirectory(prefix="qc-bench-ingest-") as tmp,
+        prefect_test_harness(server_startup_timeout=180),
+    ):
         work = Path(tmp)
         _bench_set("mixed", _write_mixed(work / "mixed"), work, rows, workers)
         _bench_set("ct", _write_ct(work / "ct", studies=args.ct_studies, slices=args.ct_slices), work, rows, workers)

@@ -54,13 +54,28 @@ def _write_backlog(root: Path, n: int) -> float:
         study_uid = derive_uid("qc-bench-load", k)
         ds = image_dataset(
             image,
-            patient=PatientInfo(name=f"Load^Patient{patient:04d}", id=f"L{patient:06d}", sex="MF"[patient % 2],
-                                birth_date=dt.date(1960 + patient % 40, 1 + patient % 12, 1 + patient % 28)),
-            study=StudyInfo(study_instance_uid=study_uid, date=day, time=dt.time(9, 30),
-                            accession_number=f"LA{k:08d}", institution_name="重庆市负载测试医院",
-                            description="胸部正位 Chest PA"),
-            series=SeriesInfo(series_instance_uid=derive_uid(study_uid, "series"), modality="DX", number=1,
-                              description="胸部 后前位 PA", body_part="CHEST", extra={"ViewPosition": "PA"}),
+            patient=PatientInfo(
+                name=f"Load^Patient{patient:04d}",
+                id=f"L{patient:06d}",
+                sex="MF"[patient % 2],
+                birth_date=dt.date(1960 + patient % 40, 1 + patient % 12, 1 + patient % 28),
+            ),
+            study=StudyInfo(
+                study_instance_uid=study_uid,
+                date=day,
+                time=dt.time(9, 30),
+                accession_number=f"LA{k:08d}",
+                institution_name="重庆市负载测试医院",
+                description="胸部正位 Chest PA",
+            ),
+            series=SeriesInfo(
+                series_instance_uid=derive_uid(study_uid, "series"),
+                modality="DX",
+                number=1,
+                description="胸部 后前位 PA",
+                body_part="CHEST",
+                extra={"ViewPosition": "PA"},
+            ),
             instance_number=1,
             sop_instance_uid=derive_uid(study_uid, "sop"),
         )
@@ -100,10 +115,13 @@ def _judge_all(root: Path, db_url: str, sample_every: int) -> tuple[dict[str, An
             done += 1
             if done % sample_every == 0:
                 gc.collect()
-                samples.append({"studies": done, "seconds": round(time.perf_counter() - started, 2),
-                                "rss_mb": round(_rss_mb(), 1)})
-                print(f"  {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
-                      flush=True)
+                samples.append(
+                    {"studies": done, "seconds": round(time.perf_counter() - started, 2), "rss_mb": round(_rss_mb(), 1)}
+                )
+                print(
+                    f"  {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
+                    flush=True,
+                )
     finally:
         store.close()
     return {"seconds": time.perf_counter() - started, "studies": done, "outcomes": counts}, samples
@@ -130,10 +148,13 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
 
     def sample(event: str, done: int, total: int) -> None:
         if event == "study" and done % sample_every == 0:
-            samples.append({"studies": done, "seconds": round(time.perf_counter() - started, 2),
-                            "rss_mb": round(_rss_mb(), 1)})
-            print(f"  flow {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
-                  flush=True)
+            samples.append(
+                {"studies": done, "seconds": round(time.perf_counter() - started, 2), "rss_mb": round(_rss_mb(), 1)}
+            )
+            print(
+                f"  flow {done:>6} studies  {samples[-1]['seconds']:>8.1f} s  RSS {samples[-1]['rss_mb']:.1f} MB",
+                flush=True,
+            )
 
     rss_before = _rss_mb()
     add_progress_listener(sample)
@@ -142,8 +163,13 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
     finally:
         remove_progress_listener(sample)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "studies": int(summary["judged"]), "failed": int(summary["failed"]),
-            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(_rss_mb(), 1)}, samples
+    return {
+        "seconds": seconds,
+        "studies": int(summary["judged"]),
+        "failed": int(summary["failed"]),
+        "rss_before_mb": round(rss_before, 1),
+        "rss_after_mb": round(_rss_mb(), 1),
+    }, samples
 
 
 def _growth_per_1000(samples: list[dict[str, Any]]) -> float | None:
@@ -155,17 +181,30 @@ def _growth_per_1000(samples: list[dict[str, Any]]) -> float | None:
 
 
 def _row(step: str, studies: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    return {"step": step, "studies": studies, "seconds": round(seconds, 2),
-            "studies_per_s": round(studies / seconds, 1) if seconds > 0 else None, **extra}
+    return {
+        "step": step,
+        "studies": studies,
+        "seconds": round(seconds, 2),
+        "studies_per_s": round(studies / seconds, 1) if seconds > 0 else None,
+        **extra,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=10_000, help="studies in the backlog (default 10,000)")
-    parser.add_argument("--flow-studies", type=int, default=10_000,
-                        help="studies through the Prefect flow (default 10,000: the whole backlog; 0: skip)")
-    parser.add_argument("--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)")
-    parser.add_argument("--small", action="store_true", help="a quick check of the script (500 studies, all through the flow)")
+    parser.add_argument(
+        "--flow-studies",
+        type=int,
+        default=10_000,
+        help="studies through the Prefect flow (default 10,000: the whole backlog; 0: skip)",
+    )
+    parser.add_argument(
+        "--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)"
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="a quick check of the script (500 studies, all through the flow)"
+    )
     args = parser.parse_args(argv)
     if args.small:
         args.studies, args.flow_studies, args.sample_every = 500, 500, 100
@@ -198,13 +237,29 @@ def main(argv: list[str] | None = None) -> int:
         result, samples = _judge_all(backlog, db, args.sample_every)
         first, last = samples[0], samples[-1]
         growth = (last["rss_mb"] - first["rss_mb"]) / max(last["studies"] - first["studies"], 1) * 1000
-        rows.append(_row("judge", result["studies"], result["seconds"], outcomes=result["outcomes"],
-                         rss_first_sample_mb=first["rss_mb"], rss_last_sample_mb=last["rss_mb"],
-                         rss_growth_mb_per_1000=round(growth, 2), samples=samples))
+        rows.append(
+            _row(
+                "judge",
+                result["studies"],
+                result["seconds"],
+                outcomes=result["outcomes"],
+                rss_first_sample_mb=first["rss_mb"],
+                rss_last_sample_mb=last["rss_mb"],
+                rss_growth_mb_per_1000=round(growth, 2),
+                samples=samples,
+            )
+        )
         print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
         result, samples = _judge_all(backlog, db, args.sample_every)
-        rows.append(_row("rerun", result["studies"], result["seconds"], outcomes=result["outcomes"],
-                         rss_last_sample_mb=samples[-1]["rss_mb"]))
+        rows.append(
+            _row(
+                "rerun",
+                result["studies"],
+                result["seconds"],
+                outcomes=result["outcomes"],
+                rss_last_sample_mb=samples[-1]["rss_mb"],
+            )
+        )
         print(rows[-1], flush=True)
 
         if args.flow_studies:
@@ -212,9 +267,18 @@ def main(argv: list[str] | None = None) -> int:
 
             with prefect_test_harness(server_startup_timeout=180):
                 result, samples = _flow_subset(backlog, args.flow_studies, work, args.sample_every)
-            rows.append(_row("flow (threads)", result["studies"], result["seconds"], failed=result["failed"],
-                             rss_before_mb=result["rss_before_mb"], rss_after_mb=result["rss_after_mb"],
-                             rss_growth_mb_per_1000=_growth_per_1000(samples), samples=samples))
+            rows.append(
+                _row(
+                    "flow (threads)",
+                    result["studies"],
+                    result["seconds"],
+                    failed=result["failed"],
+                    rss_before_mb=result["rss_before_mb"],
+                    rss_after_mb=result["rss_after_mb"],
+                    rss_growth_mb_per_1000=_growth_per_1000(samples),
+                    samples=samples,
+                )
+            )
             print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
 
     print()
@@ -224,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         if "peak_python_mb" in r:
             memory = f"peak Python {r['peak_python_mb']} MB"
         elif "rss_first_sample_mb" in r:
-            memory = (f"RSS {r['rss_first_sample_mb']} MB after {args.sample_every}, {r['rss_last_sample_mb']} MB "
-                      f"after {r['studies']} ({r['rss_growth_mb_per_1000']:+} MB per 1000)")
+            memory = (
+                f"RSS {r['rss_first_sample_mb']} MB after {args.sample_every}, {r['rss_last_sample_mb']} MB "
+                f"after {r['studies']} ({r['rss_growth_mb_per_1000']:+} MB per 1000)"
+            )
         elif "rss_after_mb" in r:
             memory = f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB"
             if r.get("rss_growth_mb_per_1000") is not None:

@@ -41,12 +41,27 @@ def write_chest_ct(out: Path, name: str, *, slices: int, size: int) -> list[Path
     return write_series(
         volume,
         out,
-        patient=PatientInfo(name=f"Bench^{name}", id=f"BENCH-{name}", sex="O", birth_date=dt.date(1970, 1, 1), age="056Y"),
-        study=StudyInfo(study_instance_uid=study_uid, date=dt.date(2026, 11, 1), time=dt.time(9, 0),
-                        accession_number=f"B{name}", institution_name="Benchmark", description="胸部CT平扫"),
-        series=SeriesInfo(series_instance_uid=derive_uid(study_uid, "series"), modality="CT", number=2,
-                          description="胸部平扫 5mm", body_part="CHEST", protocol_name="胸部常规平扫 Chest routine",
-                          model="Phantom CT 64", station_name="CT01"),
+        patient=PatientInfo(
+            name=f"Bench^{name}", id=f"BENCH-{name}", sex="O", birth_date=dt.date(1970, 1, 1), age="056Y"
+        ),
+        study=StudyInfo(
+            study_instance_uid=study_uid,
+            date=dt.date(2026, 11, 1),
+            time=dt.time(9, 0),
+            accession_number=f"B{name}",
+            institution_name="Benchmark",
+            description="胸部CT平扫",
+        ),
+        series=SeriesInfo(
+            series_instance_uid=derive_uid(study_uid, "series"),
+            modality="CT",
+            number=2,
+            description="胸部平扫 5mm",
+            body_part="CHEST",
+            protocol_name="胸部常规平扫 Chest routine",
+            model="Phantom CT 64",
+            station_name="CT01",
+        ),
         geometry=Geometry(pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0),
     )
 
@@ -59,7 +74,10 @@ def _run_cli(folder: Path, db: Path) -> tuple[float, float]:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "qc_pipeline.cli", "run", str(folder), "--db", f"sqlite:///{db}"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -114,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_marginal_to_decode": round(marginal / bare, 2),
     }
     print(" | ".join(f"{k}={v}" for k, v in row.items()))
-    print(f"medians of {args.repeat} runs; marginal = run of 2 studies - run of 1 study (wall, and CPU of the CLI process)")
+    print(
+        f"medians of {args.repeat} runs; marginal = run of 2 studies - run of 1 study (wall, and CPU of the CLI process)"
+    )
     out = write_results("marginal", [row], small=args.small, repeat=args.repeat)
     print(f"written: {out}")
     return 0

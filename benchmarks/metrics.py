@@ -64,7 +64,9 @@ def _write(volume: np.ndarray, out: Path, *, modality: str, spacing: tuple[float
         description=name,
         extra={"InPlanePhaseEncodingDirection": "ROW"} if modality == "MR" else {},
     )
-    return write_series(volume, out, patient=patient, study=study, series=series, geometry=Geometry(pixel_spacing_mm=spacing))
+    return write_series(
+        volume, out, patient=patient, study=study, series=series, geometry=Geometry(pixel_spacing_mm=spacing)
+    )
 
 
 def _cases(root: Path, small: bool) -> list[tuple[str, list[Path], str]]:
@@ -73,12 +75,18 @@ def _cases(root: Path, small: bool) -> list[tuple[str, list[Path], str]]:
     mr_slices, mr_size = (10, 128) if small else (20, 256)
     cases = []
     volume = phantoms.ct_water_cylinder(n_slices=ct_slices, size=ct_size, noise_sd_hu=12.0, seed=1)
-    cases.append((f"CT {ct_slices}x{ct_size}²", _write(volume, root / "ct", modality="CT", spacing=(0.7, 0.7), name="ct"), "ct"))
+    cases.append(
+        (f"CT {ct_slices}x{ct_size}²", _write(volume, root / "ct", modality="CT", spacing=(0.7, 0.7), name="ct"), "ct")
+    )
     del volume
     image = phantoms.dr_chest_phantom(rows=dr_rows, cols=dr_cols, seed=2)
-    cases.append((f"DR {dr_rows}x{dr_cols}", _write(image, root / "dr", modality="DX", spacing=(0.15, 0.15), name="dr"), "dr"))
+    cases.append(
+        (f"DR {dr_rows}x{dr_cols}", _write(image, root / "dr", modality="DX", spacing=(0.15, 0.15), name="dr"), "dr")
+    )
     volume = phantoms.mr_head_phantom(n_slices=mr_slices, size=mr_size, noise_sigma=8.0, seed=3)
-    cases.append((f"MR {mr_slices}x{mr_size}²", _write(volume, root / "mr", modality="MR", spacing=(0.9, 0.9), name="mr"), "mr"))
+    cases.append(
+        (f"MR {mr_slices}x{mr_size}²", _write(volume, root / "mr", modality="MR", spacing=(0.9, 0.9), name="mr"), "mr")
+    )
     return cases
 
 
@@ -119,7 +127,10 @@ def _run_metrics(kind: str, paths: list[Path]) -> tuple[Callable[[], object], Ca
         )
     volume = load_series(paths)
     if kind == "ct":
-        return (lambda: load_series(paths), lambda: ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part="ABDOMEN"))
+        return (
+            lambda: load_series(paths),
+            lambda: ct.measure(volume.array, spacing_mm=volume.spacing_mm, body_part="ABDOMEN"),
+        )
     return (
         lambda: load_series(paths),
         lambda: mr.measure(volume.array, spacing_mm=volume.spacing_mm, phase_encode_direction="ROW"),

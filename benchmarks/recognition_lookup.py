@@ -35,23 +35,59 @@ def fill(store: ResultStore, n: int, patients: int) -> None:
     for start in range(0, n, BATCH):
         stop = min(n, start + BATCH)
         with store.writing("fill") as session:
-            session.execute(insert(StudyRecord), [
-                {"study_instance_uid": f"1.2.826.0.1.3680043.10.{i + 1}", "patient_id": f"P{i % patients:07d}",
-                 "accession_number": f"A{i:09d}", "institution": ISSUER, "modality": "CT",
-                 "study_date": today - dt.timedelta(days=i % 60), "first_seen_at": now, "last_seen_at": now} for i in range(start, stop)
-            ])
+            session.execute(
+                insert(StudyRecord),
+                [
+                    {
+                        "study_instance_uid": f"1.2.826.0.1.3680043.10.{i + 1}",
+                        "patient_id": f"P{i % patients:07d}",
+                        "accession_number": f"A{i:09d}",
+                        "institution": ISSUER,
+                        "modality": "CT",
+                        "study_date": today - dt.timedelta(days=i % 60),
+                        "first_seen_at": now,
+                        "last_seen_at": now,
+                    }
+                    for i in range(start, stop)
+                ],
+            )
             uids = [f"1.2.826.0.1.3680043.10.{i + 1}" for i in range(start, stop)]
-            ids = dict(session.execute(select(StudyRecord.study_instance_uid, StudyRecord.id).where(
-                StudyRecord.study_instance_uid.in_(uids))).tuples().all())
-            session.execute(insert(DecisionRecord), [
-                {"study_id": ids[f"1.2.826.0.1.3680043.10.{i + 1}"], "run_id": None, "is_current": True,
-                 "content_fingerprint": "f" * 64, "decision_key": f"{i:064d}", "verdict": "fail" if i % 5 == 0 else "pass",
-                 "eligible": i % 5 != 0, "eligible_until": today + dt.timedelta(days=30 - i % 60),
-                 "item_code": "YB-001", "item_name_zh": "胸部CT平扫", "item_name_en": "CT chest plain",
-                 "pipeline_version": "bench", "thresholds_version": "bench", "models": {}, "n_series": 1,
-                 "n_instances": 100, "decided_at": now, "superseded_at": None, "series": []}
-                for i in range(start, stop)
-            ])
+            ids = dict(
+                session.execute(
+                    select(StudyRecord.study_instance_uid, StudyRecord.id).where(
+                        StudyRecord.study_instance_uid.in_(uids)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            session.execute(
+                insert(DecisionRecord),
+                [
+                    {
+                        "study_id": ids[f"1.2.826.0.1.3680043.10.{i + 1}"],
+                        "run_id": None,
+                        "is_current": True,
+                        "content_fingerprint": "f" * 64,
+                        "decision_key": f"{i:064d}",
+                        "verdict": "fail" if i % 5 == 0 else "pass",
+                        "eligible": i % 5 != 0,
+                        "eligible_until": today + dt.timedelta(days=30 - i % 60),
+                        "item_code": "YB-001",
+                        "item_name_zh": "胸部CT平扫",
+                        "item_name_en": "CT chest plain",
+                        "pipeline_version": "bench",
+                        "thresholds_version": "bench",
+                        "models": {},
+                        "n_series": 1,
+                        "n_instances": 100,
+                        "decided_at": now,
+                        "superseded_at": None,
+                        "series": [],
+                    }
+                    for i in range(start, stop)
+                ],
+            )
 
 
 def main() -> None:
@@ -83,9 +119,15 @@ def main() -> None:
                 found += len(r.json()["studies"])
         store.close()
     q = statistics.quantiles(times, n=100)
-    row = {"studies": n, "calls": calls, "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1),
-           "studies_returned_per_call": round(found / calls, 2), "fill_s": round(fill_s, 1),
-           "backend": (args.db or "sqlite").split(":")[0]}
+    row = {
+        "studies": n,
+        "calls": calls,
+        "p50_ms": round(q[49], 1),
+        "p99_ms": round(q[98], 1),
+        "studies_returned_per_call": round(found / calls, 2),
+        "fill_s": round(fill_s, 1),
+        "backend": (args.db or "sqlite").split(":")[0],
+    }
     print(row)
     write_results("recognition_lookup", [row], small=args.small)
 

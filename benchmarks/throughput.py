@@ -92,7 +92,10 @@ def _run_cli(source: str, db: Path, env: dict[str, str]) -> dict[str, float]:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, "run", source, "--db", f"sqlite:///{db}"],
-        check=True, capture_output=True, text=True, env={**env, "QC_BENCH_IO": str(io_file)},
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**env, "QC_BENCH_IO": str(io_file)},
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -160,8 +163,16 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path], work: Path, env: dict[str, str],
-                  repeat: int, orthanc: Any | None) -> list[dict[str, Any]]:
+def _measure_case(
+    name: str,
+    syntax: str,
+    first: list[Path],
+    second: list[Path],
+    work: Path,
+    env: dict[str, str],
+    repeat: int,
+    orthanc: Any | None,
+) -> list[dict[str, Any]]:
     study_bytes = sum(p.stat().st_size for p in first)
     bare = _median_time(lambda: _bare_decode(first), max(1, repeat))
     rows = []
@@ -188,12 +199,18 @@ def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path],
         wall = _median(runs[2], "wall") - _median(runs[1], "wall")
         cpu = _median(runs[2], "cpu") - _median(runs[1], "cpu")
         row: dict[str, Any] = {
-            "case": name, "syntax": syntax, "via": via, "files": len(first),
+            "case": name,
+            "syntax": syntax,
+            "via": via,
+            "files": len(first),
             "study_mb": round(study_bytes / 1e6, 2),
-            "run_1_s": round(_median(runs[1], "wall"), 2), "run_2_s": round(_median(runs[2], "wall"), 2),
-            "marginal_s": round(wall, 3), "bare_decode_s": round(bare, 3),
+            "run_1_s": round(_median(runs[1], "wall"), 2),
+            "run_2_s": round(_median(runs[2], "wall"), 2),
+            "marginal_s": round(wall, 3),
+            "bare_decode_s": round(bare, 3),
             "marginal_over_bare": round(wall / bare, 2) if bare > 0 else None,
-            "marginal_cpu_s": round(cpu, 3), "cpu_over_bare": round(cpu / bare, 2) if bare > 0 else None,
+            "marginal_cpu_s": round(cpu, 3),
+            "cpu_over_bare": round(cpu / bare, 2) if bare > 0 else None,
         }
         if via == "folder":
             read = _median(runs[2], "rchar") - _median(runs[1], "rchar")
@@ -201,8 +218,12 @@ def _measure_case(name: str, syntax: str, first: list[Path], second: list[Path],
         else:
             fetched = _median(runs[2], "fetched") - _median(runs[1], "fetched")
             lo = _median(runs[2], "loopback") - _median(runs[1], "loopback")
-            row |= {"fetched_mb": round(fetched / 1e6, 2), "fetched_over_study": round(fetched / study_bytes, 3),
-                    "loopback_mb": round(lo / 1e6, 2), "loopback_over_study": round(lo / study_bytes, 3)}
+            row |= {
+                "fetched_mb": round(fetched / 1e6, 2),
+                "fetched_over_study": round(fetched / study_bytes, 3),
+                "loopback_mb": round(lo / 1e6, 2),
+                "loopback_over_study": round(lo / study_bytes, 3),
+            }
         print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         rows.append(row)
     for link_root in (one, both):
@@ -229,14 +250,17 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[
     def widened(target: Any, ai_slices: Any, *, only_needed_instances: bool) -> Any:
         sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
         every = tuple(range(sample.n_slices))
-        return dataclasses.replace(sample, chosen=every, instances=tuple(range(len(target.instances))),
-                                   select=every, n_fetched=sample.n_slices)
+        return dataclasses.replace(
+            sample, chosen=every, instances=tuple(range(len(target.instances))), select=every, n_fetched=sample.n_slices
+        )
 
     def cpu(func: Any) -> float:
         return _median_time(func, repeat, clock=time.process_time)
 
     def once() -> None:
-        judge(source.load(entry), thresholds, now=dt.datetime.now(dt.UTC), source_uri=source.uri, others=[], pixels=source)
+        judge(
+            source.load(entry), thresholds, now=dt.datetime.now(dt.UTC), source_uri=source.uri, others=[], pixels=source
+        )
 
     once()  # models loaded, page cache warm
     sampled = cpu(once)
@@ -246,9 +270,16 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[
     finally:
         image_quality._ct_sample = real
     bare = cpu(lambda: _bare_decode(paths))
-    row = {"case": name, "syntax": syntax, "via": "in process", "files": len(paths), "sampled_cpu_s": round(sampled, 3),
-           "every_slice_cpu_s": round(full, 3), "bare_decode_cpu_s": round(bare, 3),
-           "sampled_over_bare": round(sampled / bare, 2) if bare > 0 else None}
+    row = {
+        "case": name,
+        "syntax": syntax,
+        "via": "in process",
+        "files": len(paths),
+        "sampled_cpu_s": round(sampled, 3),
+        "every_slice_cpu_s": round(full, 3),
+        "bare_decode_cpu_s": round(bare, 3),
+        "sampled_over_bare": round(sampled / bare, 2) if bare > 0 else None,
+    }
     print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     return row
 
@@ -261,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="30 CT slices of 128², one run each: a quick check")
     parser.add_argument("--no-dicomweb", action="store_true", help="folder only (no Orthanc)")
     parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. CT)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="also time source.load + judge in this process (CPU), sampled vs every slice decoded")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time source.load + judge in this process (CPU), sampled vs every slice decoded",
+    )
     parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
     args = parser.parse_args(argv)
     slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
@@ -276,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         orthanc = None
         if not args.no_dicomweb:
             if not installed():
-                print("Orthanc with its DICOMweb plugin is needed (apt-get install orthanc orthanc-dicomweb); "
-                      "or --no-dicomweb", file=sys.stderr)
+                print(
+                    "Orthanc with its DICOMweb plugin is needed (apt-get install orthanc orthanc-dicomweb); "
+                    "or --no-dicomweb",
+                    file=sys.stderr,
+                )
                 return 2
             orthanc = OrthancServer.on_free_ports(work / "orthanc")
             orthanc.start()
@@ -297,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             if orthanc is not None:
                 orthanc.stop()
     load = os.getloadavg()
-    print(f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
-          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    )
     out = write_results("throughput", rows, small=args.small, repeat=repeat, slices=slices, size=size)
     print(f"written: {out}")
     return 0

@@ -114,13 +114,23 @@ class Smoke:
         cmd = [sys.executable, "-m", "prefect", "--no-prompt", *args]
         out = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
-            raise SmokeFailure(f"`prefect {' '.join(args)}` exited {out.returncode}:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+            raise SmokeFailure(
+                f"`prefect {' '.join(args)}` exited {out.returncode}:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+            )
         return out.stdout
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO, env=self.env,
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "prefect", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         self.names.append(name)
 
     def stop(self) -> list[str]:
@@ -166,8 +176,14 @@ class Smoke:
         self.prefect("deploy", "--prefect-file", str(PREFECT_FILE), "--all", timeout=300)
         self.say("work pool and deployments registered")
         self._webhook_block(webhook_url)
-        out = subprocess.run([sys.executable, "-m", "flows.automations", "--block", "qc-smoke-webhook"],
-                             cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "flows.automations", "--block", "qc-smoke-webhook"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if out.returncode != 0:
             raise SmokeFailure(f"the failed-run automation was not created:\n{out.stdout}{out.stderr}")
         self.say("failed-run notification installed")
@@ -182,7 +198,9 @@ class Smoke:
             f"B(name='qc-smoke', url={url!r}, json_data={{'text': '{{{{subject}}}}: {{{{body}}}}'}})"
             ".save('qc-smoke-webhook', overwrite=True)"
         )
-        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
+        )
         if out.returncode != 0:
             raise SmokeFailure(f"the webhook block was not saved:\n{out.stderr[-2000:]}")
 
@@ -218,7 +236,9 @@ async def main():
         print(json.dumps(out))
 asyncio.run(main())
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=api_env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=api_env, capture_output=True, text=True, timeout=120
+    )
     if out.returncode != 0:
         raise SmokeFailure(f"reading the runs back failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,7 +260,9 @@ async def main():
         print(arts[0].id if arts else "")
 asyncio.run(main())
 """
-    found = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=api_env, capture_output=True, text=True, timeout=120)
+    found = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=api_env, capture_output=True, text=True, timeout=120
+    )
     artifact_id = found.stdout.strip().splitlines()[-1] if found.stdout.strip() else ""
     ui = api.removesuffix("/api")
     pages = {"flow-run-logs.png": f"{ui}/runs/flow-run/{run_id}"}
@@ -250,9 +272,21 @@ asyncio.run(main())
     written = []
     for name, url in pages.items():
         target = out / name
-        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--window-size=1600,1100", "--virtual-time-budget=20000", f"--screenshot={target}", url],
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1600,1100",
+                "--virtual-time-budget=20000",
+                f"--screenshot={target}",
+                url,
+            ],
+            capture_output=True,
+            timeout=120,
+        )
         if not target.exists():
             raise SmokeFailure(f"chromium wrote no screenshot of {url}")
         written.append(target)
@@ -262,8 +296,11 @@ asyncio.run(main())
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs of server and worker)")
-    parser.add_argument("--screenshots", type=Path,
-                        help="serve the UI and write PNGs of the ingest run's logs and artifact to this folder")
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        help="serve the UI and write PNGs of the ingest run's logs and artifact to this folder",
+    )
     args = parser.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="qc-smoke-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,11 @@ def failed_run_automation(block_document_id: object):  # type: ignore[no-untyped
             threshold=1,
             within=0,
         ),
-        actions=[SendNotification(block_document_id=block_document_id, subject="qc-pipeline: run failed / 质控流程运行失败", body=BODY)],
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id, subject="qc-pipeline: run failed / 质控流程运行失败", body=BODY
+            )
+        ],
     )
 
 

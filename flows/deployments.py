@@ -42,8 +42,12 @@ def ingest_deployment(
         schedule=Cron(cron, timezone=timezone),
         concurrency_limit=1,  # a scheduled run never overlaps the previous one
         parameters={
-            "source": source, "db_url": db_url, "thresholds_dir": thresholds_dir,
-            "workers": workers, "dask_address": dask_address, "write_back": write_back,
+            "source": source,
+            "db_url": db_url,
+            "thresholds_dir": thresholds_dir,
+            "workers": workers,
+            "dask_address": dask_address,
+            "write_back": write_back,
         },
         description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
         tags=["qc-pipeline", "ingest"],
@@ -69,7 +73,10 @@ def rescore_deployment(
         schedule=Cron(cron, timezone=timezone),
         concurrency_limit=1,
         parameters={
-            "db_url": db_url, "thresholds_dir": thresholds_dir, "workers": workers, "dask_address": dask_address,
+            "db_url": db_url,
+            "thresholds_dir": thresholds_dir,
+            "workers": workers,
+            "dask_address": dask_address,
             "limit": limit,
         },
         description="Re-score studies decided with older thresholds or models (qc-pipeline) · 阈值或模型更新后重新质控",

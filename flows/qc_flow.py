@@ -76,9 +76,7 @@ def _thresholds(thresholds_dir: str | None, expected_version: str) -> Thresholds
             _cached_thresholds.cache_clear()
             thresholds = _cached_thresholds(thresholds_dir)
     if thresholds.version != expected_version:
-        raise ConfigError(
-            f"thresholds changed during the run ({expected_version} -> {thresholds.version}); run again"
-        )
+        raise ConfigError(f"thresholds changed during the run ({expected_version} -> {thresholds.version}); run again")
     return thresholds
 
 
@@ -130,8 +128,12 @@ class StudyFailure:
     message: str
 
 
-@task(name="judge-studies", task_run_name="judge-{entries[0].study_instance_uid}+{n_more}", cache_policy=NO_CACHE,
-      persist_result=False)
+@task(
+    name="judge-studies",
+    task_run_name="judge-{entries[0].study_instance_uid}+{n_more}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def judge_studies(
     source: str,
     entries: list[StudyEntry],
@@ -173,7 +175,10 @@ class RunIncomplete(RuntimeError):
 
 
 def dask_task_runner(
-    *, workers: int | None = None, dask_address: str | None = None, threads_per_worker: int = 1,
+    *,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    threads_per_worker: int = 1,
     processes: bool = True,
 ) -> TaskRunner[Any] | None:
     """A ``DaskTaskRunner`` on ``workers`` local worker processes, or on the running Dask cluster at
@@ -249,9 +254,13 @@ def judge_entries(
         raise ConfigError(f"the batch size must be at least 1, got {batch_size}")
     runner = dask_task_runner(workers=workers, dask_address=dask_address)
     if runner is None or not pending:
-        return _judge(source, pending, None, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size)
+        return _judge(
+            source, pending, None, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size
+        )
     with runner:
-        return _judge(source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size)
+        return _judge(
+            source, pending, runner, db_url, thresholds_dir, thresholds_version, run_id, now, batch_size=batch_size
+        )
 
 
 def _forget_result(result: object) -> None:
@@ -265,7 +274,9 @@ def _forget_result(result: object) -> None:
     context = FlowRunContext.get()
     if context is None:
         return
-    visit_collection(result, visit_fn=lambda obj: context.run_results.pop(id(obj), None), return_data=False, max_depth=1)
+    visit_collection(
+        result, visit_fn=lambda obj: context.run_results.pop(id(obj), None), return_data=False, max_depth=1
+    )
 
 
 MAX_IN_FLIGHT = 128
@@ -327,8 +338,13 @@ def _judge(
         for entry, outcome in zip(entries, outcomes, strict=True):
             count(entry, outcome)
 
-    common = {"db_url": db_url, "thresholds_dir": thresholds_dir, "thresholds_version": thresholds_version,
-              "run_id": run_id, "now": now}
+    common = {
+        "db_url": db_url,
+        "thresholds_dir": thresholds_dir,
+        "thresholds_version": thresholds_version,
+        "run_id": run_id,
+        "now": now,
+    }
     for unit in scheduling.plan(pending, batch_size):
         while len(in_flight) >= limit:
             collect(finished.get())
@@ -342,7 +358,11 @@ def _judge(
         else:
             the_task = judge_study
             parameters = {"source": source, "entry": entries[0], **common}
-        future = the_task.submit(**parameters, wait_for=wait) if runner is None else runner.submit(the_task, parameters, wait)
+        future = (
+            the_task.submit(**parameters, wait_for=wait)
+            if runner is None
+            else runner.submit(the_task, parameters, wait)
+        )
         in_flight[id(future)] = (future, entries)
         by_unit[unit.index] = future
         unit_of[id(future)] = unit.index
@@ -374,14 +394,18 @@ def write_back_reports(
         logger.warning(WRITE_BACK_NEEDS_DICOMWEB)
         return None
     try:
-        policy = EligibilityPolicy.current(thresholds_dir=None if thresholds_dir is None else Path(thresholds_dir), now=now)
+        policy = EligibilityPolicy.current(
+            thresholds_dir=None if thresholds_dir is None else Path(thresholds_dir), now=now
+        )
         done = write_back(_store(db_url), src, policy=policy)  # type: ignore[arg-type]
     except Exception as exc:  # the judged studies stand whatever happens here
         logger.error("SR write-back to %s failed: %s; the next run with --write-back tries again", src.uri, exc)
         return {"sent": 0, "failed": 0, "unchanged": 0, "error": " ".join(str(exc).split())[:300]}
     for line in done.errors[:20]:
         logger.error("SR write-back failed: %s", line)
-    logger.info("SR write-back to %s: %d sent, %d failed, %d unchanged", src.uri, done.sent, done.failed, done.unchanged)
+    logger.info(
+        "SR write-back to %s: %d sent, %d failed, %d unchanged", src.uri, done.sent, done.failed, done.unchanged
+    )
     return done.as_dict()
 
 
@@ -431,7 +455,9 @@ def qc_run(
     prov = provenance(thresholds)
     scorer = ai_scorer()
     if isinstance(scorer, ModelError):
-        logger.error("AI models unavailable, studies are judged without AI scores (each gets ai.model.unavailable): %s", scorer)
+        logger.error(
+            "AI models unavailable, studies are judged without AI scores (each gets ai.model.unavailable): %s", scorer
+        )
     store = _store(db_url)
     src = open_source(source)
     listing, entries, cursor = _list_studies(src, store, full=full, now=now)
@@ -442,8 +468,16 @@ def qc_run(
         "run %s: %d studies listed (%s) in %s, %d new or changed", run_id, len(entries), mode, src.uri, len(pending)
     )
     batch = judge_entries(
-        source, pending, db_url=db_url, thresholds_dir=thresholds_dir, thresholds_version=thresholds.version,
-        run_id=run_id, now=now, workers=workers, dask_address=dask_address, batch_size=batch_size,
+        source,
+        pending,
+        db_url=db_url,
+        thresholds_dir=thresholds_dir,
+        thresholds_version=thresholds.version,
+        run_id=run_id,
+        now=now,
+        workers=workers,
+        dask_address=dask_address,
+        batch_size=batch_size,
     )
     failed = batch.failed
     error = None
@@ -454,12 +488,17 @@ def qc_run(
         if batch.leased:
             logger.warning(
                 "run %s: %d studies were being judged by another run at the same time and were left to it%s",
-                run_id, len(batch.leased), "; the cursor stays" if listing is not None else "",
+                run_id,
+                len(batch.leased),
+                "; the cursor stays" if listing is not None else "",
             )
         if listing is not None and not failed and not batch.leased:
             cursor_moved = store.advance_cursor(
-                src.uri, kind=listing.cursor_kind, position=listing.position,
-                expected=None if cursor is None else cursor.position, run_id=run_id,
+                src.uri,
+                kind=listing.cursor_kind,
+                position=listing.position,
+                expected=None if cursor is None else cursor.position,
+                run_id=run_id,
             )
     except StoreError as exc:
         error = str(exc)
@@ -504,8 +543,11 @@ def qc_run(
         logger.error("run %s: the run's artifact could not be published: %s", run_id, exc)
     logger.info(
         "done: %d studies judged (%s), %d failed, %d unchanged, in %.1f s",
-        batch.n_judged, ", ".join(f"{v} {n}" for v, n in sorted(batch.verdicts.items())) or "none",
-        len(failed), len(entries) - len(pending), seconds,
+        batch.n_judged,
+        ", ".join(f"{v} {n}" for v, n in sorted(batch.verdicts.items())) or "none",
+        len(failed),
+        len(entries) - len(pending),
+        seconds,
     )
     if error:
         raise RunIncomplete(error)

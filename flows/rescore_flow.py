@@ -80,16 +80,28 @@ def qc_rescore(
         if gone:
             logger.warning("%d studies are no longer in %s; their decisions stay as they are", len(gone), source_uri)
         missing += len(gone)
-        run_id = store.start_run(source_uri=src.uri, pipeline_version=__version__, thresholds_version=thresholds.version)
+        run_id = store.start_run(
+            source_uri=src.uri, pipeline_version=__version__, thresholds_version=thresholds.version
+        )
         batch = judge_entries(
-            source_uri, list(found.values()), db_url=db_url, thresholds_dir=thresholds_dir,
-            thresholds_version=thresholds.version, run_id=run_id, now=now, workers=workers,
+            source_uri,
+            list(found.values()),
+            db_url=db_url,
+            thresholds_dir=thresholds_dir,
+            thresholds_version=thresholds.version,
+            run_id=run_id,
+            now=now,
+            workers=workers,
             dask_address=dask_address,
         )
         error = f"{len(batch.failed)} of {len(found)} studies could not be re-scored" if batch.failed else None
         store.finish_run(
-            run_id, status="incomplete" if error else "completed", n_studies=len(found), n_judged=batch.n_judged,
-            n_unchanged=len(found) - batch.n_judged - len(batch.failed), n_errors=len(batch.failed),
+            run_id,
+            status="incomplete" if error else "completed",
+            n_studies=len(found),
+            n_judged=batch.n_judged,
+            n_unchanged=len(found) - batch.n_judged - len(batch.failed),
+            n_errors=len(batch.failed),
             error_message=error,
         )
         verdicts.update(batch.verdicts)

@@ -46,8 +46,14 @@ def verdicts_by_institution(store: ResultStore, run_id: str) -> dict[str, Counte
 
 
 def run_markdown(
-    summary: dict[str, Any], by_institution: dict[str, Counter[str]], failed: list[str], seconds: float,
-    review_url: str | None = None, *, finished: dt.datetime | None = None, zone: str = SITE_ZONE,
+    summary: dict[str, Any],
+    by_institution: dict[str, Counter[str]],
+    failed: list[str],
+    seconds: float,
+    review_url: str | None = None,
+    *,
+    finished: dt.datetime | None = None,
+    zone: str = SITE_ZONE,
 ) -> str:
     """The run's report in Markdown, in both languages: the title gives the run's end time in the
     site's zone (people find a run by when it ran); the run id is a line of its own."""
@@ -72,10 +78,16 @@ def run_markdown(
         lines.append(f"- 复核队列 / review queue: [{review_url}]({review_url})")
     lines += ["", "## 结论 / Verdicts", "", "| 结论 / verdict | 检查数 / studies |", "|---|---:|"]
     lines += [f"| {_verdict_word(v)} | {verdicts.get(v, 0)} |" for v in VERDICTS]
-    lines += ["", "## 按机构 / By institution", "",
-              "| 机构 / institution | " + " | ".join(_verdict_word(v) for v in VERDICTS) + " |",
-              "|---|" + "---:|" * len(VERDICTS)]
-    lines += [f"| {name} | " + " | ".join(str(c.get(v, 0)) for v in VERDICTS) + " |" for name, c in by_institution.items()]
+    lines += [
+        "",
+        "## 按机构 / By institution",
+        "",
+        "| 机构 / institution | " + " | ".join(_verdict_word(v) for v in VERDICTS) + " |",
+        "|---|" + "---:|" * len(VERDICTS),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(str(c.get(v, 0)) for v in VERDICTS) + " |" for name, c in by_institution.items()
+    ]
     if failed:
         lines += ["", "## 未能判定 / Not judged (the next run retries them)", ""]
         lines += [f"- `{uid}`" for uid in failed]
@@ -88,9 +100,6 @@ def publish_run(
     """Create the run's Markdown artifact; returns its Markdown."""
     from prefect.artifacts import create_markdown_artifact
 
-    markdown = run_markdown(summary, verdicts_by_institution(store, str(summary["run_id"])), failed, seconds,
-                            zone=zone)
-    create_markdown_artifact(
-        markdown=markdown, key=ARTIFACT_KEY, description="质控运行结果 / QC run summary"
-    )
+    markdown = run_markdown(summary, verdicts_by_institution(store, str(summary["run_id"])), failed, seconds, zone=zone)
+    create_markdown_artifact(markdown=markdown, key=ARTIFACT_KEY, description="质控运行结果 / QC run summary")
     return markdown

@@ -76,7 +76,7 @@ def normalise_db_url(url: str) -> str:
     them) name the psycopg 3 driver the store uses; other URLs are unchanged."""
     for scheme in _PG_SCHEMES:
         if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
+            return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
 
@@ -97,8 +97,11 @@ def db_url_for(explicit: str | None, *, read: bool = False) -> str | None:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        _fail(f"{url!r} is not a database URL: expected e.g. sqlite:////path/results.sqlite or "
-              "postgresql://user@host/db", f"{url!r} 不是数据库地址", code=2)
+        _fail(
+            f"{url!r} is not a database URL: expected e.g. sqlite:////path/results.sqlite or postgresql://user@host/db",
+            f"{url!r} 不是数据库地址",
+            code=2,
+        )
         raise AssertionError("unreachable") from None  # pragma: no cover
     path = parsed.database
     if read and parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
@@ -288,8 +291,12 @@ def _run_flow(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(
-            TextColumn("质控 / checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
+            TextColumn("质控 / checking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         progress.start()
     from prefect.settings import PREFECT_API_URL
@@ -341,11 +348,17 @@ def _scan_folder(source: Any) -> None:
 def _print_summary(summary: dict[str, Any], seconds: float) -> None:
     """Lines that fit 80 columns: the counts, then the verdicts in words."""
     verdicts = summary.get("verdicts", {})
-    shown = ", ".join(f"{VERDICT_LABELS.get(k, (k, k))[1]} {VERDICT_LABELS.get(k, (k, k))[0]} {v}"
-                      for k, v in verdicts.items()) or "-"
+    shown = (
+        ", ".join(
+            f"{VERDICT_LABELS.get(k, (k, k))[1]} {VERDICT_LABELS.get(k, (k, k))[0]} {v}" for k, v in verdicts.items()
+        )
+        or "-"
+    )
     click.echo(f"完成 / done ({seconds:.1f} s):")
-    click.echo(f"  {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
-               f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed")
+    click.echo(
+        f"  {summary['studies']} 项检查 studies, {summary['judged']} 已质控 judged, "
+        f"{summary['unchanged']} 无变化 unchanged, {summary['failed']} 失败 failed"
+    )
     click.echo(f"  结论 verdicts: {shown}")
     if fetched := int(summary.get("pixel_bytes_fetched") or 0):
         per_study = fetched / max(1, int(summary["judged"]))
@@ -357,7 +370,11 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
 
 
 DASK_OPTIONS = (
-    click.option("--workers", type=click.IntRange(min=1), help="Judge on N local Dask worker processes (default: threads in this process)."),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="Judge on N local Dask worker processes (default: threads in this process).",
+    ),
     click.option("--dask-address", help="Judge on the running Dask cluster at this address, e.g. tcp://10.0.0.5:8786."),
 )
 
@@ -396,18 +413,39 @@ def _file_times_are_upload_times(said: bool) -> Iterator[None]:
 @main.command()
 @click.argument("source")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (default: the shipped thresholds/).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
-@click.option("--file-times-are-upload-times", "file_times", is_flag=True,
-              help="A folder SOURCE: its files' modification times are the upload times (upload timeliness). "
-                   "Without it a folder gives no upload time: a copy resets file times.")
-@click.option("--write-back", "write_back", is_flag=True,
-              help="A DICOMweb SOURCE: store each judged study's QC result on it as a DICOM structured report "
-                   "(SR, by STOW-RS; new or changed results only, failed ones again). "
-                   "回写：将质控结果以 DICOM 结构化报告存回影像云。")
+@click.option(
+    "--file-times-are-upload-times",
+    "file_times",
+    is_flag=True,
+    help="A folder SOURCE: its files' modification times are the upload times (upload timeliness). "
+    "Without it a folder gives no upload time: a copy resets file times.",
+)
+@click.option(
+    "--write-back",
+    "write_back",
+    is_flag=True,
+    help="A DICOMweb SOURCE: store each judged study's QC result on it as a DICOM structured report "
+    "(SR, by STOW-RS; new or changed results only, failed ones again). "
+    "回写：将质控结果以 DICOM 结构化报告存回影像云。",
+)
 @_dask_options
-def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bool, file_times: bool,
-        write_back: bool, workers: int | None, dask_address: str | None) -> None:
+def run(
+    source: str,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    verbose: bool,
+    file_times: bool,
+    write_back: bool,
+    workers: int | None,
+    dask_address: str | None,
+) -> None:
     """Judge every new or changed study of SOURCE (a folder or a DICOMweb URL) and store the verdicts.
 
     质控数据源 SOURCE（文件夹或 DICOMweb 地址）中新增或变化的检查，并保存结论。
@@ -415,14 +453,27 @@ def run(source: str, db_url: str | None, thresholds_dir: str | None, verbose: bo
     _check_dask_options(workers, dask_address)
     started = time.monotonic()
     with _file_times_are_upload_times(file_times):
-        summary = _run_flow(source, db_url, thresholds_dir, verbose=verbose, workers=workers, dask_address=dask_address,
-                            write_back=write_back)
+        summary = _run_flow(
+            source,
+            db_url,
+            thresholds_dir,
+            verbose=verbose,
+            workers=workers,
+            dask_address=dask_address,
+            write_back=write_back,
+        )
     _print_summary(summary, time.monotonic() - started)
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-demo"), show_default=True,
-              help="Folder for the sample studies and the demo database.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("qc-demo"),
+    show_default=True,
+    help="Folder for the sample studies and the demo database.",
+)
 @click.option("--db", "db_url", help="Results database URL (default: OUT/results.sqlite).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons.")
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
@@ -464,7 +515,9 @@ def _store_results(db_url: str | None, *, read: bool = True, **filters: Any) -> 
 
 
 ITEM_MATCHED_CODE = "catalog.item.matched"
-QUIET_CODES = frozenset({ITEM_MATCHED_CODE, "image_quality.metric.not_applicable", "image_quality.indicator.unmeasurable"})
+QUIET_CODES = frozenset(
+    {ITEM_MATCHED_CODE, "image_quality.metric.not_applicable", "image_quality.indicator.unmeasurable"}
+)
 """Info findings not shown as reasons in tables (the item has its own column; a metric that could
 not be measured is in ``results --format json``)."""
 
@@ -540,17 +593,34 @@ def _results_columns(lang: str, *, names: bool) -> tuple[list[Any], list[Any]]:
         Column("study", "检查 study", wrap=False, short=_short_id),
         Column("modality", "类型 mod.", wrap=False),
         Column("date", "日期 date", wrap=False),
-        Column("item", "项目 item", min_width=12, max_width=22,
-               short=lambda v: v.split(" ", 1)[0], short_header="项目 item"),
+        Column(
+            "item",
+            "项目 item",
+            min_width=12,
+            max_width=22,
+            short=lambda v: v.split(" ", 1)[0],
+            short_header="项目 item",
+        ),
         Column("verdict", "结论 verdict", min_width=12, max_width=24),
         Column("until", "互认至 until", min_width=16, max_width=24, short=lambda v: v.split("\n", 1)[0]),
         Column("reasons", "原因 reasons" if lang == "zh" else "reasons 原因", min_width=30),
         Column("quality", "图像质量 image quality", min_width=24, max_width=40),
     ]
     if names:
-        columns.insert(0, Column("case", "样例 case", wrap=False, min_width=14,
-                                 short=lambda v: v.replace("_", " "), short_wraps=True))
-    steps = [("drop", "quality"), ("short", "until"), ("short", "item"), ("drop", "until"), ("short", "study"), ("drop", "date")]
+        columns.insert(
+            0,
+            Column(
+                "case", "样例 case", wrap=False, min_width=14, short=lambda v: v.replace("_", " "), short_wraps=True
+            ),
+        )
+    steps = [
+        ("drop", "quality"),
+        ("short", "until"),
+        ("short", "item"),
+        ("drop", "until"),
+        ("short", "study"),
+        ("drop", "date"),
+    ]
     steps += [("drop", "study"), ("drop", "modality"), ("short", "case")] if names else [("drop", "modality")]
     return columns, steps
 
@@ -571,17 +641,19 @@ def _print_table(rows: list[dict[str, Any]], *, lang: str, names: dict[str, str]
             label += f"\n→ 人工 human: [{VERDICT_STYLES.get(human['verdict'], '')}]{hzh} {hen}[/]"
         if row.get("negative_flags"):
             label += "\n负面清单 negative list: " + ", ".join(f["reason_code"] for f in row["negative_flags"])
-        cells.append({
-            "case": (names or {}).get(row["study_instance_uid"], "(unreadable file)"),
-            "study": row.get("accession_number") or row["study_instance_uid"],
-            "modality": row.get("modality") or "?",
-            "date": row.get("study_date") or "?",
-            "item": _item_text(row, lang),
-            "verdict": label,
-            "until": _eligibility_cell(row, lang),
-            "reasons": _reasons(row, lang),
-            "quality": _metric_cell(row, rules, lang),
-        })
+        cells.append(
+            {
+                "case": (names or {}).get(row["study_instance_uid"], "(unreadable file)"),
+                "study": row.get("accession_number") or row["study_instance_uid"],
+                "modality": row.get("modality") or "?",
+                "date": row.get("study_date") or "?",
+                "item": _item_text(row, lang),
+                "verdict": label,
+                "until": _eligibility_cell(row, lang),
+                "reasons": _reasons(row, lang),
+                "quality": _metric_cell(row, rules, lang),
+            }
+        )
     columns, steps = _results_columns(lang, names=bool(names))
     print_table("质控结论 / QC verdicts", columns, cells, steps=steps)
 
@@ -611,17 +683,39 @@ def _metric_rules(thresholds_dir: str | None = None) -> dict[str, list[Any]]:
 
 @main.command()
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="table: fitted to the terminal (full rows into a file); json: everything, ids included; csv: one row a study.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: fitted to the terminal (full rows into a file); json: everything, ids included; csv: one row a study.",
+)
 @click.option("--study", "study_uid", help="Only this StudyInstanceUID.")
 @click.option("--verdict", type=click.Choice(["pass", "review", "fail", "not_applicable"]), help="Only this verdict.")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table, CSV).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Eligibility on this day (YYYY-MM-DD; default: today on the site clock).")
-@click.option("--excel", is_flag=True,
-              help="CSV that Excel opens right on Chinese Windows (UTF-8 with a byte-order mark). 供 Excel 打开的 CSV。")
-def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | None, lang: str,
-            as_of: dt.datetime | None, excel: bool) -> None:
+@click.option(
+    "--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the reasons (table, CSV)."
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Eligibility on this day (YYYY-MM-DD; default: today on the site clock).",
+)
+@click.option(
+    "--excel",
+    is_flag=True,
+    help="CSV that Excel opens right on Chinese Windows (UTF-8 with a byte-order mark). 供 Excel 打开的 CSV。",
+)
+def results(
+    db_url: str | None,
+    fmt: str,
+    study_uid: str | None,
+    verdict: str | None,
+    lang: str,
+    as_of: dt.datetime | None,
+    excel: bool,
+) -> None:
     """Print the current verdict of each study. 打印每项检查当前的质控结论。
 
     Eligibility is computed now (the window, the institution's qualification in the register).
@@ -641,11 +735,32 @@ def results(db_url: str | None, fmt: str, study_uid: str | None, verdict: str | 
 
 
 CSV_COLUMNS = (
-    "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
-    "item_code", "verdict", "final_verdict", "human_decision", "eligible", "eligible_until", "eligibility_basis",
-    "eligibility_as_of", "eligibility_reasons", "recognition_mark", "registered_institution",
-    "negative_flags", "finding_codes", "reasons", "metrics", "measurements", "pipeline_version",
-    "thresholds_version", "models", "decided_at",
+    "study_instance_uid",
+    "accession_number",
+    "patient_id",
+    "institution",
+    "modality",
+    "study_date",
+    "item_code",
+    "verdict",
+    "final_verdict",
+    "human_decision",
+    "eligible",
+    "eligible_until",
+    "eligibility_basis",
+    "eligibility_as_of",
+    "eligibility_reasons",
+    "recognition_mark",
+    "registered_institution",
+    "negative_flags",
+    "finding_codes",
+    "reasons",
+    "metrics",
+    "measurements",
+    "pipeline_version",
+    "thresholds_version",
+    "models",
+    "decided_at",
 )
 
 
@@ -658,46 +773,87 @@ def _to_csv(rows: list[dict[str, Any]], lang: str = "en") -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(csv_row(
-            {
-                **{k: row.get(k) for k in CSV_COLUMNS if k in row},
-                "item_code": (row.get("item") or {}).get("code"),
-                "finding_codes": ";".join(f["code"] for f in row["findings"]),
-                "eligibility_reasons": ";".join(r["code"] for r in row.get("eligibility_reasons") or ()),
-                "reasons": " | ".join((f.get("message_zh") if lang == "zh" else None) or f["message"]
-                                      for f in row["findings"] if f["severity"] != "info"),
-                "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
-                "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),
-                "pipeline_version": row["provenance"]["pipeline_version"],
-                "thresholds_version": row["provenance"]["thresholds_version"],
-                "models": json.dumps(row["provenance"].get("models") or {}, sort_keys=True),
-                "human_decision": json.dumps(row["human_decision"], ensure_ascii=False, sort_keys=True)
-                if row.get("human_decision") else "",
-                "negative_flags": json.dumps(row.get("negative_flags") or [], ensure_ascii=False, sort_keys=True),
-            }
-        ))
+        writer.writerow(
+            csv_row(
+                {
+                    **{k: row.get(k) for k in CSV_COLUMNS if k in row},
+                    "item_code": (row.get("item") or {}).get("code"),
+                    "finding_codes": ";".join(f["code"] for f in row["findings"]),
+                    "eligibility_reasons": ";".join(r["code"] for r in row.get("eligibility_reasons") or ()),
+                    "reasons": " | ".join(
+                        (f.get("message_zh") if lang == "zh" else None) or f["message"]
+                        for f in row["findings"]
+                        if f["severity"] != "info"
+                    ),
+                    "metrics": json.dumps(row.get("metrics") or {}, sort_keys=True),
+                    "measurements": json.dumps(row.get("measurements") or [], sort_keys=True),
+                    "pipeline_version": row["provenance"]["pipeline_version"],
+                    "thresholds_version": row["provenance"]["thresholds_version"],
+                    "models": json.dumps(row["provenance"].get("models") or {}, sort_keys=True),
+                    "human_decision": json.dumps(row["human_decision"], ensure_ascii=False, sort_keys=True)
+                    if row.get("human_decision")
+                    else "",
+                    "negative_flags": json.dumps(row.get("negative_flags") or [], ensure_ascii=False, sort_keys=True),
+                }
+            )
+        )
     return buffer.getvalue()
 
 
 @main.command()
 @click.argument("source")
 @click.option("--cron", default="*/10 * * * *", show_default=True, help="Ingestion schedule (cron, site time zone).")
-@click.option("--rescore-cron", default="30 2 * * *", show_default=True,
-              help="Nightly re-scoring schedule (cron, site time zone); 'off' to serve ingestion only.")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False),
-              help="Thresholds folder the scheduled runs use (default: the shipped one, or $QC_THRESHOLDS_DIR).")
-@click.option("--name", default="qc-ingest", show_default=True,
-              help="Name of the ingestion deployment in Prefect (the re-scoring and spot-check ones keep theirs).")
-@click.option("--rescore-limit", type=click.IntRange(min=1), help="At most N studies re-scored a night, the most recent first (default: all).")
-@click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK).")
-@click.option("--spot-check-cron", default="0 4 5 * *", show_default=True,
-              help="Monthly cross-region spot-check draw of the previous month (cron, site time zone); 'off' to skip.")
-@click.option("--write-back", is_flag=True,
-              help="Store each judged study's QC result back on the DICOMweb source as a DICOM SR (off by default).")
+@click.option(
+    "--rescore-cron",
+    default="30 2 * * *",
+    show_default=True,
+    help="Nightly re-scoring schedule (cron, site time zone); 'off' to serve ingestion only.",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder the scheduled runs use (default: the shipped one, or $QC_THRESHOLDS_DIR).",
+)
+@click.option(
+    "--name",
+    default="qc-ingest",
+    show_default=True,
+    help="Name of the ingestion deployment in Prefect (the re-scoring and spot-check ones keep theirs).",
+)
+@click.option(
+    "--rescore-limit",
+    type=click.IntRange(min=1),
+    help="At most N studies re-scored a night, the most recent first (default: all).",
+)
+@click.option(
+    "--secret-block", help="Prefect Secret block holding the DICOMweb credentials (default: $QC_DICOMWEB_SECRET_BLOCK)."
+)
+@click.option(
+    "--spot-check-cron",
+    default="0 4 5 * *",
+    show_default=True,
+    help="Monthly cross-region spot-check draw of the previous month (cron, site time zone); 'off' to skip.",
+)
+@click.option(
+    "--write-back",
+    is_flag=True,
+    help="Store each judged study's QC result back on the DICOMweb source as a DICOM SR (off by default).",
+)
 @_dask_options
-def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, thresholds_dir: str | None, name: str,
-          secret_block: str | None, spot_check_cron: str, write_back: bool, workers: int | None,
-          dask_address: str | None) -> None:
+def serve(
+    source: str,
+    cron: str,
+    rescore_cron: str,
+    rescore_limit: int | None,
+    thresholds_dir: str | None,
+    name: str,
+    secret_block: str | None,
+    spot_check_cron: str,
+    write_back: bool,
+    workers: int | None,
+    dask_address: str | None,
+) -> None:
     """Serve the scheduled deployments: ingestion of SOURCE, the nightly re-scoring and the monthly
     spot-check draw (needs a Prefect API). This process runs the flows: keep it running (systemd).
 
@@ -730,13 +886,24 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
     dask = {"workers": workers, "dask_address": dask_address}
     try:
         deployments = [
-            ingest_deployment(source, thresholds_dir=thresholds_dir, cron=cron, timezone=site.timezone, name=name,
-                              write_back=write_back, **dask)
+            ingest_deployment(
+                source,
+                thresholds_dir=thresholds_dir,
+                cron=cron,
+                timezone=site.timezone,
+                name=name,
+                write_back=write_back,
+                **dask,
+            )
         ]
         if rescore_cron.strip().lower() != "off":
             deployments.append(
                 rescore_deployment(
-                    thresholds_dir=thresholds_dir, cron=rescore_cron, timezone=site.timezone, limit=rescore_limit, **dask
+                    thresholds_dir=thresholds_dir,
+                    cron=rescore_cron,
+                    timezone=site.timezone,
+                    limit=rescore_limit,
+                    **dask,
                 )
             )
         if spot_check_cron.strip().lower() != "off":
@@ -759,12 +926,25 @@ def serve(source: str, cron: str, rescore_cron: str, rescore_limit: int | None, 
 
 @main.command()
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N studies, the most recently stored first (default: all).")
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (default: the shipped thresholds/).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="At most N studies, the most recently stored first (default: all)."
+)
 @_dask_options
 @click.option("-v", "--verbose", is_flag=True, help="Show Prefect's and the pipeline's logs.")
-def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, workers: int | None,
-            dask_address: str | None, verbose: bool) -> None:
+def rescore(
+    db_url: str | None,
+    thresholds_dir: str | None,
+    limit: int | None,
+    workers: int | None,
+    dask_address: str | None,
+    verbose: bool,
+) -> None:
     """Judge again every stored study decided with other thresholds or model versions, reading
     it from its source (what the nightly schedule of `serve` does).
 
@@ -788,8 +968,11 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
     try:
         with _prefect_api_errors(), _without_heartbeats():
             summary = rescore_flow.rescore(
-                db_url=db_url_for(db_url), thresholds_dir=thresholds_dir, workers=workers,
-                dask_address=dask_address, limit=limit,
+                db_url=db_url_for(db_url),
+                thresholds_dir=thresholds_dir,
+                workers=workers,
+                dask_address=dask_address,
+                limit=limit,
             )
     except RunIncomplete as exc:
         _fail(str(exc), "部分检查未能重新质控（数据源或数据库故障），下次运行将自动重试")
@@ -807,13 +990,43 @@ def rescore(db_url: str | None, thresholds_dir: str | None, limit: int | None, w
 @main.command()
 @click.option("--source", help="The source to probe: a folder or DICOMweb URL (default: none probed).")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
-@click.option("--secret-block", help="Prefect Secret block holding the DICOMweb credentials, as for serve (default: $QC_DICOMWEB_SECRET_BLOCK).")
-@click.option("--work-pool", help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).", envvar="QC_WORK_POOL")
-@click.option("--min-free-gb", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Free space the data directory needs.")
-def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, models_dir: Path | None,
-           secret_block: str | None, work_pool: str | None, min_free_gb: float) -> None:
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (default: the shipped thresholds/).",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
+)
+@click.option(
+    "--secret-block",
+    help="Prefect Secret block holding the DICOMweb credentials, as for serve (default: $QC_DICOMWEB_SECRET_BLOCK).",
+)
+@click.option(
+    "--work-pool",
+    help="Prefect work pool that must exist (default: $QC_WORK_POOL; none checked).",
+    envvar="QC_WORK_POOL",
+)
+@click.option(
+    "--min-free-gb",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Free space the data directory needs.",
+)
+def doctor(
+    source: str | None,
+    db_url: str | None,
+    thresholds_dir: str | None,
+    models_dir: Path | None,
+    secret_block: str | None,
+    work_pool: str | None,
+    min_free_gb: float,
+) -> None:
     """Check configuration, database and migrations, source, models, Prefect API and disk space;
     one line per check, with how to fix each problem. Exit 1 on any problem.
 
@@ -825,8 +1038,14 @@ def doctor(source: str | None, db_url: str | None, thresholds_dir: str | None, m
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if secret_block:  # the source is probed with the credentials serve will use
         os.environ[SECRET_BLOCK_ENV] = secret_block
-    checks = run_checks(source=source, db_url=resolve_db_url(db_url), thresholds_dir=thresholds_dir,
-                        models_dir=models_dir, work_pool=work_pool, min_free_gib=min_free_gb)
+    checks = run_checks(
+        source=source,
+        db_url=resolve_db_url(db_url),
+        thresholds_dir=thresholds_dir,
+        models_dir=models_dir,
+        work_pool=work_pool,
+        min_free_gib=min_free_gb,
+    )
     for check in checks:
         click.echo(check.line())
     problems = sum(not c.ok for c in checks)
@@ -853,11 +1072,21 @@ def thresholds_cmd(thresholds_dir: str | None) -> None:
 
 
 @main.command()
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (items/ inside).")
+@click.option(
+    "--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (items/ inside)."
+)
 @click.option("--modality", type=click.Choice(["DR", "CT", "MR"]), help="Only this modality.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table: fitted to the terminal (full rows into a file); json: every field.")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the names and requirements.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: fitted to the terminal (full rows into a file); json: every field.",
+)
+@click.option(
+    "--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the names and requirements."
+)
 def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str) -> None:
     """Print the recognition-item catalog with each item's requirements. 打印互认项目目录及要求。"""
     from qc_pipeline.errors import ConfigError
@@ -869,16 +1098,32 @@ def items(thresholds_dir: str | None, modality: str | None, fmt: str, lang: str)
         _fail(str(exc), "互认项目目录无效", code=2)
     selected = [i for i in catalog.items if modality is None or i.modality == modality]
     if fmt == "json":
-        click.echo(json.dumps([i.model_dump(mode="json", exclude_none=True) for i in selected], ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps([i.model_dump(mode="json", exclude_none=True) for i in selected], ensure_ascii=False, indent=2)
+        )
         return
     from qc_pipeline.cli_table import Column, print_table
 
-    lists = "; ".join(f"{info.name_zh if lang == 'zh' else info.name_en} ({info.id} {info.version})" for info in catalog.lists)
-    columns = [Column("code", "代码 code", wrap=False), Column("modality", "类型 mod.", wrap=False),
-               Column("name", "名称 name", min_width=12), Column("side", "侧别 side", wrap=False),
-               Column("requires", "要求 requires", min_width=20)]
-    cells = [{"code": item.code, "modality": item.modality, "name": item.name_zh if lang == "zh" else item.name_en,
-              "side": item.laterality or "", "requires": _requirements_text(item, lang)} for item in selected]
+    lists = "; ".join(
+        f"{info.name_zh if lang == 'zh' else info.name_en} ({info.id} {info.version})" for info in catalog.lists
+    )
+    columns = [
+        Column("code", "代码 code", wrap=False),
+        Column("modality", "类型 mod.", wrap=False),
+        Column("name", "名称 name", min_width=12),
+        Column("side", "侧别 side", wrap=False),
+        Column("requires", "要求 requires", min_width=20),
+    ]
+    cells = [
+        {
+            "code": item.code,
+            "modality": item.modality,
+            "name": item.name_zh if lang == "zh" else item.name_en,
+            "side": item.laterality or "",
+            "requires": _requirements_text(item, lang),
+        }
+        for item in selected
+    ]
     print_table(f"互认项目 / recognition items — {lists}", columns, cells, show_lines=False)
     click.echo(f"{len(selected)} 项 items")
 
@@ -893,14 +1138,19 @@ def _requirements_text(item: Any, lang: str) -> str:
     if req.post_contrast_phases:
         phases = req.post_contrast_phases
         named = " + ".join("/".join(group) for group in phases.named)
-        parts.append((f"增强≥{phases.min}期" if lang == "zh" else f">= {phases.min} post-contrast phases")
-                     + (f" ({named})" if named else ""))
+        parts.append(
+            (f"增强≥{phases.min}期" if lang == "zh" else f">= {phases.min} post-contrast phases")
+            + (f" ({named})" if named else "")
+        )
     if req.sequences:
         if req.sequences.required:
             parts.append(", ".join(s.label_zh if lang == "zh" else s.label_en for s in req.sequences.required))
         if req.sequences.alternatives:
-            parts.append((" 或 " if lang == "zh" else " or ").join(
-                a.label_zh if lang == "zh" else a.label_en for a in req.sequences.alternatives))
+            parts.append(
+                (" 或 " if lang == "zh" else " or ").join(
+                    a.label_zh if lang == "zh" else a.label_en for a in req.sequences.alternatives
+                )
+            )
     if req.min_planes:
         parts.append(f"≥{req.min_planes.value:g} planes")
     if req.post_contrast_t1_planes:
@@ -924,9 +1174,15 @@ def samples_cmd(out_dir: Path) -> None:
     cases = write_catalog_set(out_dir, catalog.items)
     defects = [c for c in cases if c.defect]
     real_world = write_real_world_set(out_dir / "real_world", catalog.items)
-    click.echo(f"样例检查 / sample studies: {len(cases) - len(defects)} 项目 items + {len(defects)} 缺陷 defective → {out_dir}")
-    click.echo(f"真实命名样例 / real-world names (off-list exams, combined orders, DR views): {len(real_world)} → {out_dir / 'real_world'}")
-    click.echo(f"质控 / judge them: qc-pipeline run {out_dir}  (or only the real-world names: qc-pipeline run {out_dir / 'real_world'})")
+    click.echo(
+        f"样例检查 / sample studies: {len(cases) - len(defects)} 项目 items + {len(defects)} 缺陷 defective → {out_dir}"
+    )
+    click.echo(
+        f"真实命名样例 / real-world names (off-list exams, combined orders, DR views): {len(real_world)} → {out_dir / 'real_world'}"
+    )
+    click.echo(
+        f"质控 / judge them: qc-pipeline run {out_dir}  (or only the real-world names: qc-pipeline run {out_dir / 'real_world'})"
+    )
 
 
 @main.group()
@@ -939,10 +1195,20 @@ def institutions() -> None:
 
 
 @institutions.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table: fitted to the terminal (full rows into a file); json: every field.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Qualification on this day (YYYY-MM-DD; default: today on the site clock).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: fitted to the terminal (full rows into a file); json: every field.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Qualification on this day (YYYY-MM-DD; default: today on the site clock).",
+)
 def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     """List the institutions, their level, region, ownership and qualification. 列出互认机构。"""
     from qc_pipeline.eligibility import EligibilityPolicy
@@ -957,12 +1223,21 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     for inst in register.institutions:
         check = register.qualification_check(inst, day)
         region = register.region(inst.region)
-        rows.append({
-            "name": inst.name, "name_en": inst.name_en, "aliases": list(inst.aliases), "level": inst.level,
-            "region": inst.region, "region_zh": region.name_zh, "public": inst.public,
-            "qualified": check.qualified, "qualification": check.message, "qualification_zh": check.message_zh,
-            "as_of": day.isoformat(),
-        })
+        rows.append(
+            {
+                "name": inst.name,
+                "name_en": inst.name_en,
+                "aliases": list(inst.aliases),
+                "level": inst.level,
+                "region": inst.region,
+                "region_zh": region.name_zh,
+                "public": inst.public,
+                "qualified": check.qualified,
+                "qualification": check.message,
+                "qualification_zh": check.message_zh,
+                "as_of": day.isoformat(),
+            }
+        )
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -975,12 +1250,23 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
         Column("public", "公立 public", wrap=False),
         Column("qualified", f"互认资格 qualified ({day.isoformat()})", min_width=20),
     ]
-    cells = [{"name": f"{r['name']}\n{r['name_en']}".strip(), "level": r["level"], "region": r["region_zh"],
-              "public": "是 yes" if r["public"] else "否 no",
-              "qualified": ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"]} for r in rows]
+    cells = [
+        {
+            "name": f"{r['name']}\n{r['name_en']}".strip(),
+            "level": r["level"],
+            "region": r["region_zh"],
+            "public": "是 yes" if r["public"] else "否 no",
+            "qualified": ("✓ " if r["qualified"] else "✗ ") + r["qualification_zh"],
+        }
+        for r in rows
+    ]
     # a narrow terminal keeps the Chinese name (the register's own) and gives up the region
-    print_table(f"互认机构名录 / institution register ({register.version}; {day.isoformat()})", columns, cells,
-                steps=[("short", "name"), ("drop", "region")])
+    print_table(
+        f"互认机构名录 / institution register ({register.version}; {day.isoformat()})",
+        columns,
+        cells,
+        steps=[("short", "name"), ("drop", "region")],
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -72,8 +72,9 @@ def _required(column: Column, cells: Sequence[str]) -> int:
     return min(natural, column.min_width) if column.wrap else natural
 
 
-def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width: int | None,
-                steps: Sequence[Step] = ()) -> tuple[list[Column], list[list[str]], list[int]]:
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[dict[str, str]], width: int | None, steps: Sequence[Step] = ()
+) -> tuple[list[Column], list[list[str]], list[int]]:
     """The columns kept, the rows' cells and each column's width, for a terminal ``width`` (None:
     every column in full, at its natural width)."""
     kept = list(columns)
@@ -94,13 +95,19 @@ def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width
             elif action == "short" and kept[index].short is not None:
                 column = kept[index]
                 values[key] = [column.short(v) for v in values[key]]  # type: ignore[misc]
-                kept[index] = replace(column, header=column.short_header or column.header, short=None,
-                                      wrap=column.wrap or column.short_wraps)
+                kept[index] = replace(
+                    column,
+                    header=column.short_header or column.header,
+                    short=None,
+                    wrap=column.wrap or column.short_wraps,
+                )
     natural = [_natural(c, values[c.key], whole_header=width is None) for c in kept]
     if width is None:
         widths = natural
     else:
-        wanted = [n if not c.wrap or c.max_width is None else min(n, c.max_width) for c, n in zip(kept, natural, strict=True)]
+        wanted = [
+            n if not c.wrap or c.max_width is None else min(n, c.max_width) for c, n in zip(kept, natural, strict=True)
+        ]
         floor = [_required(c, values[c.key]) for c in kept]
         room = width - BORDER_PER_COLUMN * len(kept) - 1
         spare, asked = room - sum(floor), sum(w - f for w, f in zip(wanted, floor, strict=True))
@@ -117,9 +124,16 @@ def fit_columns(columns: Sequence[Column], rows: Sequence[dict[str, str]], width
     return kept, cells, widths
 
 
-def print_table(title: str, columns: Sequence[Column], rows: Sequence[dict[str, str]], *,
-                steps: Sequence[Step] = (), width: int | None | Literal["terminal"] = "terminal",
-                show_lines: bool = True, file: Any = None) -> None:
+def print_table(
+    title: str,
+    columns: Sequence[Column],
+    rows: Sequence[dict[str, str]],
+    *,
+    steps: Sequence[Step] = (),
+    width: int | None | Literal["terminal"] = "terminal",
+    show_lines: bool = True,
+    file: Any = None,
+) -> None:
     """Print ``rows`` (cells by column key) fitted to ``width`` (default: the terminal's; None:
     full rows, as when stdout is not a terminal)."""
     from rich import box

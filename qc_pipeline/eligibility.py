@@ -111,5 +111,11 @@ def _marks(paths: tuple[Path, ...], _mtimes: tuple[int, ...]) -> Mapping[str, st
             continue
         mark = (data.get("list") or {}).get("mark")
         if mark:
-            out.update({item["code"]: str(mark) for item in data.get("items") or () if isinstance(item, dict) and "code" in item})
+            out.update(
+                {
+                    item["code"]: str(mark)
+                    for item in data.get("items") or ()
+                    if isinstance(item, dict) and "code" in item
+                }
+            )
     return out

@@ -113,7 +113,7 @@ def modality_of(header: str | None, item_text: str | None) -> str | None:
     text = (item_text or "").upper()
     for group, words in MODALITY_WORDS:
         for w in words:
-            if (re.search(rf"(?<![A-Z]){w}(?![A-Z])", text) if w.isascii() else w in text):
+            if re.search(rf"(?<![A-Z]){w}(?![A-Z])", text) if w.isascii() else w in text:
                 return group
     return None
 
@@ -163,7 +163,9 @@ def _header_map(header: Sequence[Any], path: Path) -> dict[str, int]:
     if "accession" not in found and "patient_id" not in found:
         missing.append("accession or patient_id")
     if missing:
-        raise ExamLogError(f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(n for n in names if n)})")
+        raise ExamLogError(
+            f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(n for n in names if n)})"
+        )
     return found
 
 
@@ -225,19 +227,38 @@ def import_exam_log(store: ResultStore, path: Path, *, now: dt.datetime | None =
             if key in known:
                 continue
             known.add(key)
-            session.add(ExamLogEntry(
-                institution=e.institution, entry_key=e.entry_key, accession_number=e.accession,
-                patient_id=e.patient_id, item_text=e.item_text, modality=e.modality, exam_date=e.exam_date,
-                exam_time=e.exam_time, source_file=path.name, imported_at=stamp,
-            ))
+            session.add(
+                ExamLogEntry(
+                    institution=e.institution,
+                    entry_key=e.entry_key,
+                    accession_number=e.accession,
+                    patient_id=e.patient_id,
+                    item_text=e.item_text,
+                    modality=e.modality,
+                    exam_date=e.exam_date,
+                    exam_time=e.exam_time,
+                    source_file=path.name,
+                    imported_at=stamp,
+                )
+            )
             inserted += 1
     return ImportResult(len(parsed.exams), inserted, len(parsed.exams) - inserted, parsed.rejected)
 
 
 def stored_exams(rows: Iterable[Sequence[Any]]) -> list[LoggedExam]:
     """``LoggedExam`` from rows of (institution, accession, patient id, item, modality, date, time)."""
-    return [LoggedExam(institution_key(r[0]), r[1], r[2], r[3], r[4],
-                       dt.date.fromisoformat(r[5]) if isinstance(r[5], str) else r[5], r[6]) for r in rows]
+    return [
+        LoggedExam(
+            institution_key(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            dt.date.fromisoformat(r[5]) if isinstance(r[5], str) else r[5],
+            r[6],
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +285,9 @@ class Matching:
     """indexes of the logged exams with no upload."""
 
 
-def match_exams(exams: Sequence[LoggedExam], studies: Iterable[UploadedStudy],
-                key: Callable[[str | None], str] = institution_key) -> Matching:
+def match_exams(
+    exams: Sequence[LoggedExam], studies: Iterable[UploadedStudy], key: Callable[[str | None], str] = institution_key
+) -> Matching:
     """Match each logged exam to at most one study: accession + institution, else patient id +
     exam date + modality + institution. A study is matched at most once."""
     by_acc: dict[tuple[str, str], list[int]] = {}

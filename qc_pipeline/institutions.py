@@ -107,11 +107,17 @@ class Register(_Strict):
     def _consistent(self) -> Register:
         codes = [r.code for r in self.regions]
         _no_duplicates("regions[].code", codes)
-        _no_duplicates("institutions[].name/name_en/aliases", [_norm(n) for i in self.institutions for n in i.spellings])
+        _no_duplicates(
+            "institutions[].name/name_en/aliases", [_norm(n) for i in self.institutions for n in i.spellings]
+        )
         for inst in self.institutions:
             if inst.region not in codes:
-                raise ValueError(f"institutions[{inst.name!r}].region: unknown region {inst.region!r}; known: {', '.join(codes)}")
-            _no_duplicates(f"institutions[{inst.name!r}].qualification[].since", [q.since.isoformat() for q in inst.qualification])
+                raise ValueError(
+                    f"institutions[{inst.name!r}].region: unknown region {inst.region!r}; known: {', '.join(codes)}"
+                )
+            _no_duplicates(
+                f"institutions[{inst.name!r}].qualification[].since", [q.since.isoformat() for q in inst.qualification]
+            )
         return self
 
     @functools.cached_property
@@ -149,25 +155,46 @@ class Register(_Strict):
         inst = self.resolve(institution) if isinstance(institution, str) or institution is None else institution
         if inst is None:
             written = institution if isinstance(institution, str) and institution.strip() else "(none)"
-            return QualificationCheck(False, "institution.unregistered", None,
-                                      f"institution not in the register: {written}", f"机构不在互认机构名录中：{written}")
+            return QualificationCheck(
+                False,
+                "institution.unregistered",
+                None,
+                f"institution not in the register: {written}",
+                f"机构不在互认机构名录中：{written}",
+            )
         if day is None:
-            return QualificationCheck(False, "institution.study_date_unknown", inst,
-                                      "study date unknown: the institution's qualification cannot be checked",
-                                      "检查日期未知，无法确认机构的互认资格")
+            return QualificationCheck(
+                False,
+                "institution.study_date_unknown",
+                inst,
+                "study date unknown: the institution's qualification cannot be checked",
+                "检查日期未知，无法确认机构的互认资格",
+            )
         q = inst.qualification_on(day)
         if q is None:
-            return QualificationCheck(False, "institution.no_qualification", inst,
-                                      f"{inst.name} had no recognition qualification on {day.isoformat()}",
-                                      f"{inst.name} 在 {day.isoformat()} 尚无互认资格记录")
+            return QualificationCheck(
+                False,
+                "institution.no_qualification",
+                inst,
+                f"{inst.name} had no recognition qualification on {day.isoformat()}",
+                f"{inst.name} 在 {day.isoformat()} 尚无互认资格记录",
+            )
         since = q.since.isoformat()
         if q.status is QualificationStatus.QUALIFIED:
-            return QualificationCheck(True, "institution.qualified", inst,
-                                      f"{inst.name} is qualified for recognition since {since}",
-                                      f"{inst.name} 具备互认资格（自 {since} 起）")
-        return QualificationCheck(False, "institution.not_qualified", inst,
-                                  f"{inst.name} is not qualified for recognition since {since} ({q.basis})",
-                                  f"机构不具备互认资格（自 {since} 起）：{q.basis}")
+            return QualificationCheck(
+                True,
+                "institution.qualified",
+                inst,
+                f"{inst.name} is qualified for recognition since {since}",
+                f"{inst.name} 具备互认资格（自 {since} 起）",
+            )
+        return QualificationCheck(
+            False,
+            "institution.not_qualified",
+            inst,
+            f"{inst.name} is not qualified for recognition since {since} ({q.basis})",
+            f"机构不具备互认资格（自 {since} 起）：{q.basis}",
+        )
 
     def qualified_on(self, institution: Institution | str | None, day: dt.date | None) -> tuple[bool, str]:
         """``(qualified, reason)`` on ``day``; the reason is bilingual ("中文 / English").

@@ -189,7 +189,9 @@ def _item_findings(match: Match, thresholds: Thresholds) -> list[Finding | None]
         ]
     if match.not_item is not None:
         en, zh = match.not_item
-        return [thresholds.finding(ITEM_EXCLUDED, f"{en} ({evidence})", f"{zh}，不适用互认（依据：{evidence}）", value=en)]
+        return [
+            thresholds.finding(ITEM_EXCLUDED, f"{en} ({evidence})", f"{zh}，不适用互认（依据：{evidence}）", value=en)
+        ]
     if match.ambiguous:
         names = ", ".join(f"{i.code} {i.name_en}" for i in match.candidates)
         names_zh = "、".join(f"{i.code} {i.name_zh}" for i in match.candidates)
@@ -266,8 +268,11 @@ def _run_checks(
         findings.extend(quality.findings)
     if summary.upload_delay_h is not None:
         metrics[timeliness.UPLOAD_DELAY_METRIC] = summary.upload_delay_h
-        findings.extend(timeliness.check_timeliness(
-            summary.upload_delay_h, thresholds, upper_bound=study.received_at_is_upper_bound))
+        findings.extend(
+            timeliness.check_timeliness(
+                summary.upload_delay_h, thresholds, upper_bound=study.received_at_is_upper_bound
+            )
+        )
     if others:
         findings.extend(
             consistency.check_across_studies(
@@ -311,9 +316,7 @@ def judge(
         raise
     except Exception as exc:  # a check must not take the run down: the study goes to a person
         logger.exception("checks failed on study %s", study.study_instance_uid)
-        findings = _check_error(
-            thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断"
-        )
+        findings = _check_error(thresholds, exc, "The checks stopped with an unexpected error", "质控检查意外中断")
         candidate = True
     series, series_findings = _describe_series(study, thresholds, item_ref)
     findings = [*findings, *series_findings]
@@ -418,8 +421,13 @@ def process_entry(
 
 
 def _judge_and_save(
-    source: StudySource, entry: StudyEntry, store: ResultStoreLike, thresholds: Thresholds, *,
-    run_id: str | None, now: dt.datetime,
+    source: StudySource,
+    entry: StudyEntry,
+    store: ResultStoreLike,
+    thresholds: Thresholds,
+    *,
+    run_id: str | None,
+    now: dt.datetime,
 ) -> StudyOutcome:
     study = source.load(entry)
     if study.received_at_is_upper_bound and study.received_at is not None:
@@ -437,8 +445,13 @@ def _judge_and_save(
     take_fetched = getattr(source, "take_fetched_bytes", None)
     fetched = int(take_fetched(entry.study_instance_uid)) if callable(take_fetched) else 0
     if fetched:
-        logger.info("study %s: %s (%s), %.1f MB of pixel data fetched", entry.study_instance_uid, decision.verdict,
-                    saved, fetched / 1e6)
+        logger.info(
+            "study %s: %s (%s), %.1f MB of pixel data fetched",
+            entry.study_instance_uid,
+            decision.verdict,
+            saved,
+            fetched / 1e6,
+        )
     else:
         logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
     return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved), fetched)

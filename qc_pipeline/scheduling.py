@@ -77,7 +77,9 @@ def plan(entries: Iterable[StudyEntry], batch_size: int | None = None) -> list[U
     last_of_patient: dict[str, int] = {}
     units = []
     for index, members in enumerate(group(submission_order(entries), size)):
-        after = sorted({last_of_patient[e.patient_key] for e in members if e.patient_key and e.patient_key in last_of_patient})
+        after = sorted(
+            {last_of_patient[e.patient_key] for e in members if e.patient_key and e.patient_key in last_of_patient}
+        )
         units.append(Unit(index, tuple(members), tuple(after), batched=size > 1 and is_small(members[0])))
         for entry in members:
             if entry.patient_key:

@@ -23,7 +23,10 @@ EXPECTED: Final[Mapping[str, tuple[Verdict, frozenset[str]]]] = {
     "future_study_date": (Verdict.FAIL, frozenset({"metadata.study_date.future", "timeliness.upload_delay.negative"})),
     "inconsistent_patient": (Verdict.FAIL, frozenset({"metadata.patient.inconsistent"})),
     "age_mismatch": (Verdict.REVIEW, frozenset({"metadata.patient_age.inconsistent"})),
-    "missing_accession_institution": (Verdict.REVIEW, frozenset({"metadata.accession_number.missing", "metadata.institution.missing"})),
+    "missing_accession_institution": (
+        Verdict.REVIEW,
+        frozenset({"metadata.accession_number.missing", "metadata.institution.missing"}),
+    ),
     "truncated_file": (Verdict.FAIL, frozenset({"integrity.pixel_data.truncated"})),
     "sr_in_study": (Verdict.PASS, frozenset({"integrity.non_image.skipped"})),
     "sr_only": (Verdict.NOT_APPLICABLE, frozenset({"integrity.non_image.skipped", "catalog.no_images"})),
@@ -37,7 +40,10 @@ EXPECTED: Final[Mapping[str, tuple[Verdict, frozenset[str]]]] = {
     "overexposed_dr": (Verdict.REVIEW, frozenset({"image_quality.dr.deviation_index_high.review"})),
     # the DR model scores the saturation too, but its rule is off: the label is the stored-maximum
     # criterion of the objective rule (duplicate_of in thresholds/ai.yaml)
-    "clipped_dr": (Verdict.FAIL, frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"})),
+    "clipped_dr": (
+        Verdict.FAIL,
+        frozenset({"image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.fail"}),
+    ),
     "not_dicom": (Verdict.FAIL, frozenset({"integrity.file.unreadable"})),
 }
 """Case name -> (verdict, codes). The codes: (1) every one of them is among the study's findings,

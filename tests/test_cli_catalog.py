@@ -36,7 +36,9 @@ def test_a_broken_item_list_is_a_clear_error(tmp_path):
     target = tmp_path / "thresholds"
     shutil.copytree(default_thresholds_dir(), target)
     path = target / "items" / "yubei-2023.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("body_part: KNEE", "body_part: KNEEE", 1), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("body_part: KNEE", "body_part: KNEEE", 1), encoding="utf-8"
+    )
     result = CliRunner().invoke(main, ["items", "--thresholds", str(target)])
     assert result.exit_code == 2
     assert "body_part: 'KNEEE' has no words in" in result.output

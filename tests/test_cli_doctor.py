@@ -36,7 +36,11 @@ def setup(tmp_path, monkeypatch):
 
 def _doctor(*args: str):
     result = CliRunner().invoke(main, ["doctor", "--min-free-gb", "0", *args])
-    lines = {line.split(":")[0].split()[-1]: line for line in result.output.splitlines() if line.startswith(("ok", "PROBLEM"))}
+    lines = {
+        line.split(":")[0].split()[-1]: line
+        for line in result.output.splitlines()
+        if line.startswith(("ok", "PROBLEM"))
+    }
     return result, lines
 
 

@@ -41,7 +41,11 @@ def test_results_table_in_chinese_shows_no_rule_or_metric_ids(population_url: st
 def test_period_accepts_both_spellings_everywhere() -> None:
     assert Period.parse("2026H2") == Period.parse("2026-H2") == Period.parse("2026-h2") == Period(2026, 2)
     a, b = SpotPeriod.parse("2026H2"), SpotPeriod.parse("2026-H2")
-    assert (a.start, a.end, a.label) == (b.start, b.end, b.label) == (dt.date(2026, 7, 1), dt.date(2026, 12, 31), "2026-H2")
+    assert (
+        (a.start, a.end, a.label)
+        == (b.start, b.end, b.label)
+        == (dt.date(2026, 7, 1), dt.date(2026, 12, 31), "2026-H2")
+    )
     assert SpotPeriod.parse("2026q4").label == "2026-Q4"
 
 
@@ -52,14 +56,18 @@ def test_reading_a_missing_sqlite_database_is_an_error_and_creates_nothing(tmp_p
     assert not typo.exists()
 
 
-@pytest.mark.parametrize("command", [
-    ("spot-check", "summary", "--period", "2026H2"),
-    ("spot-check", "verify", "--period", "2026-H2"),
-    ("spot-check", "draw", "--period", "2026H2"),
-    ("exam-log", "import", "LOG"),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("spot-check", "summary", "--period", "2026H2"),
+        ("spot-check", "verify", "--period", "2026-H2"),
+        ("spot-check", "draw", "--period", "2026H2"),
+        ("exam-log", "import", "LOG"),
+    ],
+)
 def test_spot_check_and_exam_log_on_a_missing_database_fail_and_create_nothing(
-        tmp_path: Path, command: tuple[str, ...]) -> None:
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
     typo = tmp_path / "typo.sqlite"
     log = tmp_path / "log.csv"
     log.write_text("accession,patient_id,institution,item,exam_time,modality\n", encoding="utf-8")
@@ -80,8 +88,7 @@ def test_rescore_on_a_missing_database_fails_and_creates_nothing(tmp_path: Path)
 def test_spot_check_accepts_a_postgres_scheme_url() -> None:
     # The URL is normalised before anything is opened: the error, if any, is a connection one,
     # never SQLAlchemy's "Can't load plugin: sqlalchemy.dialects:postgres".
-    code, out = invoke("spot-check", "summary", "--period", "2026H2",
-                       "--db", "postgres://nobody@127.0.0.1:1/none")
+    code, out = invoke("spot-check", "summary", "--period", "2026H2", "--db", "postgres://nobody@127.0.0.1:1/none")
     assert "Can't load plugin" not in out and "postgres" not in out.split("error")[0], out
     assert code != 0
 
@@ -111,8 +118,6 @@ def test_csv_for_excel_has_a_bom(tmp_path: Path) -> None:
     assert result.stdout_bytes.startswith(b"\xef\xbb\xbf") and "重庆医院".encode() in result.stdout_bytes
     plain = CliRunner().invoke(main, ["results", "--db", url, "--format", "csv"])
     assert not plain.stdout_bytes.startswith(b"\xef\xbb\xbf")
-
-
 
 
 def test_spot_check_kappa_on_too_few_cases_says_so() -> None:
@@ -197,8 +202,9 @@ def test_results_table_to_a_file_has_full_rows(verdicts_url: str) -> None:
 
 
 @pytest.mark.parametrize("width", [80, 120])
-def test_demo_table_with_long_case_names_fits_the_terminal(verdicts_url: str, width: int, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_table_with_long_case_names_fits_the_terminal(
+    verdicts_url: str, width: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rich.cells import cell_len
 
     from qc_pipeline import cli_table
@@ -232,8 +238,11 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
                 assert sub is not None, f"{' '.join((*path, name))} is listed but cannot be loaded"
                 walk(sub, (*path, name))
             return
-        missing.extend(f"{' '.join(path)} {'/'.join(p.opts)}" for p in command.params
-                       if isinstance(p, click.Option) and not p.help and p.name != "help")
+        missing.extend(
+            f"{' '.join(path)} {'/'.join(p.opts)}"
+            for p in command.params
+            if isinstance(p, click.Option) and not p.help and p.name != "help"
+        )
 
     walk(main, ())
     assert {"run", "review create-user", "recognition token create", "models train", "exam-log import"} <= set(seen)
@@ -244,8 +253,13 @@ def test_a_one_study_command_does_not_import_the_other_command_groups() -> None:
     """`run` is interactive: the review app, recognition API, report and model tools load only when named."""
     from tests.support.imports import imported_by
 
-    groups = ["qc_pipeline.review.cli", "qc_pipeline.recognition.cli", "qc_pipeline.report.cli",
-              "qc_pipeline.spotcheck.cli", "qc_pipeline.ai.cli"]
+    groups = [
+        "qc_pipeline.review.cli",
+        "qc_pipeline.recognition.cli",
+        "qc_pipeline.report.cli",
+        "qc_pipeline.spotcheck.cli",
+        "qc_pipeline.ai.cli",
+    ]
     assert imported_by("from qc_pipeline.cli import main", [*groups, "qc_pipeline.cli"]) == ["qc_pipeline.cli"]
 
 
@@ -254,8 +268,16 @@ def test_run_summary_fits_80_columns_and_names_verdicts_in_words(capsys: pytest.
 
     from qc_pipeline.cli import _print_summary
 
-    _print_summary({"studies": 1234, "judged": 1200, "unchanged": 30, "failed": 4,
-                    "verdicts": {"pass": 900, "review": 200, "fail": 80, "not_applicable": 20}}, 1234.5)
+    _print_summary(
+        {
+            "studies": 1234,
+            "judged": 1200,
+            "unchanged": 30,
+            "failed": 4,
+            "verdicts": {"pass": 900, "review": 200, "fail": 80, "not_applicable": 20},
+        },
+        1234.5,
+    )
     out = capsys.readouterr().out
     assert all(cell_len(line) <= 80 for line in out.splitlines()), out
     assert "1234 项检查 studies, 1200 已质控 judged" in out and "不适用 n/a 20" in out and "不合格 fail 80" in out

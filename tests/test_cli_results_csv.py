@@ -21,8 +21,13 @@ HOSTILE = ("=1+1", "-2+3", "+cmd", "@x", "\tx")
 def test_results_csv_writes_text_that_looks_like_a_formula_as_text(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     with ResultStore.open(url) as store:
-        save_all(store, [make_decision(n, text, "CT", Verdict.FAIL, dt.date(2026, 10, 1), patient=text)
-                         for n, text in enumerate(HOSTILE)])
+        save_all(
+            store,
+            [
+                make_decision(n, text, "CT", Verdict.FAIL, dt.date(2026, 10, 1), patient=text)
+                for n, text in enumerate(HOSTILE)
+            ],
+        )
     result = CliRunner().invoke(main, ["results", "--db", url, "--format", "csv"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))

@@ -14,14 +14,23 @@ _REGIONS = [{"code": "chongqing", "name_zh": "重庆", "name_en": "Chongqing"}]
 
 
 def _register(*qualification: dict) -> Register:
-    return Register.model_validate({
-        "version": "t",
-        "regions": _REGIONS,
-        "institutions": [{
-            "name": "重庆市测试医院", "name_en": "Chongqing Test Hospital", "aliases": ["CQ TEST HOSP"],
-            "level": "二级", "region": "chongqing", "public": True, "qualification": list(qualification),
-        }],
-    })
+    return Register.model_validate(
+        {
+            "version": "t",
+            "regions": _REGIONS,
+            "institutions": [
+                {
+                    "name": "重庆市测试医院",
+                    "name_en": "Chongqing Test Hospital",
+                    "aliases": ["CQ TEST HOSP"],
+                    "level": "二级",
+                    "region": "chongqing",
+                    "public": True,
+                    "qualification": list(qualification),
+                }
+            ],
+        }
+    )
 
 
 def test_shipped_register_resolves_english_and_chinese_names_to_one_institution() -> None:
@@ -114,7 +123,11 @@ def test_cli_lists_the_register() -> None:
 def test_exam_logs_group_and_price_by_the_register() -> None:
     from qc_pipeline.exam_logs import institution_key, institution_public
 
-    assert institution_key(" Sichuan  Provincial People's Hospital ") == institution_key("四川省人民医院") == "四川省人民医院"
+    assert (
+        institution_key(" Sichuan  Provincial People's Hospital ")
+        == institution_key("四川省人民医院")
+        == "四川省人民医院"
+    )
     assert institution_key("  Some   Clinic ") == "Some Clinic"  # not registered: as written, spaces tidied
     assert institution_public("Sichuan Demonstration Hospital E") is False
     assert institution_public("重庆市示范医院A") is True

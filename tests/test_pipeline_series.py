@@ -44,7 +44,12 @@ def write_dose_report(path: Path, *, study: str, **attrs: str) -> Path:
 def test_fields_missing_only_on_the_dose_report_do_not_fail_the_study(tmp_path, thresholds):
     write_instance(tmp_path / "1.dcm", study=GOOD_STUDY, series_no=1, instance_no=1)
     write_dose_report(
-        tmp_path / "sr.dcm", study=GOOD_STUDY, PatientBirthDate="", PatientSex="", AccessionNumber="", InstitutionName=""
+        tmp_path / "sr.dcm",
+        study=GOOD_STUDY,
+        PatientBirthDate="",
+        PatientSex="",
+        AccessionNumber="",
+        InstitutionName="",
     )
     decision = judge(load_only(tmp_path), thresholds, now=NOW)
     assert decision.verdict is Verdict.PASS, [f.message for f in decision.reasons]
@@ -107,7 +112,9 @@ def test_results_json_lists_the_ct_phase_and_slice(judged_samples):
     (ct,) = cli_series(judged_samples, "phantom_ct_chest")
     assert (ct["modality"], ct["kind"], ct["n_instances"]) == ("CT", "CT", 16)
     assert {k: ct["role"][k] for k in ("phase", "kernel_class", "slice_mm")} == {
-        "phase": "PLAIN", "kernel_class": "SOFT_TISSUE", "slice_mm": 5.0
+        "phase": "PLAIN",
+        "kernel_class": "SOFT_TISSUE",
+        "slice_mm": 5.0,
     }
     assert "kernel 'STANDARD' → SOFT_TISSUE" in ct["role"]["evidence"]
     assert "slice 5 mm from SliceThickness (0018,0050)" in ct["role"]["evidence"]
@@ -119,7 +126,12 @@ def test_results_json_lists_the_dr_view_and_the_non_image_series(judged_samples)
     assert dr["role"]["evidence"][0].startswith("view PA from ViewPosition (0018,5101) 'PA'")
     image, report = cli_series(judged_samples, "sr_in_study")
     assert (image["kind"], image["role"]["view"]) == ("DR", "PA")
-    assert (report["modality"], report["series_number"], report["kind"], report["role"]) == ("SR", 99, "non_image", None)
+    assert (report["modality"], report["series_number"], report["kind"], report["role"]) == (
+        "SR",
+        99,
+        "non_image",
+        None,
+    )
 
 
 def test_results_csv_and_table_are_unchanged(judged_samples):

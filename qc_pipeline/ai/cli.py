@@ -27,7 +27,12 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
+@click.option(
+    "--dir",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
+)
 def list_cmd(models_dir: Path | None) -> None:
     """Show the models with their versions and checksums, checked / 列出模型及其版本、校验值."""
     from qc_pipeline.ai.registry import load_registry
@@ -71,7 +76,9 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
             f"{destination} is the models folder in use: training there would replace the models the rules of "
             "thresholds/ai.yaml were evaluated with; write elsewhere (--out) or pass --force"
         )
-    existing = sorted(p.name for p in destination.glob("*.json") if p.stem in MODEL_SPECS) if destination.is_dir() else []
+    existing = (
+        sorted(p.name for p in destination.glob("*.json") if p.stem in MODEL_SPECS) if destination.is_dir() else []
+    )
     if existing:
         raise ConfigError(
             f"{destination} already holds models ({', '.join(existing)}): choose another --out or --version, or pass --force"
@@ -80,18 +87,36 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
 
 
 @models.command("train")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write the models (default: trained-models/<version>/; never the models folder in use without --force).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the models (default: trained-models/<version>/; never the models folder in use without --force).",
+)
 @click.option("--force", is_flag=True, help="Write even into the models folder in use or over models already there.")
 @click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14).")
-@click.option("--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000).")
-@click.option("--version", "version", help="Version written into the manifests (default 2026.12.2, qc_pipeline.modeltools.training.TrainingConfig).")
-@click.option("--labels", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.")
+@click.option(
+    "--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000)."
+)
+@click.option(
+    "--version",
+    "version",
+    help="Version written into the manifests (default 2026.12.2, qc_pipeline.modeltools.training.TrainingConfig).",
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.",
+)
 def train_cmd(
-    out_dir: Path | None, force: bool, names: tuple[str, ...], epochs: int | None, n_train: int | None,
-    version: str | None, labels: Path | None,
+    out_dir: Path | None,
+    force: bool,
+    names: tuple[str, ...],
+    epochs: int | None,
+    n_train: int | None,
+    version: str | None,
+    labels: Path | None,
 ) -> None:
     """Train the models from real and phantom images and export ONNX + manifests / 训练并导出模型.
 
@@ -121,22 +146,40 @@ def train_cmd(
     if unknown:
         _fail(f"unknown model {', '.join(unknown)} (known: {', '.join(MODEL_SPECS)})", f"未知模型 {', '.join(unknown)}")
     config = TrainingConfig()
-    overrides = {k: v for k, v in {"epochs": epochs, "n_train": n_train, "version": version, "labels": labels}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"epochs": epochs, "n_train": n_train, "version": version, "labels": labels}.items()
+        if v is not None
+    }
     config = dataclasses.replace(config, **overrides)
     start = time.monotonic()
     written = train_all(
-        destination, config, names=names or None,
+        destination,
+        config,
+        names=names or None,
         progress=lambda message: click.echo(f"[{time.monotonic() - start:6.0f}s] {message}", err=True),
     )
     for path in written:
         click.echo(f"已写入 / written: {path} ({path.with_suffix('.onnx').name})")
-    click.echo(f"下一步 / next: qc-pipeline models evaluate --dir {destination} --write; to install, copy the models into the "
-               "models folder and update the pins and evidence in thresholds/ai.yaml")
+    click.echo(
+        f"下一步 / next: qc-pipeline models evaluate --dir {destination} --write; to install, copy the models into the "
+        "models folder and update the pins and evidence in thresholds/ai.yaml"
+    )
 
 
 @models.command("evaluate")
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path), help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (default: the shipped thresholds/).")
+@click.option(
+    "--dir",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (default: the shipped thresholds/).",
+)
 @click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
 def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:
     """Held-out evaluation through onnxruntime; prints the model cards' tables / 留出集评估."""
@@ -152,7 +195,9 @@ def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: boo
         _fail(str(exc), f"无法评估：{exc}")
         return
     start = time.monotonic()
-    results = evaluate(scorer, thresholds, progress=lambda m: click.echo(f"[{time.monotonic() - start:6.0f}s] {m}", err=True))
+    results = evaluate(
+        scorer, thresholds, progress=lambda m: click.echo(f"[{time.monotonic() - start:6.0f}s] {m}", err=True)
+    )
     click.echo(markdown_table(results))
     if write:
         for path in write_results(results, directory):
@@ -161,9 +206,15 @@ def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: boo
 
 @models.command("export-labels")
 @click.option("--db", "db_url", help="Results database URL (default: $QC_DB_URL, else the local SQLite file).")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write."
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).",
+)
 def export_labels_cmd(db_url: str | None, out_path: Path, thresholds_dir: Path | None) -> None:
     """Write reviewers' per-finding judgements as per-series labels with provenance
     (format: qc_pipeline.review.finding_labels) / 导出医师对各质控发现的判断（逐序列标注，含来源）."""
@@ -192,16 +243,32 @@ def export_labels_cmd(db_url: str | None, out_path: Path, thresholds_dir: Path |
 
 
 @models.command("validate")
-@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Per-finding labels written by `qc-pipeline models export-labels`.")
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Per-finding labels written by `qc-pipeline models export-labels`.",
+)
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Models folder: the operating point of a score without a rule in thresholds/ai.yaml (default: $QC_MODELS_DIR, else the shipped models).")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON.")
-def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None,
-                 json_path: Path | None) -> None:
+@click.option(
+    "--dir",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder: the operating point of a score without a rule in thresholds/ai.yaml (default: $QC_MODELS_DIR, else the shipped models).",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON."
+)
+def validate_cmd(
+    labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None, json_path: Path | None
+) -> None:
     """How good each AI score is at this site, by its radiologists' labels: AUC, PPV of flags,
     false-flag rate and AI-only confirmed catches, with 95 % intervals, per institution
     (qc_pipeline.modeltools.site_validation) / 按本单位医师标注验证 AI 评分."""
@@ -213,34 +280,69 @@ def validate_cmd(labels_path: Path, db_url: str | None, models_dir: Path | None,
     config, rows, thresholds, scores, sites, _raw = _site_inputs(labels_path, db_url, models_dir, thresholds_dir)
     figures = validate(rows, scores, sites, thresholds, config.implied_artifact)
     if not figures:
-        click.echo("没有可用于验证的标注序列（需要已确认或已排除的发现，或抽查判为无问题的序列，且该序列有AI评分） / "
-                   "no labelled series to validate with (confirmed or rejected findings, or audited series judged clean, "
-                   "on series with AI scores)")
+        click.echo(
+            "没有可用于验证的标注序列（需要已确认或已排除的发现，或抽查判为无问题的序列，且该序列有AI评分） / "
+            "no labelled series to validate with (confirmed or rejected findings, or audited series judged clean, "
+            "on series with AI scores)"
+        )
     else:
         header, *body = table(figures, lambda s: "全部 all" if s == ALL_SITES else (s or "(未记录 / not recorded)"))
         keys = ["score", "artifact", "site", "counts", "auc", "ppv", "false_flags", "ai_only"]
         columns = [Column(k, h, wrap=k in ("site",)) for k, h in zip(keys, header, strict=True)]
-        print_table("AI 评分本单位验证 / AI scores validated by this site's labels", columns,
-                    [dict(zip(keys, r, strict=True)) for r in body], steps=[("drop", "artifact"), ("drop", "ai_only")])
+        print_table(
+            "AI 评分本单位验证 / AI scores validated by this site's labels",
+            columns,
+            [dict(zip(keys, r, strict=True)) for r in body],
+            steps=[("drop", "artifact"), ("drop", "ai_only")],
+        )
     if json_path is not None:
         json_path.write_text(json.dumps([f.as_dict() for f in figures], ensure_ascii=False, indent=1), encoding="utf-8")
         click.echo(f"已写入 / written: {json_path}")
 
 
 @models.command("calibrate")
-@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Per-finding labels written by `qc-pipeline models export-labels`.")
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Per-finding labels written by `qc-pipeline models export-labels`.",
+)
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--false-flag-rate", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
-              help="At most this share of clean series flagged: the conformal limit of each score.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML file of the proposed limits and isotonic calibration (a site thresholds proposal).")
-@click.option("--dir", "models_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Models folder whose scores are calibrated (default: $QC_MODELS_DIR, else the shipped models).")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).")
-def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float, out_path: Path,
-                  models_dir: Path | None, thresholds_dir: Path | None) -> None:
+@click.option(
+    "--false-flag-rate",
+    type=click.FloatRange(0.001, 0.5),
+    default=0.05,
+    show_default=True,
+    help="At most this share of clean series flagged: the conformal limit of each score.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of the proposed limits and isotonic calibration (a site thresholds proposal).",
+)
+@click.option(
+    "--dir",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder whose scores are calibrated (default: $QC_MODELS_DIR, else the shipped models).",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Thresholds folder with evaluation/finding_review.yaml (default: the shipped thresholds/).",
+)
+def calibrate_cmd(
+    labels_path: Path,
+    db_url: str | None,
+    false_flag_rate: float,
+    out_path: Path,
+    models_dir: Path | None,
+    thresholds_dir: Path | None,
+) -> None:
     """Propose each AI score's limit for this site from its clean labelled series (split conformal:
     at most --false-flag-rate of clean series flagged) and an isotonic calibration; prints false
     flags and catches on the labelled series at the rule's limit (thresholds/ai.yaml) and at the proposed one. Nothing
@@ -261,9 +363,11 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
     today = dt.datetime.now(dt.UTC).date().isoformat()
     document = {
         "version": f"site-calibration {today}",
-        "source": (f"[D] proposed by qc-pipeline models calibrate on {today} from {labels_path.name} (sha256 "
-                   f"{hashlib.sha256(raw).hexdigest()[:16]}), {len(labels)} labelled series; not applied until copied "
-                   "into thresholds/ai.yaml and signed off"),
+        "source": (
+            f"[D] proposed by qc-pipeline models calibrate on {today} from {labels_path.name} (sha256 "
+            f"{hashlib.sha256(raw).hexdigest()[:16]}), {len(labels)} labelled series; not applied until copied "
+            "into thresholds/ai.yaml and signed off"
+        ),
         "false_flag_rate": false_flag_rate,
         "scores": [c.as_dict() | {"rule_limit": limits[c.score]} for c in results],
     }
@@ -282,22 +386,38 @@ def calibrate_cmd(labels_path: Path, db_url: str | None, false_flag_rate: float,
             fp, tp = fp + (y == 0 and v > limit), tp + (y == 1 and v > limit)
         return f"{fp}/{clean} · {tp}/{pos}"
 
-    columns = [Column("score", "AI评分 score", wrap=False), Column("n", "无问题/有问题 clean/pos", wrap=False),
-               Column("before", "规则限值 rule limit: 误报·检出 false flags·caught", wrap=False),
-               Column("after", "建议限值 proposed: 误报·检出 false flags·caught", wrap=False),
-               Column("why", "说明 note")]
-    body = [{"score": c.score, "n": f"{c.clean}/{c.positives}",
-             "before": f"{limits[c.score]:.3g}: {counts(c.score, limits[c.score])}",
-             "after": "—" if c.threshold is None else f"{c.threshold:.3g}: {counts(c.score, c.threshold)}",
-             "why": c.why_none or ""}
-            for c in results]
+    columns = [
+        Column("score", "AI评分 score", wrap=False),
+        Column("n", "无问题/有问题 clean/pos", wrap=False),
+        Column("before", "规则限值 rule limit: 误报·检出 false flags·caught", wrap=False),
+        Column("after", "建议限值 proposed: 误报·检出 false flags·caught", wrap=False),
+        Column("why", "说明 note"),
+    ]
+    body = [
+        {
+            "score": c.score,
+            "n": f"{c.clean}/{c.positives}",
+            "before": f"{limits[c.score]:.3g}: {counts(c.score, limits[c.score])}",
+            "after": "—" if c.threshold is None else f"{c.threshold:.3g}: {counts(c.score, c.threshold)}",
+            "why": c.why_none or "",
+        }
+        for c in results
+    ]
     if body:
-        print_table(f"AI 评分限值校准（误报率 ≤ {false_flag_rate:g}） / AI score limits calibrated (false flags ≤ {false_flag_rate:g})",
-                    columns, body, steps=[("drop", "why")])
-        click.echo("误报与检出在同一标注集上计算（偏乐观） / false flags and catches are counted on the labelled series "
-                   "themselves (optimistic)")
-    click.echo(f"已写入 / written: {out_path}（仅为建议，复制到 thresholds/ai.yaml 并签字后生效 / a proposal: applied only "
-               "when copied into thresholds/ai.yaml and signed off)")
+        print_table(
+            f"AI 评分限值校准（误报率 ≤ {false_flag_rate:g}） / AI score limits calibrated (false flags ≤ {false_flag_rate:g})",
+            columns,
+            body,
+            steps=[("drop", "why")],
+        )
+        click.echo(
+            "误报与检出在同一标注集上计算（偏乐观） / false flags and catches are counted on the labelled series "
+            "themselves (optimistic)"
+        )
+    click.echo(
+        f"已写入 / written: {out_path}（仅为建议，复制到 thresholds/ai.yaml 并签字后生效 / a proposal: applied only "
+        "when copied into thresholds/ai.yaml and signed off)"
+    )
 
 
 def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):  # type: ignore[no-untyped-def]
@@ -325,15 +445,26 @@ def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None,
         reader = csv.DictReader(handle)
         missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            _fail(f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
-                  f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）", code=2)
+            _fail(
+                f"{labels_path} is not a labels file of `models export-labels`: it lacks {', '.join(missing)}",
+                f"{labels_path} 不是 models export-labels 导出的标注文件（缺少列 {', '.join(missing)}）",
+                code=2,
+            )
         rows = list(reader)
     # The limit of each score: its rule's in thresholds/ai.yaml (what flags once the rule is on;
     # off rules count too), else the model's own operating point from its manifest.
-    limits = {score_metric(name, label): float(limit) for name, model in models.items()
-              for label, limit in model.manifest.decision_thresholds.items()}
-    limits.update({rule.metric: float(rule.limit) for rule in rule_set.rules.values()
-                   if rule.metric in limits and rule.when == "above" and rule.limit is not None})
+    limits = {
+        score_metric(name, label): float(limit)
+        for name, model in models.items()
+        for label, limit in model.manifest.decision_thresholds.items()
+    }
+    limits.update(
+        {
+            rule.metric: float(rule.limit)
+            for rule in rule_set.rules.values()
+            if rule.metric in limits and rule.when == "above" and rule.limit is not None
+        }
+    )
     store = _open_store(db_url, must_exist=True)
     try:
         scores, sites = stored_scores(store, (r["study_instance_uid"] for r in rows))

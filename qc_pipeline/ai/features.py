@@ -62,8 +62,10 @@ def metric_features(
         raise ValueError(f"no metric features for modality {modality!r} (DR, CT or MR)")
     values = {m.metric: m.value for m in measured}
     return np.array(
-        [v if (v := values.get(name)) is not None and math.isfinite(v) else np.nan
-         for name in (FEATURES[modality] if names is None else names)],
+        [
+            v if (v := values.get(name)) is not None and math.isfinite(v) else np.nan
+            for name in (FEATURES[modality] if names is None else names)
+        ],
         dtype=np.float32,
     )
 
@@ -91,8 +93,9 @@ def slice_features(
     """
     grids = np.stack([to_working_grid(s) for s in slices])
     grid_mm = None if pixel_mm is None else pixel_mm * max(np.shape(slices[0])) / WORKING_SIZE
-    return metric_features(grids[0] if modality == "DR" else grids, modality, pixel_mm=grid_mm, stored_range=stored_range,
-                           names=names)
+    return metric_features(
+        grids[0] if modality == "DR" else grids, modality, pixel_mm=grid_mm, stored_range=stored_range, names=names
+    )
 
 
 def measured_metrics(modality: str) -> frozenset[str]:

@@ -114,7 +114,9 @@ def read_manifest(path: Path) -> Manifest:
         raise ModelError(f"model manifest {path}: {where}: {first['msg']}") from exc
     spec = MODEL_SPECS.get(manifest.name)
     if spec is None:
-        raise ModelError(f"model manifest {path} names model {manifest.name!r}, unknown to this qc-pipeline ({', '.join(MODEL_SPECS)})")
+        raise ModelError(
+            f"model manifest {path} names model {manifest.name!r}, unknown to this qc-pipeline ({', '.join(MODEL_SPECS)})"
+        )
     if (manifest.modality, manifest.kind, tuple(manifest.labels)) != (spec.modality, spec.kind, spec.labels):
         raise ModelError(
             f"model manifest {path} does not match model {spec.name}: expected {spec.modality} {spec.kind} "
@@ -143,7 +145,11 @@ def read_manifest(path: Path) -> Manifest:
             raise ModelError(
                 f"model manifest {path}: model {manifest.name} reads the metric features {names} "
                 f"(input shape {manifest.input.shape}), "
-                + (f"and this qc-pipeline measures no {', '.join(unknown)}" if unknown else "which do not fit its input")
+                + (
+                    f"and this qc-pipeline measures no {', '.join(unknown)}"
+                    if unknown
+                    else "which do not fit its input"
+                )
                 + f": retrain it (qc-pipeline models train --model {manifest.name}) or install the models of this version"
             )
     return manifest
@@ -173,7 +179,9 @@ def load_models(directory: Path | None = None) -> tuple[dict[str, RegisteredMode
     """
     directory = directory or default_models_dir()
     if not directory.is_dir():
-        raise ModelError(f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)")
+        raise ModelError(
+            f"models folder {directory} does not exist (set {MODELS_DIR_ENV} or run qc-pipeline models train)"
+        )
     models: dict[str, RegisteredModel] = {}
     problems: dict[str, str] = {}
     for path in sorted(directory.glob("*.json")):
@@ -186,8 +194,10 @@ def load_models(directory: Path | None = None) -> tuple[dict[str, RegisteredMode
             problems[path.stem] = str(exc)
     for name in MODEL_SPECS:
         if name not in models and name not in problems:
-            problems[name] = (f"models folder {directory} lacks the manifest of {name} (expected {name}.json; "
-                              "run qc-pipeline models train)")
+            problems[name] = (
+                f"models folder {directory} lacks the manifest of {name} (expected {name}.json; "
+                "run qc-pipeline models train)"
+            )
     return models, problems
 
 

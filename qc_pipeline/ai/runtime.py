@@ -79,7 +79,11 @@ class Scorer:
     """The registered models, each with its onnxruntime session."""
 
     def __init__(
-        self, models: Mapping[str, RegisteredModel], *, threads: int = 1, unavailable: Mapping[str, str] | None = None,
+        self,
+        models: Mapping[str, RegisteredModel],
+        *,
+        threads: int = 1,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self._models: dict[str, RegisteredModel] = {}
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -88,8 +92,11 @@ class Scorer:
             try:
                 self._sessions[name] = _session(model, threads)
             except Exception as exc:  # onnxruntime refuses the file: only this model's scores are lost
-                reason = str(exc) if isinstance(exc, ModelError) else (
-                    f"model {name}: {model.path} cannot be loaded by onnxruntime: {exc}")
+                reason = (
+                    str(exc)
+                    if isinstance(exc, ModelError)
+                    else (f"model {name}: {model.path} cannot be loaded by onnxruntime: {exc}")
+                )
                 logger.error("AI model %s unavailable: %s", name, reason)
                 self._unavailable[name] = reason
                 continue
@@ -127,7 +134,11 @@ class Scorer:
         must not fire; a model that is not loaded at all gives no scores, so none of its rules is listed."""
         found: dict[str, tuple[str, str]] = {}
         for rule in rules:
-            if not rule.enabled or rule.model_pin is None or (model := self._models.get(rule.scored_model or "")) is None:
+            if (
+                not rule.enabled
+                or rule.model_pin is None
+                or (model := self._models.get(rule.scored_model or "")) is None
+            ):
                 continue
             if model.pin != rule.model_pin:
                 found[rule.id] = (model.name, model.pin)
@@ -192,19 +203,28 @@ class Scorer:
             scores = self.run(artifacts.name, x).max(axis=0)
             out += [
                 Measurement(
-                    score_metric(artifacts.name, label), float(value), SCORE_UNIT,
+                    score_metric(artifacts.name, label),
+                    float(value),
+                    SCORE_UNIT,
                     detail=f"{where}; model {artifacts.name} {artifacts.provenance}",
                 )
                 for label, value in zip(artifacts.manifest.labels, scores, strict=True)
             ]
         if acceptability is not None:
-            features = slice_features(picked, modality, pixel_mm=pixel_mm, stored_range=stored_range,
-                                      names=acceptability.manifest.preprocessing["features"])
+            features = slice_features(
+                picked,
+                modality,
+                pixel_mm=pixel_mm,
+                stored_range=stored_range,
+                names=acceptability.manifest.preprocessing["features"],
+            )
             (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
             label = acceptability.manifest.labels[0]
             out.append(
                 Measurement(
-                    score_metric(acceptability.name, label), float(value), SCORE_UNIT,
+                    score_metric(acceptability.name, label),
+                    float(value),
+                    SCORE_UNIT,
                     detail=f"metric features of {where}; model {acceptability.name} {acceptability.provenance}",
                 )
             )
@@ -223,5 +243,3 @@ def shared_scorer(directory: Path | None = None) -> Scorer:
     """This process's Scorer for ``directory`` (default models folder), loaded on first use."""
     with _lock:
         return _shared((directory or default_models_dir()).resolve())
-
-

@@ -25,19 +25,25 @@ MODEL_SPECS: Final[dict[str, ModelSpec]] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            "dr_artifacts", "DR", "image",
+            "dr_artifacts",
+            "DR",
+            "image",
             ("exposure_fault", "saturation", "blur_motion", "collimation_cutoff"),
             ("exposure fault", "saturation", "blur or motion", "collimation cut-off"),
             ("曝光不当", "饱和", "模糊或运动伪影", "照射野切割"),
         ),
         ModelSpec(
-            "ct_artifacts", "CT", "image",
+            "ct_artifacts",
+            "CT",
+            "image",
             ("excess_noise", "streaks", "rings", "motion"),
             ("excess noise", "streak artifacts", "ring artifacts", "motion artifacts"),
             ("噪声过大", "条纹伪影", "环状伪影", "运动伪影"),
         ),
         ModelSpec(
-            "mr_artifacts", "MR", "image",
+            "mr_artifacts",
+            "MR",
+            "image",
             ("motion_ghosting", "noise", "wrap_around", "nonuniformity"),
             ("motion ghosting", "noise", "wrap-around", "intensity non-uniformity"),
             ("运动鬼影", "噪声", "卷褶伪影", "信号不均匀"),
@@ -66,6 +72,8 @@ def score_labels() -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for s in MODEL_SPECS.values():
         for label, en, zh in zip(s.labels, s.labels_en, s.labels_zh, strict=True):
-            prefix_en, prefix_zh = ("AI score", "AI评分") if s.kind == "image" else ("metric-based AI score", "基于指标的AI评分")
+            prefix_en, prefix_zh = (
+                ("AI score", "AI评分") if s.kind == "image" else ("metric-based AI score", "基于指标的AI评分")
+            )
             out[score_metric(s.name, label)] = (f"{prefix_en}: {en}", f"{prefix_zh}：{zh}")
     return out

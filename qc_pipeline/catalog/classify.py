@@ -253,9 +253,13 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
         names_part = bool(vocabulary.body_parts.find(order_text)[0]) if order_text.strip("\0 ") else False
         if rest is None:
             shown = ", ".join(sorted(raw_modalities.intersection(exclusion.study_modalities)))
-            match.evidence.append(f"the study holds {shown} images: {exclusion.label_en} ({exclusion_key}; {exclusion.source})")
+            match.evidence.append(
+                f"the study holds {shown} images: {exclusion.label_en} ({exclusion_key}; {exclusion.source})"
+            )
         else:
-            match.evidence.append(f"the order {study_blob!r} names {exclusion.label_en} ({exclusion_key}; {exclusion.source})")
+            match.evidence.append(
+                f"the order {study_blob!r} names {exclusion.label_en} ({exclusion_key}; {exclusion.source})"
+            )
         if not names_part or (exclusion.kind == "exam" and not also_plain):
             match.not_item = _not_item(exclusion)
             return match
@@ -296,9 +300,7 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
     words_lat = vocabulary.laterality.labels(remainder) if remainder.strip("\0 ") else []
     if not words_lat and series_blob:
         words_lat = vocabulary.laterality.labels(vocabulary.body_parts.find(series_blob)[1])
-    tag_lats = {
-        (text(ds, "ImageLaterality") or text(ds, "Laterality") or "").upper() for ds in datasets
-    } - {"", "U"}
+    tag_lats = {(text(ds, "ImageLaterality") or text(ds, "Laterality") or "").upper() for ds in datasets} - {"", "U"}
     match.laterality = words_lat[0] if words_lat else None
     match.image_laterality = next(iter(tag_lats)) if len(tag_lats) == 1 else ("B" if len(tag_lats) > 1 else None)
     if match.laterality is None and match.image_laterality is not None:
@@ -309,10 +311,16 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
     sided = [i for i in candidates if i.laterality is not None]
     if sided:
         lat = match.laterality
-        keep = [i for i in candidates if i.laterality is None or i.laterality == lat or (i.laterality == "B" and lat is None)]
+        keep = [
+            i
+            for i in candidates
+            if i.laterality is None or i.laterality == lat or (i.laterality == "B" and lat is None)
+        ]
         if not keep:
             match.candidates = candidates
-            match.evidence.append(f"laterality {lat or 'unknown'} fits no item ({', '.join(i.code for i in candidates)})")
+            match.evidence.append(
+                f"laterality {lat or 'unknown'} fits no item ({', '.join(i.code for i in candidates)})"
+            )
             return match
         candidates = keep
 
@@ -342,7 +350,9 @@ def classify(datasets: Sequence[Dataset], catalog: Catalog) -> Match:
     if len(candidates) == 1 and match.doubt is None:
         match.item = candidates[0]
     else:
-        match.evidence.append("several items fit or a person must decide: " + ", ".join(f"{i.code} {i.name_zh}" for i in candidates))
+        match.evidence.append(
+            "several items fit or a person must decide: " + ", ".join(f"{i.code} {i.name_zh}" for i in candidates)
+        )
     return match
 
 
@@ -375,8 +385,10 @@ def _narrow_by_contrast(
         kind_zh = "平扫" if wanted == "plain" else "增强"
         said = wanted in order_words
         if said:
-            reason = (f"not a recognition item: {kind_en} {match.modality} of the {en_part} (only {listed} is on the list)",
-                      f"非互认项目：{zh_part}{match.modality}{kind_zh}（仅 {listed_zh} 为互认项目）")
+            reason = (
+                f"not a recognition item: {kind_en} {match.modality} of the {en_part} (only {listed} is on the list)",
+                f"非互认项目：{zh_part}{match.modality}{kind_zh}（仅 {listed_zh} 为互认项目）",
+            )
             reasons.append(reason)
             match.evidence.append(reason[0])
         elif wanted == "plain":
@@ -419,8 +431,12 @@ def _view_variants(views: list[str], postures: list[str]) -> list[str]:
 
 
 def _narrow_by_variant(
-    match: Match, candidates: list[Item], order_text: str, series_blob: str,
-    datasets: Sequence[Dataset], vocabulary: Vocabulary,
+    match: Match,
+    candidates: list[Item],
+    order_text: str,
+    series_blob: str,
+    datasets: Sequence[Dataset],
+    vocabulary: Vocabulary,
 ) -> list[Item]:
     """DR: the variants the order names (all of them: 站立后前位 is erect and PA), else what the
     images show, else the series names. Several variants that fit different items (正侧位+双斜位)

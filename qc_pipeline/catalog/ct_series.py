@@ -135,7 +135,9 @@ def _dt_seconds(value: object) -> float | None:
 def _acquisition_seconds(ds: Dataset) -> list[float]:
     """AcquisitionDateTime or AcquisitionTime of ``ds``; per frame for an enhanced object."""
     frames = frame_functional_group(ds, "FrameContentSequence")
-    found = [t for t in (_dt_seconds(header_text(item, "FrameAcquisitionDateTime")) for item in frames) if t is not None]
+    found = [
+        t for t in (_dt_seconds(header_text(item, "FrameAcquisitionDateTime")) for item in frames) if t is not None
+    ]
     if found:
         return found
     own = _dt_seconds(header_text(ds, "AcquisitionDateTime"))
@@ -276,19 +278,30 @@ def describe_ct_series(datasets: Sequence[Dataset], vocabulary: Vocabulary) -> C
         terms = ", ".join(sorted({term for _, term in phase_hits}))
         return role(CTPhase(phase_words[0]), f"name {names!r}: {terms} → {phase_words[0]}")
     if len(phase_words) > 1:
-        return role(CTPhase.POST_CONTRAST, f"name {names!r} names several phases ({', '.join(phase_words)}): phase not named")
+        return role(
+            CTPhase.POST_CONTRAST, f"name {names!r} names several phases ({', '.join(phase_words)}): phase not named"
+        )
     if agent is None and "enhanced" not in contrast_labels:
         return role(CTPhase.PLAIN, "no contrast agent and no contrast words")
     why = "post-contrast: " + ("contrast agent" if agent is not None else f"name {names!r}")
     if delay is None:
-        return role(CTPhase.POST_CONTRAST, f"{why}; no phase word and no ContrastBolusStartTime (0018,1042) with AcquisitionTime")
+        return role(
+            CTPhase.POST_CONTRAST,
+            f"{why}; no phase word and no ContrastBolusStartTime (0018,1042) with AcquisitionTime",
+        )
     if derived:  # an MPR's AcquisitionTime may be when it was reconstructed, not scanned
-        return role(CTPhase.POST_CONTRAST, f"{why}; no phase word, and the times of a derived series do not name a phase")
+        return role(
+            CTPhase.POST_CONTRAST, f"{why}; no phase word, and the times of a derived series do not name a phase"
+        )
     windowed = _window_phase(delay, vocabulary)
     if windowed is None:
-        return role(CTPhase.POST_CONTRAST, f"{why}; acquired {delay:.0f} s after ContrastBolusStartTime: in no phase window")
+        return role(
+            CTPhase.POST_CONTRAST, f"{why}; acquired {delay:.0f} s after ContrastBolusStartTime: in no phase window"
+        )
     start, end = vocabulary.lexicon.phase_windows.seconds[windowed.value]  # type: ignore[index]
-    return role(windowed, f"{why}; acquired {delay:.0f} s after ContrastBolusStartTime: {windowed} window {start:g}-{end:g} s")
+    return role(
+        windowed, f"{why}; acquired {delay:.0f} s after ContrastBolusStartTime: {windowed} window {start:g}-{end:g} s"
+    )
 
 
 # --- acquisitions of a study --------------------------------------------------------------------
@@ -395,8 +408,7 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
 
     scans = [c for c in clusters if any(not series[i].role.derived for i in c)]
     set_aside = [
-        c for c in clusters
-        if all(series[i].role.derived for i in c) and any(not different(c, scan) for scan in scans)
+        c for c in clusters if all(series[i].role.derived for i in c) and any(not different(c, scan) for scan in scans)
     ]
     clusters = [c for c in clusters if c not in set_aside]
 
@@ -425,9 +437,12 @@ def group_acquisitions(series: Sequence[SeriesRef]) -> Acquisitions:
     for x in range(len(clusters)):
         for y in range(x + 1, len(clusters)):
             if phases[x] is not None and phases[x] == phases[y]:
-                undecided.append((series[clusters[x][0]], series[clusters[y][0]],
-                                  f"separate acquisitions both named {phases[x]}"))
-    groups = tuple(Acquisition(series=tuple(series[i] for i in c), phase=p) for c, p in zip(clusters, phases, strict=True))
+                undecided.append(
+                    (series[clusters[x][0]], series[clusters[y][0]], f"separate acquisitions both named {phases[x]}")
+                )
+    groups = tuple(
+        Acquisition(series=tuple(series[i] for i in c), phase=p) for c, p in zip(clusters, phases, strict=True)
+    )
     return Acquisitions(
         groups=groups,
         at_least=at_least,

@@ -33,8 +33,16 @@ ViewName = Literal["PA", "AP", "LAT", "OBL", "OPEN_MOUTH", "FLEXION", "EXTENSION
 Posture = Literal["ERECT", "SUPINE", "PRONE", "DECUBITUS"]
 ObliqueSide = Literal["LAO", "RAO", "LPO", "RPO", "LO", "RO"]
 Variant = Literal[
-    "PA_ONLY", "FRONTAL", "FRONTAL_LATERAL", "FRONTAL_OBLIQUE", "INFANT", "ERECT", "SUPINE",
-    "BOTH_OBLIQUES", "OPEN_MOUTH", "FLEXION_EXTENSION",
+    "PA_ONLY",
+    "FRONTAL",
+    "FRONTAL_LATERAL",
+    "FRONTAL_OBLIQUE",
+    "INFANT",
+    "ERECT",
+    "SUPINE",
+    "BOTH_OBLIQUES",
+    "OPEN_MOUTH",
+    "FLEXION_EXTENSION",
 ]
 
 
@@ -165,7 +173,9 @@ class KernelTable(Sourced):
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    raise ValueError(f"ct_kernels.classes.{name}: {pattern!r} is not a regular expression: {exc}") from None
+                    raise ValueError(
+                        f"ct_kernels.classes.{name}: {pattern!r} is not a regular expression: {exc}"
+                    ) from None
         return self
 
 

@@ -131,7 +131,10 @@ GRE_T1_MAX_TR: Final = 1000.0
 GRE_T2STAR_MIN_TE: Final = 15.0  # GRE with long TE: T2*-weighted (hemo, MEDIC, SWI-like)
 GRE_LIKE_MAX_TE: Final = 6.0  # a TE this short is only reached by gradient echoes
 DWI_MIN_B: Final = 500.0  # s/mm²; b >= 500 is diffusion-weighted (site default)
-BOLD_TE: Final = (12.0, 60.0)  # gradient-echo EPI: BOLD TE ~ T2* of grey matter (3 T ~30, 1.5 T ~45-50); multi-echo TE1 ~12-15
+BOLD_TE: Final = (
+    12.0,
+    60.0,
+)  # gradient-echo EPI: BOLD TE ~ T2* of grey matter (3 T ~30, 1.5 T ~45-50); multi-echo TE1 ~12-15
 BOLD_CORE_TE: Final = (25.0, 50.0)
 BOLD_TR: Final = (300.0, 5000.0)  # multiband fMRI reaches TR 300-500 ms; sparse/slow designs up to 5 s
 
@@ -156,7 +159,9 @@ _FAT_SAT_OPTIONS: Final = frozenset(
 )
 _DIFFUSION_IMAGE_TYPES: Final = frozenset({"DIFFUSION", "TRACEW", "TRACE", "ISODWI", "ISOTROPIC"})
 _DIFFUSION_MAPS: Final = frozenset({"FA", "TENSOR", "TENSOR_B0", "EADC", "EXP", "COLFA", "FA_COLOR", "MD", "TRACE_B0"})
-_PERFUSION_IMAGE_TYPES: Final = frozenset({"PERFUSION", "ASL", "DSC", "DCE", "RCBF", "RCBV", "CBF", "CBV", "MTT", "TTP"})
+_PERFUSION_IMAGE_TYPES: Final = frozenset(
+    {"PERFUSION", "ASL", "DSC", "DCE", "RCBF", "RCBV", "CBF", "CBV", "MTT", "TTP"}
+)
 _BOLD_IMAGE_TYPES: Final = frozenset({"FMRI", "BOLD"})
 
 
@@ -321,7 +326,11 @@ def diffusion_b_value(ds: Dataset) -> float | None:
 
 def _fat_from_options(options: Iterable[str]) -> str | None:
     for option in options:
-        if option in _FAT_SAT_OPTIONS or option.startswith("FS_") or "FATSAT" in option.replace("-", "").replace("_", ""):
+        if (
+            option in _FAT_SAT_OPTIONS
+            or option.startswith("FS_")
+            or "FATSAT" in option.replace("-", "").replace("_", "")
+        ):
             return f"ScanOptions (0018,0022) {option}"
     return None
 
@@ -378,7 +387,11 @@ def read_mr_parameters(ds: Dataset, vocabulary: Vocabulary | None = None) -> MRP
             ti = _positive(_number(header_value(modifier, "InversionTimes"))) or ti
         else:
             ti = None
-        excitation = (header_text(modifier, "SpectrallySelectedExcitation") or header_text(ds, "SpectrallySelectedExcitation") or "").upper()
+        excitation = (
+            header_text(modifier, "SpectrallySelectedExcitation")
+            or header_text(ds, "SpectrallySelectedExcitation")
+            or ""
+        ).upper()
         if excitation == "WATER":
             fat = fat or "SpectrallySelectedExcitation (0018,9026) WATER"
         for item in frame_functional_group(ds, "MRDiffusionSequence"):
@@ -531,7 +544,9 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
         return done(Weighting.LOCALIZER, f"{shown_type} → localizer")
     if "ADC" in image_type or "ADC_MAP" in image_type:
         return done(Weighting.ADC, f"{shown_type} → ADC map")
-    if _DIFFUSION_MAPS & image_type and ("DIFFUSION" in image_type or "TENSOR" in image_type or "DERIVED" in image_type):
+    if _DIFFUSION_MAPS & image_type and (
+        "DIFFUSION" in image_type or "TENSOR" in image_type or "DERIVED" in image_type
+    ):
         return done(Weighting.OTHER, f"{shown_type} → diffusion-derived map (not DWI/ADC)", final=True)
     max_b = p.max_b_value
     if max_b is not None and max_b >= DWI_MIN_B:
@@ -560,13 +575,18 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
             else "; ScanningSequence (0018,0020) RM (research mode) says no sequence type: decided from TR/TE/TI"
         )
     gradient = "GR" in seq and "SE" not in seq
-    shown = ", ".join(
-        part for part in (
-            f"TR {tr:g} ms" if tr is not None else "",
-            f"TE {te:g} ms" if te is not None else "",
-            f"TI {ti:g} ms" if ti is not None else "",
-        ) if part
-    ) or "no TR/TE/TI"
+    shown = (
+        ", ".join(
+            part
+            for part in (
+                f"TR {tr:g} ms" if tr is not None else "",
+                f"TE {te:g} ms" if te is not None else "",
+                f"TI {ti:g} ms" if ti is not None else "",
+            )
+            if part
+        )
+        or "no TR/TE/TI"
+    )
     shown += research
     field = p.field_strength
     scale = _low_field_scale(field)
@@ -577,7 +597,9 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
         epi = f"echo-planar{f' ({p.epi_source})' if p.epi_source else ''}"
         spin = "SE" in seq and "GR" not in seq
         if max_b is not None and max_b > 0:
-            return done(Weighting.DWI, f"{epi} with b = {max_b:g} s/mm² ({p.b_value_source}): image of a diffusion series → DWI")
+            return done(
+                Weighting.DWI, f"{epi} with b = {max_b:g} s/mm² ({p.b_value_source}): image of a diffusion series → DWI"
+            )
         if p.epi_source is not None and "DWI" in p.epi_source:
             return done(Weighting.DWI, f"{p.epi_source}: diffusion-weighted EPI technique → DWI")
         # b = 0 is no evidence of diffusion: GE writes its b-value tag on every EPI (fMRI, spin-echo
@@ -590,25 +612,34 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
                 f"{_outside_core('TE', te, BOLD_CORE_TE)}",
             )
         kind = "spin-echo " if spin else ""
-        return done(Weighting.OTHER, f"{kind}{epi} without diffusion weighting ({shown}{zero_b}): not DWI, and not BOLD")
+        return done(
+            Weighting.OTHER, f"{kind}{epi} without diffusion weighting ({shown}{zero_b}): not DWI, and not BOLD"
+        )
 
     if gradient and ti is not None and ti < GRE_IR_T1_TI[0]:
         # A short inversion before a gradient echo is a spectral fat inversion (SPAIR-like), not STIR.
         fat = f"TI {ti:g} ms on a gradient echo (spectral fat inversion)"
         ti = None
     if p.is_inversion_recovery and ti is not None:
-        note = "" if "IR" in seq or p.inversion_recovery else " (InversionTime present although ScanningSequence lacks IR)"
+        note = (
+            "" if "IR" in seq or p.inversion_recovery else " (InversionTime present although ScanningSequence lacks IR)"
+        )
         stir_ti = _scaled(STIR_TI, scale)
         flair_ti = T2_FLAIR_TI
         flair_min_tr = T2_FLAIR_MIN_TR
         if scale != 1.0:
             flair_min_tr = T2_FLAIR_MIN_TR * scale
-            low = min(T2_FLAIR_TI[0], CSF_NULL_TOLERANCE * csf_null_ti(tr)) if tr is not None else T2_FLAIR_TI[0] * scale
+            low = (
+                min(T2_FLAIR_TI[0], CSF_NULL_TOLERANCE * csf_null_ti(tr)) if tr is not None else T2_FLAIR_TI[0] * scale
+            )
             flair_ti = (low, T2_FLAIR_TI[1])
         t1_flair_ti = _scaled(T1_FLAIR_TI, scale)
         if _within(ti, stir_ti):
             fat = "STIR (short-TI inversion recovery)"
-            return done(Weighting.STIR, f"{shown}, inversion recovery with short TI → STIR (fat suppressed){_outside_core('TI', ti, _scaled(STIR_CORE_TI, scale))}{note}")
+            return done(
+                Weighting.STIR,
+                f"{shown}, inversion recovery with short TI → STIR (fat suppressed){_outside_core('TI', ti, _scaled(STIR_CORE_TI, scale))}{note}",
+            )
         if _within(ti, flair_ti) and not _within(ti, t1_flair_ti):
             if tr is not None and tr < flair_min_tr:
                 return done(None, f"{shown}: TI fits T2-FLAIR but TR < {flair_min_tr:g} ms is too short")
@@ -632,8 +663,13 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
             if te is not None and te >= T1_FLAIR_MAX_TE:
                 return done(None, f"{shown}: TI fits T1-FLAIR but TE ≥ {T1_FLAIR_MAX_TE:g} ms")
             if tr is not None and not _within(tr, t1_flair_tr):
-                return done(None, f"{shown}: TI fits T1-FLAIR but TR is outside {t1_flair_tr[0]:g}-{t1_flair_tr[1]:g} ms")
-            return done(Weighting.T1_FLAIR, f"{shown} → T1-FLAIR{_outside_core('TI', ti, _scaled(T1_FLAIR_CORE_TI, scale))}{note}")
+                return done(
+                    None, f"{shown}: TI fits T1-FLAIR but TR is outside {t1_flair_tr[0]:g}-{t1_flair_tr[1]:g} ms"
+                )
+            return done(
+                Weighting.T1_FLAIR,
+                f"{shown} → T1-FLAIR{_outside_core('TI', ti, _scaled(T1_FLAIR_CORE_TI, scale))}{note}",
+            )
         return done(None, f"{shown}: inversion time fits no STIR/FLAIR range")
 
     if tr is None or te is None:
@@ -652,7 +688,9 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
         extra = "" if te < PD_CORE_MAX_TE else f" (TE ≥ {PD_CORE_MAX_TE:g} ms: fast spin echo PD range)"
         return done(Weighting.PD, f"{shown}, long TR and short TE → PD{extra}")
     if _within(tr, T1_TR) and te <= T1_MAX_TE:
-        extra = "" if te < T1_CORE_MAX_TE else f" (TE {te:g} ms at the consensus limit TE < {T1_CORE_MAX_TE:g}; accepted)"
+        extra = (
+            "" if te < T1_CORE_MAX_TE else f" (TE {te:g} ms at the consensus limit TE < {T1_CORE_MAX_TE:g}; accepted)"
+        )
         return done(Weighting.T1, f"{shown} → T1{_outside_core('TR', tr, T1_CORE_TR)}{extra}")
     return done(None, f"{shown}: fits no T1/T2/PD range (intermediate or contradictory)")
 
@@ -678,21 +716,67 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _HINT_RULES: Final[tuple[tuple[Weighting | str, re.Pattern[str]], ...]] = (
     # "loc ref" / "LOC REF" names the reference scan of another series, not a localizer
-    (Weighting.LOCALIZER, re.compile(r"(?<![a-z0-9])(?:localizer|localiser|locator|loc(?! ref)|scout|survey|tri ?pilot|3 ?plane loc|3 axis loc\w*|aahead scout)(?![a-z0-9])|定位")),
-    ("FIELDMAP", re.compile(r"(?<![a-z0-9])(?:field ?(?:map(?:ping)?|mag|ph|magph)|fmap|b0 ?map|3db0 ?map|b0 ns)(?![a-z0-9])|场图")),
-    (Weighting.PERFUSION, re.compile(r"(?<![a-z0-9])(?:perf(?:usion)?|dsc|dce|pwi|p?c?asl|3dp?casl|rcbf|rcbv|rel ?cbf|cbf|cbv)(?![a-z0-9])|灌注")),
-    (Weighting.BOLD, re.compile(r"(?<![a-z0-9])(?:bold|f ?mri|fcmri|epi ?fmri|func|rest(?:ing)?(?: ?state)?\d*)(?![a-z0-9])|功能成像|静息态")),
-    (Weighting.MRA, re.compile(r"(?<![a-z0-9])(?:\d?d?tof|tof\d?d?|mra|mrv|ce ?mra|angio|angiography|pc ?mra)(?![a-z0-9])|血管")),
+    (
+        Weighting.LOCALIZER,
+        re.compile(
+            r"(?<![a-z0-9])(?:localizer|localiser|locator|loc(?! ref)|scout|survey|tri ?pilot|3 ?plane loc|3 axis loc\w*|aahead scout)(?![a-z0-9])|定位"
+        ),
+    ),
+    (
+        "FIELDMAP",
+        re.compile(
+            r"(?<![a-z0-9])(?:field ?(?:map(?:ping)?|mag|ph|magph)|fmap|b0 ?map|3db0 ?map|b0 ns)(?![a-z0-9])|场图"
+        ),
+    ),
+    (
+        Weighting.PERFUSION,
+        re.compile(
+            r"(?<![a-z0-9])(?:perf(?:usion)?|dsc|dce|pwi|p?c?asl|3dp?casl|rcbf|rcbv|rel ?cbf|cbf|cbv)(?![a-z0-9])|灌注"
+        ),
+    ),
+    (
+        Weighting.BOLD,
+        re.compile(
+            r"(?<![a-z0-9])(?:bold|f ?mri|fcmri|epi ?fmri|func|rest(?:ing)?(?: ?state)?\d*)(?![a-z0-9])|功能成像|静息态"
+        ),
+    ),
+    (
+        Weighting.MRA,
+        re.compile(r"(?<![a-z0-9])(?:\d?d?tof|tof\d?d?|mra|mrv|ce ?mra|angio|angiography|pc ?mra)(?![a-z0-9])|血管"),
+    ),
     (Weighting.SWI, re.compile(r"(?<![a-z0-9])(?:swi|swan|swip|swi3d|sway)(?![a-z0-9])|磁敏感")),
     (Weighting.ADC, re.compile(r"(?<![a-z0-9])(?:adc|apparent diffusion)(?![a-z0-9])|表观扩散系数|表观弥散系数")),
-    (Weighting.DWI, re.compile(r"(?<![a-z0-9])(?:dwi|diff|diffusion|dti|trace ?w?|isodwi|dwibs|ivim|resolve|ep2d diff|b ?\d{2,4}t?)(?![a-z0-9])|弥散|扩散")),
-    ("FLAIR", re.compile(r"(?<![a-z0-9])(?:[a-z]?t[12]w?i?)?flair(?:\d?d?)?(?![a-z0-9])|dark ?fluid|fluid attenuated|水抑制|液体衰减|黑水")),
+    (
+        Weighting.DWI,
+        re.compile(
+            r"(?<![a-z0-9])(?:dwi|diff|diffusion|dti|trace ?w?|isodwi|dwibs|ivim|resolve|ep2d diff|b ?\d{2,4}t?)(?![a-z0-9])|弥散|扩散"
+        ),
+    ),
+    (
+        "FLAIR",
+        re.compile(
+            r"(?<![a-z0-9])(?:[a-z]?t[12]w?i?)?flair(?:\d?d?)?(?![a-z0-9])|dark ?fluid|fluid attenuated|水抑制|液体衰减|黑水"
+        ),
+    ),
     (Weighting.STIR, re.compile(r"(?<![a-z0-9])(?:stir|tirm|t2 ?stir)(?![a-z0-9])|短时反转")),
-    ("SSFP", re.compile(r"(?<![a-z0-9])(?:trufi|true ?fisp|fiesta|fiesta c|bffe|balanced ffe|b ?tfe|bssfp|ciss|ciss3d)(?![a-z0-9])")),
+    (
+        "SSFP",
+        re.compile(
+            r"(?<![a-z0-9])(?:trufi|true ?fisp|fiesta|fiesta c|bffe|balanced ffe|b ?tfe|bssfp|ciss|ciss3d)(?![a-z0-9])"
+        ),
+    ),
     ("T2STAR", re.compile(r"(?<![a-z0-9])(?:t2\*w?i?|t2 ?star|hemo|medic|merge|fl2d hemo)(?![a-z0-9])|t2\*")),
     (Weighting.PD, re.compile(r"(?<![a-z0-9])(?:s?pd(?:w|wi)?(?:fs)?|proton density)(?![a-z0-9])|质子")),
-    (Weighting.T2, re.compile(r"(?<![a-z0-9])(?:[se]?t2(?:w|wi)?(?:fs|ce)?|haste|ssfse|mrcp|hydro)(?![a-z0-9*])|水成像|胰胆管")),
-    (Weighting.T1, re.compile(r"(?<![a-z0-9])(?:[se]?t1(?:w|wi)?(?:fs|ce|c|\+c)?|mp ?rage|mp2rage|bravo|fspgr|spgr|vibe|star ?vibe|lava|thrive|tfe|flash|fl[23]d|quick3d|mprage)(?![a-z0-9])")),
+    (
+        Weighting.T2,
+        re.compile(r"(?<![a-z0-9])(?:[se]?t2(?:w|wi)?(?:fs|ce)?|haste|ssfse|mrcp|hydro)(?![a-z0-9*])|水成像|胰胆管"),
+    ),
+    (
+        Weighting.T1,
+        re.compile(
+            r"(?<![a-z0-9])(?:[se]?t1(?:w|wi)?(?:fs|ce|c|\+c)?|mp ?rage|mp2rage|bravo|fspgr|spgr|vibe|star ?vibe|lava|thrive|tfe|flash|fl[23]d|quick3d|mprage)(?![a-z0-9])"
+        ),
+    ),
 )
 _T1_WORD = re.compile(r"(?<![a-z0-9])[se]?t1(?:w|wi)?|t1flair|t1w?flair")
 _GRE_WORDS = re.compile(r"(?<![a-z0-9])(?:fl2d|fl3d|gre|ffe|me2d|medic|merge)(?![a-z0-9])")
@@ -700,13 +784,18 @@ _FAT_WORDS = re.compile(
     r"(?<![a-z0-9])(?:fs|fat ?sat|fatsat|fat suppressed|spair|spir|fsat|chess|(?:t1|t2|pd)(?:w|wi)?fs|dixon w|w dixon)(?![a-z0-9])"
     r"|抑脂|压脂|脂肪抑制|脂抑|脂肪饱和|水激发"
 )
-_PRE_WORDS = re.compile(r"(?<![a-z0-9])(?:pre|precontrast|pre contrast|plain|native|non ?contrast|without contrast)(?![a-z0-9])|平扫|增强前|未增强|非增强")
+_PRE_WORDS = re.compile(
+    r"(?<![a-z0-9])(?:pre|precontrast|pre contrast|plain|native|non ?contrast|without contrast)(?![a-z0-9])|平扫|增强前|未增强|非增强"
+)
 _POST_WORDS = re.compile(
     r"(?<![a-z0-9])(?:post(?! ?fossa)|postcontrast|post contrast|gd|gad|gado|ce|contrast|enhanced|t1ce|t1c|t1 ?\+ ?c|t1wi ?\+ ?c)(?![a-z0-9])"
     r"|\+ ?c(?![a-z])|(?<![a-z])c ?\+|\+ ?gd|gd ?\+|增强|强化"
 )
 _PLANE_WORDS: Final = (
-    (Plane.AXIAL, re.compile(r"(?<![a-z0-9])(?:tra|trans|transverse|ax|axi|axial)(?![a-z0-9])|横断|横轴|轴位|轴状|水平位")),
+    (
+        Plane.AXIAL,
+        re.compile(r"(?<![a-z0-9])(?:tra|trans|transverse|ax|axi|axial)(?![a-z0-9])|横断|横轴|轴位|轴状|水平位"),
+    ),
     (Plane.SAGITTAL, re.compile(r"(?<![a-z0-9])(?:sag|sagittal)(?![a-z0-9])|矢状")),
     (Plane.CORONAL, re.compile(r"(?<![a-z0-9])(?:cor|coronal)(?![a-z0-9])|冠状")),
     (Plane.OBLIQUE, re.compile(r"(?<![a-z0-9])(?:obl|oblique)(?![a-z0-9])|斜位")),
@@ -888,7 +977,9 @@ def identify_sequence(
     post = params.contrast_agent is not None
     if post and hints.post_contrast is False:
         post = False
-        evidence.append(f"{params.contrast_agent} is set but {hints.post_reason} says pre-contrast: taken as pre-contrast")
+        evidence.append(
+            f"{params.contrast_agent} is set but {hints.post_reason} says pre-contrast: taken as pre-contrast"
+        )
     elif post:
         evidence.append(f"post-contrast: {params.contrast_agent}")
     elif hints.post_contrast:

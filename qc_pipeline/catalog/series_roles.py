@@ -85,7 +85,10 @@ def dr_role(datasets: Sequence[Dataset], vocabulary: Vocabulary, body_part: str 
     if views:
         evidence.append(f"view {'+'.join(views)} from " + ("; ".join(seen) or "the headers"))
     else:
-        evidence.append("no view: " + ("; ".join(seen) + " name none" if seen else "ViewPosition (0018,5101) and the series names are empty"))
+        evidence.append(
+            "no view: "
+            + ("; ".join(seen) + " name none" if seen else "ViewPosition (0018,5101) and the series names are empty")
+        )
     if len(datasets) > 1:
         evidence.append(f"{len(datasets)} images in the series")
     for keyword, tag in (("ImageLaterality", "(0020,0062)"), ("Laterality", "(0020,0060)")):

@@ -264,10 +264,14 @@ def _match_named(groups: Sequence[Acquisition], named: Sequence[Sequence[str]]) 
     return [g for g in range(len(named)) if not assign(g, set())]
 
 
-def _check_phases(item: Item, req: PhasesReq, post: list[SeriesSummary], thresholds: Thresholds) -> list[Finding | None]:
+def _check_phases(
+    item: Item, req: PhasesReq, post: list[SeriesSummary], thresholds: Thresholds
+) -> list[Finding | None]:
     """Post-contrast phases: distinct acquisitions (not series), and the named phases the item needs."""
     refs = [SeriesRef(s.series_instance_uid, _series_label(s), s.ct) for s in post if s.ct is not None]
-    refs.sort(key=lambda r: (r.role.time_span_s or (math.inf,), r.description, r.series_instance_uid))  # file order must not matter
+    refs.sort(
+        key=lambda r: (r.role.time_span_s or (math.inf,), r.description, r.series_instance_uid)
+    )  # file order must not matter
     found = group_acquisitions(refs)
     unnamed = [g for g in found.groups if g.phase is None]
     missing = _match_named(found.groups, req.named)
@@ -311,13 +315,17 @@ def _check_phases(item: Item, req: PhasesReq, post: list[SeriesSummary], thresho
             f"cannot tell whether the post-contrast series are {req.min} distinct phases: {found.at_least} certain, "
             f"up to {n} ({pairs})"
         )
-        reasons_zh.append(f"无法判断增强序列是否为 {req.min} 个不同期相：确定 {found.at_least} 个，至多 {n} 个（{pairs}）")
+        reasons_zh.append(
+            f"无法判断增强序列是否为 {req.min} 个不同期相：确定 {found.at_least} 个，至多 {n} 个（{pairs}）"
+        )
     if missing:
         reasons_en.append(
             f"{item.name_en} needs {need_en}; {len(unnamed)} post-contrast acquisition(s) are not named "
             f"(no phase word, no usable ContrastBolusStartTime): {missing_en} cannot be confirmed"
         )
-        reasons_zh.append(f"{item.name_zh}要求 {need_zh}；{len(unnamed)} 个增强采集未标明期相（无期相名称或可用的注射开始时间），无法确认{missing_zh}")
+        reasons_zh.append(
+            f"{item.name_zh}要求 {need_zh}；{len(unnamed)} 个增强采集未标明期相（无期相名称或可用的注射开始时间），无法确认{missing_zh}"
+        )
     if not reasons_en:
         return []
     return [
@@ -402,7 +410,8 @@ def _match(req: SequenceReq, plain: Sequence[tuple[SeriesSummary, object]]) -> _
     unconfirmed: tuple[SeriesSummary, ...] = ()
     if not matches and req.plane is not None:
         unconfirmed = tuple(
-            s for s, i in plain
+            s
+            for s, i in plain
             if _seq_name(getattr(i, "plane", None)) not in NAMED_PLANES and _satisfies(req, i, any_plane=True)
         )
     return _SequenceMatch(matches, unconfirmed)
@@ -429,7 +438,9 @@ class _AlternativeResult:
     used: frozenset[str]
 
 
-def _judge_alternative(alternative: ProtocolAlternative, plain: Sequence[tuple[SeriesSummary, object]], planes: set[str]) -> _AlternativeResult:
+def _judge_alternative(
+    alternative: ProtocolAlternative, plain: Sequence[tuple[SeriesSummary, object]], planes: set[str]
+) -> _AlternativeResult:
     lacks: list[tuple[str, str]] = []
     unconfirmed = []
     used: set[str] = set()
@@ -441,10 +452,12 @@ def _judge_alternative(alternative: ProtocolAlternative, plain: Sequence[tuple[S
         elif not match.matches:
             lacks.append((req.label_en, req.label_zh))
     if alternative.min_planes is not None and len(planes) < alternative.min_planes:
-        lacks.append((
-            f"{alternative.min_planes} planes (found {len(planes)}: {', '.join(sorted(planes)) or 'none'})",
-            f"{alternative.min_planes} 个方位（现有 {len(planes)} 个：{'、'.join(PLANE_ZH[p] for p in sorted(planes)) or '无'}）",
-        ))
+        lacks.append(
+            (
+                f"{alternative.min_planes} planes (found {len(planes)}: {', '.join(sorted(planes)) or 'none'})",
+                f"{alternative.min_planes} 个方位（现有 {len(planes)} 个：{'、'.join(PLANE_ZH[p] for p in sorted(planes)) or '无'}）",
+            )
+        )
     return _AlternativeResult(alternative, tuple(lacks), tuple(unconfirmed), frozenset(used))
 
 
@@ -479,9 +492,7 @@ def _check_alternatives(
     return [finding], closest.used
 
 
-def _check_mr(
-    item: Item, series: list[SeriesSummary], thresholds: Thresholds, vocabulary: Vocabulary
-) -> list[Finding]:
+def _check_mr(item: Item, series: list[SeriesSummary], thresholds: Thresholds, vocabulary: Vocabulary) -> list[Finding]:
     req = item.requires
     assert req.sequences is not None
     stacks = [s for s in series if not s.localizer]
@@ -489,10 +500,13 @@ def _check_mr(
     plain = [(s, i) for s, i in infos if not (s.post_contrast or getattr(i, "post_contrast", False))]
     post = [(s, i) for s, i in infos if s.post_contrast or getattr(i, "post_contrast", False)]
     findings: list[Finding | None] = []
-    found = "; ".join(
-        f"{_seq_name(i.weighting)}{'-FS' if getattr(i, 'fat_suppressed', False) else ''} {_seq_name(i.plane) or '?'}"
-        for _, i in infos
-    ) or "none"
+    found = (
+        "; ".join(
+            f"{_seq_name(i.weighting)}{'-FS' if getattr(i, 'fat_suppressed', False) else ''} {_seq_name(i.plane) or '?'}"
+            for _, i in infos
+        )
+        or "none"
+    )
     used: set[str] = set()
     for sequence in req.sequences.required:
         match = _match(sequence, plain)
@@ -510,7 +524,9 @@ def _check_mr(
                 )
             )
     if req.sequences.alternatives:
-        alternative_findings, alternative_used = _check_alternatives(item, req.sequences.alternatives, plain, found, thresholds)
+        alternative_findings, alternative_used = _check_alternatives(
+            item, req.sequences.alternatives, plain, found, thresholds
+        )
         findings.extend(alternative_findings)
         used.update(alternative_used)
     if req.min_planes is not None:
@@ -526,9 +542,7 @@ def _check_mr(
                 )
             )
     if req.post_contrast_t1_planes is not None:
-        t1_planes = {
-            _seq_name(i.plane) for _, i in post if _seq_name(i.weighting) in ("T1", "T1_FLAIR")
-        } & NAMED_PLANES
+        t1_planes = {_seq_name(i.plane) for _, i in post if _seq_name(i.weighting) in ("T1", "T1_FLAIR")} & NAMED_PLANES
         need = req.post_contrast_t1_planes.value
         if len(t1_planes) < need:
             findings.append(

@@ -49,7 +49,12 @@ def check_across_studies(
             diffs.append(("PatientSex (0010,0040)", "性别", sex, other.patient_sex))
         if birth_date and other.patient_birth_date and birth_date != other.patient_birth_date:
             diffs.append(
-                ("PatientBirthDate (0010,0030)", "出生日期", f"{birth_date:%Y%m%d}", f"{other.patient_birth_date:%Y%m%d}")
+                (
+                    "PatientBirthDate (0010,0030)",
+                    "出生日期",
+                    f"{birth_date:%Y%m%d}",
+                    f"{other.patient_birth_date:%Y%m%d}",
+                )
             )
         for tag, name_zh, mine, theirs in diffs:
             finding = thresholds.finding(

@@ -77,7 +77,11 @@ class _Collector:
 
     def add(self, rule_id: str, message: str, message_zh: str, **kwargs: object) -> None:
         finding = self.thresholds.finding(
-            rule_id, message, message_zh, series_instance_uid=self.series_instance_uid, **kwargs  # type: ignore[arg-type]
+            rule_id,
+            message,
+            message_zh,
+            series_instance_uid=self.series_instance_uid,
+            **kwargs,  # type: ignore[arg-type]
         )
         if finding is not None:
             self.findings.append(finding)
@@ -154,7 +158,9 @@ def _frame_slices(ds: Dataset) -> list[_Slice]:
     contents = frame_functional_group(ds, "FrameContentSequence")
     diffusion = frame_functional_group(ds, "MRDiffusionSequence")
     echoes = frame_functional_group(ds, "MREchoSequence")
-    types = frame_functional_group(ds, "MRImageFrameTypeSequence") or frame_functional_group(ds, "CTImageFrameTypeSequence")
+    types = frame_functional_group(ds, "MRImageFrameTypeSequence") or frame_functional_group(
+        ds, "CTImageFrameTypeSequence"
+    )
     sop = header_value(ds, "SOPInstanceUID")
     matrix = _matrix(ds)
     slices = []
@@ -168,7 +174,9 @@ def _frame_slices(ds: Dataset) -> list[_Slice]:
             _float(echoes[i] if i < len(echoes) else None, "EffectiveEchoTime"),
             cs_values(header_value(frame_type, "FrameType")),
         )
-        slices.append(_Slice(f"frame {i + 1}", f"第 {i + 1} 帧", str(sop) if sop else None, i + 1, geometry, matrix, key))
+        slices.append(
+            _Slice(f"frame {i + 1}", f"第 {i + 1} 帧", str(sop) if sop else None, i + 1, geometry, matrix, key)
+        )
     return slices
 
 
@@ -310,9 +318,7 @@ def _orientation_groups(slices: Sequence[_Slice], tolerance_deg: float) -> list[
     return groups
 
 
-def _check_orientation(
-    slices: Sequence[_Slice], out: _Collector, *, where: str, where_zh: str
-) -> list[list[_Slice]]:
+def _check_orientation(slices: Sequence[_Slice], out: _Collector, *, where: str, where_zh: str) -> list[list[_Slice]]:
     """Report slices whose orientation differs from the stack's; return the blocks to check.
 
     Blocks of at least MIN_STACK_SLICES slices in another orientation (e.g. disc-angled axial
@@ -329,7 +335,9 @@ def _check_orientation(
     strays = [g for g in groups[1:] if len(g) < MIN_STACK_SLICES]
     blocks = [main] + [g for g in groups[1:] if len(g) >= MIN_STACK_SLICES]
     if len(blocks) > 1:
-        logger.debug("series %s%s: %d orientation blocks checked separately", out.series_instance_uid, where, len(blocks))
+        logger.debug(
+            "series %s%s: %d orientation blocks checked separately", out.series_instance_uid, where, len(blocks)
+        )
     if not strays and not unreadable:
         return blocks
     main_iop = main[0].geometry.orientation
@@ -344,7 +352,9 @@ def _check_orientation(
         parts.append(
             f"{_fmt_values(iop)} ({plane.value if plane else '?'}, {angle:.1f}° off) on {_group_labels(group)}"
         )
-        parts_zh.append(f"{_fmt_values(iop)}（{plane.value if plane else '?'}，偏差 {angle:.1f}°）：{_group_labels(group, zh=True)}")
+        parts_zh.append(
+            f"{_fmt_values(iop)}（{plane.value if plane else '?'}，偏差 {angle:.1f}°）：{_group_labels(group, zh=True)}"
+        )
     if unreadable:
         parts.append(f"missing or unreadable on {_group_labels(unreadable)}")
         parts_zh.append(f"缺失或无法读取：{_group_labels(unreadable, zh=True)}")
@@ -356,7 +366,10 @@ def _check_orientation(
         f"but {'; '.join(parts)}",
         f"序列内图像方向 (0020,0037) 不一致{where_zh}：{len(main)} 幅为 {_fmt_values(main_iop)}，"
         f"但 {'；'.join(parts_zh)}",
-        value="; ".join(f"{s.label}: {_fmt_values(s.geometry.orientation) if s.geometry.orientation else 'missing'}" for s in odd[:MAX_LISTED]),
+        value="; ".join(
+            f"{s.label}: {_fmt_values(s.geometry.orientation) if s.geometry.orientation else 'missing'}"
+            for s in odd[:MAX_LISTED]
+        ),
         sop_instance_uid=odd[0].sop_instance_uid if len(odd) == 1 else None,
     )
     return blocks
@@ -379,7 +392,9 @@ def _check_constant(
     for s, v in zip(slices, values, strict=True):
         for key, members in groups:
             if (key is None and v is None) or (
-                key is not None and v is not None and len(key) == len(v)
+                key is not None
+                and v is not None
+                and len(key) == len(v)
                 and all(abs(a - b) <= tolerance for a, b in zip(key, v, strict=True))
             ):
                 members.append(s)
@@ -482,7 +497,9 @@ def _check_positions(slices: Sequence[_Slice], out: _Collector, *, where: str, w
     if extra:
         names = [_name_point(c.point, c.position, normal) for c in extra]
         shown = [f"{en} ({', '.join(m.label for m in c.members)})" for (en, _), c in zip(names, extra, strict=True)]
-        shown_zh = [f"{zh}（{'、'.join(m.label_zh for m in c.members)}）" for (_, zh), c in zip(names, extra, strict=True)]
+        shown_zh = [
+            f"{zh}（{'、'.join(m.label_zh for m in c.members)}）" for (_, zh), c in zip(names, extra, strict=True)
+        ]
         repeat = "" if expected == 1 else f" (other positions hold {expected} images each)"
         repeat_zh = "" if expected == 1 else f"（其他位置各 {expected} 幅）"
         out.add(
@@ -540,9 +557,7 @@ def _check_positions(slices: Sequence[_Slice], out: _Collector, *, where: str, w
         )
 
 
-def _check_stack(
-    slices: Sequence[_Slice], out: _Collector, *, where: str, where_zh: str, check_matrix: bool
-) -> None:
+def _check_stack(slices: Sequence[_Slice], out: _Collector, *, where: str, where_zh: str, check_matrix: bool) -> None:
     if len(slices) < 2:
         return
     blocks = _check_orientation(slices, out, where=where, where_zh=where_zh)

@@ -81,25 +81,54 @@ AI_MR_OUT_OF_DOMAIN: Final = frozenset({Weighting.DWI, Weighting.ADC, Weighting.
 images and their maps (low SNR and EPI ghosts by design, flagged as motion ghosting on clean studies)."""
 AI_ERROR: Final = "ai.score.error"
 PARALLEL_IMAGING: Final = "image_quality.mr.parallel_imaging"
-METRIC_RULE_IDS: Final = frozenset({
-    "image_quality.dr.deviation_index_high.review", "image_quality.dr.deviation_index_low.review",
-    "image_quality.dr.deviation_index_low.fail", "image_quality.dr.deviation_index_vendor_high.review",
-    "image_quality.dr.deviation_index_vendor_low.review", "image_quality.dr.clipped_stored_max.review",
-    "image_quality.dr.clipped_stored_max.fail", "image_quality.dr.pileup_max.review", "image_quality.dr.pileup_max.fail",
-    "image_quality.dr.noise_relative.review", "image_quality.dr.burnout_anatomy.review",
-    "image_quality.dr.burnout_anatomy.fail",
-    "image_quality.ct.air_high.review", "image_quality.ct.air_low.review", "image_quality.ct.soft_tissue_high.review",
-    "image_quality.ct.soft_tissue_low.review", "image_quality.ct.noise.review", "image_quality.ct.noise.fail",
-    "image_quality.ct.truncation.review", "image_quality.ct.coverage.review", "image_quality.ct.ring.review",
-    "image_quality.mr.snr.review", "image_quality.mr.ghosting.review", "image_quality.mr.ghosting.fail",
-    "image_quality.mr.wrap.review",
-})
+METRIC_RULE_IDS: Final = frozenset(
+    {
+        "image_quality.dr.deviation_index_high.review",
+        "image_quality.dr.deviation_index_low.review",
+        "image_quality.dr.deviation_index_low.fail",
+        "image_quality.dr.deviation_index_vendor_high.review",
+        "image_quality.dr.deviation_index_vendor_low.review",
+        "image_quality.dr.clipped_stored_max.review",
+        "image_quality.dr.clipped_stored_max.fail",
+        "image_quality.dr.pileup_max.review",
+        "image_quality.dr.pileup_max.fail",
+        "image_quality.dr.noise_relative.review",
+        "image_quality.dr.burnout_anatomy.review",
+        "image_quality.dr.burnout_anatomy.fail",
+        "image_quality.ct.air_high.review",
+        "image_quality.ct.air_low.review",
+        "image_quality.ct.soft_tissue_high.review",
+        "image_quality.ct.soft_tissue_low.review",
+        "image_quality.ct.noise.review",
+        "image_quality.ct.noise.fail",
+        "image_quality.ct.truncation.review",
+        "image_quality.ct.coverage.review",
+        "image_quality.ct.ring.review",
+        "image_quality.mr.snr.review",
+        "image_quality.mr.ghosting.review",
+        "image_quality.mr.ghosting.fail",
+        "image_quality.mr.wrap.review",
+    }
+)
 """The limits on measured metrics in ``thresholds/image_quality_{dr,ct,mr}.yaml``: named here like
 every other rule id, so a typo in one is rejected on load instead of adding a rule nobody meant
 (the AI score rules of ``ai.yaml`` are not listed: their ids follow their models)."""
 RULE_IDS: Final = frozenset(
-    {NOT_APPLICABLE, UNMEASURABLE, INDICATOR_UNMEASURABLE, LOSSY, NOT_DECODED, METRIC_ERROR, AI_UNAVAILABLE,
-     AI_PIN_MISMATCH, AI_NOT_SCORED, AI_ERROR, PARALLEL_IMAGING, *dr_exposure.RULE_IDS, *METRIC_RULE_IDS}
+    {
+        NOT_APPLICABLE,
+        UNMEASURABLE,
+        INDICATOR_UNMEASURABLE,
+        LOSSY,
+        NOT_DECODED,
+        METRIC_ERROR,
+        AI_UNAVAILABLE,
+        AI_PIN_MISMATCH,
+        AI_NOT_SCORED,
+        AI_ERROR,
+        PARALLEL_IMAGING,
+        *dr_exposure.RULE_IDS,
+        *METRIC_RULE_IDS,
+    }
 )
 
 DR_MODALITIES: Final = frozenset({"CR", "DX", "DR"})
@@ -118,7 +147,9 @@ class PixelSource(Protocol):
         ...
 
 
-def _loaded_headers(pixels: PixelSource, instances: Sequence[LoadedInstance], paths: Sequence[Path]) -> list[HeaderRead] | None:
+def _loaded_headers(
+    pixels: PixelSource, instances: Sequence[LoadedInstance], paths: Sequence[Path]
+) -> list[HeaderRead] | None:
     """The headers the source loaded, to decode with instead of parsing each file again, when its
     pixel files are the very files it read them from (``pixel_files_are_loaded_files``: a folder);
     None otherwise (e.g. DICOMweb: the headers came from JSON metadata, the files are fetched now)."""
@@ -150,7 +181,9 @@ class Target:
 def series_label(ds: Dataset) -> tuple[str, str]:
     number = text(ds, "SeriesNumber")
     description = text(ds, "SeriesDescription") or text(ds, "ProtocolName")
-    en = " ".join(p for p in (f"series {number}" if number else "series", f"'{description}'" if description else "") if p)
+    en = " ".join(
+        p for p in (f"series {number}" if number else "series", f"'{description}'" if description else "") if p
+    )
     zh = " ".join(p for p in (f"序列 {number}" if number else "序列", f"“{description}”" if description else "") if p)
     return en, zh
 
@@ -241,8 +274,11 @@ def _ct_sample(
 
 
 def _measure_target(
-    target: Target, paths: list[Path], vendors: dr_exposure.IndicatorTable | None = None,
-    noise_reference_mm: float = ct.NOISE_REFERENCE_MM, headers: Sequence[HeaderRead] | None = None,
+    target: Target,
+    paths: list[Path],
+    vendors: dr_exposure.IndicatorTable | None = None,
+    noise_reference_mm: float = ct.NOISE_REFERENCE_MM,
+    headers: Sequence[HeaderRead] | None = None,
     ai_slices: Callable[[int], Sequence[int]] | None = None,
     sample: _CtSample | None = None,
 ) -> tuple[list[Measurement], _Decoded]:
@@ -278,14 +314,19 @@ def _measure_target(
         head = volume.datasets[0]
         # The in-plane spacing only: the slice spacing of a subset of the files is not the series'.
         measured = ct.measure(
-            volume.array[[at[i] for i in ct.sample_slices(n).tolist()]], spacing_mm=volume.spacing_mm,
-            body_part=_body_part(head), slice_thickness_mm=_float_tag(head, "SliceThickness"),
-            scan_field_mm=_float_tag(head, "DataCollectionDiameter"), reference_thickness_mm=noise_reference_mm,
+            volume.array[[at[i] for i in ct.sample_slices(n).tolist()]],
+            spacing_mm=volume.spacing_mm,
+            body_part=_body_part(head),
+            slice_thickness_mm=_float_tag(head, "SliceThickness"),
+            scan_field_mm=_float_tag(head, "DataCollectionDiameter"),
+            reference_thickness_mm=noise_reference_mm,
             n_slices=n,
         )
         if ai_slices is None:
             return measured, _Decoded([], volume.spacing_mm[1], None, presampled=True)
-        return measured, _Decoded([volume.array[at[i]] for i in ai_slices(n)], volume.spacing_mm[1], None, presampled=True)
+        return measured, _Decoded(
+            [volume.array[at[i]] for i in ai_slices(n)], volume.spacing_mm[1], None, presampled=True
+        )
     volume = load_series(paths, max_bytes=MAX_SERIES_BYTES, headers=headers)
     decoded = _Decoded(list(volume.array), volume.spacing_mm[1], None)
     measured = mr.measure(
@@ -314,8 +355,13 @@ def _score(
                 sop_instance_uid=sop,
             )
     try:
-        return scorer.score(target.kind, decoded.slices, pixel_mm=decoded.pixel_mm, stored_range=decoded.stored_range,
-                            presampled=decoded.presampled), None
+        return scorer.score(
+            target.kind,
+            decoded.slices,
+            pixel_mm=decoded.pixel_mm,
+            stored_range=decoded.stored_range,
+            presampled=decoded.presampled,
+        ), None
     except DegenerateInputError as exc:
         return [], thresholds.finding(
             AI_NOT_SCORED,
@@ -353,7 +399,11 @@ def _models_missing(scorer: Scorer, target: Target, thresholds: Thresholds, sop:
 
 
 def _pins_mismatched(
-    scorer: Scorer, mismatched: dict[str, tuple[str, str]], target: Target, thresholds: Thresholds, sop: str | None,
+    scorer: Scorer,
+    mismatched: dict[str, tuple[str, str]],
+    target: Target,
+    thresholds: Thresholds,
+    sop: str | None,
 ) -> list[Finding | None]:
     """One info finding per model of the target's modality whose rules are off because the model
     loaded is not the one they were evaluated with (their pins)."""
@@ -366,17 +416,19 @@ def _pins_mismatched(
         loaded = scorer.models[name].pin
         pinned = sorted({thresholds.rule(r).model_pin or "" for r in rule_ids})
         off = ", ".join(sorted(rule_ids))
-        findings.append(thresholds.finding(
-            AI_PIN_MISMATCH,
-            f"{target.label_en}: AI model {name} is {loaded}, not the model the rules {off} were evaluated with "
-            f"({', '.join(pinned)}): those rules are off until the model is evaluated and the pins in thresholds/ai.yaml updated",
-            f"{target.label_zh}：AI模型 {name} 为 {loaded}，不是规则 {off} 评估时所用的模型（{', '.join(pinned)}），"
-            "这些规则暂停生效，需重新评估模型并更新 thresholds/ai.yaml 中的版本锁定",
-            value=loaded,
-            limit=", ".join(pinned),
-            series_instance_uid=target.series_instance_uid,
-            sop_instance_uid=sop,
-        ))
+        findings.append(
+            thresholds.finding(
+                AI_PIN_MISMATCH,
+                f"{target.label_en}: AI model {name} is {loaded}, not the model the rules {off} were evaluated with "
+                f"({', '.join(pinned)}): those rules are off until the model is evaluated and the pins in thresholds/ai.yaml updated",
+                f"{target.label_zh}：AI模型 {name} 为 {loaded}，不是规则 {off} 评估时所用的模型（{', '.join(pinned)}），"
+                "这些规则暂停生效，需重新评估模型并更新 thresholds/ai.yaml 中的版本锁定",
+                value=loaded,
+                limit=", ".join(pinned),
+                series_instance_uid=target.series_instance_uid,
+                sop_instance_uid=sop,
+            )
+        )
     return findings
 
 
@@ -477,12 +529,19 @@ def check_image_quality(
     for target in targets:
         sop = target.instances[0].ref.sop_instance_uid if target.kind == "dr" else None
         try:
-            ai_slices = (functools.partial(scorer.slice_indices, target.kind)
-                         if isinstance(scorer, Scorer) and target.kind == "ct" else None)
+            ai_slices = (
+                functools.partial(scorer.slice_indices, target.kind)
+                if isinstance(scorer, Scorer) and target.kind == "ct"
+                else None
+            )
             # A source that fetches pixel data (DICOMweb) fetches only the sampled instances.
-            sample = _ct_sample(
-                target, ai_slices, only_needed_instances=not getattr(pixels, "pixel_files_are_loaded_files", False)
-            ) if target.kind == "ct" else None
+            sample = (
+                _ct_sample(
+                    target, ai_slices, only_needed_instances=not getattr(pixels, "pixel_files_are_loaded_files", False)
+                )
+                if target.kind == "ct"
+                else None
+            )
             needed = target.instances if sample is None else tuple(target.instances[i] for i in sample.instances)
             with pixels.pixel_files([i.ref for i in needed]) as paths:
                 headers = _loaded_headers(pixels, needed, paths)
@@ -535,14 +594,16 @@ def check_image_quality(
                 findings.extend(_pins_mismatched(scorer, mismatched, target, thresholds, sop))
         lossy = lossy_compression(target.instances[0].dataset)
         if lossy is not None:
-            findings.append(thresholds.finding(
-                LOSSY,
-                f"{target.label_en}: lossy-compressed pixel data ({lossy}): noise and saturation metrics are not judged",
-                f"{target.label_zh}：像素数据为有损压缩（{lossy}），噪声与饱和类指标不予判定",
-                value=lossy,
-                series_instance_uid=target.series_instance_uid,
-                sop_instance_uid=sop,
-            ))
+            findings.append(
+                thresholds.finding(
+                    LOSSY,
+                    f"{target.label_en}: lossy-compressed pixel data ({lossy}): noise and saturation metrics are not judged",
+                    f"{target.label_zh}：像素数据为有损压缩（{lossy}），噪声与饱和类指标不予判定",
+                    value=lossy,
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
         unmeasured: dict[tuple[str, str], list[Measurement]] = {}
         by_design = _unmeasured_by_design(target)
         out_of_scope = mr_out_of_scope(target, thresholds) if target.kind == "mr" else None
@@ -552,19 +613,29 @@ def check_image_quality(
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
             if out_of_scope is not None and m.metric in MR_SEQUENCE_BOUND:
                 read = "" if m.value is None else f" (read {format_value(m.value)})"
-                m = dataclasses.replace(m, value=None, unmeasured=Unmeasured.NOT_APPLICABLE,
-                                        detail=f"not applicable: {out_of_scope[0]}{read}; {m.detail}".rstrip("; "))
+                m = dataclasses.replace(
+                    m,
+                    value=None,
+                    unmeasured=Unmeasured.NOT_APPLICABLE,
+                    detail=f"not applicable: {out_of_scope[0]}{read}; {m.detail}".rstrip("; "),
+                )
                 measurements.append(m)
                 scoped_out.append(m)
                 continue
             if accelerated is not None and m.metric == "mr.snr" and m.value is not None:
                 m = dataclasses.replace(m, detail=f"{m.detail}; parallel imaging: {accelerated}".lstrip("; "))
             if m.value is not None and not math.isfinite(m.value):
-                m = dataclasses.replace(m, value=None, detail=f"the metric gave {m.value} (no finite value)",
-                                        unmeasured=Unmeasured.UNMEASURABLE)
+                m = dataclasses.replace(
+                    m,
+                    value=None,
+                    detail=f"the metric gave {m.value} (no finite value)",
+                    unmeasured=Unmeasured.UNMEASURABLE,
+                )
             if m.value is not None and lossy is not None and m.metric in LOSSY_INVALIDATES:
                 m = dataclasses.replace(
-                    m, value=None, unmeasured=Unmeasured.NOT_APPLICABLE,
+                    m,
+                    value=None,
+                    unmeasured=Unmeasured.NOT_APPLICABLE,
                     detail=f"lossy compression ({lossy}) invalidates this metric (it read {format_value(m.value)})",
                 )
             if m.value is None:
@@ -576,62 +647,100 @@ def check_image_quality(
                 applies = _judged(m.metric, target, vocabulary) is None and bool(
                     applicable_rules(rules.get(m.metric, []), m.metric, modality=modality, item_code=item_code)
                 )
-                code = (NOT_APPLICABLE if m.unmeasured is Unmeasured.NOT_APPLICABLE
-                        else UNMEASURABLE if applies else INDICATOR_UNMEASURABLE)
+                code = (
+                    NOT_APPLICABLE
+                    if m.unmeasured is Unmeasured.NOT_APPLICABLE
+                    else UNMEASURABLE
+                    if applies
+                    else INDICATOR_UNMEASURABLE
+                )
                 unmeasured.setdefault((code, m.detail or "no reason given"), []).append(m)
                 continue
             if m.metric == "dr.vendor_exposure_indicator":
-                findings.append(dr_exposure.range_finding(
-                    decoded.vendor_indicator, m, thresholds, label_en=target.label_en, label_zh=target.label_zh,
-                    series_instance_uid=target.series_instance_uid, sop_instance_uid=sop,
-                ))
+                findings.append(
+                    dr_exposure.range_finding(
+                        decoded.vendor_indicator,
+                        m,
+                        thresholds,
+                        label_en=target.label_en,
+                        label_zh=target.label_zh,
+                        series_instance_uid=target.series_instance_uid,
+                        sop_instance_uid=sop,
+                    )
+                )
             not_judged = _judged(m.metric, target, vocabulary)
             if not_judged is not None:
                 measurements[-1] = dataclasses.replace(m, detail="; ".join(d for d in (m.detail, not_judged) if d))
                 unmeasured.setdefault((NOT_APPLICABLE, not_judged), []).append(m)
                 continue
             capped = accelerated is not None and m.metric == "mr.snr"
-            findings.append(judge_measurement(
-                m, target, modality, item_code, rules.get(m.metric, []), thresholds,
-                max_severity=Severity.REVIEW if capped else None,
-                reason=(
-                    f"parallel imaging ({accelerated}): background SNR is unreliable with multi-channel coils "
-                    "and parallel imaging (Dietrich et al. 2007), so it asks for review at most",
-                    f"检测到并行采集（{accelerated}）：多通道线圈与并行采集下背景法信噪比不可靠，最多提请复核",
-                ) if capped else None,
-            ))
+            findings.append(
+                judge_measurement(
+                    m,
+                    target,
+                    modality,
+                    item_code,
+                    rules.get(m.metric, []),
+                    thresholds,
+                    max_severity=Severity.REVIEW if capped else None,
+                    reason=(
+                        f"parallel imaging ({accelerated}): background SNR is unreliable with multi-channel coils "
+                        "and parallel imaging (Dietrich et al. 2007), so it asks for review at most",
+                        f"检测到并行采集（{accelerated}）：多通道线圈与并行采集下背景法信噪比不可靠，最多提请复核",
+                    )
+                    if capped
+                    else None,
+                )
+            )
             if capped:
-                findings.append(thresholds.finding(
-                    PARALLEL_IMAGING,
-                    f"{target.label_en}: parallel imaging ({accelerated}): the background SNR is judged at most "
-                    "'review' (Dietrich et al. 2007, JMRI 26:375)",
-                    f"{target.label_zh}：检测到并行采集（{accelerated}），背景法信噪比最多判为“复核”",
-                    value=accelerated,
-                    series_instance_uid=target.series_instance_uid,
-                    sop_instance_uid=sop,
-                ))
+                findings.append(
+                    thresholds.finding(
+                        PARALLEL_IMAGING,
+                        f"{target.label_en}: parallel imaging ({accelerated}): the background SNR is judged at most "
+                        "'review' (Dietrich et al. 2007, JMRI 26:375)",
+                        f"{target.label_zh}：检测到并行采集（{accelerated}），背景法信噪比最多判为“复核”",
+                        value=accelerated,
+                        series_instance_uid=target.series_instance_uid,
+                        sop_instance_uid=sop,
+                    )
+                )
         if scoped_out and out_of_scope is not None:
             names = [metric_label(m.metric) for m in scoped_out]
-            findings.append(thresholds.finding(
-                NOT_APPLICABLE,
-                f"{target.label_en}: not applicable: {out_of_scope[0]}: {', '.join(n[0] for n in names)} are not "
-                "judged (their limits hold for structural magnitude images)",
-                f"{target.label_zh}：不适用：{out_of_scope[1]}，{'、'.join(n[1] for n in names)}不予判定"
-                "（其限值仅适用于结构像幅度图像）",
-                value=", ".join(m.metric for m in scoped_out),
-                series_instance_uid=target.series_instance_uid,
-                sop_instance_uid=sop,
-            ))
+            findings.append(
+                thresholds.finding(
+                    NOT_APPLICABLE,
+                    f"{target.label_en}: not applicable: {out_of_scope[0]}: {', '.join(n[0] for n in names)} are not "
+                    "judged (their limits hold for structural magnitude images)",
+                    f"{target.label_zh}：不适用：{out_of_scope[1]}，{'、'.join(n[1] for n in names)}不予判定"
+                    "（其限值仅适用于结构像幅度图像）",
+                    value=", ".join(m.metric for m in scoped_out),
+                    series_instance_uid=target.series_instance_uid,
+                    sop_instance_uid=sop,
+                )
+            )
         findings.extend(_unmeasured_findings(unmeasured, target, sop, thresholds))
     return ImageQuality(tuple(measurements), tuple(f for f in findings if f is not None))
 
 
-LOSSY_INVALIDATES: Final = frozenset({
-    "dr.clipped_stored_max_percent", "dr.clipped_stored_min_percent", "dr.pileup_max_percent",
-    "dr.pileup_min_percent", "dr.noise_sd", "dr.noise_relative_percent", "dr.snr",
-    "ct.noise_hu", "ct.noise_measured_hu", "ct.streak_index",
-    "mr.snr", "mr.cnr", "mr.fber", "mr.efc", "mr.piu_percent",
-})
+LOSSY_INVALIDATES: Final = frozenset(
+    {
+        "dr.clipped_stored_max_percent",
+        "dr.clipped_stored_min_percent",
+        "dr.pileup_max_percent",
+        "dr.pileup_min_percent",
+        "dr.noise_sd",
+        "dr.noise_relative_percent",
+        "dr.snr",
+        "ct.noise_hu",
+        "ct.noise_measured_hu",
+        "ct.streak_index",
+        "mr.snr",
+        "mr.cnr",
+        "mr.fber",
+        "mr.efc",
+        "mr.piu_percent",
+    }
+)
 """Metrics that lossy coding invalidates: it removes noise (noise SD, SNR, CNR, the air energy of
 FBER, the entropy of EFC, the high-frequency power of the streak index) and spreads values that
 were pinned at one level (clipping and pile-up), and the block artefacts move the 1 cm^2 means of
@@ -694,8 +803,30 @@ MR_OUT_OF_SCOPE: Final = frozenset(
 """Weightings (:func:`~qc_pipeline.catalog.mr_sequences.identify_series`) whose series the
 structural limits do not judge: diffusion and its ADC map, fMRI, perfusion, localizers."""
 DERIVED_MAP_TYPES: Final = frozenset(
-    {"ADC", "ADC_MAP", "EADC", "FA", "COLFA", "FA_COLOR", "TENSOR", "TENSOR_B0", "MD", "TRACEW", "EXP",
-     "T1_MAP", "T2_MAP", "T2STAR_MAP", "R2STAR", "MAP", "CBF", "CBV", "MTT", "TTP", "RCBF", "RCBV"}
+    {
+        "ADC",
+        "ADC_MAP",
+        "EADC",
+        "FA",
+        "COLFA",
+        "FA_COLOR",
+        "TENSOR",
+        "TENSOR_B0",
+        "MD",
+        "TRACEW",
+        "EXP",
+        "T1_MAP",
+        "T2_MAP",
+        "T2STAR_MAP",
+        "R2STAR",
+        "MAP",
+        "CBF",
+        "CBV",
+        "MTT",
+        "TTP",
+        "RCBF",
+        "RCBV",
+    }
 )
 """ImageType (0008,0008) values of a computed map: with DERIVED, the series holds computed values
 (diffusion, relaxometry, perfusion maps), not a magnitude image."""
@@ -840,4 +971,3 @@ def metric_label(metric: str) -> tuple[str, str]:
 
 def known_metrics() -> frozenset[str]:
     return frozenset(METRIC_UNITS)
-

@@ -129,9 +129,7 @@ def _check_duplicates(study: LoadedStudy, thresholds: Thresholds) -> list[Findin
     findings: list[Finding | None] = []
     for uid, members in by_uid.items():
         first = members[0]
-        differing = [
-            m for m in members[1:] if m.ref.size_bytes != first.ref.size_bytes or m.dataset != first.dataset
-        ]
+        differing = [m for m in members[1:] if m.ref.size_bytes != first.ref.size_bytes or m.dataset != first.dataset]
         if not differing:
             continue
         locations = ", ".join(m.ref.location for m in [first, *differing])

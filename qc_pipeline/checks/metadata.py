@@ -404,8 +404,7 @@ def _check_birth_date(ds: Dataset, out: _Collector, *, study_date: dt.date | Non
     if years > max_years:
         out.add(
             "metadata.patient_birth_date.implausible",
-            f"PatientBirthDate (0010,0030) {raw} gives an age of {years} years at the exam "
-            f"(at most {max_years:g})",
+            f"PatientBirthDate (0010,0030) {raw} gives an age of {years} years at the exam (at most {max_years:g})",
             f"出生日期 (0010,0030) {raw} 对应检查时年龄 {years} 岁，超过上限 {max_years:g} 岁",
             value=years,
         )

@@ -36,8 +36,11 @@ def check_timeliness(delay_h: float, thresholds: Thresholds, *, upper_bound: boo
     """
     shown = f"{'≤ ' if upper_bound else ''}{delay_h:.1f} h"
     at_most_en, at_most_zh = ("at most ", "最多 ") if upper_bound else ("", "")
-    bound_en = ("; upper bound: this server gives no upload time, the time the pipeline first saw the study is used"
-                if upper_bound else "")
+    bound_en = (
+        "; upper bound: this server gives no upload time, the time the pipeline first saw the study is used"
+        if upper_bound
+        else ""
+    )
     bound_zh = "；上限估计：该服务器不提供上传时间，以质控系统首次发现该检查的时间代替" if upper_bound else ""
     very_late = thresholds.limit("timeliness.upload_delay.very_late")
     late = thresholds.limit("timeliness.upload_delay.late")

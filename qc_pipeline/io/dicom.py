@@ -47,16 +47,23 @@ _SHAREABLE = (str, int, float, bytes, PersonName)
 _value_cache: dict[tuple[object, ...], tuple[str, object, bool]] = {}
 
 
-def _cached_raw_element_value(raw: Any, data: dict[str, Any], *, encoding: Any = None, ds: Any = None,
-                              **kwargs: Any) -> None:
+def _cached_raw_element_value(
+    raw: Any, data: dict[str, Any], *, encoding: Any = None, ds: Any = None, **kwargs: Any
+) -> None:
     """pydicom's ``raw_element_value`` hook with the memo described above."""
     value_bytes = raw.value
     vr_in = data.get("VR")
     if vr_in == "SQ" or not isinstance(value_bytes, bytes) or len(value_bytes) > _VALUE_CACHE_MAX_BYTES:
         raw_element_value(raw, data, encoding=encoding, ds=ds, **kwargs)
         return
-    key = (raw.tag, vr_in, value_bytes, raw.is_little_endian, raw.is_implicit_VR,
-           encoding if encoding is None or isinstance(encoding, str) else tuple(encoding))
+    key = (
+        raw.tag,
+        vr_in,
+        value_bytes,
+        raw.is_little_endian,
+        raw.is_implicit_VR,
+        encoding if encoding is None or isinstance(encoding, str) else tuple(encoding),
+    )
     hit = _value_cache.get(key)
     if hit is not None:
         vr_out, value, multi = hit

@@ -134,9 +134,7 @@ def plane_from_orientation(
     axes are equally close). None when ``iop`` is missing or garbled (see :func:`slice_normal`).
     """
     if not 0.0 <= oblique_tolerance_deg < 90.0:
-        raise ValueError(
-            f"oblique_tolerance_deg must be in [0, 90) degrees, got {oblique_tolerance_deg!r}"
-        )
+        raise ValueError(f"oblique_tolerance_deg must be in [0, 90) degrees, got {oblique_tolerance_deg!r}")
     normal = slice_normal(iop)
     if normal is None:
         return None

@@ -249,9 +249,7 @@ def _frames_of(file_index: int, ds: Dataset, n_frames: int) -> list[_Frame]:
         geo = geometry[index] if geometry else None
         normal = slice_normal(geo.orientation) if geo is not None else None
         position = (
-            slice_position(geo.position, normal)
-            if positions_known and geo is not None and normal is not None
-            else None
+            slice_position(geo.position, normal) if positions_known and geo is not None and normal is not None else None
         )
         slope, intercept = _rescale_of(ds, transforms[index])
         frames.append(
@@ -296,9 +294,11 @@ def slice_order(datasets: Sequence[Dataset], names: Sequence[str] | None = None)
     DegenerateInputError where :func:`load_series` would for the same headers (a frame count
     that is not a positive integer, frames of different orientations).
     """
-    labels = [Path(n) for n in names] if names is not None else [
-        Path(str(ds.get("SOPInstanceUID", "") or f"object {k + 1}")) for k, ds in enumerate(datasets)
-    ]
+    labels = (
+        [Path(n) for n in names]
+        if names is not None
+        else [Path(str(ds.get("SOPInstanceUID", "") or f"object {k + 1}")) for k, ds in enumerate(datasets)]
+    )
     frames: list[_Frame] = []
     for index, ds in enumerate(datasets):
         frames.extend(_frames_of(index, ds, _header_int(ds, "NumberOfFrames", labels[index], default=1)))

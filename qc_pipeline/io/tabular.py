@@ -58,7 +58,7 @@ def escape_text(text: str) -> str:
 def unescape_text(text: str) -> str:
     """Undo :func:`escape_text` (``unescape_text(escape_text(t)) == t`` for every ``t``): one quote
     is removed where :func:`escape_text` put it, in front of a trigger; other text is unchanged."""
-    return text[len(QUOTE):] if text.startswith(QUOTE) and _needs_quote(text) else text
+    return text[len(QUOTE) :] if text.startswith(QUOTE) and _needs_quote(text) else text
 
 
 def cell_value(value: T) -> T | str:

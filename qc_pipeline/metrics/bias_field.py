@@ -65,8 +65,9 @@ HIGH_PERCENTILE: Final = 95.0
 """The range is taken between these percentiles of B / median(B) inside the object (as MRIQC)."""
 
 
-def _field_range_percent(image: npt.NDArray[np.floating], mask: npt.NDArray[np.bool_],
-                         spacing_mm: tuple[float, float]) -> float:
+def _field_range_percent(
+    image: npt.NDArray[np.floating], mask: npt.NDArray[np.bool_], spacing_mm: tuple[float, float]
+) -> float:
     """(P95 - P5) of N4's bias field over its median inside ``mask``, in percent, for one 2-D slice."""
     import SimpleITK as sitk  # only this metric needs it
 
@@ -120,7 +121,9 @@ def inu_range_percent(
     grid = np.asarray(grid)
     mask = np.asarray(object_mask, dtype=bool)
     if grid.ndim != 3 or mask.shape != grid.shape:
-        raise DegenerateInputError(f"expected (slice, row, col) image and mask of one shape, got {grid.shape} and {mask.shape}")
+        raise DegenerateInputError(
+            f"expected (slice, row, col) image and mask of one shape, got {grid.shape} and {mask.shape}"
+        )
     step = max(1, -(-max(grid.shape[1:]) // FIT_MAX_SIDE))
     if step > 1:  # evenly spaced rows and columns, both ends kept: a flipped image gives the mirrored grid
         rows = _spread(grid.shape[1], step)
@@ -147,6 +150,8 @@ def inu_range_percent(
             logger.debug("no N4 field on slice %d: %s", i, exc)
     if not ranges:
         raise DegenerateInputError(f"N4 could not fit a bias field on any of {chosen.size} object slices")
-    detail = (f"N4 bias field (P{LOW_PERCENTILE:.0f}-P{HIGH_PERCENTILE:.0f} of B/median inside the object), "
-              f"median of {len(ranges)} slice(s) of {candidates.size} with an object, fitted on a {grid.shape[1]}x{grid.shape[2]} grid")
+    detail = (
+        f"N4 bias field (P{LOW_PERCENTILE:.0f}-P{HIGH_PERCENTILE:.0f} of B/median inside the object), "
+        f"median of {len(ranges)} slice(s) of {candidates.size} with an object, fitted on a {grid.shape[1]}x{grid.shape[2]} grid"
+    )
     return float(np.median(ranges)), detail

@@ -317,7 +317,9 @@ def truncated_slices_percent(
         )
     truncated = judged & (seg.contact >= TRUNCATION_MIN_CONTACT)
     if (
-        truncated.any() and scan_field_mm is not None and field_mm is not None
+        truncated.any()
+        and scan_field_mm is not None
+        and field_mm is not None
         and scan_field_mm > TARGETED_FIELD_MARGIN * field_mm
     ):
         raise NotApplicableError(
@@ -409,7 +411,7 @@ def histogram_mode(values: FloatArray) -> float:
     spread = min(float(np.std(v)), float(q75 - q25) / 1.349)
     if spread <= 0.0:
         return float(np.median(v))
-    h = 0.9 * spread * v.size ** -0.2
+    h = 0.9 * spread * v.size**-0.2
     lo = float(v.min()) - 3.0 * h
     hi = min(float(v.max()), float(q75 + 20.0 * (q75 - q25))) + 3.0 * h
     nbins = min(int(math.ceil((hi - lo) / (h / 4.0))), 20000)
@@ -669,8 +671,16 @@ def measure(
     results: dict[str, tuple[float | None, str]] = {}
     not_applicable: set[str] = set()
     try:
-        results.update(_measure(volume, spacing_mm=spacing_mm, body_part=body_part, not_applicable=not_applicable,
-                                scan_field_mm=_positive(scan_field_mm), n_slices=n_slices))
+        results.update(
+            _measure(
+                volume,
+                spacing_mm=spacing_mm,
+                body_part=body_part,
+                not_applicable=not_applicable,
+                scan_field_mm=_positive(scan_field_mm),
+                n_slices=n_slices,
+            )
+        )
     except DegenerateInputError as exc:
         logger.debug("CT metrics not measurable: %s", exc)
         for key in METRICS:
@@ -684,8 +694,10 @@ def measure(
     measurements = []
     for key, unit in METRICS.items():
         value, detail = results.get(key, (None, "not measured"))
-        kind = None if value is not None else (
-            Unmeasured.NOT_APPLICABLE if key in not_applicable else Unmeasured.UNMEASURABLE
+        kind = (
+            None
+            if value is not None
+            else (Unmeasured.NOT_APPLICABLE if key in not_applicable else Unmeasured.UNMEASURABLE)
         )
         measurements.append(Measurement(key, None if value is None else float(value), unit, detail, unmeasured=kind))
     return measurements
@@ -769,8 +781,9 @@ def _measure(
     record(
         "ct.truncated_slices_percent",
         lambda: truncated_slices_percent(seg, scan_field_mm=scan_field_mm, field_mm=field_mm),
-        judged_text if scan_field_mm is not None else
-        f"{judged_text}; scan field unknown (no DataCollectionDiameter): the reconstruction field is taken as the scan field",
+        judged_text
+        if scan_field_mm is not None
+        else f"{judged_text}; scan field unknown (no DataCollectionDiameter): the reconstruction field is taken as the scan field",
     )
 
     if pixel_mm is None:

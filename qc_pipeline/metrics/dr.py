@@ -58,7 +58,10 @@ METRICS: Final[Mapping[str, str]] = units("DR")
 
 NOT_MODEL_FEATURES: Final = frozenset(
     {
-        "dr.exposure_index", "dr.deviation_index", "dr.vendor_exposure_indicator", "dr.deviation_index_vendor",
+        "dr.exposure_index",
+        "dr.deviation_index",
+        "dr.vendor_exposure_indicator",
+        "dr.deviation_index_vendor",
         "dr.burnout_anatomy_percent",
     }
 )
@@ -556,8 +559,10 @@ def _vendor_relation(ind: VendorIndicator) -> str:
         return f"DI = 10 log10({ind.target:g} / {ind.name})"
     if ind.review_outside is None:
         return "no published relation to exposure and no vendor range: recorded, not judged"
-    return (f"no published relation to exposure: judged against the vendor range "
-            f"{ind.review_outside[0]:g}-{ind.review_outside[1]:g}")
+    return (
+        f"no published relation to exposure: judged against the vendor range "
+        f"{ind.review_outside[0]:g}-{ind.review_outside[1]:g}"
+    )
 
 
 def _vendor(ind: VendorIndicator | None) -> tuple[Measurement, float | None, str]:
@@ -571,8 +576,10 @@ def _vendor(ind: VendorIndicator | None) -> tuple[Measurement, float | None, str
         why = f"{read}: not a finite number"
         return Measurement("dr.vendor_exposure_indicator", None, unit, why), None, why
     if ind.plausible is not None and not ind.plausible[0] <= ind.value <= ind.plausible[1]:
-        why = (f"{read}: outside the plausible range {ind.plausible[0]:g}-{ind.plausible[1]:g} of that "
-               "indicator, so it is another scale written in the same tag and is not converted")
+        why = (
+            f"{read}: outside the plausible range {ind.plausible[0]:g}-{ind.plausible[1]:g} of that "
+            "indicator, so it is another scale written in the same tag and is not converted"
+        )
         return Measurement("dr.vendor_exposure_indicator", None, unit, why), None, why
     detail = f"{read}; {_vendor_relation(ind)}; source: {ind.source}"
     measurement = Measurement("dr.vendor_exposure_indicator", float(ind.value), unit, detail)
@@ -612,9 +619,12 @@ def _exposure(
             why_not = str(exc)
     header_di = _number(deviation)
     vendor_dev = Measurement(
-        "dr.deviation_index_vendor", None, di_unit,
+        "dr.deviation_index_vendor",
+        None,
+        di_unit,
         "the IEC 62494-1 tags are present: the vendor indicator is not converted"
-        if header_di is not None or computed is not None else vendor_detail,
+        if header_di is not None or computed is not None
+        else vendor_detail,
     )
     if header_di is not None:
         detail = "DeviationIndex (0018,1413) from the header"
@@ -634,8 +644,10 @@ def _exposure(
             "dr.deviation_index_vendor", vendor_di, di_unit, f"converted from the vendor indicator: {vendor_detail}"
         )
         return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m, converted]
-    detail = (f"{head}; not computable: {why_not}; {vendor_detail}; exposure estimated from pixels only "
-              "(the uncalibrated pixel exposure estimate)")
+    detail = (
+        f"{head}; not computable: {why_not}; {vendor_detail}; exposure estimated from pixels only "
+        "(the uncalibrated pixel exposure estimate)"
+    )
     return [ei, Measurement("dr.deviation_index", None, di_unit, detail), vendor_m, vendor_dev]
 
 
@@ -710,8 +722,13 @@ def _image_metrics(
     try:
         threshold = background_threshold(values)
     except DegenerateInputError as exc:
-        for key in ("dr.pixel_exposure_voi_percent", "dr.edge_anatomy_percent", "dr.noise_sd",
-                    "dr.noise_relative_percent", "dr.snr"):
+        for key in (
+            "dr.pixel_exposure_voi_percent",
+            "dr.edge_anatomy_percent",
+            "dr.noise_sd",
+            "dr.noise_relative_percent",
+            "dr.snr",
+        ):
             out[key] = (None, str(exc))
         threshold = None
         out["dr.burnout_anatomy_percent"] = (None, str(exc))
@@ -760,9 +777,7 @@ def _image_metrics(
         out["dr.blur_effect"] = (None, str(exc))
 
 
-def _burnout(
-    grid: FloatArray, *, shutters: BoolArray, threshold: float, tolerance: float
-) -> tuple[float | None, str]:
+def _burnout(grid: FloatArray, *, shutters: BoolArray, threshold: float, tolerance: float) -> tuple[float | None, str]:
     """``dr.burnout_anatomy_percent`` (value, detail) on the working grid."""
     outside = shutters | collimator_bands(grid, field=~shutters)
     anatomy = ~outside & ~open_background_mask(grid, shutters=outside, threshold=threshold)

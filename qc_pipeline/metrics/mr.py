@@ -282,9 +282,7 @@ def ghosting_ratio_percent(
     return float(100.0 * (phase - freq) / sig)
 
 
-def percent_integral_uniformity(
-    image: npt.ArrayLike, roi: npt.ArrayLike, *, box_px: tuple[int, int]
-) -> float:
+def percent_integral_uniformity(image: npt.ArrayLike, roi: npt.ArrayLike, *, box_px: tuple[int, int]) -> float:
     """ACR percent integral uniformity of ``image`` (2-D) inside the large ROI ``roi``.
 
     PIU = 100 * (1 - (max - min) / (max + min)), max and min over the means of every
@@ -296,9 +294,7 @@ def percent_integral_uniformity(
     img = np.asarray(image, dtype=np.float64)
     mask = np.asarray(roi, dtype=bool)
     if img.ndim != 2 or mask.shape != img.shape:
-        raise DegenerateInputError(
-            f"image and roi must be 2-D of one shape; got {img.shape} and {mask.shape}"
-        )
+        raise DegenerateInputError(f"image and roi must be 2-D of one shape; got {img.shape} and {mask.shape}")
     br, bc = (int(box_px[0]), int(box_px[1]))
     if br < 1 or bc < 1:
         raise DegenerateInputError(f"box_px must be >= 1 px on each side; got {box_px}")
@@ -659,10 +655,15 @@ def measure(
         out = []
         for metric, unit in METRICS.items():
             value, detail, kind = results.get(metric, (None, "not computed", Unmeasured.UNMEASURABLE))
-            out.append(Measurement(
-                metric=metric, value=value, unit=unit, detail=detail,
-                unmeasured=None if value is not None else (kind or Unmeasured.UNMEASURABLE),
-            ))
+            out.append(
+                Measurement(
+                    metric=metric,
+                    value=value,
+                    unit=unit,
+                    detail=detail,
+                    unmeasured=None if value is not None else (kind or Unmeasured.UNMEASURABLE),
+                )
+            )
         return out
 
     def set_all(keys: Sequence[str], reason: str, kind: Unmeasured) -> None:
@@ -696,8 +697,11 @@ def measure(
     grid, tissue, background = masks.image, masks.tissue, masks.background
     objects = np.flatnonzero(masks.has_object & tissue.any(axis=(1, 2)))
     if objects.size == 0:
-        set_all(list(METRICS), "no object found: no slice holds an object (the image is noise or constant)",
-                Unmeasured.UNMEASURABLE)
+        set_all(
+            list(METRICS),
+            "no object found: no slice holds an object (the image is noise or constant)",
+            Unmeasured.UNMEASURABLE,
+        )
         return done()
     grid_note = f"{objects.size}/{grid.shape[0]} slices with an object, grid step {masks.step}"
     t_obj = tissue[objects]
@@ -709,7 +713,10 @@ def measure(
     except DegenerateInputError as exc:
         results["mr.piu_percent"] = (None, str(exc), Unmeasured.UNMEASURABLE)
     try:
-        results["mr.inu_range_percent"] = (*inu_range_percent(grid[objects], t_obj, pixel_mm=_grid_pixel_mm(spacing_mm, masks.step)), None)
+        results["mr.inu_range_percent"] = (
+            *inu_range_percent(grid[objects], t_obj, pixel_mm=_grid_pixel_mm(spacing_mm, masks.step)),
+            None,
+        )
     except DegenerateInputError as exc:
         results["mr.inu_range_percent"] = (None, str(exc), Unmeasured.UNMEASURABLE)
 
@@ -717,16 +724,21 @@ def measure(
     air_metrics = ("mr.snr", "mr.cnr", "mr.fber", "mr.ghosting_percent", "mr.wrap_percent")
     has_object = np.zeros(grid.shape[0], dtype=bool)
     has_object[objects] = True
-    edge_share = np.array([edge_contact_percent(tissue[i]) / 100.0 if has_object[i] else 1.0
-                           for i in range(grid.shape[0])])
+    edge_share = np.array(
+        [edge_contact_percent(tissue[i]) / 100.0 if has_object[i] else 1.0 for i in range(grid.shape[0])]
+    )
     enough_air = background.sum(axis=(1, 2)) >= MIN_BACKGROUND_PIXELS
     usable = has_object & (edge_share <= MAX_EDGE_CONTACT) & enough_air
     if not usable.any():
-        set_all(air_metrics, (
-            f"no air around the object: it touches {100 * float(np.min(edge_share[objects])):.0f}% or more of "
-            f"the FOV border in every slice (usable up to {100 * MAX_EDGE_CONTACT:.0f}%, with >= "
-            f"{MIN_BACKGROUND_PIXELS} air px): a tight crop, or anatomy filling the FOV"
-        ), Unmeasured.NOT_APPLICABLE)
+        set_all(
+            air_metrics,
+            (
+                f"no air around the object: it touches {100 * float(np.min(edge_share[objects])):.0f}% or more of "
+                f"the FOV border in every slice (usable up to {100 * MAX_EDGE_CONTACT:.0f}%, with >= "
+                f"{MIN_BACKGROUND_PIXELS} air px): a tight crop, or anatomy filling the FOV"
+            ),
+            Unmeasured.NOT_APPLICABLE,
+        )
         return done()
     used = np.flatnonzero(usable)
 
@@ -748,14 +760,10 @@ def measure(
         order = [phase_axis, 1 - phase_axis]
     else:  # unknown: the side with the brighter air is taken as the phase side
         order = [1, 0] if (median_h is None or median_h >= 0) else [0, 1]
-    air_by_axis = {
-        ax: np.concatenate([grid[i][snr_air(background[i], phase_axis=ax)] for i in used])
-        for ax in order
-    }
+    air_by_axis = {ax: np.concatenate([grid[i][snr_air(background[i], phase_axis=ax)] for i in used]) for ax in order}
     ratios = {ax: _rayleigh_ratio(air_by_axis[ax]) for ax in order}
     lo_ok, hi_ok = RAYLEIGH_RATIO_RANGE
-    passing = [ax for ax in order
-               if air_by_axis[ax].size >= MIN_BACKGROUND_PIXELS and lo_ok <= ratios[ax] <= hi_ok]
+    passing = [ax for ax in order if air_by_axis[ax].size >= MIN_BACKGROUND_PIXELS and lo_ok <= ratios[ax] <= hi_ok]
     mismatch = phase_axis is not None and bool(passing) and passing[0] != phase_axis
 
     # --- ghosting: measured whether or not the air is noise-like (ghosts make it not so)
@@ -767,14 +775,22 @@ def measure(
             Unmeasured.UNMEASURABLE,
         )
     else:
-        contaminated = "" if passing else (
-            f"; the air is not noise-like (mean/sd {ratios[order[0]]:.2f}): measured from the signal in the "
-            "phase-encode band beside the object, relative to the object"
+        contaminated = (
+            ""
+            if passing
+            else (
+                f"; the air is not noise-like (mean/sd {ratios[order[0]]:.2f}): measured from the signal in the "
+                "phase-encode band beside the object, relative to the object"
+            )
         )
         if phase_axis is None or mismatch:
-            why = phase_note if phase_axis is None else (
-                f"{phase_note}, yet the air {_BESIDE[1 - phase_axis]} the object is not noise-like "
-                f"(ghosts {_AXIS_WORD[1 - phase_axis]}?)"
+            why = (
+                phase_note
+                if phase_axis is None
+                else (
+                    f"{phase_note}, yet the air {_BESIDE[1 - phase_axis]} the object is not noise-like "
+                    f"(ghosts {_AXIS_WORD[1 - phase_axis]}?)"
+                )
             )
             results["mr.ghosting_percent"] = (
                 abs(median_h),
@@ -793,7 +809,9 @@ def measure(
                 )
             else:
                 results["mr.ghosting_percent"] = (
-                    signed, f"{phase_note}; median of {len(horizontal)} slices{contaminated}", None
+                    signed,
+                    f"{phase_note}; median of {len(horizontal)} slices{contaminated}",
+                    None,
                 )
 
     axes = [phase_axis] if phase_axis is not None else [0, 1]
@@ -814,16 +832,24 @@ def measure(
         expected = f"Rayleigh {RAYLEIGH_MEAN_SD_RATIO:.2f}; accepted {lo_ok}-{hi_ok}"
         if air_by_axis[ax0].size >= MIN_BACKGROUND_PIXELS and ratios[ax0] > hi_ok:
             attempt("mr.wrap_percent", wrap, f"{wrap_note}; mean of {objects.size} slices")
-            set_all(("mr.snr", "mr.cnr", "mr.fber"), (
-                f"air beside the object is not single-channel magnitude noise: {measured} ({expected}); "
-                "above the range: zero-filled or masked air, or multi-coil sum-of-squares noise, where "
-                "the background SNR is not defined (Dietrich 2007)"
-            ), Unmeasured.NOT_APPLICABLE)
+            set_all(
+                ("mr.snr", "mr.cnr", "mr.fber"),
+                (
+                    f"air beside the object is not single-channel magnitude noise: {measured} ({expected}); "
+                    "above the range: zero-filled or masked air, or multi-coil sum-of-squares noise, where "
+                    "the background SNR is not defined (Dietrich 2007)"
+                ),
+                Unmeasured.NOT_APPLICABLE,
+            )
         else:
-            set_all(("mr.snr", "mr.cnr", "mr.fber", "mr.wrap_percent"), (
-                f"air beside the object does not look like magnitude noise: {measured} ({expected}): "
-                "ghosts or other signal in the air, or tissue darker than the Otsu threshold"
-            ), Unmeasured.UNMEASURABLE)
+            set_all(
+                ("mr.snr", "mr.cnr", "mr.fber", "mr.wrap_percent"),
+                (
+                    f"air beside the object does not look like magnitude noise: {measured} ({expected}): "
+                    "ghosts or other signal in the air, or tissue darker than the Otsu threshold"
+                ),
+                Unmeasured.UNMEASURABLE,
+            )
         logger.debug("mr metrics: %d slices, air not noise-like (%s)", grid.shape[0], measured)
         return done()
     attempt("mr.wrap_percent", wrap, f"{wrap_note}; mean of {objects.size} slices")

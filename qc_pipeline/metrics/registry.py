@@ -58,15 +58,29 @@ SPECS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec("dr.exposure_index", "EI", "exposure index EI", "曝光指数 EI", _R),
     MetricSpec("dr.deviation_index", "DI", "deviation index DI", "偏差指数 DI", _R, key=True),
     MetricSpec("dr.vendor_exposure_indicator", "vendor units", "vendor exposure indicator", "厂商曝光指示值", _R),
-    MetricSpec("dr.deviation_index_vendor", "DI", "deviation index from the vendor indicator",
-               "由厂商曝光指数换算的偏差指数", _R),
+    MetricSpec(
+        "dr.deviation_index_vendor",
+        "DI",
+        "deviation index from the vendor indicator",
+        "由厂商曝光指数换算的偏差指数",
+        _R,
+    ),
     MetricSpec("dr.pixel_exposure_voi_percent", "%", "pixel exposure estimate", "像素曝光估计", _R),
-    MetricSpec("dr.clipped_stored_max_percent", "%", "pixels saturated at the stored maximum", "饱和于最大存储值的像素", _L),
-    MetricSpec("dr.clipped_stored_min_percent", "%", "pixels clipped at the stored minimum", "截断于最小存储值的像素", _L),
+    MetricSpec(
+        "dr.clipped_stored_max_percent", "%", "pixels saturated at the stored maximum", "饱和于最大存储值的像素", _L
+    ),
+    MetricSpec(
+        "dr.clipped_stored_min_percent", "%", "pixels clipped at the stored minimum", "截断于最小存储值的像素", _L
+    ),
     MetricSpec("dr.pileup_max_percent", "%", "pixels piled at the image maximum", "堆积于图像最大值的像素", _L),
     MetricSpec("dr.pileup_min_percent", "%", "pixels piled at the image minimum", "堆积于图像最小值的像素", _L),
-    MetricSpec("dr.burnout_anatomy_percent", "%", "anatomy burned out at the over-exposed end",
-               "解剖区域过曝烧穿（暗端饱和）的像素", _L),
+    MetricSpec(
+        "dr.burnout_anatomy_percent",
+        "%",
+        "anatomy burned out at the over-exposed end",
+        "解剖区域过曝烧穿（暗端饱和）的像素",
+        _L,
+    ),
     MetricSpec("dr.dynamic_range_used_percent", "%", "dynamic range used", "动态范围利用率", _H),
     MetricSpec("dr.noise_sd", "pixel value", "noise SD", "噪声标准差", _L),
     MetricSpec("dr.noise_relative_percent", "%", "relative noise", "相对噪声", _L),
@@ -78,26 +92,48 @@ SPECS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec("ct.air_hu", "HU", "air CT number", "空气CT值", _R),
     MetricSpec("ct.soft_tissue_hu", "HU", "soft-tissue CT number", "软组织CT值", _R),
     MetricSpec("ct.noise_hu", "HU", "image noise (global noise level)", "图像噪声（全局噪声水平）", _L, key=True),
-    MetricSpec("ct.noise_measured_hu", "HU", "image noise as measured, at the series' slice thickness",
-               "实测图像噪声（本序列层厚）", _L),
-    MetricSpec("ct.truncated_slices_percent", "%", "slices with the body cut at the field of view", "身体超出扫描野的层面", _L),
-    MetricSpec("ct.coverage_end_percent", "%", "anatomy still present at the end of the scan range",
-               "扫描范围末端仍存在的目标解剖", _L),
+    MetricSpec(
+        "ct.noise_measured_hu",
+        "HU",
+        "image noise as measured, at the series' slice thickness",
+        "实测图像噪声（本序列层厚）",
+        _L,
+    ),
+    MetricSpec(
+        "ct.truncated_slices_percent", "%", "slices with the body cut at the field of view", "身体超出扫描野的层面", _L
+    ),
+    MetricSpec(
+        "ct.coverage_end_percent",
+        "%",
+        "anatomy still present at the end of the scan range",
+        "扫描范围末端仍存在的目标解剖",
+        _L,
+    ),
     MetricSpec("ct.streak_index", "1", "streak artifact index", "条纹伪影指数", _L),
     MetricSpec("ct.ring_hu", "HU", "ring artifact amplitude", "环状伪影幅度", _L),
     # MR (qc_pipeline/metrics/mr.py)
     MetricSpec("mr.snr", "1", "SNR", "信噪比", _H, key=True),
     MetricSpec("mr.cnr", "1", "CNR", "对比噪声比", _H),
     MetricSpec("mr.ghosting_percent", "%", "ghosting ratio", "鬼影（伪影）比", _L, key=True),
-    MetricSpec("mr.piu_percent", "%", "percent integral uniformity (median over slices, not the ACR phantom PIU)",
-               "积分均匀度（各层中位数，非ACR体模PIU）", _H),
+    MetricSpec(
+        "mr.piu_percent",
+        "%",
+        "percent integral uniformity (median over slices, not the ACR phantom PIU)",
+        "积分均匀度（各层中位数，非ACR体模PIU）",
+        _H,
+    ),
     MetricSpec("mr.efc", "1", "entropy focus criterion", "熵聚焦准则 EFC", _L),
     MetricSpec("mr.fber", "1", "foreground-background energy ratio", "前景背景能量比 FBER", _H),
     MetricSpec("mr.fov_coverage_percent", "%", "field-of-view coverage", "视野覆盖率", _C),
     MetricSpec("mr.edge_contact_percent", "%", "object touching the field-of-view edge", "物体触及视野边缘", _C),
     MetricSpec("mr.wrap_percent", "%", "wrap-around (aliasing)", "卷褶伪影", _L),
-    MetricSpec("mr.inu_range_percent", "%", "intensity non-uniformity (N4 bias-field range)",
-               "信号强度不均匀性（N4偏置场范围）", _L),
+    MetricSpec(
+        "mr.inu_range_percent",
+        "%",
+        "intensity non-uniformity (N4 bias-field range)",
+        "信号强度不均匀性（N4偏置场范围）",
+        _L,
+    ),
 )
 
 REGISTRY: Final = MappingProxyType({spec.id: spec for spec in SPECS})

@@ -112,7 +112,7 @@ def card_text(manifest: Manifest, *, models_dir: Path | None = None) -> str:
         )
         data = "- Labels: acceptable = no degradation applied; not acceptable = any degradation of the artifact model's list."
     data = MODALITY_DATA.get(modality, "") + data
-    return f"""# {manifest.name} — {modality} {'artifact classifier' if spec.kind == 'image' else 'metric-based acceptability'}
+    return f"""# {manifest.name} — {modality} {"artifact classifier" if spec.kind == "image" else "metric-based acceptability"}
 
 Version `{manifest.version}`, file `{manifest.file}`, sha256 `{manifest.sha256}`.
 
@@ -123,14 +123,14 @@ of `thresholds/ai.yaml`.
 
 ## Data
 
-- Real images (pixels from pydicom / pydicom-data): train `{'`, `'.join(train)}`; held-out test `{'`, `'.join(test)}`.
-- Seeded synthetic phantoms (`qc_pipeline.samples.phantoms`): train seeds {seeds['train'].start}-{seeds['train'].stop - 1},
-  validation seeds {seeds['val'].start}-{seeds['val'].stop - 1}, test seeds {seeds['test'].start}-{seeds['test'].stop - 1}.
+- Real images (pixels from pydicom / pydicom-data): train `{"`, `".join(train)}`; held-out test `{"`, `".join(test)}`.
+- Seeded synthetic phantoms (`qc_pipeline.samples.phantoms`): train seeds {seeds["train"].start}-{seeds["train"].stop - 1},
+  validation seeds {seeds["val"].start}-{seeds["val"].stop - 1}, test seeds {seeds["test"].start}-{seeds["test"].stop - 1}.
 - Each image: a random crop (75-100 % of each side) and flip of a source, 60 % real / 40 % phantom; for
   CT and MR a random acquisition matrix; for half the images a little smoothing (σ {dataset.PROCESSING_SMOOTH_PX[0]}-{dataset.PROCESSING_SMOOTH_PX[1]} px) or
   edge enhancement (reconstruction kernel / vendor processing, acceptable, not a label).
 {data}
-- Training images: {t.get('n_train')}, epochs: {t.get('epochs', 'n/a')}, validation images: {t.get('n_val')} (validation: train sources, other seeds).
+- Training images: {t.get("n_train")}, epochs: {t.get("epochs", "n/a")}, validation images: {t.get("n_val")} (validation: train sources, other seeds).
 
 ## Split
 
@@ -146,11 +146,11 @@ of `thresholds/ai.yaml`. Brier score and ECE (10 bins) describe calibration.
 (run `qc-pipeline models evaluate --write`)
 {CARD_END}
 
-Validation AUC during training: {', '.join(f'{k} {v}' for k, v in t.get('val_auc', {}).items())}.
+Validation AUC during training: {", ".join(f"{k} {v}" for k, v in t.get("val_auc", {}).items())}.
 
 ## Decision thresholds
 
-Operating points in the manifest (99 % specificity on validation): {', '.join(f'{k} {v}' for k, v in manifest.decision_thresholds.items())}.
+Operating points in the manifest (99 % specificity on validation): {", ".join(f"{k} {v}" for k, v in manifest.decision_thresholds.items())}.
 The flow applies the limits of `thresholds/ai.yaml`, which start from these (never below 0.5). A rule there
 is on only when its evidence clears the gate stated in that file: the lower 95 % bound of the AUC in the worst
 real fold, the upper exact 95 % bound of the false flags over distinct clean real images, and at least one

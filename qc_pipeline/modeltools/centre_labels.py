@@ -55,14 +55,19 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if rows:
         missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
         if missing:
-            raise ConfigError(f"label file {path} lacks the columns {', '.join(missing)} (export it with qc-pipeline review export-labels)")
+            raise ConfigError(
+                f"label file {path} lacks the columns {', '.join(missing)} (export it with qc-pipeline review export-labels)"
+            )
     return rows
 
 
 def _series_features(source, study, series_uids: set[str], modality: str) -> Iterator[npt.NDArray[np.float32]]:  # type: ignore[no-untyped-def]
     by_series: dict[str, list] = {}  # type: ignore[type-arg]
     for inst in study.images:
-        if inst.ref.series_instance_uid in series_uids and str(inst.dataset.get("Modality", "")).upper() in MODALITY_CODES[modality]:
+        if (
+            inst.ref.series_instance_uid in series_uids
+            and str(inst.dataset.get("Modality", "")).upper() in MODALITY_CODES[modality]
+        ):
             by_series.setdefault(inst.ref.series_instance_uid, []).append(inst.ref)
     for refs in by_series.values():
         with source.pixel_files(refs) as paths, warnings.catch_warnings():
@@ -90,7 +95,9 @@ def centre_features(path: Path, modality: str) -> CentreLabels:
             out.skip(f"human decision {row['human_decision']!r}")
             continue
         try:
-            source = sources.get(row["source_uri"]) or sources.setdefault(row["source_uri"], open_source(row["source_uri"]))
+            source = sources.get(row["source_uri"]) or sources.setdefault(
+                row["source_uri"], open_source(row["source_uri"])
+            )
             entry = next((e for e in source.discover() if e.study_instance_uid == row["study_instance_uid"]), None)  # type: ignore[attr-defined]
             if entry is None:
                 out.skip("study no longer in its source")

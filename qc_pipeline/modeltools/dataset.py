@@ -146,15 +146,24 @@ def _phantom(modality: str, seed: int) -> SourceImage:
     if modality == "CT":
         if rng.random() < P_CT_CYLINDER:
             volume = phantoms.ct_water_cylinder(
-                n_slices=1, size=256, radius_fraction=float(rng.uniform(0.5, 0.85)),
-                noise_sd_hu=float(rng.uniform(4, 14)), seed=seed,
+                n_slices=1,
+                size=256,
+                radius_fraction=float(rng.uniform(0.5, 0.85)),
+                noise_sd_hu=float(rng.uniform(4, 14)),
+                seed=seed,
             )
             return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 1.5, None)
         region = ct_anatomy.REGIONS[int(rng.integers(0, len(ct_anatomy.REGIONS)))]
         image = ct_anatomy.ct_anatomical_slice(
-            region=region, size=256, noise_sd_hu=float(rng.uniform(3, 15)), kernel_px=float(rng.uniform(0.5, 1.2)), seed=seed
+            region=region,
+            size=256,
+            noise_sd_hu=float(rng.uniform(3, 15)),
+            kernel_px=float(rng.uniform(0.5, 1.2)),
+            seed=seed,
         )
-        return SourceImage(f"phantom-{seed}-{region}", False, image, 0.9 if region in ("head", "skull_base") else 1.5, None)
+        return SourceImage(
+            f"phantom-{seed}-{region}", False, image, 0.9 if region in ("head", "skull_base") else 1.5, None
+        )
     volume = phantoms.mr_head_phantom(n_slices=1, size=256, noise_sigma=float(rng.uniform(3, 9)), seed=seed)
     return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 0.9, None)
 
@@ -247,8 +256,13 @@ def _dr_presentation(
     return out
 
 
-def _degrade(grid: npt.NDArray[np.float32], modality: str, label: str, rng: np.random.Generator,
-             stored_range: tuple[float, float] | None) -> npt.NDArray[np.float32]:
+def _degrade(
+    grid: npt.NDArray[np.float32],
+    modality: str,
+    label: str,
+    rng: np.random.Generator,
+    stored_range: tuple[float, float] | None,
+) -> npt.NDArray[np.float32]:
     if modality == "DR":
         stored_max = stored_range[1] if stored_range else float(grid.max())
         return degrade.DR_DEGRADATIONS[label](grid, rng, stored_max=stored_max)
@@ -284,7 +298,9 @@ def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Genera
         # changes nothing and is no saturation (58 % of the DR training draws did that before 2026.12.2).
         y[labels.index("saturation")] = int(_at_max(grid, src.stored_range) - at_max_before >= DR_SATURATED_FRACTION)
     grid = to_working_grid(grid)  # degraded at the acquisition matrix, resampled as production does
-    return Sample(channels(grid, modality, stored_range=src.stored_range), y, grid, pixel_mm, src.stored_range, src.name, src.real)
+    return Sample(
+        channels(grid, modality, stored_range=src.stored_range), y, grid, pixel_mm, src.stored_range, src.name, src.real
+    )
 
 
 def build_set(modality: str, split: Split, n: int, *, clean: bool = False, seed: int | None = None) -> list[Sample]:

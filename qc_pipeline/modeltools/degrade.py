@@ -104,6 +104,7 @@ def _f32(a: npt.ArrayLike) -> FloatArray:
 
 # --- DR ------------------------------------------------------------------------------------------
 
+
 def dr_exposure_fault(image: FloatArray, rng: np.random.Generator, *, stored_max: float) -> FloatArray:
     lo, hi = _range(image)
     mean = float(image.mean())
@@ -153,6 +154,7 @@ def dr_collimation_cutoff(image: FloatArray, rng: np.random.Generator, *, stored
 
 
 # --- CT ------------------------------------------------------------------------------------------
+
 
 def ct_noise_level(image: FloatArray) -> float | None:
     """Global noise level (HU) of one CT image, as :mod:`qc_pipeline.metrics.ct` measures a series
@@ -238,6 +240,7 @@ def ct_motion(image: FloatArray, rng: np.random.Generator) -> FloatArray:
 
 
 # --- MR ------------------------------------------------------------------------------------------
+
 
 def _signal_level(image: FloatArray) -> float:
     return float(np.percentile(image, 95.0))

@@ -71,23 +71,25 @@ N_TEST_METRICS: Final = 450
 N_CLEAN: Final = 300
 SPECIFICITY: Final = 0.95
 
-COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType({
-    # DR exposure is judged mainly by the header's deviation index, which the training images
-    # lack; relative noise is the pixel-based check of under-exposure.
-    "ai.dr_artifacts.exposure_fault": ("dr.noise_relative_percent", "above"),
-    "ai.dr_artifacts.saturation": ("dr.clipped_stored_max_percent", "above"),
-    "ai.dr_artifacts.blur_motion": ("dr.blur_effect", "above"),
-    "ai.dr_artifacts.collimation_cutoff": ("dr.edge_anatomy_percent", "above"),
-    "ai.ct_artifacts.excess_noise": ("ct.noise_hu", "above"),
-    "ai.ct_artifacts.streaks": ("ct.streak_index", "above"),
-    "ai.ct_artifacts.rings": ("ct.ring_hu", "above"),
-    "ai.mr_artifacts.motion_ghosting": ("mr.ghosting_percent", "above"),
-    "ai.mr_artifacts.noise": ("mr.snr", "below"),
-    "ai.mr_artifacts.wrap_around": ("mr.wrap_percent", "above"),
-    # N4's bias field, as the label's degradation (a smooth multiplicative field); PIU also moves
-    # with anatomy
-    "ai.mr_artifacts.nonuniformity": ("mr.inu_range_percent", "above"),
-})
+COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {
+        # DR exposure is judged mainly by the header's deviation index, which the training images
+        # lack; relative noise is the pixel-based check of under-exposure.
+        "ai.dr_artifacts.exposure_fault": ("dr.noise_relative_percent", "above"),
+        "ai.dr_artifacts.saturation": ("dr.clipped_stored_max_percent", "above"),
+        "ai.dr_artifacts.blur_motion": ("dr.blur_effect", "above"),
+        "ai.dr_artifacts.collimation_cutoff": ("dr.edge_anatomy_percent", "above"),
+        "ai.ct_artifacts.excess_noise": ("ct.noise_hu", "above"),
+        "ai.ct_artifacts.streaks": ("ct.streak_index", "above"),
+        "ai.ct_artifacts.rings": ("ct.ring_hu", "above"),
+        "ai.mr_artifacts.motion_ghosting": ("mr.ghosting_percent", "above"),
+        "ai.mr_artifacts.noise": ("mr.snr", "below"),
+        "ai.mr_artifacts.wrap_around": ("mr.wrap_percent", "above"),
+        # N4's bias field, as the label's degradation (a smooth multiplicative field); PIU also moves
+        # with anatomy
+        "ai.mr_artifacts.nonuniformity": ("mr.inu_range_percent", "above"),
+    }
+)
 """Score id -> (objective metric, the direction in which it signals the fault): the metric of
 :mod:`qc_pipeline.metrics` that judges the same fault as the label. CT motion has none."""
 
@@ -117,7 +119,8 @@ def label_metrics(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit
         "n_negative": int(len(negatives)),
         "auc": _auc(y, p),
         "sensitivity_at_95_specificity": float(np.mean(positives > np.quantile(negatives, SPECIFICITY)))
-        if len(positives) and len(negatives) else float("nan"),
+        if len(positives) and len(negatives)
+        else float("nan"),
         "brier": float(np.mean((p - y) ** 2)),
         "ece": _ece(y, p),
     }
@@ -143,8 +146,11 @@ def limits_from(thresholds: Thresholds) -> dict[str, tuple[float, bool]]:
 
 
 def _at_limit(
-    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: tuple[float, bool] | None,
-    real: npt.NDArray[np.bool_], images: Sequence[str] | None = None,
+    y: npt.NDArray[np.integer],
+    p: npt.NDArray[np.floating],
+    limit: tuple[float, bool] | None,
+    real: npt.NDArray[np.bool_],
+    images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """:func:`label_metrics` at the rule's limit, with the AUC on the images made from real sources
     and on those made from phantoms apart (``real``): where the two differ, real images are what a
@@ -166,7 +172,10 @@ def _interval(value: Interval | None) -> dict[str, float] | None:
 
 
 def source_figures(
-    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], real: npt.NDArray[np.bool_], images: Sequence[str],
+    y: npt.NDArray[np.integer],
+    p: npt.NDArray[np.floating],
+    real: npt.NDArray[np.bool_],
+    images: Sequence[str],
 ) -> dict[str, Any]:
     """The AUC with its bootstrap interval per real source file (the fold of the images made from it),
     the worst fold, the phantoms apart, and the effective n: distinct real source images."""
@@ -183,8 +192,14 @@ def source_figures(
 
 
 def ai_only_catches(
-    y: npt.NDArray[np.integer], p: npt.NDArray[np.floating], limit: float, objective: npt.NDArray[np.floating],
-    objective_limit: float | None, direction: str, real: npt.NDArray[np.bool_], images: Sequence[str],
+    y: npt.NDArray[np.integer],
+    p: npt.NDArray[np.floating],
+    limit: float,
+    objective: npt.NDArray[np.floating],
+    objective_limit: float | None,
+    direction: str,
+    real: npt.NDArray[np.bool_],
+    images: Sequence[str],
 ) -> dict[str, int]:
     """Faulty real test images the label flags at ``limit`` that the objective rule (``objective``
     values, flagged ``direction`` of ``objective_limit``; none: no rule, so nothing is caught by it)
@@ -217,8 +232,13 @@ def comparison_features(modality: str) -> tuple[str, ...]:
 
 
 def objective_comparison(
-    model: str, features: npt.NDArray[np.floating], y: npt.NDArray[np.integer], p: npt.NDArray[np.floating],
-    real: npt.NDArray[np.bool_], thresholds: Thresholds, images: Sequence[str] | None = None,
+    model: str,
+    features: npt.NDArray[np.floating],
+    y: npt.NDArray[np.integer],
+    p: npt.NDArray[np.floating],
+    real: npt.NDArray[np.bool_],
+    thresholds: Thresholds,
+    images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
     on the same images (``features``: :func:`dataset.features_of` rows, ``y`` / ``p``: labels and scores
@@ -244,11 +264,15 @@ def objective_comparison(
         }
         limit = limits_from(thresholds).get(score_metric(model, label))
         if images is not None and limit is not None:
-            on = [r.limit for r in thresholds.rules.values()
-                  if r.metric == metric and r.when == direction and r.enabled and r.limit is not None]
+            on = [
+                r.limit
+                for r in thresholds.rules.values()
+                if r.metric == metric and r.when == direction and r.enabled and r.limit is not None
+            ]
             objective_limit = (min(on) if direction == "above" else max(on)) if on else None
             out[label]["ai_only_catches"] = ai_only_catches(
-                y[:, j], p[:, j], limit[0], values, objective_limit, direction, real, images)
+                y[:, j], p[:, j], limit[0], values, objective_limit, direction, real, images
+            )
     return out
 
 
@@ -263,8 +287,9 @@ def series_level_clean(scorer: Scorer, modality: str, limits: Mapping[str, tuple
             by_file.setdefault(source.name.split("#")[0], []).append(source)
     scores: dict[str, dict[str, float]] = {}
     for name, frames in sorted(by_file.items()):
-        measured = scorer.score(modality, [f.image for f in frames], pixel_mm=frames[0].pixel_mm,
-                                stored_range=frames[0].stored_range)
+        measured = scorer.score(
+            modality, [f.image for f in frames], pixel_mm=frames[0].pixel_mm, stored_range=frames[0].stored_range
+        )
         scores[name] = {m.metric: float(m.value) for m in measured if m.value is not None}
     flagged: dict[str, dict[str, float]] = {}
     for metric in sorted({metric for values in scores.values() for metric in values}):
@@ -277,13 +302,21 @@ def series_level_clean(scorer: Scorer, modality: str, limits: Mapping[str, tuple
 
 
 def evaluate(
-    scorer: Scorer, thresholds: Thresholds, *, progress: Callable[[str], None] = logger.info,
-    n_test: int = N_TEST, n_test_metrics: int = N_TEST_METRICS, n_clean: int = N_CLEAN,
+    scorer: Scorer,
+    thresholds: Thresholds,
+    *,
+    progress: Callable[[str], None] = logger.info,
+    n_test: int = N_TEST,
+    n_test_metrics: int = N_TEST_METRICS,
+    n_clean: int = N_CLEAN,
 ) -> dict[str, Any]:
     """Evaluate every model of ``scorer`` on the held-out sets (see the module docstring)."""
     limits = limits_from(thresholds)
-    results: dict[str, Any] = {"models": {}, "clean_real_flag_rate": {}, "sizes": {
-        "test_images": n_test, "test_images_metrics": n_test_metrics, "clean_real_images": n_clean}}
+    results: dict[str, Any] = {
+        "models": {},
+        "clean_real_flag_rate": {},
+        "sizes": {"test_images": n_test, "test_images_metrics": n_test_metrics, "clean_real_images": n_clean},
+    }
     for modality in ("DR", "CT", "MR"):
         artifacts = MODEL_SPECS[f"{modality.lower()}_artifacts"]
         acceptability = MODEL_SPECS[f"{modality.lower()}_acceptability"]
@@ -296,8 +329,9 @@ def evaluate(
         results["models"][artifacts.name] = {
             "version": scorer.models[artifacts.name].provenance,
             "labels": {
-                label: _at_limit(y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)), real,
-                                 [s.source for s in test])
+                label: _at_limit(
+                    y[:, j], p[:, j], limits.get(score_metric(artifacts.name, label)), real, [s.source for s in test]
+                )
                 for j, label in enumerate(artifacts.labels)
             },
             "real_share_of_test": float(np.mean(real)),
@@ -308,18 +342,26 @@ def evaluate(
         # the model is fed its own features, the first columns
         names = comparison_features(modality)
         features = dataset.features_of(test_m, modality, names)
-        pm = scorer.run(acceptability.name, encode_missing(features[:, :len(FEATURES[modality])]))[:, 0]
+        pm = scorer.run(acceptability.name, encode_missing(features[:, : len(FEATURES[modality])]))[:, 0]
         labels_m = np.stack([s.labels for s in test_m])
         ym = labels_m.any(axis=1).astype(int)
         real_m = np.array([s.real for s in test_m])
         label = acceptability.labels[0]
         results["models"][acceptability.name] = {
             "version": scorer.models[acceptability.name].provenance,
-            "labels": {label: _at_limit(ym, pm, limits.get(score_metric(acceptability.name, label)), real_m,
-                                        [s.source for s in test_m])},
+            "labels": {
+                label: _at_limit(
+                    ym, pm, limits.get(score_metric(acceptability.name, label)), real_m, [s.source for s in test_m]
+                )
+            },
         }
         results["models"][artifacts.name]["objective"] = objective_comparison(
-            artifacts.name, features, labels_m, scorer.run(artifacts.name, np.stack([s.x for s in test_m])), real_m, thresholds,
+            artifacts.name,
+            features,
+            labels_m,
+            scorer.run(artifacts.name, np.stack([s.x for s in test_m])),
+            real_m,
+            thresholds,
             [s.source for s in test_m],
         )
         progress(f"{modality}: {n_clean} clean held-out real images")
@@ -345,7 +387,9 @@ def evaluate(
                 lb: _rate(false_flags_by_image([s.source for s in clean], at_limit[:, j]))
                 for j, lb in enumerate(artifacts.labels)
             },
-            "by_label_acceptability_images": {label: _rate(false_flags_by_image([s.source for s in clean], pa > acc[0]))},
+            "by_label_acceptability_images": {
+                label: _rate(false_flags_by_image([s.source for s in clean], pa > acc[0]))
+            },
             "series_level": series_level_clean(scorer, modality, limits),
         }
     return results
@@ -412,8 +456,11 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
             "(those of the acceptability model): the metric of `qc_pipeline/metrics` that judges the same fault, computed "
             "on the working grid (the flow computes it on the native series), and whether a rule in `thresholds/` judges "
             "it in that direction. An image on which the metric could not be measured counts as not flagged"
-            + (" (the noise, ghosting and wrap metrics need air beside the object, which many random crops lack)"
-               if modality == "MR" else "")
+            + (
+                " (the noise, ghosting and wrap metrics need air beside the object, which many random crops lack)"
+                if modality == "MR"
+                else ""
+            )
             + ". Where the metric's AUC is the higher, its rule is the better detector of the fault.",
         ]
     return "\n".join(lines)
@@ -446,11 +493,19 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
 
         others = "; ".join(f"{k}: {ci(v)}" for k, v in sorted(folds.items()) if k != worst) or "none"
         rate = by_image.get(label)
-        flags = "n/a" if rate is None else (
-            f"{round(rate['rate'] * rate['n'])} of {rate['n']} [{_f(rate['low'], 2)}, {_f(rate['high'], 2)}]")
+        flags = (
+            "n/a"
+            if rate is None
+            else (f"{round(rate['rate'] * rate['n'])} of {rate['n']} [{_f(rate['low'], 2)}, {_f(rate['high'], 2)}]")
+        )
         series = (clean.get("series_level") or {}).get("flagged", {}).get(score_metric(name, label))
-        series_text = "n/a" if series is None else (
-            f"{round(series['rate'] * series['n'])} of {series['n']} [{_f(series['low'], 2)}, {_f(series['high'], 2)}]")
+        series_text = (
+            "n/a"
+            if series is None
+            else (
+                f"{round(series['rate'] * series['n'])} of {series['n']} [{_f(series['low'], 2)}, {_f(series['high'], 2)}]"
+            )
+        )
         only = (objective.get(label) or {}).get("ai_only_catches")
         caught = "not measured" if only is None else f"{only['images']} / {only['crops']}"
         lines.append(
@@ -475,7 +530,9 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
 def markdown_table(results: Mapping[str, Any]) -> str:
     """Every model's table, in ``MODEL_SPECS`` order (also when ``results`` was read back from the sorted JSON)."""
     names = [name for name in MODEL_SPECS if name in results["models"]]
-    return "\n\n".join(f"### {name} ({results['models'][name]['version']})\n\n{model_table(name, results)}" for name in names)
+    return "\n\n".join(
+        f"### {name} ({results['models'][name]['version']})\n\n{model_table(name, results)}" for name in names
+    )
 
 
 def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
@@ -542,7 +599,9 @@ def auc_interval(
     y_arr, p_arr = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     if y_arr.shape != p_arr.shape:
         raise ValueError(f"{len(y_arr)} labels for {len(p_arr)} scores")
-    keys = np.arange(len(y_arr)) if groups is None else np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1]
+    keys = (
+        np.arange(len(y_arr)) if groups is None else np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1]
+    )
     members = [np.flatnonzero(keys == g) for g in range(int(keys.max()) + 1)] if len(keys) else []
     estimate = _rank_auc(y_arr, p_arr)
     rng = np.random.default_rng(seed)
@@ -616,14 +675,19 @@ def per_source(
     for name in sorted({s for s, r in zip(src, is_real, strict=True) if r}):
         mask = (src == name) & is_real
         if 0 < y_arr[mask].sum() < mask.sum():
-            folds[name] = auc_interval(y_arr[mask], p_arr[mask], groups=None if groups is None else groups[mask],
-                                       n_boot=n_boot, seed=seed)
+            folds[name] = auc_interval(
+                y_arr[mask], p_arr[mask], groups=None if groups is None else groups[mask], n_boot=n_boot, seed=seed
+            )
     measured = {k: v for k, v in folds.items() if not math.isnan(v.low)}
     worst = min(measured, key=lambda k: measured[k].low) if measured else None
     phantom = ~is_real
-    phantoms = (auc_interval(y_arr[phantom], p_arr[phantom], groups=None if groups is None else groups[phantom],
-                             n_boot=n_boot, seed=seed)
-                if 0 < y_arr[phantom].sum() < phantom.sum() else None)
+    phantoms = (
+        auc_interval(
+            y_arr[phantom], p_arr[phantom], groups=None if groups is None else groups[phantom], n_boot=n_boot, seed=seed
+        )
+        if 0 < y_arr[phantom].sum() < phantom.sum()
+        else None
+    )
     return SourceFigures(folds, worst, phantoms)
 
 

@@ -79,10 +79,20 @@ class ScoreFigures:
         def rate(r: Rate | None) -> dict[str, Any] | None:
             return None if r is None else {"k": r.k, "n": r.n, "value": r.value, "low": r.low, "high": r.high}
 
-        return {"score": self.score, "artifact": self.artifact, "site": self.site, "positives": self.positives,
-                "negatives": self.negatives, "studies": self.studies, "auc": self.auc, "auc_low": self.auc_low,
-                "auc_high": self.auc_high, "ppv": rate(self.ppv), "false_flags": rate(self.false_flags),
-                "ai_only_catches": self.ai_only_catches}
+        return {
+            "score": self.score,
+            "artifact": self.artifact,
+            "site": self.site,
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "studies": self.studies,
+            "auc": self.auc,
+            "auc_low": self.auc_low,
+            "auc_high": self.auc_high,
+            "ppv": rate(self.ppv),
+            "false_flags": rate(self.false_flags),
+            "ai_only_catches": self.ai_only_catches,
+        }
 
 
 @dataclass
@@ -158,7 +168,9 @@ def validate(
             value = scores.get(key, {}).get(score)
             if y is None or value is None or not math.isfinite(value):
                 continue
-            objective = bool(series.confirmed_objective) if artifact == ANY_ARTIFACT else artifact in series.confirmed_objective
+            objective = (
+                bool(series.confirmed_objective) if artifact == ANY_ARTIFACT else artifact in series.confirmed_objective
+            )
             item = (key, y, float(value), objective)
             by_site[sites.get(key[0], "")].append(item)
             by_site[ALL_SITES].append(item)
@@ -167,8 +179,14 @@ def validate(
     return out
 
 
-def _figures(score: str, artifact: str, site: str, items: Sequence[tuple[SeriesKey, int, float, bool]],
-             threshold: float, level: float) -> ScoreFigures:
+def _figures(
+    score: str,
+    artifact: str,
+    site: str,
+    items: Sequence[tuple[SeriesKey, int, float, bool]],
+    threshold: float,
+    level: float,
+) -> ScoreFigures:
     y = [i[1] for i in items]
     p = [i[2] for i in items]
     flagged = [v > threshold for v in p]  # as the rules judge: a value at the limit passes
@@ -186,12 +204,18 @@ def _figures(score: str, artifact: str, site: str, items: Sequence[tuple[SeriesK
 
     ai_only = sum(1 for (_, t, v, objective) in items if t and v > threshold and not objective)
     return ScoreFigures(
-        score=score, artifact=artifact, site=site, positives=positives, negatives=negatives,
+        score=score,
+        artifact=artifact,
+        site=site,
+        positives=positives,
+        negatives=negatives,
         studies=len(set(studies)),
         auc=None if auc is None else auc.estimate,
         auc_low=None if auc is None or math.isnan(auc.low) else auc.low,
         auc_high=None if auc is None or math.isnan(auc.high) else auc.high,
-        ppv=rate(tp, tp + fp), false_flags=rate(fp, negatives), ai_only_catches=ai_only,
+        ppv=rate(tp, tp + fp),
+        false_flags=rate(fp, negatives),
+        ai_only_catches=ai_only,
     )
 
 
@@ -203,13 +227,36 @@ def _pct(rate: Rate | None) -> str:
 
 def table(figures: Sequence[ScoreFigures], site_label: Callable[[str], str]) -> list[list[str]]:
     """Rows for a printed table (header first, both languages)."""
-    rows = [["AI评分 score", "伪影 artifact", "机构 site", "阳性/阴性 pos/neg", "AUC (95% CI)",
-             "阳性预测值 PPV", "误报率 false flags", "仅AI检出 AI-only"]]
+    rows = [
+        [
+            "AI评分 score",
+            "伪影 artifact",
+            "机构 site",
+            "阳性/阴性 pos/neg",
+            "AUC (95% CI)",
+            "阳性预测值 PPV",
+            "误报率 false flags",
+            "仅AI检出 AI-only",
+        ]
+    ]
     for f in figures:
-        auc = "—" if f.auc is None else (
-            f"{f.auc:.2f}" + ("" if f.auc_low is None else f" ({f.auc_low:.2f}–{f.auc_high:.2f})"))
-        rows.append([f.score, f.artifact, site_label(f.site), f"{f.positives}/{f.negatives}", auc, _pct(f.ppv),
-                     _pct(f.false_flags), str(f.ai_only_catches)])
+        auc = (
+            "—"
+            if f.auc is None
+            else (f"{f.auc:.2f}" + ("" if f.auc_low is None else f" ({f.auc_low:.2f}–{f.auc_high:.2f})"))
+        )
+        rows.append(
+            [
+                f.score,
+                f.artifact,
+                site_label(f.site),
+                f"{f.positives}/{f.negatives}",
+                auc,
+                _pct(f.ppv),
+                _pct(f.false_flags),
+                str(f.ai_only_catches),
+            ]
+        )
     return rows
 
 
@@ -227,14 +274,23 @@ def stored_scores(store: Any, study_uids: Iterable[str]) -> tuple[dict[SeriesKey
     sites: dict[str, str] = {}
     with store.engine.connect() as conn:
         for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
+            chunk = wanted[start : start + 500]
             for uid, institution, series, name, value in conn.execute(
-                select(StudyRecord.study_instance_uid, StudyRecord.institution, MetricRecord.series_instance_uid,
-                       MetricRecord.name, MetricRecord.value)
+                select(
+                    StudyRecord.study_instance_uid,
+                    StudyRecord.institution,
+                    MetricRecord.series_instance_uid,
+                    MetricRecord.name,
+                    MetricRecord.value,
+                )
                 .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
                 .join(MetricRecord, MetricRecord.decision_id == DecisionRecord.id)
-                .where(DecisionRecord.is_current.is_(True), StudyRecord.study_instance_uid.in_(chunk),
-                       MetricRecord.name.like("ai.%"), MetricRecord.series_instance_uid.is_not(None))
+                .where(
+                    DecisionRecord.is_current.is_(True),
+                    StudyRecord.study_instance_uid.in_(chunk),
+                    MetricRecord.name.like("ai.%"),
+                    MetricRecord.series_instance_uid.is_not(None),
+                )
             ):
                 sites[uid] = canonical(institution or "")
                 scores[(uid, series)][name] = float(value)
@@ -260,9 +316,16 @@ class Calibration:
     """(score, probability) breakpoints of the isotonic fit; empty without both classes."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"score": self.score, "artifact": self.artifact, "clean_series": self.clean, "positive_series": self.positives,
-                "false_flag_rate": self.false_flag_rate, "threshold": self.threshold, "why_no_threshold": self.why_none,
-                "isotonic": [list(p) for p in self.isotonic]}
+        return {
+            "score": self.score,
+            "artifact": self.artifact,
+            "clean_series": self.clean,
+            "positive_series": self.positives,
+            "false_flag_rate": self.false_flag_rate,
+            "threshold": self.threshold,
+            "why_no_threshold": self.why_none,
+            "isotonic": [list(p) for p in self.isotonic],
+        }
 
 
 def conformal_threshold(clean_scores: Sequence[float], false_flag_rate: float) -> float | None:
@@ -293,9 +356,13 @@ def calibrate(
     out = []
     for score in sorted(set(score_names)):
         artifact = artifact_of(score, implied)
-        pairs = [(y, float(v)) for key, series in labels.items()
-                 if (y := _label_of(series, artifact)) is not None
-                 and (v := scores.get(key, {}).get(score)) is not None and math.isfinite(v)]
+        pairs = [
+            (y, float(v))
+            for key, series in labels.items()
+            if (y := _label_of(series, artifact)) is not None
+            and (v := scores.get(key, {}).get(score)) is not None
+            and math.isfinite(v)
+        ]
         if not pairs:
             continue
         clean = [v for y, v in pairs if y == 0]
@@ -308,7 +375,8 @@ def calibrate(
         points: tuple[tuple[float, float], ...] = ()
         if clean and positives:
             fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-                [v for _, v in pairs], [y for y, _ in pairs])
+                [v for _, v in pairs], [y for y, _ in pairs]
+            )
             points = tuple((float(x), float(y)) for x, y in zip(fit.X_thresholds_, fit.y_thresholds_, strict=True))
         out.append(Calibration(score, artifact, len(clean), positives, false_flag_rate, threshold, why, points))
     return out

@@ -79,14 +79,17 @@ def _stack(samples: list[dataset.Sample]) -> tuple[npt.NDArray[np.float32], npt.
 def _aucs(y: npt.NDArray[np.floating], p: npt.NDArray[np.floating]) -> list[float]:
     from sklearn.metrics import roc_auc_score
 
-    return [float(roc_auc_score(y[:, j], p[:, j])) if 0 < y[:, j].sum() < len(y) else float("nan") for j in range(y.shape[1])]
+    return [
+        float(roc_auc_score(y[:, j], p[:, j])) if 0 < y[:, j].sum() < len(y) else float("nan")
+        for j in range(y.shape[1])
+    ]
 
 
-def operating_points(y: npt.NDArray[np.floating], p: npt.NDArray[np.floating], labels: tuple[str, ...]) -> dict[str, float]:
+def operating_points(
+    y: npt.NDArray[np.floating], p: npt.NDArray[np.floating], labels: tuple[str, ...]
+) -> dict[str, float]:
     """Per label: the score below which ``VALIDATION_SPECIFICITY`` of the negatives fall."""
-    return {
-        label: float(np.quantile(p[y[:, j] == 0, j], VALIDATION_SPECIFICITY)) for j, label in enumerate(labels)
-    }
+    return {label: float(np.quantile(p[y[:, j] == 0, j], VALIDATION_SPECIFICITY)) for j, label in enumerate(labels)}
 
 
 def _net(n_labels: int) -> Any:
@@ -95,7 +98,12 @@ def _net(n_labels: int) -> Any:
     layers: list[Any] = []
     channels = 3
     for width in (16, 32, 48, 64, 64):
-        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [
+            nn.Conv2d(channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
         channels = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels, n_labels)]
     return nn.Sequential(*layers)
@@ -147,7 +155,9 @@ def train_artifact_model(
             total += float(loss.detach()) * len(idx)
         aucs = _aucs(y_val, _predict(model, x_val))
         mean_auc = float(np.nanmean(aucs))
-        history.append({"epoch": epoch + 1, "loss": round(total / len(x_train), 5), "val_auc": [round(a, 4) for a in aucs]})
+        history.append(
+            {"epoch": epoch + 1, "loss": round(total / len(x_train), 5), "val_auc": [round(a, 4) for a in aucs]}
+        )
         progress(f"{spec.name}: epoch {epoch + 1}/{epochs} loss {total / len(x_train):.4f} val AUC {mean_auc:.4f}")
         if mean_auc > best[0]:
             best = (mean_auc, {k: v.clone() for k, v in model.state_dict().items()}, epoch + 1)
@@ -171,7 +181,11 @@ def train_artifact_model(
         "history": history,
     }
     manifest = {
-        "input": {"name": "input", "shape": [None, len(CHANNELS[spec.modality]), INPUT_SIZE, INPUT_SIZE], "dtype": "float32"},
+        "input": {
+            "name": "input",
+            "shape": [None, len(CHANNELS[spec.modality]), INPUT_SIZE, INPUT_SIZE],
+            "dtype": "float32",
+        },
         "output": {"name": "scores", "kind": "sigmoid"},
         "preprocessing": {
             "function": "qc_pipeline.ai.preprocess.model_input",
@@ -201,8 +215,14 @@ def _export_cnn(model: Any, path: Path) -> None:
     model.eval()
     dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     torch.onnx.export(
-        WithSigmoid(model), (dummy,), str(path), input_names=["input"], output_names=["scores"],
-        dynamic_axes={"input": {0: "batch"}, "scores": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        WithSigmoid(model),
+        (dummy,),
+        str(path),
+        input_names=["input"],
+        output_names=["scores"],
+        dynamic_axes={"input": {0: "batch"}, "scores": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
     )
 
 
@@ -217,7 +237,10 @@ def train_metrics_model(
     progress(f"{spec.name}: measuring {config.n_metric_train} training and {config.n_val // 2} validation images")
     train = dataset.build_set(spec.modality, "train", config.n_metric_train, seed=config.seed + 100)
     val = dataset.build_set(spec.modality, "val", config.n_val // 2, seed=config.seed + 200)
-    x_train, x_val = encode_missing(dataset.features_of(train, spec.modality)), encode_missing(dataset.features_of(val, spec.modality))
+    x_train, x_val = (
+        encode_missing(dataset.features_of(train, spec.modality)),
+        encode_missing(dataset.features_of(val, spec.modality)),
+    )
     y_train = np.array([int(s.labels.any()) for s in train])
     y_val = np.array([int(s.labels.any()) for s in val])
     centre: dict[str, Any] = {}
@@ -225,16 +248,27 @@ def train_metrics_model(
         from qc_pipeline.modeltools.centre_labels import centre_features
 
         found = centre_features(config.labels, spec.modality)
-        progress(f"{spec.name}: {len(found.labels)} reviewed series from {config.labels.name} (skipped: {found.skipped or 'none'})")
+        progress(
+            f"{spec.name}: {len(found.labels)} reviewed series from {config.labels.name} (skipped: {found.skipped or 'none'})"
+        )
         if found.labels:
             x_train = np.concatenate([x_train, encode_missing(np.stack(found.features))])
             y_train = np.concatenate([y_train, np.array(found.labels)])
-        centre = {"file": config.labels.name, "series": len(found.labels), "fail": int(sum(found.labels)), "skipped": found.skipped}
-    model = GradientBoostingClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, random_state=config.seed)
+        centre = {
+            "file": config.labels.name,
+            "series": len(found.labels),
+            "fail": int(sum(found.labels)),
+            "skipped": found.skipped,
+        }
+    model = GradientBoostingClassifier(
+        n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, random_state=config.seed
+    )
     model.fit(x_train, y_train)
     onx = convert_sklearn(
-        model, initial_types=[("input", FloatTensorType([None, x_train.shape[1]]))],
-        options={id(model): {"zipmap": False}}, target_opset={"": OPSET, "ai.onnx.ml": 3},
+        model,
+        initial_types=[("input", FloatTensorType([None, x_train.shape[1]]))],
+        options={id(model): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
     )
     onnx_path = out_dir / f"{spec.name}.onnx"
     onnx_path.write_bytes(onx.SerializeToString())

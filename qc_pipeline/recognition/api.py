@@ -73,7 +73,9 @@ CALLS_PER_MINUTE: Final = 60
 looping over patients is stopped."""
 UID_PATTERN: Final = r"^[0-9]+(\.[0-9]+)*$"
 
-_bearer = HTTPBearer(auto_error=False, description="A hospital system's token (`qc-pipeline recognition token create`).")
+_bearer = HTTPBearer(
+    auto_error=False, description="A hospital system's token (`qc-pipeline recognition token create`)."
+)
 
 
 # -- models: the API's contract (OpenAPI schema) ---------------------------------------------------
@@ -198,10 +200,13 @@ def viewer_link(template: str | None, study_instance_uid: str, accession_number:
     """``template`` with ``{study_instance_uid}`` and ``{accession_number}`` filled in, URL-encoded."""
     if not template:
         return None
-    values = collections.defaultdict(str, {
-        "study_instance_uid": urllib.parse.quote(study_instance_uid, safe=""),
-        "accession_number": urllib.parse.quote(accession_number or "", safe=""),
-    })
+    values = collections.defaultdict(
+        str,
+        {
+            "study_instance_uid": urllib.parse.quote(study_instance_uid, safe=""),
+            "accession_number": urllib.parse.quote(accession_number or "", safe=""),
+        },
+    )
     return template.format_map(values)
 
 
@@ -233,8 +238,12 @@ def _token(scope: str) -> Callable[..., TokenInfo]:
 def _throttle(limit: RateLimit, key: str) -> None:
     wait = limit.wait(key)
     if wait > 0:
-        raise _refuse(429, "too many calls; retry later", "调用过于频繁，请稍后重试",
-                      {"Retry-After": str(max(1, math.ceil(wait)))})
+        raise _refuse(
+            429,
+            "too many calls; retry later",
+            "调用过于频繁，请稍后重试",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 def _same_institution(register: Register, a: str, b: str) -> bool:
@@ -260,24 +269,36 @@ def recognition_router() -> APIRouter:
             "decision. Only the listed fields are returned: no findings, no patient name or identifier. "
             "Scope: `lookup`."
         ),
-        responses={401: {"description": "No valid token"}, 403: {"description": "Token lacks the `lookup` scope"},
-                   422: {"description": "Neither patient_id+issuer nor accession, or an unknown issuer"},
-                   429: {"description": "Rate limit; see Retry-After"}},
+        responses={
+            401: {"description": "No valid token"},
+            403: {"description": "Token lacks the `lookup` scope"},
+            422: {"description": "Neither patient_id+issuer nor accession, or an unknown issuer"},
+            429: {"description": "Rate limit; see Retry-After"},
+        },
     )
     def lookup(
         request: Request,
         patient_id: Annotated[str | None, Query(max_length=64, description="PatientID as the issuer wrote it.")] = None,
-        issuer: Annotated[str | None, Query(max_length=200, description="Registered institution issuing the PatientID.")] = None,
+        issuer: Annotated[
+            str | None, Query(max_length=200, description="Registered institution issuing the PatientID.")
+        ] = None,
         accession: Annotated[str | None, Query(max_length=64, description="Accession number.")] = None,
         _token_info: TokenInfo = Depends(_token("lookup")),
     ) -> LookupAnswer:
         store: ResultStore = request.app.state.store
         register: Register = request.app.state.register
         if (patient_id is None) == (accession is None):
-            raise _refuse(422, "give either patient_id (with issuer) or accession", "请提供 patient_id（及 issuer）或 accession 之一")
+            raise _refuse(
+                422,
+                "give either patient_id (with issuer) or accession",
+                "请提供 patient_id（及 issuer）或 accession 之一",
+            )
         if patient_id is not None and issuer is None:
-            raise _refuse(422, "patient_id needs issuer: identifiers are unique only within their institution",
-                          "patient_id 须与 issuer 同时提供：患者ID仅在签发机构内唯一")
+            raise _refuse(
+                422,
+                "patient_id needs issuer: identifiers are unique only within their institution",
+                "patient_id 须与 issuer 同时提供：患者ID仅在签发机构内唯一",
+            )
         wanted: Institution | None = None
         if issuer is not None:
             wanted = register.resolve(issuer)
@@ -285,7 +306,9 @@ def recognition_router() -> APIRouter:
                 raise _refuse(422, "issuer is not a registered institution", "issuer 不是已登记的机构")
         column = StudyRecord.patient_id if patient_id is not None else StudyRecord.accession_number
         with store.reading("look up recognisable studies") as session:
-            uids = session.scalars(select(StudyRecord.study_instance_uid).where(column == (patient_id or accession))).all()
+            uids = session.scalars(
+                select(StudyRecord.study_instance_uid).where(column == (patient_id or accession))
+            ).all()
         policy = EligibilityPolicy.current(register=register)
         template = request.app.state.viewer_url_template
         found: list[RecognisableStudy] = []
@@ -293,16 +316,18 @@ def recognition_router() -> APIRouter:
             for r in store.study_results(study_instance_uid=uid, policy=policy):
                 if not r.eligible or (wanted is not None and register.resolve(r.institution) is not wanted):
                     continue
-                found.append(RecognisableStudy(
-                    study_instance_uid=r.study_instance_uid,
-                    item=_item(r.item),
-                    institution=r.registered_institution or r.institution,
-                    study_date=r.study_date,
-                    verdict=str(r.final_verdict),
-                    eligible_until=r.eligible_until,
-                    recognition_mark=r.recognition_mark,
-                    viewer_url=viewer_link(template, r.study_instance_uid, r.accession_number),
-                ))
+                found.append(
+                    RecognisableStudy(
+                        study_instance_uid=r.study_instance_uid,
+                        item=_item(r.item),
+                        institution=r.registered_institution or r.institution,
+                        study_date=r.study_date,
+                        verdict=str(r.final_verdict),
+                        eligible_until=r.eligible_until,
+                        recognition_mark=r.recognition_mark,
+                        viewer_url=viewer_link(template, r.study_instance_uid, r.accession_number),
+                    )
+                )
         found.sort(key=lambda s: (s.study_date or dt.date.min, s.study_instance_uid), reverse=True)
         return LookupAnswer(as_of=policy.as_of, studies=found)
 
@@ -315,9 +340,12 @@ def recognition_router() -> APIRouter:
             "category, severity, the message in English and Chinese, value and limit). For the QC "
             "centre's own systems: no patient name or identifier. Scope: `findings`."
         ),
-        responses={401: {"description": "No valid token"}, 403: {"description": "Token lacks the `findings` scope"},
-                   404: {"description": "No judged study with this UID"},
-                   429: {"description": "Rate limit; see Retry-After"}},
+        responses={
+            401: {"description": "No valid token"},
+            403: {"description": "Token lacks the `findings` scope"},
+            404: {"description": "No judged study with this UID"},
+            429: {"description": "Rate limit; see Retry-After"},
+        },
     )
     def study_findings(
         request: Request,
@@ -340,8 +368,18 @@ def recognition_router() -> APIRouter:
             verdict=str(r.final_verdict),
             machine_verdict=str(r.verdict),
             eligible=r.eligible,
-            findings=[FindingOut(code=f.code, category=str(f.category), severity=str(f.severity), message_en=f.message,
-                                 message_zh=f.message_zh, value=f.value, limit=f.limit) for f in findings],
+            findings=[
+                FindingOut(
+                    code=f.code,
+                    category=str(f.category),
+                    severity=str(f.severity),
+                    message_en=f.message,
+                    message_zh=f.message_zh,
+                    value=f.value,
+                    limit=f.limit,
+                )
+                for f in findings
+            ],
         )
 
     @router.post(
@@ -356,12 +394,14 @@ def recognition_router() -> APIRouter:
             "again answers 200 with the stored event; another body under the same `event_id` answers "
             "409. Scope: `events`."
         ),
-        responses={200: {"description": "Already recorded (same body)", "model": EventOut},
-                   401: {"description": "No valid token"},
-                   403: {"description": "Token lacks the `events` scope, or another institution's event"},
-                   404: {"description": "No judged study with this UID"},
-                   409: {"description": "event_id reused with another body"},
-                   429: {"description": "Rate limit; see Retry-After"}},
+        responses={
+            200: {"description": "Already recorded (same body)", "model": EventOut},
+            401: {"description": "No valid token"},
+            403: {"description": "Token lacks the `events` scope, or another institution's event"},
+            404: {"description": "No judged study with this UID"},
+            409: {"description": "event_id reused with another body"},
+            429: {"description": "Rate limit; see Retry-After"},
+        },
     )
     def post_event(request: Request, event: EventIn, token_info: TokenInfo = Depends(_token("events"))) -> Response:
         store: ResultStore = request.app.state.store
@@ -405,11 +445,14 @@ def create_recognition_app(
         title="qc-pipeline recognition API",
         version="1",
         description="Lookup of recognisable imaging studies and recording of recognition events, for hospital systems.",
-        docs_url=None, redoc_url=None,  # the interactive pages load scripts from a CDN; the JSON is enough
+        docs_url=None,
+        redoc_url=None,  # the interactive pages load scripts from a CDN; the JSON is enough
     )
     app.state.store = store
     app.state.register = register if register is not None else default_register()
-    app.state.viewer_url_template = viewer_url_template if viewer_url_template is not None else os.environ.get(VIEWER_ENV)
+    app.state.viewer_url_template = (
+        viewer_url_template if viewer_url_template is not None else os.environ.get(VIEWER_ENV)
+    )
     app.state.rate_limit = RateLimit(calls_per_minute, 60.0, clock=rate_clock)
 
     @app.middleware("http")
@@ -420,18 +463,23 @@ def create_recognition_app(
         if values is None and request.query_params:
             values = {k: ",".join(request.query_params.getlist(k)) for k in sorted(request.query_params.keys())}
         try:
-            await run_in_threadpool(_write_audit, store, {
-                "token_name": getattr(request.state, "token_name", None),
-                "method": request.method,
-                "route": getattr(route, "path", None) or _path_shape(request.url.path),
-                "status": response.status_code,
-                "query_values": values,
-                "client": request.client.host if request.client is not None else None,
-            })
+            await run_in_threadpool(
+                _write_audit,
+                store,
+                {
+                    "token_name": getattr(request.state, "token_name", None),
+                    "method": request.method,
+                    "route": getattr(route, "path", None) or _path_shape(request.url.path),
+                    "status": response.status_code,
+                    "query_values": values,
+                    "client": request.client.host if request.client is not None else None,
+                },
+            )
         except StoreError:
             logger.exception("recognition API: cannot write the audit row; answering 503")
-            return JSONResponse({"error": "audit unavailable; retry later", "error_zh": "审计记录失败，请稍后重试"},
-                                status_code=503)
+            return JSONResponse(
+                {"error": "audit unavailable; retry later", "error_zh": "审计记录失败，请稍后重试"}, status_code=503
+            )
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -25,8 +25,15 @@ def token() -> None:
 @token.command(name="create")
 @click.option("--system", "name", required=True, help="Name of the hospital system (e.g. his-b); unique.")
 @click.option("--institution", required=True, help="The system's institution, as in the institution register.")
-@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(SCOPES)), default=("lookup",),
-              show_default=True, help="lookup: read recognisable studies; events: post recognition events. Repeatable.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(list(SCOPES)),
+    default=("lookup",),
+    show_default=True,
+    help="lookup: read recognisable studies; events: post recognition events. Repeatable.",
+)
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 def create_cmd(name: str, institution: str, scopes: tuple[str, ...], db_url: str | None) -> None:
     """Make a token and print it once (only its SHA-256 is stored). 创建令牌（仅显示一次）。"""
@@ -44,8 +51,11 @@ def create_cmd(name: str, institution: str, scopes: tuple[str, ...], db_url: str
         _fail(str(exc), "无法创建令牌", 2)
     finally:
         store.close()
-    click.echo(f"令牌仅显示这一次，请妥善保存 / the token is shown this once only ({name}, {registered.name}, "
-               f"{' '.join(sorted(set(scopes)))}):", err=True)
+    click.echo(
+        f"令牌仅显示这一次，请妥善保存 / the token is shown this once only ({name}, {registered.name}, "
+        f"{' '.join(sorted(set(scopes)))}):",
+        err=True,
+    )
     click.echo(made)
 
 
@@ -71,10 +81,18 @@ def revoke_cmd(name: str, db_url: str | None) -> None:
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8010, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--viewer-url", envvar="QC_VIEWER_URL_TEMPLATE",
-              help="Viewer URL template with {study_instance_uid} / {accession_number} (default: $QC_VIEWER_URL_TEMPLATE).")
-@click.option("--calls-per-minute", default=60, show_default=True, type=click.IntRange(1, 10_000),
-              help="Calls allowed per token per minute.")
+@click.option(
+    "--viewer-url",
+    envvar="QC_VIEWER_URL_TEMPLATE",
+    help="Viewer URL template with {study_instance_uid} / {accession_number} (default: $QC_VIEWER_URL_TEMPLATE).",
+)
+@click.option(
+    "--calls-per-minute",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Calls allowed per token per minute.",
+)
 def serve(db_url: str | None, host: str, port: int, viewer_url: str | None, calls_per_minute: int) -> None:
     """Serve the recognition API beside the review app. 启动互认查询接口。"""
     import uvicorn
@@ -84,7 +102,10 @@ def serve(db_url: str | None, host: str, port: int, viewer_url: str | None, call
     store = _open_store(db_url)
     app = create_recognition_app(store, viewer_url_template=viewer_url, calls_per_minute=calls_per_minute)
     if _port_in_use(host, port):
-        _fail(f"port {port} on {host} is already in use: pass --port", f"{host} 的端口 {port} 已被占用：请用 --port 换一个端口")
+        _fail(
+            f"port {port} on {host} is already in use: pass --port",
+            f"{host} 的端口 {port} 已被占用：请用 --port 换一个端口",
+        )
     click.echo(f"互认查询接口 / recognition API: http://{host}:{port}/api/recognition/v1  ({store.url})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -123,8 +123,15 @@ UNITS: Final = {
 _NUMBER: Final = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S.*?)?\s*$")
 _PATIENT_SEX: Final = frozenset({"M", "F", "O"})
 _EVIDENCE_TYPE2: Final = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
-    "StudyTime", "ReferringPhysicianName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
 )
 
 
@@ -205,8 +212,9 @@ def _finding_item(finding: Mapping[str, Any], classes: Mapping[str, str]) -> Cod
     item = CodeContentItem(FINDING, _code(finding["code"], finding["code"]), relationship_type="CONTAINS")
     severity = str(finding["severity"])
     children: list[Any] = [
-        CodeContentItem(SEVERITY, SEVERITY_CODES.get(severity) or _code(severity, severity),
-                        relationship_type="HAS PROPERTIES"),
+        CodeContentItem(
+            SEVERITY, SEVERITY_CODES.get(severity) or _code(severity, severity), relationship_type="HAS PROPERTIES"
+        ),
         TextContentItem(CATEGORY, str(finding["category"]), relationship_type="HAS PROPERTIES"),
         TextContentItem(MESSAGE_EN, finding["message"] or "-", relationship_type="HAS PROPERTIES"),
     ]
@@ -234,7 +242,9 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=DEVICE_OBSERVER_UID, name=MANUFACTURER, manufacturer_name=MANUFACTURER,
+            uid=DEVICE_OBSERVER_UID,
+            name=MANUFACTURER,
+            manufacturer_name=MANUFACTURER,
             model_name=f"qc-pipeline {__version__}"[:64],
         ),
     )
@@ -245,7 +255,9 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
             PROCEDURE_REPORTED, _code(item["code"], item.get("name_en") or item["code"]), relationship_type="CONTAINS"
         )
         if item.get("name_zh"):
-            procedure.ContentSequence = [TextContentItem(ITEM_NAME_ZH, item["name_zh"], relationship_type="HAS PROPERTIES")]
+            procedure.ContentSequence = [
+                TextContentItem(ITEM_NAME_ZH, item["name_zh"], relationship_type="HAS PROPERTIES")
+            ]
         items.append(procedure)
     human = result.get("human_decision")
     items.append(CodeContentItem(VERDICT, _verdict_code(result["final_verdict"]), relationship_type="CONTAINS"))
@@ -262,8 +274,11 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
         basis.ContentSequence = review
     items.append(basis)
     if result.get("eligible_until"):
-        items.append(DateContentItem(ELIGIBLE_UNTIL, dt.date.fromisoformat(result["eligible_until"]),
-                                     relationship_type="CONTAINS"))
+        items.append(
+            DateContentItem(
+                ELIGIBLE_UNTIL, dt.date.fromisoformat(result["eligible_until"]), relationship_type="CONTAINS"
+            )
+        )
     if result.get("recognition_mark"):
         items.append(TextContentItem(RECOGNITION_MARK, str(result["recognition_mark"]), relationship_type="CONTAINS"))
     if (decided := _datetime(result.get("decided_at"))) is not None:
@@ -273,14 +288,18 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
     items.append(findings)
     provenance = result.get("provenance") or {}
     algorithm = hd.sr.AlgorithmIdentification(
-        name=MANUFACTURER, version=str(provenance.get("pipeline_version") or __version__)[:64],
+        name=MANUFACTURER,
+        version=str(provenance.get("pipeline_version") or __version__)[:64],
         parameters=[f"thresholds {provenance.get('thresholds_version')}"],
     )
     for part in algorithm:
         part.RelationshipType = "CONTAINS"
         items.append(part)
-    items.append(TextContentItem(THRESHOLDS_VERSION, str(provenance.get("thresholds_version") or "-"),
-                                 relationship_type="CONTAINS"))
+    items.append(
+        TextContentItem(
+            THRESHOLDS_VERSION, str(provenance.get("thresholds_version") or "-"), relationship_type="CONTAINS"
+        )
+    )
     for name, version in sorted((provenance.get("models") or {}).items()):
         items.append(TextContentItem(AI_MODEL, f"{name}={version}", relationship_type="CONTAINS"))
     root.ContentSequence = items

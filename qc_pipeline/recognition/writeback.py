@@ -111,12 +111,26 @@ def decision_fingerprint(result: Mapping[str, Any]) -> str:
         "final_verdict": result["final_verdict"],
         "human": None
         if not human
-        else {k: human.get(k) for k in ("verdict", "action", "reason_code", "reviewer", "decided_at", "eligible_until")},
+        else {
+            k: human.get(k) for k in ("verdict", "action", "reason_code", "reviewer", "decided_at", "eligible_until")
+        },
         "eligible_until": result.get("eligible_until"),
         "recognition_mark": result.get("recognition_mark"),
         "findings": [
-            {k: f.get(k) for k in ("code", "category", "severity", "message", "message_zh", "value", "limit",
-                                   "series_instance_uid", "sop_instance_uid")}
+            {
+                k: f.get(k)
+                for k in (
+                    "code",
+                    "category",
+                    "severity",
+                    "message",
+                    "message_zh",
+                    "value",
+                    "limit",
+                    "series_instance_uid",
+                    "sop_instance_uid",
+                )
+            }
             for f in result.get("findings") or ()
         ],
         "provenance": result.get("provenance"),
@@ -139,20 +153,31 @@ def changed_since_written(store: ResultStore, source_uri: str) -> list[str]:
 
     w = RecognitionWriteback
     written = (
-        select(w.study_instance_uid, func.max(w.created_at).label("last"),
-               func.sum(case((w.status != SENT, 1), else_=0)).label("unsent"))
+        select(
+            w.study_instance_uid,
+            func.max(w.created_at).label("last"),
+            func.sum(case((w.status != SENT, 1), else_=0)).label("unsent"),
+        )
         .group_by(w.study_instance_uid)
         .subquery()
     )
-    human = select(HumanDecision.study_id, HumanDecision.decided_at).where(HumanDecision.is_current.is_(True)).subquery()
+    human = (
+        select(HumanDecision.study_id, HumanDecision.decided_at).where(HumanDecision.is_current.is_(True)).subquery()
+    )
     query = (
         select(StudyRecord.study_instance_uid)
         .join(DecisionRecord, and_(DecisionRecord.study_id == StudyRecord.id, DecisionRecord.is_current.is_(True)))
         .outerjoin(written, written.c.study_instance_uid == StudyRecord.study_instance_uid)
         .outerjoin(human, human.c.study_id == StudyRecord.id)
         .where(StudyRecord.source_uri == source_uri)
-        .where(or_(written.c.last.is_(None), written.c.unsent > 0, DecisionRecord.decided_at > written.c.last,
-                   and_(human.c.decided_at.is_not(None), human.c.decided_at > written.c.last)))
+        .where(
+            or_(
+                written.c.last.is_(None),
+                written.c.unsent > 0,
+                DecisionRecord.decided_at > written.c.last,
+                and_(human.c.decided_at.is_not(None), human.c.decided_at > written.c.last),
+            )
+        )
     )
     with store.engine.connect() as conn:
         return [uid for (uid,) in conn.execute(query)]
@@ -204,11 +229,18 @@ def write_back(
         raise ConfigError(f"write-back attempts must be at least 1; got {attempts}")
     wanted = set(changed_since_written(store, source.uri)) if study_uids is None else set(study_uids)
     if len(wanted) <= ONE_BY_ONE_MAX:  # the usual run: a few new decisions, read study by study
-        results = [r for uid in sorted(wanted) for r in store.results(study_instance_uid=uid, policy=policy)
-                   if r.get("source_uri") == source.uri]
+        results = [
+            r
+            for uid in sorted(wanted)
+            for r in store.results(study_instance_uid=uid, policy=policy)
+            if r.get("source_uri") == source.uri
+        ]
     else:  # the first run over a store, or a re-judged backlog: one pass over every decision
-        results = [r for r in store.results(policy=policy)
-                   if r.get("source_uri") == source.uri and r["study_instance_uid"] in wanted]
+        results = [
+            r
+            for r in store.results(policy=policy)
+            if r.get("source_uri") == source.uri and r["study_instance_uid"] in wanted
+        ]
     summary = WritebackSummary()
     jobs = _plan(store, source.uri, results, summary)
     failed_in_a_row = 0
@@ -216,7 +248,9 @@ def write_back(
         if failed_in_a_row >= GIVE_UP_AFTER:  # the server is down or refuses: the next run tries again
             left = len(jobs) - n
             summary.failed += left
-            summary.errors.append(f"{left} more not tried: the {GIVE_UP_AFTER} before failed; the next run retries them")
+            summary.errors.append(
+                f"{left} more not tried: the {GIVE_UP_AFTER} before failed; the next run retries them"
+            )
             logger.error("SR write-back stopped after %d failed studies in a row; %d left pending", GIVE_UP_AFTER, left)
             break
         error = _send(store, source, job, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
@@ -230,9 +264,7 @@ def write_back(
     return summary
 
 
-def _plan(
-    store: ResultStore, source_uri: str, results: list[dict[str, Any]], summary: WritebackSummary
-) -> list[_Job]:
+def _plan(store: ResultStore, source_uri: str, results: list[dict[str, Any]], summary: WritebackSummary) -> list[_Job]:
     """The versions to send, their rows made ``pending`` first (in one transaction)."""
     if not results:
         return []
@@ -262,9 +294,18 @@ def _plan(
             else:
                 version = 1 if latest is None else latest.version + 1
                 row = RecognitionWriteback(
-                    study_instance_uid=uid, version=version, sop_instance_uid=sr_instance_uid(uid, version),
-                    series_instance_uid=sr_series_uid(uid), source_uri=source_uri, decision_fingerprint=fingerprint,
-                    status=PENDING, attempts=0, last_error=None, created_at=now, updated_at=now, sent_at=None,
+                    study_instance_uid=uid,
+                    version=version,
+                    sop_instance_uid=sr_instance_uid(uid, version),
+                    series_instance_uid=sr_series_uid(uid),
+                    source_uri=source_uri,
+                    decision_fingerprint=fingerprint,
+                    status=PENDING,
+                    attempts=0,
+                    last_error=None,
+                    created_at=now,
+                    updated_at=now,
+                    sent_at=None,
                 )
                 session.add(row)
                 session.flush()
@@ -302,7 +343,11 @@ def _send(
             _record(store, job.row_id, status=FAILED if attempt == attempts else PENDING, error=error)
             logger.warning(
                 "SR write-back of study %s (version %d), attempt %d of %d failed: %s",
-                uid, job.version, attempt, attempts, error,
+                uid,
+                job.version,
+                attempt,
+                attempts,
+                error,
             )
             if attempt < attempts:
                 sleep(backoff_s * 2 ** (attempt - 1))
@@ -339,8 +384,12 @@ def writebacks(store: ResultStore, study_instance_uid: str) -> list[dict[str, An
         ).all()
         return [
             {
-                "version": r.version, "sop_instance_uid": r.sop_instance_uid, "series_instance_uid": r.series_instance_uid,
-                "status": r.status, "attempts": r.attempts, "last_error": r.last_error,
+                "version": r.version,
+                "sop_instance_uid": r.sop_instance_uid,
+                "series_instance_uid": r.series_instance_uid,
+                "status": r.status,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
                 "decision_fingerprint": r.decision_fingerprint,
                 "sent_at": None if r.sent_at is None else r.sent_at.isoformat(),
             }

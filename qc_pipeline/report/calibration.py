@@ -94,7 +94,9 @@ def distributions(rows: Sequence[Mapping[str, Any]], *, by: GroupKey) -> list[Di
     return [distribution(metric, group, values) for (metric, group), values in sorted(groups.items())]
 
 
-def action_limit(values: Iterable[float], *, when: str, method: Method = "sd", k: float = 2.0, percentile: float = 97.5) -> float:
+def action_limit(
+    values: Iterable[float], *, when: str, method: Method = "sd", k: float = 2.0, percentile: float = 97.5
+) -> float:
     """A one-sided action limit from a site's own values.
 
     ``sd``: mean + k*SD for a rule that fires above, mean - k*SD below (TG-232's +/- 2 SD).

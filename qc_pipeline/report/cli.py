@@ -14,8 +14,13 @@ from qc_pipeline.config import default_lang
 @click.command(name="population")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--seed", type=int, default=None, help="Seed of the population (default: the fixed population seed).")
-@click.option("--scale", type=click.FloatRange(min=0.01, max=100.0), default=1.0, show_default=True,
-              help="Multiplies every institution's volume (1: about 500 studies over 2026H1 and 2026H2).")
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.01, max=100.0),
+    default=1.0,
+    show_default=True,
+    help="Multiplies every institution's volume (1: about 500 studies over 2026H1 and 2026H2).",
+)
 def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
     """Store a generated population of judged studies from fictional institutions in Chongqing and
     Sichuan (2026H1 and 2026H2), for reports, spot checks and calibration. Re-running adds nothing.
@@ -41,19 +46,37 @@ def population_cmd(db_url: str | None, seed: int | None, scale: float) -> None:
     click.echo(f"结果库 / results: {url}")
 
 
-
 @click.command(name="report")
-@click.option("--period", "period_text", help="Half-year, e.g. 2026H2 or 2026-H2 (default: the period of the latest study).")
+@click.option(
+    "--period", "period_text", help="Half-year, e.g. 2026H2 or 2026-H2 (default: the period of the latest study)."
+)
 @click.option("--institution", help="Only this institution (InstitutionName as stored), beside the totals of all.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("qc-report"),
-              show_default=True, help="Folder for the HTML, PDF and XLSX files.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("qc-report"),
+    show_default=True,
+    help="Folder for the HTML, PDF and XLSX files.",
+)
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Thresholds folder (limits, qualification rule and fees; default: the shipped one).")
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Thresholds folder (limits, qualification rule and fees; default: the shipped one).",
+)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of the report.")
 @click.option("--no-pdf", is_flag=True, help="Write HTML and XLSX only.")
-def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, db_url: str | None,
-               thresholds_dir: Path | None, lang: str, no_pdf: bool) -> None:
+def report_cmd(
+    period_text: str | None,
+    institution: str | None,
+    out_dir: Path,
+    db_url: str | None,
+    thresholds_dir: Path | None,
+    lang: str,
+    no_pdf: bool,
+) -> None:
     """Write the biannual evaluation report (HTML, PDF, XLSX) from the results database.
 
     半年度质控评估报告：各机构检查量、合格率及趋势、问题原因、指标分布、及时性、完整性、复核与抽查、
@@ -78,10 +101,20 @@ def report_cmd(period_text: str | None, institution: str | None, out_dir: Path, 
             if period is None:
                 period = default_period(store)
                 if period is None:
-                    _fail("the results database holds no dated study: nothing to report", "结果库中没有带检查日期的检查，无法生成报告")
+                    _fail(
+                        "the results database holds no dated study: nothing to report",
+                        "结果库中没有带检查日期的检查，无法生成报告",
+                    )
             assert period is not None
-            files = write_report(store, period, out_dir, lang=lang, institution=institution,
-                                 thresholds_dir=thresholds_dir, pdf=not no_pdf)
+            files = write_report(
+                store,
+                period,
+                out_dir,
+                lang=lang,
+                institution=institution,
+                thresholds_dir=thresholds_dir,
+                pdf=not no_pdf,
+            )
     except StoreError as exc:
         _fail(str(exc), "无法读取结果数据库")
     except ConfigError as exc:
@@ -124,8 +157,10 @@ def exam_log_import(files: tuple[Path, ...], db_url: str | None) -> None:
         with ResultStore.open(db_url_for(db_url, read=True)) as store:
             for path in files:
                 result = import_exam_log(store, path)
-                click.echo(f"{path.name}: 读取 / read {result.read}, 新增 / added {result.inserted}, "
-                           f"已有 / already stored {result.already_known}, 拒收行 / rejected rows {len(result.rejected)}")
+                click.echo(
+                    f"{path.name}: 读取 / read {result.read}, 新增 / added {result.inserted}, "
+                    f"已有 / already stored {result.already_known}, 拒收行 / rejected rows {len(result.rejected)}"
+                )
                 for r in result.rejected:
                     click.echo(f"  第 {r.row} 行 / row {r.row}: {r.reason}", err=True)
     except ExamLogError as exc:

@@ -187,8 +187,9 @@ def _aware(value: Any) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def load_report_data(store: ResultStore, period: Period, *, register: Register | None = None,
-                     zone: dt.tzinfo | None = None) -> ReportData:
+def load_report_data(
+    store: ResultStore, period: Period, *, register: Register | None = None, zone: dt.tzinfo | None = None
+) -> ReportData:
     """Everything the report needs for ``period`` and the one before, in one read transaction.
 
     Institutions are the register's (``register``, default: the site's): the spellings of one
@@ -202,20 +203,39 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         present = frozenset(inspect(conn).get_table_names())
         rows = conn.execute(
             select(
-                StudyRecord.id, StudyRecord.study_instance_uid, StudyRecord.institution, StudyRecord.modality,
-                StudyRecord.study_date, StudyRecord.upload_delay_h, DecisionRecord.id, DecisionRecord.verdict,
-                DecisionRecord.item_code, DecisionRecord.item_name_zh, DecisionRecord.item_name_en,
-                DecisionRecord.thresholds_version, DecisionRecord.decided_at, StudyRecord.accession_number,
+                StudyRecord.id,
+                StudyRecord.study_instance_uid,
+                StudyRecord.institution,
+                StudyRecord.modality,
+                StudyRecord.study_date,
+                StudyRecord.upload_delay_h,
+                DecisionRecord.id,
+                DecisionRecord.verdict,
+                DecisionRecord.item_code,
+                DecisionRecord.item_name_zh,
+                DecisionRecord.item_name_en,
+                DecisionRecord.thresholds_version,
+                DecisionRecord.decided_at,
+                StudyRecord.accession_number,
                 StudyRecord.patient_id,
             )
             .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
             .where(current)
         ).all()
-        decision_ids = select(DecisionRecord.id).join(StudyRecord, StudyRecord.id == DecisionRecord.study_id).where(current)
+        decision_ids = (
+            select(DecisionRecord.id).join(StudyRecord, StudyRecord.id == DecisionRecord.study_id).where(current)
+        )
         findings: dict[int, list[FindingFact]] = {}
         for decision_id, _ordinal, code, category, severity, message, message_zh in conn.execute(
-            select(FindingRecord.decision_id, FindingRecord.ordinal, FindingRecord.code, FindingRecord.category,
-                   FindingRecord.severity, FindingRecord.message, FindingRecord.message_zh)
+            select(
+                FindingRecord.decision_id,
+                FindingRecord.ordinal,
+                FindingRecord.code,
+                FindingRecord.category,
+                FindingRecord.severity,
+                FindingRecord.message,
+                FindingRecord.message_zh,
+            )
             .where(FindingRecord.decision_id.in_(decision_ids))
             .order_by(FindingRecord.decision_id, FindingRecord.ordinal)
         ):
@@ -224,8 +244,9 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         measurements = [
             MeasurementFact(study_of[decision_id], name, float(value), series)
             for decision_id, name, value, series in conn.execute(
-                select(MetricRecord.decision_id, MetricRecord.name, MetricRecord.value, MetricRecord.series_instance_uid)
-                .where(MetricRecord.decision_id.in_(decision_ids), MetricRecord.series_instance_uid.is_not(None))
+                select(
+                    MetricRecord.decision_id, MetricRecord.name, MetricRecord.value, MetricRecord.series_instance_uid
+                ).where(MetricRecord.decision_id.in_(decision_ids), MetricRecord.series_instance_uid.is_not(None))
             )
             if name in KEY_METRICS or name.startswith(AI_PREFIX)
         ]
@@ -237,21 +258,37 @@ def load_report_data(store: ResultStore, period: Period, *, register: Register |
         )
         study_ids = {r[0] for r in rows}
         humans = _human_decisions(conn, present, study_ids)
-        spot = [dataclasses.replace(f, institution=canonical(f.institution)) for f in _spot_checks(conn, present, period)]
+        spot = [
+            dataclasses.replace(f, institution=canonical(f.institution)) for f in _spot_checks(conn, present, period)
+        ]
         exam_log = _exam_log(conn, present, first, last)
         recognitions = _recognitions(conn, present, first, last, zone or ZoneInfo(SITE_ZONE))
-    recognitions = [dataclasses.replace(r, receiving_institution=canonical(r.receiving_institution),
-                                        source_institution=canonical(r.source_institution) if r.source_institution else "")
-                    for r in recognitions]
+    recognitions = [
+        dataclasses.replace(
+            r,
+            receiving_institution=canonical(r.receiving_institution),
+            source_institution=canonical(r.source_institution) if r.source_institution else "",
+        )
+        for r in recognitions
+    ]
     human_of = {h.study_id: h.verdict for h in humans}
     studies = sorted(
         (
             StudyFacts(
-                study_id=r[0], study_instance_uid=r[1], institution=canonical(r[2]),
+                study_id=r[0],
+                study_instance_uid=r[1],
+                institution=canonical(r[2]),
                 modality=modality_group(r[3]),
-                item_code=r[8], item_name_zh=r[9], item_name_en=r[10], study_date=_date(r[4]), verdict=r[7],
-                findings=tuple(findings.get(r[6], ())), upload_delay_h=r[5], human_verdict=human_of.get(r[0]),
-                accession=r[13], patient_id=r[14],
+                item_code=r[8],
+                item_name_zh=r[9],
+                item_name_en=r[10],
+                study_date=_date(r[4]),
+                verdict=r[7],
+                findings=tuple(findings.get(r[6], ())),
+                upload_delay_h=r[5],
+                human_verdict=human_of.get(r[0]),
+                accession=r[13],
+                patient_id=r[14],
             )
             for r in rows
         ),
@@ -279,8 +316,9 @@ SITE_ZONE: Final = "Asia/Shanghai"
 times shown, and of the day that places a recognition event in a period."""
 
 
-def _recognitions(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date,
-                  zone: dt.tzinfo) -> list[RecognitionFact]:
+def _recognitions(
+    conn: Connection, present: frozenset[str], first: dt.date, last: dt.date, zone: dt.tzinfo
+) -> list[RecognitionFact]:
     """Recognition events and staff-entered non-recognitions whose local day lies in first..last
     (see :class:`RecognitionFact` for how the two are counted once)."""
     # a UTC window a day wider on each side (no zone is a day off UTC), then the exact local day
@@ -291,21 +329,41 @@ def _recognitions(conn: Connection, present: frozenset[str], first: dt.date, las
     def local_day(value: Any) -> dt.date:
         return _aware(value).astimezone(zone).date()
 
-    events = _reflect(conn, "recognition_events", ("study_instance_uid", "outcome", "reason_code",
-                                                    "receiving_institution", "at", "non_recognition_id")) \
-        if "recognition_events" in present else None
+    events = (
+        _reflect(
+            conn,
+            "recognition_events",
+            ("study_instance_uid", "outcome", "reason_code", "receiving_institution", "at", "non_recognition_id"),
+        )
+        if "recognition_events" in present
+        else None
+    )
     if events is not None:
         for outcome, reason, receiving, at, institution in conn.execute(
-            select(events.c.outcome, events.c.reason_code, events.c.receiving_institution, events.c.at,
-                   StudyRecord.institution)
+            select(
+                events.c.outcome,
+                events.c.reason_code,
+                events.c.receiving_institution,
+                events.c.at,
+                StudyRecord.institution,
+            )
             .outerjoin(StudyRecord, StudyRecord.study_instance_uid == events.c.study_instance_uid)
             .where(events.c.at >= low, events.c.at < high)
         ):
             day = local_day(at)
             if first <= day <= last:
-                out.append(RecognitionFact(day, str(outcome), reason or None, receiving or "", institution or "", "api"))
-    staff = _reflect(conn, "non_recognitions", ("id", "study_instance_uid", "receiving_institution", "reason_code",
-                                                "recorded_at")) if "non_recognitions" in present else None
+                out.append(
+                    RecognitionFact(day, str(outcome), reason or None, receiving or "", institution or "", "api")
+                )
+    staff = (
+        _reflect(
+            conn,
+            "non_recognitions",
+            ("id", "study_instance_uid", "receiving_institution", "reason_code", "recorded_at"),
+        )
+        if "non_recognitions" in present
+        else None
+    )
     if staff is not None:
         query = (
             select(staff.c.receiving_institution, staff.c.reason_code, staff.c.recorded_at, StudyRecord.institution)
@@ -313,13 +371,16 @@ def _recognitions(conn: Connection, present: frozenset[str], first: dt.date, las
             .where(staff.c.recorded_at >= low, staff.c.recorded_at < high)
         )
         if events is not None:  # a row written by a posted event is counted with the event
-            query = query.where(~select(events.c.non_recognition_id).where(
-                events.c.non_recognition_id == staff.c.id).exists())
+            query = query.where(
+                ~select(events.c.non_recognition_id).where(events.c.non_recognition_id == staff.c.id).exists()
+            )
         for receiving, reason, at, institution in conn.execute(query):
             day = local_day(at)
             if first <= day <= last:
                 out.append(RecognitionFact(day, "not_recognised", reason, receiving or "", institution or "", "staff"))
-    return sorted(out, key=lambda r: (r.day, r.receiving_institution, r.source_institution, r.outcome, r.reason_code or ""))
+    return sorted(
+        out, key=lambda r: (r.day, r.receiving_institution, r.source_institution, r.outcome, r.reason_code or "")
+    )
 
 
 def _exam_log(conn: Connection, present: frozenset[str], first: dt.date, last: dt.date) -> list[LoggedExam]:
@@ -354,7 +415,9 @@ def _human_decisions(conn: Connection, present: frozenset[str], study_ids: set[i
     t = _reflect(conn, "human_decisions", ("study_id", "machine_verdict", "verdict", "action", "is_current"))
     if t is None:
         return []
-    rows = conn.execute(select(t.c.study_id, t.c.machine_verdict, t.c.verdict, t.c.action).where(t.c.is_current.is_(True)))
+    rows = conn.execute(
+        select(t.c.study_id, t.c.machine_verdict, t.c.verdict, t.c.action).where(t.c.is_current.is_(True))
+    )
     return [HumanDecisionFact(*r) for r in rows if r[0] in study_ids]
 
 
@@ -370,8 +433,16 @@ def _spot_checks(conn: Connection, present: frozenset[str], period: Period) -> l
     if cases is None or assignments is None or grades is None:
         return []
     rows = conn.execute(
-        select(cases.c.study_id, cases.c.institution, cases.c.region, cases.c.machine_verdict,
-               assignments.c.reading, assignments.c.reviewer_region, grades.c.grade, grades.c.recognisable)
+        select(
+            cases.c.study_id,
+            cases.c.institution,
+            cases.c.region,
+            cases.c.machine_verdict,
+            assignments.c.reading,
+            assignments.c.reviewer_region,
+            grades.c.grade,
+            grades.c.recognisable,
+        )
         .join(StudyRecord, StudyRecord.id == cases.c.study_id)
         .join(assignments, assignments.c.case_id == cases.c.id)
         .join(grades, grades.c.assignment_id == assignments.c.id)

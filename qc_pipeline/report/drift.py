@@ -100,7 +100,11 @@ def out_of_band(weeks: Sequence[Week], baseline: float, *, sigmas: float, min_n:
 
 
 def chart(
-    here: Sequence[Scored], region_now: Sequence[Scored], *, sigmas: float, min_series_per_week: int,
+    here: Sequence[Scored],
+    region_now: Sequence[Scored],
+    *,
+    sigmas: float,
+    min_series_per_week: int,
     min_baseline_series: int,
 ) -> Chart | None:
     """The chart of one label at one institution (``here``: its series of both periods;

@@ -27,7 +27,13 @@ from qc_pipeline.report.labels import pick, word  # noqa: E402
 from qc_pipeline.report.tables import Scope, Table, metric_limits  # noqa: E402
 from qc_pipeline.rules.schema import Rule  # noqa: E402
 
-CJK_FAMILIES: Final = ("Noto Sans CJK SC", "Noto Sans SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei")
+CJK_FAMILIES: Final = (
+    "Noto Sans CJK SC",
+    "Noto Sans SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+)
 VERDICT_COLOURS: Final = {"pass": "#2e7d32", "review": "#f9a825", "fail": "#c62828", "not_applicable": "#9e9e9e"}
 LIMIT_COLOURS: Final = {"review": "#f9a825", "fail": "#c62828", "info": "#607d8b"}
 WIDTH_IN: Final = 7.0
@@ -67,7 +73,7 @@ def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": "qc-pipeline"}, bbox_inches="tight")
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # inline in HTML: no XML declaration or DOCTYPE
+    return text[text.index("<svg") :]  # inline in HTML: no XML declaration or DOCTYPE
 
 
 def verdict_bars(scope: Scope, lang: str) -> str:
@@ -99,14 +105,19 @@ def monthly_figure(table: Table, scope: Scope, period_months: Sequence[str], lan
         ax = fig.add_subplot()
         for i, g in enumerate(groups):
             ys = [table.cell(f"pass_rate_{i}", month=m) for m in period_months]
-            ax.plot(range(len(period_months)), [math.nan if y is None else float(y) for y in ys], marker="o",
-                    markersize=3, linewidth=2.2 if g == scope.label_all else 1.0, label=g)
+            ax.plot(
+                range(len(period_months)),
+                [math.nan if y is None else float(y) for y in ys],
+                marker="o",
+                markersize=3,
+                linewidth=2.2 if g == scope.label_all else 1.0,
+                label=g,
+            )
         ax.axvline(len(period_months) / 2 - 0.5, color="#555", linewidth=0.8, linestyle=":")
         ax.set_xticks(range(len(period_months)), period_months, rotation=45, ha="right")
         ax.set_ylim(0, 100)
         ax.set_ylabel(pick("合格率 %", "pass rate %", lang))
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncols=LEGEND_COLUMNS, frameon=False,
-                  borderaxespad=0.0)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncols=LEGEND_COLUMNS, frameon=False, borderaxespad=0.0)
     return fig
 
 
@@ -119,8 +130,14 @@ def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None
     kept = [(label, v) for label, v in zip(labels, values, strict=True) if v]
     if not kept:
         return
-    ax.boxplot([v for _, v in kept], orientation="horizontal", tick_labels=[label for label, _ in kept],
-               showfliers=True, flierprops={"markersize": 2}, medianprops={"color": "#000"})
+    ax.boxplot(
+        [v for _, v in kept],
+        orientation="horizontal",
+        tick_labels=[label for label, _ in kept],
+        showfliers=True,
+        flierprops={"markersize": 2},
+        medianprops={"color": "#000"},
+    )
     ax.invert_yaxis()
 
 
@@ -135,8 +152,13 @@ def metric_boxes(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], l
         return _svg(metric_figure(scope, by_study, present, rules, lang))
 
 
-def metric_figure(scope: Scope, by_study: dict[int, list[tuple[str, float]]], present: Sequence[str],
-                   rules: dict[str, list[Rule]], lang: str) -> Figure:
+def metric_figure(
+    scope: Scope,
+    by_study: dict[int, list[tuple[str, float]]],
+    present: Sequence[str],
+    rules: dict[str, list[Rule]],
+    lang: str,
+) -> Figure:
     """One box plot per metric, one above the other at the full width (side by side, the
     institutions' names left the boxes a third of the page); titled by the metric's name."""
     with rc_context(_rc()):
@@ -144,8 +166,10 @@ def metric_figure(scope: Scope, by_study: dict[int, list[tuple[str, float]]], pr
         fig = Figure(figsize=(WIDTH_IN, (0.2 * len(groups) + 0.7) * len(present)))
         axes = fig.subplots(len(present), 1, squeeze=False).ravel()
         for ax, metric in zip(axes, present, strict=True):
-            values = [[v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
-                      for g in groups]
+            values = [
+                [v for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric]
+                for g in groups
+            ]
             _boxes(ax, groups, values)
             for rule in metric_limits(rules, metric):
                 ax.axvline(rule.limit, color=LIMIT_COLOURS.get(str(rule.severity), "#000"), linestyle="--", linewidth=1)

@@ -115,8 +115,11 @@ def storage_failures(study: StudyFacts, fees: FeeRules) -> list[Exposure]:
     thick reconstruction is a quality defect, judged by the verdict, not a storage failure."""
     codes = {f.code for f in study.findings if f.severity != "info"}
     out = []
-    for reason, wanted in ((Exposure.NOT_RETRIEVABLE, fees.not_retrievable_codes),
-                           (Exposure.NO_IMAGES, fees.no_images_codes), (Exposure.NO_REPORT, fees.no_report_codes)):
+    for reason, wanted in (
+        (Exposure.NOT_RETRIEVABLE, fees.not_retrievable_codes),
+        (Exposure.NO_IMAGES, fees.no_images_codes),
+        (Exposure.NO_REPORT, fees.no_report_codes),
+    ):
         if codes & set(wanted):
             out.append(reason)
     return out
@@ -133,8 +136,9 @@ class FeeExposure:
     """None where the scheme does not apply (not a public institution)."""
 
 
-def fee_exposure(studies: Sequence[StudyFacts], missing_modalities: Sequence[str | None], fees: FeeRules,
-                 *, public: bool | None) -> list[FeeExposure]:
+def fee_exposure(
+    studies: Sequence[StudyFacts], missing_modalities: Sequence[str | None], fees: FeeRules, *, public: bool | None
+) -> list[FeeExposure]:
     """Per scheme, separately (never summed across schemes): the exams of its modalities whose
     storage and retrieval service failed, and the deduction. ``missing_modalities``: one entry per
     logged exam with no upload (its modality group; None when the log did not say, counted in no
@@ -153,6 +157,9 @@ def fee_exposure(studies: Sequence[StudyFacts], missing_modalities: Sequence[str
         reasons[Exposure.NOT_UPLOADED] = missing
         exposed += missing
         applies = public is not False or not fees.public_only
-        out.append(FeeExposure(scheme, len(mine) + missing, reasons, exposed,
-                               scheme.yuan_per_exam * exposed if applies else None))
+        out.append(
+            FeeExposure(
+                scheme, len(mine) + missing, reasons, exposed, scheme.yuan_per_exam * exposed if applies else None
+            )
+        )
     return out

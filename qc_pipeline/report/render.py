@@ -148,7 +148,9 @@ is not wrapped either."""
 
 
 def _keep_whole(text: str) -> bool:
-    return len(text) <= SHORT_HEADER or (len(text) <= SHORT_CODE and text.isascii() and not any(c.isspace() for c in text))
+    return len(text) <= SHORT_HEADER or (
+        len(text) <= SHORT_CODE and text.isascii() and not any(c.isspace() for c in text)
+    )
 
 
 def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) -> str:
@@ -165,31 +167,51 @@ def _table_html(table: Table, lang: str, rows_of: str | None, label_all: str) ->
         if grouped and (now := tuple(r[i] for i in grouped)) != heading:
             heading = now
             colon, sep = ("：", "；") if lang == "zh" else (": ", "; ")
-            body.append(("group", sep.join(f"{table.columns[i].label(lang)}{colon}{fmt(r[i], table.columns[i].kind)}"
-                                           for i in grouped)))
+            body.append(
+                (
+                    "group",
+                    sep.join(
+                        f"{table.columns[i].label(lang)}{colon}{fmt(r[i], table.columns[i].kind)}" for i in grouped
+                    ),
+                )
+            )
         body.append(("row", r))
     template = env.from_string(
         "<h3>{{ key }} {{ title }}</h3>"
         "{% if rows %}<table><thead><tr>{% for i, c in cols %}"
-        "<th{% if c.label(lang)|length <= SHORT_HEADER %} class=\"short\"{% endif %}>{{ c.label(lang) }}</th>{% endfor %}"
+        '<th{% if c.label(lang)|length <= SHORT_HEADER %} class="short"{% endif %}>{{ c.label(lang) }}</th>{% endfor %}'
         "</tr></thead><tbody>"
-        "{% for kind, r in body %}{% if kind == 'group' %}<tr class=\"group\"><td colspan=\"{{ cols|length }}\">{{ r }}</td></tr>"
-        "{% else %}<tr{% if r[first] == label_all %} class=\"all\"{% endif %}>"
+        '{% for kind, r in body %}{% if kind == \'group\' %}<tr class="group"><td colspan="{{ cols|length }}">{{ r }}</td></tr>'
+        '{% else %}<tr{% if r[first] == label_all %} class="all"{% endif %}>'
         "{% for i, c in cols %}<td{% if c.kind != 'text' %} class=\"n\"{% elif c.key == 'institution' %} class=\"institution\""
-        "{% elif keep_whole(fmt(r[i])) %} class=\"short\"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}"
+        '{% elif keep_whole(fmt(r[i])) %} class="short"{% endif %}>{{ fmt(r[i], c.kind) }}</td>{% endfor %}'
         "</tr>{% endif %}{% endfor %}</tbody></table>"
-        "{% else %}<p class=\"empty\">{{ empty }}</p>{% endif %}"
-        "{% if note %}<p class=\"note\">{{ note }}</p>{% endif %}"
+        '{% else %}<p class="empty">{{ empty }}</p>{% endif %}'
+        '{% if note %}<p class="note">{{ note }}</p>{% endif %}'
     )
-    return template.render(key=table.key, title=table.title(lang), cols=cols, body=body, rows=rows, first=first,
-                           lang=lang, fmt=fmt, label_all=label_all, empty=table.empty(lang), note=table.note(lang),
-                           SHORT_HEADER=SHORT_HEADER, keep_whole=_keep_whole)
+    return template.render(
+        key=table.key,
+        title=table.title(lang),
+        cols=cols,
+        body=body,
+        rows=rows,
+        first=first,
+        lang=lang,
+        fmt=fmt,
+        label_all=label_all,
+        empty=table.empty(lang),
+        note=table.note(lang),
+        SHORT_HEADER=SHORT_HEADER,
+        keep_whole=_keep_whole,
+    )
 
 
 def render_html(doc: ReportDocument, scope: Scope) -> str:
     env = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     return env.from_string(_TEMPLATE).render(
-        doc=doc, version=__version__, summary_title=pick("摘要", "Summary", doc.lang),
+        doc=doc,
+        version=__version__,
+        summary_title=pick("摘要", "Summary", doc.lang),
         render_table=lambda t, rows_of: _table_html(t, doc.lang, rows_of, scope.label_all),
     )
 
@@ -276,19 +298,24 @@ def site_time(value: dt.datetime, zone: dt.tzinfo | None = None) -> str:
     return f"{local:%Y-%m-%d %H:%M} ({getattr(zone, 'key', None) or local.tzname()})"
 
 
-def facts(data: ReportData, config: EvaluationConfig, lang: str, institution: str | None,
-          zone: dt.tzinfo | None = None) -> tuple[tuple[str, str], ...]:
+def facts(
+    data: ReportData, config: EvaluationConfig, lang: str, institution: str | None, zone: dt.tzinfo | None = None
+) -> tuple[tuple[str, str], ...]:
     p = data.period
     rows = [
         (pick("评估期", "period", lang), f"{p.label(lang)}: {p.start} – {p.end}"),
         (pick("对比期", "compared with", lang), f"{p.previous.label(lang)}: {p.previous.start} – {p.previous.end}"),
         (pick("范围", "scope", lang), institution if institution is not None else word("all", lang)),
-        (pick("数据截至（最新质控时间）", "data as of (latest decision)", lang),
-         site_time(data.latest_decision, zone) if data.latest_decision else "—"),
+        (
+            pick("数据截至（最新质控时间）", "data as of (latest decision)", lang),
+            site_time(data.latest_decision, zone) if data.latest_decision else "—",
+        ),
         (pick("质控阈值版本", "thresholds versions", lang), ", ".join(data.thresholds_versions) or "—"),
         (pick("评定规则版本", "evaluation rules version", lang), config.version),
         (pick("生成程序", "generated by", lang), f"qc-pipeline {__version__}"),
-        (pick("检查日期", "study dates", lang),
-         pick("按站点时区（北京时间）的检查日期归入评估期", "study date in site time (China Standard Time)", lang)),
+        (
+            pick("检查日期", "study dates", lang),
+            pick("按站点时区（北京时间）的检查日期归入评估期", "study date in site time (China Standard Time)", lang),
+        ),
     ]
     return tuple(rows)

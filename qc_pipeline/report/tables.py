@@ -30,7 +30,16 @@ from qc_pipeline.rules.schema import Rule
 from qc_pipeline.spotcheck.stats import MIN_KAPPA_N, cohen_kappa
 
 VERDICTS: Final = ("pass", "review", "fail", "not_applicable")
-CATEGORIES: Final = ("metadata", "integrity", "completeness", "continuity", "image_quality", "timeliness", "ai", "catalog")
+CATEGORIES: Final = (
+    "metadata",
+    "integrity",
+    "completeness",
+    "continuity",
+    "image_quality",
+    "timeliness",
+    "ai",
+    "catalog",
+)
 TOP_FINDINGS_ALL: Final = 10
 TOP_FINDINGS_EACH: Final = 5
 NUMBER_PLACES: Final = Decimal("0.01")
@@ -162,16 +171,35 @@ def overview(scope: Scope) -> Table:
     for g in scope.groups():
         cur, prev = scope.current[g], scope.previous[g]
         rate, prev_rate = _pass_rate(cur), _pass_rate(prev)
-        rows.append((g, len(cur), len(_judged(cur)), *(_count(cur, v) for v in VERDICTS), rate, len(prev), prev_rate,
-                     _change(rate, prev_rate)))
+        rows.append(
+            (
+                g,
+                len(cur),
+                len(_judged(cur)),
+                *(_count(cur, v) for v in VERDICTS),
+                rate,
+                len(prev),
+                prev_rate,
+                _change(rate, prev_rate),
+            )
+        )
     return Table(
-        "T01", "检查量与质控结论", "Volumes and verdicts",
-        (INSTITUTION_COLUMN, _c("studies", "检查数", "studies", "int"), _c("judged", "参评数", "judged", "int"),
-         _c("pass", "合格", "pass", "int"), _c("review", "待复核", "review", "int"), _c("fail", "不合格", "fail", "int"),
-         _c("not_applicable", "不适用", "n/a", "int"), _c("pass_rate", "合格率 %", "pass rate %", "pct"),
-         _c("prev_studies", "上期检查数", "previous studies", "int"),
-         _c("prev_pass_rate", "上期合格率 %", "previous pass rate %", "pct"),
-         _c("change", "变化（百分点）", "change (points)", "pct")),
+        "T01",
+        "检查量与质控结论",
+        "Volumes and verdicts",
+        (
+            INSTITUTION_COLUMN,
+            _c("studies", "检查数", "studies", "int"),
+            _c("judged", "参评数", "judged", "int"),
+            _c("pass", "合格", "pass", "int"),
+            _c("review", "待复核", "review", "int"),
+            _c("fail", "不合格", "fail", "int"),
+            _c("not_applicable", "不适用", "n/a", "int"),
+            _c("pass_rate", "合格率 %", "pass rate %", "pct"),
+            _c("prev_studies", "上期检查数", "previous studies", "int"),
+            _c("prev_pass_rate", "上期合格率 %", "previous pass rate %", "pct"),
+            _c("change", "变化（百分点）", "change (points)", "pct"),
+        ),
         tuple(rows),
         "参评数 = 合格 + 待复核 + 不合格（不适用不参评）；合格率 = 合格 / 参评数（机器结论）。",
         "judged = pass + review + fail (n/a is not judged); pass rate = pass / judged (machine verdicts).",
@@ -186,14 +214,34 @@ def by_modality(scope: Scope) -> Table:
             c = [s for s in cur if s.modality == m]
             p = [s for s in prev if s.modality == m]
             j = _judged(c)
-            rows.append((g, m, len(c), len(p), len(j), percent(_count(j, "pass"), len(j)),
-                         percent(_count(j, "review"), len(j)), percent(_count(j, "fail"), len(j)), _pass_rate(p)))
+            rows.append(
+                (
+                    g,
+                    m,
+                    len(c),
+                    len(p),
+                    len(j),
+                    percent(_count(j, "pass"), len(j)),
+                    percent(_count(j, "review"), len(j)),
+                    percent(_count(j, "fail"), len(j)),
+                    _pass_rate(p),
+                )
+            )
     return Table(
-        "T02", "按检查类型的检查量与结论", "Volumes and verdict rates by modality",
-        (INSTITUTION_GROUP, _c("modality", "检查类型", "modality"), _c("studies", "检查数", "studies", "int"),
-         _c("prev_studies", "上期检查数", "previous studies", "int"), _c("judged", "参评数", "judged", "int"),
-         _c("pass_rate", "合格率 %", "pass %", "pct"), _c("review_rate", "待复核率 %", "review %", "pct"),
-         _c("fail_rate", "不合格率 %", "fail %", "pct"), _c("prev_pass_rate", "上期合格率 %", "previous pass %", "pct")),
+        "T02",
+        "按检查类型的检查量与结论",
+        "Volumes and verdict rates by modality",
+        (
+            INSTITUTION_GROUP,
+            _c("modality", "检查类型", "modality"),
+            _c("studies", "检查数", "studies", "int"),
+            _c("prev_studies", "上期检查数", "previous studies", "int"),
+            _c("judged", "参评数", "judged", "int"),
+            _c("pass_rate", "合格率 %", "pass %", "pct"),
+            _c("review_rate", "待复核率 %", "review %", "pct"),
+            _c("fail_rate", "不合格率 %", "fail %", "pct"),
+            _c("prev_pass_rate", "上期合格率 %", "previous pass %", "pct"),
+        ),
         tuple(rows),
     )
 
@@ -208,14 +256,24 @@ def by_item(scope: Scope, lang: str) -> Table:
         p = [s for s in prev if s.modality == modality and (s.item_code or "") == code]
         sample = (c or p)[0]
         name = (sample.item_name_zh if lang == "zh" else sample.item_name_en) if code else word("not_applicable", lang)
-        rows.append((modality, code or "—", name or "", len(c), len(p), *(_count(c, v) for v in VERDICTS[:3]),
-                     _pass_rate(c)))
+        rows.append(
+            (modality, code or "—", name or "", len(c), len(p), *(_count(c, v) for v in VERDICTS[:3]), _pass_rate(c))
+        )
     return Table(
-        "T03", "按互认项目的检查量（全部机构）", "Volumes by recognition item (all institutions)",
-        (_c("modality", "检查类型", "modality"), _c("item", "项目编码", "item"), _c("item_name", "项目名称", "item name"),
-         _c("studies", "检查数", "studies", "int"), _c("prev_studies", "上期检查数", "previous studies", "int"),
-         _c("pass", "合格", "pass", "int"), _c("review", "待复核", "review", "int"), _c("fail", "不合格", "fail", "int"),
-         _c("pass_rate", "合格率 %", "pass %", "pct")),
+        "T03",
+        "按互认项目的检查量（全部机构）",
+        "Volumes by recognition item (all institutions)",
+        (
+            _c("modality", "检查类型", "modality"),
+            _c("item", "项目编码", "item"),
+            _c("item_name", "项目名称", "item name"),
+            _c("studies", "检查数", "studies", "int"),
+            _c("prev_studies", "上期检查数", "previous studies", "int"),
+            _c("pass", "合格", "pass", "int"),
+            _c("review", "待复核", "review", "int"),
+            _c("fail", "不合格", "fail", "int"),
+            _c("pass_rate", "合格率 %", "pass %", "pct"),
+        ),
         tuple(rows),
     )
 
@@ -230,10 +288,18 @@ def monthly(scope: Scope, period: Period) -> Table:
             j = [s for s in _judged(scope.previous[g] + scope.current[g]) if f"{s.study_date:%Y-%m}" == month]
             cells += [len(j), percent(_count(j, "pass"), len(j))]
         rows.append(tuple(cells))
-    group_cols = [c for i, g in enumerate(groups) for c in (_c(f"judged_{i}", f"{g} 参评", f"{g}: judged", "int"),
-                                                            _c(f"pass_rate_{i}", f"{g} 合格率 %", f"{g}: pass %", "pct"))]
+    group_cols = [
+        c
+        for i, g in enumerate(groups)
+        for c in (
+            _c(f"judged_{i}", f"{g} 参评", f"{g}: judged", "int"),
+            _c(f"pass_rate_{i}", f"{g} 合格率 %", f"{g}: pass %", "pct"),
+        )
+    ]
     return Table(
-        "T04", "月度参评数与合格率（上期与本期）", "Monthly judged studies and pass rate (previous and current period)",
+        "T04",
+        "月度参评数与合格率（上期与本期）",
+        "Monthly judged studies and pass rate (previous and current period)",
         (_c("month", "月份", "month"), *group_cols),
         tuple(rows),
     )
@@ -251,13 +317,30 @@ def categories(scope: Scope, lang: str) -> Table:
             fails, reviews = _with_severity(cur, cat, "fail"), _with_severity(cur, cat, "review")
             prev_fails = _with_severity(prev, cat, "fail")
             if fails or reviews or prev_fails:
-                rows.append((g, word(cat, lang), fails, percent(fails, len(cur)), reviews, percent(reviews, len(cur)),
-                             percent(prev_fails, len(prev))))
+                rows.append(
+                    (
+                        g,
+                        word(cat, lang),
+                        fails,
+                        percent(fails, len(cur)),
+                        reviews,
+                        percent(reviews, len(cur)),
+                        percent(prev_fails, len(prev)),
+                    )
+                )
     return Table(
-        "T05", "问题类别：含不合格/待复核发现的检查", "Failure reasons by category: studies with a fail / review finding",
-        (INSTITUTION_GROUP, _c("category", "类别", "category"), _c("fail_studies", "不合格发现检查数", "studies with fail finding", "int"),
-         _c("fail_pct", "占参评 %", "% of judged", "pct"), _c("review_studies", "待复核发现检查数", "studies with review finding", "int"),
-         _c("review_pct", "占参评 %", "% of judged", "pct"), _c("prev_fail_pct", "上期不合格发现 %", "previous fail finding %", "pct")),
+        "T05",
+        "问题类别：含不合格/待复核发现的检查",
+        "Failure reasons by category: studies with a fail / review finding",
+        (
+            INSTITUTION_GROUP,
+            _c("category", "类别", "category"),
+            _c("fail_studies", "不合格发现检查数", "studies with fail finding", "int"),
+            _c("fail_pct", "占参评 %", "% of judged", "pct"),
+            _c("review_studies", "待复核发现检查数", "studies with review finding", "int"),
+            _c("review_pct", "占参评 %", "% of judged", "pct"),
+            _c("prev_fail_pct", "上期不合格发现 %", "previous fail finding %", "pct"),
+        ),
         tuple(rows),
         "一例检查可含多个类别的发现，各类别之和可超过不合格数。",
         "A study can have findings in several categories: the categories can add up to more than the failed studies.",
@@ -279,12 +362,34 @@ def top_findings(scope: Scope, lang: str) -> Table:
         for rank, (code, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit], start=1):
             f = first[code]
             example = f.message_zh if lang == "zh" and f.message_zh else f.message
-            rows.append((g, rank, rule_label(code, lang), code, word(f.severity, lang), n, percent(n, len(cur)), prev_counts.get(code, 0), example))
+            rows.append(
+                (
+                    g,
+                    rank,
+                    rule_label(code, lang),
+                    code,
+                    word(f.severity, lang),
+                    n,
+                    percent(n, len(cur)),
+                    prev_counts.get(code, 0),
+                    example,
+                )
+            )
     return Table(
-        "T06", "最常见的发现（规则）", "Most common findings (rules)",
-        (INSTITUTION_GROUP, _c("rank", "排名", "rank", "int"), _c("rule", "规则", "rule"), _c("code", "规则编号", "rule id", html=False),
-         _c("severity", "严重程度", "severity"), _c("studies", "检查数", "studies", "int"), _c("pct", "占参评 %", "% of judged", "pct"),
-         _c("prev_studies", "上期检查数", "previous studies", "int"), _c("example", "示例", "example")),
+        "T06",
+        "最常见的发现（规则）",
+        "Most common findings (rules)",
+        (
+            INSTITUTION_GROUP,
+            _c("rank", "排名", "rank", "int"),
+            _c("rule", "规则", "rule"),
+            _c("code", "规则编号", "rule id", html=False),
+            _c("severity", "严重程度", "severity"),
+            _c("studies", "检查数", "studies", "int"),
+            _c("pct", "占参评 %", "% of judged", "pct"),
+            _c("prev_studies", "上期检查数", "previous studies", "int"),
+            _c("example", "示例", "example"),
+        ),
         tuple(rows),
     )
 
@@ -316,7 +421,9 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
         for g in scope.groups():
             judged = [
                 (s.item_code, evaluate(on_metric, metric, v, modality=s.modality, item_code=s.item_code))
-                for s in scope.current[g] for name, v in by_study.get(s.study_id, ()) if name == metric
+                for s in scope.current[g]
+                for name, v in by_study.get(s.study_id, ())
+                if name == metric
             ]
             values = [ev.value for _, ev in judged if ev.value is not None]
             if not values:
@@ -324,16 +431,44 @@ def metrics(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], lang: 
             d = distribution(metric, g, values)
             beyond = sum(1 for _, ev in judged if ev.fired is not None)
             items = [item for item, _ in judged if item]
-            rows.append((metric_label(metric, lang), metric, g, d.n, _num(d.mean), _num(d.sd), _num(d.p05), _num(d.median), _num(d.p95),
-                         _num(d.minimum), _num(d.maximum), _limits_text(on_metric, metric, items, lang), beyond,
-                         percent(beyond, d.n)))
+            rows.append(
+                (
+                    metric_label(metric, lang),
+                    metric,
+                    g,
+                    d.n,
+                    _num(d.mean),
+                    _num(d.sd),
+                    _num(d.p05),
+                    _num(d.median),
+                    _num(d.p95),
+                    _num(d.minimum),
+                    _num(d.maximum),
+                    _limits_text(on_metric, metric, items, lang),
+                    beyond,
+                    percent(beyond, d.n),
+                )
+            )
     return Table(
-        "T07", "关键图像质量指标分布与限值", "Key image-quality metrics against their limits",
-        (_c("metric", "指标", "metric", group=True), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN, _c("n", "序列数", "series", "int"),
-         _c("mean", "均值", "mean", "num"), _c("sd", "标准差", "SD", "num"), _c("p05", "P5", "P5", "num"),
-         _c("median", "中位数", "median", "num"), _c("p95", "P95", "P95", "num"), _c("min", "最小值", "min", "num"),
-         _c("max", "最大值", "max", "num"), _c("limits", "限值", "limits", group=True), _c("beyond", "超限序列数", "series beyond a limit", "int"),
-         _c("beyond_pct", "超限 %", "beyond %", "pct")),
+        "T07",
+        "关键图像质量指标分布与限值",
+        "Key image-quality metrics against their limits",
+        (
+            _c("metric", "指标", "metric", group=True),
+            _c("metric_id", "指标编号", "metric id", html=False),
+            INSTITUTION_COLUMN,
+            _c("n", "序列数", "series", "int"),
+            _c("mean", "均值", "mean", "num"),
+            _c("sd", "标准差", "SD", "num"),
+            _c("p05", "P5", "P5", "num"),
+            _c("median", "中位数", "median", "num"),
+            _c("p95", "P95", "P95", "num"),
+            _c("min", "最小值", "min", "num"),
+            _c("max", "最大值", "max", "num"),
+            _c("limits", "限值", "limits", group=True),
+            _c("beyond", "超限序列数", "series beyond a limit", "int"),
+            _c("beyond_pct", "超限 %", "beyond %", "pct"),
+        ),
         tuple(rows),
         "每个序列（DR 为每幅图像）一个值；超限按该检查所属项目的限值计（部分项目另有专门限值，列于通用限值之后）。",
         "One value per series (per radiograph for DR); 'beyond' uses the limits of each study's item (items with their own limits are listed after the general ones).",
@@ -357,19 +492,36 @@ def timeliness(scope: Scope, fees_limit_h: float, very_late_h: float) -> Table:
         n = len(delays)
         within = sum(1 for d in delays if d <= fees_limit_h)
         very = sum(1 for d in delays if d > very_late_h)
-        rows.append((g, n, _num(statistics.median(delays)) if delays else None, _num(_quantile(delays, 0.9)),
-                     percent(within, n), percent(n - within - very, n), percent(very, n), len(cur) - n,
-                     _num(statistics.median(prev_delays)) if prev_delays else None,
-                     percent(sum(1 for d in prev_delays if d <= fees_limit_h), len(prev_delays))))
+        rows.append(
+            (
+                g,
+                n,
+                _num(statistics.median(delays)) if delays else None,
+                _num(_quantile(delays, 0.9)),
+                percent(within, n),
+                percent(n - within - very, n),
+                percent(very, n),
+                len(cur) - n,
+                _num(statistics.median(prev_delays)) if prev_delays else None,
+                percent(sum(1 for d in prev_delays if d <= fees_limit_h), len(prev_delays)),
+            )
+        )
     return Table(
-        "T08", "上传及时性（上传延迟，小时）", "Timeliness (upload delay, hours)",
-        (INSTITUTION_COLUMN, _c("with_delay", "有上传时间的检查", "studies with a delay", "int"),
-         _c("median_h", "中位数 h", "median h", "num"), _c("p90_h", "P90 h", "P90 h", "num"),
-         _c("within_pct", f"≤ {fees_limit_h:g} h %", f"≤ {fees_limit_h:g} h %", "pct"),
-         _c("late_pct", f"{fees_limit_h:g}–{very_late_h:g} h %", f"{fees_limit_h:g}–{very_late_h:g} h %", "pct"),
-         _c("very_late_pct", f"> {very_late_h:g} h %", f"> {very_late_h:g} h %", "pct"),
-         _c("unknown", "上传时间未知", "delay unknown", "int"), _c("prev_median_h", "上期中位数 h", "previous median h", "num"),
-         _c("prev_within_pct", f"上期 ≤ {fees_limit_h:g} h %", f"previous ≤ {fees_limit_h:g} h %", "pct")),
+        "T08",
+        "上传及时性（上传延迟，小时）",
+        "Timeliness (upload delay, hours)",
+        (
+            INSTITUTION_COLUMN,
+            _c("with_delay", "有上传时间的检查", "studies with a delay", "int"),
+            _c("median_h", "中位数 h", "median h", "num"),
+            _c("p90_h", "P90 h", "P90 h", "num"),
+            _c("within_pct", f"≤ {fees_limit_h:g} h %", f"≤ {fees_limit_h:g} h %", "pct"),
+            _c("late_pct", f"{fees_limit_h:g}–{very_late_h:g} h %", f"{fees_limit_h:g}–{very_late_h:g} h %", "pct"),
+            _c("very_late_pct", f"> {very_late_h:g} h %", f"> {very_late_h:g} h %", "pct"),
+            _c("unknown", "上传时间未知", "delay unknown", "int"),
+            _c("prev_median_h", "上期中位数 h", "previous median h", "num"),
+            _c("prev_within_pct", f"上期 ≤ {fees_limit_h:g} h %", f"previous ≤ {fees_limit_h:g} h %", "pct"),
+        ),
         tuple(rows),
     )
 
@@ -392,17 +544,38 @@ def completeness(scope: Scope) -> Table:
             p = [s for s in prev if s.modality == m]
             complete = sum(1 for s in c if not s.fails_in(COMPLETENESS_CATEGORIES))
             prev_complete = sum(1 for s in p if not s.fails_in(COMPLETENESS_CATEGORIES))
-            rows.append((g, m, len(c), complete, percent(complete, len(c)), _with_severity(c, "completeness", "fail"),
-                         _with_severity(c, "continuity", "fail"), _with_severity(c, "integrity", "fail"),
-                         _with_code(c, REPORT_MISSING), _with_code(c, REPORT_NOT_CHECKED), percent(prev_complete, len(p))))
+            rows.append(
+                (
+                    g,
+                    m,
+                    len(c),
+                    complete,
+                    percent(complete, len(c)),
+                    _with_severity(c, "completeness", "fail"),
+                    _with_severity(c, "continuity", "fail"),
+                    _with_severity(c, "integrity", "fail"),
+                    _with_code(c, REPORT_MISSING),
+                    _with_code(c, REPORT_NOT_CHECKED),
+                    percent(prev_complete, len(p)),
+                )
+            )
     return Table(
-        "T09", "完整性（视图、序列、层面齐全）", "Completeness (views, series and slices present)",
-        (INSTITUTION_GROUP, _c("modality", "检查类型", "modality"), _c("judged", "参评数", "judged", "int"),
-         _c("complete", "完整", "complete", "int"), _c("complete_pct", "完整率 %", "complete %", "pct"),
-         _c("completeness_fail", "缺视图/序列", "missing views/series", "int"), _c("continuity_fail", "缺层面", "missing slices", "int"),
-         _c("integrity_fail", "文件损坏", "broken files", "int"), _c("report_missing", "缺诊断报告", "no report", "int"),
-         _c("report_not_checked", "报告未核查", "report not checked", "int"),
-         _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct")),
+        "T09",
+        "完整性（视图、序列、层面齐全）",
+        "Completeness (views, series and slices present)",
+        (
+            INSTITUTION_GROUP,
+            _c("modality", "检查类型", "modality"),
+            _c("judged", "参评数", "judged", "int"),
+            _c("complete", "完整", "complete", "int"),
+            _c("complete_pct", "完整率 %", "complete %", "pct"),
+            _c("completeness_fail", "缺视图/序列", "missing views/series", "int"),
+            _c("continuity_fail", "缺层面", "missing slices", "int"),
+            _c("integrity_fail", "文件损坏", "broken files", "int"),
+            _c("report_missing", "缺诊断报告", "no report", "int"),
+            _c("report_not_checked", "报告未核查", "report not checked", "int"),
+            _c("prev_complete_pct", "上期完整率 %", "previous complete %", "pct"),
+        ),
         tuple(rows),
         "完整 = 无完整性、连续性、文件完整性类别的不合格发现。诊断报告仅在影像云保存报告时核查（thresholds/site.yaml reports），"
         "否则计为“报告未核查”，不表示有报告。",
@@ -420,20 +593,39 @@ def reviews(scope: Scope, data: ReportData) -> Table:
             reviewed = [humans[s.study_id] for s in scope.current[g] if s.study_id in humans]
             confirmed = sum(1 for h in reviewed if h.action == "confirm")
             overturned = len(reviewed) - confirmed
-            rows.append((g, len(reviewed), confirmed, overturned, percent(overturned, len(reviewed)),
-                         sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "pass"),
-                         sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "fail"),
-                         sum(1 for h in reviewed if h.machine_verdict == "fail" and h.verdict == "pass"),
-                         sum(1 for h in reviewed if h.machine_verdict == "pass" and h.verdict == "fail")))
+            rows.append(
+                (
+                    g,
+                    len(reviewed),
+                    confirmed,
+                    overturned,
+                    percent(overturned, len(reviewed)),
+                    sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "pass"),
+                    sum(1 for h in reviewed if h.machine_verdict == "review" and h.verdict == "fail"),
+                    sum(1 for h in reviewed if h.machine_verdict == "fail" and h.verdict == "pass"),
+                    sum(1 for h in reviewed if h.machine_verdict == "pass" and h.verdict == "fail"),
+                )
+            )
     return Table(
-        "T10", "放射科医师复核结果与改判率", "Radiologist review outcomes and overturn rates",
-        (INSTITUTION_COLUMN, _c("reviewed", "已复核", "reviewed", "int"), _c("confirmed", "维持", "confirmed", "int"),
-         _c("overturned", "改判", "overturned", "int"), _c("overturn_pct", "改判率 %", "overturn %", "pct"),
-         _c("review_to_pass", "待复核→合格", "review → pass", "int"), _c("review_to_fail", "待复核→不合格", "review → fail", "int"),
-         _c("fail_to_pass", "不合格→合格", "fail → pass", "int"), _c("pass_to_fail", "合格→不合格", "pass → fail", "int")),
+        "T10",
+        "放射科医师复核结果与改判率",
+        "Radiologist review outcomes and overturn rates",
+        (
+            INSTITUTION_COLUMN,
+            _c("reviewed", "已复核", "reviewed", "int"),
+            _c("confirmed", "维持", "confirmed", "int"),
+            _c("overturned", "改判", "overturned", "int"),
+            _c("overturn_pct", "改判率 %", "overturn %", "pct"),
+            _c("review_to_pass", "待复核→合格", "review → pass", "int"),
+            _c("review_to_fail", "待复核→不合格", "review → fail", "int"),
+            _c("fail_to_pass", "不合格→合格", "fail → pass", "int"),
+            _c("pass_to_fail", "合格→不合格", "pass → fail", "int"),
+        ),
         tuple(rows),
-        "复核结论取每例检查当前有效的医师结论。", "The current radiologist decision of each study.",
-        "本期无放射科医师复核记录", "no radiologist reviews in this period",
+        "复核结论取每例检查当前有效的医师结论。",
+        "The current radiologist decision of each study.",
+        "本期无放射科医师复核记录",
+        "no radiologist reviews in this period",
     )
 
 
@@ -459,8 +651,10 @@ def ai_agreement(scope: Scope, data: ReportData) -> Table:
         pairs = []
         for s in scope.current[g]:
             if s.study_id in humans and s.study_id in scored:
-                flagged = any(f.category == "ai" and f.severity != "info" and f.code not in AI_OPERATIONAL_CODES
-                              for f in s.findings)
+                flagged = any(
+                    f.category == "ai" and f.severity != "info" and f.code not in AI_OPERATIONAL_CODES
+                    for f in s.findings
+                )
                 pairs.append((flagged, humans[s.study_id].verdict == "fail"))
         if not pairs:
             continue
@@ -470,20 +664,31 @@ def ai_agreement(scope: Scope, data: ReportData) -> Table:
         d = len(pairs) - a - b - c
         rows.append((g, len(pairs), a, b, c, d, percent(a + d, len(pairs)), _kappa(a, b, c, d)))
     return Table(
-        "T11", "AI 与放射科医师的一致性", "AI versus radiologist agreement",
-        (INSTITUTION_COLUMN, _c("pairs", "AI 评分且已复核", "AI-scored and reviewed", "int"),
-         _c("both_flag", "均判问题", "both flag", "int"), _c("ai_only", "仅 AI 判问题", "AI only", "int"),
-         _c("radiologist_only", "仅医师判不合格", "radiologist only", "int"), _c("neither", "均无问题", "neither", "int"),
-         _c("agreement_pct", "一致率 %", "agreement %", "pct"), _c("kappa", "Kappa", "kappa", "num")),
+        "T11",
+        "AI 与放射科医师的一致性",
+        "AI versus radiologist agreement",
+        (
+            INSTITUTION_COLUMN,
+            _c("pairs", "AI 评分且已复核", "AI-scored and reviewed", "int"),
+            _c("both_flag", "均判问题", "both flag", "int"),
+            _c("ai_only", "仅 AI 判问题", "AI only", "int"),
+            _c("radiologist_only", "仅医师判不合格", "radiologist only", "int"),
+            _c("neither", "均无问题", "neither", "int"),
+            _c("agreement_pct", "一致率 %", "agreement %", "pct"),
+            _c("kappa", "Kappa", "kappa", "num"),
+        ),
         tuple(rows),
         f"AI 判问题 = 有 AI 类别的待复核/不合格发现；医师判问题 = 医师结论为不合格。少于 {MIN_KAPPA_N} 例时样本过少，不计算 Kappa（—）。",
         "AI flags = a review/fail finding of category AI; radiologist flags = the radiologist's verdict is fail. "
         f"Too few cases below {MIN_KAPPA_N}: no kappa (—).",
-        "本期无同时具有 AI 评分和医师复核的检查", "no study in this period has both AI scores and a radiologist review",
+        "本期无同时具有 AI 评分和医师复核的检查",
+        "no study in this period has both AI scores and a radiologist review",
     )
 
 
-def ai_drift(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], config: EvaluationConfig, lang: str) -> Table:
+def ai_drift(
+    scope: Scope, data: ReportData, rules: dict[str, list[Rule]], config: EvaluationConfig, lang: str
+) -> Table:
     """Per AI score with a rule and per institution: the share of series the rule flags, week by
     week on a p-chart (``qc_pipeline.report.drift``); institutions with an alarm first."""
     settings = config.ai_drift
@@ -495,40 +700,73 @@ def ai_drift(scope: Scope, data: ReportData, rules: dict[str, list[Rule]], confi
         if study is None or not m.metric.startswith("ai.") or not rules.get(m.metric):
             continue
         fired = evaluate(rules[m.metric], m.metric, m.value, modality=study.modality, item_code=study.item_code).fired
-        by_metric.setdefault(m.metric, []).append(drift.Scored(
-            study.study_date, institution_label(study.institution, lang), m.value, fired is not None,
-            m.study_id in current))
+        by_metric.setdefault(m.metric, []).append(
+            drift.Scored(
+                study.study_date,
+                institution_label(study.institution, lang),
+                m.value,
+                fired is not None,
+                m.study_id in current,
+            )
+        )
     rows = []
     for metric in sorted(by_metric):
         scored = by_metric[metric]
         region_now = [s for s in scored if s.current]
         for g in scope.institutions:
-            c = drift.chart([s for s in scored if s.institution == g], region_now, sigmas=settings.sigmas,
-                            min_series_per_week=settings.min_series_per_week,
-                            min_baseline_series=settings.min_baseline_series)
+            c = drift.chart(
+                [s for s in scored if s.institution == g],
+                region_now,
+                sigmas=settings.sigmas,
+                min_series_per_week=settings.min_series_per_week,
+                min_baseline_series=settings.min_baseline_series,
+            )
             if c is None:
                 continue
             weeks = ", ".join(f"{w.monday:%m-%d} {w.flagged}/{w.n}" for w in c.out_of_band)
-            rows.append((metric_label(metric, lang), metric, g, c.n, percent(c.flagged, c.n),
-                         _num(100.0 * c.baseline), word(f"drift_{c.baseline_source}", lang), len(c.weeks),
-                         weeks or "—", word("drift_alarm" if c.alarm else "drift_in_band", lang),
-                         _num(c.median_score), _num(c.previous_median_score)))
+            rows.append(
+                (
+                    metric_label(metric, lang),
+                    metric,
+                    g,
+                    c.n,
+                    percent(c.flagged, c.n),
+                    _num(100.0 * c.baseline),
+                    word(f"drift_{c.baseline_source}", lang),
+                    len(c.weeks),
+                    weeks or "—",
+                    word("drift_alarm" if c.alarm else "drift_in_band", lang),
+                    _num(c.median_score),
+                    _num(c.previous_median_score),
+                )
+            )
     rows.sort(key=lambda r: (r[9] != word("drift_alarm", lang), r[1], r[2]))
     return Table(
-        "T17", "AI 规则漂移监测（按周控制图）", "Drift of the AI rules (weekly control chart)",
-        (_c("score", "AI 评分", "AI score"), _c("metric_id", "指标编号", "metric id", html=False), INSTITUTION_COLUMN,
-         _c("n", "评分序列数", "series scored", "int"), _c("flag_pct", "本期标记率 %", "flagged %", "pct"),
-         _c("baseline_pct", "基线标记率 %", "baseline flagged %", "num"), _c("baseline", "基线来源", "baseline"),
-         _c("weeks", "周数", "weeks", "int"), _c("out_weeks", "超出控制限的周（标记/序列）", "weeks out of band (flagged/series)"),
-         _c("status", "状态", "status"), _c("median", "本期评分中位数", "median score", "num"),
-         _c("previous_median", "上期评分中位数", "previous median score", "num")),
+        "T17",
+        "AI 规则漂移监测（按周控制图）",
+        "Drift of the AI rules (weekly control chart)",
+        (
+            _c("score", "AI 评分", "AI score"),
+            _c("metric_id", "指标编号", "metric id", html=False),
+            INSTITUTION_COLUMN,
+            _c("n", "评分序列数", "series scored", "int"),
+            _c("flag_pct", "本期标记率 %", "flagged %", "pct"),
+            _c("baseline_pct", "基线标记率 %", "baseline flagged %", "num"),
+            _c("baseline", "基线来源", "baseline"),
+            _c("weeks", "周数", "weeks", "int"),
+            _c("out_weeks", "超出控制限的周（标记/序列）", "weeks out of band (flagged/series)"),
+            _c("status", "状态", "status"),
+            _c("median", "本期评分中位数", "median score", "num"),
+            _c("previous_median", "上期评分中位数", "previous median score", "num"),
+        ),
         tuple(rows),
         f"每周标记率落在基线 ± {settings.sigmas:g} 倍标准误之外即报警（每周至少 {settings.min_series_per_week} 个序列才判断）；"
         "报警提示该模型在该机构的表现可能已变化（设备、软件或扫描方案），请质控中心核查，不改变任何检查结论。",
         f"A week whose flagged share lies outside the baseline ± {settings.sigmas:g} standard errors is an alarm (weeks "
         f"of at least {settings.min_series_per_week} series); an alarm says the model may behave differently at the "
         "institution now (scanner, software, protocol): the QC centre looks into it; no verdict changes.",
-        "本期无 AI 评分", "no AI scores in this period",
+        "本期无 AI 评分",
+        "no AI scores in this period",
     )
 
 
@@ -547,18 +785,35 @@ def spot_checks(scope: Scope, data: ReportData, lang: str) -> Table:
                 by_case.setdefault(f.study_id, {})[f.reading] = f.recognisable
             pairs = [v for v in by_case.values() if 1 in v and 2 in v]
             cross = sum(1 for v in pairs if v[1] == v[2])
-            rows.append((g, len(by_case), len(facts), percent(sum(1 for f in first if f.recognisable), len(first)),
-                         percent(agree, len(first)), len(pairs), percent(cross, len(pairs))))
+            rows.append(
+                (
+                    g,
+                    len(by_case),
+                    len(facts),
+                    percent(sum(1 for f in first if f.recognisable), len(first)),
+                    percent(agree, len(first)),
+                    len(pairs),
+                    percent(cross, len(pairs)),
+                )
+            )
     return Table(
-        "T12", "抽查结果与跨区域一致性", "Spot checks and cross-region agreement",
-        (INSTITUTION_COLUMN, _c("cases", "抽查检查数", "cases", "int"), _c("readings", "阅片次数", "readings", "int"),
-         _c("recognisable_pct", "可互认 %", "recognisable %", "pct"),
-         _c("machine_agreement_pct", "与机器结论一致 %", "agrees with the machine %", "pct"),
-         _c("double_read", "双读检查数", "read twice", "int"), _c("cross_region_pct", "跨区域一致 %", "cross-region agreement %", "pct")),
+        "T12",
+        "抽查结果与跨区域一致性",
+        "Spot checks and cross-region agreement",
+        (
+            INSTITUTION_COLUMN,
+            _c("cases", "抽查检查数", "cases", "int"),
+            _c("readings", "阅片次数", "readings", "int"),
+            _c("recognisable_pct", "可互认 %", "recognisable %", "pct"),
+            _c("machine_agreement_pct", "与机器结论一致 %", "agrees with the machine %", "pct"),
+            _c("double_read", "双读检查数", "read twice", "int"),
+            _c("cross_region_pct", "跨区域一致 %", "cross-region agreement %", "pct"),
+        ),
         tuple(rows),
         "首读由另一地区的医师完成；一致 = 机器结论为合格且医师判可互认，或机器结论非合格且医师判不可互认。",
         "The first reading is by a reviewer of the other region; agreement = machine pass and recognisable, or machine not pass and not recognisable.",
-        "本期无抽查记录", "no spot checks in this period",
+        "本期无抽查记录",
+        "no spot checks in this period",
     )
 
 
@@ -568,22 +823,41 @@ def qualification(scope: Scope, config: EvaluationConfig, lang: str) -> Table:
     for g in scope.groups()[1:]:
         q = qualify(scope.current[g], rule)
         shares = [x for c in q.categories for x in (c.failing, percent(c.failing, q.judged))]
-        failed = "、".join(word(k, lang) for k in q.failed_criteria()) if lang == "zh" else ", ".join(
-            word(k, lang) for k in q.failed_criteria())
-        rows.append((g, q.judged, q.passed, q.pass_rate, rule.min_pass_rate_percent, *shares, word(q.outcome, lang), failed))
+        failed = (
+            "、".join(word(k, lang) for k in q.failed_criteria())
+            if lang == "zh"
+            else ", ".join(word(k, lang) for k in q.failed_criteria())
+        )
+        rows.append(
+            (g, q.judged, q.passed, q.pass_rate, rule.min_pass_rate_percent, *shares, word(q.outcome, lang), failed)
+        )
     cat_cols = []
     for c in rule.critical_categories:
         name_zh, name_en = word(str(c.category), "zh"), word(str(c.category), "en")
         # the count is in the workbook; on A4 the share beside its limit is what decides
-        cat_cols += [_c(f"{c.category}_fail", f"{name_zh}不合格", f"{name_en} fail", "int", html=False),
-                     _c(f"{c.category}_fail_pct", f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
-                        f"{name_en} fail % (≤ {c.max_fail_percent})", "pct")]
+        cat_cols += [
+            _c(f"{c.category}_fail", f"{name_zh}不合格", f"{name_en} fail", "int", html=False),
+            _c(
+                f"{c.category}_fail_pct",
+                f"{name_zh}不合格 % (≤ {c.max_fail_percent})",
+                f"{name_en} fail % (≤ {c.max_fail_percent})",
+                "pct",
+            ),
+        ]
     return Table(
-        "T13", "互认质控评价（暂停或取消互认由卫生健康行政部门决定）",
+        "T13",
+        "互认质控评价（暂停或取消互认由卫生健康行政部门决定）",
         "Evaluation for mutual recognition (suspending or cancelling recognition is the health administration's decision)",
-        (INSTITUTION_COLUMN, _c("judged", "参评数", "judged", "int"), _c("passed", "合格", "passed", "int"),
-         _c("pass_rate", "合格率 %", "pass rate %", "pct"), _c("min_pass_rate", "合格率下限 %", "minimum pass rate %", "pct"),
-         *cat_cols, _c("outcome", "评价结论", "conclusion"), _c("failed_criteria", "未达标项", "criteria not met")),
+        (
+            INSTITUTION_COLUMN,
+            _c("judged", "参评数", "judged", "int"),
+            _c("passed", "合格", "passed", "int"),
+            _c("pass_rate", "合格率 %", "pass rate %", "pct"),
+            _c("min_pass_rate", "合格率下限 %", "minimum pass rate %", "pct"),
+            *cat_cols,
+            _c("outcome", "评价结论", "conclusion"),
+            _c("failed_criteria", "未达标项", "criteria not met"),
+        ),
         tuple(rows),
         f"规则（thresholds/evaluation/qualification.yaml，版本 {config.version}）：参评数 ≥ {rule.min_judged_studies}；"
         f"合格率 ≥ {rule.min_pass_rate_percent}%；各关键类别不合格占比不超过所列上限（恰好等于限值视为达标）。"
@@ -605,11 +879,15 @@ class Uploads:
     has_log: bool = False
 
 
-def upload_groups(scope: Scope, data: ReportData, lang: str, institution: str | None = None) -> dict[str, tuple[Uploads, Uploads]]:
+def upload_groups(
+    scope: Scope, data: ReportData, lang: str, institution: str | None = None
+) -> dict[str, tuple[Uploads, Uploads]]:
     """(current, previous) uploads per group of the scope, plus institutions that are only in the
     logs (they uploaded nothing). Matching over both periods at once (``match_exams``)."""
-    studies = [UploadedStudy(s.study_id, s.institution, s.accession, s.patient_id, s.study_date, s.modality)
-               for s in data.studies]
+    studies = [
+        UploadedStudy(s.study_id, s.institution, s.accession, s.patient_id, s.study_date, s.modality)
+        for s in data.studies
+    ]
     how = match_exams(data.exam_log, studies).how
     label_of = {institution_key(s.institution): institution_label(s.institution, lang) for s in data.studies}
     out: dict[str, list[dict[str, list[int]]]] = {}
@@ -625,10 +903,21 @@ def upload_groups(scope: Scope, data: ReportData, lang: str, institution: str | 
     for g, pair in out.items():
         ups = []
         for kinds in pair:
-            missing = tuple(sorted((data.exam_log[i] for i in kinds.get("missing", ())),
-                                   key=lambda e: (e.institution, e.exam_date, e.accession or "", e.patient_id or "")))
-            ups.append(Uploads(sum(len(v) for v in kinds.values()), len(kinds.get("accession", ())),
-                               len(kinds.get("fallback", ())), missing, True))
+            missing = tuple(
+                sorted(
+                    (data.exam_log[i] for i in kinds.get("missing", ())),
+                    key=lambda e: (e.institution, e.exam_date, e.accession or "", e.patient_id or ""),
+                )
+            )
+            ups.append(
+                Uploads(
+                    sum(len(v) for v in kinds.values()),
+                    len(kinds.get("accession", ())),
+                    len(kinds.get("fallback", ())),
+                    missing,
+                    True,
+                )
+            )
         result[g] = (ups[0], ups[1])
     return result
 
@@ -643,21 +932,41 @@ def upload_completeness(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]
     for g in _upload_rows(scope, uploads):
         cur, prev = uploads.get(g, (Uploads(), Uploads()))
         uploaded = cur.logged - len(cur.missing)
-        rows.append((g, word("yes", "zh") if cur.has_log else "—", cur.logged, uploaded, cur.by_accession, cur.by_fallback,
-                     len(cur.missing), percent(uploaded, cur.logged), percent(prev.logged - len(prev.missing), prev.logged)))
+        rows.append(
+            (
+                g,
+                word("yes", "zh") if cur.has_log else "—",
+                cur.logged,
+                uploaded,
+                cur.by_accession,
+                cur.by_fallback,
+                len(cur.missing),
+                percent(uploaded, cur.logged),
+                percent(prev.logged - len(prev.missing), prev.logged),
+            )
+        )
     return Table(
-        "T15", "上传完整性：医院检查登记与影像云", "Upload completeness: the hospitals' exam logs against the cloud",
-        (INSTITUTION_COLUMN, _c("has_log", "已提交检查登记", "exam log received"), _c("logged", "登记检查数", "logged exams", "int"),
-         _c("uploaded", "已上传", "uploaded", "int"), _c("by_accession", "按检查号匹配", "matched by accession", "int"),
-         _c("by_fallback", "按患者ID+日期+类型匹配", "matched by patient id + date + modality", "int"),
-         _c("missing", "未上传", "not uploaded", "int"), _c("upload_rate", "上传率 %", "upload rate %", "pct"),
-         _c("prev_upload_rate", "上期上传率 %", "previous upload rate %", "pct")),
+        "T15",
+        "上传完整性：医院检查登记与影像云",
+        "Upload completeness: the hospitals' exam logs against the cloud",
+        (
+            INSTITUTION_COLUMN,
+            _c("has_log", "已提交检查登记", "exam log received"),
+            _c("logged", "登记检查数", "logged exams", "int"),
+            _c("uploaded", "已上传", "uploaded", "int"),
+            _c("by_accession", "按检查号匹配", "matched by accession", "int"),
+            _c("by_fallback", "按患者ID+日期+类型匹配", "matched by patient id + date + modality", "int"),
+            _c("missing", "未上传", "not uploaded", "int"),
+            _c("upload_rate", "上传率 %", "upload rate %", "pct"),
+            _c("prev_upload_rate", "上期上传率 %", "previous upload rate %", "pct"),
+        ),
         tuple(rows),
         "登记检查来自医院 RIS/HIS 导出（qc-pipeline exam-log import）；匹配：同一机构的检查号，否则患者ID、检查日期与检查类型。"
         "未提交检查登记的机构上传率未知（不是 100%）。",
         "Logged exams come from the hospitals' RIS/HIS exports (qc-pipeline exam-log import); matched by accession within "
         "the institution, else patient id, exam date and modality. Without an exam log the upload rate is unknown (not 100%).",
-        "本期未导入医院检查登记：上传率未知", "no exam log imported for this period: the upload rate is unknown",
+        "本期未导入医院检查登记：上传率未知",
+        "no exam log imported for this period: the upload rate is unknown",
     )
 
 
@@ -667,17 +976,30 @@ def missing_exams(scope: Scope, uploads: dict[str, tuple[Uploads, Uploads]]) -> 
         for e in uploads.get(g, (Uploads(), Uploads()))[0].missing:
             rows.append((g, e.exam_date.isoformat(), e.accession or "—", e.modality or "?", e.item_text or ""))
     return Table(
-        "T16", "未上传的检查（医院登记有、影像云无）", "Exams not uploaded (in the hospital's log, not in the cloud)",
-        (INSTITUTION_GROUP, _c("exam_date", "检查日期", "exam date"), _c("accession", "检查号", "accession"),
-         _c("modality", "检查类型", "modality"), _c("item", "检查项目", "item")),
+        "T16",
+        "未上传的检查（医院登记有、影像云无）",
+        "Exams not uploaded (in the hospital's log, not in the cloud)",
+        (
+            INSTITUTION_GROUP,
+            _c("exam_date", "检查日期", "exam date"),
+            _c("accession", "检查号", "accession"),
+            _c("modality", "检查类型", "modality"),
+            _c("item", "检查项目", "item"),
+        ),
         tuple(rows),
-        "这些检查计入费用影响（表 T14）的“未上传”。", "These exams are the 'not uploaded' of the fee exposure (table T14).",
-        "无未上传的检查或未导入检查登记", "no exam missing, or no exam log imported",
+        "这些检查计入费用影响（表 T14）的“未上传”。",
+        "These exams are the 'not uploaded' of the fee exposure (table T14).",
+        "无未上传的检查或未导入检查登记",
+        "no exam missing, or no exam log imported",
     )
 
 
 def _public_word(public: bool | None, lang: str) -> str:
-    return word("yes", lang) if public else (word("no", lang) if public is False else pick("未登记", "not registered", lang))
+    return (
+        word("yes", lang)
+        if public
+        else (word("no", lang) if public is False else pick("未登记", "not registered", lang))
+    )
 
 
 def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Uploads, Uploads]], lang: str) -> Table:
@@ -691,8 +1013,12 @@ def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Upload
         raw = next((s.institution for s in scope.current.get(g, []) + scope.previous.get(g, [])), g)
         publics[g] = institution_public(raw)
         cur_up, prev_up = uploads.get(g, (Uploads(), Uploads()))
-        per[g] = (fee_exposure(scope.current.get(g, []), [e.modality for e in cur_up.missing], fee_rules, public=publics[g]),
-                  fee_exposure(scope.previous.get(g, []), [e.modality for e in prev_up.missing], fee_rules, public=publics[g]))
+        per[g] = (
+            fee_exposure(scope.current.get(g, []), [e.modality for e in cur_up.missing], fee_rules, public=publics[g]),
+            fee_exposure(
+                scope.previous.get(g, []), [e.modality for e in prev_up.missing], fee_rules, public=publics[g]
+            ),
+        )
     rows = []
     for si, scheme in enumerate(fee_rules.schemes):
         mods = "+".join(scheme.modalities)
@@ -709,14 +1035,24 @@ def fees(scope: Scope, config: EvaluationConfig, uploads: dict[str, tuple[Upload
         rows.append((scope.label_all, "", scheme.id, name, mods, *sums))
         rows.extend(inst_rows)
     return Table(
-        "T14", "费用影响：数字影像存储与调阅服务未实现的检查（两种口径分列，不相加）",
+        "T14",
+        "费用影响：数字影像存储与调阅服务未实现的检查（两种口径分列，不相加）",
         "Fee exposure: exams whose digital image storage and retrieval failed (the two schemes apart, never added)",
-        (INSTITUTION_COLUMN, _c("public", "公立", "public"), _c("scheme", "口径", "scheme id", html=False),
-         _c("scheme_name", "收费口径", "scheme", group=True), _c("modalities", "检查类型", "modalities", group=True), _c("exams", "检查数", "exams", "int"),
-         _c("not_uploaded", "未上传", "not uploaded", "int"), _c("not_retrievable", "无法调阅", "not retrievable", "int"),
-         _c("no_images", "无图像", "no images", "int"), _c("no_report", "无报告", "no report", "int"),
-         _c("exposed", "涉及检查", "exams exposed", "int"), _c("yuan", "扣减（元）", "deduction (yuan)", "yuan"),
-         _c("prev_yuan", "上期扣减（元）", "previous deduction (yuan)", "yuan")),
+        (
+            INSTITUTION_COLUMN,
+            _c("public", "公立", "public"),
+            _c("scheme", "口径", "scheme id", html=False),
+            _c("scheme_name", "收费口径", "scheme", group=True),
+            _c("modalities", "检查类型", "modalities", group=True),
+            _c("exams", "检查数", "exams", "int"),
+            _c("not_uploaded", "未上传", "not uploaded", "int"),
+            _c("not_retrievable", "无法调阅", "not retrievable", "int"),
+            _c("no_images", "无图像", "no images", "int"),
+            _c("no_report", "无报告", "no report", "int"),
+            _c("exposed", "涉及检查", "exams exposed", "int"),
+            _c("yuan", "扣减（元）", "deduction (yuan)", "yuan"),
+            _c("prev_yuan", "上期扣减（元）", "previous deduction (yuan)", "yuan"),
+        ),
         tuple(rows),
         "收费项目中的数字影像处理与上传存储，指患者可查阅下载、医疗机构间可调阅、医保可核验的服务；检查项目缺序列、重建层厚等属质量问题，"
         "以质控结论体现，不计入。涉及 = 未上传（医院登记有、影像云无，表 T16）、无法调阅（文件无法读取）、无图像、无报告（仅在影像云保存报告时核查）。"
@@ -739,7 +1075,10 @@ _RECOGNITION_NOTE_EN = (
     "non-recognitions entered by QC staff (each visit counted once). Recognition rate = recognised / (recognised + "
     "not recognised); each recognised result is a repeat exam avoided. Counted by the visit's local date."
 )
-_NO_RECOGNITION = ("本期无互认记录（医院系统未上报互认结果）", "no recognition recorded in this period (no hospital system posted any)")
+_NO_RECOGNITION = (
+    "本期无互认记录（医院系统未上报互认结果）",
+    "no recognition recorded in this period (no hospital system posted any)",
+)
 
 
 def _recognition_rows(data: ReportData, lang: str, key: str, institution: str | None) -> list[tuple[Any, ...]]:
@@ -766,80 +1105,145 @@ def _recognition_rows(data: ReportData, lang: str, key: str, institution: str | 
         prev = [r for r in before if pick_of is None or name(r) == pick_of]
         yes, no = counts(cur)
         p_yes, p_no = counts(prev)
-        rows.append((label, yes + no, yes, no, percent(yes, yes + no), f"{yes}/{yes + no}", percent(p_yes, p_yes + p_no)))
+        rows.append(
+            (label, yes + no, yes, no, percent(yes, yes + no), f"{yes}/{yes + no}", percent(p_yes, p_yes + p_no))
+        )
     return rows
 
 
 def _recognition_columns(first_zh: str, first_en: str) -> tuple[Column, ...]:
-    return (_c("institution", first_zh, first_en), _c("visits", "就诊次数", "visits", "int"),
-            _c("recognised", "已互认（避免重复检查）", "recognised (repeat exams avoided)", "int"),
-            _c("not_recognised", "未互认", "not recognised", "int"), _c("rate", "互认率 %", "recognition rate %", "pct"),
-            _c("fraction", "已互认/就诊", "recognised/visits"), _c("prev_rate", "上期互认率 %", "previous rate %", "pct"))
+    return (
+        _c("institution", first_zh, first_en),
+        _c("visits", "就诊次数", "visits", "int"),
+        _c("recognised", "已互认（避免重复检查）", "recognised (repeat exams avoided)", "int"),
+        _c("not_recognised", "未互认", "not recognised", "int"),
+        _c("rate", "互认率 %", "recognition rate %", "pct"),
+        _c("fraction", "已互认/就诊", "recognised/visits"),
+        _c("prev_rate", "上期互认率 %", "previous rate %", "pct"),
+    )
 
 
 def recognition_by_receiving(data: ReportData, lang: str, institution: str | None = None) -> Table:
     return Table(
-        "T18", "互认实施情况（按接收机构）", "Recognition applied, by receiving institution",
+        "T18",
+        "互认实施情况（按接收机构）",
+        "Recognition applied, by receiving institution",
         _recognition_columns("接收机构", "receiving institution"),
         tuple(_recognition_rows(data, lang, "receiving_institution", institution)),
-        _RECOGNITION_NOTE_ZH, _RECOGNITION_NOTE_EN, *_NO_RECOGNITION,
+        _RECOGNITION_NOTE_ZH,
+        _RECOGNITION_NOTE_EN,
+        *_NO_RECOGNITION,
     )
 
 
 def recognition_by_source(data: ReportData, lang: str, institution: str | None = None) -> Table:
     return Table(
-        "T19", "互认实施情况（按检查机构）", "Recognition applied, by the institution that did the exam",
+        "T19",
+        "互认实施情况（按检查机构）",
+        "Recognition applied, by the institution that did the exam",
         _recognition_columns("检查机构", "examining institution"),
         tuple(_recognition_rows(data, lang, "source_institution", institution)),
-        _RECOGNITION_NOTE_ZH, _RECOGNITION_NOTE_EN, *_NO_RECOGNITION,
+        _RECOGNITION_NOTE_ZH,
+        _RECOGNITION_NOTE_EN,
+        *_NO_RECOGNITION,
     )
 
 
-def recognition_reasons(data: ReportData, lang: str, institution: str | None = None,
-                        thresholds_dir: Any = None) -> Table:
+def recognition_reasons(
+    data: ReportData, lang: str, institution: str | None = None, thresholds_dir: Any = None
+) -> Table:
     """Why results were not recognised: the negative-list situations of the Yubei plan, by number."""
     from qc_pipeline.review.negative_list import load_negative_list
 
     reasons = load_negative_list(thresholds_dir)
-    now = [r for r in data.recognitions if data.period.contains(r.day) and r.outcome == "not_recognised"
-           and (institution is None or institution in (r.receiving_institution, r.source_institution))]
+    now = [
+        r
+        for r in data.recognitions
+        if data.period.contains(r.day)
+        and r.outcome == "not_recognised"
+        and (institution is None or institution in (r.receiving_institution, r.source_institution))
+    ]
     counted = Counter(r.reason_code or "" for r in now)
     rows = []
     for reason in reasons.reasons:
         if counted.get(reason.code):
-            rows.append((reason.number, pick(reason.zh, reason.en, lang), counted[reason.code],
-                         percent(counted[reason.code], len(now)), reason.code))
+            rows.append(
+                (
+                    reason.number,
+                    pick(reason.zh, reason.en, lang),
+                    counted[reason.code],
+                    percent(counted[reason.code], len(now)),
+                    reason.code,
+                )
+            )
     unknown = sum(n for code, n in counted.items() if reasons.get(code) is None)
     if unknown:
-        rows.append(("—", pick("未注明或不在负面清单内", "not given or not on the negative list", lang), unknown,
-                     percent(unknown, len(now)), ""))
+        rows.append(
+            (
+                "—",
+                pick("未注明或不在负面清单内", "not given or not on the negative list", lang),
+                unknown,
+                percent(unknown, len(now)),
+                "",
+            )
+        )
     return Table(
-        "T20", "未互认的原因（互认负面清单）", "Why results were not recognised (the negative list)",
-        (_c("number", "序号", "no."), _c("reason", "原因", "reason"), _c("count", "次数", "visits", "int"),
-         _c("share", "占未互认 %", "share of not recognised %", "pct"), _c("code", "原因代码", "reason code", html=False)),
+        "T20",
+        "未互认的原因（互认负面清单）",
+        "Why results were not recognised (the negative list)",
+        (
+            _c("number", "序号", "no."),
+            _c("reason", "原因", "reason"),
+            _c("count", "次数", "visits", "int"),
+            _c("share", "占未互认 %", "share of not recognised %", "pct"),
+            _c("code", "原因代码", "reason code", html=False),
+        ),
         tuple(rows),
         "原因为渝北区互认实施方案第四（三）条所列十种情形（thresholds/evaluation/negative_list.yaml）。",
         "The reasons are the ten situations of the Yubei plan §4(三) (thresholds/evaluation/negative_list.yaml).",
         # with nothing recorded at all, "none went unrecognised" would read as a perfect record
-        *(("本期无未互认记录", "no result went unrecognised in this period")
-          if any(data.period.contains(r.day) for r in data.recognitions) else _NO_RECOGNITION),
+        *(
+            ("本期无未互认记录", "no result went unrecognised in this period")
+            if any(data.period.contains(r.day) for r in data.recognitions)
+            else _NO_RECOGNITION
+        ),
     )
 
 
-def build_tables(data: ReportData, config: EvaluationConfig, rules: dict[str, list[Rule]], lang: str,
-                 institution: str | None = None, very_late_h: float = 72.0) -> tuple[Scope, dict[str, Table]]:
+def build_tables(
+    data: ReportData,
+    config: EvaluationConfig,
+    rules: dict[str, list[Rule]],
+    lang: str,
+    institution: str | None = None,
+    very_late_h: float = 72.0,
+) -> tuple[Scope, dict[str, Table]]:
     scope = make_scope(data, lang, institution)
     tables = [
-        overview(scope), by_modality(scope), by_item(scope, lang), monthly(scope, data.period),
-        categories(scope, lang), top_findings(scope, lang), metrics(scope, data, rules, lang),
-        timeliness(scope, config.fees.max_upload_delay_h, very_late_h), completeness(scope), reviews(scope, data),
-        ai_agreement(scope, data), spot_checks(scope, data, lang), qualification(scope, config, lang),
+        overview(scope),
+        by_modality(scope),
+        by_item(scope, lang),
+        monthly(scope, data.period),
+        categories(scope, lang),
+        top_findings(scope, lang),
+        metrics(scope, data, rules, lang),
+        timeliness(scope, config.fees.max_upload_delay_h, very_late_h),
+        completeness(scope),
+        reviews(scope, data),
+        ai_agreement(scope, data),
+        spot_checks(scope, data, lang),
+        qualification(scope, config, lang),
     ]
     uploads = upload_groups(scope, data, lang, institution)
-    tables += [fees(scope, config, uploads, lang), upload_completeness(scope, uploads), missing_exams(scope, uploads),
-               ai_drift(scope, data, rules, config, lang),
-               recognition_by_receiving(data, lang, institution), recognition_by_source(data, lang, institution),
-               recognition_reasons(data, lang, institution)]
+    tables += [
+        fees(scope, config, uploads, lang),
+        upload_completeness(scope, uploads),
+        missing_exams(scope, uploads),
+        ai_drift(scope, data, rules, config, lang),
+        recognition_by_receiving(data, lang, institution),
+        recognition_by_source(data, lang, institution),
+        recognition_reasons(data, lang, institution),
+    ]
     return scope, {t.key: t for t in tables}
 
 

@@ -45,12 +45,41 @@ MIN_DISTINCT_CHARACTERS: Final = 4
 MIN_CHARACTER_CLASSES: Final = 2
 COMMON_PASSWORDS: Final = frozenset(
     {
-        "0123456789", "1234567890", "12345678910", "0987654321", "1111111111", "1q2w3e4r5t",
-        "1qaz2wsx3edc", "a123456789", "abc1234567", "abcd123456", "admin12345", "admin123456",
-        "administrator", "changeme123", "iloveyou12", "letmein123", "p@ssw0rd12", "passw0rd12",
-        "password1", "password12", "password123", "password1234", "qazwsxedc123", "qwerty1234",
-        "qwerty12345", "qwerty123456", "qwertyuiop", "welcome123", "woaini1314", "5201314520",
-        "zxcvbnm123", "asdfghjkl1", "aa12345678", "qq123456789", "1q2w3e4r5t6y",
+        "0123456789",
+        "1234567890",
+        "12345678910",
+        "0987654321",
+        "1111111111",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "a123456789",
+        "abc1234567",
+        "abcd123456",
+        "admin12345",
+        "admin123456",
+        "administrator",
+        "changeme123",
+        "iloveyou12",
+        "letmein123",
+        "p@ssw0rd12",
+        "passw0rd12",
+        "password1",
+        "password12",
+        "password123",
+        "password1234",
+        "qazwsxedc123",
+        "qwerty1234",
+        "qwerty12345",
+        "qwerty123456",
+        "qwertyuiop",
+        "welcome123",
+        "woaini1314",
+        "5201314520",
+        "zxcvbnm123",
+        "asdfghjkl1",
+        "aa12345678",
+        "qq123456789",
+        "1q2w3e4r5t6y",
     }
 )
 """Passwords of ten characters or more among the most frequent ones of public breach lists
@@ -263,8 +292,15 @@ def valid_sign_in_name(username: str) -> bool:
     return USERNAME_PATTERN.fullmatch(username) is not None
 
 
-def _event(session: Session, event: str, *, username: str | None, user_id: int | None = None,
-           client: str | None = None, detail: str | None = None) -> None:
+def _event(
+    session: Session,
+    event: str,
+    *,
+    username: str | None,
+    user_id: int | None = None,
+    client: str | None = None,
+    detail: str | None = None,
+) -> None:
     session.add(
         ReviewEvent(at=_now(), user_id=user_id, username=username, event=event, client=_client(client), detail=detail)
     )
@@ -311,8 +347,13 @@ def authenticate(store: ResultStore, username: str, password: str, *, client: st
                 .values(password_hash=new_hash)
             )
             row.password_hash = new_hash
-        _event(session, "sign_in" if ok else "sign_in_failed", username=username,
-               user_id=row.id if row is not None else None, client=client)
+        _event(
+            session,
+            "sign_in" if ok else "sign_in_failed",
+            username=username,
+            user_id=row.id if row is not None else None,
+            client=client,
+        )
     user = _user(row) if ok and row is not None else None
     logger.info("sign-in %s for %s", "accepted" if user else "refused", username)
     return user
@@ -339,8 +380,13 @@ def start_session(
     with store.writing("start a session") as session:
         session.execute(delete(ReviewSession).where(ReviewSession.expires_at < now - SESSION_ROWS_KEPT))
         session.add(
-            ReviewSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, expires_at=now + lifetime,
-                          client=_client(client))
+            ReviewSession(
+                token_hash=_token_hash(token),
+                user_id=user.id,
+                created_at=now,
+                expires_at=now + lifetime,
+                client=_client(client),
+            )
         )
     return token
 

@@ -406,8 +406,10 @@ def create_app(
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         if exc.detail == "csrf":
             return JSONResponse(
-                {"error": "the form expired or came from elsewhere (CSRF); reload the page",
-                 "error_zh": "表单已过期或来源不明，请刷新页面后重试"},
+                {
+                    "error": "the form expired or came from elsewhere (CSRF); reload the page",
+                    "error_zh": "表单已过期或来源不明，请刷新页面后重试",
+                },
                 status_code=403,
             )
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
@@ -462,13 +464,26 @@ def _public_router() -> APIRouter:
         client = client_address(request)
         throttle: _Throttle = request.app.state.sign_in_throttle
         if not throttle.allow(client):
-            return render(request, "login.html", {"next": _safe_next(next), "throttled": True, "username": username}, status=429)
+            return render(
+                request, "login.html", {"next": _safe_next(next), "throttled": True, "username": username}, status=429
+            )
         try:
-            user = authenticate(store, username.strip(), password, client=client) if username.strip() and password else None
+            user = (
+                authenticate(store, username.strip(), password, client=client)
+                if username.strip() and password
+                else None
+            )
         except SignInLocked as exc:
-            return render(request, "login.html", {"next": _safe_next(next), "locked": exc, "username": username}, status=exc.status)
+            return render(
+                request,
+                "login.html",
+                {"next": _safe_next(next), "locked": exc, "username": username},
+                status=exc.status,
+            )
         if user is None:
-            return render(request, "login.html", {"next": _safe_next(next), "failed": True, "username": username}, status=401)
+            return render(
+                request, "login.html", {"next": _safe_next(next), "failed": True, "username": username}, status=401
+            )
         previous = request.session.get("sid")
         if isinstance(previous, str):  # signing in again in the same browser: the old session ends
             end_session(store, previous, None)
@@ -552,7 +567,9 @@ def _filters(request: Request) -> service.QueueFilters:
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
-            raise ReviewError(f"{name} must be a date like 2026-10-31; got {value!r}", "日期格式应为 2026-10-31") from None
+            raise ReviewError(
+                f"{name} must be a date like 2026-10-31; got {value!r}", "日期格式应为 2026-10-31"
+            ) from None
 
     return service.QueueFilters(
         institution=q.get("institution") or None,
@@ -642,13 +659,19 @@ def _pages_router() -> APIRouter:
 
     @router.post("/studies/{uid}/claim")
     def claim_form(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
-        return _attempt(request, uid, lambda: service.claim(request.app.state.store, uid, user),
-                        "You are reviewing this study.", "您已认领此检查。")
+        return _attempt(
+            request,
+            uid,
+            lambda: service.claim(request.app.state.store, uid, user),
+            "You are reviewing this study.",
+            "您已认领此检查。",
+        )
 
     @router.post("/studies/{uid}/release")
     def release_form(request: Request, uid: str, user: User = Depends(current_user)) -> Response:
-        return _attempt(request, uid, lambda: service.release(request.app.state.store, uid, user),
-                        "Claim released.", "已释放认领。")
+        return _attempt(
+            request, uid, lambda: service.release(request.app.state.store, uid, user), "Claim released.", "已释放认领。"
+        )
 
     @router.post("/studies/{uid}/decision")
     def decision_form(
@@ -662,8 +685,14 @@ def _pages_router() -> APIRouter:
     ) -> Response:
         def save() -> None:
             service.decide(
-                request.app.state.store, request.app.state.thresholds, uid, user,
-                verdict=verdict, reason_code=reason_code, reason_text=reason_text, decision_id=decision_id,
+                request.app.state.store,
+                request.app.state.thresholds,
+                uid,
+                user,
+                verdict=verdict,
+                reason_code=reason_code,
+                reason_text=reason_text,
+                decision_id=decision_id,
                 review_config=request.app.state.finding_review,
             )
 
@@ -681,33 +710,51 @@ def _pages_router() -> APIRouter:
     ) -> Response:
         def save() -> None:
             judge_finding(
-                request.app.state.store, request.app.state.finding_review, uid, user,
-                finding_id=finding_id, judgement=judgement, reason_code=artifact, decision_id=decision_id,
+                request.app.state.store,
+                request.app.state.finding_review,
+                uid,
+                user,
+                finding_id=finding_id,
+                judgement=judgement,
+                reason_code=artifact,
+                decision_id=decision_id,
             )
 
         return _attempt(request, uid, save, "Finding judged.", "已记录对该质控发现的判断。", anchor="finding-review")
 
     @router.post("/studies/{uid}/flags")
     def flag_form(
-        request: Request, uid: str, reason_code: str = Form(""), note: str = Form(""), user: User = Depends(current_user)
+        request: Request,
+        uid: str,
+        reason_code: str = Form(""),
+        note: str = Form(""),
+        user: User = Depends(current_user),
     ) -> Response:
         return _attempt(
-            request, uid, lambda: service.set_flag(request.app.state.store, uid, user, reason_code=reason_code, note=note),
-            "Negative-list flag set.", "已加入负面清单。",
+            request,
+            uid,
+            lambda: service.set_flag(request.app.state.store, uid, user, reason_code=reason_code, note=note),
+            "Negative-list flag set.",
+            "已加入负面清单。",
         )
 
     @router.post("/studies/{uid}/flags/{code}/clear")
     def unflag_form(request: Request, uid: str, code: str, user: User = Depends(current_user)) -> Response:
         return _attempt(
-            request, uid, lambda: service.clear_flag(request.app.state.store, uid, user, reason_code=code),
-            "Negative-list flag cleared.", "已取消负面清单标记。",
+            request,
+            uid,
+            lambda: service.clear_flag(request.app.state.store, uid, user, reason_code=code),
+            "Negative-list flag cleared.",
+            "已取消负面清单标记。",
         )
 
     @router.get("/audit")
     def audit_page(request: Request, user: User = Depends(require_admin)) -> Response:
         filters = _audit_filters(request)
         found = service.audit_events(request.app.state.store, filters)
-        query = {k: v for k, v in request.query_params.items() if k in ("event", "username", "day_from", "day_to") and v}
+        query = {
+            k: v for k, v in request.query_params.items() if k in ("event", "username", "day_from", "day_to") and v
+        }
 
         def page_link(page: int) -> str:
             return "/audit?" + urllib.parse.urlencode({**query, "page": page})
@@ -761,22 +808,34 @@ def _api_router() -> APIRouter:
             raise ReviewError(f"decision_id must be an integer; got {decision_id!r}", "decision_id 须为整数")
         return await _in_thread(
             service.decide,
-            request.app.state.store, request.app.state.thresholds, uid, user,
-            verdict=str(body.get("verdict", "")), reason_code=str(body.get("reason_code", "")),
-            reason_text=str(body.get("reason_text") or ""), decision_id=decision_id,
+            request.app.state.store,
+            request.app.state.thresholds,
+            uid,
+            user,
+            verdict=str(body.get("verdict", "")),
+            reason_code=str(body.get("reason_code", "")),
+            reason_text=str(body.get("reason_text") or ""),
+            decision_id=decision_id,
             review_config=request.app.state.finding_review,
         )
 
     @router.post("/studies/{uid}/findings/{finding_id}")
-    async def api_finding(request: Request, uid: str, finding_id: int, user: User = Depends(current_user)) -> dict[str, Any]:
+    async def api_finding(
+        request: Request, uid: str, finding_id: int, user: User = Depends(current_user)
+    ) -> dict[str, Any]:
         body = await _json_body(request)
         decision_id = body.get("decision_id")
         if decision_id is not None and not isinstance(decision_id, int):
             raise ReviewError(f"decision_id must be an integer; got {decision_id!r}", "decision_id 须为整数")
         result: dict[str, Any] = await _in_thread(
             judge_finding,
-            request.app.state.store, request.app.state.finding_review, uid, user,
-            finding_id=finding_id, judgement=str(body.get("judgement", "")), reason_code=str(body.get("reason_code", "")),
+            request.app.state.store,
+            request.app.state.finding_review,
+            uid,
+            user,
+            finding_id=finding_id,
+            judgement=str(body.get("judgement", "")),
+            reason_code=str(body.get("reason_code", "")),
             decision_id=decision_id,
         )
         return result
@@ -785,8 +844,12 @@ def _api_router() -> APIRouter:
     async def api_flag(request: Request, uid: str, user: User = Depends(current_user)) -> dict[str, Any]:
         body = await _json_body(request)
         await _in_thread(
-            service.set_flag, request.app.state.store, uid, user,
-            reason_code=str(body.get("reason_code", "")), note=str(body.get("note") or ""),
+            service.set_flag,
+            request.app.state.store,
+            uid,
+            user,
+            reason_code=str(body.get("reason_code", "")),
+            note=str(body.get("note") or ""),
         )
         return {"flagged": body.get("reason_code")}
 

@@ -67,10 +67,18 @@ def session_secret(db_url: str | None) -> str:
     except FileExistsError:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            _fail(f"the session key {path} is readable by others: chmod 600 {path}", f"会话密钥文件 {path} 权限过宽，请执行 chmod 600", 2)
+            _fail(
+                f"the session key {path} is readable by others: chmod 600 {path}",
+                f"会话密钥文件 {path} 权限过宽，请执行 chmod 600",
+                2,
+            )
         key = path.read_text(encoding="ascii").strip()
         if len(key) < 32:
-            _fail(f"the session key {path} is too short: delete it to make a new one", f"会话密钥文件 {path} 无效，请删除后重试", 2)
+            _fail(
+                f"the session key {path} is too short: delete it to make a new one",
+                f"会话密钥文件 {path} 无效，请删除后重试",
+                2,
+            )
         return key
     except OSError as exc:
         _fail(f"cannot write the session key {path}: {exc.strerror}; set ${SECRET_ENV}", "无法写入会话密钥文件", 1)
@@ -89,19 +97,46 @@ def review() -> None:
 @review.command()
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
-              help="Port to listen on; one already in use is an error.")
-@click.option("--thresholds", "thresholds_dir", type=click.Path(file_okay=False), help="Thresholds folder (limits shown beside metrics).")
-@click.option("--viewer-url", envvar=VIEWER_ENV,
-              help="Imaging cloud viewer URL template, e.g. 'https://cloud/viewer?study={study_instance_uid}' "
-                   f"(default: ${VIEWER_ENV}).")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on; one already in use is an error.",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (limits shown beside metrics).",
+)
+@click.option(
+    "--viewer-url",
+    envvar=VIEWER_ENV,
+    help="Imaging cloud viewer URL template, e.g. 'https://cloud/viewer?study={study_instance_uid}' "
+    f"(default: ${VIEWER_ENV}).",
+)
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Default page language.")
-@click.option("--session-hours", envvar="QC_REVIEW_SESSION_HOURS", type=click.FloatRange(0.25, 24), default=10.0,
-              show_default=True, help="Absolute lifetime of a session: sign in again after it, whatever the activity "
-                                      "(default: $QC_REVIEW_SESSION_HOURS).")
-def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, viewer_url: str | None,
-          https_only: bool, lang: str, session_hours: float) -> None:
+@click.option(
+    "--session-hours",
+    envvar="QC_REVIEW_SESSION_HOURS",
+    type=click.FloatRange(0.25, 24),
+    default=10.0,
+    show_default=True,
+    help="Absolute lifetime of a session: sign in again after it, whatever the activity "
+    "(default: $QC_REVIEW_SESSION_HOURS).",
+)
+def serve(
+    db_url: str | None,
+    host: str,
+    port: int,
+    thresholds_dir: str | None,
+    viewer_url: str | None,
+    https_only: bool,
+    lang: str,
+    session_hours: float,
+) -> None:
     """Serve the review web app. 启动人工复核网页应用。"""
     import uvicorn
 
@@ -127,12 +162,20 @@ def serve(db_url: str | None, host: str, port: int, thresholds_dir: str | None, 
     except ConfigError as exc:
         _fail(str(exc), "抽查配置无效", 2)
     app = create_app(
-        store, thresholds, secret_key=secret, viewer_url=viewer_url, https_only=https_only, lang=lang,
-        session_lifetime=dt.timedelta(hours=session_hours), **spot_check,
+        store,
+        thresholds,
+        secret_key=secret,
+        viewer_url=viewer_url,
+        https_only=https_only,
+        lang=lang,
+        session_lifetime=dt.timedelta(hours=session_hours),
+        **spot_check,
     )
     if _port_in_use(host, port):
-        _fail(f"port {port} on {host} is already in use: stop the other server or pass --port",
-              f"{host} 的端口 {port} 已被占用：请停止占用该端口的程序或用 --port 换一个端口")
+        _fail(
+            f"port {port} on {host} is already in use: stop the other server or pass --port",
+            f"{host} 的端口 {port} 已被占用：请停止占用该端口的程序或用 --port 换一个端口",
+        )
     click.echo(f"人工复核 / review app: http://{host}:{port}/  ({store.url})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
@@ -172,18 +215,27 @@ def _port_in_use(host: str, port: int) -> bool:
 
 @review.command(name="create-user")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["reviewer", "qc_admin", "grader"]), required=True,
-              help="reviewer 复核医师, qc_admin 质控管理员 or grader 抽查评分人 (sees its spot-check cases only).")
+@click.option(
+    "--role",
+    type=click.Choice(["reviewer", "qc_admin", "grader"]),
+    required=True,
+    help="reviewer 复核医师, qc_admin 质控管理员 or grader 抽查评分人 (sees its spot-check cases only).",
+)
 @click.option("--display-name", help="Name shown in the app and the history (e.g. 张医生).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (scripts).")
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
-def create_user_cmd(username: str, role: str, display_name: str | None, password_stdin: bool, db_url: str | None) -> None:
+def create_user_cmd(
+    username: str, role: str, display_name: str | None, password_stdin: bool, db_url: str | None
+) -> None:
     """Add an account to the review app. 新建复核账户。"""
     from qc_pipeline.review.accounts import create_user
 
     password = _read_password(password_stdin)
-    _account_change(db_url, lambda store: create_user(store, username, password, role=role, display_name=display_name),
-                    must_exist=False)
+    _account_change(
+        db_url,
+        lambda store: create_user(store, username, password, role=role, display_name=display_name),
+        must_exist=False,
+    )
     click.echo(f"已创建 / created: {username} ({role})")
 
 
@@ -242,7 +294,9 @@ def users_cmd(db_url: str | None) -> None:
 
 
 @review.command(name="export-labels")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write."
+)
 @click.option("--db", "db_url", help=DB_OPTION_HELP)
 def export_labels_cmd(out_path: Path, db_url: str | None) -> None:
     """Write the human decisions as a labelled CSV for AI training (format: qc_pipeline.review.labels).

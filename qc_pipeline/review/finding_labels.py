@@ -77,7 +77,9 @@ def finding_label_rows(store: ResultStore, config: FindingReviewConfig) -> list[
                 select(DecisionRecord.study_id, DecisionRecord.content_fingerprint).where(
                     DecisionRecord.is_current.is_(True)
                 )
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
         judged = session.execute(
             select(FindingReview, DecisionRecord, StudyRecord)

@@ -201,9 +201,7 @@ def judge_finding(
     if judgement not in JUDGEMENTS:
         raise ReviewError(f"the judgement must be confirm or reject; got {judgement!r}", "判断须为确认或否认")
     if reason_code not in config.labels:
-        raise ReviewError(
-            f"unknown artifact {reason_code!r}; one of {', '.join(config.labels)}", "伪影类别无效"
-        )
+        raise ReviewError(f"unknown artifact {reason_code!r}; one of {', '.join(config.labels)}", "伪影类别无效")
     now = dt.datetime.now(dt.UTC)
     with store.writing("judge a finding") as session:
         study, machine = service._ids(session, uid)
@@ -232,7 +230,9 @@ def judge_finding(
         ).one_or_none()
         if finding is None or finding.severity not in REVIEWED_SEVERITIES:
             raise ReviewError(
-                f"the current machine decision has no review or fail finding {finding_id}", "当前结论中没有该质控发现", status=404
+                f"the current machine decision has no review or fail finding {finding_id}",
+                "当前结论中没有该质控发现",
+                status=404,
             )
         session.execute(
             update(FindingReview)
@@ -260,7 +260,17 @@ def judge_finding(
             )
         )
         service._audit(session, user, "finding", study.id, f"{judgement} {finding.code} ({reason_code})")
-    logger.info("study %s: finding %s %sed by %s", service.study_key(study.study_instance_uid, study.id),
-                finding.code, judgement, user.username)
-    return {"finding_id": finding_id, "finding_code": finding.code, "judgement": judgement, "reason_code": reason_code,
-            "audit_sample": audit}
+    logger.info(
+        "study %s: finding %s %sed by %s",
+        service.study_key(study.study_instance_uid, study.id),
+        finding.code,
+        judgement,
+        user.username,
+    )
+    return {
+        "finding_id": finding_id,
+        "finding_code": finding.code,
+        "judgement": judgement,
+        "reason_code": reason_code,
+        "audit_sample": audit,
+    }

@@ -173,7 +173,10 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "slice": ("slice", "层厚"),
     "view": ("view", "体位"),
     "side": ("side", "侧别"),
-    "non_image": ("non-image object (report, key images, presentation state)", "非图像对象（报告、关键图像、显示状态）"),
+    "non_image": (
+        "non-image object (report, key images, presentation state)",
+        "非图像对象（报告、关键图像、显示状态）",
+    ),
     "other_modality": ("no role for this modality", "此类型不识别"),
     "no_accession": ("no accession", "无检查号"),
     "study_level": ("Study", "检查整体"),
@@ -183,13 +186,19 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "no_judged_metrics": ("No value of this series was judged against a limit.", "此序列没有按限值判定的数值。"),
     "mark": ("Mark", "标记"),
     "no_judged_study_metrics": ("No study-level value was judged against a limit.", "没有按限值判定的检查整体数值。"),
-    "ai_scores_count": ("AI scores (those beyond a limit are among the findings above)", "项 AI 评分（超出限值的已列入上方质控发现）"),
+    "ai_scores_count": (
+        "AI scores (those beyond a limit are among the findings above)",
+        "项 AI 评分（超出限值的已列入上方质控发现）",
+    ),
     "event": ("Event", "事件"),
     "client": ("Client address", "客户端地址"),
     "detail": ("Detail", "详情"),
     "decided_banner": ("Decided", "已复核"),
     "claimed_by_label": ("Claimed by", "认领人"),
-    "decision_blocked": ("You cannot decide while another reviewer holds the claim.", "其他医师认领期间您不能提交结论。"),
+    "decision_blocked": (
+        "You cannot decide while another reviewer holds the claim.",
+        "其他医师认领期间您不能提交结论。",
+    ),
     "finding_review": ("Each finding: is it there?", "逐项判断质控发现"),
     "finding_review_help": (
         "Confirm a finding when you see the problem, reject it when it is a false alarm, and name the artifact you "
@@ -210,7 +219,10 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
         "抽查样本：机器判定合格，随机抽取供人工核查；在您作出结论前仍为合格。",
     ),
     "no_reviewable_findings": ("No review or fail finding to judge.", "没有需要逐项判断的质控发现。"),
-    "no_series": ("No series recorded for this decision (judged before series were kept).", "此结论未记录序列（记录序列之前的结论）。"),
+    "no_series": (
+        "No series recorded for this decision (judged before series were kept).",
+        "此结论未记录序列（记录序列之前的结论）。",
+    ),
 }
 """Key -> (English, Chinese)."""
 

@@ -125,8 +125,9 @@ def _tint(rgb: Float, mask: npt.NDArray[np.bool_], colour: Float, alpha: float =
     rgb[mask] = rgb[mask] * (1.0 - alpha) + colour * alpha
 
 
-def _png(grey: npt.NDArray[np.uint8], overlays: Sequence[tuple[npt.NDArray[np.bool_], Float]] = (), *,
-         aspect: float = 1.0) -> Image.Image:
+def _png(
+    grey: npt.NDArray[np.uint8], overlays: Sequence[tuple[npt.NDArray[np.bool_], Float]] = (), *, aspect: float = 1.0
+) -> Image.Image:
     """Grey image plus tinted overlays, scaled so that the longer side is at most MAX_SIDE_PX.
 
     ``aspect`` is the height of a row relative to the width of a column (row spacing / column
@@ -163,8 +164,9 @@ def _codes(finding_codes: Sequence[str], *fragments: str) -> bool:
     return any(any(fragment in code for fragment in fragments) for code in finding_codes)
 
 
-def restack(volume: Float, positions: Sequence[float], *, spacing_mm: float, pixel_mm: float,
-            factor: float) -> tuple[Float, npt.NDArray[np.bool_], list[float]]:
+def restack(
+    volume: Float, positions: Sequence[float], *, spacing_mm: float, pixel_mm: float, factor: float
+) -> tuple[Float, npt.NDArray[np.bool_], list[float]]:
     """The stack re-sliced through its middle row, slices placed at their real positions.
 
     Returns ``(image, gap_rows, missing)``: ``image`` has one row per ``pixel_mm`` along the slice
@@ -220,14 +222,19 @@ def _render_dr(path: object, codes: Sequence[str]) -> tuple[bytes, list[Mark]]:
         pinned = (image.array >= hi - tol) | (image.array >= peak - dr_metrics.pin_tolerance(lo, peak))
         overlays.append((pinned, RED))
         share = 100.0 * float(pinned.mean())
-        marks.append(Mark(f"red: pixels pinned at the maximum ({share:.1f} % of the image)",
-                          f"红色：处于最大值的饱和像素（占图像 {share:.1f}%）"))
+        marks.append(
+            Mark(
+                f"red: pixels pinned at the maximum ({share:.1f} % of the image)",
+                f"红色：处于最大值的饱和像素（占图像 {share:.1f}%）",
+            )
+        )
     aspect = image.spacing_mm[0] / image.spacing_mm[1] if image.spacing_mm else 1.0
     return _side_by_side([_png(grey, overlays, aspect=aspect)]), marks
 
 
-def _render_volume(paths: Sequence[object], modality: str, codes: Sequence[str],
-                   missing_factor: float) -> tuple[bytes, list[Mark]]:
+def _render_volume(
+    paths: Sequence[object], modality: str, codes: Sequence[str], missing_factor: float
+) -> tuple[bytes, list[Mark]]:
     files = list(paths)
     if len(files) > MAX_SLICES_DECODED:
         files = [files[len(files) // 2]]
@@ -243,8 +250,12 @@ def _render_volume(paths: Sequence[object], modality: str, codes: Sequence[str],
         try:
             ghost = _ghost_mask(array, index, text(first, "InPlanePhaseEncodingDirection"))
             overlays.append((ghost, ORANGE))
-            marks.append(Mark("orange: air along the phase-encode direction, where the ghosts were measured",
-                              "橙色：相位编码方向上测量伪影的背景区域"))
+            marks.append(
+                Mark(
+                    "orange: air along the phase-encode direction, where the ghosts were measured",
+                    "橙色：相位编码方向上测量伪影的背景区域",
+                )
+            )
         except QCError as exc:
             logger.info("no ghost region for the key image: %s", exc)
     _, row_mm, col_mm = volume.spacing_mm
@@ -258,8 +269,12 @@ def _render_volume(paths: Sequence[object], modality: str, codes: Sequence[str],
         band = np.repeat(gap_rows[:, None], restacked.shape[1], axis=1)
         panels.append(_png(_window(restacked, window), [(band, RED)]))
         shown = ", ".join(f"{p:.1f}" for p in missing[:8]) + (" …" if len(missing) > 8 else "")
-        marks.append(Mark(f"right: the stack along the slice normal; red: missing slice(s) at {shown} mm",
-                          f"右图：沿层面法线重排的图像；红色：缺失层面位置 {shown} mm"))
+        marks.append(
+            Mark(
+                f"right: the stack along the slice normal; red: missing slice(s) at {shown} mm",
+                f"右图：沿层面法线重排的图像；红色：缺失层面位置 {shown} mm",
+            )
+        )
     return _side_by_side(panels), marks
 
 
@@ -288,8 +303,13 @@ def image_series(instances: Sequence[LoadedInstance]) -> list[tuple[str, list[Lo
     return sorted(by_series.items(), key=order)
 
 
-def render_study(source_uri: str | None, uid: str, findings: Sequence[dict[str, object]], *,
-                 missing_factor: float = MISSING_FACTOR_DEFAULT) -> StudyImages:
+def render_study(
+    source_uri: str | None,
+    uid: str,
+    findings: Sequence[dict[str, object]],
+    *,
+    missing_factor: float = MISSING_FACTOR_DEFAULT,
+) -> StudyImages:
     """Key images of every image series of study ``uid`` (see the module docstring)."""
     if not source_uri:
         return StudyImages([], "the study's source is not recorded", "未记录该检查的数据源")
@@ -321,7 +341,9 @@ def render_study(source_uri: str | None, uid: str, findings: Sequence[dict[str, 
                     key.png, key.marks = _render_volume(paths, modality, codes, missing_factor)
             if series_uid in left_out:
                 n = left_out[series_uid]
-                key.marks.append(Mark(f"{n} file(s) with truncated pixel data left out", f"已略去 {n} 个像素数据不完整的文件"))
+                key.marks.append(
+                    Mark(f"{n} file(s) with truncated pixel data left out", f"已略去 {n} 个像素数据不完整的文件")
+                )
         except QCError as exc:
             key.error_en, key.error_zh = str(exc), "无法解码该序列的像素数据"
         except Exception as exc:  # a decoder's own error on odd data: a placeholder, not a crash

@@ -72,7 +72,9 @@ def label_rows(store: ResultStore) -> list[dict[str, Any]]:
                 select(DecisionRecord.study_id, DecisionRecord.content_fingerprint).where(
                     DecisionRecord.is_current.is_(True)
                 )
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
         flags: dict[int, list[str]] = {}
         for study_id, code in session.execute(
@@ -84,7 +86,9 @@ def label_rows(store: ResultStore) -> list[dict[str, Any]]:
             if current.get(study.id) != human.content_fingerprint:
                 continue  # the content changed since: the study is back in the queue
             series: list[str] = []
-            for uid in [f.series_instance_uid for f in machine.findings] + [m.series_instance_uid for m in machine.metrics]:
+            for uid in [f.series_instance_uid for f in machine.findings] + [
+                m.series_instance_uid for m in machine.metrics
+            ]:
                 if uid and uid not in series:
                     series.append(uid)
             rows.append(

@@ -333,7 +333,9 @@ def metric_groups(rows: Sequence[MetricRow], series: Sequence[SeriesSummary]) ->
     for uid in sorted(order, key=place):
         mine = [r for r in rows if r.series_instance_uid == uid]
         judged = sorted((r for r in mine if r.judged), key=lambda r: _BEYOND_ORDER.get(r.beyond, 2))
-        groups.append(MetricGroup(by_uid.get(uid) if uid else None, uid, tuple(judged), tuple(r for r in mine if not r.judged)))
+        groups.append(
+            MetricGroup(by_uid.get(uid) if uid else None, uid, tuple(judged), tuple(r for r in mine if not r.judged))
+        )
     return groups
 
 
@@ -426,10 +428,17 @@ def study_view(
             ).all()
         )
         items = tuple(
-            {"id": f.id, "code": f.code, "severity": f.severity, "category": f.category, "message": f.message,
-             "message_zh": f.message_zh, "series_instance_uid": f.series_instance_uid,
-             "implied": review_config.implied_artifact(f.code) if review_config is not None else "other",
-             "judgement": judged.get(f.id)}
+            {
+                "id": f.id,
+                "code": f.code,
+                "severity": f.severity,
+                "category": f.category,
+                "message": f.message,
+                "message_zh": f.message_zh,
+                "series_instance_uid": f.series_instance_uid,
+                "implied": review_config.implied_artifact(f.code) if review_config is not None else "other",
+                "judgement": judged.get(f.id),
+            }
             for f in sorted(findings, key=lambda f: (f.severity != "fail", f.ordinal))
         )
         audit = (
@@ -630,9 +639,7 @@ def decide(
     if verdict not in ("pass", "fail"):
         raise ReviewError(f"the decision must be pass or fail; got {verdict!r}", "复核结论须为合格或不合格")
     if reason_code not in DECISION_REASONS:
-        raise ReviewError(
-            f"unknown reason code {reason_code!r}; one of {', '.join(DECISION_REASONS)}", "理由代码无效"
-        )
+        raise ReviewError(f"unknown reason code {reason_code!r}; one of {', '.join(DECISION_REASONS)}", "理由代码无效")
     text = _clean_text(reason_text)
     now = _now()
     with store.writing("save a human decision") as session:
@@ -666,7 +673,9 @@ def decide(
         _may_replace(session, study.id, machine, user, now)
         modalities = tuple(m for m in (study.modality or "").split(",") if m)
         eligible, until = (
-            eligibility(Verdict.PASS, study_date=study.study_date, modalities=modalities, config=thresholds.site.eligibility)
+            eligibility(
+                Verdict.PASS, study_date=study.study_date, modalities=modalities, config=thresholds.site.eligibility
+            )
             if verdict == "pass"
             else (False, None)
         )
@@ -694,7 +703,13 @@ def decide(
         session.add(row)
         session.execute(delete(ReviewClaim).where(ReviewClaim.study_id == study.id))
         _audit(session, user, "decision", study.id, f"{action} {machine.verdict}->{verdict} ({reason_code})")
-    logger.info("study %s: human decision %s (%s) by %s", study_key(study.study_instance_uid, study.id), verdict, action, user.username)
+    logger.info(
+        "study %s: human decision %s (%s) by %s",
+        study_key(study.study_instance_uid, study.id),
+        verdict,
+        action,
+        user.username,
+    )
     (result,) = store.results(study_instance_uid=study.study_instance_uid)
     return for_user(result, user)
 
@@ -734,7 +749,9 @@ FLAGS_WITHDRAWN_EN: Final = (
     "study-level negative-list flags are withdrawn: the ten situations of the Yubei plan §4(三) concern a "
     "receiving visit, not the study; the receiving hospital records a non-recognition for that visit"
 )
-FLAGS_WITHDRAWN_ZH: Final = "负面清单（渝北方案第四条第（三）项）针对接诊时的复查，不再标记检查本身；由接诊医院就该次就诊记录不予互认"
+FLAGS_WITHDRAWN_ZH: Final = (
+    "负面清单（渝北方案第四条第（三）项）针对接诊时的复查，不再标记检查本身；由接诊医院就该次就诊记录不予互认"
+)
 
 
 def set_flag(store: ResultStore, uid: str, user: User, *, reason_code: str, note: str | None) -> None:
@@ -790,7 +807,9 @@ class AuditPage:
     event_names: list[str]
 
 
-def audit_events(store: ResultStore, filters: AuditFilters = AuditFilters(), *, per_page: int = AUDIT_PAGE_SIZE) -> AuditPage:
+def audit_events(
+    store: ResultStore, filters: AuditFilters = AuditFilters(), *, per_page: int = AUDIT_PAGE_SIZE
+) -> AuditPage:
     """One page of audit events matching ``filters``, newest first, with the total count."""
     conditions: list[Any] = []
     if filters.event:
@@ -800,7 +819,9 @@ def audit_events(store: ResultStore, filters: AuditFilters = AuditFilters(), *, 
     if filters.day_from:
         conditions.append(ReviewEvent.at >= dt.datetime.combine(filters.day_from, dt.time(), dt.UTC))
     if filters.day_to:
-        conditions.append(ReviewEvent.at < dt.datetime.combine(filters.day_to + dt.timedelta(days=1), dt.time(), dt.UTC))
+        conditions.append(
+            ReviewEvent.at < dt.datetime.combine(filters.day_to + dt.timedelta(days=1), dt.time(), dt.UTC)
+        )
     with store.reading("read the review audit") as session:
         total = session.scalar(select(func.count(ReviewEvent.id)).where(*conditions)) or 0
         rows = session.execute(
@@ -813,9 +834,15 @@ def audit_events(store: ResultStore, filters: AuditFilters = AuditFilters(), *, 
         ).all()
         names = sorted(session.scalars(select(ReviewEvent.event).distinct()).all())
     events = [
-        {"at": e.at.isoformat(timespec="seconds"), "username": e.username, "event": e.event, "client": e.client,
-         "study_instance_uid": uid, "study_key": None if uid is None else study_key(uid, e.study_id),
-         "detail": e.detail}
+        {
+            "at": e.at.isoformat(timespec="seconds"),
+            "username": e.username,
+            "event": e.event,
+            "client": e.client,
+            "study_instance_uid": uid,
+            "study_key": None if uid is None else study_key(uid, e.study_id),
+            "detail": e.detail,
+        }
         for e, uid in rows
     ]
     return AuditPage(events, int(total), filters.page, max(1, -(-int(total) // per_page)), names)

@@ -106,7 +106,9 @@ def render_slice(opened: OpenedStudy, series: int, index: int, preset: str) -> b
     if not 0 <= index < stack.n_slices:
         raise ValueError(f"slice {index} does not exist: the series has {stack.n_slices}")
     if preset not in presets_for(stack.modality):
-        raise ValueError(f"window {preset!r} is not offered for {stack.modality or 'this'} series; use one of {presets_for(stack.modality)}")
+        raise ValueError(
+            f"window {preset!r} is not offered for {stack.modality or 'this'} series; use one of {presets_for(stack.modality)}"
+        )
     with opened.source.pixel_files([stack.refs[index]]) as paths:
         volume = load_series(paths)
     wanted = stack.frames[index]

@@ -84,7 +84,9 @@ class Evaluation:
     def limits_text(self, severity_word: dict[str, str] | None = None, *, sep: str = ", ") -> str:
         """Every limit with its severity: ``≤ 15 (review), ≤ 30 (fail)``; ``severity_word`` names them."""
         words = severity_word or {}
-        return sep.join(f"{lim.text} ({words.get(str(lim.rule.severity), str(lim.rule.severity))})" for lim in self.limits)
+        return sep.join(
+            f"{lim.text} ({words.get(str(lim.rule.severity), str(lim.rule.severity))})" for lim in self.limits
+        )
 
 
 def _modalities(modality: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -124,8 +126,13 @@ def applicable_rules(
             continue
         value = rule.per_item.get(item_code, rule.limit) if item_code else rule.limit
         limits.append(Limit(rule, float(value)))
-    limits.sort(key=lambda lim: (lim.rule.when or "", lim.value if lim.rule.when == "above" else -lim.value,
-                                 lim.rule.severity.rank))
+    limits.sort(
+        key=lambda lim: (
+            lim.rule.when or "",
+            lim.value if lim.rule.when == "above" else -lim.value,
+            lim.rule.severity.rank,
+        )
+    )
     return limits
 
 

@@ -217,9 +217,7 @@ def load_thresholds(
                         f"{path.name}: {'; '.join(failures)}; set enabled: false or add the evidence that clears it"
                     )
             if rule.id in rules:
-                raise ConfigError(
-                    f"{path}: rules[{i}].id: {rule.id!r} is already defined in {where[rule.id]}"
-                )
+                raise ConfigError(f"{path}: rules[{i}].id: {rule.id!r} is already defined in {where[rule.id]}")
             rules[rule.id] = rule
             where[rule.id] = path
             index[rule.id] = i
@@ -238,9 +236,7 @@ def load_thresholds(
         # a category whose metric rules the checks name (image_quality) closes its list of them too:
         # a typo in such an id is an unknown id, not a new rule on the metric
         closed = {rule_category(r) for r in required & rules.keys() if rules[r].metric is not None}
-        unknown = sorted(
-            r for r in rules.keys() - required if rules[r].metric is None or rule_category(r) in closed
-        )
+        unknown = sorted(r for r in rules.keys() - required if rules[r].metric is None or rule_category(r) in closed)
         problems = [f"{where[r]}: unknown rule id {r!r} at rules[{index[r]}].id (no check uses it)" for r in unknown]
         if missing:
             problems.append(f"{directory}: rules used by the checks are not defined: {', '.join(missing)}")

@@ -106,14 +106,22 @@ def eligibility_on(
     """
     reasons: list[EligibilityReason] = []
     if not eligible:
-        reasons.append(EligibilityReason(
-            "verdict.not_pass", f"the QC verdict is {final_verdict}, not pass",
-            f"质控结论为{_VERDICT_ZH.get(final_verdict, final_verdict)}，非合格"))
+        reasons.append(
+            EligibilityReason(
+                "verdict.not_pass",
+                f"the QC verdict is {final_verdict}, not pass",
+                f"质控结论为{_VERDICT_ZH.get(final_verdict, final_verdict)}，非合格",
+            )
+        )
     elif until is None or as_of > until:
         end = "unknown" if until is None else until.isoformat()
-        reasons.append(EligibilityReason(
-            "window.ended", f"the recognition window ended on {end} (as of {as_of.isoformat()})",
-            f"互认期限已于 {end} 结束（截至 {as_of.isoformat()}）"))
+        reasons.append(
+            EligibilityReason(
+                "window.ended",
+                f"the recognition window ended on {end} (as of {as_of.isoformat()})",
+                f"互认期限已于 {end} 结束（截至 {as_of.isoformat()}）",
+            )
+        )
     if qualification is not None:
         reasons.append(qualification)
     if reasons:

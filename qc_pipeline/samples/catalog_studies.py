@@ -61,55 +61,199 @@ MR_PARAMETERS: Final = {
     "DWI": ("EP", "SK\\SP", 5000.0, 80.0, None),
 }
 SEQ_NAMES: Final = {  # style -> weighting -> name pattern ({plane} is replaced)
-    "siemens": {"T1": "t1_se_{plane}", "T2": "t2_tse_{plane}", "PD": "pd_tse_{plane}", "T2_FLAIR": "t2_tirm_{plane}_dark-fluid",
-                "T1_FLAIR": "t1_tirm_{plane}", "STIR": "t2_tirm_{plane}", "DWI": "ep2d_diff_{plane}"},
-    "ge": {"T1": "{plane} T1 FSE", "T2": "{plane} T2 FSE", "PD": "{plane} PD FSE", "T2_FLAIR": "{plane} T2 FLAIR",
-           "T1_FLAIR": "{plane} T1 FLAIR", "STIR": "{plane} STIR", "DWI": "{plane} DWI"},
-    "philips": {"T1": "T1W_SE_{plane}", "T2": "T2W_TSE_{plane}", "PD": "PDW_TSE_{plane}", "T2_FLAIR": "FLAIR_{plane}",
-                "T1_FLAIR": "T1W_FLAIR_{plane}", "STIR": "STIR_{plane}", "DWI": "DWI_{plane}"},
-    "uih": {"T1": "t1_fse_{plane}", "T2": "t2_fse_{plane}", "PD": "pd_fse_{plane}", "T2_FLAIR": "t2_flair_{plane}",
-            "T1_FLAIR": "t1_flair_{plane}", "STIR": "t2_stir_{plane}", "DWI": "dwi_b1000_{plane}"},
-    "canon": {"T1": "T1WI_SE_{plane}", "T2": "T2WI_FSE_{plane}", "PD": "PDWI_FSE_{plane}", "T2_FLAIR": "FLAIR_{plane}",
-              "T1_FLAIR": "T1_FLAIR_{plane}", "STIR": "STIR_{plane}", "DWI": "DWI_{plane}"},
-    "zh": {"T1": "{plane}T1WI", "T2": "{plane}T2WI", "PD": "{plane}PDWI", "T2_FLAIR": "{plane}T2 FLAIR",
-           "T1_FLAIR": "{plane}T1 FLAIR", "STIR": "{plane}STIR", "DWI": "{plane}弥散DWI"},
-    "en": {"T1": "{plane} T1", "T2": "{plane} T2", "PD": "{plane} PD", "T2_FLAIR": "{plane} FLAIR",
-           "T1_FLAIR": "{plane} T1 FLAIR", "STIR": "{plane} STIR", "DWI": "{plane} DWI"},
+    "siemens": {
+        "T1": "t1_se_{plane}",
+        "T2": "t2_tse_{plane}",
+        "PD": "pd_tse_{plane}",
+        "T2_FLAIR": "t2_tirm_{plane}_dark-fluid",
+        "T1_FLAIR": "t1_tirm_{plane}",
+        "STIR": "t2_tirm_{plane}",
+        "DWI": "ep2d_diff_{plane}",
+    },
+    "ge": {
+        "T1": "{plane} T1 FSE",
+        "T2": "{plane} T2 FSE",
+        "PD": "{plane} PD FSE",
+        "T2_FLAIR": "{plane} T2 FLAIR",
+        "T1_FLAIR": "{plane} T1 FLAIR",
+        "STIR": "{plane} STIR",
+        "DWI": "{plane} DWI",
+    },
+    "philips": {
+        "T1": "T1W_SE_{plane}",
+        "T2": "T2W_TSE_{plane}",
+        "PD": "PDW_TSE_{plane}",
+        "T2_FLAIR": "FLAIR_{plane}",
+        "T1_FLAIR": "T1W_FLAIR_{plane}",
+        "STIR": "STIR_{plane}",
+        "DWI": "DWI_{plane}",
+    },
+    "uih": {
+        "T1": "t1_fse_{plane}",
+        "T2": "t2_fse_{plane}",
+        "PD": "pd_fse_{plane}",
+        "T2_FLAIR": "t2_flair_{plane}",
+        "T1_FLAIR": "t1_flair_{plane}",
+        "STIR": "t2_stir_{plane}",
+        "DWI": "dwi_b1000_{plane}",
+    },
+    "canon": {
+        "T1": "T1WI_SE_{plane}",
+        "T2": "T2WI_FSE_{plane}",
+        "PD": "PDWI_FSE_{plane}",
+        "T2_FLAIR": "FLAIR_{plane}",
+        "T1_FLAIR": "T1_FLAIR_{plane}",
+        "STIR": "STIR_{plane}",
+        "DWI": "DWI_{plane}",
+    },
+    "zh": {
+        "T1": "{plane}T1WI",
+        "T2": "{plane}T2WI",
+        "PD": "{plane}PDWI",
+        "T2_FLAIR": "{plane}T2 FLAIR",
+        "T1_FLAIR": "{plane}T1 FLAIR",
+        "STIR": "{plane}STIR",
+        "DWI": "{plane}弥散DWI",
+    },
+    "en": {
+        "T1": "{plane} T1",
+        "T2": "{plane} T2",
+        "PD": "{plane} PD",
+        "T2_FLAIR": "{plane} FLAIR",
+        "T1_FLAIR": "{plane} T1 FLAIR",
+        "STIR": "{plane} STIR",
+        "DWI": "{plane} DWI",
+    },
 }
 BODY_ZH: Final = {
-    "CHEST": "胸部", "SHOULDER": "肩关节", "ELBOW": "肘关节", "WRIST": "腕关节", "HAND": "手", "HIP": "髋关节",
-    "KNEE": "膝关节", "ANKLE": "踝关节", "FOOT": "足", "CSPINE": "颈椎", "TSPINE": "胸椎", "LSPINE": "腰椎",
-    "SACRUM": "骶尾椎", "PELVIS": "骨盆", "ABDOMEN": "腹部", "UPPER_ABDOMEN": "上腹部", "LOWER_ABDOMEN": "下腹部",
-    "ADRENAL": "肾上腺", "HEAD": "颅脑", "SELLA": "鞍区", "SINUS": "鼻窦", "TIBIA": "胫腓骨", "FEMUR": "股骨",
+    "CHEST": "胸部",
+    "SHOULDER": "肩关节",
+    "ELBOW": "肘关节",
+    "WRIST": "腕关节",
+    "HAND": "手",
+    "HIP": "髋关节",
+    "KNEE": "膝关节",
+    "ANKLE": "踝关节",
+    "FOOT": "足",
+    "CSPINE": "颈椎",
+    "TSPINE": "胸椎",
+    "LSPINE": "腰椎",
+    "SACRUM": "骶尾椎",
+    "PELVIS": "骨盆",
+    "ABDOMEN": "腹部",
+    "UPPER_ABDOMEN": "上腹部",
+    "LOWER_ABDOMEN": "下腹部",
+    "ADRENAL": "肾上腺",
+    "HEAD": "颅脑",
+    "SELLA": "鞍区",
+    "SINUS": "鼻窦",
+    "TIBIA": "胫腓骨",
+    "FEMUR": "股骨",
 }
 BODY_EN: Final = {
-    "CHEST": "Chest", "SHOULDER": "Shoulder", "ELBOW": "Elbow", "WRIST": "Wrist", "HAND": "Hand", "HIP": "Hip",
-    "KNEE": "Knee", "ANKLE": "Ankle", "FOOT": "Foot", "CSPINE": "C-Spine", "TSPINE": "T-Spine", "LSPINE": "L-Spine",
-    "SACRUM": "Sacrum Coccyx", "PELVIS": "Pelvis", "ABDOMEN": "Abdomen", "UPPER_ABDOMEN": "Upper Abdomen",
-    "LOWER_ABDOMEN": "Lower Abdomen", "ADRENAL": "Adrenal", "HEAD": "Brain", "SELLA": "Sella Pituitary",
-    "SINUS": "Paranasal Sinus", "TIBIA": "Tibia Fibula", "FEMUR": "Femur",
+    "CHEST": "Chest",
+    "SHOULDER": "Shoulder",
+    "ELBOW": "Elbow",
+    "WRIST": "Wrist",
+    "HAND": "Hand",
+    "HIP": "Hip",
+    "KNEE": "Knee",
+    "ANKLE": "Ankle",
+    "FOOT": "Foot",
+    "CSPINE": "C-Spine",
+    "TSPINE": "T-Spine",
+    "LSPINE": "L-Spine",
+    "SACRUM": "Sacrum Coccyx",
+    "PELVIS": "Pelvis",
+    "ABDOMEN": "Abdomen",
+    "UPPER_ABDOMEN": "Upper Abdomen",
+    "LOWER_ABDOMEN": "Lower Abdomen",
+    "ADRENAL": "Adrenal",
+    "HEAD": "Brain",
+    "SELLA": "Sella Pituitary",
+    "SINUS": "Paranasal Sinus",
+    "TIBIA": "Tibia Fibula",
+    "FEMUR": "Femur",
 }
 BODY_TAG: Final = {
-    "CHEST": "CHEST", "SHOULDER": "SHOULDER", "ELBOW": "ELBOW", "WRIST": "WRIST", "HAND": "HAND", "HIP": "HIP",
-    "KNEE": "KNEE", "ANKLE": "ANKLE", "FOOT": "FOOT", "CSPINE": "CSPINE", "TSPINE": "TSPINE", "LSPINE": "LSPINE",
-    "SACRUM": "SSPINE", "PELVIS": "PELVIS", "ABDOMEN": "ABDOMEN", "UPPER_ABDOMEN": "ABDOMEN", "LOWER_ABDOMEN": "ABDOMEN",
-    "ADRENAL": "ABDOMEN", "HEAD": "HEAD", "SELLA": "HEAD", "SINUS": "SINUS", "TIBIA": "LEG", "FEMUR": "THIGH",
+    "CHEST": "CHEST",
+    "SHOULDER": "SHOULDER",
+    "ELBOW": "ELBOW",
+    "WRIST": "WRIST",
+    "HAND": "HAND",
+    "HIP": "HIP",
+    "KNEE": "KNEE",
+    "ANKLE": "ANKLE",
+    "FOOT": "FOOT",
+    "CSPINE": "CSPINE",
+    "TSPINE": "TSPINE",
+    "LSPINE": "LSPINE",
+    "SACRUM": "SSPINE",
+    "PELVIS": "PELVIS",
+    "ABDOMEN": "ABDOMEN",
+    "UPPER_ABDOMEN": "ABDOMEN",
+    "LOWER_ABDOMEN": "ABDOMEN",
+    "ADRENAL": "ABDOMEN",
+    "HEAD": "HEAD",
+    "SELLA": "HEAD",
+    "SINUS": "SINUS",
+    "TIBIA": "LEG",
+    "FEMUR": "THIGH",
 }
 VARIANT_ZH: Final = {
-    "PA_ONLY": "后前位", "FRONTAL": "正位", "FRONTAL_LATERAL": "正侧位", "FRONTAL_OBLIQUE": "正斜位", "INFANT": "婴幼儿正位",
-    "ERECT": "立位平片", "SUPINE": "卧位平片", "BOTH_OBLIQUES": "双斜位", "OPEN_MOUTH": "张口位", "FLEXION_EXTENSION": "过伸过屈位",
+    "PA_ONLY": "后前位",
+    "FRONTAL": "正位",
+    "FRONTAL_LATERAL": "正侧位",
+    "FRONTAL_OBLIQUE": "正斜位",
+    "INFANT": "婴幼儿正位",
+    "ERECT": "立位平片",
+    "SUPINE": "卧位平片",
+    "BOTH_OBLIQUES": "双斜位",
+    "OPEN_MOUTH": "张口位",
+    "FLEXION_EXTENSION": "过伸过屈位",
 }
 VARIANT_EN: Final = {
-    "PA_ONLY": "PA", "FRONTAL": "AP", "FRONTAL_LATERAL": "AP and Lateral", "FRONTAL_OBLIQUE": "AP and Oblique",
-    "INFANT": "Infant AP", "ERECT": "Erect", "SUPINE": "Supine", "BOTH_OBLIQUES": "Both Obliques",
-    "OPEN_MOUTH": "Open Mouth", "FLEXION_EXTENSION": "Flexion Extension",
+    "PA_ONLY": "PA",
+    "FRONTAL": "AP",
+    "FRONTAL_LATERAL": "AP and Lateral",
+    "FRONTAL_OBLIQUE": "AP and Oblique",
+    "INFANT": "Infant AP",
+    "ERECT": "Erect",
+    "SUPINE": "Supine",
+    "BOTH_OBLIQUES": "Both Obliques",
+    "OPEN_MOUTH": "Open Mouth",
+    "FLEXION_EXTENSION": "Flexion Extension",
 }
-VIEW_TAG: Final = {"PA": "PA", "AP": "AP", "LAT": "LL", "OBL": "LAO", "OPEN_MOUTH": "AP", "FLEXION": "LL",
-                   "EXTENSION": "LL", "DECUBITUS": "LLD"}
-VIEW_ZH: Final = {"PA": "后前位", "AP": "正位", "LAT": "侧位", "OBL": "斜位", "OPEN_MOUTH": "张口位", "FLEXION": "过屈位",
-                  "EXTENSION": "过伸位", "DECUBITUS": "侧卧水平位"}
-VIEW_EN: Final = {"PA": "PA", "AP": "AP", "LAT": "Lateral", "OBL": "Oblique", "OPEN_MOUTH": "Open Mouth",
-                  "FLEXION": "Flexion", "EXTENSION": "Extension", "DECUBITUS": "Decubitus"}
+VIEW_TAG: Final = {
+    "PA": "PA",
+    "AP": "AP",
+    "LAT": "LL",
+    "OBL": "LAO",
+    "OPEN_MOUTH": "AP",
+    "FLEXION": "LL",
+    "EXTENSION": "LL",
+    "DECUBITUS": "LLD",
+}
+VIEW_ZH: Final = {
+    "PA": "后前位",
+    "AP": "正位",
+    "LAT": "侧位",
+    "OBL": "斜位",
+    "OPEN_MOUTH": "张口位",
+    "FLEXION": "过屈位",
+    "EXTENSION": "过伸位",
+    "DECUBITUS": "侧卧水平位",
+}
+VIEW_EN: Final = {
+    "PA": "PA",
+    "AP": "AP",
+    "LAT": "Lateral",
+    "OBL": "Oblique",
+    "OPEN_MOUTH": "Open Mouth",
+    "FLEXION": "Flexion",
+    "EXTENSION": "Extension",
+    "DECUBITUS": "Decubitus",
+}
 OBLIQUE_SIDES: Final = (("LAO", "左前斜位"), ("RAO", "右前斜位"))
 # phase -> (English word, Chinese word, seconds after the injection starts at CT_BOLUS_START)
 CT_PHASES: Final = {
@@ -177,13 +321,27 @@ def _mr_series(req: SequenceReq, style: str, post: bool = False) -> SeriesPlan:
     if req.fat_suppressed or weighting == "STIR":
         attrs["ScanOptions"] = "FS" if weighting != "STIR" else "IR"
         if req.fat_suppressed and weighting != "STIR":
-            description += {"zh": "压脂", "siemens": "_fs", "ge": " FS", "philips": "_SPAIR", "uih": "_fs", "canon": "_FS"}.get(style, " FS")
+            description += {
+                "zh": "压脂",
+                "siemens": "_fs",
+                "ge": " FS",
+                "philips": "_SPAIR",
+                "uih": "_fs",
+                "canon": "_FS",
+            }.get(style, " FS")
     if weighting == "DWI":
         attrs["DiffusionBValue"] = 1000.0
         attrs["ImageType"] = ["DERIVED", "PRIMARY", "DIFFUSION", "TRACEW"]
     if post:
         attrs["ContrastBolusAgent"] = "Gd-DTPA"
-        description += {"zh": "增强", "siemens": "_post", "ge": " +C", "philips": "_CE", "uih": "_+c", "canon": "_CE"}.get(style, " +C")
+        description += {
+            "zh": "增强",
+            "siemens": "_post",
+            "ge": " +C",
+            "philips": "_CE",
+            "uih": "_+c",
+            "canon": "_CE",
+        }.get(style, " +C")
     return SeriesPlan("MR", description, 6, attrs, plane=plane, thickness=3.0 if weighting != "DWI" else 5.0)
 
 
@@ -247,16 +405,28 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
         if side in ("L", "R"):
             base["Laterality"] = side
         plain_name = f"{body} 平扫 {thickness:g}mm" if style == "zh" else f"{body} {thickness:g}mm Plain"
-        plans.append(SeriesPlan("CT", plain_name, 8, {**base, "AcquisitionTime": _tm(CT_BOLUS_START - 120)},
-                                plane="AXIAL", thickness=thickness))
+        plans.append(
+            SeriesPlan(
+                "CT",
+                plain_name,
+                8,
+                {**base, "AcquisitionTime": _tm(CT_BOLUS_START - 120)},
+                plane="AXIAL",
+                thickness=thickness,
+            )
+        )
         phases = _ct_phases(item)
         if defect == "missing_post_contrast":
             phases = phases[:-1]
         for phase in phases:
             en, zh, delay = CT_PHASES[phase]
             name = f"{body} 增强{zh} {thickness:g}mm" if style == "zh" else f"{body} {en} {thickness:g}mm"
-            attrs = {**base, "ContrastBolusAgent": "Iohexol 350", "ContrastBolusStartTime": _tm(CT_BOLUS_START),
-                     "AcquisitionTime": _tm(CT_BOLUS_START + delay)}
+            attrs = {
+                **base,
+                "ContrastBolusAgent": "Iohexol 350",
+                "ContrastBolusStartTime": _tm(CT_BOLUS_START),
+                "AcquisitionTime": _tm(CT_BOLUS_START + delay),
+            }
             plans.append(SeriesPlan("CT", name, 8, attrs, plane="AXIAL", thickness=thickness))
     else:
         assert item.requires.sequences is not None
@@ -275,14 +445,37 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
             if len(covered) >= planes_needed:
                 break
             if plane not in covered:
-                plans.append(_mr_series(SequenceReq(weighting=["T2"], plane=[plane], fat_suppressed=True,
-                                                    label_en="x", label_zh="x", source="sample"), style))
+                plans.append(
+                    _mr_series(
+                        SequenceReq(
+                            weighting=["T2"],
+                            plane=[plane],
+                            fat_suppressed=True,
+                            label_en="x",
+                            label_zh="x",
+                            source="sample",
+                        ),
+                        style,
+                    )
+                )
                 covered.add(plane)
         if item.requires.post_contrast_t1_planes is not None:
             for plane in ("AXIAL", "SAGITTAL", "CORONAL")[: int(item.requires.post_contrast_t1_planes.value)]:
                 fs = item.body_part in ("CSPINE", "TSPINE", "LSPINE")
-                plans.append(_mr_series(SequenceReq(weighting=["T1"], plane=[plane], fat_suppressed=fs or None,
-                                                    label_en="x", label_zh="x", source="sample"), style, post=True))
+                plans.append(
+                    _mr_series(
+                        SequenceReq(
+                            weighting=["T1"],
+                            plane=[plane],
+                            fat_suppressed=fs or None,
+                            label_en="x",
+                            label_zh="x",
+                            source="sample",
+                        ),
+                        style,
+                        post=True,
+                    )
+                )
         for plan in plans:
             plan.attrs["BodyPartExamined"] = BODY_TAG[item.body_part]
             if side in ("L", "R"):
@@ -320,8 +513,15 @@ def _sample_pixels(modality: str, *, seed: int, height: float = 0.0) -> npt.NDAr
     return phantoms.dr_chest_phantom(rows=SAMPLE_SIDE["DX"], cols=SAMPLE_SIDE["DX"], seed=seed)
 
 
-def build_study(item: Item, style: str, *, defect: str | None = None, seed: int = 0,
-                patient_id: str | None = None, pixels: bool = False) -> list[Dataset]:
+def build_study(
+    item: Item,
+    style: str,
+    *,
+    defect: str | None = None,
+    seed: int = 0,
+    patient_id: str | None = None,
+    pixels: bool = False,
+) -> list[Dataset]:
     """The headers (and, with ``pixels``, tiny zero images) of one study for ``item``."""
     description, plans = plan_study(item, style, defect=defect)
     key = (item.code, style, defect, seed)
@@ -361,8 +561,13 @@ def build_study(item: Item, style: str, *, defect: str | None = None, seed: int 
             ds.SeriesDate = ds.StudyDate
             ds.AccessionNumber = "A" + study_uid[-9:]
             ds.InstitutionName = "重庆医科大学附属第一医院"
-            ds.Manufacturer = {"siemens": "SIEMENS", "ge": "GE MEDICAL SYSTEMS", "philips": "Philips",
-                               "uih": "UIH", "canon": "CANON_MEC"}.get(style, "SIEMENS")
+            ds.Manufacturer = {
+                "siemens": "SIEMENS",
+                "ge": "GE MEDICAL SYSTEMS",
+                "philips": "Philips",
+                "uih": "UIH",
+                "canon": "CANON_MEC",
+            }.get(style, "SIEMENS")
             for k, v in plan.attrs.items():
                 setattr(ds, k, v)
             ds.Rows = ds.Columns = SAMPLE_SIDE[plan.modality]
@@ -376,8 +581,12 @@ def build_study(item: Item, style: str, *, defect: str | None = None, seed: int 
                 iop = IOP[plan.plane or "AXIAL"]
                 normal = np.cross(iop[:3], iop[3:])
                 ds.ImageOrientationPatient = iop
-                ds.ImagePositionPatient = [float(x) for x in (-100.0 * np.array(iop[:3]) - 100.0 * np.array(iop[3:])
-                                                             + position * plan.thickness * normal)]
+                ds.ImagePositionPatient = [
+                    float(x)
+                    for x in (
+                        -100.0 * np.array(iop[:3]) - 100.0 * np.array(iop[3:]) + position * plan.thickness * normal
+                    )
+                ]
                 ds.PixelSpacing = [0.8, 0.8]
                 ds.SliceThickness = plan.thickness
                 if plan.modality == "CT":

@@ -68,8 +68,9 @@ class _Canvas:
         self.image = np.full((size, size), HU_AIR)
         self.edge_px = float(rng.uniform(0.5, 1.5))
 
-    def ellipse_d(self, centre: tuple[float, float], axes: tuple[float, float], angle: float = 0.0,
-                  lobes: float = 0.0) -> FloatArray:
+    def ellipse_d(
+        self, centre: tuple[float, float], axes: tuple[float, float], angle: float = 0.0, lobes: float = 0.0
+    ) -> FloatArray:
         """Normalised radius of a rotated ellipse (coordinates in -1..1), optionally lobulated."""
         r = self.rows - centre[0]
         c = self.cols - centre[1]
@@ -137,13 +138,26 @@ def _abdomen(canvas: _Canvas) -> None:
     axes = (canvas.u(0.45, 0.65), canvas.u(0.7, 0.92))
     _, inner = _body(canvas, axes, canvas.u(0.06, 0.2))
     for _ in range(int(canvas.rng.integers(1, 5))):  # mesenteric and retroperitoneal fat
-        blob = canvas.ellipse_d((canvas.u(-0.3, 0.25), canvas.u(-0.6, 0.6)), (canvas.u(0.05, 0.15), canvas.u(0.05, 0.2)),
-                                canvas.u(0, np.pi), lobes=0.1)
+        blob = canvas.ellipse_d(
+            (canvas.u(-0.3, 0.25), canvas.u(-0.6, 0.6)),
+            (canvas.u(0.05, 0.15), canvas.u(0.05, 0.2)),
+            canvas.u(0, np.pi),
+            lobes=0.1,
+        )
         canvas.paint(blob, canvas.tissue((-100.0, -60.0)))
     side = 1.0 if canvas.rng.random() < 0.5 else -1.0  # patient orientation (left/right as displayed)
-    canvas.paint(canvas.ellipse_d((-0.05 * axes[0] / 0.55, -side * 0.35 * axes[1]), (0.3 * axes[0] / 0.55, 0.32 * axes[1]),
-                                  canvas.u(-0.4, 0.4), lobes=0.05), canvas.tissue((50.0, 70.0)))  # liver
-    canvas.paint(canvas.ellipse_d((0.0, side * 0.5 * axes[1]), (0.13, 0.09), canvas.u(-0.6, 0.6)), canvas.tissue((40.0, 55.0)))
+    canvas.paint(
+        canvas.ellipse_d(
+            (-0.05 * axes[0] / 0.55, -side * 0.35 * axes[1]),
+            (0.3 * axes[0] / 0.55, 0.32 * axes[1]),
+            canvas.u(-0.4, 0.4),
+            lobes=0.05,
+        ),
+        canvas.tissue((50.0, 70.0)),
+    )  # liver
+    canvas.paint(
+        canvas.ellipse_d((0.0, side * 0.5 * axes[1]), (0.13, 0.09), canvas.u(-0.6, 0.6)), canvas.tissue((40.0, 55.0))
+    )
     for s in (-1.0, 1.0):  # kidneys: cortex and sinus fat
         kidney = canvas.ellipse_d((0.22, s * 0.3 * axes[1]), (0.1, 0.06), canvas.u(-0.5, 0.5) * s)
         canvas.paint(kidney, canvas.tissue((28.0, 40.0)))
@@ -181,20 +195,32 @@ def _chest(canvas: _Canvas) -> None:
         d = canvas.ellipse_d((r, c), (radius, radius * stretch), canvas.u(0, np.pi))
         vessels = np.maximum(vessels, _inside(d, 0.3))
     for s in (-1.0, 1.0):
-        lung = canvas.ellipse_d((canvas.u(-0.08, 0.02), s * 0.4 * axes[1]), (canvas.u(0.55, 0.7) * axes[0], canvas.u(0.25, 0.32) * axes[1]),
-                                canvas.u(-0.2, 0.2), lobes=0.04)
+        lung = canvas.ellipse_d(
+            (canvas.u(-0.08, 0.02), s * 0.4 * axes[1]),
+            (canvas.u(0.55, 0.7) * axes[0], canvas.u(0.25, 0.32) * axes[1]),
+            canvas.u(-0.2, 0.2),
+            lobes=0.04,
+        )
         weight = _inside(lung, 0.02)
         value = lung_hu + vessels * (canvas.u(20.0, 60.0) - lung_hu)
         canvas.image = canvas.image * (1 - weight) + value * weight
-    heart = canvas.ellipse_d((canvas.u(-0.1, 0.05), canvas.u(-0.15, 0.15)), (0.28 * axes[0] / 0.5, 0.22), canvas.u(-0.5, 0.5))
+    heart = canvas.ellipse_d(
+        (canvas.u(-0.1, 0.05), canvas.u(-0.15, 0.15)), (0.28 * axes[0] / 0.5, 0.22), canvas.u(-0.5, 0.5)
+    )
     canvas.paint(heart, canvas.tissue((30.0, 50.0)))
     canvas.paint(canvas.ellipse_d((0.12, 0.08), (0.05, 0.05)), canvas.u(35.0, 50.0))  # descending aorta
     canvas.paint(canvas.ellipse_d((-0.15, 0.0), (0.03, 0.035)), HU_AIR)  # trachea or a main bronchus
     _ribs(canvas, axes, canvas.u(0.06, 0.12))
     if canvas.rng.random() < 0.6:  # scapulae: thin blades behind the ribs, at the level of the upper chest
         for s in (-1.0, 1.0):
-            _ridge(canvas, (0.55 * axes[0], s * canvas.u(0.3, 0.45) * axes[1]), math.pi / 2 * s + canvas.u(-0.4, 0.1) * s,
-                   canvas.u(0.2, 0.35), canvas.u(0.008, 0.02), canvas.u(500.0, 1100.0))
+            _ridge(
+                canvas,
+                (0.55 * axes[0], s * canvas.u(0.3, 0.45) * axes[1]),
+                math.pi / 2 * s + canvas.u(-0.4, 0.1) * s,
+                canvas.u(0.2, 0.35),
+                canvas.u(0.008, 0.02),
+                canvas.u(500.0, 1100.0),
+            )
     _vertebra(canvas, (0.28 * axes[0] / 0.5, 0.0), canvas.u(0.8, 1.1))
     del inner
 
@@ -203,7 +229,9 @@ def _skull(canvas: _Canvas, axes: tuple[float, float], thickness: float) -> Floa
     """Scalp, skull (outer and inner table, diploe); returns the radius of the intracranial space."""
     centre = (canvas.u(-0.05, 0.05), canvas.u(-0.04, 0.04))
     angle = canvas.u(-0.15, 0.15)
-    canvas.paint(canvas.ellipse_d(centre, (axes[0] + 0.04, axes[1] + 0.04), angle, lobes=0.01), canvas.tissue((10.0, 40.0)))
+    canvas.paint(
+        canvas.ellipse_d(centre, (axes[0] + 0.04, axes[1] + 0.04), angle, lobes=0.01), canvas.tissue((10.0, 40.0))
+    )
     outer = canvas.ellipse_d(centre, axes, angle, lobes=0.01)
     canvas.paint(outer, canvas.u(*CORTICAL_BONE_HU))
     canvas.paint(outer / (1 - thickness * 0.3), canvas.tissue((400.0, 800.0)))  # diploe
@@ -218,10 +246,18 @@ def _head(canvas: _Canvas) -> None:
     brain = _skull(canvas, axes, canvas.u(0.06, 0.1))
     canvas.paint(brain / 0.82, canvas.tissue(WHITE_MATTER_HU))
     for s in (-1.0, 1.0):  # lateral ventricles
-        canvas.paint(canvas.ellipse_d((canvas.u(-0.15, 0.05), s * canvas.u(0.05, 0.12)), (canvas.u(0.1, 0.3), canvas.u(0.02, 0.06)),
-                                      s * canvas.u(0.0, 0.3)), canvas.u(*CSF_HU))
+        canvas.paint(
+            canvas.ellipse_d(
+                (canvas.u(-0.15, 0.05), s * canvas.u(0.05, 0.12)),
+                (canvas.u(0.1, 0.3), canvas.u(0.02, 0.06)),
+                s * canvas.u(0.0, 0.3),
+            ),
+            canvas.u(*CSF_HU),
+        )
     if canvas.rng.random() < 0.3:  # a calcified pineal gland or choroid plexus
-        canvas.paint(canvas.ellipse_d((canvas.u(0.05, 0.25), canvas.u(-0.05, 0.05)), (0.015, 0.015)), canvas.u(150.0, 400.0))
+        canvas.paint(
+            canvas.ellipse_d((canvas.u(0.05, 0.25), canvas.u(-0.05, 0.05)), (0.015, 0.015)), canvas.u(150.0, 400.0)
+        )
 
 
 def _air_cells(canvas: _Canvas, centre: tuple[float, float], extent: tuple[float, float], count: int) -> None:
@@ -230,7 +266,10 @@ def _air_cells(canvas: _Canvas, centre: tuple[float, float], extent: tuple[float
         r = centre[0] + canvas.u(-extent[0], extent[0])
         c = centre[1] + canvas.u(-extent[1], extent[1])
         radius = canvas.u(0.006, 0.025)
-        canvas.paint(canvas.ellipse_d((r, c), (radius, radius * canvas.u(0.7, 1.4)), canvas.u(0, np.pi)), HU_AIR + canvas.u(0, 150))
+        canvas.paint(
+            canvas.ellipse_d((r, c), (radius, radius * canvas.u(0.7, 1.4)), canvas.u(0, np.pi)),
+            HU_AIR + canvas.u(0, 150),
+        )
 
 
 def _ridge(canvas: _Canvas, start: tuple[float, float], angle: float, length: float, width: float, hu: float) -> None:
@@ -243,13 +282,31 @@ def _bony_ridges(canvas: _Canvas, sella: tuple[float, float]) -> None:
     """Sphenoid wings, petrous ridges and the nasal septum: thin high-contrast lines that radiate
     from the middle of the skull base (real clean skull bases have them; streaks look alike)."""
     for s in (-1.0, 1.0):
-        _ridge(canvas, sella, math.pi + s * canvas.u(0.5, 1.1), canvas.u(0.25, 0.5), canvas.u(0.006, 0.016),
-               canvas.u(600.0, 1400.0))  # greater sphenoid wing, towards the front and the side
-        _ridge(canvas, (sella[0] + 0.08, sella[1]), s * canvas.u(0.6, 1.2), canvas.u(0.25, 0.45), canvas.u(0.008, 0.02),
-               canvas.u(1200.0, 2000.0))  # petrous ridge, towards the back and the side
+        _ridge(
+            canvas,
+            sella,
+            math.pi + s * canvas.u(0.5, 1.1),
+            canvas.u(0.25, 0.5),
+            canvas.u(0.006, 0.016),
+            canvas.u(600.0, 1400.0),
+        )  # greater sphenoid wing, towards the front and the side
+        _ridge(
+            canvas,
+            (sella[0] + 0.08, sella[1]),
+            s * canvas.u(0.6, 1.2),
+            canvas.u(0.25, 0.45),
+            canvas.u(0.008, 0.02),
+            canvas.u(1200.0, 2000.0),
+        )  # petrous ridge, towards the back and the side
     if canvas.rng.random() < 0.6:
-        _ridge(canvas, (sella[0] - 0.25, sella[1]), math.pi, canvas.u(0.2, 0.35), canvas.u(0.005, 0.01),
-               canvas.u(300.0, 800.0))  # nasal septum
+        _ridge(
+            canvas,
+            (sella[0] - 0.25, sella[1]),
+            math.pi,
+            canvas.u(0.2, 0.35),
+            canvas.u(0.005, 0.01),
+            canvas.u(300.0, 800.0),
+        )  # nasal septum
 
 
 def _skull_base(canvas: _Canvas) -> None:
@@ -262,9 +319,13 @@ def _skull_base(canvas: _Canvas) -> None:
         ridge = canvas.ellipse_d(centre, (canvas.u(0.08, 0.14), canvas.u(0.2, 0.3)), s * canvas.u(0.5, 1.0))
         canvas.paint(ridge, petrous)
         _air_cells(canvas, (centre[0] + 0.08, centre[1] + s * 0.1), (0.08, 0.08), int(canvas.rng.integers(8, 30)))
-    canvas.paint(canvas.ellipse_d((canvas.u(0.0, 0.15), 0.0), (canvas.u(0.1, 0.2), canvas.u(0.04, 0.07))), petrous * 0.7)  # clivus
+    canvas.paint(
+        canvas.ellipse_d((canvas.u(0.0, 0.15), 0.0), (canvas.u(0.1, 0.2), canvas.u(0.04, 0.07))), petrous * 0.7
+    )  # clivus
     _bony_ridges(canvas, (canvas.u(-0.1, 0.05), canvas.u(-0.03, 0.03)))
-    sinus = canvas.ellipse_d((-canvas.u(0.35, 0.55), canvas.u(-0.05, 0.05)), (canvas.u(0.08, 0.2), canvas.u(0.1, 0.25)), lobes=0.06)
+    sinus = canvas.ellipse_d(
+        (-canvas.u(0.35, 0.55), canvas.u(-0.05, 0.05)), (canvas.u(0.08, 0.2), canvas.u(0.1, 0.25)), lobes=0.06
+    )
     canvas.paint(sinus, canvas.u(400.0, 900.0))  # the sinus wall
     canvas.paint(sinus / 0.85, HU_AIR + canvas.u(0, 40))
     _air_cells(canvas, (-canvas.u(0.3, 0.5), 0.0), (0.12, 0.18), int(canvas.rng.integers(0, 15)))

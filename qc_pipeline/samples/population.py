@@ -97,39 +97,123 @@ class Institution:
 
 INSTITUTIONS: Final = (
     Institution(
-        "CQA", "重庆市示范医院A", "Chongqing Demonstration Hospital A", "chongqing",
-        Profile(volume=60, modality_mix=(0.5, 0.3, 0.2), p_not_applicable=0.03, p_incomplete=0.03,
-                p_continuity=0.01, p_metadata_fail=0.005, p_metadata_review=0.02, dr_di_mean=0.1, dr_di_sd=0.7,
-                ct_noise_median_hu=12.0, mr_snr_median=28.0, mr_ghost_median_percent=1.0,
-                delay_median_h=1.5, delay_sigma=0.8, trend=0.8),
+        "CQA",
+        "重庆市示范医院A",
+        "Chongqing Demonstration Hospital A",
+        "chongqing",
+        Profile(
+            volume=60,
+            modality_mix=(0.5, 0.3, 0.2),
+            p_not_applicable=0.03,
+            p_incomplete=0.03,
+            p_continuity=0.01,
+            p_metadata_fail=0.005,
+            p_metadata_review=0.02,
+            dr_di_mean=0.1,
+            dr_di_sd=0.7,
+            ct_noise_median_hu=12.0,
+            mr_snr_median=28.0,
+            mr_ghost_median_percent=1.0,
+            delay_median_h=1.5,
+            delay_sigma=0.8,
+            trend=0.8,
+        ),
     ),
     Institution(
-        "CQB", "重庆市示范医院B", "Chongqing Demonstration Hospital B", "chongqing",
-        Profile(volume=50, modality_mix=(0.55, 0.3, 0.15), p_not_applicable=0.05, p_incomplete=0.07,
-                p_continuity=0.02, p_metadata_fail=0.01, p_metadata_review=0.05, dr_di_mean=0.4, dr_di_sd=1.0,
-                ct_noise_median_hu=16.0, mr_snr_median=20.0, mr_ghost_median_percent=1.6,
-                delay_median_h=4.0, delay_sigma=1.0, p_not_uploaded_in_time=0.03, trend=1.0),
+        "CQB",
+        "重庆市示范医院B",
+        "Chongqing Demonstration Hospital B",
+        "chongqing",
+        Profile(
+            volume=50,
+            modality_mix=(0.55, 0.3, 0.15),
+            p_not_applicable=0.05,
+            p_incomplete=0.07,
+            p_continuity=0.02,
+            p_metadata_fail=0.01,
+            p_metadata_review=0.05,
+            dr_di_mean=0.4,
+            dr_di_sd=1.0,
+            ct_noise_median_hu=16.0,
+            mr_snr_median=20.0,
+            mr_ghost_median_percent=1.6,
+            delay_median_h=4.0,
+            delay_sigma=1.0,
+            p_not_uploaded_in_time=0.03,
+            trend=1.0,
+        ),
     ),
     Institution(
-        "CQC", "重庆市示范区医院C", "Chongqing Demonstration District Hospital C", "chongqing",
-        Profile(volume=40, modality_mix=(0.5, 0.35, 0.15), p_not_applicable=0.05, p_incomplete=0.2,
-                p_continuity=0.06, p_metadata_fail=0.05, p_metadata_review=0.1, dr_di_mean=1.6, dr_di_sd=1.4,
-                ct_noise_median_hu=26.0, mr_snr_median=10.0, mr_ghost_median_percent=2.6,
-                delay_median_h=20.0, delay_sigma=1.1, p_not_uploaded_in_time=0.1, trend=1.3),
+        "CQC",
+        "重庆市示范区医院C",
+        "Chongqing Demonstration District Hospital C",
+        "chongqing",
+        Profile(
+            volume=40,
+            modality_mix=(0.5, 0.35, 0.15),
+            p_not_applicable=0.05,
+            p_incomplete=0.2,
+            p_continuity=0.06,
+            p_metadata_fail=0.05,
+            p_metadata_review=0.1,
+            dr_di_mean=1.6,
+            dr_di_sd=1.4,
+            ct_noise_median_hu=26.0,
+            mr_snr_median=10.0,
+            mr_ghost_median_percent=2.6,
+            delay_median_h=20.0,
+            delay_sigma=1.1,
+            p_not_uploaded_in_time=0.1,
+            trend=1.3,
+        ),
     ),
     Institution(
-        "SCD", "四川省示范医院D", "Sichuan Demonstration Hospital D", "sichuan",
-        Profile(volume=55, modality_mix=(0.45, 0.3, 0.25), p_not_applicable=0.04, p_incomplete=0.04,
-                p_continuity=0.01, p_metadata_fail=0.005, p_metadata_review=0.03, dr_di_mean=-0.2, dr_di_sd=0.8,
-                ct_noise_median_hu=13.0, mr_snr_median=25.0, mr_ghost_median_percent=1.2,
-                delay_median_h=2.0, delay_sigma=0.9, p_not_uploaded_in_time=0.01, trend=0.9),
+        "SCD",
+        "四川省示范医院D",
+        "Sichuan Demonstration Hospital D",
+        "sichuan",
+        Profile(
+            volume=55,
+            modality_mix=(0.45, 0.3, 0.25),
+            p_not_applicable=0.04,
+            p_incomplete=0.04,
+            p_continuity=0.01,
+            p_metadata_fail=0.005,
+            p_metadata_review=0.03,
+            dr_di_mean=-0.2,
+            dr_di_sd=0.8,
+            ct_noise_median_hu=13.0,
+            mr_snr_median=25.0,
+            mr_ghost_median_percent=1.2,
+            delay_median_h=2.0,
+            delay_sigma=0.9,
+            p_not_uploaded_in_time=0.01,
+            trend=0.9,
+        ),
     ),
     Institution(
-        "SCE", "四川省示范医院E", "Sichuan Demonstration Hospital E", "sichuan",
-        Profile(volume=45, modality_mix=(0.5, 0.25, 0.25), p_not_applicable=0.06, p_incomplete=0.04,
-                p_continuity=0.03, p_metadata_fail=0.01, p_metadata_review=0.04, dr_di_mean=-0.1, dr_di_sd=0.8,
-                ct_noise_median_hu=15.0, mr_snr_median=14.0, mr_ghost_median_percent=1.4,
-                delay_median_h=6.0, delay_sigma=1.2, p_not_uploaded_in_time=0.04, trend=0.7),
+        "SCE",
+        "四川省示范医院E",
+        "Sichuan Demonstration Hospital E",
+        "sichuan",
+        Profile(
+            volume=45,
+            modality_mix=(0.5, 0.25, 0.25),
+            p_not_applicable=0.06,
+            p_incomplete=0.04,
+            p_continuity=0.03,
+            p_metadata_fail=0.01,
+            p_metadata_review=0.04,
+            dr_di_mean=-0.1,
+            dr_di_sd=0.8,
+            ct_noise_median_hu=15.0,
+            mr_snr_median=14.0,
+            mr_ghost_median_percent=1.4,
+            delay_median_h=6.0,
+            delay_sigma=1.2,
+            p_not_uploaded_in_time=0.04,
+            trend=0.7,
+        ),
     ),
 )
 """Fictional institutions (no real hospital names), two to three per region."""
@@ -192,11 +276,18 @@ def _judge(
     m = Measurement(metric=metric, value=float(value), unit=unit, series_instance_uid=series.uid)
     target = image_quality.Target(modality.lower(), series.uid, (), series.label_en, series.label_zh)
     rules = image_quality.rules_by_metric(thresholds).get(metric, [])
-    found = image_quality.judge_measurement(m, target, "DX" if modality == "DR" else modality, item_code, rules, thresholds)
+    found = image_quality.judge_measurement(
+        m, target, "DX" if modality == "DR" else modality, item_code, rules, thresholds
+    )
     return m, [] if found is None else [found]
 
 
-_DR_VIEWS: Final = {"PA": ("PA", "后前位"), "AP": ("AP", "正位"), "LAT": ("lateral", "侧位"), "OBL": ("oblique", "斜位")}
+_DR_VIEWS: Final = {
+    "PA": ("PA", "后前位"),
+    "AP": ("AP", "正位"),
+    "LAT": ("lateral", "侧位"),
+    "OBL": ("oblique", "斜位"),
+}
 
 
 def _dr_views(item: Item) -> list[str]:
@@ -219,7 +310,11 @@ def _image_quality(
         views = _dr_views(item)
         for k, view in enumerate(views, start=1):
             en, zh = _DR_VIEWS.get(view, (view, view))
-            s = _Series(f"{study_uid}.{k}", f"series 1 '{item.name_en} {en}', image {k}", f"序列 1 “{item.region_zh} {zh}” 第 {k} 幅")
+            s = _Series(
+                f"{study_uid}.{k}",
+                f"series 1 '{item.name_en} {en}', image {k}",
+                f"序列 1 “{item.region_zh} {zh}” 第 {k} 幅",
+            )
             values = (
                 ("dr.deviation_index", rng.normal(profile.dr_di_mean, profile.dr_di_sd * bad), "1"),
                 ("dr.clipped_stored_max_percent", float(rng.lognormal(math.log(0.05 * bad), 1.2)), "%"),
@@ -251,7 +346,11 @@ def _image_quality(
             s = _Series(f"{study_uid}.{k}", f"series {k} '{name}'", f"序列 {k} “{name}”")
             values = (
                 ("mr.snr", float(rng.lognormal(math.log(profile.mr_snr_median), 0.35 * bad)), "1"),
-                ("mr.ghosting_percent", float(rng.lognormal(math.log(profile.mr_ghost_median_percent), 0.45 * bad)), "%"),
+                (
+                    "mr.ghosting_percent",
+                    float(rng.lognormal(math.log(profile.mr_ghost_median_percent), 0.45 * bad)),
+                    "%",
+                ),
                 ("mr.wrap_percent", float(rng.exponential(0.3 * bad)), "%"),
             )
             for metric, value, unit in values:
@@ -265,49 +364,82 @@ def _completeness(rng: np.random.Generator, thresholds: Thresholds, item: Item, 
     if item.modality == "DR":
         if len(views) > 1:
             en, zh = _DR_VIEWS.get(views[-1], (views[-1], views[-1]))
-            return _finding(thresholds, "completeness.dr.view_missing",
-                            f"{en} view missing for {item.name_en} ({len(views) - 1} image(s) in the study)",
-                            f"缺少{zh}（{item.name_zh}，本检查共 {len(views) - 1} 幅图像）")
-        return _finding(thresholds, "completeness.dr.view_missing",
-                        f"{views[0]} view missing for {item.name_en} (1 image(s) in the study)",
-                        f"缺少{_DR_VIEWS.get(views[0], (views[0], views[0]))[1]}（{item.name_zh}，本检查共 1 幅图像）")
+            return _finding(
+                thresholds,
+                "completeness.dr.view_missing",
+                f"{en} view missing for {item.name_en} ({len(views) - 1} image(s) in the study)",
+                f"缺少{zh}（{item.name_zh}，本检查共 {len(views) - 1} 幅图像）",
+            )
+        return _finding(
+            thresholds,
+            "completeness.dr.view_missing",
+            f"{views[0]} view missing for {item.name_en} (1 image(s) in the study)",
+            f"缺少{_DR_VIEWS.get(views[0], (views[0], views[0]))[1]}（{item.name_zh}，本检查共 1 幅图像）",
+        )
     if item.modality == "CT":
         if item.contrast == "enhanced" and rng.random() < 0.6:
-            return _finding(thresholds, "completeness.ct.post_contrast_missing",
-                            f"post-contrast series missing for {item.name_en}: 0 found, 1 required",
-                            f"缺少增强序列（{item.name_zh}）：现有 0 个，要求至少 1 个")
+            return _finding(
+                thresholds,
+                "completeness.ct.post_contrast_missing",
+                f"post-contrast series missing for {item.name_en}: 0 found, 1 required",
+                f"缺少增强序列（{item.name_zh}）：现有 0 个，要求至少 1 个",
+            )
         limit = item.requires.max_slice_thickness_mm.value if item.requires.max_slice_thickness_mm else 1.25
-        return _finding(thresholds, "completeness.ct.slice_thickness",
-                        f"no reconstruction of {limit:g} mm or thinner: the thinnest series is 5 mm",
-                        f"无层厚 ≤ {limit:g} mm 的重建序列：最薄为 5 mm", value="5 mm", limit=f"≤ {limit:g} mm")
+        return _finding(
+            thresholds,
+            "completeness.ct.slice_thickness",
+            f"no reconstruction of {limit:g} mm or thinner: the thinnest series is 5 mm",
+            f"无层厚 ≤ {limit:g} mm 的重建序列：最薄为 5 mm",
+            value="5 mm",
+            limit=f"≤ {limit:g} mm",
+        )
     if rng.random() < 0.7:
-        return _finding(thresholds, "completeness.mr.sequence_missing",
-                        f"no axial T2-FLAIR for {item.name_en}", f"缺少横断位T2-FLAIR序列（{item.name_zh}）")
-    return _finding(thresholds, "completeness.mr.planes",
-                    f"{item.name_en} needs 3 planes; found 2 (axial, sagittal)",
-                    f"{item.name_zh}需 3 个方位，现有 2 个（横断位、矢状位）")
+        return _finding(
+            thresholds,
+            "completeness.mr.sequence_missing",
+            f"no axial T2-FLAIR for {item.name_en}",
+            f"缺少横断位T2-FLAIR序列（{item.name_zh}）",
+        )
+    return _finding(
+        thresholds,
+        "completeness.mr.planes",
+        f"{item.name_en} needs 3 planes; found 2 (axial, sagittal)",
+        f"{item.name_zh}需 3 个方位，现有 2 个（横断位、矢状位）",
+    )
 
 
-def _metadata(rng: np.random.Generator, thresholds: Thresholds, profile: Profile, p_scale: float,
-              study_date: dt.date) -> list[Finding]:
+def _metadata(
+    rng: np.random.Generator, thresholds: Thresholds, profile: Profile, p_scale: float, study_date: dt.date
+) -> list[Finding]:
     findings: list[Finding] = []
     if rng.random() < profile.p_metadata_fail * p_scale:
         raw = f"{study_date.year + 1}0101"
-        findings += _finding(thresholds, "metadata.patient_birth_date.after_study",
-                             f"PatientBirthDate (0010,0030) {raw} is after StudyDate (0008,0020) {study_date:%Y%m%d}",
-                             f"出生日期 (0010,0030) {raw} 晚于检查日期 (0008,0020) {study_date:%Y%m%d}",
-                             value=raw, limit=f"<= {study_date:%Y%m%d}")
+        findings += _finding(
+            thresholds,
+            "metadata.patient_birth_date.after_study",
+            f"PatientBirthDate (0010,0030) {raw} is after StudyDate (0008,0020) {study_date:%Y%m%d}",
+            f"出生日期 (0010,0030) {raw} 晚于检查日期 (0008,0020) {study_date:%Y%m%d}",
+            value=raw,
+            limit=f"<= {study_date:%Y%m%d}",
+        )
     if rng.random() < profile.p_metadata_review * p_scale:
-        findings += _finding(thresholds, "metadata.accession_number.missing",
-                             "AccessionNumber (0008,0050) is missing or empty", "检查号 (0008,0050) 缺失或为空")
+        findings += _finding(
+            thresholds,
+            "metadata.accession_number.missing",
+            "AccessionNumber (0008,0050) is missing or empty",
+            "检查号 (0008,0050) 缺失或为空",
+        )
     return findings
 
 
 def _continuity(thresholds: Thresholds, series_uid: str) -> list[Finding]:
-    return _finding(thresholds, "continuity.slice.missing",
-                    "series 1: slice positions missing between 42.5 mm and 52.5 mm (spacing 5 mm)",
-                    "序列 1：层面位置 42.5 mm 与 52.5 mm 之间缺失层面（层间距 5 mm）",
-                    series_instance_uid=series_uid)
+    return _finding(
+        thresholds,
+        "continuity.slice.missing",
+        "series 1: slice positions missing between 42.5 mm and 52.5 mm (spacing 5 mm)",
+        "序列 1：层面位置 42.5 mm 与 52.5 mm 之间缺失层面（层间距 5 mm）",
+        series_instance_uid=series_uid,
+    )
 
 
 def make_decisions(
@@ -358,18 +490,30 @@ def make_decisions(
                 if not_applicable:
                     dicom_modality = "US" if rng.random() < 0.5 else dicom_modality
                     if dicom_modality == "US":
-                        findings += _finding(thresholds, "catalog.modality.not_candidate",
-                                             "Modality (0008,0060) US is not on the recognition list (CR, CT, DX, MR)",
-                                             "检查类型 (0008,0060) US 不在互认项目范围内", value="US", limit="CR,CT,DX,MR")
+                        findings += _finding(
+                            thresholds,
+                            "catalog.modality.not_candidate",
+                            "Modality (0008,0060) US is not on the recognition list (CR, CT, DX, MR)",
+                            "检查类型 (0008,0060) US 不在互认项目范围内",
+                            value="US",
+                            limit="CR,CT,DX,MR",
+                        )
                     else:
-                        findings += _finding(thresholds, ITEM_UNMATCHED,
-                                             "no recognition item fits this study (no body part named)",
-                                             "未能对应到互认项目（未识别出检查部位），不适用互认")
+                        findings += _finding(
+                            thresholds,
+                            ITEM_UNMATCHED,
+                            "no recognition item fits this study (no body part named)",
+                            "未能对应到互认项目（未识别出检查部位），不适用互认",
+                        )
                 else:
                     item_ref = ItemRef(code=item.code, name_zh=item.name_zh, name_en=item.name_en)
-                    findings += _finding(thresholds, ITEM_MATCHED,
-                                         f"recognition item {item.code} {item.name_en} (StudyDescription)",
-                                         f"互认项目 {item.code} {item.name_zh}（依据：检查描述）", value=item.code)
+                    findings += _finding(
+                        thresholds,
+                        ITEM_MATCHED,
+                        f"recognition item {item.code} {item.name_en} (StudyDescription)",
+                        f"互认项目 {item.code} {item.name_zh}（依据：检查描述）",
+                        value=item.code,
+                    )
                     findings += _metadata(rng, thresholds, p, p_scale, study_date)
                     measurements, iq_findings, views = _image_quality(rng, thresholds, p, item, uid, bad)
                     if rng.random() < p.p_incomplete * p_scale:
@@ -380,14 +524,17 @@ def make_decisions(
                 findings += timeliness.check_timeliness(delay, thresholds)
                 verdict = decide_verdict(findings, candidate=not not_applicable)
                 modalities = (dicom_modality,)
-                eligible, until = eligibility(verdict, study_date=study_date, modalities=modalities,
-                                              config=thresholds.site.eligibility)
+                eligible, until = eligibility(
+                    verdict, study_date=study_date, modalities=modalities, config=thresholds.site.eligibility
+                )
                 n_series = len({m.series_instance_uid for m in measurements}) or 1
                 summary = StudySummary(
                     study_instance_uid=uid,
                     patient_id=f"{inst.code}{period_index + 1}{i:05d}",
                     patient_sex=str(rng.choice(["F", "M"])),
-                    patient_birth_date=dt.date(int(rng.integers(1940, 2020)), int(rng.integers(1, 13)), int(rng.integers(1, 29))),
+                    patient_birth_date=dt.date(
+                        int(rng.integers(1940, 2020)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+                    ),
                     accession_number=f"{inst.code}{study_date:%Y%m%d}{i:04d}",
                     institution=inst.name,
                     modalities=modalities,
@@ -439,12 +586,20 @@ def generate_population(
     run_id = None
     if pending:
         run_id = store.start_run(
-            source_uri=POPULATION_SOURCE, pipeline_version=prov.pipeline_version, thresholds_version=prov.thresholds_version
+            source_uri=POPULATION_SOURCE,
+            pipeline_version=prov.pipeline_version,
+            thresholds_version=prov.thresholds_version,
         )
         for d in pending:
             outcomes[str(store.save_decision(d, run_id=run_id))] += 1
-        store.finish_run(run_id, status="completed", n_studies=len(decisions), n_judged=len(pending),
-                         n_unchanged=len(decisions) - len(pending), n_errors=0)
+        store.finish_run(
+            run_id,
+            status="completed",
+            n_studies=len(decisions),
+            n_judged=len(pending),
+            n_unchanged=len(decisions) - len(pending),
+            n_errors=0,
+        )
     logger.info("population (seed %d, scale %g): %d studies, %s", seed, scale, len(decisions), dict(outcomes))
     return PopulationSummary(
         n_studies=len(decisions),

@@ -161,8 +161,8 @@ def _auth_from_secret(block: str) -> tuple[str, str] | str:
     else:
         keys = type(value).__name__
     raise SourceError(
-        f"Prefect Secret block {block!r} must hold a token (text), {{\"token\": ...}} or "
-        f"{{\"username\": ..., \"password\": ...}}; found {keys}"
+        f'Prefect Secret block {block!r} must hold a token (text), {{"token": ...}} or '
+        f'{{"username": ..., "password": ...}}; found {keys}'
     )
 
 
@@ -227,7 +227,9 @@ class DicomWebSource:
         or ``auto``: use Orthanc's REST API when the server is Orthanc), ``off``, or its REST root."""
         self._url, url_credentials = _strip_credentials(url)
         if url_credentials is not None:
-            logger.warning("credentials in the DICOMweb URL are used but not stored; prefer %s/%s", USER_ENV, PASSWORD_ENV)
+            logger.warning(
+                "credentials in the DICOMweb URL are used but not stored; prefer %s/%s", USER_ENV, PASSWORD_ENV
+            )
         self._secret_block = secret_block or os.environ.get(SECRET_BLOCK_ENV) or None
         self._orthanc_setting = (orthanc or os.environ.get(ORTHANC_ENV) or "auto").strip()
         self._session = _session(url_credentials, self._secret_block)
@@ -269,12 +271,17 @@ class DicomWebSource:
         except requests.Timeout:
             raise SourceError(f"DICOMweb server {self._url} timed out while trying to {what}") from None
         except requests.RequestException as exc:
-            raise SourceError(f"DICOMweb request to {self._url} failed while trying to {what}: {type(exc).__name__}") from None
+            raise SourceError(
+                f"DICOMweb request to {self._url} failed while trying to {what}: {type(exc).__name__}"
+            ) from None
 
     def check(self) -> None:
         """One QIDO-RS search for a single study: the server answers and accepts the credentials."""
         self._call(
-            "check the connection", self._client.search_for_studies, limit=1, fields=["StudyInstanceUID"],
+            "check the connection",
+            self._client.search_for_studies,
+            limit=1,
+            fields=["StudyInstanceUID"],
             search_filters=dict(self._filters) or None,
         )
 
@@ -395,9 +402,7 @@ class DicomWebSource:
             logger.info("DICOMweb server %s: %s", self._url, "Orthanc, change log used" if found else "not Orthanc")
         return _orthanc_roots[self._url]
 
-    def list_changes(
-        self, cursor_kind: str | None, position: str | None, *, now: dt.datetime | None = None
-    ) -> Listing:
+    def list_changes(self, cursor_kind: str | None, position: str | None, *, now: dt.datetime | None = None) -> Listing:
         """The studies new or changed since the cursor ``position`` (see the module docstring)."""
         rest = self._orthanc()
         if rest is not None:
@@ -410,7 +415,9 @@ class DicomWebSource:
         if since is not None and since > last:
             logger.warning(
                 "Orthanc at %s has fewer changes (%d) than the cursor (%d): a new database? listing every study",
-                self._url, last, since,
+                self._url,
+                last,
+                since,
             )
             since = None
         if since is None:  # position taken before listing: what arrives meanwhile is listed again next time
@@ -452,11 +459,15 @@ class DicomWebSource:
                 for _ in ds:  # convert every element now, so a bad value surfaces here
                     pass
             except Exception as exc:  # malformed JSON metadata from the server
-                study.problems.append(ReadProblem(location, ProblemKind.UNREADABLE, f"metadata cannot be parsed: {exc}"))
+                study.problems.append(
+                    ReadProblem(location, ProblemKind.UNREADABLE, f"metadata cannot be parsed: {exc}")
+                )
                 continue
             sop_uid, series_uid = text(ds, "SOPInstanceUID"), text(ds, "SeriesInstanceUID")
             if sop_uid is None or series_uid is None:
-                study.problems.append(ReadProblem(location, ProblemKind.MISSING_UID, "SOPInstanceUID or SeriesInstanceUID missing"))
+                study.problems.append(
+                    ReadProblem(location, ProblemKind.MISSING_UID, "SOPInstanceUID or SeriesInstanceUID missing")
+                )
                 continue
             if "PixelData" in ds:
                 del ds.PixelData  # headers only, as the folder source reads them
@@ -514,6 +525,7 @@ class DicomWebSource:
             what = f"retrieve the pixel data of series {series_uid}"
             try:
                 if len(instances) <= FETCH_ONE_BY_ONE_MAX:
+
                     def one(sop_uid: str) -> Dataset | None:
                         try:
                             return self._client.retrieve_instance(study_uid, series_uid, sop_uid, media_types=media)
@@ -526,7 +538,10 @@ class DicomWebSource:
                         if (ds := self._call(what, one, inst.sop_instance_uid)) is not None:
                             keep(ds)
                 else:
-                    self._call(what, lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)])
+                    self._call(
+                        what,
+                        lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)],
+                    )
             finally:
                 with self._fetched_lock:
                     self._fetched[study_uid] = self._fetched.get(study_uid, 0) + received
@@ -548,7 +563,9 @@ class DicomWebSource:
         if self._stow_url != self._url:
             client = DICOMwebClient(self._stow_url, session=self._session, timeout=TIMEOUT_S)
             client.set_http_retry_params(retry=False)
-        answer = self._call(f"store {len(datasets)} instance(s) at {self._stow_url}", client.store_instances, list(datasets))
+        answer = self._call(
+            f"store {len(datasets)} instance(s) at {self._stow_url}", client.store_instances, list(datasets)
+        )
         failed = list(getattr(answer, "FailedSOPSequence", None) or ())
         if failed:
             first = failed[0]

@@ -80,6 +80,7 @@ class FolderSource:
         exports link study folders), each real folder once (no loop). Files that are plainly not
         DICOM (a DICOMDIR index, text, pictures, archives...: see :func:`_not_dicom`) are listed
         in ``self.skipped`` and logged once, never judged as failed studies."""
+
         def on_error(exc: OSError) -> None:
             logger.warning("cannot list %s: %s", exc.filename, exc.strerror)
 
@@ -167,9 +168,7 @@ class FolderSource:
             except OSError:
                 pass
             if result.dataset is None:
-                study.problems.append(
-                    ReadProblem(location, ProblemKind.UNREADABLE, result.error or "unreadable")
-                )
+                study.problems.append(ReadProblem(location, ProblemKind.UNREADABLE, result.error or "unreadable"))
                 continue
             ds = result.dataset
             sop_uid = text(ds, "SOPInstanceUID")
@@ -188,12 +187,13 @@ class FolderSource:
                 size_bytes=result.size_bytes,
             )
             study.instances.append(
-                LoadedInstance(ref=ref, dataset=ds, pixel_data=result.pixel_data, is_image=is_image(ds, result.pixel_data))
+                LoadedInstance(
+                    ref=ref, dataset=ds, pixel_data=result.pixel_data, is_image=is_image(ds, result.pixel_data)
+                )
             )
         if latest_mtime is not None and self.file_times_are_upload_times:
             study.received_at = dt.datetime.fromtimestamp(latest_mtime, tz=dt.UTC)
         return study
-
 
     pixel_files_are_loaded_files = True
     """``pixel_files`` gives the files ``load`` read the headers from: the checks decode them with
@@ -204,11 +204,45 @@ class FolderSource:
         return nullcontext([self.root / inst.location for inst in instances])
 
 
-NOT_DICOM_SUFFIXES = frozenset({
-    ".txt", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".log", ".ini",
-    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".gz", ".nrrd", ".mha", ".mhd",
-    ".zip", ".rar", ".7z", ".tar", ".exe", ".dll", ".md", ".db", ".sqlite",
-})
+NOT_DICOM_SUFFIXES = frozenset(
+    {
+        ".txt",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".xml",
+        ".html",
+        ".htm",
+        ".pdf",
+        ".doc",
+        ".docx",
+        ".xls",
+        ".xlsx",
+        ".log",
+        ".ini",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".nii",
+        ".gz",
+        ".nrrd",
+        ".mha",
+        ".mhd",
+        ".zip",
+        ".rar",
+        ".7z",
+        ".tar",
+        ".exe",
+        ".dll",
+        ".md",
+        ".db",
+        ".sqlite",
+    }
+)
 """Suffixes of files that are not DICOM instances (a file with one of them is still read when it
 carries the DICOM preamble: a misleading name never hides an image)."""
 

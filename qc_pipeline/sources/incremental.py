@@ -44,9 +44,7 @@ class IncrementalSource(Protocol):
     @property
     def uri(self) -> str: ...
 
-    def list_changes(
-        self, cursor_kind: str | None, position: str | None, *, now: dt.datetime | None = None
-    ) -> Listing:
+    def list_changes(self, cursor_kind: str | None, position: str | None, *, now: dt.datetime | None = None) -> Listing:
         """The studies new or changed since ``position`` (everything when it is None or of
         another kind), and the position to store once they are all judged."""
         ...

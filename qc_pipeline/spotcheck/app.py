@@ -72,8 +72,12 @@ NOISE_LEVELS: Final = 1
 
 def app_options(config: SpotCheckConfig) -> dict[str, Any]:
     """Keyword arguments for ``create_app`` that add the spot-check mode."""
-    return {"extra_routers": [spot_check_router(config)], "extra_templates": [TEMPLATES_DIR], "extra_nav": [NAV],
-            "grader_home": PREFIX}
+    return {
+        "extra_routers": [spot_check_router(config)],
+        "extra_templates": [TEMPLATES_DIR],
+        "extra_nav": [NAV],
+        "grader_home": PREFIX,
+    }
 
 
 def blinded_png(png: bytes, case_code: str) -> bytes:
@@ -149,7 +153,9 @@ def _opened_series(source_uri: str | None, uid: str, code: str) -> OpenedStudy:
         return open_series(source_uri, uid)
     except QCError as exc:
         logger.warning("spot-check case %s: cannot open its series: %s", code, exc)
-        raise ReviewError("the images of this case cannot be read now", "该病例的图像暂时无法读取", status=503) from None
+        raise ReviewError(
+            "the images of this case cannot be read now", "该病例的图像暂时无法读取", status=503
+        ) from None
 
 
 def _series_index(opened: OpenedStudy, index: int) -> None:
@@ -197,8 +203,14 @@ def spot_check_router(config: SpotCheckConfig) -> APIRouter:
         return render(
             request,
             "spot_check_case.html",
-            {"user": user, "s": status, "c": status.case, "images": shown, "grades": config.grades,
-             "reasons": config.reasons},
+            {
+                "user": user,
+                "s": status,
+                "c": status.case,
+                "images": shown,
+                "grades": config.grades,
+                "reasons": config.reasons,
+            },
         )
 
     @router.get("/{code}/images/{index}.png")
@@ -229,14 +241,28 @@ def spot_check_router(config: SpotCheckConfig) -> APIRouter:
         return render(
             request,
             "spot_check_series.html",
-            {"user": user, "code": code, "index": index, "n_series": len(opened.series), "stack": stack,
-             "current": current, "preset": preset, "presets": presets_for(stack.modality),
-             "preset_labels": PRESET_LABELS, "links": slice_links(stack.n_slices, current)},
+            {
+                "user": user,
+                "code": code,
+                "index": index,
+                "n_series": len(opened.series),
+                "stack": stack,
+                "current": current,
+                "preset": preset,
+                "presets": presets_for(stack.modality),
+                "preset_labels": PRESET_LABELS,
+                "links": slice_links(stack.n_slices, current),
+            },
         )
 
     @router.get("/{code}/series/{index}/slices/{slice_index}.png")
     def slice_image(
-        request: Request, code: str, index: int, slice_index: int, preset: str = AUTO, user: User = Depends(current_user)
+        request: Request,
+        code: str,
+        index: int,
+        slice_index: int,
+        preset: str = AUTO,
+        user: User = Depends(current_user),
     ) -> Response:
         reviewer = reviewer_of(user)
         opened = series_cache.get(request.app.state.store, code, reviewer)

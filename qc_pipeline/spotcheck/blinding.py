@@ -111,7 +111,9 @@ def age_band(birth_date: dt.date | None, study_date: dt.date | None) -> str | No
     """The patient's age at the exam in decades (``40-49``; ``<1`` for infants; ``90+``)."""
     if birth_date is None or study_date is None or birth_date > study_date:
         return None
-    years = study_date.year - birth_date.year - ((study_date.month, study_date.day) < (birth_date.month, birth_date.day))
+    years = (
+        study_date.year - birth_date.year - ((study_date.month, study_date.day) < (birth_date.month, birth_date.day))
+    )
     if years < 1:
         return "<1"
     if years >= 90:

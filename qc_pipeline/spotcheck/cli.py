@@ -92,7 +92,9 @@ def draw(period: str, seed: str | None, db_url: str | None, config_path: str | N
         f"种子 seed {report.seed} · 配置 config {report.config_version} sha256:{report.config_hash[:12]} · "
         f"总体 population {report.population_size} (sha256:{report.population_digest[:12]})"
     )
-    click.echo(f"抽中 drawn: {report.n_drawn} · 层 strata: {len(report.strata)} · 不足最小样本量 under-filled: {len(report.underfilled)}")
+    click.echo(
+        f"抽中 drawn: {report.n_drawn} · 层 strata: {len(report.strata)} · 不足最小样本量 under-filled: {len(report.underfilled)}"
+    )
     excluded = report.excluded
     click.echo(
         f"未纳入 not eligible: 已抽过 already drawn {excluded['already_drawn']}, "
@@ -104,7 +106,9 @@ def draw(period: str, seed: str | None, db_url: str | None, config_path: str | N
     for s in report.underfilled[:UNDERFILLED_SHOWN]:
         click.echo(f"  不足 under-filled: {s.stratum}: {s.population} < minimum, all drawn")
     if len(report.underfilled) > UNDERFILLED_SHOWN:
-        click.echo(f"  … {len(report.underfilled) - UNDERFILLED_SHOWN} more: qc-pipeline spot-check draw --period {period} shows the draw")
+        click.echo(
+            f"  … {len(report.underfilled) - UNDERFILLED_SHOWN} more: qc-pipeline spot-check draw --period {period} shows the draw"
+        )
     click.echo("分配 assignments: " + ", ".join(f"{r} {n}" for r, n in report.assignments.items()))
 
 
@@ -125,7 +129,9 @@ def verify(period: str, db_url: str | None, config_path: str | None) -> None:
 
 @spot_check.command()
 @_period_option
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .xlsx file to write.")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .xlsx file to write."
+)
 @click.option("--reviewer", help="Only this reviewer's assignments (default: all).")
 @_common
 def export(period: str, out: Path, reviewer: str | None, db_url: str | None, config_path: str | None) -> None:
@@ -158,8 +164,14 @@ def import_cmd(workbook: Path, replace: bool, db_url: str | None, config_path: s
 
 @spot_check.command()
 @_period_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table: fitted to the terminal (full rows into a file); json: every figure of the summary.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: fitted to the terminal (full rows into a file); json: every figure of the summary.",
+)
 @_common
 def summary(period: str, fmt: str, db_url: str | None, config_path: str | None) -> None:
     """Compute, store and print the period's agreement figures (every draw within the period).
@@ -202,15 +214,35 @@ def print_summary(f: dict[str, Any]) -> None:
     draws = ", ".join(f"{d['period']} (seed {d['seed']}, {d['n_drawn']}/{d['population_size']})" for d in f["draws"])
     p = f["progress"]
     console.print(f"抽查汇总 / Spot-check summary {f['period']} — 抽样 draws: {draws}")
-    console.print(f"进度 progress: 抽中 drawn {p['drawn']}, 分配 assignments {p['assignments']}, 已评 graded {p['graded']}")
+    console.print(
+        f"进度 progress: 抽中 drawn {p['drawn']}, 分配 assignments {p['assignments']}, 已评 graded {p['graded']}"
+    )
     rows = [("全部 all", f["machine_vs_reviewer"])]
-    rows += [(f"{r['name']['zh']} {r['name']['en']}" if r.get("name") else code, r) for code, r in f["by_region"].items()]
-    print_table("机器结论 vs 跨地区复核 / machine verdict vs cross-region review (95% CI)", [
-        Column("scope", "范围 scope", min_width=12), Column("n", "n", wrap=False), Column("kappa", "Kappa", min_width=16),
-        Column("sens", "fail 灵敏度 sensitivity", min_width=SHARE_WIDTH), Column("spec", "fail 特异度 specificity", min_width=SHARE_WIDTH),
-        Column("agree", "一致 agreement", min_width=SHARE_WIDTH),
-    ], [{"scope": label, "n": str(r["n"]), "kappa": _kappa_text(r["kappa"]), "sens": _share_text(r["fail_sensitivity"]),
-         "spec": _share_text(r["fail_specificity"]), "agree": _share_text(r["agreement"])} for label, r in rows])
+    rows += [
+        (f"{r['name']['zh']} {r['name']['en']}" if r.get("name") else code, r) for code, r in f["by_region"].items()
+    ]
+    print_table(
+        "机器结论 vs 跨地区复核 / machine verdict vs cross-region review (95% CI)",
+        [
+            Column("scope", "范围 scope", min_width=12),
+            Column("n", "n", wrap=False),
+            Column("kappa", "Kappa", min_width=16),
+            Column("sens", "fail 灵敏度 sensitivity", min_width=SHARE_WIDTH),
+            Column("spec", "fail 特异度 specificity", min_width=SHARE_WIDTH),
+            Column("agree", "一致 agreement", min_width=SHARE_WIDTH),
+        ],
+        [
+            {
+                "scope": label,
+                "n": str(r["n"]),
+                "kappa": _kappa_text(r["kappa"]),
+                "sens": _share_text(r["fail_sensitivity"]),
+                "spec": _share_text(r["fail_specificity"]),
+                "agree": _share_text(r["agreement"]),
+            }
+            for label, r in rows
+        ],
+    )
     inter = f["inter_region"]
     console.print(
         f"地区间一致性 inter-region (n={inter['n']} 双读 double-read): 可互认 Kappa recognisable "
@@ -220,15 +252,30 @@ def print_summary(f: dict[str, Any]) -> None:
     inst_rows = []
     for i in f["institutions"]:
         region = f.get("by_region", {}).get(i["region"], {}).get("name") or {"zh": i["region"], "en": ""}
-        inst_rows.append({"institution": i["institution"], "region": f"{region['zh']} {region['en']}".strip(),
-                          "n": str(i["n"]), "discordance": _share_text(i["discordance"]), "missed": str(i["missed"]),
-                          "overcalled": str(i["overcalled"]), "not_recognisable": _share_text(i["not_recognisable"])})
-    print_table("按机构 / per institution", [
-        Column("institution", "机构 institution", min_width=10), Column("region", "地区 region", min_width=6),
-        Column("n", "n", wrap=False), Column("discordance", "不一致率 discordance", min_width=SHARE_WIDTH),
-        Column("missed", "漏判 missed", wrap=False), Column("overcalled", "误判 over-called", wrap=False),
-        Column("not_recognisable", "不可互认 not recognisable", min_width=SHARE_WIDTH),
-    ], inst_rows)
+        inst_rows.append(
+            {
+                "institution": i["institution"],
+                "region": f"{region['zh']} {region['en']}".strip(),
+                "n": str(i["n"]),
+                "discordance": _share_text(i["discordance"]),
+                "missed": str(i["missed"]),
+                "overcalled": str(i["overcalled"]),
+                "not_recognisable": _share_text(i["not_recognisable"]),
+            }
+        )
+    print_table(
+        "按机构 / per institution",
+        [
+            Column("institution", "机构 institution", min_width=10),
+            Column("region", "地区 region", min_width=6),
+            Column("n", "n", wrap=False),
+            Column("discordance", "不一致率 discordance", min_width=SHARE_WIDTH),
+            Column("missed", "漏判 missed", wrap=False),
+            Column("overcalled", "误判 over-called", wrap=False),
+            Column("not_recognisable", "不可互认 not recognisable", min_width=SHARE_WIDTH),
+        ],
+        inst_rows,
+    )
     y = f["yield"]
     by_verdict = "; ".join(f"{v} {_share_text(d['not_recognisable'])}" for v, d in y["by_verdict"].items())
     console.print(

@@ -106,12 +106,16 @@ class SpotCheckConfig(_Strict):
         _no_duplicates("reasons[].code", [r.code for r in self.reasons])
         for r in self.reviewers:
             if r.region not in codes:
-                raise ValueError(f"reviewers[{r.account!r}].region: unknown region {r.region!r}; known: {', '.join(codes)}")
+                raise ValueError(
+                    f"reviewers[{r.account!r}].region: unknown region {r.region!r}; known: {', '.join(codes)}"
+                )
         if self.institution_register is not None:
             for inst in self.institution_register.institutions:
                 if inst.region not in codes:
-                    raise ValueError(f"institution {inst.name!r} of the register ({self.institution_register.path}): region "
-                                     f"{inst.region!r} is not among the spot-check regions ({', '.join(codes)})")
+                    raise ValueError(
+                        f"institution {inst.name!r} of the register ({self.institution_register.path}): region "
+                        f"{inst.region!r} is not among the spot-check regions ({', '.join(codes)})"
+                    )
             for region in {i.region for i in self.institution_register.institutions}:
                 if not any(r.region != region for r in self.reviewers):
                     raise ValueError(f"no reviewer outside region {region!r} can read its institutions' studies")
@@ -180,8 +184,10 @@ def load_config(path: str | Path | None = None, *, register: Register | None = N
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with regions, reviewers, sampling, grades")
     if "institutions" in data:
-        raise ConfigError(f"{path}: institutions: they are kept in the institution register ({default_register_path()}), "
-                          "one list for eligibility, reports and spot checks; remove them here")
+        raise ConfigError(
+            f"{path}: institutions: they are kept in the institution register ({default_register_path()}), "
+            "one list for eligibility, reports and spot checks; remove them here"
+        )
     register = register if register is not None else default_register()
     try:
         config = SpotCheckConfig.model_validate({**data, "institution_register": register})

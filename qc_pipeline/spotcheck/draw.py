@@ -83,8 +83,15 @@ class Period:
             first, last = 1, 12
         end = dt.date(year, last, calendar.monthrange(year, last)[1])
         # One label per period, whichever spelling was typed (2026H2 and 2026-H2 are one period).
-        label = f"{year:04d}" + (f"-{m['month']}" if m["month"] else f"-Q{m['quarter']}" if m["quarter"]
-                                 else f"-H{m['half']}" if m["half"] else "")
+        label = f"{year:04d}" + (
+            f"-{m['month']}"
+            if m["month"]
+            else f"-Q{m['quarter']}"
+            if m["quarter"]
+            else f"-H{m['half']}"
+            if m["half"]
+            else ""
+        )
         return cls(label, dt.date(year, first, 1), end)
 
     @classmethod
@@ -117,8 +124,11 @@ class StratumReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stratum": self.stratum, "population": self.population, "expected": self.expected,
-            "drawn": self.drawn, "underfilled": self.underfilled,
+            "stratum": self.stratum,
+            "population": self.population,
+            "expected": self.expected,
+            "drawn": self.drawn,
+            "underfilled": self.underfilled,
         }
 
 
@@ -318,7 +328,10 @@ def draw(
     candidates, excluded, details = eligible_population(store, config, period)
     sampling = config.sampling
     drawn, strata = select_sample(
-        candidates, seed=seed, rates=sampling.rates, minimum=sampling.minimum_per_stratum,
+        candidates,
+        seed=seed,
+        rates=sampling.rates,
+        minimum=sampling.minimum_per_stratum,
         minimum_keys=sampling.minimum_keys,
     )
     digest = population_digest(candidates)
@@ -336,14 +349,19 @@ def draw(
         created_at=now,
         created_by=created_by,
     )
-    cases = sorted((c for c in candidates if c.study_instance_uid in drawn), key=lambda c: sort_key(seed, c.study_instance_uid))
+    cases = sorted(
+        (c for c in candidates if c.study_instance_uid in drawn), key=lambda c: sort_key(seed, c.study_instance_uid)
+    )
     try:
         with write_session(store) as session:
             session.add(record)
             session.flush()
             session.add_all(
                 SpotCheckPopulation(
-                    draw_id=record.id, study_id=c.study_id, stratum=c.stratum, verdict=c.verdict,
+                    draw_id=record.id,
+                    study_id=c.study_id,
+                    stratum=c.stratum,
+                    verdict=c.verdict,
                     drawn=c.study_instance_uid in drawn,
                 )
                 for c in candidates
@@ -353,11 +371,18 @@ def draw(
                 decision_id, patient_id, modality, item_code, institution = details[c.study_id]
                 region = config.institution(institution).region  # type: ignore[union-attr]
                 case = SpotCheckCase(
-                    draw_id=record.id, study_id=c.study_id, decision_id=decision_id,
+                    draw_id=record.id,
+                    study_id=c.study_id,
+                    decision_id=decision_id,
                     case_code=case_code(key, c.study_instance_uid),
                     patient_pseudonym=patient_pseudonym(key, patient_id, c.study_instance_uid),
-                    stratum=c.stratum, machine_verdict=c.verdict, institution=institution, region=region,
-                    modality=modality, item_code=item_code, sort_key=sort_key(seed, c.study_instance_uid),
+                    stratum=c.stratum,
+                    machine_verdict=c.verdict,
+                    institution=institution,
+                    region=region,
+                    modality=modality,
+                    item_code=item_code,
+                    sort_key=sort_key(seed, c.study_instance_uid),
                 )
                 session.add(case)
                 session.flush()
@@ -371,8 +396,11 @@ def draw(
                     loads[reviewer.account] += 1
                     session.add(
                         SpotCheckAssignment(
-                            case_id=case.id, reviewer=reviewer.account, reviewer_region=reviewer.region,
-                            reading=reading, assigned_at=now,
+                            case_id=case.id,
+                            reviewer=reviewer.account,
+                            reviewer_region=reviewer.region,
+                            reading=reading,
+                            assigned_at=now,
                         )
                     )
     except IntegrityError as exc:  # another process drew the period (or one of its studies) meanwhile
@@ -381,7 +409,11 @@ def draw(
             return existing
         raise SpotCheckError(f"the draw of {period.label} collided with another draw; run it again") from exc
     logger.info(
-        "period %s drawn: %d of %d studies (seed %s, config %s)", period.label, len(drawn), len(candidates), seed,
+        "period %s drawn: %d of %d studies (seed %s, config %s)",
+        period.label,
+        len(drawn),
+        len(candidates),
+        seed,
         config.config_hash[:12],
     )
     report = draw_report(store, period.label)
@@ -434,11 +466,15 @@ def verify(store: ResultStore, period: str) -> Verification:
         record = session.scalars(select(SpotCheckDraw).where(SpotCheckDraw.period == period)).one_or_none()
         if record is None:
             raise SpotCheckError(f"period {period!r} has not been drawn: qc-pipeline spot-check draw --period {period}")
-        rows = session.execute(
-            select(SpotCheckPopulation, StudyRecord.study_instance_uid)
-            .join(StudyRecord, StudyRecord.id == SpotCheckPopulation.study_id)
-            .where(SpotCheckPopulation.draw_id == record.id)
-        ).tuples().all()
+        rows = (
+            session.execute(
+                select(SpotCheckPopulation, StudyRecord.study_instance_uid)
+                .join(StudyRecord, StudyRecord.id == SpotCheckPopulation.study_id)
+                .where(SpotCheckPopulation.draw_id == record.id)
+            )
+            .tuples()
+            .all()
+        )
         stored_cases = set(
             session.scalars(
                 select(StudyRecord.study_instance_uid)
@@ -446,14 +482,22 @@ def verify(store: ResultStore, period: str) -> Verification:
                 .where(SpotCheckCase.draw_id == record.id)
             ).all()
         )
-        seed, sampling, digest, strata = record.seed, dict(record.sampling), record.population_digest, list(record.strata)
+        seed, sampling, digest, strata = (
+            record.seed,
+            dict(record.sampling),
+            record.population_digest,
+            list(record.strata),
+        )
     candidates = [Candidate(p.study_id, uid, p.stratum, p.verdict) for p, uid in rows]
     problems = []
     if population_digest(candidates) != digest:
         problems.append("the recorded population does not match its digest")
     flagged = {uid for p, uid in rows if p.drawn}
     redrawn, reports = select_sample(
-        candidates, seed=seed, rates=sampling["rates"], minimum=int(sampling["minimum_per_stratum"]),
+        candidates,
+        seed=seed,
+        rates=sampling["rates"],
+        minimum=int(sampling["minimum_per_stratum"]),
         minimum_keys=sampling["minimum_keys"],
     )
     if redrawn != flagged:
@@ -463,4 +507,3 @@ def verify(store: ResultStore, period: str) -> Verification:
     if [r.as_dict() for r in reports] != strata:
         problems.append("the per-stratum report differs from the re-draw")
     return Verification(period, not problems, len(candidates), len(flagged), problems)
-

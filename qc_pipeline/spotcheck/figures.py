@@ -80,7 +80,9 @@ def _share(k: int, n: int) -> dict[str, Any]:
     return {"k": k, "n": n, "p": p.p, "ci": [p.ci_low, p.ci_high]}
 
 
-def _two_by_two(cases: Sequence[GradedCase], weight: Callable[[GradedCase], float] = lambda c: 1.0) -> list[list[float]]:
+def _two_by_two(
+    cases: Sequence[GradedCase], weight: Callable[[GradedCase], float] = lambda c: 1.0
+) -> list[list[float]]:
     """Rows: machine recognisable yes/no; columns: reviewer recognisable yes/no."""
     t = [[0.0, 0.0], [0.0, 0.0]]
     for c in cases:
@@ -102,8 +104,15 @@ def machine_vs_reviewer(cases: Sequence[GradedCase]) -> dict[str, Any]:
     }
 
 
-def compute_figures(cases: Sequence[GradedCase], *, config: SpotCheckConfig, strata_population: dict[str, int],
-                    n_drawn: int, n_assignments: int, n_graded: int) -> dict[str, Any]:
+def compute_figures(
+    cases: Sequence[GradedCase],
+    *,
+    config: SpotCheckConfig,
+    strata_population: dict[str, int],
+    n_drawn: int,
+    n_assignments: int,
+    n_graded: int,
+) -> dict[str, Any]:
     """Every figure of the module docstring, as a JSON-ready dict."""
     region_names = {r.code: {"zh": r.name_zh, "en": r.name_en} for r in config.regions}
     by_region: dict[str, Any] = {}
@@ -114,15 +123,17 @@ def compute_figures(cases: Sequence[GradedCase], *, config: SpotCheckConfig, str
     institutions = []
     for name in sorted({c.institution for c in cases}):
         subset = [c for c in cases if c.institution == name]
-        institutions.append({
-            "institution": name,
-            "region": subset[0].region,
-            "n": len(subset),
-            "discordance": _share(sum(c.machine_recognisable != c.recognisable for c in subset), len(subset)),
-            "missed": sum(c.machine_recognisable and not c.recognisable for c in subset),
-            "overcalled": sum(c.machine_verdict == "fail" and c.recognisable for c in subset),
-            "not_recognisable": _share(sum(not c.recognisable for c in subset), len(subset)),
-        })
+        institutions.append(
+            {
+                "institution": name,
+                "region": subset[0].region,
+                "n": len(subset),
+                "discordance": _share(sum(c.machine_recognisable != c.recognisable for c in subset), len(subset)),
+                "missed": sum(c.machine_recognisable and not c.recognisable for c in subset),
+                "overcalled": sum(c.machine_verdict == "fail" and c.recognisable for c in subset),
+                "not_recognisable": _share(sum(not c.recognisable for c in subset), len(subset)),
+            }
+        )
 
     double = [c for c in cases if c.second is not None]
     order = config.grade_order
@@ -164,15 +175,15 @@ def compute_figures(cases: Sequence[GradedCase], *, config: SpotCheckConfig, str
         sound = [c for c in cases if c.recognisable]
         weighted["fail_sensitivity"] = (
             weighted_share([c.machine_verdict == "fail" for c in defective], [weight(c) for c in defective])
-            if defective else None
+            if defective
+            else None
         )
         weighted["fail_specificity"] = (
             weighted_share([c.machine_verdict != "fail" for c in sound], [weight(c) for c in sound]) if sound else None
         )
         weighted["population"] = sum(strata_population.get(s, 0) for s in graded_per_stratum)
     return {
-        "progress": {"drawn": n_drawn, "assignments": n_assignments, "graded": n_graded,
-                     "cases_graded": len(cases)},
+        "progress": {"drawn": n_drawn, "assignments": n_assignments, "graded": n_graded, "cases_graded": len(cases)},
         "machine_vs_reviewer": machine_vs_reviewer(cases),
         "by_region": by_region,
         "inter_region": inter_region,
@@ -186,7 +197,9 @@ def compute_figures(cases: Sequence[GradedCase], *, config: SpotCheckConfig, str
     }
 
 
-def summarise(store: ResultStore, config: SpotCheckConfig, period: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def summarise(
+    store: ResultStore, config: SpotCheckConfig, period: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Compute the figures of ``period`` from the stored grades of every draw within it (the
     monthly draws of a half-year), store them (replacing the previous ones of the period) and
     return them."""
@@ -194,26 +207,37 @@ def summarise(store: ResultStore, config: SpotCheckConfig, period: str, *, now: 
     wanted = Period.parse(period)
     with read_session(store) as session:
         draws = [
-            d for d in session.scalars(select(SpotCheckDraw).order_by(SpotCheckDraw.period)).all()
+            d
+            for d in session.scalars(select(SpotCheckDraw).order_by(SpotCheckDraw.period)).all()
             if _within(Period.parse(d.period), wanted)
         ]
         if not draws:
             raise SpotCheckError(
                 f"no draw lies within period {period!r}: qc-pipeline spot-check draw --period {period}"
             )
-        rows = session.execute(
-            select(SpotCheckCase, SpotCheckAssignment, SpotCheckGrade)
-            .join(SpotCheckAssignment, SpotCheckAssignment.case_id == SpotCheckCase.id)
-            .outerjoin(SpotCheckGrade, SpotCheckGrade.assignment_id == SpotCheckAssignment.id)
-            .where(SpotCheckCase.draw_id.in_([d.id for d in draws]))
-        ).tuples().all()
+        rows = (
+            session.execute(
+                select(SpotCheckCase, SpotCheckAssignment, SpotCheckGrade)
+                .join(SpotCheckAssignment, SpotCheckAssignment.case_id == SpotCheckCase.id)
+                .outerjoin(SpotCheckGrade, SpotCheckGrade.assignment_id == SpotCheckAssignment.id)
+                .where(SpotCheckCase.draw_id.in_([d.id for d in draws]))
+            )
+            .tuples()
+            .all()
+        )
         period_of = {d.id: d.period for d in draws}
         minimum_keys = {d.id: list(d.sampling["minimum_keys"]) for d in draws}
         draw_info = [
             {
-                "period": d.period, "seed": d.seed, "config_hash": d.config_hash, "config_version": d.config_version,
-                "population_size": d.population_size, "n_drawn": d.n_drawn, "created_at": d.created_at.isoformat(),
-                "strata": len(d.strata), "underfilled_strata": sum(1 for s in d.strata if s["underfilled"]),
+                "period": d.period,
+                "seed": d.seed,
+                "config_hash": d.config_hash,
+                "config_version": d.config_version,
+                "population_size": d.population_size,
+                "n_drawn": d.n_drawn,
+                "created_at": d.created_at.isoformat(),
+                "strata": len(d.strata),
+                "underfilled_strata": sum(1 for s in d.strata if s["underfilled"]),
             }
             for d in draws
         ]
@@ -232,9 +256,14 @@ def summarise(store: ResultStore, config: SpotCheckConfig, period: str, *, now: 
         case = case_of[case_id]
         cases.append(
             GradedCase(
-                institution=case.institution, region=case.region, stratum=f"{period_of[case.draw_id]}|{group_label(case.stratum, minimum_keys[case.draw_id])}",
-                machine_verdict=case.machine_verdict, recognisable=primary[1].recognisable, grade=primary[1].grade,
-                second=None if second is None or second[1] is None
+                institution=case.institution,
+                region=case.region,
+                stratum=f"{period_of[case.draw_id]}|{group_label(case.stratum, minimum_keys[case.draw_id])}",
+                machine_verdict=case.machine_verdict,
+                recognisable=primary[1].recognisable,
+                grade=primary[1].grade,
+                second=None
+                if second is None or second[1] is None
                 else (second[1].grade, second[1].recognisable, second[0].reviewer_region),
             )
         )
@@ -243,8 +272,12 @@ def summarise(store: ResultStore, config: SpotCheckConfig, period: str, *, now: 
         "computed_at": now.isoformat(),
         "draws": draw_info,
         **compute_figures(
-            cases, config=config, strata_population=strata_population, n_drawn=sum(d["n_drawn"] for d in draw_info),
-            n_assignments=len(rows), n_graded=sum(g is not None for _c, _a, g in rows),
+            cases,
+            config=config,
+            strata_population=strata_population,
+            n_drawn=sum(d["n_drawn"] for d in draw_info),
+            n_assignments=len(rows),
+            n_graded=sum(g is not None for _c, _a, g in rows),
         ),
     }
     with write_session(store) as session:

@@ -134,8 +134,12 @@ def validate_grade(config: SpotCheckConfig, answer: GradeInput) -> GradeInput:
             f"case {answer.case_code}: unknown reason {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
         )
     if len(answer.comment) > 2000:
-        raise SpotCheckError(f"case {answer.case_code}: the comment has {len(answer.comment)} characters (at most 2000)")
-    return GradeInput(answer.case_code, answer.reviewer, grade.code, answer.recognisable, reasons, answer.comment.strip())
+        raise SpotCheckError(
+            f"case {answer.case_code}: the comment has {len(answer.comment)} characters (at most 2000)"
+        )
+    return GradeInput(
+        answer.case_code, answer.reviewer, grade.code, answer.recognisable, reasons, answer.comment.strip()
+    )
 
 
 def record_grades(
@@ -161,16 +165,25 @@ def record_grades(
     outcomes: dict[tuple[str, str], GradeOutcome] = {}
     with write_session(store) as session:
         for a in checked:
-            row = session.execute(
-                select(SpotCheckAssignment, SpotCheckGrade)
-                .join(SpotCheckCase, SpotCheckCase.id == SpotCheckAssignment.case_id)
-                .outerjoin(SpotCheckGrade, SpotCheckGrade.assignment_id == SpotCheckAssignment.id)
-                .where(SpotCheckCase.case_code == a.case_code, SpotCheckAssignment.reviewer == a.reviewer)
-            ).tuples().one_or_none()
+            row = (
+                session.execute(
+                    select(SpotCheckAssignment, SpotCheckGrade)
+                    .join(SpotCheckCase, SpotCheckCase.id == SpotCheckAssignment.case_id)
+                    .outerjoin(SpotCheckGrade, SpotCheckGrade.assignment_id == SpotCheckAssignment.id)
+                    .where(SpotCheckCase.case_code == a.case_code, SpotCheckAssignment.reviewer == a.reviewer)
+                )
+                .tuples()
+                .one_or_none()
+            )
             if row is None:
                 raise SpotCheckError(f"case {a.case_code!r} is not assigned to {a.reviewer!r}")
             assignment, grade = row
-            values = {"grade": a.grade, "recognisable": a.recognisable, "reasons": list(a.reasons), "comment": a.comment}
+            values = {
+                "grade": a.grade,
+                "recognisable": a.recognisable,
+                "reasons": list(a.reasons),
+                "comment": a.comment,
+            }
             if grade is None:
                 session.add(
                     SpotCheckGrade(assignment_id=assignment.id, via=via, graded_by=a.reviewer, graded_at=now, **values)

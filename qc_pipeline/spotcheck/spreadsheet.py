@@ -77,7 +77,9 @@ def export_workbook(
     statuses = cases_for(store, reviewer=reviewer, period=period)
     if not statuses:
         who = f" for {reviewer}" if reviewer else ""
-        raise SpotCheckError(f"period {period!r} has no assignments{who}: draw it first (spot-check draw --period {period})")
+        raise SpotCheckError(
+            f"period {period!r} has no assignments{who}: draw it first (spot-check draw --period {period})"
+        )
     wb = Workbook()
     wb.properties.creator = "qc-pipeline"
     ws = wb.active
@@ -99,7 +101,13 @@ def export_workbook(
 
     help_ws = wb.create_sheet(HELP_SHEET)
     append_row(help_ws, ["抽查期间 Period", period])
-    append_row(help_ws, ["填写 How to fill", "每行填写等级、是否可互认、原因代码（逗号分隔）/ For each row: grade, recognisable 是/否, reason codes"])
+    append_row(
+        help_ws,
+        [
+            "填写 How to fill",
+            "每行填写等级、是否可互认、原因代码（逗号分隔）/ For each row: grade, recognisable 是/否, reason codes",
+        ],
+    )
     append_row(help_ws, [])
     append_row(help_ws, ["等级 Grade", "说明 Meaning", "通常可互认 Usually recognisable"])
     for g in config.grades:
@@ -129,9 +137,21 @@ def _row(s: CaseStatus) -> list[Any]:
     recognisable = None if s.recognisable is None else ("是" if s.recognisable else "否")
     item = " / ".join(x for x in (c.item_name_zh, c.item_name_en) if x) or None
     return [
-        c.case_code, c.patient_pseudonym, c.modality, c.item_code, item, c.patient_sex, c.age_band,
-        c.n_series, c.n_instances, c.reviewer, c.reading, s.grade, recognisable,
-        ",".join(s.reasons) or None, s.comment or None,
+        c.case_code,
+        c.patient_pseudonym,
+        c.modality,
+        c.item_code,
+        item,
+        c.patient_sex,
+        c.age_band,
+        c.n_series,
+        c.n_instances,
+        c.reviewer,
+        c.reading,
+        s.grade,
+        recognisable,
+        ",".join(s.reasons) or None,
+        s.comment or None,
     ]
 
 
@@ -156,7 +176,12 @@ def _text(value: object) -> str:
 
 
 def import_workbook(
-    store: ResultStore, config: SpotCheckConfig, path: Path, *, key: bytes, replace: bool = False,
+    store: ResultStore,
+    config: SpotCheckConfig,
+    path: Path,
+    *,
+    key: bytes,
+    replace: bool = False,
     now: dt.datetime | None = None,
 ) -> ImportResult:
     """Read a graded workbook back (see the module docstring); SpotCheckError listing every
@@ -183,7 +208,9 @@ def import_workbook(
     if header[: len(expected)] != expected:
         raise SpotCheckError(f"{path}: the columns of sheet {SHEET!r} were changed; expected: {' | '.join(expected)}")
     idx = {k: i for i, (k, _label) in enumerate(COLUMNS)}
-    listed = [(_text(r[idx["case_code"]]), _text(r[idx["reviewer"]])) for r in rows[1:] if any(v is not None for v in r)]
+    listed = [
+        (_text(r[idx["case_code"]]), _text(r[idx["reviewer"]])) for r in rows[1:] if any(v is not None for v in r)
+    ]
     if not hmac.compare_digest(meta.get("token", ""), _token(key, period, listed)):
         raise SpotCheckError(
             f"{path}: rows were added, removed or re-assigned, or the workbook comes from another database "
@@ -201,7 +228,9 @@ def import_workbook(
             continue
         grade = config.grade(grade_text)
         if grade is None:
-            problems.append(f"row {number} ({code}): grade {grade_text!r} is not one of {', '.join(config.grade_order)}")
+            problems.append(
+                f"row {number} ({code}): grade {grade_text!r} is not one of {', '.join(config.grade_order)}"
+            )
             continue
         answer = _text(r[idx["recognisable"]]).casefold()
         if not answer:

@@ -84,7 +84,12 @@ class Cursors(StoreSessions):
             raise ValueError(f"limit must be at least 1, got {limit}")
         models = dict(provenance.models)
         query = (
-            select(StudyRecord.study_instance_uid, StudyRecord.source_uri, DecisionRecord.thresholds_version, DecisionRecord.models)
+            select(
+                StudyRecord.study_instance_uid,
+                StudyRecord.source_uri,
+                DecisionRecord.thresholds_version,
+                DecisionRecord.models,
+            )
             .join(DecisionRecord, DecisionRecord.study_id == StudyRecord.id)
             .where(DecisionRecord.is_current.is_(True))
             .order_by(StudyRecord.id.desc())

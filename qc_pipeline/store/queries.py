@@ -34,7 +34,10 @@ class StudyQueries(StoreSessions):
     ) -> list[dict[str, Any]]:
         """The JSON form (``StudyResult.as_dict()``) of :meth:`study_results`: dates and times as
         ISO strings, the item, findings, measurements and series as dicts."""
-        return [r.as_dict() for r in self.study_results(study_instance_uid=study_instance_uid, verdict=verdict, policy=policy)]
+        return [
+            r.as_dict()
+            for r in self.study_results(study_instance_uid=study_instance_uid, verdict=verdict, policy=policy)
+        ]
 
     def study_results(
         self,
@@ -58,9 +61,11 @@ class StudyQueries(StoreSessions):
                 raise ValueError(f"verdict must be one of {allowed}; got {verdict!r}") from None
         counts = select(DecisionRecord.study_id, func.count(DecisionRecord.id).label("n"))
         if study_instance_uid is not None:  # count one study's decisions, not every study's (lookups)
-            counts = counts.where(DecisionRecord.study_id.in_(
-                select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid)
-            ))
+            counts = counts.where(
+                DecisionRecord.study_id.in_(
+                    select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid)
+                )
+            )
         history = counts.group_by(DecisionRecord.study_id).subquery()
         stmt = (
             select(DecisionRecord, StudyRecord, history.c.n)
@@ -184,7 +189,6 @@ class StudyQueries(StoreSessions):
             ]
 
 
-
 def _study_result(
     d: DecisionRecord, s: StudyRecord, history_count: int, policy: EligibilityPolicy, overlay: Overlay | None = None
 ) -> StudyResult:
@@ -193,8 +197,12 @@ def _study_result(
     human = None if overlay is None else overlay.human
     final_verdict = d.verdict if human is None else human["verdict"]
     now = policy.judge(
-        eligible=stated, until=eligible_until, final_verdict=final_verdict,
-        institution=s.institution, study_date=s.study_date, item_code=d.item_code,
+        eligible=stated,
+        until=eligible_until,
+        final_verdict=final_verdict,
+        institution=s.institution,
+        study_date=s.study_date,
+        item_code=d.item_code,
     )
     registered = policy.register.resolve(s.institution)
     return StudyResult(

@@ -118,10 +118,16 @@ def create_token(
     if session.scalar(select(RecognitionToken.id).where(RecognitionToken.name == name)) is not None:
         raise ValueError(f"a token named {name!r} exists; revoke it and choose another name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(RecognitionToken(
-        name=name, institution=institution.strip(), scopes=" ".join(wanted), token_hash=sha256_hex(token),
-        created_at=now or dt.datetime.now(dt.UTC), revoked_at=None,
-    ))
+    session.add(
+        RecognitionToken(
+            name=name,
+            institution=institution.strip(),
+            scopes=" ".join(wanted),
+            token_hash=sha256_hex(token),
+            created_at=now or dt.datetime.now(dt.UTC),
+            revoked_at=None,
+        )
+    )
     session.flush()
     return token
 
@@ -144,22 +150,41 @@ def token_for(session: Session, token: str) -> TokenInfo | None:
 
 
 def audit_call(
-    session: Session, *, token_name: str | None, method: str, route: str, status: int,
-    query_values: Mapping[str, str] | None, client: str | None, now: dt.datetime | None = None,
+    session: Session,
+    *,
+    token_name: str | None,
+    method: str,
+    route: str,
+    status: int,
+    query_values: Mapping[str, str] | None,
+    client: str | None,
+    now: dt.datetime | None = None,
 ) -> None:
     """Record one call; the query values only as the SHA-256 of their canonical JSON."""
     digest = None if not query_values else sha256_hex(json.dumps(dict(query_values), sort_keys=True))
-    session.add(RecognitionApiCall(
-        at=now or dt.datetime.now(dt.UTC), token_name=token_name, method=method[:8], route=route[:128],
-        status=status, query_hash=digest, client=None if client is None else client[:64],
-    ))
+    session.add(
+        RecognitionApiCall(
+            at=now or dt.datetime.now(dt.UTC),
+            token_name=token_name,
+            method=method[:8],
+            route=route[:128],
+            status=status,
+            query_hash=digest,
+            client=None if client is None else client[:64],
+        )
+    )
 
 
 def event_dict(e: RecognitionEvent) -> dict[str, Any]:
     return {
-        "event_id": e.event_id, "study_instance_uid": e.study_instance_uid, "outcome": e.outcome,
-        "reason_code": e.reason_code, "receiving_institution": e.receiving_institution,
-        "department": e.department, "at": e.at.isoformat(), "recorded_at": e.recorded_at.isoformat(),
+        "event_id": e.event_id,
+        "study_instance_uid": e.study_instance_uid,
+        "outcome": e.outcome,
+        "reason_code": e.reason_code,
+        "receiving_institution": e.receiving_institution,
+        "department": e.department,
+        "at": e.at.isoformat(),
+        "recorded_at": e.recorded_at.isoformat(),
     }
 
 
@@ -190,16 +215,28 @@ def record_event(
     non_recognition_id = None
     if body["outcome"] == "not_recognised":
         record = record_non_recognition(
-            session, study_instance_uid=body["study_instance_uid"], receiving_institution=body["receiving_institution"],
-            reason_code=body["reason_code"] or "", recorded_by=f"api:{token_name}", note=body.get("note"), now=body["at"],
+            session,
+            study_instance_uid=body["study_instance_uid"],
+            receiving_institution=body["receiving_institution"],
+            reason_code=body["reason_code"] or "",
+            recorded_by=f"api:{token_name}",
+            note=body.get("note"),
+            now=body["at"],
         )
         non_recognition_id = record.id
     event = RecognitionEvent(
-        event_id=body["event_id"], body_hash=digest, token_name=token_name, study_id=study_id,
-        study_instance_uid=body["study_instance_uid"], outcome=body["outcome"], reason_code=body.get("reason_code"),
-        receiving_institution=body["receiving_institution"], department=body.get("department"),
+        event_id=body["event_id"],
+        body_hash=digest,
+        token_name=token_name,
+        study_id=study_id,
+        study_instance_uid=body["study_instance_uid"],
+        outcome=body["outcome"],
+        reason_code=body.get("reason_code"),
+        receiving_institution=body["receiving_institution"],
+        department=body.get("department"),
         at=body["at"].astimezone(dt.UTC),  # as it reads back, so a replay answers the same
-        non_recognition_id=non_recognition_id, recorded_at=now,
+        non_recognition_id=non_recognition_id,
+        recorded_at=now,
     )
     session.add(event)
     session.flush()
@@ -208,4 +245,3 @@ def record_event(
 
 def _plain(value: Any) -> Any:
     return value.astimezone(dt.UTC).isoformat() if isinstance(value, dt.datetime) else value
-

@@ -225,9 +225,7 @@ def human_overlay(session: Session, study_ids: Iterable[int]) -> dict[int, Overl
         ).all():
             flags.setdefault(f.study_id, []).append(flag_dict(f, username))
     return {
-        sid: Overlay(human=humans.get(sid), flags=flags.get(sid, []))
-        for sid in ids
-        if sid in humans or sid in flags
+        sid: Overlay(human=humans.get(sid), flags=flags.get(sid, [])) for sid in ids if sid in humans or sid in flags
     }
 
 
@@ -309,8 +307,12 @@ def record_non_recognition(
         raise ValueError(f"the reason {reason_code!r} needs a note")
     study_id = session.scalar(select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_instance_uid))
     record = NonRecognition(
-        study_id=study_id, study_instance_uid=study_instance_uid, receiving_institution=receiving_institution.strip(),
-        reason_code=reason_code, note=text_note, recorded_by=recorded_by,
+        study_id=study_id,
+        study_instance_uid=study_instance_uid,
+        receiving_institution=receiving_institution.strip(),
+        reason_code=reason_code,
+        note=text_note,
+        recorded_by=recorded_by,
         recorded_at=now or dt.datetime.now(dt.UTC),
     )
     session.add(record)
@@ -321,10 +323,20 @@ def record_non_recognition(
 def non_recognitions(session: Session, study_instance_uid: str) -> list[dict[str, Any]]:
     """The non-recognitions recorded for a study, oldest first."""
     rows = session.scalars(
-        select(NonRecognition).where(NonRecognition.study_instance_uid == study_instance_uid).order_by(NonRecognition.id)
+        select(NonRecognition)
+        .where(NonRecognition.study_instance_uid == study_instance_uid)
+        .order_by(NonRecognition.id)
     ).all()
-    return [{"receiving_institution": r.receiving_institution, "reason_code": r.reason_code, "note": r.note,
-             "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in rows]
+    return [
+        {
+            "receiving_institution": r.receiving_institution,
+            "reason_code": r.reason_code,
+            "note": r.note,
+            "recorded_by": r.recorded_by,
+            "recorded_at": r.recorded_at.isoformat(),
+        }
+        for r in rows
+    ]
 
 
 CURRENT_FINDING_REVIEW_INDEX: Final = "uq_finding_reviews_current_finding"

@@ -33,6 +33,7 @@ _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|[
 def alembic_config(connection: Connection | None = None) -> Any:
     """An Alembic config for the packaged migrations (no alembic.ini); ``connection`` is used by env.py."""
     from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")

@@ -108,9 +108,7 @@ class SpotCheckGrade(Base):
     __tablename__ = "spot_check_grades"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    assignment_id: Mapped[int] = mapped_column(
-        ForeignKey("spot_check_assignments.id", ondelete="CASCADE"), unique=True
-    )
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("spot_check_assignments.id", ondelete="CASCADE"), unique=True)
     grade: Mapped[str] = mapped_column(String(8))
     recognisable: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column(JSON)

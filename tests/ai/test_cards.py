@@ -51,5 +51,8 @@ def test_a_model_without_limits_gets_a_card_that_says_which_file_to_write(
     monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "in-use"))  # a models folder without the file
     with caplog.at_level(logging.WARNING, logger="qc_pipeline.modeltools.cards"):
         card = card_text(read_manifest(DEFAULT_MODELS_DIR / f"{NAME}.json"), models_dir=tmp_path)
-    assert "## Known limits\n\n- (no known limits written yet: write them in `mr_artifacts.limits.md` beside the model)\n" in card
+    assert (
+        "## Known limits\n\n- (no known limits written yet: write them in `mr_artifacts.limits.md` beside the model)\n"
+        in card
+    )
     assert "mr_artifacts has no known limits" in caplog.text

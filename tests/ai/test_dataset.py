@@ -40,8 +40,12 @@ def test_ct_training_images_vary_in_noise_up_to_the_clean_limit_only(ct_source, 
 def test_mr_training_images_get_no_acceptable_variation(mr_source):
     # tried for 2026.12.2 (coil shading on clean MR images) and dropped: it did not lower the false
     # flags on clean real MR (models/mr_artifacts.md); MR images stay as framed
-    assert all(np.array_equal(v, p) for v, p in zip(
-        framings(mr_source, "MR", variation=True), framings(mr_source, "MR", variation=False), strict=True))
+    assert all(
+        np.array_equal(v, p)
+        for v, p in zip(
+            framings(mr_source, "MR", variation=True), framings(mr_source, "MR", variation=False), strict=True
+        )
+    )
 
 
 def test_clean_evaluation_images_are_left_as_their_source_has_them(monkeypatch):
@@ -86,7 +90,9 @@ def test_dr_saturation_is_labelled_by_its_outcome_not_by_the_draw(monkeypatch):
     column = MODEL_SPECS["dr_artifacts"].labels.index("saturation")
     ramp = np.tile(np.linspace(0.0, 1000.0, 96, dtype=np.float32), (96, 1))
     plain = dataset.SourceImage("ramp", True, ramp, 0.2, (0.0, 1023.0))
-    burnt = dataset.SourceImage("burnt", True, np.where(ramp > 400, 1023.0, ramp).astype(np.float32), 0.2, (0.0, 1023.0))
+    burnt = dataset.SourceImage(
+        "burnt", True, np.where(ramp > 400, 1023.0, ramp).astype(np.float32), 0.2, (0.0, 1023.0)
+    )
     for src, expected in ((plain, 1), (burnt, 0)):
         rng = np.random.default_rng(0)
         drawn = []

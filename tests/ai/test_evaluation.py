@@ -75,7 +75,7 @@ def test_every_counterpart_is_a_metric_the_flow_measures_and_judges_a_known_labe
     # the MR non-uniformity label is compared with N4's bias field, which the shipped model does not read
     assert COUNTERPARTS["ai.mr_artifacts.nonuniformity"] == ("mr.inu_range_percent", "above")
     assert "mr.inu_range_percent" not in FEATURES["MR"]
-    assert comparison_features("MR")[:len(FEATURES["MR"])] == FEATURES["MR"]
+    assert comparison_features("MR")[: len(FEATURES["MR"])] == FEATURES["MR"]
 
 
 def test_the_objective_comparison_scores_the_counterpart_and_the_model_on_the_same_images():
@@ -113,18 +113,36 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
             rule = rules[f"ai.{name}.{label}"]
             assert (m["limit"], m["enabled"]) == (rule.limit, rule.enabled), (name, label)
     # every label also has its AUC apart on the images from real sources and from phantoms
-    assert all({"auc_real_sources", "auc_phantoms"} <= set(m) for model in results["models"].values() for m in model["labels"].values())
+    assert all(
+        {"auc_real_sources", "auc_phantoms"} <= set(m)
+        for model in results["models"].values()
+        for m in model["labels"].values()
+    )
     disabled = [m for model in results["models"].values() for m in model["labels"].values() if not m["enabled"]]
     assert disabled  # the shipped thresholds keep some labels off (model cards: below the targets)
-    assert set(results["models"]) == {"dr_artifacts", "ct_artifacts", "mr_artifacts", "dr_acceptability", "ct_acceptability", "mr_acceptability"}
+    assert set(results["models"]) == {
+        "dr_artifacts",
+        "ct_artifacts",
+        "mr_artifacts",
+        "dr_acceptability",
+        "ct_acceptability",
+        "mr_acceptability",
+    }
     assert set(results["clean_real_flag_rate"]) == {"DR", "CT", "MR"}
     # each artifact label with an objective counterpart is compared with it on the same images
     for name in ("dr_artifacts", "ct_artifacts", "mr_artifacts"):
         compared = {lb for lb in MODEL_SPECS[name].labels if f"ai.{name}.{lb}" in COUNTERPARTS}
         assert set(results["models"][name]["objective"]) == compared
     table = markdown_table(results)
-    assert "| rings | `ct.ring_hu` (above) | on |" in table and "| streaks | `ct.streak_index` (above) | no rule |" in table
-    assert "### ct_artifacts" in table and "| streaks |" in table and "False flags on 8 clean held-out real CT images" in table
+    assert (
+        "| rings | `ct.ring_hu` (above) | on |" in table
+        and "| streaks | `ct.streak_index` (above) | no rule |" in table
+    )
+    assert (
+        "### ct_artifacts" in table
+        and "| streaks |" in table
+        and "False flags on 8 clean held-out real CT images" in table
+    )
     assert table.count(" (off) |") == len(disabled)
     # the flow's clean flag rate counts enabled rules only; each label's own rate is at its limit
     for modality, clean in results["clean_real_flag_rate"].items():
@@ -143,7 +161,12 @@ def test_evaluate_writes_the_json_and_the_card_tables(tmp_path: Path):
     write_results(saved, models)
     assert (models / "mr_artifacts.md").read_text(encoding="utf-8") == card
     assert markdown_table(saved) == table  # the printed tables too, model by model in the same order
-    assert block.index("| motion_ghosting |") < block.index("| noise |") < block.index("| wrap_around |") < block.index("| nonuniformity |")
+    assert (
+        block.index("| motion_ghosting |")
+        < block.index("| noise |")
+        < block.index("| wrap_around |")
+        < block.index("| nonuniformity |")
+    )
 
 
 @pytest.mark.parametrize("name", list(MODEL_SPECS))

@@ -41,7 +41,7 @@ def test_false_flags_count_distinct_images_not_crops():
     assert (rate.estimate, rate.n) == (pytest.approx(1 / 3), 3)
     assert (rate.low, rate.high) == pytest.approx((expected.low, expected.high))
     none = false_flags_by_image(["A", "A", "B"], [False, False, False])
-    assert (none.estimate, none.n, none.low) == (0.0, 2, 0.0) and none.high == pytest.approx(1 - 0.025 ** 0.5)
+    assert (none.estimate, none.n, none.low) == (0.0, 2, 0.0) and none.high == pytest.approx(1 - 0.025**0.5)
 
 
 def scores(n_pos: int, n_neg: int, shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +64,13 @@ def test_auc_interval_agrees_with_scipys_percentile_bootstrap():
     y, p = scores(60, 90, 0.8, 2)
     ours = auc_interval(y, p, n_boot=3000)
     theirs = bootstrap(
-        (y, p), lambda yy, pp: roc_auc_score(yy, pp), paired=True, vectorized=False, n_resamples=3000,
-        method="percentile", random_state=np.random.default_rng(3),
+        (y, p),
+        lambda yy, pp: roc_auc_score(yy, pp),
+        paired=True,
+        vectorized=False,
+        n_resamples=3000,
+        method="percentile",
+        random_state=np.random.default_rng(3),
     ).confidence_interval
     assert ours.low == pytest.approx(theirs.low, abs=0.02) and ours.high == pytest.approx(theirs.high, abs=0.02)
 
@@ -107,7 +112,8 @@ def test_leakage_finds_near_copies_with_numpys_correlation():
     assert [(i, j) for i, j, _ in found] == [(1, 2)]
     assert found[0][2] == pytest.approx(np.corrcoef(copy.ravel(), training[2].ravel())[0, 1])
     assert leakage([other], training, limit=0.0)[0][2] == pytest.approx(
-        max(np.corrcoef(other.ravel(), t.ravel())[0, 1] for t in training))
+        max(np.corrcoef(other.ravel(), t.ravel())[0, 1] for t in training)
+    )
 
 
 def on_grid(source: dataset.SourceImage, n: int = 64) -> np.ndarray:

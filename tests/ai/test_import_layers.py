@@ -16,8 +16,14 @@ from tests.support.imports import imported_by
 
 PACKAGES = ("qc_pipeline.ai", "qc_pipeline.modeltools")
 NOT_AT_JUDGING = (
-    "qc_pipeline.modeltools", "torch", "sklearn", "skl2onnx", "onnx", "onnxscript",
-    "qc_pipeline.samples", "tests",  # demo and phantom generators, test harnesses and oracles
+    "qc_pipeline.modeltools",
+    "torch",
+    "sklearn",
+    "skl2onnx",
+    "onnx",
+    "onnxscript",
+    "qc_pipeline.samples",
+    "tests",  # demo and phantom generators, test harnesses and oracles
 )
 
 
@@ -83,9 +89,15 @@ def test_the_runtime_imports_nothing_of_the_training_package():
 def test_judging_loads_no_training_code_samples_or_test_oracles():
     # What the flow and the checks import at judging time, the command line and the models CLI
     # group (its training commands import qc_pipeline.modeltools when they run).
-    code = "\n".join(f"import {m}" for m in (
-        "qc_pipeline.checks.image_quality", "qc_pipeline.pipeline", "flows.qc_flow", "qc_pipeline.cli",
-        *(m for m in MODULES if m.startswith("qc_pipeline.ai")),
-    ))
+    code = "\n".join(
+        f"import {m}"
+        for m in (
+            "qc_pipeline.checks.image_quality",
+            "qc_pipeline.pipeline",
+            "flows.qc_flow",
+            "qc_pipeline.cli",
+            *(m for m in MODULES if m.startswith("qc_pipeline.ai")),
+        )
+    )
     loaded = imported_by(code, NOT_AT_JUDGING + tuple(m for m in MODULES if m.startswith("qc_pipeline.modeltools.")))
     assert loaded == []

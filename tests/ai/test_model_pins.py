@@ -57,8 +57,14 @@ def thresholds_enabling(tmp_path: Path, rule_id: str) -> Path:
             rule["enabled"] = True
             rule.pop("duplicate_of", None)
             if gate is not None:
-                rule["evidence"] = {**rule.get("evidence", {}), "auc_lower_95": 0.99, "false_flag_upper_95": 0.01,
-                                    "ai_only_catches": 5, "effective_n": 100, "model_pin": rule["model_pin"]}
+                rule["evidence"] = {
+                    **rule.get("evidence", {}),
+                    "auc_lower_95": 0.99,
+                    "false_flag_upper_95": 0.01,
+                    "ai_only_catches": 5,
+                    "effective_n": 100,
+                    "model_pin": rule["model_pin"],
+                }
     (target / "ai.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     return target
 
@@ -85,13 +91,29 @@ def test_every_ai_score_rule_is_pinned_to_a_shipped_model():
 
 def test_a_pin_must_name_the_model_of_the_metric():
     with pytest.raises(ValidationError, match="must name the model that gives metric"):
-        Rule(id="ai.ct_artifacts.streaks.review", metric="ai.ct_artifacts.streaks", when="above", limit=0.5,
-             units="probability", severity="review", source="test", description="test",
-             model_pin="mr_artifacts@1+" + "0" * 64)
+        Rule(
+            id="ai.ct_artifacts.streaks.review",
+            metric="ai.ct_artifacts.streaks",
+            when="above",
+            limit=0.5,
+            units="probability",
+            severity="review",
+            source="test",
+            description="test",
+            model_pin="mr_artifacts@1+" + "0" * 64,
+        )
     with pytest.raises(ValidationError, match="string_pattern_mismatch|should match pattern"):
-        Rule(id="ai.ct_artifacts.streaks.review", metric="ai.ct_artifacts.streaks", when="above", limit=0.5,
-             units="probability", severity="review", source="test", description="test",
-             model_pin="ct_artifacts@1+abc")
+        Rule(
+            id="ai.ct_artifacts.streaks.review",
+            metric="ai.ct_artifacts.streaks",
+            when="above",
+            limit=0.5,
+            units="probability",
+            severity="review",
+            source="test",
+            description="test",
+            model_pin="ct_artifacts@1+abc",
+        )
 
 
 def test_pin_mismatches_lists_enabled_rules_of_a_model_other_than_the_pinned_one(tmp_path):
@@ -135,7 +157,9 @@ def test_enabling_a_rule_whose_evidence_fails_the_gate_is_an_error_naming_rule_a
     rule["evidence"]["auc_lower_95"] = 0.81
     rule["evidence"]["ai_only_catches"] = None
     (target / "ai.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"rule 'ai\.ct_artifacts\.streaks\.review'\) is enabled but does not clear the gate") as err:
+    with pytest.raises(
+        ConfigError, match=r"rule 'ai\.ct_artifacts\.streaks\.review'\) is enabled but does not clear the gate"
+    ) as err:
         load_pipeline_thresholds(target)
     assert "AUC lower 95 % bound 0.81 fails the gate >= 0.9" in str(err.value)
     assert "AI-only catches not measured (gate >= 1)" in str(err.value)
@@ -166,11 +190,17 @@ def test_a_duplicate_of_an_objective_rule_must_stay_off_and_name_an_objective_ru
     text = (target / "ai.yaml").read_text()
     dup = "    duplicate_of: image_quality.ct.noise.review\n    enabled: false"
     assert dup in text
-    (target / "ai.yaml").write_text(text.replace(dup, "    duplicate_of: image_quality.ct.noise.review\n    enabled: true"))
+    (target / "ai.yaml").write_text(
+        text.replace(dup, "    duplicate_of: image_quality.ct.noise.review\n    enabled: true")
+    )
     with pytest.raises(ConfigError, match="duplicates the objective rule 'image_quality.ct.noise.review'.*must be off"):
         load_pipeline_thresholds(target)
-    (target / "ai.yaml").write_text(text.replace(dup, "    duplicate_of: image_quality.ct.noise_typo.review\n    enabled: false"))
-    with pytest.raises(ConfigError, match="duplicate_of: 'image_quality.ct.noise_typo.review'.*must name an objective rule"):
+    (target / "ai.yaml").write_text(
+        text.replace(dup, "    duplicate_of: image_quality.ct.noise_typo.review\n    enabled: false")
+    )
+    with pytest.raises(
+        ConfigError, match="duplicate_of: 'image_quality.ct.noise_typo.review'.*must name an objective rule"
+    ):
         load_pipeline_thresholds(target)
 
 
@@ -180,7 +210,11 @@ def test_the_shipped_gate_is_stated_with_its_source_and_every_score_rule_is_off_
 
     shipped = RuleFile.model_validate(read_yaml(default_thresholds_dir() / "ai.yaml"))
     assert shipped.gate is not None and "[D]" in shipped.gate.source
-    assert (shipped.gate.auc_lower_95_min, shipped.gate.false_flag_upper_95_max, shipped.gate.ai_only_catches_min) == (0.9, 0.1, 1)
+    assert (shipped.gate.auc_lower_95_min, shipped.gate.false_flag_upper_95_max, shipped.gate.ai_only_catches_min) == (
+        0.9,
+        0.1,
+        1,
+    )
     scored = [r for r in shipped.rules if r.scored_model is not None]
     assert len(scored) == 15
     for rule in scored:

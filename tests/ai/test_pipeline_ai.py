@@ -14,11 +14,19 @@ from qc_pipeline.samples.demo import write_demo_studies
 from qc_pipeline.sources import FolderSource
 
 NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-CLEAN = {"real_cr_chest": "dr", "real_ct": "ct", "phantom_ct_chest": "ct", "phantom_dr_chest": "dr",
-         "phantom_mr_brain": "mr"}
+CLEAN = {
+    "real_cr_chest": "dr",
+    "real_ct": "ct",
+    "phantom_ct_chest": "ct",
+    "phantom_dr_chest": "dr",
+    "phantom_mr_brain": "mr",
+}
 """Clean demo studies that are recognition candidates (real_mr is not_applicable: not measured)."""
-ARTEFACTED = {"ghosted_mr": "ai.mr_artifacts.motion_ghosting.review", "clipped_dr": "ai.dr_artifacts.saturation.review",
-              "noisy_ct": "ai.ct_artifacts.excess_noise.review"}
+ARTEFACTED = {
+    "ghosted_mr": "ai.mr_artifacts.motion_ghosting.review",
+    "clipped_dr": "ai.dr_artifacts.saturation.review",
+    "noisy_ct": "ai.ct_artifacts.excess_noise.review",
+}
 """The artefact each study carries and the rule on its score. overexposed_dr is not here: the
 overexposed phantom's pixels look normal (only its exposure-index tags tell), and the objective
 rules fail it."""

@@ -21,7 +21,11 @@ def mr_slice(seed: int = 0) -> np.ndarray:
 
 def test_model_input_is_three_channels_of_128_in_0_to_1_for_every_modality():
     dr_image = phantoms.dr_chest_phantom(rows=300, cols=200, seed=1)
-    for modality, image, stored in (("DR", dr_image, (0.0, 4095.0)), ("CT", ct_slice(), None), ("MR", mr_slice(), None)):
+    for modality, image, stored in (
+        ("DR", dr_image, (0.0, 4095.0)),
+        ("CT", ct_slice(), None),
+        ("MR", mr_slice(), None),
+    ):
         x = model_input(image, modality, stored_range=stored)
         assert x.shape == (3, INPUT_SIZE, INPUT_SIZE) and x.dtype == np.float32
         assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
@@ -85,7 +89,9 @@ def measured_noise(image: np.ndarray) -> float:
     """The objective metric's global noise level, at the full measurement path (qc_pipeline.metrics.ct)."""
     from qc_pipeline.metrics import ct
 
-    (noise,) = [m.value for m in ct.measure(image, spacing_mm=(None, None, None), body_part=None) if m.metric == "ct.noise_hu"]
+    (noise,) = [
+        m.value for m in ct.measure(image, spacing_mm=(None, None, None), body_part=None) if m.metric == "ct.noise_hu"
+    ]
     return float(noise)
 
 
@@ -102,7 +108,9 @@ def test_ct_excess_noise_brings_the_measured_noise_into_its_range(seed):
 def test_add_ct_noise_adds_in_variance_to_what_the_image_has(present, target):
     image = ct_slice(seed=1, noise=present)
     out = degrade.add_ct_noise(image, np.random.default_rng(2), target_hu=target)
-    assert measured_noise(out) == pytest.approx(target, rel=0.05)  # see the 4 % above, plus the present noise's own mode
+    assert measured_noise(out) == pytest.approx(
+        target, rel=0.05
+    )  # see the 4 % above, plus the present noise's own mode
 
 
 def test_add_ct_noise_leaves_an_image_already_that_noisy_alone():
@@ -128,7 +136,9 @@ def test_ct_rings_are_centred_on_the_isocentre():
 def test_ct_rings_cross_the_body_at_any_matrix(seed):
     # a ring that lies wholly in the air outside the patient is invisible in the soft-tissue window
     # and would teach the model a label it cannot see
-    small = phantoms.ct_water_cylinder(n_slices=1, size=96, radius_fraction=0.5, noise_sd_hu=0.0, seed=seed)[0].astype(np.float32)
+    small = phantoms.ct_water_cylinder(n_slices=1, size=96, radius_fraction=0.5, noise_sd_hu=0.0, seed=seed)[0].astype(
+        np.float32
+    )
     diff = np.abs(degrade.ct_rings(small, np.random.default_rng(seed)) - small)
     body = small > -300
     ring = diff > 0.5 * degrade.CT_RING_HU[0]
@@ -188,8 +198,12 @@ def test_dr_collimation_cutoff_covers_at_least_the_drawn_depth_of_one_side():
     out = degrade.dr_collimation_cutoff(image, np.random.default_rng(8), stored_max=4095.0)
     changed = np.abs(out - image) > 200
     depth = degrade.DR_CUTOFF_FRACTION[0] * WORKING_SIZE
-    edges = [changed[: int(depth) - 2].mean(), changed[-int(depth) + 2 :].mean(),
-             changed[:, : int(depth) - 2].mean(), changed[:, -int(depth) + 2 :].mean()]
+    edges = [
+        changed[: int(depth) - 2].mean(),
+        changed[-int(depth) + 2 :].mean(),
+        changed[:, : int(depth) - 2].mean(),
+        changed[:, -int(depth) + 2 :].mean(),
+    ]
     assert max(edges) > 0.6
 
 

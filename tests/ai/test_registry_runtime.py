@@ -49,7 +49,9 @@ def test_a_corrupted_model_file_is_refused_naming_the_file(models_copy: Path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"model ct_artifacts: .*ct_artifacts\.onnx is corrupt or was replaced: sha256"):
+    with pytest.raises(
+        ModelError, match=r"model ct_artifacts: .*ct_artifacts\.onnx is corrupt or was replaced: sha256"
+    ):
         load_registry(models_copy)
 
 
@@ -76,7 +78,10 @@ def test_every_problem_of_a_models_folder_is_named_at_once(models_copy: Path):
     assert message.startswith("3 problems: (1) model ct_artifacts: ")
     assert "ct_artifacts.onnx is corrupt or was replaced" in message
     assert "(2) model mr_artifacts: file " in message and "mr_artifacts.onnx is missing" in message
-    assert "(3) models folder " in message and "lacks the manifest of dr_acceptability (expected dr_acceptability.json" in message
+    assert (
+        "(3) models folder " in message
+        and "lacks the manifest of dr_acceptability (expected dr_acceptability.json" in message
+    )
 
 
 def test_a_manifest_with_other_labels_is_refused(models_copy: Path):
@@ -91,7 +96,10 @@ def test_a_manifest_with_other_labels_is_refused(models_copy: Path):
 @pytest.mark.parametrize(
     ("change", "found"),
     [
-        (lambda m: m["preprocessing"].update(channels=["global", "detail", "polar"]), r"\['global', 'detail', 'polar'\]"),
+        (
+            lambda m: m["preprocessing"].update(channels=["global", "detail", "polar"]),
+            r"\['global', 'detail', 'polar'\]",
+        ),
         (lambda m: m["input"].update(shape=[None, 4, 128, 128]), r"shape \[None, 4, 128, 128\]"),
     ],
     ids=["other-channels", "other-channel-count"],
@@ -145,7 +153,9 @@ def test_models_list_on_a_corrupted_folder_is_a_clear_error_not_a_traceback(mode
     (models_copy / "ct_artifacts.onnx").write_bytes(b"not a model")
     result = CliRunner().invoke(main, ["models", "list", "--dir", str(models_copy)])
     assert result.exit_code == 1
-    assert "错误 / error: 模型不可用" in result.output and "ct_artifacts" in result.output and "corrupt" in result.output
+    assert (
+        "错误 / error: 模型不可用" in result.output and "ct_artifacts" in result.output and "corrupt" in result.output
+    )
     assert "Traceback" not in result.output
 
 
@@ -187,19 +197,27 @@ def test_an_acceptability_model_naming_a_metric_this_version_does_not_measure_is
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["preprocessing"]["features"][2] = "ct.noise_power_spectrum_peak"
     path.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(ModelError, match=r"model ct_acceptability reads the metric features .*this qc-pipeline "
-                                         r"measures no ct\.noise_power_spectrum_peak: retrain it"):
+    with pytest.raises(
+        ModelError,
+        match=r"model ct_acceptability reads the metric features .*this qc-pipeline "
+        r"measures no ct\.noise_power_spectrum_peak: retrain it",
+    ):
         load_registry(models_copy)
 
 
 def test_a_metric_added_to_this_version_does_not_change_what_an_acceptability_model_reads(
-        scorer: Scorer, monkeypatch: pytest.MonkeyPatch):
+    scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+):
     # Training takes FEATURES; inference takes the manifest's list. Adding a metric (here: one more
     # name in FEATURES) must not widen the vector fed to a model trained before it.
     from qc_pipeline.ai import features
 
     volume = phantoms.ct_water_cylinder(n_slices=8, size=128, noise_sd_hu=8.0, seed=3).astype(np.float32)
-    before = [m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"]
+    before = [
+        m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"
+    ]
     monkeypatch.setitem(features.FEATURES, "CT", (*features.FEATURES["CT"], "ct.noise_measured_hu"))
-    after = [m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"]
+    after = [
+        m for m in scorer.score("CT", list(volume), pixel_mm=0.7) if m.metric == "ai.ct_acceptability.unacceptable"
+    ]
     assert [m.value for m in after] == [m.value for m in before] and len(after) == 1

@@ -21,8 +21,14 @@ def implied(code: str) -> str:
 
 
 def row(study: str, series: str, judgement: str, reason: str = "", code: str = "", model: str = "") -> dict[str, str]:
-    return {"study_instance_uid": study, "series_instance_uid": series, "judgement": judgement,
-            "reason_code": reason, "finding_code": code, "model": model}
+    return {
+        "study_instance_uid": study,
+        "series_instance_uid": series,
+        "judgement": judgement,
+        "reason_code": reason,
+        "finding_code": code,
+        "model": model,
+    }
 
 
 def site_data():
@@ -36,12 +42,26 @@ def site_data():
         row("a5", "s1", "reject", "other", NOISE, "ct_artifacts@1"),
         *(row(f"a{6 + i}", "s1", "clean") for i in range(5)),
         row("b1", "s1", "confirm", "noise", NOISE, "ct_artifacts@1"),
-        row("b2", "s1", "clean"), row("b3", "s1", "clean"),
+        row("b2", "s1", "clean"),
+        row("b3", "s1", "clean"),
         row("a1", "", "confirm", "noise", "image_quality.ct.noise.review"),  # study-level: no series, left out
         row("a6", "s2", "not_clean"),  # failed audit without a confirmed finding: unknown, left out
     ]
-    noise = {"a1": 0.9, "a2": 0.7, "a3": 0.4, "a4": 0.95, "a5": 0.8, "a6": 0.1, "a7": 0.2, "a8": 0.6, "a9": 0.05,
-             "a10": 0.3, "b1": 0.2, "b2": 0.1, "b3": 0.7}
+    noise = {
+        "a1": 0.9,
+        "a2": 0.7,
+        "a3": 0.4,
+        "a4": 0.95,
+        "a5": 0.8,
+        "a6": 0.1,
+        "a7": 0.2,
+        "a8": 0.6,
+        "a9": 0.05,
+        "a10": 0.3,
+        "b1": 0.2,
+        "b2": 0.1,
+        "b3": 0.7,
+    }
     scores = {(s, "s1"): {NOISE: v, ACCEPT: v / 2} for s, v in noise.items()}
     scores[("a6", "s2")] = {NOISE: 0.99}
     sites = {s: ("医院A" if s.startswith("a") else "医院B") for s in noise}
@@ -86,8 +106,14 @@ def test_a_score_without_labelled_series_gives_no_figures_and_the_table_is_bilin
 
 
 def test_labels_of_one_series_combine():
-    labels = series_labels([row("x", "s", "confirm", "noise", NOISE, "m@1"), row("x", "s", "confirm", "noise", "obj"),
-                            row("x", "s", "reject", "other", "ai.ct_artifacts.streaks", "m@1")], implied)
+    labels = series_labels(
+        [
+            row("x", "s", "confirm", "noise", NOISE, "m@1"),
+            row("x", "s", "confirm", "noise", "obj"),
+            row("x", "s", "reject", "other", "ai.ct_artifacts.streaks", "m@1"),
+        ],
+        implied,
+    )
     (one,) = labels.values()
     assert one.confirmed == {"noise"} and one.confirmed_objective == {"noise"} and one.rejected == {"streaks"}
 

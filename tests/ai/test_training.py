@@ -50,13 +50,15 @@ def labels_csv(tmp_path_factory) -> Path:
         source = FolderSource(root / "demo" / case)
         (entry,) = list(source.discover())
         study = source.load(entry)
-        rows.append({
-            "study_instance_uid": entry.study_instance_uid,
-            "series_instance_uids": ";".join(sorted({i.ref.series_instance_uid for i in study.images})),
-            "modality": "MR" if case.endswith("mr") else "CT",
-            "human_decision": decision,
-            "source_uri": source.uri,
-        })
+        rows.append(
+            {
+                "study_instance_uid": entry.study_instance_uid,
+                "series_instance_uids": ";".join(sorted({i.ref.series_instance_uid for i in study.images})),
+                "modality": "MR" if case.endswith("mr") else "CT",
+                "human_decision": decision,
+                "source_uri": source.uri,
+            }
+        )
     rows.append({**rows[0], "study_instance_uid": "1.2.3.404", "human_decision": "pass"})  # gone from its source
     path = root / "labels.csv"
     with path.open("w", encoding="utf-8", newline="") as f:
@@ -102,7 +104,10 @@ def test_train_exports_onnx_models_the_registry_accepts(tmp_path: Path, labels_c
     assert set(manifest["decision_thresholds"]) == {"excess_noise", "streaks", "rings", "motion"}
     acceptability = json.loads(written[1].read_text(encoding="utf-8"))
     assert acceptability["training"]["centre_labels"] == {
-        "file": "labels.csv", "series": 2, "fail": 1, "skipped": {"study no longer in its source": 1}
+        "file": "labels.csv",
+        "series": 2,
+        "fail": 1,
+        "skipped": {"study no longer in its source": 1},
     }
     assert (out / "ct_artifacts.md").read_text(encoding="utf-8").startswith("# ct_artifacts")
     scorer = Scorer(load_registry(out))

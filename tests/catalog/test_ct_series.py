@@ -88,7 +88,8 @@ def test_kernel_class(vocabulary, kernel, expected):
 
 
 @pytest.mark.parametrize(
-    "value", ["", "ANONYMIZED", "anonymised", "REMOVED", "DELETED", "XXX", "XXXX", "***", "NONE", "None", "N/A", "0", " 无 "]
+    "value",
+    ["", "ANONYMIZED", "anonymised", "REMOVED", "DELETED", "XXX", "XXXX", "***", "NONE", "None", "N/A", "0", " 无 "],
 )
 def test_placeholder_agents_are_no_contrast(vocabulary, value):
     ds = ct(ContrastBolusAgent=value)
@@ -97,7 +98,10 @@ def test_placeholder_agents_are_no_contrast(vocabulary, value):
 
 
 def test_a_real_agent_and_the_agent_sequences_are_contrast(vocabulary):
-    assert contrast_agent(ct(ContrastBolusAgent="Iohexol 350"), vocabulary) == "ContrastBolusAgent (0018,0010) 'Iohexol 350'"
+    assert (
+        contrast_agent(ct(ContrastBolusAgent="Iohexol 350"), vocabulary)
+        == "ContrastBolusAgent (0018,0010) 'Iohexol 350'"
+    )
     item = Dataset()
     item.CodeMeaning = "Iopromide"
     seq = ct(ContrastBolusAgentSequence=Sequence([item]))
@@ -112,8 +116,16 @@ def test_a_real_agent_and_the_agent_sequences_are_contrast(vocabulary):
 
 
 def test_describe_a_named_arterial_series(vocabulary):
-    datasets = [ct("Liver arterial 1mm", ContrastBolusAgent="Iohexol", ConvolutionKernel="B30f",
-                   SliceThickness=1.0, AcquisitionTime=f"10113{i}.5") for i in range(3)]
+    datasets = [
+        ct(
+            "Liver arterial 1mm",
+            ContrastBolusAgent="Iohexol",
+            ConvolutionKernel="B30f",
+            SliceThickness=1.0,
+            AcquisitionTime=f"10113{i}.5",
+        )
+        for i in range(3)
+    ]
     role = describe_ct_series(datasets, vocabulary)
     assert isinstance(role, CTSeriesRole)
     assert role.phase is CTPhase.ARTERIAL
@@ -123,12 +135,14 @@ def test_describe_a_named_arterial_series(vocabulary):
 
 
 def test_describe_phase_from_the_bolus_delay(vocabulary):
-    role = describe_ct_series([ct("C+", ContrastBolusAgent="Iohexol", AcquisitionTime="101130",
-                                  ContrastBolusStartTime="101100")], vocabulary)
+    role = describe_ct_series(
+        [ct("C+", ContrastBolusAgent="Iohexol", AcquisitionTime="101130", ContrastBolusStartTime="101100")], vocabulary
+    )
     assert role.phase is CTPhase.ARTERIAL
     assert any("30 s after" in e for e in role.evidence)
-    late = describe_ct_series([ct("C+", ContrastBolusAgent="Iohexol", AcquisitionTime="101150",
-                                  ContrastBolusStartTime="101100")], vocabulary)
+    late = describe_ct_series(
+        [ct("C+", ContrastBolusAgent="Iohexol", AcquisitionTime="101150", ContrastBolusStartTime="101100")], vocabulary
+    )
     assert late.phase is CTPhase.POST_CONTRAST  # 50 s: between the arterial and portal windows
     assert any("no phase window" in e for e in late.evidence)
 

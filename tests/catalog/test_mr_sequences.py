@@ -124,29 +124,186 @@ VENDOR_TABLE = [
     # Siemens syngo names
     ("siemens", "t2_tse_tra", {"tr": 5000, "te": 98, "variant": "SK\\SP\\OSP"}, W.T2, False, False),
     ("siemens", "t1_se_sag", {"tr": 550, "te": 9.5, "variant": "SP\\OSP", "iop": SAGITTAL}, W.T1, False, False),
-    ("siemens", "t2_tirm_tra_dark-fluid", {"seq": "SE\\IR", "variant": "SK\\SP\\MP\\OSP", "tr": 9000, "te": 81, "ti": 2500}, W.T2_FLAIR, False, False),
-    ("siemens", "t2_tirm_cor", {"seq": "SE\\IR", "variant": "SK\\SP\\MP", "tr": 4000, "te": 41, "ti": 150, "iop": CORONAL}, W.STIR, True, False),
-    ("siemens", "t1_tirm_tra_dark-fluid", {"seq": "SE\\IR", "variant": "SK\\SP\\MP", "tr": 2000, "te": 9, "ti": 860}, W.T1_FLAIR, False, False),
-    ("siemens", "ep2d_diff_tra", {"seq": "EP", "tr": 5200, "te": 89, "image_type": "DERIVED\\PRIMARY\\DIFFUSION\\TRACEW\\ND"}, W.DWI, False, False),
-    ("siemens", "ep2d_diff_3scan_trace_p2_ADC", {"seq": "EP", "tr": 5200, "te": 89, "image_type": "DERIVED\\PRIMARY\\DIFFUSION\\ADC\\ND"}, W.ADC, False, False),
-    ("siemens", "t1_fl2d_tra", {"seq": "GR", "variant": "SP\\OSP", "tr": 250, "te": 2.46, "FlipAngle": 70}, W.T1, False, False),
-    ("siemens", "t1_mprage_sag", {"seq": "GR\\IR", "variant": "SK\\SP\\MP", "tr": 2300, "te": 2.98, "ti": 900, "iop": SAGITTAL}, W.T1, False, False),
-    ("siemens", "pd_tse_fs_sag", {"tr": 3000, "te": 33, "variant": "SK\\SP\\OSP", "options": "PFP\\FS", "iop": SAGITTAL}, W.PD, True, False),
-    ("siemens", "t1_vibe_fs_tra_post", {"seq": "GR", "variant": "SP\\OSP", "tr": 4.2, "te": 1.9, "options": "FS", "agent": "Gd-DTPA"}, W.T1, True, True),
-    ("siemens", "t2_swi_tra_p2_2mm", {"seq": "GR", "variant": "SP", "tr": 27, "te": 20, "image_type": "DERIVED\\PRIMARY\\M\\SWI\\NORM\\DIS2D"}, W.SWI, False, False),
+    (
+        "siemens",
+        "t2_tirm_tra_dark-fluid",
+        {"seq": "SE\\IR", "variant": "SK\\SP\\MP\\OSP", "tr": 9000, "te": 81, "ti": 2500},
+        W.T2_FLAIR,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "t2_tirm_cor",
+        {"seq": "SE\\IR", "variant": "SK\\SP\\MP", "tr": 4000, "te": 41, "ti": 150, "iop": CORONAL},
+        W.STIR,
+        True,
+        False,
+    ),
+    (
+        "siemens",
+        "t1_tirm_tra_dark-fluid",
+        {"seq": "SE\\IR", "variant": "SK\\SP\\MP", "tr": 2000, "te": 9, "ti": 860},
+        W.T1_FLAIR,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "ep2d_diff_tra",
+        {"seq": "EP", "tr": 5200, "te": 89, "image_type": "DERIVED\\PRIMARY\\DIFFUSION\\TRACEW\\ND"},
+        W.DWI,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "ep2d_diff_3scan_trace_p2_ADC",
+        {"seq": "EP", "tr": 5200, "te": 89, "image_type": "DERIVED\\PRIMARY\\DIFFUSION\\ADC\\ND"},
+        W.ADC,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "t1_fl2d_tra",
+        {"seq": "GR", "variant": "SP\\OSP", "tr": 250, "te": 2.46, "FlipAngle": 70},
+        W.T1,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "t1_mprage_sag",
+        {"seq": "GR\\IR", "variant": "SK\\SP\\MP", "tr": 2300, "te": 2.98, "ti": 900, "iop": SAGITTAL},
+        W.T1,
+        False,
+        False,
+    ),
+    (
+        "siemens",
+        "pd_tse_fs_sag",
+        {"tr": 3000, "te": 33, "variant": "SK\\SP\\OSP", "options": "PFP\\FS", "iop": SAGITTAL},
+        W.PD,
+        True,
+        False,
+    ),
+    (
+        "siemens",
+        "t1_vibe_fs_tra_post",
+        {"seq": "GR", "variant": "SP\\OSP", "tr": 4.2, "te": 1.9, "options": "FS", "agent": "Gd-DTPA"},
+        W.T1,
+        True,
+        True,
+    ),
+    (
+        "siemens",
+        "t2_swi_tra_p2_2mm",
+        {"seq": "GR", "variant": "SP", "tr": 27, "te": 20, "image_type": "DERIVED\\PRIMARY\\M\\SWI\\NORM\\DIS2D"},
+        W.SWI,
+        False,
+        False,
+    ),
     ("siemens", "tof_3d_multi-slab", {"seq": "GR", "variant": "SP\\OSP", "tr": 22, "te": 3.6}, W.MRA, False, False),
-    ("siemens", "localizer", {"seq": "GR", "variant": "SP", "tr": 8.6, "te": 4.0, "image_type": "ORIGINAL\\PRIMARY\\M\\ND\\NORM"}, W.LOCALIZER, False, False),
+    (
+        "siemens",
+        "localizer",
+        {"seq": "GR", "variant": "SP", "tr": 8.6, "te": 4.0, "image_type": "ORIGINAL\\PRIMARY\\M\\ND\\NORM"},
+        W.LOCALIZER,
+        False,
+        False,
+    ),
     # GE names
-    ("ge", "Ax T2 FSE", {"tr": 4500, "te": 102, "variant": "SK", "options": "FAST_GEMS\\EDR_GEMS\\FILTERED_GEMS"}, W.T2, False, False),
-    ("ge", "Sag T1 FLAIR", {"seq": "SE\\IR", "variant": "SK", "tr": 2200, "te": 9, "ti": 860, "iop": SAGITTAL, "options": "FAST_GEMS\\IR_GEMS"}, W.T1_FLAIR, False, False),
-    ("ge", "Ax T2 FLAIR", {"seq": "SE\\IR", "variant": "SK", "tr": 9000, "te": 120, "ti": 2250, "options": "FAST_GEMS\\IR_GEMS"}, W.T2_FLAIR, False, False),
-    ("ge", "Ax DWI", {"seq": "EP\\SE", "variant": "SK\\SP", "tr": 6000, "te": 75, "image_type": "ORIGINAL\\PRIMARY\\OTHER"}, W.DWI, False, False),
-    ("ge", "Cor STIR", {"seq": "SE\\IR", "variant": "SK", "tr": 4000, "te": 42, "ti": 150, "iop": CORONAL, "options": "FAST_GEMS\\IR_GEMS"}, W.STIR, True, False),
-    ("ge", "Ax 3D FSPGR", {"seq": "GR", "variant": "SS\\SP\\SK", "tr": 6.8, "te": 2.6, "FlipAngle": 12}, W.T1, False, False),
-    ("ge", "Sag BRAVO", {"seq": "GR", "variant": "SS\\SP\\SK", "tr": 8.2, "te": 3.2, "ti": 450, "iop": SAGITTAL, "options": "FAST_GEMS\\EDR_GEMS\\ACC_GEMS\\IR_GEMS"}, W.T1, False, False),
+    (
+        "ge",
+        "Ax T2 FSE",
+        {"tr": 4500, "te": 102, "variant": "SK", "options": "FAST_GEMS\\EDR_GEMS\\FILTERED_GEMS"},
+        W.T2,
+        False,
+        False,
+    ),
+    (
+        "ge",
+        "Sag T1 FLAIR",
+        {
+            "seq": "SE\\IR",
+            "variant": "SK",
+            "tr": 2200,
+            "te": 9,
+            "ti": 860,
+            "iop": SAGITTAL,
+            "options": "FAST_GEMS\\IR_GEMS",
+        },
+        W.T1_FLAIR,
+        False,
+        False,
+    ),
+    (
+        "ge",
+        "Ax T2 FLAIR",
+        {"seq": "SE\\IR", "variant": "SK", "tr": 9000, "te": 120, "ti": 2250, "options": "FAST_GEMS\\IR_GEMS"},
+        W.T2_FLAIR,
+        False,
+        False,
+    ),
+    (
+        "ge",
+        "Ax DWI",
+        {"seq": "EP\\SE", "variant": "SK\\SP", "tr": 6000, "te": 75, "image_type": "ORIGINAL\\PRIMARY\\OTHER"},
+        W.DWI,
+        False,
+        False,
+    ),
+    (
+        "ge",
+        "Cor STIR",
+        {
+            "seq": "SE\\IR",
+            "variant": "SK",
+            "tr": 4000,
+            "te": 42,
+            "ti": 150,
+            "iop": CORONAL,
+            "options": "FAST_GEMS\\IR_GEMS",
+        },
+        W.STIR,
+        True,
+        False,
+    ),
+    (
+        "ge",
+        "Ax 3D FSPGR",
+        {"seq": "GR", "variant": "SS\\SP\\SK", "tr": 6.8, "te": 2.6, "FlipAngle": 12},
+        W.T1,
+        False,
+        False,
+    ),
+    (
+        "ge",
+        "Sag BRAVO",
+        {
+            "seq": "GR",
+            "variant": "SS\\SP\\SK",
+            "tr": 8.2,
+            "te": 3.2,
+            "ti": 450,
+            "iop": SAGITTAL,
+            "options": "FAST_GEMS\\EDR_GEMS\\ACC_GEMS\\IR_GEMS",
+        },
+        W.T1,
+        False,
+        False,
+    ),
     ("ge", "Ax T2 Propeller", {"tr": 5000, "te": 110, "variant": "SK"}, W.T2, False, False),
     ("ge", "Ax SWAN", {"seq": "GR", "variant": "SS\\SP", "tr": 40, "te": 25}, W.SWI, False, False),
-    ("ge", "3-Plane Loc", {"seq": "GR", "variant": "SS\\SP", "tr": 5.1, "te": 1.6, "image_type": "ORIGINAL\\PRIMARY\\OTHER"}, W.LOCALIZER, False, False),
+    (
+        "ge",
+        "3-Plane Loc",
+        {"seq": "GR", "variant": "SS\\SP", "tr": 5.1, "te": 1.6, "image_type": "ORIGINAL\\PRIMARY\\OTHER"},
+        W.LOCALIZER,
+        False,
+        False,
+    ),
     ("ge", "Ax T1 FSE +C", {"tr": 600, "te": 10, "variant": "SK", "agent": "Magnevist"}, W.T1, False, True),
     # Philips names
     ("philips", "T2W_TSE", {"tr": 3000, "te": 80, "variant": "SK"}, W.T2, False, False),
@@ -155,7 +312,14 @@ VENDOR_TABLE = [
     ("philips", "DWI", {"seq": "SE", "variant": "SK", "tr": 3500, "te": 70}, W.DWI, False, False),
     ("philips", "T2W_SPAIR", {"tr": 3500, "te": 90, "variant": "SK"}, W.T2, True, False),
     ("philips", "PDW_SPAIR", {"tr": 2800, "te": 30, "variant": "SK", "iop": CORONAL}, W.PD, True, False),
-    ("philips", "sT1W_3D_TFE", {"seq": "GR", "variant": "SK", "tr": 8.1, "te": 3.7, "FlipAngle": 8, "iop": SAGITTAL}, W.T1, False, False),
+    (
+        "philips",
+        "sT1W_3D_TFE",
+        {"seq": "GR", "variant": "SK", "tr": 8.1, "te": 3.7, "FlipAngle": 8, "iop": SAGITTAL},
+        W.T1,
+        False,
+        False,
+    ),
     ("philips", "T1W_TSE_CE", {"tr": 600, "te": 12, "variant": "SK"}, W.T1, False, True),
     # United Imaging names
     ("uih", "t2_fse_tra", {"tr": 4200, "te": 96}, W.T2, False, False),
@@ -342,16 +506,44 @@ def test_post_contrast_words_and_tag():
 @pytest.mark.parametrize(
     ("description", "weighting"),
     [
-        ("t2_tse_tra", W.T2), ("t1_se_sag", W.T1), ("t2_tirm_tra_dark-fluid", W.T2_FLAIR),
-        ("t2_tirm_cor", W.STIR), ("ep2d_diff", W.DWI), ("t1_fl2d", W.T1), ("t1_mprage", W.T1),
-        ("pd_tse_fs", W.PD), ("Ax T2 FSE", W.T2), ("Sag T1 FLAIR", W.T1_FLAIR), ("Ax DWI", W.DWI),
-        ("Cor STIR", W.STIR), ("FSPGR", W.T1), ("BRAVO", W.T1), ("Propeller", None),
-        ("T2W_TSE", W.T2), ("T1W_SE", W.T1), ("FLAIR", W.T2_FLAIR), ("DWI", W.DWI),
-        ("T2W_SPAIR", W.T2), ("PDW_SPAIR", W.PD), ("sT1W_3D_TFE", W.T1), ("t2_fse_tra", W.T2),
-        ("t1_gre_fs", W.T1), ("dwi_b1000", W.DWI), ("T2WI_FSE", W.T2), ("横断位T2", W.T2),
-        ("矢状位T1", W.T1), ("冠状位", None), ("横断位弥散", W.DWI), ("扩散加权成像", W.DWI),
-        ("横断位T2 FLAIR", W.T2_FLAIR), ("ADC", W.ADC), ("SWI_Images", W.SWI), ("3D TOF", W.MRA),
-        ("PD T2 dual echo", None), ("t2_fl2d_hemo", W.T2STAR), ("T2*W_FFE", W.T2STAR),
+        ("t2_tse_tra", W.T2),
+        ("t1_se_sag", W.T1),
+        ("t2_tirm_tra_dark-fluid", W.T2_FLAIR),
+        ("t2_tirm_cor", W.STIR),
+        ("ep2d_diff", W.DWI),
+        ("t1_fl2d", W.T1),
+        ("t1_mprage", W.T1),
+        ("pd_tse_fs", W.PD),
+        ("Ax T2 FSE", W.T2),
+        ("Sag T1 FLAIR", W.T1_FLAIR),
+        ("Ax DWI", W.DWI),
+        ("Cor STIR", W.STIR),
+        ("FSPGR", W.T1),
+        ("BRAVO", W.T1),
+        ("Propeller", None),
+        ("T2W_TSE", W.T2),
+        ("T1W_SE", W.T1),
+        ("FLAIR", W.T2_FLAIR),
+        ("DWI", W.DWI),
+        ("T2W_SPAIR", W.T2),
+        ("PDW_SPAIR", W.PD),
+        ("sT1W_3D_TFE", W.T1),
+        ("t2_fse_tra", W.T2),
+        ("t1_gre_fs", W.T1),
+        ("dwi_b1000", W.DWI),
+        ("T2WI_FSE", W.T2),
+        ("横断位T2", W.T2),
+        ("矢状位T1", W.T1),
+        ("冠状位", None),
+        ("横断位弥散", W.DWI),
+        ("扩散加权成像", W.DWI),
+        ("横断位T2 FLAIR", W.T2_FLAIR),
+        ("ADC", W.ADC),
+        ("SWI_Images", W.SWI),
+        ("3D TOF", W.MRA),
+        ("PD T2 dual echo", None),
+        ("t2_fl2d_hemo", W.T2STAR),
+        ("T2*W_FFE", W.T2STAR),
     ],
 )
 def test_name_hints(description, weighting):
@@ -487,7 +679,9 @@ def enhanced_mr(
             FrameContentSequence=Sequence([item(StackID="1", InStackPositionNumber=k + 1)]),
         )
         if b is not None:
-            frame.MRDiffusionSequence = Sequence([item(DiffusionBValue=b, DiffusionDirectionality="ISOTROPIC" if b else "NONE")])
+            frame.MRDiffusionSequence = Sequence(
+                [item(DiffusionBValue=b, DiffusionDirectionality="ISOTROPIC" if b else "NONE")]
+            )
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
     ds.NumberOfFrames = n_frames
@@ -497,7 +691,12 @@ def enhanced_mr(
 def test_enhanced_mr_flair_from_functional_groups():
     ds = enhanced_mr(tr=11000, te=125, ti=2800)
     params = read_mr_parameters(ds)
-    assert (params.repetition_time, params.echo_time, params.inversion_time, params.enhanced) == (11000, 125, 2800, True)
+    assert (params.repetition_time, params.echo_time, params.inversion_time, params.enhanced) == (
+        11000,
+        125,
+        2800,
+        True,
+    )
     assert "IR" in params.scanning_sequence and "SE" in params.scanning_sequence
     info = identify_sequence(ds)
     assert (info.weighting, info.plane) == (W.T2_FLAIR, Plane.AXIAL)
@@ -573,7 +772,15 @@ def test_oblique_tolerance_is_validated(tolerance):
 
 @pytest.mark.parametrize(
     "iop",
-    [None, [1.0, 0.0, 0.0], "abc", [1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0], [float("nan"), 0, 0, 0, 1, 0], "1\\0\\0\\0\\x\\0"],
+    [
+        None,
+        [1.0, 0.0, 0.0],
+        "abc",
+        [1, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 1, 0],
+        [float("nan"), 0, 0, 0, 1, 0],
+        "1\\0\\0\\0\\x\\0",
+    ],
 )
 def test_garbled_orientation_gives_none(iop):
     assert slice_normal(iop) is None
@@ -600,7 +807,9 @@ def test_frame_geometry_classic_and_enhanced():
     assert frame_geometry(classic) == [FrameGeometry(tuple(AXIAL), (-100.0, -100.0, 12.5), (0.5, 0.5), 3.0)]
     enhanced = enhanced_mr(tr=4000, te=100, n_frames=3)
     # A per-frame PixelMeasuresSequence overrides the shared one for that frame only.
-    enhanced.PerFrameFunctionalGroupsSequence[1].PixelMeasuresSequence = Sequence([item(PixelSpacing=[1.0, 1.0], SliceThickness=5)])
+    enhanced.PerFrameFunctionalGroupsSequence[1].PixelMeasuresSequence = Sequence(
+        [item(PixelSpacing=[1.0, 1.0], SliceThickness=5)]
+    )
     frames = frame_geometry(enhanced)
     assert [f.position for f in frames] == [(-115.0, -115.0, -40.0), (-115.0, -115.0, -35.0), (-115.0, -115.0, -30.0)]
     assert [f.pixel_spacing for f in frames] == [(0.9, 0.9), (1.0, 1.0), (0.9, 0.9)]
@@ -709,7 +918,10 @@ def test_gre_time_series_with_bold_te_is_bold_at_series_level():
     [
         ("B0 NS", {"seq": "GR", "tr": 3.8, "te": 1.5, "image_type": "ORIGINAL\\PRIMARY\\T1\\MIXED"}),
         ("gre_field_mapping", {"seq": "GR", "variant": "SP", "tr": 400, "te": 5.19}),
-        ("gre_field_mapping", {"seq": "GR", "variant": "SP", "tr": 600, "te": 10, "image_type": "ORIGINAL\\PRIMARY\\P\\ND"}),
+        (
+            "gre_field_mapping",
+            {"seq": "GR", "variant": "SP", "tr": 600, "te": 10, "image_type": "ORIGINAL\\PRIMARY\\P\\ND"},
+        ),
         ("B0Map (GRE)", {"seq": "RM", "variant": "NONE", "tr": 800, "te": 4.94}),
     ],
 )
@@ -720,7 +932,15 @@ def test_field_maps_are_other_with_the_reason(name, kwargs):
 
 
 def test_philips_swip_image_type_is_swi():
-    ds = mr(None, vendor="philips", seq="GR", variant="SP", tr=31, te=None, image_type="ORIGINAL\\PRIMARY\\SW_M_FFE\\SW_M\\FFE")
+    ds = mr(
+        None,
+        vendor="philips",
+        seq="GR",
+        variant="SP",
+        tr=31,
+        te=None,
+        image_type="ORIGINAL\\PRIMARY\\SW_M_FFE\\SW_M\\FFE",
+    )
     info = identify_sequence(ds)
     assert info.weighting is W.SWI
     assert "SW_M_FFE" in info.evidence[0]
@@ -739,7 +959,9 @@ def test_loc_ref_is_not_a_localizer(name):
 
 
 def test_research_mode_is_interpreted_from_the_rest():
-    info = identify_sequence(mr("3D Ax T1 MP-RAGE", vendor="ge", seq="RM\\IR", variant="NONE", tr=2217, te=3.2, ti=1000))
+    info = identify_sequence(
+        mr("3D Ax T1 MP-RAGE", vendor="ge", seq="RM\\IR", variant="NONE", tr=2217, te=3.2, ti=1000)
+    )
     assert info.weighting is W.T1
     assert "RM (research mode)" in info.evidence[0]
     only_rm = identify_sequence(mr(None, vendor="ge", seq="RM", variant="NONE", tr=500, te=12))
@@ -775,8 +997,14 @@ def test_high_field_flair_ranges_unchanged():
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [
-        ("Perfusion_Weighted", {"seq": "EP\\GR", "tr": 4800, "te": 11, "image_type": "DERIVED\\PRIMARY\\ASL\\SUBTRACTION"}),
-        ("3DpCASL", {"seq": "GR", "tr": 4250, "te": 9, "image_type": "ORIGINAL\\PRIMARY\\PERFUSION_FFE\\PERFUSION\\FFE"}),
+        (
+            "Perfusion_Weighted",
+            {"seq": "EP\\GR", "tr": 4800, "te": 11, "image_type": "DERIVED\\PRIMARY\\ASL\\SUBTRACTION"},
+        ),
+        (
+            "3DpCASL",
+            {"seq": "GR", "tr": 4250, "te": 9, "image_type": "ORIGINAL\\PRIMARY\\PERFUSION_FFE\\PERFUSION\\FFE"},
+        ),
         ("ep2d_perf", {"seq": "EP", "tr": 1500, "te": 30}),
         ("头颅灌注", {"seq": "EP", "tr": 1500, "te": 30}),
     ],

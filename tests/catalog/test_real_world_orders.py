@@ -53,7 +53,13 @@ CHEST_ORDERS = [
     ("CR", "CHEST PA AND LATERAL", [{}], {}, "YB-002"),
     ("DX", "胸片", [{"ViewPosition": "PA"}], {}, "YB-001"),
     ("DX", "胸部正位", [{}], {"PatientAge": "018M"}, "YB-003"),
-    ("DX", "胸片", [{"SeriesDescription": "胸部 正位"}], {"PatientBirthDate": "20250301", "StudyDate": "20261014"}, "YB-003"),
+    (
+        "DX",
+        "胸片",
+        [{"SeriesDescription": "胸部 正位"}],
+        {"PatientBirthDate": "20250301", "StudyDate": "20261014"},
+        "YB-003",
+    ),
     ("DX", "胸部正位", [{}], {"PatientAge": "045Y"}, "YB-001"),
     ("DX", "婴幼儿胸部正位", [{}], {}, "YB-003"),
 ]
@@ -164,10 +170,16 @@ def test_series_names_naming_several_structures_do_not_make_a_combined_order(cat
     # chest CT with a lung-window series and a spine MR with a whole-spine localizer
     chest = _study("CT", "胸部CT平扫", [{"SeriesDescription": "肺窗 1mm"}, {"SeriesDescription": "纵隔窗 5mm"}])
     assert classify(chest, catalog).item.code == "YB-036"
-    spine = _study("MR", "", [
-        {"SeriesDescription": "localizer 颈胸腰椎"},
-        {"SeriesDescription": "腰椎 sag T2"}, {"SeriesDescription": "腰椎 sag T1"}, {"SeriesDescription": "腰椎 tra T2"},
-    ])
+    spine = _study(
+        "MR",
+        "",
+        [
+            {"SeriesDescription": "localizer 颈胸腰椎"},
+            {"SeriesDescription": "腰椎 sag T2"},
+            {"SeriesDescription": "腰椎 sag T1"},
+            {"SeriesDescription": "腰椎 tra T2"},
+        ],
+    )
     match = classify(spine, catalog)
     assert match.item is not None and match.item.code == "YB-058", match.evidence
     # an angiography series inside a routine brain MR does not make the study an MRA
@@ -184,6 +196,7 @@ def test_exclusion_words_near_item_words_do_not_exclude(catalog):
 
 
 # --- the samples set, judged by the whole pipeline -------------------------------------------
+
 
 def test_real_world_samples_get_their_verdict_finding_and_reason(tmp_path):
     import datetime as dt
@@ -204,13 +217,18 @@ def test_real_world_samples_get_their_verdict_finding_and_reason(tmp_path):
         assert decision.study.study_instance_uid == uid
         hits = [f for f in decision.findings if f.code == case.finding]
         reasons = [(f.message, f.message_zh) for f in hits]
-        ok = (
-            str(decision.verdict) == case.expected_verdict
-            and any(case.reason in en and case.reason_zh in zh for en, zh in reasons)
+        ok = str(decision.verdict) == case.expected_verdict and any(
+            case.reason in en and case.reason_zh in zh for en, zh in reasons
         )
         if not ok:
-            wrong[case.name] = (str(decision.verdict), [(f.code, f.severity, f.message) for f in decision.findings
-                                                        if f.severity != "info" or f.code.startswith("catalog")])
+            wrong[case.name] = (
+                str(decision.verdict),
+                [
+                    (f.code, f.severity, f.message)
+                    for f in decision.findings
+                    if f.severity != "info" or f.code.startswith("catalog")
+                ],
+            )
     assert wrong == {}
 
 
@@ -242,7 +260,11 @@ def test_a_view_meaning_for_an_unknown_body_part_is_a_clear_error(tmp_path):
 
     items = default_thresholds_dir() / "items"
     shutil.copy(items / "yubei-2023.yaml", tmp_path / "yubei-2023.yaml")
-    text = (items / "lexicon.yaml").read_text(encoding="utf-8").replace("body_part_views:\n  CHEST:", "body_part_views:\n  CHESTT:")
+    text = (
+        (items / "lexicon.yaml")
+        .read_text(encoding="utf-8")
+        .replace("body_part_views:\n  CHEST:", "body_part_views:\n  CHESTT:")
+    )
     (tmp_path / "lexicon.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="body_part_views names body parts with no words in body_parts: CHESTT"):
         load_catalog(tmp_path, ["yubei-2023.yaml"])

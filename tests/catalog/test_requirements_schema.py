@@ -36,9 +36,12 @@ def test_phase_windows_must_be_ordered():
 def test_every_enhanced_ct_item_names_its_phase_requirement_with_a_source():
     catalog = load_catalog(default_thresholds_dir() / "items", ["yubei-2023.yaml"])
     expected = {  # requirements.md, enhanced CT items
-        "YB-045": (1, []), "YB-046": (1, []), "YB-049": (1, []),
+        "YB-045": (1, []),
+        "YB-046": (1, []),
+        "YB-049": (1, []),
         "YB-047": (2, [["ARTERIAL"], ["PORTAL", "VENOUS"]]),
-        "YB-048": (2, []), "YB-050": (2, []),
+        "YB-048": (2, []),
+        "YB-050": (2, []),
         "YB-051": (3, [["ARTERIAL"], ["VENOUS", "PORTAL"], ["DELAYED"]]),
     }
     for code, (minimum, named) in expected.items():

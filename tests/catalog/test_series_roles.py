@@ -47,9 +47,15 @@ def study(*objects: Dataset) -> LoadedStudy:
 def flair(**attrs: object) -> Dataset:
     """A Siemens dark-fluid TIRM: IR spin echo, TR 9000 ms, TE 81 ms, TI 2500 ms, axial."""
     values: dict[str, object] = dict(
-        SeriesDescription="t2_tirm_tra_dark-fluid", ProtocolName="t2_tirm_tra_dark-fluid",
-        Manufacturer="SIEMENS", ScanningSequence="SE\\IR", SequenceVariant="SK\\SP\\MP\\OSP",
-        RepetitionTime=9000, EchoTime=81, InversionTime=2500, ImageType="ORIGINAL\\PRIMARY\\M\\ND",
+        SeriesDescription="t2_tirm_tra_dark-fluid",
+        ProtocolName="t2_tirm_tra_dark-fluid",
+        Manufacturer="SIEMENS",
+        ScanningSequence="SE\\IR",
+        SequenceVariant="SK\\SP\\MP\\OSP",
+        RepetitionTime=9000,
+        EchoTime=81,
+        InversionTime=2500,
+        ImageType="ORIGINAL\\PRIMARY\\M\\ND",
         ImageOrientationPatient=AXIAL,
     )
     return obj(3, 3, "MR", MR_IMAGE, **{**values, **attrs})
@@ -68,8 +74,13 @@ def test_mr_series_carries_the_sequence_identification_with_its_evidence(vocabul
 def test_mr_series_named_flair_without_inversion_says_why_it_is_not_one(vocabulary):
     """A 'FLAIR' name on a short-TR gradient echo: the parameters say T1, the evidence says so."""
     ds = flair(
-        ScanningSequence="GR", SequenceVariant="SP", RepetitionTime=250, EchoTime=2.5, InversionTime=None,
-        ImageOrientationPatient=SAGITTAL, ContrastBolusAgent="Gadovist",
+        ScanningSequence="GR",
+        SequenceVariant="SP",
+        RepetitionTime=250,
+        EchoTime=2.5,
+        InversionTime=None,
+        ImageOrientationPatient=SAGITTAL,
+        ContrastBolusAgent="Gadovist",
     )
     del ds.InversionTime
     (series,) = describe_series(study(ds), vocabulary)
@@ -81,7 +92,9 @@ def test_mr_series_named_flair_without_inversion_says_why_it_is_not_one(vocabula
 
 def test_ct_series_phase_slice_and_localizer(vocabulary):
     plain = obj(2, 2, "CT", CT_IMAGE, SeriesDescription="Chest 5mm", SliceThickness="5", ConvolutionKernel="B31f")
-    enhanced = obj(4, 4, "CT", CT_IMAGE, SeriesDescription="Chest C+ 1mm", SliceThickness="1.25", ContrastBolusAgent="Iopromide")
+    enhanced = obj(
+        4, 4, "CT", CT_IMAGE, SeriesDescription="Chest C+ 1mm", SliceThickness="1.25", ContrastBolusAgent="Iopromide"
+    )
     scout = obj(1, 1, "CT", CT_IMAGE, SeriesDescription="Topogram", ImageType="ORIGINAL\\PRIMARY\\LOCALIZER")
     by_number = {s.series_number: s.role for s in describe_series(study(enhanced, plain, scout), vocabulary)}
     assert list(by_number) == [1, 2, 4]  # ordered by SeriesNumber
@@ -101,9 +114,14 @@ def test_dr_series_view_and_side(vocabulary):
     lateral = obj(2, 2, "DX", DX_IMAGE, ViewPosition="LL", Laterality="L")
     unnamed = obj(3, None, "CR", DX_IMAGE)
     first, second, third = describe_series(study(unnamed, lateral, frontal), vocabulary)
-    assert first.role == DRRole(view="PA", laterality=None, evidence=("view PA from SeriesDescription (0008,103E) '胸部后前位'",))
+    assert first.role == DRRole(
+        view="PA", laterality=None, evidence=("view PA from SeriesDescription (0008,103E) '胸部后前位'",)
+    )
     assert (second.role.view, second.role.laterality) == ("LAT", "L")
-    assert second.role.evidence == ("view LAT from ViewPosition (0018,5101) 'LL'", "side from Laterality (0020,0060) 'L'")
+    assert second.role.evidence == (
+        "view LAT from ViewPosition (0018,5101) 'LL'",
+        "side from Laterality (0020,0060) 'L'",
+    )
     assert third.series_number is None and third.kind is SeriesKind.DR and third.role.view is None
     assert third.role.evidence[0].startswith("no view")
 
@@ -113,8 +131,13 @@ def test_non_image_series_have_no_role(vocabulary):
     ct, report = describe_series(study(obj(2, 2, "CT", CT_IMAGE), sr), vocabulary)
     assert (report.kind, report.role, report.modality, report.n_instances) == (SeriesKind.NON_IMAGE, None, "SR", 1)
     assert report.as_dict() == {
-        "series_instance_uid": f"{STUDY}.99", "series_number": 99, "description": "Dose Report",
-        "modality": "SR", "n_instances": 1, "kind": "non_image", "role": None,
+        "series_instance_uid": f"{STUDY}.99",
+        "series_number": 99,
+        "description": "Dose Report",
+        "modality": "SR",
+        "n_instances": 1,
+        "kind": "non_image",
+        "role": None,
     }
     assert ct.kind is SeriesKind.CT
 
@@ -125,7 +148,9 @@ def test_renaming_and_reordering_the_files_does_not_change_the_roles(vocabulary)
 
 
 def test_json_form_round_trips(vocabulary):
-    described = describe_series(study(flair(), obj(2, 2, "CT", CT_IMAGE, SliceThickness="5"), obj(99, 99, "SR", DOSE_SR)), vocabulary)
+    described = describe_series(
+        study(flair(), obj(2, 2, "CT", CT_IMAGE, SliceThickness="5"), obj(99, 99, "SR", DOSE_SR)), vocabulary
+    )
     assert tuple(SeriesSummary.from_dict(s.as_dict()) for s in described) == described
     mr = next(s for s in described if s.kind is SeriesKind.MR).as_dict()
     assert set(mr["role"]) == {"weighting", "plane", "fat_suppressed", "post_contrast", "evidence"}

@@ -110,8 +110,10 @@ def plain(number: int = 1, **kw) -> list[Dataset]:
 
 def test_one_portal_phase_reconstructed_twice_is_one_phase(thresholds, catalog):
     """Pelvis needs >= 2 post-contrast phases: 5 mm + 1 mm of one portal scan are one phase."""
-    study = plain() + ct_series(2, "Pelvis portal 5mm", agent="Iohexol 350", start="101205") + ct_series(
-        3, "Pelvis portal 1mm", agent="Iohexol 350", start="101205.2", thickness=1.0, n=12
+    study = (
+        plain()
+        + ct_series(2, "Pelvis portal 5mm", agent="Iohexol 350", start="101205")
+        + ct_series(3, "Pelvis portal 1mm", agent="Iohexol 350", start="101205.2", thickness=1.0, n=12)
     )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
@@ -123,8 +125,10 @@ def test_one_portal_phase_reconstructed_twice_is_one_phase(thresholds, catalog):
 
 
 def test_upper_abdomen_one_portal_phase_names_the_missing_arterial(thresholds, catalog):
-    study = plain() + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205") + ct_series(
-        3, "门脉期 1mm", agent="Iohexol", start="101205", thickness=1.0
+    study = (
+        plain()
+        + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205")
+        + ct_series(3, "门脉期 1mm", agent="Iohexol", start="101205", thickness=1.0)
     )
     findings = judge("YB-047", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
@@ -144,8 +148,10 @@ def test_arterial_and_portal_each_reconstructed_three_ways_pass(thresholds, cata
 
 
 def test_arterial_and_delayed_lack_the_portal_phase(thresholds, catalog):
-    study = plain() + ct_series(2, "动脉期", agent="Iohexol", start="101130") + ct_series(
-        3, "延迟期", agent="Iohexol", start="101400"
+    study = (
+        plain()
+        + ct_series(2, "动脉期", agent="Iohexol", start="101130")
+        + ct_series(3, "延迟期", agent="Iohexol", start="101400")
     )
     findings = judge("YB-047", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.phase_missing"]
@@ -155,8 +161,10 @@ def test_arterial_and_delayed_lack_the_portal_phase(thresholds, catalog):
 
 
 def test_venous_words_satisfy_the_portal_phase_of_the_upper_abdomen(thresholds, catalog):
-    study = plain() + ct_series(2, "动脉期", agent="Iohexol", start="101130") + ct_series(
-        3, "静脉期", agent="Iohexol", start="101205"
+    study = (
+        plain()
+        + ct_series(2, "动脉期", agent="Iohexol", start="101130")
+        + ct_series(3, "静脉期", agent="Iohexol", start="101205")
     )
     assert judge("YB-047", study, thresholds, catalog) == []
 
@@ -164,8 +172,13 @@ def test_venous_words_satisfy_the_portal_phase_of_the_upper_abdomen(thresholds, 
 def test_adrenal_needs_arterial_venous_and_delayed(thresholds, catalog):
     base = plain() + ct_series(2, "arterial", agent="Iohexol", start="101130")
     base += ct_series(3, "venous", agent="Iohexol", start="101205")
-    assert judge("YB-051", base + ct_series(4, "delayed 10min", agent="Iohexol", start="102100"), thresholds, catalog) == []
-    findings = judge("YB-051", base + ct_series(4, "arterial 1mm", agent="Iohexol", start="101130", thickness=1), thresholds, catalog)
+    assert (
+        judge("YB-051", base + ct_series(4, "delayed 10min", agent="Iohexol", start="102100"), thresholds, catalog)
+        == []
+    )
+    findings = judge(
+        "YB-051", base + ct_series(4, "arterial 1mm", agent="Iohexol", start="101130", thickness=1), thresholds, catalog
+    )
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
     assert "delayed missing" in findings[0].message
 
@@ -173,8 +186,10 @@ def test_adrenal_needs_arterial_venous_and_delayed(thresholds, catalog):
 def test_unnamed_distinct_acquisitions_count_but_their_names_go_to_review(thresholds, catalog):
     """Two post-contrast scans minutes apart, named only 增强: the minimum is met, which phase each is
     cannot be told (no bolus start time): review, never a silent pass or a false fail."""
-    study = plain() + ct_series(2, "上腹部 增强 5mm", agent="Iohexol", start="101130") + ct_series(
-        3, "上腹部 增强 5mm", agent="Iohexol", start="101210"
+    study = (
+        plain()
+        + ct_series(2, "上腹部 增强 5mm", agent="Iohexol", start="101130")
+        + ct_series(3, "上腹部 增强 5mm", agent="Iohexol", start="101210")
     )
     findings = judge("YB-047", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.phase_unconfirmed"]
@@ -187,16 +202,22 @@ def test_unnamed_distinct_acquisitions_count_but_their_names_go_to_review(thresh
 
 def test_bolus_start_time_names_unnamed_phases_by_the_catalogued_windows(thresholds, catalog):
     """Injection at 10:11:00; scans at +30 s and +70 s: arterial and portal by the lexicon windows."""
-    study = plain(bolus="101100") + ct_series(
-        2, "Abdomen 5mm C+", agent="Iohexol", start="101130", bolus="101100"
-    ) + ct_series(3, "Abdomen 5mm C+", agent="Iohexol", start="101210", bolus="101100")
+    study = (
+        plain(bolus="101100")
+        + ct_series(2, "Abdomen 5mm C+", agent="Iohexol", start="101130", bolus="101100")
+        + ct_series(3, "Abdomen 5mm C+", agent="Iohexol", start="101210", bolus="101100")
+    )
     assert judge("YB-047", study, thresholds, catalog) == []
 
 
 def test_series_that_cannot_be_told_apart_go_to_review(thresholds, catalog):
     """Two post-contrast series with no times, no acquisition numbers, no phase words: one scan in
     two reconstructions or two phases? Review, with the reason; never counted as two."""
-    study = plain() + ct_series(2, "Pelvis C+ 5mm", agent="Iohexol") + ct_series(3, "Pelvis C+ 1mm", agent="Iohexol", thickness=1)
+    study = (
+        plain()
+        + ct_series(2, "Pelvis C+ 5mm", agent="Iohexol")
+        + ct_series(3, "Pelvis C+ 1mm", agent="Iohexol", thickness=1)
+    )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.phase_unconfirmed"]
     assert "cannot tell" in findings[0].message and "Pelvis C+ 1mm" in findings[0].message
@@ -204,8 +225,10 @@ def test_series_that_cannot_be_told_apart_go_to_review(thresholds, catalog):
 
 def test_two_scans_named_the_same_phase_are_not_two_phases_for_sure(thresholds, catalog):
     """A portal scan repeated two minutes later: a repeat, or a later phase named like the first?"""
-    study = plain() + ct_series(2, "Pelvis portal", agent="Iohexol", start="101205") + ct_series(
-        3, "Pelvis portal", agent="Iohexol", start="101405"
+    study = (
+        plain()
+        + ct_series(2, "Pelvis portal", agent="Iohexol", start="101205")
+        + ct_series(3, "Pelvis portal", agent="Iohexol", start="101405")
     )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.phase_unconfirmed"]
@@ -213,13 +236,17 @@ def test_two_scans_named_the_same_phase_are_not_two_phases_for_sure(thresholds, 
 
 
 def test_different_acquisition_numbers_are_different_acquisitions(thresholds, catalog):
-    study = plain() + ct_series(2, "Pelvis C+", agent="Iohexol", acquisition_number=2) + ct_series(
-        3, "Pelvis C+", agent="Iohexol", acquisition_number=3
+    study = (
+        plain()
+        + ct_series(2, "Pelvis C+", agent="Iohexol", acquisition_number=2)
+        + ct_series(3, "Pelvis C+", agent="Iohexol", acquisition_number=3)
     )
     assert judge("YB-048", study, thresholds, catalog) == []
 
 
-@pytest.mark.parametrize("placeholder", ["ANONYMIZED", "ANONYMISED", "REMOVED", "DELETED", "XXX", "NONE", "N/A", "0", "XXXXXX"])
+@pytest.mark.parametrize(
+    "placeholder", ["ANONYMIZED", "ANONYMISED", "REMOVED", "DELETED", "XXX", "NONE", "N/A", "0", "XXXXXX"]
+)
 def test_an_anonymiser_placeholder_in_the_agent_tag_is_not_contrast(thresholds, catalog, placeholder):
     """A plain head CT whose agent tag an anonymiser overwrote does not pass as plain + enhanced."""
     study = ct_series(1, "Head 5mm", agent=placeholder, start="101000") + ct_series(
@@ -246,8 +273,10 @@ def test_a_scan_before_the_injection_is_plain(thresholds, catalog):
 
 
 def test_localizers_are_not_phases(thresholds, catalog):
-    study = plain() + ct_series(2, "Topogram", agent="Iohexol", localizer=True, n=1) + ct_series(
-        3, "C+", agent="Iohexol", start="101300"
+    study = (
+        plain()
+        + ct_series(2, "Topogram", agent="Iohexol", localizer=True, n=1)
+        + ct_series(3, "C+", agent="Iohexol", start="101300")
     )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
@@ -255,8 +284,10 @@ def test_localizers_are_not_phases(thresholds, catalog):
 
 def test_an_unnamed_mpr_is_a_reconstruction_not_a_phase(thresholds, catalog):
     """A coronal MPR (DERIVED, no times, no phase word) beside one portal scan: still one phase."""
-    study = plain() + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205") + ct_series(
-        3, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL
+    study = (
+        plain()
+        + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205")
+        + ct_series(3, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL)
     )
     findings = judge("YB-048", study, thresholds, catalog)
     assert codes(findings) == ["completeness.ct.post_contrast_missing"]
@@ -266,9 +297,12 @@ def test_an_unnamed_mpr_is_a_reconstruction_not_a_phase(thresholds, catalog):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_file_order_does_not_move_the_findings(thresholds, catalog, seed):
-    study = plain() + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205") + ct_series(
-        3, "门脉期 1mm", agent="Iohexol", start="101205", thickness=1.0
-    ) + ct_series(4, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL)
+    study = (
+        plain()
+        + ct_series(2, "门脉期 5mm", agent="Iohexol", start="101205")
+        + ct_series(3, "门脉期 1mm", agent="Iohexol", start="101205", thickness=1.0)
+        + ct_series(4, "增强 冠状 MPR", agent="Iohexol", derived=True, iop=CORONAL)
+    )
     expected = [(f.code, f.message, f.message_zh) for f in judge("YB-047", study, thresholds, catalog)]
     shuffled = list(study)
     random.Random(seed).shuffle(shuffled)

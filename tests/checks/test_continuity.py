@@ -67,9 +67,7 @@ def stack(
     first_number: int = 1,
 ) -> list[Dataset]:
     return [
-        image(i, iop=iop, spacing=spacing, origin=origin, number=first_number + i)
-        for i in range(n)
-        if i not in drop
+        image(i, iop=iop, spacing=spacing, origin=origin, number=first_number + i) for i in range(n) if i not in drop
     ]
 
 
@@ -143,7 +141,11 @@ def test_dropped_slice_in_an_oblique_stack_is_named_along_the_normal(thresholds)
 def test_slightly_uneven_spacing_is_not_a_missing_slice(thresholds):
     datasets = stack()
     for ds in datasets[10:]:  # one step of 3.7 mm (1.48 × 2.5): under the 1.5 limit
-        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], ds.ImagePositionPatient[2] + 1.2]
+        ds.ImagePositionPatient = [
+            ds.ImagePositionPatient[0],
+            ds.ImagePositionPatient[1],
+            ds.ImagePositionPatient[2] + 1.2,
+        ]
     assert check(datasets, thresholds) == []
 
 
@@ -289,10 +291,16 @@ def test_disabled_rule_gives_no_finding(thresholds):
 
 def test_stricter_limit_from_thresholds(thresholds):
     rule = thresholds.rules["continuity.slice.missing"]
-    strict = dataclasses.replace(thresholds, rules={**thresholds.rules, rule.id: rule.model_copy(update={"limit": 1.2})})
+    strict = dataclasses.replace(
+        thresholds, rules={**thresholds.rules, rule.id: rule.model_copy(update={"limit": 1.2})}
+    )
     datasets = stack()
     for ds in datasets[10:]:  # one 3.7 mm step: 1.48 × the median spacing
-        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], ds.ImagePositionPatient[2] + 1.2]
+        ds.ImagePositionPatient = [
+            ds.ImagePositionPatient[0],
+            ds.ImagePositionPatient[1],
+            ds.ImagePositionPatient[2] + 1.2,
+        ]
     assert codes(check(datasets, strict)) == ["continuity.slice.missing"]
 
 

@@ -82,7 +82,9 @@ def test_clean_phantoms_and_real_images_are_not_flagged(demo, thresholds):
 def test_per_item_limit_wins(demo, thresholds):
     source, study = loaded(demo / "phantom_ct_chest")  # noise about 10 HU
     rule = thresholds.rules["image_quality.ct.noise.review"]
-    strict = dataclasses.replace(thresholds, rules={**thresholds.rules, rule.id: rule.model_copy(update={"per_item": {"YB-036": 5.0}})})
+    strict = dataclasses.replace(
+        thresholds, rules={**thresholds.rules, rule.id: rule.model_copy(update={"per_item": {"YB-036": 5.0}})}
+    )
     chest = check_image_quality(study, strict, source, item_modality="CT", item_code="YB-036")
     other = check_image_quality(study, strict, source, item_modality="CT", item_code="YB-037")
     assert "image_quality.ct.noise.review" in codes(chest.findings)

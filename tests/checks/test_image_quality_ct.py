@@ -71,7 +71,9 @@ def test_the_head_items_own_noise_limit_holds_on_the_normalised_value(demo, thre
     assert 25 < float(finding.value.split()[0]) < 32  # 28 HU at 5 mm, not the 80 HU measured at 0.625 mm
 
 
-@pytest.mark.parametrize("kernel", ["Hr38", "Hr40", "Br40d", "B30f", "Qr40", "STANDARD", "SOFT", "B", "UB", "FC21", "B_SOFT_B", "H_SOFT_A"])
+@pytest.mark.parametrize(
+    "kernel", ["Hr38", "Hr40", "Br40d", "B30f", "Qr40", "STANDARD", "SOFT", "B", "UB", "FC21", "B_SOFT_B", "H_SOFT_A"]
+)
 def test_soft_and_standard_kernels_are_judged(demo, thresholds, tmp_path, kernel):
     source, study = rewritten(demo, "noisy_ct", tmp_path / "soft", ConvolutionKernel=kernel)
     result = check_image_quality(study, thresholds, source, item_modality="CT", item_code="YB-036")
@@ -79,13 +81,33 @@ def test_soft_and_standard_kernels_are_judged(demo, thresholds, tmp_path, kernel
 
 
 @pytest.mark.parametrize(
-    "kernel", ["H60s", "I70f", "Br64", "Bl57", "Hr68", "U70u", "BONE", "LUNG", "DETAIL", "YC", "L", "FC52", "B_SHARP_C", "H_SHARP_A"]
+    "kernel",
+    [
+        "H60s",
+        "I70f",
+        "Br64",
+        "Bl57",
+        "Hr68",
+        "U70u",
+        "BONE",
+        "LUNG",
+        "DETAIL",
+        "YC",
+        "L",
+        "FC52",
+        "B_SHARP_C",
+        "H_SHARP_A",
+    ],
 )
 def test_sharp_bone_and_lung_kernels_noise_is_not_applicable_by_design(demo, thresholds, tmp_path, kernel):
     source, study = rewritten(demo, "noisy_ct", tmp_path / "sharp", ConvolutionKernel=kernel)
     result = check_image_quality(study, thresholds, source, item_modality="CT", item_code="YB-036")
     assert noise_findings(result) == []
-    (info,) = [f for f in result.findings if f.code == "image_quality.metric.not_applicable" and "ct.noise_hu" in (f.value or "")]
+    (info,) = [
+        f
+        for f in result.findings
+        if f.code == "image_quality.metric.not_applicable" and "ct.noise_hu" in (f.value or "")
+    ]
     assert info.severity is Severity.INFO and info.value == "ct.noise_hu"
     assert f"kernel {kernel!r}" in info.message and "image noise" in info.message
     assert kernel in info.message_zh and "不适用" in info.message_zh
@@ -122,7 +144,9 @@ def test_the_check_passes_slice_thickness_and_scan_field_to_the_metrics(demo, th
         return real(*args, **kwargs)
 
     monkeypatch.setattr(image_quality.ct, "measure", spy)
-    source, study = rewritten(demo, "phantom_ct_chest", tmp_path / "tags", DataCollectionDiameter=500, SliceThickness=1.25)
+    source, study = rewritten(
+        demo, "phantom_ct_chest", tmp_path / "tags", DataCollectionDiameter=500, SliceThickness=1.25
+    )
     check_image_quality(study, thresholds, source, item_modality="CT", item_code="YB-036")
     assert seen["scan_field_mm"] == 500.0 and seen["slice_thickness_mm"] == 1.25
 
@@ -149,6 +173,11 @@ def test_a_misspelt_parameter_is_rejected(tmp_path):
     folder = tmp_path / "thresholds"
     shutil.copytree(default_thresholds_dir(), folder)
     path = folder / "image_quality_ct.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("id: ct.noise_reference_thickness_mm", "id: ct.noise_reference_thicknes_mm"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "id: ct.noise_reference_thickness_mm", "id: ct.noise_reference_thicknes_mm"
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError, match="ct.noise_reference_thicknes_mm"):
         load_thresholds(folder)

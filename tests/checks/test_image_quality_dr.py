@@ -163,7 +163,8 @@ def test_real_cr_chest_still_passes_against_the_chest_limits(tmp_path, threshold
 def test_deviation_index_above_3_is_review_naming_tg116_and_is_still_stored(tmp_path, thresholds) -> None:
     phantom = chest_phantom(seed=13, background=300.0)
     folder = write_dx(
-        tmp_path / "di", phantom.image,
+        tmp_path / "di",
+        phantom.image,
         extra={"ExposureIndex": 895.0, "TargetExposureIndex": 400.0, "DeviationIndex": 3.5},
     )
     result = judge_file(folder, thresholds)
@@ -237,7 +238,9 @@ def test_drgem_indicator_without_conversion_is_judged_against_the_vendor_range(t
     assert di.value is None and "no published conversion to DI" in di.detail
     assert flagged(result) == {}
 
-    result, _, vendor = judge_vendor(tmp_path / "out", thresholds, manufacturer, {**tags, "RelativeXRayExposure": "450"})
+    result, _, vendor = judge_vendor(
+        tmp_path / "out", thresholds, manufacturer, {**tags, "RelativeXRayExposure": "450"}
+    )
     found = flagged(result)
     assert set(found) == {VENDOR_RANGE}
     finding = found[VENDOR_RANGE]
@@ -286,10 +289,18 @@ def test_vendor_indicator_converts_to_di(manufacturer, tags, name, expected_di) 
     table = dr_exposure.vendor_table(THRESHOLDS_DIR)
     indicator = dr_exposure.read_indicator(ds, table)
     assert indicator is not None and indicator.name == name
-    result = {m.metric: m for m in dr.measure(
-        chest_phantom(seed=15).image.astype(np.float64), spacing_mm=None, stored_range=(0.0, STORED_MAX),
-        exposure_index=None, target_exposure_index=None, deviation_index=None, vendor_indicator=indicator,
-    )}
+    result = {
+        m.metric: m
+        for m in dr.measure(
+            chest_phantom(seed=15).image.astype(np.float64),
+            spacing_mm=None,
+            stored_range=(0.0, STORED_MAX),
+            exposure_index=None,
+            target_exposure_index=None,
+            deviation_index=None,
+            vendor_indicator=indicator,
+        )
+    }
     assert result["dr.deviation_index"].value is None
     assert result["dr.deviation_index_vendor"].value == pytest.approx(expected_di, abs=1e-9)
     assert f"read as {name}" in result["dr.deviation_index_vendor"].detail
@@ -309,7 +320,13 @@ def test_no_exposure_tag_at_all_leaves_the_pixel_estimate(tmp_path, thresholds) 
 def test_vendor_table_is_valid_and_rejects_a_malformed_row(tmp_path) -> None:
     table = dr_exposure.vendor_table(THRESHOLDS_DIR)
     assert {row.name for row in table.indicators} >= {
-        "Carestream/Kodak EI", "Fuji S", "Konica S", "Agfa lgM", "Siemens EXI", "Philips EI_s", "DRGEM exposure indicator",
+        "Carestream/Kodak EI",
+        "Fuji S",
+        "Konica S",
+        "Agfa lgM",
+        "Siemens EXI",
+        "Philips EI_s",
+        "DRGEM exposure indicator",
     }
     assert all(row.source for row in table.indicators)
     bad = tmp_path / "thresholds"

@@ -35,10 +35,22 @@ def write_chest_ct(out: Path, n_slices: int = SLICES) -> list[Path]:
         volume,
         out,
         patient=PatientInfo(name="Once^Headers", id="ONCE0001", sex="O", birth_date=dt.date(1970, 1, 1), age="056Y"),
-        study=StudyInfo(study_instance_uid=study_uid, date=dt.date(2026, 11, 1), time=dt.time(9, 0),
-                        accession_number="ONCE", institution_name="Benchmark", description="胸部CT平扫"),
-        series=SeriesInfo(series_instance_uid=derive_uid(study_uid, "series"), modality="CT", number=2,
-                          description="胸部平扫 5mm", body_part="CHEST", protocol_name="胸部常规平扫 Chest routine"),
+        study=StudyInfo(
+            study_instance_uid=study_uid,
+            date=dt.date(2026, 11, 1),
+            time=dt.time(9, 0),
+            accession_number="ONCE",
+            institution_name="Benchmark",
+            description="胸部CT平扫",
+        ),
+        series=SeriesInfo(
+            series_instance_uid=derive_uid(study_uid, "series"),
+            modality="CT",
+            number=2,
+            description="胸部平扫 5mm",
+            body_part="CHEST",
+            protocol_name="胸部常规平扫 Chest routine",
+        ),
         geometry=Geometry(pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=5.0),
     )
 

@@ -76,14 +76,22 @@ def test_sampled_decoding_gives_the_values_of_the_whole_series(tmp_path, thresho
     full = load_series(paths)
     assert full.array.shape[0] == SLICES and full.slice_indices == tuple(range(SLICES))
     head = full.datasets[0]
-    expected = ct.measure(full.array, spacing_mm=full.spacing_mm, body_part="CHEST",
-                          slice_thickness_mm=float(head.SliceThickness), scan_field_mm=None)
+    expected = ct.measure(
+        full.array,
+        spacing_mm=full.spacing_mm,
+        body_part="CHEST",
+        slice_thickness_mm=float(head.SliceThickness),
+        scan_field_mm=None,
+    )
     expected += scorer.score("ct", list(full.array), pixel_mm=full.spacing_mm[1])
     got = {m.metric: m for m in decision.measurements}
     for m in expected:
         assert m.metric in got, m.metric
-        assert got[m.metric].value == pytest.approx(m.value, rel=1e-6, abs=1e-9) if m.value is not None \
-            else got[m.metric].value is None, m.metric
+        assert (
+            got[m.metric].value == pytest.approx(m.value, rel=1e-6, abs=1e-9)
+            if m.value is not None
+            else got[m.metric].value is None
+        ), m.metric
         assert got[m.metric].detail == m.detail, m.metric
     assert "of 30 sampled slices (70 in the series)" in got["ct.air_hu"].detail
 

@@ -222,7 +222,12 @@ def test_parse_da_rejects(value):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("09", dt.time(9)), ("0930", dt.time(9, 30)), ("093015.5", dt.time(9, 30, 15, 500000)), ("235960", dt.time(23, 59, 59))],
+    [
+        ("09", dt.time(9)),
+        ("0930", dt.time(9, 30)),
+        ("093015.5", dt.time(9, 30, 15, 500000)),
+        ("235960", dt.time(23, 59, 59)),
+    ],
 )
 def test_parse_tm(value, expected):
     assert parse_tm(value) == expected
@@ -256,8 +261,11 @@ def test_age_in_unit_counts_completed_units():
     ],
 )
 def test_specific_character_set_is_a_defined_term(thresholds, charset, code, severity):
-    findings = [f for f in check_metadata([good(SpecificCharacterSet=charset)], thresholds, now=NOW)
-                if f.code.startswith("metadata.charset.")]
+    findings = [
+        f
+        for f in check_metadata([good(SpecificCharacterSet=charset)], thresholds, now=NOW)
+        if f.code.startswith("metadata.charset.")
+    ]
     if code is None:
         assert findings == []
         return
@@ -293,7 +301,10 @@ def dose_report(**overrides: object) -> Dataset:
     sparse: dict[str, object] = {"PatientBirthDate": "", "PatientSex": "", "AccessionNumber": None}
     return good(
         SOPClassUID="1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR Storage
-        Modality="SR", SeriesInstanceUID="1.2.3.999", InstitutionName=None, StudyTime=None,
+        Modality="SR",
+        SeriesInstanceUID="1.2.3.999",
+        InstitutionName=None,
+        StudyTime=None,
         **{**sparse, **overrides},
     )
 

@@ -18,7 +18,9 @@ def thresholds():
 
 
 def _holding(thresholds, holds: bool | None):
-    site = thresholds.site.model_copy(update={"reports": thresholds.site.reports.model_copy(update={"source_holds_reports": holds})})
+    site = thresholds.site.model_copy(
+        update={"reports": thresholds.site.reports.model_copy(update={"source_holds_reports": holds})}
+    )
     return dataclasses.replace(thresholds, site=site)
 
 

@@ -79,8 +79,14 @@ def _every_slice(real):
     def widened(target, ai_slices, *, only_needed_instances):
         sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
         everything = tuple(range(sample.n_slices))
-        return dataclasses.replace(sample, chosen=everything, instances=tuple(range(len(target.instances))),
-                                   select=everything, n_fetched=sample.n_slices)
+        return dataclasses.replace(
+            sample,
+            chosen=everything,
+            instances=tuple(range(len(target.instances))),
+            select=everything,
+            n_fetched=sample.n_slices,
+        )
+
     return widened
 
 

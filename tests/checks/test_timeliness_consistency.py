@@ -73,7 +73,11 @@ def test_conflict_across_studies_goes_on_the_later_study(thresholds):
     earlier = prior("1.1", dt.date(2026, 9, 1))
     later = prior("1.3", dt.date(2026, 12, 1), sex="M")
     findings = check_across_studies(
-        study_date=dt.date(2026, 10, 14), sex="M", birth_date=dt.date(1975, 6, 16), others=[earlier, later], thresholds=thresholds
+        study_date=dt.date(2026, 10, 14),
+        sex="M",
+        birth_date=dt.date(1975, 6, 16),
+        others=[earlier, later],
+        thresholds=thresholds,
     )
     assert [f.code for f in findings] == ["metadata.patient.conflict_across_studies"] * 2
     assert {f.value for f in findings} == {"M", "19750616"}
@@ -82,6 +86,13 @@ def test_conflict_across_studies_goes_on_the_later_study(thresholds):
 
 def test_consistent_studies_have_no_finding(thresholds):
     same = prior("1.1", dt.date(2026, 9, 1))
-    assert check_across_studies(
-        study_date=dt.date(2026, 10, 14), sex="f", birth_date=dt.date(1975, 6, 15), others=[same], thresholds=thresholds
-    ) == []
+    assert (
+        check_across_studies(
+            study_date=dt.date(2026, 10, 14),
+            sex="f",
+            birth_date=dt.date(1975, 6, 15),
+            others=[same],
+            thresholds=thresholds,
+        )
+        == []
+    )

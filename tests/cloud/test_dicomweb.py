@@ -44,7 +44,10 @@ def results(db_url: str) -> list[dict]:
 
 def verdicts(db_url: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Verdict and finding codes per study (timeliness included: both sources know the upload time)."""
-    return {r["study_instance_uid"]: (r["verdict"], tuple(sorted(f["code"] for f in r["findings"]))) for r in results(db_url)}
+    return {
+        r["study_instance_uid"]: (r["verdict"], tuple(sorted(f["code"] for f in r["findings"])))
+        for r in results(db_url)
+    }
 
 
 def cursor(db_url: str, source: str):
@@ -66,7 +69,9 @@ def demo_folder(tmp_path_factory) -> tuple[Path, list]:
     return upload, cases
 
 
-def test_stow_uploads_get_the_same_verdicts_as_the_folder(prefect_harness, orthanc, cloud_credentials, demo_folder, tmp_path):
+def test_stow_uploads_get_the_same_verdicts_as_the_folder(
+    prefect_harness, orthanc, cloud_credentials, demo_folder, tmp_path
+):
     folder, cases = demo_folder
     orthanc.clear()
     orthanc.upload(sorted(folder.rglob("*.dcm")))
@@ -90,12 +95,16 @@ def test_stow_uploads_get_the_same_verdicts_as_the_folder(prefect_harness, ortha
     assert code == 0 and "0 项检查 studies, 0 已质控 judged, 0 无变化 unchanged" in out, out
 
 
-def test_new_uploads_and_grown_studies_are_picked_up_and_old_ones_are_not_redone(prefect_harness, orthanc, cloud_credentials, tmp_path):
+def test_new_uploads_and_grown_studies_are_picked_up_and_old_ones_are_not_redone(
+    prefect_harness, orthanc, cloud_credentials, tmp_path
+):
     orthanc.clear()
     files = tmp_path / "files"
 
     def upload(study: str, numbers: range) -> None:
-        orthanc.upload([write_instance(files / study / f"{n}.dcm", study=study, series_no=1, instance_no=n) for n in numbers])
+        orthanc.upload(
+            [write_instance(files / study / f"{n}.dcm", study=study, series_no=1, instance_no=n) for n in numbers]
+        )
         orthanc.wait_until_stable()
 
     upload(STUDY_A, range(1, 3))
@@ -124,8 +133,20 @@ def test_wrong_credentials_give_one_clear_line(orthanc, tmp_path):
     # Refused before any flow starts: a Prefect API that is not there is never reached for.
     env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
     proc = subprocess.run(
-        [sys.executable, "-m", "qc_pipeline.cli", "run", orthanc.dicomweb, "--db", f"sqlite:///{tmp_path / 'r.sqlite'}"],
-        capture_output=True, text=True, timeout=180, check=False, env=env,
+        [
+            sys.executable,
+            "-m",
+            "qc_pipeline.cli",
+            "run",
+            orthanc.dicomweb,
+            "--db",
+            f"sqlite:///{tmp_path / 'r.sqlite'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -134,7 +155,9 @@ def test_wrong_credentials_give_one_clear_line(orthanc, tmp_path):
     assert "wrong-password" not in proc.stderr + proc.stdout
 
 
-def test_server_down_is_a_clear_error_and_the_next_run_completes(prefect_harness, orthanc, cloud_credentials, demo_folder, tmp_path):
+def test_server_down_is_a_clear_error_and_the_next_run_completes(
+    prefect_harness, orthanc, cloud_credentials, demo_folder, tmp_path
+):
     folder, cases = demo_folder
     orthanc.clear()
     orthanc.upload(sorted(folder.rglob("*.dcm")))
@@ -237,8 +260,9 @@ def test_credentials_from_a_prefect_secret_block(prefect_harness, orthanc, monke
     # doctor probes the source with the block serve will be given (README, Production, step 5)
     monkeypatch.delenv("QC_DICOMWEB_SECRET_BLOCK")
     for block, ok in (("qc-cloud-test", True), ("qc-cloud-wrong", False)):
-        result = CliRunner().invoke(main, ["doctor", "--source", orthanc.dicomweb, "--secret-block", block, "--db", db,
-                                           "--min-free-gb", "0"])
+        result = CliRunner().invoke(
+            main, ["doctor", "--source", orthanc.dicomweb, "--secret-block", block, "--db", db, "--min-free-gb", "0"]
+        )
         (line,) = [ln for ln in result.output.splitlines() if ln.split(":")[0].split()[-1:] == ["source"]]
         assert line.startswith("ok" if ok else "PROBLEM"), result.output
         if not ok:

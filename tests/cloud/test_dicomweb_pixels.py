@@ -40,8 +40,12 @@ def test_series_pixels_equal_the_uploaded_files(orthanc, cloud_credentials, two_
             with cloud.pixel_files(refs) as remote_paths, local.pixel_files(local_refs) as local_paths:
                 assert len(remote_paths) == len(refs)
                 # Stored transfer syntax, not transcoded; same pixels as the files uploaded.
-                syntaxes = {pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in remote_paths}
-                assert syntaxes == {pydicom.dcmread(local_paths[0], stop_before_pixels=True).file_meta.TransferSyntaxUID}
+                syntaxes = {
+                    pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in remote_paths
+                }
+                assert syntaxes == {
+                    pydicom.dcmread(local_paths[0], stop_before_pixels=True).file_meta.TransferSyntaxUID
+                }
                 np.testing.assert_array_equal(load_series(remote_paths).array, load_series(local_paths).array)
                 kept = remote_paths
             assert not any(p.exists() for p in kept), "temporary pixel files must be removed"

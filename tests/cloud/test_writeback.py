@@ -110,14 +110,25 @@ def test_write_back_stores_one_sr_per_study_that_reads_back_to_the_stored_result
     other = STUDY_A if flagged == STUDY_B else STUDY_B
     with ResultStore.open(db) as store:
         user = create_user(store, "dr.wang", "radiologist-pass-1", role="reviewer")
-        service.decide(store, load_pipeline_thresholds(None), flagged, user, verdict="pass",
-                       reason_code="false_positive", reason_text="checked against the prior study")
+        service.decide(
+            store,
+            load_pipeline_thresholds(None),
+            flagged,
+            user,
+            verdict="pass",
+            reason_code="false_positive",
+            reason_text="checked against the prior study",
+        )
     code, out = invoke("run", orthanc.dicomweb, "--db", db, "--write-back")
     assert code == 0 and "0 已质控 judged" in out and SR_LINE.format(sent=1, failed=0) in out, out
     v1, v2 = sorted((read_report(r) for r in stored_reports(orthanc, flagged)), key=lambda r: r["instance_number"])
     assert (v1["instance_number"], v2["instance_number"]) == (1, 2)
     assert v1["series"] == v2["series"] == sr_series_uid(flagged)
-    assert (v1["verdict"], v2["verdict"], v2["machine_verdict"]) == (rows[flagged]["verdict"], "pass", rows[flagged]["verdict"])
+    assert (v1["verdict"], v2["verdict"], v2["machine_verdict"]) == (
+        rows[flagged]["verdict"],
+        "pass",
+        rows[flagged]["verdict"],
+    )
     assert v2["predecessors"] == [v1["sop"]] and v2["sop"] == sr_instance_uid(flagged, 2)
     assert len(stored_reports(orthanc, other)) == 1  # the other study's report did not change
 

@@ -56,8 +56,14 @@ def make_database(url: str) -> None:
                         "last_seen_at) VALUES (:id, :uid, :pid, :acc, '重庆医科大学附属第一医院', 'CT', :d, "
                         "'09:30:00', '胸部CT平扫', 'file:///data/incoming', :t, :t)"
                     ),
-                    {"id": k, "uid": uid, "pid": f"P-{k:04d}", "acc": f"ACC{k:04d}", "d": dt.date(2026, 5, 20 + k),
-                     "t": _ts(DECIDED, sqlite)},
+                    {
+                        "id": k,
+                        "uid": uid,
+                        "pid": f"P-{k:04d}",
+                        "acc": f"ACC{k:04d}",
+                        "d": dt.date(2026, 5, 20 + k),
+                        "t": _ts(DECIDED, sqlite),
+                    },
                 )
             decisions = [
                 # id, study, current, verdict, eligible, until, superseded
@@ -75,10 +81,20 @@ def make_database(url: str) -> None:
                         "(:id, :sid, :run, :cur, :fp, :key, :v, :el, :until, 'YB-036', '胸部CT平扫', 'CT chest, plain', "
                         "'0.1.0', '2026.06+abc', :models, 1, 2, :at, :sup)"
                     ),
-                    {"id": did, "sid": sid, "run": RUN_ID, "cur": current, "fp": f"{did:064x}", "key": f"{did:064d}",
-                     "v": verdict, "el": eligible, "until": until, "models": json.dumps({}),
-                     "at": _ts(DECIDED + dt.timedelta(minutes=did), sqlite),
-                     "sup": None if superseded is None else _ts(superseded, sqlite)},
+                    {
+                        "id": did,
+                        "sid": sid,
+                        "run": RUN_ID,
+                        "cur": current,
+                        "fp": f"{did:064x}",
+                        "key": f"{did:064d}",
+                        "v": verdict,
+                        "el": eligible,
+                        "until": until,
+                        "models": json.dumps({}),
+                        "at": _ts(DECIDED + dt.timedelta(minutes=did), sqlite),
+                        "sup": None if superseded is None else _ts(superseded, sqlite),
+                    },
                 )
             conn.execute(
                 text(
@@ -93,12 +109,16 @@ def make_database(url: str) -> None:
                 {"series": STUDIES["fail"] + ".1", "sop": STUDIES["fail"] + ".1.2"},
             )
             conn.execute(
-                text("INSERT INTO metrics (id, decision_id, name, value, series_instance_uid) VALUES "
-                     "(1, 1, 'upload_delay_h', 2.5, NULL), (2, 4, 'upload_delay_h', 30.0, NULL)")
+                text(
+                    "INSERT INTO metrics (id, decision_id, name, value, series_instance_uid) VALUES "
+                    "(1, 1, 'upload_delay_h', 2.5, NULL), (2, 4, 'upload_delay_h', 30.0, NULL)"
+                )
             )
             if not sqlite:  # explicit ids: move the serial sequences past them, as the release's inserts did
                 for table in ("studies", "decisions", "findings", "metrics"):
-                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+                    conn.execute(
+                        text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                    )
     finally:
         engine.dispose()
 

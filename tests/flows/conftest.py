@@ -17,7 +17,9 @@ SR_STUDY = "1.2.826.0.1.3680043.10.1003"
 RECEIVED_AT = dt.datetime(2026, 10, 12, 3, 30, tzinfo=dt.UTC)
 
 
-def write_instance(path: Path, *, study: str, series_no: int, instance_no: int, name: str = "CT_small.dcm", **attrs: str) -> Path:
+def write_instance(
+    path: Path, *, study: str, series_no: int, instance_no: int, name: str = "CT_small.dcm", **attrs: str
+) -> Path:
     """A copy of a pydicom test file, with new UIDs and complete, valid patient data."""
     ds = pydicom.dcmread(get_testdata_file(name))
     ds.StudyInstanceUID = study

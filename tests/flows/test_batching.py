@@ -32,7 +32,9 @@ def test_batched_run_gives_the_verdicts_of_one_task_per_study(prefect_harness, m
     assert batched["verdicts"] == one["verdicts"] and batched["failed"] == 0
 
 
-def test_a_failing_study_of_a_batch_is_reported_and_the_others_are_judged(prefect_harness, mixed_folder, tmp_path, monkeypatch):
+def test_a_failing_study_of_a_batch_is_reported_and_the_others_are_judged(
+    prefect_harness, mixed_folder, tmp_path, monkeypatch
+):
     real = qc_flow.process_entry
 
     def failing(src, entry, *args, **kwargs):
@@ -54,5 +56,6 @@ def test_a_failing_study_of_a_batch_is_reported_and_the_others_are_judged(prefec
 
 def test_batch_size_below_one_is_refused():
     with pytest.raises(ConfigError, match="batch size must be at least 1, got 0"):
-        qc_flow.judge_entries("x", [], db_url=None, thresholds_dir=None, thresholds_version="v", run_id="r", now=None,
-                              batch_size=0)
+        qc_flow.judge_entries(
+            "x", [], db_url=None, thresholds_dir=None, thresholds_version="v", run_id="r", now=None, batch_size=0
+        )

@@ -21,11 +21,14 @@ def test_all_67_items_map_and_pass_and_defects_are_caught(prefect_harness, tmp_p
     cases = write_catalog_set(tmp_path / "studies", catalog.items)
     assert len([c for c in cases if c.defect is None]) == 67
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "studies"), "--db", url, "--file-times-are-upload-times"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["run", str(tmp_path / "studies"), "--db", url, "--file-times-are-upload-times"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
-    rows = {r["study_instance_uid"]: r for r in json.loads(
-        CliRunner().invoke(main, ["results", "--db", url, "--format", "json"]).output
-    )}
+    rows = {
+        r["study_instance_uid"]: r
+        for r in json.loads(CliRunner().invoke(main, ["results", "--db", url, "--format", "json"]).output)
+    }
     mapped = Counter()
     for case in cases:
         row = rows[case.study_instance_uid]
@@ -40,8 +43,11 @@ def test_all_67_items_map_and_pass_and_defects_are_caught(prefect_harness, tmp_p
             assert {f["category"] for f in weighty} == {case.expected_category}, (case.name, weighty)
     assert mapped[True] == 67
 
-    messages = {c.defect: [f["message"] for f in rows[c.study_instance_uid]["findings"] if f["severity"] != "info"]
-                for c in cases if c.defect}
+    messages = {
+        c.defect: [f["message"] for f in rows[c.study_instance_uid]["findings"] if f["severity"] != "info"]
+        for c in cases
+        if c.defect
+    }
     assert any("lateral view missing" in m for m in messages["missing_view"])
     assert any("post-contrast series missing" in m for m in messages["missing_post_contrast"])
     assert any("no T2-FLAIR" in m for m in messages["missing_flair"])

@@ -133,9 +133,16 @@ def test_same_patient_with_another_sex_is_flagged_on_the_later_study(prefect_har
     # Same PatientID, exams a month apart; the later one records another sex and birth date.
     for study, day, sex in ((earlier, "20260912", "F"), (later, "20261012", "M")):
         for n in (1, 2):
-            write_instance(root / study[-4:] / f"{n}.dcm", study=study, series_no=1, instance_no=n,
-                           PatientID="P-SAME", StudyDate=day, PatientSex=sex,
-                           PatientBirthDate="19700101" if sex == "F" else "19700102")
+            write_instance(
+                root / study[-4:] / f"{n}.dcm",
+                study=study,
+                series_no=1,
+                instance_no=n,
+                PatientID="P-SAME",
+                StudyDate=day,
+                PatientSex=sex,
+                PatientBirthDate="19700101" if sex == "F" else "19700102",
+            )
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     code, out = invoke("run", str(root), "--db", url)
     assert code == 0, out
@@ -158,8 +165,15 @@ def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_pat
     for p in range(3):
         for k, (day, sex) in enumerate((("20260901", "F"), ("20260915", "F"), ("20261001", "M"))):
             study = f"1.2.826.0.1.3680043.10.30{p}{k}"
-            write_instance(root / study[-4:] / "1.dcm", study=study, series_no=1, instance_no=1,
-                           PatientID=f"P-WIN-{p}", StudyDate=day, PatientSex=sex)
+            write_instance(
+                root / study[-4:] / "1.dcm",
+                study=study,
+                series_no=1,
+                instance_no=1,
+                PatientID=f"P-WIN-{p}",
+                StudyDate=day,
+                PatientSex=sex,
+            )
             if sex == "M":
                 later_uids.append(study)
     outstanding, most = [0], [0]

@@ -16,7 +16,10 @@ from .conftest import GOOD_STUDY, SR_STUDY, TRUNCATED_STUDY
 def verdicts(db_url: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     result = CliRunner().invoke(main, ["results", "--db", db_url, "--format", "json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return {r["study_instance_uid"]: (r["verdict"], tuple(sorted(f["code"] for f in r["findings"]))) for r in json.loads(result.output)}
+    return {
+        r["study_instance_uid"]: (r["verdict"], tuple(sorted(f["code"] for f in r["findings"])))
+        for r in json.loads(result.output)
+    }
 
 
 @pytest.mark.prefect
@@ -53,7 +56,12 @@ def test_dask_options_are_checked():
 
     assert dask_task_runner() is None
     local = dask_task_runner(workers=2)
-    assert local.cluster_kwargs == {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    assert local.cluster_kwargs == {
+        "n_workers": 2,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
     assert dask_task_runner(dask_address="tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
     with pytest.raises(ConfigError, match=r"local Dask workers or the address of a Dask cluster, not both"):
         dask_task_runner(workers=2, dask_address="tcp://10.0.0.5:8786")
@@ -71,10 +79,14 @@ def test_run_command_takes_the_dask_options(prefect_harness, mixed_folder, tmp_p
     from qc_pipeline.cli import main
 
     db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", db, "--workers", "2", "--dask-address", "tcp://h:1"])
+    result = CliRunner().invoke(
+        main, ["run", str(mixed_folder), "--db", db, "--workers", "2", "--dask-address", "tcp://h:1"]
+    )
     assert result.exit_code == 2 and "give --workers or --dask-address, not both" in result.output
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", db, "--dask-address", cluster.scheduler_address])
+        result = CliRunner().invoke(
+            main, ["run", str(mixed_folder), "--db", db, "--dask-address", cluster.scheduler_address]
+        )
         prefixes = set(cluster.scheduler.task_prefixes)  # kinds of task the cluster's scheduler ran
     assert result.exit_code == 0, result.output
     assert "4 已质控 judged" in result.output

@@ -18,7 +18,11 @@ def test_ingest_deployment_has_a_cron_schedule():
     assert schedule.schedule.cron == "*/5 * * * *"
     assert schedule.schedule.timezone == "Asia/Shanghai"
     assert deployment.parameters == {
-        "source": "/data/incoming", "db_url": None, "thresholds_dir": None, "workers": None, "dask_address": None,
+        "source": "/data/incoming",
+        "db_url": None,
+        "thresholds_dir": None,
+        "workers": None,
+        "dask_address": None,
         "write_back": False,
     }
     assert deployment.concurrency_limit == 1
@@ -33,7 +37,11 @@ def test_rescore_deployment_runs_nightly_on_dask_when_asked():
     (schedule,) = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 2 * * *", "Asia/Chongqing")
     assert deployment.parameters == {
-        "db_url": None, "thresholds_dir": None, "workers": None, "dask_address": "tcp://10.0.0.5:8786", "limit": None,
+        "db_url": None,
+        "thresholds_dir": None,
+        "workers": None,
+        "dask_address": "tcp://10.0.0.5:8786",
+        "limit": None,
     }
     assert DEFAULT_RESCORE_CRON == "30 2 * * *"
     with pytest.raises(ConfigError, match=r"number of Dask workers must be at least 1, got 0"):
@@ -56,15 +64,29 @@ def served(monkeypatch):
 
 def test_serve_serves_ingestion_and_rescoring_in_the_site_time_zone(served, tmp_path):
     result = CliRunner().invoke(
-        main, ["serve", str(tmp_path), "--cron", "*/5 * * * *", "--rescore-cron", "0 3 * * *", "--workers", "2",
-               "--rescore-limit", "50000", "--spot-check-cron", "0 5 3 * *"]
+        main,
+        [
+            "serve",
+            str(tmp_path),
+            "--cron",
+            "*/5 * * * *",
+            "--rescore-cron",
+            "0 3 * * *",
+            "--workers",
+            "2",
+            "--rescore-limit",
+            "50000",
+            "--spot-check-cron",
+            "0 5 3 * *",
+        ],
     )
     assert result.exit_code == 0, result.output
     (deployments,) = served
     ingest, rescore, spot_check = deployments
     site_tz = load_pipeline_thresholds().site.timezone
     assert [(d.name, d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone) for d in deployments] == [
-        ("qc-ingest", "*/5 * * * *", site_tz), ("qc-rescore", "0 3 * * *", site_tz),
+        ("qc-ingest", "*/5 * * * *", site_tz),
+        ("qc-rescore", "0 3 * * *", site_tz),
         ("qc-spot-check-draw", "0 5 3 * *", site_tz),
     ]
     assert ingest.parameters["source"] == str(tmp_path) and ingest.parameters["workers"] == 2

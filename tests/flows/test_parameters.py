@@ -11,9 +11,15 @@ from flows.rescore_flow import qc_rescore
 from tests.support.imports import imported_by
 
 PARAMETERS = {
-    "source": "/data/incoming", "db_url": None, "thresholds_dir": "/etc/qc/thresholds",
+    "source": "/data/incoming",
+    "db_url": None,
+    "thresholds_dir": "/etc/qc/thresholds",
     "now": dt.datetime(2026, 12, 5, 9, 30, 1, 250, tzinfo=dt.timezone(dt.timedelta(hours=8))),
-    "full": True, "workers": 2, "dask_address": None, "batch_size": 16, "write_back": False,
+    "full": True,
+    "workers": 2,
+    "dask_address": None,
+    "batch_size": 16,
+    "write_back": False,
 }
 
 
@@ -26,6 +32,8 @@ def test_plain_parameters_are_recorded_as_prefects_own_encoder_records_them() ->
 
 
 def test_recording_the_parameters_does_not_import_fastapi() -> None:
-    code = ("import datetime as dt; from flows.qc_flow import qc_run; "
-            "qc_run.serialize_parameters({'source': 'x', 'now': dt.datetime(2026, 1, 1), 'workers': None})")
+    code = (
+        "import datetime as dt; from flows.qc_flow import qc_run; "
+        "qc_run.serialize_parameters({'source': 'x', 'now': dt.datetime(2026, 1, 1), 'workers': None})"
+    )
     assert imported_by(code, ["fastapi", "flows.qc_flow"]) == ["flows.qc_flow"]

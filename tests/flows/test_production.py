@@ -64,7 +64,10 @@ def test_failed_run_automation_matches_failed_crashed_and_timed_out_runs_of_tagg
     automation = failed_run_automation("6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10")
     trigger = automation.trigger
     assert set(trigger.expect) == set(FAILED_EVENTS) >= {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
-    assert trigger.match_related.model_dump() == {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.qc-pipeline"}
+    assert trigger.match_related.model_dump() == {
+        "prefect.resource.role": "tag",
+        "prefect.resource.id": "prefect.tag.qc-pipeline",
+    }
     assert trigger.threshold == 1
     (action,) = automation.actions
     assert str(action.block_document_id) == "6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10"
@@ -73,7 +76,11 @@ def test_failed_run_automation_matches_failed_crashed_and_timed_out_runs_of_tagg
 
 @pytest.mark.parametrize(
     ("today", "expected"),
-    [(dt.date(2027, 1, 15), Period(2026, 2)), (dt.date(2026, 7, 15), Period(2026, 1)), (dt.date(2026, 12, 31), Period(2026, 1))],
+    [
+        (dt.date(2027, 1, 15), Period(2026, 2)),
+        (dt.date(2026, 7, 15), Period(2026, 1)),
+        (dt.date(2026, 12, 31), Period(2026, 1)),
+    ],
 )
 def test_biannual_report_reports_the_half_year_before_the_current_one(today, expected):
     assert closed_half_year(today) == expected
@@ -100,8 +107,14 @@ def test_server_environment_sets_the_ui_api_url_for_remote_browsers():
 def test_loopback_smoke_server_worker_deployments_run_logs_artifact_and_notification(tmp_path):
     """deploy/smoke.py end to end (about 1.5 min): its checks are the assertions."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    out = subprocess.run([sys.executable, str(DEPLOY / "smoke.py"), "--keep", str(tmp_path / "smoke")],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    out = subprocess.run(
+        [sys.executable, str(DEPLOY / "smoke.py"), "--keep", str(tmp_path / "smoke")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "FAILED" not in out.stdout
     assert "ingest run: COMPLETED" in out.stdout and "artifacts ['qc-run-summary']" in out.stdout
@@ -115,8 +128,9 @@ def test_biannual_report_flow_writes_the_half_year_of_the_judged_studies(prefect
 
     db = f"sqlite:///{tmp_path / 'results.sqlite'}"
     qc_run(str(mixed_folder), db_url=db)  # studies of 2026-10-12
-    summary = qc_biannual_report(str(tmp_path / "reports"), db_url=db, pdf=False,
-                                 now=dt.datetime(2027, 1, 15, 0, 0, tzinfo=dt.UTC))
+    summary = qc_biannual_report(
+        str(tmp_path / "reports"), db_url=db, pdf=False, now=dt.datetime(2027, 1, 15, 0, 0, tzinfo=dt.UTC)
+    )
     assert summary["period"] == "2026H2"  # the half-year closed before 15 January 2027
     files = [Path(f) for f in summary["files"]]
     assert {f.suffix for f in files} == {".html", ".xlsx"} and all(f.stat().st_size > 0 for f in files)
@@ -166,8 +180,9 @@ def test_systemd_parses_every_unit_without_a_warning_and_finds_its_commands(tmp_
         text = (DEPLOY / "systemd" / unit).read_text(encoding="utf-8")
         text = text.replace("/opt/qc-pipeline/.venv/bin/", f"{venv_bin}/").replace("/opt/qc-pipeline", str(REPO))
         (tmp_path / unit).write_text(text, encoding="utf-8")
-    out = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / u) for u in UNITS)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / u) for u in UNITS)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
 
 
@@ -182,10 +197,12 @@ def _exec_stop(wait_s: int) -> list[str]:
 def test_the_worker_units_exec_stop_ends_a_worker_that_ignores_sigterm_with_sigint(ignores_sigterm):
     """Run the unit's stop command against a stand-in worker: one that ends on SIGTERM, and one that
     (as a Prefect 3.8 worker was once seen to) ignores it and ends only on SIGINT."""
-    code = ("import signal, time\n"
-            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
-            + "print('ready', flush=True)\n"
-            + "while True: time.sleep(0.1)\n")
+    code = (
+        "import signal, time\n"
+        + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
+        + "print('ready', flush=True)\n"
+        + "while True: time.sleep(0.1)\n"
+    )
     worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"

@@ -64,7 +64,8 @@ def test_rescore_judges_again_what_other_thresholds_decided(prefect_harness, mix
 
 def test_rescore_refuses_both_dask_options(tmp_path):
     result = CliRunner().invoke(
-        main, ["rescore", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", "--workers", "2", "--dask-address", "tcp://h:8786"]
+        main,
+        ["rescore", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", "--workers", "2", "--dask-address", "tcp://h:8786"],
     )
     assert result.exit_code == 2
     assert "give --workers or --dask-address, not both" in result.output

@@ -69,9 +69,19 @@ def test_the_run_report_gives_the_pixel_data_fetched_only_when_some_was():
 
     from flows.run_report import run_markdown
 
-    summary = {"run_id": "r1", "source": "https://cloud/dicom-web", "listing": "full", "judged": 4, "studies": 4,
-               "unchanged": 0, "leased": 0, "verdicts": {"pass": 4}, "thresholds_version": "t", "pipeline_version": "p",
-               "pixel_bytes_fetched": 80_000_000}
+    summary = {
+        "run_id": "r1",
+        "source": "https://cloud/dicom-web",
+        "listing": "full",
+        "judged": 4,
+        "studies": 4,
+        "unchanged": 0,
+        "leased": 0,
+        "verdicts": {"pass": 4},
+        "thresholds_version": "t",
+        "pipeline_version": "p",
+        "pixel_bytes_fetched": 80_000_000,
+    }
     text = run_markdown(summary, {"医院 A": Counter({"pass": 4})}, [], 12.0, review_url="")
     assert "拉取像素数据 / pixel data fetched: 80.0 MB (20.0 MB / study)" in text
     folder = run_markdown({**summary, "pixel_bytes_fetched": 0}, {}, [], 12.0, review_url="")
@@ -84,12 +94,28 @@ def test_the_run_report_names_verdicts_in_words_and_its_time_in_the_site_zone():
 
     from flows.run_report import run_markdown
 
-    summary = {"run_id": "0f1e2d3c-run", "source": "file:///in", "listing": "full", "judged": 3, "studies": 3,
-               "unchanged": 0, "leased": 0, "verdicts": {"pass": 2, "not_applicable": 1}, "thresholds_version": "t",
-               "pipeline_version": "p"}
+    summary = {
+        "run_id": "0f1e2d3c-run",
+        "source": "file:///in",
+        "listing": "full",
+        "judged": 3,
+        "studies": 3,
+        "unchanged": 0,
+        "leased": 0,
+        "verdicts": {"pass": 2, "not_applicable": 1},
+        "thresholds_version": "t",
+        "pipeline_version": "p",
+    }
     finished = dt.datetime(2026, 12, 5, 8, 28, tzinfo=dt.UTC)
-    text = run_markdown(summary, {"四川省人民医院": Counter({"pass": 2, "not_applicable": 1})}, [], 5.0,
-                        review_url="", finished=finished, zone="Asia/Shanghai")
+    text = run_markdown(
+        summary,
+        {"四川省人民医院": Counter({"pass": 2, "not_applicable": 1})},
+        [],
+        5.0,
+        review_url="",
+        finished=finished,
+        zone="Asia/Shanghai",
+    )
     title = text.splitlines()[0]
     assert title == "# 质控运行 / QC run 2026-12-05 16:28 (Asia/Shanghai)"  # UTC 08:28 is 16:28 in Chongqing
     assert "0f1e2d3c" not in title and "- 运行编号 / run id: `0f1e2d3c-run`" in text
@@ -115,11 +141,13 @@ def test_the_clis_logging_settings_let_a_spawned_flow_run_log_to_prefect(verbose
     monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)  # not this test process's handlers
     _quiet_prefect(verbose)
     child_env = dict(environ)
-    probe = ("import logging, logging.config\n"
-             "from prefect.logging.configuration import DEFAULT_LOGGING_SETTINGS_PATH, load_logging_config\n"
-             "logging.config.dictConfig(load_logging_config(DEFAULT_LOGGING_SETTINGS_PATH))\n"
-             "run = logging.getLogger('prefect.flow_runs')\n"
-             "print(logging.getLevelName(run.getEffectiveLevel()), [type(h).__name__ for h in run.handlers])\n")
+    probe = (
+        "import logging, logging.config\n"
+        "from prefect.logging.configuration import DEFAULT_LOGGING_SETTINGS_PATH, load_logging_config\n"
+        "logging.config.dictConfig(load_logging_config(DEFAULT_LOGGING_SETTINGS_PATH))\n"
+        "run = logging.getLogger('prefect.flow_runs')\n"
+        "print(logging.getLevelName(run.getEffectiveLevel()), [type(h).__name__ for h in run.handlers])\n"
+    )
     out = subprocess.run([sys.executable, "-c", probe], env=child_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["INFO", "['APILogHandler']"]

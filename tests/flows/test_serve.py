@@ -24,9 +24,24 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _serve(folder: Path, env: dict[str, str], **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from qc_pipeline.cli import main; main()", "serve", str(folder),
-         "--cron", "*/5 * * * *", "--rescore-cron", "off", "--spot-check-cron", "off"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        [
+            sys.executable,
+            "-c",
+            "from qc_pipeline.cli import main; main()",
+            "serve",
+            str(folder),
+            "--cron",
+            "*/5 * * * *",
+            "--rescore-cron",
+            "off",
+            "--spot-check-cron",
+            "off",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 
@@ -55,7 +70,10 @@ def test_serve_refuses_an_unreachable_prefect_api(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, (out, err)
     (line,) = err.strip().splitlines()
-    assert f"the Prefect API at {url} does not answer" in line and "start the Prefect server or fix PREFECT_API_URL" in line
+    assert (
+        f"the Prefect API at {url} does not answer" in line
+        and "start the Prefect server or fix PREFECT_API_URL" in line
+    )
     assert "Prefect 服务无响应" in line
     assert "Traceback" not in out + err
 

@@ -50,8 +50,18 @@ class PrivatePostgres:
             os.chown(directory, entry.pw_uid, entry.pw_gid)
         server = cls(bin_dir, directory, free_port())
         server._run(
-            "initdb", "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8",
-            "--locale", "C",
+            "initdb",
+            "-D",
+            str(server.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
         )
         return server
 

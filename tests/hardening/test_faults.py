@@ -250,7 +250,11 @@ def test_no_prefect_api_is_one_clear_line_and_the_next_run_completes(prefect_har
     env = {k: v for k, v in cli_env().items() if k != "PREFECT_API_URL"} | setting
     proc = subprocess.run(
         [sys.executable, "-m", "qc_pipeline.cli", "run", str(folder), "--db", db],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 1
     # The run says once that it starts a temporary server (a note), then the one error line.
@@ -270,7 +274,11 @@ def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_ha
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, "run", str(folder), "--db", db],
-        env={**cli_env(), "KILL_AT": "4"}, capture_output=True, text=True, timeout=300, check=False,
+        env={**cli_env(), "KILL_AT": "4"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with ResultStore.open(db) as store:
@@ -280,7 +288,11 @@ def test_worker_killed_mid_study_loses_nothing_and_duplicates_nothing(prefect_ha
 
     rerun = subprocess.run(
         [sys.executable, "-m", "qc_pipeline.cli", "run", str(folder), "--db", db, "--verbose"],
-        env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert rerun.returncode == 0, rerun.stderr
     rows = assert_one_current_decision_each(db, expected)
@@ -353,8 +365,12 @@ def test_a_study_uploaded_during_a_run_is_not_skipped_by_the_cursor(
 
     def study(k: int) -> tuple[str, list[Path]]:
         uid = f"1.2.826.0.1.3680043.10.{5300 + k}"
-        paths = [write_instance(tmp_path / "up" / f"s{k}" / f"{i}.dcm", study=uid, series_no=1, instance_no=i,
-                                StudyDate=today) for i in (1, 2)]
+        paths = [
+            write_instance(
+                tmp_path / "up" / f"s{k}" / f"{i}.dcm", study=uid, series_no=1, instance_no=i, StudyDate=today
+            )
+            for i in (1, 2)
+        ]
         return uid, paths
 
     server = own_orthanc

@@ -34,8 +34,9 @@ def test_crash_input_gets_a_clear_verdict(name, tmp_path):
     shutil.copy(CRASHES / name, tmp_path / name)
     source = FolderSource(tmp_path)
     (entry,) = source.discover()
-    decision = judge(source.load(entry), load_pipeline_thresholds(), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-                     pixels=source)
+    decision = judge(
+        source.load(entry), load_pipeline_thresholds(), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC), pixels=source
+    )
     codes = {f.code for f in decision.findings}
     verdict, code = EXPECTED[name]
     assert CHECK_ERROR_RULE not in codes

@@ -101,7 +101,9 @@ def test_database_password_is_never_shown(private_postgres, private_db, debug_lo
         store.finish_run(run_id, status="completed", n_studies=0, n_judged=0, n_unchanged=0, n_errors=0)
         assert DB_PASSWORD not in json.dumps([r.as_dict() for r in store.runs()])
     down = url.replace(f":{private_postgres.port}/", ":1/")  # nothing listens on port 1
-    with pytest.raises(StoreError, match=r"cannot open the results database postgresql\+psycopg://postgres:\*\*\*@") as err:
+    with pytest.raises(
+        StoreError, match=r"cannot open the results database postgresql\+psycopg://postgres:\*\*\*@"
+    ) as err:
         ResultStore.open(down)
     assert DB_PASSWORD not in str(err.value) + repr(err.value)
     assert not [line for line in debug_logs.lines if DB_PASSWORD in line]

@@ -51,7 +51,10 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         tables = set(inspect(store.engine).get_table_names())
         assert {"source_cursors", "study_leases"} <= tables
         # eligibility is computed when read: asked on a day inside the stored window
-        rows = {r["study_instance_uid"]: r for r in store.results(policy=EligibilityPolicy.current(as_of=dt.date(2026, 8, 21)))}
+        rows = {
+            r["study_instance_uid"]: r
+            for r in store.results(policy=EligibilityPolicy.current(as_of=dt.date(2026, 8, 21)))
+        }
         assert set(rows) == set(STUDIES.values())
 
         passed = rows[STUDIES["pass"]]
@@ -67,8 +70,14 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
 
         failed = rows[STUDIES["fail"]]
         (finding,) = failed["findings"]
-        assert finding["code"] == "integrity.pixel_data.truncated" and finding["message_zh"] == "图像 2.dcm 像素数据不完整"
-        assert (finding["value"], finding["limit"], finding["sop_instance_uid"]) == ("4096", "8192", STUDIES["fail"] + ".1.2")
+        assert (
+            finding["code"] == "integrity.pixel_data.truncated" and finding["message_zh"] == "图像 2.dcm 像素数据不完整"
+        )
+        assert (finding["value"], finding["limit"], finding["sop_instance_uid"]) == (
+            "4096",
+            "8192",
+            STUDIES["fail"] + ".1.2",
+        )
 
         history = store.history(STUDIES["rejudged"])
         assert [(h.verdict, h.is_current) for h in history] == [("review", False), ("pass", True)]
@@ -81,10 +90,18 @@ def test_a_first_release_database_migrates_with_its_data_intact(old_database):
         # the migrated database takes new decisions as a new one would
         summary = StudySummary(study_instance_uid=STUDIES["fail"], patient_id="P-0002", modalities=("CT",))
         decision = Decision(
-            study=summary, verdict=Verdict.PASS, findings=(),
+            study=summary,
+            verdict=Verdict.PASS,
+            findings=(),
             provenance=Provenance(pipeline_version="0.2.0", thresholds_version="2026.11+def", models={}),
-            content_fingerprint="e" * 64, decided_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC), eligible=False,
-            series=(SeriesSummary(STUDIES["fail"] + ".1", 1, "胸部平扫", "CT", 2, SeriesKind.CT, CTRole("PLAIN", None, 5.0)),),
+            content_fingerprint="e" * 64,
+            decided_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            eligible=False,
+            series=(
+                SeriesSummary(
+                    STUDIES["fail"] + ".1", 1, "胸部平扫", "CT", 2, SeriesKind.CT, CTRole("PLAIN", None, 5.0)
+                ),
+            ),
         )
         assert store.save_decision(decision, run_id=None) is SaveOutcome.SUPERSEDED
         assert store.series(STUDIES["fail"]) == decision.series

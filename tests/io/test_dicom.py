@@ -113,7 +113,9 @@ def test_cut_inside_the_header(tmp_path):
     assert result.error is not None or not result.pixel_data.present
 
 
-@pytest.mark.parametrize(("name", "image"), [("test-SR.dcm", False), ("rtplan.dcm", False), ("CT_small.dcm", True), ("MR_small.dcm", True)])
+@pytest.mark.parametrize(
+    ("name", "image"), [("test-SR.dcm", False), ("rtplan.dcm", False), ("CT_small.dcm", True), ("MR_small.dcm", True)]
+)
 def test_image_or_not(name, image):
     result = read_header(sample_file(name))
     assert is_image(result.dataset, result.pixel_data) is image

@@ -63,8 +63,13 @@ def test_angled_sagittal_and_coronal(base, plane):
 def test_a_true_double_oblique_near_45_degrees_stays_oblique():
     """Rotated 40° about x then 40° about y: the normal is more than 40° from every axis."""
     double = rotated("x", 40.0)
-    m = np.array([[math.cos(math.radians(40)), 0, math.sin(math.radians(40))], [0, 1, 0],
-                  [-math.sin(math.radians(40)), 0, math.cos(math.radians(40))]])
+    m = np.array(
+        [
+            [math.cos(math.radians(40)), 0, math.sin(math.radians(40))],
+            [0, 1, 0],
+            [-math.sin(math.radians(40)), 0, math.cos(math.radians(40))],
+        ]
+    )
     row, col = m @ np.array(double[:3]), m @ np.array(double[3:])
     assert plane_from_orientation([*row, *col]) is Plane.OBLIQUE
     assert plane_from_orientation([1, 1, 0, 0, 1, 1]) is Plane.OBLIQUE  # normal along (1,-1,1)/√3

@@ -22,10 +22,27 @@ from qc_pipeline.io import dicom
 # pydicom's own test files: little and big endian, implicit and explicit VR; and its character
 # set files (ISO 2022 with escapes, multi-byte, person names with ideographic groups, a sequence
 # with its own character set).
-FILES = ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "rtplan.dcm",
-         "SC_rgb.dcm", "US1_UNCR.dcm"]
-CHARSET_FILES = ["chrH31.dcm", "chrH32.dcm", "chrX1.dcm", "chrX2.dcm", "chrJapMulti.dcm", "chrKoreanMulti.dcm",
-                 "chrSQEncoding.dcm", "chrSQEncoding1.dcm", "chrRuss.dcm", "chrGreek.dcm"]
+FILES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_implicit.dcm",
+    "rtplan.dcm",
+    "SC_rgb.dcm",
+    "US1_UNCR.dcm",
+]
+CHARSET_FILES = [
+    "chrH31.dcm",
+    "chrH32.dcm",
+    "chrX1.dcm",
+    "chrX2.dcm",
+    "chrJapMulti.dcm",
+    "chrKoreanMulti.dcm",
+    "chrSQEncoding.dcm",
+    "chrSQEncoding1.dcm",
+    "chrRuss.dcm",
+    "chrGreek.dcm",
+]
 
 
 def _path(name: str) -> Path:
@@ -57,7 +74,7 @@ def test_values_equal_pydicoms_own_conversion(name):
     path = _path(name)
     expected = _read_with(raw_element_value, path)
     dicom._value_cache.clear()
-    first = _read_with(dicom._cached_raw_element_value, path)   # fills the memo
+    first = _read_with(dicom._cached_raw_element_value, path)  # fills the memo
     second = _read_with(dicom._cached_raw_element_value, path)  # served from it
     assert first == expected
     assert second == expected
@@ -67,7 +84,7 @@ def test_values_equal_pydicoms_own_conversion(name):
 def test_multi_valued_elements_are_not_shared():
     path = _path("CT_small.dcm")
     dicom._value_cache.clear()
-    first = dicom.read_header(path).dataset   # fills the memo
+    first = dicom.read_header(path).dataset  # fills the memo
     second = dicom.read_header(path).dataset  # served from it
     third = dicom.read_header(path).dataset
     assert first.ImageOrientationPatient == second.ImageOrientationPatient == third.ImageOrientationPatient

@@ -60,9 +60,7 @@ def test_ct_slice_rescaled_like_pydicom():
     assert not volume.array.flags.writeable
 
 
-@pytest.mark.parametrize(
-    "name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"]
-)
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"])
 def test_lossless_codecs_decode_to_the_uncompressed_pixels(name):
     # Same image, stored in another transfer syntax by pydicom's maintainers: lossless, so identical.
     expected = load_series([sample_file("MR_small.dcm")]).array

@@ -40,7 +40,9 @@ def test_a_file_without_file_meta_decodes(tmp_path):
     ds.save_as(path, implicit_vr=False, little_endian=True, enforce_file_format=False)
     assert path.read_bytes()[:4] != b"DICM"
     volume = load_series([path])
-    np.testing.assert_array_equal(volume.array[0], expected * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0)))
+    np.testing.assert_array_equal(
+        volume.array[0], expected * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    )
 
 
 def test_lossy_compression_is_read_from_the_header():

@@ -19,7 +19,9 @@ def test_text_that_a_spreadsheet_would_run_gets_a_quote_and_comes_back_unchanged
     assert unescape_text(escape_text(text)) == text
 
 
-@pytest.mark.parametrize("text", ["", "渝州测试医院", "Hospital = A", "'quoted", "'", "''", "2.25.1", "—", "\nx", "＝1+1"])
+@pytest.mark.parametrize(
+    "text", ["", "渝州测试医院", "Hospital = A", "'quoted", "'", "''", "2.25.1", "—", "\nx", "＝1+1"]
+)
 def test_other_text_is_left_alone_both_ways(text: str) -> None:
     assert escape_text(text) == text
     assert unescape_text(text) == text
@@ -52,7 +54,13 @@ def test_append_row_never_writes_a_formula_cell() -> None:
     append_row(ws, [])
     append_row(ws, ["-2+3"])
     cells = {c.coordinate: (c.value, c.data_type) for row in ws.iter_rows() for c in row if c.value is not None}
-    assert cells == {"A1": ("'=1+1", "s"), "B1": ("'@x", "s"), "C1": (-4, "n"), "E1": ("text", "s"), "A3": ("'-2+3", "s")}
+    assert cells == {
+        "A1": ("'=1+1", "s"),
+        "B1": ("'@x", "s"),
+        "C1": (-4, "n"),
+        "E1": ("text", "s"),
+        "A3": ("'-2+3", "s"),
+    }
 
 
 def test_the_label_file_keeps_its_values_and_runs_nothing(tmp_path) -> None:
@@ -60,8 +68,15 @@ def test_the_label_file_keeps_its_values_and_runs_nothing(tmp_path) -> None:
     from qc_pipeline.review.labels import LABEL_COLUMNS, labels_csv
 
     row = {c: "" for c in LABEL_COLUMNS} | {
-        "study_instance_uid": "=1+1", "modality": "@x", "source_uri": "-2+3", "human_decision": "pass", "item_code": "'quoted"}
+        "study_instance_uid": "=1+1",
+        "modality": "@x",
+        "source_uri": "-2+3",
+        "human_decision": "pass",
+        "item_code": "'quoted",
+    }
     text = labels_csv([row])
-    assert [v for r in csv.DictReader(io.StringIO(text)) for v in r.values() if v.startswith(("=", "+", "-", "@"))] == []
+    assert [
+        v for r in csv.DictReader(io.StringIO(text)) for v in r.values() if v.startswith(("=", "+", "-", "@"))
+    ] == []
     (tmp_path / "labels.csv").write_text(text, encoding="utf-8")
     assert read_rows(tmp_path / "labels.csv") == [row]

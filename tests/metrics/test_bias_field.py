@@ -53,7 +53,7 @@ def test_a_known_left_right_gain_is_recovered(head: np.ndarray, low: float, high
 
 
 def test_stronger_fields_read_higher_and_a_rerun_reads_the_same(head: np.ndarray) -> None:
-    rows, cols = np.mgrid[0:head.shape[1], 0:head.shape[2]]
+    rows, cols = np.mgrid[0 : head.shape[1], 0 : head.shape[2]]
     centre = (head.shape[1] - 1) / 2
     values = []
     for depth in (0.0, 0.2, 0.4):  # a coil's central brightening, stronger each time

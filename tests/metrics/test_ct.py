@@ -578,7 +578,8 @@ def test_a_targeted_reconstruction_inside_the_scan_field_is_not_truncation():
     inside = ct_phantom(body_semi_axes_mm=(40.0, 60.0), padding_hu=-3024.0)
     assert values(inside)["ct.truncated_slices_percent"] == 0.0
     assert {m.metric: m.value for m in measure(inside, spacing_mm=SPACING, body_part=None, scan_field_mm=500.0)}[
-        "ct.truncated_slices_percent"] == 0.0
+        "ct.truncated_slices_percent"
+    ] == 0.0
 
 
 def test_a_real_head_slice_cropped_by_a_targeted_field_is_not_truncated():
@@ -592,11 +593,18 @@ def test_a_real_head_slice_cropped_by_a_targeted_field_is_not_truncated():
     assert "scan field unknown" in blind["ct.truncated_slices_percent"].detail
     ds = volume.datasets[0]
     assert float(ds.DataCollectionDiameter) == 320.0
-    known = {m.metric: m for m in measure(crop, spacing_mm=volume.spacing_mm, body_part="HEAD",
-                                          scan_field_mm=float(ds.DataCollectionDiameter))}
+    known = {
+        m.metric: m
+        for m in measure(
+            crop, spacing_mm=volume.spacing_mm, body_part="HEAD", scan_field_mm=float(ds.DataCollectionDiameter)
+        )
+    }
     found = known["ct.truncated_slices_percent"]
     assert found.value is None and found.unmeasured is Unmeasured.NOT_APPLICABLE
     assert "163 mm reconstruction field lies inside the 320 mm scan field" in found.detail
     # the uncropped slice stays at 0 % either way
-    whole = {m.metric: m.value for m in measure(volume.array, spacing_mm=volume.spacing_mm, body_part="HEAD", scan_field_mm=320.0)}
+    whole = {
+        m.metric: m.value
+        for m in measure(volume.array, spacing_mm=volume.spacing_mm, body_part="HEAD", scan_field_mm=320.0)
+    }
     assert whole["ct.truncated_slices_percent"] == 0.0

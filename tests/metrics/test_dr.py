@@ -74,8 +74,10 @@ def fired(measurements: dict[str, Measurement]) -> dict[str, str]:
     rules = load_rules()
     return {
         limit.rule.id: limit.rule.severity.value
-        for metric, m in measurements.items() if m.value is not None
-        for limit in applicable_rules(rules, metric, modality=None, item_code=None) if limit.fires(m.value)
+        for metric, m in measurements.items()
+        if m.value is not None
+        for limit in applicable_rules(rules, metric, modality=None, item_code=None)
+        if limit.fires(m.value)
     }
 
 
@@ -85,8 +87,12 @@ def fired(measurements: dict[str, Measurement]) -> dict[str, str]:
 def test_measure_reports_every_metric_in_order_with_its_unit() -> None:
     phantom = dr_phantom(seed=0)
     result = dr.measure(
-        phantom.image, spacing_mm=None, stored_range=phantom.stored_range,
-        exposure_index=None, target_exposure_index=None, deviation_index=None,
+        phantom.image,
+        spacing_mm=None,
+        stored_range=phantom.stored_range,
+        exposure_index=None,
+        target_exposure_index=None,
+        deviation_index=None,
     )
     assert [m.metric for m in result] == list(dr.METRICS)
     assert [m.unit for m in result] == list(dr.METRICS.values())
@@ -548,7 +554,12 @@ def test_measure_never_raises_on_bad_images(image: np.ndarray, reason: str) -> N
     got = run(image, deviation_index=1.5)
     assert got["dr.deviation_index"].value == 1.5  # header metrics survive a bad image
     for key in dr.METRICS:
-        if key not in ("dr.deviation_index", "dr.exposure_index", "dr.vendor_exposure_indicator", "dr.deviation_index_vendor"):
+        if key not in (
+            "dr.deviation_index",
+            "dr.exposure_index",
+            "dr.vendor_exposure_indicator",
+            "dr.deviation_index_vendor",
+        ):
             assert got[key].value is None, key
             assert reason in got[key].detail, (key, got[key].detail)
 

@@ -19,13 +19,31 @@ from qc_pipeline.samples.phantoms import ct_water_cylinder, dr_chest_phantom, mr
 def measured() -> dict[str, list[str]]:
     """The ids each modality's measure() reports, in order, on a small phantom."""
     return {
-        "DR": [m.metric for m in dr.measure(dr_chest_phantom(rows=128, cols=128).astype(np.float32),
-                                             spacing_mm=(0.2, 0.2), stored_range=(0.0, 4095.0),
-                                             exposure_index=400.0, target_exposure_index=400.0, deviation_index=0.0)],
-        "CT": [m.metric for m in ct.measure(ct_water_cylinder(n_slices=4, size=96).astype(np.float32),
-                                             spacing_mm=(5.0, 0.8, 0.8), body_part="CHEST")],
-        "MR": [m.metric for m in mr.measure(mr_head_phantom(n_slices=3, size=64).astype(np.float32),
-                                             spacing_mm=(5.0, 1.0, 1.0), phase_encode_direction="COL")],
+        "DR": [
+            m.metric
+            for m in dr.measure(
+                dr_chest_phantom(rows=128, cols=128).astype(np.float32),
+                spacing_mm=(0.2, 0.2),
+                stored_range=(0.0, 4095.0),
+                exposure_index=400.0,
+                target_exposure_index=400.0,
+                deviation_index=0.0,
+            )
+        ],
+        "CT": [
+            m.metric
+            for m in ct.measure(
+                ct_water_cylinder(n_slices=4, size=96).astype(np.float32), spacing_mm=(5.0, 0.8, 0.8), body_part="CHEST"
+            )
+        ],
+        "MR": [
+            m.metric
+            for m in mr.measure(
+                mr_head_phantom(n_slices=3, size=64).astype(np.float32),
+                spacing_mm=(5.0, 1.0, 1.0),
+                phase_encode_direction="COL",
+            )
+        ],
     }
 
 

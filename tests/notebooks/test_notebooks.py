@@ -21,7 +21,11 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     # The sources and a training set were built, the shipped CT model scored a held-out slice at
     # rising noise, and the held-out table was read from models/evaluation.json.
     "ai_training_data.ipynb": (
-        "RG1_UNCR.dcm", "64 training images", "excess_noise score", "### ct_artifacts (2026.", "| excess_noise |",
+        "RG1_UNCR.dcm",
+        "64 training images",
+        "excess_noise score",
+        "### ct_artifacts (2026.",
+        "| excess_noise |",
     ),
 }
 
@@ -32,7 +36,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("QC_DB_URL", f"sqlite:///{tmp_path / 'unused.sqlite'}")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     text = "\n".join(
         output.get("text", "")
         for cell in notebook.cells

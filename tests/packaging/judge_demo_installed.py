@@ -30,7 +30,9 @@ def main(out: Path) -> None:
         raise scorer
     store = ResultStore.open(f"sqlite:///{out / 'results.sqlite'}")
     source = FolderSource(out / "studies", file_times_are_upload_times=True)  # the demo sets upload times
-    outcomes = [process_entry(source, entry, store, thresholds, run_id=None, now=DEMO_NOW) for entry in source.discover()]
+    outcomes = [
+        process_entry(source, entry, store, thresholds, run_id=None, now=DEMO_NOW) for entry in source.discover()
+    ]
     rows = store.results()
     store.close()
     json.dump(

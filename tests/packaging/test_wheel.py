@@ -62,16 +62,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         else:
             shutil.copy2(origin, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(base / "dist"), str(src)], cwd=src)
+    _run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(base / "dist"), str(src)], cwd=src
+    )
     (wheel,) = (base / "dist").glob("qc_pipeline-*.whl")
 
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     _run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "--no-compile", str(wheel)])
-    site_packages = Path(_run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    site_packages = Path(
+        _run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    )
     dependencies = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-    (site_packages / "zz-qc-test-dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies), encoding="utf-8")
+    (site_packages / "zz-qc-test-dependencies.pth").write_text(
+        "".join(f"{p}\n" for p in dependencies), encoding="utf-8"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("QC_") and k not in ("PYTHONPATH", "PYTHONHOME")}
     return Installed(wheel, venv, python, site_packages, env)
 
@@ -79,13 +85,24 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_the_wheel_carries_the_data_and_the_flows_package(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     shipped = [
-        *(("qc_pipeline/" + p.relative_to(ROOT).as_posix()) for folder in ("thresholds", "models") for p in (ROOT / folder).rglob("*") if p.is_file()),
-        *(p.relative_to(ROOT).as_posix() for folder in SHIPPED[2:] for p in (ROOT / "qc_pipeline" / folder).rglob("*")
-          if p.is_file() and "__pycache__" not in p.parts),
+        *(
+            ("qc_pipeline/" + p.relative_to(ROOT).as_posix())
+            for folder in ("thresholds", "models")
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file()
+        ),
+        *(
+            p.relative_to(ROOT).as_posix()
+            for folder in SHIPPED[2:]
+            for p in (ROOT / "qc_pipeline" / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ),
         *(p.relative_to(ROOT).as_posix() for p in (ROOT / "flows").glob("*.py")),
     ]
     assert [n for n in shipped if n not in names] == []
-    suffixes = collections.Counter(Path(n).suffix for n in names if n.startswith(("qc_pipeline/thresholds/", "qc_pipeline/models/")))
+    suffixes = collections.Counter(
+        Path(n).suffix for n in names if n.startswith(("qc_pipeline/thresholds/", "qc_pipeline/models/"))
+    )
     assert suffixes[".yaml"] >= 10 and suffixes[".onnx"] == 6 and suffixes[".json"] >= 6 and suffixes[".md"] >= 6
     assert not any(n.startswith(("tests/", "build/")) for n in names)
 
@@ -94,15 +111,22 @@ def test_a_build_in_the_checkout_leaves_nothing_git_tracks():
     """``pip wheel .`` in the checkout writes build/ and qc_pipeline.egg-info/ there: both are ignored."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    done = subprocess.run(["git", "check-ignore", "build/", "qc_pipeline.egg-info/", "dist/"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["git", "check-ignore", "build/", "qc_pipeline.egg-info/", "dist/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.stdout.split() == ["build/", "qc_pipeline.egg-info/", "dist/"]
 
 
 def test_the_installed_lookups_find_the_wheels_files(installed, tmp_path):
-    code = ("import json, qc_pipeline, flows; from qc_pipeline.resources import SHIPPED, shipped_path; "
-            "print(json.dumps({'modules': [qc_pipeline.__file__, flows.__file__], "
-            "'shipped': [str(shipped_path(n)) for n in SHIPPED]}))")
+    code = (
+        "import json, qc_pipeline, flows; from qc_pipeline.resources import SHIPPED, shipped_path; "
+        "print(json.dumps({'modules': [qc_pipeline.__file__, flows.__file__], "
+        "'shipped': [str(shipped_path(n)) for n in SHIPPED]}))"
+    )
     found = json.loads(_run([str(installed.python), "-I", "-c", code], cwd=tmp_path, env=installed.env).stdout)
     for path in map(Path, [*found["modules"], *found["shipped"]]):
         assert path.is_relative_to(installed.site_packages) and path.exists(), path
@@ -121,8 +145,14 @@ def test_the_installed_wheel_judges_the_demo_studies(installed, tmp_path):
     site = installed.site_packages
     assert all(Path(p).is_relative_to(site) for p in report["modules"].values()), report["modules"]
     assert Path(report["thresholds"]) == site / "qc_pipeline" / "thresholds"
-    assert report["models"] == ["ct_acceptability", "ct_artifacts", "dr_acceptability", "dr_artifacts",
-                                "mr_acceptability", "mr_artifacts"]
+    assert report["models"] == [
+        "ct_acceptability",
+        "ct_artifacts",
+        "dr_acceptability",
+        "dr_artifacts",
+        "mr_acceptability",
+        "mr_artifacts",
+    ]
 
     cases = demo_cases()
     rows = {r["study_instance_uid"]: r for r in report["results"]}

@@ -34,13 +34,31 @@ def make_decision(uid: str, verdict: Verdict, today: dt.date, accession: str) ->
     fail = verdict is Verdict.FAIL
     return Decision(
         study=StudySummary(
-            study_instance_uid=uid, patient_id=PATIENT_ID, accession_number=accession, institution=ISSUER,
-            modalities=("CT",), study_date=today - dt.timedelta(days=3), study_time=dt.time(9, 30),
-            study_description=f"{PATIENT_NAME} 门诊胸部扫描", n_series=1, n_instances=100,
+            study_instance_uid=uid,
+            patient_id=PATIENT_ID,
+            accession_number=accession,
+            institution=ISSUER,
+            modalities=("CT",),
+            study_date=today - dt.timedelta(days=3),
+            study_time=dt.time(9, 30),
+            study_description=f"{PATIENT_NAME} 门诊胸部扫描",
+            n_series=1,
+            n_instances=100,
         ),
         verdict=verdict,
-        findings=(Finding("ct.noise.high", Category.IMAGE_QUALITY, Severity.FAIL, "Noise too high", "噪声过高",
-                          value="42 HU", limit="30 HU"),) if fail else (),
+        findings=(
+            Finding(
+                "ct.noise.high",
+                Category.IMAGE_QUALITY,
+                Severity.FAIL,
+                "Noise too high",
+                "噪声过高",
+                value="42 HU",
+                limit="30 HU",
+            ),
+        )
+        if fail
+        else (),
         provenance=Provenance(pipeline_version="0.1.0", thresholds_version="th-1", models={}),
         content_fingerprint=("e" if fail else "d") * 64,
         decided_at=dt.datetime.now(dt.UTC),

@@ -44,7 +44,9 @@ def read_report(ds: Dataset) -> dict[str, Any]:
     for f in find_content_items(sr, name=CodedConcept("121071", "DCM", "Finding"), recursive=True):
         entry: dict[str, Any] = {"code": _code(f)}
         for child in f.ContentSequence:
-            key = str(child.ConceptNameCodeSequence[0].get("CodeValue") or child.ConceptNameCodeSequence[0].LongCodeValue)
+            key = str(
+                child.ConceptNameCodeSequence[0].get("CodeValue") or child.ConceptNameCodeSequence[0].LongCodeValue
+            )
             if child.ValueType == "NUM":
                 measured = child.MeasuredValueSequence[0]
                 entry["value"] = float(measured.NumericValue)
@@ -56,11 +58,15 @@ def read_report(ds: Dataset) -> dict[str, Any]:
             elif child.ValueType == "IMAGE":
                 entry["image"] = str(child.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
         findings.append(entry)
-    evidence = [
-        str(sop.ReferencedSOPInstanceUID)
-        for series in sr.get("CurrentRequestedProcedureEvidenceSequence", [])[0].ReferencedSeriesSequence
-        for sop in series.ReferencedSOPSequence
-    ] if "CurrentRequestedProcedureEvidenceSequence" in sr else []
+    evidence = (
+        [
+            str(sop.ReferencedSOPInstanceUID)
+            for series in sr.get("CurrentRequestedProcedureEvidenceSequence", [])[0].ReferencedSeriesSequence
+            for sop in series.ReferencedSOPSequence
+        ]
+        if "CurrentRequestedProcedureEvidenceSequence" in sr
+        else []
+    )
     return {
         "sop_class": str(sr.SOPClassUID),
         "study": str(sr.StudyInstanceUID),

@@ -23,15 +23,27 @@ from tests.recognition.conftest import (
     auth,
 )
 
-STUDY_KEYS = {"study_instance_uid", "item", "institution", "study_date", "verdict", "eligible_until",
-              "recognition_mark", "viewer_url"}
+STUDY_KEYS = {
+    "study_instance_uid",
+    "item",
+    "institution",
+    "study_date",
+    "verdict",
+    "eligible_until",
+    "recognition_mark",
+    "viewer_url",
+}
 BY_PATIENT = {"patient_id": PATIENT_ID, "issuer": ISSUER}
 
 
 def event(**changes: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "event_id": "his-b-2026-000001", "study_instance_uid": UID_PASS, "outcome": "recognised",
-        "receiving_institution": ISSUER, "department": "呼吸内科", "at": "2026-12-05T10:00:00+08:00",
+        "event_id": "his-b-2026-000001",
+        "study_instance_uid": UID_PASS,
+        "outcome": "recognised",
+        "receiving_institution": ISSUER,
+        "department": "呼吸内科",
+        "at": "2026-12-05T10:00:00+08:00",
     }
     body.update(changes)
     return body
@@ -72,7 +84,9 @@ def test_a_lookup_only_token_cannot_post_events(api: Api) -> None:
 
 def test_only_the_sha256_of_a_token_is_stored(api: Api) -> None:
     with api.store.engine.connect() as conn:
-        dump = json.dumps([list(r) for r in conn.exec_driver_sql("SELECT * FROM recognition_tokens").all()], default=str)
+        dump = json.dumps(
+            [list(r) for r in conn.exec_driver_sql("SELECT * FROM recognition_tokens").all()], default=str
+        )
     assert api.lookup not in dump and sha256_hex(api.lookup) in dump
 
 
@@ -108,9 +122,13 @@ def test_a_failed_study_is_not_returned_by_accession(api: Api) -> None:
 def test_patient_id_without_a_registered_issuer_is_refused(api: Api) -> None:
     missing = api.client.get(f"{PREFIX}/studies", params={"patient_id": PATIENT_ID}, headers=auth(api.lookup))
     assert missing.status_code == 422 and "issuer" in missing.json()["detail"]["error"]
-    unknown = api.client.get(f"{PREFIX}/studies", params={**BY_PATIENT, "issuer": "某不存在医院"}, headers=auth(api.lookup))
+    unknown = api.client.get(
+        f"{PREFIX}/studies", params={**BY_PATIENT, "issuer": "某不存在医院"}, headers=auth(api.lookup)
+    )
     assert unknown.status_code == 422 and "not a registered institution" in unknown.json()["detail"]["error"]
-    other = api.client.get(f"{PREFIX}/studies", params={**BY_PATIENT, "issuer": "四川大学华西医院"}, headers=auth(api.lookup))
+    other = api.client.get(
+        f"{PREFIX}/studies", params={**BY_PATIENT, "issuer": "四川大学华西医院"}, headers=auth(api.lookup)
+    )
     assert other.status_code == 200 and other.json()["studies"] == []  # same PatientID at another hospital
 
 
@@ -140,11 +158,15 @@ def test_reusing_an_event_id_with_another_body_is_a_409(api: Api) -> None:
 def test_a_non_recognition_needs_a_known_reason_and_is_recorded_as_one(api: Api) -> None:
     no_reason = api.client.post(f"{PREFIX}/events", json=event(outcome="not_recognised"), headers=auth(api.both))
     assert no_reason.status_code == 422 and "reason_code is required" in no_reason.text
-    bad = api.client.post(f"{PREFIX}/events", json=event(outcome="not_recognised", reason_code="bored"),
-                          headers=auth(api.both))
+    bad = api.client.post(
+        f"{PREFIX}/events", json=event(outcome="not_recognised", reason_code="bored"), headers=auth(api.both)
+    )
     assert bad.status_code == 422 and "unknown reason_code 'bored'" in bad.text
-    ok = api.client.post(f"{PREFIX}/events", json=event(outcome="not_recognised", reason_code="condition_changed"),
-                         headers=auth(api.both))
+    ok = api.client.post(
+        f"{PREFIX}/events",
+        json=event(outcome="not_recognised", reason_code="condition_changed"),
+        headers=auth(api.both),
+    )
     assert ok.status_code == 201, ok.text
     with api.store.reading("read") as session:
         (nr,) = session.scalars(select(NonRecognition)).all()
@@ -152,7 +174,9 @@ def test_a_non_recognition_needs_a_known_reason_and_is_recorded_as_one(api: Api)
 
 
 def test_an_event_for_another_institution_or_an_unknown_study_is_refused(api: Api) -> None:
-    other = api.client.post(f"{PREFIX}/events", json=event(receiving_institution="四川大学华西医院"), headers=auth(api.both))
+    other = api.client.post(
+        f"{PREFIX}/events", json=event(receiving_institution="四川大学华西医院"), headers=auth(api.both)
+    )
     assert other.status_code == 403 and "token's own" in other.json()["detail"]["error"]
     unknown = api.client.post(f"{PREFIX}/events", json=event(study_instance_uid="1.2.3.4"), headers=auth(api.both))
     assert unknown.status_code == 404 and "no study" in unknown.json()["detail"]["error"]
@@ -163,7 +187,10 @@ def test_an_event_for_another_institution_or_an_unknown_study_is_refused(api: Ap
 
 def test_calls_beyond_the_limit_get_429_with_retry_after(api: Api) -> None:
     for _ in range(LIMIT):
-        assert api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.lookup)).status_code == 200
+        assert (
+            api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.lookup)).status_code
+            == 200
+        )
     api.clock[0] += 20.0
     refused = api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.lookup))
     assert refused.status_code == 429
@@ -171,7 +198,9 @@ def test_calls_beyond_the_limit_get_429_with_retry_after(api: Api) -> None:
     # another token has its own budget; the window slides
     assert api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.both)).status_code == 200
     api.clock[0] += 41.0
-    assert api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.lookup)).status_code == 200
+    assert (
+        api.client.get(f"{PREFIX}/studies", params={"accession": "ACC-P"}, headers=auth(api.lookup)).status_code == 200
+    )
 
 
 def test_every_call_is_audited_without_identifiers_in_clear(api: Api) -> None:
@@ -187,8 +216,11 @@ def test_every_call_is_audited_without_identifiers_in_clear(api: Api) -> None:
     expected = sha256_hex(json.dumps({"issuer": ISSUER, "patient_id": PATIENT_ID}, sort_keys=True))
     assert rows[0].query_hash == rows[1].query_hash == expected
     with api.store.engine.connect() as conn:
-        dump = json.dumps([list(r) for r in conn.exec_driver_sql("SELECT * FROM recognition_api_calls").all()],
-                          default=str, ensure_ascii=False)
+        dump = json.dumps(
+            [list(r) for r in conn.exec_driver_sql("SELECT * FROM recognition_api_calls").all()],
+            default=str,
+            ensure_ascii=False,
+        )
     assert PATIENT_ID not in dump and ISSUER not in dump
 
 
@@ -253,8 +285,15 @@ def test_findings_need_their_own_scope_and_carry_no_patient_data(api: Api) -> No
     body = answer.json()
     assert (body["verdict"], body["machine_verdict"], body["eligible"]) == ("fail", "fail", False)
     (finding,) = body["findings"]
-    assert finding == {"code": "ct.noise.high", "category": "image_quality", "severity": "fail",
-                       "message_en": "Noise too high", "message_zh": "噪声过高", "value": "42 HU", "limit": "30 HU"}
+    assert finding == {
+        "code": "ct.noise.high",
+        "category": "image_quality",
+        "severity": "fail",
+        "message_en": "Noise too high",
+        "message_zh": "噪声过高",
+        "value": "42 HU",
+        "limit": "30 HU",
+    }
     assert PATIENT_ID not in answer.text and PATIENT_NAME not in answer.text
     assert api.client.get(f"{PREFIX}/studies/1.2.3.4/findings", headers=auth(qc)).status_code == 404
     assert api.client.get(f"{PREFIX}/studies?accession=ACC-F", headers=auth(qc)).status_code == 403  # no lookup scope

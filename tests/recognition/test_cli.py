@@ -16,8 +16,24 @@ from qc_pipeline.store.recognition import RecognitionToken, token_for
 def test_create_then_revoke_a_token(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'results.sqlite'}"
     runner = CliRunner()
-    made = runner.invoke(main, ["recognition", "token", "create", "--system", "his-b", "--institution", "四川省人民医院",
-                                "--scope", "lookup", "--scope", "events", "--db", url])
+    made = runner.invoke(
+        main,
+        [
+            "recognition",
+            "token",
+            "create",
+            "--system",
+            "his-b",
+            "--institution",
+            "四川省人民医院",
+            "--scope",
+            "lookup",
+            "--scope",
+            "events",
+            "--db",
+            url,
+        ],
+    )
     assert made.exit_code == 0, made.output
     token = made.output.strip().splitlines()[-1]
     assert token.startswith("qcr_")
@@ -40,7 +56,8 @@ def test_create_then_revoke_a_token(tmp_path: Path) -> None:
 
 def test_an_unregistered_institution_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'results.sqlite'}"
-    result = CliRunner().invoke(main, ["recognition", "token", "create", "--system", "x", "--institution", "某不存在医院",
-                                       "--db", url])
+    result = CliRunner().invoke(
+        main, ["recognition", "token", "create", "--system", "x", "--institution", "某不存在医院", "--db", url]
+    )
     assert result.exit_code == 2
     assert "not in the institution register" in result.output

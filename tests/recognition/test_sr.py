@@ -48,12 +48,28 @@ def result(**changes: Any) -> dict[str, Any]:
         "decided_at": "2026-10-12T04:00:00.250000+00:00",
         "content_fingerprint": "c" * 64,
         "findings": [
-            {"code": "image_quality.ct.noise.high", "category": "image_quality", "severity": "fail",
-             "message": "Noise too high", "message_zh": "噪声过高", "value": "42.5 HU", "limit": "<= 30 HU",
-             "series_instance_uid": f"{STUDY}.1", "sop_instance_uid": f"{STUDY}.1.2"},
-            {"code": "completeness.series.count", "category": "completeness", "severity": "review",
-             "message": "Too few series", "message_zh": "序列不足", "value": "1 of 2 series", "limit": ">= 2",
-             "series_instance_uid": None, "sop_instance_uid": None},
+            {
+                "code": "image_quality.ct.noise.high",
+                "category": "image_quality",
+                "severity": "fail",
+                "message": "Noise too high",
+                "message_zh": "噪声过高",
+                "value": "42.5 HU",
+                "limit": "<= 30 HU",
+                "series_instance_uid": f"{STUDY}.1",
+                "sop_instance_uid": f"{STUDY}.1.2",
+            },
+            {
+                "code": "completeness.series.count",
+                "category": "completeness",
+                "severity": "review",
+                "message": "Too few series",
+                "message_zh": "序列不足",
+                "value": "1 of 2 series",
+                "limit": ">= 2",
+                "series_instance_uid": None,
+                "sop_instance_uid": None,
+            },
         ],
         "provenance": {"pipeline_version": "0.1.0", "thresholds_version": "th-1", "models": {"ct": "1.0@ab"}},
     }
@@ -66,29 +82,49 @@ def test_the_report_says_the_verdict_item_mark_and_each_finding_with_value_unit_
     got = read_report(reencode(sr))
     assert got["sop_class"] == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
     assert (got["study"], got["series"], got["sop"], got["instance_number"]) == (
-        STUDY, sr_series_uid(STUDY), sr_instance_uid(STUDY, 1), 1,
+        STUDY,
+        sr_series_uid(STUDY),
+        sr_instance_uid(STUDY, 1),
+        1,
     )
     assert (got["item_code"], got["verdict"], got["machine_verdict"], got["mark"]) == ("YB-036", "fail", "fail", "HR")
     assert got["eligible_until"] is None  # a failed study has no window
     noise, count = got["findings"]
     # A number with a unit is a NUM in UCUM; the limit is the rule's text; the instance is referenced.
     assert noise == {
-        "code": "image_quality.ct.noise.high", "SEVERITY": "fail", "CATEGORY": "image_quality",
-        "MESSAGE-EN": "Noise too high", "MESSAGE-ZH": "噪声过高", "value": 42.5, "unit": "[hnsf'U]",
-        "QC-LIMIT": "<= 30 HU", "image": f"{STUDY}.1.2",
+        "code": "image_quality.ct.noise.high",
+        "SEVERITY": "fail",
+        "CATEGORY": "image_quality",
+        "MESSAGE-EN": "Noise too high",
+        "MESSAGE-ZH": "噪声过高",
+        "value": 42.5,
+        "unit": "[hnsf'U]",
+        "QC-LIMIT": "<= 30 HU",
+        "image": f"{STUDY}.1.2",
     }
     # "1 of 2 series" is not one number with a unit: kept as text, not forced into a NUM.
     assert count["QC-VALUE"] == "1 of 2 series" and "value" not in count
     # The evaluated instances are the evidence, and the patient comes from them.
     assert got["evidence"] == sorted(h.SOPInstanceUID for h in HEADERS)
-    assert (sr.PatientID, str(sr.PatientName), sr.AccessionNumber, sr.Modality) == ("P-8801", "Li^Si=李^四", "ACC8801", "SR")
+    assert (sr.PatientID, str(sr.PatientName), sr.AccessionNumber, sr.Modality) == (
+        "P-8801",
+        "Li^Si=李^四",
+        "ACC8801",
+        "SR",
+    )
     assert sr.SpecificCharacterSet == "ISO_IR 192"  # the Chinese texts survive encoding
     assert (sr.CompletionFlag, sr.PreliminaryFlag) == ("COMPLETE", "FINAL")
 
 
 def test_a_standing_human_decision_gives_the_final_verdict_and_window() -> None:
-    human = {"verdict": "pass", "action": "override", "reason_code": "artefact_not_relevant", "reviewer": "dr.wang",
-             "decided_at": "2026-10-13T02:00:00+00:00", "eligible_until": "2026-11-11"}
+    human = {
+        "verdict": "pass",
+        "action": "override",
+        "reason_code": "artefact_not_relevant",
+        "reviewer": "dr.wang",
+        "decided_at": "2026-10-13T02:00:00+00:00",
+        "eligible_until": "2026-11-11",
+    }
     r = result(final_verdict="pass", human_decision=human, eligible_until="2026-11-11")
     got = read_report(reencode(build_sr(r, evidence_datasets(HEADERS), version=2)))
     assert (got["verdict"], got["machine_verdict"], got["eligible_until"]) == ("pass", "fail", "20261111")
@@ -96,8 +132,9 @@ def test_a_standing_human_decision_gives_the_final_verdict_and_window() -> None:
 
 def test_versions_share_the_series_and_name_their_predecessor() -> None:
     first = build_sr(result(), evidence_datasets(HEADERS), version=1)
-    second = build_sr(result(verdict="review", final_verdict="review"), evidence_datasets(HEADERS), version=2,
-                      predecessors=[first])
+    second = build_sr(
+        result(verdict="review", final_verdict="review"), evidence_datasets(HEADERS), version=2, predecessors=[first]
+    )
     got = read_report(reencode(second))
     assert got["series"] == str(first.SeriesInstanceUID) == sr_series_uid(STUDY)
     assert got["sop"] != str(first.SOPInstanceUID) and got["instance_number"] == 2

@@ -41,7 +41,9 @@ class FakeCloud:
         ds.StudyInstanceUID, ds.SeriesInstanceUID = entry.study_instance_uid, entry.study_instance_uid + ".1"
         ds.SOPInstanceUID, ds.SOPClassUID = entry.study_instance_uid + ".1.1", "1.2.840.10008.5.1.4.1.1.2"
         ds.PatientID = "P"
-        return LoadedStudy(entry=entry, instances=[LoadedInstance(ref=None, dataset=ds, pixel_data=None, is_image=True)])  # type: ignore[arg-type]
+        return LoadedStudy(
+            entry=entry, instances=[LoadedInstance(ref=None, dataset=ds, pixel_data=None, is_image=True)]
+        )  # type: ignore[arg-type]
 
     def store_instances(self, datasets: list[Dataset]) -> None:
         self.calls += 1

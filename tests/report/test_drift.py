@@ -25,8 +25,12 @@ METRIC = "ai.dr_artifacts.blur_motion"
 
 
 def test_a_week_beyond_three_standard_errors_is_out_of_band() -> None:
-    weeks = (drift.Week(dt.date(2026, 10, 5), 50, 7), drift.Week(dt.date(2026, 10, 12), 50, 15),
-             drift.Week(dt.date(2026, 10, 19), 5, 5), drift.Week(dt.date(2026, 10, 26), 50, 0))
+    weeks = (
+        drift.Week(dt.date(2026, 10, 5), 50, 7),
+        drift.Week(dt.date(2026, 10, 12), 50, 15),
+        drift.Week(dt.date(2026, 10, 19), 5, 5),
+        drift.Week(dt.date(2026, 10, 26), 50, 0),
+    )
     # baseline 0.1: band 0.1 ± 3 x sqrt(0.09 / 50) = 0.1 ± 0.127 -> [0, 0.227]
     out = drift.out_of_band(weeks, 0.1, sigmas=3, min_n=10)
     assert [w.monday for w in out] == [dt.date(2026, 10, 12)]  # 5/5 is too few series to judge
@@ -64,8 +68,14 @@ def store_url(tmp_path: Path) -> str:
                 late = half == 1 and date >= dt.date(2026, 10, 12)
                 flagged = (k % 10 == 0) if not (jump and late) else (k % 10 < 6)
                 decision = make_decision(n, institution, "DR", Verdict.PASS, date)
-                decisions.append(dataclasses.replace(decision, measurements=(
-                    Measurement(METRIC, 0.9 if flagged else 0.1, "1", series_instance_uid=f"1.2.3.{n}"),)))
+                decisions.append(
+                    dataclasses.replace(
+                        decision,
+                        measurements=(
+                            Measurement(METRIC, 0.9 if flagged else 0.1, "1", series_instance_uid=f"1.2.3.{n}"),
+                        ),
+                    )
+                )
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     with ResultStore.open(url) as store:
         save_all(store, decisions)

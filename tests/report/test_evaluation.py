@@ -47,7 +47,11 @@ def _sheet(path: Path, key: str) -> list[dict[str, object]]:
     ws = load_workbook(path, read_only=True)[key]
     rows = list(ws.iter_rows(values_only=True))
     header = rows[0]
-    return [dict(zip(header, r, strict=False)) for r in rows[1:] if r and r[0] is not None and len(r) > 1 and r[1] is not None]
+    return [
+        dict(zip(header, r, strict=False))
+        for r in rows[1:]
+        if r and r[0] is not None and len(r) > 1 and r[1] is not None
+    ]
 
 
 def test_html_pdf_xlsx_written_in_chinese(zh_report) -> None:
@@ -71,8 +75,9 @@ def test_pdf_embeds_a_cjk_font_and_extracts_chinese(zh_report) -> None:
     cjk = [line for line in fonts.splitlines() if "CJK" in line]
     assert cjk, fonts
     assert all(line.split()[-5] == "yes" for line in cjk), fonts  # the "emb" column
-    first_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(zh_report.pdf), "-"],
-                                capture_output=True, text=True, check=True).stdout
+    first_page = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", str(zh_report.pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
     assert TITLE_ZH in first_page and "互认质控评价" in first_page
 
 
@@ -81,7 +86,7 @@ def _ink_profile(image: Image.Image) -> np.ndarray:
     gray = np.asarray(image.convert("L"), dtype=np.float64)
     ink = gray < 128
     rows, cols = np.nonzero(ink)
-    box = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     resized = Image.fromarray((box * 255).astype(np.uint8)).resize((600, 40), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float64) / 255.0
 
@@ -94,9 +99,13 @@ def _render_reference(text_: str) -> Image.Image:
     return image
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None or not CJK_BOLD_FONT.exists(), reason="needs poppler-utils and fonts-noto-cjk")
+@pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or not CJK_BOLD_FONT.exists(), reason="needs poppler-utils and fonts-noto-cjk"
+)
 def test_pdf_page_shows_the_chinese_title_as_glyphs_not_boxes(zh_report, tmp_path: Path) -> None:
-    subprocess.run(["pdftoppm", "-r", "150", "-png", "-f", "1", "-l", "1", str(zh_report.pdf), str(tmp_path / "p")], check=True)
+    subprocess.run(
+        ["pdftoppm", "-r", "150", "-png", "-f", "1", "-l", "1", str(zh_report.pdf), str(tmp_path / "p")], check=True
+    )
     page = Image.open(next(tmp_path.glob("p*.png")))
     # The title is the first line of ink: 16 mm margin at 150 dpi is ~95 px; 18 pt is ~38 px high.
     gray = np.asarray(page.convert("L"))
@@ -116,10 +125,13 @@ def test_pdf_page_shows_the_chinese_title_as_glyphs_not_boxes(zh_report, tmp_pat
 
 def _sql_counts(db_url: str) -> dict[str, Counter[str]]:
     with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT s.institution, d.verdict, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
-            "WHERE d.is_current AND s.study_date BETWEEN :a AND :b GROUP BY s.institution, d.verdict"
-        ), {"a": PERIOD.start, "b": PERIOD.end}).all()
+        rows = conn.execute(
+            text(
+                "SELECT s.institution, d.verdict, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
+                "WHERE d.is_current AND s.study_date BETWEEN :a AND :b GROUP BY s.institution, d.verdict"
+            ),
+            {"a": PERIOD.start, "b": PERIOD.end},
+        ).all()
     out: dict[str, Counter[str]] = {}
     for institution, verdict, n in rows:
         out.setdefault(institution, Counter())[verdict] = n
@@ -134,7 +146,13 @@ def test_workbook_volumes_and_rates_match_sql(db_url: str, zh_report) -> None:
         row = rows[name]
         judged = c["pass"] + c["review"] + c["fail"]
         assert (row["检查数"], row["参评数"], row["合格"], row["待复核"], row["不合格"], row["不适用"]) == (
-            sum(c.values()), judged, c["pass"], c["review"], c["fail"], c["not_applicable"])
+            sum(c.values()),
+            judged,
+            c["pass"],
+            c["review"],
+            c["fail"],
+            c["not_applicable"],
+        )
         assert row["合格率 %"] == pytest.approx(round(100 * c["pass"] / judged, 1))
     assert rows["全部机构"]["检查数"] == sum(sum(c.values()) for c in counts.values())
 
@@ -145,14 +163,17 @@ def test_workbook_fees_match_sql(db_url: str, zh_report) -> None:
     expected: dict[str, dict[str, int]] = {}
     for scheme, mods in (("chongqing", "('CT', 'MR')"), ("national", "('CT', 'MR', 'DX', 'CR', 'DR')")):
         with ResultStore.open(db_url) as store, store.engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT s.institution, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
-                f"WHERE d.is_current AND s.study_date BETWEEN :a AND :b AND s.modality IN {mods} AND "
-                " EXISTS (SELECT 1 FROM findings f WHERE f.decision_id = d.id AND f.severity != 'info'"
-                " AND f.code IN ('integrity.file.unreadable', 'integrity.pixel_data.truncated',"
-                " 'integrity.header.missing_uid', 'integrity.pixel_data.missing', 'completeness.report.missing'))"
-                " GROUP BY s.institution"
-            ), {"a": PERIOD.start, "b": PERIOD.end}).all()
+            rows = conn.execute(
+                text(
+                    "SELECT s.institution, COUNT(*) FROM studies s JOIN decisions d ON d.study_id = s.id "
+                    f"WHERE d.is_current AND s.study_date BETWEEN :a AND :b AND s.modality IN {mods} AND "
+                    " EXISTS (SELECT 1 FROM findings f WHERE f.decision_id = d.id AND f.severity != 'info'"
+                    " AND f.code IN ('integrity.file.unreadable', 'integrity.pixel_data.truncated',"
+                    " 'integrity.header.missing_uid', 'integrity.pixel_data.missing', 'completeness.report.missing'))"
+                    " GROUP BY s.institution"
+                ),
+                {"a": PERIOD.start, "b": PERIOD.end},
+            ).all()
         expected[scheme] = dict(rows)
     sheet = _sheet(zh_report.xlsx, "T14")
     register = default_register()
@@ -210,7 +231,9 @@ def test_cli_report_and_errors(db_url: str, tmp_path: Path) -> None:
     assert "evaluation-2026H2-en.html" in ok.output  # the default period: the latest study's
     bad = runner.invoke(main, ["report", "--db", db_url, "--period", "2026Q3", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "2026H1" in bad.output
-    unknown = runner.invoke(main, ["report", "--db", db_url, "--institution", "不存在医院", "--no-pdf", "--out", str(tmp_path)])
+    unknown = runner.invoke(
+        main, ["report", "--db", db_url, "--institution", "不存在医院", "--no-pdf", "--out", str(tmp_path)]
+    )
     assert unknown.exit_code == 2 and "institutions with studies" in unknown.output
     with ResultStore.open(f"sqlite:///{tmp_path / 'empty.sqlite'}"):  # a read never creates the database
         pass

@@ -31,11 +31,16 @@ def test_csv_with_chinese_headers_rows_rejected_with_their_number(tmp_path: Path
     path.write_text("\ufeff" + CSV, encoding="utf-8")
     log = read_exam_log(path)
     assert [(e.accession, e.patient_id, e.institution, e.modality, e.exam_date) for e in log.exams] == [
-        ("A1", "P1", "H1", "CT", dt.date(2026, 8, 1)), (None, "P2", "H1", "DR", dt.date(2026, 8, 2)),
-        ("A3", "P3", "H1", "MR", dt.date(2026, 8, 3))]
+        ("A1", "P1", "H1", "CT", dt.date(2026, 8, 1)),
+        (None, "P2", "H1", "DR", dt.date(2026, 8, 2)),
+        ("A3", "P3", "H1", "MR", dt.date(2026, 8, 3)),
+    ]
     assert log.exams[0].exam_time == dt.time(9, 30)
     assert [(r.row, r.reason) for r in log.rejected] == [
-        (5, "neither accession nor patient id"), (6, "no institution"), (7, "exam time 'yesterday' not a date")]
+        (5, "neither accession nor patient id"),
+        (6, "no institution"),
+        (7, "exam time 'yesterday' not a date"),
+    ]
 
 
 def test_xlsx_and_a_missing_column_is_named(tmp_path: Path) -> None:
@@ -53,10 +58,17 @@ def test_xlsx_and_a_missing_column_is_named(tmp_path: Path) -> None:
 
 def test_matching_by_accession_then_patient_date_modality() -> None:
     day = dt.date(2026, 8, 1)
-    exams = [LoggedExam("H", "A1", "P1", None, "CT", day), LoggedExam("H", "ZZ", "P2", None, "MR", day),
-             LoggedExam("H", "A3", "P3", None, "CT", day), LoggedExam("Other", "A1", "P1", None, "CT", day)]
-    studies = [UploadedStudy(1, "H", "A1", "P1", day, "CT"), UploadedStudy(2, " H ", None, "P2", day, "MR"),
-               UploadedStudy(3, "H", None, "P3", day + dt.timedelta(days=1), "CT")]
+    exams = [
+        LoggedExam("H", "A1", "P1", None, "CT", day),
+        LoggedExam("H", "ZZ", "P2", None, "MR", day),
+        LoggedExam("H", "A3", "P3", None, "CT", day),
+        LoggedExam("Other", "A1", "P1", None, "CT", day),
+    ]
+    studies = [
+        UploadedStudy(1, "H", "A1", "P1", day, "CT"),
+        UploadedStudy(2, " H ", None, "P2", day, "MR"),
+        UploadedStudy(3, "H", None, "P3", day + dt.timedelta(days=1), "CT"),
+    ]
     m = match_exams(exams, studies)
     assert m.matched == {0: 1, 1: 2} and m.missing == [2, 3]
     assert m.how == {0: "accession", 1: "fallback", 2: "missing", 3: "missing"}
@@ -73,9 +85,14 @@ def logged_db(tmp_path_factory: pytest.TempPathFactory) -> str:
         generate_population(store, scale=0.2)
         rows = [r for r in store.results() if r["institution"] == inst and (r["study_date"] or "") >= "2026-07-01"][:2]
     lines = ["accession,patient_id,institution,item,exam_time,modality"]
-    lines += [f"{r['accession_number'] or ''},{r['patient_id']},{inst},,{r['study_date']},{r['modality'][:2]}" for r in rows]
-    lines += [f"MISS-CT,PX1,{inst},头颅CT平扫,2026-08-10 10:00,", f"MISS-MR,PX2,{inst},腰椎MR,2026-08-11,",
-              f"MISS-DR,PX3,{inst},胸部DR,2026-08-12,"]
+    lines += [
+        f"{r['accession_number'] or ''},{r['patient_id']},{inst},,{r['study_date']},{r['modality'][:2]}" for r in rows
+    ]
+    lines += [
+        f"MISS-CT,PX1,{inst},头颅CT平扫,2026-08-10 10:00,",
+        f"MISS-MR,PX2,{inst},腰椎MR,2026-08-11,",
+        f"MISS-DR,PX3,{inst},胸部DR,2026-08-12,",
+    ]
     (tmp / "log.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["exam-log", "import", str(tmp / "log.csv"), "--db", url])
     assert result.exit_code == 0, result.output
@@ -106,11 +123,24 @@ def test_completeness_table_says_report_not_checked_rather_than_implying_one() -
     from qc_pipeline.report.tables import completeness, make_scope
 
     def study(i: int, code: str | None) -> StudyFacts:
-        findings = () if code is None else (FindingFact(code, "completeness", "info" if "not_checked" in code else "review", "m", "m"),)
+        findings = (
+            ()
+            if code is None
+            else (FindingFact(code, "completeness", "info" if "not_checked" in code else "review", "m", "m"),)
+        )
         return StudyFacts(i, f"2.25.{i}", "H", "CT", None, None, None, dt.date(2026, 8, 1), "pass", findings, 1.0)
 
-    data = ReportData(Period.parse("2026H2"), (study(1, "completeness.report.not_checked"), study(2, "completeness.report.missing"),
-                                               study(3, None)), (), (), (), 0, (), None, frozenset())
+    data = ReportData(
+        Period.parse("2026H2"),
+        (study(1, "completeness.report.not_checked"), study(2, "completeness.report.missing"), study(3, None)),
+        (),
+        (),
+        (),
+        0,
+        (),
+        None,
+        frozenset(),
+    )
     t09 = completeness(make_scope(data, "en", None))
     assert (t09.cell("report_not_checked", institution="H"), t09.cell("report_missing", institution="H")) == (1, 1)
     assert "does not mean there is one" in t09.note("en")

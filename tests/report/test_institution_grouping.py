@@ -38,8 +38,14 @@ def test_a_report_for_one_institution_accepts_any_of_its_spellings(tmp_path: Pat
     store = ResultStore.open(f"sqlite:///{tmp_path / 'results.sqlite'}")
     try:
         _save(store, UID_A, "四川省人民医院")
-        files = write_report(store, Period.parse("2026H2"), tmp_path, lang="en",
-                             institution="Sichuan Provincial People's Hospital", pdf=False)
+        files = write_report(
+            store,
+            Period.parse("2026H2"),
+            tmp_path,
+            lang="en",
+            institution="Sichuan Provincial People's Hospital",
+            pdf=False,
+        )
     finally:
         store.close()
     assert files.html.name == "evaluation-2026H2-四川省人民医院-en.html"

@@ -24,10 +24,19 @@ RULE = QualificationRule(
 )
 
 
-def _study(i: int, verdict: str, *, fail_in: str | None = None, delay: float | None = 1.0, modality: str = "CT",
-           human: str | None = None) -> StudyFacts:
+def _study(
+    i: int,
+    verdict: str,
+    *,
+    fail_in: str | None = None,
+    delay: float | None = 1.0,
+    modality: str = "CT",
+    human: str | None = None,
+) -> StudyFacts:
     findings = () if fail_in is None else (FindingFact(f"{fail_in}.x", fail_in, "fail", "m", "m"),)
-    return StudyFacts(i, f"2.25.{i}", "H", modality, None, None, None, dt.date(2026, 8, 1), verdict, findings, delay, human)
+    return StudyFacts(
+        i, f"2.25.{i}", "H", modality, None, None, None, dt.date(2026, 8, 1), verdict, findings, delay, human
+    )
 
 
 def _population(passed: int, failed: int, *, na: int = 0) -> list[StudyFacts]:
@@ -84,7 +93,12 @@ def test_a_protocol_defect_costs_no_fee_a_storage_failure_does() -> None:
         _coded(5, "integrity.pixel_data.missing", "DR"),  # no images (DR: national scheme only)
     ]
     assert [storage_failures(s, config.fees) for s in studies] == [
-        [], [], [], [Exposure.NOT_RETRIEVABLE], [Exposure.NO_IMAGES]]
+        [],
+        [],
+        [],
+        [Exposure.NOT_RETRIEVABLE],
+        [Exposure.NO_IMAGES],
+    ]
     exposure = {e.scheme.id: (e.exams, e.exposed, e.yuan) for e in fee_exposure(studies, [], config.fees, public=True)}
     assert exposure == {"chongqing": (4, 1, Decimal(20)), "national": (5, 2, Decimal(10))}
 
@@ -92,8 +106,16 @@ def test_a_protocol_defect_costs_no_fee_a_storage_failure_does() -> None:
 def test_an_exam_in_the_log_with_no_upload_is_missing_and_costs_the_fee() -> None:
     config = load_evaluation_config()
     out = {e.scheme.id: e for e in fee_exposure([_study(1, "pass")], ["MR", "DR", None], config.fees, public=True)}
-    assert (out["chongqing"].exams, out["chongqing"].reasons[Exposure.NOT_UPLOADED], out["chongqing"].yuan) == (2, 1, Decimal(20))
-    assert (out["national"].exams, out["national"].reasons[Exposure.NOT_UPLOADED], out["national"].yuan) == (3, 2, Decimal(10))
+    assert (out["chongqing"].exams, out["chongqing"].reasons[Exposure.NOT_UPLOADED], out["chongqing"].yuan) == (
+        2,
+        1,
+        Decimal(20),
+    )
+    assert (out["national"].exams, out["national"].reasons[Exposure.NOT_UPLOADED], out["national"].yuan) == (
+        3,
+        2,
+        Decimal(10),
+    )
 
 
 def test_fees_concern_public_institutions_only() -> None:
@@ -127,12 +149,15 @@ def test_shipped_configuration_is_valid_and_errors_name_file_and_key(tmp_path: P
     copy = tmp_path / "thresholds"
     shutil.copytree(default_thresholds_dir() / "evaluation", copy / "evaluation")
     path = copy / "evaluation" / "qualification.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("min_pass_rate_percent: 70", "min_pass_rate_percent: 170"),
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("min_pass_rate_percent: 70", "min_pass_rate_percent: 170"),
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError, match=r"qualification.yaml: qualification.min_pass_rate_percent: .*found 170"):
         load_evaluation_config(copy)
-    path.write_text(path.read_text(encoding="utf-8").replace("modalities: [CT, MR]", "modalities: [CT, PET]", 1),
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("modalities: [CT, MR]", "modalities: [CT, PET]", 1), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match="unknown modality PET"):
         load_evaluation_config(copy)
     with pytest.raises(ConfigError, match="is missing"):

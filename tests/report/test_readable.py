@@ -14,7 +14,9 @@ from qc_pipeline.rules import load_thresholds
 from qc_pipeline.samples.population import generate_population
 from qc_pipeline.store import ResultStore
 
-ID = re.compile(r"\b(?:image_quality|completeness|catalog|metadata|continuity|integrity|timeliness|ai|dr|ct|mr)\.[a-z_.]+\b")
+ID = re.compile(
+    r"\b(?:image_quality|completeness|catalog|metadata|continuity|integrity|timeliness|ai|dr|ct|mr)\.[a-z_.]+\b"
+)
 
 
 def visible_text(html: str) -> str:
@@ -114,6 +116,8 @@ def test_english_report_reads_as_english(tmp_path: Path) -> None:
         generate_population(store, scale=0.1)
         files = write_report(store, Period.parse("2026H2"), tmp_path, lang="en", pdf=False)
     text = visible_text(files.html.read_text(encoding="utf-8"))
-    assert not re.search(r"\b1 (studies|exams|institutions|have)\b", text), re.findall(r".{40}\b1 (?:studies|exams).{20}", text)
+    assert not re.search(r"\b1 (studies|exams|institutions|have)\b", text), re.findall(
+        r".{40}\b1 (?:studies|exams).{20}", text
+    )
     assert "— yuan" not in text and "lose it" not in text
     assert ID.findall(text) == []

@@ -26,8 +26,15 @@ ALL = "全部机构"
 
 
 def _post(api: Api, token: str, event_id: str, at: dt.datetime, receiving: str, **extra: object) -> None:
-    body = {"event_id": event_id, "study_instance_uid": UID_PASS, "outcome": "recognised",
-            "receiving_institution": receiving, "department": "呼吸内科", "at": at.isoformat(), **extra}
+    body = {
+        "event_id": event_id,
+        "study_instance_uid": UID_PASS,
+        "outcome": "recognised",
+        "receiving_institution": receiving,
+        "department": "呼吸内科",
+        "at": at.isoformat(),
+        **extra,
+    }
     response = api.client.post(f"{PREFIX}/events", json=body, headers=auth(token))
     assert response.status_code in (200, 201), response.text
 
@@ -54,25 +61,45 @@ def test_no_event_gives_a_said_empty_table_not_a_zero_rate(api: Api, period: Per
     assert tables["T18"].empty("zh") == "本期无互认记录（医院系统未上报互认结果）"
 
 
-def test_posted_events_and_a_staff_entry_are_counted_once_per_visit_by_local_day(api: Api, period: Period,
-                                                                                  tmp_path) -> None:
+def test_posted_events_and_a_staff_entry_are_counted_once_per_visit_by_local_day(
+    api: Api, period: Period, tmp_path
+) -> None:
     with api.store.writing("tokens of two receiving hospitals") as session:
         b = create_token(session, name="his-chongqing", institution=HOSPITAL_B, scopes=["events"])
         c = create_token(session, name="his-huaxi", institution=HOSPITAL_C, scopes=["events"])
     start = dt.datetime.combine(period.start, dt.time(7, 30), tzinfo=SHANGHAI)  # 23:30 UTC the day before
     _post(api, b, "b-1", start, HOSPITAL_B)
     _post(api, b, "b-1", start, HOSPITAL_B)  # the same event again: stored once
-    _post(api, b, "b-2", start + dt.timedelta(minutes=1), HOSPITAL_B, outcome="not_recognised",
-          reason_code="condition_changed")
+    _post(
+        api,
+        b,
+        "b-2",
+        start + dt.timedelta(minutes=1),
+        HOSPITAL_B,
+        outcome="not_recognised",
+        reason_code="condition_changed",
+    )
     _post(api, c, "c-1", start + dt.timedelta(minutes=2), HOSPITAL_C)
     _post(api, c, "c-2", start + dt.timedelta(minutes=3), HOSPITAL_C)
     # the last evening of the previous half-year, local time (15:30 UTC): counted there, not here
-    _post(api, c, "c-0", dt.datetime.combine(period.start - dt.timedelta(days=1), dt.time(23, 30), tzinfo=SHANGHAI),
-          HOSPITAL_C, outcome="not_recognised", reason_code="patient_request")
+    _post(
+        api,
+        c,
+        "c-0",
+        dt.datetime.combine(period.start - dt.timedelta(days=1), dt.time(23, 30), tzinfo=SHANGHAI),
+        HOSPITAL_C,
+        outcome="not_recognised",
+        reason_code="patient_request",
+    )
     with api.store.writing("a non-recognition entered by QC staff") as session:
-        record_non_recognition(session, study_instance_uid=UID_FAIL, receiving_institution=HOSPITAL_C,
-                               reason_code="condition_changed", recorded_by="qc-staff",
-                               now=start.astimezone(dt.UTC) + dt.timedelta(minutes=5))
+        record_non_recognition(
+            session,
+            study_instance_uid=UID_FAIL,
+            receiving_institution=HOSPITAL_C,
+            reason_code="condition_changed",
+            recorded_by="qc-staff",
+            now=start.astimezone(dt.UTC) + dt.timedelta(minutes=5),
+        )
 
     t = _tables(api, period)
     t18, t19, t20 = t["T18"], t["T19"], t["T20"]
@@ -82,8 +109,14 @@ def test_posted_events_and_a_staff_entry_are_counted_once_per_visit_by_local_day
     assert t18.cell("recognised", institution=ALL) == 3  # repeat exams avoided
     assert str(t18.cell("rate", institution=ALL)) == "60.0"
     assert str(t18.cell("prev_rate", institution=ALL)) == "0.0"
-    assert (t18.cell("recognised", institution=HOSPITAL_B), t18.cell("not_recognised", institution=HOSPITAL_B)) == (1, 1)
-    assert (t18.cell("recognised", institution=HOSPITAL_C), t18.cell("not_recognised", institution=HOSPITAL_C)) == (2, 1)
+    assert (t18.cell("recognised", institution=HOSPITAL_B), t18.cell("not_recognised", institution=HOSPITAL_B)) == (
+        1,
+        1,
+    )
+    assert (t18.cell("recognised", institution=HOSPITAL_C), t18.cell("not_recognised", institution=HOSPITAL_C)) == (
+        2,
+        1,
+    )
     assert t18.cell("prev_rate", institution=HOSPITAL_B) is None  # no visit there before: no rate, not 0 %
     # by the institution that did the exams: every study is ISSUER's
     assert t19.cell("visits", institution=ISSUER) == 5 and t19.cell("recognised", institution=ISSUER) == 3
@@ -100,4 +133,3 @@ def test_posted_events_and_a_staff_entry_are_counted_once_per_visit_by_local_day
     assert "互认实施情况（按接收机构）" in html and "未互认的原因（互认负面清单）" in html
     assert HOSPITAL_B in html and "因病情变化" in html
     assert "condition_changed" not in html  # the reason's words, not its code
-

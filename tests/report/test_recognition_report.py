@@ -70,13 +70,21 @@ class Posted:
 def _save_studies(store: ResultStore) -> None:
     for i, (uid, institution) in enumerate(SOURCE.items()):
         decision = make_decision(uid, verdict=Verdict.PASS, fingerprint=f"{i}" * 64, study_date=dt.date(2026, 9, 1))
-        store.save_decision(dataclasses.replace(decision, study=dataclasses.replace(decision.study, institution=institution)),
-                            run_id=None)
+        store.save_decision(
+            dataclasses.replace(decision, study=dataclasses.replace(decision.study, institution=institution)),
+            run_id=None,
+        )
 
 
 def _body(event_id: str, receiving: str, uid: str, outcome: str, reason: str | None, at: str) -> dict[str, object]:
-    body: dict[str, object] = {"event_id": event_id, "study_instance_uid": uid, "outcome": outcome,
-                               "receiving_institution": receiving, "department": "呼吸内科", "at": at}
+    body: dict[str, object] = {
+        "event_id": event_id,
+        "study_instance_uid": uid,
+        "outcome": outcome,
+        "receiving_institution": receiving,
+        "department": "呼吸内科",
+        "at": at,
+    }
     if reason is not None:
         body["reason_code"] = reason
     return body
@@ -86,8 +94,10 @@ def _api(url: str) -> Iterator[Posted]:
     store = ResultStore.open(url)
     _save_studies(store)
     with store.writing("tokens") as session:
-        tokens = {inst: create_token(session, name=f"his-{i}", institution=inst, scopes=["events"])
-                  for i, inst in enumerate((WCH, CQ1))}
+        tokens = {
+            inst: create_token(session, name=f"his-{i}", institution=inst, scopes=["events"])
+            for i, inst in enumerate((WCH, CQ1))
+        }
     app = create_recognition_app(store, viewer_url_template=None, calls_per_minute=1000)
     try:
         with TestClient(app) as client:
@@ -118,9 +128,14 @@ def _post_all(api: Posted) -> Posted:
     assert [_post(api, e) for e in EVENTS] == [201] * len(EVENTS)
     assert _post(api, EVENTS[0]) == 200  # the hospital's system retried: nothing new is stored
     with api.store.writing("record") as session:
-        record_non_recognition(session, study_instance_uid=UID_Q1, receiving_institution=SCPH,
-                               reason_code="image_quality_insufficient", recorded_by="qc-centre",
-                               now=dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC))
+        record_non_recognition(
+            session,
+            study_instance_uid=UID_Q1,
+            receiving_institution=SCPH,
+            reason_code="image_quality_insufficient",
+            recorded_by="qc-centre",
+            now=dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC),
+        )
     return api
 
 
@@ -143,30 +158,34 @@ def _rows(files: ReportFiles, key: str) -> list[dict[str, object]]:
     return [{c.key: v for c, v in zip(table.columns, row, strict=True)} for row in table.rows]
 
 
-def test_rates_by_receiving_and_examining_institution_from_posted_events(posted_any_backend: Posted,
-                                                                         tmp_path: Path) -> None:
+def test_rates_by_receiving_and_examining_institution_from_posted_events(
+    posted_any_backend: Posted, tmp_path: Path
+) -> None:
     files = write_report(posted_any_backend.store, PERIOD, tmp_path / "zh", lang="zh", pdf=False)
     # in the period: wch-1, wch-2, wch-3, cq1-1, cq1-2, wch-4 and the staff entry (7 visits); wch-5 is
     # the previous period's, cq1-3 the next one's; the re-post of wch-1 and the non_recognitions rows
     # the API wrote for wch-2 and cq1-2 are the same visits
-    receiving = {r["institution"]: (r["visits"], r["recognised"], r["not_recognised"], r["rate"], r["fraction"],
-                                    r["prev_rate"]) for r in _rows(files, "T18")}
+    receiving = {
+        r["institution"]: (r["visits"], r["recognised"], r["not_recognised"], r["rate"], r["fraction"], r["prev_rate"])
+        for r in _rows(files, "T18")
+    }
     assert receiving == {
         "全部机构": (7, 4, 3, Decimal("57.1"), "4/7", Decimal("0.0")),  # previous period: wch-5, refused
-        WCH: (4, 3, 1, Decimal("75.0"), "3/4", Decimal("0.0")),       # wch-1, wch-3, wch-4 recognised; wch-2 not
-        CQ1: (2, 1, 1, Decimal("50.0"), "1/2", None),                 # cq1-1, cq1-2; no visit before: no rate
-        SCPH: (1, 0, 1, Decimal("0.0"), "0/1", None),                 # the staff entry: a true 0 of 1
+        WCH: (4, 3, 1, Decimal("75.0"), "3/4", Decimal("0.0")),  # wch-1, wch-3, wch-4 recognised; wch-2 not
+        CQ1: (2, 1, 1, Decimal("50.0"), "1/2", None),  # cq1-1, cq1-2; no visit before: no rate
+        SCPH: (1, 0, 1, Decimal("0.0"), "0/1", None),  # the staff entry: a true 0 of 1
     }
-    examining = {r["institution"]: (r["visits"], r["recognised"], r["rate"], r["fraction"]) for r in _rows(files, "T19")}
+    examining = {
+        r["institution"]: (r["visits"], r["recognised"], r["rate"], r["fraction"]) for r in _rows(files, "T19")
+    }
     assert examining == {
         "全部机构": (7, 4, Decimal("57.1"), "4/7"),
         SCPH: (5, 3, Decimal("60.0"), "3/5"),  # P1 recognised thrice, P2 refused twice
-        CQ1: (2, 1, Decimal("50.0"), "1/2"),   # Q1: wch-3 recognised, the staff entry refused
+        CQ1: (2, 1, Decimal("50.0"), "1/2"),  # Q1: wch-3 recognised, the staff entry refused
     }
     sheet = list(load_workbook(files.xlsx, read_only=True)["T18"].iter_rows(values_only=True))
     assert sheet[0][:6] == ("接收机构", "就诊次数", "已互认（避免重复检查）", "未互认", "互认率 %", "已互认/就诊")
     assert (WCH, 4, 3, 1, 75.0, "3/4", 0.0) in sheet and (CQ1, 2, 1, 1, 50.0, "1/2", None) in sheet
-
 
 
 def test_recognitions_without_a_refusal_say_none_went_unrecognised(api: Posted, tmp_path: Path) -> None:
@@ -175,7 +194,8 @@ def test_recognitions_without_a_refusal_say_none_went_unrecognised(api: Posted, 
     assert files.tables["T18"].cell("fraction", institution=WCH) == "1/1"
     assert files.tables["T20"].rows == () and files.tables["T20"].empty("zh") == "本期无未互认记录"
     assert "已互认 1 次（互认率 100.0%，1/1），即避免重复检查 1 次；未互认 0 次（表 T18、T20）。" in visible_text(
-        files.html.read_text(encoding="utf-8"))
+        files.html.read_text(encoding="utf-8")
+    )
 
 
 def test_a_report_for_one_institution_shows_its_own_rows(posted: Posted, tmp_path: Path) -> None:
@@ -192,10 +212,15 @@ def test_reasons_are_named_in_words_and_counted_once(posted: Posted, tmp_path: P
     # a third each; wch-5 (result_doubted) is the previous period's
     third = Decimal("33.3")
     assert [(r["number"], r["code"], r["count"], r["share"]) for r in _rows(files, "T20")] == [
-        (1, "condition_changed", 1, third), (6, "patient_request", 1, third), (9, "image_quality_insufficient", 1, third)]
+        (1, "condition_changed", 1, third),
+        (6, "patient_request", 1, third),
+        (9, "image_quality_insufficient", 1, third),
+    ]
     assert str(files.tables["T20"].cell("reason", code="condition_changed")).startswith("因病情变化")
     text = visible_text(files.html.read_text(encoding="utf-8"))
-    assert "因病情变化" in text and "患者或其亲属要求做进一步检查的" in text and "图像质量和方法不能满足诊断要求" in text
+    assert (
+        "因病情变化" in text and "患者或其亲属要求做进一步检查的" in text and "图像质量和方法不能满足诊断要求" in text
+    )
     assert not re.search(r"condition_changed|patient_request|image_quality_insufficient", text)  # words, not ids
     en = write_report(posted.store, PERIOD, tmp_path / "en", lang="en", pdf=False)
     assert "the patient's condition has changed" in visible_text(en.html.read_text(encoding="utf-8"))
@@ -205,15 +230,19 @@ def test_the_report_text_quotes_the_counted_figures(posted: Posted, tmp_path: Pa
     zh = write_report(posted.store, PERIOD, tmp_path / "zh", lang="zh", pdf=False)
     text = visible_text(zh.html.read_text(encoding="utf-8"))
     # the summary: 4 of 7 recognised; the first of the tied reasons in list order
-    assert ("互认实施：本期就诊 7 次调阅既往结果，已互认 4 次（互认率 57.1%，4/7），即避免重复检查 4 次；"
-            "未互认 3 次，最常见原因为“因病情变化") in text
+    assert (
+        "互认实施：本期就诊 7 次调阅既往结果，已互认 4 次（互认率 57.1%，4/7），即避免重复检查 4 次；"
+        "未互认 3 次，最常见原因为“因病情变化"
+    ) in text
     # the institutions' own sections: as receiving hospital (T18) and as examining institution (T19)
     assert "互认实施：作为接收机构互认 0/1（0.0%）；本机构的检查被互认 3/5（60.0%）（表 T18、T19）。" in text
     assert "互认实施：作为接收机构互认 1/2（50.0%）；本机构的检查被互认 1/2（50.0%）（表 T18、T19）。" in text
     en = write_report(posted.store, PERIOD, tmp_path / "en", lang="en", pdf=False)
     text_en = visible_text(en.html.read_text(encoding="utf-8"))
-    assert ("Recognition applied: 7 visits, 4 recognised (rate 57.1%, 4/7), i.e. 4 repeat exams avoided; "
-            "3 not recognised, most often “the patient's condition has changed") in text_en
+    assert (
+        "Recognition applied: 7 visits, 4 recognised (rate 57.1%, 4/7), i.e. 4 repeat exams avoided; "
+        "3 not recognised, most often “the patient's condition has changed"
+    ) in text_en
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler's pdftotext is not installed")
@@ -243,7 +272,9 @@ def test_a_period_without_recognition_says_so_and_shows_no_rate(api: Posted, tmp
 def test_the_neighbouring_periods_count_only_their_own_events(posted: Posted) -> None:
     earlier = load_report_data(posted.store, Period.parse("2026H1"))
     assert [(f.day, f.outcome, f.reason_code) for f in earlier.recognitions if earlier.period.contains(f.day)] == [
-        (dt.date(2026, 6, 30), "not_recognised", "result_doubted")]
+        (dt.date(2026, 6, 30), "not_recognised", "result_doubted")
+    ]
     later = load_report_data(posted.store, Period.parse("2027H1"))
     assert [(f.day, f.receiving_institution) for f in later.recognitions if later.period.contains(f.day)] == [
-        (dt.date(2027, 1, 1), CQ1)]
+        (dt.date(2027, 1, 1), CQ1)
+    ]

@@ -24,8 +24,10 @@ from qc_pipeline.store import ResultStore
 
 from .test_readable import ID, visible_text
 
-pytestmark = pytest.mark.skipif(not (shutil.which("pdftoppm") and shutil.which("pdftotext")),
-                                reason="poppler-utils not installed (./bootstrap test installs it)")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("pdftoppm") and shutil.which("pdftotext")),
+    reason="poppler-utils not installed (./bootstrap test installs it)",
+)
 
 LONG_NAME = "重庆市渝北区第二人民医院放射影像诊断中心"
 """A fictional institution with a name as long as real ones get (20 characters)."""
@@ -55,8 +57,12 @@ def _print(root: Path, lang: str) -> Printed:
         for page in pages:
             shutil.copy(page, Path(target) / f"report-{lang}-{page.name}")
     layout = [
-        subprocess.run(["pdftotext", "-layout", "-f", str(n), "-l", str(n), str(files.pdf), "-"],
-                       check=True, capture_output=True, text=True).stdout
+        subprocess.run(
+            ["pdftotext", "-layout", "-f", str(n), "-l", str(n), str(files.pdf), "-"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         for n in range(1, len(pages) + 1)
     ]
     return Printed(files.pdf, files.html.read_text(encoding="utf-8"), pages, layout)
@@ -115,8 +121,9 @@ def test_a_long_institution_name_stays_on_one_line(printed: Printed) -> None:
 
 def test_table_text_is_at_least_9_points(printed: Printed) -> None:
     # Compared within the PDF: a T01 number's height against the title's (18 pt, same font).
-    boxes = subprocess.run(["pdftotext", "-bbox", "-f", "1", "-l", "3", str(printed.pdf), "-"],
-                           check=True, capture_output=True, text=True).stdout
+    boxes = subprocess.run(
+        ["pdftotext", "-bbox", "-f", "1", "-l", "3", str(printed.pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
     words = re.findall(r'yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]+)</word>', boxes)
     height = {w: float(y1) - float(y0) for y0, y1, w in words}
     title = height["医学影像检查结果互认质控评估报告"]

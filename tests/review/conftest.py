@@ -142,7 +142,13 @@ def app_store(sqlite_store: ResultStore) -> ResultStore:
 
 @pytest.fixture
 def client(app_store: ResultStore, thresholds: Thresholds) -> Iterator[TestClient]:
-    app = create_app(app_store, thresholds, secret_key=SECRET, viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}", lang="en")
+    app = create_app(
+        app_store,
+        thresholds,
+        secret_key=SECRET,
+        viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}",
+        lang="en",
+    )
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as c:
         yield c
 
@@ -189,7 +195,9 @@ def crafted(judged: Judged) -> dict[str, Decision]:
     return out
 
 
-def legacy_flag(store: ResultStore, study_uid: str, admin: User, reason_code: str = "other", note: str | None = "kept back") -> None:
+def legacy_flag(
+    store: ResultStore, study_uid: str, admin: User, reason_code: str = "other", note: str | None = "kept back"
+) -> None:
     """A study-level negative-list flag as the app set them before migration 0011 (no longer set)."""
     import datetime as dt
 
@@ -200,5 +208,8 @@ def legacy_flag(store: ResultStore, study_uid: str, admin: User, reason_code: st
 
     with store.writing("legacy flag") as session:
         study_id = session.scalar(select(StudyRecord.id).where(StudyRecord.study_instance_uid == study_uid))
-        session.add(NegativeFlag(study_id=study_id, reason_code=reason_code, note=note, set_by=admin.id,
-                                 set_at=dt.datetime.now(dt.UTC)))
+        session.add(
+            NegativeFlag(
+                study_id=study_id, reason_code=reason_code, note=note, set_by=admin.id, set_at=dt.datetime.now(dt.UTC)
+            )
+        )

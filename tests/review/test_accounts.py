@@ -41,8 +41,13 @@ def test_sign_in_rules_and_audit(sqlite_url: str) -> None:
         with store.reading("audit") as session:
             events = [(e.username, e.event) for e in session.query(ReviewEvent).order_by(ReviewEvent.id)]
         assert events == [
-            ("qc.li", "user_created"), ("qc.li", "sign_in"), ("nobody", "sign_in_failed"), ("qc.li", "disabled"),
-            ("qc.li", "sign_in_failed"), ("qc.li", "enabled"), ("qc.li", "password_changed"),
+            ("qc.li", "user_created"),
+            ("qc.li", "sign_in"),
+            ("nobody", "sign_in_failed"),
+            ("qc.li", "disabled"),
+            ("qc.li", "sign_in_failed"),
+            ("qc.li", "enabled"),
+            ("qc.li", "password_changed"),
         ]
 
 
@@ -63,7 +68,9 @@ def test_bad_accounts_are_refused(sqlite_url: str) -> None:
             accounts.set_active(store, "ghost", False)
 
 
-def test_repeated_failed_sign_ins_lock_the_name_for_a_while(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeated_failed_sign_ins_lock_the_name_for_a_while(
+    store: ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     accounts.create_user(store, "dr.wang", "ct-room-0123", role="reviewer")
     accounts.create_user(store, "dr.zhao", "ct-room-0123", role="reviewer")
     clock = [dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)]
@@ -90,7 +97,9 @@ def test_repeated_failed_sign_ins_lock_the_name_for_a_while(store: ResultStore, 
     assert accounts.authenticate(store, "dr.wang", "ct-room-0123") is not None
     with store.reading("audit") as session:
         events = [e.event for e in session.query(ReviewEvent).filter_by(username="dr.wang").order_by(ReviewEvent.id)]
-    assert events.count("sign_in_locked") == 2 and events.count("sign_in_failed") == 2 * accounts.MAX_FAILED_SIGN_INS - 1
+    assert (
+        events.count("sign_in_locked") == 2 and events.count("sign_in_failed") == 2 * accounts.MAX_FAILED_SIGN_INS - 1
+    )
     assert events[-1] == "sign_in"
     fail(accounts.MAX_FAILED_SIGN_INS)
     with pytest.raises(accounts.SignInLocked, match="min"):

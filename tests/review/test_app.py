@@ -49,7 +49,9 @@ def test_every_route_refuses_anonymous_visitors(client: TestClient) -> None:
 
 def test_sign_in_sets_a_hardened_session_cookie(client: TestClient) -> None:
     token = form_token(client.get("/login").text)
-    response = client.post("/login", data={"username": "dr.wang", "password": PASSWORDS["dr.wang"], "csrf_token": token})
+    response = client.post(
+        "/login", data={"username": "dr.wang", "password": PASSWORDS["dr.wang"], "csrf_token": token}
+    )
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
@@ -73,11 +75,15 @@ def test_a_locked_out_name_gets_a_clear_message_not_a_session(client: TestClient
     for _ in range(MAX_FAILED_SIGN_INS):
         response = client.post("/login", data={"username": "dr.zhao", "password": "a-wrong-guess", "csrf_token": token})
         assert response.status_code == 401
-    response = client.post("/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token})
+    response = client.post(
+        "/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token}
+    )
     assert response.status_code == 429 and "too many failed sign-ins" in response.text
     assert "set-cookie" not in response.headers and client.get("/api/me").status_code == 401
     client.get("/login?lang=zh")
-    response = client.post("/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token})
+    response = client.post(
+        "/login", data={"username": "dr.zhao", "password": PASSWORDS["dr.zhao"], "csrf_token": token}
+    )
     assert response.status_code == 429 and "登录失败次数过多" in response.text
     sign_in(client)  # another user is not locked out
 
@@ -121,18 +127,26 @@ def test_study_page_shows_images_findings_metrics_and_the_viewer_link(client: Te
     images = re.findall(r'src="(/studies/[^"]+\.png)"', page)
     assert len(images) == len({m.series_instance_uid for m in decision.measurements})
     png = client.get(images[0])
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        png.status_code == 200
+        and png.headers["content-type"] == "image/png"
+        and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    )
     assert client.get(f"/studies/{study}/images/9.9.9.png").status_code == 404
     assert client.get("/studies/1.2.3").status_code == 404
 
 
-def test_truncated_series_still_gets_an_image_and_unknown_studies_a_clear_error(client: TestClient, judged: Judged) -> None:
+def test_truncated_series_still_gets_an_image_and_unknown_studies_a_clear_error(
+    client: TestClient, judged: Judged
+) -> None:
     sign_in(client)
     page = client.get(f"/studies/{uid(judged, 'truncated_file')}").text
     assert "1 file(s) with truncated pixel data left out" in page
 
 
-def test_override_through_the_form_changes_eligibility(client: TestClient, judged: Judged, app_store: ResultStore) -> None:
+def test_override_through_the_form_changes_eligibility(
+    client: TestClient, judged: Judged, app_store: ResultStore
+) -> None:
     token = sign_in(client)
     study = uid(judged, "age_mismatch")
     page = client.get(f"/studies/{study}").text
@@ -140,8 +154,13 @@ def test_override_through_the_form_changes_eligibility(client: TestClient, judge
     decision_id = re.search(r'name="decision_id" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
     response = client.post(
         f"/studies/{study}/decision",
-        data={"csrf_token": token, "verdict": "pass", "reason_code": "metadata_error",
-              "reason_text": "age field wrong, images fine", "decision_id": decision_id},
+        data={
+            "csrf_token": token,
+            "verdict": "pass",
+            "reason_code": "metadata_error",
+            "reason_text": "age field wrong, images fine",
+            "decision_id": decision_id,
+        },
     )
     assert response.status_code == 303 and response.headers["location"] == f"/studies/{study}"
     page = client.get(f"/studies/{study}").text
@@ -151,7 +170,9 @@ def test_override_through_the_form_changes_eligibility(client: TestClient, judge
     (row,) = app_store.results(study_instance_uid=study)
     assert row["human_decision"]["reviewer"] == "dr.wang" and row["eligible"] is True
     # An invalid decision is explained on the page (303 back to it, the message flashed).
-    response = client.post(f"/studies/{study}/decision", data={"csrf_token": token, "verdict": "maybe", "reason_code": "other"})
+    response = client.post(
+        f"/studies/{study}/decision", data={"csrf_token": token, "verdict": "maybe", "reason_code": "other"}
+    )
     assert response.status_code == 303
     assert "the decision must be pass or fail" in client.get(f"/studies/{study}").text
 
@@ -169,9 +190,13 @@ def test_json_api_decision_and_claims(client: TestClient, judged: Judged, app_st
     refused = other.post(f"/api/studies/{study}/claim", headers={CSRF_HEADER: other_token})
     assert refused.status_code == 409 and "dr.wang is reviewing this study" in refused.json()["error"]
     body = {"verdict": "fail", "reason_code": "image_quality_poor", "decision_id": detail["decision_id"]}
-    assert other.post(f"/api/studies/{study}/decision", json=body, headers={CSRF_HEADER: other_token}).status_code == 409
+    assert (
+        other.post(f"/api/studies/{study}/decision", json=body, headers={CSRF_HEADER: other_token}).status_code == 409
+    )
 
-    bad = client.post(f"/api/studies/{study}/decision", content=b"[1]", headers={**headers, "content-type": "application/json"})
+    bad = client.post(
+        f"/api/studies/{study}/decision", content=b"[1]", headers={**headers, "content-type": "application/json"}
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "the request body must be a JSON object"
     saved = client.post(f"/api/studies/{study}/decision", json=body, headers=headers)
     assert saved.status_code == 200
@@ -187,12 +212,16 @@ def test_study_level_negative_list_flags_are_withdrawn(client: TestClient, judge
 
     admin = TestClient(client.app, follow_redirects=False)
     admin_token = sign_in(admin, "qc.li")
-    gone = admin.post(f"/api/studies/{study}/flags", json={"reason_code": "patient_request"}, headers={CSRF_HEADER: admin_token})
+    gone = admin.post(
+        f"/api/studies/{study}/flags", json={"reason_code": "patient_request"}, headers={CSRF_HEADER: admin_token}
+    )
     assert gone.status_code == 410 and "receiving visit" in gone.json()["error"]
     page = admin.get(f"/studies/{study}").text
     assert 'id="flag-form"' not in page and 'data-testid="negative-list-note"' in page and "§4(三)" in page
     store = client.app.state.store
-    legacy_flag(store, study, authenticate(store, "qc.li", PASSWORDS["qc.li"]), reason_code="patient_request", note=None)
+    legacy_flag(
+        store, study, authenticate(store, "qc.li", PASSWORDS["qc.li"]), reason_code="patient_request", note=None
+    )
     page = client.get(f"/studies/{study}").text
     assert "Patient request" in page and "negative list:" not in page  # shown, not withdrawing the study
 
@@ -223,13 +252,18 @@ def test_sign_out(client: TestClient) -> None:
     assert client.get("/api/me").status_code == 401
 
 
-def test_patient_identifiers_never_reach_the_logs(client: TestClient, judged: Judged, caplog: pytest.LogCaptureFixture) -> None:
+def test_patient_identifiers_never_reach_the_logs(
+    client: TestClient, judged: Judged, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     token = sign_in(client)
     for name in ("age_mismatch", "ghosted_mr"):
         study = uid(judged, name)
         client.get(f"/studies/{study}")
-        client.post(f"/studies/{study}/decision", data={"csrf_token": token, "verdict": "fail", "reason_code": "finding_confirmed"})
+        client.post(
+            f"/studies/{study}/decision",
+            data={"csrf_token": token, "verdict": "fail", "reason_code": "finding_confirmed"},
+        )
     logged = caplog.text
     assert "decision" in logged
     for name in ("age_mismatch", "ghosted_mr"):

@@ -29,12 +29,20 @@ from tests.review.conftest import HIJACK_TARGET, PASSWORDS, SECRET, Judged, lega
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
-SCREENSHOT_DIR = Path(os.environ.get("QC_REVIEW_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "review-screenshots"))
+SCREENSHOT_DIR = Path(
+    os.environ.get("QC_REVIEW_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "review-screenshots")
+)
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed (apt-get install chromium)"
+)
 
 
 @contextmanager
@@ -58,8 +66,13 @@ def serve(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 def server(app_store: ResultStore, thresholds: Thresholds) -> Iterator[str]:
-    app = create_app(app_store, thresholds, secret_key=SECRET, lang="zh",
-                     viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}")
+    app = create_app(
+        app_store,
+        thresholds,
+        secret_key=SECRET,
+        lang="zh",
+        viewer_url="https://cloud.example.cn/viewer?study={study_instance_uid}",
+    )
     with serve(app) as url:
         yield url
 
@@ -159,7 +172,9 @@ def test_a_crafted_uid_cannot_hijack_a_button_in_the_browser(
     assert [f["reason_code"] for f in row["negative_flags"]] == ["other"]
 
 
-def test_reviewer_judges_each_finding_with_one_click_in_the_browser(server: str, judged: Judged, app_store: ResultStore) -> None:
+def test_reviewer_judges_each_finding_with_one_click_in_the_browser(
+    server: str, judged: Judged, app_store: ResultStore
+) -> None:
     """No script runs (CSP): each finding is a small form, one click on Confirm or Reject; the
     artifact choice starts at the one the finding's code implies."""
     from playwright.sync_api import expect, sync_playwright
@@ -194,6 +209,9 @@ def test_reviewer_judges_each_finding_with_one_click_in_the_browser(server: str,
             page.screenshot(path=str(SCREENSHOT_DIR / "finding-review.png"), full_page=True)
         finally:
             browser.close()
-    rows = {(r["finding_code"], r["judgement"], r["reason_code"]) for r in finding_label_rows(app_store, load_finding_review())}
+    rows = {
+        (r["finding_code"], r["judgement"], r["reason_code"])
+        for r in finding_label_rows(app_store, load_finding_review())
+    }
     assert ("image_quality.dr.clipped_stored_max.fail", "confirm", "exposure") in rows
     assert any(code.startswith("ai.") and j == "reject" and reason == "other" for code, j, reason in rows)

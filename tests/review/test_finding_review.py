@@ -48,17 +48,29 @@ def add_ai_finding(store: ResultStore, study_uid: str) -> None:
     is on (the shipped gate may keep every AI rule off, so the demo has none of its own)."""
     with store.writing("add an AI finding") as session:
         decision = session.scalars(
-            select(DecisionRecord).join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
+            select(DecisionRecord)
+            .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
             .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True))
         ).one()
         series = session.scalars(
-            select(FindingRecord.series_instance_uid).where(FindingRecord.decision_id == decision.id,
-                                                            FindingRecord.series_instance_uid.is_not(None))
+            select(FindingRecord.series_instance_uid).where(
+                FindingRecord.decision_id == decision.id, FindingRecord.series_instance_uid.is_not(None)
+            )
         ).first()
-        session.add(FindingRecord(decision_id=decision.id, ordinal=999, code=AI_FINDING, category="ai", severity="review",
-                                  message="AI score: saturation 0.959 is above the limit 0.5",
-                                  message_zh="AI 评分：饱和 0.959 高于限值 0.5", value="0.959", limit_="0.5",
-                                  series_instance_uid=series))
+        session.add(
+            FindingRecord(
+                decision_id=decision.id,
+                ordinal=999,
+                code=AI_FINDING,
+                category="ai",
+                severity="review",
+                message="AI score: saturation 0.959 is above the limit 0.5",
+                message_zh="AI 评分：饱和 0.959 高于限值 0.5",
+                value="0.959",
+                limit_="0.5",
+                series_instance_uid=series,
+            )
+        )
 
 
 def with_share(share: float, salt: str = "test-salt") -> FindingReviewConfig:
@@ -94,8 +106,17 @@ def test_the_draw_is_nested_and_has_its_ends() -> None:
 def test_the_shipped_vocabulary_is_bilingual_and_implies_artifacts_from_codes() -> None:
     config = load_finding_review()
     assert list(config.labels) == [
-        "motion", "ghosting", "noise", "streaks", "rings", "wrap", "non_uniformity", "exposure", "collimation",
-        "positioning", "other",
+        "motion",
+        "ghosting",
+        "noise",
+        "streaks",
+        "rings",
+        "wrap",
+        "non_uniformity",
+        "exposure",
+        "collimation",
+        "positioning",
+        "other",
     ]
     assert all(re.search(r"[\u4e00-\u9fff]", zh) for _en, zh in config.labels.values())
     assert config.audit.source.startswith("[D]") and 0.0 < config.audit.share < 1.0
@@ -137,21 +158,38 @@ def test_a_finding_is_judged_only_by_the_claim_holder_and_a_new_judgement_supers
     assert items and all(i["severity"] in ("review", "fail") for i in items)
     first = items[0]
     with pytest.raises(ReviewError, match="claim the study first") as exc:
-        judge_finding(store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="ghosting")
+        judge_finding(
+            store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="ghosting"
+        )
     assert exc.value.status == 409
     service.claim(store, study, accounts.reviewer)
     with pytest.raises(ReviewError, match="unknown artifact 'sparkles'"):
-        judge_finding(store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="sparkles")
+        judge_finding(
+            store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="sparkles"
+        )
     with pytest.raises(ReviewError, match="confirm or reject"):
-        judge_finding(store, config, study, accounts.reviewer, finding_id=first["id"], judgement="maybe", reason_code="ghosting")
+        judge_finding(
+            store, config, study, accounts.reviewer, finding_id=first["id"], judgement="maybe", reason_code="ghosting"
+        )
     with pytest.raises(ReviewError, match="no review or fail finding 999999") as missing:
-        judge_finding(store, config, study, accounts.reviewer, finding_id=999999, judgement="confirm", reason_code="ghosting")
+        judge_finding(
+            store, config, study, accounts.reviewer, finding_id=999999, judgement="confirm", reason_code="ghosting"
+        )
     assert missing.value.status == 404
-    judge_finding(store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="noise")
-    judge_finding(store, config, study, accounts.reviewer, finding_id=first["id"], judgement="reject", reason_code="ghosting")
+    judge_finding(
+        store, config, study, accounts.reviewer, finding_id=first["id"], judgement="confirm", reason_code="noise"
+    )
+    judge_finding(
+        store, config, study, accounts.reviewer, finding_id=first["id"], judgement="reject", reason_code="ghosting"
+    )
     with store.reading("t") as session:
-        rows = session.scalars(select(FindingReview).where(FindingReview.finding_id == first["id"]).order_by(FindingReview.id)).all()
-        assert [(r.judgement, r.reason_code, r.is_current) for r in rows] == [("confirm", "noise", False), ("reject", "ghosting", True)]
+        rows = session.scalars(
+            select(FindingReview).where(FindingReview.finding_id == first["id"]).order_by(FindingReview.id)
+        ).all()
+        assert [(r.judgement, r.reason_code, r.is_current) for r in rows] == [
+            ("confirm", "noise", False),
+            ("reject", "ghosting", True),
+        ]
         assert rows[1].reviewer_role == "reviewer" and rows[1].audit_sample is False
         assert rows[1].content_fingerprint == judged.decisions["ghosted_mr"].content_fingerprint
         events = session.scalars(select(ReviewEvent.detail).where(ReviewEvent.event == "finding")).all()
@@ -160,7 +198,15 @@ def test_a_finding_is_judged_only_by_the_claim_holder_and_a_new_judgement_supers
     assert again["judgement"]["judgement"] == "reject" and again["judgement"]["reviewer"] == "dr.wang"
     # another reviewer cannot judge while the claim is dr.wang's
     with pytest.raises(ReviewError, match="claim the study first"):
-        judge_finding(store, config, study, accounts.other_reviewer, finding_id=first["id"], judgement="confirm", reason_code="ghosting")
+        judge_finding(
+            store,
+            config,
+            study,
+            accounts.other_reviewer,
+            finding_id=first["id"],
+            judgement="confirm",
+            reason_code="ghosting",
+        )
 
 
 def test_a_machine_pass_is_judged_only_as_an_audit_sample(
@@ -172,8 +218,16 @@ def test_a_machine_pass_is_judged_only_as_an_audit_sample(
     none = service.queue(store, service.QueueFilters(), audit=with_share(0.0))
     assert passed not in {r.study_instance_uid for r in none.rows}
     with pytest.raises(ReviewError, match="only review and fail studies"):
-        service.decide(store, thresholds, passed, accounts.reviewer, verdict="pass", reason_code="image_quality_acceptable",
-                       reason_text=None, review_config=with_share(0.0))
+        service.decide(
+            store,
+            thresholds,
+            passed,
+            accounts.reviewer,
+            verdict="pass",
+            reason_code="image_quality_acceptable",
+            reason_text=None,
+            review_config=with_share(0.0),
+        )
     everything = with_share(1.0)
     rows = {r.study_instance_uid: r for r in service.queue(store, service.QueueFilters(), audit=everything).rows}
     assert rows[passed].audit_sample and rows[passed].verdict == "pass"
@@ -182,8 +236,16 @@ def test_a_machine_pass_is_judged_only_as_an_audit_sample(
     assert result["verdict"] == "pass" and result["eligible"]  # the draw changes nothing by itself
     view = service.study_view(store, thresholds, passed, review_config=everything)
     assert view.audit_sample and view.decidable
-    decided = service.decide(store, thresholds, passed, accounts.reviewer, verdict="pass",
-                             reason_code="image_quality_acceptable", reason_text=None, review_config=everything)
+    decided = service.decide(
+        store,
+        thresholds,
+        passed,
+        accounts.reviewer,
+        verdict="pass",
+        reason_code="image_quality_acceptable",
+        reason_text=None,
+        review_config=everything,
+    )
     assert decided["human_decision"]["action"] == "confirm" and decided["eligible"]
     labels = [r for r in finding_label_rows(store, everything) if r["study_instance_uid"] == passed]
     series = {s.series_instance_uid for s in judged.decisions["phantom_ct_chest"].series}
@@ -191,7 +253,9 @@ def test_a_machine_pass_is_judged_only_as_an_audit_sample(
     assert {(r["judgement"], r["audit_sample"], r["finding_code"], r["reviewer_role"]) for r in labels} == {
         ("clean", "true", "", "reviewer")
     }
-    assert passed not in {r.study_instance_uid for r in service.queue(store, service.QueueFilters(), audit=everything).rows}
+    assert passed not in {
+        r.study_instance_uid for r in service.queue(store, service.QueueFilters(), audit=everything).rows
+    }
 
 
 # -- through the app -----------------------------------------------------------------------------
@@ -229,17 +293,23 @@ def test_a_reviewer_confirms_one_finding_and_rejects_another_and_the_export_show
         confirm_id = next(fid for fid, _ in forms if items[fid]["code"] == "image_quality.dr.clipped_stored_max.fail")
         reject_id = next(fid for fid, _ in forms if items[fid]["code"] == AI_FINDING)
         decision_id = client.get(f"/api/studies/{study}").json()["decision_id"]
-        r1 = client.post(f"/studies/{study}/findings/{confirm_id}",
-                         data={"csrf_token": token, "judgement": "confirm", "artifact": "exposure", "decision_id": decision_id})
-        r2 = client.post(f"/studies/{study}/findings/{reject_id}",
-                         data={"csrf_token": token, "judgement": "reject", "artifact": "other", "decision_id": decision_id})
+        r1 = client.post(
+            f"/studies/{study}/findings/{confirm_id}",
+            data={"csrf_token": token, "judgement": "confirm", "artifact": "exposure", "decision_id": decision_id},
+        )
+        r2 = client.post(
+            f"/studies/{study}/findings/{reject_id}",
+            data={"csrf_token": token, "judgement": "reject", "artifact": "other", "decision_id": decision_id},
+        )
         assert r1.status_code == r2.status_code == 303
         assert r1.headers["location"] == f"/studies/{study}#finding-review"  # back where the reviewer clicked
         page = client.get(f"/studies/{study}").text
         assert re.search(rf'data-finding="{confirm_id}".*?<strong>confirmed</strong>: Exposure', page, re.S)
         assert re.search(rf'data-finding="{reject_id}".*?<strong>rejected</strong>: Other', page, re.S)
-        forged = client.post(f"/studies/{study}/findings/{confirm_id}",
-                            data={"csrf_token": "forged", "judgement": "reject", "artifact": "other"})
+        forged = client.post(
+            f"/studies/{study}/findings/{confirm_id}",
+            data={"csrf_token": "forged", "judgement": "reject", "artifact": "other"},
+        )
         assert forged.status_code == 403  # CSRF
     out = tmp_path / "finding-labels.csv"
     result = CliRunner().invoke(main, ["models", "export-labels", "--db", sqlite_url, "--out", str(out)])
@@ -275,7 +345,7 @@ def test_the_queue_page_marks_audit_samples(app_store: ResultStore, thresholds: 
         with TestClient(app, base_url="http://testserver", follow_redirects=False) as client:
             sign_in(client)
             queue = client.get("/queue").text
-            row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>', queue, re.S)
+            row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>", queue, re.S)
             assert (row is not None) == shown
             if row is not None:
                 assert 'data-testid="audit-sample">抽查 / audit sample<' in row.group(0)
@@ -283,7 +353,7 @@ def test_the_queue_page_marks_audit_samples(app_store: ResultStore, thresholds: 
                 assert "it was drawn at random for a human check" in page
                 assert client.get(f"/api/studies/{passed}").json()["audit_sample"] is True
             assert 'data-testid="audit-sample"' not in re.sub(
-                rf'<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>', "", queue, flags=re.S
+                rf"<tr[^>]*>(?:(?!</tr>).)*?{re.escape(passed)}(?:(?!</tr>).)*</tr>", "", queue, flags=re.S
             )  # no flagged study is marked as an audit sample
 
 
@@ -294,13 +364,23 @@ def test_a_finding_seen_on_an_older_decision_is_refused(
     view = service.study_view(store, thresholds, study, review_config=load_finding_review())
     service.claim(store, study, accounts.reviewer)
     with pytest.raises(ReviewError, match="judged again since you opened it") as exc:
-        judge_finding(store, load_finding_review(), study, accounts.reviewer, finding_id=view.finding_items[0]["id"],
-                      judgement="confirm", reason_code="exposure", decision_id=view.decision_id + 1000)
+        judge_finding(
+            store,
+            load_finding_review(),
+            study,
+            accounts.reviewer,
+            finding_id=view.finding_items[0]["id"],
+            judgement="confirm",
+            reason_code="exposure",
+            decision_id=view.decision_id + 1000,
+        )
     assert exc.value.status == 409
 
 
 def test_export_labels_refuses_a_database_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.sqlite"
-    result = CliRunner().invoke(main, ["models", "export-labels", "--db", f"sqlite:///{missing}", "--out", str(tmp_path / "x.csv")])
+    result = CliRunner().invoke(
+        main, ["models", "export-labels", "--db", f"sqlite:///{missing}", "--out", str(tmp_path / "x.csv")]
+    )
     assert result.exit_code == 1
     assert "error" in result.output and not missing.exists() and not (tmp_path / "x.csv").exists()

@@ -60,7 +60,11 @@ def test_missing_slice_gets_a_restacked_panel_with_the_gap_in_red(judged: Judged
 
 def test_ghost_region_is_tinted_on_the_ghosted_series(judged: Judged) -> None:
     images = _render(judged, "ghosted_mr").images
-    ghosted = {f.series_instance_uid for f in judged.decisions["ghosted_mr"].findings if f.code.startswith("image_quality.mr.ghosting")}  # the ACR ghost ROI measured there
+    ghosted = {
+        f.series_instance_uid
+        for f in judged.decisions["ghosted_mr"].findings
+        if f.code.startswith("image_quality.mr.ghosting")
+    }  # the ACR ghost ROI measured there
     for image in images:
         assert image.png is not None
         rgb = _pixels(image.png)
@@ -83,4 +87,6 @@ def test_unreadable_sources_give_a_placeholder_not_an_error(tmp_path) -> None:  
     assert gone.images == [] and gone.error_en and gone.error_en.startswith("cannot read the source: source folder")
     assert render_study(None, "1.2.3", []).error_en == "the study's source is not recorded"
     tmp_path.joinpath("empty").mkdir()
-    assert render_study(str(tmp_path / "empty"), "1.2.3", []).error_en == "the study is no longer in its source " + str(tmp_path / "empty")
+    assert render_study(str(tmp_path / "empty"), "1.2.3", []).error_en == "the study is no longer in its source " + str(
+        tmp_path / "empty"
+    )

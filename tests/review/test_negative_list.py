@@ -26,14 +26,34 @@ def test_the_ten_reasons_exist_with_their_meaning() -> None:
 def test_a_non_recognition_is_recorded_per_receiving_visit(tmp_path) -> None:
     with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
         with store.writing("record") as session:
-            record_non_recognition(session, study_instance_uid="2.25.1", receiving_institution="四川省人民医院",
-                                   reason_code="patient_request", recorded_by="lookup-service")
+            record_non_recognition(
+                session,
+                study_instance_uid="2.25.1",
+                receiving_institution="四川省人民医院",
+                reason_code="patient_request",
+                recorded_by="lookup-service",
+            )
             with pytest.raises(ValueError, match="unknown negative-list reason 'emergency'"):
-                record_non_recognition(session, study_instance_uid="2.25.1", receiving_institution="H",
-                                       reason_code="emergency", recorded_by="x")
+                record_non_recognition(
+                    session,
+                    study_instance_uid="2.25.1",
+                    receiving_institution="H",
+                    reason_code="emergency",
+                    recorded_by="x",
+                )
             with pytest.raises(ValueError, match="needs a note"):
-                record_non_recognition(session, study_instance_uid="2.25.1", receiving_institution="H",
-                                       reason_code="other_unforeseen", recorded_by="x", note=" ")
+                record_non_recognition(
+                    session,
+                    study_instance_uid="2.25.1",
+                    receiving_institution="H",
+                    reason_code="other_unforeseen",
+                    recorded_by="x",
+                    note=" ",
+                )
         with store.reading("list") as session:
             (row,) = non_recognitions(session, "2.25.1")
-    assert (row["receiving_institution"], row["reason_code"], row["recorded_by"]) == ("四川省人民医院", "patient_request", "lookup-service")
+    assert (row["receiving_institution"], row["reason_code"], row["recorded_by"]) == (
+        "四川省人民医院",
+        "patient_request",
+        "lookup-service",
+    )

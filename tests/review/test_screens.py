@@ -114,8 +114,10 @@ def test_pages_fit_both_screens_and_the_queue_buttons_stay_on_one_line(
                     if scroll > inner:
                         overflow[f"{name}@{width}"] = (scroll, inner)
                     if name == "spot-check-ct-series":  # the slice is shown whole, its pixels loaded
-                        shown = page.evaluate("() => { const i = document.querySelector('#slice-image'); "
-                                              "return [i.complete, i.naturalWidth, i.getBoundingClientRect().right]; }")
+                        shown = page.evaluate(
+                            "() => { const i = document.querySelector('#slice-image'); "
+                            "return [i.complete, i.naturalWidth, i.getBoundingClientRect().right]; }"
+                        )
                         assert shown[0] and shown[1] >= MIN_SIDE_PX - 2 * MAX_CROP_PX and shown[2] <= width, shown
                     if name == "queue":
                         assert page.locator("#queue td.actions button").count() >= 1

@@ -57,27 +57,55 @@ def spot_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpotCheckCon
     return load_config(path)
 
 
-def assign_case(store: ResultStore, study_uid: str, reviewer: str, code: str = CASE_CODE, period: str = "2026-10") -> None:
+def assign_case(
+    store: ResultStore, study_uid: str, reviewer: str, code: str = CASE_CODE, period: str = "2026-10"
+) -> None:
     """A drawn case of ``study_uid`` assigned to ``reviewer`` (the rows ``draw`` would write)."""
     now = dt.datetime.now(dt.UTC)
     with store.writing("draw a case") as session:
         study, decision = session.execute(
-            StudyRecord.__table__.select().with_only_columns(StudyRecord.id, DecisionRecord.id)
+            StudyRecord.__table__.select()
+            .with_only_columns(StudyRecord.id, DecisionRecord.id)
             .join(DecisionRecord.__table__, DecisionRecord.study_id == StudyRecord.id)
             .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True))
         ).one()
-        draw = SpotCheckDraw(period=period, seed="t", config_hash="h", config_version="test-1", sampling={},
-                             population_size=1, population_digest="d", n_drawn=1, excluded={}, strata=[],
-                             created_at=now, created_by="test")
+        draw = SpotCheckDraw(
+            period=period,
+            seed="t",
+            config_hash="h",
+            config_version="test-1",
+            sampling={},
+            population_size=1,
+            population_digest="d",
+            n_drawn=1,
+            excluded={},
+            strata=[],
+            created_at=now,
+            created_by="test",
+        )
         session.add(draw)
         session.flush()
-        case = SpotCheckCase(draw_id=draw.id, study_id=study, decision_id=decision, case_code=code,
-                             patient_pseudonym="P-TEST", stratum="s", machine_verdict="fail", institution="x",
-                             region="chongqing", modality="DX", item_code=None, sort_key="0")
+        case = SpotCheckCase(
+            draw_id=draw.id,
+            study_id=study,
+            decision_id=decision,
+            case_code=code,
+            patient_pseudonym="P-TEST",
+            stratum="s",
+            machine_verdict="fail",
+            institution="x",
+            region="chongqing",
+            modality="DX",
+            item_code=None,
+            sort_key="0",
+        )
         session.add(case)
         session.flush()
-        session.add(SpotCheckAssignment(case_id=case.id, reviewer=reviewer, reviewer_region="chongqing", reading=1,
-                                        assigned_at=now))
+        session.add(
+            SpotCheckAssignment(
+                case_id=case.id, reviewer=reviewer, reviewer_region="chongqing", reading=1, assigned_at=now
+            )
+        )
 
 
 @pytest.fixture
@@ -111,15 +139,22 @@ def test_a_grader_reaches_no_study_route(full_client: TestClient, judged: Judged
     page, no image, no study API, no action (walked from the route table)."""
     token = sign_in_as(full_client, GRADER)
     table = full_client.app.state.route_table  # type: ignore[attr-defined]
-    values = {"uid": uid(judged, BLINDED_STUDY), "series_uid": "1.2.3", "code": "other", "index": "0", "finding_id": "1"}
+    values = {
+        "uid": uid(judged, BLINDED_STUDY),
+        "series_uid": "1.2.3",
+        "code": "other",
+        "index": "0",
+        "finding_id": "1",
+    }
     own = {"/", "/logout", "/api/me", "/login"}
     walked = 0
     for template, methods, _public in table:
         if template in own or template.startswith("/spot-checks"):
             continue
         for method in methods:
-            response = full_client.request(method, template.format(**values), data={"csrf_token": token},
-                                           headers={"X-CSRF-Token": token})
+            response = full_client.request(
+                method, template.format(**values), data={"csrf_token": token}, headers={"X-CSRF-Token": token}
+            )
             walked += 1
             assert response.status_code == 403, (method, template, response.status_code)
             assert "graders see their spot-check cases only" in response.text
@@ -132,8 +167,9 @@ def test_a_grader_reaches_no_study_route(full_client: TestClient, judged: Judged
 
 def test_a_grader_signs_in_to_its_cases_not_the_queue(full_client: TestClient) -> None:
     token = form_token(full_client.get("/login").text)
-    response = full_client.post("/login", data={"username": GRADER, "password": GRADER_PASSWORD, "csrf_token": token,
-                                                "next": "/queue"})
+    response = full_client.post(
+        "/login", data={"username": GRADER, "password": GRADER_PASSWORD, "csrf_token": token, "next": "/queue"}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/spot-checks"
 
 
@@ -174,7 +210,11 @@ def test_blinded_png_changes_every_byte_but_not_what_a_grader_sees() -> None:
     out = io.BytesIO()
     Image.fromarray(grey).convert("RGB").save(out, format="PNG", optimize=True)
     original = out.getvalue()
-    first, again, other = blinded_png(original, "CJ-AAAA-AAAA"), blinded_png(original, "CJ-AAAA-AAAA"), blinded_png(original, "CJ-BBBB-BBBB")
+    first, again, other = (
+        blinded_png(original, "CJ-AAAA-AAAA"),
+        blinded_png(original, "CJ-AAAA-AAAA"),
+        blinded_png(original, "CJ-BBBB-BBBB"),
+    )
     assert first == again and first != other and first != original  # seeded by the case code
     shown = np.asarray(Image.open(io.BytesIO(first)).convert("L"), dtype=np.int16)
     rows, cols = shown.shape
@@ -182,7 +222,8 @@ def test_blinded_png_changes_every_byte_but_not_what_a_grader_sees() -> None:
     # Find the crop, then the difference: at most one grey level anywhere (invisible when grading).
     best = min(
         (int(np.abs(grey[t : t + rows, left : left + cols].astype(np.int16) - shown).max()), t, left)
-        for t in range(2, MAX_CROP_PX + 1) for left in range(2, MAX_CROP_PX + 1)
+        for t in range(2, MAX_CROP_PX + 1)
+        for left in range(2, MAX_CROP_PX + 1)
         if t + rows <= 120 and left + cols <= 160
     )
     assert best[0] <= 1
@@ -216,7 +257,8 @@ def save_crafted(store: ResultStore, crafted: dict[str, Decision]) -> dict[str, 
         store.save_decision(decision, run_id=None)
         with store.reading("id") as session:
             ids[name] = session.scalars(
-                StudyRecord.__table__.select().with_only_columns(StudyRecord.id)
+                StudyRecord.__table__.select()
+                .with_only_columns(StudyRecord.id)
                 .where(StudyRecord.study_instance_uid == decision.study_instance_uid)
             ).one()
     return ids
@@ -250,7 +292,9 @@ def test_a_crafted_uid_cannot_hijack_a_button(
     for name, study_id in ids.items():
         page = client.get(f"/studies/id-{study_id}")
         assert page.status_code == 200 and 'data-testid="invalid-uid"' in page.text, name
-        assert crafted[name].study_instance_uid in page.text.replace("&amp;", "&").replace("&#34;", '"')  # shown as text
+        assert crafted[name].study_instance_uid in page.text.replace("&amp;", "&").replace(
+            "&#34;", '"'
+        )  # shown as text
         posts = [v for k, v in targets(page.text) if k == "action" and v.startswith("/studies/")]
         assert posts == [], posts  # no claim, decision or flag form
         for kind, value in targets(page.text):
@@ -327,14 +371,22 @@ def test_a_new_password_ends_the_users_sessions(client: TestClient) -> None:
 # -- 5. headers ----------------------------------------------------------------------------------
 
 
-def test_every_answer_has_the_security_headers_and_patient_data_is_not_stored(client: TestClient, judged: Judged) -> None:
+def test_every_answer_has_the_security_headers_and_patient_data_is_not_stored(
+    client: TestClient, judged: Judged
+) -> None:
     sign_in(client, "dr.wang")
     study = uid(judged, "clipped_dr")
     page = client.get(f"/studies/{study}")
     src = re.search(r'<img src="([^"]+)"', page.text)
     assert src
-    for response in (client.get("/queue"), page, client.get(src.group(1)), client.get(f"/api/studies/{study}"),
-                     client.get("/api/queue"), client.get("/login")):
+    for response in (
+        client.get("/queue"),
+        page,
+        client.get(src.group(1)),
+        client.get(f"/api/studies/{study}"),
+        client.get("/api/queue"),
+        client.get("/login"),
+    ):
         assert response.status_code == 200
         for name, value in SECURITY_HEADERS.items():
             assert response.headers[name] == value
@@ -342,7 +394,9 @@ def test_every_answer_has_the_security_headers_and_patient_data_is_not_stored(cl
     csp = SECURITY_HEADERS["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "script-src" not in csp and "default-src 'none'" in csp
     static = client.get("/static/review.css")
-    assert static.headers["x-content-type-options"] == "nosniff" and "no-store" not in static.headers.get("cache-control", "")
+    assert static.headers["x-content-type-options"] == "nosniff" and "no-store" not in static.headers.get(
+        "cache-control", ""
+    )
 
 
 # -- 6. sign-in flooding, audit ------------------------------------------------------------------
@@ -370,8 +424,13 @@ def test_sign_ins_are_limited_per_client_before_any_password_is_verified(
     token = form_token(client.get("/login").text)
     for n in range(SIGN_INS_PER_CLIENT):
         name = f"guess{n:02d}"  # other names: the per-user lockout does not trigger
-        assert client.post("/login", data={"username": name, "password": "x-1234567", "csrf_token": token}).status_code == 401
-    response = client.post("/login", data={"username": "dr.wang", "password": PASSWORDS["dr.wang"], "csrf_token": token})
+        assert (
+            client.post("/login", data={"username": name, "password": "x-1234567", "csrf_token": token}).status_code
+            == 401
+        )
+    response = client.post(
+        "/login", data={"username": "dr.wang", "password": PASSWORDS["dr.wang"], "csrf_token": token}
+    )
     assert response.status_code == 429 and "Too many sign-in attempts from this computer" in response.text
     assert len(verified) == SIGN_INS_PER_CLIENT and "set-cookie" not in response.headers
 
@@ -421,7 +480,9 @@ def test_the_audit_pages_and_filters_and_records_clients_and_sign_outs(
 ) -> None:
     for n in range(230):  # anonymous noise that used to push real events out of view
         with app_store.writing("noise") as session:
-            session.add(ReviewEvent(at=dt.datetime.now(dt.UTC), username=f"bot{n}", event="sign_in_failed", client="10.0.0.9"))
+            session.add(
+                ReviewEvent(at=dt.datetime.now(dt.UTC), username=f"bot{n}", event="sign_in_failed", client="10.0.0.9")
+            )
     token = sign_in(client, "dr.wang")
     study = uid(judged, "clipped_dr")
     client.post(f"/studies/{study}/claim", data={"csrf_token": token})
@@ -432,11 +493,20 @@ def test_the_audit_pages_and_filters_and_records_clients_and_sign_outs(
     last = client.get("/audit?page=3")
     assert "3 / 3" in last.text and 'rel="prev"' in last.text
     claims = client.get("/audit?event=claim")
-    rows = re.findall(r'<tr><td>[^<]+</td><td>([^<]+)</td><td data-event="([^"]+)">([^<]+)</td><td>([^<]+)</td>', claims.text)
+    rows = re.findall(
+        r'<tr><td>[^<]+</td><td>([^<]+)</td><td data-event="([^"]+)">([^<]+)</td><td>([^<]+)</td>', claims.text
+    )
     assert rows == [("dr.wang", "claim", "claimed a study", "testclient")]  # the code, and its words
     mine = client.get("/audit?username=dr.wang")
-    events = re.findall(r'<tr><td>[^<]+</td><td>dr.wang</td><td data-event="([^"]+)">[^<]+</td><td>([^<]+)</td>', mine.text)
-    assert events == [("logout", "testclient"), ("claim", "testclient"), ("sign_in", "testclient"), ("user_created", "—")]
+    events = re.findall(
+        r'<tr><td>[^<]+</td><td>dr.wang</td><td data-event="([^"]+)">[^<]+</td><td>([^<]+)</td>', mine.text
+    )
+    assert events == [
+        ("logout", "testclient"),
+        ("claim", "testclient"),
+        ("sign_in", "testclient"),
+        ("user_created", "—"),
+    ]
     found = service.audit_events(app_store, service.AuditFilters(event="sign_in_failed"), per_page=100)
     assert found.total == 230 and found.pages == 3 and len(found.events) == 100
     assert client.get("/audit?day_from=yesterday").status_code == 400
@@ -449,21 +519,43 @@ def test_a_standing_decision_of_another_is_replaced_only_with_a_claim(
     thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Any
 ) -> None:
     study = uid(judged, "clipped_dr")
-    service.decide(store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor",
-                   reason_text="")
+    service.decide(
+        store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor", reason_text=""
+    )
     with pytest.raises(ReviewError, match="dr.wang decided this study already: claim it first") as refused:
-        service.decide(store, thresholds, study, accounts.other_reviewer, verdict="pass",
-                       reason_code="image_quality_acceptable", reason_text="looks fine to me")
+        service.decide(
+            store,
+            thresholds,
+            study,
+            accounts.other_reviewer,
+            verdict="pass",
+            reason_code="image_quality_acceptable",
+            reason_text="looks fine to me",
+        )
     assert refused.value.status == 409
     (row,) = store.results(study_instance_uid=study)
     assert row["human_decision"]["reviewer"] == "dr.wang"
     service.claim(store, study, accounts.other_reviewer)
-    service.decide(store, thresholds, study, accounts.other_reviewer, verdict="pass",
-                   reason_code="image_quality_acceptable", reason_text="looks fine to me")
+    service.decide(
+        store,
+        thresholds,
+        study,
+        accounts.other_reviewer,
+        verdict="pass",
+        reason_code="image_quality_acceptable",
+        reason_text="looks fine to me",
+    )
     (row,) = store.results(study_instance_uid=study)
     assert row["human_decision"]["reviewer"] == "dr.zhao"
-    service.decide(store, thresholds, study, accounts.other_reviewer, verdict="pass",  # one's own: no claim needed
-                   reason_code="image_quality_acceptable", reason_text="still fine")
+    service.decide(
+        store,
+        thresholds,
+        study,
+        accounts.other_reviewer,
+        verdict="pass",  # one's own: no claim needed
+        reason_code="image_quality_acceptable",
+        reason_text="still fine",
+    )
 
 
 def test_releasing_another_reviewers_claim_is_refused_in_the_app(client: TestClient, judged: Judged) -> None:
@@ -580,8 +672,11 @@ def finding_id(client: TestClient, study_uid: str) -> int:
             select(FindingRecord.id)
             .join(DecisionRecord, DecisionRecord.id == FindingRecord.decision_id)
             .join(StudyRecord, StudyRecord.id == DecisionRecord.study_id)
-            .where(StudyRecord.study_instance_uid == study_uid, DecisionRecord.is_current.is_(True),
-                   FindingRecord.severity.in_(("review", "fail")))
+            .where(
+                StudyRecord.study_instance_uid == study_uid,
+                DecisionRecord.is_current.is_(True),
+                FindingRecord.severity.in_(("review", "fail")),
+            )
             .order_by(FindingRecord.ordinal)
         ).first()
     assert found is not None
@@ -592,11 +687,19 @@ def finding_id(client: TestClient, study_uid: str) -> int:
 @pytest.mark.parametrize(("method", "route"), sorted(MATRIX))
 def test_route_role_matrix(full_client: TestClient, judged: Judged, method: str, route: str, role: str) -> None:
     """One request per route and role, with a real study and case; the status is the expected one."""
-    token = form_token(full_client.get("/login").text) if role == "anonymous" else sign_in_as(full_client, ACCOUNTS[role])
+    token = (
+        form_token(full_client.get("/login").text) if role == "anonymous" else sign_in_as(full_client, ACCOUNTS[role])
+    )
     study = judged.decisions[BLINDED_STUDY]
     series = study.series[0].series_instance_uid
-    values = {"uid": study.study_instance_uid, "series_uid": series, "code": CASE_CODE if route.startswith("/spot") else "forensic",
-              "index": "0", "slice_index": "0", "finding_id": str(finding_id(full_client, study.study_instance_uid))}
+    values = {
+        "uid": study.study_instance_uid,
+        "series_uid": series,
+        "code": CASE_CODE if route.startswith("/spot") else "forensic",
+        "index": "0",
+        "slice_index": "0",
+        "finding_id": str(finding_id(full_client, study.study_instance_uid)),
+    }
     body = BODIES.get((method, route), {"data": {}})
     kwargs: dict[str, Any] = {"headers": {"X-CSRF-Token": token}}
     if "data" in body:

@@ -22,7 +22,9 @@ def series_rows(page: str) -> list[str]:
     return re.findall(r"<tr class=\"series-[^\"]+\">(.*?)</tr>", table.group(1), re.S)
 
 
-def test_study_page_shows_each_mr_series_with_its_weighting_plane_and_evidence(client: TestClient, judged: Judged) -> None:
+def test_study_page_shows_each_mr_series_with_its_weighting_plane_and_evidence(
+    client: TestClient, judged: Judged
+) -> None:
     sign_in(client)
     decision = judged.decisions["ghosted_mr"]
     page = client.get(f"/studies/{decision.study_instance_uid}").text
@@ -48,8 +50,15 @@ def test_dicom_text_in_the_series_table_is_escaped(client: TestClient, judged: J
     hostile = '<script>alert("series")</script>'
     decision = judged.decisions["clipped_dr"]
     crafted = (
-        SeriesSummary("1.2.3.1", 1, hostile, "DX", 1, SeriesKind.DR,
-                      DRRole('<img src=x onerror=alert(1)>', "L", (f"view from SeriesDescription {hostile!r}",))),
+        SeriesSummary(
+            "1.2.3.1",
+            1,
+            hostile,
+            "DX",
+            1,
+            SeriesKind.DR,
+            DRRole("<img src=x onerror=alert(1)>", "L", (f"view from SeriesDescription {hostile!r}",)),
+        ),
         SeriesSummary("1.2.3.2", 2, "Dose <b>report</b>", "SR", 1, SeriesKind.NON_IMAGE),
         SeriesSummary("1.2.3.3", 3, "t2", "MR", 1, SeriesKind.MR, MRRole("T2", None, True, True, ())),
     )
@@ -64,7 +73,9 @@ def test_dicom_text_in_the_series_table_is_escaped(client: TestClient, judged: J
     assert "<strong>T2</strong> · plane unknown · fat-suppressed · post-contrast" in mr and "<td>—</td>" in mr
 
 
-def test_a_decision_stored_before_series_were_kept_says_so(client: TestClient, judged: Judged, app_store: ResultStore) -> None:
+def test_a_decision_stored_before_series_were_kept_says_so(
+    client: TestClient, judged: Judged, app_store: ResultStore
+) -> None:
     decision = judged.decisions["phantom_ct_chest"]
     app_store.save_decision(dataclasses.replace(decision, series=(), content_fingerprint="8" * 64), run_id=None)
     sign_in(client)

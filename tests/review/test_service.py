@@ -32,7 +32,9 @@ def pending_uids(store: ResultStore, **filters: object) -> list[str]:
 
 def test_queue_holds_review_and_fail_studies_oldest_first(store: ResultStore, judged: Judged) -> None:
     found = service.queue(store, service.QueueFilters())
-    flagged = [n for n in ("age_mismatch", "missing_accession_institution", "ghosted_mr", "clipped_dr", "truncated_file")]
+    flagged = [
+        n for n in ("age_mismatch", "missing_accession_institution", "ghosted_mr", "clipped_dr", "truncated_file")
+    ]
     assert found.total == len(flagged)
     assert {r.study_instance_uid for r in found.rows} == {uid(judged, n) for n in flagged}
     dates = [r.study_date for r in found.rows]
@@ -43,9 +45,15 @@ def test_queue_holds_review_and_fail_studies_oldest_first(store: ResultStore, ju
 
 
 def test_queue_filters(store: ResultStore, judged: Judged) -> None:
-    assert pending_uids(store, verdict="review") == [uid(judged, "age_mismatch"), uid(judged, "missing_accession_institution")]
+    assert pending_uids(store, verdict="review") == [
+        uid(judged, "age_mismatch"),
+        uid(judged, "missing_accession_institution"),
+    ]
     assert pending_uids(store, modality="MR") == [uid(judged, "ghosted_mr")]
-    assert set(pending_uids(store, modality="DX")) == {uid(judged, "clipped_dr"), uid(judged, "missing_accession_institution")}
+    assert set(pending_uids(store, modality="DX")) == {
+        uid(judged, "clipped_dr"),
+        uid(judged, "missing_accession_institution"),
+    }
     assert pending_uids(store, category="integrity") == [uid(judged, "truncated_file")]
     assert set(pending_uids(store, category="image_quality")) == {uid(judged, "ghosted_mr"), uid(judged, "clipped_dr")}
     item = judged.decisions["ghosted_mr"].item
@@ -61,7 +69,9 @@ def test_queue_filters(store: ResultStore, judged: Judged) -> None:
         service.QueueFilters(verdict="pass")
 
 
-def test_claims_keep_two_reviewers_apart(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_claims_keep_two_reviewers_apart(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     study = uid(judged, "age_mismatch")
     expires = service.claim(store, study, accounts.reviewer)
     assert expires > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=service.CLAIM_MINUTES - 1)
@@ -72,8 +82,15 @@ def test_claims_keep_two_reviewers_apart(thresholds: Thresholds, store: ResultSt
         service.claim(store, study, accounts.other_reviewer)
     assert info.value.status == 409
     with pytest.raises(ReviewError, match="dr.wang is reviewing this study"):
-        service.decide(store, thresholds, study, accounts.other_reviewer, verdict="fail",
-                       reason_code="finding_confirmed", reason_text="")
+        service.decide(
+            store,
+            thresholds,
+            study,
+            accounts.other_reviewer,
+            verdict="fail",
+            reason_code="finding_confirmed",
+            reason_text="",
+        )
     with pytest.raises(ReviewError, match="the claim is dr.wang's: only they or a QC administrator") as refused:
         service.release(store, study, accounts.other_reviewer)  # not theirs: refused, and it stays
     assert refused.value.status == 403
@@ -83,7 +100,9 @@ def test_claims_keep_two_reviewers_apart(thresholds: Thresholds, store: ResultSt
     assert service.study_view(store, thresholds, study).claimed_by == "dr.zhao"
 
 
-def test_an_expired_claim_can_be_taken_over(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_an_expired_claim_can_be_taken_over(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     from sqlalchemy import update
 
     from qc_pipeline.store.review import ReviewClaim
@@ -97,14 +116,20 @@ def test_an_expired_claim_can_be_taken_over(thresholds: Thresholds, store: Resul
     assert service.study_view(store, thresholds, study).claimed_by == "dr.zhao"
 
 
-
-def test_override_to_pass_makes_the_study_eligible_and_results_show_both(thresholds: Thresholds, 
-    store: ResultStore, judged: Judged, accounts: Accounts
+def test_override_to_pass_makes_the_study_eligible_and_results_show_both(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
 ) -> None:
     study = uid(judged, "age_mismatch")
     service.claim(store, study, accounts.reviewer)
-    result = service.decide(store, thresholds, study, accounts.reviewer, verdict="pass",
-                            reason_code="metadata_error", reason_text="PatientAge typed wrong; images fine")
+    result = service.decide(
+        store,
+        thresholds,
+        study,
+        accounts.reviewer,
+        verdict="pass",
+        reason_code="metadata_error",
+        reason_text="PatientAge typed wrong; images fine",
+    )
     assert result["verdict"] == "review"  # the machine's verdict is kept as it was
     assert result["final_verdict"] == "pass"
     human = result["human_decision"]
@@ -125,19 +150,31 @@ def test_override_to_pass_makes_the_study_eligible_and_results_show_both(thresho
     assert entry["verdict"] == "pass" and entry["stands"] is True and entry["machine_verdict"] == "review"
 
 
-def test_confirming_a_fail_keeps_it_ineligible(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_confirming_a_fail_keeps_it_ineligible(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     study = uid(judged, "clipped_dr")
-    result = service.decide(store, thresholds, study, accounts.reviewer, verdict="fail",
-                            reason_code="image_quality_poor", reason_text="")
+    result = service.decide(
+        store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor", reason_text=""
+    )
     assert result["human_decision"]["action"] == "confirm"
     assert result["eligible"] is False and result["eligibility_basis"] == "human"
 
 
-def test_a_decision_survives_rescoring_but_not_new_content(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_a_decision_survives_rescoring_but_not_new_content(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     name = "age_mismatch"
     study = uid(judged, name)
-    service.decide(store, thresholds, study, accounts.reviewer, verdict="pass",
-                   reason_code="false_positive", reason_text="age is right")
+    service.decide(
+        store,
+        thresholds,
+        study,
+        accounts.reviewer,
+        verdict="pass",
+        reason_code="false_positive",
+        reason_text="age is right",
+    )
     original = judged.decisions[name]
     rescored = dataclasses.replace(
         original,
@@ -149,7 +186,9 @@ def test_a_decision_survives_rescoring_but_not_new_content(thresholds: Threshold
     assert row["history_count"] == 2 and row["human_decision"]["verdict"] == "pass" and row["eligible"] is True
     assert study not in pending_uids(store)
 
-    changed = dataclasses.replace(rescored, content_fingerprint="0" * 64, decided_at=rescored.decided_at + dt.timedelta(days=1))
+    changed = dataclasses.replace(
+        rescored, content_fingerprint="0" * 64, decided_at=rescored.decided_at + dt.timedelta(days=1)
+    )
     store.save_decision(changed, run_id=None)
     (row,) = store.results(study_instance_uid=study)
     assert row["human_decision"] is None and row["final_verdict"] == "review"
@@ -161,17 +200,29 @@ def test_a_decision_survives_rescoring_but_not_new_content(thresholds: Threshold
     assert label_rows(store) == []  # the label was about content the study no longer has
 
 
-def test_a_stale_form_is_refused(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_a_stale_form_is_refused(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     study = uid(judged, "ghosted_mr")
     seen = service.study_view(store, thresholds, study).decision_id
     store.save_decision(dataclasses.replace(judged.decisions["ghosted_mr"], content_fingerprint="1" * 64), run_id=None)
     with pytest.raises(ReviewError, match="the study was judged again since you opened it") as info:
-        service.decide(store, thresholds, study, accounts.reviewer, verdict="fail",
-                       reason_code="finding_confirmed", reason_text="", decision_id=seen)
+        service.decide(
+            store,
+            thresholds,
+            study,
+            accounts.reviewer,
+            verdict="fail",
+            reason_code="finding_confirmed",
+            reason_text="",
+            decision_id=seen,
+        )
     assert info.value.status == 409
 
 
-def test_decision_input_is_checked(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_decision_input_is_checked(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     study = uid(judged, "ghosted_mr")
 
     def decide(**kwargs: object) -> None:
@@ -189,12 +240,26 @@ def test_decision_input_is_checked(thresholds: Thresholds, store: ResultStore, j
     with pytest.raises(ReviewError, match="the text has 2001 characters; at most 2000"):
         decide(reason_text="x" * 2001)
     with pytest.raises(ReviewError, match="only review and fail studies are reviewed") as info:
-        service.decide(store, thresholds, uid(judged, "phantom_ct_chest"), accounts.reviewer,
-                       verdict="fail", reason_code="image_quality_poor", reason_text="")
+        service.decide(
+            store,
+            thresholds,
+            uid(judged, "phantom_ct_chest"),
+            accounts.reviewer,
+            verdict="fail",
+            reason_code="image_quality_poor",
+            reason_text="",
+        )
     assert info.value.status == 409
     with pytest.raises(ReviewError, match="no study '1.2.3' in the results database") as info:
-        service.decide(store, thresholds, "1.2.3", accounts.reviewer, verdict="fail",
-                       reason_code="image_quality_poor", reason_text="")
+        service.decide(
+            store,
+            thresholds,
+            "1.2.3",
+            accounts.reviewer,
+            verdict="fail",
+            reason_code="image_quality_poor",
+            reason_text="",
+        )
     assert info.value.status == 404
 
 
@@ -205,7 +270,9 @@ def test_study_level_flags_are_withdrawn_earlier_ones_stay_readable(
     study-level flag; a flag set before migration 0011 is shown and cleared, and no longer
     withdraws the study from recognition."""
     study = uid(judged, "age_mismatch")
-    service.decide(store, thresholds, study, accounts.reviewer, verdict="pass", reason_code="false_positive", reason_text="fine")
+    service.decide(
+        store, thresholds, study, accounts.reviewer, verdict="pass", reason_code="false_positive", reason_text="fine"
+    )
     with pytest.raises(ReviewError, match="only QC administrators") as info:
         service.set_flag(store, study, accounts.reviewer, reason_code="forensic", note=None)
     assert info.value.status == 403
@@ -216,7 +283,12 @@ def test_study_level_flags_are_withdrawn_earlier_ones_stay_readable(
     (row,) = store.results(study_instance_uid=study)
     assert row["eligible"] is True and row["eligibility_basis"] == "human"
     assert row["negative_flags"] == [
-        {"reason_code": "forensic", "note": "court request 2026-118", "set_by": "qc.li", "set_at": row["negative_flags"][0]["set_at"]}
+        {
+            "reason_code": "forensic",
+            "note": "court request 2026-118",
+            "set_by": "qc.li",
+            "set_at": row["negative_flags"][0]["set_at"],
+        }
     ]
     (label,) = label_rows(store)
     assert label["negative_list"] == "forensic"  # the label export still reads them
@@ -229,10 +301,24 @@ def test_study_level_flags_are_withdrawn_earlier_ones_stay_readable(
 
 
 def test_labels_export(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
-    service.decide(store, thresholds, uid(judged, "ghosted_mr"), accounts.reviewer, verdict="fail",
-                   reason_code="image_quality_poor", reason_text="ghosts over the brain stem (patient 张三)")
-    service.decide(store, thresholds, uid(judged, "age_mismatch"), accounts.other_reviewer, verdict="pass",
-                   reason_code="metadata_error", reason_text="age typo")
+    service.decide(
+        store,
+        thresholds,
+        uid(judged, "ghosted_mr"),
+        accounts.reviewer,
+        verdict="fail",
+        reason_code="image_quality_poor",
+        reason_text="ghosts over the brain stem (patient 张三)",
+    )
+    service.decide(
+        store,
+        thresholds,
+        uid(judged, "age_mismatch"),
+        accounts.other_reviewer,
+        verdict="pass",
+        reason_code="metadata_error",
+        reason_text="age typo",
+    )
     text = labels_csv(label_rows(store))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert tuple(rows[0]) == LABEL_COLUMNS
@@ -269,8 +355,9 @@ def test_ai_scores_are_shown_when_stored(thresholds: Thresholds, store: ResultSt
             *[m for m in base.measurements if not m.metric.startswith("ai.")],  # the shipped models' scores, replaced
             Measurement("ai.dr_artifacts.saturation", 0.87, "", series_instance_uid=series),
         ),
-        provenance=Provenance(base.provenance.pipeline_version, base.provenance.thresholds_version,
-                              {"dr_artifacts": "1.0@ab12cd"}),
+        provenance=Provenance(
+            base.provenance.pipeline_version, base.provenance.thresholds_version, {"dr_artifacts": "1.0@ab12cd"}
+        ),
     )
     store.save_decision(scored, run_id=None)
     view = service.study_view(store, thresholds, base.study_instance_uid)
@@ -279,10 +366,14 @@ def test_ai_scores_are_shown_when_stored(thresholds: Thresholds, store: ResultSt
     assert view.result["provenance"]["models"] == {"dr_artifacts": "1.0@ab12cd"}
 
 
-def test_audit_records_who_did_what(thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts) -> None:
+def test_audit_records_who_did_what(
+    thresholds: Thresholds, store: ResultStore, judged: Judged, accounts: Accounts
+) -> None:
     study = uid(judged, "clipped_dr")
     service.claim(store, study, accounts.reviewer)
-    service.decide(store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor", reason_text="")
+    service.decide(
+        store, thresholds, study, accounts.reviewer, verdict="fail", reason_code="image_quality_poor", reason_text=""
+    )
     events = service.audit_events(store).events
     assert [(e["event"], e["username"]) for e in events[:2]] == [("decision", "dr.wang"), ("claim", "dr.wang")]
     assert events[0]["detail"] == "confirm fail->fail (image_quality_poor)" and events[0]["study_instance_uid"] == study
@@ -295,8 +386,15 @@ def test_a_human_pass_past_its_window_is_not_eligible_in_the_review_app(
 
     study = uid(judged, "age_mismatch")
     service.claim(store, study, accounts.reviewer)
-    service.decide(store, thresholds, study, accounts.reviewer, verdict="pass",
-                   reason_code="metadata_error", reason_text="PatientAge typed wrong; images fine")
+    service.decide(
+        store,
+        thresholds,
+        study,
+        accounts.reviewer,
+        verdict="pass",
+        reason_code="metadata_error",
+        reason_text="PatientAge typed wrong; images fine",
+    )
     study_date = judged.decisions["age_mismatch"].study.study_date
     assert study_date is not None
     day_after = dt.datetime.combine(study_date + relativedelta(months=3, days=1), dt.time(12), tzinfo=dt.UTC)

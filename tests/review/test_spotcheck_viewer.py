@@ -77,9 +77,18 @@ def test_the_series_viewer_does_not_unblind(full_client: TestClient, ct_case: Ju
     sign_in_as(full_client, GRADER)
     page = full_client.get(f"/spot-checks/{CT_CASE}/series/0?slice=3&preset=bone").text
     study = decision.study
-    told = [v for v in (decision.study_instance_uid, study.accession_number, study.patient_id, study.institution,
-                        *(s.series_instance_uid for s in decision.series), *(s.description for s in decision.series))
-            if v]
+    told = [
+        v
+        for v in (
+            decision.study_instance_uid,
+            study.accession_number,
+            study.patient_id,
+            study.institution,
+            *(s.series_instance_uid for s in decision.series),
+            *(s.description for s in decision.series),
+        )
+        if v
+    ]
     assert [v for v in told if v in page] == []
     urls = re.findall(r'(?:href|src|action)="([^"]+)"', page)
     assert urls and all(u.startswith(("/spot-checks", "/static", "?lang", "/logout")) for u in urls), urls

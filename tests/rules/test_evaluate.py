@@ -26,7 +26,9 @@ HEAD_CT = "YB-034"  # 头部 CT平扫: noise limits 15 HU (review) / 30 HU (fail
 def thresholds():
     """The shipped rules, with the head-CT noise limits pinned as the case describes them."""
     loaded = load_pipeline_thresholds()
-    review = loaded.rules["image_quality.ct.noise.review"].model_copy(update={"limit": 35.0, "per_item": {HEAD_CT: 15.0}})
+    review = loaded.rules["image_quality.ct.noise.review"].model_copy(
+        update={"limit": 35.0, "per_item": {HEAD_CT: 15.0}}
+    )
     fail = loaded.rules["image_quality.ct.noise.fail"].model_copy(update={"limit": 55.0, "per_item": {HEAD_CT: 30.0}})
     return dataclasses.replace(loaded, rules={**loaded.rules, review.id: review, fail.id: fail})
 
@@ -43,8 +45,9 @@ def test_the_head_ct_limit_is_the_per_item_one(thresholds):
     assert not applicable_rules(thresholds.rules.values(), "ct.noise_hu", modality="MR", item_code=None)
     assert applicable_rules(thresholds.rules.values(), "dr.deviation_index", modality="DR", item_code=None)
     # a cap on the severity leaves only the rules up to it
-    capped = evaluate(thresholds.rules.values(), "ct.noise_hu", 40.0, modality="CT", item_code=HEAD_CT,
-                      max_severity=Severity.REVIEW)
+    capped = evaluate(
+        thresholds.rules.values(), "ct.noise_hu", 40.0, modality="CT", item_code=HEAD_CT, max_severity=Severity.REVIEW
+    )
     assert capped.severity is Severity.REVIEW and capped.limits_text() == "≤ 15 (review)"
 
 
@@ -67,15 +70,29 @@ def test_cli_table_shows_the_per_item_limit_and_the_mark(thresholds):
 def test_review_app_shows_the_per_item_limit_and_the_mark(thresholds):
     result = {"modality": "CT", "item": {"code": HEAD_CT}}
     (row,) = metric_rows(thresholds, result, [{"metric": "ct.noise_hu", "value": 20.0, "series_instance_uid": "1.2.3"}])
-    assert (row.value, row.unit, row.limits, row.beyond, row.mark) == ("20", "HU", "≤ 15 (review), ≤ 30 (fail)", "review", "!")
+    assert (row.value, row.unit, row.limits, row.beyond, row.mark) == (
+        "20",
+        "HU",
+        "≤ 15 (review), ≤ 30 (fail)",
+        "review",
+        "!",
+    )
 
 
 def test_report_counts_the_head_ct_beyond_its_own_limit(thresholds):
     period = Period.parse("2026H2")
     study = StudyFacts(
-        study_id=1, study_instance_uid="1.2", institution="A", modality="CT", item_code=HEAD_CT,
-        item_name_zh="头部CT平扫", item_name_en="head CT", study_date=dt.date(2026, 11, 3), verdict="review",
-        findings=(), upload_delay_h=None,
+        study_id=1,
+        study_instance_uid="1.2",
+        institution="A",
+        modality="CT",
+        item_code=HEAD_CT,
+        item_name_zh="头部CT平扫",
+        item_name_en="head CT",
+        study_date=dt.date(2026, 11, 3),
+        verdict="review",
+        findings=(),
+        upload_delay_h=None,
     )
     data = dataclasses.replace(
         _empty_data(period), studies=(study,), measurements=(MeasurementFact(1, "ct.noise_hu", 20.0, "1.2.3"),)
@@ -83,7 +100,9 @@ def test_report_counts_the_head_ct_beyond_its_own_limit(thresholds):
     scope = tables.make_scope(data, "en", None)
     table = tables.metrics(scope, data, rules_by_metric(thresholds), "en")
     columns = [c.key for c in table.columns]
-    row = dict(zip(columns, next(r for r in table.rows if r[1] == "ct.noise_hu" and r[2] == scope.label_all), strict=True))
+    row = dict(
+        zip(columns, next(r for r in table.rows if r[1] == "ct.noise_hu" and r[2] == scope.label_all), strict=True)
+    )
     limits, beyond = row["limits"], row["beyond"]
     assert beyond == 1
     assert "≤ 35 (review)" in limits and f"{HEAD_CT}: ≤ 15 (review)" in limits
@@ -92,8 +111,17 @@ def test_report_counts_the_head_ct_beyond_its_own_limit(thresholds):
 def _empty_data(period):
     from qc_pipeline.report.data import ReportData
 
-    return ReportData(period=period, studies=(), measurements=(), human_decisions=(), spot_checks=(), undated=0,
-                      thresholds_versions=(), latest_decision=None, tables_present=frozenset())
+    return ReportData(
+        period=period,
+        studies=(),
+        measurements=(),
+        human_decisions=(),
+        spot_checks=(),
+        undated=0,
+        thresholds_versions=(),
+        latest_decision=None,
+        tables_present=frozenset(),
+    )
 
 
 def test_image_quality_keeps_no_rule_logic_of_its_own():

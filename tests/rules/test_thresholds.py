@@ -35,7 +35,10 @@ def test_shipped_thresholds_define_exactly_the_rules_in_use():
     assert {r.metric.split(".")[0] for r in on_metrics.values()} == {"dr", "ct", "mr", "ai"}
     assert {r.metric for r in on_metrics.values()} <= known_metrics()
     # objective metrics in the image_quality category, AI scores in the ai category
-    assert all(rule_id.startswith("ai." if r.metric.startswith("ai.") else "image_quality.") for rule_id, r in on_metrics.items())
+    assert all(
+        rule_id.startswith("ai." if r.metric.startswith("ai.") else "image_quality.")
+        for rule_id, r in on_metrics.items()
+    )
     for rule in thresholds.rules.values():
         assert rule.source and rule.units
     assert thresholds.site.timezone == "Asia/Shanghai"
@@ -44,7 +47,10 @@ def test_shipped_thresholds_define_exactly_the_rules_in_use():
 
 def test_unknown_key_is_rejected_with_file_key_and_value(copy):
     edit(copy / "metadata.yaml", "    severity: fail\n", "    severity: fail\n    threshold: 3\n")
-    with pytest.raises(ConfigError, match=r"metadata\.yaml: rules\[0\]\.threshold \(rule 'metadata\.patient_name\.missing'\): Extra inputs are not permitted \(found 3\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"metadata\.yaml: rules\[0\]\.threshold \(rule 'metadata\.patient_name\.missing'\): Extra inputs are not permitted \(found 3\)",
+    ):
         load_pipeline_thresholds(copy)
 
 
@@ -66,17 +72,21 @@ def test_unknown_rule_id_is_rejected(copy):
         load_pipeline_thresholds(copy)
     edit(copy / "catalog.yaml", "id: catalog.no_imagez", "id: catalog.no_images")
     with (copy / "catalog.yaml").open("a", encoding="utf-8") as fh:
-        fh.write("  - id: catalog.extra_rule\n    severity: info\n    units: none\n    source: site default\n    description: nothing uses it\n")
+        fh.write(
+            "  - id: catalog.extra_rule\n    severity: info\n    units: none\n    source: site default\n    description: nothing uses it\n"
+        )
     with pytest.raises(ConfigError, match=r"catalog\.yaml: unknown rule id 'catalog\.extra_rule'"):
         load_pipeline_thresholds(copy)
 
 
 @pytest.mark.parametrize("name", ["image_quality_mr.yaml", "image_quality_ct.yaml", "image_quality_dr.yaml"])
 def test_a_typo_in_an_image_quality_limit_id_is_rejected(copy, name):
-    rule_id = next(r for r in sorted(METRIC_RULE_IDS) if r.split(".")[1] == name[len("image_quality_"):-len(".yaml")])
+    rule_id = next(r for r in sorted(METRIC_RULE_IDS) if r.split(".")[1] == name[len("image_quality_") : -len(".yaml")])
     typo = rule_id.replace(".review", ".reveiw").replace(".fail", ".fial")
     edit(copy / name, f"id: {rule_id}\n", f"id: {typo}\n")
-    with pytest.raises(ConfigError, match=rf"{name}: unknown rule id '{typo}' at rules\[\d+\]\.id \(no check uses it\)") as caught:
+    with pytest.raises(
+        ConfigError, match=rf"{name}: unknown rule id '{typo}' at rules\[\d+\]\.id \(no check uses it\)"
+    ) as caught:
         load_pipeline_thresholds(copy)
     assert f"not defined: {rule_id}" in str(caught.value)
 
@@ -111,7 +121,9 @@ def test_missing_site_file(copy):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(ConfigError, match=r"does not exist: name an existing folder \(the command.s --thresholds or --dir option\)"):
+    with pytest.raises(
+        ConfigError, match=r"does not exist: name an existing folder \(the command.s --thresholds or --dir option\)"
+    ):
         load_thresholds(tmp_path / "nope")
 
 
@@ -149,11 +161,20 @@ def test_limit_of_a_presence_rule_is_a_config_error():
 
 def test_rule_on_an_unknown_metric_is_rejected(copy):
     edit(copy / "image_quality_ct.yaml", "metric: ct.noise_hu", "metric: ct.noise_hu_typo")
-    with pytest.raises(ConfigError, match=r"image_quality_ct\.yaml: rules\[\d+\]\.metric: 'ct\.noise_hu_typo' .* is not a metric the pipeline measures"):
+    with pytest.raises(
+        ConfigError,
+        match=r"image_quality_ct\.yaml: rules\[\d+\]\.metric: 'ct\.noise_hu_typo' .* is not a metric the pipeline measures",
+    ):
         load_pipeline_thresholds(copy)
 
 
 def test_rule_on_a_metric_needs_a_direction(copy):
-    edit(copy / "image_quality_ct.yaml", "    when: above\n", "", )
-    with pytest.raises(ConfigError, match=r"image_quality_ct\.yaml: rules\[\d+\].*needs both 'when' \(above/below\) and 'limit'"):
+    edit(
+        copy / "image_quality_ct.yaml",
+        "    when: above\n",
+        "",
+    )
+    with pytest.raises(
+        ConfigError, match=r"image_quality_ct\.yaml: rules\[\d+\].*needs both 'when' \(above/below\) and 'limit'"
+    ):
         load_pipeline_thresholds(copy)

@@ -11,7 +11,9 @@ from qc_pipeline.samples.ct_anatomy import REGIONS, ct_anatomical_slice
 
 
 def noise_of(image: np.ndarray) -> float:
-    (value,) = [m.value for m in ct.measure(image, spacing_mm=(None, None, None), body_part=None) if m.metric == "ct.noise_hu"]
+    (value,) = [
+        m.value for m in ct.measure(image, spacing_mm=(None, None, None), body_part=None) if m.metric == "ct.noise_hu"
+    ]
     return float(value)
 
 

@@ -36,8 +36,12 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "in"
     write_instance(root / "a" / "1.dcm", study="1.2.826.0.1.1", series="1.2.826.0.1.1.1", sop="1.2.826.0.1.1.1.1")
-    write_instance(root / "a" / "deeper" / "2", study="1.2.826.0.1.1", series="1.2.826.0.1.1.1", sop="1.2.826.0.1.1.1.2")
-    write_instance(root / "b.dcm", study="1.2.826.0.1.2", series="1.2.826.0.1.2.1", sop="1.2.826.0.1.2.1.1", name="MR_small.dcm")
+    write_instance(
+        root / "a" / "deeper" / "2", study="1.2.826.0.1.1", series="1.2.826.0.1.1.1", sop="1.2.826.0.1.1.1.2"
+    )
+    write_instance(
+        root / "b.dcm", study="1.2.826.0.1.2", series="1.2.826.0.1.2.1", sop="1.2.826.0.1.2.1.1", name="MR_small.dcm"
+    )
     (root / "junk.bin").write_bytes(b"\x00\x01not dicom" * 50)
     (root / "empty").mkdir()
     (root / ".hidden").write_bytes(b"ignored")

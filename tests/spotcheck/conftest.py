@@ -30,8 +30,11 @@ INSTITUTIONS = {  # name -> region
     "蜀都测试医院": "sichuan",
     "锦江测试医院": "sichuan",
 }
-ITEMS = {"DR": ItemRef("YB-001", "胸部后前位", "Chest PA"), "CT": ItemRef("YB-036", "胸部CT平扫", "CT chest plain"),
-         "MR": ItemRef("YB-054", "头颅MR平扫", "MR brain plain")}
+ITEMS = {
+    "DR": ItemRef("YB-001", "胸部后前位", "Chest PA"),
+    "CT": ItemRef("YB-036", "胸部CT平扫", "CT chest plain"),
+    "MR": ItemRef("YB-054", "头颅MR平扫", "MR brain plain"),
+}
 FINDING_TEXT = "Tell-tale finding: slice gap at position 17"
 FINDING_TEXT_ZH = "泄露检测：第17层缺失"
 
@@ -98,9 +101,20 @@ def make_decision(
 ) -> Decision:
     study_uid = uid("study", n)
     findings = (
-        Finding("continuity.slice.gap", Category.CONTINUITY, Severity.FAIL if verdict is Verdict.FAIL else Severity.REVIEW,
-                FINDING_TEXT, FINDING_TEXT_ZH, value="17", limit="0"),
-    ) if verdict in (Verdict.FAIL, Verdict.REVIEW) else ()
+        (
+            Finding(
+                "continuity.slice.gap",
+                Category.CONTINUITY,
+                Severity.FAIL if verdict is Verdict.FAIL else Severity.REVIEW,
+                FINDING_TEXT,
+                FINDING_TEXT_ZH,
+                value="17",
+                limit="0",
+            ),
+        )
+        if verdict in (Verdict.FAIL, Verdict.REVIEW)
+        else ()
+    )
     return Decision(
         study=StudySummary(
             study_instance_uid=study_uid,
@@ -136,9 +150,15 @@ def population(month: int = 10, *, per_cell: int = 6) -> list[Decision]:
     verdicts = [(Verdict.PASS, 3 * per_cell), (Verdict.REVIEW, per_cell), (Verdict.FAIL, per_cell)]
     for institution, modality, (verdict, count) in itertools.product(INSTITUTIONS, ("DR", "CT"), verdicts):
         for i in range(count):
-            decisions.append(make_decision(next(counter), institution, modality, verdict, dt.date(2026, month, 1 + i % 28)))
-    decisions.append(make_decision(next(counter), "渝州测试医院", "MR", Verdict.FAIL, dt.date(2026, month, 3)))  # a stratum of 1
-    decisions.append(make_decision(next(counter), "蜀都测试医院", "CT", Verdict.NOT_APPLICABLE, dt.date(2026, month, 4)))
+            decisions.append(
+                make_decision(next(counter), institution, modality, verdict, dt.date(2026, month, 1 + i % 28))
+            )
+    decisions.append(
+        make_decision(next(counter), "渝州测试医院", "MR", Verdict.FAIL, dt.date(2026, month, 3))
+    )  # a stratum of 1
+    decisions.append(
+        make_decision(next(counter), "蜀都测试医院", "CT", Verdict.NOT_APPLICABLE, dt.date(2026, month, 4))
+    )
     decisions.append(make_decision(next(counter), "Unlisted Hospital", "DR", Verdict.FAIL, dt.date(2026, month, 5)))
     return decisions
 

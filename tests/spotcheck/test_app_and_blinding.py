@@ -35,8 +35,23 @@ def forbidden(store) -> list[str]:
     """Every identifying or machine-judgement string of the stored studies."""
     with read_session(store) as session:
         studies = session.scalars(select(StudyRecord)).all()
-    words = [*INSTITUTIONS, "Yuzhou", "chongqing", "sichuan", "重庆", "四川", FINDING_TEXT, FINDING_TEXT_ZH,
-             "continuity.slice.gap", "ai.score", "0.93", "Tell-tale", "合格", "不合格", "待复核"]
+    words = [
+        *INSTITUTIONS,
+        "Yuzhou",
+        "chongqing",
+        "sichuan",
+        "重庆",
+        "四川",
+        FINDING_TEXT,
+        FINDING_TEXT_ZH,
+        "continuity.slice.gap",
+        "ai.score",
+        "0.93",
+        "Tell-tale",
+        "合格",
+        "不合格",
+        "待复核",
+    ]
     for s in studies:
         words += [s.study_instance_uid, s.patient_id, s.accession_number, s.study_date.isoformat()]
     return words
@@ -46,7 +61,7 @@ def assert_blind(text: str, words: list[str]) -> None:
     leaks = [w for w in words if w and w in text]
     assert leaks == []
     if "<main>" in text:  # a page: the app's own chrome (title "review app", roles) is not about the case
-        text = text[text.index("<main>"):text.index("</main>")]
+        text = text[text.index("<main>") : text.index("</main>")]
     for verdict in ("pass", "fail", "review", "not_applicable"):  # as a verdict word, not inside others
         assert not re.search(rf"(?<![\w-]){verdict}(?![\w-])", text, re.IGNORECASE), verdict
 
@@ -68,8 +83,11 @@ def client(drawn, config):
 def sign_in(client: TestClient, username: str) -> str:
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token,
-                                           "next": "/spot-checks"}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": token, "next": "/spot-checks"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     return token
 
@@ -97,14 +115,27 @@ def test_a_reviewer_grades_their_blinded_cases_in_the_app(client, drawn) -> None
     token = csrf(client, f"/spot-checks/{code}")
     bad = client.post(f"/spot-checks/{code}", data={"grade": "丙", "recognisable": "no"}, follow_redirects=False)
     assert bad.status_code == 403  # no CSRF token
-    saved = client.post(f"/spot-checks/{code}", data={"csrf_token": token, "grade": "丙", "recognisable": "no",
-                                                     "reasons": ["exposure", "artefact"], "comment": "noisy"},
-                        follow_redirects=False)
+    saved = client.post(
+        f"/spot-checks/{code}",
+        data={
+            "csrf_token": token,
+            "grade": "丙",
+            "recognisable": "no",
+            "reasons": ["exposure", "artefact"],
+            "comment": "noisy",
+        },
+        follow_redirects=False,
+    )
     assert saved.status_code == 303
     with read_session(drawn) as session:
         (grade,) = session.scalars(select(SpotCheckGrade)).all()
     assert (grade.grade, grade.recognisable, grade.reasons, grade.via, grade.graded_by) == (
-        "丙", False, ["exposure", "artefact"], "app", "sc-1")
+        "丙",
+        False,
+        ["exposure", "artefact"],
+        "app",
+        "sc-1",
+    )
     # revising one's own grade replaces it
     client.post(f"/spot-checks/{code}", data={"csrf_token": token, "grade": "乙", "recognisable": "yes"})
     with read_session(drawn) as session:
@@ -132,7 +163,9 @@ def test_the_spreadsheet_export_is_blind(drawn, config, tmp_path) -> None:
     out = tmp_path / "sample.xlsx"
     export_workbook(drawn, config, "2026-10", out, key=KEY)
     with zipfile.ZipFile(out) as xlsx:
-        text = "\n".join(xlsx.read(name).decode("utf-8") for name in xlsx.namelist() if name.endswith((".xml", ".rels")))
+        text = "\n".join(
+            xlsx.read(name).decode("utf-8") for name in xlsx.namelist() if name.endswith((".xml", ".rels"))
+        )
     assert "CJ-" in text and "P-" in text
     assert_blind(text, forbidden(drawn))
 
@@ -144,7 +177,10 @@ def test_pseudonyms_are_keyed_stable_and_distinct() -> None:
     assert blinding.patient_pseudonym(a, "PID1", "1.2.3") == blinding.patient_pseudonym(a, "PID1", "9.9")
     assert blinding.patient_pseudonym(a, None, "1.2.3") != blinding.patient_pseudonym(a, None, "1.2.4")
     assert re.fullmatch(r"P-[A-Z2-7]{10}", blinding.patient_pseudonym(a, "PID1", "x"))
-    assert [blinding.age_band(dt.date(1980, 6, 2), d) for d in (dt.date(2026, 6, 1), dt.date(2026, 6, 2))] == ["40-49", "40-49"]
+    assert [blinding.age_band(dt.date(1980, 6, 2), d) for d in (dt.date(2026, 6, 1), dt.date(2026, 6, 2))] == [
+        "40-49",
+        "40-49",
+    ]
     assert blinding.age_band(dt.date(2026, 1, 1), dt.date(2026, 5, 1)) == "<1"
     assert blinding.age_band(dt.date(1930, 1, 1), dt.date(2026, 5, 1)) == "90+"
     assert blinding.age_band(dt.date(2020, 1, 1), dt.date(2026, 5, 1)) == "1-9"

@@ -42,15 +42,29 @@ NOW = dt.datetime(2026, 11, 5, 4, 0, tzinfo=dt.UTC)
 
 def drawn_cases(store: ResultStore) -> dict[str, SpotCheckCase]:
     with read_session(store) as session:
-        rows = session.execute(select(StudyRecord.study_instance_uid, SpotCheckCase).join(
-            SpotCheckCase, SpotCheckCase.study_id == StudyRecord.id)).tuples().all()
+        rows = (
+            session.execute(
+                select(StudyRecord.study_instance_uid, SpotCheckCase).join(
+                    SpotCheckCase, SpotCheckCase.study_id == StudyRecord.id
+                )
+            )
+            .tuples()
+            .all()
+        )
     return dict(rows)
 
 
 def assignments(store: ResultStore) -> list[tuple[SpotCheckCase, SpotCheckAssignment]]:
     with read_session(store) as session:
-        return list(session.execute(select(SpotCheckCase, SpotCheckAssignment).join(
-            SpotCheckAssignment, SpotCheckAssignment.case_id == SpotCheckCase.id)).tuples().all())
+        return list(
+            session.execute(
+                select(SpotCheckCase, SpotCheckAssignment).join(
+                    SpotCheckAssignment, SpotCheckAssignment.case_id == SpotCheckCase.id
+                )
+            )
+            .tuples()
+            .all()
+        )
 
 
 def test_periods() -> None:
@@ -66,8 +80,18 @@ def test_periods() -> None:
 
 
 def test_modality_and_stratum_labels() -> None:
-    assert [normalise_modality(m) for m in ("CR", "DX,PR", "CT,SR", "SR,MR", "US", None)] == ["DR", "DR", "CT", "MR", "US", "-"]
-    assert group_label("region=a|institution=b|modality=CT|item=YB-1|verdict=pass", ["region", "verdict"]) == "region=a|verdict=pass"
+    assert [normalise_modality(m) for m in ("CR", "DX,PR", "CT,SR", "SR,MR", "US", None)] == [
+        "DR",
+        "DR",
+        "CT",
+        "MR",
+        "US",
+        "-",
+    ]
+    assert (
+        group_label("region=a|institution=b|modality=CT|item=YB-1|verdict=pass", ["region", "verdict"])
+        == "region=a|verdict=pass"
+    )
 
 
 def test_the_same_seed_and_population_give_the_same_draw_whatever_the_insertion_order(tmp_path, config) -> None:
@@ -92,7 +116,9 @@ def test_strata_rates_and_minimums(populated, config) -> None:
     assert report.created
     assert report.population_size == 4 * 2 * (18 + 6 + 6) + 1  # configured institutions, sampled verdicts
     assert report.excluded == {
-        "already_drawn": 0, "verdict_not_sampled": {"not_applicable": 1}, "unconfigured_institution": {"Unlisted Hospital": 1},
+        "already_drawn": 0,
+        "verdict_not_sampled": {"not_applicable": 1},
+        "unconfigured_institution": {"Unlisted Hospital": 1},
     }
     cases = drawn_cases(populated)
     assert len(cases) == report.n_drawn

@@ -50,7 +50,8 @@ def test_export_fill_import_is_all_or_nothing_and_idempotent(drawn, config, tmp_
     assert sorted(result.outcomes.values()) == [GradeOutcome.INSERTED] * 3 and result.blank == n - 3
     statuses = {s.case.case_code: s for s in cases_for(drawn) if s.grade}
     assert sorted((s.grade, s.recognisable, s.reasons) for s in statuses.values()) == sorted(
-        [("甲", True, ()), ("废", False, ("exposure", "artefact")), ("丙", False, ())])  # blank "recognisable": the grade's
+        [("甲", True, ()), ("废", False, ("exposure", "artefact")), ("丙", False, ())]
+    )  # blank "recognisable": the grade's
     again = import_workbook(drawn, config, graded, key=KEY)
     assert set(again.outcomes.values()) == {GradeOutcome.UNCHANGED}
 
@@ -60,13 +61,18 @@ def test_export_fill_import_is_all_or_nothing_and_idempotent(drawn, config, tmp_
     fill(second, second, {2: ("乙", "是", None)})
     with pytest.raises(SpotCheckError, match=r"was already graded 甲 by .* \(spreadsheet, .*\); this one says 乙"):
         import_workbook(drawn, config, second, key=KEY)
-    assert set(import_workbook(drawn, config, second, key=KEY, replace=True).outcomes.values()) >= {GradeOutcome.UPDATED}
+    assert set(import_workbook(drawn, config, second, key=KEY, replace=True).outcomes.values()) >= {
+        GradeOutcome.UPDATED
+    }
 
     # bad rows: every one named, nothing stored
     bad = tmp_path / "bad.xlsx"
     fill(blank, bad, {5: ("A+", "是", None), 6: ("乙", "maybe", None), 7: ("乙", "是", None)})
-    with pytest.raises(SpotCheckError, match=r"nothing imported, 2 rows need correcting:\n.*row 5 .*grade 'A\+' is not one of "
-                                             r"甲, 乙, 丙, 废\n.*row 6 .*recognisable 'maybe' is not 是/否"):
+    with pytest.raises(
+        SpotCheckError,
+        match=r"nothing imported, 2 rows need correcting:\n.*row 5 .*grade 'A\+' is not one of "
+        r"甲, 乙, 丙, 废\n.*row 6 .*recognisable 'maybe' is not 是/否",
+    ):
         import_workbook(drawn, config, bad, key=KEY)
     unknown_reason = tmp_path / "reason.xlsx"
     fill(blank, unknown_reason, {7: ("丙", "否", "blurry")})
@@ -92,30 +98,61 @@ def test_a_tampered_or_foreign_workbook_is_refused(drawn, config, tmp_path) -> N
         export_workbook(drawn, config, "2026-11", tmp_path / "x.xlsx", key=KEY)
 
 
-def case(verdict: str, recognisable: bool, institution: str = "渝州测试医院", region: str = "chongqing",
-         second: tuple[str, bool, str] | None = None, grade: str | None = None) -> GradedCase:
-    return GradedCase(institution, region, f"p|region={region}|verdict={verdict}", verdict, recognisable,
-                      grade or ("乙" if recognisable else "丙"), second)
+def case(
+    verdict: str,
+    recognisable: bool,
+    institution: str = "渝州测试医院",
+    region: str = "chongqing",
+    second: tuple[str, bool, str] | None = None,
+    grade: str | None = None,
+) -> GradedCase:
+    return GradedCase(
+        institution,
+        region,
+        f"p|region={region}|verdict={verdict}",
+        verdict,
+        recognisable,
+        grade or ("乙" if recognisable else "丙"),
+        second,
+    )
 
 
 def test_figures_on_a_known_sample(config) -> None:
     # machine pass/not x reviewer yes/no = [[8, 2], [3, 7]]; fails: 5 of the 7 reviewer-"no" studies
     cases = (
-        [case("pass", True)] * 8 + [case("pass", False)] * 2
-        + [case("review", True)] * 3 + [case("fail", False, "蜀都测试医院", "sichuan")] * 5
+        [case("pass", True)] * 8
+        + [case("pass", False)] * 2
+        + [case("review", True)] * 3
+        + [case("fail", False, "蜀都测试医院", "sichuan")] * 5
         + [case("review", False, "蜀都测试医院", "sichuan", second=("废", False, "sichuan"))] * 2
     )
-    f = compute_figures(cases, config=config, strata_population={"p|region=chongqing|verdict=pass": 100,
-                        "p|region=chongqing|verdict=review": 6, "p|region=sichuan|verdict=fail": 5,
-                        "p|region=sichuan|verdict=review": 4}, n_drawn=20, n_assignments=22, n_graded=22)
+    f = compute_figures(
+        cases,
+        config=config,
+        strata_population={
+            "p|region=chongqing|verdict=pass": 100,
+            "p|region=chongqing|verdict=review": 6,
+            "p|region=sichuan|verdict=fail": 5,
+            "p|region=sichuan|verdict=review": 4,
+        },
+        n_drawn=20,
+        n_assignments=22,
+        n_graded=22,
+    )
     m = f["machine_vs_reviewer"]
     assert m["kappa"]["table"] == [[8, 2], [3, 7]]
     expected = cohen_kappa([[8, 2], [3, 7]])
-    assert m["kappa"]["value"] == pytest.approx(expected.kappa) and m["kappa"]["ci"] == pytest.approx([expected.ci_low, expected.ci_high])
+    assert m["kappa"]["value"] == pytest.approx(expected.kappa) and m["kappa"]["ci"] == pytest.approx(
+        [expected.ci_low, expected.ci_high]
+    )
     assert (m["fail_sensitivity"]["k"], m["fail_sensitivity"]["n"]) == (5, 9)
     assert (m["fail_specificity"]["k"], m["fail_specificity"]["n"]) == (11, 11)
     inst = {i["institution"]: i for i in f["institutions"]}
-    assert (inst["渝州测试医院"]["n"], inst["渝州测试医院"]["discordance"]["k"], inst["渝州测试医院"]["missed"]) == (13, 5, 2)
+    assert (inst["渝州测试医院"]["n"], inst["渝州测试医院"]["discordance"]["k"], inst["渝州测试医院"]["missed"]) == (
+        13,
+        5,
+        2,
+    )
     assert inst["蜀都测试医院"]["discordance"]["k"] == 0
     assert f["inter_region"]["n"] == 2 and f["inter_region"]["recognisable_kappa"]["value"] is None  # all "no"
     assert f["yield"]["not_recognisable"]["k"] == 9 and f["yield"]["missed_by_machine"]["k"] == 2
@@ -190,13 +227,19 @@ def test_cli_end_to_end(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("minimum_keys: [region, institution, modality, verdict]", "minimum_keys: [region, shift]"),
-         r"sampling.minimum_keys\[1\]: Input should be"),
+        (
+            ("minimum_keys: [region, institution, modality, verdict]", "minimum_keys: [region, shift]"),
+            r"sampling.minimum_keys\[1\]: Input should be",
+        ),
         (("  - {code: sc-2, region: sichuan}\n", ""), None),  # still valid: one Sichuan reviewer is enough
-        (("  - {account: sc-1, region: sichuan}\n  - {account: sc-2, region: sichuan}\n", ""),
-         "no reviewer outside region 'chongqing'"),
-        (("reviewers:", "institutions:\n  - {name: 渝州测试医院, region: chongqing}\nreviewers:"),
-         "institutions: they are kept in the institution register"),
+        (
+            ("  - {account: sc-1, region: sichuan}\n  - {account: sc-2, region: sichuan}\n", ""),
+            "no reviewer outside region 'chongqing'",
+        ),
+        (
+            ("reviewers:", "institutions:\n  - {name: 渝州测试医院, region: chongqing}\nreviewers:"),
+            "institutions: they are kept in the institution register",
+        ),
         (("second_reading_rate: 0.3", "second_reading_rate: 0.3\n  extra: 1"), r"sampling.extra: Extra inputs"),
         (("pass: 0.1", "pass: 1.5"), r"sampling.rates.pass: Input should be less than or equal to 1"),
     ],
@@ -255,16 +298,25 @@ COMMENT_COL = 15
 
 def test_comments_that_look_like_formulas_stay_text_out_and_back(drawn, config, tmp_path) -> None:
     first, second, third, fourth = (s.case for s in cases_for(drawn, period="2026-10")[:4])
-    record_grades(drawn, config, [GradeInput(first.case_code, first.reviewer, "乙", True, (), "=1+1"),
-                                  GradeInput(second.case_code, second.reviewer, "丙", False, (), "@SUM(A1)")],
-                  via="app", replace=False, now=NOW)
+    record_grades(
+        drawn,
+        config,
+        [
+            GradeInput(first.case_code, first.reviewer, "乙", True, (), "=1+1"),
+            GradeInput(second.case_code, second.reviewer, "丙", False, (), "@SUM(A1)"),
+        ],
+        via="app",
+        replace=False,
+        now=NOW,
+    )
     sheet = tmp_path / "out.xlsx"
     export_workbook(drawn, config, "2026-10", sheet, key=KEY)
     wb = load_workbook(sheet)  # not read-only: data_type is the stored cell type
     assert [c.coordinate for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.data_type == "f"] == []
     ws = wb[SHEET]
-    assert [(ws.cell(row=r, column=COMMENT_COL).value, ws.cell(row=r, column=COMMENT_COL).data_type) for r in (2, 3)] == [
-        ("'=1+1", "s"), ("'@SUM(A1)", "s")]
+    assert [
+        (ws.cell(row=r, column=COMMENT_COL).value, ws.cell(row=r, column=COMMENT_COL).data_type) for r in (2, 3)
+    ] == [("'=1+1", "s"), ("'@SUM(A1)", "s")]
     assert set(import_workbook(drawn, config, sheet, key=KEY).outcomes.values()) == {GradeOutcome.UNCHANGED}
 
     # a grader types formula-like comments: stored as typed, never evaluated
@@ -276,7 +328,12 @@ def test_comments_that_look_like_formulas_stay_text_out_and_back(drawn, config, 
     result = import_workbook(drawn, config, sheet, key=KEY, now=NOW)
     assert result.outcomes[(third.case_code, third.reviewer)] is GradeOutcome.INSERTED
     comments = {(s.case.case_code, s.case.reviewer): s.comment for s in cases_for(drawn, period="2026-10")}
-    assert [comments[c.case_code, c.reviewer] for c in (first, second, third, fourth)] == ["=1+1", "@SUM(A1)", "=1+1", "@SUM(A1)"]
+    assert [comments[c.case_code, c.reviewer] for c in (first, second, third, fourth)] == [
+        "=1+1",
+        "@SUM(A1)",
+        "=1+1",
+        "@SUM(A1)",
+    ]
 
 
 def _summary_fits_80_columns(common: list[str]) -> None:

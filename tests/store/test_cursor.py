@@ -40,7 +40,9 @@ def test_cursor_moves_only_from_where_the_run_found_it(store: ResultStore) -> No
 def test_cursor_rejects_bad_values(store: ResultStore) -> None:
     with pytest.raises(ValueError, match=r"cursor kind must have 1 to 32 characters, got ''"):
         store.advance_cursor(SOURCE, kind="", position="1", expected=None)
-    with pytest.raises(ValueError, match=r"cursor position of http://127\.0\.0\.1:8042/dicom-web must be a non-empty string"):
+    with pytest.raises(
+        ValueError, match=r"cursor position of http://127\.0\.0\.1:8042/dicom-web must be a non-empty string"
+    ):
         store.advance_cursor(SOURCE, kind="orthanc-changes", position="", expected=None)
     with pytest.raises(ValueError, match=r"source_uri must be a non-empty string"):
         store.advance_cursor("", kind="orthanc-changes", position="1", expected=None)
@@ -107,7 +109,10 @@ def test_stale_studies_differ_in_thresholds_or_models(store: ResultStore) -> Non
     assert (stale[UID_B].source_uri, stale[UID_B].thresholds_version) == ("file:///b", "th-1")
     assert stale[UID_C].models == {"lung": "0.9@ee01"}
     # Another pipeline version alone does not make a study stale. The most recently stored first.
-    assert [s.study_instance_uid for s in store.stale_studies(Provenance("9.9.9", "th-2", {"lung": "0.9@ee01"}))] == [UID_B, UID_A]
+    assert [s.study_instance_uid for s in store.stale_studies(Provenance("9.9.9", "th-2", {"lung": "0.9@ee01"}))] == [
+        UID_B,
+        UID_A,
+    ]
     assert [s.study_instance_uid for s in store.stale_studies(current, limit=1)] == [UID_C]
     with pytest.raises(ValueError, match=r"limit must be at least 1, got 0"):
         store.stale_studies(current, limit=0)

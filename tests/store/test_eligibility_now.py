@@ -22,13 +22,19 @@ STUDY_DAY = dt.date(2026, 8, 4)
 UNTIL = add_months(STUDY_DAY, 3)  # 2026-11-04
 
 
-def _passed(store: ResultStore, uid: str = UID_A, *, institution: str = "四川省人民医院", day: dt.date = STUDY_DAY) -> None:
-    decision = make_decision(uid, verdict=Verdict.PASS, item=HEAD_CT, eligible=True, eligible_until=add_months(day, 3),
-                             study_date=day)
-    study = decision.study.__class__(**{**{f: getattr(decision.study, f) for f in decision.study.__dataclass_fields__},
-                                        "institution": institution})
-    store.save_decision(decision.__class__(**{**{f: getattr(decision, f) for f in decision.__dataclass_fields__},
-                                              "study": study}), run_id=None)
+def _passed(
+    store: ResultStore, uid: str = UID_A, *, institution: str = "四川省人民医院", day: dt.date = STUDY_DAY
+) -> None:
+    decision = make_decision(
+        uid, verdict=Verdict.PASS, item=HEAD_CT, eligible=True, eligible_until=add_months(day, 3), study_date=day
+    )
+    study = decision.study.__class__(
+        **{**{f: getattr(decision.study, f) for f in decision.study.__dataclass_fields__}, "institution": institution}
+    )
+    store.save_decision(
+        decision.__class__(**{**{f: getattr(decision, f) for f in decision.__dataclass_fields__}, "study": study}),
+        run_id=None,
+    )
 
 
 def _suspended_register() -> Register:
@@ -36,14 +42,19 @@ def _suspended_register() -> Register:
     for inst in data["institutions"]:
         if inst["name"] == "四川省人民医院":
             inst["qualification"].append(
-                {"status": "suspended", "since": dt.date(2026, 7, 1), "basis": "2026 H1 evaluation: not passed"})
+                {"status": "suspended", "since": dt.date(2026, 7, 1), "basis": "2026 H1 evaluation: not passed"}
+            )
     return Register.model_validate(data)
 
 
 def test_a_passed_study_past_its_window_is_not_eligible(store: ResultStore) -> None:
     _passed(store)
     (inside,) = store.results(policy=EligibilityPolicy.current(as_of=UNTIL))
-    assert inside["eligible"] is True and inside["eligibility_reasons"] == [] and inside["eligibility_as_of"] == "2026-11-04"
+    assert (
+        inside["eligible"] is True
+        and inside["eligibility_reasons"] == []
+        and inside["eligibility_as_of"] == "2026-11-04"
+    )
     (row,) = store.results(policy=EligibilityPolicy.current(as_of=UNTIL + dt.timedelta(days=1)))
     assert row["eligible"] is False and row["eligible_until"] == "2026-11-04"
     assert row["machine_eligible"] is True and row["machine_eligible_until"] == "2026-11-04"  # the stored facts

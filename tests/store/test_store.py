@@ -47,21 +47,61 @@ from qc_pipeline.store.models import Base, DecisionRecord, RunRecord
 DATA_TABLES = ("runs", "studies", "decisions", "findings", "metrics")
 """Tables a saved decision writes to (row counts)."""
 TABLES = (
-    *DATA_TABLES, "source_cursors",
-    "review_users", "review_claims", "human_decisions", "negative_flags", "review_events", "review_sessions",
-    "exam_log_entries", "non_recognitions",
-    "recognition_tokens", "recognition_events", "recognition_api_calls", "recognition_writebacks",
+    *DATA_TABLES,
+    "source_cursors",
+    "review_users",
+    "review_claims",
+    "human_decisions",
+    "negative_flags",
+    "review_events",
+    "review_sessions",
+    "exam_log_entries",
+    "non_recognitions",
+    "recognition_tokens",
+    "recognition_events",
+    "recognition_api_calls",
+    "recognition_writebacks",
     "finding_reviews",
     "study_leases",
-    "spot_check_draws", "spot_check_population", "spot_check_cases", "spot_check_assignments",
-    "spot_check_grades", "spot_check_summaries",
+    "spot_check_draws",
+    "spot_check_population",
+    "spot_check_cases",
+    "spot_check_assignments",
+    "spot_check_grades",
+    "spot_check_summaries",
 )
 RESULT_KEYS = {
-    "study_instance_uid", "accession_number", "patient_id", "institution", "modality", "study_date",
-    "study_time", "item", "verdict", "eligible", "eligible_until", "findings", "metrics", "measurements", "provenance",
-    "decided_at", "source_uri", "content_fingerprint", "n_series", "n_instances", "history_count",
-    "human_decision", "final_verdict", "negative_flags", "eligibility_basis", "machine_eligible",
-    "machine_eligible_until", "series", "eligibility_as_of", "eligibility_reasons", "recognition_mark",
+    "study_instance_uid",
+    "accession_number",
+    "patient_id",
+    "institution",
+    "modality",
+    "study_date",
+    "study_time",
+    "item",
+    "verdict",
+    "eligible",
+    "eligible_until",
+    "findings",
+    "metrics",
+    "measurements",
+    "provenance",
+    "decided_at",
+    "source_uri",
+    "content_fingerprint",
+    "n_series",
+    "n_instances",
+    "history_count",
+    "human_decision",
+    "final_verdict",
+    "negative_flags",
+    "eligibility_basis",
+    "machine_eligible",
+    "machine_eligible_until",
+    "series",
+    "eligibility_as_of",
+    "eligibility_reasons",
+    "recognition_mark",
     "registered_institution",
 }
 UID_A = "1.2.826.0.1.3680043.10.9001"
@@ -70,10 +110,27 @@ UID_C = "1.2.826.0.1.3680043.10.9003"
 DECIDED = dt.datetime(2026, 10, 20, 4, 0, tzinfo=dt.UTC)
 PROV = Provenance(pipeline_version="0.1.0", thresholds_version="th-1", models={"lung": "1.0@ab12", "brain": "2.1@cd34"})
 FINDINGS = (  # deliberately not in code, category or severity order: the stored order must be kept
-    Finding("metadata.patient.id.missing", Category.METADATA, Severity.FAIL, "Patient ID is missing",
-            "缺少患者ID", value=None, limit="present", series_instance_uid=UID_A + ".1"),
-    Finding("integrity.file.truncated", Category.INTEGRITY, Severity.REVIEW, "File is truncated", "文件被截断",
-            value="1000 bytes", limit="5000 bytes", series_instance_uid=UID_A + ".1", sop_instance_uid=UID_A + ".1.7"),
+    Finding(
+        "metadata.patient.id.missing",
+        Category.METADATA,
+        Severity.FAIL,
+        "Patient ID is missing",
+        "缺少患者ID",
+        value=None,
+        limit="present",
+        series_instance_uid=UID_A + ".1",
+    ),
+    Finding(
+        "integrity.file.truncated",
+        Category.INTEGRITY,
+        Severity.REVIEW,
+        "File is truncated",
+        "文件被截断",
+        value="1000 bytes",
+        limit="5000 bytes",
+        series_instance_uid=UID_A + ".1",
+        sop_instance_uid=UID_A + ".1.7",
+    ),
     Finding("ai.score", Category.AI, Severity.INFO, "AI score recorded"),
 )
 
@@ -142,9 +199,13 @@ def test_migrating_an_empty_database_twice_is_idempotent(db_url: str) -> None:
             if conn.dialect.name == "postgresql":
                 schema = conn.execute(text("SELECT current_schema()")).scalar_one()
                 assert schema.startswith("qc_test_")
-                found = conn.execute(
-                    text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
-                ).scalars().all()
+                found = (
+                    conn.execute(
+                        text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+                    )
+                    .scalars()
+                    .all()
+                )
                 assert set(found) == {*TABLES, "alembic_version"}
     finally:
         first.close()
@@ -188,7 +249,9 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
 def test_a_database_from_a_newer_version_is_refused(db_url: str) -> None:
     with ResultStore.open(db_url) as store, store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
-    with pytest.raises(StoreError, match=r"schema revision '9999_future', unknown .* newer version; upgrade qc-pipeline"):
+    with pytest.raises(
+        StoreError, match=r"schema revision '9999_future', unknown .* newer version; upgrade qc-pipeline"
+    ):
         ResultStore.open(db_url)
 
 
@@ -202,14 +265,18 @@ def test_unreachable_server_raises_store_error_without_the_password() -> None:
 
 
 def test_plain_postgresql_url_uses_psycopg() -> None:
-    with pytest.raises(StoreError, match=r"^cannot open the results database postgresql\+psycopg://qc:\*\*\*@127\.0\.0\.1:1/"):
+    with pytest.raises(
+        StoreError, match=r"^cannot open the results database postgresql\+psycopg://qc:\*\*\*@127\.0\.0\.1:1/"
+    ):
         ResultStore.open("postgresql://qc:pw@127.0.0.1:1/test")
 
 
 def test_unopenable_sqlite_file_raises_store_error(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with pytest.raises(StoreError, match=r"^cannot open the results database sqlite:///.*/file/r\.sqlite: .*unable to open"):
+    with pytest.raises(
+        StoreError, match=r"^cannot open the results database sqlite:///.*/file/r\.sqlite: .*unable to open"
+    ):
         ResultStore.open(f"sqlite:///{not_a_dir / 'r.sqlite'}")
 
 
@@ -278,7 +345,9 @@ def test_save_inserted_then_unchanged_writes_nothing(store: ResultStore) -> None
     assert rows == {"runs": 0, "studies": 1, "decisions": 1, "findings": 3, "metrics": 2}
     assert not store.needs_judging(UID_A, decision.content_fingerprint, PROV)
     assert store.needs_judging(UID_A, "e" * 64, PROV)
-    assert store.needs_judging(UID_A, decision.content_fingerprint, dataclasses.replace(PROV, thresholds_version="th-2"))
+    assert store.needs_judging(
+        UID_A, decision.content_fingerprint, dataclasses.replace(PROV, thresholds_version="th-2")
+    )
     assert store.needs_judging(UID_B, decision.content_fingerprint, PROV)
 
     later = make_decision(decided_at=DECIDED + dt.timedelta(days=1), verdict=Verdict.PASS)  # same key
@@ -339,7 +408,9 @@ def test_save_validates_before_writing(store: ResultStore) -> None:
 
 def test_results_shape_and_values(store: ResultStore) -> None:
     item = ItemRef(code="CT-01", name_zh="胸部CT平扫", name_en="Chest CT, plain")
-    store.save_decision(make_decision(UID_B, item=item, eligible=True, eligible_until=dt.date(2027, 1, 12)), run_id=None)
+    store.save_decision(
+        make_decision(UID_B, item=item, eligible=True, eligible_until=dt.date(2027, 1, 12)), run_id=None
+    )
     store.save_decision(make_decision(UID_A, verdict=Verdict.REVIEW), run_id=None)
     store.save_decision(make_decision(UID_C, study_date=None, verdict=Verdict.NOT_APPLICABLE), run_id=None)
 
@@ -366,15 +437,23 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "machine_eligible": False,
         "machine_eligible_until": None,
         "eligibility_as_of": "2026-10-20",
-        "eligibility_reasons": [{"code": "verdict.not_pass", "message": "the QC verdict is review, not pass",
-                                 "message_zh": "质控结论为待复核，非合格"}],
+        "eligibility_reasons": [
+            {
+                "code": "verdict.not_pass",
+                "message": "the QC verdict is review, not pass",
+                "message_zh": "质控结论为待复核，非合格",
+            }
+        ],
         "recognition_mark": None,
         "registered_institution": "四川省人民医院",
         "findings": [f.as_dict() for f in FINDINGS],
         "metrics": {"snr": 41.5, "cnr": 3.25},
         "measurements": [],
-        "provenance": {"pipeline_version": "0.1.0", "thresholds_version": "th-1",
-                       "models": {"brain": "2.1@cd34", "lung": "1.0@ab12"}},
+        "provenance": {
+            "pipeline_version": "0.1.0",
+            "thresholds_version": "th-1",
+            "models": {"brain": "2.1@cd34", "lung": "1.0@ab12"},
+        },
         "decided_at": "2026-10-20T04:00:00+00:00",
         "source_uri": "file:///incoming",
         "content_fingerprint": "f" * 64,
@@ -383,9 +462,7 @@ def test_results_shape_and_values(store: ResultStore) -> None:
         "history_count": 1,
         "series": [],
     }
-    assert [f["code"] for f in a["findings"]] == [
-        "metadata.patient.id.missing", "integrity.file.truncated", "ai.score"
-    ]
+    assert [f["code"] for f in a["findings"]] == ["metadata.patient.id.missing", "integrity.file.truncated", "ai.score"]
     assert b["item"] == {"code": "CT-01", "name_zh": "胸部CT平扫", "name_en": "Chest CT, plain"}
     assert b["eligible"] is True and b["eligible_until"] == "2027-01-12"
     assert c["study_date"] is None and c["verdict"] == "not_applicable"
@@ -499,8 +576,15 @@ def test_datetimes_are_timezone_aware_utc(store: ResultStore) -> None:
 def test_runs_start_finish_and_list(store: ResultStore) -> None:
     first = store.start_run(source_uri="file:///a", pipeline_version="0.1.0", thresholds_version="th-1")
     second = store.start_run(source_uri="file:///b", pipeline_version="0.1.0", thresholds_version="th-1")
-    store.finish_run(first, status="incomplete", n_studies=5, n_judged=3, n_unchanged=1, n_errors=1,
-                     error_message="1 of 4 studies could not be judged")
+    store.finish_run(
+        first,
+        status="incomplete",
+        n_studies=5,
+        n_judged=3,
+        n_unchanged=1,
+        n_errors=1,
+        error_message="1 of 4 studies could not be judged",
+    )
     runs = store.runs()
     assert [r.run_id for r in runs] == [second, first]
     done = runs[1]
@@ -536,7 +620,9 @@ def test_lost_race_is_retried_after_rereading(store: ResultStore, monkeypatch: p
     assert [h.is_current for h in store.history(UID_A)] == [False, True]
 
     monkeypatch.setattr(ResultStore, "_current", lambda self, session, study_id: None)
-    with pytest.raises(StoreError, match=r"cannot save the decision on study .*: it kept changing under concurrent writers"):
+    with pytest.raises(
+        StoreError, match=r"cannot save the decision on study .*: it kept changing under concurrent writers"
+    ):
         store.save_decision(make_decision(fingerprint="d" * 64), run_id=None)
     assert current_rows(store, UID_A) == 1
     assert count_rows(store)["decisions"] == 2
@@ -582,10 +668,24 @@ def test_concurrent_writers_never_leave_two_current_decisions(db_url: str) -> No
 
 def described_series() -> tuple[SeriesSummary, ...]:
     return (
-        SeriesSummary(UID_A + ".1", 1, "t2_tirm_tra_dark-fluid", "MR", 24, SeriesKind.MR,
-                      MRRole("T2_FLAIR", "AXIAL", False, False, ("TR 9000 ms, TE 81 ms, TI 2500 ms → T2-FLAIR",))),
-        SeriesSummary(UID_A + ".2", 2, "胸部 5mm", "CT", 60, SeriesKind.CT,
-                      CTRole("POST_CONTRAST", None, 1.25, ("post-contrast: ContrastBolusAgent (0018,0010) '碘海醇'",))),
+        SeriesSummary(
+            UID_A + ".1",
+            1,
+            "t2_tirm_tra_dark-fluid",
+            "MR",
+            24,
+            SeriesKind.MR,
+            MRRole("T2_FLAIR", "AXIAL", False, False, ("TR 9000 ms, TE 81 ms, TI 2500 ms → T2-FLAIR",)),
+        ),
+        SeriesSummary(
+            UID_A + ".2",
+            2,
+            "胸部 5mm",
+            "CT",
+            60,
+            SeriesKind.CT,
+            CTRole("POST_CONTRAST", None, 1.25, ("post-contrast: ContrastBolusAgent (0018,0010) '碘海醇'",)),
+        ),
         SeriesSummary(UID_A + ".3", None, None, "DX", 1, SeriesKind.DR, DRRole("PA", "L")),
         SeriesSummary(UID_A + ".99", 99, "Dose Report", "SR", 1, SeriesKind.NON_IMAGE),
     )
@@ -597,7 +697,10 @@ def test_series_roles_are_stored_and_read_back_typed(store: ResultStore) -> None
     (row,) = store.results()
     assert row["series"] == [s.as_dict() for s in series]
     assert row["series"][0]["role"] == {
-        "weighting": "T2_FLAIR", "plane": "AXIAL", "fat_suppressed": False, "post_contrast": False,
+        "weighting": "T2_FLAIR",
+        "plane": "AXIAL",
+        "fat_suppressed": False,
+        "post_contrast": False,
         "evidence": ["TR 9000 ms, TE 81 ms, TI 2500 ms → T2-FLAIR"],
     }
     assert row["series"][3]["role"] is None and row["series"][3]["kind"] == "non_image"
@@ -645,12 +748,14 @@ def test_the_head_read_from_the_migration_files_is_alembics_and_opening_needs_no
     from qc_pipeline.store.schema import head_revision, shipped_head
 
     assert shipped_head() == head_revision()
-    code = ("import sys, tempfile; from qc_pipeline.store import ResultStore; "
-            "url = 'sqlite:///' + tempfile.mkdtemp() + '/r.sqlite'; ResultStore.open(url).close(); "
-            "assert 'alembic' in sys.modules;"  # a new database is migrated with Alembic
-            "[sys.modules.pop(m) for m in [m for m in sys.modules if m.startswith(('alembic', 'mako', 'pygments'))]];"
-            "from qc_pipeline.store import schema; schema.shipped_head.cache_clear();"
-            "ResultStore.open(url).close(); print('alembic' in sys.modules)")
+    code = (
+        "import sys, tempfile; from qc_pipeline.store import ResultStore; "
+        "url = 'sqlite:///' + tempfile.mkdtemp() + '/r.sqlite'; ResultStore.open(url).close(); "
+        "assert 'alembic' in sys.modules;"  # a new database is migrated with Alembic
+        "[sys.modules.pop(m) for m in [m for m in sys.modules if m.startswith(('alembic', 'mako', 'pygments'))]];"
+        "from qc_pipeline.store import schema; schema.shipped_head.cache_clear();"
+        "ResultStore.open(url).close(); print('alembic' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"  # a database at the head is opened without importing Alembic

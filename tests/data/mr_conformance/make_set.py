@@ -36,11 +36,13 @@ DEFAULT_LICENCE = "BSD-2-Clause (LICENSE of the repository, Chris Rorden et al.)
 MAX_ELEMENT_BYTES = 2048
 """Larger private elements (Siemens CSA, Philips private sequences, GE protocol blocks) are dropped."""
 KEEP_PRIVATE = {0x0019100C, 0x0019100D, 0x0019100E, 0x00431039, 0x20011003, 0x20011004, 0x00431030}
-MR_IMAGE_STORAGE = frozenset({
-    "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
-})
+MR_IMAGE_STORAGE = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+        "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
+    }
+)
 MAX_FRAMES = 12
 """Enhanced objects keep at most this many frames, spread over the object and always the frame
 with the largest b-value (their per-frame groups are what identification reads)."""
@@ -131,17 +133,66 @@ SELECTION: tuple[Pick, ...] = (
     Pick("xa30_bold", "Siemens", "neurolabusc/dcm_qa_xa30", "In/7_func-bold_task-fa_run-1", True),
     Pick("xa30_fmap_mag", "Siemens", "neurolabusc/dcm_qa_xa30", "In/8_gre_field_mapping"),
     Pick("xa30_fmap_phase", "Siemens", "neurolabusc/dcm_qa_xa30", "In/9_gre_field_mapping"),
-    Pick("xa30_classic_epi", "Siemens", "neurolabusc/dcm_qa_sag", "In/XA30/classic/5001_Product_EPI_Sag_Ascending", True),
+    Pick(
+        "xa30_classic_epi", "Siemens", "neurolabusc/dcm_qa_sag", "In/XA30/classic/5001_Product_EPI_Sag_Ascending", True
+    ),
     Pick("xa30_enh_epi", "Siemens", "neurolabusc/dcm_qa_sag", "In/XA30/enhanced/5_Product_EPI_Sag_Ascending", True),
     Pick("xa10_enh_rest", "Siemens", "neurolabusc/dcm_qa_enh", "In/Siemens/XA10", True),
-    Pick("xa60_bold_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "PRODUCT__ep2d_bold__p3_sms1"),
-    Pick("xa60_cmrr_bold_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "C2P__cmrr_mbep2d_bold__p3_mb2"),
-    Pick("xa60_dwi_7t", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA60/DICOM/24100413/39280000/", True, "PRODUCT__ep2d_diff__p3_sms1"),
-    Pick("xa61_tracew", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA61/DICOM/24100310/14440000/", False, "PRODUCT__ep2d_diff__p2_sms1_TRACEW"),
-    Pick("xa61_cmrr_dwi", "Siemens", "neurolabusc/dcm_qa_xa60", "In/XA61/DICOM/24100310/14440000/", True, "C2P__cmrr_mbep2d_diff__p2_mb1"),
+    Pick(
+        "xa60_bold_7t",
+        "Siemens",
+        "neurolabusc/dcm_qa_xa60",
+        "In/XA60/DICOM/24100413/39280000/",
+        True,
+        "PRODUCT__ep2d_bold__p3_sms1",
+    ),
+    Pick(
+        "xa60_cmrr_bold_7t",
+        "Siemens",
+        "neurolabusc/dcm_qa_xa60",
+        "In/XA60/DICOM/24100413/39280000/",
+        True,
+        "C2P__cmrr_mbep2d_bold__p3_mb2",
+    ),
+    Pick(
+        "xa60_dwi_7t",
+        "Siemens",
+        "neurolabusc/dcm_qa_xa60",
+        "In/XA60/DICOM/24100413/39280000/",
+        True,
+        "PRODUCT__ep2d_diff__p3_sms1",
+    ),
+    Pick(
+        "xa61_tracew",
+        "Siemens",
+        "neurolabusc/dcm_qa_xa60",
+        "In/XA61/DICOM/24100310/14440000/",
+        False,
+        "PRODUCT__ep2d_diff__p2_sms1_TRACEW",
+    ),
+    Pick(
+        "xa61_cmrr_dwi",
+        "Siemens",
+        "neurolabusc/dcm_qa_xa60",
+        "In/XA61/DICOM/24100310/14440000/",
+        True,
+        "C2P__cmrr_mbep2d_diff__p2_mb1",
+    ),
     # United Imaging
-    Pick("uih_dti_pa", "United Imaging", "neurolabusc/dcm_qa_uih", "In/DTI_134434/dti_tra_dir16_PA_SaveBySlc__135612", True),
-    Pick("uih_dti_ap", "United Imaging", "neurolabusc/dcm_qa_uih", "In/DTI_134434/dti_tra_dir16_AP_SaveBySlc__140028", True),
+    Pick(
+        "uih_dti_pa",
+        "United Imaging",
+        "neurolabusc/dcm_qa_uih",
+        "In/DTI_134434/dti_tra_dir16_PA_SaveBySlc__135612",
+        True,
+    ),
+    Pick(
+        "uih_dti_ap",
+        "United Imaging",
+        "neurolabusc/dcm_qa_uih",
+        "In/DTI_134434/dti_tra_dir16_AP_SaveBySlc__140028",
+        True,
+    ),
     Pick("uih_t1_gre", "United Imaging", "neurolabusc/dcm_qa_uih", "In/DTI_134434/t1_gre_fsp_3d_sag__134917"),
     # Canon / Toshiba
     Pick("canon_dti_ax", "Canon/Toshiba", "neurolabusc/dcm_qa_canon_61", "In/cl/6000_", True),
@@ -159,9 +210,7 @@ class Mirror:
     def __init__(self, root: Path, repo: str) -> None:
         self.git = root / repo.replace("/", "+") / "repo"
         self.commit = self._run("rev-parse", "HEAD").strip()
-        self._tree = [
-            line.split("\t", 1) for line in self._run("ls-tree", "-r", "HEAD").splitlines()
-        ]
+        self._tree = [line.split("\t", 1) for line in self._run("ls-tree", "-r", "HEAD").splitlines()]
 
     def _run(self, *args: str) -> str:
         return subprocess.run(["git", "-C", str(self.git), *args], capture_output=True, text=True, check=True).stdout
@@ -173,8 +222,16 @@ class Mirror:
             if data is None:
                 return []
             with zipfile.ZipFile(io.BytesIO(data)) as members:
-                return [f"{archive}!{name}" for name in members.namelist() if name.startswith(inner) and not name.endswith("/")]
-        return [path for meta, path in self._tree if meta.split()[1] == "blob" and (path == prefix or path.startswith(prefix))]
+                return [
+                    f"{archive}!{name}"
+                    for name in members.namelist()
+                    if name.startswith(inner) and not name.endswith("/")
+                ]
+        return [
+            path
+            for meta, path in self._tree
+            if meta.split()[1] == "blob" and (path == prefix or path.startswith(prefix))
+        ]
 
     def read(self, path: str) -> bytes | None:
         if "!" in path:
@@ -222,12 +279,16 @@ def _strip(ds: Dataset) -> Dataset:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) > MAX_FRAMES:
+
         def frame_b(item: Dataset) -> float:
             for diff in item.get("MRDiffusionSequence", []):
                 return float(diff.get("DiffusionBValue", -1) or -1)
             return -1.0
 
-        keep = sorted(set(np.linspace(0, len(per_frame) - 1, MAX_FRAMES - 1).round().astype(int)) | {max(range(len(per_frame)), key=lambda i: frame_b(per_frame[i]))})
+        keep = sorted(
+            set(np.linspace(0, len(per_frame) - 1, MAX_FRAMES - 1).round().astype(int))
+            | {max(range(len(per_frame)), key=lambda i: frame_b(per_frame[i]))}
+        )
         ds.PerFrameFunctionalGroupsSequence = Sequence([per_frame[i] for i in keep])
         frames = len(keep)
     if "NumberOfFrames" in ds:
@@ -312,31 +373,46 @@ def build(mirror_root: Path, out: Path) -> list[dict[str, str]]:
             if not candidates:
                 raise SystemExit(f"{pick.series}: no series {pick.description!r} under {pick.repo}:{pick.folder}")
         uid = candidates[0][1].SeriesInstanceUID
-        order = sorted((c for c in candidates if c[1].SeriesInstanceUID == uid), key=lambda c: (int(c[1].get("InstanceNumber", 0) or 0), c[0]))
+        order = sorted(
+            (c for c in candidates if c[1].SeriesInstanceUID == uid),
+            key=lambda c: (int(c[1].get("InstanceNumber", 0) or 0), c[0]),
+        )
         chosen = [order[0]]
         if pick.multi and len(order) > 1:
             first_b = _b(order[0][1])
             first_pos = [round(float(v), 1) for v in order[0][1].get("ImagePositionPatient", [])]
 
             def same_position(c: tuple[str, Dataset], first_pos: list[float] = first_pos) -> bool:
-                return bool(first_pos) and [round(float(v), 1) for v in c[1].get("ImagePositionPatient", [])] == first_pos
+                return (
+                    bool(first_pos) and [round(float(v), 1) for v in c[1].get("ImagePositionPatient", [])] == first_pos
+                )
 
             # a diffusion-weighted image if there is one, else the same slice in a later volume, else the last
-            other = max(order[1:], key=lambda c: (_b(c[1]) != first_b, _b(c[1]), same_position(c), int(c[1].get("InstanceNumber", 0) or 0)))
+            other = max(
+                order[1:],
+                key=lambda c: (
+                    _b(c[1]) != first_b,
+                    _b(c[1]),
+                    same_position(c),
+                    int(c[1].get("InstanceNumber", 0) or 0),
+                ),
+            )
             chosen.append(other)
         for k, (path, ds) in enumerate(chosen, start=1):
             name = f"{pick.series}_{k}.dcm"
             _write(_strip(ds), out / name)
-            rows.append({
-                "file": name,
-                "series": pick.series,
-                "vendor": pick.vendor,
-                "repo": pick.repo,
-                "commit": mirror.commit,
-                "path": path,
-                "licence": LICENCES.get(pick.repo, DEFAULT_LICENCE),
-                "series_files_in_source": str(len(order)),
-            })
+            rows.append(
+                {
+                    "file": name,
+                    "series": pick.series,
+                    "vendor": pick.vendor,
+                    "repo": pick.repo,
+                    "commit": mirror.commit,
+                    "path": path,
+                    "licence": LICENCES.get(pick.repo, DEFAULT_LICENCE),
+                    "series_files_in_source": str(len(order)),
+                }
+            )
     with (out / "sources.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

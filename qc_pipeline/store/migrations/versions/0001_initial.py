@@ -82,9 +82,7 @@ def upgrade() -> None:
         sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_decisions"),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], name="fk_decisions_study_id_studies"),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name="fk_decisions_run_id_runs", ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_decisions_run_id_runs", ondelete="SET NULL"),
     )
     op.create_index("ix_decisions_study_id", "decisions", ["study_id"])
     op.create_index("ix_decisions_run_id", "decisions", ["run_id"])

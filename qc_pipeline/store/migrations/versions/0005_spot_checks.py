@@ -55,7 +55,9 @@ def upgrade() -> None:
         sa.Column("verdict", sa.String(32), nullable=False),
         sa.Column("drawn", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["draw_id"], ["spot_check_draws.id"], name="fk_spot_check_population_draw_id_spot_check_draws",
+            ["draw_id"],
+            ["spot_check_draws.id"],
+            name="fk_spot_check_population_draw_id_spot_check_draws",
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], name="fk_spot_check_population_study_id_studies"),
@@ -79,7 +81,10 @@ def upgrade() -> None:
         sa.Column("item_code", sa.String(64), nullable=True),
         sa.Column("sort_key", sa.String(64), nullable=False),
         sa.ForeignKeyConstraint(
-            ["draw_id"], ["spot_check_draws.id"], name="fk_spot_check_cases_draw_id_spot_check_draws", ondelete="CASCADE"
+            ["draw_id"],
+            ["spot_check_draws.id"],
+            name="fk_spot_check_cases_draw_id_spot_check_draws",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], name="fk_spot_check_cases_study_id_studies"),
         sa.ForeignKeyConstraint(["decision_id"], ["decisions.id"], name="fk_spot_check_cases_decision_id_decisions"),
@@ -97,7 +102,9 @@ def upgrade() -> None:
         sa.Column("reading", sa.Integer(), nullable=False),
         _ts("assigned_at"),
         sa.ForeignKeyConstraint(
-            ["case_id"], ["spot_check_cases.id"], name="fk_spot_check_assignments_case_id_spot_check_cases",
+            ["case_id"],
+            ["spot_check_cases.id"],
+            name="fk_spot_check_assignments_case_id_spot_check_cases",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_spot_check_assignments"),
@@ -117,8 +124,10 @@ def upgrade() -> None:
         sa.Column("graded_by", sa.String(128), nullable=False),
         _ts("graded_at"),
         sa.ForeignKeyConstraint(
-            ["assignment_id"], ["spot_check_assignments.id"],
-            name="fk_spot_check_grades_assignment_id_spot_check_assignments", ondelete="CASCADE",
+            ["assignment_id"],
+            ["spot_check_assignments.id"],
+            name="fk_spot_check_grades_assignment_id_spot_check_assignments",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_spot_check_grades"),
         sa.UniqueConstraint("assignment_id", name="uq_spot_check_grades_assignment_id"),

@@ -60,7 +60,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", name="uq_recognition_events_event_id"),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], name="fk_recognition_events_study_id_studies"),
         sa.ForeignKeyConstraint(
-            ["non_recognition_id"], ["non_recognitions.id"],
+            ["non_recognition_id"],
+            ["non_recognitions.id"],
             name="fk_recognition_events_non_recognition_id_non_recognitions",
         ),
     )
