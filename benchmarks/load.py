@@ -132,7 +132,7 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
     process's RSS sampled every ``sample_every`` studies through the flow's progress events."""
     import shutil
 
-    from flows.qc_flow import add_progress_listener, remove_progress_listener, run
+    from flows.qc_flow import progress_to, run
 
     files = sorted(root.rglob("*.dcm"))
     source = root
@@ -157,11 +157,8 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
             )
 
     rss_before = _rss_mb()
-    add_progress_listener(sample)
-    try:
+    with progress_to(sample):
         summary = run(source, db_url=db, now=NOW)
-    finally:
-        remove_progress_listener(sample)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,

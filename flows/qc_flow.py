@@ -4,13 +4,15 @@ or on Dask (``workers``/``dask_address``)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import functools
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,23 +46,29 @@ from qc_pipeline.store import ResultStore, SourceCursor
 ProgressListener = Callable[[str, int, int], None]
 """Called as ``listener(event, done, total)`` with event ``start`` or ``study``."""
 
-_listeners: list[ProgressListener] = []
-_lock = threading.Lock()
+_progress: contextvars.ContextVar[tuple[ProgressListener, ...]] = contextvars.ContextVar("qc_progress", default=())
+"""The listeners of the runs started in this context: a context variable, not module state, so two
+runs in one process (threads of the review app, tests) report only to their own callers."""
 
 
-def add_progress_listener(listener: ProgressListener) -> None:
-    """Receive progress of flow runs in this process (the CLI's progress bar)."""
-    _listeners.append(listener)
-
-
-def remove_progress_listener(listener: ProgressListener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+@contextlib.contextmanager
+def progress_to(listener: ProgressListener) -> Iterator[None]:
+    """Send the progress of the flow runs started inside the block to ``listener`` (the CLI's
+    progress bar). Prefect runs a flow called here in this context and its tasks in copies of it."""
+    token = _progress.set((*_progress.get(), listener))
+    try:
+        yield
+    finally:
+        _progress.reset(token)
 
 
 def _notify(event: str, done: int, total: int) -> None:
-    for listener in list(_listeners):
+    for listener in _progress.get():
         listener(event, done, total)
+
+
+_lock = threading.Lock()
+"""Guards the thresholds cache when tasks on a thread pool reload changed files."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -267,16 +275,19 @@ def _forget_result(result: object) -> None:
     """Drop what Prefect keeps of a collected study task in the flow run context.
 
     Prefect links every task result to a copy of its final state (``FlowRunContext.run_results``,
-    for result lineage when one task's result is passed to another): a few KB per study, kept
-    for the whole run. Study tasks never pass results to each other, so once an outcome is
-    collected its entries go, and the flow's memory stays flat however long the backlog.
+    a documented field of its public context model, for result lineage when one task's result is
+    passed to another): a few KB per study, kept for the whole run. Study tasks never pass results
+    to each other, so once an outcome is collected its entries go, and the flow's memory stays flat
+    however long the backlog. Prefect offers no switch for this (3.8 and 3.9 link every result
+    alike); ``tests/flows/test_cli_run.py`` checks that the context stays small during a run, so
+    an upgrade that changes the mechanism fails there rather than in a long production run. If the
+    field is gone, nothing is dropped: the run is still right, its memory grows with the backlog.
     """
     context = FlowRunContext.get()
-    if context is None:
+    kept = getattr(context, "run_results", None)
+    if not isinstance(kept, dict):
         return
-    visit_collection(
-        result, visit_fn=lambda obj: context.run_results.pop(id(obj), None), return_data=False, max_depth=1
-    )
+    visit_collection(result, visit_fn=lambda obj: kept.pop(id(obj), None), return_data=False, max_depth=1)
 
 
 MAX_IN_FLIGHT = 128

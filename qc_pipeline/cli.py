@@ -307,9 +307,8 @@ def _run_flow(
             "this command starts Prefect's temporary server (about 10 s; a running server avoids it)",
             err=True,
         )
-    qc_flow.add_progress_listener(listener)
     try:
-        with _prefect_api_errors(), _without_heartbeats():
+        with qc_flow.progress_to(listener), _prefect_api_errors(), _without_heartbeats():
             return qc_flow.run(
                 source,
                 db_url=db_url_for(db_url),
@@ -325,7 +324,6 @@ def _run_flow(
     except QCError as exc:
         _fail(str(exc).splitlines()[0], "运行未能完成")
     finally:
-        qc_flow.remove_progress_listener(listener)
         if progress is not None:
             progress.stop()
     raise AssertionError("unreachable")  # pragma: no cover

@@ -196,12 +196,9 @@ def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_pat
 
         kept.append(len(FlowRunContext.get().run_results))
 
-    qc_flow.add_progress_listener(watch)
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    try:
+    with qc_flow.progress_to(watch):
         code, out = invoke("run", str(root), "--db", url)
-    finally:
-        qc_flow.remove_progress_listener(watch)
     assert code == 0, out
     assert "9 已质控 judged" in out
     assert 1 <= most[0] <= 2
@@ -249,3 +246,33 @@ def test_commands_that_wait_for_their_flow_run_send_no_heartbeats():
     with _without_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is None
     assert get_current_settings().flows.heartbeat_frequency == before
+
+
+def test_progress_reaches_only_the_listeners_of_the_context_that_started_the_run():
+    """Two runs in one process (the review app's threads, parallel tests) do not see each other's
+    progress, and a listener is gone once its block ends."""
+    import threading
+
+    from flows import qc_flow
+
+    outer: list[tuple[str, int, int]] = []
+    inner: list[tuple[str, int, int]] = []
+    elsewhere: list[tuple[str, int, int]] = []
+
+    def other_thread() -> None:
+        with qc_flow.progress_to(lambda *event: elsewhere.append(event)):
+            qc_flow._notify("study", 7, 9)
+
+    with qc_flow.progress_to(lambda *event: outer.append(event)):
+        qc_flow._notify("start", 0, 2)
+        with qc_flow.progress_to(lambda *event: inner.append(event)):
+            qc_flow._notify("study", 1, 2)
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        qc_flow._notify("study", 2, 2)
+    qc_flow._notify("study", 3, 3)  # no listener left: nobody hears it
+
+    assert outer == [("start", 0, 2), ("study", 1, 2), ("study", 2, 2)]
+    assert inner == [("study", 1, 2)]
+    assert elsewhere == [("study", 7, 9)]
