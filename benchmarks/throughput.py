@@ -141,17 +141,30 @@ def _j2k(paths: Iterable[Path], out: Path) -> list[Path]:
 
 
 def _studies(root: Path, *, slices: int, size: int) -> dict[str, list[Path]]:
-    """Native studies by case name: a plain chest CT, the demo's brain MR and chest DR (each maps
-    to a recognition item, so every check, metric and AI score runs)."""
+    """Native studies by case name: a plain chest CT (separate files, and as one multi-frame object),
+    the demo's brain MR and chest DR (each maps to a recognition item, so every check, metric and
+    AI score runs)."""
     from qc_pipeline.samples import write_demo_studies
+    from tests.support.multiframe import one_object
 
     demo = root / "demo"
     write_demo_studies(demo)
+    ct = write_chest_ct(root / "ct", "a", slices=slices, size=size)
     return {
-        f"CT {slices}x{size}²": write_chest_ct(root / "ct", "a", slices=slices, size=size),
+        f"CT {slices}x{size}²": ct,
+        # the same CT as one enhanced multi-frame object (per-frame positions): over DICOMweb only
+        # its sampled frames are retrieved
+        f"CT {slices}x{size}² multi-frame": [
+            one_object(ct, root / "ct-multiframe" / "multi.dcm", per_frame_positions=True)
+        ],
         "MR brain (demo)": sorted((demo / "phantom_mr_brain").rglob("*.dcm")),
         "DR chest (demo)": sorted((demo / "phantom_dr_chest").rglob("*.dcm")),
     }
+
+
+def _slug(name: str) -> str:
+    """A case name as a folder name."""
+    return re.sub(r"\W+", "-", name).strip("-")
 
 
 def _bare_decode(paths: list[Path]) -> None:
@@ -247,11 +260,16 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[
     (entry,) = list(source.discover())
     real = image_quality._ct_sample
 
-    def widened(target: Any, ai_slices: Any, *, only_needed_instances: bool) -> Any:
-        sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
+    def widened(target: Any, ai_slices: Any, **how: Any) -> Any:
+        sample = real(target, ai_slices, **how)
         every = tuple(range(sample.n_slices))
         return dataclasses.replace(
-            sample, chosen=every, instances=tuple(range(len(target.instances))), select=every, n_fetched=sample.n_slices
+            sample,
+            chosen=every,
+            instances=tuple(range(len(target.instances))),
+            select=every,
+            n_fetched=sample.n_slices,
+            frames={},
         )
 
     def cpu(func: Any) -> float:
@@ -325,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
                 if args.only and args.only not in name:
                     continue
                 for syntax in args.syntaxes.split(","):
-                    first = paths if syntax == "native" else _j2k(paths, work / syntax / name.split()[0])
+                    first = paths if syntax == "native" else _j2k(paths, work / syntax / _slug(name))
                     if args.in_process:
                         rows.append(_in_process(name, syntax, first, repeat))
-                    second = _copy_study(first, work / f"{syntax}-copy" / name.split()[0] / "s", "copy")
+                    second = _copy_study(first, work / f"{syntax}-copy" / _slug(name) / "s", "copy")
                     rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc)
         finally:
             if orthanc is not None:

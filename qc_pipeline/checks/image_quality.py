@@ -32,11 +32,12 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from pydicom.dataset import Dataset
 
@@ -50,6 +51,7 @@ from qc_pipeline.checks.completeness import is_localizer
 from qc_pipeline.domain import Finding, InstanceRef, Measurement, Severity, Unmeasured
 from qc_pipeline.errors import DegenerateInputError, ModelError, NotApplicableError, SourceError
 from qc_pipeline.io.dicom import HeaderRead, text
+from qc_pipeline.io.frames import subset_header
 from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import (
     DEFAULT_MAX_BYTES,
@@ -143,8 +145,20 @@ class PixelSource(Protocol):
     """What the image-quality check needs of a study source: local files holding some pixels."""
 
     def pixel_files(self, instances: Sequence[InstanceRef]) -> AbstractContextManager[list[Path]]:
-        """Paths of files holding these instances' pixel data, valid inside the context."""
+        """Paths of files holding these instances' pixel data, valid inside the context.
+
+        A source that can retrieve single frames says so with ``fetches_frames = True`` and takes
+        ``frames``: SOPInstanceUID -> (the instance's loaded header, the 0-based frames wanted); the
+        file of such an instance then holds only those frames (:mod:`qc_pipeline.io.frames`)."""
         ...
+
+
+class FramePixelSource(Protocol):
+    """A :class:`PixelSource` that retrieves single frames (``fetches_frames = True``)."""
+
+    def pixel_files(
+        self, instances: Sequence[InstanceRef], frames: Mapping[str, tuple[Dataset, tuple[int, ...]]] | None = None
+    ) -> AbstractContextManager[list[Path]]: ...
 
 
 def _loaded_headers(
@@ -243,6 +257,9 @@ class _CtSample:
     """The chosen slices as indices into the order of the slices of ``instances`` alone."""
     n_fetched: int
     """Slices the files of ``instances`` hold, by the headers."""
+    frames: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    """Multi-frame instances fetched in part (index into ``target.instances`` -> its frames to
+    fetch, 0-based): a source that retrieves single frames fetches only these of them."""
 
     def select_in(self, n: int) -> tuple[int, ...]:
         """``select`` for files that hold ``n`` slices; files that hold another number than
@@ -256,21 +273,66 @@ class _CtSample:
 
 
 def _ct_sample(
-    target: Target, ai_slices: Callable[[int], Sequence[int]] | None, *, only_needed_instances: bool
+    target: Target,
+    ai_slices: Callable[[int], Sequence[int]] | None,
+    *,
+    only_needed_instances: bool,
+    only_needed_frames: bool = False,
 ) -> _CtSample:
     """The slices to decode; with ``only_needed_instances`` the instances to fetch are only those
     holding them (a source that transfers pixel data), else all (local files: opening costs
-    nothing, only the chosen slices are decoded)."""
-    order = slice_order([i.dataset for i in target.instances], [i.ref.location for i in target.instances])
+    nothing, only the chosen slices are decoded). With ``only_needed_frames`` too (a source that
+    retrieves single frames), a multi-frame instance is fetched as only its chosen frames, when
+    the object they make is ordered as the whole one is (else it is fetched whole)."""
+    datasets = [i.dataset for i in target.instances]
+    order = slice_order(datasets, [i.ref.location for i in target.instances])
     n = len(order)
     chosen = sorted({*ct.sample_slices(n).tolist(), *(ai_slices(n) if ai_slices is not None else ())})
     if not only_needed_instances:
         return _CtSample(n, tuple(chosen), tuple(range(len(target.instances))), tuple(chosen), n)
     instances = sorted({order[i][0] for i in chosen})
+    frames: dict[int, tuple[int, ...]] = {}
+    if only_needed_frames:
+        held = Counter(instance for instance, _frame in order)
+        for instance in instances:
+            wanted_frames = tuple(sorted(order[i][1] for i in chosen if order[i][0] == instance))
+            if held[instance] > 1 and len(wanted_frames) < held[instance]:
+                frames[instance] = wanted_frames
+        if frames and not _frames_keep_order(datasets, instances, frames, order, chosen):
+            frames = {}
     wanted = set(instances)
-    fetched = [k for k, (instance, _frame) in enumerate(order) if instance in wanted]
+    fetched = [
+        k
+        for k, (instance, frame) in enumerate(order)
+        if instance in wanted and (instance not in frames or frame in frames[instance])
+    ]
     at = {k: j for j, k in enumerate(fetched)}
-    return _CtSample(n, tuple(chosen), tuple(instances), tuple(at[i] for i in chosen), len(fetched))
+    return _CtSample(n, tuple(chosen), tuple(instances), tuple(at[i] for i in chosen), len(fetched), frames)
+
+
+def _frames_keep_order(
+    datasets: Sequence[Dataset],
+    instances: Sequence[int],
+    frames: Mapping[int, tuple[int, ...]],
+    order: Sequence[tuple[int, int]],
+    chosen: Sequence[int],
+) -> bool:
+    """Whether the objects fetched with only ``frames`` of some instances stack their slices in the
+    order the whole series has them (a frame without a position among frames with one would not)."""
+    reduced = [subset_header(datasets[i], frames[i]) if i in frames else datasets[i] for i in instances]
+    try:
+        got = [
+            (instances[k], frames[instances[k]][f] if instances[k] in frames else f) for k, f in slice_order(reduced)
+        ]
+    except DegenerateInputError:
+        return False
+    wanted = set(instances)
+    expected = [
+        (instance, frame)
+        for instance, frame in order
+        if instance in wanted and (instance not in frames or frame in frames[instance])
+    ]
+    return got == expected
 
 
 def _measure_target(
@@ -534,16 +596,32 @@ def check_image_quality(
                 if isinstance(scorer, Scorer) and target.kind == "ct"
                 else None
             )
-            # A source that fetches pixel data (DICOMweb) fetches only the sampled instances.
+            # A source that fetches pixel data (DICOMweb) fetches only the sampled instances, and
+            # of a multi-frame instance only the sampled frames when it can retrieve frames.
             sample = (
                 _ct_sample(
-                    target, ai_slices, only_needed_instances=not getattr(pixels, "pixel_files_are_loaded_files", False)
+                    target,
+                    ai_slices,
+                    only_needed_instances=not getattr(pixels, "pixel_files_are_loaded_files", False),
+                    only_needed_frames=getattr(pixels, "fetches_frames", False),
                 )
                 if target.kind == "ct"
                 else None
             )
             needed = target.instances if sample is None else tuple(target.instances[i] for i in sample.instances)
-            with pixels.pixel_files([i.ref for i in needed]) as paths:
+            frames = (
+                {
+                    target.instances[i].ref.sop_instance_uid: (target.instances[i].dataset, wanted)
+                    for i, wanted in sample.frames.items()
+                }
+                if sample is not None
+                else {}
+            )
+            refs = [i.ref for i in needed]
+            fetch = (
+                cast(FramePixelSource, pixels).pixel_files(refs, frames=frames) if frames else pixels.pixel_files(refs)
+            )
+            with fetch as paths:
                 headers = _loaded_headers(pixels, needed, paths)
                 raw, decoded = _measure_target(target, paths, vendors, noise_reference_mm, headers, ai_slices, sample)
         except SourceError:

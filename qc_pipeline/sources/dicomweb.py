@@ -43,6 +43,7 @@ from urllib3.util.retry import Retry
 from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import SourceError
 from qc_pipeline.io.dicom import PixelDataCheck, is_image, text
+from qc_pipeline.io.frames import object_with_frames, subset_header
 from qc_pipeline.recognition.uids import is_own_series
 from qc_pipeline.sources.base import (
     LoadedInstance,
@@ -84,6 +85,46 @@ MAX_CHANGED_STUDIES: Final = 2000
 PAGE_SIZE: Final = 500
 TIMEOUT_S: Final = (5.0, 60.0)
 """(connect, read) timeouts in seconds."""
+
+FRAMES_ACCEPT: Final = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+"""Frames as stored (PS3.18 §8.7.3.5.2: ``transfer-syntax=*`` asks for no transcoding); the server
+names each part's transfer syntax in its Content-Type (``image/jp2; transfer-syntax=...``)."""
+
+
+def multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a ``multipart/related`` message (RFC 2387): each part's headers (lower-case
+    names) and content. A message without a boundary is one part with no headers (some servers
+    send a single frame so)."""
+    boundary = None
+    for item in content_type.split(";")[1:]:
+        name, _, value = item.strip().partition("=")
+        if name.lower() == "boundary":
+            boundary = value.strip().strip('"').encode("latin-1")
+    if not boundary:
+        return [({}, body)]
+    parts = []
+    for piece in (b"\r\n" + body).split(b"\r\n--" + boundary)[1:]:
+        if piece.startswith(b"--"):
+            break  # the closing delimiter
+        head, _, content = piece.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.split(b"\r\n"):
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        parts.append((headers, content))
+    return parts
+
+
+def transfer_syntax_of(content_type: str) -> str | None:
+    """The ``transfer-syntax`` parameter of a media type, wherever it stands (a part's own type, or
+    inside the quoted ``type`` of a multipart message)."""
+    for item in content_type.replace('"', ";").split(";"):
+        name, _, value = item.strip().partition("=")
+        if name.lower() == "transfer-syntax" and value.strip() and value.strip() != "*":
+            return value.strip()
+    return None
+
 
 _TAG_STUDY_UID: Final = "0020000D"
 _TAG_SERIES_UID: Final = "0020000E"
@@ -213,6 +254,9 @@ def _parse_window(position: str) -> tuple[dt.date, dt.datetime] | None:
 
 class DicomWebSource:
     """Studies on a DICOMweb server (the regional imaging cloud; Orthanc in the tests)."""
+
+    fetches_frames = True
+    """:meth:`pixel_files` retrieves single frames of a multi-frame instance when asked."""
 
     def __init__(
         self,
@@ -490,7 +534,11 @@ class DicomWebSource:
         return study
 
     @contextlib.contextmanager
-    def pixel_files(self, instances: Sequence[InstanceRef]) -> Iterator[list[Path]]:
+    def pixel_files(
+        self,
+        instances: Sequence[InstanceRef],
+        frames: Mapping[str, tuple[Dataset, tuple[int, ...]]] | None = None,
+    ) -> Iterator[list[Path]]:
         """WADO-RS: fetch the instances (of one series) as stored, into a temporary folder.
 
         The stored transfer syntax is asked for (``transfer-syntax=*``: no transcoding on the
@@ -499,13 +547,18 @@ class DicomWebSource:
         more through the series' multipart stream, keeping only the instances asked for. The bytes
         received count towards the study's :meth:`take_fetched_bytes`. The files are deleted when
         the context ends.
+
+        ``frames`` (SOPInstanceUID -> the instance's loaded header, 0-based frames): of these
+        multi-frame instances only the frames named are retrieved (WADO-RS frame retrieval, stored
+        transfer syntax), and each file holds only them (:mod:`qc_pipeline.io.frames`).
         """
         if not instances:
             yield []
             return
         parts = [inst.location.split("/") for inst in instances]
         study_uid, series_uid = parts[0][0], parts[0][1]
-        wanted = {inst.sop_instance_uid for inst in instances}
+        parted = dict(frames or {})
+        wanted = {inst.sop_instance_uid for inst in instances if inst.sop_instance_uid not in parted}
         media = (("application/dicom", "*"),)
         received = 0
         with tempfile.TemporaryDirectory(prefix="qc-pixels-") as tmp:
@@ -524,7 +577,24 @@ class DicomWebSource:
 
             what = f"retrieve the pixel data of series {series_uid}"
             try:
-                if len(instances) <= FETCH_ONE_BY_ONE_MAX:
+                for sop_uid, (header, numbers) in parted.items():
+                    data, syntax = self._call(
+                        f"retrieve {len(numbers)} frames of instance {sop_uid}",
+                        self._frames,
+                        study_uid,
+                        series_uid,
+                        sop_uid,
+                        numbers,
+                    )
+                    if data is None:
+                        continue  # gone since listed: said below with the others
+                    received += sum(len(d) for d in data)
+                    path = Path(tmp) / f"{len(found):06d}.dcm"
+                    object_with_frames(subset_header(header, numbers), data, syntax).save_as(
+                        path, enforce_file_format=True
+                    )
+                    found[sop_uid] = path
+                if wanted and len(wanted) <= FETCH_ONE_BY_ONE_MAX:
 
                     def one(sop_uid: str) -> Dataset | None:
                         try:
@@ -535,9 +605,11 @@ class DicomWebSource:
                             raise
 
                     for inst in instances:
+                        if inst.sop_instance_uid not in wanted:
+                            continue
                         if (ds := self._call(what, one, inst.sop_instance_uid)) is not None:
                             keep(ds)
-                else:
+                elif wanted:
                     self._call(
                         what,
                         lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)],
@@ -545,13 +617,38 @@ class DicomWebSource:
             finally:
                 with self._fetched_lock:
                     self._fetched[study_uid] = self._fetched.get(study_uid, 0) + received
-            missing = wanted - found.keys()
+            missing = {inst.sop_instance_uid for inst in instances} - found.keys()
             if missing:
                 raise SourceError(
-                    f"DICOMweb server {self._url} did not return {len(missing)} of {len(wanted)} instances of series "
+                    f"DICOMweb server {self._url} did not return {len(missing)} of {len(instances)} instances of series "
                     f"{series_uid} (e.g. {sorted(missing)[0]})"
                 )
             yield [found[inst.sop_instance_uid] for inst in instances]
+
+    def _frames(
+        self, study_uid: str, series_uid: str, sop_uid: str, numbers: Sequence[int]
+    ) -> tuple[list[bytes] | None, str]:
+        """WADO-RS frame retrieval of ``numbers`` (0-based) in the stored transfer syntax: the
+        frames in the order asked and their transfer syntax, or (None, "") when the instance is
+        gone (HTTP 404)."""
+        url = f"{self._url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/" + ",".join(
+            str(n + 1) for n in numbers
+        )
+        response = self._session.get(url, headers={"Accept": FRAMES_ACCEPT}, timeout=TIMEOUT_S)
+        if response.status_code == 404:
+            return None, ""
+        response.raise_for_status()
+        parts = multipart_parts(response.headers.get("Content-Type", ""), response.content)
+        syntaxes = {transfer_syntax_of(headers.get("content-type", "")) for headers, _ in parts}
+        syntaxes.discard(None)
+        if not syntaxes:  # no transfer syntax per part: the message's type says it, if anything
+            syntaxes = {transfer_syntax_of(response.headers.get("Content-Type", ""))} - {None}
+        if len(syntaxes) != 1 or len(parts) != len(numbers):
+            raise SourceError(
+                f"DICOMweb server {self._url} answered the frames of instance {sop_uid} with {len(parts)} parts "
+                f"for {len(numbers)} frames in transfer syntax {sorted(map(str, syntaxes)) or 'not given'}"
+            )
+        return [content for _, content in parts], str(next(iter(syntaxes)))
 
     def store_instances(self, datasets: Sequence[Dataset]) -> None:
         """STOW-RS: store ``datasets`` on the server (the source URL, or ``QC_DICOMWEB_STOW_URL``).

@@ -76,8 +76,8 @@ def _judge_all(root: Path, thresholds) -> dict[str, dict]:
 
 
 def _every_slice(real):
-    def widened(target, ai_slices, *, only_needed_instances):
-        sample = real(target, ai_slices, only_needed_instances=only_needed_instances)
+    def widened(target, ai_slices, **how):
+        sample = real(target, ai_slices, **how)
         everything = tuple(range(sample.n_slices))
         return dataclasses.replace(
             sample,
@@ -85,6 +85,7 @@ def _every_slice(real):
             instances=tuple(range(len(target.instances))),
             select=everything,
             n_fetched=sample.n_slices,
+            frames={},  # every frame of a multi-frame object
         )
 
     return widened

@@ -11,6 +11,7 @@ from qc_pipeline.io.pixels import load_series
 from qc_pipeline.samples.demo import write_demo_studies
 from qc_pipeline.sources.dicomweb import DicomWebSource
 from qc_pipeline.sources.folder import FolderSource
+from tests.support.multiframe import one_object
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,55 @@ def test_a_long_ct_fetches_only_its_sampled_instances_with_the_folders_values(or
     measured = {m.metric: m.value for m in local.measurements if m.metric.startswith(("ct.", "ai."))}
     assert len(measured) > 8 and {k: remote.get(k) for k in measured} == measured
     assert remote["ct.noise_hu"] is not None
+
+
+@pytest.mark.parametrize(
+    ("per_frame_positions", "j2k"),
+    [(True, False), (False, False), (True, True)],
+    ids=["enhanced", "one-position", "enhanced-j2k"],
+)
+def test_a_multiframe_ct_fetches_only_its_sampled_frames_with_the_folders_values(
+    orthanc, cloud_credentials, tmp_path, per_frame_positions, j2k
+):
+    """WADO-RS frame retrieval: of a CT stored as one multi-frame object only the frames the
+    metrics and the AI read cross the network, in the stored transfer syntax, and the study is
+    measured exactly as from the whole file."""
+    import datetime as dt
+
+    from qc_pipeline.metrics import ct
+    from qc_pipeline.pipeline import ai_scorer, judge, load_pipeline_thresholds, process_entry
+    from qc_pipeline.store import ResultStore
+    from tests.checks.test_image_quality_headers_once import write_chest_ct
+
+    n = 120
+    obj = one_object(
+        write_chest_ct(tmp_path / "slices", n_slices=n),
+        tmp_path / "folder" / "ct" / "multi.dcm",
+        per_frame_positions=per_frame_positions,
+        j2k=j2k,
+    )
+    orthanc.clear()
+    orthanc.upload([obj])
+    thresholds = load_pipeline_thresholds()
+    now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    cloud = DicomWebSource(orthanc.dicomweb)
+    (entry,) = list(cloud.discover())
+    with ResultStore.open(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        outcome = process_entry(cloud, entry, store, thresholds, run_id=None, now=now)
+        (stored,) = store.results()
+
+    wanted = set(ct.sample_slices(n).tolist()) | set(ai_scorer().slice_indices("ct", n))
+    ds = pydicom.dcmread(obj, stop_before_pixels=True)
+    if j2k:  # compressed frames differ in size; the sample is a third of the frames
+        assert 0 < outcome.bytes_fetched < 0.45 * obj.stat().st_size, (outcome.bytes_fetched, obj.stat().st_size)
+    else:  # exactly the sampled frames' pixel data, nothing else
+        assert outcome.bytes_fetched == len(wanted) * ds.Rows * ds.Columns * 2
+
+    folder = FolderSource(tmp_path / "folder")
+    (local_entry,) = list(folder.discover())
+    local = judge(folder.load(local_entry), thresholds, now=now, source_uri=folder.uri, pixels=folder)
+    remote = {m["metric"]: m["value"] for m in stored["measurements"]}
+    measured = {m.metric: m.value for m in local.measurements if m.metric.startswith(("ct.", "ai."))}
+    assert len(measured) > 8 and {k: remote.get(k) for k in measured} == measured
+    assert remote["ct.noise_hu"] is not None
+    assert stored["verdict"] == local.verdict.value
