@@ -153,3 +153,23 @@ def labels() -> dict[str, tuple[str, str]]:
 def key_metrics() -> tuple[str, ...]:
     """The metrics the biannual report plots against their limits, DR, CT, MR in turn."""
     return tuple(s.id for s in SPECS if s.key)
+
+
+def fault_side(metric_id: str) -> str:
+    """The side of a limit on which ``metric_id`` signals a fault, as a rule's ``when`` names it:
+    ``"above"`` for a lower-is-better metric, ``"below"`` for a higher-is-better one.
+
+    Raises :class:`KeyError` for an unregistered id and :class:`ValueError` for a metric that is good
+    in a range or depends on the exam (no single side).
+    """
+    spec = REGISTRY.get(metric_id)
+    if spec is None:
+        raise KeyError(f"metric {metric_id!r} is not in qc_pipeline.metrics.registry; register it there first")
+    if spec.direction is Direction.LOWER_BETTER:
+        return "above"
+    if spec.direction is Direction.HIGHER_BETTER:
+        return "below"
+    raise ValueError(
+        f"metric {metric_id!r} is {spec.direction.value}: it has no single fault side; "
+        "expected a lower_better or higher_better metric"
+    )
