@@ -41,9 +41,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from qc_pipeline import labels
-from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, rules_by_metric
+from qc_pipeline.checks.image_quality import METRIC_UNITS, rules_by_metric
 from qc_pipeline.domain import SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
+from qc_pipeline.metrics.registry import format_value
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.finding_review import (
@@ -494,7 +495,7 @@ def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence
                 metric=m["metric"],
                 label_en=en,
                 label_zh=zh,
-                value=format_value(m["value"]),
+                value=format_value(m["metric"], m["value"]),
                 unit=METRIC_UNITS.get(m["metric"], ""),
                 series_instance_uid=m["series_instance_uid"],
                 limits=judged.limits_text(),
