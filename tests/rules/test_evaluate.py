@@ -11,12 +11,12 @@ import pytest
 from qc_pipeline.checks import image_quality
 from qc_pipeline.checks.image_quality import Target, judge_measurement, rules_by_metric
 from qc_pipeline.cli import _metric_cell
-from qc_pipeline.domain import Measurement, Severity
+from qc_pipeline.domain import ItemRef, Measurement, Severity
 from qc_pipeline.pipeline import load_pipeline_thresholds
 from qc_pipeline.report import tables
 from qc_pipeline.report.data import MeasurementFact, StudyFacts
 from qc_pipeline.report.period import Period
-from qc_pipeline.review.service import metric_rows
+from qc_pipeline.review.service import MetricValue, metric_rows
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 
 HEAD_CT = "YB-034"  # 头部 CT平扫: noise limits 15 HU (review) / 30 HU (fail)
@@ -68,8 +68,8 @@ def test_cli_table_shows_the_per_item_limit_and_the_mark(thresholds):
 
 
 def test_review_app_shows_the_per_item_limit_and_the_mark(thresholds):
-    result = {"modality": "CT", "item": {"code": HEAD_CT}}
-    (row,) = metric_rows(thresholds, result, [{"metric": "ct.noise_hu", "value": 20.0, "series_instance_uid": "1.2.3"}])
+    item = ItemRef(HEAD_CT, "头部 CT平扫", "head CT plain")
+    (row,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 20.0, "1.2.3")])
     assert (row.value, row.unit, row.limits, row.beyond, row.mark) == (
         "20",
         "HU",
