@@ -565,8 +565,13 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
         if not judged[0].limits:
             continue
         beyond = worst(judged)
+        limit = None if beyond is None or beyond.fired is None else beyond.fired.value
         lo, hi = min(found), max(found)
-        shown = format_value(metric, lo) if lo == hi else f"{format_value(metric, lo)}…{format_value(metric, hi)}"
+        shown = (
+            format_value(metric, lo, limit=limit)
+            if lo == hi
+            else f"{format_value(metric, lo, limit=limit)}…{format_value(metric, hi, limit=limit)}"
+        )
         label = labels.metric_label(metric, lang)
         unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
         parts.append(f"{beyond.mark if beyond else ''}{label} {shown}{unit} ({judged[0].limit_text})")

@@ -479,7 +479,7 @@ def judge_measurement(
     rule, limit = judged.fired.rule, judged.fired.value
     label_en, label_zh = metric_label(m.metric)
     unit = unit_suffix(m.unit, label_en)
-    shown = registry.format_value(m.metric, m.value)
+    shown = registry.format_value(m.metric, m.value, limit=limit)
     relation_en = "above" if rule.when == "above" else "below"
     relation_zh = "高于" if rule.when == "above" else "低于"
     return thresholds.finding(

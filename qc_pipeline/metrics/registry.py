@@ -16,6 +16,7 @@ Pure data: no imports of the modality modules (they import this).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -174,13 +175,31 @@ DEFAULT_FORMAT: Final = ".3g"
 """The format of a value whose id is not registered here (AI scores ``ai.<model>.<label>``)."""
 
 
-def format_value(metric_id: str, value: float) -> str:
+MAX_EXTRA_DIGITS: Final = 6
+"""At most this many digits more than the format's, to write a value apart from its limit."""
+
+
+def format_value(metric_id: str, value: float, *, limit: float | None = None) -> str:
     """``value`` of ``metric_id`` as people read it, in the metric's registered :attr:`MetricSpec.format`
-    (:data:`DEFAULT_FORMAT` for an unregistered id). A significant-digits (``g``) format never shows an
-    exponent: a value of that many digits or more is written whole (2145, -1000). A value that rounds
-    to zero is written without a sign ("0.0", not "-0.0")."""
+    (:data:`DEFAULT_FORMAT` for an unregistered id).
+
+    A significant-digits (``g``) format never shows an exponent: a value of that many digits or
+    more is written whole (2145, -1000). A value that rounds to zero is written without a sign
+    ("0.0", not "-0.0"). ``limit``: the limit the value was judged against; a value other than the
+    limit is never written as the limit ("3.04 DI is above the limit 3 DI", not "3.0 DI"): it gets
+    more digits until it reads apart from it.
+    """
     spec = REGISTRY.get(metric_id)
     fmt = DEFAULT_FORMAT if spec is None else spec.format
+    kind, digits = fmt[-1], int(fmt[1:-1])
+    for extra in range(MAX_EXTRA_DIGITS + 1):
+        text = _written(value, f".{digits + extra}{kind}")
+        if limit is None or value == limit or not math.isfinite(value) or float(text) != limit:
+            break
+    return text
+
+
+def _written(value: float, fmt: str) -> str:
     text = format(value, fmt)
     if "e" in text and abs(value) >= 1.0:  # a g format on a value of more digits than it keeps
         text = format(value, ".0f")

@@ -517,7 +517,7 @@ def metric_rows(
                 metric=m.metric,
                 label_en=en,
                 label_zh=zh,
-                value=format_value(m.metric, m.value),
+                value=format_value(m.metric, m.value, limit=None if judged.fired is None else judged.fired.value),
                 unit=METRIC_UNITS.get(m.metric, ""),
                 series_instance_uid=m.series_instance_uid,
                 limits=judged.limits_text(),

@@ -3,6 +3,8 @@ reports, the names people read, the report's key metrics and the metrics rules m
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -83,7 +85,7 @@ def test_the_acceptability_models_read_registered_metrics_only() -> None:
 
 def test_every_metric_has_a_display_format_that_formats_a_float() -> None:
     for spec in SPECS:
-        assert spec.format.startswith(".") and spec.format[-1] in "fg", spec.id
+        assert re.fullmatch(r"\.\d[fg]", spec.format), spec.id
         assert format_value(spec.id, 12.5) == format(12.5, spec.format), spec.id
 
 
@@ -99,3 +101,12 @@ def test_a_value_is_written_in_its_metrics_format_and_an_unregistered_id_in_thre
     assert format_value("dr.vendor_exposure_indicator", 2.345) == "2.35"  # a log-scale vendor indicator
     # AI scores are not registered here: three significant digits, as the findings have always shown them
     assert format_value("ai.dr_artifacts.saturation", 0.9591) == "0.959"
+
+
+def test_a_value_is_written_apart_from_the_limit_it_was_judged_against() -> None:
+    assert format_value("dr.deviation_index", 3.04, limit=3.0) == "3.04"  # not "3.0", the limit
+    assert format_value("dr.deviation_index", 3.004, limit=3.0) == "3.004"
+    assert format_value("mr.snr", 4.97, limit=5.0) == "4.97"
+    assert format_value("dr.deviation_index", 3.5, limit=3.0) == "3.5"  # already apart: the format
+    assert format_value("dr.deviation_index", 3.0, limit=3.0) == "3.0"  # the limit itself stays as it is
+    assert format_value("ct.air_hu", -939.6, limit=-940.0) == "-939.6"

@@ -126,3 +126,21 @@ def _empty_data(period):
 
 def test_image_quality_keeps_no_rule_logic_of_its_own():
     assert not hasattr(image_quality, "_fires")
+
+
+def test_a_value_just_beyond_its_limit_is_never_written_as_the_limit(thresholds):
+    # 15.02 HU is above the head-CT review limit of 15 HU; three significant digits would write it
+    # "15", the limit itself. The finding, the command-line table and the review app write "15.02".
+    target = Target("ct", "1.2.3", (), "series 2 'head'", "序列 2 “head”")
+    m = Measurement("ct.noise_hu", 15.02, "HU", series_instance_uid="1.2.3")
+    finding = judge_measurement(m, target, "CT", HEAD_CT, rules_by_metric(thresholds)["ct.noise_hu"], thresholds)
+    assert finding is not None and finding.value == "15.02 HU"
+    assert "15.02 HU is above the limit 15 HU" in finding.message and "15.02 HU，高于限值 15 HU" in finding.message_zh
+    row = {"modality": "CT", "item": {"code": HEAD_CT}, "measurements": [{"metric": "ct.noise_hu", "value": 15.02}]}
+    assert _metric_cell(row, rules_by_metric(thresholds), "en") == "!image noise (global noise level) 15.02 HU (≤ 15)"
+    item = ItemRef(HEAD_CT, "头部 CT平扫", "head CT plain")
+    (shown,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 15.02, "1.2.3")])
+    assert (shown.value, shown.mark) == ("15.02", "!")
+    # a value within the limit keeps the metric's own format
+    (within,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 14.98, "1.2.3")])
+    assert (within.value, within.mark) == ("15", "")
