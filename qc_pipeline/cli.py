@@ -548,7 +548,8 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
     :func:`qc_pipeline.rules.evaluate.evaluate` judges it (``!`` review, ``!!`` fail).
     """
     from qc_pipeline import labels
-    from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, metric_label, unit_suffix
+    from qc_pipeline.checks.image_quality import METRIC_UNITS, metric_label, unit_suffix
+    from qc_pipeline.metrics.registry import format_value
     from qc_pipeline.rules.evaluate import evaluate, worst
 
     modality = row.get("modality") or ""
@@ -562,8 +563,13 @@ def _metric_cell(row: dict[str, Any], rules: dict[str, list[Any]], lang: str) ->
         if not judged[0].limits:
             continue
         beyond = worst(judged)
+        limit = None if beyond is None or beyond.fired is None else beyond.fired.value
         lo, hi = min(found), max(found)
-        shown = format_value(lo) if lo == hi else f"{format_value(lo)}…{format_value(hi)}"
+        shown = (
+            format_value(metric, lo, limit=limit)
+            if lo == hi
+            else f"{format_value(metric, lo, limit=limit)}…{format_value(metric, hi, limit=limit)}"
+        )
         label = labels.metric_label(metric, lang)
         unit = unit_suffix(METRIC_UNITS.get(metric, ""), metric_label(metric)[0])
         parts.append(f"{beyond.mark if beyond else ''}{label} {shown}{unit} ({judged[0].limit_text})")

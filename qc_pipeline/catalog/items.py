@@ -2,7 +2,7 @@
 
 A list is a YAML file in ``thresholds/items/`` (``yubei-2023.yaml`` is the first list of 67
 items); ``lexicon.yaml`` holds the words that name body parts, views, laterality, contrast and DR
-variants. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog_lists``).
+variants, the CT kernel table and the MR series-name patterns. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog_lists``).
 """
 
 from __future__ import annotations
@@ -179,6 +179,87 @@ class KernelTable(Sourced):
         return self
 
 
+MRNameWeighting = Literal[
+    "LOCALIZER",
+    "FIELDMAP",
+    "PERFUSION",
+    "BOLD",
+    "MRA",
+    "SWI",
+    "ADC",
+    "DWI",
+    "FLAIR",
+    "STIR",
+    "SSFP",
+    "T2STAR",
+    "PD",
+    "T2",
+    "T1",
+]
+MRNamePlane = Literal["AXIAL", "SAGITTAL", "CORONAL", "OBLIQUE"]
+
+
+def _compiles(where: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{where}: {pattern!r} is not a regular expression: {exc}") from None
+
+
+class MRSeriesNames(Sourced):
+    """What MR series names suggest (:func:`qc_pipeline.catalog.mr_sequences.name_hints`): regular
+    expressions searched in the normalised name. Every weighting key is required: the code ranks them."""
+
+    weightings: dict[MRNameWeighting, str]
+    t1_word: str
+    """A T1 word beside FLAIR: a T1-FLAIR."""
+    gradient_echo: str
+    """Gradient-echo words that make a T2 name T2*-weighted."""
+    fat_suppression: str
+    pre_contrast: str
+    post_contrast: str
+    planes: dict[MRNamePlane, str]
+    """Tried in this order; the first that matches names the plane."""
+
+    @model_validator(mode="after")
+    def _complete_and_compiling(self) -> MRSeriesNames:
+        missing = [k for k in MRNameWeighting.__args__ if k not in self.weightings]
+        if missing:
+            raise ValueError(f"mr_series_names.weightings: no pattern for {', '.join(missing)}")
+        for key, pattern in self.weightings.items():
+            _compiles(f"mr_series_names.weightings.{key}", pattern)
+        for key, pattern in self.planes.items():
+            _compiles(f"mr_series_names.planes.{key}", pattern)
+        for key in ("t1_word", "gradient_echo", "fat_suppression", "pre_contrast", "post_contrast"):
+            _compiles(f"mr_series_names.{key}", getattr(self, key))
+        return self
+
+
+@dataclass(frozen=True)
+class MRNamePatterns:
+    """:class:`MRSeriesNames` compiled."""
+
+    weightings: tuple[tuple[str, re.Pattern[str]], ...]
+    t1_word: re.Pattern[str]
+    gradient_echo: re.Pattern[str]
+    fat_suppression: re.Pattern[str]
+    pre_contrast: re.Pattern[str]
+    post_contrast: re.Pattern[str]
+    planes: tuple[tuple[str, re.Pattern[str]], ...]
+
+    @classmethod
+    def build(cls, names: MRSeriesNames) -> MRNamePatterns:
+        return cls(
+            weightings=tuple((key, re.compile(p)) for key, p in names.weightings.items()),
+            t1_word=re.compile(names.t1_word),
+            gradient_echo=re.compile(names.gradient_echo),
+            fat_suppression=re.compile(names.fat_suppression),
+            pre_contrast=re.compile(names.pre_contrast),
+            post_contrast=re.compile(names.post_contrast),
+            planes=tuple((key, re.compile(p)) for key, p in names.planes.items()),
+        )
+
+
 class Item(_Strict):
     code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
     number: int
@@ -262,6 +343,7 @@ class Lexicon(_Strict):
     phase_windows: PhaseWindows
     contrast_agent_placeholders: AgentPlaceholders
     ct_kernels: KernelTable
+    mr_series_names: MRSeriesNames
     views: dict[ViewName, list[str]]
     view_position_tags: dict[ViewName, list[str]]
     variants: dict[Variant, list[str]]
@@ -352,6 +434,7 @@ class Vocabulary:
         self.oblique_sides = TermSet.build(lexicon.oblique_sides)  # type: ignore[arg-type]
         self.postures = TermSet.build(lexicon.postures)  # type: ignore[arg-type]
         self.posture_tags = {t.upper(): p for p, tags in lexicon.posture_tags.items() for t in tags}
+        self.mr_series_names = MRNamePatterns.build(lexicon.mr_series_names)
         self._part_views: dict[str, TermSet] = {}
         self._exclusions: dict[str, TermSet] = {}
 

@@ -47,7 +47,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from qc_pipeline.catalog.contrast import contrast_agent
-from qc_pipeline.catalog.items import Vocabulary, shipped_vocabulary
+from qc_pipeline.catalog.items import MRNamePatterns, Vocabulary, shipped_vocabulary
 from qc_pipeline.io.geometry import (
     DEFAULT_OBLIQUE_TOLERANCE_DEG,
     Plane,
@@ -696,6 +696,8 @@ def weighting_from_parameters(p: MRParameters) -> ParameterVerdict:
 
 
 # --- names -> hints -----------------------------------------------------------------------------
+# The words are data: the lexicon's ``mr_series_names`` (thresholds/items/lexicon.yaml), compiled in
+# :class:`~qc_pipeline.catalog.items.Vocabulary`; this module normalises names and ranks the hints.
 
 _CJK = r"\u3400-\u9fff\uf900-\ufaff"
 _SEPARATORS = re.compile(r"[_\-\s/\\.,:;()\[\]|#^=~'\"]+")
@@ -709,103 +711,10 @@ def normalise_name(name: str) -> str:
     return " " + _SEPARATORS.sub(" ", value).strip() + " "
 
 
-def _rx(pattern: str) -> re.Pattern[str]:
-    # Latin words bounded by anything that is not a Latin letter or digit.
-    return re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])")
-
-
-_HINT_RULES: Final[tuple[tuple[Weighting | str, re.Pattern[str]], ...]] = (
-    # "loc ref" / "LOC REF" names the reference scan of another series, not a localizer
-    (
-        Weighting.LOCALIZER,
-        re.compile(
-            r"(?<![a-z0-9])(?:localizer|localiser|locator|loc(?! ref)|scout|survey|tri ?pilot|3 ?plane loc|3 axis loc\w*|aahead scout)(?![a-z0-9])|定位"
-        ),
-    ),
-    (
-        "FIELDMAP",
-        re.compile(
-            r"(?<![a-z0-9])(?:field ?(?:map(?:ping)?|mag|ph|magph)|fmap|b0 ?map|3db0 ?map|b0 ns)(?![a-z0-9])|场图"
-        ),
-    ),
-    (
-        Weighting.PERFUSION,
-        re.compile(
-            r"(?<![a-z0-9])(?:perf(?:usion)?|dsc|dce|pwi|p?c?asl|3dp?casl|rcbf|rcbv|rel ?cbf|cbf|cbv)(?![a-z0-9])|灌注"
-        ),
-    ),
-    (
-        Weighting.BOLD,
-        re.compile(
-            r"(?<![a-z0-9])(?:bold|f ?mri|fcmri|epi ?fmri|func|rest(?:ing)?(?: ?state)?\d*)(?![a-z0-9])|功能成像|静息态"
-        ),
-    ),
-    (
-        Weighting.MRA,
-        re.compile(r"(?<![a-z0-9])(?:\d?d?tof|tof\d?d?|mra|mrv|ce ?mra|angio|angiography|pc ?mra)(?![a-z0-9])|血管"),
-    ),
-    (Weighting.SWI, re.compile(r"(?<![a-z0-9])(?:swi|swan|swip|swi3d|sway)(?![a-z0-9])|磁敏感")),
-    (Weighting.ADC, re.compile(r"(?<![a-z0-9])(?:adc|apparent diffusion)(?![a-z0-9])|表观扩散系数|表观弥散系数")),
-    (
-        Weighting.DWI,
-        re.compile(
-            r"(?<![a-z0-9])(?:dwi|diff|diffusion|dti|trace ?w?|isodwi|dwibs|ivim|resolve|ep2d diff|b ?\d{2,4}t?)(?![a-z0-9])|弥散|扩散"
-        ),
-    ),
-    (
-        "FLAIR",
-        re.compile(
-            r"(?<![a-z0-9])(?:[a-z]?t[12]w?i?)?flair(?:\d?d?)?(?![a-z0-9])|dark ?fluid|fluid attenuated|水抑制|液体衰减|黑水"
-        ),
-    ),
-    (Weighting.STIR, re.compile(r"(?<![a-z0-9])(?:stir|tirm|t2 ?stir)(?![a-z0-9])|短时反转")),
-    (
-        "SSFP",
-        re.compile(
-            r"(?<![a-z0-9])(?:trufi|true ?fisp|fiesta|fiesta c|bffe|balanced ffe|b ?tfe|bssfp|ciss|ciss3d)(?![a-z0-9])"
-        ),
-    ),
-    ("T2STAR", re.compile(r"(?<![a-z0-9])(?:t2\*w?i?|t2 ?star|hemo|medic|merge|fl2d hemo)(?![a-z0-9])|t2\*")),
-    (Weighting.PD, re.compile(r"(?<![a-z0-9])(?:s?pd(?:w|wi)?(?:fs)?|proton density)(?![a-z0-9])|质子")),
-    (
-        Weighting.T2,
-        re.compile(r"(?<![a-z0-9])(?:[se]?t2(?:w|wi)?(?:fs|ce)?|haste|ssfse|mrcp|hydro)(?![a-z0-9*])|水成像|胰胆管"),
-    ),
-    (
-        Weighting.T1,
-        re.compile(
-            r"(?<![a-z0-9])(?:[se]?t1(?:w|wi)?(?:fs|ce|c|\+c)?|mp ?rage|mp2rage|bravo|fspgr|spgr|vibe|star ?vibe|lava|thrive|tfe|flash|fl[23]d|quick3d|mprage)(?![a-z0-9])"
-        ),
-    ),
-)
-_T1_WORD = re.compile(r"(?<![a-z0-9])[se]?t1(?:w|wi)?|t1flair|t1w?flair")
-_GRE_WORDS = re.compile(r"(?<![a-z0-9])(?:fl2d|fl3d|gre|ffe|me2d|medic|merge)(?![a-z0-9])")
-_FAT_WORDS = re.compile(
-    r"(?<![a-z0-9])(?:fs|fat ?sat|fatsat|fat suppressed|spair|spir|fsat|chess|(?:t1|t2|pd)(?:w|wi)?fs|dixon w|w dixon)(?![a-z0-9])"
-    r"|抑脂|压脂|脂肪抑制|脂抑|脂肪饱和|水激发"
-)
-_PRE_WORDS = re.compile(
-    r"(?<![a-z0-9])(?:pre|precontrast|pre contrast|plain|native|non ?contrast|without contrast)(?![a-z0-9])|平扫|增强前|未增强|非增强"
-)
-_POST_WORDS = re.compile(
-    r"(?<![a-z0-9])(?:post(?! ?fossa)|postcontrast|post contrast|gd|gad|gado|ce|contrast|enhanced|t1ce|t1c|t1 ?\+ ?c|t1wi ?\+ ?c)(?![a-z0-9])"
-    r"|\+ ?c(?![a-z])|(?<![a-z])c ?\+|\+ ?gd|gd ?\+|增强|强化"
-)
-_PLANE_WORDS: Final = (
-    (
-        Plane.AXIAL,
-        re.compile(r"(?<![a-z0-9])(?:tra|trans|transverse|ax|axi|axial)(?![a-z0-9])|横断|横轴|轴位|轴状|水平位"),
-    ),
-    (Plane.SAGITTAL, re.compile(r"(?<![a-z0-9])(?:sag|sagittal)(?![a-z0-9])|矢状")),
-    (Plane.CORONAL, re.compile(r"(?<![a-z0-9])(?:cor|coronal)(?![a-z0-9])|冠状")),
-    (Plane.OBLIQUE, re.compile(r"(?<![a-z0-9])(?:obl|oblique)(?![a-z0-9])|斜位")),
-)
-
-
-def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
+def _weighting_hint(norm: str, patterns: MRNamePatterns) -> tuple[Weighting | None, str | None]:
     """The weighting a normalised name suggests, most specific first; None when it says none or two."""
-    found: dict[Weighting | str, str] = {}
-    for key, pattern in _HINT_RULES:
+    found: dict[str, str] = {}
+    for key, pattern in patterns.weightings:
         match = pattern.search(norm)
         if match:
             found[key] = match.group(0).strip()
@@ -818,7 +727,7 @@ def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
         if key in found:
             return key, found[key]
     if "FLAIR" in found:
-        t1 = _T1_WORD.search(norm)
+        t1 = patterns.t1_word.search(norm)
         if t1:
             return Weighting.T1_FLAIR, f"{t1.group(0).strip()} … {found['FLAIR']}"
         return Weighting.T2_FLAIR, found["FLAIR"]
@@ -828,7 +737,7 @@ def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
         return Weighting.STIR, found[Weighting.STIR]
     if "SSFP" in found:
         return Weighting.OTHER, f"{found['SSFP']}: balanced steady-state GRE (mixed T2/T1 contrast)"
-    if "T2STAR" in found or (Weighting.T2 in found and _GRE_WORDS.search(norm)):
+    if "T2STAR" in found or (Weighting.T2 in found and patterns.gradient_echo.search(norm)):
         return Weighting.T2STAR, found.get("T2STAR") or f"{found[Weighting.T2]} gradient echo (T2*)"
     basic = [w for w in (Weighting.PD, Weighting.T2, Weighting.T1) if w in found]
     if len(basic) == 1:
@@ -836,13 +745,15 @@ def _weighting_hint(norm: str) -> tuple[Weighting | None, str | None]:
     return None, None  # nothing, or "PD T2" dual echo / "T1 T2": the name does not tell
 
 
-def name_hints(*names: str | None) -> NameHints:
+def name_hints(*names: str | None, vocabulary: Vocabulary | None = None) -> NameHints:
     """What series names suggest, most specific name first (SeriesDescription, ProtocolName, ...).
 
-    The first name that suggests a weighting, fat suppression or a plane gives it. Contrast is
-    read from the first name only: a ProtocolName can be the exam's protocol ("Brain +C") and
-    name the pre-contrast series too.
+    The patterns are the lexicon's ``mr_series_names`` (``vocabulary``: the catalog's; the shipped
+    lexicon without one). The first name that suggests a weighting, fat suppression or a plane
+    gives it. Contrast is read from the first name only: a ProtocolName can be the exam's protocol
+    ("Brain +C") and name the pre-contrast series too.
     """
+    patterns = (vocabulary or shipped_vocabulary()).mr_series_names
     weighting: Weighting | None = None
     weighting_reason: str | None = None
     fat: str | None = None
@@ -856,26 +767,26 @@ def name_hints(*names: str | None) -> NameHints:
             continue
         norm = normalise_name(name)
         if weighting is None:
-            w, why = _weighting_hint(norm)
+            w, why = _weighting_hint(norm, patterns)
             if w is not None:
                 weighting, weighting_reason = w, f"name {name!r} ({why})"
         if fat is None:
-            m = _FAT_WORDS.search(norm)
+            m = patterns.fat_suppression.search(norm)
             if m:
                 fat = f"name {name!r} ({m.group(0).strip()})"
         if first:  # "pre" beats "post" within the name ("增强前", "pre contrast")
             first = False
-            pre = _PRE_WORDS.search(norm)
-            m = _POST_WORDS.search(norm)
+            pre = patterns.pre_contrast.search(norm)
+            m = patterns.post_contrast.search(norm)
             if pre:
                 post, post_reason = False, f"name {name!r} ({pre.group(0).strip()})"
             elif m:
                 post, post_reason = True, f"name {name!r} ({m.group(0).strip()})"
         if plane is None:
-            for candidate, pattern in _PLANE_WORDS:
+            for candidate, pattern in patterns.planes:
                 m = pattern.search(norm)
                 if m:
-                    plane, plane_reason = candidate, f"name {name!r} ({m.group(0).strip()})"
+                    plane, plane_reason = Plane(candidate), f"name {name!r} ({m.group(0).strip()})"
                     break
     return NameHints(weighting, weighting_reason, fat, post, post_reason, plane, plane_reason)
 
@@ -932,7 +843,7 @@ def identify_sequence(
     """
     params = read_mr_parameters(ds, vocabulary)
     verdict = weighting_from_parameters(params)
-    hints = name_hints(*_series_names(ds))
+    hints = name_hints(*_series_names(ds), vocabulary=vocabulary)
     evidence: list[str] = list(verdict.reasons)
 
     weighting = verdict.weighting

@@ -518,11 +518,6 @@ def rules_by_metric(thresholds: Thresholds, *, turned_off: Collection[str] = ())
     return rules
 
 
-def format_value(value: float) -> str:
-    """3 significant digits, without exponents for the values metrics give (-1000 HU, 2145)."""
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-
-
 def judge_measurement(
     m: Measurement,
     target: Target,
@@ -546,15 +541,16 @@ def judge_measurement(
     rule, limit = judged.fired.rule, judged.fired.value
     label_en, label_zh = metric_label(m.metric)
     unit = unit_suffix(m.unit, label_en)
+    shown = registry.format_value(m.metric, m.value, limit=limit)
     relation_en = "above" if rule.when == "above" else "below"
     relation_zh = "高于" if rule.when == "above" else "低于"
     return thresholds.finding(
         rule.id,
-        f"{target.label_en}: {label_en} {format_value(m.value)}{unit} is {relation_en} the limit {limit:g}{unit} "
+        f"{target.label_en}: {label_en} {shown}{unit} is {relation_en} the limit {limit:g}{unit} "
         f"({rule.description.rstrip('.')}){'; ' + reason[0] if reason else ''}",
-        f"{target.label_zh}：{label_zh} {format_value(m.value)}{unit}，{relation_zh}限值 {limit:g}{unit}"
+        f"{target.label_zh}：{label_zh} {shown}{unit}，{relation_zh}限值 {limit:g}{unit}"
         + (f"（{reason[1]}）" if reason else ""),
-        value=f"{format_value(m.value)}{unit}",
+        value=f"{shown}{unit}",
         limit=f"{judged.fired.text}{unit}",
         series_instance_uid=target.series_instance_uid,
         sop_instance_uid=m.sop_instance_uid,
@@ -690,7 +686,7 @@ def check_image_quality(
         for m in raw:
             m = dataclasses.replace(m, series_instance_uid=target.series_instance_uid, sop_instance_uid=sop)
             if out_of_scope is not None and m.metric in MR_SEQUENCE_BOUND:
-                read = "" if m.value is None else f" (read {format_value(m.value)})"
+                read = "" if m.value is None else f" (read {registry.format_value(m.metric, m.value)})"
                 m = dataclasses.replace(
                     m,
                     value=None,
@@ -714,7 +710,8 @@ def check_image_quality(
                     m,
                     value=None,
                     unmeasured=Unmeasured.NOT_APPLICABLE,
-                    detail=f"lossy compression ({lossy}) invalidates this metric (it read {format_value(m.value)})",
+                    detail=f"lossy compression ({lossy}) invalidates this metric "
+                    f"(it read {registry.format_value(m.metric, m.value)})",
                 )
             if m.value is None:
                 m = dataclasses.replace(m, unmeasured=_unmeasured_kind(m))

@@ -60,6 +60,7 @@ import numpy.typing as npt
 from qc_pipeline.ai.features import FEATURES, encode_missing, measured_metrics
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
+from qc_pipeline.metrics.registry import fault_side
 from qc_pipeline.modeltools import dataset
 from qc_pipeline.modeltools.cards import CARD_END, CARD_START
 from qc_pipeline.rules.loader import Thresholds
@@ -71,27 +72,28 @@ N_TEST_METRICS: Final = 450
 N_CLEAN: Final = 300
 SPECIFICITY: Final = 0.95
 
-COUNTERPARTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+COUNTERPARTS: Final[Mapping[str, str]] = MappingProxyType(
     {
         # DR exposure is judged mainly by the header's deviation index, which the training images
         # lack; relative noise is the pixel-based check of under-exposure.
-        "ai.dr_artifacts.exposure_fault": ("dr.noise_relative_percent", "above"),
-        "ai.dr_artifacts.saturation": ("dr.clipped_stored_max_percent", "above"),
-        "ai.dr_artifacts.blur_motion": ("dr.blur_effect", "above"),
-        "ai.dr_artifacts.collimation_cutoff": ("dr.edge_anatomy_percent", "above"),
-        "ai.ct_artifacts.excess_noise": ("ct.noise_hu", "above"),
-        "ai.ct_artifacts.streaks": ("ct.streak_index", "above"),
-        "ai.ct_artifacts.rings": ("ct.ring_hu", "above"),
-        "ai.mr_artifacts.motion_ghosting": ("mr.ghosting_percent", "above"),
-        "ai.mr_artifacts.noise": ("mr.snr", "below"),
-        "ai.mr_artifacts.wrap_around": ("mr.wrap_percent", "above"),
+        "ai.dr_artifacts.exposure_fault": "dr.noise_relative_percent",
+        "ai.dr_artifacts.saturation": "dr.clipped_stored_max_percent",
+        "ai.dr_artifacts.blur_motion": "dr.blur_effect",
+        "ai.dr_artifacts.collimation_cutoff": "dr.edge_anatomy_percent",
+        "ai.ct_artifacts.excess_noise": "ct.noise_hu",
+        "ai.ct_artifacts.streaks": "ct.streak_index",
+        "ai.ct_artifacts.rings": "ct.ring_hu",
+        "ai.mr_artifacts.motion_ghosting": "mr.ghosting_percent",
+        "ai.mr_artifacts.noise": "mr.snr",
+        "ai.mr_artifacts.wrap_around": "mr.wrap_percent",
         # N4's bias field, as the label's degradation (a smooth multiplicative field); PIU also moves
         # with anatomy
-        "ai.mr_artifacts.nonuniformity": ("mr.inu_range_percent", "above"),
+        "ai.mr_artifacts.nonuniformity": "mr.inu_range_percent",
     }
 )
-"""Score id -> (objective metric, the direction in which it signals the fault): the metric of
-:mod:`qc_pipeline.metrics` that judges the same fault as the label. CT motion has none."""
+"""Score id -> objective metric: the metric of :mod:`qc_pipeline.metrics` that judges the same fault
+as the label. The side on which it signals the fault comes from the metric's direction in
+:mod:`qc_pipeline.metrics.registry` (:func:`~qc_pipeline.metrics.registry.fault_side`). CT motion has none."""
 
 
 def _auc(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating]) -> float:
@@ -246,10 +248,10 @@ def objective_comparison(
     spec = MODEL_SPECS[model]
     out: dict[str, Any] = {}
     for j, label in enumerate(spec.labels):
-        counterpart = COUNTERPARTS.get(score_metric(model, label))
-        if counterpart is None:
+        metric = COUNTERPARTS.get(score_metric(model, label))
+        if metric is None:
             continue
-        metric, direction = counterpart
+        direction = fault_side(metric)
         values = features[:, comparison_features(spec.modality).index(metric)]
         score = fault_score(values, direction)
         out[label] = {

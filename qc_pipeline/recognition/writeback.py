@@ -228,18 +228,19 @@ def write_back(
     if attempts < 1:
         raise ConfigError(f"write-back attempts must be at least 1; got {attempts}")
     wanted = set(changed_since_written(store, source.uri)) if study_uids is None else set(study_uids)
+    # The SR and its fingerprint are built from the JSON form (as_dict) of the studies chosen here.
     if len(wanted) <= ONE_BY_ONE_MAX:  # the usual run: a few new decisions, read study by study
         results = [
-            r
+            r.as_dict()
             for uid in sorted(wanted)
-            for r in store.results(study_instance_uid=uid, policy=policy)
-            if r.get("source_uri") == source.uri
+            for r in store.study_results(study_instance_uid=uid, policy=policy)
+            if r.source_uri == source.uri
         ]
     else:  # the first run over a store, or a re-judged backlog: one pass over every decision
         results = [
-            r
-            for r in store.results(policy=policy)
-            if r.get("source_uri") == source.uri and r["study_instance_uid"] in wanted
+            r.as_dict()
+            for r in store.study_results(policy=policy)
+            if r.source_uri == source.uri and r.study_instance_uid in wanted
         ]
     summary = WritebackSummary()
     jobs = _plan(store, source.uri, results, summary)

@@ -41,9 +41,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from qc_pipeline import labels
-from qc_pipeline.checks.image_quality import METRIC_UNITS, format_value, rules_by_metric
-from qc_pipeline.domain import SeriesSummary, Verdict
+from qc_pipeline.checks.image_quality import METRIC_UNITS, rules_by_metric
+from qc_pipeline.domain import ItemRef, SeriesSummary, Verdict
 from qc_pipeline.io.dicom import valid_uid
+from qc_pipeline.metrics.registry import format_value
 from qc_pipeline.review.accounts import User
 from qc_pipeline.review.errors import ReviewError
 from qc_pipeline.review.finding_review import (
@@ -58,7 +59,7 @@ from qc_pipeline.rules.evaluate import evaluate
 from qc_pipeline.store import ResultStore
 from qc_pipeline.store.decisions import stored_series
 from qc_pipeline.store.models import DecisionRecord, FindingRecord, StudyRecord
-from qc_pipeline.store.read_models import DecisionHistoryEntry
+from qc_pipeline.store.read_models import DecisionHistoryEntry, StudyResult
 from qc_pipeline.store.review import HumanDecision, NegativeFlag, ReviewClaim, ReviewEvent, ReviewUser
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,8 @@ class StudyView:
     """Everything the study page shows."""
 
     result: dict[str, Any]
-    """``ResultStore.results`` row: machine verdict, findings, human decision, flags, eligibility."""
+    """The JSON form (``StudyResult.as_dict()``, as ``ResultStore.results`` gives it): machine verdict,
+    findings, human decision, flags, eligibility; the page, the JSON API and the viewer link read it."""
     study_id: int
     decision_id: int
     history: list[DecisionHistoryEntry]
@@ -453,24 +455,28 @@ def study_view(
             .join(ReviewUser, ReviewUser.id == ReviewClaim.user_id)
             .where(ReviewClaim.study_id == study.id)
         ).one_or_none()
-    (result,) = store.results(study_instance_uid=uid)
+    (stored,) = store.study_results(study_instance_uid=uid)
+    result = stored.as_dict()
     live = claim_row is not None and _claim_live(claim_row[0], _now())
-    values = [m for m in result["measurements"]] + [
-        {"metric": name, "value": value, "series_instance_uid": None} for name, value in result["metrics"].items()
-    ]
-    ai = [m for m in values if m["metric"].startswith(AI_PREFIX)]
+    values = _metric_values(stored)
     return StudyView(
         result=result,
         study_id=study.id,
         decision_id=decision.id,
         history=store.history(uid),
-        metric_rows=metric_rows(thresholds, result, [m for m in values if not m["metric"].startswith(AI_PREFIX)]),
-        ai_scores=ai,
+        metric_rows=metric_rows(
+            thresholds, stored.modality, stored.item, [v for v in values if not v.metric.startswith(AI_PREFIX)]
+        ),
+        ai_scores=[
+            {"metric": v.metric, "value": v.value, "series_instance_uid": v.series_instance_uid}
+            for v in values
+            if v.metric.startswith(AI_PREFIX)
+        ],
         item_findings=[f for f in result["findings"] if f["category"] == "catalog"],
         claimed_by=claim_row[1] if live and claim_row is not None else None,
         claim_expires_at=claim_row[0].expires_at.isoformat() if live and claim_row is not None else None,
         patient={
-            "id": result["patient_id"],
+            "id": stored.patient_id,
             "sex": study.patient_sex,
             "birth_date": None if study.patient_birth_date is None else study.patient_birth_date.isoformat(),
         },
@@ -480,23 +486,40 @@ def study_view(
     )
 
 
-def metric_rows(thresholds: Thresholds, result: dict[str, Any], values: Sequence[dict[str, Any]]) -> list[MetricRow]:
+@dataclass(frozen=True, slots=True)
+class MetricValue:
+    """One stored number of a study: a series' measurement, or a study-level metric (no series)."""
+
+    metric: str
+    value: float
+    series_instance_uid: str | None
+
+
+def _metric_values(stored: StudyResult) -> list[MetricValue]:
+    """The study's measurements (per series), then its study-level metrics, in the stored order."""
+    return [MetricValue(m.metric, m.value, m.series_instance_uid) for m in stored.measurements] + [
+        MetricValue(name, value, None) for name, value in stored.metrics.items()
+    ]
+
+
+def metric_rows(
+    thresholds: Thresholds, modality: str | None, item: ItemRef | None, values: Sequence[MetricValue]
+) -> list[MetricRow]:
     """Each measured value beside the limits that apply to the study's modality and item."""
     rules = rules_by_metric(thresholds)
-    modality = result.get("modality") or ""
-    item = (result.get("item") or {}).get("code")
+    item_code = None if item is None else item.code
     rows = []
     for m in values:
-        judged = evaluate(rules.get(m["metric"], []), m["metric"], m["value"], modality=modality, item_code=item)
-        en, zh = labels.metric_label(m["metric"], "en"), labels.metric_label(m["metric"], "zh")
+        judged = evaluate(rules.get(m.metric, []), m.metric, m.value, modality=modality or "", item_code=item_code)
+        en, zh = labels.metric_label(m.metric, "en"), labels.metric_label(m.metric, "zh")
         rows.append(
             MetricRow(
-                metric=m["metric"],
+                metric=m.metric,
                 label_en=en,
                 label_zh=zh,
-                value=format_value(m["value"]),
-                unit=METRIC_UNITS.get(m["metric"], ""),
-                series_instance_uid=m["series_instance_uid"],
+                value=format_value(m.metric, m.value, limit=None if judged.fired is None else judged.fired.value),
+                unit=METRIC_UNITS.get(m.metric, ""),
+                series_instance_uid=m.series_instance_uid,
                 limits=judged.limits_text(),
                 limits_zh=judged.limits_text({k: zh for k, (zh, _en) in labels.SEVERITIES.items()}, sep="，"),
                 beyond=None if judged.severity is None else str(judged.severity),

@@ -14,6 +14,7 @@ from qc_pipeline.ai.features import FEATURES
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, read_manifest
 from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metrics
+from qc_pipeline.metrics.registry import REGISTRY, Direction, fault_side
 from qc_pipeline.modeltools.cards import card_text
 from qc_pipeline.modeltools.evaluation import (
     CARD_END,
@@ -68,14 +69,34 @@ def test_an_objective_metric_becomes_a_fault_score_in_which_unmeasured_images_ra
 
 def test_every_counterpart_is_a_metric_the_flow_measures_and_judges_a_known_label():
     known = score_metrics()
-    for score_id, (metric, direction) in COUNTERPARTS.items():
+    for score_id, metric in COUNTERPARTS.items():
         model = MODEL_SPECS[score_id.split(".")[1]]
         assert score_id in known and model.kind == "image", score_id
-        assert metric in comparison_features(model.modality) and direction in ("above", "below"), score_id
+        assert metric in comparison_features(model.modality), score_id
     # the MR non-uniformity label is compared with N4's bias field, which the shipped model does not read
-    assert COUNTERPARTS["ai.mr_artifacts.nonuniformity"] == ("mr.inu_range_percent", "above")
+    assert COUNTERPARTS["ai.mr_artifacts.nonuniformity"] == "mr.inu_range_percent"
     assert "mr.inu_range_percent" not in FEATURES["MR"]
     assert comparison_features("MR")[: len(FEATURES["MR"])] == FEATURES["MR"]
+
+
+def test_every_counterpart_is_registered_and_its_fault_side_follows_the_registered_direction():
+    expected_side = {Direction.LOWER_BETTER: "above", Direction.HIGHER_BETTER: "below"}
+    for score_id, metric in COUNTERPARTS.items():
+        assert metric in REGISTRY, score_id
+        assert REGISTRY[metric].direction in expected_side, (score_id, REGISTRY[metric].direction)
+        assert fault_side(metric) == expected_side[REGISTRY[metric].direction], score_id
+    # the one higher-is-better counterpart: a low MR SNR is the noise fault
+    assert fault_side(COUNTERPARTS["ai.mr_artifacts.noise"]) == "below"
+    assert fault_side(COUNTERPARTS["ai.ct_artifacts.rings"]) == "above"
+
+
+def test_a_metric_without_a_single_fault_side_or_not_registered_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"'dr.deviation_index' is in_range: it has no single fault side"):
+        fault_side("dr.deviation_index")
+    with pytest.raises(ValueError, match=r"'mr.fov_coverage_percent' is context"):
+        fault_side("mr.fov_coverage_percent")
+    with pytest.raises(KeyError, match=r"'mr.nonexistent' is not in qc_pipeline.metrics.registry"):
+        fault_side("mr.nonexistent")
 
 
 def test_the_objective_comparison_scores_the_counterpart_and_the_model_on_the_same_images():

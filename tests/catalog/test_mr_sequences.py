@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
+from qc_pipeline.catalog.items import Vocabulary, load_lexicon
 from qc_pipeline.catalog.mr_sequences import (
     SequenceInfo,
     Weighting,
@@ -34,6 +35,7 @@ from qc_pipeline.io.geometry import (
     slice_normal,
     slice_position,
 )
+from qc_pipeline.rules import default_thresholds_dir
 
 AXIAL = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 SAGITTAL = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
@@ -566,6 +568,23 @@ def test_name_hints(description, weighting):
 def test_name_hints_for_fat_contrast_and_plane(description, fat, post, plane):
     hints = name_hints(description)
     assert (hints.fat_suppressed is not None, hints.post_contrast, hints.plane) == (fat, post, plane)
+
+
+def test_the_name_words_are_the_lexicons_so_a_site_can_add_its_own(tmp_path):
+    """A series-name word added to a copy of the lexicon (mr_series_names) reaches name_hints and
+    identify_sequence through the vocabulary; without it the name says nothing."""
+    items = default_thresholds_dir() / "items"
+    text = (items / "lexicon.yaml").read_text(encoding="utf-8")
+    marker = "    SWI: '(?<![a-z0-9])(?:swi|"
+    assert marker in text
+    (tmp_path / "lexicon.yaml").write_text(text.replace(marker, marker + "xibian|"), encoding="utf-8")
+    site = Vocabulary(load_lexicon(tmp_path))
+    assert name_hints("Ax xibian 3D").weighting is None
+    assert name_hints("Ax xibian 3D", vocabulary=site).weighting is W.SWI
+    # a T2*-weighted GRE by its parameters, which the name may refine to SWI
+    ds = mr("Ax xibian 3D", tr=40, te=20, seq="GR")
+    assert identify_sequence(ds).weighting is W.T2STAR
+    assert identify_sequence(ds, vocabulary=site).weighting is W.SWI
 
 
 def test_contrast_words_of_an_exam_protocol_name_do_not_mark_every_series():

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from qc_pipeline.catalog.items import KernelTable, PhasesReq, PhaseWindows, SequencesReq, load_catalog
+from qc_pipeline.catalog.items import (
+    KernelTable,
+    MRSeriesNames,
+    PhasesReq,
+    PhaseWindows,
+    SequencesReq,
+    load_catalog,
+    load_lexicon,
+)
 from qc_pipeline.rules import default_thresholds_dir
 
 
@@ -26,6 +34,20 @@ def test_sequences_need_required_or_alternatives():
 def test_kernel_patterns_must_compile():
     with pytest.raises(ValidationError, match=r"ct_kernels.classes.BONE: 'B\[7' is not a regular expression"):
         KernelTable(classes={"BONE": ["B[7"]}, source="test")
+
+
+def test_mr_series_name_patterns_must_compile_and_name_every_weighting_the_code_ranks():
+    shipped = load_lexicon(default_thresholds_dir() / "items").mr_series_names.model_dump()
+    broken = {**shipped, "planes": {**shipped["planes"], "CORONAL": "(?:cor"}}
+    with pytest.raises(
+        ValidationError, match=r"mr_series_names.planes.CORONAL: '\(\?:cor' is not a regular expression"
+    ):
+        MRSeriesNames.model_validate(broken)
+    without_flair = {**shipped, "weightings": {k: v for k, v in shipped["weightings"].items() if k != "FLAIR"}}
+    with pytest.raises(ValidationError, match=r"mr_series_names.weightings: no pattern for FLAIR"):
+        MRSeriesNames.model_validate(without_flair)
+    with pytest.raises(ValidationError, match=r"weightings.T3.\[key\]\n  Input should be 'LOCALIZER'"):
+        MRSeriesNames.model_validate({**shipped, "weightings": {**shipped["weightings"], "T3": "t3"}})
 
 
 def test_phase_windows_must_be_ordered():

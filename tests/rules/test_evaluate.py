@@ -11,12 +11,12 @@ import pytest
 from qc_pipeline.checks import image_quality
 from qc_pipeline.checks.image_quality import Target, judge_measurement, rules_by_metric
 from qc_pipeline.cli import _metric_cell
-from qc_pipeline.domain import Measurement, Severity
+from qc_pipeline.domain import ItemRef, Measurement, Severity
 from qc_pipeline.pipeline import load_pipeline_thresholds
 from qc_pipeline.report import tables
 from qc_pipeline.report.data import MeasurementFact, StudyFacts
 from qc_pipeline.report.period import Period
-from qc_pipeline.review.service import metric_rows
+from qc_pipeline.review.service import MetricValue, metric_rows
 from qc_pipeline.rules.evaluate import applicable_rules, evaluate
 
 HEAD_CT = "YB-034"  # 头部 CT平扫: noise limits 15 HU (review) / 30 HU (fail)
@@ -68,8 +68,8 @@ def test_cli_table_shows_the_per_item_limit_and_the_mark(thresholds):
 
 
 def test_review_app_shows_the_per_item_limit_and_the_mark(thresholds):
-    result = {"modality": "CT", "item": {"code": HEAD_CT}}
-    (row,) = metric_rows(thresholds, result, [{"metric": "ct.noise_hu", "value": 20.0, "series_instance_uid": "1.2.3"}])
+    item = ItemRef(HEAD_CT, "头部 CT平扫", "head CT plain")
+    (row,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 20.0, "1.2.3")])
     assert (row.value, row.unit, row.limits, row.beyond, row.mark) == (
         "20",
         "HU",
@@ -126,3 +126,21 @@ def _empty_data(period):
 
 def test_image_quality_keeps_no_rule_logic_of_its_own():
     assert not hasattr(image_quality, "_fires")
+
+
+def test_a_value_just_beyond_its_limit_is_never_written_as_the_limit(thresholds):
+    # 15.02 HU is above the head-CT review limit of 15 HU; three significant digits would write it
+    # "15", the limit itself. The finding, the command-line table and the review app write "15.02".
+    target = Target("ct", "1.2.3", (), "series 2 'head'", "序列 2 “head”")
+    m = Measurement("ct.noise_hu", 15.02, "HU", series_instance_uid="1.2.3")
+    finding = judge_measurement(m, target, "CT", HEAD_CT, rules_by_metric(thresholds)["ct.noise_hu"], thresholds)
+    assert finding is not None and finding.value == "15.02 HU"
+    assert "15.02 HU is above the limit 15 HU" in finding.message and "15.02 HU，高于限值 15 HU" in finding.message_zh
+    row = {"modality": "CT", "item": {"code": HEAD_CT}, "measurements": [{"metric": "ct.noise_hu", "value": 15.02}]}
+    assert _metric_cell(row, rules_by_metric(thresholds), "en") == "!image noise (global noise level) 15.02 HU (≤ 15)"
+    item = ItemRef(HEAD_CT, "头部 CT平扫", "head CT plain")
+    (shown,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 15.02, "1.2.3")])
+    assert (shown.value, shown.mark) == ("15.02", "!")
+    # a value within the limit keeps the metric's own format
+    (within,) = metric_rows(thresholds, "CT", item, [MetricValue("ct.noise_hu", 14.98, "1.2.3")])
+    assert (within.value, within.mark) == ("15", "")
