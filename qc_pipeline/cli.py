@@ -179,7 +179,7 @@ FULL_ROWS_WIDTH: Final = 10_000
 (a table is as wide as its content, not as the console)."""
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console():
     from rich.console import Console
 
     from qc_pipeline.cli_table import terminal_width
@@ -377,7 +377,7 @@ DASK_OPTIONS = (
 )
 
 
-def _dask_options(func):  # type: ignore[no-untyped-def]
+def _dask_options(func):
     for option in reversed(DASK_OPTIONS):
         func = option(func)
     return func

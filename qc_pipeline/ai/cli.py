@@ -420,7 +420,7 @@ def calibrate_cmd(
     )
 
 
-def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):  # type: ignore[no-untyped-def]
+def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):
     """What ``validate`` and ``calibrate`` read: the finding-review vocabulary, the label rows, each
     score's limit (its rule's in ai.yaml, else its model's), the stored scores and sites of the labelled studies, and the file's bytes."""
     import csv

@@ -128,7 +128,7 @@ class StudyDates:
 def study_dates(ds: Dataset, site_tz: dt.tzinfo) -> StudyDates:
     """Date, time and zone of a study, ignoring values that do not parse."""
 
-    def safe(parse, value):  # type: ignore[no-untyped-def]
+    def safe(parse, value):
         try:
             return parse(value)
         except ValueError:

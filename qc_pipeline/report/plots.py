@@ -126,7 +126,7 @@ def monthly_lines(table: Table, scope: Scope, period_months: Sequence[str], lang
         return _svg(monthly_figure(table, scope, period_months, lang))
 
 
-def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None:  # type: ignore[no-untyped-def]
+def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None:
     kept = [(label, v) for label, v in zip(labels, values, strict=True) if v]
     if not kept:
         return
