@@ -881,7 +881,6 @@ def serve(
         _fail(*problem, code=1)
     from flows.deployments import ingest_deployment, rescore_deployment, spot_check_deployment
 
-    dask = {"workers": workers, "dask_address": dask_address}
     try:
         deployments = [
             ingest_deployment(
@@ -891,7 +890,8 @@ def serve(
                 timezone=site.timezone,
                 name=name,
                 write_back=write_back,
-                **dask,
+                workers=workers,
+                dask_address=dask_address,
             )
         ]
         if rescore_cron.strip().lower() != "off":
@@ -901,7 +901,8 @@ def serve(
                     cron=rescore_cron,
                     timezone=site.timezone,
                     limit=rescore_limit,
-                    **dask,
+                    workers=workers,
+                    dask_address=dask_address,
                 )
             )
         if spot_check_cron.strip().lower() != "off":
@@ -1217,7 +1218,7 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     except ConfigError as exc:
         _fail(str(exc), "互认机构名录无效", code=2)
     register, day = policy.register, policy.as_of
-    rows = []
+    rows: list[dict[str, Any]] = []
     for inst in register.institutions:
         check = register.qualification_check(inst, day)
         region = register.region(inst.region)

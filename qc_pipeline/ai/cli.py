@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -146,7 +147,7 @@ def train_cmd(
     if unknown:
         _fail(f"unknown model {', '.join(unknown)} (known: {', '.join(MODEL_SPECS)})", f"未知模型 {', '.join(unknown)}")
     config = TrainingConfig()
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {"epochs": epochs, "n_train": n_train, "version": version, "labels": labels}.items()
         if v is not None

@@ -7,6 +7,7 @@ variants. A new list is a new file, named in ``thresholds/site.yaml`` (``catalog
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import re
@@ -220,7 +221,7 @@ class ListInfo(_Strict):
 
 class ItemList(_Strict):
     list: ListInfo
-    items: list[Item] = Field(min_length=1)
+    items: builtins.list[Item] = Field(min_length=1)
 
 
 class BodyPartViews(Sourced):

@@ -11,7 +11,7 @@ import functools
 import io
 import math
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import matplotlib
 
@@ -26,6 +26,9 @@ from qc_pipeline.report.data import KEY_METRICS, ReportData  # noqa: E402
 from qc_pipeline.report.labels import pick, word  # noqa: E402
 from qc_pipeline.report.tables import Scope, Table, metric_limits  # noqa: E402
 from qc_pipeline.rules.schema import Rule  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 CJK_FAMILIES: Final = (
     "Noto Sans CJK SC",
@@ -55,7 +58,7 @@ def cjk_family() -> str:
     )
 
 
-def _rc() -> dict[str, object]:
+def _rc() -> dict[RcKeyType, Any]:
     return {
         "font.family": [cjk_family()],
         "font.size": 9,
