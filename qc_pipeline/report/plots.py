@@ -17,15 +17,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import font_manager, rc_context  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import font_manager, rc_context
+from matplotlib.figure import Figure
 
-from qc_pipeline.errors import ConfigError  # noqa: E402
-from qc_pipeline.labels import metric_label  # noqa: E402
-from qc_pipeline.report.data import KEY_METRICS, ReportData  # noqa: E402
-from qc_pipeline.report.labels import pick, word  # noqa: E402
-from qc_pipeline.report.tables import Scope, Table, metric_limits  # noqa: E402
-from qc_pipeline.rules.schema import Rule  # noqa: E402
+from qc_pipeline.errors import ConfigError
+from qc_pipeline.labels import metric_label
+from qc_pipeline.report.data import KEY_METRICS, ReportData
+from qc_pipeline.report.labels import pick, word
+from qc_pipeline.report.tables import Scope, Table, metric_limits
+from qc_pipeline.rules.schema import Rule
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
