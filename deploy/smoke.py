@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "deploy" / "prefect.yaml"
@@ -73,9 +74,9 @@ def sample_folder(root: Path) -> Path:
 
 
 class _Webhook(http.server.BaseHTTPRequestHandler):
-    received: list[bytes] = []
+    received: ClassVar[list[bytes]] = []  # shared: the server makes a handler per request
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:  # http.server's name
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Webhook.received.append(body)
         self.send_response(200)
@@ -120,7 +121,7 @@ class Smoke:
         return out.stdout
 
     def start(self, name: str, *args: str) -> None:
-        log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        log = open(self.work / f"{name}.log", "wb")  # closed with the process
         self.procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "prefect", *args],

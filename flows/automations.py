@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+from uuid import UUID
 
 AUTOMATION_NAME = "qc-pipeline: failed run"
 FLOW_TAG = "qc-pipeline"
@@ -27,7 +29,7 @@ BODY = (
 )
 
 
-def failed_run_automation(block_document_id: object):  # type: ignore[no-untyped-def]
+def failed_run_automation(block_document_id: UUID):
     """The automation (not yet stored): the failed-run events of flows tagged qc-pipeline, each
     sent through the notification block ``block_document_id``."""
     from prefect.events.actions import SendNotification
@@ -42,7 +44,7 @@ def failed_run_automation(block_document_id: object):  # type: ignore[no-untyped
             match_related={"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{FLOW_TAG}"},
             posture=Posture.Reactive,
             threshold=1,
-            within=0,
+            within=dt.timedelta(0),
         ),
         actions=[
             SendNotification(
@@ -64,7 +66,7 @@ async def install(block_name: str) -> str:
         return str(await client.create_automation(failed_run_automation(block.id)))
 
 
-async def _block_by_name(client, block_name: str):  # type: ignore[no-untyped-def]
+async def _block_by_name(client, block_name: str):
     for block in await client.read_block_documents(include_secrets=False):
         if block.name == block_name and not block.is_anonymous:
             return block

@@ -6,12 +6,17 @@ spot-check draw.
 
 from __future__ import annotations
 
+from typing import cast
+
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
 from flows.qc_flow import dask_task_runner, qc_run
 from flows.rescore_flow import qc_rescore
 from flows.spot_check_flow import qc_spot_check_draw
+
+# ``Flow.to_deployment`` is typed as returning the deployment or a coroutine (Prefect dispatches on
+# the caller: a coroutine only inside an event loop); these functions are called from plain code.
 
 DEFAULT_INGEST_CRON = "*/10 * * * *"
 """Ingestion every ten minutes, in the site's time zone."""
@@ -37,20 +42,23 @@ def ingest_deployment(
     with ``workers`` local processes or the cluster at ``dask_address``; ``write_back``: each
     judged study's result stored back on the DICOMweb source as a DICOM SR)."""
     dask_task_runner(workers=workers, dask_address=dask_address)  # refuse bad options now
-    return qc_run.to_deployment(
-        name=name,
-        schedule=Cron(cron, timezone=timezone),
-        concurrency_limit=1,  # a scheduled run never overlaps the previous one
-        parameters={
-            "source": source,
-            "db_url": db_url,
-            "thresholds_dir": thresholds_dir,
-            "workers": workers,
-            "dask_address": dask_address,
-            "write_back": write_back,
-        },
-        description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
-        tags=["qc-pipeline", "ingest"],
+    return cast(
+        RunnerDeployment,
+        qc_run.to_deployment(
+            name=name,
+            schedule=Cron(cron, timezone=timezone),
+            concurrency_limit=1,  # a scheduled run never overlaps the previous one
+            parameters={
+                "source": source,
+                "db_url": db_url,
+                "thresholds_dir": thresholds_dir,
+                "workers": workers,
+                "dask_address": dask_address,
+                "write_back": write_back,
+            },
+            description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
+            tags=["qc-pipeline", "ingest"],
+        ),
     )
 
 
@@ -68,19 +76,22 @@ def rescore_deployment(
     """A deployment of ``qc-rescore`` (judge again what older thresholds or models decided, at
     most ``limit`` studies a night, the most recent first)."""
     dask_task_runner(workers=workers, dask_address=dask_address)
-    return qc_rescore.to_deployment(
-        name=name,
-        schedule=Cron(cron, timezone=timezone),
-        concurrency_limit=1,
-        parameters={
-            "db_url": db_url,
-            "thresholds_dir": thresholds_dir,
-            "workers": workers,
-            "dask_address": dask_address,
-            "limit": limit,
-        },
-        description="Re-score studies decided with older thresholds or models (qc-pipeline) · 阈值或模型更新后重新质控",
-        tags=["qc-pipeline", "rescore"],
+    return cast(
+        RunnerDeployment,
+        qc_rescore.to_deployment(
+            name=name,
+            schedule=Cron(cron, timezone=timezone),
+            concurrency_limit=1,
+            parameters={
+                "db_url": db_url,
+                "thresholds_dir": thresholds_dir,
+                "workers": workers,
+                "dask_address": dask_address,
+                "limit": limit,
+            },
+            description="Re-score studies decided with older thresholds or models (qc-pipeline) · 阈值或模型更新后重新质控",
+            tags=["qc-pipeline", "rescore"],
+        ),
     )
 
 
@@ -94,11 +105,14 @@ def spot_check_deployment(
     name: str = "qc-spot-check-draw",
 ) -> RunnerDeployment:
     """A deployment of ``qc-spot-check-draw``: each month, the previous month's spot-check draw."""
-    return qc_spot_check_draw.to_deployment(
-        name=name,
-        schedule=Cron(cron, timezone=timezone),
-        concurrency_limit=1,
-        parameters={"db_url": db_url, "config_path": config_path, "thresholds_dir": thresholds_dir},
-        description="Monthly cross-region spot-check draw (qc-pipeline) · 每月交叉质控抽样",
-        tags=["qc-pipeline", "spot-check"],
+    return cast(
+        RunnerDeployment,
+        qc_spot_check_draw.to_deployment(
+            name=name,
+            schedule=Cron(cron, timezone=timezone),
+            concurrency_limit=1,
+            parameters={"db_url": db_url, "config_path": config_path, "thresholds_dir": thresholds_dir},
+            description="Monthly cross-region spot-check draw (qc-pipeline) · 每月交叉质控抽样",
+            tags=["qc-pipeline", "spot-check"],
+        ),
     )

@@ -179,7 +179,7 @@ FULL_ROWS_WIDTH: Final = 10_000
 (a table is as wide as its content, not as the console)."""
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console():
     from rich.console import Console
 
     from qc_pipeline.cli_table import terminal_width
@@ -377,7 +377,7 @@ DASK_OPTIONS = (
 )
 
 
-def _dask_options(func):  # type: ignore[no-untyped-def]
+def _dask_options(func):
     for option in reversed(DASK_OPTIONS):
         func = option(func)
     return func
@@ -887,7 +887,6 @@ def serve(
         _fail(*problem, code=1)
     from flows.deployments import ingest_deployment, rescore_deployment, spot_check_deployment
 
-    dask = {"workers": workers, "dask_address": dask_address}
     try:
         deployments = [
             ingest_deployment(
@@ -897,7 +896,8 @@ def serve(
                 timezone=site.timezone,
                 name=name,
                 write_back=write_back,
-                **dask,
+                workers=workers,
+                dask_address=dask_address,
             )
         ]
         if rescore_cron.strip().lower() != "off":
@@ -907,7 +907,8 @@ def serve(
                     cron=rescore_cron,
                     timezone=site.timezone,
                     limit=rescore_limit,
-                    **dask,
+                    workers=workers,
+                    dask_address=dask_address,
                 )
             )
         if spot_check_cron.strip().lower() != "off":
@@ -1223,7 +1224,7 @@ def institutions_list(fmt: str, as_of: dt.datetime | None) -> None:
     except ConfigError as exc:
         _fail(str(exc), "互认机构名录无效", code=2)
     register, day = policy.register, policy.as_of
-    rows = []
+    rows: list[dict[str, Any]] = []
     for inst in register.institutions:
         check = register.qualification_check(inst, day)
         region = register.region(inst.region)

@@ -29,7 +29,7 @@ def _guard(name: str, func: Callable[[], Check]) -> Check:
     """A check that crashed is a problem, said in one line (never a traceback)."""
     try:
         return func()
-    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not fail
+    except Exception as exc:  # doctor reports, it does not fail
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         return Check(name, False, f"could not be checked: {reason}", f"无法检查：{reason}")
 

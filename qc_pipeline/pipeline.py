@@ -436,7 +436,7 @@ def _judge_and_save(
         earlier = first_seen(entry.study_instance_uid) if callable(first_seen) else None
         if earlier is not None and earlier < study.received_at:
             study.received_at = earlier
-    patient_ids = {text(i.dataset, "PatientID") for i in study.images} - {None}
+    patient_ids = {pid for i in study.images if (pid := text(i.dataset, "PatientID")) is not None}
     others: list[PriorStudy] = []
     if len(patient_ids) == 1:
         others = store.patient_studies(patient_ids.pop(), exclude_study_uid=entry.study_instance_uid)

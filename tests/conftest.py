@@ -14,7 +14,7 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 # PREFECT_HOME migrates a database, which can pass Prefect's 20 s default on a busy CI machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

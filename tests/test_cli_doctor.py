@@ -112,7 +112,7 @@ def test_wrong_dicomweb_credentials_are_named_with_their_fix(setup, monkeypatch)
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Refuse(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="dicom"')
             self.send_header("Content-Length", "0")

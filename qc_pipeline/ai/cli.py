@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -146,7 +147,7 @@ def train_cmd(
     if unknown:
         _fail(f"unknown model {', '.join(unknown)} (known: {', '.join(MODEL_SPECS)})", f"未知模型 {', '.join(unknown)}")
     config = TrainingConfig()
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {"epochs": epochs, "n_train": n_train, "version": version, "labels": labels}.items()
         if v is not None
@@ -420,7 +421,7 @@ def calibrate_cmd(
     )
 
 
-def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):  # type: ignore[no-untyped-def]
+def _site_inputs(labels_path: Path, db_url: str | None, models_dir: Path | None, thresholds_dir: Path | None):
     """What ``validate`` and ``calibrate`` read: the finding-review vocabulary, the label rows, each
     score's limit (its rule's in ai.yaml, else its model's), the stored scores and sites of the labelled studies, and the file's bytes."""
     import csv

@@ -141,7 +141,7 @@ def read_manifest(path: Path) -> Manifest:
         names = manifest.preprocessing.get("features")
         known = measured_metrics(manifest.modality)
         unknown = sorted(set(names) - known) if isinstance(names, list) else None
-        if unknown is None or unknown or manifest.input.shape[1:2] != [len(names)]:
+        if not isinstance(names, list) or unknown or manifest.input.shape[1:2] != [len(names)]:
             raise ModelError(
                 f"model manifest {path}: model {manifest.name} reads the metric features {names} "
                 f"(input shape {manifest.input.shape}), "

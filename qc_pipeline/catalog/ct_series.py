@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Final, cast
 
 from pydicom.dataset import Dataset
 
@@ -98,7 +98,8 @@ class CTSeriesRole:
 
 def _image_type(ds: Dataset) -> list[str]:
     value = header_value(ds, "ImageType") or []
-    values = [value] if isinstance(value, str) else list(value)
+    # multi-valued: pydicom gives a MultiValue, or a str when the element holds one value
+    values = [value] if isinstance(value, str) else list(cast("Iterable[object]", value))
     return [str(v).strip().upper() for v in values]
 
 

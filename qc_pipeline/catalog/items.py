@@ -7,6 +7,7 @@ variants, the CT kernel table and the MR series-name patterns. A new list is a n
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import re
@@ -301,7 +302,7 @@ class ListInfo(_Strict):
 
 class ItemList(_Strict):
     list: ListInfo
-    items: list[Item] = Field(min_length=1)
+    items: builtins.list[Item] = Field(min_length=1)
 
 
 class BodyPartViews(Sourced):

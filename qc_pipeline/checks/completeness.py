@@ -22,7 +22,15 @@ from qc_pipeline.catalog.ct_series import (
     group_acquisitions,
     is_localizer,
 )
-from qc_pipeline.catalog.items import Catalog, Item, PhasesReq, ProtocolAlternative, SequenceReq, Vocabulary
+from qc_pipeline.catalog.items import (
+    Catalog,
+    Item,
+    PhasesReq,
+    ProtocolAlternative,
+    SequenceReq,
+    ViewName,
+    Vocabulary,
+)
 from qc_pipeline.catalog.mr_sequences import identify_series
 from qc_pipeline.domain import Finding
 from qc_pipeline.io.dicom import text
@@ -145,7 +153,7 @@ def _check_dr(item: Item, datasets: Sequence[Dataset], thresholds: Thresholds, c
     shown = ", ".join(sorted(v for v in views if v)) or "none"
     limit = " + ".join("/".join(g) for g in req.views.groups)
     n = len(datasets)
-    missing: list[list[str]] = []
+    missing: list[list[ViewName]] = []
     for group in req.views.groups:
         for view in group:
             if available[view] > 0:

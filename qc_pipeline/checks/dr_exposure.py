@@ -20,7 +20,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from qc_pipeline.domain import Finding, Measurement
 from qc_pipeline.errors import ConfigError
@@ -78,9 +78,14 @@ class IndicatorRow(BaseModel):
         keyword = keyword_for_tag(number) or "private tag"
         return f"{keyword} ({number.group:04X},{number.element:04X})"
 
-    def tag_number(self) -> Tag:
+    def tag_number(self) -> BaseTag:
         match = _HEX_TAG.match(self.tag)
-        return Tag(int(match[1], 16), int(match[2], 16)) if match else Tag(tag_for_keyword(self.tag))
+        if match:
+            return Tag(int(match[1], 16), int(match[2], 16))
+        number = tag_for_keyword(self.tag)
+        if number is None:  # refused by _complete: only a row built without validation gets here
+            raise TypeError(f"tag {self.tag!r} is neither a DICOM keyword nor 'gggg,eeee'")
+        return Tag(number)
 
 
 class IndicatorTable(BaseModel):

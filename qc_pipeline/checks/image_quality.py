@@ -55,6 +55,7 @@ from qc_pipeline.io.frames import subset_header
 from qc_pipeline.io.geometry import as_floats, header_value
 from qc_pipeline.io.pixels import (
     DEFAULT_MAX_BYTES,
+    Float32Array,
     load_image,
     load_series,
     lossy_compression,
@@ -232,7 +233,7 @@ def _float_tag(ds: Dataset, keyword: str) -> float | None:
 class _Decoded:
     """The pixels of one target, as the AI scorer reads them."""
 
-    slices: Sequence[object]
+    slices: Sequence[Float32Array]
     """One (row, col) array per image or slice."""
     pixel_mm: float | None
     stored_range: tuple[float, float] | None

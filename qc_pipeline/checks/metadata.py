@@ -128,7 +128,7 @@ class StudyDates:
 def study_dates(ds: Dataset, site_tz: dt.tzinfo) -> StudyDates:
     """Date, time and zone of a study, ignoring values that do not parse."""
 
-    def safe(parse, value):  # type: ignore[no-untyped-def]
+    def safe(parse, value):
         try:
             return parse(value)
         except ValueError:
@@ -328,7 +328,7 @@ def _check_study_date_time(ds: Dataset, out: _Collector, *, site_tz: dt.tzinfo, 
                 value=raw_time,
             )
     dates = StudyDates(study_date, study_time, tz)
-    if study_date is not None:
+    if raw_date is not None and study_date is not None:  # a date parsed from the raw text
         tolerance = dt.timedelta(minutes=out.thresholds.limit("metadata.study_date.future"))
         local_now = now.astimezone(tz)
         if study_time is None:

@@ -13,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pydicom
 import pydicom.config
@@ -69,10 +69,10 @@ def _cached_raw_element_value(
         vr_out, value, multi = hit
         data["VR"] = vr_out
         if multi:
-            cached = value  # a MultiValue kept as a template: copy its items into a new list
+            cached = cast("MultiValue[Any]", value)  # a MultiValue kept as a template: copy its items into a new list
             fresh = MultiValue.__new__(MultiValue)
-            fresh._constructor = cached._constructor  # type: ignore[attr-defined]
-            fresh._list = list(cached._list)  # type: ignore[attr-defined]
+            fresh._constructor = cached._constructor
+            fresh._list = list(cached._list)
             data["value"] = fresh
         else:
             data["value"] = value
@@ -84,8 +84,8 @@ def _cached_raw_element_value(
     elif type(value) is MultiValue and all(isinstance(item, _SHAREABLE) for item in value):
         multi = True
         template = MultiValue.__new__(MultiValue)
-        template._constructor = value._constructor  # type: ignore[attr-defined]
-        template._list = list(value._list)  # type: ignore[attr-defined]
+        template._constructor = value._constructor
+        template._list = list(value._list)
         value = template
     else:
         return

@@ -181,12 +181,12 @@ def vendor_deviation_index(
     Med. Phys. 2009;36:2898), so +3 is about twice the exposure for every vendor: Kodak EI +300,
     lgM +0.3, S halved.
     """
-    if not (_finite(value) and _finite(target)):
+    if target is None or not (_finite(value) and _finite(target)):
         raise DegenerateInputError(f"vendor indicator {value!r} and target {target!r} must be finite numbers")
     if conversion == "log":
-        if not (_finite(per_decade) and float(per_decade) > 0.0):  # type: ignore[arg-type]
+        if per_decade is None or not (_finite(per_decade) and float(per_decade) > 0.0):
             raise DegenerateInputError(f"a 'log' indicator needs per_decade > 0, found {per_decade!r}")
-        return 10.0 * (float(value) - float(target)) / float(per_decade)  # type: ignore[arg-type]
+        return 10.0 * (float(value) - float(target)) / float(per_decade)
     if conversion in ("proportional", "inverse"):
         if float(value) <= 0.0 or float(target) <= 0.0:
             raise DegenerateInputError(

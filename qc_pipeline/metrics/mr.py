@@ -898,7 +898,8 @@ def _piu(
         return None, f"pixel spacing {spacing_mm!r} is not positive: the 1 cm^2 windows cannot be sized"
     box = (max(1, int(round(PIU_BOX_MM / dy))), max(1, int(round(PIU_BOX_MM / dx))))
     values = []
-    rr, cc = np.indices(masks.tissue.shape[1:])
+    grid = np.indices(masks.tissue.shape[1:])
+    rr, cc = grid[0], grid[1]
     for i in objects:
         t = masks.tissue[i]
         radius2_mm2 = ACR_LARGE_ROI_FRACTION * float(t.sum()) * dy * dx / math.pi

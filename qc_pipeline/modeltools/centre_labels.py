@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from qc_pipeline.ai.features import slice_features
 from qc_pipeline.ai.preprocess import sample_slices
+from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import ConfigError, QCError
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
 from qc_pipeline.io.tabular import unescape_row
@@ -61,8 +62,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _series_features(source, study, series_uids: set[str], modality: str) -> Iterator[npt.NDArray[np.float32]]:  # type: ignore[no-untyped-def]
-    by_series: dict[str, list] = {}  # type: ignore[type-arg]
+def _series_features(source, study, series_uids: set[str], modality: str) -> Iterator[npt.NDArray[np.float32]]:
+    by_series: dict[str, list[InstanceRef]] = {}
     for inst in study.images:
         if (
             inst.ref.series_instance_uid in series_uids

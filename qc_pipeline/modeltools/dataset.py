@@ -164,8 +164,8 @@ def _phantom(modality: str, seed: int) -> SourceImage:
         return SourceImage(
             f"phantom-{seed}-{region}", False, image, 0.9 if region in ("head", "skull_base") else 1.5, None
         )
-    volume = phantoms.mr_head_phantom(n_slices=1, size=256, noise_sigma=float(rng.uniform(3, 9)), seed=seed)
-    return SourceImage(f"phantom-{seed}", False, volume[0].astype(np.float32), 0.9, None)
+    mr_volume = phantoms.mr_head_phantom(n_slices=1, size=256, noise_sigma=float(rng.uniform(3, 9)), seed=seed)
+    return SourceImage(f"phantom-{seed}", False, mr_volume[0].astype(np.float32), 0.9, None)
 
 
 def load_sources(modality: str, split: Split) -> list[SourceImage]:

@@ -214,7 +214,7 @@ def ai_only_catches(
             caught_objectively = (values > objective_limit) if direction == "above" else (values < objective_limit)
         caught_objectively &= np.isfinite(values)
     only = (y == 1) & real & (p > limit) & ~caught_objectively
-    return {"crops": int(only.sum()), "images": len({images[i] for i in np.flatnonzero(only)})}
+    return {"crops": int(only.sum()), "images": len({images[int(i)] for i in np.flatnonzero(only)})}
 
 
 def fault_score(values: npt.NDArray[np.floating], direction: str) -> npt.NDArray[np.float64]:
@@ -537,6 +537,11 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     )
 
 
+def _as_is(text: str) -> Callable[[re.Match[str]], str]:
+    """A replacement for ``re.sub`` that puts ``text`` in as it is (a string would have its backslashes read)."""
+    return lambda _match: text
+
+
 def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
     """``evaluation.json`` and the results section of every model card that has the markers."""
     written = [models_dir / "evaluation.json"]
@@ -550,7 +555,7 @@ def write_results(results: Mapping[str, Any], models_dir: Path) -> list[Path]:
         if not pattern.search(text):
             continue
         block = f"{CARD_START}\n{model_table(name, results)}\n{CARD_END}"
-        card.write_text(pattern.sub(lambda _, block=block: block, text), encoding="utf-8")
+        card.write_text(pattern.sub(_as_is(block), text), encoding="utf-8")
         written.append(card)
     return written
 
@@ -634,7 +639,9 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return low, high
 
 
-def false_flags_by_image(images: Sequence[object], flagged: Sequence[bool], level: float = LEVEL) -> Interval:
+def false_flags_by_image(
+    images: Sequence[object], flagged: Sequence[bool] | npt.NDArray[np.bool_], level: float = LEVEL
+) -> Interval:
     """The share of distinct clean images flagged (an image is flagged when any of its crops or
     slices is), with its exact interval; n is the number of distinct images."""
     if len(images) != len(flagged):
@@ -661,7 +668,7 @@ def per_source(
     y: Sequence[int] | npt.NDArray[np.integer],
     p: Sequence[float] | npt.NDArray[np.floating],
     sources: Sequence[str],
-    real: Sequence[bool],
+    real: Sequence[bool] | npt.NDArray[np.bool_],
     *,
     images: Sequence[object] | None = None,
     n_boot: int = N_BOOTSTRAP,

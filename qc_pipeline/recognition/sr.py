@@ -47,6 +47,7 @@ from highdicom.sr import (
     CodeContentItem,
     CodedConcept,
     ContainerContentItem,
+    ContentItem,
     DateContentItem,
     DateTimeContentItem,
     ImageContentItem,
@@ -208,6 +209,12 @@ def _valid(keyword: str, value: Any) -> Any:
     return value
 
 
+def _set_children(item: ContentItem, children: Sequence[ContentItem]) -> None:
+    """``item.ContentSequence = children``: highdicom's ``ContentItem.__setattr__`` wraps the list in a
+    ContentSequence, though it annotates its value as a DataElement or a pydicom Sequence only."""
+    item.ContentSequence = children  # type: ignore[assignment]
+
+
 def _finding_item(finding: Mapping[str, Any], classes: Mapping[str, str]) -> CodeContentItem:
     item = CodeContentItem(FINDING, _code(finding["code"], finding["code"]), relationship_type="CONTAINS")
     severity = str(finding["severity"])
@@ -227,7 +234,7 @@ def _finding_item(finding: Mapping[str, Any], classes: Mapping[str, str]) -> Cod
     sop = finding.get("sop_instance_uid")
     if sop and sop in classes:  # an instance of the evidence: referenced (the SR names what it judged)
         children.append(ImageContentItem(SOURCE_OF_MEASUREMENT, classes[sop], sop, relationship_type="HAS PROPERTIES"))
-    item.ContentSequence = children
+    _set_children(item, children)
     return item
 
 
@@ -255,9 +262,9 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
             PROCEDURE_REPORTED, _code(item["code"], item.get("name_en") or item["code"]), relationship_type="CONTAINS"
         )
         if item.get("name_zh"):
-            procedure.ContentSequence = [
-                TextContentItem(ITEM_NAME_ZH, item["name_zh"], relationship_type="HAS PROPERTIES")
-            ]
+            _set_children(
+                procedure, [TextContentItem(ITEM_NAME_ZH, item["name_zh"], relationship_type="HAS PROPERTIES")]
+            )
         items.append(procedure)
     human = result.get("human_decision")
     items.append(CodeContentItem(VERDICT, _verdict_code(result["final_verdict"]), relationship_type="CONTAINS"))
@@ -271,7 +278,7 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
             review.append(TextContentItem(REVIEWER, str(human["reviewer"]), relationship_type="HAS PROPERTIES"))
         if (at := _datetime(human.get("decided_at"))) is not None:
             review.append(DateTimeContentItem(REVIEWED_AT, _dicom_dt(at), relationship_type="HAS PROPERTIES"))
-        basis.ContentSequence = review
+        _set_children(basis, review)
     items.append(basis)
     if result.get("eligible_until"):
         items.append(
@@ -284,7 +291,7 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
     if (decided := _datetime(result.get("decided_at"))) is not None:
         items.append(DateTimeContentItem(DECIDED_AT, _dicom_dt(decided), relationship_type="CONTAINS"))
     findings = ContainerContentItem(FINDINGS, relationship_type="CONTAINS")
-    findings.ContentSequence = [_finding_item(f, classes) for f in result.get("findings") or ()]
+    _set_children(findings, [_finding_item(f, classes) for f in result.get("findings") or ()])
     items.append(findings)
     provenance = result.get("provenance") or {}
     algorithm = hd.sr.AlgorithmIdentification(
@@ -302,7 +309,7 @@ def content(result: Mapping[str, Any], evidence: Sequence[Dataset]) -> Container
     )
     for name, version in sorted((provenance.get("models") or {}).items()):
         items.append(TextContentItem(AI_MODEL, f"{name}={version}", relationship_type="CONTAINS"))
-    root.ContentSequence = items
+    _set_children(root, items)
     return root
 
 

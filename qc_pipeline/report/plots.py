@@ -11,21 +11,24 @@ import functools
 import io
 import math
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import font_manager, rc_context  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import font_manager, rc_context
+from matplotlib.figure import Figure
 
-from qc_pipeline.errors import ConfigError  # noqa: E402
-from qc_pipeline.labels import metric_label  # noqa: E402
-from qc_pipeline.report.data import KEY_METRICS, ReportData  # noqa: E402
-from qc_pipeline.report.labels import pick, word  # noqa: E402
-from qc_pipeline.report.tables import Scope, Table, metric_limits  # noqa: E402
-from qc_pipeline.rules.schema import Rule  # noqa: E402
+from qc_pipeline.errors import ConfigError
+from qc_pipeline.labels import metric_label
+from qc_pipeline.report.data import KEY_METRICS, ReportData
+from qc_pipeline.report.labels import pick, word
+from qc_pipeline.report.tables import Scope, Table, metric_limits
+from qc_pipeline.rules.schema import Rule
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 CJK_FAMILIES: Final = (
     "Noto Sans CJK SC",
@@ -55,7 +58,7 @@ def cjk_family() -> str:
     )
 
 
-def _rc() -> dict[str, object]:
+def _rc() -> dict[RcKeyType, Any]:
     return {
         "font.family": [cjk_family()],
         "font.size": 9,
@@ -126,7 +129,7 @@ def monthly_lines(table: Table, scope: Scope, period_months: Sequence[str], lang
         return _svg(monthly_figure(table, scope, period_months, lang))
 
 
-def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None:  # type: ignore[no-untyped-def]
+def _boxes(ax, labels: Sequence[str], values: Sequence[Sequence[float]]) -> None:
     kept = [(label, v) for label, v in zip(labels, values, strict=True) if v]
     if not kept:
         return

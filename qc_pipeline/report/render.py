@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -238,9 +238,10 @@ def write_xlsx(tables: Sequence[Table], path: Path, *, lang: str, facts: Sequenc
     from openpyxl import Workbook
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.worksheet import Worksheet
 
     wb = Workbook()
-    index = wb.active
+    index = cast("Worksheet", wb.active)  # a new workbook's one sheet, a worksheet
     index.title = "index"
     append_row(index, [pick("表", "table", lang), pick("标题", "title", lang), pick("行数", "rows", lang)])
     for t in tables:

@@ -1164,7 +1164,7 @@ def recognition_reasons(
         and (institution is None or institution in (r.receiving_institution, r.source_institution))
     ]
     counted = Counter(r.reason_code or "" for r in now)
-    rows = []
+    rows: list[tuple[int | str, str, int, Decimal | None, str]] = []  # a number, or a dash for the unlisted
     for reason in reasons.reasons:
         if counted.get(reason.code):
             rows.append(

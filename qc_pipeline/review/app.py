@@ -62,6 +62,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import UploadFile
 from starlette.middleware.sessions import SessionMiddleware
 
 from qc_pipeline import labels as names
@@ -142,7 +143,7 @@ async def csrf_protect(request: Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     expected = request.session.get(CSRF_FIELD)
-    sent = request.headers.get(CSRF_HEADER)
+    sent: str | UploadFile | None = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
@@ -442,6 +443,7 @@ def _include(
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r}: include sub-routers into the review app directly, not nested")
+        assert route.methods is not None  # FastAPI gives every APIRoute its methods (GET when none are named)
         app.state.route_table.append((prefix + route.path, frozenset(route.methods), public))
         app.state.route_roles[prefix + route.path] = frozenset() if public else roles
 

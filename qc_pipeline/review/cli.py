@@ -26,7 +26,7 @@ VIEWER_ENV: Final = "QC_REVIEW_VIEWER_URL"
 SECRET_FILE: Final = "review-secret.key"
 
 
-def _open_store(db_url: str | None, *, must_exist: bool = False):  # type: ignore[no-untyped-def]
+def _open_store(db_url: str | None, *, must_exist: bool = False):
     """The results store; with ``must_exist`` a SQLite file that does not exist is an error (a
     mistyped path must not become a new empty database that the command then reads or changes)."""
     from qc_pipeline.cli import db_url_for

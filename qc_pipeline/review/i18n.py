@@ -231,7 +231,7 @@ def pick(pair: tuple[str, str], lang: str) -> str:
     return pair[1] if lang == "zh" else pair[0]
 
 
-def translator(lang: str):  # type: ignore[no-untyped-def]
+def translator(lang: str):
     """``t(key)`` for templates: the word in ``lang``; an unknown key shows itself (visible in tests)."""
 
     def t(key: str) -> str:

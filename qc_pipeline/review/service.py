@@ -34,9 +34,9 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -791,14 +791,17 @@ def clear_flag(store: ResultStore, uid: str, user: User, *, reason_code: str) ->
     _require_admin(user)
     with store.writing("clear a flag") as session:
         study, _decision = _ids(session, uid)
-        done = session.execute(
-            update(NegativeFlag)
-            .where(
-                NegativeFlag.study_id == study.id,
-                NegativeFlag.reason_code == reason_code,
-                NegativeFlag.cleared_at.is_(None),
-            )
-            .values(cleared_at=_now(), cleared_by=user.id)
+        done = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(NegativeFlag)
+                .where(
+                    NegativeFlag.study_id == study.id,
+                    NegativeFlag.reason_code == reason_code,
+                    NegativeFlag.cleared_at.is_(None),
+                )
+                .values(cleared_at=_now(), cleared_by=user.id)
+            ),
         ).rowcount
         if not done:
             raise ReviewError(f"the study has no active flag {reason_code!r}", "该检查没有此负面清单标记", status=404)

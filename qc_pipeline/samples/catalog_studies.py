@@ -24,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from qc_pipeline.catalog.items import Item, SequenceReq
+from qc_pipeline.catalog.items import Item, PlaneName, SequenceReq
 from qc_pipeline.samples import phantoms
 from qc_pipeline.samples.writer import derive_uid
 
@@ -356,7 +356,7 @@ def _ct_phases(item: Item) -> list[str]:
     req = item.requires.post_contrast_phases
     if req is None:
         return []
-    phases = [group[0] for group in req.named]
+    phases: list[str] = [group[0] for group in req.named]
     for phase in ("ARTERIAL", "PORTAL", "DELAYED"):
         if len(phases) >= req.min:
             break
@@ -460,7 +460,8 @@ def plan_study(item: Item, style: str, *, defect: str | None = None) -> tuple[st
                 )
                 covered.add(plane)
         if item.requires.post_contrast_t1_planes is not None:
-            for plane in ("AXIAL", "SAGITTAL", "CORONAL")[: int(item.requires.post_contrast_t1_planes.value)]:
+            planes: tuple[PlaneName, ...] = ("AXIAL", "SAGITTAL", "CORONAL")
+            for plane in planes[: int(item.requires.post_contrast_t1_planes.value)]:
                 fs = item.body_part in ("CSPINE", "TSPINE", "LSPINE")
                 plans.append(
                     _mr_series(
@@ -651,10 +652,11 @@ def write_catalog_set(out_dir: Path, items: Iterable[Item], *, seed: int = 0) ->
     for index, item in enumerate(items):
         by_code[item.code] = item
         plan.append((item, STYLES[index % len(STYLES)], None, "pass", None))
-    for code, defect, category in DEFECT_CASES:
+    for code, case_defect, case_category in DEFECT_CASES:
         if code in by_code:
-            verdict = "review" if defect == "left_vs_right" else "fail"
-            plan.append((by_code[code], "zh" if defect != "missing_flair" else "siemens", defect, verdict, category))
+            verdict = "review" if case_defect == "left_vs_right" else "fail"
+            style = "zh" if case_defect != "missing_flair" else "siemens"
+            plan.append((by_code[code], style, case_defect, verdict, case_category))
     for item, style, defect, verdict, category in plan:
         datasets = build_study(item, style, defect=defect, seed=seed, pixels=True)
         name = f"{item.code}-{style}" + (f"-{defect}" if defect else "")

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -170,7 +170,8 @@ def _secret_value(block: str) -> object:
     try:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(block).get()
+        # Secret.load is typed as the block or a coroutine (a coroutine only inside an event loop)
+        value = cast("Secret[Any]", Secret.load(block)).get()
     except ValueError as exc:  # no block of that name (the message names the block, not its value)
         reason = " ".join(str(exc).split())[:200]
         raise SourceError(
@@ -610,10 +611,12 @@ class DicomWebSource:
                         if (ds := self._call(what, one, inst.sop_instance_uid)) is not None:
                             keep(ds)
                 elif wanted:
-                    self._call(
-                        what,
-                        lambda: [keep(ds) for ds in self._client.iter_series(study_uid, series_uid, media_types=media)],
-                    )
+
+                    def keep_series() -> None:
+                        for ds in self._client.iter_series(study_uid, series_uid, media_types=media):
+                            keep(ds)
+
+                    self._call(what, keep_series)
             finally:
                 with self._fetched_lock:
                     self._fetched[study_uid] = self._fetched.get(study_uid, 0) + received

@@ -330,7 +330,7 @@ def draw(
     drawn, strata = select_sample(
         candidates,
         seed=seed,
-        rates=sampling.rates,
+        rates=dict(sampling.rates.items()),  # keyed by str, as select_sample takes them
         minimum=sampling.minimum_per_stratum,
         minimum_keys=sampling.minimum_keys,
     )

@@ -227,7 +227,7 @@ def summarise(
         )
         period_of = {d.id: d.period for d in draws}
         minimum_keys = {d.id: list(d.sampling["minimum_keys"]) for d in draws}
-        draw_info = [
+        draw_info: list[dict[str, Any]] = [
             {
                 "period": d.period,
                 "seed": d.seed,

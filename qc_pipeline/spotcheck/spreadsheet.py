@@ -23,12 +23,14 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.formula import ArrayFormula
+from openpyxl.worksheet.worksheet import Worksheet
 
 from qc_pipeline.errors import SpotCheckError
 from qc_pipeline.io.tabular import append_row, unescape_text
@@ -82,7 +84,7 @@ def export_workbook(
         )
     wb = Workbook()
     wb.properties.creator = "qc-pipeline"
-    ws = wb.active
+    ws = cast(Worksheet, wb.active)  # a new workbook's one sheet, a worksheet
     ws.title = SHEET
     append_row(ws, [label for _key, label in COLUMNS])
     for s in statuses:
@@ -92,12 +94,12 @@ def export_workbook(
     grades = DataValidation(type="list", formula1='"' + ",".join(config.grade_order) + '"', allow_blank=True)
     yes_no = DataValidation(type="list", formula1='"是,否"', allow_blank=True)
     for dv, key_ in ((grades, "grade"), (yes_no, "recognisable")):
-        letter = ws.cell(row=1, column=col[key_]).column_letter
+        letter = get_column_letter(col[key_])
         dv.add(f"{letter}2:{letter}{n + 1}")
         ws.add_data_validation(dv)
     ws.freeze_panes = "B2"
     for i, (_k, label) in enumerate(COLUMNS, start=1):
-        ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = max(10, min(36, len(label) + 2))
+        ws.column_dimensions[get_column_letter(i)].width = max(10, min(36, len(label) + 2))
 
     help_ws = wb.create_sheet(HELP_SHEET)
     append_row(help_ws, ["抽查期间 Period", period])

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import Engine, String, delete, or_, select, update
+from sqlalchemy import CursorResult, Engine, String, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -174,13 +174,16 @@ class StudyLeases:
     def _acquire(self, study_instance_uid: str, me: str, now: dt.datetime) -> bool:
         values = {"holder": me, "acquired_at": now, "expires_at": now + self.ttl}
         with self._sessions.begin() as session:  # renew our own lease, or take an expired one
-            taken = session.execute(
-                update(StudyLease)
-                .where(
-                    StudyLease.study_instance_uid == study_instance_uid,
-                    or_(StudyLease.holder == me, StudyLease.expires_at < now),
-                )
-                .values(**values)
+            taken = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(StudyLease)
+                    .where(
+                        StudyLease.study_instance_uid == study_instance_uid,
+                        or_(StudyLease.holder == me, StudyLease.expires_at < now),
+                    )
+                    .values(**values)
+                ),
             ).rowcount
         if taken:
             return True
@@ -199,10 +202,13 @@ class StudyLeases:
             why = self._why_gone(study_instance_uid, current)
             if why is None:
                 return False
-            taken = session.execute(
-                update(StudyLease)
-                .where(StudyLease.study_instance_uid == study_instance_uid, StudyLease.holder == current)
-                .values(**values)
+            taken = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(StudyLease)
+                    .where(StudyLease.study_instance_uid == study_instance_uid, StudyLease.holder == current)
+                    .values(**values)
+                ),
             ).rowcount
         if taken:
             logger.warning(

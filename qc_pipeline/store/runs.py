@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from qc_pipeline.errors import StoreError
@@ -95,7 +96,7 @@ class RunLog(StoreSessions):
                     error_message=error_message,
                 )
             )
-            if result.rowcount != 1:
+            if cast("CursorResult[Any]", result).rowcount != 1:
                 raise StoreError(f"cannot finish run {run_id!r}: no such run in {self._masked_url}")
         logger.info("run %s finished: %s", run_id, status)
 

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("torch", reason="training needs the 'models' extra (./bootstrap test installs it)")
 
-from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_registry  # noqa: E402
-from qc_pipeline.ai.runtime import Scorer  # noqa: E402
-from qc_pipeline.modeltools import dataset  # noqa: E402
-from qc_pipeline.modeltools.training import TrainingConfig, train_all  # noqa: E402
+from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_registry
+from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools.training import TrainingConfig, train_all
 
 
 def test_held_out_sources_never_appear_in_training():

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import yaml
@@ -61,7 +62,7 @@ def test_a_due_ingest_waits_for_the_running_one_rather_than_overlapping_or_being
 
 
 def test_failed_run_automation_matches_failed_crashed_and_timed_out_runs_of_tagged_flows():
-    automation = failed_run_automation("6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10")
+    automation = failed_run_automation(UUID("6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10"))
     trigger = automation.trigger
     assert set(trigger.expect) == set(FAILED_EVENTS) >= {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert trigger.match_related.model_dump() == {
@@ -69,6 +70,7 @@ def test_failed_run_automation_matches_failed_crashed_and_timed_out_runs_of_tagg
         "prefect.resource.id": "prefect.tag.qc-pipeline",
     }
     assert trigger.threshold == 1
+    assert trigger.within == dt.timedelta(0)  # each failed run notifies at once, not after a window
     (action,) = automation.actions
     assert str(action.block_document_id) == "6f0c7f43-3e33-4b5c-9b8e-0c1a4e1f2a10"
     assert "运行失败" in action.body and "run failed" in action.body and "flow_run.state.message" in action.body

@@ -20,7 +20,7 @@ T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def leases(db_url):  # noqa: F811
+def leases(db_url):
     with ResultStore.open(db_url) as store:
         yield StudyLeases(store.engine, ttl=dt.timedelta(minutes=15))
 
@@ -85,7 +85,7 @@ def test_many_threads_race_for_one_lease(leases):
     assert len(won) == 1
 
 
-def test_store_lease_context_gives_the_lease_back(db_url):  # noqa: F811
+def test_store_lease_context_gives_the_lease_back(db_url):
     with ResultStore.open(db_url) as store:
         with store.study_lease(UID, run_id="run-a") as mine:
             assert mine
@@ -95,7 +95,7 @@ def test_store_lease_context_gives_the_lease_back(db_url):  # noqa: F811
         assert leases.holder_of(UID) is None
 
 
-def test_a_lease_whose_release_failed_is_taken_over_by_the_next_run_of_this_process(db_url, caplog):  # noqa: F811
+def test_a_lease_whose_release_failed_is_taken_over_by_the_next_run_of_this_process(db_url, caplog):
     """The database went away while the lease was given back: the row stays, but no code of this
     process holds it any more, so the next run here takes it over instead of waiting 15 min."""
     from sqlalchemy import event

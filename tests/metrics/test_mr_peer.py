@@ -77,7 +77,7 @@ def _mrqy_efc_without_typo():
     source = inspect.getsource(QCF.efc)
     assert source.count("1e16") == 1, "MRQy's EFC changed: re-check the typo note"
     namespace: dict[str, object] = {"np": np}
-    exec(source.replace("1e16", "1e-16"), namespace)  # noqa: S102 - the peer's own code, one literal changed
+    exec(source.replace("1e16", "1e-16"), namespace)  # the peer's own code, one literal changed
     return namespace["efc"]
 
 

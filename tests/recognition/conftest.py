@@ -111,5 +111,5 @@ def api(sqlite_url: str) -> Iterator[Api]:
 
 
 @pytest.fixture
-def api_any_backend(db_url: str) -> Iterator[Api]:  # noqa: F811
+def api_any_backend(db_url: str) -> Iterator[Api]:
     yield from _api(db_url)

@@ -58,7 +58,7 @@ def uid(n: int) -> str:
 
 
 @pytest.fixture
-def store(db_url: str):  # noqa: F811 (SQLite and PostgreSQL)
+def store(db_url: str):  # SQLite and PostgreSQL
     with ResultStore.open(db_url) as s:
         yield s
 

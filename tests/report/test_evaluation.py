@@ -243,7 +243,7 @@ def test_cli_report_and_errors(db_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_postgresql_gives_the_same_report(pg_schema: str, db_url: str, zh_report, tmp_path: Path) -> None:  # noqa: F811
+def test_postgresql_gives_the_same_report(pg_schema: str, db_url: str, zh_report, tmp_path: Path) -> None:
     with ResultStore.open(PostgresSchemas.url(pg_schema)) as store:
         generate_population(store, scale=SCALE)
         files = write_report(store, PERIOD, tmp_path, lang="zh", pdf=False)

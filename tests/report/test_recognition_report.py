@@ -112,7 +112,7 @@ def api(tmp_path: Path) -> Iterator[Posted]:
 
 
 @pytest.fixture
-def api_any_backend(db_url: str) -> Iterator[Posted]:  # noqa: F811
+def api_any_backend(db_url: str) -> Iterator[Posted]:
     yield from _api(db_url)
 
 

@@ -8,6 +8,7 @@ Without one (``alembic -c ...`` by hand), ``sqlalchemy.url`` of the config is us
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection, create_engine
@@ -22,7 +23,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode rebuilds the table instead.
     context.configure(target_metadata=target_metadata, render_as_batch=True, compare_type=True, **kwargs)
 
