@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -224,15 +224,15 @@ class MRSeriesNames(Sourced):
 
     @model_validator(mode="after")
     def _complete_and_compiling(self) -> MRSeriesNames:
-        missing = [k for k in MRNameWeighting.__args__ if k not in self.weightings]
+        missing = [k for k in get_args(MRNameWeighting) if k not in self.weightings]
         if missing:
             raise ValueError(f"mr_series_names.weightings: no pattern for {', '.join(missing)}")
-        for key, pattern in self.weightings.items():
-            _compiles(f"mr_series_names.weightings.{key}", pattern)
-        for key, pattern in self.planes.items():
-            _compiles(f"mr_series_names.planes.{key}", pattern)
-        for key in ("t1_word", "gradient_echo", "fat_suppression", "pre_contrast", "post_contrast"):
-            _compiles(f"mr_series_names.{key}", getattr(self, key))
+        for weighting, pattern in self.weightings.items():
+            _compiles(f"mr_series_names.weightings.{weighting}", pattern)
+        for plane, pattern in self.planes.items():
+            _compiles(f"mr_series_names.planes.{plane}", pattern)
+        for field_name in ("t1_word", "gradient_echo", "fat_suppression", "pre_contrast", "post_contrast"):
+            _compiles(f"mr_series_names.{field_name}", getattr(self, field_name))
         return self
 
 
