@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -203,6 +204,53 @@ def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: boo
     if write:
         for path in write_results(results, directory):
             click.echo(f"已写入 / written: {path}")
+
+
+@models.command("evaluate-torchio")
+@click.option(
+    "--dir",
+    "models_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_dir",
+    type=click.Path(file_okay=False),
+    help="Thresholds folder (default: the shipped thresholds/).",
+)
+@click.option("--n", "n", type=click.IntRange(min=8), default=120, show_default=True, help="Crops per case.")
+@click.option("--write", is_flag=True, help="Write evaluation_torchio.json into the models folder.")
+def evaluate_torchio_cmd(models_dir: Path | None, thresholds_dir: str | None, n: int, write: bool) -> None:
+    """The MR artifact model on held-out real images with TorchIO's faults (a second simulator) / 第二模拟器评估.
+
+    Needs the training extra: pip install -e '.[models]' (PyTorch, TorchIO).
+    """
+    from qc_pipeline.ai.runtime import Scorer
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    try:
+        import torchio  # noqa: F401
+    except ImportError:
+        _fail(
+            "this evaluation needs the 'models' extra (torchio is missing): .venv/bin/pip install -e '.[models]'",
+            "此评估需要安装 models 依赖（缺少 torchio）：.venv/bin/pip install -e '.[models]'",
+        )
+    from qc_pipeline.modeltools.external import evaluate_torchio, markdown
+
+    directory = _models_dir(models_dir)
+    try:
+        scorer = Scorer.load(directory)
+        thresholds = load_pipeline_thresholds(thresholds_dir)
+    except (ModelError, ConfigError) as exc:
+        _fail(str(exc), f"无法评估：{exc}")
+        return
+    results = evaluate_torchio(scorer, thresholds, n=n)
+    click.echo(markdown(results))
+    if write:
+        out = directory / "evaluation_torchio.json"
+        out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"已写入 / written: {out}")
 
 
 @models.command("export-labels")

@@ -1,0 +1,203 @@
+"""A second simulator: the MR artifact model on held-out real images degraded by TorchIO.
+
+The artifact models are trained and evaluated on faults made by our own code
+(:mod:`qc_pipeline.modeltools.degrade`). A model can learn the simulator rather than the fault, and an
+evaluation with the same simulator cannot see that. TorchIO (Pérez-García et al., Comput Methods
+Programs Biomed 2021; a maintained library of MR artifact simulation in k-space) models the MR
+faults another way:
+
+- ``RandomGhosting``: ghosts along the phase-encoding axis from a periodic k-space modulation;
+- ``RandomMotion``: rigid motion at a few instants of the acquisition, the k-space of each pose
+  spliced together (Shaw et al. 2019), which gives blurring and ghosts at once;
+- ``RandomBiasField``: a smooth multiplicative field, a polynomial of order 3;
+- ``RandomNoise``: Gaussian noise added to the magnitude (our own is Rician);
+- ``RandomSpike``: a spike in k-space (herringbone pattern), a fault no label of the model names.
+
+:func:`evaluate_torchio` scores the shipped MR artifact model on crops of the held-out real MR
+images (``dataset.REAL_SOURCES["MR"]["test"]``), clean and with each TorchIO fault, and reports per
+label the AUC of clean against the faults the label names, with a bootstrap interval that
+resamples whole source images (their effective n is the number of distinct source images, two), and
+the share flagged at the label's limit. For the spike, which no label names, the share of images
+any label flags. No interval is a claim of performance on scanner data: two real images are two.
+
+Why TorchIO evaluates and does not train (yet): retraining with it changes every shipped model and
+its evidence; this figure says first whether our own simulator taught the model something TorchIO's
+faults also show. DR collimation and CT rings, streaks and noise have no TorchIO or MONAI model;
+they stay hand-written.
+
+Needs the ``models`` extra (PyTorch, TorchIO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from qc_pipeline.ai.preprocess import channels, to_working_grid
+from qc_pipeline.ai.runtime import Scorer
+from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
+from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools.evaluation import _interval, auc_interval, clopper_pearson, limits_from
+from qc_pipeline.rules import Thresholds
+
+MODEL: Final = "mr_artifacts"
+N_PER_CASE: Final = 120
+"""Crops per case (clean and each fault): enough for the rates' intervals to be a few points wide;
+the AUC's interval is set by the two source images, not by this."""
+SEED: Final = 2026
+
+
+@dataclass(frozen=True)
+class Case:
+    """One TorchIO fault: the label that names it (None: no label does) and the transform's arguments."""
+
+    label: str | None
+    make: Callable[[], Any]
+    """Builds the TorchIO transform (imported only when evaluated)."""
+    what: str
+
+
+def _cases() -> dict[str, Case]:
+    import torchio as tio
+
+    # Intensities are relative to the image scaled to a 95th percentile of 1 (see _apply); the
+    # noise range is the label's own definition (SNR 3 to 8, degrade.MR_NOISE_SNR), the rest are
+    # TorchIO's documented defaults or the middle of their useful range.
+    low_snr, high_snr = 3.0, 8.0
+    return {
+        "ghosting": Case(
+            "motion_ghosting",
+            lambda: tio.RandomGhosting(num_ghosts=(4, 10), axes=(0, 1), intensity=(0.5, 1.0)),
+            "RandomGhosting(num_ghosts=4-10, intensity=0.5-1.0)",
+        ),
+        "motion": Case(
+            "motion_ghosting",
+            lambda: tio.RandomMotion(degrees=8, translation=8, num_transforms=3),
+            "RandomMotion(degrees=8, translation=8 mm, 3 movements)",
+        ),
+        "noise": Case(
+            "noise",
+            lambda: tio.RandomNoise(mean=0.0, std=(1 / high_snr, 1 / low_snr)),
+            "RandomNoise(std = signal/8 to signal/3)",
+        ),
+        "bias_field": Case(
+            "nonuniformity",
+            lambda: tio.RandomBiasField(coefficients=0.6, order=3),
+            "RandomBiasField(coefficients=±0.6, order=3)",
+        ),
+        "spike": Case(None, lambda: tio.RandomSpike(num_spikes=(1, 3), intensity=(0.5, 1.5)), "RandomSpike(1-3)"),
+    }
+
+
+def _apply(transform: Any, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``transform`` on a 2-D magnitude image, as a one-slice volume scaled to a 95th percentile of 1."""
+    import torch
+    import torchio as tio
+
+    level = float(np.percentile(image, 95.0)) or 1.0
+    tensor = torch.from_numpy(np.ascontiguousarray(image / level, dtype=np.float32))[None, ..., None]
+    out = transform(tio.ScalarImage(tensor=tensor)).data[0, ..., 0].numpy()
+    return np.abs(out).astype(np.float32) * np.float32(level)  # magnitude images are not negative
+
+
+def degrade_with_torchio(image: npt.NDArray[np.float32], case: str, seed: int) -> npt.NDArray[np.float32]:
+    """``image`` with the TorchIO fault ``case`` (a key of the cases), reproducible from ``seed``."""
+    import torch
+
+    torch.manual_seed(seed)
+    return _apply(_cases()[case].make(), image)
+
+
+def evaluate_torchio(
+    scorer: Scorer, thresholds: Thresholds, *, n: int = N_PER_CASE, seed: int = SEED
+) -> dict[str, Any]:
+    """The figures of the module docstring, as a JSON-ready dict."""
+    cases = _cases()
+    sources = [s for s in dataset.load_sources("MR", "test") if s.real]
+    labels = MODEL_SPECS[MODEL].labels
+    limits = limits_from(thresholds)
+    scores: dict[str, npt.NDArray[np.floating]] = {}
+    images: dict[str, list[str]] = {}
+    for k, case in enumerate(["clean", *cases]):
+        rng = np.random.default_rng([seed, k])
+        xs, names = [], []
+        for i in range(n):
+            source = sources[int(rng.integers(0, len(sources)))]
+            image, _mm, _matrix = dataset._augment(source, "MR", rng, variation=False)
+            if case != "clean":
+                image = degrade_with_torchio(image, case, seed * 1000 + k * n + i)
+            xs.append(channels(to_working_grid(image), "MR"))
+            names.append(source.name)
+        scores[case] = scorer.run(MODEL, np.stack(xs))
+        images[case] = names
+    out: dict[str, Any] = {
+        "model": scorer.models[MODEL].provenance,
+        "sources": sorted({s.name for s in sources}),
+        "n_per_case": n,
+        "cases": {name: {"label": c.label, "transform": c.what} for name, c in cases.items()},
+        "labels": {},
+    }
+    for j, label in enumerate(labels):
+        limit = limits.get(score_metric(MODEL, label))
+        faults = [name for name, c in cases.items() if c.label == label]
+        row: dict[str, Any] = {"faults": faults, "limit": None if limit is None else limit[0]}
+        if faults:
+            p = np.concatenate([scores["clean"][:, j], *(scores[f][:, j] for f in faults)])
+            y = np.concatenate([np.zeros(n, dtype=int), np.ones(n * len(faults), dtype=int)])
+            groups = images["clean"] + [g for f in faults for g in images[f]]
+            row["auc"] = _interval(auc_interval(y, p, groups=groups))
+            row["by_fault_auc"] = {
+                f: _interval(
+                    auc_interval(
+                        np.r_[np.zeros(n, int), np.ones(n, int)],
+                        np.r_[scores["clean"][:, j], scores[f][:, j]],
+                        groups=images["clean"] + images[f],
+                    )
+                )
+                for f in faults
+            }
+        if limit is not None:
+            row["flagged"] = {case: _share(scores[case][:, j] > limit[0]) for case in scores}
+        out["labels"][label] = row
+    at = np.array([limits.get(score_metric(MODEL, lb), (np.inf, False))[0] for lb in labels])
+    out["any_label_flagged"] = {case: _share((scores[case] > at).any(axis=1)) for case in scores}
+    return out
+
+
+def _share(flags: npt.ArrayLike) -> dict[str, float]:
+    flat = np.asarray(flags, dtype=bool).ravel()
+    k, total = int(flat.sum()), len(flat)
+    low, high = clopper_pearson(k, total)
+    return {"rate": k / total, "low": low, "high": high, "n": total}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as Markdown tables (for the card's known limits and the note)."""
+    lines = [
+        f"MR artifact model {results['model']} on {results['n_per_case']} crops per case of the held-out real "
+        f"images {', '.join(results['sources'])} (TorchIO faults; AUC interval over the 2 source images).",
+        "",
+        "| label | TorchIO faults | AUC (95 % CI) | flagged at the limit: clean | flagged: faults |",
+        "|---|---|---|---|---|",
+    ]
+    for label, row in results["labels"].items():
+        auc = row.get("auc")
+        text = "–" if auc is None else f"{auc['auc']:.3f} ({auc['low']:.3f}–{auc['high']:.3f})"
+        flagged = row.get("flagged") or {}
+        clean = flagged.get("clean")
+        faults = ", ".join(f"{f} {flagged[f]['rate']:.0%}" for f in row["faults"] if f in flagged) or "–"
+        lines.append(
+            f"| {label} | {', '.join(row['faults']) or '–'} | {text} | "
+            f"{'–' if clean is None else format(clean['rate'], '.0%')} | {faults} |"
+        )
+    anyf = results["any_label_flagged"]
+    lines += [
+        "",
+        "Share flagged by any label at its limit: "
+        + ", ".join(f"{case} {v['rate']:.0%} ({v['low']:.0%}–{v['high']:.0%})" for case, v in anyf.items()),
+    ]
+    return "\n".join(lines)
