@@ -106,6 +106,11 @@ class Sample:
     stored_range: tuple[float, float] | None
     source: str
     real: bool
+    native: npt.NDArray[np.float32] | None = None
+    """With ``keep_native``: the image as acquired (CT/MR: at its acquisition matrix, after the
+    degradations; DR: the working grid, as degraded), before resampling to the working grid."""
+    native_mm: float | None = None
+    """Pixel size of ``native``, when known."""
 
 
 def _shrink(image: npt.NDArray[np.floating], pixel_mm: float | None) -> tuple[npt.NDArray[np.float32], float | None]:
@@ -275,15 +280,25 @@ def _at_max(grid: npt.NDArray[np.float32], stored_range: tuple[float, float] | N
     return float(np.mean(grid >= top - 0.5))
 
 
-def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Generator, *, clean: bool = False) -> Sample:
-    """One random sample (see the module docstring); ``clean`` forces no degradation."""
+def make_sample(
+    sources: list[SourceImage],
+    modality: str,
+    rng: np.random.Generator,
+    *,
+    clean: bool = False,
+    keep_native: bool = False,
+) -> Sample:
+    """One random sample (see the module docstring); ``clean`` forces no degradation; ``keep_native``
+    keeps the image as acquired (for the objective metrics as the flow measures them)."""
     labels = MODEL_SPECS[f"{modality.lower()}_artifacts"].labels
     real = [s for s in sources if s.real]
     pool = real if real and (clean or rng.random() < P_REAL) else [s for s in sources if not s.real] or real
     if clean and real:
         pool = real
     src = pool[int(rng.integers(0, len(pool)))]
-    grid, pixel_mm, _ = _augment(src, modality, rng, variation=not clean)  # CT/MR: the image at its acquisition matrix
+    grid, pixel_mm, matrix = _augment(
+        src, modality, rng, variation=not clean
+    )  # CT/MR: the image at its acquisition matrix
     chosen: list[str] = []
     if not clean and rng.random() >= P_CLEAN:
         chosen = list(rng.choice(labels, size=2 if rng.random() < P_TWO else 1, replace=False))
@@ -297,18 +312,31 @@ def make_sample(sources: list[SourceImage], modality: str, rng: np.random.Genera
         # percentiles already sit at the maximum (RG3's collimator shadow: 41 % of its pixels)
         # changes nothing and is no saturation (58 % of the DR training draws did that before 2026.12.2).
         y[labels.index("saturation")] = int(_at_max(grid, src.stored_range) - at_max_before >= DR_SATURATED_FRACTION)
+    native = grid if keep_native else None
+    native_mm = None if pixel_mm is None else pixel_mm * WORKING_SIZE / matrix
     grid = to_working_grid(grid)  # degraded at the acquisition matrix, resampled as production does
     return Sample(
-        channels(grid, modality, stored_range=src.stored_range), y, grid, pixel_mm, src.stored_range, src.name, src.real
+        channels(grid, modality, stored_range=src.stored_range),
+        y,
+        grid,
+        pixel_mm,
+        src.stored_range,
+        src.name,
+        src.real,
+        native,
+        native_mm if keep_native else None,
     )
 
 
-def build_set(modality: str, split: Split, n: int, *, clean: bool = False, seed: int | None = None) -> list[Sample]:
-    """``n`` samples of one split, reproducible from ``SET_SEEDS`` (or ``seed``)."""
+def build_set(
+    modality: str, split: Split, n: int, *, clean: bool = False, seed: int | None = None, keep_native: bool = False
+) -> list[Sample]:
+    """``n`` samples of one split, reproducible from ``SET_SEEDS`` (or ``seed``); ``keep_native`` does
+    not change them (it draws no random number), it keeps each image as acquired too."""
     sources = load_sources(modality, split)
     key = "test_clean" if clean else split
     rng = np.random.default_rng([seed if seed is not None else SET_SEEDS[key], sum(map(ord, modality))])
-    return [make_sample(sources, modality, rng, clean=clean) for _ in range(n)]
+    return [make_sample(sources, modality, rng, clean=clean, keep_native=keep_native) for _ in range(n)]
 
 
 def features_of(samples: list[Sample], modality: str, names: Sequence[str] | None = None) -> npt.NDArray[np.float32]:
@@ -317,4 +345,17 @@ def features_of(samples: list[Sample], modality: str, names: Sequence[str] | Non
     for s in samples:
         grids = s.grid if modality == "DR" else s.grid[None]
         rows.append(metric_features(grids, modality, pixel_mm=s.pixel_mm, stored_range=s.stored_range, names=names))
+    return np.stack(rows)
+
+
+def native_features_of(samples: list[Sample], modality: str, names: Sequence[str]) -> npt.NDArray[np.float32]:
+    """The metrics ``names`` measured as the flow measures a series: on each image as acquired, at
+    its own pixel size (:attr:`Sample.native`, from ``build_set(..., keep_native=True)``), through
+    the modality's ``measure`` (not on the models' 256-pixel working grid)."""
+    rows = []
+    for s in samples:
+        if s.native is None:
+            raise ValueError("samples built without keep_native=True have no native image")
+        image = s.native if modality == "DR" else s.native[None]
+        rows.append(metric_features(image, modality, pixel_mm=s.native_mm, stored_range=s.stored_range, names=names))
     return np.stack(rows)

@@ -23,10 +23,11 @@ source: a true leave-one-source-out needs one training run per fold (``models tr
 
 Beside the model, the objective metric that judges the same fault (:data:`COUNTERPARTS`), on the
 same held-out images: its AUC next to the model's, overall and on real sources, with the share of
-images it could measure and the state of its rules in ``thresholds/``. The metric is computed on
-the working grid, as the acceptability models read it (:mod:`qc_pipeline.ai.features`); the flow
-computes it on the native series, so the figure compares detectors, not the rule's limit. Where
-the metric separates a fault better than the model, its rule is the one to rely on.
+images it could measure and the state of its rules in ``thresholds/``. The metric is measured as
+the flow measures it: on the image as acquired (CT/MR: at its simulated acquisition matrix, after
+the degradations; DR: as presented), at its own pixel size, through the modality's ``measure``
+(:func:`dataset.native_features_of`), not on the models' 256-pixel working grid. Where the metric
+separates a fault better than the model, its rule is the one to rely on.
 
 The statistics of an honest evaluation (the functions at the end of this module). A held-out set made of many crops of a few real images has an effective size of a few images:
 the figures here count distinct images (and sources), report intervals, and keep phantoms apart.
@@ -243,7 +244,7 @@ def objective_comparison(
     images: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Label -> the AUC of its objective counterpart (:data:`COUNTERPARTS`) and of the model's score
-    on the same images (``features``: :func:`dataset.features_of` rows, ``y`` / ``p``: labels and scores
+    on the same images (``features``: :func:`dataset.native_features_of` rows, ``y`` / ``p``: labels and scores
     in the model's label order; columns as :func:`comparison_features`), with the share measured and the counterpart's rules (id -> enabled)."""
     spec = MODEL_SPECS[model]
     out: dict[str, Any] = {}
@@ -339,12 +340,15 @@ def evaluate(
             "real_share_of_test": float(np.mean(real)),
         }
         progress(f"{modality}: metric features of {n_test_metrics} held-out test images")
-        test_m = dataset.build_set(modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1)
-        # every metric the flow measures (the counterparts may be metrics the model does not read);
-        # the model is fed its own features, the first columns
-        names = comparison_features(modality)
-        features = dataset.features_of(test_m, modality, names)
-        pm = scorer.run(acceptability.name, encode_missing(features[:, : len(FEATURES[modality])]))[:, 0]
+        test_m = dataset.build_set(
+            modality, "test", n_test_metrics, seed=dataset.SET_SEEDS["test"] + 1, keep_native=True
+        )
+        # The acceptability model is fed its own features as at inference (on the working grid);
+        # the objective counterparts are every metric the flow measures, measured as the flow
+        # measures them: on the image as acquired, at its own pixel size.
+        features = dataset.features_of(test_m, modality)
+        native = dataset.native_features_of(test_m, modality, comparison_features(modality))
+        pm = scorer.run(acceptability.name, encode_missing(features))[:, 0]
         labels_m = np.stack([s.labels for s in test_m])
         ym = labels_m.any(axis=1).astype(int)
         real_m = np.array([s.real for s in test_m])
@@ -359,7 +363,7 @@ def evaluate(
         }
         results["models"][artifacts.name]["objective"] = objective_comparison(
             artifacts.name,
-            features,
+            native,
             labels_m,
             scorer.run(artifacts.name, np.stack([s.x for s in test_m])),
             real_m,
@@ -455,8 +459,9 @@ def model_table(name: str, results: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"Objective metric beside the model, on the same {results['sizes']['test_images_metrics']} held-out images "
-            "(those of the acceptability model): the metric of `qc_pipeline/metrics` that judges the same fault, computed "
-            "on the working grid (the flow computes it on the native series), and whether a rule in `thresholds/` judges "
+            "(those of the acceptability model): the metric of `qc_pipeline/metrics` that judges the same fault, measured "
+            "as the flow measures it (on the image as acquired, at its own pixel size, not on the models' 256-px grid), "
+            "and whether a rule in `thresholds/` judges "
             "it in that direction. An image on which the metric could not be measured counts as not flagged"
             + (
                 " (the noise, ghosting and wrap metrics need air beside the object, which many random crops lack)"
@@ -524,7 +529,7 @@ def evidence_table(name: str, results: Mapping[str, Any]) -> list[str]:
         "held-out real file scored whole, as the flow scores a series (its sampled slices at native size, the highest "
         "slice score). Caught only by the AI: "
         "faulty real test images the label flags at its limit that no enabled objective rule on its counterpart flags "
-        "(metric computed on the working grid); not measured where the label has no objective counterpart.",
+        "(the metric measured as the flow measures it); not measured where the label has no objective counterpart.",
     ]
     return lines
 

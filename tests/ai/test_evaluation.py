@@ -200,3 +200,38 @@ def test_each_shipped_card_is_what_the_code_writes_from_its_manifest_around_the_
     shipped = (DEFAULT_MODELS_DIR / f"{name}.md").read_text(encoding="utf-8")
     written = card_text(read_manifest(DEFAULT_MODELS_DIR / f"{name}.json"))
     assert outside_results(shipped) == outside_results(written)
+
+
+def test_the_objective_counterparts_are_measured_on_the_image_as_acquired_as_the_flow_measures():
+    """The comparison's metrics come from the image at its acquisition matrix and pixel size, through
+    the same measure() the flow calls; keeping that image changes none of the samples."""
+    from qc_pipeline.ai.preprocess import WORKING_SIZE
+    from qc_pipeline.metrics import ct
+    from qc_pipeline.modeltools import dataset
+
+    plain = dataset.build_set("CT", "test", 6, seed=7)
+    kept = dataset.build_set("CT", "test", 6, seed=7, keep_native=True)
+    assert all(
+        np.array_equal(a.x, b.x) and np.array_equal(a.labels, b.labels) for a, b in zip(plain, kept, strict=True)
+    )
+    assert plain[0].native is None
+    with pytest.raises(ValueError, match="keep_native"):
+        dataset.native_features_of(plain, "CT", ("ct.noise_hu",))
+    values = dataset.native_features_of(kept, "CT", ("ct.noise_hu", "ct.streak_index"))
+    for sample, row in zip(kept, values, strict=True):
+        assert sample.native is not None
+        if sample.pixel_mm is not None:  # one field of view, two pixel sizes
+            assert sample.native_mm * max(sample.native.shape) == pytest.approx(
+                sample.pixel_mm * WORKING_SIZE, rel=0.01
+            )
+        measured = {
+            m.metric: m.value
+            for m in ct.measure(
+                sample.native[None], spacing_mm=(None, sample.native_mm, sample.native_mm), body_part=None
+            )
+        }
+        expected = [measured[k] if measured[k] is not None else np.nan for k in ("ct.noise_hu", "ct.streak_index")]
+        np.testing.assert_allclose(row, np.asarray(expected, dtype=np.float32), equal_nan=True)
+    # at the acquisition matrix, not on the working grid: the two differ where resampling smooths
+    grid = dataset.features_of(kept, "CT", ("ct.noise_hu",))[:, 0]
+    assert not np.allclose(grid, values[:, 0], equal_nan=True)
