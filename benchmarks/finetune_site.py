@@ -12,10 +12,14 @@ fraction 0.02-0.30) or excess noise (Rician sigma 40-110 instead of 10), or none
 3. ``models export-labels`` writes the labels; they are split by study (even/odd position in
    the generated order) into a tuning half and a held-out half;
 4. ``models train --labels tune.csv`` fine-tunes ``mr_artifacts`` from the shipped weights;
-5. the held-out studies are judged again with the fine-tuned model (the shipped models
-   otherwise; ``after.sqlite``), and ``models validate --labels held.csv`` runs on both databases.
+5. the studies are judged again with the fine-tuned model (the shipped models otherwise;
+   ``after.sqlite``), and ``models validate --labels held.csv`` runs on both databases (limits: the
+   rules' of ``thresholds/ai.yaml``);
+6. since a fine-tuned model's scores need their own limit, each model's limit is also calibrated
+   on the tuning half (split conformal, at most 5 % of its clean series flagged, as
+   ``models calibrate`` does) and applied to the held-out half.
 
-    .venv/bin/python -m benchmarks.finetune_site                # 40 studies, about 6 minutes on 2 shared cores
+    .venv/bin/python -m benchmarks.finetune_site                # 40 studies, about 5 minutes on 2 shared cores
     .venv/bin/python -m benchmarks.finetune_site --small        # 12 studies, a quick check of the script
 
 Prints the held-out table (per MR artifact score: labelled series, AUC with its 95 % interval,
@@ -232,6 +236,32 @@ def split_labels(labels: Path, truth: list[dict[str, Any]], tune: Path, held: Pa
     return counts
 
 
+CALIBRATION_RATE = 0.05
+
+
+def calibrated_figures(tune: Path, held: Path, url: str) -> dict[str, tuple[float | None, dict[str, Any] | None]]:
+    """Per MR score: the conformal limit of the tuning half's clean series (``calibrate``, as
+    ``models calibrate`` computes it) and the held-out figures at that limit."""
+    from qc_pipeline.modeltools.site_validation import ALL_SITES, calibrate, stored_scores, validate
+
+    implied = load_finding_review().implied_artifact
+    rows = {}
+    for name, path in (("tune", tune), ("held", held)):
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows[name] = list(csv.DictReader(handle))
+    with ResultStore.open(url) as store:
+        scores, sites = stored_scores(store, {r["study_instance_uid"] for rs in rows.values() for r in rs})
+    limits = {
+        c.score: c.threshold
+        for c in calibrate(rows["tune"], scores, MR_SCORES, implied, false_flag_rate=CALIBRATION_RATE)
+    }
+    usable = {k: v for k, v in limits.items() if v is not None}
+    figures = {
+        f.score: f.as_dict() for f in validate(rows["held"], scores, sites, usable, implied) if f.site == ALL_SITES
+    }
+    return {score: (limits.get(score), figures.get(score)) for score in MR_SCORES}
+
+
 def _cli(args: list[str]) -> str:
     result = CliRunner().invoke(main, args)
     if result.exit_code != 0:
@@ -290,7 +320,7 @@ def main_(argv: list[str] | None = None) -> None:
     held_truth = [c for c in truth if c["index"] % 2 == 1]
     os.environ[MODELS_DIR_ENV] = str(after_dir)
     try:
-        judge_all(work / "studies", held_truth, after_url)
+        judge_all(work / "studies", truth, after_url)  # the tuning half too: its scores calibrate the limits
     finally:
         os.environ.pop(MODELS_DIR_ENV, None)
     figures = {}
@@ -298,6 +328,9 @@ def main_(argv: list[str] | None = None) -> None:
         out = work / f"validate-{name}.json"
         _cli(["models", "validate", "--labels", str(held), "--db", url, "--dir", str(models), "--json", str(out)])
         figures[name] = {f["score"]: f for f in json.loads(out.read_text(encoding="utf-8")) if f["site"] == "*"}
+    calibrated = {
+        name: calibrated_figures(tune, held, url) for name, url in (("before", before_url), ("after", after_url))
+    }
     manifest = json.loads((tuned / "mr_artifacts.json").read_text(encoding="utf-8"))
     table = []
     print(
@@ -324,6 +357,20 @@ def main_(argv: list[str] | None = None) -> None:
             f"| {score} | {n} | {_auc(b)} | {_auc(a)} | {_pct(b and b['false_flags'])} | {_pct(a and a['false_flags'])} "
             f"| {_pct(b and b['ppv'])} | {_pct(a and a['ppv'])} |"
         )
+    print(
+        f"\nat a limit calibrated on the tuning half (split conformal, <= {CALIBRATION_RATE:.0%} of clean series "
+        "flagged; models calibrate), applied to the held-out half:"
+    )
+    print("| score | limit before | false flags | caught | limit after | false flags | caught |")
+    print("|---|---:|---|---|---:|---|---|")
+    for row in table:
+        cells = []
+        for name in ("before", "after"):
+            limit, f = calibrated[name].get(row["score"], (None, None))
+            row[f"calibrated_{name}"] = {"limit": limit, "figures": f}
+            caught = "—" if f is None or f["ppv"] is None else f"{f['ppv']['k']}/{f['positives']}"
+            cells += ["—" if limit is None else f"{limit:.3g}", _pct(f and f["false_flags"]), caught]
+        print(f"| {row['score']} | " + " | ".join(cells) + " |")
     print(
         f"validation images (training distribution) AUC before {manifest['training']['val_auc_before']}, "
         f"after {manifest['training']['val_auc']}"
