@@ -17,7 +17,9 @@ modality the file labels, starting from the model in use:
    ``max_slices``) and preprocessed by :func:`qc_pipeline.ai.preprocess.model_input`. A label the
    reviewer did not judge is masked out of the loss.
 3. **Loss.** The flow scores a series by the highest slice score, so the site loss is
-   multiple-instance: binary cross-entropy on the series' max logit per label (masked). To keep
+   multiple-instance: binary cross-entropy on the series' max logit per label (masked); labels a
+   reviewer's artifact code cannot tell apart (``dr_artifacts``' exposure_fault and saturation
+   are both "exposure") are learnt as one, by their highest logit (:func:`label_groups`). To keep
    what the model learned (catastrophic forgetting), every step also sees a batch of the
    original training distribution (:func:`qc_pipeline.modeltools.dataset.build_set`, split
    ``train``; "replay"), fully labelled.
@@ -284,7 +286,20 @@ class FineTuneConfig:
     threads: int = 2
 
 
-def _max_logit_loss(net: Any, batch: list[SiteSeries]) -> Any:
+def label_groups(artifacts: list[str]) -> list[list[int]]:
+    """The model's labels grouped by the artifact a reviewer names for them (first appearance order):
+    ``dr_artifacts``' exposure_fault and saturation are both "exposure", so a confirmed "exposure"
+    says that one of the two is there, not which."""
+    groups: dict[str, list[int]] = {}
+    for j, artifact in enumerate(artifacts):
+        groups.setdefault(artifact, []).append(j)
+    return list(groups.values())
+
+
+def _max_logit_loss(net: Any, batch: list[SiteSeries], groups: list[list[int]]) -> Any:
+    """Masked binary cross-entropy on each series' highest logit over its slices (the flow scores
+    a series by its highest slice) and over the labels of one artifact group (a reviewer's
+    artifact says "one of these", :func:`label_groups`; a negative pushes all of them down)."""
     import torch
 
     x = torch.from_numpy(np.concatenate([s.x for s in batch]))
@@ -294,8 +309,10 @@ def _max_logit_loss(net: Any, batch: list[SiteSeries]) -> Any:
         bags.append(logits[start : start + len(s.x)].max(dim=0).values)
         start += len(s.x)
     z = torch.stack(bags)
-    y = torch.from_numpy(np.stack([s.y for s in batch]))
-    mask = torch.from_numpy(np.stack([s.mask for s in batch]))
+    z = torch.stack([z[:, g].max(dim=1).values for g in groups], dim=1)
+    first = [g[0] for g in groups]  # every label of a group has the group's target and mask
+    y = torch.from_numpy(np.stack([s.y[first] for s in batch]))
+    mask = torch.from_numpy(np.stack([s.mask[first] for s in batch]))
     per = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none") * mask
     return per.sum() / mask.sum().clamp(min=1.0)
 
@@ -306,6 +323,7 @@ def finetune(
     replay: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     config: FineTuneConfig,
     *,
+    groups: list[list[int]],
     progress: Callable[[str], None] = logger.info,
 ) -> list[dict[str, float]]:
     """Fine-tune ``net`` in place on the site series plus replay images; returns the loss history."""
@@ -326,7 +344,7 @@ def finetune(
         for step in range(steps):
             optimiser.zero_grad()
             chosen = [site.series[i] for i in order[step * config.batch_series : (step + 1) * config.batch_series]]
-            site_loss = _max_logit_loss(net, chosen) if chosen else torch.zeros(())
+            site_loss = _max_logit_loss(net, chosen, groups) if chosen else torch.zeros(())
             loss = config.site_weight * site_loss
             if len(x_replay):
                 idx = rng.choice(len(x_replay), size=min(config.batch_replay, len(x_replay)), replace=False)
@@ -402,7 +420,12 @@ def finetune_artifact_model(
     )
     x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val))
     val_before = _aucs(y_val, _predict(net, x_val))
-    history = finetune(net, site, replay, config, progress=progress)
+    from qc_pipeline.modeltools.site_validation import artifact_of
+
+    groups = label_groups(
+        [artifact_of(score_metric(spec.name, label), review.implied_artifact) for label in spec.labels]
+    )
+    history = finetune(net, site, replay, config, groups=groups, progress=progress)
     p_val = _predict(net, x_val)
     val_after = _aucs(y_val, p_val)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +451,9 @@ def finetune_artifact_model(
             "n_val": config.n_val,
             "epochs": config.epochs,
             "learning_rate": config.learning_rate,
-            "loss": "masked binary cross-entropy on the series' max logit (site) + binary cross-entropy (replay)",
+            "loss": "masked binary cross-entropy on the series' max logit over slices and over the labels of one "
+            "reviewed artifact (site) + binary cross-entropy (replay)",
+            "label_groups": [[spec.labels[j] for j in g] for g in groups if len(g) > 1],
             "val_auc_before": dict(zip(spec.labels, [round(a, 4) for a in val_before], strict=True)),
             "val_auc": dict(zip(spec.labels, [round(a, 4) for a in val_after], strict=True)),
             "seed": config.seed,

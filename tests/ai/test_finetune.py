@@ -165,3 +165,30 @@ def test_finding_labels_refuse_the_acceptability_models(mr_site, tmp_path: Path)
     )
     assert result.exit_code == 1
     assert "fine-tune the artifact models only, not mr_acceptability" in result.output
+
+
+def test_a_reviewed_artifact_shared_by_two_labels_asks_for_one_of_them_not_both():
+    import torch
+
+    from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
+    from qc_pipeline.modeltools.finetune import SiteSeries, _max_logit_loss, label_groups
+    from qc_pipeline.modeltools.site_validation import artifact_of
+
+    implied = load_finding_review().implied_artifact
+    spec = MODEL_SPECS["dr_artifacts"]
+    groups = label_groups([artifact_of(score_metric(spec.name, label), implied) for label in spec.labels])
+    assert groups == [[0, 1], [2], [3]]  # exposure_fault and saturation are both "exposure"
+    # a confirmed "exposure" on an over-exposed image: exposure_fault high, saturation low
+    logits = torch.tensor([[6.0, -6.0, -6.0, -6.0]])
+    series = SiteSeries(
+        "1.2",
+        "1.2.3",
+        np.zeros((1, 3, 4, 4), np.float32),
+        np.array([1, 1, 0, 0], np.float32),
+        np.array([1, 1, 1, 1], np.float32),
+    )
+    loss = float(_max_logit_loss(lambda x: logits, [series], groups))
+    per_label = float(
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+    )
+    assert loss < 0.01 < per_label  # per label, saturation would be pushed up although it is not there
