@@ -43,7 +43,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from qc_pipeline.ai.preprocess import model_input, sample_slices
+from qc_pipeline.ai.preprocess import INPUT_SIZE, model_input, sample_slices
 from qc_pipeline.ai.registry import RegisteredModel, load_models
 from qc_pipeline.ai.specs import ModelSpec, score_metric
 from qc_pipeline.errors import ConfigError, ModelError, QCError
@@ -132,8 +132,7 @@ def load_onnx_cnn(model: RegisteredModel, *, seed: int = 0) -> Any:
         for array, target in zip(params, targets, strict=True):
             target.copy_(torch.from_numpy(np.array(array, dtype=np.float32)))
     net.eval()
-    x = np.random.default_rng(seed).random((4, 3, model.manifest.input.shape[2], model.manifest.input.shape[3]))
-    x = x.astype(np.float32)
+    x = np.random.default_rng(seed).random((4, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
     session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
     (reference,) = session.run([model.manifest.output.name], {model.manifest.input.name: x})
     with torch.no_grad():

@@ -14,18 +14,18 @@ import pytest
 
 pytest.importorskip("torch", reason="training needs the 'models' extra (./bootstrap test installs it)")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_models  # noqa: E402
-from qc_pipeline.cli import main  # noqa: E402
-from qc_pipeline.pipeline import judge, load_pipeline_thresholds  # noqa: E402
-from qc_pipeline.review import service  # noqa: E402
-from qc_pipeline.review.finding_review import AuditShare, judge_finding, load_finding_review  # noqa: E402
-from qc_pipeline.rules import load_thresholds  # noqa: E402
-from qc_pipeline.samples.demo import DEMO_NOW, write_demo_studies  # noqa: E402
-from qc_pipeline.sources import FolderSource  # noqa: E402
-from qc_pipeline.store import ResultStore  # noqa: E402
-from tests.review.conftest import make_accounts  # noqa: E402
+from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_models
+from qc_pipeline.cli import main
+from qc_pipeline.pipeline import judge, load_pipeline_thresholds
+from qc_pipeline.review import service
+from qc_pipeline.review.finding_review import AuditShare, judge_finding, load_finding_review
+from qc_pipeline.rules import load_thresholds
+from qc_pipeline.samples.demo import DEMO_NOW, write_demo_studies
+from qc_pipeline.sources import FolderSource
+from qc_pipeline.store import ResultStore
+from tests.review.conftest import make_accounts
 
 
 def test_the_onnx_weights_read_back_into_torch_give_the_shipped_scores():
