@@ -97,9 +97,13 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
 )
 @click.option("--force", is_flag=True, help="Write even into the models folder in use or over models already there.")
 @click.option("--model", "names", multiple=True, help="Train only this model (repeatable), e.g. ct_artifacts.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14).")
 @click.option(
-    "--n-train", type=click.IntRange(min=16), help="Training images per CNN (default: DR 2000, CT and MR 8000)."
+    "--epochs", type=click.IntRange(min=1), help="Epochs of the CNNs (default: DR 7, CT and MR 14; fine-tuning: 6)."
+)
+@click.option(
+    "--n-train",
+    type=click.IntRange(min=16),
+    help="Training images per CNN (default: DR 2000, CT and MR 8000); fine-tuning: replay images (default 512).",
 )
 @click.option(
     "--version",
@@ -109,7 +113,16 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
 @click.option(
     "--labels",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Radiologists' decisions (qc-pipeline review export-labels) to add to the acceptability models' training.",
+    help="Radiologists' study decisions (qc-pipeline review export-labels): added to the acceptability models' "
+    "training; or per-finding labels (qc-pipeline models export-labels): the artifact model of each labelled "
+    "modality is fine-tuned on the site's series (starting from the models in use; needs --db).",
+)
+@click.option("--db", "db_url", help=DB_OPTION_HELP + " With per-finding --labels: where each study's source is found.")
+@click.option(
+    "--base",
+    "base_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With per-finding --labels: the models folder to fine-tune from (default: $QC_MODELS_DIR, else the shipped models).",
 )
 def train_cmd(
     out_dir: Path | None,
@@ -119,6 +132,8 @@ def train_cmd(
     n_train: int | None,
     version: str | None,
     labels: Path | None,
+    db_url: str | None,
+    base_dir: Path | None,
 ) -> None:
     """Train the models from real and phantom images and export ONNX + manifests / 训练并导出模型.
 
@@ -147,6 +162,12 @@ def train_cmd(
     unknown = [n for n in names if n not in MODEL_SPECS]
     if unknown:
         _fail(f"unknown model {', '.join(unknown)} (known: {', '.join(MODEL_SPECS)})", f"未知模型 {', '.join(unknown)}")
+    from qc_pipeline.modeltools.finetune import is_finding_label_file
+
+    start = time.monotonic()
+    if labels is not None and is_finding_label_file(labels):
+        _finetune(destination, labels, names, epochs, n_train, version, db_url, base_dir, start)
+        return
     config = TrainingConfig()
     overrides: dict[str, Any] = {
         k: v
@@ -154,7 +175,6 @@ def train_cmd(
         if v is not None
     }
     config = dataclasses.replace(config, **overrides)
-    start = time.monotonic()
     written = train_all(
         destination,
         config,
@@ -166,6 +186,63 @@ def train_cmd(
     click.echo(
         f"下一步 / next: qc-pipeline models evaluate --dir {destination} --write; to install, copy the models into the "
         "models folder and update the pins and evidence in thresholds/ai.yaml"
+    )
+
+
+def _finetune(
+    destination: Path,
+    labels: Path,
+    names: tuple[str, ...],
+    epochs: int | None,
+    n_replay: int | None,
+    version: str | None,
+    db_url: str | None,
+    base_dir: Path | None,
+    start: float,
+) -> None:
+    """``models train --labels`` with per-finding labels: fine-tune the artifact models."""
+    import dataclasses
+
+    from qc_pipeline.errors import StoreError
+    from qc_pipeline.modeltools.finetune import FineTuneConfig, finetune_all, read_label_file, study_sources
+    from qc_pipeline.modeltools.training import TrainingConfig
+    from qc_pipeline.review.cli import _open_store
+
+    rows = read_label_file(labels).rows
+    store = _open_store(db_url, must_exist=True)
+    try:
+        sources = study_sources(store, {r["study_instance_uid"] for r in rows})
+    except StoreError as exc:
+        _fail(str(exc), "无法读取结果数据库")
+        return
+    finally:
+        store.close()
+    overrides = {k: v for k, v in {"epochs": epochs, "replay": n_replay}.items() if v is not None}
+    config = dataclasses.replace(FineTuneConfig(), **overrides)
+    try:
+        written = finetune_all(
+            destination,
+            labels,
+            sources=sources,
+            names=names or None,
+            base_dir=base_dir,
+            config=config,
+            version=version or f"{TrainingConfig().version}+site",
+            progress=lambda message: click.echo(f"[{time.monotonic() - start:6.0f}s] {message}", err=True),
+        )
+    except (ConfigError, ModelError) as exc:
+        _fail(str(exc), f"无法微调模型：{exc}")
+        return
+    if not written:
+        _fail(
+            f"{labels.name} labels no series of an artifact model's artifacts: nothing was fine-tuned",
+            f"{labels.name} 中没有可用于微调伪影模型的标注序列",
+        )
+    for path in written:
+        click.echo(f"已微调 / fine-tuned: {path} ({path.with_suffix('.onnx').name})")
+    click.echo(
+        f"下一步 / next: judge held-out studies with QC_MODELS_DIR={destination} and compare with qc-pipeline models "
+        "validate; to install, copy the models into the models folder and update the pins and evidence in thresholds/ai.yaml"
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from qc_pipeline.ai.registry import Manifest, default_models_dir
 from qc_pipeline.ai.specs import MODEL_SPECS
@@ -81,6 +81,18 @@ def known_limits(name: str, models_dir: Path | None = None) -> str:
     return NO_LIMITS.format(file=candidates[0].name)
 
 
+def _fine_tuned_text(training: dict[str, Any]) -> str:
+    base, site = training.get("fine_tuned_from"), training.get("site_labels")
+    if not base or not site:
+        return ""
+    return (
+        f"- **Fine-tuned** from `{base['name']}` {base['version']} (sha256 `{base['sha256'][:16]}`) on "
+        f"{site['series']} reviewed series of {site['studies']} studies of one site (label file `{site['file']}`, "
+        f"sha256 `{site['sha256'][:16]}`, {site['rows']} rows; `qc_pipeline.modeltools.finetune`), with "
+        f"{training.get('replay_images')} replay images of the training split; the data above is the base model's.\n"
+    )
+
+
 def card_text(manifest: Manifest, *, models_dir: Path | None = None) -> str:
     """The card of ``manifest``'s model: generated from the manifest and the code, with the results
     section left for ``models evaluate --write`` and the known limits read from
@@ -131,7 +143,7 @@ of `thresholds/ai.yaml`.
   edge enhancement (reconstruction kernel / vendor processing, acceptable, not a label).
 {data}
 - Training images: {t.get("n_train")}, epochs: {t.get("epochs", "n/a")}, validation images: {t.get("n_val")} (validation: train sources, other seeds).
-
+{_fine_tuned_text(t)}
 ## Split
 
 Held out by source **and** seed: no test source file and no test phantom seed is used in training or

@@ -69,7 +69,9 @@ class TrainingConfig:
     """The recipe version: changed when the training data or recipe changes (2026.12.2: CT anatomical
     phantoms and acceptable dose noise)."""
     labels: Path | None = None
-    """A centre's review labels (``qc-pipeline review export-labels``) added to the acceptability models' training."""
+    """A centre's study decisions (``qc-pipeline review export-labels``) added to the acceptability models'
+    training. A per-finding label file (``qc-pipeline models export-labels``) does not come here:
+    ``models train`` fine-tunes the artifact models with it (:mod:`qc_pipeline.modeltools.finetune`)."""
 
 
 def _stack(samples: list[dataset.Sample]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
