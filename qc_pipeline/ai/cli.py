@@ -246,33 +246,42 @@ def _finetune(
     )
 
 
+def _evaluation_options(command: Any) -> Any:
+    """The models and thresholds folders an evaluation command reads (--dir, --thresholds)."""
+    command = click.option(
+        "--thresholds",
+        "thresholds_dir",
+        type=click.Path(file_okay=False),
+        help="Thresholds folder (default: the shipped thresholds/).",
+    )(command)
+    return click.option(
+        "--dir",
+        "models_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
+    )(command)
+
+
+def _evaluation_inputs(directory: Path, thresholds_dir: str | None) -> tuple[Any, Any]:
+    """The scorer of ``directory`` and the thresholds, or the command stops saying why."""
+    from qc_pipeline.ai.runtime import Scorer
+    from qc_pipeline.pipeline import load_pipeline_thresholds
+
+    try:
+        return Scorer.load(directory), load_pipeline_thresholds(thresholds_dir)
+    except (ModelError, ConfigError) as exc:
+        _fail(str(exc), f"无法评估：{exc}")
+
+
 @models.command("evaluate")
-@click.option(
-    "--dir",
-    "models_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
-)
-@click.option(
-    "--thresholds",
-    "thresholds_dir",
-    type=click.Path(file_okay=False),
-    help="Thresholds folder (default: the shipped thresholds/).",
-)
+@_evaluation_options
 @click.option("--write", is_flag=True, help="Write models/evaluation.json and the results tables of the model cards.")
 def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: bool) -> None:
     """Held-out evaluation through onnxruntime; prints the model cards' tables / 留出集评估."""
-    from qc_pipeline.ai.runtime import Scorer
     from qc_pipeline.modeltools.evaluation import evaluate, markdown_table, write_results
-    from qc_pipeline.pipeline import load_pipeline_thresholds
 
     directory = _models_dir(models_dir)
-    try:
-        scorer = Scorer.load(directory)
-        thresholds = load_pipeline_thresholds(thresholds_dir)
-    except (ModelError, ConfigError) as exc:
-        _fail(str(exc), f"无法评估：{exc}")
-        return
+    scorer, thresholds = _evaluation_inputs(directory, thresholds_dir)
     start = time.monotonic()
     results = evaluate(
         scorer, thresholds, progress=lambda m: click.echo(f"[{time.monotonic() - start:6.0f}s] {m}", err=True)
@@ -284,18 +293,7 @@ def evaluate_cmd(models_dir: Path | None, thresholds_dir: str | None, write: boo
 
 
 @models.command("evaluate-torchio")
-@click.option(
-    "--dir",
-    "models_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Models folder (default: $QC_MODELS_DIR, else the shipped models: models/ in a checkout).",
-)
-@click.option(
-    "--thresholds",
-    "thresholds_dir",
-    type=click.Path(file_okay=False),
-    help="Thresholds folder (default: the shipped thresholds/).",
-)
+@_evaluation_options
 @click.option("--n", "n", type=click.IntRange(min=8), default=120, show_default=True, help="Crops per case.")
 @click.option("--write", is_flag=True, help="Write evaluation_torchio.json into the models folder.")
 def evaluate_torchio_cmd(models_dir: Path | None, thresholds_dir: str | None, n: int, write: bool) -> None:
@@ -303,9 +301,6 @@ def evaluate_torchio_cmd(models_dir: Path | None, thresholds_dir: str | None, n:
 
     Needs the training extra: pip install -e '.[models]' (PyTorch, TorchIO).
     """
-    from qc_pipeline.ai.runtime import Scorer
-    from qc_pipeline.pipeline import load_pipeline_thresholds
-
     try:
         import torchio  # noqa: F401
     except ImportError:
@@ -316,12 +311,7 @@ def evaluate_torchio_cmd(models_dir: Path | None, thresholds_dir: str | None, n:
     from qc_pipeline.modeltools.external import evaluate_torchio, markdown
 
     directory = _models_dir(models_dir)
-    try:
-        scorer = Scorer.load(directory)
-        thresholds = load_pipeline_thresholds(thresholds_dir)
-    except (ModelError, ConfigError) as exc:
-        _fail(str(exc), f"无法评估：{exc}")
-        return
+    scorer, thresholds = _evaluation_inputs(directory, thresholds_dir)
     results = evaluate_torchio(scorer, thresholds, n=n)
     click.echo(markdown(results))
     if write:
