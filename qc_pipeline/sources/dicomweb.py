@@ -94,7 +94,8 @@ names each part's transfer syntax in its Content-Type (``image/jp2; transfer-syn
 def multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
     """The parts of a ``multipart/related`` message (RFC 2387): each part's headers (lower-case
     names) and content. A message without a boundary is one part with no headers (some servers
-    send a single frame so)."""
+    send a single frame so). dicomweb-client's own parser keeps only the contents, and the frames'
+    transfer syntax is in the part headers."""
     boundary = None
     for item in content_type.split(";")[1:]:
         name, _, value = item.strip().partition("=")
