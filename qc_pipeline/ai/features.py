@@ -86,15 +86,20 @@ def slice_features(
     pixel_mm: float | None,
     stored_range: tuple[float, float] | None = None,
     names: Sequence[str] | None = None,
+    grids: Sequence[npt.NDArray[np.float32]] | None = None,
 ) -> npt.NDArray[np.float32]:
     """The feature vector of decoded native images: each to the working grid, then :func:`metric_features`.
 
-    ``pixel_mm`` is the native in-plane pixel size (None when unknown).
+    ``pixel_mm`` is the native in-plane pixel size (None when unknown). ``grids``: the images
+    already on the working grid (``to_working_grid`` of each of ``slices``, in order), when the
+    caller made them for the artifact classifier; resampling is a third of this function's cost.
     """
-    grids = np.stack([to_working_grid(s) for s in slices])
+    if grids is not None and len(grids) != len(slices):
+        raise ValueError(f"{len(grids)} working grids for {len(slices)} slices")
+    stack = np.stack(list(grids) if grids is not None else [to_working_grid(s) for s in slices])
     grid_mm = None if pixel_mm is None else pixel_mm * max(np.shape(slices[0])) / WORKING_SIZE
     return metric_features(
-        grids[0] if modality == "DR" else grids, modality, pixel_mm=grid_mm, stored_range=stored_range, names=names
+        stack[0] if modality == "DR" else stack, modality, pixel_mm=grid_mm, stored_range=stored_range, names=names
     )
 
 

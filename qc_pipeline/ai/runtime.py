@@ -27,7 +27,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from qc_pipeline.ai.features import encode_missing, slice_features
-from qc_pipeline.ai.preprocess import model_input, sample_slices
+from qc_pipeline.ai.preprocess import channels, sample_slices, to_working_grid
 from qc_pipeline.ai.registry import RegisteredModel, default_models_dir, describe_problems, load_models, provenance_of
 from qc_pipeline.ai.specs import SCORE_UNIT, score_metric
 from qc_pipeline.domain import Measurement
@@ -198,8 +198,10 @@ class Scorer:
         picked = [np.asarray(slices[i], dtype=np.float32) for i in chosen]
         where = "1 image" if len(chosen) == 1 else f"max over {len(chosen)} sampled slices"
         out: list[Measurement] = []
+        # Each slice is resampled to the working grid once, for both models.
+        grids = [to_working_grid(s) for s in picked]
         if artifacts is not None:
-            x = np.stack([model_input(s, modality, stored_range=stored_range) for s in picked])
+            x = np.stack([channels(g, modality, stored_range=stored_range) for g in grids])
             scores = self.run(artifacts.name, x).max(axis=0)
             out += [
                 Measurement(
@@ -217,6 +219,7 @@ class Scorer:
                 pixel_mm=pixel_mm,
                 stored_range=stored_range,
                 names=acceptability.manifest.preprocessing["features"],
+                grids=grids,
             )
             (value,) = self.run(acceptability.name, encode_missing(features[None]))[0]
             label = acceptability.manifest.labels[0]
