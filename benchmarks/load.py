@@ -127,9 +127,12 @@ def _judge_all(root: Path, db_url: str, sample_every: int) -> tuple[dict[str, An
     return {"seconds": time.perf_counter() - started, "studies": done, "outcomes": counts}, samples
 
 
-def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _flow_subset(
+    root: Path, n: int, work: Path, sample_every: int, batch_size: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The Prefect flow over the first ``n`` studies (all of them: the folder itself), with the
-    process's RSS sampled every ``sample_every`` studies through the flow's progress events."""
+    process's RSS sampled every ``sample_every`` studies through the flow's progress events;
+    ``batch_size``: small studies that many to a Prefect task (None: one task per study)."""
     import shutil
 
     from flows.qc_flow import progress_to, run
@@ -142,7 +145,9 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
             target = source / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-    db = f"sqlite:///{work / 'flow.sqlite'}"
+    # Each flow run judges the backlog into a database of its own, empty (the process keeps its
+    # engines by URL, so a file removed and made again under the same name would not be read).
+    db = f"sqlite:///{work / f'flow-{batch_size or 1}.sqlite'}"
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -158,7 +163,7 @@ def _flow_subset(root: Path, n: int, work: Path, sample_every: int) -> tuple[dic
 
     rss_before = _rss_mb()
     with progress_to(sample):
-        summary = run(source, db_url=db, now=NOW)
+        summary = run(source, db_url=db, now=NOW, batch_size=batch_size)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -195,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10_000,
         help="studies through the Prefect flow (default 10,000: the whole backlog; 0: skip)",
+    )
+    parser.add_argument(
+        "--flow-batch-sizes",
+        default="1,16",
+        help="comma-separated studies per Prefect task, one flow run each (default 1,16: one task per "
+        "study, then sixteen small studies to a task as deploy/prefect.yaml sets)",
     )
     parser.add_argument(
         "--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)"
@@ -262,21 +273,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.flow_studies:
             from prefect.testing.utilities import prefect_test_harness
 
+            judged_seconds = rows[2]["seconds"] / max(rows[2]["studies"], 1)
             with prefect_test_harness(server_startup_timeout=180):
-                result, samples = _flow_subset(backlog, args.flow_studies, work, args.sample_every)
-            rows.append(
-                _row(
-                    "flow (threads)",
-                    result["studies"],
-                    result["seconds"],
-                    failed=result["failed"],
-                    rss_before_mb=result["rss_before_mb"],
-                    rss_after_mb=result["rss_after_mb"],
-                    rss_growth_mb_per_1000=_growth_per_1000(samples),
-                    samples=samples,
-                )
-            )
-            print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
+                for batch in (int(b) for b in args.flow_batch_sizes.split(",")):
+                    result, samples = _flow_subset(
+                        backlog, args.flow_studies, work, args.sample_every, batch_size=batch if batch > 1 else None
+                    )
+                    per_study = result["seconds"] / max(result["studies"], 1)
+                    rows.append(
+                        _row(
+                            f"flow, {batch} a task" if batch > 1 else "flow, 1 a task",
+                            result["studies"],
+                            result["seconds"],
+                            batch_size=batch,
+                            failed=result["failed"],
+                            # Prefect's share: the flow's time per study over the bare judge step's
+                            overhead_over_judge=round(per_study / judged_seconds - 1, 3),
+                            rss_before_mb=result["rss_before_mb"],
+                            rss_after_mb=result["rss_after_mb"],
+                            rss_growth_mb_per_1000=_growth_per_1000(samples),
+                            samples=samples,
+                        )
+                    )
+                    print({k: v for k, v in rows[-1].items() if k != "samples"}, flush=True)
 
     print()
     print(f"{'step':<16} {'studies':>8} {'seconds':>9} {'studies/s':>10}  memory")
@@ -295,7 +314,15 @@ def main(argv: list[str] | None = None) -> int:
                 memory += f" ({r['rss_growth_mb_per_1000']:+} MB per 1000 after the first {args.sample_every})"
         print(f"{r['step']:<16} {r['studies']:>8} {r['seconds']:>9.2f} {r['studies_per_s'] or 0:>10}  {memory}")
     print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; SQLite results database")
-    out = write_results("load", rows, small=args.small, load_average_at_start=[round(x, 2) for x in load])
+    end = os.getloadavg()
+    print(f"load average {end[0]:.2f} at end")
+    out = write_results(
+        "load",
+        rows,
+        small=args.small,
+        load_average_at_start=[round(x, 2) for x in load],
+        load_average_at_end=[round(x, 2) for x in end],
+    )
     print(f"written: {out}")
     return 0
 

@@ -21,6 +21,13 @@ run once untimed first: page cache, imports, Prefect's first start). Per case it
 With ``--in-process``, also the CPU time of ``source.load`` + ``judge`` of one study in this
 process, with the sampled decoding and with every slice decoded, against the bare decode's CPU.
 
+With ``--cold``, every timed run (bare decode, CLI, in process) starts with the study's files out
+of the page cache (``posix_fadvise(DONTNEED)`` on each file, and on Orthanc's storage for a
+DICOMweb run), as a QC centre reads an upload for the first time; without it the files are
+read from memory (each input is run once untimed first), which makes the bare decode of an
+uncompressed study little more than a memory copy. In process, ``--cold`` times wall clock
+(waiting for the disk is not CPU time).
+
 Targets: a 300-slice uncompressed CT costs <= 2x its bare decode, a JPEG 2000 one <= 0.3x; over
 DICOMweb a study fetches <= 20 % of its bytes.
 
@@ -42,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +179,35 @@ def _bare_decode(paths: list[Path]) -> None:
         pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is what is timed
 
 
+def _evict(paths: Iterable[Path]) -> None:
+    """Drop the files' pages from the page cache (clean pages only; no privilege needed), so the
+    next read comes from the disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _files_below(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file()]
+
+
+def _timed(
+    func: Callable[[], object], repeat: int, *, before: Callable[[], None] | None, clock: Callable[[], float]
+) -> float:
+    """Median of ``repeat`` timings of ``func``; ``before`` runs ahead of each, untimed."""
+    times = []
+    for _ in range(max(1, repeat)):
+        if before is not None:
+            before()
+        start = clock()
+        func()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
 def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -185,9 +221,13 @@ def _measure_case(
     env: dict[str, str],
     repeat: int,
     orthanc: Any | None,
+    *,
+    cold: bool = False,
 ) -> list[dict[str, Any]]:
     study_bytes = sum(p.stat().st_size for p in first)
-    bare = _median_time(lambda: _bare_decode(first), max(1, repeat))
+    bare = _timed(
+        lambda: _bare_decode(first), repeat, before=(lambda: _evict(first)) if cold else None, clock=time.perf_counter
+    )
     rows = []
     # Folder: run on the first study alone and on a folder holding both.
     one, both = work / "one", work / "both"
@@ -208,13 +248,19 @@ def _measure_case(
                 server.upload(first if count == 1 else [*first, *second])
                 server.wait_until_stable(timeout_s=300)
             _run_cli(inputs[count], work / "warm.sqlite", env)
-            runs[count] = [_run_cli(inputs[count], work / f"db{count}.sqlite", env) for _ in range(repeat)]
+            stored = [*first, *second] if server is None else _files_below(server.directory / "storage")
+            runs[count] = []
+            for _ in range(repeat):
+                if cold:
+                    _evict(stored)
+                runs[count].append(_run_cli(inputs[count], work / f"db{count}.sqlite", env))
         wall = _median(runs[2], "wall") - _median(runs[1], "wall")
         cpu = _median(runs[2], "cpu") - _median(runs[1], "cpu")
         row: dict[str, Any] = {
             "case": name,
             "syntax": syntax,
             "via": via,
+            "page_cache": "cold" if cold else "warm",
             "files": len(first),
             "study_mb": round(study_bytes / 1e6, 2),
             "run_1_s": round(_median(runs[1], "wall"), 2),
@@ -245,10 +291,12 @@ def _measure_case(
     return rows
 
 
-def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[str, Any]:
+def _in_process(name: str, syntax: str, paths: list[Path], repeat: int, *, cold: bool = False) -> dict[str, Any]:
     """CPU seconds (this process, all threads) of ``source.load`` + ``judge`` of one study, with
     the sampled decoding and with every slice decoded (the CT sample widened to the whole
-    series), against the bare decode: no CLI, no Prefect, no contention between two studies."""
+    series), against the bare decode: no CLI, no Prefect, no contention between two studies.
+    ``cold``: wall seconds, each run with the files out of the page cache; ``discover`` is timed
+    too (it reads the start of every file, the first read of a cold study)."""
     import dataclasses
 
     from qc_pipeline.checks import image_quality
@@ -298,6 +346,27 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int) -> dict[
         "bare_decode_cpu_s": round(bare, 3),
         "sampled_over_bare": round(sampled / bare, 2) if bare > 0 else None,
     }
+    if cold:
+
+        def first_read() -> None:
+            (found,) = list(source.discover())
+            judge(
+                source.load(found),
+                thresholds,
+                now=dt.datetime.now(dt.UTC),
+                source_uri=source.uri,
+                others=[],
+                pixels=source,
+            )
+
+        evict = lambda: _evict(paths)  # noqa: E731 - a one-line hook
+        cold_run = _timed(first_read, repeat, before=evict, clock=time.perf_counter)
+        cold_bare = _timed(lambda: _bare_decode(paths), repeat, before=evict, clock=time.perf_counter)
+        row |= {
+            "cold_discover_load_judge_wall_s": round(cold_run, 3),
+            "cold_bare_decode_wall_s": round(cold_bare, 3),
+            "cold_over_bare": round(cold_run / cold_bare, 2) if cold_bare > 0 else None,
+        }
     print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     return row
 
@@ -316,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also time source.load + judge in this process (CPU), sampled vs every slice decoded",
     )
     parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
+    parser.add_argument(
+        "--cold", action="store_true", help="each timed run starts with the study's files out of the page cache"
+    )
     args = parser.parse_args(argv)
     slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
 
@@ -345,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                 for syntax in args.syntaxes.split(","):
                     first = paths if syntax == "native" else _j2k(paths, work / syntax / _slug(name))
                     if args.in_process:
-                        rows.append(_in_process(name, syntax, first, repeat))
+                        rows.append(_in_process(name, syntax, first, repeat, cold=args.cold))
                     second = _copy_study(first, work / f"{syntax}-copy" / _slug(name) / "s", "copy")
-                    rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc)
+                    rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc, cold=args.cold)
         finally:
             if orthanc is not None:
                 orthanc.stop()
@@ -356,7 +428,15 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     )
-    out = write_results("throughput", rows, small=args.small, repeat=repeat, slices=slices, size=size)
+    out = write_results(
+        "throughput-cold" if args.cold else "throughput",
+        rows,
+        small=args.small,
+        repeat=repeat,
+        slices=slices,
+        size=size,
+        page_cache="cold" if args.cold else "warm",
+    )
     print(f"written: {out}")
     return 0
 
