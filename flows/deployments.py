@@ -36,10 +36,12 @@ def ingest_deployment(
     name: str = "qc-ingest",
     workers: int | None = None,
     dask_address: str | None = None,
+    threads: int | None = None,
     write_back: bool = False,
 ) -> RunnerDeployment:
     """A deployment of ``qc-run`` over ``source`` on a cron schedule (its studies judged on Dask
-    with ``workers`` local processes or the cluster at ``dask_address``; ``write_back``: each
+    with ``workers`` local processes or the cluster at ``dask_address``, else on ``threads``
+    threads, default ``flows.qc_flow.study_threads``; ``write_back``: each
     judged study's result stored back on the DICOMweb source as a DICOM SR)."""
     dask_task_runner(workers=workers, dask_address=dask_address)  # refuse bad options now
     return cast(
@@ -54,6 +56,7 @@ def ingest_deployment(
                 "thresholds_dir": thresholds_dir,
                 "workers": workers,
                 "dask_address": dask_address,
+                "threads": threads,
                 "write_back": write_back,
             },
             description="Judge new and changed studies of the source (qc-pipeline) · 质控新上传的检查",
@@ -71,6 +74,7 @@ def rescore_deployment(
     name: str = "qc-rescore",
     workers: int | None = None,
     dask_address: str | None = None,
+    threads: int | None = None,
     limit: int | None = None,
 ) -> RunnerDeployment:
     """A deployment of ``qc-rescore`` (judge again what older thresholds or models decided, at
@@ -87,6 +91,7 @@ def rescore_deployment(
                 "thresholds_dir": thresholds_dir,
                 "workers": workers,
                 "dask_address": dask_address,
+                "threads": threads,
                 "limit": limit,
             },
             description="Re-score studies decided with older thresholds or models (qc-pipeline) · 阈值或模型更新后重新质控",

@@ -19,7 +19,7 @@ from flows.qc_flow import (
     judge_entries,
 )
 from qc_pipeline import __version__
-from qc_pipeline.errors import SourceError
+from qc_pipeline.errors import ConfigError, SourceError
 from qc_pipeline.pipeline import load_pipeline_thresholds, provenance
 from qc_pipeline.sources import StudyEntry, StudySource, open_source
 
@@ -41,6 +41,7 @@ def qc_rescore(
     workers: int | None = None,
     dask_address: str | None = None,
     limit: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, object]:
     """Judge again, from their sources, the studies decided with other thresholds or models
     (on Dask with ``workers`` or ``dask_address``, as ``qc-run``), the most recently stored
@@ -52,6 +53,8 @@ def qc_rescore(
     forward_library_logs()  # the pipeline's own records join this run's log
     logger = get_run_logger()
     dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
+    if threads is not None and threads < 1:
+        raise ConfigError(f"the number of threads must be at least 1, got {threads}")
     thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed
     store = _store(db_url)
     stale = store.stale_studies(provenance(thresholds), limit=limit)
@@ -93,6 +96,7 @@ def qc_rescore(
             now=now,
             workers=workers,
             dask_address=dask_address,
+            threads=threads,
         )
         error = f"{len(batch.failed)} of {len(found)} studies could not be re-scored" if batch.failed else None
         store.finish_run(
@@ -134,6 +138,7 @@ def rescore(
     workers: int | None = None,
     dask_address: str | None = None,
     limit: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the re-scoring flow in this process (thread pool, or Dask as in ``flows.qc_flow.run``)."""
     return qc_rescore(
@@ -143,4 +148,5 @@ def rescore(
         workers=workers,
         dask_address=dask_address,
         limit=limit,
+        threads=threads,
     )

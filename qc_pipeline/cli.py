@@ -238,6 +238,7 @@ def _run_flow(
     workers: int | None = None,
     dask_address: str | None = None,
     write_back: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     from qc_pipeline.errors import ConfigError, QCError
     from qc_pipeline.pipeline import load_pipeline_thresholds
@@ -316,6 +317,7 @@ def _run_flow(
                 workers=workers,
                 dask_address=dask_address,
                 write_back=write_back,
+                threads=threads,
             )
     except qc_flow.RunIncomplete as exc:
         _fail(str(exc), "部分检查未能完成质控（数据源或数据库故障），下次运行将自动重试")
@@ -374,6 +376,12 @@ DASK_OPTIONS = (
         help="Judge on N local Dask worker processes (default: threads in this process).",
     ),
     click.option("--dask-address", help="Judge on the running Dask cluster at this address, e.g. tcp://10.0.0.5:8786."),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        help="Without Dask: judge N studies at once on threads of this process (default: one per CPU for a "
+        "folder, CPUs + 4 for DICOMweb). 同时质控的检查数。",
+    ),
 )
 
 
@@ -443,6 +451,7 @@ def run(
     write_back: bool,
     workers: int | None,
     dask_address: str | None,
+    threads: int | None,
 ) -> None:
     """Judge every new or changed study of SOURCE (a folder or a DICOMweb URL) and store the verdicts.
 
@@ -459,6 +468,7 @@ def run(
             workers=workers,
             dask_address=dask_address,
             write_back=write_back,
+            threads=threads,
         )
     _print_summary(summary, time.monotonic() - started)
 
@@ -857,6 +867,7 @@ def serve(
     write_back: bool,
     workers: int | None,
     dask_address: str | None,
+    threads: int | None,
 ) -> None:
     """Serve the scheduled deployments: ingestion of SOURCE, the nightly re-scoring and the monthly
     spot-check draw (needs a Prefect API). This process runs the flows: keep it running (systemd).
@@ -898,6 +909,7 @@ def serve(
                 write_back=write_back,
                 workers=workers,
                 dask_address=dask_address,
+                threads=threads,
             )
         ]
         if rescore_cron.strip().lower() != "off":
@@ -909,6 +921,7 @@ def serve(
                     limit=rescore_limit,
                     workers=workers,
                     dask_address=dask_address,
+                    threads=threads,
                 )
             )
         if spot_check_cron.strip().lower() != "off":
@@ -948,6 +961,7 @@ def rescore(
     limit: int | None,
     workers: int | None,
     dask_address: str | None,
+    threads: int | None,
     verbose: bool,
 ) -> None:
     """Judge again every stored study decided with other thresholds or model versions, reading
@@ -978,6 +992,7 @@ def rescore(
                 workers=workers,
                 dask_address=dask_address,
                 limit=limit,
+                threads=threads,
             )
     except RunIncomplete as exc:
         _fail(str(exc), "部分检查未能重新质控（数据源或数据库故障），下次运行将自动重试")

@@ -177,17 +177,16 @@ def test_a_long_backlog_is_submitted_a_window_at_a_time(prefect_harness, tmp_pat
             if sex == "M":
                 later_uids.append(study)
     outstanding, most = [0], [0]
-    real = qc_flow.judge_study
 
-    class Counting:
+    class Counting(qc_flow.ThreadPoolTaskRunner):  # the flow's study pool, counting what is outstanding
         def submit(self, *args, **kwargs):
-            future = real.submit(*args, **kwargs)
+            future = super().submit(*args, **kwargs)
             outstanding[0] += 1
             most[0] = max(most[0], outstanding[0])
             future.add_done_callback(lambda _: outstanding.__setitem__(0, outstanding[0] - 1))
             return future
 
-    monkeypatch.setattr(qc_flow, "judge_study", Counting())
+    monkeypatch.setattr(qc_flow, "ThreadPoolTaskRunner", Counting)
     monkeypatch.setattr(qc_flow, "MAX_IN_FLIGHT", 2)
     kept: list[int] = []  # what Prefect keeps per task result in the flow run context, as it runs
 

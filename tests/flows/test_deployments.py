@@ -23,12 +23,14 @@ def test_ingest_deployment_has_a_cron_schedule():
         "thresholds_dir": None,
         "workers": None,
         "dask_address": None,
+        "threads": None,
         "write_back": False,
     }
     assert deployment.concurrency_limit == 1
     assert DEFAULT_INGEST_CRON == "*/10 * * * *"
-    asked = ingest_deployment("https://cloud/dicom-web", write_back=True)
+    asked = ingest_deployment("https://cloud/dicom-web", write_back=True, threads=6)
     assert asked.parameters["write_back"] is True
+    assert asked.parameters["threads"] == 6
 
 
 def test_rescore_deployment_runs_nightly_on_dask_when_asked():
@@ -41,6 +43,7 @@ def test_rescore_deployment_runs_nightly_on_dask_when_asked():
         "thresholds_dir": None,
         "workers": None,
         "dask_address": "tcp://10.0.0.5:8786",
+        "threads": None,
         "limit": None,
     }
     assert DEFAULT_RESCORE_CRON == "30 2 * * *"

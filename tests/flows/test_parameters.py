@@ -20,6 +20,7 @@ PARAMETERS = {
     "dask_address": None,
     "batch_size": 16,
     "write_back": False,
+    "threads": 3,
 }
 
 
