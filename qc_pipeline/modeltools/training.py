@@ -65,9 +65,10 @@ class TrainingConfig:
     learning_rate: float = 3e-3
     seed: int = 7
     threads: int = 2
-    version: str = "2026.12.2"
+    version: str = "2026.12.3"
     """The recipe version: changed when the training data or recipe changes (2026.12.2: CT anatomical
-    phantoms and acceptable dose noise)."""
+    phantoms and acceptable dose noise; 2026.12.3: MR faults from TorchIO too and acceptable
+    truncation ringing, ``dataset.TRAINING_SIMULATION``)."""
     labels: Path | None = None
     """A centre's study decisions (``qc-pipeline review export-labels``) added to the acceptability models'
     training. A per-finding label file (``qc-pipeline models export-labels``) does not come here:
@@ -133,8 +134,10 @@ def train_artifact_model(
     n_train, epochs = RECIPES[spec.modality]
     n_train, epochs = config.n_train or n_train, config.epochs or epochs
     progress(f"{spec.name}: building {n_train} training and {config.n_val} validation images")
-    x_train, y_train = _stack(dataset.build_set(spec.modality, "train", n_train))
-    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val))
+    # validation as training: it picks the epoch and the operating points
+    simulation = dataset.TRAINING_SIMULATION.get(spec.modality, dataset.OURS_ONLY)
+    x_train, y_train = _stack(dataset.build_set(spec.modality, "train", n_train, simulation=simulation))
+    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val, simulation=simulation))
     model = _net(len(spec.labels))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(x_train) / config.batch_size))
@@ -169,7 +172,13 @@ def train_artifact_model(
     _export_cnn(model, onnx_path)
     n_params = int(sum(p.numel() for p in model.parameters()))
     training = {
-        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade",
+        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade"
+        + (
+            f"; {simulation.torchio_share:.0%} of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults), "
+            f"{simulation.gibbs_share:.0%} of the images with acceptable truncation ringing"
+            if simulation != dataset.OURS_ONLY
+            else ""
+        ),
         "real_sources": list(dataset.REAL_SOURCES[spec.modality]["train"]),
         "phantom_seeds": [dataset.PHANTOM_SEEDS["train"].start, dataset.PHANTOM_SEEDS["train"].stop],
         "n_train": n_train,
