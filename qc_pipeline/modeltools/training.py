@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from qc_pipeline.ai.features import FEATURES, encode_missing
 from qc_pipeline.ai.preprocess import CHANNELS, INPUT_SIZE, WORKING_SIZE
 from qc_pipeline.ai.registry import read_manifest, sha256_of
 from qc_pipeline.ai.specs import MODEL_SPECS, ModelSpec
-from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools import dataset, degrade, torchio_faults
 from qc_pipeline.modeltools.cards import write_card
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,10 @@ def train_artifact_model(
     progress(f"{spec.name}: building {n_train} training and {config.n_val} validation images")
     # validation as training: it picks the epoch and the operating points
     simulation = dataset.TRAINING_SIMULATION.get(spec.modality, dataset.OURS_ONLY)
-    x_train, y_train = _stack(dataset.build_set(spec.modality, "train", n_train, simulation=simulation))
+    train_set = dataset.build_set(spec.modality, "train", n_train, simulation=simulation)
+    made = Counter(d for s in train_set for d in s.degradations)
+    x_train, y_train = _stack(train_set)
+    del train_set
     x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val, simulation=simulation))
     model = _net(len(spec.labels))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
@@ -174,8 +178,8 @@ def train_artifact_model(
     training = {
         "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade"
         + (
-            f"; {simulation.torchio_share:.0%} of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults), "
-            f"{simulation.gibbs_share:.0%} of the images with acceptable truncation ringing"
+            f"; {simulation.torchio_share * 100:.0f} % of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults), "
+            f"{simulation.gibbs_share * 100:.0f} % of the images with acceptable truncation ringing"
             if simulation != dataset.OURS_ONLY
             else ""
         ),
@@ -191,6 +195,14 @@ def train_artifact_model(
         "seed": config.seed,
         "history": history,
     }
+    if simulation != dataset.OURS_ONLY:
+        training["simulation"] = {
+            "torchio_share": simulation.torchio_share,
+            "torchio_cases": {label: list(cases) for label, cases in torchio_faults.TRAINING_CASES.items()},
+            "gibbs_share": simulation.gibbs_share,
+            "gibbs_keep": list(degrade.MR_GIBBS_KEEP),
+            "faults_train": dict(sorted(made.items())),
+        }
     manifest = {
         "input": {
             "name": "input",
