@@ -90,9 +90,10 @@ PROCESSING_SMOOTH_PX: Final = (0.3, 0.8)
 PROCESSING_SHARPEN: Final = (0.2, 0.7)
 P_MR_TORCHIO: Final = 0.5
 """Share of the MR training faults of the labels TorchIO models (``torchio_faults.TRAINING_CASES``)
-that TorchIO makes; our own functions make the others. A model that saw one simulator learned it
-rather than the fault: trained on ours alone, the MR model separated TorchIO's motion and ghosting
-from clean held-out images with an AUC of 0.650 (models/README.md)."""
+that TorchIO makes; our own functions make the others, so that the model is not taught one
+simulator's look of a fault. Trained on ours alone, the MR model separated TorchIO's motion and
+ghosting from clean held-out real images with an AUC of 0.650; trained on both, 0.697, little
+better although they are then in the training (models/README.md has the figures)."""
 P_MR_GIBBS: Final = 0.3
 """Share of the MR training images given acceptable truncation ringing (:func:`degrade.mr_gibbs_ringing`)."""
 DR_SATURATED_FRACTION: Final = 0.01
