@@ -121,3 +121,20 @@ def test_gibbs_ringing_is_drawn_only_for_mr_training_images(monkeypatch):
     assert abs(drawn(variation=True, gibbs=dataset.P_MR_GIBBS) - 40 * dataset.P_MR_GIBBS) <= 3 * np.sqrt(40 * 0.21)
     calls.clear()
     assert dataset.build_set("CT", "train", 8, simulation=dataset.Simulation(gibbs_share=1.0)) and not calls
+
+
+def test_the_shipped_mr_model_was_trained_on_both_simulators_as_the_code_makes_them():
+    import json
+
+    from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR
+
+    training = json.loads((DEFAULT_MODELS_DIR / "mr_artifacts.json").read_text(encoding="utf-8"))["training"]
+    simulation = training["simulation"]
+    assert simulation["torchio_share"] == MR_TRAINING.torchio_share
+    assert simulation["gibbs_share"] == MR_TRAINING.gibbs_share
+    assert simulation["torchio_cases"] == {k: list(v) for k, v in torchio_faults.TRAINING_CASES.items()}
+    made = simulation["faults_train"]
+    assert all(
+        made[f"{label}:torchio.{case}"] > 0 for label, cases in torchio_faults.TRAINING_CASES.items() for case in cases
+    )
+    assert sum(made.values()) <= 2 * training["n_train"]  # at most two faults per image
