@@ -93,6 +93,24 @@ def _fine_tuned_text(training: dict[str, Any]) -> str:
     )
 
 
+def _simulation_text(simulation: dict[str, Any] | None) -> str:
+    """The second simulator and the acceptable ringing of a training set (manifest ``training.simulation``)."""
+    if not simulation:
+        return ""
+    cases = "; ".join(f"{label}: {', '.join(names)}" for label, names in simulation["torchio_cases"].items())
+    made = simulation.get("faults_train") or {}
+    theirs = sum(n for key, n in made.items() if ":torchio." in key)
+    return (
+        f"\n- Second simulator: {simulation['torchio_share'] * 100:.0f} % of the faults of the labels TorchIO models are made by "
+        f"TorchIO's transforms instead (`qc_pipeline.modeltools.torchio_faults`; {cases}), the others by the functions "
+        f"above; {theirs} of the {sum(made.values())} training faults came from TorchIO. Wrap-around has no TorchIO model "
+        "and stays ours alone. The held-out test images keep our simulator alone.\n"
+        f"- Acceptable variation: {simulation['gibbs_share'] * 100:.0f} % of the training images (clean or not) carry truncation "
+        f"(Gibbs) ringing: k-space kept over {simulation['gibbs_keep'][0] * 100:.0f}-{simulation['gibbs_keep'][1] * 100:.0f} % "
+        "along one axis or both, zero-filled (`degrade.mr_gibbs_ringing`), so that normal ringing is not read as a fault."
+    )
+
+
 def card_text(manifest: Manifest, *, models_dir: Path | None = None) -> str:
     """The card of ``manifest``'s model: generated from the manifest and the code, with the results
     section left for ``models evaluate --write`` and the known limits read from
@@ -114,6 +132,7 @@ def card_text(manifest: Manifest, *, models_dir: Path | None = None) -> str:
         )
         data = "\n".join(f"  - **{label}**: {DEGRADATION_TEXT[modality][label]}" for label in spec.labels)
         data = f"- Degradations (`qc_pipeline.modeltools.degrade`), zero (40 %), one or two per image:\n{data}"
+        data += _simulation_text(t.get("simulation"))
     else:
         what = (
             f"Gradient boosting (scikit-learn, converted with skl2onnx) on the pipeline's own {modality} metrics, "

@@ -14,6 +14,14 @@ variation (a noise level up to ``degrade.CT_CLEAN_NOISE_MAX_HU``, for dose and p
 faint streaks of ``degrade.CT_CLEAN_STREAK_HU``; not on the clean evaluation images, which stay as
 their source has them), zero, one or two degradations at that matrix,
 :func:`preprocess.to_working_grid`, then :func:`preprocess.channels`.
+
+Two simulators for the MR artifact model's training and validation images (:class:`Simulation`,
+``TRAINING_SIMULATION``): each motion-ghosting, noise or non-uniformity fault is made by TorchIO
+(:mod:`qc_pipeline.modeltools.torchio_faults`) or by :mod:`qc_pipeline.modeltools.degrade` with
+probability 1/2, and some images carry acceptable truncation ringing
+(:func:`degrade.mr_gibbs_ringing`). The held-out test images keep our simulator alone and no
+ringing, so that their figures stay comparable from one model to the next; TorchIO's faults on
+held-out images are :mod:`qc_pipeline.modeltools.external`'s evaluation.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from qc_pipeline.ai.preprocess import WORKING_SIZE, channels, to_working_grid
 from qc_pipeline.ai.specs import MODEL_SPECS
 from qc_pipeline.errors import ConfigError
 from qc_pipeline.io.pixels import load_image, load_series, stored_value_range
-from qc_pipeline.modeltools import degrade
+from qc_pipeline.modeltools import degrade, torchio_faults
 from qc_pipeline.samples import ct_anatomy, phantoms
 
 logger = logging.getLogger(__name__)
@@ -80,9 +88,34 @@ P_CT_CYLINDER: Final = 0.2
 P_PROCESSING: Final = 0.5
 PROCESSING_SMOOTH_PX: Final = (0.3, 0.8)
 PROCESSING_SHARPEN: Final = (0.2, 0.7)
+P_MR_TORCHIO: Final = 0.5
+"""Share of the MR training faults of the labels TorchIO models (``torchio_faults.TRAINING_CASES``)
+that TorchIO makes; our own functions make the others, so that the model is not taught one
+simulator's look of a fault. Trained on ours alone, the MR model separated TorchIO's motion and
+ghosting from clean held-out real images with an AUC of 0.650; trained on both, 0.697, little
+better although they are then in the training (models/README.md has the figures)."""
+P_MR_GIBBS: Final = 0.3
+"""Share of the MR training images given acceptable truncation ringing (:func:`degrade.mr_gibbs_ringing`)."""
 DR_SATURATED_FRACTION: Final = 0.01
 """A DR sample is labelled ``saturation`` when its degradations put this share of its pixels at the
 stored maximum, beyond those already there (a collimator shadow may sit at the maximum), and only then."""
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """How the images of a set are made beyond our own simulator (MR only; both 0: ours alone)."""
+
+    torchio_share: float = 0.0
+    """Share of the faults of ``torchio_faults.TRAINING_CASES`` made by TorchIO."""
+    gibbs_share: float = 0.0
+    """Share of the images (not the clean evaluation ones) given acceptable truncation ringing."""
+
+
+OURS_ONLY: Final = Simulation()
+TRAINING_SIMULATION: Final[dict[str, Simulation]] = {
+    "MR": Simulation(torchio_share=P_MR_TORCHIO, gibbs_share=P_MR_GIBBS)
+}
+"""The simulation of the artifact models' training and validation sets, by modality (others: ours alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +144,9 @@ class Sample:
     degradations; DR: the working grid, as degraded), before resampling to the working grid."""
     native_mm: float | None = None
     """Pixel size of ``native``, when known."""
+    degradations: tuple[str, ...] = ()
+    """What made each fault, in the order applied: ``<label>:degrade`` (our own function) or
+    ``<label>:torchio.<case>`` (a TorchIO transform of :func:`torchio_faults.cases`)."""
 
 
 def _shrink(image: npt.NDArray[np.floating], pixel_mm: float | None) -> tuple[npt.NDArray[np.float32], float | None]:
@@ -191,10 +227,11 @@ def _acquisition_matrix(rng: np.random.Generator) -> int:
 
 
 def _augment(
-    src: SourceImage, modality: str, rng: np.random.Generator, *, variation: bool = True
+    src: SourceImage, modality: str, rng: np.random.Generator, *, variation: bool = True, gibbs: float = 0.0
 ) -> tuple[npt.NDArray[np.float32], float | None, int]:
     """A random framing of ``src`` at a random acquisition matrix, with ``variation`` the acceptable
-    variation of CT noise and streaks (module docstring); returns (image, working-grid mm, matrix)."""
+    variation of CT noise and streaks and, on the share ``gibbs`` of MR images, truncation ringing
+    (module docstring); returns (image, working-grid mm, matrix)."""
     rows, cols = src.image.shape
     fr, fc = rng.uniform(*CROP, 2)
     h, w = max(16, int(rows * fr)), max(16, int(cols * fc))
@@ -212,6 +249,8 @@ def _augment(
     scale = matrix / max(image.shape)
     shape = (max(8, round(image.shape[0] * scale)), max(8, round(image.shape[1] * scale)))
     image = resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
+    if variation and modality == "MR" and gibbs > 0 and rng.random() < gibbs:  # acquired, then processed
+        image = degrade.mr_gibbs_ringing(image, rng)
     image = _processing(image, rng)
     if variation and modality == "CT" and rng.random() < P_CT_DOSE:
         image = degrade.add_ct_noise(image, rng, target_hu=float(rng.uniform(0.0, degrade.CT_CLEAN_NOISE_MAX_HU)))
@@ -267,11 +306,19 @@ def _degrade(
     label: str,
     rng: np.random.Generator,
     stored_range: tuple[float, float] | None,
-) -> npt.NDArray[np.float32]:
+    *,
+    torchio_share: float = 0.0,
+) -> tuple[npt.NDArray[np.float32], str]:
+    """``grid`` with the fault ``label``, and what made it (:attr:`Sample.degradations`)."""
     if modality == "DR":
         stored_max = stored_range[1] if stored_range else float(grid.max())
-        return degrade.DR_DEGRADATIONS[label](grid, rng, stored_max=stored_max)
-    return degrade.DEGRADATIONS[modality][label](grid, rng)
+        return degrade.DR_DEGRADATIONS[label](grid, rng, stored_max=stored_max), f"{label}:degrade"
+    choices = torchio_faults.TRAINING_CASES.get(label, ()) if modality == "MR" else ()
+    if choices and torchio_share > 0 and rng.random() < torchio_share:
+        case = choices[int(rng.integers(0, len(choices)))]
+        seed = int(rng.integers(0, 2**31 - 1))  # TorchIO's own stream, seeded from ours
+        return torchio_faults.degrade_with_torchio(grid, case, seed), f"{label}:torchio.{case}"
+    return degrade.DEGRADATIONS[modality][label](grid, rng), f"{label}:degrade"
 
 
 def _at_max(grid: npt.NDArray[np.float32], stored_range: tuple[float, float] | None) -> float:
@@ -287,9 +334,11 @@ def make_sample(
     *,
     clean: bool = False,
     keep_native: bool = False,
+    simulation: Simulation = OURS_ONLY,
 ) -> Sample:
     """One random sample (see the module docstring); ``clean`` forces no degradation; ``keep_native``
-    keeps the image as acquired (for the objective metrics as the flow measures them)."""
+    keeps the image as acquired (for the objective metrics as the flow measures them); ``simulation``
+    draws faults from TorchIO too and adds truncation ringing (:class:`Simulation`)."""
     labels = MODEL_SPECS[f"{modality.lower()}_artifacts"].labels
     real = [s for s in sources if s.real]
     pool = real if real and (clean or rng.random() < P_REAL) else [s for s in sources if not s.real] or real
@@ -297,14 +346,16 @@ def make_sample(
         pool = real
     src = pool[int(rng.integers(0, len(pool)))]
     grid, pixel_mm, matrix = _augment(
-        src, modality, rng, variation=not clean
+        src, modality, rng, variation=not clean, gibbs=simulation.gibbs_share
     )  # CT/MR: the image at its acquisition matrix
     chosen: list[str] = []
     if not clean and rng.random() >= P_CLEAN:
         chosen = list(rng.choice(labels, size=2 if rng.random() < P_TWO else 1, replace=False))
     at_max_before = _at_max(grid, src.stored_range) if modality == "DR" else 0.0
+    made = []
     for label in chosen:
-        grid = _degrade(grid, modality, label, rng, src.stored_range)
+        grid, how = _degrade(grid, modality, label, rng, src.stored_range, torchio_share=simulation.torchio_share)
+        made.append(how)
     y = np.array([label in chosen for label in labels], dtype=np.uint8)
     if modality == "DR":
         # Saturation is the outcome, not the draw: new pixels at the stored maximum. Over-exposure
@@ -325,18 +376,30 @@ def make_sample(
         src.real,
         native,
         native_mm if keep_native else None,
+        tuple(made),
     )
 
 
 def build_set(
-    modality: str, split: Split, n: int, *, clean: bool = False, seed: int | None = None, keep_native: bool = False
+    modality: str,
+    split: Split,
+    n: int,
+    *,
+    clean: bool = False,
+    seed: int | None = None,
+    keep_native: bool = False,
+    simulation: Simulation = OURS_ONLY,
 ) -> list[Sample]:
     """``n`` samples of one split, reproducible from ``SET_SEEDS`` (or ``seed``); ``keep_native`` does
-    not change them (it draws no random number), it keeps each image as acquired too."""
+    not change them (it draws no random number), it keeps each image as acquired too; ``simulation``:
+    see :class:`Simulation` (the artifact models train with ``TRAINING_SIMULATION``)."""
     sources = load_sources(modality, split)
     key = "test_clean" if clean else split
     rng = np.random.default_rng([seed if seed is not None else SET_SEEDS[key], sum(map(ord, modality))])
-    return [make_sample(sources, modality, rng, clean=clean, keep_native=keep_native) for _ in range(n)]
+    return [
+        make_sample(sources, modality, rng, clean=clean, keep_native=keep_native, simulation=simulation)
+        for _ in range(n)
+    ]
 
 
 def features_of(samples: list[Sample], modality: str, names: Sequence[str] | None = None) -> npt.NDArray[np.float32]:

@@ -38,6 +38,20 @@ Models of the physics:
   outside it onto the opposite side (k-space undersampling = circular folding of the image).
 - MR intensity non-uniformity: a smooth multiplicative bias field (coil sensitivity), a
   low-order polynomial in the image coordinates.
+- MR truncation (Gibbs) ringing, not a fault: fewer k-space lines acquired than the matrix shows
+  (phase resolution below 100 %, zero-filled interpolation) ring at sharp edges. It is acceptable
+  variation that the MR training images are given (:func:`mr_gibbs_ringing`), so that normal
+  ringing does not read as motion ghosting.
+
+Which faults a library models instead: for MR motion ghosting, noise and non-uniformity the
+training draws half of the faults from TorchIO (:mod:`qc_pipeline.modeltools.torchio_faults`:
+k-space ghosting, rigid motion spliced in k-space, Gaussian noise, a polynomial bias field), half
+from the functions here, so that the models learn the fault rather than one simulator. The others
+stay hand-written because no maintained library models them: TorchIO and MONAI have no MR
+fold-over (wrap-around), no DR fault (exposure, detector saturation, collimation cut-off: MONAI's
+intensity and blur transforms are augmentations, not a collimator shadow with its penumbra) and
+no CT fault (no detector-channel rings, photon-starvation streaks or dose noise measured as the
+objective metric measures it).
 """
 
 from __future__ import annotations
@@ -86,6 +100,9 @@ MR_GHOST_LINES: Final = (0.15, 0.45)
 MR_NOISE_SNR: Final = (3.0, 8.0)
 MR_WRAP_FOV: Final = (0.62, 0.82)
 MR_BIAS_AMPLITUDE: Final = (0.45, 0.8)
+MR_GIBBS_KEEP: Final = (0.6, 0.9)
+"""Acceptable truncation ringing: the share of the k-space lines kept along the truncated axis
+(phase resolution 60-90 %, the rest zero-filled), which rings visibly at sharp edges and blurs little."""
 
 
 def _grid(image: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -294,6 +311,25 @@ def mr_nonuniformity(image: FloatArray, rng: np.random.Generator) -> FloatArray:
     field = np.tensordot(coeffs, terms, axes=1)
     field = field / max(float(np.abs(field).max()), 1e-6)
     return _f32(image * np.exp(rng.uniform(*MR_BIAS_AMPLITUDE) * field))
+
+
+def mr_gibbs_ringing(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    """Truncation (Gibbs) ringing: the image's k-space kept only over its central ``MR_GIBBS_KEEP``
+    share along one axis or both, zero-filled to the same matrix, then the magnitude. Truncation with
+    no apodising filter is the exact cause of the ringing (Gibbs 1899; Haacke et al. 1999,
+    Magnetic Resonance Imaging: Physical Principles and Sequence Design, ch. 12). MONAI's
+    ``GibbsNoise`` does the same truncation (on both axes); MONAI is no dependency of ours."""
+    keep = rng.uniform(*MR_GIBBS_KEEP)
+    axes = ((0,), (1,), (0, 1))[int(rng.integers(0, 3))]
+    mask = np.ones(image.shape, dtype=bool)
+    for axis in axes:
+        n = image.shape[axis]
+        half = max(1, round(n * keep / 2))
+        kept = np.zeros(n, dtype=bool)
+        kept[max(0, n // 2 - half) : n // 2 + half] = True
+        mask &= kept[:, None] if axis == 0 else kept[None, :]
+    k = np.fft.fftshift(np.fft.fft2(image))
+    return _f32(np.abs(np.fft.ifft2(np.fft.ifftshift(k * mask))))
 
 
 DEGRADATIONS: Final[dict[str, dict[str, Degradation]]] = {

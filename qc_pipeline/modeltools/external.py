@@ -1,17 +1,9 @@
 """A second simulator: the MR artifact model on held-out real images degraded by TorchIO.
 
-The artifact models are trained and evaluated on faults made by our own code
-(:mod:`qc_pipeline.modeltools.degrade`). A model can learn the simulator rather than the fault, and an
-evaluation with the same simulator cannot see that. TorchIO (Pérez-García et al., Comput Methods
-Programs Biomed 2021; a maintained library of MR artifact simulation in k-space) models the MR
-faults another way:
-
-- ``RandomGhosting``: ghosts along the phase-encoding axis from a periodic k-space modulation;
-- ``RandomMotion``: rigid motion at a few instants of the acquisition, the k-space of each pose
-  spliced together (Shaw et al. 2019), which gives blurring and ghosts at once;
-- ``RandomBiasField``: a smooth multiplicative field, a polynomial of order 3;
-- ``RandomNoise``: Gaussian noise added to the magnitude (our own is Rician);
-- ``RandomSpike``: a spike in k-space (herringbone pattern), a fault no label of the model names.
+The artifact models were first trained and evaluated on faults made by our own code
+(:mod:`qc_pipeline.modeltools.degrade`) only. A model can learn the simulator rather than the fault,
+and an evaluation with the same simulator cannot see that. TorchIO models the MR faults another way
+(the transforms and their arguments: :mod:`qc_pipeline.modeltools.torchio_faults`).
 
 :func:`evaluate_torchio` scores the shipped MR artifact model on crops of the held-out real MR
 images (``dataset.REAL_SOURCES["MR"]["test"]``), clean and with each TorchIO fault, and reports per
@@ -20,18 +12,19 @@ resamples whole source images (their effective n is the number of distinct sourc
 the share flagged at the label's limit. For the spike, which no label names, the share of images
 any label flags. No interval is a claim of performance on scanner data: two real images are two.
 
-Why TorchIO evaluates and does not train (yet): retraining with it changes every shipped model and
-its evidence; this figure says first whether our own simulator taught the model something TorchIO's
-faults also show. DR collimation and CT rings, streaks and noise have no TorchIO or MONAI model;
-they stay hand-written.
+Since 2026.12.3 the MR artifact model trains on TorchIO's ghosting, motion, noise and bias field
+too (half of those faults, :data:`torchio_faults.TRAINING_CASES`), with the same transforms and
+ranges as here: this evaluation is then no longer an independent simulator for those faults. It
+still measures held-out real images (other patients than the training ones) and it still shows
+what the model learned of each simulator; the spike stays outside the training and is the one
+fault here the model never saw. DR collimation and CT rings, streaks and noise have no TorchIO or
+MONAI model; they stay hand-written.
 
 Needs the ``models`` extra (PyTorch, TorchIO).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -42,6 +35,8 @@ from qc_pipeline.ai.runtime import Scorer
 from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
 from qc_pipeline.modeltools import dataset
 from qc_pipeline.modeltools.evaluation import _interval, auc_interval, clopper_pearson, limits_from
+from qc_pipeline.modeltools.torchio_faults import cases as torchio_cases
+from qc_pipeline.modeltools.torchio_faults import degrade_with_torchio
 from qc_pipeline.rules import Thresholds
 
 MODEL: Final = "mr_artifacts"
@@ -51,72 +46,11 @@ the AUC's interval is set by the two source images, not by this."""
 SEED: Final = 2026
 
 
-@dataclass(frozen=True)
-class Case:
-    """One TorchIO fault: the label that names it (None: no label does) and the transform's arguments."""
-
-    label: str | None
-    make: Callable[[], Any]
-    """Builds the TorchIO transform (imported only when evaluated)."""
-    what: str
-
-
-def _cases() -> dict[str, Case]:
-    import torchio as tio
-
-    # Intensities are relative to the image scaled to a 95th percentile of 1 (see _apply); the
-    # noise range is the label's own definition (SNR 3 to 8, degrade.MR_NOISE_SNR), the rest are
-    # TorchIO's documented defaults or the middle of their useful range.
-    low_snr, high_snr = 3.0, 8.0
-    return {
-        "ghosting": Case(
-            "motion_ghosting",
-            lambda: tio.RandomGhosting(num_ghosts=(4, 10), axes=(0, 1), intensity=(0.5, 1.0)),
-            "RandomGhosting(num_ghosts=4-10, intensity=0.5-1.0)",
-        ),
-        "motion": Case(
-            "motion_ghosting",
-            lambda: tio.RandomMotion(degrees=8, translation=8, num_transforms=3),
-            "RandomMotion(degrees=8, translation=8 mm, 3 movements)",
-        ),
-        "noise": Case(
-            "noise",
-            lambda: tio.RandomNoise(mean=0.0, std=(1 / high_snr, 1 / low_snr)),
-            "RandomNoise(std = signal/8 to signal/3)",
-        ),
-        "bias_field": Case(
-            "nonuniformity",
-            lambda: tio.RandomBiasField(coefficients=0.6, order=3),
-            "RandomBiasField(coefficients=±0.6, order=3)",
-        ),
-        "spike": Case(None, lambda: tio.RandomSpike(num_spikes=(1, 3), intensity=(0.5, 1.5)), "RandomSpike(1-3)"),
-    }
-
-
-def _apply(transform: Any, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``transform`` on a 2-D magnitude image, as a one-slice volume scaled to a 95th percentile of 1."""
-    import torch
-    import torchio as tio
-
-    level = float(np.percentile(image, 95.0)) or 1.0
-    tensor = torch.from_numpy(np.ascontiguousarray(image / level, dtype=np.float32))[None, ..., None]
-    out = transform(tio.ScalarImage(tensor=tensor)).data[0, ..., 0].numpy()
-    return np.abs(out).astype(np.float32) * np.float32(level)  # magnitude images are not negative
-
-
-def degrade_with_torchio(image: npt.NDArray[np.float32], case: str, seed: int) -> npt.NDArray[np.float32]:
-    """``image`` with the TorchIO fault ``case`` (a key of the cases), reproducible from ``seed``."""
-    import torch
-
-    torch.manual_seed(seed)
-    return _apply(_cases()[case].make(), image)
-
-
 def evaluate_torchio(
     scorer: Scorer, thresholds: Thresholds, *, n: int = N_PER_CASE, seed: int = SEED
 ) -> dict[str, Any]:
     """The figures of the module docstring, as a JSON-ready dict."""
-    cases = _cases()
+    cases = torchio_cases()
     sources = [s for s in dataset.load_sources("MR", "test") if s.real]
     labels = MODEL_SPECS[MODEL].labels
     limits = limits_from(thresholds)

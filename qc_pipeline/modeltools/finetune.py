@@ -409,15 +409,16 @@ def finetune_artifact_model(
         return None
     net = load_onnx_cnn(base, seed=config.seed)
     progress(f"{spec.name}: weights of {base.path.name} ({base.pin}) read back into PyTorch and checked")
+    simulation = dataset.TRAINING_SIMULATION.get(spec.modality, dataset.OURS_ONLY)  # as the base model trained
     replay = (
-        _stack(dataset.build_set(spec.modality, "train", config.replay, seed=config.seed + 300))
+        _stack(dataset.build_set(spec.modality, "train", config.replay, seed=config.seed + 300, simulation=simulation))
         if config.replay
         else (
             np.zeros((0, 3, 1, 1), np.float32),
             np.zeros((0, len(spec.labels)), np.float32),
         )
     )
-    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val))
+    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val, simulation=simulation))
     val_before = _aucs(y_val, _predict(net, x_val))
     from qc_pipeline.modeltools.site_validation import artifact_of
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from qc_pipeline.ai.features import FEATURES, encode_missing
 from qc_pipeline.ai.preprocess import CHANNELS, INPUT_SIZE, WORKING_SIZE
 from qc_pipeline.ai.registry import read_manifest, sha256_of
 from qc_pipeline.ai.specs import MODEL_SPECS, ModelSpec
-from qc_pipeline.modeltools import dataset
+from qc_pipeline.modeltools import dataset, degrade, torchio_faults
 from qc_pipeline.modeltools.cards import write_card
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,10 @@ class TrainingConfig:
     learning_rate: float = 3e-3
     seed: int = 7
     threads: int = 2
-    version: str = "2026.12.2"
+    version: str = "2026.12.3"
     """The recipe version: changed when the training data or recipe changes (2026.12.2: CT anatomical
-    phantoms and acceptable dose noise)."""
+    phantoms and acceptable dose noise; 2026.12.3: MR faults from TorchIO too and acceptable
+    truncation ringing, ``dataset.TRAINING_SIMULATION``)."""
     labels: Path | None = None
     """A centre's study decisions (``qc-pipeline review export-labels``) added to the acceptability models'
     training. A per-finding label file (``qc-pipeline models export-labels``) does not come here:
@@ -133,8 +135,13 @@ def train_artifact_model(
     n_train, epochs = RECIPES[spec.modality]
     n_train, epochs = config.n_train or n_train, config.epochs or epochs
     progress(f"{spec.name}: building {n_train} training and {config.n_val} validation images")
-    x_train, y_train = _stack(dataset.build_set(spec.modality, "train", n_train))
-    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val))
+    # validation as training: it picks the epoch and the operating points
+    simulation = dataset.TRAINING_SIMULATION.get(spec.modality, dataset.OURS_ONLY)
+    train_set = dataset.build_set(spec.modality, "train", n_train, simulation=simulation)
+    made = Counter(d for s in train_set for d in s.degradations)
+    x_train, y_train = _stack(train_set)
+    del train_set
+    x_val, y_val = _stack(dataset.build_set(spec.modality, "val", config.n_val, simulation=simulation))
     model = _net(len(spec.labels))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(x_train) / config.batch_size))
@@ -169,7 +176,13 @@ def train_artifact_model(
     _export_cnn(model, onnx_path)
     n_params = int(sum(p.numel() for p in model.parameters()))
     training = {
-        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade",
+        "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade"
+        + (
+            f"; {simulation.torchio_share * 100:.0f} % of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults), "
+            f"{simulation.gibbs_share * 100:.0f} % of the images with acceptable truncation ringing"
+            if simulation != dataset.OURS_ONLY
+            else ""
+        ),
         "real_sources": list(dataset.REAL_SOURCES[spec.modality]["train"]),
         "phantom_seeds": [dataset.PHANTOM_SEEDS["train"].start, dataset.PHANTOM_SEEDS["train"].stop],
         "n_train": n_train,
@@ -182,6 +195,14 @@ def train_artifact_model(
         "seed": config.seed,
         "history": history,
     }
+    if simulation != dataset.OURS_ONLY:
+        training["simulation"] = {
+            "torchio_share": simulation.torchio_share,
+            "torchio_cases": {label: list(cases) for label, cases in torchio_faults.TRAINING_CASES.items()},
+            "gibbs_share": simulation.gibbs_share,
+            "gibbs_keep": list(degrade.MR_GIBBS_KEEP),
+            "faults_train": dict(sorted(made.items())),
+        }
     manifest = {
         "input": {
             "name": "input",

@@ -56,3 +56,27 @@ def test_a_model_without_limits_gets_a_card_that_says_which_file_to_write(
         in card
     )
     assert "mr_artifacts has no known limits" in caplog.text
+
+
+def test_the_card_of_a_model_trained_on_two_simulators_says_which_faults_each_made(tmp_path: Path):
+    manifest = read_manifest(DEFAULT_MODELS_DIR / f"{NAME}.json")
+    training = {k: v for k, v in manifest.training.items() if k != "simulation"}
+    ours_only = card_text(manifest.model_copy(update={"training": training}), models_dir=tmp_path)
+    assert "Second simulator" not in ours_only and "Gibbs" not in ours_only.split("## Known limits")[0]
+    simulation = {
+        "torchio_share": 0.5,
+        "torchio_cases": {"motion_ghosting": ["ghosting", "motion"], "noise": ["noise"]},
+        "gibbs_share": 0.3,
+        "gibbs_keep": [0.6, 0.9],
+        "faults_train": {"motion_ghosting:degrade": 7, "motion_ghosting:torchio.motion": 3, "noise:torchio.noise": 2},
+    }
+    card = card_text(
+        manifest.model_copy(update={"training": {**training, "simulation": simulation}}), models_dir=tmp_path
+    )
+    data = card.split("## Data")[1].split("## Split")[0]
+    assert (
+        "- Second simulator: 50 % of the faults" in data and "motion_ghosting: ghosting, motion; noise: noise" in data
+    )
+    assert "5 of the 12 training faults came from TorchIO" in data
+    assert "30 % of the training images (clean or not) carry truncation (Gibbs) ringing" in data
+    assert "60-90 %" in data

@@ -9,7 +9,8 @@ pytest.importorskip("torchio", reason="the second simulator is in the 'models' e
 
 from qc_pipeline.ai.registry import default_models_dir
 from qc_pipeline.ai.runtime import Scorer
-from qc_pipeline.modeltools.external import degrade_with_torchio, evaluate_torchio, markdown
+from qc_pipeline.modeltools.external import evaluate_torchio, markdown
+from qc_pipeline.modeltools.torchio_faults import degrade_with_torchio
 from qc_pipeline.pipeline import load_pipeline_thresholds
 
 

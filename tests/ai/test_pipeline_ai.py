@@ -93,7 +93,7 @@ def test_the_artefacted_demo_studies_rules_are_off_by_the_gate_and_say_why(thres
     assert rules["noisy_ct"].duplicate_of == "image_quality.ct.noise.review"
     gate = gate_of_ai_yaml()
     failures = gate.failures(rules["ghosted_mr"])
-    assert any(f.startswith("AUC lower 95 % bound 0.824 fails the gate >= 0.9") for f in failures), failures
+    assert any(f.startswith("AUC lower 95 % bound 0.81 fails the gate >= 0.9") for f in failures), failures
     assert any(f.startswith("false-flag upper 95 % bound 0.842 fails the gate <= 0.1") for f in failures), failures
     assert not any(rule.enabled for rule in rules.values())
 
