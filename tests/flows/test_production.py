@@ -201,6 +201,9 @@ def test_the_worker_units_exec_stop_ends_a_worker_that_ignores_sigterm_with_sigi
     (as a Prefect 3.8 worker was once seen to) ignores it and ends only on SIGINT."""
     code = (
         "import signal, time\n"
+        # systemd starts a service with every signal at its default; a test run launched in the
+        # background by a shell inherits SIGINT ignored, which Python then keeps
+        + "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
         + "print('ready', flush=True)\n"
         + "while True: time.sleep(0.1)\n"
