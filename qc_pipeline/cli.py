@@ -391,9 +391,16 @@ def _dask_options(func):
     return func
 
 
-def _check_dask_options(workers: int | None, dask_address: str | None) -> None:
+def _check_dask_options(workers: int | None, dask_address: str | None, threads: int | None = None) -> None:
     if workers is not None and dask_address:
         _fail("give --workers or --dask-address, not both", "--workers 与 --dask-address 只能选一个", code=2)
+    if threads is not None and (workers is not None or dask_address):
+        # on Dask each worker process judges one study at a time: --threads would be ignored
+        _fail(
+            "--threads is for judging in this process; with --workers or --dask-address the Dask workers judge",
+            "--threads 不能与 --workers 或 --dask-address 同时使用",
+            code=2,
+        )
 
 
 @contextlib.contextmanager
@@ -457,7 +464,7 @@ def run(
 
     质控数据源 SOURCE（文件夹或 DICOMweb 地址）中新增或变化的检查，并保存结论。
     """
-    _check_dask_options(workers, dask_address)
+    _check_dask_options(workers, dask_address, threads)
     started = time.monotonic()
     with _file_times_are_upload_times(file_times):
         summary = _run_flow(
@@ -880,7 +887,7 @@ def serve(
     from qc_pipeline.sources import open_source
     from qc_pipeline.sources.dicomweb import SECRET_BLOCK_ENV
 
-    _check_dask_options(workers, dask_address)
+    _check_dask_options(workers, dask_address, threads)
     try:
         site = load_pipeline_thresholds(thresholds_dir).site
     except ConfigError as exc:
@@ -972,7 +979,7 @@ def rescore(
     from qc_pipeline.errors import ConfigError, QCError
     from qc_pipeline.pipeline import load_pipeline_thresholds
 
-    _check_dask_options(workers, dask_address)
+    _check_dask_options(workers, dask_address, threads)
     try:
         load_pipeline_thresholds(thresholds_dir)
     except ConfigError as exc:

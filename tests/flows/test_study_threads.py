@@ -87,3 +87,17 @@ def test_default_pool_size_by_source_and_setting(monkeypatch):
 def test_threads_below_one_are_refused():
     with pytest.raises(ConfigError, match="threads must be at least 1, got 0"):
         study_threads("/data/incoming", 0)
+
+
+def test_threads_with_dask_options_are_refused(mixed_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from qc_pipeline.cli import main
+
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    for dask in (["--workers", "2"], ["--dask-address", "tcp://h:1"]):
+        result = CliRunner().invoke(main, ["run", str(mixed_folder), "--db", db, "--threads", "2", *dask])
+        assert result.exit_code == 2, result.output
+        assert "--threads is for judging in this process" in result.output
+    result = CliRunner().invoke(main, ["rescore", "--db", db, "--threads", "0"])
+    assert result.exit_code == 2 and "--threads" in result.output  # click's own range check
