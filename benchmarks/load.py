@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.flow_studies:
             from prefect.testing.utilities import prefect_test_harness
 
-            judged_seconds = rows[2]["seconds"] / max(rows[2]["studies"], 1)
+            judge = next(r for r in rows if r["step"] == "judge")
+            judged_seconds = judge["seconds"] / max(judge["studies"], 1)
             with prefect_test_harness(server_startup_timeout=180):
                 for batch in (int(b) for b in args.flow_batch_sizes.split(",")):
                     result, samples = _flow_subset(
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_study = result["seconds"] / max(result["studies"], 1)
                     rows.append(
                         _row(
-                            f"flow, {batch} a task" if batch > 1 else "flow, 1 a task",
+                            f"flow, {batch} a task",
                             result["studies"],
                             result["seconds"],
                             batch_size=batch,

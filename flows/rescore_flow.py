@@ -15,11 +15,12 @@ from flows.parameters import plain_flow
 from flows.qc_flow import (
     RunIncomplete,
     _store,
+    check_threads,
     dask_task_runner,
     judge_entries,
 )
 from qc_pipeline import __version__
-from qc_pipeline.errors import ConfigError, SourceError
+from qc_pipeline.errors import SourceError
 from qc_pipeline.pipeline import load_pipeline_thresholds, provenance
 from qc_pipeline.sources import StudyEntry, StudySource, open_source
 
@@ -53,8 +54,8 @@ def qc_rescore(
     forward_library_logs()  # the pipeline's own records join this run's log
     logger = get_run_logger()
     dask_task_runner(workers=workers, dask_address=dask_address)  # bad options fail before any work
-    if threads is not None and threads < 1:
-        raise ConfigError(f"the number of threads must be at least 1, got {threads}")
+    if threads is not None:
+        check_threads(threads)  # bad options fail before any work
     thresholds = load_pipeline_thresholds(thresholds_dir)  # fresh: the files may have changed
     store = _store(db_url)
     stale = store.stale_studies(provenance(thresholds), limit=limit)

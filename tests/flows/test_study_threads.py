@@ -84,9 +84,13 @@ def test_default_pool_size_by_source_and_setting(monkeypatch):
         assert study_threads("/data/incoming", 2) == 2  # the flow's parameter first
 
 
-def test_threads_below_one_are_refused():
+def test_threads_below_one_are_refused(prefect_harness, tmp_path):
     with pytest.raises(ConfigError, match="threads must be at least 1, got 0"):
         study_threads("/data/incoming", 0)
+    from flows.rescore_flow import rescore
+
+    with pytest.raises(ConfigError, match="threads must be at least 1, got 0"):  # before any work
+        rescore(db_url=f"sqlite:///{tmp_path / 'none.sqlite'}", threads=0)
 
 
 def test_threads_with_dask_options_are_refused(mixed_folder, tmp_path):
