@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -194,20 +194,6 @@ def _files_below(*roots: Path) -> list[Path]:
     return [p for root in roots for p in root.rglob("*") if p.is_file()]
 
 
-def _timed(
-    func: Callable[[], object], repeat: int, *, before: Callable[[], None] | None, clock: Callable[[], float]
-) -> float:
-    """Median of ``repeat`` timings of ``func``; ``before`` runs ahead of each, untimed."""
-    times = []
-    for _ in range(max(1, repeat)):
-        if before is not None:
-            before()
-        start = clock()
-        func()
-        times.append(clock() - start)
-    return statistics.median(times)
-
-
 def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -225,9 +211,7 @@ def _measure_case(
     cold: bool = False,
 ) -> list[dict[str, Any]]:
     study_bytes = sum(p.stat().st_size for p in first)
-    bare = _timed(
-        lambda: _bare_decode(first), repeat, before=(lambda: _evict(first)) if cold else None, clock=time.perf_counter
-    )
+    bare = _median_time(lambda: _bare_decode(first), max(1, repeat), before=(lambda: _evict(first)) if cold else None)
     rows = []
     # Folder: run on the first study alone and on a folder holding both.
     one, both = work / "one", work / "both"
@@ -349,19 +333,11 @@ def _in_process(name: str, syntax: str, paths: list[Path], repeat: int, *, cold:
     if cold:
 
         def first_read() -> None:
-            (found,) = list(source.discover())
-            judge(
-                source.load(found),
-                thresholds,
-                now=dt.datetime.now(dt.UTC),
-                source_uri=source.uri,
-                others=[],
-                pixels=source,
-            )
+            list(source.discover())  # a first read lists the study too: it reads the start of each file
+            once()
 
-        evict = lambda: _evict(paths)  # noqa: E731 - a one-line hook
-        cold_run = _timed(first_read, repeat, before=evict, clock=time.perf_counter)
-        cold_bare = _timed(lambda: _bare_decode(paths), repeat, before=evict, clock=time.perf_counter)
+        cold_run = _median_time(first_read, repeat, before=lambda: _evict(paths))
+        cold_bare = _median_time(lambda: _bare_decode(paths), repeat, before=lambda: _evict(paths))
         row |= {
             "cold_discover_load_judge_wall_s": round(cold_run, 3),
             "cold_bare_decode_wall_s": round(cold_bare, 3),
