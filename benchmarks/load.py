@@ -128,11 +128,12 @@ def _judge_all(root: Path, db_url: str, sample_every: int) -> tuple[dict[str, An
 
 
 def _flow_subset(
-    root: Path, n: int, work: Path, sample_every: int, batch_size: int | None = None
+    root: Path, n: int, work: Path, sample_every: int, batch_size: int | None = None, threads: int | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The Prefect flow over the first ``n`` studies (all of them: the folder itself), with the
     process's RSS sampled every ``sample_every`` studies through the flow's progress events;
-    ``batch_size``: small studies that many to a Prefect task (None: one task per study)."""
+    ``batch_size``: small studies that many to a Prefect task (None: one task per study);
+    ``threads``: studies judged at once (None: the flow's default for a folder)."""
     import shutil
 
     from flows.qc_flow import progress_to, run
@@ -147,7 +148,7 @@ def _flow_subset(
             shutil.copy2(path, target)
     # Each flow run judges the backlog into a database of its own, empty (the process keeps its
     # engines by URL, so a file removed and made again under the same name would not be read).
-    db = f"sqlite:///{work / f'flow-{batch_size or 1}.sqlite'}"
+    db = f"sqlite:///{work / f'flow-{batch_size or 1}-{threads or 0}.sqlite'}"
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -163,7 +164,7 @@ def _flow_subset(
 
     rss_before = _rss_mb()
     with progress_to(sample):
-        summary = run(source, db_url=db, now=NOW, batch_size=batch_size)
+        summary = run(source, db_url=db, now=NOW, batch_size=batch_size, threads=threads)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -206,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         default="1,16",
         help="comma-separated studies per Prefect task, one flow run each (default 1,16: one task per "
         "study, then sixteen small studies to a task as deploy/prefect.yaml sets)",
+    )
+    parser.add_argument(
+        "--flow-threads",
+        default="",
+        help="comma-separated numbers of studies judged at once, each run at every batch size (default: the "
+        "flow's own default for a folder)",
     )
     parser.add_argument(
         "--sample-every", type=int, default=1_000, help="RSS sample interval in studies (default 1,000)"
@@ -273,20 +280,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.flow_studies:
             from prefect.testing.utilities import prefect_test_harness
 
+            from flows.qc_flow import study_threads
+
             judge = next(r for r in rows if r["step"] == "judge")
             judged_seconds = judge["seconds"] / max(judge["studies"], 1)
             with prefect_test_harness(server_startup_timeout=180):
-                for batch in (int(b) for b in args.flow_batch_sizes.split(",")):
+                threads_list = [int(t) for t in args.flow_threads.split(",") if t.strip()] or [None]
+                for batch, threads in ((int(b), t) for b in args.flow_batch_sizes.split(",") for t in threads_list):
                     result, samples = _flow_subset(
-                        backlog, args.flow_studies, work, args.sample_every, batch_size=batch if batch > 1 else None
+                        backlog,
+                        args.flow_studies,
+                        work,
+                        args.sample_every,
+                        batch_size=batch if batch > 1 else None,
+                        threads=threads,
                     )
                     per_study = result["seconds"] / max(result["studies"], 1)
+                    pool = study_threads(str(backlog), threads)
                     rows.append(
                         _row(
-                            f"flow, {batch} a task",
+                            f"flow, {batch} a task, {pool} thread{'s' if pool > 1 else ''}",
                             result["studies"],
                             result["seconds"],
                             batch_size=batch,
+                            threads=pool,
                             failed=result["failed"],
                             # Prefect's share: the flow's time per study over the bare judge step's
                             overhead_over_judge=round(per_study / judged_seconds - 1, 3),

@@ -37,6 +37,7 @@ from qc_pipeline.pipeline import (
     StudyOutcome,
     ai_scorer,
     load_pipeline_thresholds,
+    log_outcomes,
     process_entry,
     provenance,
 )
@@ -156,7 +157,11 @@ def judge_studies(
 ) -> list[StudyOutcome | StudyFailure]:
     """Read, check, decide and store several small studies, one after the other, in one task.
     Each study gets ``judge_study``'s retries on source and store faults; one that still fails
-    is returned as a ``StudyFailure`` and the next one is judged."""
+    is returned as a ``StudyFailure`` and the next one is judged.
+
+    The verdicts go to the flow run's log as one record for the batch, a line per study (the
+    text ``judge_study`` logs for one): each record costs the run about a millisecond (it is sent
+    to the Prefect API and stored by its server), a tenth of a small study's own work."""
     forward_library_logs()
     thresholds = _thresholds(thresholds_dir, thresholds_version)
     src, store = open_source(source), _store(db_url)
@@ -167,7 +172,7 @@ def judge_studies(
     for entry in entries:
         for attempt in range(retries + 1):
             try:
-                results.append(process_entry(src, entry, store, thresholds, run_id=run_id, now=now))
+                results.append(process_entry(src, entry, store, thresholds, run_id=run_id, now=now, log_outcome=False))
                 break
             except (SourceError, StoreError, OSError) as exc:
                 if attempt == retries:
@@ -177,6 +182,7 @@ def judge_studies(
             except Exception as exc:  # a configuration or program error will not heal: next study
                 results.append(StudyFailure(entry.study_instance_uid, str(exc)))
                 break
+    log_outcomes(results, len(entries))
     return results
 
 
@@ -233,12 +239,17 @@ def study_threads(source: str, threads: int | None = None) -> int:
     """How many studies the flow judges at once on its own thread pool (no Dask).
 
     ``threads`` when given; else ``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` when the
-    operator set it; else one thread per CPU for a folder (reading local files and measuring
-    pixels keep a core busy: more threads only take turns on it) and ``min(32, CPUs + 4)`` for
-    DICOMweb (a thread waiting for the network leaves its core to another; Python's own default
-    for I/O-bound pools). Prefect's default pool has no bound: with up to ``MAX_IN_FLIGHT``
-    studies submitted, as many were read, decoded and measured at once, which holds that many
-    studies' pixels in memory and made a backlog of small studies about 10 % slower on 2 cores.
+    operator set it; else one thread per CPU but one for a folder, at least one (reading local
+    files and measuring pixels keep a core busy, and much of a study's work is Python holding the
+    interpreter lock, so more threads only take turns; the core left over runs what else the run
+    needs: the flow's own threads that submit tasks and send their states and logs to Prefect,
+    the Prefect server and the database), and ``min(32, CPUs + 4)`` for DICOMweb (a thread
+    waiting for the network leaves its core to another; Python's own default for I/O-bound
+    pools). On 2 CPUs the flow took 10-13 % longer with 1 thread than judging the same studies
+    one after the other without Prefect, and 25-27 % longer with 2 (10,000 small studies, 16 to a
+    task; benchmarks/README.md); four chest CTs of 300 slices took as long with 1 thread as with
+    2. Prefect's default pool has no bound: with up to ``MAX_IN_FLIGHT`` studies submitted, as
+    many were read, decoded and measured at once, which holds that many studies' pixels in memory.
     """
     if threads is not None:
         return check_threads(threads)
@@ -248,7 +259,7 @@ def study_threads(source: str, threads: int | None = None) -> int:
     cpus = os.cpu_count() or 1
     if str(source).startswith(("http://", "https://")):
         return min(32, cpus + 4)
-    return cpus
+    return max(1, cpus - 1)
 
 
 @dataclass

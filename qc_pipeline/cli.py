@@ -379,8 +379,8 @@ DASK_OPTIONS = (
     click.option(
         "--threads",
         type=click.IntRange(min=1),
-        help="Without Dask: judge N studies at once on threads of this process (default: one per CPU for a "
-        "folder, CPUs + 4 for DICOMweb). 同时质控的检查数。",
+        help="Without Dask: judge N studies at once on threads of this process (default: CPUs - 1 for a "
+        "folder, at least 1; CPUs + 4 for DICOMweb). 同时质控的检查数。",
     ),
 )
 

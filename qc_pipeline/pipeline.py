@@ -404,9 +404,13 @@ def process_entry(
     *,
     run_id: str | None,
     now: dt.datetime | None = None,
+    log_outcome: bool = True,
 ) -> StudyOutcome:
     """Judge one discovered study unless its current decision already covers this content, or
-    another worker is judging it now (it holds the study's lease: ``store.leases``)."""
+    another worker is judging it now (it holds the study's lease: ``store.leases``).
+
+    ``log_outcome``: log the study's verdict (INFO, a line a study); a caller that judges several
+    studies in one task logs them itself, in one record (:func:`log_outcomes`)."""
     now = now or dt.datetime.now(dt.UTC)
     prov = provenance(thresholds)
     if not store.needs_judging(entry.study_instance_uid, entry.fingerprint, prov):
@@ -417,7 +421,7 @@ def process_entry(
             return StudyOutcome(entry.study_instance_uid, OutcomeStatus.LEASED)
         if not store.needs_judging(entry.study_instance_uid, entry.fingerprint, prov):  # judged meanwhile
             return StudyOutcome(entry.study_instance_uid, OutcomeStatus.UNCHANGED)
-        return _judge_and_save(source, entry, store, thresholds, run_id=run_id, now=now)
+        return _judge_and_save(source, entry, store, thresholds, run_id=run_id, now=now, log_outcome=log_outcome)
 
 
 def _judge_and_save(
@@ -428,6 +432,7 @@ def _judge_and_save(
     *,
     run_id: str | None,
     now: dt.datetime,
+    log_outcome: bool = True,
 ) -> StudyOutcome:
     study = source.load(entry)
     if study.received_at_is_upper_bound and study.received_at is not None:
@@ -444,14 +449,24 @@ def _judge_and_save(
     saved = store.save_decision(decision, run_id=run_id)
     take_fetched = getattr(source, "take_fetched_bytes", None)
     fetched = int(take_fetched(entry.study_instance_uid)) if callable(take_fetched) else 0
-    if fetched:
-        logger.info(
-            "study %s: %s (%s), %.1f MB of pixel data fetched",
-            entry.study_instance_uid,
-            decision.verdict,
-            saved,
-            fetched / 1e6,
-        )
-    else:
-        logger.info("study %s: %s (%s)", entry.study_instance_uid, decision.verdict, saved)
-    return StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved), fetched)
+    outcome = StudyOutcome(entry.study_instance_uid, OutcomeStatus.JUDGED, decision.verdict, str(saved), fetched)
+    if log_outcome:
+        logger.info("%s", outcome_line(outcome))
+    return outcome
+
+
+def log_outcomes(outcomes: Sequence[object], of: int) -> None:
+    """One INFO record, a line per judged study of ``outcomes`` (other items are skipped), for a
+    caller that judged ``of`` studies with ``log_outcome=False``."""
+    judged = [outcome_line(o) for o in outcomes if isinstance(o, StudyOutcome) and o.status is OutcomeStatus.JUDGED]
+    if judged:
+        logger.info("%d of %d studies judged:\n%s", len(judged), of, "\n".join(judged))
+
+
+def outcome_line(outcome: StudyOutcome) -> str:
+    """``study <uid>: <verdict> (<saved>)``, and the pixel data fetched when some was: how an
+    operator finds a study's verdict in the flow run's log."""
+    line = f"study {outcome.study_instance_uid}: {outcome.verdict} ({outcome.saved})"
+    if outcome.bytes_fetched:
+        line += f", {outcome.bytes_fetched / 1e6:.1f} MB of pixel data fetched"
+    return line

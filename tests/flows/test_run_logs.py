@@ -151,3 +151,30 @@ def test_the_clis_logging_settings_let_a_spawned_flow_run_log_to_prefect(verbose
     out = subprocess.run([sys.executable, "-c", probe], env=child_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["INFO", "['APILogHandler']"]
+
+
+def test_a_batch_of_small_studies_logs_its_verdicts_in_one_record(prefect_harness, mixed_folder, tmp_path):
+    # Each log record is a call to the Prefect API and a row on its server: a task judging small
+    # studies in a batch sends one record, a line per study, not a record per study.
+    state = qc_run(
+        str(mixed_folder), db_url=f"sqlite:///{tmp_path / 'results.sqlite'}", batch_size=8, return_state=True
+    )
+    summary = state.result()
+    assert summary["judged"] == 4 and summary["failed"] == 0
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()
+    logs, _ = asyncio.run(_read_back(state.state_details.flow_run_id))
+    verdict_records = [
+        log.message for log in logs if log.name == "qc_pipeline.pipeline" and "studies judged" in log.message
+    ]
+    assert len(verdict_records) == 1, [(log.name, log.message) for log in logs]
+    (record,) = verdict_records
+    lines = record.splitlines()
+    assert lines[0] == "4 of 4 studies judged:"
+    # the same line a study judged alone gets: how an operator finds its verdict in the run's log
+    assert any(line.startswith(f"study {GOOD_STUDY}: ") and line.endswith("(inserted)") for line in lines[1:]), lines
+    assert any(line.startswith(f"study {TRUNCATED_STUDY}: fail") for line in lines[1:]), lines
+    assert len(lines) == 5
+    per_study = [log.message for log in logs if log.message.startswith(f"study {GOOD_STUDY}:")]
+    assert not per_study  # no record of its own besides the batch's

@@ -3,7 +3,7 @@
 Prefect's default thread pool has no bound: with up to ``MAX_IN_FLIGHT`` studies submitted, that
 many were read, decoded and measured at the same time (that many studies' pixels in memory, and
 threads taking turns on the cores). The flow now runs its studies on a pool of ``threads``
-threads: one per CPU for a folder, CPUs + 4 for DICOMweb, or what the operator sets.
+threads: CPUs - 1 for a folder (at least one), CPUs + 4 for DICOMweb, or what the operator sets.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ def test_the_flow_judges_at_most_threads_studies_at_once(
     assert seen["most"] == threads  # never more; and the pool is used (the studies are independent)
 
 
-def test_default_pool_is_one_thread_per_cpu_for_a_folder(prefect_harness, eight_studies, tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+def test_default_pool_leaves_a_cpu_to_the_rest_of_the_run_for_a_folder(
+    prefect_harness, eight_studies, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
     seen = _count_concurrent(monkeypatch)
     qc_run(str(eight_studies), db_url=f"sqlite:///{tmp_path / 'r.sqlite'}")
     assert seen["most"] == 2  # Prefect's own pool ran all eight at once
@@ -74,7 +76,10 @@ def test_default_pool_size_by_source_and_setting(monkeypatch):
     from prefect.settings import PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS, temporary_settings
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert study_threads("/data/incoming") == 4  # local files: a core each
+    assert study_threads("/data/incoming") == 3  # local files: a core each, one left to Prefect and the database
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert study_threads("/data/incoming") == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert study_threads("https://cloud.example/dicom-web") == 8  # waits on the network: CPUs + 4
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert study_threads("https://cloud.example/dicom-web") == 32
