@@ -45,6 +45,7 @@ from click.testing import CliRunner
 
 from benchmarks._results import write_results
 from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, MODELS_DIR_ENV
+from qc_pipeline.ai.specs import MODEL_SPECS, score_metric
 from qc_pipeline.cli import main
 from qc_pipeline.pipeline import judge, load_pipeline_thresholds
 from qc_pipeline.review import service
@@ -78,7 +79,7 @@ SEQUENCES = (  # name, scanning sequence, variant, options, TR, TE, TI, plane, b
     ("t2_tse_sag", ("SE",), ("SK", "SP"), (), 4000.0, 100.0, None, Plane.SAGITTAL, 400.0, None),
 )
 """The five series of a plain brain MR (as the demo's brain MR, so the catalog's item is complete)."""
-MR_SCORES = tuple(f"ai.mr_artifacts.{label}" for label in ("motion_ghosting", "noise", "wrap_around", "nonuniformity"))
+MR_SCORES = tuple(score_metric("mr_artifacts", label) for label in MODEL_SPECS["mr_artifacts"].labels)
 
 
 def write_site(root: Path, n_studies: int) -> list[dict[str, Any]]:

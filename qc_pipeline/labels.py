@@ -86,6 +86,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "motion_ghosting": ("运动鬼影", "motion ghosting"),
     "wrap_around": ("卷褶伪影", "wrap-around"),
     "nonuniformity": ("不均匀", "non-uniformity"),
+    "spike": ("尖峰伪影", "spike (herringbone) artifact"),
     "unacceptable": ("不可接受", "unacceptable"),
     "modality": ("检查类型", "modality"),
     "not_candidate": ("不在互认范围", "not in scope"),

@@ -34,8 +34,8 @@ EXPECTED: Final[Mapping[str, tuple[Verdict, frozenset[str]]]] = {
     # the CT model scores the noise too, but its rule is off: the label is defined by the same noise
     # estimator as the objective rule (duplicate_of in thresholds/ai.yaml), so it adds nothing
     "noisy_ct": (Verdict.FAIL, frozenset({"image_quality.ct.noise.fail"})),
-    # the MR model scores the ghost (1.0), but its rule is off: its evidence does not clear the gate of
-    # thresholds/ai.yaml (and it scores the clean 64 x 64 demo brain MR 0.999-1.0 too)
+    # the MR model scores the ghost (0.98), but its rule is off: its evidence does not clear the gate of
+    # thresholds/ai.yaml (and it scores the clean 64 x 64 demo brain MR 0.985 too; spike 0.0 on both)
     "ghosted_mr": (Verdict.FAIL, frozenset({"image_quality.mr.ghosting.fail"})),
     # review, not fail: AAPM TG-116 repeats an over-exposed image only if relevant anatomy is clipped
     "overexposed_dr": (Verdict.REVIEW, frozenset({"image_quality.dr.deviation_index_high.review"})),

@@ -40,6 +40,7 @@ DEGRADATION_TEXT: Final[dict[str, dict[str, str]]] = {
         "noise": f"Rician noise, SNR {degrade.MR_NOISE_SNR[0]:.0f}-{degrade.MR_NOISE_SNR[1]:.0f} relative to the 95th percentile",
         "wrap_around": f"field of view {degrade.MR_WRAP_FOV[0]:.0%}-{degrade.MR_WRAP_FOV[1]:.0%} of the object along phase encoding, circular folding",
         "nonuniformity": f"multiplicative bias field exp(a·p(x, y)), p a random 2nd-order polynomial scaled to ±1, a {degrade.MR_BIAS_AMPLITUDE[0]}-{degrade.MR_BIAS_AMPLITUDE[1]}",
+        "spike": f"held-out test images only: one k-space point of {degrade.MR_SPIKE_INTENSITY[0]}-{degrade.MR_SPIKE_INTENSITY[1]} × the spectrum's maximum, {degrade.MR_SPIKE_RADIUS[0]:.0%}-{degrade.MR_SPIKE_RADIUS[1]:.0%} of the way from the centre to the edge, magnitude of the inverse transform (`degrade.mr_kspace_spike`); the training spikes are TorchIO's alone (below)",
     },
 }
 
@@ -97,14 +98,23 @@ def _simulation_text(simulation: dict[str, Any] | None) -> str:
     """The second simulator and the acceptable ringing of a training set (manifest ``training.simulation``)."""
     if not simulation:
         return ""
-    cases = "; ".join(f"{label}: {', '.join(names)}" for label, names in simulation["torchio_cases"].items())
+    alone = set(simulation.get("torchio_alone") or ())
+    cases = "; ".join(
+        f"{label}: {', '.join(names)}" for label, names in simulation["torchio_cases"].items() if label not in alone
+    )
     made = simulation.get("faults_train") or {}
     theirs = sum(n for key, n in made.items() if ":torchio." in key)
+    alone_text = "".join(
+        f" Every {label} training fault is TorchIO's ({', '.join(simulation['torchio_cases'][label])}: "
+        f"{sum(n for key, n in made.items() if key.startswith(f'{label}:torchio.'))} faults); our own function makes the "
+        "held-out test ones only."
+        for label in sorted(alone)
+    )
     return (
         f"\n- Second simulator: {simulation['torchio_share'] * 100:.0f} % of the faults of the labels TorchIO models are made by "
         f"TorchIO's transforms instead (`qc_pipeline.modeltools.torchio_faults`; {cases}), the others by the functions "
-        f"above; {theirs} of the {sum(made.values())} training faults came from TorchIO. Wrap-around has no TorchIO model "
-        "and stays ours alone. The held-out test images keep our simulator alone.\n"
+        f"above; {theirs} of the {sum(made.values())} training faults came from TorchIO.{alone_text} Wrap-around has no "
+        "TorchIO model and stays ours alone. The held-out test images keep our simulator alone.\n"
         f"- Acceptable variation: {simulation['gibbs_share'] * 100:.0f} % of the training images (clean or not) carry truncation "
         f"(Gibbs) ringing: k-space kept over {simulation['gibbs_keep'][0] * 100:.0f}-{simulation['gibbs_keep'][1] * 100:.0f} % "
         "along one axis or both, zero-filled (`degrade.mr_gibbs_ringing`), so that normal ringing is not read as a fault."

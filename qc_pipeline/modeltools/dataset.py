@@ -18,10 +18,12 @@ their source has them), zero, one or two degradations at that matrix,
 Two simulators for the MR artifact model's training and validation images (:class:`Simulation`,
 ``TRAINING_SIMULATION``): each motion-ghosting, noise or non-uniformity fault is made by TorchIO
 (:mod:`qc_pipeline.modeltools.torchio_faults`) or by :mod:`qc_pipeline.modeltools.degrade` with
-probability 1/2, and some images carry acceptable truncation ringing
-(:func:`degrade.mr_gibbs_ringing`). The held-out test images keep our simulator alone and no
-ringing, so that their figures stay comparable from one model to the next; TorchIO's faults on
-held-out images are :mod:`qc_pipeline.modeltools.external`'s evaluation.
+probability 1/2, each spike by TorchIO (``RandomSpike``) alone, and some images carry acceptable
+truncation ringing (:func:`degrade.mr_gibbs_ringing`). The held-out test images keep our
+simulator alone and no ringing, so that their figures stay comparable from one model to the next
+and the spike's are measured with a simulator the model did not train on
+(:func:`degrade.mr_kspace_spike`); TorchIO's faults on held-out images are
+:mod:`qc_pipeline.modeltools.external`'s evaluation.
 """
 
 from __future__ import annotations
@@ -107,13 +109,16 @@ class Simulation:
 
     torchio_share: float = 0.0
     """Share of the faults of ``torchio_faults.TRAINING_CASES`` made by TorchIO."""
+    torchio_alone: frozenset[str] = frozenset()
+    """Labels of ``torchio_faults.TRAINING_CASES`` whose faults TorchIO makes every time (the share
+    does not apply to them)."""
     gibbs_share: float = 0.0
     """Share of the images (not the clean evaluation ones) given acceptable truncation ringing."""
 
 
 OURS_ONLY: Final = Simulation()
 TRAINING_SIMULATION: Final[dict[str, Simulation]] = {
-    "MR": Simulation(torchio_share=P_MR_TORCHIO, gibbs_share=P_MR_GIBBS)
+    "MR": Simulation(torchio_share=P_MR_TORCHIO, torchio_alone=torchio_faults.TORCHIO_ALONE, gibbs_share=P_MR_GIBBS)
 }
 """The simulation of the artifact models' training and validation sets, by modality (others: ours alone)."""
 
@@ -307,14 +312,15 @@ def _degrade(
     rng: np.random.Generator,
     stored_range: tuple[float, float] | None,
     *,
-    torchio_share: float = 0.0,
+    simulation: Simulation = OURS_ONLY,
 ) -> tuple[npt.NDArray[np.float32], str]:
     """``grid`` with the fault ``label``, and what made it (:attr:`Sample.degradations`)."""
     if modality == "DR":
         stored_max = stored_range[1] if stored_range else float(grid.max())
         return degrade.DR_DEGRADATIONS[label](grid, rng, stored_max=stored_max), f"{label}:degrade"
     choices = torchio_faults.TRAINING_CASES.get(label, ()) if modality == "MR" else ()
-    if choices and torchio_share > 0 and rng.random() < torchio_share:
+    alone = label in simulation.torchio_alone
+    if choices and (alone or (simulation.torchio_share > 0 and rng.random() < simulation.torchio_share)):
         case = choices[int(rng.integers(0, len(choices)))]
         seed = int(rng.integers(0, 2**31 - 1))  # TorchIO's own stream, seeded from ours
         return torchio_faults.degrade_with_torchio(grid, case, seed), f"{label}:torchio.{case}"
@@ -354,7 +360,7 @@ def make_sample(
     at_max_before = _at_max(grid, src.stored_range) if modality == "DR" else 0.0
     made = []
     for label in chosen:
-        grid, how = _degrade(grid, modality, label, rng, src.stored_range, torchio_share=simulation.torchio_share)
+        grid, how = _degrade(grid, modality, label, rng, src.stored_range, simulation=simulation)
         made.append(how)
     y = np.array([label in chosen for label in labels], dtype=np.uint8)
     if modality == "DR":

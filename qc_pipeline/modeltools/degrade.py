@@ -38,6 +38,11 @@ Models of the physics:
   outside it onto the opposite side (k-space undersampling = circular folding of the image).
 - MR intensity non-uniformity: a smooth multiplicative bias field (coil sensitivity), a
   low-order polynomial in the image coordinates.
+- MR k-space spike (herringbone, corduroy): one corrupt k-space sample (an electrical discharge
+  or RF interference during readout) adds one spatial frequency to the whole image, stripes at
+  an angle (:func:`mr_kspace_spike`). Its training faults come from TorchIO's ``RandomSpike``
+  alone; this function makes the held-out test faults, so that the model's spike figures are not
+  measured with the simulator it trained on only.
 - MR truncation (Gibbs) ringing, not a fault: fewer k-space lines acquired than the matrix shows
   (phase resolution below 100 %, zero-filled interpolation) ring at sharp edges. It is acceptable
   variation that the MR training images are given (:func:`mr_gibbs_ringing`), so that normal
@@ -46,7 +51,9 @@ Models of the physics:
 Which faults a library models instead: for MR motion ghosting, noise and non-uniformity the
 training draws half of the faults from TorchIO (:mod:`qc_pipeline.modeltools.torchio_faults`:
 k-space ghosting, rigid motion spliced in k-space, Gaussian noise, a polynomial bias field), half
-from the functions here, so that the models learn the fault rather than one simulator. The others
+from the functions here, so that the models learn the fault rather than one simulator; the MR
+spike's training faults are all TorchIO's (``RandomSpike``, a maintained k-space spike model), and
+:func:`mr_kspace_spike` makes only the held-out ones. The others
 stay hand-written because no maintained library models them: TorchIO and MONAI have no MR
 fold-over (wrap-around), no DR fault (exposure, detector saturation, collimation cut-off: MONAI's
 intensity and blur transforms are augmentations, not a collimator shadow with its penumbra) and
@@ -103,6 +110,14 @@ MR_BIAS_AMPLITUDE: Final = (0.45, 0.8)
 MR_GIBBS_KEEP: Final = (0.6, 0.9)
 """Acceptable truncation ringing: the share of the k-space lines kept along the truncated axis
 (phase resolution 60-90 %, the rest zero-filled), which rings visibly at sharp edges and blurs little."""
+MR_SPIKE_INTENSITY: Final = (0.5, 1.5)
+"""K-space spike: its amplitude as a ratio of the largest k-space magnitude (the centre, the sum of
+the image), TorchIO's definition of ``RandomSpike``'s intensity and the range of its training
+faults (``torchio_faults.cases``)."""
+MR_SPIKE_RADIUS: Final = (0.1, 0.8)
+"""K-space spike: its distance from the k-space centre as a share of the way to the edge (the
+Nyquist frequency) along a random direction; stripes of period 2.5-20 pixels of the acquisition
+matrix. Away from the centre: a spike beside it is a slow shading, not a herringbone."""
 
 
 def _grid(image: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -332,6 +347,36 @@ def mr_gibbs_ringing(image: FloatArray, rng: np.random.Generator) -> FloatArray:
     return _f32(np.abs(np.fft.ifft2(np.fft.ifftshift(k * mask))))
 
 
+def mr_kspace_spike(image: FloatArray, rng: np.random.Generator) -> FloatArray:
+    """One k-space spike (herringbone artifact): a single high-amplitude point added to the image's
+    2-D Fourier transform away from its centre, the inverse transform, then the magnitude.
+
+    With K = F(I) (the DFT of the M x N image I, centred), the spike at (u0, v0) of amplitude
+    a * |K(0, 0)| and phase phi gives
+
+        I'(r, c) = | I(r, c) + a * mean(I) * exp(i * (phi + 2 pi (u0 r / M + v0 c / N))) |
+
+    (the DFT is linear and the inverse transform of one point is one plane wave; |K(0, 0)| = sum(I)
+    for a non-negative image, and the inverse DFT divides by M N): a plane wave of amplitude
+    a * mean(I) over the whole image, stripes perpendicular to (u0, v0) where it meets the object,
+    an even level a * mean(I) in the air. a is drawn from
+    ``MR_SPIKE_INTENSITY`` (TorchIO's ratio to the spectrum's maximum), the distance of (u0, v0)
+    from the centre from ``MR_SPIKE_RADIUS``, phi uniformly. One spike, not a conjugate pair: a
+    corrupt sample is one point, as TorchIO's ``RandomSpike`` also models it; unlike TorchIO (the
+    real part) the magnitude is kept, as a scanner's magnitude image keeps it."""
+    rows, cols = image.shape
+    theta = rng.uniform(0.0, 2.0 * np.pi)
+    radius = rng.uniform(*MR_SPIKE_RADIUS)
+    u0 = int(round(radius * (rows // 2) * np.sin(theta)))
+    v0 = int(round(radius * (cols // 2) * np.cos(theta)))
+    if u0 == 0 and v0 == 0:  # a tiny matrix: one line off the centre at least
+        v0 = 1
+    k = np.fft.fftshift(np.fft.fft2(image))
+    amplitude = rng.uniform(*MR_SPIKE_INTENSITY) * float(np.abs(k).max())
+    k[rows // 2 + u0, cols // 2 + v0] += amplitude * np.exp(1j * rng.uniform(0.0, 2.0 * np.pi))
+    return _f32(np.abs(np.fft.ifft2(np.fft.ifftshift(k))))
+
+
 DEGRADATIONS: Final[dict[str, dict[str, Degradation]]] = {
     "DR": {},  # DR functions need the stored maximum; see training.dr_degradations
     "CT": {"excess_noise": ct_excess_noise, "streaks": ct_streaks, "rings": ct_rings, "motion": ct_motion},
@@ -340,6 +385,7 @@ DEGRADATIONS: Final[dict[str, dict[str, Degradation]]] = {
         "noise": mr_noise,
         "wrap_around": mr_wrap_around,
         "nonuniformity": mr_nonuniformity,
+        "spike": mr_kspace_spike,
     },
 }
 DR_DEGRADATIONS: Final = {

@@ -94,7 +94,8 @@ COUNTERPARTS: Final[Mapping[str, str]] = MappingProxyType(
 )
 """Score id -> objective metric: the metric of :mod:`qc_pipeline.metrics` that judges the same fault
 as the label. The side on which it signals the fault comes from the metric's direction in
-:mod:`qc_pipeline.metrics.registry` (:func:`~qc_pipeline.metrics.registry.fault_side`). CT motion has none."""
+:mod:`qc_pipeline.metrics.registry` (:func:`~qc_pipeline.metrics.registry.fault_side`). CT motion and
+the MR spike have none (no metric of the pipeline measures a k-space spike's stripes)."""
 
 
 def _auc(y: npt.NDArray[np.integer], p: npt.NDArray[np.floating]) -> float:

@@ -9,16 +9,18 @@ and an evaluation with the same simulator cannot see that. TorchIO models the MR
 images (``dataset.REAL_SOURCES["MR"]["test"]``), clean and with each TorchIO fault, and reports per
 label the AUC of clean against the faults the label names, with a bootstrap interval that
 resamples whole source images (their effective n is the number of distinct source images, two), and
-the share flagged at the label's limit. For the spike, which no label names, the share of images
-any label flags. No interval is a claim of performance on scanner data: two real images are two.
+the share flagged at the label's limit, and the share of images any label flags. No interval is a
+claim of performance on scanner data: two real images are two.
 
 Since 2026.12.3 the MR artifact model trains on TorchIO's ghosting, motion, noise and bias field
-too (half of those faults, :data:`torchio_faults.TRAINING_CASES`), with the same transforms and
-ranges as here: this evaluation is then no longer an independent simulator for those faults. It
-still measures held-out real images (other patients than the training ones) and it still shows
-what the model learned of each simulator; the spike stays outside the training and is the one
-fault here the model never saw. DR collimation and CT rings, streaks and noise have no TorchIO or
-MONAI model; they stay hand-written.
+too (half of those faults, :data:`torchio_faults.TRAINING_CASES`), and since 2026.12.4 on its
+spike (all of the spike label's faults, :data:`torchio_faults.TORCHIO_ALONE`), with the same
+transforms and ranges as here: this evaluation is then no longer an independent simulator for
+any of its faults. It still measures held-out real images (other patients than the training
+ones) and it still shows what the model learned of each simulator; the held-out test set of
+``models evaluate`` measures the spike with our own simulator instead
+(:func:`qc_pipeline.modeltools.degrade.mr_kspace_spike`), which the model never trained on. DR
+collimation and CT rings, streaks and noise have no TorchIO or MONAI model; they stay hand-written.
 
 Needs the ``models`` extra (PyTorch, TorchIO).
 """

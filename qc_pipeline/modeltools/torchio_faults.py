@@ -8,15 +8,18 @@ artifact simulation in k-space) models the MR faults another way than :mod:`qc_p
   spliced together (Shaw et al. 2019), which gives blurring and ghosts at once;
 - ``RandomBiasField``: a smooth multiplicative field, a polynomial of order 3;
 - ``RandomNoise``: Gaussian noise added to the magnitude (our own is Rician);
-- ``RandomSpike``: a spike in k-space (herringbone pattern), a fault no label of the model names.
+- ``RandomSpike``: one to three spikes in k-space (herringbone pattern), the ``spike`` label.
 
 The transforms are defined once, here (:func:`cases`): the training draws half of its MR
-motion-ghosting, noise and non-uniformity faults from them (:data:`TRAINING_CASES`,
-:mod:`qc_pipeline.modeltools.dataset`) and :mod:`qc_pipeline.modeltools.external` scores the model
-on held-out real images degraded by all of them. TorchIO draws its parameters from PyTorch's global
-random stream: :func:`degrade_with_torchio` seeds it from the caller's seed inside a forked stream,
-so a sample is reproducible and the caller's own PyTorch stream (the network's initial weights) is
-left as it was.
+motion-ghosting, noise and non-uniformity faults from them and all of its spike faults
+(:data:`TRAINING_CASES`, :data:`TORCHIO_ALONE`, :mod:`qc_pipeline.modeltools.dataset`), and
+:mod:`qc_pipeline.modeltools.external` scores the model on held-out real images degraded by all of
+them. The held-out test set of the card makes its spikes with our own one-point k-space spike
+(:func:`qc_pipeline.modeltools.degrade.mr_kspace_spike`), a simulator the model never trained on.
+
+TorchIO draws its parameters from PyTorch's global random stream: :func:`degrade_with_torchio`
+seeds it from the caller's seed inside a forked stream, so a sample is reproducible and the
+caller's own PyTorch stream (the network's initial weights) is left as it was.
 
 Needs the ``models`` extra (PyTorch, TorchIO); imported only when a transform is made.
 """
@@ -35,9 +38,9 @@ from qc_pipeline.modeltools import degrade
 
 @dataclass(frozen=True)
 class Case:
-    """One TorchIO fault: the label that names it (None: no label does) and the transform's arguments."""
+    """One TorchIO fault: the label that names it and the transform's arguments."""
 
-    label: str | None
+    label: str
     make: Callable[[], Any]
     """Builds the TorchIO transform (imported only when called)."""
     what: str
@@ -53,7 +56,8 @@ def cases() -> dict[str, Case]:
 
     # Intensities are relative to the image scaled to a 95th percentile of 1 (see apply); the noise
     # range is the label's own definition (SNR 3 to 8, degrade.MR_NOISE_SNR), the rest are
-    # TorchIO's documented defaults or the middle of their useful range.
+    # TorchIO's documented defaults or the middle of their useful range; the spike's intensity is the
+    # ratio to the spectrum's maximum (TorchIO's definition; degrade.MR_SPIKE_INTENSITY, ours, is the same).
     low_snr, high_snr = degrade.MR_NOISE_SNR
     return {
         "ghosting": Case(
@@ -76,7 +80,11 @@ def cases() -> dict[str, Case]:
             lambda: tio().RandomBiasField(coefficients=0.6, order=3),
             "RandomBiasField(coefficients=±0.6, order=3)",
         ),
-        "spike": Case(None, lambda: tio().RandomSpike(num_spikes=(1, 3), intensity=(0.5, 1.5)), "RandomSpike(1-3)"),
+        "spike": Case(
+            "spike",
+            lambda: tio().RandomSpike(num_spikes=(1, 3), intensity=degrade.MR_SPIKE_INTENSITY),
+            "RandomSpike(1-3 spikes, intensity 0.5-1.5 of the spectrum's maximum)",
+        ),
     }
 
 
@@ -84,10 +92,15 @@ TRAINING_CASES: Final[dict[str, tuple[str, ...]]] = {
     "motion_ghosting": ("ghosting", "motion"),
     "noise": ("noise",),
     "nonuniformity": ("bias_field",),
+    "spike": ("spike",),
 }
 """The MR labels whose training faults come from TorchIO too, and the cases that make them. Not
-wrap-around (TorchIO has no fold-over model) and not the spike (no label names it: adding one is a
-new label with its own evidence, models/mr_artifacts.limits.md)."""
+wrap-around (TorchIO has no fold-over model)."""
+TORCHIO_ALONE: Final = frozenset({"spike"})
+"""The labels of :data:`TRAINING_CASES` whose training faults TorchIO alone makes (when a training
+set draws from TorchIO at all, ``dataset.Simulation``): the spike is TorchIO's maintained k-space
+spike model (``RandomSpike``); our own :func:`degrade.mr_kspace_spike` makes the held-out test
+spikes only, so that the card's spike figures come from a simulator the model did not train on."""
 
 
 def apply(transform: Any, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -66,10 +66,11 @@ class TrainingConfig:
     learning_rate: float = 3e-3
     seed: int = 7
     threads: int = 2
-    version: str = "2026.12.3"
+    version: str = "2026.12.4"
     """The recipe version: changed when the training data or recipe changes (2026.12.2: CT anatomical
     phantoms and acceptable dose noise; 2026.12.3: MR faults from TorchIO too and acceptable
-    truncation ringing, ``dataset.TRAINING_SIMULATION``)."""
+    truncation ringing, ``dataset.TRAINING_SIMULATION``; 2026.12.4: the MR spike label, its
+    training faults from TorchIO's ``RandomSpike`` alone)."""
     labels: Path | None = None
     """A centre's study decisions (``qc-pipeline review export-labels``) added to the acceptability models'
     training. A per-finding label file (``qc-pipeline models export-labels``) does not come here:
@@ -178,7 +179,9 @@ def train_artifact_model(
     training = {
         "data": "pydicom / pydicom-data real images of the train split and seeded phantoms, degraded by qc_pipeline.modeltools.degrade"
         + (
-            f"; {simulation.torchio_share * 100:.0f} % of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults), "
+            f"; {simulation.torchio_share * 100:.0f} % of the faults TorchIO models by TorchIO (qc_pipeline.modeltools.torchio_faults)"
+            + (f", all {', '.join(sorted(simulation.torchio_alone))} faults" if simulation.torchio_alone else "")
+            + ", "
             f"{simulation.gibbs_share * 100:.0f} % of the images with acceptable truncation ringing"
             if simulation != dataset.OURS_ONLY
             else ""
@@ -199,6 +202,7 @@ def train_artifact_model(
         training["simulation"] = {
             "torchio_share": simulation.torchio_share,
             "torchio_cases": {label: list(cases) for label, cases in torchio_faults.TRAINING_CASES.items()},
+            "torchio_alone": sorted(simulation.torchio_alone),
             "gibbs_share": simulation.gibbs_share,
             "gibbs_keep": list(degrade.MR_GIBBS_KEEP),
             "faults_train": dict(sorted(made.items())),

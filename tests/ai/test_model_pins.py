@@ -205,6 +205,7 @@ def test_a_duplicate_of_an_objective_rule_must_stay_off_and_name_an_objective_ru
 
 
 def test_the_shipped_gate_is_stated_with_its_source_and_every_score_rule_is_off_for_lack_of_evidence():
+    from qc_pipeline.ai.specs import score_metrics
     from qc_pipeline.rules.loader import read_yaml
     from qc_pipeline.rules.schema import RuleFile
 
@@ -216,6 +217,7 @@ def test_the_shipped_gate_is_stated_with_its_source_and_every_score_rule_is_off_
         1,
     )
     scored = [r for r in shipped.rules if r.scored_model is not None]
-    assert len(scored) == 15
+    # one rule per score of every model: 16 since the MR artifact model's fifth label (spike)
+    assert sorted(r.metric for r in scored) == sorted(score_metrics()) and len(scored) == 16
     for rule in scored:
         assert not rule.enabled and shipped.gate.failures(rule), rule.id

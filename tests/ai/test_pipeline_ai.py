@@ -85,6 +85,35 @@ def gate_of_ai_yaml():
     return RuleFile.model_validate(read_yaml(default_thresholds_dir() / "ai.yaml")).gate
 
 
+def test_the_spike_rule_names_its_label_in_both_languages_and_is_off_by_its_evidence(thresholds):
+    from qc_pipeline.ai.registry import DEFAULT_MODELS_DIR, load_registry
+    from qc_pipeline.checks.image_quality import metric_label
+    from qc_pipeline.labels import rule_label
+
+    rule = thresholds.rules["ai.mr_artifacts.spike.review"]
+    assert (rule.metric, rule.when, rule.severity) == ("ai.mr_artifacts.spike", "above", Severity.REVIEW)
+    assert rule.model_pin == load_registry(DEFAULT_MODELS_DIR)["mr_artifacts"].pin
+    # the finding's message names the score in English and Chinese (qc_pipeline.ai.specs), the
+    # report and the review name the rule in both (qc_pipeline.labels)
+    assert metric_label("ai.mr_artifacts.spike") == (
+        "AI score: k-space spike / herringbone artifact",
+        "AI评分：尖峰伪影（人字形伪影）",
+    )
+    assert rule_label(rule.id, "zh") == "AI 评分：MR 伪影尖峰伪影（需复核）"
+    assert rule_label(rule.id, "en") == "AI: MR artifacts spike (herringbone) artifact (review)"
+    assert "herringbone" in rule.description
+    # off, and for what its evidence lacks (two clean real images bound the false flags at 0.84 at best)
+    assert not rule.enabled
+    failures = gate_of_ai_yaml().failures(rule)
+    # its AUC bound clears the gate (0.903 in the worst real fold on our own spikes, which it never
+    # trained on), but 1 of the 2 clean real images has a flagged crop and no objective metric
+    # measures a spike, so no AI-only catch can be counted
+    assert not any(f.startswith("AUC lower 95 % bound") for f in failures), failures
+    assert any(f.startswith("false-flag upper 95 % bound 0.987 fails the gate <= 0.1") for f in failures), failures
+    assert "AI-only catches not measured (gate >= 1)" in failures
+    assert rule.evidence is not None and rule.evidence.effective_n == 2 and rule.evidence.ai_only_catches is None
+
+
 def test_the_artefacted_demo_studies_rules_are_off_by_the_gate_and_say_why(thresholds):
     """No AI score rule clears the gate of thresholds/ai.yaml with the evidence at hand: the
     saturation and excess-noise labels duplicate objective rules, the ghosting rule lacks evidence."""
@@ -93,7 +122,7 @@ def test_the_artefacted_demo_studies_rules_are_off_by_the_gate_and_say_why(thres
     assert rules["noisy_ct"].duplicate_of == "image_quality.ct.noise.review"
     gate = gate_of_ai_yaml()
     failures = gate.failures(rules["ghosted_mr"])
-    assert any(f.startswith("AUC lower 95 % bound 0.81 fails the gate >= 0.9") for f in failures), failures
+    assert any(f.startswith("AUC lower 95 % bound 0.758 fails the gate >= 0.9") for f in failures), failures
     assert any(f.startswith("false-flag upper 95 % bound 0.842 fails the gate <= 0.1") for f in failures), failures
     assert not any(rule.enabled for rule in rules.values())
 

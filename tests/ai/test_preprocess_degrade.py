@@ -186,6 +186,43 @@ def test_mr_nonuniformity_is_smooth_and_multiplicative():
     assert ratio.max() / ratio.min() > 1.3
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_mr_kspace_spike_is_one_plane_wave_of_the_drawn_amplitude_away_from_the_centre(seed):
+    # On a constant image I = c the result is |c + b exp(i theta(r, c))| with theta linear in
+    # (row, col): its square is c^2 + b^2 + 2 c b cos(theta), whose DFT (numpy's, an independent
+    # route from the formula in the docstring) is the centre and one conjugate pair, nothing else.
+    rows, cols = 48, 64
+    level = 100.0
+    out = degrade.mr_kspace_spike(np.full((rows, cols), level, dtype=np.float32), np.random.default_rng(seed))
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(out.astype(np.float64) ** 2)))
+    peaks = np.argwhere(spectrum > 1e-3 * spectrum.max())
+    assert len(peaks) == 3, peaks  # float32 rounding leaves ~1e-7 of the peak elsewhere
+    centre = np.array([rows // 2, cols // 2])
+    pair = [p - centre for p in peaks if (p != centre).any()]
+    assert (pair[0] == -pair[1]).all()
+    u0, v0 = pair[0]
+    # the distance drawn, as a share of the way to the edge along its direction (rounded to whole lines)
+    share = np.hypot(u0 / (rows // 2), v0 / (cols // 2))
+    assert degrade.MR_SPIKE_RADIUS[0] - 0.05 <= share <= degrade.MR_SPIKE_RADIUS[1] + 0.05
+    # the pair's height is c * b * M * N, b = a * mean(I): the amplitude ratio a
+    ratio = spectrum[tuple(pair[0] + centre)] / (level * level * rows * cols)
+    assert degrade.MR_SPIKE_INTENSITY[0] - 1e-4 <= ratio <= degrade.MR_SPIKE_INTENSITY[1] + 1e-4
+    # the magnitude of one plane wave over an even image: the level moves by at most b either way
+    assert out.min() >= level * (1 - ratio) - 1e-3 and out.max() <= level * (1 + ratio) + 1e-3
+
+
+def test_mr_kspace_spike_stripes_the_object_and_leaves_an_even_level_in_the_air():
+    clean = mr_slice()
+    spiked = degrade.mr_kspace_spike(clean, np.random.default_rng(3))
+    assert np.array_equal(spiked, degrade.mr_kspace_spike(clean, np.random.default_rng(3)))
+    air = clean == 0
+    # a single complex plane wave has one magnitude: the air reads a * mean(I) everywhere
+    assert air.any() and np.ptp(spiked[air]) < 1e-3 * spiked[air].mean()
+    assert degrade.MR_SPIKE_INTENSITY[0] * clean.mean() * 0.99 <= spiked[air].mean()
+    assert spiked[air].mean() <= degrade.MR_SPIKE_INTENSITY[1] * clean.mean() * 1.01
+    assert degrade.DEGRADATIONS["MR"]["spike"] is degrade.mr_kspace_spike
+
+
 def test_dr_saturation_puts_pixels_at_the_stored_maximum():
     image = phantoms.dr_chest_phantom(rows=256, cols=256, seed=0).astype(np.float32)
     out = degrade.dr_saturation(image, np.random.default_rng(0), stored_max=4095.0)

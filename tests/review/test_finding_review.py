@@ -113,6 +113,7 @@ def test_the_shipped_vocabulary_is_bilingual_and_implies_artifacts_from_codes() 
         "rings",
         "wrap",
         "non_uniformity",
+        "spike",
         "exposure",
         "collimation",
         "positioning",
@@ -122,6 +123,8 @@ def test_the_shipped_vocabulary_is_bilingual_and_implies_artifacts_from_codes() 
     assert config.audit.source.startswith("[D]") and 0.0 < config.audit.share < 1.0
     assert config.implied_artifact("ai.mr_artifacts.motion_ghosting.review") == "ghosting"
     assert config.implied_artifact("ai.ct_artifacts.streaks.review") == "streaks"
+    # the MR model's spike label has a code of its own: a reviewer's "other" must not read as a spike
+    assert config.implied_artifact("ai.mr_artifacts.spike.review") == "spike"
     assert config.implied_artifact("image_quality.ct.ring.review") == "rings"
     assert config.implied_artifact("image_quality.dr.clipped_stored_max.fail") == "exposure"
     assert config.implied_artifact("ai.dr_artifacts.collimation_cutoff.review") == "collimation"
