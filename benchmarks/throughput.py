@@ -383,10 +383,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         env = _quiet_env(work)
         server = None
-        if not args.temporary_server:
-            from benchmarks.prefect_overhead import _start_server
-
-            server, env["PREFECT_API_URL"] = _start_server(work / "prefect-server")
         orthanc = None
         if not args.no_dicomweb:
             if not installed():
@@ -400,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             orthanc.start()
             env["QC_DICOMWEB_USER"], env["QC_DICOMWEB_PASSWORD"] = orthanc.auth
         try:
+            if not args.temporary_server:
+                from benchmarks.prefect_overhead import _start_server
+
+                server, env["PREFECT_API_URL"] = _start_server(work / "prefect-server")
             studies = _studies(work / "native", slices=slices, size=size)
             for name, paths in studies.items():
                 if args.only and args.only not in name:
