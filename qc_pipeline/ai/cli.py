@@ -108,7 +108,7 @@ def train_destination(out_dir: Path | None, version: str, *, force: bool, models
 @click.option(
     "--version",
     "version",
-    help="Version written into the manifests (default 2026.12.3, qc_pipeline.modeltools.training.TrainingConfig).",
+    help="Version written into the manifests (default: the recipe version, qc_pipeline.modeltools.training.TrainingConfig.version).",
 )
 @click.option(
     "--labels",
