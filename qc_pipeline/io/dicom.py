@@ -334,3 +334,113 @@ def text(ds: Dataset, keyword: str) -> str | None:
         return None
     result = str(value).strip().strip("\x00").strip()
     return result or None
+
+
+_STUDY_KEY_TAGS: dict[int, tuple[str, bytes]] = {
+    0x0020000D: ("StudyInstanceUID", b"UI"),
+    0x00100020: ("PatientID", b"LO"),
+    0x00080020: ("StudyDate", b"DA"),
+}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_FIRST_PIXEL_TAG = 0x7FE00008  # Float Pixel Data; Double Float and Pixel Data follow
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, PIXEL_DATA_TAG})
+_PREAMBLE_END = 132
+
+
+def _walkable_syntax(syntax: str) -> bool | None:
+    """For a transfer syntax: True when its dataset is implicit VR little endian, False when explicit
+    VR little endian and not deflated, None for any other (big endian, deflated, unknown)."""
+    uid = UID(syntax)
+    if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+        return None
+    return bool(uid.is_implicit_VR)
+
+
+def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
+    """StudyInstanceUID, PatientID and StudyDate read from the first bytes of a Part 10 file, as
+    ``pydicom.dcmread(..., stop_before_pixels=True, specific_tags=[...])`` reads them, without it.
+
+    Discovery reads these three values from every file of a folder; pydicom builds a whole file
+    dataset for them (a third of a millisecond a file, as long as the rest of discovery). This walks
+    the top-level elements of ``head`` by their lengths and decodes the three values where that is
+    plain: a file with the ``DICM`` prefix, a little-endian transfer syntax that is not deflated,
+    no element of undefined length before the pixel data, values in ASCII, each one value. A value
+    is text stripped of trailing nulls and spaces, as pydicom gives it. Anything else, or a header
+    that does not end within ``head``: None, and the caller asks pydicom.
+    """
+    if len(head) < _PREAMBLE_END + 8 or head[128:_PREAMBLE_END] != b"DICM":
+        return None
+    position = _PREAMBLE_END
+    syntax: str | None = None
+    while position + 8 <= len(head):  # the file meta group: explicit VR little endian
+        group, element = struct.unpack_from("<HH", head, position)
+        if group != 0x0002:
+            break
+        vr = head[position + 4 : position + 6]
+        if vr in _EXPLICIT_LONG_VRS:
+            if position + 12 > len(head):
+                return None
+            (length,) = struct.unpack_from("<I", head, position + 8)
+            start = position + 12
+        else:
+            (length,) = struct.unpack_from("<H", head, position + 6)
+            start = position + 8
+        if length == UNDEFINED_LENGTH or start + length > len(head):
+            return None
+        if element == 0x0010:
+            syntax = head[start : start + length].decode("ascii", "replace").rstrip("\0 ")
+        position = start + length
+    if syntax is None:
+        return None
+    implicit = _walkable_syntax(syntax)
+    if implicit is None:
+        return None
+    raw: dict[str, bytes] = {}
+    while True:
+        if position + 8 > len(head):
+            return None  # the header goes on past what was read
+        (tag,) = struct.unpack_from("<I", head, position)
+        tag = (tag & 0xFFFF) << 16 | tag >> 16  # (group, element) as one number
+        if tag >= _FIRST_PIXEL_TAG:
+            if tag not in _PIXEL_TAGS:
+                return None  # a tag out of order, or garbage: pydicom decides what it is
+            break
+        if implicit:
+            vr = None
+            (length,) = struct.unpack_from("<I", head, position + 4)
+            start = position + 8
+        else:
+            vr = head[position + 4 : position + 6]
+            if not (vr.isalpha() and vr.isupper()):
+                return None  # not explicit VR after all: pydicom knows how to guess
+            if vr in _EXPLICIT_LONG_VRS:
+                if position + 12 > len(head):
+                    return None
+                (length,) = struct.unpack_from("<I", head, position + 8)
+                start = position + 12
+            else:
+                (length,) = struct.unpack_from("<H", head, position + 6)
+                start = position + 8
+        if length == UNDEFINED_LENGTH or start + length > len(head):
+            return None
+        wanted = _STUDY_KEY_TAGS.get(tag)
+        if wanted is not None:
+            keyword, expected_vr = wanted
+            if vr is not None and vr != expected_vr:
+                return None
+            raw[keyword] = head[start : start + length]
+        elif tag == _SPECIFIC_CHARACTER_SET and length:
+            charset = head[start : start + length]
+            if charset.strip(b"\0 ") not in (b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192", b"GB18030", b"GBK"):
+                return None  # an encoding with escape sequences: not plain ASCII text
+        position = start + length
+    keys: dict[str, str | None] = {}
+    for keyword, _vr in _STUDY_KEY_TAGS.values():
+        value = raw.get(keyword)
+        if value is None:
+            keys[keyword] = None
+            continue
+        if not value.isascii() or b"\\" in value:
+            return None
+        keys[keyword] = value.decode("ascii").rstrip("\0 ")
+    return keys

@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pydicom
 
 from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import SourceError
-from qc_pipeline.io.dicom import is_image, open_bounded, read_header, text
+from qc_pipeline.io.dicom import is_image, open_bounded, read_header, study_keys_from_head, text
 from qc_pipeline.sources.base import (
     LoadedInstance,
     LoadedStudy,
@@ -133,7 +133,7 @@ class FolderSource:
                 logger.warning("cannot read %s: %s", location, exc.strerror)
                 head, size = b"", -1
             file_print = f"{location}|{size}|{hashlib.sha256(head).hexdigest()}"
-            study_uid, patient_id, study_date = _read_keys(path) if size > 0 else (None, None, None)
+            study_uid, patient_id, study_date = _keys(path, head) if size > 0 else (None, None, None)
             if study_uid is None:
                 yield StudyEntry(
                     study_instance_uid=uid_for_unreadable(location),
@@ -260,6 +260,15 @@ def _not_dicom(path: Path) -> bool:
     return head[128:132] != b"DICM" or path.name.upper() == "DICOMDIR"
 
 
+def _keys(path: Path, head: bytes) -> tuple[str | None, str | None, str | None]:
+    """``(StudyInstanceUID, PatientID, StudyDate)`` from the file's first bytes where they are plain
+    to read there, else by pydicom from the file; each None when it cannot be read."""
+    keys = study_keys_from_head(head)
+    if keys is None:
+        return _read_keys(path)
+    return _cleaned_keys(keys.get)
+
+
 def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:
     """``(StudyInstanceUID, PatientID, StudyDate)``, each None when it cannot be read."""
     try:
@@ -270,15 +279,22 @@ def _read_keys(path: Path) -> tuple[str | None, str | None, str | None]:
     except Exception:  # any parse failure means: no readable UID
         return None, None, None
 
-    def clean(keyword: str) -> str | None:
+    def value(keyword: str) -> object:
         try:
-            value = ds.get(keyword)
+            return ds.get(keyword)
         except Exception:
             return None
-        if not isinstance(value, str):
+
+    return _cleaned_keys(value)
+
+
+def _cleaned_keys(value: Callable[[str], object]) -> tuple[str | None, str | None, str | None]:
+    def clean(keyword: str) -> str | None:
+        found = value(keyword)
+        if not isinstance(found, str):
             return None
-        value = value.strip().rstrip("\x00").strip()
-        return value or None
+        found = found.strip().rstrip("\x00").strip()
+        return found or None
 
     uid = clean("StudyInstanceUID")
     if uid is None or len(uid) > 64:
