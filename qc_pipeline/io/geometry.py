@@ -11,6 +11,7 @@ posterior, z to the head (DICOM PS3.3 C.7.6.2.1.1).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 import numpy as np
-from pydicom.dataelem import DataElement
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
@@ -176,12 +177,24 @@ def header_value(ds: Dataset | None, keyword: str | int) -> object:
     The header reader of every module that must not crash on a garbled file."""
     if ds is None:
         return None
+    # By tag number: ``ds[tag]`` costs half of ``ds.get(keyword)``, which goes through attribute
+    # lookup, and headers are read this way tens of thousands of times for a long series.
+    tag = _tag_of(keyword) if isinstance(keyword, str) else keyword
+    if tag is None:
+        return None
     try:
-        value = ds.get(keyword)
-        return value.value if isinstance(value, DataElement) else value
+        return ds[tag].value
+    except KeyError:
+        return None
     except Exception:  # pydicom raises several types for values it cannot convert
         logger.debug("unreadable %s", keyword, exc_info=True)
         return None
+
+
+@functools.cache
+def _tag_of(keyword: str) -> int | None:
+    """The tag number of a DICOM keyword; None for a name that is none."""
+    return tag_for_keyword(keyword)
 
 
 def header_text(ds: Dataset | None, keyword: str | int) -> str | None:

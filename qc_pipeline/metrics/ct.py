@@ -217,7 +217,7 @@ def segment_body(slices: FloatArray, *, pixel_mm: float | None) -> BodySegmentat
             corner = img[outside_circle]
             if corner.min() == corner.max():
                 pad = outside_circle
-        f = ndimage.binary_fill_holes(~pad)
+        f = _fill_holes(~pad)
         if pad.any():
             f = _largest_component(f)
         fov[i] = f
@@ -234,14 +234,33 @@ def segment_body(slices: FloatArray, *, pixel_mm: float | None) -> BodySegmentat
             # geodesic dilation inside the threshold mask, as far as twice the opening radius
             b = ndimage.binary_dilation(keep[labels], structure=cross, iterations=2 * radius + 1, mask=t)
             body[i] = b
-            filled[i] = ndimage.binary_fill_holes(b)
+            filled[i] = _fill_holes(b)
             biggest = ndimage.binary_dilation(
                 labels == (int(np.argmax(sizes)) + 1), structure=cross, iterations=2 * radius + 1, mask=t
             )
-            largest[i] = int(np.count_nonzero(ndimage.binary_fill_holes(biggest)))
+            largest[i] = int(np.count_nonzero(_fill_holes(biggest)))
         rim_px = np.count_nonzero(rim)
         contact[i] = np.count_nonzero(body[i] & rim) / rim_px if rim_px else 0.0
     return BodySegmentation(fov, edge, body, filled, largest, contact, pixel_mm)
+
+
+_CROSS: Final = ndimage.generate_binary_structure(2, 1)
+
+
+def _fill_holes(mask: BoolArray) -> BoolArray:
+    """``ndimage.binary_fill_holes(mask)`` for a 2-D mask, by labelling instead of dilating.
+
+    A hole is a 4-connected part of the background that does not reach the image border; what
+    scipy's flood from the border leaves unreached is the same set of pixels. One labelling pass
+    costs a third of the flood's repeated dilations on a body mask.
+    """
+    labels, count = ndimage.label(~mask, structure=_CROSS)
+    if count == 0:
+        return mask.copy()
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[labels[0]] = outside[labels[-1]] = outside[labels[:, 0]] = outside[labels[:, -1]] = True
+    outside[0] = False  # label 0 is the mask itself
+    return ~outside[labels]
 
 
 def _largest_component(mask: BoolArray) -> BoolArray:
@@ -384,15 +403,18 @@ def tile_statistics(slices: FloatArray, *, tile_px: int) -> tuple[FloatArray, Fl
         raise DegenerateInputError(f"a {tile_px}-pixel tile does not fit in a stack of shape {stack.shape}")
     n, h, w = stack.shape
     tr, tc = h // tile_px, w // tile_px
-    x = stack[:, : tr * tile_px, : tc * tile_px]
-    s1 = x.reshape(n, tr * tile_px, tc, tile_px).sum(axis=3, dtype=np.float64)
-    s1 = s1.reshape(n, tr, tile_px, tc).sum(axis=2)
-    sq = np.square(x, dtype=np.float64) if x.dtype != np.float64 else x * x
-    s2 = sq.reshape(n, tr * tile_px, tc, tile_px).sum(axis=3).reshape(n, tr, tile_px, tc).sum(axis=2)
     count = float(tile_px * tile_px)
-    mean = s1 / count
-    var = np.maximum((s2 - s1 * mean) / (count - 1.0), 0.0)
-    return mean, np.sqrt(var)
+    means = np.empty((n, tr, tc), dtype=np.float64)
+    sds = np.empty((n, tr, tc), dtype=np.float64)
+    for i in range(n):  # a slice at a time: its float64 copy stays in the processor's cache
+        x = np.array(stack[i, : tr * tile_px, : tc * tile_px], dtype=np.float64)
+        s1 = x.reshape(tr, tile_px, tc, tile_px).sum(axis=3).sum(axis=1)  # along each tile's rows, then down
+        np.multiply(x, x, out=x)
+        s2 = x.reshape(tr, tile_px, tc, tile_px).sum(axis=3).sum(axis=1)
+        mean = s1 / count
+        means[i] = mean
+        sds[i] = np.sqrt(np.maximum((s2 - s1 * mean) / (count - 1.0), 0.0))
+    return means, sds
 
 
 def histogram_mode(values: FloatArray) -> float:
@@ -596,7 +618,7 @@ def ring_amplitude_hu(images: FloatArray, soft_tissue: BoolArray) -> float:
         if not m.any():
             continue
         p = ndimage.map_coordinates(stack[i], [rows, cols], order=1, mode="nearest")
-        e = np.where(m, p - ndimage.median_filter(p, size=(RING_MEDIAN_PX, 1), mode="nearest"), 0.0)
+        e = np.where(m, p - _running_median_rows(p, RING_MEDIAN_PX), 0.0)
         sums += e.sum(axis=1)
         squares += (e * e).sum(axis=1)
         counts += m.sum(axis=1)
@@ -613,6 +635,21 @@ def ring_amplitude_hu(images: FloatArray, soft_tissue: BoolArray) -> float:
     n_eff = count * np.minimum(1.0, 2.0 * np.pi * radii[judged] / RING_ANGLES)
     excess = np.abs(mean) - RING_SE_MULTIPLE * sd / np.sqrt(n_eff)
     return float(max(0.0, float(excess.max())))
+
+
+def _running_median_rows(values: FloatArray, size: int) -> FloatArray:
+    """``ndimage.median_filter(values, size=(5, 1), mode="nearest")``: the median of each value and
+    its two neighbours on either side down the column, the edge rows repeated. The same values (a
+    median of five is one of them), from a sorting network of nine compare-exchanges on the
+    shifted copies (Knuth, TAOCP vol. 3, 5.3.4), a fifth of the rank filter's time here."""
+    if size != 5:
+        raise ValueError(f"the running median is written for 5 values, not {size}")
+    n = values.shape[0]
+    padded = np.pad(values, ((2, 2), (0, 0)), mode="edge")
+    v = [padded[k : k + n] for k in range(5)]
+    for i, j in ((0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)):
+        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+    return v[2]
 
 
 def _block_mean(stack: FloatArray, factor: int) -> npt.NDArray[np.float32]:
