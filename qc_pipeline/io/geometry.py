@@ -101,6 +101,13 @@ def slice_normal(iop: Sequence[float] | None) -> tuple[float, float, float] | No
     values = as_floats(iop, count=6)
     if values is None:
         return None
+    return _unit_normal(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_normal(values: tuple[float, ...]) -> tuple[float, float, float] | None:
+    """:func:`slice_normal` of six finite numbers, remembered: the files of a series repeat one
+    orientation, and numpy's cost on three-element vectors is most of a header's geometry."""
     row = np.asarray(values[:3], dtype=float)
     col = np.asarray(values[3:], dtype=float)
     row_norm = float(np.linalg.norm(row))
