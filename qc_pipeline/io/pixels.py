@@ -51,6 +51,7 @@ from qc_pipeline.io.geometry import (
     slice_normal,
     slice_position,
 )
+from qc_pipeline.io.readahead import will_read
 
 logger = logging.getLogger(__name__)
 
@@ -507,6 +508,11 @@ def _modality_lut(ds: Dataset, frame: npt.NDArray[np.generic]) -> Float32Array |
     return np.asarray(pydicom.pixels.apply_modality_lut(frame, ds), dtype=np.float32)
 
 
+def _decodes_whole_file(ds: Dataset, n_frames: int, n_wanted: int) -> bool:
+    """Whether :func:`_decode_frames` decodes the whole file for ``n_wanted`` of its frames."""
+    return n_frames == 1 or 2 * n_wanted > n_frames or transfer_syntax(ds) is None
+
+
 def _decode_frames(
     path: Path, ds: Dataset, rows: int, cols: int, n_frames: int, wanted: Sequence[int]
 ) -> dict[int, npt.NDArray[np.generic]]:
@@ -514,7 +520,7 @@ def _decode_frames(
     its frames are wanted, else frame by frame (pydicom reads one frame of native data and decodes
     one fragment of encapsulated data); a frame that pydicom cannot decode alone (no file meta, a
     JPEG scan header to repair) falls back to the whole file, which says why it cannot be decoded."""
-    if n_frames == 1 or 2 * len(wanted) > n_frames or transfer_syntax(ds) is None:
+    if _decodes_whole_file(ds, n_frames, len(wanted)):
         pixels = _decode(path, ds, rows, cols, n_frames)
         return {i: pixels[i] for i in wanted}
     out: dict[int, npt.NDArray[np.generic]] = {}
@@ -600,6 +606,9 @@ def load_series(
     by_file: dict[int, list[_Frame]] = {}
     for i in chosen:
         by_file.setdefault(ordered[i].file_index, []).append(ordered[i])
+    # files decoded whole are read whole: ask for them all now, so the disk reads the next ones
+    # while this one is decoded (a frame-by-frame decode reads only its frames: no advice)
+    will_read(paths[i] for i in by_file if _decodes_whole_file(datasets[i], dims[i][2], len(by_file[i])))
     for file_index in sorted(by_file):
         file_frames = by_file[file_index]
         path, ds = paths[file_index], datasets[file_index]

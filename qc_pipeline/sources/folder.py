@@ -18,6 +18,7 @@ import pydicom
 from qc_pipeline.domain import InstanceRef
 from qc_pipeline.errors import SourceError
 from qc_pipeline.io.dicom import is_image, open_bounded, read_header, study_keys_from_head, text
+from qc_pipeline.io.readahead import read_ahead
 from qc_pipeline.sources.base import (
     LoadedInstance,
     LoadedStudy,
@@ -123,7 +124,7 @@ class FolderSource:
         """
         groups: dict[str, list[tuple[str, str]]] = {}
         identity: dict[str, tuple[str | None, str | None]] = {}
-        for path in self._files():
+        for path in read_ahead(self._files(), FINGERPRINT_HEAD_BYTES):
             location = self._relative(path)
             try:
                 with path.open("rb") as fp:
