@@ -40,6 +40,7 @@ from qc_pipeline.pipeline import (
     log_outcomes,
     process_entry,
     provenance,
+    settle_heap,
 )
 from qc_pipeline.rules import Thresholds
 from qc_pipeline.sources import StudyEntry, StudySource, open_source
@@ -128,6 +129,7 @@ def judge_study(
     """Read, check, decide and store one study."""
     forward_library_logs()  # on a Dask worker process too: its per-study lines join the run's log
     thresholds = _thresholds(thresholds_dir, thresholds_version)
+    settle_heap()  # a Dask worker process: once, at its first study
     return process_entry(open_source(source), entry, _store(db_url), thresholds, run_id=run_id, now=now)
 
 
@@ -165,6 +167,7 @@ def judge_studies(
     forward_library_logs()
     thresholds = _thresholds(thresholds_dir, thresholds_version)
     src, store = open_source(source), _store(db_url)
+    settle_heap()  # a Dask worker process: once, at its first batch
     retries = judge_study.retries
     delays = judge_study.retry_delay_seconds
     delays = list(delays) if isinstance(delays, list | tuple) else [delays or 0] * retries
@@ -521,6 +524,7 @@ def qc_run(
         )
     store = _store(db_url)
     src = open_source(source)
+    settle_heap()
     listing, entries, cursor = _list_studies(src, store, full=full, now=now)
     run_id = store.start_run(source_uri=src.uri, pipeline_version=__version__, thresholds_version=thresholds.version)
     pending = [e for e in entries if store.needs_judging(e.study_instance_uid, e.fingerprint, prov)]
