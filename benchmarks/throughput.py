@@ -204,7 +204,7 @@ def _measure_case(
     name: str,
     syntax: str,
     first: list[Path],
-    second: list[Path],
+    others: list[list[Path]],
     work: Path,
     env: dict[str, str],
     repeat: int,
@@ -215,33 +215,49 @@ def _measure_case(
     study_bytes = sum(p.stat().st_size for p in first)
     bare = _median_time(lambda: _bare_decode(first), max(1, repeat), before=(lambda: _evict(first)) if cold else None)
     rows = []
-    # Folder: run on the first study alone and on a folder holding both.
-    one, both = work / "one", work / "both"
-    for link_root, files in ((one, [first]), (both, [first, second])):
+    n_big = 1 + len(others)
+    # Folder: run on the first study alone and on a folder holding it and the others.
+    one, big = work / "one", work / "big"
+    for link_root, files in ((one, [first]), (big, [first, *others])):
         for k, group in enumerate(files):
             (link_root / str(k)).mkdir(parents=True, exist_ok=True)
             for j, p in enumerate(group):
                 os.link(p, link_root / str(k) / f"{j:05d}.dcm")
-    folders = {1: str(one), 2: str(both)}
+    folders = {1: str(one), n_big: str(big)}
+    every = [first, *others]
     sources: list[tuple[str, dict[int, str], Any]] = [("folder", folders, None)]
     if orthanc is not None:
-        sources.append(("dicomweb", {1: orthanc.dicomweb, 2: orthanc.dicomweb}, orthanc))
+        sources.append(("dicomweb", {1: orthanc.dicomweb, n_big: orthanc.dicomweb}, orthanc))
     for via, inputs, server in sources:
-        runs: dict[int, list[dict[str, float]]] = {}
-        for count in (1, 2):
-            if server is not None:
-                server.clear()
-                server.upload(first if count == 1 else [*first, *second])
-                server.wait_until_stable(timeout_s=300)
-            _run_cli(inputs[count], work / "warm.sqlite", env)
-            stored = [*first, *second] if server is None else _files_below(server.directory / "storage")
-            runs[count] = []
+        runs: dict[int, list[dict[str, float]]] = {1: [], n_big: []}
+        if server is None:
+            # the runs of 1 and of n_big studies alternate, so that a change of the machine's
+            # load during the benchmark weighs on both alike
+            stored = [p for group in every for p in group]
+            for count in (1, n_big):
+                _run_cli(inputs[count], work / "warm.sqlite", env)
             for _ in range(repeat):
-                if cold:
-                    _evict(stored)
-                runs[count].append(_run_cli(inputs[count], work / f"db{count}.sqlite", env))
-        wall = _median(runs[2], "wall") - _median(runs[1], "wall")
-        cpu = _median(runs[2], "cpu") - _median(runs[1], "cpu")
+                for count in (1, n_big):
+                    if cold:
+                        _evict(stored)
+                    runs[count].append(_run_cli(inputs[count], work / f"db{count}.sqlite", env))
+        else:
+            for count in (1, n_big):
+                server.clear()
+                server.upload(first if count == 1 else [p for group in every for p in group])
+                server.wait_until_stable(timeout_s=300)
+                _run_cli(inputs[count], work / "warm.sqlite", env)
+                stored = _files_below(server.directory / "storage")
+                for _ in range(repeat):
+                    if cold:
+                        _evict(stored)
+                    runs[count].append(_run_cli(inputs[count], work / f"db{count}.sqlite", env))
+
+        def per_study(key: str, runs: dict[int, list[dict[str, float]]] = runs) -> float:
+            return (_median(runs[n_big], key) - _median(runs[1], key)) / (n_big - 1)
+
+        wall = per_study("wall")
+        cpu = per_study("cpu")
         row: dict[str, Any] = {
             "case": name,
             "syntax": syntax,
@@ -250,7 +266,8 @@ def _measure_case(
             "files": len(first),
             "study_mb": round(study_bytes / 1e6, 2),
             "run_1_s": round(_median(runs[1], "wall"), 2),
-            "run_2_s": round(_median(runs[2], "wall"), 2),
+            "big_run_studies": n_big,
+            "big_run_s": round(_median(runs[n_big], "wall"), 2),
             "marginal_s": round(wall, 3),
             "bare_decode_s": round(bare, 3),
             "marginal_over_bare": round(wall / bare, 2) if bare > 0 else None,
@@ -258,11 +275,11 @@ def _measure_case(
             "cpu_over_bare": round(cpu / bare, 2) if bare > 0 else None,
         }
         if via == "folder":
-            read = _median(runs[2], "rchar") - _median(runs[1], "rchar")
+            read = per_study("rchar")
             row |= {"read_mb": round(read / 1e6, 2), "read_over_study": round(read / study_bytes, 3)}
         else:
-            fetched = _median(runs[2], "fetched") - _median(runs[1], "fetched")
-            lo = _median(runs[2], "loopback") - _median(runs[1], "loopback")
+            fetched = per_study("fetched")
+            lo = per_study("loopback")
             row |= {
                 "fetched_mb": round(fetched / 1e6, 2),
                 "fetched_over_study": round(fetched / study_bytes, 3),
@@ -271,7 +288,7 @@ def _measure_case(
             }
         print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         rows.append(row)
-    for link_root in (one, both):
+    for link_root in (one, big):
         for p in sorted(link_root.rglob("*"), reverse=True):
             p.rmdir() if p.is_dir() else p.unlink()
     return rows
@@ -364,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--syntaxes", default="native,J2K", help="comma-separated: native, J2K")
     parser.add_argument(
+        "--extra",
+        type=int,
+        default=1,
+        help="studies besides the first in the big run (default 1); the marginal study is the difference "
+        "of the runs divided by this: more studies, less noise in it",
+    )
+    parser.add_argument(
         "--cold", action="store_true", help="each timed run starts with the study's files out of the page cache"
     )
     parser.add_argument(
@@ -374,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         "centre's runs report to theirs",
     )
     args = parser.parse_args(argv)
+    if args.extra < 1:
+        parser.error("--extra must be at least 1")
     slices, size, repeat = (30, 128, 1) if args.small else (args.slices, args.size, args.repeat)
 
     from tests.support.orthanc import OrthancServer, installed
@@ -408,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
                     first = paths if syntax == "native" else _j2k(paths, work / syntax / _slug(name))
                     if args.in_process:
                         rows.append(_in_process(name, syntax, first, repeat, cold=args.cold))
-                    second = _copy_study(first, work / f"{syntax}-copy" / _slug(name) / "s", "copy")
-                    rows += _measure_case(name, syntax, first, second, work, env, repeat, orthanc, cold=args.cold)
+                    others = [
+                        _copy_study(first, work / f"{syntax}-copy{k}" / _slug(name) / "s", f"copy{k}")
+                        for k in range(1, args.extra + 1)
+                    ]
+                    rows += _measure_case(name, syntax, first, others, work, env, repeat, orthanc, cold=args.cold)
         finally:
             if orthanc is not None:
                 orthanc.stop()
@@ -418,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=60)
     load = os.getloadavg()
     print(
-        f"medians of {repeat} runs; marginal = run of 2 studies - run of 1 study; load average {load[0]:.2f} at end; "
+        f"medians of {repeat} runs; marginal = (run of {1 + args.extra} studies - run of 1 study) / {args.extra}; "
+        f"load average {load[0]:.2f} at end; "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     )
     out = write_results(
@@ -429,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         slices=slices,
         size=size,
         page_cache="cold" if args.cold else "warm",
+        extra_studies=args.extra,
         prefect_server="temporary, one a run" if args.temporary_server else "one running server",
     )
     print(f"written: {out}")

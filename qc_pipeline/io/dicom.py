@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, cast
 
 import pydicom
 import pydicom.config
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks, raw_element_value
@@ -142,11 +143,11 @@ class HeaderRead:
 
 def _bytes_needed(ds: Dataset) -> int | None:
     try:
-        rows = int(ds.Rows)
-        cols = int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rows = int(_value(ds, "Rows"))
+        cols = int(_value(ds, "Columns"))
+        bits = int(_value(ds, "BitsAllocated"))
+        samples = int(_value(ds, "SamplesPerPixel") or 1)
+        frames = int(_value(ds, "NumberOfFrames") or 1)
     except (AttributeError, TypeError, ValueError):
         return None
     return (rows * cols * samples * frames * bits + 7) // 8
@@ -327,9 +328,22 @@ def is_image(ds: Dataset, pixel: PixelDataCheck | None) -> bool:
     return bool(pixel and pixel.present) or ("Rows" in ds and "Columns" in ds)
 
 
+def _value(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)`` by tag number, half its cost (a header is read this way hundreds of
+    times for a long series); a value pydicom cannot convert raises, as from ``ds.get``."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return ds.get(keyword)
+    try:
+        element = ds[tag]
+    except KeyError:
+        return None
+    return element.value
+
+
 def text(ds: Dataset, keyword: str) -> str | None:
     """A header value as stripped text; None when absent or empty."""
-    value = ds.get(keyword)
+    value = _value(ds, keyword)
     if value is None:
         return None
     result = str(value).strip().strip("\x00").strip()
@@ -406,14 +420,14 @@ def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
                 return None  # a tag out of order, or garbage: pydicom decides what it is
             break
         if implicit:
-            vr = None
+            element_vr: bytes | None = None
             (length,) = struct.unpack_from("<I", head, position + 4)
             start = position + 8
         else:
-            vr = head[position + 4 : position + 6]
-            if not (vr.isalpha() and vr.isupper()):
+            element_vr = head[position + 4 : position + 6]
+            if not (element_vr.isalpha() and element_vr.isupper()):
                 return None  # not explicit VR after all: pydicom knows how to guess
-            if vr in _EXPLICIT_LONG_VRS:
+            if element_vr in _EXPLICIT_LONG_VRS:
                 if position + 12 > len(head):
                     return None
                 (length,) = struct.unpack_from("<I", head, position + 8)
@@ -426,7 +440,7 @@ def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
         wanted = _STUDY_KEY_TAGS.get(tag)
         if wanted is not None:
             keyword, expected_vr = wanted
-            if vr is not None and vr != expected_vr:
+            if element_vr is not None and element_vr != expected_vr:
                 return None
             raw[keyword] = head[start : start + length]
         elif tag == _SPECIFIC_CHARACTER_SET and length:

@@ -48,6 +48,7 @@ from qc_pipeline.io.geometry import (
     frame_functional_group,
     frame_geometry,
     has_functional_groups,
+    header_get,
     slice_normal,
     slice_position,
 )
@@ -146,7 +147,7 @@ def _name_files(paths: Sequence[Path]) -> str:
 
 
 def _header_int(ds: Dataset, keyword: str, path: Path, *, default: int | None = None) -> int:
-    value = as_floats(ds.get(keyword), count=1)
+    value = as_floats(header_get(ds, keyword), count=1)
     if value is None:
         if default is not None and keyword not in ds:
             return default
@@ -226,8 +227,8 @@ def _rescale_of(ds: Dataset, item: Dataset | None) -> tuple[float, float]:
     for source in (item, ds):
         if source is None:
             continue
-        slope = as_floats(source.get("RescaleSlope"), count=1)
-        intercept = as_floats(source.get("RescaleIntercept"), count=1)
+        slope = as_floats(header_get(source, "RescaleSlope"), count=1)
+        intercept = as_floats(header_get(source, "RescaleIntercept"), count=1)
         if slope is not None or intercept is not None:
             return (slope[0] if slope else 1.0, intercept[0] if intercept else 0.0)
     return (1.0, 0.0)
@@ -244,7 +245,7 @@ def _frames_of(file_index: int, ds: Dataset, n_frames: int) -> list[_Frame]:
     )
     if len(transforms) != n_frames:
         transforms = [None] * n_frames
-    instance = as_floats(ds.get("InstanceNumber"), count=1)
+    instance = as_floats(header_get(ds, "InstanceNumber"), count=1)
     frames = []
     for index in range(n_frames):
         geo = geometry[index] if geometry else None
@@ -260,7 +261,7 @@ def _frames_of(file_index: int, ds: Dataset, n_frames: int) -> list[_Frame]:
                 position=position,
                 normal=normal,
                 instance_number=instance[0] if instance is not None else math.inf,
-                sop_uid=str(ds.get("SOPInstanceUID", "")),
+                sop_uid=str(header_get(ds, "SOPInstanceUID", "")),
                 slope=slope,
                 intercept=intercept,
             )
@@ -586,7 +587,7 @@ def load_series(
     if len(sizes) > 1:
         detail = "; ".join(f"{r}x{c}: {_name_files(ps)}" for (r, c), ps in sizes.items())
         raise DegenerateInputError(f"mixed matrix sizes (Rows x Columns) in one series: {detail}")
-    photometrics = {str(ds.get("PhotometricInterpretation", "")).strip() for ds in datasets}
+    photometrics = {str(header_get(ds, "PhotometricInterpretation", "")).strip() for ds in datasets}
     if len(photometrics) > 1:
         raise DegenerateInputError(
             f"mixed PhotometricInterpretation in one series: {sorted(photometrics)} ({_name_files(paths)})"
@@ -635,7 +636,7 @@ def load_series(
     pixel_spacing = next(
         (_positive_pair(g.pixel_spacing) for g in frame_geometry(first) if _positive_pair(g.pixel_spacing)), None
     )
-    frames_of_reference = {str(ds.get("FrameOfReferenceUID", "") or "") for ds in datasets}
+    frames_of_reference = {str(header_get(ds, "FrameOfReferenceUID", "") or "") for ds in datasets}
     shared_for = frames_of_reference.pop() if len(frames_of_reference) == 1 else ""
     modality = str(first.get("Modality", "") or "").strip() or None
     return SeriesVolume(
