@@ -145,6 +145,27 @@ def _first(obj: Mapping[str, Any], tag: str) -> str | None:
     return str(value).strip() or None if value is not None else None
 
 
+def _bulk_data_emptied(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A WADO-RS metadata object with each bulk data reference (``BulkDataURI``: the pixel data,
+    large binary values) replaced by an empty inline value, at any depth of its sequences.
+
+    What ``Dataset.from_json`` then makes is what it makes with a bulk data handler that returns
+    ``b""`` (the headers only, as a folder's are read), without its cost: pydicom inspects the
+    handler's signature for every element of every instance, a third of the time it takes to
+    build the 300 datasets of a CT from their metadata.
+    """
+    out: dict[str, Any] = {}
+    for tag, element in obj.items():
+        if isinstance(element, Mapping):
+            if "BulkDataURI" in element and "vr" in element:
+                element = {"vr": element["vr"], "InlineBinary": ""}
+            elif element.get("vr") == "SQ" and isinstance(element.get("Value"), list):
+                items = [_bulk_data_emptied(item) if isinstance(item, Mapping) else item for item in element["Value"]]
+                element = {**element, "Value": items}
+        out[tag] = element
+    return out
+
+
 def _strip_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     parts = urlsplit(url)
     if parts.username is None:
@@ -501,7 +522,7 @@ class DicomWebSource:
             location = f"{entry.study_instance_uid}/{_first(obj, _TAG_SERIES_UID) or '?'}/{sop}"
             has_pixels = "7FE00010" in obj
             try:
-                ds = Dataset.from_json(obj, bulk_data_uri_handler=lambda *_: b"")
+                ds = Dataset.from_json(_bulk_data_emptied(obj))
                 for _ in ds:  # convert every element now, so a bad value surfaces here
                     pass
             except Exception as exc:  # malformed JSON metadata from the server
