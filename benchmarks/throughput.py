@@ -373,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per input; the median is kept")
     parser.add_argument("--small", action="store_true", help="30 CT slices of 128², one run each: a quick check")
     parser.add_argument("--no-dicomweb", action="store_true", help="folder only (no Orthanc)")
-    parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. CT)")
+    parser.add_argument(
+        "--only",
+        help="run only the cases whose name matches this regular expression (e.g. CT, or CT.*²$ for the CT in files)",
+    )
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -428,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 server, env["PREFECT_API_URL"] = _start_server(work / "prefect-server")
             studies = _studies(work / "native", slices=slices, size=size)
             for name, paths in studies.items():
-                if args.only and args.only not in name:
+                if args.only and not re.search(args.only, name):
                     continue
                 for syntax in args.syntaxes.split(","):
                     first = paths if syntax == "native" else _j2k(paths, work / syntax / _slug(name))

@@ -17,13 +17,14 @@ from typing import Any, BinaryIO, cast
 
 import pydicom
 import pydicom.config
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks, raw_element_value
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import PersonName
+
+from qc_pipeline.io.geometry import header_get
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,11 @@ class HeaderRead:
 
 def _bytes_needed(ds: Dataset) -> int | None:
     try:
-        rows = int(_value(ds, "Rows"))
-        cols = int(_value(ds, "Columns"))
-        bits = int(_value(ds, "BitsAllocated"))
-        samples = int(_value(ds, "SamplesPerPixel") or 1)
-        frames = int(_value(ds, "NumberOfFrames") or 1)
+        rows = int(header_get(ds, "Rows"))
+        cols = int(header_get(ds, "Columns"))
+        bits = int(header_get(ds, "BitsAllocated"))
+        samples = int(header_get(ds, "SamplesPerPixel") or 1)
+        frames = int(header_get(ds, "NumberOfFrames") or 1)
     except (AttributeError, TypeError, ValueError):
         return None
     return (rows * cols * samples * frames * bits + 7) // 8
@@ -328,22 +329,9 @@ def is_image(ds: Dataset, pixel: PixelDataCheck | None) -> bool:
     return bool(pixel and pixel.present) or ("Rows" in ds and "Columns" in ds)
 
 
-def _value(ds: Dataset, keyword: str) -> Any:
-    """``ds.get(keyword)`` by tag number, half its cost (a header is read this way hundreds of
-    times for a long series); a value pydicom cannot convert raises, as from ``ds.get``."""
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        return ds.get(keyword)
-    try:
-        element = ds[tag]
-    except KeyError:
-        return None
-    return element.value
-
-
 def text(ds: Dataset, keyword: str) -> str | None:
     """A header value as stripped text; None when absent or empty."""
-    value = _value(ds, keyword)
+    value = header_get(ds, keyword)
     if value is None:
         return None
     result = str(value).strip().strip("\x00").strip()
@@ -370,6 +358,35 @@ def _walkable_syntax(syntax: str) -> bool | None:
     return bool(uid.is_implicit_VR)
 
 
+def _element_at(head: bytes, position: int, *, implicit: bool) -> tuple[int, bytes | None, int, int] | None:
+    """The little-endian element whose header starts at ``position``: (tag as one number, VR or
+    None when implicit, where its value starts, its length). None where the element does not lie
+    within ``head`` whole, has an undefined length, or its VR is not two capital letters."""
+    if position + 8 > len(head):
+        return None
+    group, element = struct.unpack_from("<HH", head, position)
+    tag = group << 16 | element
+    vr: bytes | None = None
+    if implicit:
+        (length,) = struct.unpack_from("<I", head, position + 4)
+        start = position + 8
+    else:
+        vr = head[position + 4 : position + 6]
+        if not (vr.isalpha() and vr.isupper()):
+            return None  # not explicit VR after all: pydicom knows how to guess
+        if vr in _EXPLICIT_LONG_VRS:
+            if position + 12 > len(head):
+                return None
+            (length,) = struct.unpack_from("<I", head, position + 8)
+            start = position + 12
+        else:
+            (length,) = struct.unpack_from("<H", head, position + 6)
+            start = position + 8
+    if length == UNDEFINED_LENGTH or start + length > len(head):
+        return None
+    return tag, vr, start, length
+
+
 def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
     """StudyInstanceUID, PatientID and StudyDate read from the first bytes of a Part 10 file, as
     ``pydicom.dcmread(..., stop_before_pixels=True, specific_tags=[...])`` reads them, without it.
@@ -387,21 +404,13 @@ def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
     position = _PREAMBLE_END
     syntax: str | None = None
     while position + 8 <= len(head):  # the file meta group: explicit VR little endian
-        group, element = struct.unpack_from("<HH", head, position)
-        if group != 0x0002:
-            break
-        vr = head[position + 4 : position + 6]
-        if vr in _EXPLICIT_LONG_VRS:
-            if position + 12 > len(head):
-                return None
-            (length,) = struct.unpack_from("<I", head, position + 8)
-            start = position + 12
-        else:
-            (length,) = struct.unpack_from("<H", head, position + 6)
-            start = position + 8
-        if length == UNDEFINED_LENGTH or start + length > len(head):
+        if struct.unpack_from("<H", head, position)[0] != 0x0002:
+            break  # the dataset starts, in the transfer syntax the meta group names
+        found = _element_at(head, position, implicit=False)
+        if found is None:
             return None
-        if element == 0x0010:
+        tag, _vr, start, length = found
+        if tag == 0x00020010:
             syntax = head[start : start + length].decode("ascii", "replace").rstrip("\0 ")
         position = start + length
     if syntax is None:
@@ -411,32 +420,17 @@ def study_keys_from_head(head: bytes) -> dict[str, str | None] | None:
         return None
     raw: dict[str, bytes] = {}
     while True:
-        if position + 8 > len(head):
+        if position + 4 > len(head):
             return None  # the header goes on past what was read
-        (tag,) = struct.unpack_from("<I", head, position)
-        tag = (tag & 0xFFFF) << 16 | tag >> 16  # (group, element) as one number
-        if tag >= _FIRST_PIXEL_TAG:
-            if tag not in _PIXEL_TAGS:
+        group, element = struct.unpack_from("<HH", head, position)
+        if group << 16 | element >= _FIRST_PIXEL_TAG:  # the pixel data, of any length: the header ends
+            if group << 16 | element not in _PIXEL_TAGS:
                 return None  # a tag out of order, or garbage: pydicom decides what it is
             break
-        if implicit:
-            element_vr: bytes | None = None
-            (length,) = struct.unpack_from("<I", head, position + 4)
-            start = position + 8
-        else:
-            element_vr = head[position + 4 : position + 6]
-            if not (element_vr.isalpha() and element_vr.isupper()):
-                return None  # not explicit VR after all: pydicom knows how to guess
-            if element_vr in _EXPLICIT_LONG_VRS:
-                if position + 12 > len(head):
-                    return None
-                (length,) = struct.unpack_from("<I", head, position + 8)
-                start = position + 12
-            else:
-                (length,) = struct.unpack_from("<H", head, position + 6)
-                start = position + 8
-        if length == UNDEFINED_LENGTH or start + length > len(head):
-            return None
+        found = _element_at(head, position, implicit=implicit)
+        if found is None:
+            return None  # the header goes on past what was read, or is not plain to walk
+        tag, element_vr, start, length = found
         wanted = _STUDY_KEY_TAGS.get(tag)
         if wanted is not None:
             keyword, expected_vr = wanted

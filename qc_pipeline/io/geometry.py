@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from pydicom.datadict import tag_for_keyword
@@ -198,7 +198,7 @@ def header_value(ds: Dataset | None, keyword: str | int) -> object:
         return None
 
 
-def header_get(ds: Dataset, keyword: str, default: object = None) -> object:
+def header_get(ds: Dataset, keyword: str, default: object = None) -> Any:
     """``ds.get(keyword, default)``, looked up by tag number (half the cost): the value, or
     ``default`` when the element is absent. Unlike :func:`header_value`, a value pydicom cannot
     convert raises, as from ``ds.get``."""

@@ -76,3 +76,13 @@ def test_what_the_fast_path_leaves_to_pydicom(tmp_path):
         assert study_keys_from_head(_head(Path(get_testdata_files(name)[0]))) is None, name
     japanese = Path(get_charset_files("chrH31.dcm")[0])  # ISO 2022 IR 87: escape sequences
     assert study_keys_from_head(_head(japanese)) is None
+
+
+def test_implicit_vr_and_compressed_files_take_the_fast_path():
+    """Implicit VR little endian, and a compressed image whose pixel data has no defined length:
+    both are plain to walk up to the pixel data, and read as pydicom reads them."""
+    for name in ("MR_small_implicit.dcm", "JPEGLSNearLossless_08.dcm"):
+        path = Path(get_testdata_files(name)[0])
+        keys = study_keys_from_head(_head(path))
+        assert keys is not None, name
+        assert _keys(path, _head(path)) == _read_keys(path), name
