@@ -242,7 +242,7 @@ def study_threads(source: str, threads: int | None = None) -> int:
     """How many studies the flow judges at once on its own thread pool (no Dask).
 
     ``threads`` when given; else ``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` when the
-    operator set it; else one thread per CPU but one for a folder, at least one (reading local
+    operator set it; else, for a folder, one thread fewer than the CPUs, at least one (reading local
     files and measuring pixels keep a core busy, and much of a study's work is Python holding the
     interpreter lock, so more threads only take turns; the core left over runs what else the run
     needs: the flow's own threads that submit tasks and send their states and logs to Prefect,
