@@ -1,15 +1,17 @@
 """Throughput end to end: the real CLI (``qc-pipeline run``) on CT, MR and DR studies, uncompressed
 and JPEG 2000 Lossless, from a folder and over DICOMweb (a real Orthanc on loopback).
 
-For each case two distinct studies are made from one written study (the copy has new study,
-series and instance UIDs and another patient; its pixel data is the same bytes, so no second
-encoding), and the CLI is run on 1 and on 2 of them (a fresh SQLite database per run, each input
-run once untimed first: page cache, imports, Prefect's first start), every run reporting to one
+For each case 1 + ``--extra`` distinct studies are made from one written study (each copy has new
+study, series and instance UIDs and another patient; its pixel data is the same bytes, so no
+second encoding), and the CLI is run on the first alone and on all of them, the two runs in turn
+(a fresh SQLite database per run, each input run once untimed first: page cache, imports,
+Prefect's first start), every run reporting to one
 Prefect server started for the benchmark (``--temporary-server``: each run starts Prefect's
 temporary server, whose 8 s vary by more than a study costs). Per case it prints:
 
-- ``wall``: the marginal wall time of one study, run(2 studies) - run(1 study) (median of
-  ``--repeat``): start-up, Prefect and the store's set-up cancel out;
+- ``wall``: the marginal wall time of one study, (run(1 + N studies) - run(1 study)) / N, N =
+  ``--extra`` (medians of ``--repeat``): start-up, Prefect and the store's set-up cancel out, and
+  a larger N divides the runs' noise;
 - ``cpu``: the same difference of the CLI process's CPU time (user + system): on shared cores it
   moves less than wall time;
 - ``bare``: bare full decode, ``pydicom.dcmread(path).pixel_array`` of every file of one study;
@@ -36,6 +38,7 @@ DICOMweb a study fetches <= 20 % of its bytes.
     .venv/bin/python -m benchmarks.throughput                  # 300 x 512² CT (about 15 minutes on 2 cores)
     .venv/bin/python -m benchmarks.throughput --slices 100     # fewer CT slices
     .venv/bin/python -m benchmarks.throughput --small          # a quick check of the script
+    .venv/bin/python -m benchmarks.throughput --no-dicomweb --only CT --syntaxes native --cold --repeat 5 --extra 3
 """
 
 from __future__ import annotations
